@@ -1,0 +1,110 @@
+//! `clusterctl`, Hearth's `pvenode`/`pvecm` side: for now the node's worker tasks (list, log,
+//! status, stop). The binary is a thin `main`; xtask and tests use [`command`] and [`run`].
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::{ArgMatches, Command};
+use hearth_client::cli::{self, OutputFormat};
+
+/// The program name, for messages and the software string sent to hearthd.
+const BIN: &str = "clusterctl";
+
+/// The whole command line of `clusterctl`.
+pub fn command() -> Command {
+    Command::new(BIN)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Manage the Hearth node and cluster")
+        .long_about(
+            "Manage the Hearth node and cluster, the way pvenode and pvecm do on Proxmox VE. \
+             For now it shows and stops worker tasks: the long operations (create, destroy, \
+             start, backup, ...) that hearthd runs in the background, each with a UPID, a log \
+             and a final status.\n\n\
+             clusterctl is a thin client that asks hearthd through \
+             $HEARTH_ROOT/run/hearth/hearthd.sock (default /run/hearth/hearthd.sock).\n\n\
+             Exit status: 0 on success, 1 if the operation failed, 2 for a usage error.",
+        )
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .arg(cli::output_format_arg())
+        .subcommand(cmd::task::command())
+}
+
+/// Runs the subcommand that `matches` (from [`command`]) selected.
+pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
+    match matches.subcommand() {
+        Some(("task", sub)) => cmd::task::run(sub),
+        Some((other, _)) => bail!("unknown command '{other}'"),
+        None => bail!("no command given; see `clusterctl --help`"),
+    }
+}
+
+/// `clusterctl`'s `main`: parse, run, exit 0, 1 or 2.
+pub fn main() -> ExitCode {
+    cli::run_cli(BIN, command(), run)
+}
+
+/// The output format of the innermost subcommand; `--output-format` is global.
+fn leaf_format(matches: &ArgMatches) -> OutputFormat {
+    OutputFormat::from_matches(matches)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn parses_task_commands() {
+        let upid = "UPID:pve1:000A1B2C:0012D687:6650A1F0:qmstart:100:root@pam:";
+        let m = command()
+            .try_get_matches_from([
+                "clusterctl",
+                "task",
+                "log",
+                upid,
+                "--start",
+                "5",
+                "--output-format",
+                "json",
+            ])
+            .unwrap();
+        let (_, task) = m.subcommand().unwrap();
+        let (name, log) = task.subcommand().unwrap();
+        assert_eq!(name, "log");
+        assert_eq!(leaf_format(log), OutputFormat::Json);
+        assert_eq!(cli::get_upid(log, "upid").unwrap().to_string(), upid);
+        assert_eq!(log.get_one::<usize>("start"), Some(&5));
+        let m = command()
+            .try_get_matches_from([
+                "clusterctl",
+                "task",
+                "list",
+                "--vmid",
+                "100",
+                "--errors",
+                "--limit",
+                "3",
+            ])
+            .unwrap();
+        assert!(m.subcommand().is_some());
+        for bad in [
+            &["clusterctl", "task", "status", "UPID:x"][..],
+            &["clusterctl", "task", "list", "--vmid", "5"],
+            &["clusterctl", "task"],
+        ] {
+            assert_eq!(
+                command().try_get_matches_from(bad).unwrap_err().exit_code(),
+                2,
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! `ctctl pending`: print configuration changes waiting for the next start, as `pct pending`.
+
+use anyhow::Context;
+use clap::{ArgMatches, Command};
+use hearth_client::cli::{self, OutputFormat};
+use hearth_proto::{CtRequest, Payload, Request};
+
+pub fn command() -> Command {
+    Command::new("pending")
+        .about("Print the pending configuration changes of a container")
+        .long_about(
+            "Print the configuration of a container together with its pending changes, as pct \
+             pending does: 'cur key: value' for the value in effect, 'new key: value' for a \
+             value that applies at the next start and 'del key: value' for a key that will be \
+             removed. `ctctl set --revert <keys>` drops pending changes.",
+        )
+        .arg(cli::vmid_arg("ctid", "The container to show"))
+}
+
+pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
+    let vmid = cli::required_vmid(matches, "ctid")?;
+    let mut client = cli::connect(crate::BIN)?;
+    let request = Request::Ct(CtRequest::Pending { vmid });
+    match client
+        .call(&request)
+        .with_context(|| format!("reading the pending changes of CT {vmid}"))?
+    {
+        Payload::Pending(items) => cli::print_pending(&items, format),
+        other => Err(cli::unexpected(&other)),
+    }
+}

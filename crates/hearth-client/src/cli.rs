@@ -1,0 +1,677 @@
+//! What Hearth's command-line tools share beyond the connection: output formats, aligned tables,
+//! JSON, the schema-generated `--<key> <value>` options, task following and exit codes.
+//!
+//! Exit codes are the same in every tool: 0 success, 1 the operation failed, 2 usage error.
+
+use std::fmt::Write as _;
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow, bail};
+use clap::builder::PossibleValue;
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Command, ValueEnum};
+use hearth_core::schema::Scope;
+use hearth_core::{GuestKind, Upid, Vmid};
+use hearth_proto::{
+    GuestConfigView, Payload, PendingItem, Request, TaskEvent, TaskInfo, TaskState,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::{Client, default_root};
+
+/// How a command prints its result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Aligned tables and `key: value` lines for people.
+    #[default]
+    Text,
+    /// One line of JSON for scripts.
+    Json,
+    /// Indented JSON.
+    JsonPretty,
+}
+
+const OUTPUT_FORMAT: &str = "output-format";
+
+impl ValueEnum for OutputFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            OutputFormat::Text,
+            OutputFormat::Json,
+            OutputFormat::JsonPretty,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            OutputFormat::Text => {
+                PossibleValue::new("text").help("aligned columns and key: value lines")
+            }
+            OutputFormat::Json => PossibleValue::new("json").help("compact JSON on one line"),
+            OutputFormat::JsonPretty => PossibleValue::new("json-pretty").help("indented JSON"),
+        })
+    }
+}
+
+impl OutputFormat {
+    /// The format chosen on the command line; global, so any level of matches knows it.
+    pub fn from_matches(matches: &ArgMatches) -> OutputFormat {
+        matches
+            .try_get_one::<OutputFormat>(OUTPUT_FORMAT)
+            .ok()
+            .flatten()
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub fn is_json(self) -> bool {
+        self != OutputFormat::Text
+    }
+}
+
+/// `--output-format text|json|json-pretty`, accepted by every command of every tool.
+pub fn output_format_arg() -> Arg {
+    Arg::new(OUTPUT_FORMAT)
+        .long(OUTPUT_FORMAT)
+        .value_name("FORMAT")
+        .value_parser(clap::builder::EnumValueParser::<OutputFormat>::new())
+        .default_value("text")
+        .global(true)
+        .help("Output format")
+        .long_help("Output format: 'text' for people, 'json' or 'json-pretty' for scripts; JSON output is stable.")
+}
+
+/// Standard output went away (`vmctl list | head -1`); not a failure of the command.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output is closed")]
+struct StdoutClosed;
+
+/// Writes text to standard output as is.
+pub fn print_text(text: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        other => other.context("writing to standard output"),
+    }
+}
+
+/// Prints any value as JSON, compact or pretty, followed by a newline.
+pub fn print_json<T: Serialize + ?Sized>(value: &T, format: OutputFormat) -> anyhow::Result<()> {
+    let mut text = match format {
+        OutputFormat::JsonPretty => serde_json::to_string_pretty(value),
+        _ => serde_json::to_string(value),
+    }
+    .context("encoding JSON")?;
+    text.push('\n');
+    print_text(&text)
+}
+
+/// How a table column lines up its cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    /// For numbers.
+    Right,
+}
+
+/// A text table: a header row, then rows, every column padded to its widest cell and separated by
+/// one space, as `qm list` prints.
+#[derive(Debug)]
+pub struct Table {
+    columns: Vec<(String, Align)>,
+    rows: Vec<(Vec<String>, bool)>,
+}
+
+impl Table {
+    pub fn new(columns: &[(&str, Align)]) -> Table {
+        Table {
+            columns: columns.iter().map(|(h, a)| ((*h).to_owned(), *a)).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push((cells, false));
+    }
+
+    /// A row whose last cell runs on over the remaining columns without widening them, for
+    /// messages such as a guest whose configuration cannot be read.
+    pub fn row_spanning(&mut self, cells: Vec<String>) {
+        self.rows.push((cells, true));
+    }
+
+    pub fn render(&self) -> String {
+        let mut widths: Vec<usize> = self
+            .columns
+            .iter()
+            .map(|(h, _)| h.chars().count())
+            .collect();
+        for (cells, spanning) in &self.rows {
+            let sized = if *spanning {
+                &cells[..cells.len().saturating_sub(1)]
+            } else {
+                &cells[..]
+            };
+            for (width, cell) in widths.iter_mut().zip(sized) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let header: Vec<String> = self.columns.iter().map(|(h, _)| h.clone()).collect();
+        let mut out = self.line(&header, false, &widths);
+        for (cells, spanning) in &self.rows {
+            out.push_str(&self.line(cells, *spanning, &widths));
+        }
+        out
+    }
+
+    fn line(&self, cells: &[String], spanning: bool, widths: &[usize]) -> String {
+        let mut line = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i > 0 {
+                line.push(' ');
+            }
+            let width = widths.get(i).copied().unwrap_or(0);
+            let _ = match self.columns.get(i) {
+                _ if spanning && i + 1 == cells.len() => write!(line, "{cell}"),
+                Some((_, Align::Right)) => write!(line, "{cell:>width$}"),
+                _ => write!(line, "{cell:<width$}"),
+            };
+        }
+        let mut line = line.trim_end().to_owned();
+        line.push('\n');
+        line
+    }
+
+    pub fn print(&self) -> anyhow::Result<()> {
+        print_text(&self.render())
+    }
+}
+
+/// One `--<key> <value>` option for every concrete user-settable key of the guest schema.
+///
+/// Indexed keys get one option per index; only index 0 is listed in help, naming the range.
+pub fn guest_config_args(kind: GuestKind) -> Vec<Arg> {
+    let mut args = Vec::new();
+    for def in kind.schema().keys.iter().filter(|d| d.scope == Scope::User) {
+        let mut help = format!("{} {}", def.help, def.value_hint());
+        if let Some(max) = def.max_index {
+            let _ = write!(help, " (--{0}0 to --{0}{max})", def.name);
+        }
+        for (i, name) in def.names().into_iter().enumerate() {
+            args.push(
+                Arg::new(name.clone())
+                    .long(name)
+                    .value_name("VALUE")
+                    .help(help.clone())
+                    .help_heading("Configuration")
+                    .hide(i > 0),
+            );
+        }
+    }
+    args
+}
+
+/// The configuration options given on the command line, in the order the user typed them.
+/// Values are passed on untouched: hearthd validates them.
+pub fn guest_config_options(kind: GuestKind, matches: &ArgMatches) -> Vec<(String, String)> {
+    let schema = kind.schema();
+    let mut given: Vec<(usize, String, String)> = matches
+        .ids()
+        .map(|id| id.as_str())
+        .filter(|id| schema.user_key(id).is_ok())
+        .filter(|id| matches.value_source(id) == Some(ValueSource::CommandLine))
+        .filter_map(|id| {
+            let index = matches.index_of(id)?;
+            let value = matches.try_get_one::<String>(id).ok().flatten()?;
+            Some((index, id.to_owned(), value.clone()))
+        })
+        .collect();
+    given.sort_by_key(|(index, _, _)| *index);
+    given
+        .into_iter()
+        .map(|(_, key, value)| (key, value))
+        .collect()
+}
+
+/// An option taking configuration keys (`--delete`, `--revert`), repeatable, each value a list
+/// separated by `,`, `;` or spaces.
+pub fn key_list_arg(name: &'static str, help: &'static str) -> Arg {
+    Arg::new(name)
+        .long(name)
+        .value_name("KEYS")
+        .action(ArgAction::Append)
+        .help(help)
+}
+
+/// The keys given to a [`key_list_arg`], split and in order.
+pub fn key_list(matches: &ArgMatches, name: &str) -> Vec<String> {
+    let values = matches
+        .try_get_many::<String>(name)
+        .ok()
+        .flatten()
+        .into_iter()
+        .flatten();
+    values
+        .flat_map(|v| v.split(|c: char| c == ',' || c == ';' || c.is_whitespace()))
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A required positional guest id, checked while parsing (100..999999999).
+pub fn vmid_arg(name: &'static str, help: &'static str) -> Arg {
+    Arg::new(name)
+        .value_name(name.to_ascii_uppercase())
+        .required(true)
+        .value_parser(|s: &str| s.parse::<Vmid>())
+        .help(help)
+}
+
+/// The guest id parsed by a [`vmid_arg`] or an optional `--vmid`.
+pub fn get_vmid(matches: &ArgMatches, name: &str) -> Option<Vmid> {
+    matches.try_get_one::<Vmid>(name).ok().flatten().copied()
+}
+
+/// The guest id parsed by a [`vmid_arg`], which clap makes sure is there.
+pub fn required_vmid(matches: &ArgMatches, name: &str) -> anyhow::Result<Vmid> {
+    get_vmid(matches, name).with_context(|| format!("missing <{name}>"))
+}
+
+/// A required positional task id, checked while parsing.
+pub fn upid_arg(name: &'static str, help: &'static str) -> Arg {
+    Arg::new(name)
+        .value_name("UPID")
+        .required(true)
+        .value_parser(|s: &str| s.parse::<Upid>())
+        .help(help)
+}
+
+/// The task id parsed by an [`upid_arg`].
+pub fn get_upid(matches: &ArgMatches, name: &str) -> anyhow::Result<Upid> {
+    matches
+        .try_get_one::<Upid>(name)
+        .ok()
+        .flatten()
+        .cloned()
+        .with_context(|| format!("missing <{name}>"))
+}
+
+/// Connects to the hearthd of `$HEARTH_ROOT` (or `/`) as `<bin> <version>`.
+pub fn connect(bin: &str) -> anyhow::Result<Client> {
+    Ok(Client::connect(
+        &default_root(),
+        &format!("{bin} {}", env!("CARGO_PKG_VERSION")),
+    )?)
+}
+
+/// The error for an answer of the wrong type; a hearthd that does not match this client.
+pub fn unexpected(payload: &Payload) -> anyhow::Error {
+    anyhow!("unexpected answer from hearthd: {payload:?}")
+}
+
+/// Sends a request that starts a task and follows the task to its end.
+pub fn run_task(
+    client: &mut Client,
+    request: &Request,
+    format: OutputFormat,
+) -> anyhow::Result<TaskInfo> {
+    match client.call(request)? {
+        Payload::Task(upid) => follow_task(client, &upid, format),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Follows a task. Text: log lines go to stdout as they arrive, with a progress bar on stderr if
+/// that is a terminal. JSON: nothing until the end, then the [`TaskInfo`]. A failed task fails
+/// the command with the task's message; warnings do not.
+pub fn follow_task(
+    client: &mut Client,
+    upid: &Upid,
+    format: OutputFormat,
+) -> anyhow::Result<TaskInfo> {
+    let text = format == OutputFormat::Text;
+    let show_bar = text && io::stderr().is_terminal();
+    let mut bar: Option<ProgressBar> = None;
+    let info = client
+        .follow(upid, |event| match event {
+            TaskEvent::Log(line) if text => {
+                // A closed stdout must not stop us from learning how the task ended.
+                let print = || {
+                    let _ = writeln!(io::stdout(), "{line}");
+                };
+                match &bar {
+                    Some(bar) => bar.suspend(print),
+                    None => print(),
+                }
+            }
+            TaskEvent::Progress { done, total } if show_bar => {
+                let bar = bar.get_or_insert_with(|| progress_bar(*total));
+                bar.set_length(*total);
+                bar.set_position(*done);
+            }
+            _ => {}
+        })
+        .with_context(|| format!("following task {upid}"))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if format.is_json() {
+        print_json(&info, format)?;
+    }
+    match &info.state {
+        TaskState::Ok | TaskState::Warnings { .. } => Ok(info),
+        TaskState::Error { message } => Err(anyhow!("{message}")),
+        TaskState::Unknown => {
+            bail!("task {upid} ended without a final status; see `clusterctl task log {upid}`")
+        }
+        TaskState::Running => {
+            bail!("hearthd stopped reporting task {upid} while it was still running")
+        }
+    }
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template("{wide_bar} {percent:>3}% {elapsed_precise}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Parses the arguments, runs the command and turns the outcome into an exit code: help and
+/// version 0, usage errors 2, failures 1 with `<name>: <error chain>` on stderr.
+pub fn run_cli(
+    name: &str,
+    command: Command,
+    run: impl FnOnce(&ArgMatches) -> anyhow::Result<()>,
+) -> ExitCode {
+    let matches = match command.try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    match run(&matches) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<StdoutClosed>().is_some() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes joined by `: ` as `{:#}` does, leaving out a cause whose text a
+/// message before it already includes.
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Escapes text for one-line display as Proxmox does for descriptions: control characters,
+/// bytes above ASCII, `:` and `%` become `%XX`.
+pub fn encode_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if !(0x20..=0x7e).contains(&b) || b == b':' || b == b'%' {
+            let _ = write!(out, "%{b:02X}");
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    out
+}
+
+fn display_value(key: &str, value: &serde_json::Value) -> String {
+    let text = match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Bool(b) => u8::from(*b).to_string(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    if key == "description" {
+        encode_text(&text)
+    } else {
+        text
+    }
+}
+
+/// `config` as `qm config` prints it: `key: value` lines sorted by key, description first.
+pub fn render_guest_config(view: &GuestConfigView) -> String {
+    let description = view.config.get_key_value("description");
+    let rest = view.config.iter().filter(|(k, _)| *k != "description");
+    let mut out = String::new();
+    for (key, value) in description.into_iter().chain(rest) {
+        let _ = writeln!(out, "{key}: {}", display_value(key, value));
+    }
+    out
+}
+
+/// Prints a configuration; JSON is the keys plus `digest`, as the REST API will return it.
+pub fn print_guest_config(view: &GuestConfigView, format: OutputFormat) -> anyhow::Result<()> {
+    if !format.is_json() {
+        return print_text(&render_guest_config(view));
+    }
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        view.config.clone().into_iter().collect();
+    object.insert("digest".into(), view.digest.clone().into());
+    print_json(&object, format)
+}
+
+/// `pending` as `qm pending` prints it: `cur`, `new` and `del` lines sorted by key.
+pub fn render_pending(items: &[PendingItem]) -> String {
+    let mut items: Vec<&PendingItem> = items.iter().collect();
+    items.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut out = String::new();
+    for item in items {
+        let key = &item.key;
+        let value = item.value.as_ref().map(|v| display_value(key, v));
+        let pending = item.pending.as_ref().map(|v| display_value(key, v));
+        match (value, pending) {
+            (Some(v), _) if item.delete => {
+                let _ = writeln!(out, "del {key}: {v}");
+            }
+            (Some(v), p) => {
+                let _ = writeln!(out, "cur {key}: {v}");
+                if let Some(p) = p {
+                    let _ = writeln!(out, "new {key}: {p}");
+                }
+            }
+            (None, Some(p)) => {
+                let _ = writeln!(out, "new {key}: {p}");
+            }
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+/// Prints pending changes, as text or as the list of items.
+pub fn print_pending(items: &[PendingItem], format: OutputFormat) -> anyhow::Result<()> {
+    if format.is_json() {
+        print_json(items, format)
+    } else {
+        print_text(&render_pending(items))
+    }
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` in UTC.
+pub fn format_utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(kind: GuestKind, args: &[&str]) -> ArgMatches {
+        Command::new("t")
+            .arg(output_format_arg())
+            .arg(key_list_arg("delete", "keys to delete"))
+            .args(guest_config_args(kind))
+            .try_get_matches_from(std::iter::once("t").chain(args.iter().copied()))
+            .unwrap()
+    }
+
+    #[test]
+    fn config_options_keep_command_line_order() {
+        let m = parse(
+            GuestKind::Vm,
+            &[
+                "--scsi30",
+                "local:8",
+                "--memory",
+                "2048",
+                "--net0=virtio",
+                "--delete",
+                "a,b;c d",
+                "--delete",
+                "e",
+            ],
+        );
+        let expected = [
+            ("scsi30", "local:8"),
+            ("memory", "2048"),
+            ("net0", "virtio"),
+        ];
+        assert_eq!(
+            guest_config_options(GuestKind::Vm, &m),
+            expected.map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        assert_eq!(key_list(&m, "delete"), ["a", "b", "c", "d", "e"]);
+        assert_eq!(OutputFormat::from_matches(&m), OutputFormat::Text);
+        let m = parse(
+            GuestKind::Ct,
+            &["--mp255", "x", "--output-format", "json-pretty"],
+        );
+        assert_eq!(
+            guest_config_options(GuestKind::Ct, &m),
+            [("mp255".to_owned(), "x".to_owned())]
+        );
+        assert_eq!(OutputFormat::from_matches(&m), OutputFormat::JsonPretty);
+        // Internal keys are not options.
+        let err = Command::new("t")
+            .args(guest_config_args(GuestKind::Vm))
+            .try_get_matches_from(["t", "--unused0", "x"]);
+        assert_eq!(err.unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let mut t = Table::new(&[
+            ("VMID", Align::Right),
+            ("NAME", Align::Left),
+            ("MEM", Align::Right),
+        ]);
+        t.row(vec!["100".into(), "web".into(), "2048".into()]);
+        t.row(vec!["1000".into(), "database".into(), "512".into()]);
+        t.row_spanning(vec![
+            "101".into(),
+            "error: a message far wider than the name column".into(),
+        ]);
+        assert_eq!(
+            t.render(),
+            "VMID NAME      MEM\n 100 web      2048\n1000 database  512\n 101 error: a message far wider than the name column\n"
+        );
+    }
+
+    #[test]
+    fn config_and_pending_text() {
+        let view = GuestConfigView {
+            vmid: Vmid::new(100).unwrap(),
+            digest: "abc".into(),
+            config: [
+                ("memory", json!(2048)),
+                ("description", json!("two\nlines: 100%")),
+                ("onboot", json!(true)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        };
+        assert_eq!(
+            render_guest_config(&view),
+            "description: two%0Alines%3A 100%25\nmemory: 2048\nonboot: 1\n"
+        );
+        let item = |key: &str,
+                    value: Option<serde_json::Value>,
+                    pending: Option<serde_json::Value>,
+                    delete| PendingItem {
+            key: key.into(),
+            value,
+            pending,
+            delete,
+        };
+        let items = [
+            item("name", None, Some(json!("web")), false),
+            item("cores", Some(json!(1)), Some(json!(2)), false),
+            item("tags", Some(json!("a")), None, true),
+            item("memory", Some(json!(512)), None, false),
+        ];
+        assert_eq!(
+            render_pending(&items),
+            "cur cores: 1\nnew cores: 2\ncur memory: 512\nnew name: web\ndel tags: a\n"
+        );
+    }
+
+    #[test]
+    fn error_chain_skips_repeated_causes() {
+        let io = io::Error::new(io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(io)
+            .context("connect: no such file")
+            .context("creating VM 100");
+        assert_eq!(error_chain(&e), "creating VM 100: connect: no such file");
+        assert_eq!(error_chain(&anyhow!("a").context("b")), "b: a");
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(1_716_560_368), "2024-05-24 14:19:28");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(format_utc(-1), "1969-12-31 23:59:59");
+    }
+
+    #[test]
+    fn vmid_errors_name_the_argument() {
+        let cmd = Command::new("t").arg(vmid_arg("vmid", "the VM"));
+        let err = cmd.try_get_matches_from(["t", "42"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(
+            text.contains("<VMID>") && text.contains("100 to 999999999"),
+            "{text}"
+        );
+    }
+}

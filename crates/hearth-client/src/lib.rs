@@ -1,0 +1,122 @@
+//! The blocking client Hearth's command-line tools share: it connects to hearthd's socket,
+//! exchanges Hello frames, sends requests and follows tasks. [`cli`] holds what the tools have
+//! in common beyond the connection: output formats, tables, task progress and exit codes.
+//!
+//! **Architecture invariant:** clients never touch `/etc/hearth` or run privileged commands;
+//! everything goes through hearthd, which decides who may do what.
+
+pub mod cli;
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use hearth_core::Upid;
+use hearth_proto::{
+    ClientHello, ErrorKind, ErrorReply, FrameError, PROTOCOL_VERSION, Payload, Request, Response, ServerHello,
+    TaskEvent, TaskInfo, TaskRequest, read_frame, write_frame,
+};
+
+/// The socket under a node root.
+pub fn socket_path(root: &Path) -> PathBuf {
+    root.join("run/hearth/hearthd.sock")
+}
+
+/// The node root clients use: `$HEARTH_ROOT`, or `/`.
+pub fn default_root() -> PathBuf {
+    std::env::var_os("HEARTH_ROOT").map_or_else(|| PathBuf::from("/"), PathBuf::from)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to hearthd at {}: {source}; is hearthd running?", path.display())]
+    Connect { path: PathBuf, source: io::Error },
+    #[error("hearthd closed the connection")]
+    Closed,
+    #[error("talking to hearthd")]
+    Frame(#[from] FrameError),
+    #[error("hearthd speaks protocol version {server}, this client speaks {PROTOCOL_VERSION}")]
+    Version { server: u32 },
+    #[error("unexpected answer from hearthd: {0}")]
+    Unexpected(String),
+    /// hearthd refused or failed the request.
+    #[error(transparent)]
+    Server(#[from] ErrorReply),
+}
+
+impl ClientError {
+    /// The server's error kind, if the server answered with an error.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            ClientError::Server(reply) => Some(reply.kind),
+            _ => None,
+        }
+    }
+}
+
+/// A connection to hearthd after a successful handshake.
+#[derive(Debug)]
+pub struct Client {
+    stream: UnixStream,
+    hello: ServerHello,
+}
+
+impl Client {
+    /// Connects to the hearthd serving `root` and introduces itself as `software`.
+    pub fn connect(root: &Path, software: &str) -> Result<Client, ClientError> {
+        let path = socket_path(root);
+        let mut stream = UnixStream::connect(&path).map_err(|source| ClientError::Connect { path, source })?;
+        let hello = ClientHello { protocol_version: PROTOCOL_VERSION, software: software.to_owned() };
+        write_frame(&mut stream, &hello)?;
+        let reply: Response = match read_frame::<serde_json::Value>(&mut stream)? {
+            None => return Err(ClientError::Closed),
+            Some(value) => match serde_json::from_value::<ServerHello>(value.clone()) {
+                Ok(hello) if hello.protocol_version != PROTOCOL_VERSION => {
+                    return Err(ClientError::Version { server: hello.protocol_version });
+                }
+                Ok(hello) => return Ok(Client { stream, hello }),
+                Err(_) => serde_json::from_value(value).map_err(|e| ClientError::Unexpected(e.to_string()))?,
+            },
+        };
+        match reply {
+            Response::Error(e) => Err(ClientError::Server(e)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// What the server said about itself and the caller.
+    pub fn hello(&self) -> &ServerHello {
+        &self.hello
+    }
+
+    /// Sends one request and waits for its answer.
+    pub fn call(&mut self, request: &Request) -> Result<Payload, ClientError> {
+        write_frame(&mut self.stream, request)?;
+        loop {
+            match read_frame::<Response>(&mut self.stream)?.ok_or(ClientError::Closed)? {
+                Response::Ok(payload) => return Ok(payload),
+                Response::Error(e) => return Err(ClientError::Server(e)),
+                // Events only belong to Follow; skip any that a newer server sends.
+                Response::Event(_) => {}
+            }
+        }
+    }
+
+    /// Follows a task from its first log line to its end, handing every event to `on_event`.
+    pub fn follow(&mut self, upid: &Upid, mut on_event: impl FnMut(&TaskEvent)) -> Result<TaskInfo, ClientError> {
+        write_frame(&mut self.stream, &Request::Task(TaskRequest::Follow { upid: upid.clone() }))?;
+        loop {
+            match read_frame::<Response>(&mut self.stream)?.ok_or(ClientError::Closed)? {
+                Response::Event(event) => on_event(&event),
+                Response::Ok(Payload::TaskStatus(info)) => return Ok(info),
+                Response::Ok(other) => return Err(ClientError::Unexpected(format!("{other:?}"))),
+                Response::Error(e) => return Err(ClientError::Server(e)),
+            }
+        }
+    }
+
+    /// Sends raw bytes; for tests of the server's frame handling.
+    pub fn stream(&mut self) -> &mut UnixStream {
+        &mut self.stream
+    }
+}

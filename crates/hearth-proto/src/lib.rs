@@ -1,0 +1,412 @@
+//! The wire protocol between Hearth's clients and hearthd.
+//!
+//! **Framing.** Every message is a frame: a `u32` big-endian length, then that many bytes of
+//! JSON. A frame is at most [`MAX_FRAME`] bytes; a peer that announces more is disconnected.
+//!
+//! **Conversation.** The client sends [`ClientHello`], the server answers [`ServerHello`] (or an
+//! error and closes). Then the client sends [`Request`]s, one at a time; each is answered by
+//! zero or more [`Response::Event`] frames (only for requests that follow a task) and exactly one
+//! [`Response::Ok`] or [`Response::Error`].
+//!
+//! **Stability.** Variants and fields are only ever added, never renamed or reordered; new fields
+//! carry `#[serde(default)]` so older peers keep working within one protocol version.
+//!
+//! Each request documents the ACL path and privileges it needs and the REST route the HTTP API
+//! will give it.
+
+mod frame;
+
+pub use frame::{FrameError, MAX_FRAME, decode, encode, read_frame, write_frame};
+
+use std::collections::BTreeMap;
+
+use hearth_core::{Upid, Vmid};
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a change would break older peers.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The client's first frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientHello {
+    pub protocol_version: u32,
+    /// Client program and version, for logs: `vmctl 0.1.0`.
+    pub software: String,
+}
+
+/// The server's first frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerHello {
+    pub protocol_version: u32,
+    pub software: String,
+    /// The node this hearthd manages.
+    pub node: String,
+    /// Who the server took the caller to be: `root@pam`.
+    pub identity: String,
+}
+
+/// Everything a client can ask, grouped per domain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    Vm(VmRequest),
+    Ct(CtRequest),
+    Task(TaskRequest),
+}
+
+/// Virtual machines (`vmctl`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmRequest {
+    /// Creates a VM; answers with the task. `/vms/{vmid}`: VM.Allocate.
+    /// REST: `POST /nodes/{node}/qemu`.
+    Create(CreateGuest),
+    /// Changes configuration keys. `/vms/{vmid}`: VM.Config.* for the keys touched.
+    /// REST: `PUT /nodes/{node}/qemu/{vmid}/config`.
+    Set(SetGuest),
+    /// Reads the configuration. `/vms/{vmid}`: VM.Audit.
+    /// REST: `GET /nodes/{node}/qemu/{vmid}/config`.
+    Config(GetConfig),
+    /// Lists pending changes. `/vms/{vmid}`: VM.Audit.
+    /// REST: `GET /nodes/{node}/qemu/{vmid}/pending`.
+    Pending { vmid: Vmid },
+    /// Lists VMs the caller may audit. `/vms/{vmid}`: VM.Audit, per VM.
+    /// REST: `GET /nodes/{node}/qemu`.
+    List,
+    /// Destroys a VM; answers with the task. `/vms/{vmid}`: VM.Allocate.
+    /// REST: `DELETE /nodes/{node}/qemu/{vmid}`.
+    Destroy(DestroyGuest),
+    /// Reserves and returns the lowest free id. `/vms`: VM.Allocate.
+    /// REST: `GET /cluster/nextid`.
+    NextId,
+    /// Removes a stale lock. `/vms/{vmid}`: VM.Config.Options (root only in Proxmox).
+    /// REST: `PUT /nodes/{node}/qemu/{vmid}/config` with `delete=lock`.
+    Unlock { vmid: Vmid },
+}
+
+/// Containers (`ctctl`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CtRequest {
+    /// Creates a container; answers with the task. `/vms/{vmid}`: VM.Allocate.
+    /// REST: `POST /nodes/{node}/lxc`.
+    Create(CreateGuest),
+    /// Changes configuration keys. `/vms/{vmid}`: VM.Config.* for the keys touched.
+    /// REST: `PUT /nodes/{node}/lxc/{vmid}/config`.
+    Set(SetGuest),
+    /// Reads the configuration. `/vms/{vmid}`: VM.Audit.
+    /// REST: `GET /nodes/{node}/lxc/{vmid}/config`.
+    Config(GetConfig),
+    /// Lists pending changes. `/vms/{vmid}`: VM.Audit.
+    /// REST: `GET /nodes/{node}/lxc/{vmid}/pending`.
+    Pending { vmid: Vmid },
+    /// Lists containers the caller may audit. `/vms/{vmid}`: VM.Audit, per container.
+    /// REST: `GET /nodes/{node}/lxc`.
+    List,
+    /// Destroys a container; answers with the task. `/vms/{vmid}`: VM.Allocate.
+    /// REST: `DELETE /nodes/{node}/lxc/{vmid}`.
+    Destroy(DestroyGuest),
+    /// Removes a stale lock. `/vms/{vmid}`: VM.Config.Options.
+    /// REST: `PUT /nodes/{node}/lxc/{vmid}/config` with `delete=lock`.
+    Unlock { vmid: Vmid },
+}
+
+/// Worker tasks (`clusterctl task`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskRequest {
+    /// Lists tasks, newest first. `/nodes/{node}`: Sys.Audit (own tasks always visible).
+    /// REST: `GET /nodes/{node}/tasks`.
+    List(TaskFilter),
+    /// Reads log lines from `start` on. Own task, or `/nodes/{node}`: Sys.Audit.
+    /// REST: `GET /nodes/{node}/tasks/{upid}/log`.
+    Log { upid: Upid, start: usize },
+    /// Reads the state of one task. Own task, or `/nodes/{node}`: Sys.Audit.
+    /// REST: `GET /nodes/{node}/tasks/{upid}/status`.
+    Status { upid: Upid },
+    /// Asks a running task to stop. Own task, or `/nodes/{node}`: Sys.Modify.
+    /// REST: `DELETE /nodes/{node}/tasks/{upid}`.
+    Stop { upid: Upid },
+    /// Streams the task's log lines and progress as [`Response::Event`]s from the first line,
+    /// then answers with its final [`TaskInfo`]. Same rights as `Log`.
+    Follow { upid: Upid },
+}
+
+/// A new guest: its id and `--key value` options as given on the command line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateGuest {
+    pub vmid: Vmid,
+    pub options: Vec<(String, String)>,
+}
+
+/// A configuration change, as `qm set`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetGuest {
+    pub vmid: Vmid,
+    #[serde(default)]
+    pub options: Vec<(String, String)>,
+    /// Keys to remove.
+    #[serde(default)]
+    pub delete: Vec<String>,
+    /// Pending changes to drop.
+    #[serde(default)]
+    pub revert: Vec<String>,
+    /// Refuse the change unless the file still has this digest.
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+/// Which configuration to read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetConfig {
+    pub vmid: Vmid,
+    /// Ignore pending changes.
+    #[serde(default)]
+    pub current: bool,
+    /// Read a snapshot's configuration instead.
+    #[serde(default)]
+    pub snapshot: Option<String>,
+}
+
+/// A guest to remove.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestroyGuest {
+    pub vmid: Vmid,
+    /// Also remove the guest from jobs and other references.
+    #[serde(default)]
+    pub purge: bool,
+}
+
+/// Which tasks to list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFilter {
+    /// Only tasks of this type (`qmcreate`).
+    #[serde(default)]
+    pub typefilter: Option<String>,
+    /// Only tasks about this guest.
+    #[serde(default)]
+    pub vmid: Option<Vmid>,
+    /// Only failed tasks.
+    #[serde(default)]
+    pub errors: bool,
+    /// Only running tasks.
+    #[serde(default)]
+    pub running: bool,
+    /// At most this many (default 50).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// The server's answer to a request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Ok(Payload),
+    Error(ErrorReply),
+    /// Something a followed task did; more frames follow.
+    Event(TaskEvent),
+}
+
+/// What a successful request returns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payload {
+    Empty,
+    /// The digest of the file after a change.
+    Digest(String),
+    Config(GuestConfigView),
+    Pending(Vec<PendingItem>),
+    Guests(Vec<GuestSummary>),
+    NextId(Vmid),
+    /// A task was started.
+    Task(Upid),
+    Tasks(Vec<TaskInfo>),
+    TaskLog(Vec<String>),
+    TaskStatus(TaskInfo),
+}
+
+/// A failure, with a kind a script can branch on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ErrorReply {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The guest, task or key does not exist.
+    NotFound,
+    /// The caller lacks a privilege.
+    PermissionDenied,
+    /// Stale digest, id already used, or state changed underneath.
+    Conflict,
+    /// The request itself is wrong: unknown key, bad value.
+    Invalid,
+    /// The guest carries a lock.
+    Locked,
+    /// Someone else is working on it; try again.
+    Busy,
+    /// Something the request needs is missing or broken on this node.
+    Unavailable,
+    /// A bug or an unexpected system error.
+    Internal,
+    /// The peer broke the protocol.
+    Protocol,
+}
+
+impl ErrorReply {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ErrorReply {
+        ErrorReply { kind, message: message.into() }
+    }
+}
+
+/// A guest's configuration as `config` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GuestConfigView {
+    pub vmid: Vmid,
+    /// The file's digest, to pass back with `--digest`.
+    pub digest: String,
+    /// Keys and values; values keep their JSON type (numbers, booleans as 0/1 like Proxmox,
+    /// strings).
+    pub config: BTreeMap<String, serde_json::Value>,
+}
+
+/// One key of `pending` output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingItem {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete: bool,
+}
+
+/// One line of `list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestSummary {
+    pub vmid: Vmid,
+    /// `qemu` or `lxc`.
+    #[serde(rename = "type")]
+    pub guest_type: String,
+    pub name: String,
+    /// `running` or `stopped`.
+    pub status: String,
+    #[serde(default)]
+    pub lock: Option<String>,
+    /// Configured memory in MiB.
+    pub maxmem_mib: u64,
+    /// Size of the boot disk (VMs) or root file system (containers) in bytes, if known.
+    pub maxdisk: u64,
+    #[serde(default)]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub tags: String,
+    #[serde(default)]
+    pub template: bool,
+    /// Set when the configuration file cannot be read; the other fields are then defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Something a running task reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskEvent {
+    /// A line of the task log.
+    Log(String),
+    /// Work done so far, in units of the task's choosing (bytes, guests).
+    Progress { done: u64, total: u64 },
+}
+
+/// The state of a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum TaskState {
+    Running,
+    Ok,
+    Warnings { count: u32 },
+    Error { message: String },
+    /// The task's process ended without writing a final status (e.g. hearthd was killed).
+    Unknown,
+}
+
+impl TaskState {
+    /// The status line Proxmox writes at the end of a task log, without `TASK `.
+    pub fn status_text(&self) -> String {
+        match self {
+            TaskState::Running => "running".into(),
+            TaskState::Ok => "OK".into(),
+            TaskState::Warnings { count } => format!("WARNINGS: {count}"),
+            TaskState::Error { message } => format!("ERROR: {message}"),
+            TaskState::Unknown => "unexpected status".into(),
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(self, TaskState::Running)
+    }
+}
+
+/// A task as `task list` and `task status` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub upid: Upid,
+    #[serde(rename = "type")]
+    pub worker_type: String,
+    pub id: String,
+    pub user: String,
+    pub starttime: u32,
+    #[serde(default)]
+    pub endtime: Option<u32>,
+    #[serde(flatten)]
+    pub state: TaskState,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_form_is_stable_json() {
+        let req = Request::Vm(VmRequest::Set(SetGuest {
+            vmid: Vmid::new(100).unwrap(),
+            options: vec![("memory".into(), "2048".into())],
+            delete: vec!["tags".into()],
+            revert: vec![],
+            digest: None,
+        }));
+        let json = serde_json::to_string(&req).unwrap();
+        assert_eq!(
+            json,
+            r#"{"vm":{"set":{"vmid":100,"options":[["memory","2048"]],"delete":["tags"],"revert":[],"digest":null}}}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), req);
+        // Older clients may leave out defaulted fields.
+        let short: Request = serde_json::from_str(r#"{"vm":{"set":{"vmid":100}}}"#).unwrap();
+        assert!(matches!(short, Request::Vm(VmRequest::Set(SetGuest { digest: None, .. }))));
+        // Out-of-range ids are refused while decoding.
+        assert!(serde_json::from_str::<Request>(r#"{"vm":{"pending":{"vmid":99}}}"#).is_err());
+        let err = Response::Error(ErrorReply::new(ErrorKind::Conflict, "digest mismatch"));
+        assert_eq!(serde_json::to_string(&err).unwrap(), r#"{"error":{"kind":"conflict","message":"digest mismatch"}}"#);
+    }
+
+    #[test]
+    fn task_state_flattens() {
+        let info = TaskInfo {
+            upid: "UPID:n1:00000001:00000002:00000003:qmcreate:100:root@pam:".parse().unwrap(),
+            worker_type: "qmcreate".into(),
+            id: "100".into(),
+            user: "root@pam".into(),
+            starttime: 3,
+            endtime: Some(4),
+            state: TaskState::Error { message: "boom".into() },
+        };
+        let json = serde_json::to_string(&info).unwrap();
+        assert!(json.contains(r#""state":"error","message":"boom""#), "{json}");
+        assert_eq!(serde_json::from_str::<TaskInfo>(&json).unwrap(), info);
+    }
+}

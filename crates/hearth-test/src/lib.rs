@@ -1,0 +1,193 @@
+//! Test support: a temporary node root with a real hearthd serving it, either as its own
+//! process (for crash and restart tests, and for running the CLIs against it) or inside the
+//! test process (to reach the daemon's library API, e.g. to start a task).
+//!
+//! Binaries are taken from the workspace's target directory; `cargo xtask test` builds them
+//! first. A missing binary fails the test with the command that builds it.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hearth_client::Client;
+use hearthd::Daemon;
+
+/// The directory holding the workspace's binaries for the current profile.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    // target/<profile>/deps/<test-binary>
+    let dir = exe.parent().and_then(Path::parent).expect("test binaries live in target/<profile>/deps");
+    dir.to_owned()
+}
+
+/// The path of a workspace binary, built beforehand.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` (cargo xtask test does)", path.display());
+    path
+}
+
+/// A fresh node root in a temporary directory, traversable by every user so tests can also
+/// connect as an unprivileged uid.
+pub fn temp_root() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("hearth-test-").tempdir().expect("creating a temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod of the test root");
+    dir
+}
+
+fn wait_for_socket(root: &Path, alive: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if Client::connect(root, "hearth-test").is_ok() {
+            return;
+        }
+        assert!(alive(), "hearthd exited during start-up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("hearthd did not open its socket under {} within 20 s", root.display());
+}
+
+/// A hearthd process serving a temporary root, killed when dropped.
+#[derive(Debug)]
+pub struct HearthdProcess {
+    root: tempfile::TempDir,
+    child: Option<Child>,
+    pub node: String,
+}
+
+impl HearthdProcess {
+    /// Starts hearthd for node `test` on a new root and waits until it answers.
+    pub fn start() -> HearthdProcess {
+        let mut daemon = HearthdProcess { root: temp_root(), child: None, node: "test".into() };
+        daemon.spawn();
+        daemon
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(bin("hearthd"))
+            .arg("--root")
+            .arg(self.root.path())
+            .arg("--node")
+            .arg(&self.node)
+            .env("HEARTH_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawning hearthd");
+        let pid = child.id();
+        self.child = Some(child);
+        wait_for_socket(self.root.path(), || Path::new(&format!("/proc/{pid}")).exists());
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A connected, handshaken client.
+    pub fn client(&self) -> Client {
+        Client::connect(self.root(), "hearth-test").expect("connecting to hearthd")
+    }
+
+    /// A command for one of the CLIs, pointed at this node.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(bin(program));
+        cmd.env("HEARTH_ROOT", self.root()).stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs a CLI to completion.
+    pub fn cli(&self, program: &str, args: &[&str]) -> Output {
+        self.command(program).args(args).output().expect("running the CLI")
+    }
+
+    /// Sends `signal` and waits for the process to end.
+    pub fn signal(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("hearthd is running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pids fit in i32"));
+        nix::sys::signal::kill(pid, signal).expect("signalling hearthd");
+        child.wait().expect("waiting for hearthd")
+    }
+
+    /// Waits for a process that was signalled from elsewhere to end.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.take().expect("hearthd was started").wait().expect("waiting for hearthd")
+    }
+
+    /// Starts hearthd again on the same root.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop hearthd before restarting it");
+        self.spawn();
+    }
+}
+
+impl Drop for HearthdProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// hearthd running inside the test process on its own runtime thread.
+#[derive(Debug)]
+pub struct InProcessHearthd {
+    pub daemon: Arc<Daemon>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcessHearthd {
+    /// Serves `root` for node `test` until stopped or dropped.
+    pub fn start(root: &Path) -> io::Result<InProcessHearthd> {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let root = root.to_owned();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            runtime.block_on(async move {
+                let started = hearthd::bind(&root).and_then(|bound| Ok((bound, Daemon::open(&root, "test")?)));
+                match started {
+                    Ok((bound, daemon)) => {
+                        let _ = ready_tx.send(Ok(Arc::clone(&daemon)));
+                        hearthd::serve(&bound.listener, daemon, async {
+                            let _ = stop_rx.await;
+                        })
+                        .await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(io::Error::other(format!("{e:#}"))));
+                    }
+                }
+            });
+        });
+        let daemon = ready_rx.recv().map_err(io::Error::other)??;
+        Ok(InProcessHearthd { daemon, stop: Some(stop_tx), thread: Some(thread) })
+    }
+
+    /// Stops serving and releases the root, as a SIGTERM does.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for InProcessHearthd {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,89 @@
+//! Who may do what: the one table that names each request's ACL path and privileges, and the
+//! check that runs before any effect.
+//!
+//! Until access control lands, the rule is the secure default: `root@pam` holds every
+//! privilege, nobody else holds any.
+
+use hearth_proto::{CtRequest, ErrorKind, ErrorReply, Request, TaskRequest, VmRequest};
+
+/// The caller of a connection, identified by SO_PEERCRED.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    /// `<name>@pam`.
+    pub userid: String,
+}
+
+impl Caller {
+    /// Names a local caller after its Unix account; unknown uids are named `uid<N>@pam`.
+    pub fn from_uid(uid: u32) -> Caller {
+        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("uid{uid}"), |u| u.name);
+        Caller { uid, userid: format!("{name}@pam") }
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+}
+
+/// What a request needs: privileges on an ACL path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Required {
+    pub path: String,
+    pub privileges: &'static [&'static str],
+}
+
+fn on(path: String, privileges: &'static [&'static str]) -> Required {
+    Required { path, privileges }
+}
+
+/// The table: every request variant, its ACL path and privileges.
+pub fn required(request: &Request, node: &str) -> Required {
+    let vms = |vmid: &dyn std::fmt::Display| format!("/vms/{vmid}");
+    match request {
+        Request::Vm(r) => match r {
+            VmRequest::Create(c) => on(vms(&c.vmid), &["VM.Allocate"]),
+            VmRequest::Set(s) => on(vms(&s.vmid), &["VM.Config.Options"]),
+            VmRequest::Config(c) => on(vms(&c.vmid), &["VM.Audit"]),
+            VmRequest::Pending { vmid } => on(vms(vmid), &["VM.Audit"]),
+            VmRequest::List => on("/vms".into(), &["VM.Audit"]),
+            VmRequest::Destroy(d) => on(vms(&d.vmid), &["VM.Allocate"]),
+            VmRequest::NextId => on("/vms".into(), &["VM.Allocate"]),
+            VmRequest::Unlock { vmid } => on(vms(vmid), &["VM.Config.Options"]),
+        },
+        Request::Ct(r) => match r {
+            CtRequest::Create(c) => on(vms(&c.vmid), &["VM.Allocate"]),
+            CtRequest::Set(s) => on(vms(&s.vmid), &["VM.Config.Options"]),
+            CtRequest::Config(c) => on(vms(&c.vmid), &["VM.Audit"]),
+            CtRequest::Pending { vmid } => on(vms(vmid), &["VM.Audit"]),
+            CtRequest::List => on("/vms".into(), &["VM.Audit"]),
+            CtRequest::Destroy(d) => on(vms(&d.vmid), &["VM.Allocate"]),
+            CtRequest::Unlock { vmid } => on(vms(vmid), &["VM.Config.Options"]),
+        },
+        Request::Task(r) => match r {
+            TaskRequest::List(_) | TaskRequest::Log { .. } | TaskRequest::Status { .. } | TaskRequest::Follow { .. } => {
+                on(format!("/nodes/{node}"), &["Sys.Audit"])
+            }
+            TaskRequest::Stop { .. } => on(format!("/nodes/{node}"), &["Sys.Modify"]),
+        },
+    }
+}
+
+/// Refuses the request unless the caller holds what it needs.
+pub fn authorize(caller: &Caller, required: &Required) -> Result<(), ErrorReply> {
+    if caller.is_root() {
+        return Ok(());
+    }
+    Err(ErrorReply::new(
+        ErrorKind::PermissionDenied,
+        format!(
+            "permission denied: {} lacks {} on {} (no ACL grants it; only root@pam holds rights by default)",
+            caller.userid,
+            required.privileges.join(", "),
+            required.path
+        ),
+    ))
+}

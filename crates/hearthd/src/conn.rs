@@ -1,0 +1,165 @@
+//! One client connection: identify the peer, exchange Hello frames, then answer requests one
+//! at a time. A malformed or oversized frame ends this connection only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_proto::{
+    ClientHello, ErrorKind, ErrorReply, MAX_FRAME, PROTOCOL_VERSION, Payload, Request, Response, ServerHello,
+    TaskEvent, TaskRequest,
+};
+use hearth_core::Upid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+use crate::Daemon;
+use crate::access::{self, Caller};
+
+/// How long a client may take to say Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+async fn read_frame(stream: &mut UnixStream) -> Result<Option<Vec<u8>>, ConnError> {
+    let mut header = [0u8; 4];
+    match stream.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(ConnError::Protocol(format!("frame of {len} bytes exceeds the limit of {MAX_FRAME} bytes")));
+    }
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await?;
+    Ok(Some(payload))
+}
+
+async fn send<T: serde::Serialize>(stream: &mut UnixStream, msg: &T) -> Result<(), ConnError> {
+    let frame = hearth_proto::encode(msg).map_err(|e| ConnError::Protocol(e.to_string()))?;
+    stream.write_all(&frame).await?;
+    Ok(())
+}
+
+/// Serves one connection until the client leaves or breaks the protocol.
+pub async fn serve_connection(daemon: Arc<Daemon>, mut stream: UnixStream) {
+    let caller = match stream.peer_cred() {
+        Ok(cred) => Caller::from_uid(cred.uid()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot identify the peer; closing");
+            return;
+        }
+    };
+    match converse(&daemon, &caller, &mut stream).await {
+        Ok(()) => {}
+        Err(ConnError::Protocol(message)) => {
+            tracing::warn!(user = %caller.userid, %message, "protocol violation; closing the connection");
+            let reply = Response::Error(ErrorReply::new(ErrorKind::Protocol, message));
+            let _ = send(&mut stream, &reply).await;
+        }
+        Err(ConnError::Io(e)) => tracing::debug!(user = %caller.userid, error = %e, "connection ended"),
+    }
+}
+
+async fn converse(daemon: &Arc<Daemon>, caller: &Caller, stream: &mut UnixStream) -> Result<(), ConnError> {
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(stream))
+        .await
+        .map_err(|_| ConnError::Protocol("no Hello within 10 seconds".into()))??;
+    let Some(hello) = hello else { return Ok(()) };
+    let hello: ClientHello =
+        hearth_proto::decode(&hello).map_err(|_| ConnError::Protocol("the first frame must be a Hello".into()))?;
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Err(ConnError::Protocol(format!(
+            "protocol version {} is not supported; this hearthd speaks {PROTOCOL_VERSION}",
+            hello.protocol_version
+        )));
+    }
+    tracing::debug!(user = %caller.userid, software = %hello.software, "client connected");
+    let server = ServerHello {
+        protocol_version: PROTOCOL_VERSION,
+        software: format!("hearthd {}", env!("CARGO_PKG_VERSION")),
+        node: daemon.node.clone(),
+        identity: caller.userid.clone(),
+    };
+    send(stream, &server).await?;
+
+    while let Some(frame) = read_frame(stream).await? {
+        let request: Request =
+            hearth_proto::decode(&frame).map_err(|e| ConnError::Protocol(format!("malformed request: {}", source_of(&e))))?;
+        if let Err(e) = access::authorize(caller, &access::required(&request, &daemon.node)) {
+            tracing::warn!(user = %caller.userid, request = ?request, "denied");
+            send(stream, &Response::Error(e)).await?;
+            continue;
+        }
+        if let Request::Task(TaskRequest::Follow { upid }) = request {
+            follow(daemon, stream, &upid).await?;
+            continue;
+        }
+        let worker = Arc::clone(daemon);
+        let who = caller.clone();
+        let result = tokio::task::spawn_blocking(move || crate::handle(&worker, &who, request))
+            .await
+            .unwrap_or_else(|_| Err(ErrorReply::new(ErrorKind::Internal, "internal error: the request handler panicked")));
+        let reply = match result {
+            Ok(payload) => Response::Ok(payload),
+            Err(e) => Response::Error(e),
+        };
+        send(stream, &reply).await?;
+    }
+    Ok(())
+}
+
+fn source_of(e: &hearth_proto::FrameError) -> String {
+    match e {
+        hearth_proto::FrameError::Json(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Streams a task's log and progress, then its final state.
+async fn follow(daemon: &Daemon, stream: &mut UnixStream, upid: &Upid) -> Result<(), ConnError> {
+    let Some(task) = daemon.tasks.running(upid) else {
+        // Already finished (or never existed): replay the log, then the status.
+        let reply = match daemon.tasks.log(upid, 0).and_then(|lines| Ok((lines, daemon.tasks.status(upid)?))) {
+            Ok((lines, info)) => {
+                for line in lines {
+                    send(stream, &Response::Event(TaskEvent::Log(line))).await?;
+                }
+                Response::Ok(Payload::TaskStatus(info))
+            }
+            Err(e) => Response::Error(e),
+        };
+        return send(stream, &reply).await;
+    };
+    let mut changes = task.subscribe();
+    let mut sent = 0;
+    let mut last_progress = None;
+    loop {
+        // Read the state before the lines: lines appended before the end are then never missed.
+        let info = task.info();
+        for line in task.lines_since(sent) {
+            sent += 1;
+            send(stream, &Response::Event(TaskEvent::Log(line))).await?;
+        }
+        let progress = task.progress();
+        if progress != last_progress {
+            if let Some((done, total)) = progress {
+                send(stream, &Response::Event(TaskEvent::Progress { done, total })).await?;
+            }
+            last_progress = progress;
+        }
+        if !info.state.is_running() {
+            return send(stream, &Response::Ok(Payload::TaskStatus(info))).await;
+        }
+        if changes.changed().await.is_err() {
+            return send(stream, &Response::Ok(Payload::TaskStatus(task.info()))).await;
+        }
+    }
+}

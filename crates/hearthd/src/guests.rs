@@ -1,0 +1,287 @@
+//! Requests about guest configurations, shared by VMs and containers: create, set, config,
+//! pending, list, destroy, nextid, unlock.
+
+use std::sync::Arc;
+
+use hearth_core::guest::{ApplyMode, ConfigEdit, Section};
+use hearth_core::{GuestConfig, GuestKind, Lock, Value, Vmid, size};
+use hearth_proto::{
+    CreateGuest, DestroyGuest, ErrorKind, ErrorReply, GetConfig, GuestConfigView, GuestSummary, Payload,
+    PendingItem, SetGuest,
+};
+
+use crate::Daemon;
+use crate::access::Caller;
+use crate::store::StoreError;
+
+fn invalid(e: impl ToString) -> ErrorReply {
+    ErrorReply::new(ErrorKind::Invalid, e.to_string())
+}
+
+fn random_mac_bytes() -> [u8; 3] {
+    let mut bytes = [0u8; 3];
+    // Without the kernel's randomness a MAC would repeat; fall back to time-derived bytes.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        bytes = [(nanos >> 16) as u8, (nanos >> 8) as u8, nanos as u8];
+    }
+    bytes
+}
+
+/// Refuses changes to a guest that an operation holds.
+fn check_unlocked(kind: GuestKind, vmid: Vmid, config: &GuestConfig) -> Result<(), ErrorReply> {
+    match config.lock {
+        Some(lock) => Err(ErrorReply::new(ErrorKind::Locked, format!("{} {vmid} is locked ({lock})", kind.noun()))),
+        None => Ok(()),
+    }
+}
+
+/// Volumes given as `STORAGE:SIZE` ask for a new volume; this node has no storage to take it from.
+fn refuse_allocations(kind: GuestKind, config: &GuestConfig) -> Result<(), ErrorReply> {
+    for (key, value) in &config.current {
+        let Some(props) = kind.schema().property(key, value) else { continue };
+        let volume = props.get("file").or_else(|| props.get("volume")).unwrap_or_default();
+        if let Some((storage, name)) = volume.split_once(':') {
+            if name.starts_with(|c: char| c.is_ascii_digit()) {
+                return Err(ErrorReply::new(
+                    ErrorKind::Unavailable,
+                    format!("{key}: cannot allocate '{volume}': storage '{storage}' is not configured on this node"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A wrong-kind id gets a hint: `vmctl config 200` when 200 is a container.
+fn not_found(daemon: &Daemon, kind: GuestKind, vmid: Vmid, e: StoreError) -> ErrorReply {
+    if let StoreError::NotFound { .. } = e {
+        if let Some((node, other)) = daemon.store.locate(vmid) {
+            let what = if other == kind { format!("on node '{node}'") } else { format!("is a {}", other.noun()) };
+            return ErrorReply::new(ErrorKind::NotFound, format!("{} {vmid} does not exist here ({vmid} {what})", kind.noun()));
+        }
+    }
+    e.into()
+}
+
+pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CreateGuest) -> Result<Payload, ErrorReply> {
+    let vmid = req.vmid;
+    let edit = ConfigEdit::parse(kind, &req.options, &[], &[]).map_err(invalid)?;
+    let mut config = GuestConfig::new(kind);
+    config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
+    config.apply_create_defaults();
+    config.assign_macs(random_mac_bytes);
+    refuse_allocations(kind, &config)?;
+    // The file exists from here on, locked, so the id is taken before the task runs.
+    config.lock = Some(Lock::Create);
+    daemon.store.create(kind, vmid, &config)?;
+    let worker = Arc::clone(daemon);
+    let upid = daemon.tasks.spawn(&kind.task_type("create"), &vmid.to_string(), &caller.userid, move |ctx| {
+        ctx.log(format!("creating {} {vmid}", kind.noun()));
+        let unlocked = worker.store.update(kind, vmid, None, |c| {
+            c.lock = None;
+            Ok(())
+        });
+        match unlocked {
+            Ok(_) => {
+                ctx.log(format!("{} {vmid} created", kind.noun()));
+                Ok(())
+            }
+            Err(e) => {
+                // No half-created guest: the file goes again if the task cannot finish it.
+                let _ = worker.store.remove(kind, vmid, |_| Ok(()));
+                Err(e.message)
+            }
+        }
+    });
+    match upid {
+        Ok(upid) => Ok(Payload::Task(upid)),
+        Err(e) => {
+            let _ = daemon.store.remove(kind, vmid, |_| Ok(()));
+            Err(e)
+        }
+    }
+}
+
+pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, ErrorReply> {
+    let edit = ConfigEdit::parse(kind, &req.options, &req.delete, &req.revert).map_err(invalid)?;
+    if edit.is_empty() {
+        return Err(invalid("nothing to change: give at least one option, --delete or --revert"));
+    }
+    let vmid = req.vmid;
+    let result = daemon.store.update(kind, vmid, req.digest.as_deref(), |config| {
+        check_unlocked(kind, vmid, config)?;
+        // No engine runs guests yet, so every change applies at once; once guests can run,
+        // changes that cannot be hot-plugged go to [pending].
+        config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
+        config.assign_macs(random_mac_bytes);
+        refuse_allocations(kind, config)
+    });
+    match result {
+        Ok(((), digest)) => Ok(Payload::Digest(digest)),
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            Err(not_found(daemon, kind, vmid, StoreError::NotFound { kind: kind.noun(), vmid }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn to_json(value: &Value) -> serde_json::Value {
+    match value {
+        // Booleans travel as 0/1, as Proxmox's API returns them.
+        Value::Bool(b) => serde_json::Value::from(u8::from(*b)),
+        Value::Int(n) => serde_json::Value::from(*n),
+        Value::Float(x) => serde_json::Value::from(*x),
+        Value::Str(s) => serde_json::Value::from(s.as_str()),
+    }
+}
+
+fn section_json(section: &Section) -> std::collections::BTreeMap<String, serde_json::Value> {
+    section.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()
+}
+
+pub fn config(daemon: &Daemon, kind: GuestKind, req: GetConfig) -> Result<Payload, ErrorReply> {
+    let vmid = req.vmid;
+    let loaded = daemon.store.load(kind, vmid).map_err(|e| not_found(daemon, kind, vmid, e))?;
+    let mut view = match &req.snapshot {
+        Some(name) => section_json(loaded.config.snapshots.get(name).ok_or_else(|| {
+            ErrorReply::new(ErrorKind::NotFound, format!("snapshot '{name}' of {} {vmid} does not exist", kind.noun()))
+        })?),
+        None if req.current => section_json(&loaded.config.current),
+        None => section_json(&loaded.config.merged()),
+    };
+    if let (Some(lock), None) = (loaded.config.lock, &req.snapshot) {
+        view.insert("lock".into(), lock.as_str().into());
+    }
+    Ok(Payload::Config(GuestConfigView { vmid, digest: loaded.digest, config: view }))
+}
+
+pub fn pending(daemon: &Daemon, kind: GuestKind, vmid: Vmid) -> Result<Payload, ErrorReply> {
+    let loaded = daemon.store.load(kind, vmid).map_err(|e| not_found(daemon, kind, vmid, e))?;
+    let items = loaded
+        .config
+        .pending_entries()
+        .into_iter()
+        .map(|e| PendingItem {
+            key: e.key,
+            value: e.current.as_ref().map(to_json),
+            pending: e.pending.as_ref().map(to_json),
+            delete: e.delete,
+        })
+        .collect();
+    Ok(Payload::Pending(items))
+}
+
+fn size_of(kind: GuestKind, key: &str, config: &Section) -> u64 {
+    config
+        .get(key)
+        .and_then(|v| kind.schema().property(key, v))
+        .and_then(|p| p.get("size").and_then(|s| size::parse_size(s, 1).ok()))
+        .unwrap_or(0)
+}
+
+/// The disk a VM boots from: the first disk in `boot: order=`, else the first of
+/// scsi0/virtio0/sata0/ide0 that is not a CD-ROM.
+fn boot_disk(config: &Section) -> Option<String> {
+    let schema = GuestKind::Vm.schema();
+    let is_disk = |key: &str| {
+        config.get(key).and_then(|v| schema.property(key, v)).is_some_and(|p| p.get("media") != Some("cdrom"))
+    };
+    let ordered = config
+        .get("boot")
+        .and_then(|v| schema.property("boot", v))
+        .and_then(|p| p.get("order").map(|o| o.split(';').map(str::to_owned).collect::<Vec<_>>()))
+        .unwrap_or_default();
+    ordered
+        .into_iter()
+        .chain(["scsi0", "virtio0", "sata0", "ide0"].map(String::from))
+        .find(|k| !k.starts_with("net") && is_disk(k))
+}
+
+pub fn list(daemon: &Daemon, kind: GuestKind) -> Result<Payload, ErrorReply> {
+    let mut guests = Vec::new();
+    for listed in daemon.store.list(kind)? {
+        let guest_type = match kind {
+            GuestKind::Vm => "qemu",
+            GuestKind::Ct => "lxc",
+        };
+        let mut summary = GuestSummary {
+            vmid: listed.vmid,
+            guest_type: guest_type.into(),
+            name: String::new(),
+            // Nothing runs guests on this node yet: every guest is stopped.
+            status: "stopped".into(),
+            lock: None,
+            maxmem_mib: 512,
+            maxdisk: 0,
+            pid: None,
+            tags: String::new(),
+            template: false,
+            error: None,
+        };
+        match listed.config.as_ref() {
+            Err(e) => summary.error = Some(format!("{}: {e}", listed.path.display())),
+            Ok(config) => {
+                let merged = &config.current;
+                let name_key = if kind == GuestKind::Vm { "name" } else { "hostname" };
+                summary.name = merged.get(name_key).and_then(Value::as_str).map_or_else(
+                    || if kind == GuestKind::Vm { format!("VM {}", listed.vmid) } else { format!("CT{}", listed.vmid) },
+                    str::to_owned,
+                );
+                summary.lock = config.lock.map(|l| l.as_str().to_owned());
+                summary.maxmem_mib = merged.get("memory").and_then(Value::as_int).and_then(|m| u64::try_from(m).ok()).unwrap_or(512);
+                summary.maxdisk = match kind {
+                    GuestKind::Vm => boot_disk(merged).map_or(0, |k| size_of(kind, &k, merged)),
+                    GuestKind::Ct => size_of(kind, "rootfs", merged),
+                };
+                summary.tags = merged.get("tags").and_then(Value::as_str).unwrap_or_default().to_owned();
+                summary.template = merged.get("template") == Some(&Value::Bool(true));
+            }
+        }
+        guests.push(summary);
+    }
+    Ok(Payload::Guests(guests))
+}
+
+pub fn destroy(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: DestroyGuest) -> Result<Payload, ErrorReply> {
+    let vmid = req.vmid;
+    let refuse = move |config: &GuestConfig| -> Result<(), ErrorReply> {
+        check_unlocked(kind, vmid, config)?;
+        if config.current.get("protection") == Some(&Value::Bool(true)) {
+            return Err(ErrorReply::new(
+                ErrorKind::Conflict,
+                format!("{} {vmid} is protected; clear it first with: set {vmid} --protection 0", kind.noun()),
+            ));
+        }
+        Ok(())
+    };
+    // Check before starting the task, so the caller gets the refusal directly.
+    let loaded = daemon.store.load(kind, vmid).map_err(|e| not_found(daemon, kind, vmid, e))?;
+    refuse(&loaded.config)?;
+    let worker = Arc::clone(daemon);
+    let upid = daemon.tasks.spawn(&kind.task_type("destroy"), &vmid.to_string(), &caller.userid, move |ctx| {
+        ctx.log(format!("destroying {} {vmid}", kind.noun()));
+        worker.store.remove(kind, vmid, refuse).map_err(|e| e.message)?;
+        // `purge` also drops the guest from backup jobs and HA resources; this node keeps
+        // neither yet, so the configuration is all there is to remove.
+        let _ = req.purge;
+        ctx.log(format!("{} {vmid} destroyed", kind.noun()));
+        Ok(())
+    })?;
+    Ok(Payload::Task(upid))
+}
+
+pub fn next_id(daemon: &Daemon) -> Result<Payload, ErrorReply> {
+    Ok(Payload::NextId(daemon.store.reserve_next_id()?))
+}
+
+pub fn unlock(daemon: &Daemon, kind: GuestKind, vmid: Vmid) -> Result<Payload, ErrorReply> {
+    daemon
+        .store
+        .update(kind, vmid, None, |config| {
+            config.lock = None;
+            Ok(())
+        })
+        .map(|_| Payload::Empty)
+        .map_err(|e| if e.kind == ErrorKind::NotFound { not_found(daemon, kind, vmid, StoreError::NotFound { kind: kind.noun(), vmid }) } else { e })
+}

@@ -1,0 +1,245 @@
+//! hearthd, Hearth's privileged helper: it serves the CLIs on `run/hearth/hearthd.sock`,
+//! identifies callers by SO_PEERCRED, authorizes every request before any effect, owns the
+//! configuration files and runs long operations as tasks.
+//!
+//! **Architecture invariant:** only hearthd changes configuration or the host. Guests outlive
+//! it: stopping or restarting hearthd never stops a guest.
+//!
+//! The daemon is a library so tests and benchmarks can run it in-process: [`Daemon::open`] then
+//! [`serve`] with a listener from [`bind`] and a shutdown future.
+
+mod access;
+mod conn;
+mod guests;
+pub mod store;
+pub mod tasks;
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Arg, Command, value_parser};
+use hearth_core::GuestKind;
+use hearth_proto::{CtRequest, ErrorReply, Payload, Request, TaskRequest, VmRequest};
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+
+pub use access::Caller;
+use store::ConfigStore;
+use tasks::TaskManager;
+
+/// Everything a running hearthd holds.
+#[derive(Debug)]
+pub struct Daemon {
+    pub root: PathBuf,
+    pub node: String,
+    pub store: ConfigStore,
+    pub tasks: Arc<TaskManager>,
+}
+
+impl Daemon {
+    /// Opens the node state under `root`: directories, configuration store, task index.
+    /// Unreadable guest files are reported and skipped; the daemon still serves the others.
+    pub fn open(root: &Path, node: &str) -> anyhow::Result<Arc<Daemon>> {
+        let store = ConfigStore::open(root, node).context("opening the configuration store")?;
+        for broken in store.broken_files() {
+            tracing::error!("unreadable guest configuration: {broken}");
+        }
+        let tasks = TaskManager::open(root, node).map_err(|e| anyhow::anyhow!("opening the task index: {e}"))?;
+        Ok(Arc::new(Daemon { root: root.to_owned(), node: node.to_owned(), store, tasks: Arc::new(tasks) }))
+    }
+}
+
+/// Answers one authorized request (everything but following a task).
+pub fn handle(daemon: &Arc<Daemon>, caller: &Caller, request: Request) -> Result<Payload, ErrorReply> {
+    use GuestKind::{Ct, Vm};
+    match request {
+        Request::Vm(r) => match r {
+            VmRequest::Create(req) => guests::create(daemon, caller, Vm, req),
+            VmRequest::Set(req) => guests::set(daemon, Vm, req),
+            VmRequest::Config(req) => guests::config(daemon, Vm, req),
+            VmRequest::Pending { vmid } => guests::pending(daemon, Vm, vmid),
+            VmRequest::List => guests::list(daemon, Vm),
+            VmRequest::Destroy(req) => guests::destroy(daemon, caller, Vm, req),
+            VmRequest::NextId => guests::next_id(daemon),
+            VmRequest::Unlock { vmid } => guests::unlock(daemon, Vm, vmid),
+        },
+        Request::Ct(r) => match r {
+            CtRequest::Create(req) => guests::create(daemon, caller, Ct, req),
+            CtRequest::Set(req) => guests::set(daemon, Ct, req),
+            CtRequest::Config(req) => guests::config(daemon, Ct, req),
+            CtRequest::Pending { vmid } => guests::pending(daemon, Ct, vmid),
+            CtRequest::List => guests::list(daemon, Ct),
+            CtRequest::Destroy(req) => guests::destroy(daemon, caller, Ct, req),
+            CtRequest::Unlock { vmid } => guests::unlock(daemon, Ct, vmid),
+        },
+        Request::Task(r) => match r {
+            TaskRequest::List(filter) => Ok(Payload::Tasks(daemon.tasks.list(&filter))),
+            TaskRequest::Log { upid, start } => daemon.tasks.log(&upid, start).map(Payload::TaskLog),
+            TaskRequest::Status { upid } => daemon.tasks.status(&upid).map(Payload::TaskStatus),
+            TaskRequest::Stop { upid } => daemon.tasks.stop(&upid).map(|()| Payload::Empty),
+            TaskRequest::Follow { upid } => daemon.tasks.status(&upid).map(Payload::TaskStatus),
+        },
+    }
+}
+
+/// The socket and the lock that keeps a second hearthd off the same root.
+#[derive(Debug)]
+pub struct Bound {
+    pub listener: UnixListener,
+    pub socket: PathBuf,
+    _lock: Flock<std::fs::File>,
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// Takes the node lock and binds `run/hearth/hearthd.sock` under `root`, open to every local
+/// user: hearthd decides per request who may do what. Must run inside a tokio runtime.
+pub fn bind(root: &Path) -> anyhow::Result<Bound> {
+    let run = root.join("run/hearth");
+    std::fs::create_dir_all(&run).with_context(|| format!("creating {}", run.display()))?;
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("setting permissions of {}", run.display()))?;
+    let lock_path = run.join("hearthd.lock");
+    let file = std::fs::File::create(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
+    let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| anyhow::anyhow!("another hearthd is already serving {}", root.display()))?;
+    let socket = hearth_client_socket(root);
+    match std::fs::remove_file(&socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing the stale socket {}", socket.display())),
+    }
+    let listener = UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))
+        .with_context(|| format!("setting permissions of {}", socket.display()))?;
+    Ok(Bound { listener, socket, _lock: lock })
+}
+
+fn hearth_client_socket(root: &Path) -> PathBuf {
+    root.join("run/hearth/hearthd.sock")
+}
+
+/// Accepts connections until `shutdown` completes. In-flight requests finish on their own
+/// threads; every write they make is atomic, so stopping here never tears a file.
+pub async fn serve(listener: &UnixListener, daemon: Arc<Daemon>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(conn::serve_connection(Arc::clone(&daemon), stream));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+/// The host name up to its first dot: the default node name.
+fn default_node() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .and_then(|h| h.split('.').next().map(str::to_owned))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn node_name(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-');
+    if ok { Ok(s.to_owned()) } else { Err(format!("invalid node name '{s}': letters, digits and '-'")) }
+}
+
+/// hearthd's command line.
+pub fn command() -> Command {
+    Command::new("hearthd")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Hearth's privileged helper daemon")
+        .long_about(
+            "hearthd serves Hearth's command-line tools (vmctl, ctctl, clusterctl) on the Unix socket \
+             run/hearth/hearthd.sock under its root. It identifies each caller by its Unix credentials, \
+             authorizes every request, keeps the guest configuration files under etc/hearth/ and runs long \
+             operations as tasks logged under var/log/hearth/tasks/. It runs in the foreground; SIGTERM or \
+             SIGINT stop it cleanly. Guests keep running when hearthd stops.",
+        )
+        .arg(
+            Arg::new("root")
+                .long("root")
+                .value_name("DIR")
+                .value_parser(value_parser!(PathBuf))
+                .default_value("/")
+                .help("Directory all state hangs off (etc/hearth, var/lib/hearth, var/log/hearth, run/hearth)"),
+        )
+        .arg(
+            Arg::new("node")
+                .long("node")
+                .value_name("NAME")
+                .value_parser(node_name)
+                .help("Name of this node [default: the host name up to its first dot]"),
+        )
+}
+
+/// Runs hearthd until SIGTERM or SIGINT.
+pub fn main() -> ExitCode {
+    let matches = command().get_matches();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let root = matches.get_one::<PathBuf>("root").cloned().unwrap_or_else(|| PathBuf::from("/"));
+    let node = matches.get_one::<String>("node").cloned().unwrap_or_else(default_node);
+    match run(&root, &node) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("hearthd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(root: &Path, node: &str) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(32)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let bound = bind(root)?;
+        let daemon = Daemon::open(root, node)?;
+        let pid_file = root.join("run/hearth/hearthd.pid");
+        std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing {}", pid_file.display()))?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("SIGINT handler")?;
+        tracing::info!(root = %root.display(), node, socket = %bound.socket.display(), "hearthd ready");
+        serve(&bound.listener, daemon, async {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        })
+        .await;
+        tracing::info!("shutting down");
+        let _ = std::fs::remove_file(&pid_file);
+        drop(bound);
+        Ok(())
+    })
+}

@@ -1,0 +1,1 @@
+//! The CLIs end to end against a real hearthd.

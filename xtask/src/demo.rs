@@ -1,0 +1,210 @@
+//! `cargo xtask demo`: starts hearthd on a temporary root and walks through the CLIs, printing
+//! each command line before its output like a shell transcript.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{Context, bail};
+
+use crate::node::Node;
+use crate::{Profile, build_binaries, display_command};
+
+/// The node name of the demo's hearthd.
+const NODE: &str = "demo";
+
+pub fn run(root: &Path) -> anyhow::Result<()> {
+    let binaries = build_binaries(root, Profile::Debug)?;
+    let node = Node::start(&binaries["hearthd"], NODE)?;
+    let session = Session {
+        binaries: &binaries,
+        node: &node,
+    };
+    println!("$ hearthd --root {} --node {NODE} &", node.root().display());
+    println!("$ export HEARTH_ROOT={}", node.root().display());
+    match session.walk_through() {
+        Ok(()) => {
+            let status = node.stop()?;
+            println!("\nhearthd stopped after SIGTERM ({status}); the temporary root is removed");
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("\nhearthd's log so far:\n{}", node.log_text());
+            Err(e)
+        }
+    }
+}
+
+/// The demo's clients, all pointed at one node.
+struct Session<'a> {
+    binaries: &'a BTreeMap<String, PathBuf>,
+    node: &'a Node,
+}
+
+impl Session<'_> {
+    fn walk_through(&self) -> anyhow::Result<()> {
+        let nextid = self.show("vmctl", &["nextid"])?;
+        let web: u32 = nextid
+            .trim()
+            .parse()
+            .with_context(|| format!("`vmctl nextid` printed {:?}, not a VMID", nextid.trim()))?;
+        let (web, db, proxy) = (
+            web.to_string(),
+            (web + 1).to_string(),
+            (web + 2).to_string(),
+        );
+
+        self.show(
+            "vmctl",
+            &[
+                "create",
+                &web,
+                "--name",
+                "web01",
+                "--memory",
+                "2048",
+                "--cores",
+                "2",
+                "--net0",
+                "virtio,bridge=vmbr0,firewall=1",
+                "--ostype",
+                "l26",
+                "--tags",
+                "prod;web",
+            ],
+        )?;
+        self.show(
+            "vmctl",
+            &["create", &db, "--name", "db01", "--memory", "4096"],
+        )?;
+        self.show(
+            "ctctl",
+            &[
+                "create",
+                &proxy,
+                "--hostname",
+                "proxy",
+                "--memory",
+                "512",
+                "--net0",
+                "name=eth0,bridge=vmbr0,ip=10.0.0.5/24,gw=10.0.0.1",
+            ],
+        )?;
+        self.show("vmctl", &["list"])?;
+        self.show("ctctl", &["list"])?;
+        self.show(
+            "vmctl",
+            &["set", &web, "--memory", "4096", "--delete", "tags"],
+        )?;
+        self.show("vmctl", &["config", &web])?;
+        self.show("vmctl", &["config", &web, "--output-format", "json-pretty"])?;
+        self.show("clusterctl", &["task", "list"])?;
+        let upid = self.create_task_of(&web)?;
+        self.show("clusterctl", &["task", "log", &upid])?;
+        self.show("vmctl", &["destroy", &db])?;
+        self.show("vmctl", &["list"])?;
+        Ok(())
+    }
+
+    /// Runs a client and returns its output without printing it.
+    fn quiet(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
+        let output = self.output(program, args)?;
+        if !output.status.success() {
+            bail!(
+                "`{}` failed ({}):\n{}",
+                display_command(program, args),
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        String::from_utf8(output.stdout)
+            .with_context(|| format!("`{}` printed invalid UTF-8", display_command(program, args)))
+    }
+
+    /// Prints the command line, runs it, prints what it printed and returns its standard output.
+    fn show(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
+        println!("\n$ {}", display_command(program, args));
+        let output = self.output(program, args)?;
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(&output.stdout)
+            .context("cannot write to stdout")?;
+        stdout.flush().context("cannot write to stdout")?;
+        drop(stdout);
+        std::io::stderr()
+            .write_all(&output.stderr)
+            .context("cannot write to stderr")?;
+        if !output.status.success() {
+            bail!(
+                "`{}` failed ({})",
+                display_command(program, args),
+                output.status
+            );
+        }
+        String::from_utf8(output.stdout)
+            .with_context(|| format!("`{}` printed invalid UTF-8", display_command(program, args)))
+    }
+
+    fn output(&self, program: &str, args: &[&str]) -> anyhow::Result<Output> {
+        let path = self
+            .binaries
+            .get(program)
+            .with_context(|| format!("{program} was not built"))?;
+        Command::new(path)
+            .args(args)
+            .env("HEARTH_ROOT", self.node.root())
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", path.display()))
+    }
+
+    /// The UPID of the task that created guest `vmid`, from `clusterctl task list`'s JSON.
+    fn create_task_of(&self, vmid: &str) -> anyhow::Result<String> {
+        let json = self.quiet("clusterctl", &["task", "list", "--output-format", "json"])?;
+        let tasks: serde_json::Value = serde_json::from_str(&json)
+            .context("`clusterctl task list --output-format json` printed invalid JSON")?;
+        find_upid(&tasks, &format!(":qmcreate:{vmid}:")).with_context(|| {
+            format!("no qmcreate task for {vmid} in `clusterctl task list --output-format json`")
+        })
+    }
+}
+
+/// The first `upid` string anywhere in `value` that contains `needle`. UPIDs name the task type
+/// and id (`UPID:node:pid:pstart:start:qmcreate:100:root@pam:`), so this does not depend on
+/// how the list is wrapped.
+fn find_upid(value: &serde_json::Value, needle: &str) -> Option<String> {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(upid) = map
+                .get("upid")
+                .and_then(|u| u.as_str())
+                .filter(|u| u.contains(needle))
+            {
+                return Some(upid.to_owned());
+            }
+            map.values().find_map(|v| find_upid(v, needle))
+        }
+        serde_json::Value::Array(items) => items.iter().find_map(|v| find_upid(v, needle)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_create_task() {
+        let list = serde_json::json!([
+            {"upid": "UPID:demo:0000002A:00000001:65000002:qmdestroy:101:root@pam:", "type": "qmdestroy"},
+            {"upid": "UPID:demo:0000002A:00000001:65000001:qmcreate:101:root@pam:", "type": "qmcreate"},
+            {"upid": "UPID:demo:0000002A:00000001:65000000:qmcreate:100:root@pam:", "type": "qmcreate"},
+        ]);
+        assert_eq!(
+            find_upid(&list, ":qmcreate:100:").as_deref(),
+            Some("UPID:demo:0000002A:00000001:65000000:qmcreate:100:root@pam:")
+        );
+        assert_eq!(find_upid(&list, ":qmcreate:102:"), None);
+    }
+}

@@ -1,0 +1,169 @@
+//! `cargo xtask test`: everything CI checks, in the order that fails fastest — the Debian
+//! packages tests need, formatting, clippy, generated files, the build, then every test.
+//!
+//! It is what `.ci/run` runs on a fresh machine, so it installs what it needs itself and never
+//! reads standard input.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use crate::{cargo, display_command, r#gen};
+
+/// Debian packages the tests use. Extend this list when a test starts needing a tool; a test
+/// that lacks one fails saying what to install.
+pub const DEBIAN_PACKAGES: &[&str] = &["procps", "util-linux"];
+
+pub fn run(root: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    step("Debian packages", || {
+        ensure_debian_packages(DEBIAN_PACKAGES)
+    })?;
+    cargo_step(root, &["fmt", "--all", "--", "--check"])?;
+    cargo_step(
+        root,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    // The xtask running this was built from the current tree, so checking in-process is the
+    // same as running `cargo xtask gen --check`, without another cargo invocation.
+    step("cargo xtask gen --check", || r#gen::check(root))?;
+    cargo_step(root, &["build", "--workspace", "--bins"])?;
+    if has_nextest(root) {
+        cargo_step(root, &["nextest", "run", "--workspace"])?;
+        // nextest does not run doctests.
+        cargo_step(root, &["test", "--workspace", "--doc"])?;
+    } else {
+        eprintln!("note: cargo-nextest is not installed; running the tests with cargo test");
+        cargo_step(root, &["test", "--workspace"])?;
+    }
+    eprintln!(
+        "\n==> all checks passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Runs one named step, timing it and naming it if it fails.
+fn step(name: &str, body: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    eprintln!("\n==> {name}");
+    let started = Instant::now();
+    body().with_context(|| format!("step `{name}` failed"))?;
+    eprintln!("==> {name}: ok ({:.1} s)", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// A cargo command whose output streams to the terminal.
+fn cargo_step(root: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let name = display_command("cargo", args);
+    step(&name, || {
+        let status = cargo(root)
+            .args(args)
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| format!("cannot run {name}"))?;
+        if !status.success() {
+            bail!("{name} exited with {status}");
+        }
+        Ok(())
+    })
+}
+
+fn has_nextest(root: &Path) -> bool {
+    cargo(root)
+        .args(["nextest", "--version"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs whatever of `packages` is missing, with apt, non-interactively.
+fn ensure_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    for package in packages {
+        if !is_installed(package)? {
+            missing.push(*package);
+        }
+    }
+    if missing.is_empty() {
+        eprintln!("already installed: {}", packages.join(" "));
+        return Ok(());
+    }
+    let install_args: Vec<&str> = ["install", "-y", "--no-install-recommends"]
+        .into_iter()
+        .chain(missing.iter().copied())
+        .collect();
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "the tests need these Debian packages, which are not installed: {}\n\
+             install them with `sudo apt-get update && sudo {}`, or run `cargo xtask test` as root",
+            missing.join(" "),
+            display_command("apt-get", &install_args)
+        );
+    }
+    apt_get(&["update"])?;
+    apt_get(&install_args)?;
+    let still_missing: Vec<&str> = missing
+        .iter()
+        .copied()
+        .filter(|p| !is_installed(p).unwrap_or(false))
+        .collect();
+    if !still_missing.is_empty() {
+        bail!(
+            "apt-get finished but these packages are still not installed: {}",
+            still_missing.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn apt_get(args: &[&str]) -> anyhow::Result<()> {
+    let name = display_command("apt-get", args);
+    eprintln!("$ {name}");
+    let status = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {name}; is this a Debian system?"))?;
+    if !status.success() {
+        bail!("{name} exited with {status}");
+    }
+    Ok(())
+}
+
+/// Whether dpkg reports `package` as installed (not merely known or half-configured).
+fn is_installed(package: &str) -> anyhow::Result<bool> {
+    let output = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Status}", package])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .context("cannot run dpkg-query; `cargo xtask test` needs a Debian system")?;
+    Ok(output.status.success()
+        && String::from_utf8_lossy(&output.stdout)
+            .trim_end()
+            .ends_with(" installed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dpkg_knows_installed_and_absent_packages() {
+        // dpkg itself is always installed on the Debian machines Hearth supports.
+        assert!(is_installed("dpkg").expect("dpkg-query runs"));
+        assert!(!is_installed("hearth-no-such-package").expect("dpkg-query runs"));
+    }
+}
