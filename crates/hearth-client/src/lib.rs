@@ -29,7 +29,7 @@ pub fn default_root() -> PathBuf {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to hearthd at {}: {source}; is hearthd running?", path.display())]
+    #[error("cannot connect to hearthd at {}; is hearthd running?", path.display())]
     Connect { path: PathBuf, source: io::Error },
     #[error("hearthd closed the connection")]
     Closed,

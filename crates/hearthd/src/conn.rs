@@ -144,16 +144,16 @@ async fn follow(daemon: &Daemon, stream: &mut UnixStream, upid: &Upid) -> Result
     loop {
         // Read the state before the lines: lines appended before the end are then never missed.
         let info = task.info();
-        for line in task.lines_since(sent) {
-            sent += 1;
-            send(stream, &Response::Event(TaskEvent::Log(line))).await?;
-        }
         let progress = task.progress();
         if progress != last_progress {
             if let Some((done, total)) = progress {
                 send(stream, &Response::Event(TaskEvent::Progress { done, total })).await?;
             }
             last_progress = progress;
+        }
+        for line in task.lines_since(sent) {
+            sent += 1;
+            send(stream, &Response::Event(TaskEvent::Log(line))).await?;
         }
         if !info.state.is_running() {
             return send(stream, &Response::Ok(Payload::TaskStatus(info))).await;
