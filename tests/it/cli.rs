@@ -1,1 +1,95 @@
-//! The CLIs end to end against a real hearthd.
+//! The CLIs end to end against a real hearthd: text and JSON output, exit codes, task following.
+
+use hearth_test::HearthdProcess;
+use serde_json::Value;
+
+fn run(daemon: &HearthdProcess, program: &str, args: &[&str]) -> (i32, String, String) {
+    let out = daemon.cli(program, args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(daemon: &HearthdProcess, program: &str, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.extend(["--output-format", "json"]);
+    let (code, stdout, stderr) = run(daemon, program, &args);
+    assert_eq!(code, 0, "{program} {args:?}: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{program} {args:?} printed no JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn vmctl_and_ctctl_round_trip() {
+    let daemon = HearthdProcess::start();
+    let (code, stdout, _) = run(&daemon, "vmctl", &["nextid"]);
+    assert_eq!((code, stdout.trim()), (0, "100"));
+    let (code, stdout, stderr) = run(&daemon, "vmctl", &["create", "100", "--name", "web01", "--memory", "2048", "--scsi0", "local:100/vm-100-disk-0.qcow2,size=32G"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.ends_with("TASK OK\n"), "the task log is followed: {stdout}");
+    let (code, _, stderr) = run(&daemon, "ctctl", &["create", "200", "--hostname", "proxy", "--memory", "256"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let (_, list, _) = run(&daemon, "vmctl", &["list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["VMID", "NAME", "STATUS", "MEM(MB)", "BOOTDISK(GB)", "PID"]);
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row, ["100", "web01", "stopped", "2048", "32.00", "0"]);
+    let listed = json(&daemon, "ctctl", &["list"]);
+    assert_eq!(listed[0]["vmid"], 200);
+    assert_eq!(listed[0]["name"], "proxy");
+
+    let config = json(&daemon, "vmctl", &["config", "100"]);
+    assert_eq!(config["memory"], 2048);
+    let digest = config["digest"].as_str().expect("config carries its digest").to_owned();
+    let (code, _, stderr) = run(&daemon, "vmctl", &["set", "100", "--cores", "2", "--digest", &digest]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = run(&daemon, "vmctl", &["set", "100", "--cores", "4", "--digest", &digest]);
+    assert_eq!(code, 1, "a stale digest fails the command");
+    assert!(stderr.contains("digest mismatch"), "{stderr}");
+    let (code, _, _) = run(&daemon, "vmctl", &["set", "100", "--delete", "cores,name"]);
+    assert_eq!(code, 0);
+    let (_, text, _) = run(&daemon, "vmctl", &["config", "100"]);
+    assert_eq!(text, "memory: 2048\nscsi0: local:100/vm-100-disk-0.qcow2,size=32G\n");
+
+    let tasks = json(&daemon, "clusterctl", &["task", "list"]);
+    let upid = tasks[0]["upid"].as_str().expect("upid").to_owned();
+    assert_eq!(tasks[0]["type"], "vzcreate");
+    let (code, log, _) = run(&daemon, "clusterctl", &["task", "log", &upid]);
+    assert_eq!((code, log.as_str()), (0, "creating CT 200\nCT 200 created\nTASK OK\n"));
+    let (_, status, _) = run(&daemon, "clusterctl", &["task", "status", &upid]);
+    assert!(status.contains("status: stopped") && status.contains("exitstatus: OK"), "{status}");
+
+    let (code, _, stderr) = run(&daemon, "vmctl", &["destroy", "100"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, _) = run(&daemon, "vmctl", &["list"]);
+    assert_eq!((code, stdout.as_str()), (0, ""));
+}
+
+#[test]
+fn exit_codes_say_what_went_wrong() {
+    let daemon = HearthdProcess::start();
+    // Usage errors exit 2 and never reach hearthd.
+    for args in [&["create", "99"][..], &["create", "100", "--memroy", "5"], &["frobnicate"], &["set"]] {
+        let (code, _, stderr) = run(&daemon, "vmctl", args);
+        assert_eq!(code, 2, "vmctl {args:?}: {stderr}");
+    }
+    // Refused operations exit 1 with hearthd's message naming the key.
+    let (code, _, stderr) = run(&daemon, "vmctl", &["create", "100", "--net0", "virtio,tag=9999"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("net0: tag: value 9999 is above the maximum 4094"), "{stderr}");
+    let (code, _, stderr) = run(&daemon, "ctctl", &["config", "100"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("CT 100 does not exist"), "{stderr}");
+    // No daemon: a clear message, exit 1.
+    let out = std::process::Command::new(hearth_test::bin("vmctl"))
+        .arg("list")
+        .env("HEARTH_ROOT", "/nonexistent-hearth-root")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to hearthd"), "{out:?}");
+}

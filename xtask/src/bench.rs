@@ -46,10 +46,7 @@ pub fn run_cli(root: &Path) -> anyhow::Result<()> {
 fn measure(binaries: &BTreeMap<String, PathBuf>, node: &Node) -> anyhow::Result<String> {
     let started = Instant::now();
     create_guests(node.root())?;
-    eprintln!(
-        "created {VMS} VMs and {CONTAINERS} containers in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("created {VMS} VMs and {CONTAINERS} containers in {:.1} s", started.elapsed().as_secs_f64());
 
     let config_vmid = (FIRST_VMID + VMS / 2).to_string();
     let cases: [(&str, Vec<&str>); 4] = [
@@ -60,9 +57,7 @@ fn measure(binaries: &BTreeMap<String, PathBuf>, node: &Node) -> anyhow::Result<
     ];
     let mut rows = Vec::new();
     for (program, args) in &cases {
-        let binary = binaries
-            .get(*program)
-            .with_context(|| format!("{program} was not built"))?;
+        let binary = binaries.get(*program).with_context(|| format!("{program} was not built"))?;
         let label = display_command(program, args);
         eprintln!("timing `{label}`: {WARMUP_RUNS} warm-up runs, {TIMED_RUNS} timed runs");
         let samples = time_command(binary, args, node.root(), &label)?;
@@ -103,41 +98,25 @@ fn create_guests(root: &Path) -> anyhow::Result<()> {
                 ]),
             }))
         };
-        let upid = match client
-            .call(&request)
-            .with_context(|| format!("creating guest {vmid}"))?
-        {
+        let upid = match client.call(&request).with_context(|| format!("creating guest {vmid}"))? {
             Payload::Task(upid) => upid,
             other => bail!("creating guest {vmid}: expected a task, hearthd answered {other:?}"),
         };
-        let info = client
-            .follow(&upid, |_| {})
-            .with_context(|| format!("following the task {upid}"))?;
+        let info = client.follow(&upid, |_| {}).with_context(|| format!("following the task {upid}"))?;
         if !matches!(info.state, TaskState::Ok | TaskState::Warnings { .. }) {
-            bail!(
-                "creating guest {vmid}: task {upid} ended with {}",
-                info.state.status_text()
-            );
+            bail!("creating guest {vmid}: task {upid} ended with {}", info.state.status_text());
         }
     }
     Ok(())
 }
 
 fn options(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
 /// Wall time of whole processes, spawn to exit, output collected through pipes as a script
 /// would. Every run must succeed.
-fn time_command(
-    binary: &Path,
-    args: &[&str],
-    root: &Path,
-    label: &str,
-) -> anyhow::Result<Vec<Duration>> {
+fn time_command(binary: &Path, args: &[&str], root: &Path, label: &str) -> anyhow::Result<Vec<Duration>> {
     let mut samples = Vec::with_capacity(TIMED_RUNS);
     for run in 0..WARMUP_RUNS + TIMED_RUNS {
         let started = Instant::now();
@@ -149,11 +128,7 @@ fn time_command(
             .with_context(|| format!("cannot run {}", binary.display()))?;
         let elapsed = started.elapsed();
         if !output.status.success() {
-            bail!(
-                "`{label}` failed ({}):\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            );
+            bail!("`{label}` failed ({}):\n{}", output.status, String::from_utf8_lossy(&output.stderr));
         }
         if run >= WARMUP_RUNS {
             samples.push(elapsed);
@@ -192,12 +167,7 @@ impl Stats {
             let rank = (p * samples.len() as f64).ceil() as usize;
             ms(samples[rank.clamp(1, samples.len()) - 1])
         };
-        Stats {
-            min: ms(samples[0]),
-            p50: pct(0.5),
-            p90: pct(0.9),
-            max: ms(samples[samples.len() - 1]),
-        }
+        Stats { min: ms(samples[0]), p50: pct(0.5), p90: pct(0.9), max: ms(samples[samples.len() - 1]) }
     }
 }
 
@@ -213,12 +183,7 @@ fn report(rows: &[(String, Stats)], rss_mib: f64) -> String {
         VMS + CONTAINERS,
         std::thread::available_parallelism().map_or(0, usize::from),
     ));
-    let width = rows
-        .iter()
-        .map(|(label, _)| label.len())
-        .max()
-        .unwrap_or(0)
-        .max("hearthd idle RSS".len());
+    let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
     out.push_str(&format!(
         "{:<width$}  {:>8}  {:>8}  {:>8}  {:>8}   goal\n",
         "command", "min ms", "p50 ms", "p90 ms", "max ms"
@@ -234,12 +199,7 @@ fn report(rows: &[(String, Stats)], rss_mib: f64) -> String {
         ));
     }
     out.push_str(&format!(
-        "{:<width$}  {:>8}  {:>8.1}  {:>8}  {:>8}   ≤ {GOAL_IDLE_RSS_MIB} MiB: {}\n",
-        "hearthd idle RSS",
-        "",
-        rss_mib,
-        "MiB",
-        "",
+        "\nhearthd idle RSS (1 s after the runs): {rss_mib:.1} MiB   goal ≤ {GOAL_IDLE_RSS_MIB} MiB: {}\n",
         verdict(rss_mib <= GOAL_IDLE_RSS_MIB)
     ));
     out.push_str(
@@ -271,12 +231,7 @@ mod tests {
 
     #[test]
     fn report_names_goals_and_anchor() {
-        let stats = Stats {
-            min: 1.0,
-            p50: 2.0,
-            p90: 3.0,
-            max: 9.0,
-        };
+        let stats = Stats { min: 1.0, p50: 2.0, p90: 3.0, max: 9.0 };
         let text = report(&[("vmctl list".into(), stats)], 20.0);
         assert!(text.contains("p50 ≤ 5 ms: met"), "{text}");
         assert!(text.contains("≤ 15 MiB: MISSED"), "{text}");

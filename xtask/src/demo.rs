@@ -17,10 +17,7 @@ const NODE: &str = "demo";
 pub fn run(root: &Path) -> anyhow::Result<()> {
     let binaries = build_binaries(root, Profile::Debug)?;
     let node = Node::start(&binaries["hearthd"], NODE)?;
-    let session = Session {
-        binaries: &binaries,
-        node: &node,
-    };
+    let session = Session { binaries: &binaries, node: &node };
     println!("$ hearthd --root {} --node {NODE} &", node.root().display());
     println!("$ export HEARTH_ROOT={}", node.root().display());
     match session.walk_through() {
@@ -45,15 +42,9 @@ struct Session<'a> {
 impl Session<'_> {
     fn walk_through(&self) -> anyhow::Result<()> {
         let nextid = self.show("vmctl", &["nextid"])?;
-        let web: u32 = nextid
-            .trim()
-            .parse()
-            .with_context(|| format!("`vmctl nextid` printed {:?}, not a VMID", nextid.trim()))?;
-        let (web, db, proxy) = (
-            web.to_string(),
-            (web + 1).to_string(),
-            (web + 2).to_string(),
-        );
+        let web: u32 =
+            nextid.trim().parse().with_context(|| format!("`vmctl nextid` printed {:?}, not a VMID", nextid.trim()))?;
+        let (web, db, proxy) = (web.to_string(), (web + 1).to_string(), (web + 2).to_string());
 
         self.show(
             "vmctl",
@@ -74,10 +65,7 @@ impl Session<'_> {
                 "prod;web",
             ],
         )?;
-        self.show(
-            "vmctl",
-            &["create", &db, "--name", "db01", "--memory", "4096"],
-        )?;
+        self.show("vmctl", &["create", &db, "--name", "db01", "--memory", "4096"])?;
         self.show(
             "ctctl",
             &[
@@ -93,10 +81,7 @@ impl Session<'_> {
         )?;
         self.show("vmctl", &["list"])?;
         self.show("ctctl", &["list"])?;
-        self.show(
-            "vmctl",
-            &["set", &web, "--memory", "4096", "--delete", "tags"],
-        )?;
+        self.show("vmctl", &["set", &web, "--memory", "4096", "--delete", "tags"])?;
         self.show("vmctl", &["config", &web])?;
         self.show("vmctl", &["config", &web, "--output-format", "json-pretty"])?;
         self.show("clusterctl", &["task", "list"])?;
@@ -127,30 +112,19 @@ impl Session<'_> {
         println!("\n$ {}", display_command(program, args));
         let output = self.output(program, args)?;
         let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(&output.stdout)
-            .context("cannot write to stdout")?;
+        stdout.write_all(&output.stdout).context("cannot write to stdout")?;
         stdout.flush().context("cannot write to stdout")?;
         drop(stdout);
-        std::io::stderr()
-            .write_all(&output.stderr)
-            .context("cannot write to stderr")?;
+        std::io::stderr().write_all(&output.stderr).context("cannot write to stderr")?;
         if !output.status.success() {
-            bail!(
-                "`{}` failed ({})",
-                display_command(program, args),
-                output.status
-            );
+            bail!("`{}` failed ({})", display_command(program, args), output.status);
         }
         String::from_utf8(output.stdout)
             .with_context(|| format!("`{}` printed invalid UTF-8", display_command(program, args)))
     }
 
     fn output(&self, program: &str, args: &[&str]) -> anyhow::Result<Output> {
-        let path = self
-            .binaries
-            .get(program)
-            .with_context(|| format!("{program} was not built"))?;
+        let path = self.binaries.get(program).with_context(|| format!("{program} was not built"))?;
         Command::new(path)
             .args(args)
             .env("HEARTH_ROOT", self.node.root())
@@ -162,11 +136,10 @@ impl Session<'_> {
     /// The UPID of the task that created guest `vmid`, from `clusterctl task list`'s JSON.
     fn create_task_of(&self, vmid: &str) -> anyhow::Result<String> {
         let json = self.quiet("clusterctl", &["task", "list", "--output-format", "json"])?;
-        let tasks: serde_json::Value = serde_json::from_str(&json)
-            .context("`clusterctl task list --output-format json` printed invalid JSON")?;
-        find_upid(&tasks, &format!(":qmcreate:{vmid}:")).with_context(|| {
-            format!("no qmcreate task for {vmid} in `clusterctl task list --output-format json`")
-        })
+        let tasks: serde_json::Value =
+            serde_json::from_str(&json).context("`clusterctl task list --output-format json` printed invalid JSON")?;
+        find_upid(&tasks, &format!(":qmcreate:{vmid}:"))
+            .with_context(|| format!("no qmcreate task for {vmid} in `clusterctl task list --output-format json`"))
     }
 }
 
@@ -176,11 +149,7 @@ impl Session<'_> {
 fn find_upid(value: &serde_json::Value, needle: &str) -> Option<String> {
     match value {
         serde_json::Value::Object(map) => {
-            if let Some(upid) = map
-                .get("upid")
-                .and_then(|u| u.as_str())
-                .filter(|u| u.contains(needle))
-            {
+            if let Some(upid) = map.get("upid").and_then(|u| u.as_str()).filter(|u| u.contains(needle)) {
                 return Some(upid.to_owned());
             }
             map.values().find_map(|v| find_upid(v, needle))

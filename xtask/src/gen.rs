@@ -72,10 +72,7 @@ fn add_man_pages(cmd: &clap::Command, section: &str, files: &mut Files) -> anyho
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         add_man_pages(sub, section, files)?;
     }
-    let man = clap_mangen::Man::new(cmd.clone())
-        .section(section)
-        .source(source())
-        .manual(MANUAL);
+    let man = clap_mangen::Man::new(cmd.clone()).section(section).source(source()).manual(MANUAL);
     let mut page = Vec::new();
     man.render(&mut page)?;
     // roff does not need it, but diffs and pagers prefer text files to end with a newline.
@@ -116,10 +113,7 @@ pub fn drift(root: &Path, generated: &Files) -> anyhow::Result<Drift> {
             }
         }
     }
-    drift.extra = owned_files(root)?
-        .into_iter()
-        .filter(|p| !generated.contains_key(p))
-        .collect();
+    drift.extra = owned_files(root)?.into_iter().filter(|p| !generated.contains_key(p)).collect();
     Ok(drift)
 }
 
@@ -127,10 +121,7 @@ pub fn drift(root: &Path, generated: &Files) -> anyhow::Result<Drift> {
 fn owned_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut owned = Vec::new();
     for (dir, is_owned) in [
-        (
-            "man",
-            (|name: &str| name.ends_with(".1") || name.ends_with(".8")) as fn(&str) -> bool,
-        ),
+        ("man", (|name: &str| name.ends_with(".1") || name.ends_with(".8")) as fn(&str) -> bool),
         ("completions/bash", |_: &str| true),
         ("completions/zsh", |_: &str| true),
     ] {
@@ -142,8 +133,7 @@ fn owned_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
             }
         };
         for entry in entries {
-            let entry =
-                entry.with_context(|| format!("cannot list {}", root.join(dir).display()))?;
+            let entry = entry.with_context(|| format!("cannot list {}", root.join(dir).display()))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             // Dotfiles such as .gitkeep are not ours to judge.
             if !name.starts_with('.') && is_owned(&name) {
@@ -162,11 +152,7 @@ pub fn check(root: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut report = String::from("man pages and completions are out of date:");
-    for (label, paths) in [
-        ("stale", &drift.stale),
-        ("missing", &drift.missing),
-        ("extra", &drift.extra),
-    ] {
+    for (label, paths) in [("stale", &drift.stale), ("missing", &drift.missing), ("extra", &drift.extra)] {
         for path in paths {
             report.push_str(&format!("\n  {label:<8} {}", path.display()));
         }
@@ -184,8 +170,7 @@ pub fn write(root: &Path) -> anyhow::Result<usize> {
         if let Some(dir) = full.parent() {
             fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        fs::write(&full, &generated[path])
-            .with_context(|| format!("cannot write {}", full.display()))?;
+        fs::write(&full, &generated[path]).with_context(|| format!("cannot write {}", full.display()))?;
         eprintln!("wrote   {}", path.display());
     }
     for path in &drift.extra {
@@ -226,12 +211,8 @@ mod tests {
         for binary in BINARIES {
             let page = PathBuf::from(format!("man/{}.{}", binary.name, binary.man_section));
             assert!(first.contains_key(&page), "{} missing", page.display());
-            assert!(
-                first.contains_key(&PathBuf::from(format!("completions/bash/{}", binary.name)))
-            );
-            assert!(
-                first.contains_key(&PathBuf::from(format!("completions/zsh/_{}", binary.name)))
-            );
+            assert!(first.contains_key(&PathBuf::from(format!("completions/bash/{}", binary.name))));
+            assert!(first.contains_key(&PathBuf::from(format!("completions/zsh/_{}", binary.name))));
         }
         assert!(first.contains_key(Path::new("man/vmctl-create.1")));
     }
@@ -249,8 +230,7 @@ mod tests {
         fs::create_dir_all(dir.path().join("completions/bash")).expect("preparing the fixture");
         fs::write(dir.path().join("man/a.1"), "old").expect("preparing the fixture");
         fs::write(dir.path().join("man/old.1"), "gone").expect("preparing the fixture");
-        fs::write(dir.path().join("man/hearth.toml.5"), "hand-written")
-            .expect("preparing the fixture");
+        fs::write(dir.path().join("man/hearth.toml.5"), "hand-written").expect("preparing the fixture");
         fs::write(dir.path().join("completions/bash/a"), "same").expect("preparing the fixture");
         fs::write(dir.path().join("completions/bash/.gitkeep"), "").expect("preparing the fixture");
         let found = drift(dir.path(), &generated).expect("comparing");

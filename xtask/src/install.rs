@@ -17,10 +17,7 @@ const UNIT_TEMPLATE: &str = "crates/hearthd/hearthd.service";
 
 pub fn run(root: &Path, prefix: &Path, destdir: Option<&Path>) -> anyhow::Result<()> {
     if !prefix.is_absolute() {
-        bail!(
-            "--prefix must be an absolute path, not {}",
-            prefix.display()
-        );
+        bail!("--prefix must be an absolute path, not {}", prefix.display());
     }
     let layout = Layout::new(prefix);
     let stage = |path: &Path| staged(destdir, path);
@@ -39,9 +36,7 @@ pub fn run(root: &Path, prefix: &Path, destdir: Option<&Path>) -> anyhow::Result
     for (path, contents) in r#gen::generate()? {
         let name = path.file_name().context("generated files have names")?;
         let dir = match path.parent().and_then(Path::to_str) {
-            Some("man") => {
-                layout.man_section(path.extension().and_then(|e| e.to_str()).unwrap_or("1"))
-            }
+            Some("man") => layout.man_section(path.extension().and_then(|e| e.to_str()).unwrap_or("1")),
             Some("completions/bash") => layout.bash_completions.clone(),
             Some("completions/zsh") => layout.zsh_completions.clone(),
             _ => bail!("do not know where to install {}", path.display()),
@@ -50,14 +45,10 @@ pub fn run(root: &Path, prefix: &Path, destdir: Option<&Path>) -> anyhow::Result
     }
 
     let template_path = root.join(UNIT_TEMPLATE);
-    let template = fs::read_to_string(&template_path)
-        .with_context(|| format!("cannot read {}", template_path.display()))?;
+    let template =
+        fs::read_to_string(&template_path).with_context(|| format!("cannot read {}", template_path.display()))?;
     let unit = render_unit(&template, &layout.sbin)?;
-    install_file(
-        &stage(&layout.systemd_units.join("hearthd.service")),
-        unit.as_bytes(),
-        0o644,
-    )?;
+    install_file(&stage(&layout.systemd_units.join("hearthd.service")), unit.as_bytes(), 0o644)?;
 
     if destdir.is_none() {
         eprintln!(
@@ -101,19 +92,15 @@ impl Layout {
 fn staged(destdir: Option<&Path>, path: &Path) -> PathBuf {
     match destdir {
         None => path.to_path_buf(),
-        Some(destdir) => destdir.join(
-            path.components()
-                .filter(|c| !matches!(c, Component::RootDir))
-                .collect::<PathBuf>(),
-        ),
+        Some(destdir) => {
+            destdir.join(path.components().filter(|c| !matches!(c, Component::RootDir)).collect::<PathBuf>())
+        }
     }
 }
 
 /// The unit with its placeholders filled in.
 fn render_unit(template: &str, sbindir: &Path) -> anyhow::Result<String> {
-    let sbindir = sbindir
-        .to_str()
-        .with_context(|| format!("{} is not UTF-8", sbindir.display()))?;
+    let sbindir = sbindir.to_str().with_context(|| format!("{} is not UTF-8", sbindir.display()))?;
     if !template.contains("@SBINDIR@") {
         bail!("{UNIT_TEMPLATE} has no @SBINDIR@ placeholder");
     }
@@ -123,19 +110,14 @@ fn render_unit(template: &str, sbindir: &Path) -> anyhow::Result<String> {
 /// Writes a file through a temporary name and renames it into place, so replacing a binary that
 /// is running (hearthd) works and nobody sees half a file.
 fn install_file(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    let dir = path.parent().with_context(|| format!("{} has no parent directory", path.display()))?;
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
+    let name = path.file_name().with_context(|| format!("{} has no file name", path.display()))?;
     let temp = dir.join(format!(".{}.xtask-install", name.to_string_lossy()));
     fs::write(&temp, contents).with_context(|| format!("cannot write {}", temp.display()))?;
     fs::set_permissions(&temp, fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot set the mode of {}", temp.display()))?;
-    fs::rename(&temp, path)
-        .with_context(|| format!("cannot move {} to {}", temp.display(), path.display()))?;
+    fs::rename(&temp, path).with_context(|| format!("cannot move {} to {}", temp.display(), path.display()))?;
     eprintln!("installed {}", path.display());
     Ok(())
 }
@@ -146,10 +128,7 @@ mod tests {
 
     #[test]
     fn destdir_stages_under_the_prefix() {
-        assert_eq!(
-            staged(None, Path::new("/usr/local/bin/vmctl")),
-            PathBuf::from("/usr/local/bin/vmctl")
-        );
+        assert_eq!(staged(None, Path::new("/usr/local/bin/vmctl")), PathBuf::from("/usr/local/bin/vmctl"));
         assert_eq!(
             staged(Some(Path::new("/tmp/pkg")), Path::new("/usr/bin/vmctl")),
             PathBuf::from("/tmp/pkg/usr/bin/vmctl")
@@ -158,21 +137,11 @@ mod tests {
 
     #[test]
     fn unit_points_into_the_prefix_and_leaves_guests_alone() {
-        let template = fs::read_to_string(crate::project_root().join(UNIT_TEMPLATE))
-            .expect("reading the unit");
-        let unit =
-            render_unit(&template, &Layout::new(Path::new("/opt/hearth")).sbin).expect("rendering");
+        let template = fs::read_to_string(crate::project_root().join(UNIT_TEMPLATE)).expect("reading the unit");
+        let unit = render_unit(&template, &Layout::new(Path::new("/opt/hearth")).sbin).expect("rendering");
         let lines: Vec<&str> = unit.lines().map(str::trim).collect();
-        for wanted in [
-            "ExecStart=/opt/hearth/sbin/hearthd",
-            "Type=simple",
-            "KillMode=process",
-            "Restart=on-failure",
-        ] {
-            assert!(
-                lines.contains(&wanted),
-                "{wanted} missing from the unit:\n{unit}"
-            );
+        for wanted in ["ExecStart=/opt/hearth/sbin/hearthd", "Type=simple", "KillMode=process", "Restart=on-failure"] {
+            assert!(lines.contains(&wanted), "{wanted} missing from the unit:\n{unit}");
         }
     }
 }

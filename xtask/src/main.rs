@@ -43,20 +43,8 @@ pub struct Binary {
 
 /// Every binary Hearth installs, in the order they are listed to users.
 pub const BINARIES: &[Binary] = &[
-    Binary {
-        name: "vmctl",
-        package: "vmctl",
-        dir: BinDir::Bin,
-        man_section: "1",
-        command: vmctl::command,
-    },
-    Binary {
-        name: "ctctl",
-        package: "ctctl",
-        dir: BinDir::Bin,
-        man_section: "1",
-        command: ctctl::command,
-    },
+    Binary { name: "vmctl", package: "vmctl", dir: BinDir::Bin, man_section: "1", command: vmctl::command },
+    Binary { name: "ctctl", package: "ctctl", dir: BinDir::Bin, man_section: "1", command: ctctl::command },
     Binary {
         name: "clusterctl",
         package: "clusterctl",
@@ -64,13 +52,7 @@ pub const BINARIES: &[Binary] = &[
         man_section: "1",
         command: clusterctl::command,
     },
-    Binary {
-        name: "hearthd",
-        package: "hearthd",
-        dir: BinDir::Sbin,
-        man_section: "8",
-        command: hearthd::command,
-    },
+    Binary { name: "hearthd", package: "hearthd", dir: BinDir::Sbin, man_section: "8", command: hearthd::command },
 ];
 
 fn cli() -> clap::Command {
@@ -129,14 +111,8 @@ fn main() -> ExitCode {
     let result = match matches.subcommand() {
         Some(("gen", m)) => r#gen::run(&root, m.get_flag("check")),
         Some(("install", m)) => {
-            let prefix = m
-                .get_one::<PathBuf>("prefix")
-                .expect("prefix has a default value");
-            install::run(
-                &root,
-                prefix,
-                m.get_one::<PathBuf>("destdir").map(PathBuf::as_path),
-            )
+            let prefix = m.get_one::<PathBuf>("prefix").expect("prefix has a default value");
+            install::run(&root, prefix, m.get_one::<PathBuf>("destdir").map(PathBuf::as_path))
         }
         Some(("test", _)) => test::run(&root),
         Some(("demo", _)) => demo::run(&root),
@@ -157,10 +133,7 @@ fn main() -> ExitCode {
 
 /// The workspace root: xtask lives one level below it.
 pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives inside the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives inside the workspace").to_path_buf()
 }
 
 /// A `cargo` command run from the workspace root, using the cargo that runs xtask.
@@ -184,31 +157,17 @@ pub enum Profile {
 /// the terminal, rendered as usual.
 pub fn build_binaries(root: &Path, profile: Profile) -> anyhow::Result<BTreeMap<String, PathBuf>> {
     let mut cmd = cargo(root);
-    cmd.args([
-        "build",
-        "--bins",
-        "--message-format=json-render-diagnostics",
-    ]);
+    cmd.args(["build", "--bins", "--message-format=json-render-diagnostics"]);
     if profile == Profile::Release {
         cmd.arg("--release");
     }
     for package in BINARIES.iter().map(|b| b.package) {
         cmd.args(["--package", package]);
     }
-    let what = format!(
-        "cargo build --bins{}",
-        if profile == Profile::Release {
-            " --release"
-        } else {
-            ""
-        }
-    );
+    let what = format!("cargo build --bins{}", if profile == Profile::Release { " --release" } else { "" });
     eprintln!("==> {what}");
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot run {what}"))?;
+    let mut child =
+        cmd.stdout(Stdio::piped()).stdin(Stdio::null()).spawn().with_context(|| format!("cannot run {what}"))?;
     let stdout = child.stdout.take().expect("stdout was piped");
     let mut executables = BTreeMap::new();
     for line in std::io::BufReader::new(stdout).lines() {
@@ -219,16 +178,11 @@ pub fn build_binaries(root: &Path, profile: Profile) -> anyhow::Result<BTreeMap<
         if message["reason"] != "compiler-artifact" {
             continue;
         }
-        if let (Some(name), Some(exe)) = (
-            message["target"]["name"].as_str(),
-            message["executable"].as_str(),
-        ) {
+        if let (Some(name), Some(exe)) = (message["target"]["name"].as_str(), message["executable"].as_str()) {
             executables.insert(name.to_owned(), PathBuf::from(exe));
         }
     }
-    let status = child
-        .wait()
-        .with_context(|| format!("waiting for {what}"))?;
+    let status = child.wait().with_context(|| format!("waiting for {what}"))?;
     if !status.success() {
         bail!("{what} failed ({status})");
     }
@@ -242,23 +196,13 @@ pub fn build_binaries(root: &Path, profile: Profile) -> anyhow::Result<BTreeMap<
 
 /// Quotes an argument the way a POSIX shell would need it, for transcripts and messages.
 pub fn shell_quote(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=,:@%+".contains(&b));
-    if plain {
-        arg.to_owned()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    }
+    let plain = !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=,:@%+".contains(&b));
+    if plain { arg.to_owned() } else { format!("'{}'", arg.replace('\'', r"'\''")) }
 }
 
 /// A command line as a user would type it: program name (without directory) and quoted args.
 pub fn display_command(program: &str, args: &[&str]) -> String {
-    std::iter::once(program.to_owned())
-        .chain(args.iter().map(|a| shell_quote(a)))
-        .collect::<Vec<_>>()
-        .join(" ")
+    std::iter::once(program.to_owned()).chain(args.iter().map(|a| shell_quote(a))).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -272,10 +216,7 @@ mod tests {
 
     #[test]
     fn shell_quoting() {
-        assert_eq!(
-            shell_quote("virtio,bridge=vmbr0,firewall=1"),
-            "virtio,bridge=vmbr0,firewall=1"
-        );
+        assert_eq!(shell_quote("virtio,bridge=vmbr0,firewall=1"), "virtio,bridge=vmbr0,firewall=1");
         assert_eq!(shell_quote("prod;web"), "'prod;web'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");

@@ -39,11 +39,8 @@ impl Node {
         let root = dir.path().join("root");
         fs::create_dir(&root).with_context(|| format!("cannot create {}", root.display()))?;
         let log = dir.path().join("hearthd.log");
-        let log_file =
-            fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        let stdout = log_file
-            .try_clone()
-            .with_context(|| format!("cannot reopen {}", log.display()))?;
+        let log_file = fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let stdout = log_file.try_clone().with_context(|| format!("cannot reopen {}", log.display()))?;
         let daemon = Command::new(hearthd)
             .arg("--root")
             .arg(&root)
@@ -53,12 +50,7 @@ impl Node {
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("cannot start {}", hearthd.display()))?;
-        let mut node = Node {
-            daemon: Some(daemon),
-            root,
-            log,
-            _dir: dir,
-        };
+        let mut node = Node { daemon: Some(daemon), root, log, _dir: dir };
         node.wait_until_ready()?;
         Ok(node)
     }
@@ -69,10 +61,7 @@ impl Node {
             let daemon = self.daemon.as_mut().expect("the daemon runs until stop");
             if let Some(status) = daemon.try_wait().context("cannot check on hearthd")? {
                 self.daemon = None;
-                bail!(
-                    "hearthd exited during startup ({status}); its log:\n{}",
-                    self.log_text()
-                );
+                bail!("hearthd exited during startup ({status}); its log:\n{}", self.log_text());
             }
             let last_error = match hearth_client::Client::connect(&self.root, "xtask") {
                 Ok(_) => return Ok(()),
@@ -109,8 +98,7 @@ impl Node {
 
     /// What hearthd logged so far.
     pub fn log_text(&self) -> String {
-        fs::read_to_string(&self.log)
-            .unwrap_or_else(|e| format!("(cannot read {}: {e})", self.log.display()))
+        fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(cannot read {}: {e})", self.log.display()))
     }
 
     /// Sends SIGTERM and waits for hearthd to exit; fails if it does not exit cleanly in time.
@@ -118,10 +106,7 @@ impl Node {
         let daemon = self.daemon.take().context("hearthd is not running")?;
         let status = terminate(daemon)?;
         if !status.success() {
-            bail!(
-                "hearthd exited with {status} after SIGTERM; its log:\n{}",
-                self.log_text()
-            );
+            bail!("hearthd exited with {status} after SIGTERM; its log:\n{}", self.log_text());
         }
         Ok(status)
     }
@@ -130,11 +115,7 @@ impl Node {
 /// SIGTERM, then SIGKILL if the process outlives [`SHUTDOWN_TIMEOUT`].
 fn terminate(mut daemon: Child) -> anyhow::Result<ExitStatus> {
     let pid = Pid::from_raw(i32::try_from(daemon.id()).context("process id out of range")?);
-    if daemon
-        .try_wait()
-        .context("cannot check on hearthd")?
-        .is_none()
-    {
+    if daemon.try_wait().context("cannot check on hearthd")?.is_none() {
         kill(pid, Signal::SIGTERM).context("cannot send SIGTERM to hearthd")?;
     }
     let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
@@ -146,10 +127,7 @@ fn terminate(mut daemon: Child) -> anyhow::Result<ExitStatus> {
             // Best effort: the error below is what matters.
             let _ = daemon.kill();
             let _ = daemon.wait();
-            bail!(
-                "hearthd did not exit within {} s of SIGTERM; killed it",
-                SHUTDOWN_TIMEOUT.as_secs()
-            );
+            bail!("hearthd did not exit within {} s of SIGTERM; killed it", SHUTDOWN_TIMEOUT.as_secs());
         }
         sleep(Duration::from_millis(10));
     }

@@ -18,21 +18,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &["procps", "util-linux"];
 
 pub fn run(root: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
-    step("Debian packages", || {
-        ensure_debian_packages(DEBIAN_PACKAGES)
-    })?;
+    step("Debian packages", || ensure_debian_packages(DEBIAN_PACKAGES))?;
     cargo_step(root, &["fmt", "--all", "--", "--check"])?;
-    cargo_step(
-        root,
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
+    cargo_step(root, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     // The xtask running this was built from the current tree, so checking in-process is the
     // same as running `cargo xtask gen --check`, without another cargo invocation.
     step("cargo xtask gen --check", || r#gen::check(root))?;
@@ -45,10 +33,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         eprintln!("note: cargo-nextest is not installed; running the tests with cargo test");
         cargo_step(root, &["test", "--workspace"])?;
     }
-    eprintln!(
-        "\n==> all checks passed in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("\n==> all checks passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -65,13 +50,10 @@ fn step(name: &str, body: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result
 fn cargo_step(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     let name = display_command("cargo", args);
     step(&name, || {
-        let status = cargo(root)
-            .args(args)
-            .stdin(Stdio::null())
-            .status()
-            .with_context(|| format!("cannot run {name}"))?;
+        let status =
+            cargo(root).args(args).stdin(Stdio::null()).status().with_context(|| format!("cannot run {name}"))?;
         if !status.success() {
-            bail!("{name} exited with {status}");
+            bail!("{status}");
         }
         Ok(())
     })
@@ -99,10 +81,8 @@ fn ensure_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
         eprintln!("already installed: {}", packages.join(" "));
         return Ok(());
     }
-    let install_args: Vec<&str> = ["install", "-y", "--no-install-recommends"]
-        .into_iter()
-        .chain(missing.iter().copied())
-        .collect();
+    let install_args: Vec<&str> =
+        ["install", "-y", "--no-install-recommends"].into_iter().chain(missing.iter().copied()).collect();
     if !nix::unistd::geteuid().is_root() {
         bail!(
             "the tests need these Debian packages, which are not installed: {}\n\
@@ -113,16 +93,9 @@ fn ensure_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
     }
     apt_get(&["update"])?;
     apt_get(&install_args)?;
-    let still_missing: Vec<&str> = missing
-        .iter()
-        .copied()
-        .filter(|p| !is_installed(p).unwrap_or(false))
-        .collect();
+    let still_missing: Vec<&str> = missing.iter().copied().filter(|p| !is_installed(p).unwrap_or(false)).collect();
     if !still_missing.is_empty() {
-        bail!(
-            "apt-get finished but these packages are still not installed: {}",
-            still_missing.join(" ")
-        );
+        bail!("apt-get finished but these packages are still not installed: {}", still_missing.join(" "));
     }
     Ok(())
 }
@@ -150,10 +123,7 @@ fn is_installed(package: &str) -> anyhow::Result<bool> {
         .stderr(Stdio::null())
         .output()
         .context("cannot run dpkg-query; `cargo xtask test` needs a Debian system")?;
-    Ok(output.status.success()
-        && String::from_utf8_lossy(&output.stdout)
-            .trim_end()
-            .ends_with(" installed"))
+    Ok(output.status.success() && String::from_utf8_lossy(&output.stdout).trim_end().ends_with(" installed"))
 }
 
 #[cfg(test)]

@@ -454,7 +454,7 @@ impl GuestConfig {
                 }
                 for (key, value) in &merged {
                     let Some(drive) = self.kind.schema().property(key, value) else { continue };
-                    let allocates = drive.get("file").is_some_and(|f| f.split_once(':').is_some_and(|(_, n)| n.starts_with(|c: char| c.is_ascii_digit())));
+                    let allocates = drive.get("file").and_then(crate::schema::check::allocation).is_some();
                     if drive.get("media") == Some("cdrom") && allocates {
                         return Err(ConfigError::new(key, "a CD-ROM cannot allocate a new volume"));
                     }

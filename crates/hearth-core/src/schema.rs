@@ -378,6 +378,13 @@ pub mod check {
         if ok { Ok(v.to_owned()) } else { Err(format!("invalid path '{v}': expected an absolute path without '.' or '..'")) }
     }
 
+    /// The `STORAGE:SIZE_GiB` form that asks for a new volume: the storage and the size in bytes.
+    pub fn allocation(v: &str) -> Option<(&str, u64)> {
+        let (storage, size) = v.split_once(':')?;
+        let bytes = size::parse_size(size, 1 << 30).ok()?;
+        Some((storage, bytes))
+    }
+
     /// A volume reference: `STORAGE:VOLNAME`, `STORAGE:SIZE_GiB` (allocate), or an absolute path.
     pub fn volume(v: &str) -> Result<String, String> {
         if v.starts_with('/') {
@@ -387,14 +394,11 @@ pub mod check {
             return Err(format!("invalid volume '{v}': expected STORAGE:VOLUME, STORAGE:SIZE_GiB or an absolute path"));
         };
         storage_id(storage)?;
-        if name.bytes().next().is_some_and(|b| b.is_ascii_digit()) && size::parse_size(name, 1 << 30).is_ok() {
-            if size::parse_size(name, 1 << 30)? == 0 {
-                return Err(format!("invalid size in '{v}': must be greater than zero"));
-            }
-            return Ok(v.to_owned());
+        match allocation(v) {
+            Some((_, 0)) => Err(format!("invalid size in '{v}': must be greater than zero")),
+            Some(_) => Ok(v.to_owned()),
+            None => volume_name(name).map(|_| v.to_owned()),
         }
-        volume_name(name)?;
-        Ok(v.to_owned())
     }
 
     /// An IPv4 address.
@@ -522,6 +526,8 @@ mod tests {
         assert_eq!(check::volume("local:32"), Ok("local:32".into()));
         assert_eq!(check::volume("local:100/vm-100-disk-0.qcow2"), Ok("local:100/vm-100-disk-0.qcow2".into()));
         assert!(check::volume("local:0").is_err());
+        assert_eq!(check::allocation("local:32"), Some(("local", 32 << 30)));
+        assert_eq!(check::allocation("local:100/vm-100-disk-0.qcow2"), None);
         for bad in ["local:../etc/passwd", "local:a/../../b", "local:/abs", "l:x", "local:a;rm -rf", "rel/path", "/a/../b"] {
             assert!(check::volume(bad).is_err(), "{bad:?} accepted");
         }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use hearth_core::guest::{ApplyMode, ConfigEdit, Section};
+use hearth_core::schema::check;
 use hearth_core::{GuestConfig, GuestKind, Lock, Value, Vmid, size};
 use hearth_proto::{
     CreateGuest, DestroyGuest, ErrorKind, ErrorReply, GetConfig, GuestConfigView, GuestSummary, Payload,
@@ -41,13 +42,11 @@ fn refuse_allocations(kind: GuestKind, config: &GuestConfig) -> Result<(), Error
     for (key, value) in &config.current {
         let Some(props) = kind.schema().property(key, value) else { continue };
         let volume = props.get("file").or_else(|| props.get("volume")).unwrap_or_default();
-        if let Some((storage, name)) = volume.split_once(':') {
-            if name.starts_with(|c: char| c.is_ascii_digit()) {
-                return Err(ErrorReply::new(
-                    ErrorKind::Unavailable,
-                    format!("{key}: cannot allocate '{volume}': storage '{storage}' is not configured on this node"),
-                ));
-            }
+        if let Some((storage, _)) = check::allocation(volume) {
+            return Err(ErrorReply::new(
+                ErrorKind::Unavailable,
+                format!("{key}: cannot allocate '{volume}': storage '{storage}' is not configured on this node"),
+            ));
         }
     }
     Ok(())

@@ -201,7 +201,12 @@ pub fn main() -> ExitCode {
     let matches = command().get_matches();
     let filter = tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
     let root = matches.get_one::<PathBuf>("root").cloned().unwrap_or_else(|| PathBuf::from("/"));
     let node = matches.get_one::<String>("node").cloned().unwrap_or_else(default_node);
     match run(&root, &node) {

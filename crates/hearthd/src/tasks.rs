@@ -362,3 +362,47 @@ impl TaskManager {
         !lock(&self.running).is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_left_running_by_a_dead_daemon_end_unknown() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("var/log/hearth/tasks");
+        fs::create_dir_all(&dir).unwrap();
+        let orphan = "UPID:n1:00000010:00000020:6B000000:qmstart:100:root@pam:";
+        fs::write(dir.join("active"), format!("{orphan}\n")).unwrap();
+        let manager = TaskManager::open(root.path(), "n1").unwrap();
+        let upid: Upid = orphan.parse().unwrap();
+        assert_eq!(manager.status(&upid).unwrap().state, TaskState::Unknown);
+        assert_eq!(fs::read_to_string(dir.join("active")).unwrap(), "");
+        // Opening again does not record it twice.
+        drop(manager);
+        let manager = TaskManager::open(root.path(), "n1").unwrap();
+        assert_eq!(manager.list(&TaskFilter::default()).len(), 1);
+    }
+
+    #[test]
+    fn warnings_and_errors_end_the_log() {
+        let root = tempfile::tempdir().unwrap();
+        let manager = Arc::new(TaskManager::open(root.path(), "n1").unwrap());
+        let warned = manager
+            .spawn("vzdump", "", "root@pam", |ctx| {
+                ctx.warn("disk skipped");
+                Ok(())
+            })
+            .unwrap();
+        let failed = manager.spawn("qmstart", "100", "root@pam", |_| Err("no such bridge\nvmbr9".into())).unwrap();
+        while manager.any_running() {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert_eq!(manager.status(&warned).unwrap().state, TaskState::Warnings { count: 1 });
+        assert_eq!(manager.log(&warned, 0).unwrap(), ["WARN: disk skipped", "TASK WARNINGS: 1"]);
+        assert_eq!(manager.status(&failed).unwrap().state, TaskState::Error { message: "no such bridge vmbr9".into() });
+        assert_eq!(manager.log(&failed, 0).unwrap().last().unwrap(), "TASK ERROR: no such bridge vmbr9");
+        let errors = manager.list(&TaskFilter { errors: true, ..TaskFilter::default() });
+        assert_eq!(errors.iter().map(|t| &t.upid).collect::<Vec<_>>(), [&failed]);
+    }
+}
