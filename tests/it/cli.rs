@@ -25,7 +25,11 @@ fn vmctl_and_ctctl_round_trip() {
     let daemon = HearthdProcess::start();
     let (code, stdout, _) = run(&daemon, "vmctl", &["nextid"]);
     assert_eq!((code, stdout.trim()), (0, "100"));
-    let (code, stdout, stderr) = run(&daemon, "vmctl", &["create", "100", "--name", "web01", "--memory", "2048", "--scsi0", "local:100/vm-100-disk-0.qcow2,size=32G"]);
+    let (code, stdout, stderr) = run(
+        &daemon,
+        "vmctl",
+        &["create", "100", "--name", "web01", "--memory", "2048", "--scsi0", "local:100/vm-100-disk-0.qcow2,size=32G"],
+    );
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.ends_with("TASK OK\n"), "the task log is followed: {stdout}");
     let (code, _, stderr) = run(&daemon, "ctctl", &["create", "200", "--hostname", "proxy", "--memory", "256"]);

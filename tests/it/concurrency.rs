@@ -21,7 +21,8 @@ fn twenty_concurrent_sets_apply_or_conflict_and_none_is_lost() {
                 let daemon = &daemon;
                 s.spawn(move || {
                     let mut client = daemon.client();
-                    let get = Request::Vm(VmRequest::Config(GetConfig { vmid: vmid(100), current: false, snapshot: None }));
+                    let get =
+                        Request::Vm(VmRequest::Config(GetConfig { vmid: vmid(100), current: false, snapshot: None }));
                     let Payload::Config(view) = client.call(&get).expect("config") else { panic!() };
                     barrier.wait();
                     let set = Request::Vm(VmRequest::Set(SetGuest {
@@ -98,7 +99,11 @@ fn one_id_is_created_once_across_vms_and_containers() {
                 s.spawn(move || {
                     let mut client = daemon.client();
                     let create = CreateGuest { vmid: vmid(300), options: vec![] };
-                    let request = if i % 2 == 0 { Request::Vm(VmRequest::Create(create)) } else { Request::Ct(CtRequest::Create(create)) };
+                    let request = if i % 2 == 0 {
+                        Request::Vm(VmRequest::Create(create))
+                    } else {
+                        Request::Ct(CtRequest::Create(create))
+                    };
                     barrier.wait();
                     client.call(&request)
                 })

@@ -3,8 +3,8 @@
 
 use hearth_client::Client;
 use hearth_proto::{
-    DestroyGuest, ErrorKind, GetConfig, GuestConfigView, Payload, PendingItem, Request, SetGuest, TaskState, VmRequest,
-    CtRequest,
+    CtRequest, DestroyGuest, ErrorKind, GetConfig, GuestConfigView, Payload, PendingItem, Request, SetGuest, TaskState,
+    VmRequest,
 };
 use hearth_test::HearthdProcess;
 use serde_json::json;
@@ -37,7 +37,17 @@ fn file(daemon: &HearthdProcess, dir: &str, id: u32) -> std::path::PathBuf {
 fn vm_create_set_config_destroy() {
     let daemon = HearthdProcess::start();
     let mut client = daemon.client();
-    create_vm(&mut client, 100, &[("name", "web01"), ("memory", "2048"), ("net0", "virtio,bridge=vmbr0,firewall=1,tag=20"), ("onboot", "yes"), ("tags", "web prod")]);
+    create_vm(
+        &mut client,
+        100,
+        &[
+            ("name", "web01"),
+            ("memory", "2048"),
+            ("net0", "virtio,bridge=vmbr0,firewall=1,tag=20"),
+            ("onboot", "yes"),
+            ("tags", "web prod"),
+        ],
+    );
 
     let view = config(&mut client, 100, false);
     assert_eq!(view.config["name"], json!("web01"));
@@ -49,7 +59,9 @@ fn vm_create_set_config_destroy() {
     assert!(net0.starts_with("virtio=BC:24:11:") && net0.ends_with(",bridge=vmbr0,firewall=1,tag=20"), "{net0}");
 
     // set with the current digest applies; the file's digest changes.
-    let Payload::Digest(new_digest) = client.call(&set(100, &[("cores", "4")], &["tags"], Some(view.digest.clone()))).expect("set") else {
+    let Payload::Digest(new_digest) =
+        client.call(&set(100, &[("cores", "4")], &["tags"], Some(view.digest.clone()))).expect("set")
+    else {
         panic!("set answers with the new digest")
     };
     let after = config(&mut client, 100, false);
@@ -75,7 +87,11 @@ fn vm_create_set_config_destroy() {
     ] {
         let err = client.call(&set(100, options, &[], None)).expect_err("bad input is refused");
         assert!(err.to_string().contains(needle), "{err} does not contain {needle}");
-        assert_eq!(std::fs::read(file(&daemon, "qemu", 100)).expect("config file"), before, "{options:?} changed the file");
+        assert_eq!(
+            std::fs::read(file(&daemon, "qemu", 100)).expect("config file"),
+            before,
+            "{options:?} changed the file"
+        );
     }
     let err = client.call(&set(100, &[], &[], None)).expect_err("empty set");
     assert_eq!(err.kind(), Some(ErrorKind::Invalid));
@@ -83,7 +99,10 @@ fn vm_create_set_config_destroy() {
     // List shows the VM with its memory.
     let Payload::Guests(guests) = client.call(&Request::Vm(VmRequest::List)).expect("list") else { panic!() };
     assert_eq!(guests.len(), 1);
-    assert_eq!((guests[0].vmid.get(), guests[0].name.as_str(), guests[0].maxmem_mib, guests[0].status.as_str()), (100, "web01", 2048, "stopped"));
+    assert_eq!(
+        (guests[0].vmid.get(), guests[0].name.as_str(), guests[0].maxmem_mib, guests[0].status.as_str()),
+        (100, "web01", 2048, "stopped")
+    );
 
     // Protection blocks destroy; clearing it allows it.
     client.call(&set(100, &[("protection", "1")], &[], None)).expect("set protection");
@@ -103,7 +122,16 @@ fn vm_create_set_config_destroy() {
 fn container_round_trip_and_shared_ids() {
     let daemon = HearthdProcess::start();
     let mut client = daemon.client();
-    create_ct(&mut client, 200, &[("hostname", "proxy"), ("memory", "512"), ("net0", "name=eth0,bridge=vmbr0,ip=10.0.0.5/24,gw=10.0.0.1"), ("mp0", "local:vm-200-disk-1,mp=/data")]);
+    create_ct(
+        &mut client,
+        200,
+        &[
+            ("hostname", "proxy"),
+            ("memory", "512"),
+            ("net0", "name=eth0,bridge=vmbr0,ip=10.0.0.5/24,gw=10.0.0.1"),
+            ("mp0", "local:vm-200-disk-1,mp=/data"),
+        ],
+    );
     let req = Request::Ct(CtRequest::Config(GetConfig { vmid: vmid(200), current: false, snapshot: None }));
     let Payload::Config(view) = client.call(&req).expect("config") else { panic!() };
     assert_eq!(view.config["hostname"], json!("proxy"));
@@ -122,10 +150,19 @@ fn container_round_trip_and_shared_ids() {
     assert!(!file(&daemon, "qemu", 200).exists());
 
     // pct-style errors.
-    let bad = Request::Ct(CtRequest::Set(SetGuest { vmid: vmid(200), options: opts(&[("mp1", "local:vm-200-disk-2,mp=/data")]), delete: vec![], revert: vec![], digest: None }));
+    let bad = Request::Ct(CtRequest::Set(SetGuest {
+        vmid: vmid(200),
+        options: opts(&[("mp1", "local:vm-200-disk-2,mp=/data")]),
+        delete: vec![],
+        revert: vec![],
+        digest: None,
+    }));
     let err = client.call(&bad).expect_err("duplicate mount path");
     assert!(err.to_string().contains("mp1: mount path /data is already used by mp0"), "{err}");
-    let bad = Request::Ct(CtRequest::Create(hearth_proto::CreateGuest { vmid: vmid(201), options: opts(&[("rootfs", "local:8")]) }));
+    let bad = Request::Ct(CtRequest::Create(hearth_proto::CreateGuest {
+        vmid: vmid(201),
+        options: opts(&[("rootfs", "local:8")]),
+    }));
     let err = client.call(&bad).expect_err("no storage to allocate from");
     assert_eq!(err.kind(), Some(ErrorKind::Unavailable));
     assert!(!file(&daemon, "lxc", 201).exists(), "a refused create leaves no file");
@@ -148,9 +185,23 @@ fn pending_locks_and_hand_edited_files() {
     assert_eq!(config(&mut client, 100, false).config.get("memory"), Some(&json!(4096)));
     assert_eq!(config(&mut client, 100, true).config.get("memory"), Some(&json!(1024)));
     assert!(!config(&mut client, 100, false).config.contains_key("name"));
-    let Payload::Pending(items) = client.call(&Request::Vm(VmRequest::Pending { vmid: vmid(100) })).expect("pending") else { panic!() };
-    assert!(items.contains(&PendingItem { key: "memory".into(), value: Some(json!(1024)), pending: Some(json!(4096)), delete: false }), "{items:?}");
-    assert!(items.contains(&PendingItem { key: "name".into(), value: Some(json!("a")), pending: None, delete: true }), "{items:?}");
+    let Payload::Pending(items) = client.call(&Request::Vm(VmRequest::Pending { vmid: vmid(100) })).expect("pending")
+    else {
+        panic!()
+    };
+    assert!(
+        items.contains(&PendingItem {
+            key: "memory".into(),
+            value: Some(json!(1024)),
+            pending: Some(json!(4096)),
+            delete: false
+        }),
+        "{items:?}"
+    );
+    assert!(
+        items.contains(&PendingItem { key: "name".into(), value: Some(json!("a")), pending: None, delete: true }),
+        "{items:?}"
+    );
 
     // A lock refuses changes until unlocked.
     let text = std::fs::read_to_string(&path).expect("read");
@@ -165,7 +216,9 @@ fn pending_locks_and_hand_edited_files() {
     // A file broken by hand is reported with file and line; the other guests are still served.
     let broken = file(&daemon, "qemu", 101);
     std::fs::write(&broken, "name = \"b\"\ncores = [\n").expect("write");
-    let err = client.call(&Request::Vm(VmRequest::Config(GetConfig { vmid: vmid(101), current: false, snapshot: None }))).expect_err("broken");
+    let err = client
+        .call(&Request::Vm(VmRequest::Config(GetConfig { vmid: vmid(101), current: false, snapshot: None })))
+        .expect_err("broken");
     assert_eq!(err.kind(), Some(ErrorKind::Invalid));
     assert!(err.to_string().contains("101.toml: line 2"), "{err}");
     let Payload::Guests(list) = client.call(&Request::Vm(VmRequest::List)).expect("list still works") else { panic!() };

@@ -65,6 +65,11 @@ fn kill_9_during_200_writes_leaves_every_file_parseable() {
     let Payload::Guests(list) = client.call(&Request::Vm(VmRequest::List)).expect("list") else { panic!() };
     assert_eq!(list.len(), 4);
     assert!(list.iter().all(|g| g.error.is_none()), "{list:?}");
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).expect("dir").flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().contains(".tmp.")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains(".tmp."))
+        .collect();
     assert!(leftovers.is_empty(), "temporary files are cleaned at start: {leftovers:?}");
 }

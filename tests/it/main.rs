@@ -23,7 +23,9 @@ pub fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 /// Creates a VM and waits for its task.
 pub fn create_vm(client: &mut Client, id: u32, options: &[(&str, &str)]) {
     let request = Request::Vm(VmRequest::Create(CreateGuest { vmid: vmid(id), options: opts(options) }));
-    let Payload::Task(upid) = client.call(&request).expect("create is accepted") else { panic!("create answers with a task") };
+    let Payload::Task(upid) = client.call(&request).expect("create is accepted") else {
+        panic!("create answers with a task")
+    };
     let info = client.follow(&upid, |_| {}).expect("following the task");
     assert_eq!(info.state, hearth_proto::TaskState::Ok, "{upid}");
 }
@@ -31,7 +33,9 @@ pub fn create_vm(client: &mut Client, id: u32, options: &[(&str, &str)]) {
 /// Creates a container and waits for its task.
 pub fn create_ct(client: &mut Client, id: u32, options: &[(&str, &str)]) {
     let request = Request::Ct(CtRequest::Create(CreateGuest { vmid: vmid(id), options: opts(options) }));
-    let Payload::Task(upid) = client.call(&request).expect("create is accepted") else { panic!("create answers with a task") };
+    let Payload::Task(upid) = client.call(&request).expect("create is accepted") else {
+        panic!("create answers with a task")
+    };
     let info = client.follow(&upid, |_| {}).expect("following the task");
     assert_eq!(info.state, hearth_proto::TaskState::Ok, "{upid}");
 }

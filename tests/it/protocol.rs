@@ -5,7 +5,9 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 
-use hearth_proto::{ClientHello, ErrorKind, PROTOCOL_VERSION, Payload, Request, Response, VmRequest, read_frame, write_frame};
+use hearth_proto::{
+    ClientHello, ErrorKind, PROTOCOL_VERSION, Payload, Request, Response, VmRequest, read_frame, write_frame,
+};
 use hearth_test::HearthdProcess;
 
 use crate::create_vm;
@@ -31,7 +33,10 @@ fn expect_protocol_error_and_close(stream: &mut UnixStream) -> String {
 }
 
 fn still_serves(daemon: &HearthdProcess) {
-    let Payload::Guests(list) = daemon.client().call(&Request::Vm(VmRequest::List)).expect("daemon still serves") else { panic!() };
+    let Payload::Guests(list) = daemon.client().call(&Request::Vm(VmRequest::List)).expect("daemon still serves")
+    else {
+        panic!()
+    };
     assert_eq!(list.len(), 1);
 }
 
@@ -75,7 +80,9 @@ fn bad_frames_close_one_connection_only() {
     drop(s);
 
     still_serves(&daemon);
-    let Payload::Guests(_) = idle.call(&Request::Vm(VmRequest::List)).expect("the idle connection still works") else { panic!() };
+    let Payload::Guests(_) = idle.call(&Request::Vm(VmRequest::List)).expect("the idle connection still works") else {
+        panic!()
+    };
     assert_eq!(std::fs::read(daemon.root().join("etc/hearth/nodes/test/qemu/100.toml")).expect("file"), before);
 }
 
@@ -84,7 +91,9 @@ fn non_root_callers_are_refused_and_change_nothing() {
     let daemon = HearthdProcess::start();
     create_vm(&mut daemon.client(), 100, &[]);
     let nobody = 65534;
-    for args in [&["list"][..], &["config", "100"], &["set", "100", "--memory", "4096"], &["create", "101"], &["nextid"]] {
+    for args in
+        [&["list"][..], &["config", "100"], &["set", "100", "--memory", "4096"], &["create", "101"], &["nextid"]]
+    {
         let out = daemon.command("vmctl").args(args).uid(nobody).gid(nobody).output().expect("run vmctl as nobody");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "vmctl {args:?}: {stderr}");

@@ -52,7 +52,8 @@ fn running_task_streams_progress_and_stops_on_request() {
             (info, events)
         })
     };
-    while !matches!(client.call(&Request::Task(TaskRequest::Log { upid: upid.clone(), start: 0 })), Ok(Payload::TaskLog(lines)) if lines.len() > 5) {
+    while !matches!(client.call(&Request::Task(TaskRequest::Log { upid: upid.clone(), start: 0 })), Ok(Payload::TaskLog(lines)) if lines.len() > 5)
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
     client.call(&Request::Task(TaskRequest::Stop { upid: upid.clone() })).expect("stop");
@@ -76,11 +77,16 @@ fn task_logs_and_status_survive_a_restart() {
     let mut daemon = HearthdProcess::start();
     let mut client = daemon.client();
     create_vm(&mut client, 100, &[]);
-    let destroy = Request::Vm(hearth_proto::VmRequest::Destroy(hearth_proto::DestroyGuest { vmid: vmid(100), purge: false }));
+    let destroy =
+        Request::Vm(hearth_proto::VmRequest::Destroy(hearth_proto::DestroyGuest { vmid: vmid(100), purge: false }));
     let Payload::Task(destroyed) = client.call(&destroy).expect("destroy") else { panic!() };
     client.follow(&destroyed, |_| {}).expect("follow");
     let before = list(&mut client, TaskFilter::default());
-    assert_eq!(before.iter().map(|t| t.worker_type.as_str()).collect::<Vec<_>>(), ["qmdestroy", "qmcreate"], "newest first");
+    assert_eq!(
+        before.iter().map(|t| t.worker_type.as_str()).collect::<Vec<_>>(),
+        ["qmdestroy", "qmcreate"],
+        "newest first"
+    );
     drop(client);
 
     assert!(daemon.signal(Signal::SIGTERM).success(), "SIGTERM stops hearthd cleanly");
@@ -89,13 +95,28 @@ fn task_logs_and_status_survive_a_restart() {
 
     let mut client = daemon.client();
     assert_eq!(list(&mut client, TaskFilter::default()), before);
-    let filtered = list(&mut client, TaskFilter { typefilter: Some("qmcreate".into()), vmid: Some(vmid(100)), ..TaskFilter::default() });
+    let filtered = list(
+        &mut client,
+        TaskFilter { typefilter: Some("qmcreate".into()), vmid: Some(vmid(100)), ..TaskFilter::default() },
+    );
     assert_eq!(filtered.len(), 1);
-    let Payload::TaskStatus(status) = client.call(&Request::Task(TaskRequest::Status { upid: destroyed.clone() })).expect("status") else { panic!() };
+    let Payload::TaskStatus(status) =
+        client.call(&Request::Task(TaskRequest::Status { upid: destroyed.clone() })).expect("status")
+    else {
+        panic!()
+    };
     assert_eq!(status.state, TaskState::Ok);
-    let Payload::TaskLog(lines) = client.call(&Request::Task(TaskRequest::Log { upid: destroyed.clone(), start: 0 })).expect("log") else { panic!() };
+    let Payload::TaskLog(lines) =
+        client.call(&Request::Task(TaskRequest::Log { upid: destroyed.clone(), start: 0 })).expect("log")
+    else {
+        panic!()
+    };
     assert_eq!(lines, ["destroying VM 100", "VM 100 destroyed", "TASK OK"]);
-    let Payload::TaskLog(tail) = client.call(&Request::Task(TaskRequest::Log { upid: destroyed.clone(), start: 2 })).expect("log") else { panic!() };
+    let Payload::TaskLog(tail) =
+        client.call(&Request::Task(TaskRequest::Log { upid: destroyed.clone(), start: 2 })).expect("log")
+    else {
+        panic!()
+    };
     assert_eq!(tail, ["TASK OK"]);
     let mut replay = Vec::new();
     let info = client.follow(&destroyed, |e| replay.push(e.clone())).expect("following a finished task replays it");

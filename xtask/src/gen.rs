@@ -72,15 +72,31 @@ fn add_man_pages(cmd: &clap::Command, section: &str, files: &mut Files) -> anyho
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         add_man_pages(sub, section, files)?;
     }
-    let man = clap_mangen::Man::new(cmd.clone()).section(section).source(source()).manual(MANUAL);
+    let man = clap_mangen::Man::new(cmd.clone()).section(section);
     let mut page = Vec::new();
     man.render(&mut page)?;
-    // roff does not need it, but diffs and pagers prefer text files to end with a newline.
-    if !page.ends_with(b"\n") {
-        page.push(b'\n');
-    }
-    files.insert(Path::new("man").join(man.get_filename()), page);
+    let page = String::from_utf8(page).context("clap_mangen rendered invalid UTF-8")?;
+    let title = cmd.get_display_name().unwrap_or_else(|| cmd.get_name());
+    let page = with_title_line(&page, title, section)?;
+    files.insert(Path::new("man").join(man.get_filename()), page.into_bytes());
     Ok(())
+}
+
+/// Replaces the page's `.TH` line with one that leaves the date empty but keeps the source and
+/// manual in their places. clap_mangen writes an empty date as nothing at all, which shifts the
+/// source into the date's slot and drops the manual name from the header; a real date would
+/// make the output change every day.
+fn with_title_line(page: &str, title: &str, section: &str) -> anyhow::Result<String> {
+    let Some(th) = page.lines().find(|line| line.starts_with(".TH ")) else {
+        bail!("the man page of {title} has no .TH line");
+    };
+    let fixed = format!(r#".TH {title} {section} "" "{}" "{MANUAL}""#, source());
+    let mut page = page.replacen(th, &fixed, 1);
+    // roff does not need it, but diffs and pagers prefer text files to end with a newline.
+    if !page.ends_with('\n') {
+        page.push('\n');
+    }
+    Ok(page)
 }
 
 /// What differs between the checked-in files and freshly generated ones.
@@ -214,7 +230,9 @@ mod tests {
             assert!(first.contains_key(&PathBuf::from(format!("completions/bash/{}", binary.name))));
             assert!(first.contains_key(&PathBuf::from(format!("completions/zsh/_{}", binary.name))));
         }
-        assert!(first.contains_key(Path::new("man/vmctl-create.1")));
+        let create = String::from_utf8_lossy(&first[Path::new("man/vmctl-create.1")]).into_owned();
+        let title = format!(r#".TH vmctl-create 1 "" "Hearth {}" "Hearth Manual""#, env!("CARGO_PKG_VERSION"));
+        assert!(create.lines().any(|l| l == title), "{create}");
     }
 
     #[test]

@@ -65,16 +65,7 @@ mod tests {
     fn parses_task_commands() {
         let upid = "UPID:pve1:000A1B2C:0012D687:6650A1F0:qmstart:100:root@pam:";
         let m = command()
-            .try_get_matches_from([
-                "clusterctl",
-                "task",
-                "log",
-                upid,
-                "--start",
-                "5",
-                "--output-format",
-                "json",
-            ])
+            .try_get_matches_from(["clusterctl", "task", "log", upid, "--start", "5", "--output-format", "json"])
             .unwrap();
         let (_, task) = m.subcommand().unwrap();
         let (name, log) = task.subcommand().unwrap();
@@ -83,16 +74,7 @@ mod tests {
         assert_eq!(cli::get_upid(log, "upid").unwrap().to_string(), upid);
         assert_eq!(log.get_one::<usize>("start"), Some(&5));
         let m = command()
-            .try_get_matches_from([
-                "clusterctl",
-                "task",
-                "list",
-                "--vmid",
-                "100",
-                "--errors",
-                "--limit",
-                "3",
-            ])
+            .try_get_matches_from(["clusterctl", "task", "list", "--vmid", "100", "--errors", "--limit", "3"])
             .unwrap();
         assert!(m.subcommand().is_some());
         for bad in [
@@ -100,11 +82,7 @@ mod tests {
             &["clusterctl", "task", "list", "--vmid", "5"],
             &["clusterctl", "task"],
         ] {
-            assert_eq!(
-                command().try_get_matches_from(bad).unwrap_err().exit_code(),
-                2,
-                "{bad:?}"
-            );
+            assert_eq!(command().try_get_matches_from(bad).unwrap_err().exit_code(), 2, "{bad:?}");
         }
     }
 }

@@ -42,9 +42,7 @@ pub fn command() -> Command {
 
 /// Runs the subcommand that `matches` (from [`command`]) selected.
 pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
-    let Some((name, sub)) = matches.subcommand() else {
-        bail!("no command given; see `ctctl --help`")
-    };
+    let Some((name, sub)) = matches.subcommand() else { bail!("no command given; see `ctctl --help`") };
     let format = OutputFormat::from_matches(sub);
     match name {
         "create" => cmd::create::run(sub, format),
@@ -99,11 +97,7 @@ mod tests {
             &["ctctl", "set", "200", "--scsi0", "x"],
             &["ctctl", "list", "--output-format", "yaml"],
         ] {
-            assert_eq!(
-                command().try_get_matches_from(bad).unwrap_err().exit_code(),
-                2,
-                "{bad:?}"
-            );
+            assert_eq!(command().try_get_matches_from(bad).unwrap_err().exit_code(), 2, "{bad:?}");
         }
     }
 }

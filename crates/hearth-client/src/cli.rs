@@ -13,9 +13,7 @@ use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, ValueEnum};
 use hearth_core::schema::Scope;
 use hearth_core::{GuestKind, Upid, Vmid};
-use hearth_proto::{
-    GuestConfigView, Payload, PendingItem, Request, TaskEvent, TaskInfo, TaskState,
-};
+use hearth_proto::{GuestConfigView, Payload, PendingItem, Request, TaskEvent, TaskInfo, TaskState};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -37,18 +35,12 @@ const OUTPUT_FORMAT: &str = "output-format";
 
 impl ValueEnum for OutputFormat {
     fn value_variants<'a>() -> &'a [Self] {
-        &[
-            OutputFormat::Text,
-            OutputFormat::Json,
-            OutputFormat::JsonPretty,
-        ]
+        &[OutputFormat::Text, OutputFormat::Json, OutputFormat::JsonPretty]
     }
 
     fn to_possible_value(&self) -> Option<PossibleValue> {
         Some(match self {
-            OutputFormat::Text => {
-                PossibleValue::new("text").help("aligned columns and key: value lines")
-            }
+            OutputFormat::Text => PossibleValue::new("text").help("aligned columns and key: value lines"),
             OutputFormat::Json => PossibleValue::new("json").help("compact JSON on one line"),
             OutputFormat::JsonPretty => PossibleValue::new("json-pretty").help("indented JSON"),
         })
@@ -58,12 +50,7 @@ impl ValueEnum for OutputFormat {
 impl OutputFormat {
     /// The format chosen on the command line; global, so any level of matches knows it.
     pub fn from_matches(matches: &ArgMatches) -> OutputFormat {
-        matches
-            .try_get_one::<OutputFormat>(OUTPUT_FORMAT)
-            .ok()
-            .flatten()
-            .copied()
-            .unwrap_or_default()
+        matches.try_get_one::<OutputFormat>(OUTPUT_FORMAT).ok().flatten().copied().unwrap_or_default()
     }
 
     pub fn is_json(self) -> bool {
@@ -126,10 +113,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(columns: &[(&str, Align)]) -> Table {
-        Table {
-            columns: columns.iter().map(|(h, a)| ((*h).to_owned(), *a)).collect(),
-            rows: Vec::new(),
-        }
+        Table { columns: columns.iter().map(|(h, a)| ((*h).to_owned(), *a)).collect(), rows: Vec::new() }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -143,17 +127,9 @@ impl Table {
     }
 
     pub fn render(&self) -> String {
-        let mut widths: Vec<usize> = self
-            .columns
-            .iter()
-            .map(|(h, _)| h.chars().count())
-            .collect();
+        let mut widths: Vec<usize> = self.columns.iter().map(|(h, _)| h.chars().count()).collect();
         for (cells, spanning) in &self.rows {
-            let sized = if *spanning {
-                &cells[..cells.len().saturating_sub(1)]
-            } else {
-                &cells[..]
-            };
+            let sized = if *spanning { &cells[..cells.len().saturating_sub(1)] } else { &cells[..] };
             for (width, cell) in widths.iter_mut().zip(sized) {
                 *width = (*width).max(cell.chars().count());
             }
@@ -229,30 +205,18 @@ pub fn guest_config_options(kind: GuestKind, matches: &ArgMatches) -> Vec<(Strin
         })
         .collect();
     given.sort_by_key(|(index, _, _)| *index);
-    given
-        .into_iter()
-        .map(|(_, key, value)| (key, value))
-        .collect()
+    given.into_iter().map(|(_, key, value)| (key, value)).collect()
 }
 
 /// An option taking configuration keys (`--delete`, `--revert`), repeatable, each value a list
 /// separated by `,`, `;` or spaces.
 pub fn key_list_arg(name: &'static str, help: &'static str) -> Arg {
-    Arg::new(name)
-        .long(name)
-        .value_name("KEYS")
-        .action(ArgAction::Append)
-        .help(help)
+    Arg::new(name).long(name).value_name("KEYS").action(ArgAction::Append).help(help)
 }
 
 /// The keys given to a [`key_list_arg`], split and in order.
 pub fn key_list(matches: &ArgMatches, name: &str) -> Vec<String> {
-    let values = matches
-        .try_get_many::<String>(name)
-        .ok()
-        .flatten()
-        .into_iter()
-        .flatten();
+    let values = matches.try_get_many::<String>(name).ok().flatten().into_iter().flatten();
     values
         .flat_map(|v| v.split(|c: char| c == ',' || c == ';' || c.is_whitespace()))
         .filter(|k| !k.is_empty())
@@ -281,29 +245,17 @@ pub fn required_vmid(matches: &ArgMatches, name: &str) -> anyhow::Result<Vmid> {
 
 /// A required positional task id, checked while parsing.
 pub fn upid_arg(name: &'static str, help: &'static str) -> Arg {
-    Arg::new(name)
-        .value_name("UPID")
-        .required(true)
-        .value_parser(|s: &str| s.parse::<Upid>())
-        .help(help)
+    Arg::new(name).value_name("UPID").required(true).value_parser(|s: &str| s.parse::<Upid>()).help(help)
 }
 
 /// The task id parsed by an [`upid_arg`].
 pub fn get_upid(matches: &ArgMatches, name: &str) -> anyhow::Result<Upid> {
-    matches
-        .try_get_one::<Upid>(name)
-        .ok()
-        .flatten()
-        .cloned()
-        .with_context(|| format!("missing <{name}>"))
+    matches.try_get_one::<Upid>(name).ok().flatten().cloned().with_context(|| format!("missing <{name}>"))
 }
 
 /// Connects to the hearthd of `$HEARTH_ROOT` (or `/`) as `<bin> <version>`.
 pub fn connect(bin: &str) -> anyhow::Result<Client> {
-    Ok(Client::connect(
-        &default_root(),
-        &format!("{bin} {}", env!("CARGO_PKG_VERSION")),
-    )?)
+    Ok(Client::connect(&default_root(), &format!("{bin} {}", env!("CARGO_PKG_VERSION")))?)
 }
 
 /// The error for an answer of the wrong type; a hearthd that does not match this client.
@@ -312,11 +264,7 @@ pub fn unexpected(payload: &Payload) -> anyhow::Error {
 }
 
 /// Sends a request that starts a task and follows the task to its end.
-pub fn run_task(
-    client: &mut Client,
-    request: &Request,
-    format: OutputFormat,
-) -> anyhow::Result<TaskInfo> {
+pub fn run_task(client: &mut Client, request: &Request, format: OutputFormat) -> anyhow::Result<TaskInfo> {
     match client.call(request)? {
         Payload::Task(upid) => follow_task(client, &upid, format),
         other => Err(unexpected(&other)),
@@ -326,11 +274,7 @@ pub fn run_task(
 /// Follows a task. Text: log lines go to stdout as they arrive, with a progress bar on stderr if
 /// that is a terminal. JSON: nothing until the end, then the [`TaskInfo`]. A failed task fails
 /// the command with the task's message; warnings do not.
-pub fn follow_task(
-    client: &mut Client,
-    upid: &Upid,
-    format: OutputFormat,
-) -> anyhow::Result<TaskInfo> {
+pub fn follow_task(client: &mut Client, upid: &Upid, format: OutputFormat) -> anyhow::Result<TaskInfo> {
     let text = format == OutputFormat::Text;
     let show_bar = text && io::stderr().is_terminal();
     let mut bar: Option<ProgressBar> = None;
@@ -382,11 +326,7 @@ fn progress_bar(total: u64) -> ProgressBar {
 
 /// Parses the arguments, runs the command and turns the outcome into an exit code: help and
 /// version 0, usage errors 2, failures 1 with `<name>: <error chain>` on stderr.
-pub fn run_cli(
-    name: &str,
-    command: Command,
-    run: impl FnOnce(&ArgMatches) -> anyhow::Result<()>,
-) -> ExitCode {
+pub fn run_cli(name: &str, command: Command, run: impl FnOnce(&ArgMatches) -> anyhow::Result<()>) -> ExitCode {
     let matches = match command.try_get_matches() {
         Ok(matches) => matches,
         Err(e) => {
@@ -442,11 +382,7 @@ fn display_value(key: &str, value: &serde_json::Value) -> String {
         serde_json::Value::Null => String::new(),
         other => other.to_string(),
     };
-    if key == "description" {
-        encode_text(&text)
-    } else {
-        text
-    }
+    if key == "description" { encode_text(&text) } else { text }
 }
 
 /// `config` as `qm config` prints it: `key: value` lines sorted by key, description first.
@@ -465,8 +401,7 @@ pub fn print_guest_config(view: &GuestConfigView, format: OutputFormat) -> anyho
     if !format.is_json() {
         return print_text(&render_guest_config(view));
     }
-    let mut object: serde_json::Map<String, serde_json::Value> =
-        view.config.clone().into_iter().collect();
+    let mut object: serde_json::Map<String, serde_json::Value> = view.config.clone().into_iter().collect();
     object.insert("digest".into(), view.digest.clone().into());
     print_json(&object, format)
 }
@@ -501,11 +436,7 @@ pub fn render_pending(items: &[PendingItem]) -> String {
 
 /// Prints pending changes, as text or as the list of items.
 pub fn print_pending(items: &[PendingItem], format: OutputFormat) -> anyhow::Result<()> {
-    if format.is_json() {
-        print_json(items, format)
-    } else {
-        print_text(&render_pending(items))
-    }
+    if format.is_json() { print_json(items, format) } else { print_text(&render_pending(items)) }
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS` in UTC.
@@ -521,12 +452,7 @@ pub fn format_utc(secs: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]
@@ -548,58 +474,27 @@ mod tests {
     fn config_options_keep_command_line_order() {
         let m = parse(
             GuestKind::Vm,
-            &[
-                "--scsi30",
-                "local:8",
-                "--memory",
-                "2048",
-                "--net0=virtio",
-                "--delete",
-                "a,b;c d",
-                "--delete",
-                "e",
-            ],
+            &["--scsi30", "local:8", "--memory", "2048", "--net0=virtio", "--delete", "a,b;c d", "--delete", "e"],
         );
-        let expected = [
-            ("scsi30", "local:8"),
-            ("memory", "2048"),
-            ("net0", "virtio"),
-        ];
-        assert_eq!(
-            guest_config_options(GuestKind::Vm, &m),
-            expected.map(|(k, v)| (k.to_owned(), v.to_owned()))
-        );
+        let expected = [("scsi30", "local:8"), ("memory", "2048"), ("net0", "virtio")];
+        assert_eq!(guest_config_options(GuestKind::Vm, &m), expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
         assert_eq!(key_list(&m, "delete"), ["a", "b", "c", "d", "e"]);
         assert_eq!(OutputFormat::from_matches(&m), OutputFormat::Text);
-        let m = parse(
-            GuestKind::Ct,
-            &["--mp255", "x", "--output-format", "json-pretty"],
-        );
-        assert_eq!(
-            guest_config_options(GuestKind::Ct, &m),
-            [("mp255".to_owned(), "x".to_owned())]
-        );
+        let m = parse(GuestKind::Ct, &["--mp255", "x", "--output-format", "json-pretty"]);
+        assert_eq!(guest_config_options(GuestKind::Ct, &m), [("mp255".to_owned(), "x".to_owned())]);
         assert_eq!(OutputFormat::from_matches(&m), OutputFormat::JsonPretty);
         // Internal keys are not options.
-        let err = Command::new("t")
-            .args(guest_config_args(GuestKind::Vm))
-            .try_get_matches_from(["t", "--unused0", "x"]);
+        let err =
+            Command::new("t").args(guest_config_args(GuestKind::Vm)).try_get_matches_from(["t", "--unused0", "x"]);
         assert_eq!(err.unwrap_err().exit_code(), 2);
     }
 
     #[test]
     fn table_aligns_columns() {
-        let mut t = Table::new(&[
-            ("VMID", Align::Right),
-            ("NAME", Align::Left),
-            ("MEM", Align::Right),
-        ]);
+        let mut t = Table::new(&[("VMID", Align::Right), ("NAME", Align::Left), ("MEM", Align::Right)]);
         t.row(vec!["100".into(), "web".into(), "2048".into()]);
         t.row(vec!["1000".into(), "database".into(), "512".into()]);
-        t.row_spanning(vec![
-            "101".into(),
-            "error: a message far wider than the name column".into(),
-        ]);
+        t.row_spanning(vec!["101".into(), "error: a message far wider than the name column".into()]);
         assert_eq!(
             t.render(),
             "VMID NAME      MEM\n 100 web      2048\n1000 database  512\n 101 error: a message far wider than the name column\n"
@@ -611,27 +506,14 @@ mod tests {
         let view = GuestConfigView {
             vmid: Vmid::new(100).unwrap(),
             digest: "abc".into(),
-            config: [
-                ("memory", json!(2048)),
-                ("description", json!("two\nlines: 100%")),
-                ("onboot", json!(true)),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
+            config: [("memory", json!(2048)), ("description", json!("two\nlines: 100%")), ("onboot", json!(true))]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
         };
-        assert_eq!(
-            render_guest_config(&view),
-            "description: two%0Alines%3A 100%25\nmemory: 2048\nonboot: 1\n"
-        );
-        let item = |key: &str,
-                    value: Option<serde_json::Value>,
-                    pending: Option<serde_json::Value>,
-                    delete| PendingItem {
-            key: key.into(),
-            value,
-            pending,
-            delete,
+        assert_eq!(render_guest_config(&view), "description: two%0Alines%3A 100%25\nmemory: 2048\nonboot: 1\n");
+        let item = |key: &str, value: Option<serde_json::Value>, pending: Option<serde_json::Value>, delete| {
+            PendingItem { key: key.into(), value, pending, delete }
         };
         let items = [
             item("name", None, Some(json!("web")), false),
@@ -639,18 +521,13 @@ mod tests {
             item("tags", Some(json!("a")), None, true),
             item("memory", Some(json!(512)), None, false),
         ];
-        assert_eq!(
-            render_pending(&items),
-            "cur cores: 1\nnew cores: 2\ncur memory: 512\nnew name: web\ndel tags: a\n"
-        );
+        assert_eq!(render_pending(&items), "cur cores: 1\nnew cores: 2\ncur memory: 512\nnew name: web\ndel tags: a\n");
     }
 
     #[test]
     fn error_chain_skips_repeated_causes() {
         let io = io::Error::new(io::ErrorKind::NotFound, "no such file");
-        let e = anyhow::Error::new(io)
-            .context("connect: no such file")
-            .context("creating VM 100");
+        let e = anyhow::Error::new(io).context("connect: no such file").context("creating VM 100");
         assert_eq!(error_chain(&e), "creating VM 100: connect: no such file");
         assert_eq!(error_chain(&anyhow!("a").context("b")), "b: a");
     }
@@ -669,9 +546,6 @@ mod tests {
         let err = cmd.try_get_matches_from(["t", "42"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         let text = err.to_string();
-        assert!(
-            text.contains("<VMID>") && text.contains("100 to 999999999"),
-            "{text}"
-        );
+        assert!(text.contains("<VMID>") && text.contains("100 to 999999999"), "{text}");
     }
 }

@@ -7,7 +7,17 @@ use crate::vm;
 
 /// Distributions as `pct` names them.
 pub const OSTYPES: &[&str] = &[
-    "debian", "devuan", "ubuntu", "centos", "fedora", "opensuse", "archlinux", "alpine", "gentoo", "nixos", "unmanaged",
+    "debian",
+    "devuan",
+    "ubuntu",
+    "centos",
+    "fedora",
+    "opensuse",
+    "archlinux",
+    "alpine",
+    "gentoo",
+    "nixos",
+    "unmanaged",
 ];
 
 fn filesystem_list(v: &str) -> Result<String, String> {
@@ -31,7 +41,12 @@ pub static ROOTFS: PropSchema = PropSchema {
     bare_default: true,
     model: None,
     props: &[
-        PropDef::new("volume", PropKind::Text(check::volume), "volume id, STORAGE:SIZE_GiB to allocate, or a host directory").required(),
+        PropDef::new(
+            "volume",
+            PropKind::Text(check::volume),
+            "volume id, STORAGE:SIZE_GiB to allocate, or a host directory",
+        )
+        .required(),
         PropDef::new("size", PropKind::Size, "volume size (informational)"),
         PropDef::new("acl", PropKind::Bool, "POSIX ACLs"),
         PropDef::new("quota", PropKind::Bool, "user quotas"),
@@ -48,7 +63,12 @@ pub static MOUNTPOINT: PropSchema = PropSchema {
     bare_default: true,
     model: None,
     props: &[
-        PropDef::new("volume", PropKind::Text(check::volume), "volume id, STORAGE:SIZE_GiB to allocate, or a host directory").required(),
+        PropDef::new(
+            "volume",
+            PropKind::Text(check::volume),
+            "volume id, STORAGE:SIZE_GiB to allocate, or a host directory",
+        )
+        .required(),
         PropDef::new("mp", PropKind::Text(check::absolute_path), "path inside the container").required(),
         PropDef::new("size", PropKind::Size, "volume size (informational)"),
         PropDef::new("backup", PropKind::Bool, "include in backups"),
@@ -89,11 +109,19 @@ static FEATURES: PropSchema = PropSchema {
     bare_default: false,
     model: None,
     props: &[
-        PropDef::new("nesting", PropKind::Bool, "allow nested containers (exposes host /proc and /sys read-write parts)"),
+        PropDef::new(
+            "nesting",
+            PropKind::Bool,
+            "allow nested containers (exposes host /proc and /sys read-write parts)",
+        ),
         PropDef::new("keyctl", PropKind::Bool, "allow keyctl() (unprivileged containers only)"),
         PropDef::new("fuse", PropKind::Bool, "allow FUSE file systems"),
         PropDef::new("mknod", PropKind::Bool, "allow mknod of safe device nodes"),
-        PropDef::new("mount", PropKind::Text(filesystem_list), "file system types the container may mount, e.g. nfs;cifs"),
+        PropDef::new(
+            "mount",
+            PropKind::Text(filesystem_list),
+            "file system types the container may mount, e.g. nfs;cifs",
+        ),
         PropDef::new("force_rw_sys", PropKind::Bool, "mount /sys read-write in unprivileged containers"),
     ],
 };
@@ -114,22 +142,34 @@ pub static SCHEMA: Schema = Schema {
         KeyDef::new("swap", Kind::Int { min: 0, max: 4 << 30 }, "swap in MiB"),
         KeyDef::new("rootfs", Kind::Prop(&ROOTFS), "root file system: [volume=]<volume>[,size=..][,..]"),
         KeyDef::indexed("mp", 255, Kind::Prop(&MOUNTPOINT), "mount point: [volume=]<volume>,mp=<path>[,backup=1][,..]"),
-        KeyDef::indexed("net", 31, Kind::Prop(&NIC), "network interface: name=<ifname>[,bridge=..][,ip=..][,gw=..][,..]"),
+        KeyDef::indexed(
+            "net",
+            31,
+            Kind::Prop(&NIC),
+            "network interface: name=<ifname>[,bridge=..][,ip=..][,gw=..][,..]",
+        ),
         KeyDef::new("unprivileged", Kind::Bool, "map container ids to unprivileged host ids"),
         KeyDef::new("features", Kind::Prop(&FEATURES), "advanced features: nesting=1,keyctl=1,fuse=1,.."),
         KeyDef::new("nameserver", Kind::Text(check::ip_list), "DNS servers"),
         KeyDef::new("searchdomain", Kind::Text(check::domain_list), "DNS search domains"),
         KeyDef::new("onboot", Kind::Bool, "start when the node boots"),
-        KeyDef::new("startup", Kind::Prop(&vm::STARTUP), "start and shutdown behaviour: [order=]<n>[,up=<s>][,down=<s>]"),
+        KeyDef::new(
+            "startup",
+            Kind::Prop(&vm::STARTUP),
+            "start and shutdown behaviour: [order=]<n>[,up=<s>][,down=<s>]",
+        ),
         KeyDef::new("protection", Kind::Bool, "refuse destroy and volume removal"),
         KeyDef::new("template", Kind::Bool, "the container is a template"),
         KeyDef::new("console", Kind::Bool, "attach a console device"),
         KeyDef::new("tty", Kind::Int { min: 0, max: 6 }, "number of ttys"),
         KeyDef::new("cmode", Kind::Enum(&["tty", "console", "shell"]), "console mode"),
         KeyDef::new("timezone", Kind::Text(check::word), "time zone: host or a zoneinfo name"),
-        KeyDef::indexed("unused", 255, Kind::Text(check::volume), "a volume the container owns but does not use").scope(Scope::Internal),
-        KeyDef::new("parent", Kind::Text(check::word), "the snapshot the current state is based on").scope(Scope::Internal),
+        KeyDef::indexed("unused", 255, Kind::Text(check::volume), "a volume the container owns but does not use")
+            .scope(Scope::Internal),
+        KeyDef::new("parent", Kind::Text(check::word), "the snapshot the current state is based on")
+            .scope(Scope::Internal),
         KeyDef::new("snaptime", Kind::Int { min: 0, max: i64::MAX }, "snapshot creation time").scope(Scope::Snapshot),
-        KeyDef::new("snapstate", Kind::Enum(&["prepare", "delete"]), "snapshot operation in progress").scope(Scope::Snapshot),
+        KeyDef::new("snapstate", Kind::Enum(&["prepare", "delete"]), "snapshot operation in progress")
+            .scope(Scope::Snapshot),
     ],
 };

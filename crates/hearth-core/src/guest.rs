@@ -72,8 +72,12 @@ impl GuestKind {
     pub fn locks(self) -> &'static [Lock] {
         use Lock::*;
         match self {
-            GuestKind::Vm => &[Backup, Clone, Create, Migrate, Rollback, Snapshot, SnapshotDelete, Suspending, Suspended],
-            GuestKind::Ct => &[Backup, Create, Destroyed, Disk, Fstrim, Migrate, Mounted, Rollback, Snapshot, SnapshotDelete],
+            GuestKind::Vm => {
+                &[Backup, Clone, Create, Migrate, Rollback, Snapshot, SnapshotDelete, Suspending, Suspended]
+            }
+            GuestKind::Ct => {
+                &[Backup, Create, Destroyed, Disk, Fstrim, Migrate, Mounted, Rollback, Snapshot, SnapshotDelete]
+            }
         }
     }
 }
@@ -264,7 +268,9 @@ fn to_value(key: &str, v: &toml::Value) -> Result<Value, ConfigError> {
         toml::Value::Integer(n) => Ok(Value::Int(*n)),
         toml::Value::Float(x) => Ok(Value::Float(*x)),
         toml::Value::String(s) => Ok(Value::Str(s.clone())),
-        other => Err(ConfigError::new(key, format!("expected a string, number or boolean, found {}", other.type_str()))),
+        other => {
+            Err(ConfigError::new(key, format!("expected a string, number or boolean, found {}", other.type_str())))
+        }
     }
 }
 
@@ -316,7 +322,10 @@ impl GuestConfig {
             line: e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
             message: e.message().trim().to_owned(),
         })?;
-        let at = |header: Option<&str>, e: ConfigError| FileError { line: line_of(text, header, &e.key), message: e.to_string() };
+        let at = |header: Option<&str>, e: ConfigError| FileError {
+            line: line_of(text, header, &e.key),
+            message: e.to_string(),
+        };
         let schema = kind.schema();
         let mut config = GuestConfig::new(kind);
         for (key, value) in &table {
@@ -325,11 +334,14 @@ impl GuestConfig {
                 ("pending", toml::Value::Table(pending)) => {
                     for (key, value) in pending {
                         if key == "delete" {
-                            let keys = value.as_array().filter(|a| a.iter().all(toml::Value::is_str)).ok_or_else(|| {
-                                at(Some("pending"), ConfigError::new("delete", "expected an array of key names"))
-                            })?;
+                            let keys =
+                                value.as_array().filter(|a| a.iter().all(toml::Value::is_str)).ok_or_else(|| {
+                                    at(Some("pending"), ConfigError::new("delete", "expected an array of key names"))
+                                })?;
                             for k in keys.iter().filter_map(toml::Value::as_str) {
-                                schema.user_key(k).map_err(|e| at(Some("pending"), ConfigError::new("delete", e.to_string())))?;
+                                schema
+                                    .user_key(k)
+                                    .map_err(|e| at(Some("pending"), ConfigError::new("delete", e.to_string())))?;
                                 config.pending.delete.insert(k.to_owned());
                             }
                             continue;
@@ -341,7 +353,8 @@ impl GuestConfig {
                 ("snapshots", toml::Value::Table(snapshots)) => {
                     for (name, section) in snapshots {
                         let header = format!("snapshots.{name}");
-                        check_snapshot_name(name).map_err(|e| FileError { line: None, message: format!("[{header}]: {}", e.message) })?;
+                        check_snapshot_name(name)
+                            .map_err(|e| FileError { line: None, message: format!("[{header}]: {}", e.message) })?;
                         let section = section.as_table().ok_or_else(|| FileError {
                             line: None,
                             message: format!("snapshots.{name}: expected a table"),
@@ -384,7 +397,9 @@ impl GuestConfig {
             let snapshots = self
                 .snapshots
                 .iter()
-                .map(|(name, s)| (name.clone(), toml::Value::Table(s.iter().map(|(k, v)| (k.clone(), to_toml(v))).collect())))
+                .map(|(name, s)| {
+                    (name.clone(), toml::Value::Table(s.iter().map(|(k, v)| (k.clone(), to_toml(v))).collect()))
+                })
                 .collect();
             table.insert("snapshots".into(), toml::Value::Table(snapshots));
         }
@@ -463,7 +478,9 @@ impl GuestConfig {
             GuestKind::Ct => {
                 let mut paths = BTreeMap::new();
                 for (key, value) in merged.iter().filter(|(k, _)| k.starts_with("mp")) {
-                    if let Some(path) = self.kind.schema().property(key, value).and_then(|p| p.get("mp").map(str::to_owned)) {
+                    if let Some(path) =
+                        self.kind.schema().property(key, value).and_then(|p| p.get("mp").map(str::to_owned))
+                    {
                         if let Some(other) = paths.insert(path.clone(), key.clone()) {
                             return Err(ConfigError::new(key, format!("mount path {path} is already used by {other}")));
                         }
@@ -581,26 +598,56 @@ snaptime = 1718000500
         let check = |text: &str, expect: expect_test::Expect| {
             expect.assert_eq(&GuestConfig::parse(GuestKind::Vm, text).unwrap_err().to_string());
         };
-        check("memory = 2048\nmemroy = 4\n", expect!["line 2: memroy: unknown VM configuration key; did you mean 'memory'?"]);
+        check(
+            "memory = 2048\nmemroy = 4\n",
+            expect!["line 2: memroy: unknown VM configuration key; did you mean 'memory'?"],
+        );
         check("memory = 2048\ncores = \n", expect!["line 2: string values must be quoted, expected literal string"]);
         check("name = \"a\"\n\n[pending]\nmemory = 1\n", expect!["line 4: memory: value 1 is below the minimum 16"]);
-        check("lock = \"mounted\"\n", expect!["line 1: lock: invalid value 'mounted' (allowed: backup, clone, create, migrate, rollback, snapshot, snapshot-delete, suspending, suspended)"]);
-        check("[snapshots.current]\nmemory = 512\n", expect!["[snapshots.current]: snapshot name 'current' is reserved"]);
-        check("[snapshots.s1]\nmemory = [1]\n", expect!["line 2: memory: expected a string, number or boolean, found array"]);
+        check(
+            "lock = \"mounted\"\n",
+            expect![
+                "line 1: lock: invalid value 'mounted' (allowed: backup, clone, create, migrate, rollback, snapshot, snapshot-delete, suspending, suspended)"
+            ],
+        );
+        check(
+            "[snapshots.current]\nmemory = 512\n",
+            expect!["[snapshots.current]: snapshot name 'current' is reserved"],
+        );
+        check(
+            "[snapshots.s1]\nmemory = [1]\n",
+            expect!["line 2: memory: expected a string, number or boolean, found array"],
+        );
         check("snaptime = 5\n", expect!["line 1: snaptime: is only valid inside a snapshot section"]);
-        check("[pending]\ndelete = [\"memroy\"]\n", expect!["line 2: delete: memroy: unknown VM configuration key; did you mean 'memory'?"]);
+        check(
+            "[pending]\ndelete = [\"memroy\"]\n",
+            expect!["line 2: delete: memroy: unknown VM configuration key; did you mean 'memory'?"],
+        );
         check("hostname = \"ct\"\n", expect!["line 1: hostname: unknown VM configuration key"]);
     }
 
     #[test]
     fn edits_direct_and_pending() {
         let mut config = GuestConfig::new(GuestKind::Vm);
-        config.apply(&edit(GuestKind::Vm, &[("memory", "1024"), ("cores", "2"), ("tags", "b a")], &[]).unwrap(), ApplyMode::Direct).unwrap();
+        config
+            .apply(
+                &edit(GuestKind::Vm, &[("memory", "1024"), ("cores", "2"), ("tags", "b a")], &[]).unwrap(),
+                ApplyMode::Direct,
+            )
+            .unwrap();
         config.apply(&edit(GuestKind::Vm, &[("memory", "2048")], &["tags"]).unwrap(), ApplyMode::Pending).unwrap();
         let entries: Vec<String> = config
             .pending_entries()
             .iter()
-            .map(|e| format!("{} cur={:?} new={:?} del={}", e.key, e.current.as_ref().map(|v| v.to_string()), e.pending.as_ref().map(|v| v.to_string()), e.delete))
+            .map(|e| {
+                format!(
+                    "{} cur={:?} new={:?} del={}",
+                    e.key,
+                    e.current.as_ref().map(|v| v.to_string()),
+                    e.pending.as_ref().map(|v| v.to_string()),
+                    e.delete
+                )
+            })
             .collect();
         expect![[r#"
             [
@@ -625,16 +672,29 @@ snaptime = 1718000500
         assert_eq!(err(&[], &["bogus"]), "bogus: unknown VM configuration key");
         assert_eq!(err(&[("unused0", "local:vm-100-disk-0")], &[]), "unused0: is managed by hearthd and cannot be set");
         let mut config = GuestConfig::new(GuestKind::Vm);
-        let e = config.apply(&edit(GuestKind::Vm, &[("memory", "512"), ("balloon", "1024")], &[]).unwrap(), ApplyMode::Direct);
+        let e = config
+            .apply(&edit(GuestKind::Vm, &[("memory", "512"), ("balloon", "1024")], &[]).unwrap(), ApplyMode::Direct);
         assert_eq!(e.unwrap_err().to_string(), "balloon: 1024 MiB is more than the VM's memory (512 MiB)");
         let mut ct = GuestConfig::new(GuestKind::Ct);
-        let e = ct.apply(&edit(GuestKind::Ct, &[("mp0", "local:4,mp=/data"), ("mp1", "local:2,mp=/data")], &[]).unwrap(), ApplyMode::Direct);
+        let e = ct.apply(
+            &edit(GuestKind::Ct, &[("mp0", "local:4,mp=/data"), ("mp1", "local:2,mp=/data")], &[]).unwrap(),
+            ApplyMode::Direct,
+        );
         assert_eq!(e.unwrap_err().to_string(), "mp1: mount path /data is already used by mp0");
     }
 
     #[test]
     fn pct_option_syntax_and_create_defaults() {
-        let e = edit(GuestKind::Ct, &[("rootfs", "local:8"), ("mp0", "local:4,mp=/data"), ("net0", "name=eth0,bridge=vmbr0,ip=10.0.0.2/24,gw=10.0.0.1")], &[]).unwrap();
+        let e = edit(
+            GuestKind::Ct,
+            &[
+                ("rootfs", "local:8"),
+                ("mp0", "local:4,mp=/data"),
+                ("net0", "name=eth0,bridge=vmbr0,ip=10.0.0.2/24,gw=10.0.0.1"),
+            ],
+            &[],
+        )
+        .unwrap();
         let mut ct = GuestConfig::new(GuestKind::Ct);
         ct.apply(&e, ApplyMode::Direct).unwrap();
         ct.apply_create_defaults();
@@ -650,7 +710,12 @@ snaptime = 1718000500
             unprivileged = true
         "#]]
         .assert_eq(&ct.to_toml());
-        assert!(edit(GuestKind::Ct, &[("mp0", "local:4")], &[]).unwrap_err().to_string().contains("missing required property 'mp'"));
+        assert!(
+            edit(GuestKind::Ct, &[("mp0", "local:4")], &[])
+                .unwrap_err()
+                .to_string()
+                .contains("missing required property 'mp'")
+        );
         assert!(edit(GuestKind::Ct, &[("mp0", "local:4,mp=../x")], &[]).is_err());
     }
 

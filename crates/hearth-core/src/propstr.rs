@@ -15,8 +15,14 @@ use crate::size;
 pub enum PropKind {
     /// `1|on|yes|true` or `0|off|no|false`, stored as `1`/`0`.
     Bool,
-    Int { min: i64, max: i64 },
-    Float { min: f64, max: f64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Float {
+        min: f64,
+        max: f64,
+    },
     Enum(&'static [&'static str]),
     /// A size in bytes, stored as `32G`.
     Size,
@@ -118,10 +124,7 @@ impl PropSchema {
             match (self.prop(name), value) {
                 (Some(def), Some(value)) => set(def, value.to_owned())?,
                 (_, None) if position == 0 && self.default_key.is_some() => {
-                    let def = self
-                        .default_key
-                        .and_then(|k| self.prop(k))
-                        .expect("default key is in the schema");
+                    let def = self.default_key.and_then(|k| self.prop(k)).expect("default key is in the schema");
                     set(def, token.to_owned())?;
                 }
                 (Some(def), None) if matches!(def.kind, PropKind::Bool) => set(def, "1".to_owned())?,
@@ -233,7 +236,7 @@ mod tests {
     static MODELS: &[&str] = &["virtio", "e1000"];
     static NIC: PropSchema = PropSchema {
         default_key: None,
-    bare_default: false,
+        bare_default: false,
         model: Some(ModelKey { model_prop: "model", value_prop: "macaddr", models: MODELS }),
         props: &[
             PropDef::new("model", PropKind::Enum(MODELS), "").required(),
@@ -245,7 +248,7 @@ mod tests {
     };
     static DISK: PropSchema = PropSchema {
         default_key: Some("file"),
-    bare_default: true,
+        bare_default: true,
         model: None,
         props: &[
             PropDef::new("file", PropKind::Text(check::non_empty), "").required(),
@@ -265,25 +268,45 @@ mod tests {
     #[test]
     fn nic_forms() {
         check(&NIC, "virtio,bridge=vmbr0,firewall=1,tag=20", expect!["virtio,bridge=vmbr0,firewall=1,tag=20"]);
-        check(&NIC, "tag=20,virtio=bc:24:11:aa:bb:cc,bridge=vmbr0", expect!["virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,tag=20"]);
+        check(
+            &NIC,
+            "tag=20,virtio=bc:24:11:aa:bb:cc,bridge=vmbr0",
+            expect!["virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,tag=20"],
+        );
         check(&NIC, "model=e1000,macaddr=BC:24:11:00:00:01", expect!["e1000=BC:24:11:00:00:01"]);
         check(&NIC, "virtio,firewall=yes", expect!["virtio,firewall=1"]);
         check(&NIC, "virtio,firewall", expect!["virtio,firewall=1"]);
         check(&NIC, "virtio,tag=5000", expect!["error: net0: tag: value 5000 is above the maximum 4094"]);
-        check(&NIC, "virtio,brdige=vmbr0", expect!["error: net0: unknown property 'brdige' (allowed: model, macaddr, bridge, firewall, tag)"]);
+        check(
+            &NIC,
+            "virtio,brdige=vmbr0",
+            expect!["error: net0: unknown property 'brdige' (allowed: model, macaddr, bridge, firewall, tag)"],
+        );
         check(&NIC, "rtl,bridge=vmbr0", expect!["error: net0: unknown model 'rtl' (allowed: virtio, e1000)"]);
         check(&NIC, "bridge=vmbr0", expect!["error: net0: missing required property 'model'"]);
         check(&NIC, "virtio,bridge=a,bridge=b", expect!["error: net0: duplicate property 'bridge'"]);
         check(&NIC, "virtio,,bridge=a", expect!["error: net0: empty property in 'virtio,,bridge=a'"]);
-        check(&NIC, "virtio=01:00:00:00:00:00", expect!["error: net0: macaddr: '01:00:00:00:00:00' is a multicast address"]);
+        check(
+            &NIC,
+            "virtio=01:00:00:00:00:00",
+            expect!["error: net0: macaddr: '01:00:00:00:00:00' is a multicast address"],
+        );
         check(&NIC, "", expect!["error: net0: empty value"]);
     }
 
     #[test]
     fn default_key_and_sizes() {
         check(&DISK, "local:32,discard=on", expect!["local:32,discard=on"]);
-        check(&DISK, "discard=on,file=local:vm-100-disk-0,size=32768M", expect!["local:vm-100-disk-0,size=32G,discard=on"]);
+        check(
+            &DISK,
+            "discard=on,file=local:vm-100-disk-0,size=32768M",
+            expect!["local:vm-100-disk-0,size=32G,discard=on"],
+        );
         check(&DISK, "a,b", expect!["error: net0: unknown property 'b' (allowed: file, size, discard)"]);
-        check(&DISK, "local:1,size=-1", expect!["error: net0: size: invalid size '-1': expected a number with an optional K, M, G or T suffix"]);
+        check(
+            &DISK,
+            "local:1,size=-1",
+            expect!["error: net0: size: invalid size '-1': expected a number with an optional K, M, G or T suffix"],
+        );
     }
 }

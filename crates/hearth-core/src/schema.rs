@@ -61,8 +61,14 @@ impl ConfigError {
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {
     Bool,
-    Int { min: i64, max: i64 },
-    Float { min: f64, max: f64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Float {
+        min: f64,
+        max: f64,
+    },
     Enum(&'static [&'static str]),
     /// Free text, checked and normalised by a function.
     Text(fn(&str) -> Result<String, String>),
@@ -165,7 +171,10 @@ impl Schema {
             let base = &key[..key.len() - digits];
             if let Some(max) = self.keys.iter().find(|d| d.name == base).and_then(|d| d.max_index) {
                 let noun = self.noun;
-                return ConfigError::new(key, format!("unknown {noun} configuration key ({base} takes indexes 0 to {max})"));
+                return ConfigError::new(
+                    key,
+                    format!("unknown {noun} configuration key ({base} takes indexes 0 to {max})"),
+                );
             }
             let hint = self.suggest(key).map(|s| format!("; did you mean '{s}'?")).unwrap_or_default();
             ConfigError::new(key, format!("unknown {} configuration key{hint}", self.noun))
@@ -331,7 +340,11 @@ pub mod check {
             && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
             && v != "."
             && v != "..";
-        if ok { Ok(v.to_owned()) } else { Err(format!("invalid interface name '{v}': at most 15 of A-Z a-z 0-9 _ . -")) }
+        if ok {
+            Ok(v.to_owned())
+        } else {
+            Err(format!("invalid interface name '{v}': at most 15 of A-Z a-z 0-9 _ . -"))
+        }
     }
 
     /// A DNS name or a single label (`web01`, `web01.example.com`).
@@ -375,7 +388,11 @@ pub mod check {
             && !v.contains('\0')
             && v.split('/').skip(1).all(|c| c != "." && c != "..")
             && !v.contains("//");
-        if ok { Ok(v.to_owned()) } else { Err(format!("invalid path '{v}': expected an absolute path without '.' or '..'")) }
+        if ok {
+            Ok(v.to_owned())
+        } else {
+            Err(format!("invalid path '{v}': expected an absolute path without '.' or '..'"))
+        }
     }
 
     /// The `STORAGE:SIZE_GiB` form that asks for a new volume: the storage and the size in bytes.
@@ -443,7 +460,9 @@ pub mod check {
         let addrs: Vec<String> = v
             .split([' ', ',', ';'])
             .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<std::net::IpAddr>().map(|a| a.to_string()).map_err(|_| format!("invalid IP address '{s}'")))
+            .map(|s| {
+                s.parse::<std::net::IpAddr>().map(|a| a.to_string()).map_err(|_| format!("invalid IP address '{s}'"))
+            })
             .collect::<Result<_, _>>()?;
         if addrs.is_empty() {
             return Err("expected at least one IP address".into());
@@ -453,7 +472,8 @@ pub mod check {
 
     /// DNS search domains separated by spaces, commas or semicolons; stored space-separated.
     pub fn domain_list(v: &str) -> Result<String, String> {
-        let names: Vec<String> = v.split([' ', ',', ';']).filter(|s| !s.is_empty()).map(dns_name).collect::<Result<_, _>>()?;
+        let names: Vec<String> =
+            v.split([' ', ',', ';']).filter(|s| !s.is_empty()).map(dns_name).collect::<Result<_, _>>()?;
         if names.is_empty() {
             return Err("expected at least one domain".into());
         }
@@ -528,7 +548,9 @@ mod tests {
         assert!(check::volume("local:0").is_err());
         assert_eq!(check::allocation("local:32"), Some(("local", 32 << 30)));
         assert_eq!(check::allocation("local:100/vm-100-disk-0.qcow2"), None);
-        for bad in ["local:../etc/passwd", "local:a/../../b", "local:/abs", "l:x", "local:a;rm -rf", "rel/path", "/a/../b"] {
+        for bad in
+            ["local:../etc/passwd", "local:a/../../b", "local:/abs", "l:x", "local:a;rm -rf", "rel/path", "/a/../b"]
+        {
             assert!(check::volume(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(check::ip_list("1.1.1.1,8.8.8.8"), Ok("1.1.1.1 8.8.8.8".into()));

@@ -44,7 +44,9 @@ fn serial_port(v: &str) -> Result<String, String> {
 
 fn cpu_flags(v: &str) -> Result<String, String> {
     for flag in v.split(';') {
-        let name = flag.strip_prefix(['+', '-']).ok_or_else(|| format!("invalid CPU flag '{flag}': expected +flag or -flag"))?;
+        let name = flag
+            .strip_prefix(['+', '-'])
+            .ok_or_else(|| format!("invalid CPU flag '{flag}': expected +flag or -flag"))?;
         check::word(name)?;
     }
     Ok(v.to_owned())
@@ -56,11 +58,20 @@ pub static DRIVE: PropSchema = PropSchema {
     bare_default: true,
     model: None,
     props: &[
-        PropDef::new("file", PropKind::Text(drive_volume), "volume id, STORAGE:SIZE_GiB to allocate, a path, 'none' or 'cdrom'").required(),
+        PropDef::new(
+            "file",
+            PropKind::Text(drive_volume),
+            "volume id, STORAGE:SIZE_GiB to allocate, a path, 'none' or 'cdrom'",
+        )
+        .required(),
         PropDef::new("media", PropKind::Enum(&["disk", "cdrom"]), "media type"),
         PropDef::new("size", PropKind::Size, "disk size (informational)"),
         PropDef::new("format", PropKind::Enum(&["raw", "qcow2", "vmdk", "qed", "qcow", "cloop"]), "image format"),
-        PropDef::new("cache", PropKind::Enum(&["none", "writethrough", "writeback", "unsafe", "directsync"]), "cache mode"),
+        PropDef::new(
+            "cache",
+            PropKind::Enum(&["none", "writethrough", "writeback", "unsafe", "directsync"]),
+            "cache mode",
+        ),
         PropDef::new("aio", PropKind::Enum(&["native", "threads", "io_uring"]), "asynchronous I/O mode"),
         PropDef::new("discard", PropKind::Enum(&["on", "ignore"]), "pass discard requests to the volume"),
         PropDef::new("iothread", PropKind::Bool, "a dedicated I/O thread"),
@@ -153,7 +164,11 @@ pub static SCHEMA: Schema = Schema {
         KeyDef::new("tags", Kind::Text(check::tags), "tags, separated by ';'"),
         KeyDef::new("ostype", Kind::Enum(OSTYPES), "guest operating system"),
         KeyDef::new("memory", Kind::Int { min: 16, max: 4 << 30 }, "memory in MiB"),
-        KeyDef::new("balloon", Kind::Int { min: 0, max: 4 << 30 }, "minimum memory for the balloon device in MiB (0 disables it)"),
+        KeyDef::new(
+            "balloon",
+            Kind::Int { min: 0, max: 4 << 30 },
+            "minimum memory for the balloon device in MiB (0 disables it)",
+        ),
         KeyDef::new("sockets", Kind::Int { min: 1, max: 4 }, "CPU sockets"),
         KeyDef::new("cores", Kind::Int { min: 1, max: 1024 }, "cores per socket"),
         KeyDef::new("vcpus", Kind::Int { min: 1, max: 4096 }, "hot-plugged vCPUs"),
@@ -171,20 +186,47 @@ pub static SCHEMA: Schema = Schema {
         KeyDef::new("startup", Kind::Prop(&STARTUP), "start and shutdown behaviour: [order=]<n>[,up=<s>][,down=<s>]"),
         KeyDef::new("protection", Kind::Bool, "refuse destroy and disk removal"),
         KeyDef::new("template", Kind::Bool, "the VM is a template"),
-        KeyDef::new("scsihw", Kind::Enum(&["lsi", "lsi53c810", "megasas", "pvscsi", "virtio-scsi-pci", "virtio-scsi-single"]), "SCSI controller"),
-        KeyDef::new("hotplug", Kind::Text(check::word), "hot-plug features: network, disk, usb, cpu, memory (',' or ';' separated), 0 or 1"),
-        KeyDef::new("vga", Kind::Enum(&["std", "cirrus", "vmware", "qxl", "virtio", "serial0", "serial1", "serial2", "serial3", "none"]), "display adapter"),
+        KeyDef::new(
+            "scsihw",
+            Kind::Enum(&["lsi", "lsi53c810", "megasas", "pvscsi", "virtio-scsi-pci", "virtio-scsi-single"]),
+            "SCSI controller",
+        ),
+        KeyDef::new(
+            "hotplug",
+            Kind::Text(check::word),
+            "hot-plug features: network, disk, usb, cpu, memory (',' or ';' separated), 0 or 1",
+        ),
+        KeyDef::new(
+            "vga",
+            Kind::Enum(&[
+                "std", "cirrus", "vmware", "qxl", "virtio", "serial0", "serial1", "serial2", "serial3", "none",
+            ]),
+            "display adapter",
+        ),
         KeyDef::indexed("ide", 3, Kind::Prop(&DRIVE), "IDE disk or CD-ROM: [file=]<volume>[,media=cdrom][,..]"),
         KeyDef::indexed("sata", 5, Kind::Prop(&DRIVE), "SATA disk: [file=]<volume>[,..]"),
-        KeyDef::indexed("scsi", 30, Kind::Prop(&DRIVE), "SCSI disk: [file=]<volume>[,cache=..][,discard=on][,iothread=1][,..]"),
+        KeyDef::indexed(
+            "scsi",
+            30,
+            Kind::Prop(&DRIVE),
+            "SCSI disk: [file=]<volume>[,cache=..][,discard=on][,iothread=1][,..]",
+        ),
         KeyDef::indexed("virtio", 15, Kind::Prop(&DRIVE), "VirtIO block disk: [file=]<volume>[,..]"),
-        KeyDef::indexed("unused", 255, Kind::Text(check::volume), "a volume the VM owns but does not use").scope(Scope::Internal),
-        KeyDef::indexed("net", 31, Kind::Prop(&NIC), "network device: <model>[=<mac>][,bridge=..][,firewall=1][,tag=..]"),
+        KeyDef::indexed("unused", 255, Kind::Text(check::volume), "a volume the VM owns but does not use")
+            .scope(Scope::Internal),
+        KeyDef::indexed(
+            "net",
+            31,
+            Kind::Prop(&NIC),
+            "network device: <model>[=<mac>][,bridge=..][,firewall=1][,tag=..]",
+        ),
         KeyDef::indexed("serial", 3, Kind::Text(serial_port), "serial port: socket or /dev/ttySx"),
-        KeyDef::new("parent", Kind::Text(check::word), "the snapshot the current state is based on").scope(Scope::Internal),
+        KeyDef::new("parent", Kind::Text(check::word), "the snapshot the current state is based on")
+            .scope(Scope::Internal),
         KeyDef::new("snaptime", Kind::Int { min: 0, max: i64::MAX }, "snapshot creation time").scope(Scope::Snapshot),
         KeyDef::new("vmstate", Kind::Text(check::volume), "volume holding the saved RAM state").scope(Scope::Snapshot),
-        KeyDef::new("snapstate", Kind::Enum(&["prepare", "delete"]), "snapshot operation in progress").scope(Scope::Snapshot),
+        KeyDef::new("snapstate", Kind::Enum(&["prepare", "delete"]), "snapshot operation in progress")
+            .scope(Scope::Snapshot),
     ],
 };
 
@@ -207,16 +249,38 @@ mod tests {
         check("net0", "virtio,bridge=vmbr0,firewall=1,tag=20", expect!["virtio,bridge=vmbr0,firewall=1,tag=20"]);
         check("scsi0", "local:32,discard=on,cache=writeback", expect!["local:32,cache=writeback,discard=on"]);
         check("ide2", "local:iso/debian-12.iso,media=cdrom", expect!["local:iso/debian-12.iso,media=cdrom"]);
-        check("scsi0", "local:32,cache=fast", expect!["error: scsi0: cache: invalid value 'fast' (allowed: none, writethrough, writeback, unsafe, directsync)"]);
-        check("virtio16", "local:1", expect!["error: virtio16: unknown VM configuration key (virtio takes indexes 0 to 15)"]);
+        check(
+            "scsi0",
+            "local:32,cache=fast",
+            expect![
+                "error: scsi0: cache: invalid value 'fast' (allowed: none, writethrough, writeback, unsafe, directsync)"
+            ],
+        );
+        check(
+            "virtio16",
+            "local:1",
+            expect!["error: virtio16: unknown VM configuration key (virtio takes indexes 0 to 15)"],
+        );
         check("memory", "8", expect!["error: memory: value 8 is below the minimum 16"]);
         check("memory", "lots", expect!["error: memory: invalid integer 'lots'"]);
         check("onboot", "yes", expect!["1"]);
-        check("ostype", "linux", expect!["error: ostype: invalid value 'linux' (allowed: other, wxp, w2k, w2k3, w2k8, wvista, win7, win8, win10, win11, l24, l26, solaris)"]);
+        check(
+            "ostype",
+            "linux",
+            expect![
+                "error: ostype: invalid value 'linux' (allowed: other, wxp, w2k, w2k3, w2k8, wvista, win7, win8, win10, win11, l24, l26, solaris)"
+            ],
+        );
         check("memroy", "512", expect!["error: memroy: unknown VM configuration key; did you mean 'memory'?"]);
         check("startup", "2,up=30", expect!["order=2,up=30"]);
         check("boot", "order=scsi0;ide2;net0", expect!["order=scsi0;ide2;net0"]);
-        check("boot", "order=floppy", expect!["error: boot: order: invalid boot device 'floppy': expected disk or network keys like scsi0;ide2;net0"]);
+        check(
+            "boot",
+            "order=floppy",
+            expect![
+                "error: boot: order: invalid boot device 'floppy': expected disk or network keys like scsi0;ide2;net0"
+            ],
+        );
         check("tags", "prod web", expect!["prod;web"]);
         check("serial0", "socket", expect!["socket"]);
         check("parent", "snap1", expect!["error: parent: is managed by hearthd and cannot be set"]);

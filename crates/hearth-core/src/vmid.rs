@@ -16,11 +16,7 @@ impl Vmid {
 
     /// Checks the range.
     pub fn new(id: u32) -> Result<Vmid, VmidError> {
-        if (Self::MIN..=Self::MAX).contains(&id) {
-            Ok(Vmid(id))
-        } else {
-            Err(VmidError(id.to_string()))
-        }
+        if (Self::MIN..=Self::MAX).contains(&id) { Ok(Vmid(id)) } else { Err(VmidError(id.to_string())) }
     }
 
     /// The numeric value.
@@ -39,10 +35,7 @@ impl FromStr for Vmid {
 
     fn from_str(s: &str) -> Result<Vmid, VmidError> {
         // Proxmox's regex is ^[1-9][0-9]{2,8}$: no sign, no leading zeros, no spaces.
-        let well_formed = !s.is_empty()
-            && s.len() <= 9
-            && s.bytes().all(|b| b.is_ascii_digit())
-            && !s.starts_with('0');
+        let well_formed = !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0');
         if !well_formed {
             return Err(VmidError(s.to_owned()));
         }

@@ -328,8 +328,12 @@ pub enum TaskEvent {
 pub enum TaskState {
     Running,
     Ok,
-    Warnings { count: u32 },
-    Error { message: String },
+    Warnings {
+        count: u32,
+    },
+    Error {
+        message: String,
+    },
     /// The task's process ended without writing a final status (e.g. hearthd was killed).
     Unknown,
 }
@@ -391,7 +395,10 @@ mod tests {
         // Out-of-range ids are refused while decoding.
         assert!(serde_json::from_str::<Request>(r#"{"vm":{"pending":{"vmid":99}}}"#).is_err());
         let err = Response::Error(ErrorReply::new(ErrorKind::Conflict, "digest mismatch"));
-        assert_eq!(serde_json::to_string(&err).unwrap(), r#"{"error":{"kind":"conflict","message":"digest mismatch"}}"#);
+        assert_eq!(
+            serde_json::to_string(&err).unwrap(),
+            r#"{"error":{"kind":"conflict","message":"digest mismatch"}}"#
+        );
     }
 
     #[test]

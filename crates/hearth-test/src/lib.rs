@@ -26,7 +26,11 @@ pub fn bin_dir() -> PathBuf {
 /// The path of a workspace binary, built beforehand.
 pub fn bin(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` (cargo xtask test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` (cargo xtask test does)",
+        path.display()
+    );
     path
 }
 

@@ -64,9 +64,10 @@ pub fn required(request: &Request, node: &str) -> Required {
             CtRequest::Unlock { vmid } => on(vms(vmid), &["VM.Config.Options"]),
         },
         Request::Task(r) => match r {
-            TaskRequest::List(_) | TaskRequest::Log { .. } | TaskRequest::Status { .. } | TaskRequest::Follow { .. } => {
-                on(format!("/nodes/{node}"), &["Sys.Audit"])
-            }
+            TaskRequest::List(_)
+            | TaskRequest::Log { .. }
+            | TaskRequest::Status { .. }
+            | TaskRequest::Follow { .. } => on(format!("/nodes/{node}"), &["Sys.Audit"]),
             TaskRequest::Stop { .. } => on(format!("/nodes/{node}"), &["Sys.Modify"]),
         },
     }

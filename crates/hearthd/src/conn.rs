@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hearth_core::Upid;
 use hearth_proto::{
     ClientHello, ErrorKind, ErrorReply, MAX_FRAME, PROTOCOL_VERSION, Payload, Request, Response, ServerHello,
     TaskEvent, TaskRequest,
 };
-use hearth_core::Upid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -91,8 +91,8 @@ async fn converse(daemon: &Arc<Daemon>, caller: &Caller, stream: &mut UnixStream
     send(stream, &server).await?;
 
     while let Some(frame) = read_frame(stream).await? {
-        let request: Request =
-            hearth_proto::decode(&frame).map_err(|e| ConnError::Protocol(format!("malformed request: {}", source_of(&e))))?;
+        let request: Request = hearth_proto::decode(&frame)
+            .map_err(|e| ConnError::Protocol(format!("malformed request: {}", source_of(&e))))?;
         if let Err(e) = access::authorize(caller, &access::required(&request, &daemon.node)) {
             tracing::warn!(user = %caller.userid, request = ?request, "denied");
             send(stream, &Response::Error(e)).await?;
@@ -104,9 +104,10 @@ async fn converse(daemon: &Arc<Daemon>, caller: &Caller, stream: &mut UnixStream
         }
         let worker = Arc::clone(daemon);
         let who = caller.clone();
-        let result = tokio::task::spawn_blocking(move || crate::handle(&worker, &who, request))
-            .await
-            .unwrap_or_else(|_| Err(ErrorReply::new(ErrorKind::Internal, "internal error: the request handler panicked")));
+        let result =
+            tokio::task::spawn_blocking(move || crate::handle(&worker, &who, request)).await.unwrap_or_else(|_| {
+                Err(ErrorReply::new(ErrorKind::Internal, "internal error: the request handler panicked"))
+            });
         let reply = match result {
             Ok(payload) => Response::Ok(payload),
             Err(e) => Response::Error(e),

@@ -7,8 +7,8 @@ use hearth_core::guest::{ApplyMode, ConfigEdit, Section};
 use hearth_core::schema::check;
 use hearth_core::{GuestConfig, GuestKind, Lock, Value, Vmid, size};
 use hearth_proto::{
-    CreateGuest, DestroyGuest, ErrorKind, ErrorReply, GetConfig, GuestConfigView, GuestSummary, Payload,
-    PendingItem, SetGuest,
+    CreateGuest, DestroyGuest, ErrorKind, ErrorReply, GetConfig, GuestConfigView, GuestSummary, Payload, PendingItem,
+    SetGuest,
 };
 
 use crate::Daemon;
@@ -57,7 +57,10 @@ fn not_found(daemon: &Daemon, kind: GuestKind, vmid: Vmid, e: StoreError) -> Err
     if let StoreError::NotFound { .. } = e {
         if let Some((node, other)) = daemon.store.locate(vmid) {
             let what = if other == kind { format!("on node '{node}'") } else { format!("is a {}", other.noun()) };
-            return ErrorReply::new(ErrorKind::NotFound, format!("{} {vmid} does not exist here ({vmid} {what})", kind.noun()));
+            return ErrorReply::new(
+                ErrorKind::NotFound,
+                format!("{} {vmid} does not exist here ({vmid} {what})", kind.noun()),
+            );
         }
     }
     e.into()
@@ -228,7 +231,8 @@ pub fn list(daemon: &Daemon, kind: GuestKind) -> Result<Payload, ErrorReply> {
                     str::to_owned,
                 );
                 summary.lock = config.lock.map(|l| l.as_str().to_owned());
-                summary.maxmem_mib = merged.get("memory").and_then(Value::as_int).and_then(|m| u64::try_from(m).ok()).unwrap_or(512);
+                summary.maxmem_mib =
+                    merged.get("memory").and_then(Value::as_int).and_then(|m| u64::try_from(m).ok()).unwrap_or(512);
                 summary.maxdisk = match kind {
                     GuestKind::Vm => boot_disk(merged).map_or(0, |k| size_of(kind, &k, merged)),
                     GuestKind::Ct => size_of(kind, "rootfs", merged),
@@ -242,7 +246,12 @@ pub fn list(daemon: &Daemon, kind: GuestKind) -> Result<Payload, ErrorReply> {
     Ok(Payload::Guests(guests))
 }
 
-pub fn destroy(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: DestroyGuest) -> Result<Payload, ErrorReply> {
+pub fn destroy(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    kind: GuestKind,
+    req: DestroyGuest,
+) -> Result<Payload, ErrorReply> {
     let vmid = req.vmid;
     let refuse = move |config: &GuestConfig| -> Result<(), ErrorReply> {
         check_unlocked(kind, vmid, config)?;
@@ -282,5 +291,11 @@ pub fn unlock(daemon: &Daemon, kind: GuestKind, vmid: Vmid) -> Result<Payload, E
             Ok(())
         })
         .map(|_| Payload::Empty)
-        .map_err(|e| if e.kind == ErrorKind::NotFound { not_found(daemon, kind, vmid, StoreError::NotFound { kind: kind.noun(), vmid }) } else { e })
+        .map_err(|e| {
+            if e.kind == ErrorKind::NotFound {
+                not_found(daemon, kind, vmid, StoreError::NotFound { kind: kind.noun(), vmid })
+            } else {
+                e
+            }
+        })
 }

@@ -232,8 +232,10 @@ fn run(root: &Path, node: &str) -> anyhow::Result<()> {
         let pid_file = root.join("run/hearth/hearthd.pid");
         std::fs::write(&pid_file, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing {}", pid_file.display()))?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("SIGINT handler")?;
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("SIGINT handler")?;
         tracing::info!(root = %root.display(), node, socket = %bound.socket.display(), "hearthd ready");
         serve(&bound.listener, daemon, async {
             tokio::select! {

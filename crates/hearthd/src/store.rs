@@ -260,7 +260,8 @@ impl ConfigStore {
         let mut found = BTreeMap::new();
         for entry in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
             let name = entry.file_name();
-            let Some(vmid) = name.to_str().and_then(|n| n.strip_suffix(".toml")).and_then(|n| n.parse::<Vmid>().ok()) else {
+            let Some(vmid) = name.to_str().and_then(|n| n.strip_suffix(".toml")).and_then(|n| n.parse::<Vmid>().ok())
+            else {
                 continue;
             };
             found.insert(vmid, entry.path());
@@ -315,7 +316,9 @@ impl ConfigStore {
                     let Ok(entries) = fs::read_dir(node.path().join(kind.config_dir())) else { continue };
                     for entry in entries.flatten() {
                         let name = entry.file_name();
-                        if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".toml")).and_then(|n| n.parse::<u32>().ok()) {
+                        if let Some(id) =
+                            name.to_str().and_then(|n| n.strip_suffix(".toml")).and_then(|n| n.parse::<u32>().ok())
+                        {
                             taken.insert(id);
                         }
                     }

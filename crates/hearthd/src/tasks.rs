@@ -164,7 +164,8 @@ impl TaskManager {
     pub fn open(root: &Path, node: &str) -> Result<TaskManager, ErrorReply> {
         let dir = root.join("var/log/hearth/tasks");
         fs::create_dir_all(&dir).map_err(|e| io_reply(&dir, e))?;
-        let manager = TaskManager { dir, node: node.to_owned(), running: Mutex::new(HashMap::new()), files: Mutex::new(()) };
+        let manager =
+            TaskManager { dir, node: node.to_owned(), running: Mutex::new(HashMap::new()), files: Mutex::new(()) };
         let active = manager.dir.join("active");
         if let Ok(text) = fs::read_to_string(&active) {
             for upid in text.lines().filter_map(|l| l.trim().parse::<Upid>().ok()) {
@@ -203,15 +204,21 @@ impl TaskManager {
                 }
             })
             .map_err(|e| ErrorReply::new(ErrorKind::Internal, format!("cannot start a task thread: {e}")))?;
-        let (tid, pstart) = ident_rx
-            .recv()
-            .map_err(|_| ErrorReply::new(ErrorKind::Internal, "task thread ended before it started"))?;
+        let (tid, pstart) =
+            ident_rx.recv().map_err(|_| ErrorReply::new(ErrorKind::Internal, "task thread ended before it started"))?;
         let registered = self.register(worker_type, id, user, tid, pstart);
         let _ = go_tx.send(registered.as_ref().ok().cloned());
         registered.map(|task| task.upid.clone())
     }
 
-    fn register(&self, worker_type: &str, id: &str, user: &str, tid: u32, pstart: u64) -> Result<Arc<RunningTask>, ErrorReply> {
+    fn register(
+        &self,
+        worker_type: &str,
+        id: &str,
+        user: &str,
+        tid: u32,
+        pstart: u64,
+    ) -> Result<Arc<RunningTask>, ErrorReply> {
         let upid = Upid::new(&self.node, tid, pstart, now(), worker_type, id, user)
             .map_err(|e| ErrorReply::new(ErrorKind::Invalid, e.to_string()))?;
         let path = self.log_path(&upid);
@@ -269,7 +276,8 @@ impl TaskManager {
         let _files = lock(&self.files);
         let text: String = lock(&self.running).keys().map(|u| format!("{u}\n")).collect();
         let path = self.dir.join("active");
-        crate::store::write_atomic(&path, text.as_bytes(), 0).map_err(|e| ErrorReply::new(ErrorKind::Internal, e.to_string()))
+        crate::store::write_atomic(&path, text.as_bytes(), 0)
+            .map_err(|e| ErrorReply::new(ErrorKind::Internal, e.to_string()))
     }
 
     fn append_index(&self, upid: &Upid, endtime: u32, state: &TaskState) -> Result<(), ErrorReply> {

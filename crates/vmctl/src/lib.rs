@@ -42,9 +42,7 @@ pub fn command() -> Command {
 
 /// Runs the subcommand that `matches` (from [`command`]) selected.
 pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
-    let Some((name, sub)) = matches.subcommand() else {
-        bail!("no command given; see `vmctl --help`")
-    };
+    let Some((name, sub)) = matches.subcommand() else { bail!("no command given; see `vmctl --help`") };
     let format = OutputFormat::from_matches(sub);
     match name {
         "create" => cmd::create::run(sub, format),
@@ -95,30 +93,11 @@ mod tests {
         assert_eq!(cli::required_vmid(sub, "vmid").unwrap().get(), 100);
         assert_eq!(cli::key_list(sub, "delete"), ["tags", "onboot"]);
         // The format is global: it may come before the subcommand too.
-        let m = command()
-            .try_get_matches_from(["vmctl", "--output-format", "json-pretty", "list"])
-            .unwrap();
-        assert_eq!(
-            OutputFormat::from_matches(m.subcommand().unwrap().1),
-            OutputFormat::JsonPretty
-        );
-        for bad in [
-            &["vmctl", "config", "99"][..],
-            &["vmctl", "create", "100", "--memroy", "1"],
-            &["vmctl"],
-        ] {
-            assert_eq!(
-                command().try_get_matches_from(bad).unwrap_err().exit_code(),
-                2,
-                "{bad:?}"
-            );
+        let m = command().try_get_matches_from(["vmctl", "--output-format", "json-pretty", "list"]).unwrap();
+        assert_eq!(OutputFormat::from_matches(m.subcommand().unwrap().1), OutputFormat::JsonPretty);
+        for bad in [&["vmctl", "config", "99"][..], &["vmctl", "create", "100", "--memroy", "1"], &["vmctl"]] {
+            assert_eq!(command().try_get_matches_from(bad).unwrap_err().exit_code(), 2, "{bad:?}");
         }
-        assert_eq!(
-            command()
-                .try_get_matches_from(["vmctl", "--version"])
-                .unwrap_err()
-                .exit_code(),
-            0
-        );
+        assert_eq!(command().try_get_matches_from(["vmctl", "--version"]).unwrap_err().exit_code(), 0);
     }
 }

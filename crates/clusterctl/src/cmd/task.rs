@@ -18,18 +18,11 @@ pub fn command() -> Command {
         )
         .subcommand_required(true)
         .arg_required_else_help(true)
-        .subcommands([
-            list::command(),
-            log::command(),
-            status::command(),
-            stop::command(),
-        ])
+        .subcommands([list::command(), log::command(), status::command(), stop::command()])
 }
 
 pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
-    let Some((name, sub)) = matches.subcommand() else {
-        bail!("no task command given; see `clusterctl task --help`")
-    };
+    let Some((name, sub)) = matches.subcommand() else { bail!("no task command given; see `clusterctl task --help`") };
     let format = crate::leaf_format(sub);
     match name {
         "list" => list::run(sub, format),

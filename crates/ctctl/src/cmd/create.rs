@@ -17,10 +17,7 @@ pub fn command() -> Command {
              allocated on that storage. hearthd validates all values and runs the creation as a \
              task (type vzcreate); ctctl prints the task log and fails if the task fails.",
         )
-        .arg(cli::vmid_arg(
-            "ctid",
-            "The id of the new container (100 to 999999999; see `vmctl nextid`)",
-        ))
+        .arg(cli::vmid_arg("ctid", "The id of the new container (100 to 999999999; see `vmctl nextid`)"))
         .args(cli::guest_config_args(GuestKind::Ct))
 }
 

@@ -27,11 +27,7 @@ pub fn command() -> Command {
 pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "ctid")?;
     let mut client = cli::connect(crate::BIN)?;
-    let request = Request::Ct(CtRequest::Destroy(DestroyGuest {
-        vmid,
-        purge: matches.get_flag("purge"),
-    }));
-    cli::run_task(&mut client, &request, format)
-        .with_context(|| format!("destroying CT {vmid}"))?;
+    let request = Request::Ct(CtRequest::Destroy(DestroyGuest { vmid, purge: matches.get_flag("purge") }));
+    cli::run_task(&mut client, &request, format).with_context(|| format!("destroying CT {vmid}"))?;
     Ok(())
 }

@@ -30,12 +30,8 @@ pub fn run(_matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
 }
 
 fn render(guests: &[GuestSummary]) -> Table {
-    let mut table = Table::new(&[
-        ("VMID", Align::Left),
-        ("Status", Align::Left),
-        ("Lock", Align::Left),
-        ("Name", Align::Left),
-    ]);
+    let mut table =
+        Table::new(&[("VMID", Align::Left), ("Status", Align::Left), ("Lock", Align::Left), ("Name", Align::Left)]);
     for g in guests {
         match &g.error {
             Some(error) => table.row_spanning(vec![g.vmid.to_string(), format!("error: {error}")]),

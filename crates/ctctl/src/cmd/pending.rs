@@ -21,10 +21,7 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "ctid")?;
     let mut client = cli::connect(crate::BIN)?;
     let request = Request::Ct(CtRequest::Pending { vmid });
-    match client
-        .call(&request)
-        .with_context(|| format!("reading the pending changes of CT {vmid}"))?
-    {
+    match client.call(&request).with_context(|| format!("reading the pending changes of CT {vmid}"))? {
         Payload::Pending(items) => cli::print_pending(&items, format),
         other => Err(cli::unexpected(&other)),
     }

@@ -40,10 +40,7 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
         digest: matches.get_one::<String>("digest").cloned(),
     }));
     let mut client = cli::connect(crate::BIN)?;
-    match client
-        .call(&request)
-        .with_context(|| format!("changing CT {vmid}"))?
-    {
+    match client.call(&request).with_context(|| format!("changing CT {vmid}"))? {
         Payload::Digest(digest) if format.is_json() => {
             cli::print_json(&serde_json::json!({ "digest": digest }), format)
         }

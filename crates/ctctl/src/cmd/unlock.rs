@@ -20,10 +20,7 @@ pub fn command() -> Command {
 pub fn run(matches: &ArgMatches, _format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "ctid")?;
     let mut client = cli::connect(crate::BIN)?;
-    match client
-        .call(&Request::Ct(CtRequest::Unlock { vmid }))
-        .with_context(|| format!("unlocking CT {vmid}"))?
-    {
+    match client.call(&Request::Ct(CtRequest::Unlock { vmid })).with_context(|| format!("unlocking CT {vmid}"))? {
         Payload::Empty => Ok(()),
         other => Err(cli::unexpected(&other)),
     }

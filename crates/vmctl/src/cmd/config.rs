@@ -23,12 +23,7 @@ pub fn command() -> Command {
                 .action(ArgAction::SetTrue)
                 .help("Show the configuration in effect, without pending changes"),
         )
-        .arg(
-            Arg::new("snapshot")
-                .long("snapshot")
-                .value_name("NAME")
-                .help("Show the configuration of this snapshot"),
-        )
+        .arg(Arg::new("snapshot").long("snapshot").value_name("NAME").help("Show the configuration of this snapshot"))
 }
 
 pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
@@ -39,10 +34,7 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
         snapshot: matches.get_one::<String>("snapshot").cloned(),
     }));
     let mut client = cli::connect(crate::BIN)?;
-    match client
-        .call(&request)
-        .with_context(|| format!("reading the configuration of VM {vmid}"))?
-    {
+    match client.call(&request).with_context(|| format!("reading the configuration of VM {vmid}"))? {
         Payload::Config(view) => cli::print_guest_config(&view, format),
         other => Err(cli::unexpected(&other)),
     }

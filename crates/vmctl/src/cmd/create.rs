@@ -16,10 +16,7 @@ pub fn command() -> Command {
              allocated on that storage. hearthd validates all values and runs the creation as a \
              task (type qmcreate); vmctl prints the task log and fails if the task fails.",
         )
-        .arg(cli::vmid_arg(
-            "vmid",
-            "The id of the new VM (100 to 999999999; see `vmctl nextid`)",
-        ))
+        .arg(cli::vmid_arg("vmid", "The id of the new VM (100 to 999999999; see `vmctl nextid`)"))
         .args(cli::guest_config_args(GuestKind::Vm))
 }
 

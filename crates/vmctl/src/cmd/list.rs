@@ -13,12 +13,7 @@ pub fn command() -> Command {
              configuration cannot be read shows the error instead of its name and status. \
              Prints nothing when there are no VMs. --full adds the LOCK and TAGS columns.",
         )
-        .arg(
-            Arg::new("full")
-                .long("full")
-                .action(ArgAction::SetTrue)
-                .help("Also show lock and tags"),
-        )
+        .arg(Arg::new("full").long("full").action(ArgAction::SetTrue).help("Also show lock and tags"))
 }
 
 pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
@@ -95,11 +90,8 @@ mod tests {
 
     #[test]
     fn columns_like_qm_list() {
-        let guests = [
-            guest(100, "web", None),
-            guest(101, "", Some("cannot parse line 3")),
-            guest(1000, "database", None),
-        ];
+        let guests =
+            [guest(100, "web", None), guest(101, "", Some("cannot parse line 3")), guest(1000, "database", None)];
         assert_eq!(
             render(&guests, false).render(),
             "VMID NAME     STATUS  MEM(MB) BOOTDISK(GB)  PID\n \
@@ -108,9 +100,7 @@ mod tests {
              1000 database stopped    2048        32.00    0\n"
         );
         assert!(
-            render(&guests, true)
-                .render()
-                .starts_with("VMID NAME     STATUS  MEM(MB) BOOTDISK(GB)  PID LOCK   TAGS\n")
+            render(&guests, true).render().starts_with("VMID NAME     STATUS  MEM(MB) BOOTDISK(GB)  PID LOCK   TAGS\n")
         );
     }
 }

@@ -21,10 +21,7 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "vmid")?;
     let mut client = cli::connect(crate::BIN)?;
     let request = Request::Vm(VmRequest::Pending { vmid });
-    match client
-        .call(&request)
-        .with_context(|| format!("reading the pending changes of VM {vmid}"))?
-    {
+    match client.call(&request).with_context(|| format!("reading the pending changes of VM {vmid}"))? {
         Payload::Pending(items) => cli::print_pending(&items, format),
         other => Err(cli::unexpected(&other)),
     }

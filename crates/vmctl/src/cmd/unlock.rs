@@ -20,10 +20,7 @@ pub fn command() -> Command {
 pub fn run(matches: &ArgMatches, _format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "vmid")?;
     let mut client = cli::connect(crate::BIN)?;
-    match client
-        .call(&Request::Vm(VmRequest::Unlock { vmid }))
-        .with_context(|| format!("unlocking VM {vmid}"))?
-    {
+    match client.call(&Request::Vm(VmRequest::Unlock { vmid })).with_context(|| format!("unlocking VM {vmid}"))? {
         Payload::Empty => Ok(()),
         other => Err(cli::unexpected(&other)),
     }

@@ -15,10 +15,7 @@ pub fn command() -> Command {
              <message>. Users see their own tasks; Sys.Audit on /nodes/<node> shows everyone's.",
         )
         .arg(
-            Arg::new("typefilter")
-                .long("typefilter")
-                .value_name("TYPE")
-                .help("Only tasks of this type, e.g. qmcreate"),
+            Arg::new("typefilter").long("typefilter").value_name("TYPE").help("Only tasks of this type, e.g. qmcreate"),
         )
         .arg(
             Arg::new("vmid")
@@ -27,18 +24,8 @@ pub fn command() -> Command {
                 .value_parser(|s: &str| s.parse::<hearth_core::Vmid>())
                 .help("Only tasks about this guest"),
         )
-        .arg(
-            Arg::new("errors")
-                .long("errors")
-                .action(ArgAction::SetTrue)
-                .help("Only tasks that failed"),
-        )
-        .arg(
-            Arg::new("running")
-                .long("running")
-                .action(ArgAction::SetTrue)
-                .help("Only tasks still running"),
-        )
+        .arg(Arg::new("errors").long("errors").action(ArgAction::SetTrue).help("Only tasks that failed"))
+        .arg(Arg::new("running").long("running").action(ArgAction::SetTrue).help("Only tasks still running"))
         .arg(
             Arg::new("limit")
                 .long("limit")
@@ -61,11 +48,7 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
         Payload::Tasks(tasks) => tasks,
         other => return Err(cli::unexpected(&other)),
     };
-    if format.is_json() {
-        cli::print_json(&tasks, format)
-    } else {
-        render(&tasks).print()
-    }
+    if format.is_json() { cli::print_json(&tasks, format) } else { render(&tasks).print() }
 }
 
 fn render(tasks: &[TaskInfo]) -> Table {
@@ -99,9 +82,7 @@ mod tests {
     #[test]
     fn columns() {
         let task = TaskInfo {
-            upid: "UPID:pve1:000A1B2C:0012D687:6650A1F0:qmstart:100:root@pam:"
-                .parse()
-                .unwrap(),
+            upid: "UPID:pve1:000A1B2C:0012D687:6650A1F0:qmstart:100:root@pam:".parse().unwrap(),
             worker_type: "qmstart".into(),
             id: "100".into(),
             user: "root@pam".into(),

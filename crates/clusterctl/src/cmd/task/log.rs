@@ -30,9 +30,7 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let mut client = cli::connect(crate::BIN)?;
     match client.call(&Request::Task(TaskRequest::Log { upid, start }))? {
         Payload::TaskLog(lines) if format.is_json() => cli::print_json(&lines, format),
-        Payload::TaskLog(lines) => {
-            cli::print_text(&lines.iter().map(|l| format!("{l}\n")).collect::<String>())
-        }
+        Payload::TaskLog(lines) => cli::print_text(&lines.iter().map(|l| format!("{l}\n")).collect::<String>()),
         other => Err(cli::unexpected(&other)),
     }
 }

@@ -61,9 +61,7 @@ mod tests {
     #[test]
     fn key_value_lines() {
         let mut info = TaskInfo {
-            upid: "UPID:pve1:000A1B2C:0012D687:6650A1F0:qmcreate:100:root@pam:"
-                .parse()
-                .unwrap(),
+            upid: "UPID:pve1:000A1B2C:0012D687:6650A1F0:qmcreate:100:root@pam:".parse().unwrap(),
             worker_type: "qmcreate".into(),
             id: "100".into(),
             user: "root@pam".into(),
@@ -72,10 +70,7 @@ mod tests {
             state: TaskState::Ok,
         };
         let text = render(&info);
-        assert!(
-            text.ends_with("starttime: 1716560368\nstatus: stopped\nexitstatus: OK\n"),
-            "{text}"
-        );
+        assert!(text.ends_with("starttime: 1716560368\nstatus: stopped\nexitstatus: OK\n"), "{text}");
         info.state = TaskState::Running;
         assert!(render(&info).ends_with("status: running\n"));
     }

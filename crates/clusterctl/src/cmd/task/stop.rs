@@ -21,10 +21,7 @@ pub fn run(matches: &ArgMatches, _format: OutputFormat) -> anyhow::Result<()> {
     let upid = cli::get_upid(matches, "upid")?;
     let mut client = cli::connect(crate::BIN)?;
     let request = Request::Task(TaskRequest::Stop { upid: upid.clone() });
-    match client
-        .call(&request)
-        .with_context(|| format!("stopping task {upid}"))?
-    {
+    match client.call(&request).with_context(|| format!("stopping task {upid}"))? {
         Payload::Empty => Ok(()),
         other => Err(cli::unexpected(&other)),
     }
