@@ -44,7 +44,8 @@ fn twenty_concurrent_sets_apply_or_conflict_and_none_is_lost() {
             assert_eq!(e.kind(), Some(ErrorKind::Conflict), "set {i}: {e}");
         }
     }
-    assert!(!applied.is_empty(), "at least the first set applies");
+    // Every caller read the same digest, so exactly one edit can be based on it.
+    assert_eq!(applied.len(), 1, "{results:?}");
     let Payload::Config(view) = daemon
         .client()
         .call(&Request::Vm(VmRequest::Config(GetConfig { vmid: vmid(100), current: false, snapshot: None })))

@@ -167,6 +167,20 @@ fn container_round_trip_and_shared_ids() {
     assert_eq!(err.kind(), Some(ErrorKind::Unavailable));
     assert!(!file(&daemon, "lxc", 201).exists(), "a refused create leaves no file");
 
+    let before = std::fs::read(file(&daemon, "lxc", 200)).expect("file");
+    let flip = Request::Ct(CtRequest::Set(SetGuest {
+        vmid: vmid(200),
+        options: opts(&[("unprivileged", "0")]),
+        delete: vec![],
+        revert: vec![],
+        digest: None,
+    }));
+    let err = client.call(&flip).expect_err("unprivileged is fixed at creation");
+    assert!(err.to_string().starts_with("unprivileged: cannot be changed after creation"), "{err}");
+    // Unlocking an unlocked guest changes nothing, not even the file's digest.
+    client.call(&Request::Ct(CtRequest::Unlock { vmid: vmid(200) })).expect("unlock");
+    assert_eq!(std::fs::read(file(&daemon, "lxc", 200)).expect("file"), before);
+
     let Payload::Guests(list) = client.call(&Request::Ct(CtRequest::List)).expect("list") else { panic!() };
     assert_eq!(list.iter().map(|g| (g.vmid.get(), g.name.as_str())).collect::<Vec<_>>(), [(200, "proxy")]);
 }
@@ -219,7 +233,7 @@ fn pending_locks_and_hand_edited_files() {
     let err = client
         .call(&Request::Vm(VmRequest::Config(GetConfig { vmid: vmid(101), current: false, snapshot: None })))
         .expect_err("broken");
-    assert_eq!(err.kind(), Some(ErrorKind::Invalid));
+    assert_eq!(err.kind(), Some(ErrorKind::Unavailable));
     assert!(err.to_string().contains("101.toml: line 2"), "{err}");
     let Payload::Guests(list) = client.call(&Request::Vm(VmRequest::List)).expect("list still works") else { panic!() };
     assert_eq!(list.len(), 2);

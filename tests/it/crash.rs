@@ -58,6 +58,13 @@ fn kill_9_during_200_writes_leaves_every_file_parseable() {
         let text = std::fs::read_to_string(&path).expect("every file is still there");
         let config = GuestConfig::parse(GuestKind::Vm, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(config.current.get("name").and_then(|v| v.as_str()), Some("w"));
+        // Description and memory come from the same write, or both from none.
+        let description = config.current.get("description").and_then(|v| v.as_str()).unwrap_or("");
+        let memory = config.current.get("memory").and_then(|v| v.as_int());
+        match description.split_whitespace().nth(3).and_then(|n| n.parse::<i64>().ok()) {
+            Some(n) => assert_eq!(memory, Some(512 + n), "{}", path.display()),
+            None => assert_eq!((description, memory), ("", None), "{}", path.display()),
+        }
     }
 
     daemon.restart();

@@ -17,10 +17,7 @@ use hearth_proto::{
     TaskEvent, TaskInfo, TaskRequest, read_frame, write_frame,
 };
 
-/// The socket under a node root.
-pub fn socket_path(root: &Path) -> PathBuf {
-    root.join("run/hearth/hearthd.sock")
-}
+pub use hearth_proto::socket_path;
 
 /// The node root clients use: `$HEARTH_ROOT`, or `/`.
 pub fn default_root() -> PathBuf {

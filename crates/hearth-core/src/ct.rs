@@ -144,7 +144,7 @@ pub static SCHEMA: Schema = Schema {
         KeyDef::indexed("mp", 255, Kind::Prop(&MOUNTPOINT), "mount point: [volume=]<volume>,mp=<path>[,backup=1][,..]"),
         KeyDef::indexed(
             "net",
-            31,
+            9,
             Kind::Prop(&NIC),
             "network interface: name=<ifname>[,bridge=..][,ip=..][,gw=..][,..]",
         ),

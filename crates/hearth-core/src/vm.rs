@@ -34,6 +34,20 @@ fn drive_volume(v: &str) -> Result<String, String> {
     }
 }
 
+fn hotplug(v: &str) -> Result<String, String> {
+    if v == "0" || v == "1" {
+        return Ok(v.to_owned());
+    }
+    let mut features = Vec::new();
+    for feature in v.split([',', ';']) {
+        let feature = check::one_of(feature, &["network", "disk", "usb", "cpu", "memory", "cloudinit"])?;
+        if !features.contains(&feature) {
+            features.push(feature);
+        }
+    }
+    Ok(features.join(","))
+}
+
 fn serial_port(v: &str) -> Result<String, String> {
     if v == "socket" || (v.starts_with("/dev/") && check::absolute_path(v).is_ok()) {
         Ok(v.to_owned())
@@ -193,7 +207,7 @@ pub static SCHEMA: Schema = Schema {
         ),
         KeyDef::new(
             "hotplug",
-            Kind::Text(check::word),
+            Kind::Text(hotplug),
             "hot-plug features: network, disk, usb, cpu, memory (',' or ';' separated), 0 or 1",
         ),
         KeyDef::new(
@@ -285,6 +299,12 @@ mod tests {
         check("serial0", "socket", expect!["socket"]);
         check("parent", "snap1", expect!["error: parent: is managed by hearthd and cannot be set"]);
         check("cpu", "host,flags=+aes;-pcid", expect!["host,flags=+aes;-pcid"]);
+        check("hotplug", "network,disk;usb", expect!["network,disk,usb"]);
+        check(
+            "hotplug",
+            "network,floppy",
+            expect!["error: hotplug: invalid value 'floppy' (allowed: network, disk, usb, cpu, memory, cloudinit)"],
+        );
         check("agent", "1,type=isa", expect!["1,type=isa"]);
     }
 

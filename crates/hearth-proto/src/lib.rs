@@ -23,6 +23,11 @@ use std::collections::BTreeMap;
 use hearth_core::{Upid, Vmid};
 use serde::{Deserialize, Serialize};
 
+/// hearthd's socket under a node root.
+pub fn socket_path(root: &std::path::Path) -> std::path::PathBuf {
+    root.join("run/hearth/hearthd.sock")
+}
+
 /// Bumped when a change would break older peers.
 pub const PROTOCOL_VERSION: u32 = 1;
 

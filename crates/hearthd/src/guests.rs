@@ -38,8 +38,8 @@ fn check_unlocked(kind: GuestKind, vmid: Vmid, config: &GuestConfig) -> Result<(
 }
 
 /// Volumes given as `STORAGE:SIZE` ask for a new volume; this node has no storage to take it from.
-fn refuse_allocations(kind: GuestKind, config: &GuestConfig) -> Result<(), ErrorReply> {
-    for (key, value) in &config.current {
+fn refuse_allocations(kind: GuestKind, values: &[(String, Value)]) -> Result<(), ErrorReply> {
+    for (key, value) in values {
         let Some(props) = kind.schema().property(key, value) else { continue };
         let volume = props.get("file").or_else(|| props.get("volume")).unwrap_or_default();
         if let Some((storage, _)) = check::allocation(volume) {
@@ -73,7 +73,7 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
     config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
     config.apply_create_defaults();
     config.assign_macs(random_mac_bytes);
-    refuse_allocations(kind, &config)?;
+    refuse_allocations(kind, &edit.set)?;
     // The file exists from here on, locked, so the id is taken before the task runs.
     config.lock = Some(Lock::Create);
     daemon.store.create(kind, vmid, &config)?;
@@ -110,6 +110,12 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
     if edit.is_empty() {
         return Err(invalid("nothing to change: give at least one option, --delete or --revert"));
     }
+    refuse_allocations(kind, &edit.set)?;
+    if kind == GuestKind::Ct && edit.set.iter().map(|(k, _)| k).chain(&edit.delete).any(|k| k == "unprivileged") {
+        return Err(invalid(
+            "unprivileged: cannot be changed after creation; file ownership would have to be shifted (back up and restore instead)",
+        ));
+    }
     let vmid = req.vmid;
     let result = daemon.store.update(kind, vmid, req.digest.as_deref(), |config| {
         check_unlocked(kind, vmid, config)?;
@@ -117,7 +123,7 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
         // changes that cannot be hot-plugged go to [pending].
         config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
         config.assign_macs(random_mac_bytes);
-        refuse_allocations(kind, config)
+        Ok(())
     });
     match result {
         Ok(((), digest)) => Ok(Payload::Digest(digest)),
@@ -271,8 +277,7 @@ pub fn destroy(
         ctx.log(format!("destroying {} {vmid}", kind.noun()));
         worker.store.remove(kind, vmid, refuse).map_err(|e| e.message)?;
         // `purge` also drops the guest from backup jobs and HA resources; this node keeps
-        // neither yet, so the configuration is all there is to remove.
-        let _ = req.purge;
+        // neither yet, so the configuration is all there is to remove either way.
         ctx.log(format!("{} {vmid} destroyed", kind.noun()));
         Ok(())
     })?;

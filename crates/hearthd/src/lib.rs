@@ -81,6 +81,7 @@ pub fn handle(daemon: &Arc<Daemon>, caller: &Caller, request: Request) -> Result
             TaskRequest::Log { upid, start } => daemon.tasks.log(&upid, start).map(Payload::TaskLog),
             TaskRequest::Status { upid } => daemon.tasks.status(&upid).map(Payload::TaskStatus),
             TaskRequest::Stop { upid } => daemon.tasks.stop(&upid).map(|()| Payload::Empty),
+            // Streaming needs the connection; conn.rs answers Follow before it gets here.
             TaskRequest::Follow { upid } => daemon.tasks.status(&upid).map(Payload::TaskStatus),
         },
     }
@@ -111,7 +112,7 @@ pub fn bind(root: &Path) -> anyhow::Result<Bound> {
     let file = std::fs::File::create(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
     let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
         .map_err(|_| anyhow::anyhow!("another hearthd is already serving {}", root.display()))?;
-    let socket = hearth_client_socket(root);
+    let socket = hearth_proto::socket_path(root);
     match std::fs::remove_file(&socket) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -121,10 +122,6 @@ pub fn bind(root: &Path) -> anyhow::Result<Bound> {
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))
         .with_context(|| format!("setting permissions of {}", socket.display()))?;
     Ok(Bound { listener, socket, _lock: lock })
-}
-
-fn hearth_client_socket(root: &Path) -> PathBuf {
-    root.join("run/hearth/hearthd.sock")
 }
 
 /// Accepts connections until `shutdown` completes. In-flight requests finish on their own
@@ -237,6 +234,7 @@ fn run(root: &Path, node: &str) -> anyhow::Result<()> {
         let mut int =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("SIGINT handler")?;
         tracing::info!(root = %root.display(), node, socket = %bound.socket.display(), "hearthd ready");
+        let tasks = Arc::clone(&daemon.tasks);
         serve(&bound.listener, daemon, async {
             tokio::select! {
                 _ = term.recv() => {}
@@ -245,8 +243,24 @@ fn run(root: &Path, node: &str) -> anyhow::Result<()> {
         })
         .await;
         tracing::info!("shutting down");
-        let _ = std::fs::remove_file(&pid_file);
         drop(bound);
+        daemon_tasks_settle(&tasks);
+        let _ = std::fs::remove_file(&pid_file);
         Ok(())
     })
+}
+
+/// How long shutdown waits for running tasks to end.
+const TASK_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits for running tasks to finish, so none is cut off half-way; the socket is already
+/// closed, so no new ones start.
+fn daemon_tasks_settle(tasks: &TaskManager) {
+    let deadline = std::time::Instant::now() + TASK_GRACE;
+    while tasks.any_running() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if tasks.any_running() {
+        tracing::warn!("tasks still running after {} s; they will be recorded as unknown", TASK_GRACE.as_secs());
+    }
 }

@@ -17,6 +17,9 @@ use hearth_core::guest::{FileError, digest};
 use hearth_core::{GuestConfig, GuestKind, Vmid};
 use hearth_proto::{ErrorKind, ErrorReply};
 
+/// How long a change waits for another change of the same guest, as Proxmox's config lock.
+pub const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long `nextid` keeps an id for its caller.
 pub const RESERVATION_SECONDS: u64 = 600;
 
@@ -30,6 +33,8 @@ pub enum StoreError {
     Stale { kind: &'static str, vmid: Vmid },
     #[error("{}: {source}", path.display())]
     Unreadable { path: PathBuf, source: FileError },
+    #[error("guest {vmid} is busy with another change; try again")]
+    LockTimeout { vmid: Vmid },
     #[error("no free VMID left")]
     Exhausted,
     #[error("{}: {source}", path.display())]
@@ -41,8 +46,9 @@ impl From<StoreError> for ErrorReply {
         let kind = match &e {
             StoreError::NotFound { .. } => ErrorKind::NotFound,
             StoreError::Exists { .. } | StoreError::Stale { .. } => ErrorKind::Conflict,
-            StoreError::Unreadable { .. } => ErrorKind::Invalid,
+            StoreError::Unreadable { .. } => ErrorKind::Unavailable,
             StoreError::Exhausted => ErrorKind::Unavailable,
+            StoreError::LockTimeout { .. } => ErrorKind::Busy,
             StoreError::Io { .. } => ErrorKind::Internal,
         };
         ErrorReply::new(kind, e.to_string())
@@ -83,16 +89,19 @@ pub struct ConfigStore {
     id_lock: Mutex<()>,
     guest_locks: GuestLocks,
     cache: Mutex<HashMap<PathBuf, Cached>>,
-    temp_counter: AtomicU64,
 }
 
 /// Writes `bytes` to `path` atomically and durably.
-pub fn write_atomic(path: &Path, bytes: &[u8], counter: u64) -> Result<(), StoreError> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    // Unique within this process; a leftover with the same name can only come from a dead
+    // process that had our pid, so overwriting it is safe.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
     let dir = path.parent().expect("configuration paths have a parent directory");
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp.{}.{counter}", std::process::id()));
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(io_err(&tmp))?;
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(io_err(&tmp))?;
         file.write_all(bytes).map_err(io_err(&tmp))?;
         file.sync_all().map_err(io_err(&tmp))?;
         fs::rename(&tmp, path).map_err(io_err(path))?;
@@ -120,7 +129,6 @@ impl ConfigStore {
             id_lock: Mutex::new(()),
             guest_locks: GuestLocks::default(),
             cache: Mutex::new(HashMap::new()),
-            temp_counter: AtomicU64::new(0),
         };
         for kind in [GuestKind::Vm, GuestKind::Ct] {
             let dir = store.dir(kind);
@@ -144,19 +152,21 @@ impl ConfigStore {
         self.dir(kind).join(format!("{vmid}.toml"))
     }
 
-    fn next_counter(&self) -> u64 {
-        self.temp_counter.fetch_add(1, Ordering::Relaxed)
-    }
-
     /// Waits for and holds the lock of one guest; every change to its file happens under it.
-    pub fn lock_guest(&self, vmid: Vmid) -> GuestGuard<'_> {
+    /// Gives up after [`LOCK_TIMEOUT`] so a stuck holder cannot tie up every worker thread.
+    pub fn lock_guest(&self, vmid: Vmid) -> Result<GuestGuard<'_>, StoreError> {
         let locks = &self.guest_locks;
+        let deadline = std::time::Instant::now() + LOCK_TIMEOUT;
         let mut held = locks.held.lock().unwrap_or_else(|e| e.into_inner());
         while held.contains(&vmid) {
-            held = locks.released.wait(held).unwrap_or_else(|e| e.into_inner());
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::LockTimeout { vmid });
+            }
+            held = locks.released.wait_timeout(held, left).unwrap_or_else(|e| e.into_inner()).0;
         }
         held.insert(vmid);
-        GuestGuard { locks, vmid }
+        Ok(GuestGuard { locks, vmid })
     }
 
     fn lock_ids(&self) -> MutexGuard<'_, ()> {
@@ -190,29 +200,38 @@ impl ConfigStore {
             }
             Err(e) => return Err(io_err(&path)(e)),
         };
-        let text = String::from_utf8_lossy(&bytes);
-        let config = GuestConfig::parse(kind, &text).map_err(|source| StoreError::Unreadable { path, source })?;
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                let source = FileError { line: None, message: format!("not valid UTF-8 at byte {}", e.valid_up_to()) };
+                return Err(StoreError::Unreadable { path, source });
+            }
+        };
+        let config = GuestConfig::parse(kind, text).map_err(|source| StoreError::Unreadable { path, source })?;
         Ok(Loaded { config, digest: digest(&bytes) })
     }
 
     fn write(&self, kind: GuestKind, vmid: Vmid, config: &GuestConfig) -> Result<String, StoreError> {
         let text = config.to_toml();
-        write_atomic(&self.path(kind, vmid), text.as_bytes(), self.next_counter())?;
+        write_atomic(&self.path(kind, vmid), text.as_bytes())?;
         Ok(digest(text.as_bytes()))
     }
 
     /// Writes a new guest's file; refused when the id is used by any guest on any node.
     pub fn create(&self, kind: GuestKind, vmid: Vmid, config: &GuestConfig) -> Result<String, StoreError> {
         let _ids = self.lock_ids();
-        let _guest = self.lock_guest(vmid);
+        let _guest = self.lock_guest(vmid)?;
         if let Some((_, existing)) = self.locate(vmid) {
             return Err(StoreError::Exists { existing: existing.noun(), vmid });
         }
         let digest = self.write(kind, vmid, config)?;
-        // The id is taken now; its reservation, if any, has served its purpose.
+        // The id is taken now; its reservation, if any, has served its purpose. A reservation
+        // that cannot be dropped expires on its own, so a failure here is only logged.
         let mut reservations = self.read_reservations();
         if reservations.remove(&vmid).is_some() {
-            self.write_reservations(&reservations)?;
+            if let Err(e) = self.write_reservations(&reservations) {
+                tracing::warn!(%vmid, error = %e, "cannot drop the id reservation");
+            }
         }
         Ok(digest)
     }
@@ -226,12 +245,17 @@ impl ConfigStore {
         expected: Option<&str>,
         change: impl FnOnce(&mut GuestConfig) -> Result<T, ErrorReply>,
     ) -> Result<(T, String), ErrorReply> {
-        let _guard = self.lock_guest(vmid);
+        let _guard = self.lock_guest(vmid)?;
         let Loaded { mut config, digest } = self.load(kind, vmid)?;
         if expected.is_some_and(|d| d != digest) {
             return Err(StoreError::Stale { kind: kind.noun(), vmid }.into());
         }
+        let before = config.clone();
         let value = change(&mut config)?;
+        if config == before {
+            // Nothing changed: keep the file, and with it every reader's digest.
+            return Ok((value, digest));
+        }
         let digest = self.write(kind, vmid, &config)?;
         Ok((value, digest))
     }
@@ -243,7 +267,7 @@ impl ConfigStore {
         vmid: Vmid,
         check: impl FnOnce(&GuestConfig) -> Result<(), ErrorReply>,
     ) -> Result<(), ErrorReply> {
-        let _guard = self.lock_guest(vmid);
+        let _guard = self.lock_guest(vmid)?;
         let loaded = self.load(kind, vmid)?;
         check(&loaded.config)?;
         let path = self.path(kind, vmid);
@@ -275,7 +299,13 @@ impl ConfigStore {
                 Some(c) if c.stamp == stamp => Arc::clone(&c.parsed),
                 _ => {
                     let Ok(bytes) = fs::read(&path) else { continue };
-                    let parsed = Arc::new(GuestConfig::parse(kind, &String::from_utf8_lossy(&bytes)));
+                    let parsed = Arc::new(match std::str::from_utf8(&bytes) {
+                        Ok(text) => GuestConfig::parse(kind, text),
+                        Err(e) => Err(FileError {
+                            line: None,
+                            message: format!("not valid UTF-8 at byte {}", e.valid_up_to()),
+                        }),
+                    });
                     cache.insert(path.clone(), Cached { stamp, parsed: Arc::clone(&parsed) });
                     parsed
                 }
@@ -302,7 +332,7 @@ impl ConfigStore {
             .map(|(id, until)| (id.to_string(), toml::Value::Integer(i64::try_from(*until).unwrap_or(i64::MAX))))
             .collect();
         let text = toml::to_string(&table).expect("a table of integers always serialises");
-        write_atomic(&self.reservations_path, text.as_bytes(), self.next_counter())
+        write_atomic(&self.reservations_path, text.as_bytes())
     }
 
     /// Returns the lowest id that no guest uses and nobody reserved, and reserves it for
@@ -327,7 +357,7 @@ impl ConfigStore {
         }
         let mut reservations = self.read_reservations();
         let free = (Vmid::MIN..=Vmid::MAX)
-            .find(|id| !taken.contains(id) && !reservations.keys().any(|r| r.get() == *id))
+            .find(|id| !taken.contains(id) && Vmid::new(*id).is_ok_and(|v| !reservations.contains_key(&v)))
             .ok_or(StoreError::Exhausted)?;
         let vmid = Vmid::new(free).map_err(|_| StoreError::Exhausted)?;
         reservations.insert(vmid, now() + RESERVATION_SECONDS);

@@ -235,7 +235,10 @@ impl TaskManager {
             changed: watch::channel(0).0,
         });
         lock(&self.running).insert(task.upid.to_string(), Arc::clone(&task));
-        self.write_active()?;
+        if let Err(e) = self.write_active() {
+            lock(&self.running).remove(&task.upid.to_string());
+            return Err(e);
+        }
         tracing::info!(upid = %task.upid, "task started");
         Ok(task)
     }
@@ -276,7 +279,7 @@ impl TaskManager {
         let _files = lock(&self.files);
         let text: String = lock(&self.running).keys().map(|u| format!("{u}\n")).collect();
         let path = self.dir.join("active");
-        crate::store::write_atomic(&path, text.as_bytes(), 0)
+        crate::store::write_atomic(&path, text.as_bytes())
             .map_err(|e| ErrorReply::new(ErrorKind::Internal, e.to_string()))
     }
 
@@ -293,6 +296,8 @@ impl TaskManager {
 
     /// Finished tasks, oldest first.
     fn read_index(&self) -> Vec<TaskInfo> {
+        // Under the files lock, so a rotation never hides a file from the reader.
+        let _files = lock(&self.files);
         let mut tasks = Vec::new();
         for name in ["index.1", "index"] {
             let Ok(file) = File::open(self.dir.join(name)) else { continue };
@@ -321,7 +326,9 @@ impl TaskManager {
     pub fn list(&self, filter: &TaskFilter) -> Vec<TaskInfo> {
         let mut running: Vec<TaskInfo> = lock(&self.running).values().map(|t| t.info()).collect();
         running.sort_by_key(|t| std::cmp::Reverse(t.starttime));
-        let finished = if filter.running { Vec::new() } else { self.read_index() };
+        let mut finished = if filter.running { Vec::new() } else { self.read_index() };
+        // A task that just ended is in the index a moment before it leaves the running set.
+        finished.retain(|t| !running.iter().any(|r| r.upid == t.upid));
         let vmid = filter.vmid.map(|v| v.to_string());
         running
             .into_iter()

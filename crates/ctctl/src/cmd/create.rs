@@ -13,8 +13,9 @@ pub fn command() -> Command {
             "Create a system container with the given id and configuration, as pct create \
              does.\n\n\
              Every configuration key is an option: --hostname web --memory 1024 --rootfs local:8 \
-             --net0 name=eth0,bridge=vmbr0,ip=dhcp. A volume given as STORAGE:SIZE (in GiB) is \
-             allocated on that storage. hearthd validates all values and runs the creation as a \
+             --net0 name=eth0,bridge=vmbr0,ip=dhcp. Containers are unprivileged unless \
+             --unprivileged 0 is given. A volume given as STORAGE:SIZE (in GiB) asks for a new \
+             volume and is refused while the node has no storage configured. hearthd validates all values and runs the creation as a \
              task (type vzcreate); ctctl prints the task log and fails if the task fails.",
         )
         .arg(cli::vmid_arg("ctid", "The id of the new container (100 to 999999999; see `vmctl nextid`)"))

@@ -9,10 +9,9 @@ pub fn command() -> Command {
     Command::new("destroy")
         .about("Destroy a container")
         .long_about(
-            "Destroy a container: its configuration, the volumes it owns, its ACL entries and \
-             firewall rules, as pct destroy does. hearthd refuses while the container is \
-             running, locked or has protection set. --purge also removes the container from \
-             backup jobs and other configuration that refers to it. Runs as a task (type \
+            "Destroy a container: remove its configuration, as pct destroy does. hearthd \
+             refuses while the container is locked or has protection set. \
+             Runs as a task (type \
              vzdestroy) whose log ctctl prints.",
         )
         .arg(cli::vmid_arg("ctid", "The container to destroy"))

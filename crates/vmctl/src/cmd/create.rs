@@ -12,8 +12,10 @@ pub fn command() -> Command {
         .long_about(
             "Create a virtual machine with the given id and configuration, as qm create does.\n\n\
              Every configuration key is an option: --memory 2048 --cores 2 --net0 \
-             virtio,bridge=vmbr0 --scsi0 local:32. A disk given as STORAGE:SIZE (in GiB) is \
-             allocated on that storage. hearthd validates all values and runs the creation as a \
+             virtio,bridge=vmbr0 --scsi0 local:100/vm-100-disk-0.qcow2. NICs without a MAC \
+             address get one under the prefix BC:24:11. A disk given as STORAGE:SIZE (in GiB) \
+             asks for a new volume and is refused while the node has no storage configured. \
+             hearthd validates all values and runs the creation as a \
              task (type qmcreate); vmctl prints the task log and fails if the task fails.",
         )
         .arg(cli::vmid_arg("vmid", "The id of the new VM (100 to 999999999; see `vmctl nextid`)"))

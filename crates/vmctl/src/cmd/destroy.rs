@@ -9,10 +9,9 @@ pub fn command() -> Command {
     Command::new("destroy")
         .about("Destroy a virtual machine")
         .long_about(
-            "Destroy a virtual machine: its configuration, the volumes it owns, its ACL entries \
-             and firewall rules, as qm destroy does. hearthd refuses while the VM is running, \
-             locked or has protection set. --purge also removes the VM from backup jobs and \
-             other configuration that refers to it. Runs as a task (type qmdestroy) whose log \
+            "Destroy a virtual machine: remove its configuration, as qm destroy does. hearthd \
+             refuses while the VM is locked or has protection set. \
+             Runs as a task (type qmdestroy) whose log \
              vmctl prints.",
         )
         .arg(cli::vmid_arg("vmid", "The VM to destroy"))

@@ -12,9 +12,7 @@ pub fn command() -> Command {
         .long_about(
             "Change configuration keys of a virtual machine, as qm set does.\n\n\
              Keys are set with --<key> <value>, removed with --delete and pending changes are \
-             dropped with --revert; all of them in one atomic edit. A change that cannot be \
-             applied to a running VM is stored as pending and takes effect at its next start \
-             (see `vmctl pending`). With --digest the edit is refused if the configuration \
+             dropped with --revert; all of them in one atomic edit. With --digest the edit is refused if the configuration \
              changed since it was read. Prints nothing on success in text mode; JSON output is \
              {\"digest\": \"<new digest>\"}.",
         )
