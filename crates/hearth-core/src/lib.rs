@@ -10,6 +10,7 @@ pub mod guest;
 pub mod propstr;
 pub mod schema;
 pub mod size;
+pub mod storage;
 pub mod upid;
 pub mod vm;
 pub mod vmid;

@@ -1,0 +1,697 @@
+//! The `dir` backend: any directory, in Proxmox's layout — `images/<vmid>/` for guest images
+//! (raw, qcow2, vmdk files and `subvol-*.subvol` container directories), `template/iso/`,
+//! `template/cache/`, `dump/`, `snippets/`, `import/`.
+//!
+//! Snapshots are qcow2 internal snapshots; linked clones are qcow2 overlays whose backing file
+//! is the relative path `../<basevmid>/<base image>`, so the storage can move as a whole.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use hearth_core::Vmid;
+use hearth_core::storage::{
+    Content, Format, ImageName, ImagePrefix, StorageConfig, StorageType, StreamFormat, VolName, VolumeId,
+    lowest_free_disk,
+};
+
+use crate::files::{self, TempPath, temp_name};
+use crate::qemu_img::{self, SnapshotOp};
+use crate::{Backend, NewImage, Result, Space, StorageError, VolumeInfo, stream};
+
+#[derive(Debug)]
+pub struct DirBackend {
+    config: StorageConfig,
+}
+
+impl DirBackend {
+    pub fn new(config: StorageConfig) -> DirBackend {
+        DirBackend { config }
+    }
+
+    fn images_dir(&self, vmid: Vmid) -> PathBuf {
+        Path::new(&self.config.path).join("images").join(vmid.to_string())
+    }
+
+    fn image_path(&self, image: &ImageName) -> PathBuf {
+        self.images_dir(image.vmid).join(image.to_string())
+    }
+
+    fn image<'a>(&self, vol: &'a VolName) -> Result<(&'a ImageName, Option<&'a ImageName>)> {
+        match vol {
+            VolName::Image { image, base } => Ok((image, base.as_ref())),
+            VolName::File { content, file } => {
+                Err(StorageError::Invalid(format!("'{content}/{file}' is not a disk image")))
+            }
+        }
+    }
+
+    fn existing_image<'a>(&self, vol: &'a VolName) -> Result<(&'a ImageName, PathBuf)> {
+        let (image, _) = self.image(vol)?;
+        let path = self.image_path(image);
+        if fs::symlink_metadata(&path).is_err() {
+            return Err(StorageError::NotFound(format!(
+                "volume '{}' does not exist",
+                VolumeId::new(&self.config.id, &vol.render(StorageType::Dir))
+            )));
+        }
+        Ok((image, path))
+    }
+
+    fn format_of(image: &ImageName) -> Format {
+        image.format.unwrap_or(Format::Raw)
+    }
+
+    /// Disk indexes taken by any image of `vmid`, whatever its prefix or format.
+    fn taken_indexes(&self, vmid: Vmid) -> Result<Vec<u32>> {
+        let dir = self.images_dir(vmid);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StorageError::io("reading", &dir, e)),
+        };
+        let mut taken = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Ok(image) = ImageName::parse(name, true) {
+                taken.extend(image.disk_index());
+            }
+        }
+        Ok(taken)
+    }
+
+    /// The image a new volume of `vmid` gets: the requested name, checked, or the lowest
+    /// free `disk-N`.
+    fn new_image_name(&self, vmid: Vmid, requested: Option<&str>, format: Format) -> Result<ImageName> {
+        let prefix = if format == Format::Subvol { ImagePrefix::Subvol } else { ImagePrefix::Vm };
+        match requested {
+            Some(name) => {
+                let image = ImageName::parse(name, true).map_err(StorageError::Invalid)?;
+                if image.vmid != vmid {
+                    return Err(StorageError::Invalid(format!("image name '{name}' does not belong to VMID {vmid}")));
+                }
+                if image.format != Some(format) {
+                    return Err(StorageError::Invalid(format!(
+                        "image name '{name}' does not end in .{format}, the requested format"
+                    )));
+                }
+                if image.prefix == ImagePrefix::Base {
+                    return Err(StorageError::Invalid(format!("'{name}': base- images are made with 'template'")));
+                }
+                if let Some(n) = image.disk_index() {
+                    if self.taken_indexes(vmid)?.contains(&n) {
+                        return Err(StorageError::Conflict(format!("disk-{n} of VMID {vmid} already exists")));
+                    }
+                }
+                Ok(image)
+            }
+            None => {
+                let n = lowest_free_disk(self.taken_indexes(vmid)?).ok_or_else(|| {
+                    StorageError::Conflict(format!(
+                        "VMID {vmid} already has 1024 disks on storage '{}'",
+                        self.config.id
+                    ))
+                })?;
+                Ok(ImageName::disk(prefix, vmid, n, Some(format)))
+            }
+        }
+    }
+
+    fn check_format(&self, format: Format) -> Result<()> {
+        if StorageType::Dir.formats().contains(&format) {
+            Ok(())
+        } else {
+            Err(StorageError::Invalid(format!("dir storages cannot hold {format} volumes")))
+        }
+    }
+
+    fn volume_info(&self, image: ImageName, path: &Path, meta: &fs::Metadata) -> VolumeInfo {
+        let format = Self::format_of(&image);
+        let mut size = meta.len();
+        let mut base = None;
+        match format {
+            Format::Qcow2 => {
+                if let Ok(Some(header)) = File::open(path).and_then(|f| qemu_img::read_qcow2_header(&f)) {
+                    size = header.virtual_size;
+                    base = header.backing_file.as_deref().and_then(parse_backing);
+                }
+            }
+            Format::Vmdk => {
+                if let Ok(Some(capacity)) = File::open(path).and_then(|mut f| qemu_img::read_vmdk_capacity(&mut f)) {
+                    size = capacity;
+                }
+            }
+            Format::Subvol => size = 0,
+            Format::Raw => {}
+        }
+        let content = if format == Format::Subvol { Content::Rootdir } else { Content::Images };
+        let vmid = image.vmid;
+        let volname = VolName::Image { image, base: base.clone() };
+        VolumeInfo {
+            volid: VolumeId::new(&self.config.id, &volname.render(StorageType::Dir)),
+            volname,
+            content,
+            format: format.to_string(),
+            size,
+            used: (format != Format::Subvol).then(|| meta.blocks() * 512),
+            vmid: Some(vmid),
+            parent: base.map(|b| {
+                VolumeId::new(&self.config.id, &VolName::Image { image: b, base: None }.render(StorageType::Dir))
+            }),
+            ctime: files::mtime(meta),
+        }
+    }
+
+    fn list_images(&self, vmid: Option<Vmid>, out: &mut Vec<VolumeInfo>) -> Result<()> {
+        let root = Path::new(&self.config.path).join("images");
+        let dirs: Vec<(Vmid, PathBuf)> = match vmid {
+            Some(v) => vec![(v, self.images_dir(v))],
+            None => match fs::read_dir(&root) {
+                Ok(entries) => entries
+                    .flatten()
+                    .filter_map(|e| {
+                        let v: Vmid = e.file_name().to_str()?.parse().ok()?;
+                        Some((v, e.path()))
+                    })
+                    .collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(StorageError::io("reading", &root, e)),
+            },
+        };
+        for (owner, dir) in dirs {
+            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let Ok(image) = ImageName::parse(name, true) else { continue };
+                if image.vmid != owner {
+                    continue;
+                }
+                let Ok(meta) = entry.metadata() else { continue };
+                out.push(self.volume_info(image, &entry.path(), &meta));
+            }
+        }
+        Ok(())
+    }
+
+    /// Linked clones of the base image `base`, found by their qcow2 backing files.
+    fn clones_of(&self, base: &ImageName) -> Result<Vec<VolumeId>> {
+        let mut all = Vec::new();
+        self.list_images(None, &mut all)?;
+        Ok(all
+            .into_iter()
+            .filter(|v| matches!(&v.volname, VolName::Image { base: Some(b), .. } if b == base))
+            .map(|v| v.volid)
+            .collect())
+    }
+
+    fn snapshot_capable(&self, vol: &VolName) -> Result<PathBuf> {
+        let (image, path) = self.existing_image(vol)?;
+        if Self::format_of(image) != Format::Qcow2 {
+            return Err(StorageError::Unsupported(format!(
+                "snapshots on dir storage need qcow2 images; '{}' is {}",
+                vol.render(StorageType::Dir),
+                Self::format_of(image)
+            )));
+        }
+        Ok(path)
+    }
+
+    fn render(&self, vol: &VolName) -> String {
+        vol.render(StorageType::Dir)
+    }
+}
+
+/// `../100/base-100-disk-0.qcow2` → the base image.
+fn parse_backing(backing: &str) -> Option<ImageName> {
+    let rest = backing.strip_prefix("../")?;
+    let (dir, file) = rest.split_once('/')?;
+    let image = ImageName::parse(file, true).ok()?;
+    (dir == image.vmid.to_string() && image.prefix == ImagePrefix::Base).then_some(image)
+}
+
+/// Lists iso, vztmpl, backup, snippets and import files of a storage with file-style layout.
+pub(crate) fn list_file_content(
+    config: &StorageConfig,
+    content: Option<Content>,
+    vmid: Option<Vmid>,
+    out: &mut Vec<VolumeInfo>,
+) -> Result<()> {
+    for kind in [Content::Iso, Content::Vztmpl, Content::Backup, Content::Snippets, Content::Import] {
+        if content.is_some_and(|c| c != kind) || !config.has_content(kind) {
+            continue;
+        }
+        let dir = Path::new(&config.path).join(kind.subdir());
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') || hearth_core::storage::check_file_name(kind, name).is_err() {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let volname = VolName::File { content: kind, file: name.to_owned() };
+            let owner = volname.owner();
+            if vmid.is_some() && owner != vmid {
+                continue;
+            }
+            out.push(VolumeInfo {
+                volid: VolumeId::new(&config.id, &volname.render(config.storage_type)),
+                volname,
+                content: kind,
+                format: file_format(kind, name),
+                size: meta.len(),
+                used: Some(meta.blocks() * 512),
+                vmid: owner,
+                parent: None,
+                ctime: files::mtime(&meta),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The format column of non-image content, as pvesm prints it.
+fn file_format(content: Content, name: &str) -> String {
+    let ext = |pairs: &[(&str, &str)]| pairs.iter().find(|(e, _)| name.ends_with(e)).map(|(_, f)| (*f).to_owned());
+    match content {
+        Content::Iso => "iso".into(),
+        Content::Vztmpl => ext(&[
+            (".tar.zst", "tzst"),
+            (".tar.xz", "txz"),
+            (".tar.gz", "tgz"),
+            (".tgz", "tgz"),
+            (".tar.bz2", "tbz2"),
+            (".tar", "tar"),
+        ])
+        .unwrap_or_default(),
+        Content::Backup => ext(&[
+            (".vma.zst", "vma.zst"),
+            (".vma", "vma"),
+            (".tar.zst", "tar.zst"),
+            (".tar.gz", "tgz"),
+            (".tar", "tar"),
+            (".log", "log"),
+            (".notes", "notes"),
+        ])
+        .unwrap_or_else(|| "backup".into()),
+        Content::Snippets => "snippet".into(),
+        _ => name.rsplit_once('.').map(|(_, e)| e.to_owned()).unwrap_or_default(),
+    }
+}
+
+/// Sorts a listing as pvesm does: volumes with a VMID first (by VMID, then name), then the rest
+/// by format and name.
+pub(crate) fn sort_listing(list: &mut [VolumeInfo]) {
+    list.sort_by(|a, b| {
+        (a.vmid.is_none(), a.vmid, a.format.as_str(), &a.volid).cmp(&(
+            b.vmid.is_none(),
+            b.vmid,
+            b.format.as_str(),
+            &b.volid,
+        ))
+    });
+}
+
+/// Refuses to give a new image more than the storage holds.
+pub(crate) fn check_alloc_size(config: &StorageConfig, new: &NewImage, space: &Space) -> Result<()> {
+    if new.format == Format::Subvol && new.size == 0 {
+        return Ok(());
+    }
+    files::check_size(new.size, space.available, &config.id)
+}
+
+impl Backend for DirBackend {
+    fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    fn activate(&self) -> Result<()> {
+        files::activate(&self.config)
+    }
+
+    fn space(&self) -> Result<Space> {
+        files::space(Path::new(&self.config.path))
+    }
+
+    fn path(&self, vol: &VolName) -> Result<PathBuf> {
+        Ok(match vol {
+            VolName::Image { image, .. } => self.image_path(image),
+            VolName::File { content, file } => crate::content_path(&self.config, *content, file),
+        })
+    }
+
+    fn list(&self, content: Option<Content>, vmid: Option<Vmid>) -> Result<Vec<VolumeInfo>> {
+        self.activate()?;
+        let mut out = Vec::new();
+        let wants_images = content.is_none_or(|c| matches!(c, Content::Images | Content::Rootdir));
+        if wants_images && (self.config.has_content(Content::Images) || self.config.has_content(Content::Rootdir)) {
+            self.list_images(vmid, &mut out)?;
+            if let Some(c) = content {
+                out.retain(|v| v.content == c || (c == Content::Rootdir && v.format == "raw"));
+            }
+        }
+        list_file_content(&self.config, content, vmid, &mut out)?;
+        sort_listing(&mut out);
+        Ok(out)
+    }
+
+    fn alloc(&self, new: &NewImage) -> Result<VolName> {
+        self.check_format(new.format)?;
+        let needed = if new.format == Format::Subvol { Content::Rootdir } else { Content::Images };
+        if !self.config.has_content(needed) && !self.config.has_content(Content::Rootdir) {
+            return Err(StorageError::Invalid(format!(
+                "storage '{}' does not hold content '{needed}' (it holds: {})",
+                self.config.id,
+                files::content_names(&self.config.content)
+            )));
+        }
+        self.activate()?;
+        check_alloc_size(&self.config, new, &self.space()?)?;
+        let image = self.new_image_name(new.vmid, new.name.as_deref(), new.format)?;
+        let dir = self.images_dir(new.vmid);
+        fs::create_dir_all(&dir).map_err(|e| StorageError::io("creating", &dir, e))?;
+        let target = self.image_path(&image);
+        let temp = TempPath::new(dir.join(temp_name(&image.to_string())));
+        match new.format {
+            Format::Subvol => stream::make_dir(temp.path())?,
+            Format::Raw => {
+                let file = File::options()
+                    .write(true)
+                    .create_new(true)
+                    .open(temp.path())
+                    .map_err(|e| StorageError::io("creating", temp.path(), e))?;
+                file.set_len(new.size).map_err(|e| StorageError::io("sizing", temp.path(), e))?;
+            }
+            Format::Qcow2 | Format::Vmdk => qemu_img::create(temp.path(), new.format, new.size, None)?,
+        }
+        temp.persist(&target)?;
+        Ok(VolName::Image { image, base: None })
+    }
+
+    fn free(&self, vol: &VolName) -> Result<()> {
+        if let VolName::File { content, file } = vol {
+            let path = crate::content_path(&self.config, *content, file);
+            let protected = path.with_file_name(format!("{file}.protected"));
+            if *content == Content::Backup && protected.exists() {
+                return Err(StorageError::Conflict(format!(
+                    "backup '{file}' is protected; remove the protection first"
+                )));
+            }
+            return fs::remove_file(&path).map_err(|e| StorageError::io("removing", &path, e));
+        }
+        let (image, path) = self.existing_image(vol)?;
+        if image.prefix == ImagePrefix::Base {
+            let clones = self.clones_of(image)?;
+            if !clones.is_empty() {
+                let list = clones.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                return Err(StorageError::Conflict(format!(
+                    "base volume '{}' is still used by linked clones: {list}",
+                    self.render(vol)
+                )));
+            }
+        }
+        let removed =
+            if Self::format_of(image) == Format::Subvol { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+        removed.map_err(|e| StorageError::io("removing", &path, e))?;
+        // The guest's directory goes with its last volume.
+        let _ = fs::remove_dir(self.images_dir(image.vmid));
+        Ok(())
+    }
+
+    fn resize(&self, vol: &VolName, size: u64) -> Result<()> {
+        let (image, path) = self.existing_image(vol)?;
+        let format = Self::format_of(image);
+        let (_, current) = self.image_info(vol)?;
+        if size < current {
+            return Err(StorageError::Invalid(format!(
+                "shrinking '{}' from {} to {} is not supported",
+                self.render(vol),
+                hearth_core::size::format_size(current),
+                hearth_core::size::format_size(size)
+            )));
+        }
+        let space = self.space()?;
+        files::check_size(size - current, space.available, &self.config.id)
+            .or_else(|e| if size == current { Ok(()) } else { Err(e) })?;
+        match format {
+            Format::Subvol => Ok(()),
+            Format::Raw => File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(size))
+                .map_err(|e| StorageError::io("resizing", &path, e)),
+            Format::Qcow2 | Format::Vmdk => qemu_img::resize(&path, format, size),
+        }
+    }
+
+    fn image_info(&self, vol: &VolName) -> Result<(Format, u64)> {
+        let (image, path) = self.existing_image(vol)?;
+        let format = Self::format_of(image);
+        let meta = fs::metadata(&path).map_err(|e| StorageError::io("reading", &path, e))?;
+        let info = self.volume_info(image.clone(), &path, &meta);
+        Ok((format, info.size))
+    }
+
+    fn snapshot(&self, vol: &VolName, snap: &str) -> Result<()> {
+        let path = self.snapshot_capable(vol)?;
+        if self.snapshots(vol)?.iter().any(|s| s == snap) {
+            return Err(StorageError::Conflict(format!("snapshot '{snap}' of '{}' already exists", self.render(vol))));
+        }
+        qemu_img::snapshot(&path, SnapshotOp::Create, snap)
+    }
+
+    fn rollback(&self, vol: &VolName, snap: &str) -> Result<()> {
+        let path = self.snapshot_capable(vol)?;
+        self.require_snapshot(vol, snap)?;
+        qemu_img::snapshot(&path, SnapshotOp::Apply, snap)
+    }
+
+    fn delete_snapshot(&self, vol: &VolName, snap: &str) -> Result<()> {
+        let path = self.snapshot_capable(vol)?;
+        self.require_snapshot(vol, snap)?;
+        qemu_img::snapshot(&path, SnapshotOp::Delete, snap)
+    }
+
+    fn snapshots(&self, vol: &VolName) -> Result<Vec<String>> {
+        let (image, path) = self.existing_image(vol)?;
+        if Self::format_of(image) != Format::Qcow2 {
+            return Ok(Vec::new());
+        }
+        Ok(qemu_img::info(&path, Format::Qcow2)?.snapshots.into_iter().map(|s| s.name).collect())
+    }
+
+    fn create_base(&self, vol: &VolName) -> Result<VolName> {
+        let (image, path) = self.existing_image(vol)?;
+        if image.prefix == ImagePrefix::Base {
+            return Ok(vol.clone());
+        }
+        if image.prefix == ImagePrefix::Subvol {
+            return Err(StorageError::Unsupported(format!(
+                "'{}': container directories on dir storage cannot become base images",
+                self.render(vol)
+            )));
+        }
+        let base = image.with_prefix(ImagePrefix::Base);
+        let target = self.image_path(&base);
+        files::rename_noreplace(&path, &target)?;
+        // Clones read the base through their overlays; nothing may write it any more.
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o444))
+            .map_err(|e| StorageError::io("protecting", &target, e))?;
+        Ok(VolName::Image { image: base, base: None })
+    }
+
+    fn clone_linked(&self, base: &VolName, vmid: Vmid) -> Result<VolName> {
+        let (base_image, _) = self.existing_image(base)?;
+        if base_image.prefix != ImagePrefix::Base || Self::format_of(base_image) != Format::Qcow2 {
+            return Err(StorageError::Invalid(format!(
+                "'{}' is not a qcow2 base image; linked clones on dir storage need a template's qcow2 disk (convert the guest to a template first)",
+                self.render(base)
+            )));
+        }
+        if !self.config.has_content(Content::Images) {
+            return Err(StorageError::Invalid(format!("storage '{}' does not hold content 'images'", self.config.id)));
+        }
+        let image = self.new_image_name(vmid, None, Format::Qcow2)?;
+        let dir = self.images_dir(vmid);
+        fs::create_dir_all(&dir).map_err(|e| StorageError::io("creating", &dir, e))?;
+        let temp = TempPath::new(dir.join(temp_name(&image.to_string())));
+        let backing = format!("../{}/{base_image}", base_image.vmid);
+        qemu_img::create(temp.path(), Format::Qcow2, 0, Some((&backing, Format::Qcow2)))?;
+        temp.persist(&self.image_path(&image))?;
+        Ok(VolName::Image { image, base: Some(base_image.clone()) })
+    }
+
+    fn rename(&self, vol: &VolName, vmid: Vmid) -> Result<VolName> {
+        let (image, path) = self.existing_image(vol)?;
+        if image.prefix == ImagePrefix::Base {
+            return Err(StorageError::Unsupported(format!("'{}': base images cannot be renamed", self.render(vol))));
+        }
+        let format = Self::format_of(image);
+        let new = self.new_image_name(vmid, None, format)?;
+        let dir = self.images_dir(vmid);
+        fs::create_dir_all(&dir).map_err(|e| StorageError::io("creating", &dir, e))?;
+        files::rename_noreplace(&path, &self.image_path(&new))?;
+        let _ = fs::remove_dir(self.images_dir(image.vmid));
+        let base = match vol {
+            VolName::Image { base, .. } => base.clone(),
+            VolName::File { .. } => None,
+        };
+        Ok(VolName::Image { image: new, base })
+    }
+
+    fn export_formats(&self, vol: &VolName) -> Result<Vec<StreamFormat>> {
+        let (image, _) = self.existing_image(vol)?;
+        Ok(match Self::format_of(image) {
+            Format::Raw => vec![StreamFormat::RawSize],
+            Format::Qcow2 => vec![StreamFormat::Qcow2Size],
+            Format::Vmdk => vec![StreamFormat::VmdkSize],
+            Format::Subvol => vec![StreamFormat::TarSize],
+        })
+    }
+
+    fn export(&self, vol: &VolName, format: StreamFormat, out: &mut dyn Write) -> Result<()> {
+        let allowed = self.export_formats(vol)?;
+        if !allowed.contains(&format) {
+            return Err(StorageError::Invalid(format!(
+                "volume '{}' exports as {}, not {format}",
+                self.render(vol),
+                allowed.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let path = self.path(vol)?;
+        if format == StreamFormat::TarSize {
+            return stream::export_tree(&path, stream::tree_usage(&path), out);
+        }
+        if matches!(vol, VolName::Image { base: Some(_), .. }) {
+            return Err(StorageError::Unsupported(format!(
+                "'{}' is a linked clone; export its base first or make a full clone",
+                self.render(vol)
+            )));
+        }
+        stream::export_file(&path, out)
+    }
+
+    fn import(&self, vol: &VolName, format: StreamFormat, input: &mut dyn Read) -> Result<()> {
+        let (image, base) = self.image(vol)?;
+        let volume_format = Self::format_of(image);
+        if format.volume_format() != Some(volume_format) {
+            return Err(StorageError::Invalid(format!(
+                "a {format} stream cannot become the {volume_format} volume '{}'",
+                self.render(vol)
+            )));
+        }
+        if image.prefix == ImagePrefix::Base {
+            return Err(StorageError::Invalid("base images are made with 'template', not imported".into()));
+        }
+        let target = self.image_path(image);
+        if fs::symlink_metadata(&target).is_ok() {
+            return Err(StorageError::Conflict(format!("volume '{}' already exists", self.render(vol))));
+        }
+        self.activate()?;
+        let limit = self.space()?.available;
+        let dir = self.images_dir(image.vmid);
+        fs::create_dir_all(&dir).map_err(|e| StorageError::io("creating", &dir, e))?;
+        let temp = TempPath::new(dir.join(temp_name(&image.to_string())));
+        if format == StreamFormat::TarSize {
+            stream::make_dir(temp.path())?;
+            stream::import_tree(input, temp.path())?;
+        } else {
+            stream::import_file(input, temp.path(), limit)?;
+            if volume_format != Format::Raw {
+                let images_root = Path::new(&self.config.path).join("images");
+                let info = qemu_img::check_foreign_image(temp.path(), volume_format, &images_root)?;
+                let declared = base.map(|b| format!("../{}/{b}", b.vmid));
+                if info.backing_filename != declared {
+                    return Err(StorageError::Invalid(format!(
+                        "the image's backing file ({}) does not match the volume name (expected {})",
+                        info.backing_filename.as_deref().unwrap_or("none"),
+                        declared.as_deref().unwrap_or("none")
+                    )));
+                }
+            }
+        }
+        temp.persist(&target)
+    }
+}
+
+impl DirBackend {
+    fn require_snapshot(&self, vol: &VolName, snap: &str) -> Result<()> {
+        if self.snapshots(vol)?.iter().any(|s| s == snap) {
+            Ok(())
+        } else {
+            Err(StorageError::NotFound(format!("snapshot '{snap}' of '{}' does not exist", self.render(vol))))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hearth_core::storage::StorageTable;
+
+    use super::*;
+
+    fn backend(dir: &Path) -> DirBackend {
+        let table = StorageTable::fresh(dir.to_str().unwrap());
+        DirBackend::new(table.get("local").unwrap())
+    }
+
+    fn vmid(n: u32) -> Vmid {
+        n.to_string().parse().unwrap()
+    }
+
+    #[test]
+    fn alloc_takes_the_lowest_free_disk_and_free_removes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backend(dir.path());
+        let new = |format| NewImage { vmid: vmid(100), name: None, format, size: 1 << 20 };
+        let a = b.alloc(&new(Format::Raw)).unwrap();
+        assert_eq!(a.render(StorageType::Dir), "100/vm-100-disk-0.raw");
+        let q = b.alloc(&new(Format::Qcow2)).unwrap();
+        assert_eq!(q.render(StorageType::Dir), "100/vm-100-disk-1.qcow2");
+        b.free(&a).unwrap();
+        let s = b.alloc(&new(Format::Subvol)).unwrap();
+        assert_eq!(s.render(StorageType::Dir), "100/subvol-100-disk-0.subvol");
+        let listed: Vec<_> = b.list(None, None).unwrap().into_iter().map(|v| (v.volid.to_string(), v.size)).collect();
+        assert_eq!(
+            listed,
+            vec![("local:100/vm-100-disk-1.qcow2".into(), 1 << 20), ("local:100/subvol-100-disk-0.subvol".into(), 0)]
+        );
+        let e = b.alloc(&NewImage { size: 0, ..new(Format::Raw) }).unwrap_err();
+        assert!(e.to_string().contains("greater than zero"), "{e}");
+        let e = b.alloc(&NewImage { size: u64::MAX / 2, ..new(Format::Raw) }).unwrap_err();
+        assert!(e.to_string().contains("exceeds"), "{e}");
+        let names: Vec<_> =
+            fs::read_dir(dir.path().join("images/100")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 2, "no temporaries left: {names:?}");
+    }
+
+    #[test]
+    fn linked_clones_share_their_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backend(dir.path());
+        let disk = b.alloc(&NewImage { vmid: vmid(100), name: None, format: Format::Qcow2, size: 1 << 30 }).unwrap();
+        let e = b.clone_linked(&disk, vmid(101)).unwrap_err();
+        assert!(e.to_string().contains("not a qcow2 base image"), "{e}");
+        let base = b.create_base(&disk).unwrap();
+        assert_eq!(base.render(StorageType::Dir), "100/base-100-disk-0.qcow2");
+        let clone = b.clone_linked(&base, vmid(101)).unwrap();
+        assert_eq!(clone.render(StorageType::Dir), "100/base-100-disk-0.qcow2/101/vm-101-disk-0.qcow2");
+        let listed = b.list(None, Some(vmid(101))).unwrap();
+        assert_eq!(listed[0].volname, clone, "the listing recovers the base from the backing file");
+        assert_eq!(listed[0].size, 1 << 30);
+        let e = b.free(&base).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("still used by linked clones: local:100/base-100-disk-0.qcow2/101/vm-101-disk-0.qcow2"),
+            "{e}"
+        );
+        b.free(&clone).unwrap();
+        b.free(&base).unwrap();
+    }
+}
