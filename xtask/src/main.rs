@@ -52,6 +52,7 @@ pub const BINARIES: &[Binary] = &[
         man_section: "1",
         command: clusterctl::command,
     },
+    Binary { name: "storectl", package: "storectl", dir: BinDir::Bin, man_section: "1", command: storectl::command },
     Binary { name: "hearthd", package: "hearthd", dir: BinDir::Sbin, man_section: "8", command: hearthd::command },
 ];
 

@@ -11,7 +11,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::builder::PossibleValue;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, ValueEnum};
-use hearth_core::schema::Scope;
+use hearth_core::schema::{Schema, Scope};
 use hearth_core::{GuestKind, Upid, Vmid};
 use hearth_proto::{GuestConfigView, Payload, PendingItem, Request, TaskEvent, TaskInfo, TaskState};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -169,8 +169,13 @@ impl Table {
 ///
 /// Indexed keys get one option per index; only index 0 is listed in help, naming the range.
 pub fn guest_config_args(kind: GuestKind) -> Vec<Arg> {
+    schema_args(kind.schema())
+}
+
+/// One `--<key> <value>` option for every user-settable key of `schema`.
+pub fn schema_args(schema: &'static Schema) -> Vec<Arg> {
     let mut args = Vec::new();
-    for def in kind.schema().keys.iter().filter(|d| d.scope == Scope::User) {
+    for def in schema.keys.iter().filter(|d| d.scope == Scope::User) {
         let mut help = format!("{} {}", def.help, def.value_hint());
         if let Some(max) = def.max_index {
             let _ = write!(help, " (--{0}0 to --{0}{max})", def.name);
@@ -192,7 +197,11 @@ pub fn guest_config_args(kind: GuestKind) -> Vec<Arg> {
 /// The configuration options given on the command line, in the order the user typed them.
 /// Values are passed on untouched: hearthd validates them.
 pub fn guest_config_options(kind: GuestKind, matches: &ArgMatches) -> Vec<(String, String)> {
-    let schema = kind.schema();
+    schema_options(kind.schema(), matches)
+}
+
+/// The [`schema_args`] options given on the command line, in the order the user typed them.
+pub fn schema_options(schema: &Schema, matches: &ArgMatches) -> Vec<(String, String)> {
     let mut given: Vec<(usize, String, String)> = matches
         .ids()
         .map(|id| id.as_str())

@@ -8,6 +8,7 @@
 pub mod cli;
 
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -94,6 +95,24 @@ impl Client {
                 Response::Ok(payload) => return Ok(payload),
                 Response::Error(e) => return Err(ClientError::Server(e)),
                 // Events only belong to Follow; skip any that a newer server sends.
+                Response::Event(_) => {}
+            }
+        }
+    }
+
+    /// Sends a request that [carries a file](Request::carries_file), then the file itself, and
+    /// waits for the answer. hearthd reads from or writes to the file with the caller's access
+    /// to it, never with its own. The descriptor is closed here once sent, so a pipe's end is
+    /// held by hearthd alone and closes when hearthd is done with it.
+    pub fn call_with_file(&mut self, request: &Request, file: OwnedFd) -> Result<Payload, ClientError> {
+        write_frame(&mut self.stream, request)?;
+        hearth_sys::fdpass::send_fd(self.stream.as_fd(), file.as_fd())
+            .map_err(|e| ClientError::Frame(FrameError::Io(e)))?;
+        drop(file);
+        loop {
+            match read_frame::<Response>(&mut self.stream)?.ok_or(ClientError::Closed)? {
+                Response::Ok(payload) => return Ok(payload),
+                Response::Error(e) => return Err(ClientError::Server(e)),
                 Response::Event(_) => {}
             }
         }

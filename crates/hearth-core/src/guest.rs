@@ -406,6 +406,33 @@ impl GuestConfig {
         toml::to_string(&table).expect("a table of strings, numbers and booleans always serialises")
     }
 
+    /// Every volume the configuration names — disks, mount points, `unusedN`, snapshot RAM
+    /// states — in current, pending and snapshot sections, as (section, key, volume) where the
+    /// section is `current`, `pending` or the snapshot's name. CD-ROM `none`/`cdrom` and
+    /// absolute paths are not volumes and are left out.
+    pub fn volume_refs(&self) -> Vec<(String, String, String)> {
+        let schema = self.kind.schema();
+        let sections = std::iter::once(("current", &self.current))
+            .chain(std::iter::once(("pending", &self.pending.values)))
+            .chain(self.snapshots.iter().map(|(name, s)| (name.as_str(), s)));
+        let mut refs = Vec::new();
+        for (section, values) in sections {
+            for (key, value) in values {
+                let volume = if key.starts_with("unused") || key == "vmstate" {
+                    value.as_str().map(str::to_owned)
+                } else {
+                    schema
+                        .property(key, value)
+                        .and_then(|p| p.get("file").or_else(|| p.get("volume")).map(str::to_owned))
+                };
+                if let Some(volume) = volume.filter(|v| v.contains(':') && !v.starts_with('/')) {
+                    refs.push((section.to_owned(), key.clone(), volume));
+                }
+            }
+        }
+        refs
+    }
+
     /// The configuration with pending changes applied, as `config` shows it by default.
     pub fn merged(&self) -> Section {
         let mut merged = self.current.clone();

@@ -57,6 +57,18 @@ pub enum Request {
     Vm(VmRequest),
     Ct(CtRequest),
     Task(TaskRequest),
+    Storage(StorageRequest),
+}
+
+impl Request {
+    /// Requests that carry an open file: right after the request frame the client sends one
+    /// byte with the descriptor attached (SCM_RIGHTS), and hearthd reads from or writes to it.
+    pub fn carries_file(&self) -> bool {
+        matches!(
+            self,
+            Request::Storage(StorageRequest::Import(_) | StorageRequest::Export(_) | StorageRequest::Upload(_))
+        )
+    }
 }
 
 /// Virtual machines (`vmctl`).
@@ -135,6 +147,188 @@ pub enum TaskRequest {
     /// Streams the task's log lines and progress as [`Response::Event`]s from the first line,
     /// then answers with its final [`TaskInfo`]. Same rights as `Log`.
     Follow { upid: Upid },
+}
+
+/// Storages and volumes (`storectl`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageRequest {
+    /// Defines a storage. `/storage`: Datastore.Allocate. REST: `POST /storage`.
+    Add(AddStorage),
+    /// Changes a storage's keys. `/storage/{storage}`: Datastore.Allocate.
+    /// REST: `PUT /storage/{storage}`.
+    Set(SetStorage),
+    /// Removes a storage definition; its data stays. `/storage/{storage}`: Datastore.Allocate.
+    /// REST: `DELETE /storage/{storage}`.
+    Remove { storage: String },
+    /// Reads storage definitions (all, or one). `/storage/{storage}`: Datastore.Audit, per
+    /// storage. REST: `GET /storage[/{storage}]`.
+    Config { storage: Option<String> },
+    /// Space and state of the storages. `/storage/{storage}`: Datastore.Audit, per storage.
+    /// REST: `GET /nodes/{node}/storage`.
+    Status(StorageStatusFilter),
+    /// Volumes of a storage. `/storage/{storage}`: Datastore.Audit.
+    /// REST: `GET /nodes/{node}/storage/{storage}/content`.
+    List(ListVolumes),
+    /// Allocates an image for a guest. `/storage/{storage}`: Datastore.AllocateSpace.
+    /// REST: `POST /nodes/{node}/storage/{storage}/content`.
+    Alloc(AllocVolume),
+    /// Destroys a volume. `/storage/{storage}`: Datastore.Allocate.
+    /// REST: `DELETE /nodes/{node}/storage/{storage}/content/{volume}`.
+    Free { volid: String },
+    /// The file system path of a volume. `/storage/{storage}`: Datastore.Allocate.
+    /// REST: `GET /nodes/{node}/storage/{storage}/content/{volume}` (`path` field).
+    Path { volid: String },
+    /// Creates a volume from a stream read from the attached file.
+    /// `/storage/{storage}`: Datastore.Allocate. REST: none (node-to-node transfer).
+    Import(ImportVolume),
+    /// Writes a volume as a stream into the attached file. `/storage/{storage}`:
+    /// Datastore.Allocate. REST: none (node-to-node transfer).
+    Export(ExportVolume),
+    /// Stores an ISO image, container template or snippet read from the attached file.
+    /// `/storage/{storage}`: Datastore.AllocateTemplate.
+    /// REST: `POST /nodes/{node}/storage/{storage}/upload`.
+    Upload(UploadFile),
+}
+
+/// `storectl add <type> <storage> --key value…`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddStorage {
+    pub storage: String,
+    #[serde(rename = "type")]
+    pub storage_type: String,
+    #[serde(default)]
+    pub options: Vec<(String, String)>,
+}
+
+/// `storectl set <storage> --key value… --delete k1,k2 --digest D`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetStorage {
+    pub storage: String,
+    #[serde(default)]
+    pub options: Vec<(String, String)>,
+    #[serde(default)]
+    pub delete: Vec<String>,
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+/// Which storages `status` reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageStatusFilter {
+    #[serde(default)]
+    pub storage: Option<String>,
+    /// Only storages holding this content type.
+    #[serde(default)]
+    pub content: Option<String>,
+    /// Only enabled, active storages.
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+/// `storectl list <storage> [--content] [--vmid]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListVolumes {
+    pub storage: String,
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default)]
+    pub vmid: Option<Vmid>,
+}
+
+/// `storectl alloc <storage> <vmid> <name> <size> [--format]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocVolume {
+    pub storage: String,
+    pub vmid: Vmid,
+    /// Empty for the lowest free `vm-<vmid>-disk-N`.
+    #[serde(default)]
+    pub name: String,
+    /// `4G`, `512M`; a bare number is KiB, as pvesm takes it.
+    pub size: String,
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// `storectl import <volid> <format> <file|->`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportVolume {
+    pub volid: String,
+    /// `raw+size`, `qcow2+size`, `vmdk+size`, `tar+size`, `btrfs`.
+    pub format: String,
+    /// Take the lowest free name when `volid` exists, instead of failing.
+    #[serde(default)]
+    pub allow_rename: bool,
+}
+
+/// `storectl export <volid> <format> <file|->`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportVolume {
+    pub volid: String,
+    pub format: String,
+}
+
+/// `storectl upload <storage> <file> --content iso|vztmpl|snippets|import`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadFile {
+    pub storage: String,
+    pub content: String,
+    /// The name on the storage.
+    pub filename: String,
+}
+
+/// A storage definition as `storectl config` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StorageDefinition {
+    pub storage: String,
+    pub config: BTreeMap<String, serde_json::Value>,
+}
+
+/// The storage table and its digest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StorageConfigs {
+    pub digest: String,
+    pub storages: Vec<StorageDefinition>,
+}
+
+/// One line of `storectl status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageStatus {
+    pub storage: String,
+    #[serde(rename = "type")]
+    pub storage_type: String,
+    /// `active`, `inactive` or `disabled`.
+    pub status: String,
+    pub content: String,
+    pub shared: bool,
+    /// Bytes; absent when the storage is not active.
+    #[serde(default)]
+    pub total: Option<u64>,
+    #[serde(default)]
+    pub used: Option<u64>,
+    #[serde(default)]
+    pub available: Option<u64>,
+    /// Why the storage is inactive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One line of `storectl list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeEntry {
+    pub volid: String,
+    pub format: String,
+    pub content: String,
+    /// Bytes: virtual size of images, file size of other content.
+    pub size: u64,
+    #[serde(default)]
+    pub used: Option<u64>,
+    #[serde(default)]
+    pub vmid: Option<Vmid>,
+    /// The base volume of a linked clone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    pub ctime: i64,
 }
 
 /// A new guest: its id and `--key value` options as given on the command line.
@@ -228,6 +422,13 @@ pub enum Payload {
     Tasks(Vec<TaskInfo>),
     TaskLog(Vec<String>),
     TaskStatus(TaskInfo),
+    StorageConfigs(StorageConfigs),
+    StorageStatus(Vec<StorageStatus>),
+    Volumes(Vec<VolumeEntry>),
+    /// A volume id: what alloc, import and upload created.
+    Volume(String),
+    /// A file system path.
+    Path(String),
 }
 
 /// A failure, with a kind a script can branch on.

@@ -4,7 +4,7 @@
 //! Until access control lands, the rule is the secure default: `root@pam` holds every
 //! privilege, nobody else holds any.
 
-use hearth_proto::{CtRequest, ErrorKind, ErrorReply, Request, TaskRequest, VmRequest};
+use hearth_proto::{CtRequest, ErrorKind, ErrorReply, Request, StorageRequest, TaskRequest, VmRequest};
 
 /// The caller of a connection, identified by SO_PEERCRED.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +70,29 @@ pub fn required(request: &Request, node: &str) -> Required {
             | TaskRequest::Follow { .. } => on(format!("/nodes/{node}"), &["Sys.Audit"]),
             TaskRequest::Stop { .. } => on(format!("/nodes/{node}"), &["Sys.Modify"]),
         },
+        Request::Storage(r) => {
+            let storage = |id: &str| format!("/storage/{id}");
+            // A volume id's storage; a malformed id is refused later, after the check, so
+            // the path falls back to the whole tree.
+            let of_volume = |volid: &str| volid.split_once(':').map_or_else(|| "/storage".into(), |(s, _)| storage(s));
+            match r {
+                StorageRequest::Add(_) => on("/storage".into(), &["Datastore.Allocate"]),
+                StorageRequest::Set(s) => on(storage(&s.storage), &["Datastore.Allocate"]),
+                StorageRequest::Remove { storage: s } => on(storage(s), &["Datastore.Allocate"]),
+                StorageRequest::Config { storage: s }
+                | StorageRequest::Status(hearth_proto::StorageStatusFilter { storage: s, .. }) => {
+                    on(s.as_deref().map_or_else(|| "/storage".into(), storage), &["Datastore.Audit"])
+                }
+                StorageRequest::List(l) => on(storage(&l.storage), &["Datastore.Audit"]),
+                StorageRequest::Alloc(a) => on(storage(&a.storage), &["Datastore.AllocateSpace"]),
+                StorageRequest::Free { volid } | StorageRequest::Path { volid } => {
+                    on(of_volume(volid), &["Datastore.Allocate"])
+                }
+                StorageRequest::Import(i) => on(of_volume(&i.volid), &["Datastore.Allocate"]),
+                StorageRequest::Export(e) => on(of_volume(&e.volid), &["Datastore.Allocate"]),
+                StorageRequest::Upload(u) => on(storage(&u.storage), &["Datastore.AllocateTemplate"]),
+            }
+        }
     }
 }
 

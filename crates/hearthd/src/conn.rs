@@ -9,7 +9,9 @@ use hearth_proto::{
     ClientHello, ErrorKind, ErrorReply, MAX_FRAME, PROTOCOL_VERSION, Payload, Request, Response, ServerHello,
     TaskEvent, TaskRequest,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::os::fd::AsFd;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 
 use crate::Daemon;
@@ -93,6 +95,21 @@ async fn converse(daemon: &Arc<Daemon>, caller: &Caller, stream: &mut UnixStream
     while let Some(frame) = read_frame(stream).await? {
         let request: Request = hearth_proto::decode(&frame)
             .map_err(|e| ConnError::Protocol(format!("malformed request: {}", source_of(&e))))?;
+        // The attached file travels right behind the frame; take it before anything else so
+        // the stream stays in step even when the request is refused.
+        let file = if request.carries_file() {
+            let received = tokio::time::timeout(
+                HELLO_TIMEOUT,
+                stream.async_io(Interest::READABLE, || hearth_sys::fdpass::recv_fd(stream.as_fd())),
+            )
+            .await
+            .map_err(|_| ConnError::Protocol("the request's file did not arrive within 10 seconds".into()))?;
+            Some(std::fs::File::from(
+                received.map_err(|e| ConnError::Protocol(format!("cannot receive the request's file: {e}")))?,
+            ))
+        } else {
+            None
+        };
         if let Err(e) = access::authorize(caller, &access::required(&request, &daemon.node)) {
             tracing::warn!(user = %caller.userid, request = ?request, "denied");
             send(stream, &Response::Error(e)).await?;
@@ -105,9 +122,9 @@ async fn converse(daemon: &Arc<Daemon>, caller: &Caller, stream: &mut UnixStream
         let worker = Arc::clone(daemon);
         let who = caller.clone();
         let result =
-            tokio::task::spawn_blocking(move || crate::handle(&worker, &who, request)).await.unwrap_or_else(|_| {
-                Err(ErrorReply::new(ErrorKind::Internal, "internal error: the request handler panicked"))
-            });
+            tokio::task::spawn_blocking(move || crate::handle(&worker, &who, request, file)).await.unwrap_or_else(
+                |_| Err(ErrorReply::new(ErrorKind::Internal, "internal error: the request handler panicked")),
+            );
         let reply = match result {
             Ok(payload) => Response::Ok(payload),
             Err(e) => Response::Error(e),

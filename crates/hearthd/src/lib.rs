@@ -11,6 +11,7 @@
 mod access;
 mod conn;
 mod guests;
+pub mod storage;
 pub mod store;
 pub mod tasks;
 
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Arg, Command, value_parser};
 use hearth_core::GuestKind;
-use hearth_proto::{CtRequest, ErrorReply, Payload, Request, TaskRequest, VmRequest};
+use hearth_proto::{CtRequest, ErrorKind, ErrorReply, Payload, Request, StorageRequest, TaskRequest, VmRequest};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
 
@@ -37,6 +38,7 @@ pub struct Daemon {
     pub root: PathBuf,
     pub node: String,
     pub store: ConfigStore,
+    pub storages: storage::Storages,
     pub tasks: Arc<TaskManager>,
 }
 
@@ -48,14 +50,24 @@ impl Daemon {
         for broken in store.broken_files() {
             tracing::error!("unreadable guest configuration: {broken}");
         }
+        let storages = storage::Storages::open(root, node).context("opening etc/hearth/storage.toml")?;
         let tasks = TaskManager::open(root, node).map_err(|e| anyhow::anyhow!("opening the task index: {e}"))?;
-        Ok(Arc::new(Daemon { root: root.to_owned(), node: node.to_owned(), store, tasks: Arc::new(tasks) }))
+        Ok(Arc::new(Daemon { root: root.to_owned(), node: node.to_owned(), store, storages, tasks: Arc::new(tasks) }))
     }
 }
 
-/// Answers one authorized request (everything but following a task).
-pub fn handle(daemon: &Arc<Daemon>, caller: &Caller, request: Request) -> Result<Payload, ErrorReply> {
+/// Answers one authorized request (everything but following a task). `file` is the open file
+/// that requests which [carry one](Request::carries_file) came with.
+pub fn handle(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    request: Request,
+    file: Option<std::fs::File>,
+) -> Result<Payload, ErrorReply> {
     use GuestKind::{Ct, Vm};
+    let attached = |file: Option<std::fs::File>| {
+        file.ok_or_else(|| ErrorReply::new(ErrorKind::Protocol, "this request needs an attached file"))
+    };
     match request {
         Request::Vm(r) => match r {
             VmRequest::Create(req) => guests::create(daemon, caller, Vm, req),
@@ -83,6 +95,20 @@ pub fn handle(daemon: &Arc<Daemon>, caller: &Caller, request: Request) -> Result
             TaskRequest::Stop { upid } => daemon.tasks.stop(&upid).map(|()| Payload::Empty),
             // Streaming needs the connection; conn.rs answers Follow before it gets here.
             TaskRequest::Follow { upid } => daemon.tasks.status(&upid).map(Payload::TaskStatus),
+        },
+        Request::Storage(r) => match r {
+            StorageRequest::Add(req) => storage::add(daemon, req),
+            StorageRequest::Set(req) => storage::set(daemon, req),
+            StorageRequest::Remove { storage } => storage::remove(daemon, &storage),
+            StorageRequest::Config { storage } => storage::config(daemon, storage.as_deref()),
+            StorageRequest::Status(filter) => storage::status(daemon, filter),
+            StorageRequest::List(req) => storage::list(daemon, req),
+            StorageRequest::Alloc(req) => storage::alloc(daemon, req),
+            StorageRequest::Free { volid } => storage::free(daemon, &volid),
+            StorageRequest::Path { volid } => storage::path(daemon, &volid),
+            StorageRequest::Import(req) => storage::import(daemon, req, attached(file)?),
+            StorageRequest::Export(req) => storage::export(daemon, req, attached(file)?),
+            StorageRequest::Upload(req) => storage::upload(daemon, req, attached(file)?),
         },
     }
 }

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `storectl` binary; the command lives in the library so xtask and tests can use it.
+
+fn main() -> std::process::ExitCode {
+    storectl::main()
+}

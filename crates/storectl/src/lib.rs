@@ -1,0 +1,109 @@
+//! `storectl`, Hearth's `pvesm`: storages (add, set, remove, status, config) and their volumes
+//! (list, alloc, free, path, import, export, upload). The binary is a thin `main`; xtask and
+//! tests use [`command`] and [`run`].
+
+mod cmd;
+mod transfer;
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::{ArgMatches, Command};
+use hearth_client::cli::{self, OutputFormat};
+
+/// The program name, for messages and the software string sent to hearthd.
+const BIN: &str = "storectl";
+
+/// The whole command line of `storectl`.
+pub fn command() -> Command {
+    Command::new(BIN)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Manage Hearth storages and volumes")
+        .long_about(
+            "Manage the storages of a Hearth node and the volumes on them, the way pvesm does on \
+             Proxmox VE. Storages are defined in $HEARTH_ROOT/etc/hearth/storage.toml; a fresh node \
+             has 'local', a dir storage at /var/lib/hearth. Volume ids are STORAGE:VOLNAME exactly \
+             as Proxmox writes them: local:100/vm-100-disk-0.qcow2, local:iso/debian-12.iso, \
+             local:vztmpl/alpine-3.20-default_20240908_amd64.tar.xz, and on btrfs \
+             store:vm-100-disk-0.\n\n\
+             storectl is a thin client that asks hearthd through \
+             $HEARTH_ROOT/run/hearth/hearthd.sock (default /run/hearth/hearthd.sock).\n\n\
+             Exit status: 0 on success, 1 if the operation failed, 2 for a usage error.",
+        )
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .arg(cli::output_format_arg())
+        .subcommands([
+            cmd::add::command(),
+            cmd::set::command(),
+            cmd::remove::command(),
+            cmd::config::command(),
+            cmd::status::command(),
+            cmd::list::command(),
+            cmd::alloc::command(),
+            cmd::free::command(),
+            cmd::path::command(),
+            cmd::import::command(),
+            cmd::export::command(),
+            cmd::upload::command(),
+        ])
+}
+
+/// Runs the subcommand that `matches` (from [`command`]) selected.
+pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
+    let Some((name, sub)) = matches.subcommand() else { bail!("no command given; see `storectl --help`") };
+    let format = OutputFormat::from_matches(sub);
+    match name {
+        "add" => cmd::add::run(sub, format),
+        "set" => cmd::set::run(sub, format),
+        "remove" => cmd::remove::run(sub, format),
+        "config" => cmd::config::run(sub, format),
+        "status" => cmd::status::run(sub, format),
+        "list" => cmd::list::run(sub, format),
+        "alloc" => cmd::alloc::run(sub, format),
+        "free" => cmd::free::run(sub, format),
+        "path" => cmd::path::run(sub, format),
+        "import" => cmd::import::run(sub, format),
+        "export" => cmd::export::run(sub, format),
+        "upload" => cmd::upload::run(sub, format),
+        other => bail!("unknown command '{other}'"),
+    }
+}
+
+/// `storectl`'s `main`: parse, run, exit 0, 1 or 2.
+pub fn main() -> ExitCode {
+    cli::run_cli(BIN, command(), run)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn parses_pvesm_command_lines() {
+        for ok in [
+            &["storectl", "add", "dir", "backup1", "--path", "/mnt/b", "--content", "backup"][..],
+            &["storectl", "set", "local", "--disable", "1", "--delete", "nodes"],
+            &["storectl", "alloc", "local", "100", "", "4G", "--format", "qcow2"],
+            &["storectl", "list", "local", "--content", "images", "--vmid", "100", "--output-format", "json"],
+            &["storectl", "import", "local:100/vm-100-disk-0.raw", "raw+size", "-"],
+            &["storectl", "upload", "local", "/tmp/x.iso", "--content", "iso"],
+        ] {
+            command().try_get_matches_from(ok).unwrap();
+        }
+        for bad in [
+            &["storectl", "alloc", "local", "99", "", "4G"][..],
+            &["storectl", "add", "dir"],
+            &["storectl", "list"],
+            &["storectl", "upload", "local", "/tmp/x.iso"],
+        ] {
+            assert_eq!(command().try_get_matches_from(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+    }
+}
