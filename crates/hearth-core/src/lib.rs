@@ -5,6 +5,7 @@
 //! hearthd and the engines execute. Anything that needs the clock or randomness takes it as an
 //! argument.
 
+pub mod access;
 pub mod ct;
 pub mod guest;
 pub mod propstr;

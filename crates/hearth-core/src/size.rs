@@ -34,7 +34,7 @@ pub fn parse_size(input: &str, default_unit: u64) -> Result<u64, String> {
 /// Prints a size the way it is stored: `32G`, `1536M`, `512` (bytes when no unit divides it).
 pub fn format_size(bytes: u64) -> String {
     for (unit, suffix) in [(1u64 << 40, 'T'), (1 << 30, 'G'), (1 << 20, 'M'), (1 << 10, 'K')] {
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{}{suffix}", bytes / unit);
         }
     }

@@ -404,7 +404,7 @@ impl StorageTable {
             let header_line =
                 text.lines().position(|l| l.trim() == format!("[{id}]") || l.trim() == format!("[\"{id}\"]"));
             let at = |message: String| FileError { line: header_line.map(|n| n + 1), message };
-            check::storage_id(&id).map_err(|m| at(m))?;
+            check::storage_id(&id).map_err(at)?;
             let toml::Value::Table(table) = table else {
                 return Err(at(format!("'{id}' must be a table of storage keys")));
             };

@@ -55,7 +55,7 @@ pub fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
+    use std::io::{Read, Seek, SeekFrom, Write};
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
 
@@ -70,8 +70,7 @@ mod tests {
         let got = recv_fd(b.as_fd()).unwrap();
         let mut got = std::fs::File::from(got);
         let mut text = String::new();
-        use std::io::Seek;
-        got.seek(std::io::SeekFrom::Start(0)).unwrap();
+        got.seek(SeekFrom::Start(0)).unwrap();
         got.read_to_string(&mut text).unwrap();
         assert_eq!(text, "payload");
     }

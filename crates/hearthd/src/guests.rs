@@ -13,6 +13,7 @@ use hearth_proto::{
 
 use crate::Daemon;
 use crate::access::Caller;
+use crate::storage;
 use crate::store::StoreError;
 
 fn invalid(e: impl ToString) -> ErrorReply {
@@ -37,19 +38,112 @@ fn check_unlocked(kind: GuestKind, vmid: Vmid, config: &GuestConfig) -> Result<(
     }
 }
 
-/// Volumes given as `STORAGE:SIZE` ask for a new volume; this node has no storage to take it from.
-fn refuse_allocations(kind: GuestKind, values: &[(String, Value)]) -> Result<(), ErrorReply> {
+/// The volume a disk-like key names: `file` of VM drives, `volume` of container mounts,
+/// the value of `unusedN`.
+fn volume_of(kind: GuestKind, key: &str, value: &Value) -> Option<String> {
+    if key.starts_with("unused") {
+        return value.as_str().map(str::to_owned);
+    }
+    let props = kind.schema().property(key, value)?;
+    props.get("file").or_else(|| props.get("volume")).map(str::to_owned)
+}
+
+/// Values of the form `STORAGE:SIZE` ask for a new volume.
+fn allocations(kind: GuestKind, values: &[(String, Value)]) -> Vec<storage::Allocation> {
+    values
+        .iter()
+        .filter_map(|(key, value)| {
+            let volume = volume_of(kind, key, value)?;
+            let (storage, size) = check::allocation(&volume)?;
+            let format = kind.schema().property(key, value).and_then(|p| p.get("format").map(str::to_owned));
+            Some(storage::Allocation { key: key.clone(), storage: storage.to_owned(), size, format })
+        })
+        .collect()
+}
+
+/// Existing volumes named by a change must exist, and images must belong to this guest (a
+/// linked clone's base may belong to its template).
+fn check_volumes(daemon: &Daemon, kind: GuestKind, vmid: Vmid, values: &[(String, Value)]) -> Result<(), ErrorReply> {
     for (key, value) in values {
-        let Some(props) = kind.schema().property(key, value) else { continue };
-        let volume = props.get("file").or_else(|| props.get("volume")).unwrap_or_default();
-        if let Some((storage, _)) = check::allocation(volume) {
-            return Err(ErrorReply::new(
-                ErrorKind::Unavailable,
-                format!("{key}: cannot allocate '{volume}': storage '{storage}' is not configured on this node"),
-            ));
+        let Some(volume) = volume_of(kind, key, value) else { continue };
+        if check::allocation(&volume).is_some() || volume.starts_with('/') || !volume.contains(':') {
+            continue;
+        }
+        let (backend, vol) =
+            daemon.storages.volume(&volume).map_err(|e| ErrorReply::new(e.kind, format!("{key}: {}", e.message)))?;
+        if let hearth_core::storage::VolName::Image { image, .. } = &vol {
+            if image.vmid != vmid {
+                return Err(invalid(format!("{key}: volume '{volume}' belongs to guest {}, not {vmid}", image.vmid)));
+            }
+        }
+        let exists = backend.path(&vol).is_ok_and(|p| p.symlink_metadata().is_ok());
+        if !exists {
+            return Err(ErrorReply::new(ErrorKind::NotFound, format!("{key}: volume '{volume}' does not exist")));
         }
     }
     Ok(())
+}
+
+/// Allocates every requested volume; on failure frees those already made. Answers the new
+/// values, with the volume id and size in place of `STORAGE:SIZE`.
+fn allocate_all(
+    daemon: &Daemon,
+    kind: GuestKind,
+    vmid: Vmid,
+    config: &GuestConfig,
+    wanted: &[storage::Allocation],
+    log: &dyn Fn(String),
+) -> Result<Vec<(String, Value)>, ErrorReply> {
+    let unprivileged = kind == GuestKind::Ct && config.current.get("unprivileged") != Some(&Value::Bool(false));
+    let root_owner = if unprivileged { (100_000, 100_000) } else { (0, 0) };
+    let mut made: Vec<String> = Vec::new();
+    let mut values = Vec::new();
+    for allocation in wanted {
+        let result = storage::allocate_for_guest(daemon, kind, vmid, allocation, root_owner).and_then(|volid| {
+            made.push(volid.clone());
+            log(format!("{}: allocated {volid} ({})", allocation.key, size::format_size(allocation.size)));
+            let value = config
+                .merged()
+                .get(&allocation.key)
+                .cloned()
+                .or_else(|| config.pending.values.get(&allocation.key).cloned());
+            let value =
+                value.ok_or_else(|| ErrorReply::new(ErrorKind::Internal, format!("{} vanished", allocation.key)))?;
+            with_volume(kind, &allocation.key, &value, &volid, allocation.size)
+        });
+        match result {
+            Ok(value) => values.push((allocation.key.clone(), value)),
+            Err(e) => {
+                free_all(daemon, &made, log);
+                return Err(e);
+            }
+        }
+    }
+    Ok(values)
+}
+
+fn free_all(daemon: &Daemon, volids: &[String], log: &dyn Fn(String)) {
+    for volid in volids {
+        match storage::free_volume(daemon, volid) {
+            Ok(()) => log(format!("freed {volid}")),
+            Err(e) => log(format!("cannot free {volid}: {}", e.message)),
+        }
+    }
+}
+
+/// A disk value with its volume replaced by `volid` and `size` set.
+fn with_volume(kind: GuestKind, key: &str, value: &Value, volid: &str, bytes: u64) -> Result<Value, ErrorReply> {
+    let def = kind.schema().lookup(key).ok_or_else(|| invalid(format!("{key}: not a disk key")))?;
+    let hearth_core::schema::Kind::Prop(schema) = def.kind else {
+        return Ok(Value::Str(volid.to_owned()));
+    };
+    let mut props = kind.schema().property(key, value).ok_or_else(|| invalid(format!("{key}: cannot be parsed")))?;
+    let volume_prop = if schema.props.iter().any(|p| p.name == "file") { "file" } else { "volume" };
+    props.insert(schema, volume_prop, volid.to_owned());
+    if bytes > 0 {
+        props.insert(schema, "size", size::format_size(bytes));
+    }
+    Ok(Value::Str(props.to_string()))
 }
 
 /// A wrong-kind id gets a hint: `vmctl config 200` when 200 is a container.
@@ -73,16 +167,39 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
     config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
     config.apply_create_defaults();
     config.assign_macs(random_mac_bytes);
-    refuse_allocations(kind, &edit.set)?;
+    check_volumes(daemon, kind, vmid, &edit.set)?;
+    let wanted = allocations(kind, &edit.set);
+    for a in &wanted {
+        daemon
+            .storages
+            .backend(&a.storage)
+            .map_err(|e| ErrorReply::new(e.kind, format!("{}: {}", a.key, e.message)))?;
+    }
     // The file exists from here on, locked, so the id is taken before the task runs.
     config.lock = Some(Lock::Create);
     daemon.store.create(kind, vmid, &config)?;
     let worker = Arc::clone(daemon);
     let upid = daemon.tasks.spawn(&kind.task_type("create"), &vmid.to_string(), &caller.userid, move |ctx| {
         ctx.log(format!("creating {} {vmid}", kind.noun()));
-        let unlocked = worker.store.update(kind, vmid, None, |c| {
-            c.lock = None;
-            Ok(())
+        let log = |line: String| ctx.log(line);
+        let created = worker
+            .store
+            .load(kind, vmid)
+            .map_err(ErrorReply::from)
+            .and_then(|loaded| allocate_all(&worker, kind, vmid, &loaded.config, &wanted, &log));
+        let unlocked = created.and_then(|values| {
+            let volids: Vec<String> = values.iter().filter_map(|(k, v)| volume_of(kind, k, v)).collect();
+            let updated = worker.store.update(kind, vmid, None, |c| {
+                for (key, value) in &values {
+                    c.current.insert(key.clone(), value.clone());
+                }
+                c.lock = None;
+                Ok(())
+            });
+            if updated.is_err() {
+                free_all(&worker, &volids, &log);
+            }
+            updated
         });
         match unlocked {
             Ok(_) => {
@@ -110,21 +227,46 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
     if edit.is_empty() {
         return Err(invalid("nothing to change: give at least one option, --delete or --revert"));
     }
-    refuse_allocations(kind, &edit.set)?;
     if kind == GuestKind::Ct && edit.set.iter().map(|(k, _)| k).chain(&edit.delete).any(|k| k == "unprivileged") {
         return Err(invalid(
             "unprivileged: cannot be changed after creation; file ownership would have to be shifted (back up and restore instead)",
         ));
     }
     let vmid = req.vmid;
+    check_volumes(daemon, kind, vmid, &edit.set)?;
+    let wanted = allocations(kind, &edit.set);
+    let mut made = Vec::new();
     let result = daemon.store.update(kind, vmid, req.digest.as_deref(), |config| {
         check_unlocked(kind, vmid, config)?;
+        let displaced: Vec<String> = edit
+            .set
+            .iter()
+            .filter_map(|(key, _)| config.current.get(key).and_then(|old| volume_of(kind, key, old)))
+            .filter(|v| !v.starts_with('/') && v.contains(':') && check::allocation(v).is_none())
+            .collect();
         // No engine runs guests yet, so every change applies at once; once guests can run,
         // changes that cannot be hot-plugged go to [pending].
         config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
         config.assign_macs(random_mac_bytes);
+        let values = allocate_all(daemon, kind, vmid, config, &wanted, &|_| ())?;
+        for (key, value) in values {
+            made.extend(volume_of(kind, &key, &value));
+            config.current.insert(key, value);
+        }
+        // A replaced disk is kept as unusedN, as qm does, so no data is lost by a typo.
+        for volume in displaced {
+            if config.volume_refs().iter().any(|(_, _, v)| *v == volume) {
+                continue;
+            }
+            let free = (0..=255).map(|i| format!("unused{i}")).find(|k| !config.current.contains_key(k));
+            let slot = free.ok_or_else(|| invalid("no free unusedN key left for the replaced volume"))?;
+            config.current.insert(slot, Value::Str(volume));
+        }
         Ok(())
     });
+    if result.is_err() {
+        free_all(daemon, &made, &|_| ());
+    }
     match result {
         Ok(((), digest)) => Ok(Payload::Digest(digest)),
         Err(e) if e.kind == ErrorKind::NotFound => {
@@ -273,12 +415,48 @@ pub fn destroy(
     let loaded = daemon.store.load(kind, vmid).map_err(|e| not_found(daemon, kind, vmid, e))?;
     refuse(&loaded.config)?;
     let worker = Arc::clone(daemon);
+    let purge = req.purge;
     let upid = daemon.tasks.spawn(&kind.task_type("destroy"), &vmid.to_string(), &caller.userid, move |ctx| {
         ctx.log(format!("destroying {} {vmid}", kind.noun()));
-        worker.store.remove(kind, vmid, refuse).map_err(|e| e.message)?;
-        // `purge` also drops the guest from backup jobs and HA resources; this node keeps
-        // neither yet, so the configuration is all there is to remove either way.
-        ctx.log(format!("{} {vmid} destroyed", kind.noun()));
+        let mut owned: Vec<String> = Vec::new();
+        worker
+            .store
+            .remove(kind, vmid, |config| {
+                refuse(config)?;
+                // The guest's own volumes go with it, as with qm destroy; volumes of other
+                // guests (a linked clone's base) stay.
+                for (_, _, volume) in config.volume_refs() {
+                    let mine = worker.storages.volume(&volume).is_ok_and(|(_, vol)| vol.owner() == Some(vmid));
+                    if mine && !owned.contains(&volume) {
+                        owned.push(volume);
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| e.message)?;
+        if purge {
+            // --purge also removes volumes the configuration no longer names.
+            for volume in storage::owned_volumes(&worker, vmid) {
+                if !owned.contains(&volume) {
+                    owned.push(volume);
+                }
+            }
+        }
+        let mut warnings = 0;
+        for volume in &owned {
+            match storage::free_volume(&worker, volume) {
+                Ok(()) => ctx.log(format!("removed volume {volume}")),
+                Err(e) => {
+                    warnings += 1;
+                    ctx.warn(format!("cannot remove volume {volume}: {}", e.message));
+                }
+            }
+        }
+        ctx.log(format!(
+            "{} {vmid} destroyed{}",
+            kind.noun(),
+            if warnings > 0 { " (some volumes remain)" } else { "" }
+        ));
         Ok(())
     })?;
     Ok(Payload::Task(upid))
