@@ -25,11 +25,8 @@ fn vmctl_and_ctctl_round_trip() {
     let daemon = HearthdProcess::start();
     let (code, stdout, _) = run(&daemon, "vmctl", &["nextid"]);
     assert_eq!((code, stdout.trim()), (0, "100"));
-    let (code, stdout, stderr) = run(
-        &daemon,
-        "vmctl",
-        &["create", "100", "--name", "web01", "--memory", "2048", "--scsi0", "local:100/vm-100-disk-0.qcow2,size=32G"],
-    );
+    let (code, stdout, stderr) =
+        run(&daemon, "vmctl", &["create", "100", "--name", "web01", "--memory", "2048", "--scsi0", "local:1"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.ends_with("TASK OK\n"), "the task log is followed: {stdout}");
     let (code, _, stderr) = run(&daemon, "ctctl", &["create", "200", "--hostname", "proxy", "--memory", "256"]);
@@ -41,7 +38,7 @@ fn vmctl_and_ctctl_round_trip() {
     let header: Vec<&str> = lines[0].split_whitespace().collect();
     assert_eq!(header, ["VMID", "NAME", "STATUS", "MEM(MB)", "BOOTDISK(GB)", "PID"]);
     let row: Vec<&str> = lines[1].split_whitespace().collect();
-    assert_eq!(row, ["100", "web01", "stopped", "2048", "32.00", "0"]);
+    assert_eq!(row, ["100", "web01", "stopped", "2048", "1.00", "0"]);
     let listed = json(&daemon, "ctctl", &["list"]);
     assert_eq!(listed[0]["vmid"], 200);
     assert_eq!(listed[0]["name"], "proxy");
@@ -57,7 +54,7 @@ fn vmctl_and_ctctl_round_trip() {
     let (code, _, _) = run(&daemon, "vmctl", &["set", "100", "--delete", "cores,name"]);
     assert_eq!(code, 0);
     let (_, text, _) = run(&daemon, "vmctl", &["config", "100"]);
-    assert_eq!(text, "memory: 2048\nscsi0: local:100/vm-100-disk-0.qcow2,size=32G\n");
+    assert_eq!(text, "memory: 2048\nscsi0: local:100/vm-100-disk-0.qcow2,size=1G\n");
 
     let tasks = json(&daemon, "clusterctl", &["task", "list"]);
     let upid = tasks[0]["upid"].as_str().expect("upid").to_owned();

@@ -82,7 +82,12 @@ fn vm_create_set_config_destroy() {
         (&[("memory", "8")][..], "memory: value 8 is below the minimum 16"),
         (&[("net1", "virtio,tag=5000")][..], "net1: tag: value 5000 is above the maximum 4094"),
         (&[("scsi0", "local:../../etc/passwd")][..], "scsi0: file: invalid volume name '../../etc/passwd'"),
-        (&[("scsi0", "local:32")][..], "scsi0: cannot allocate 'local:32': storage 'local' is not configured"),
+        (&[("scsi0", "nostore:32")][..], "scsi0: storage 'nostore' does not exist"),
+        (
+            &[("scsi0", "local:100/vm-100-disk-7.qcow2")][..],
+            "scsi0: volume 'local:100/vm-100-disk-7.qcow2' does not exist",
+        ),
+        (&[("scsi0", "local:101/vm-101-disk-0.qcow2")][..], "belongs to guest 101, not 100"),
         (&[("memory", "512"), ("balloon", "1024")][..], "balloon: 1024 MiB is more than the VM's memory (512 MiB)"),
     ] {
         let err = client.call(&set(100, options, &[], None)).expect_err("bad input is refused");
@@ -129,7 +134,7 @@ fn container_round_trip_and_shared_ids() {
             ("hostname", "proxy"),
             ("memory", "512"),
             ("net0", "name=eth0,bridge=vmbr0,ip=10.0.0.5/24,gw=10.0.0.1"),
-            ("mp0", "local:vm-200-disk-1,mp=/data"),
+            ("mp0", "local:1,mp=/data"),
         ],
     );
     let req = Request::Ct(CtRequest::Config(GetConfig { vmid: vmid(200), current: false, snapshot: None }));
@@ -152,7 +157,7 @@ fn container_round_trip_and_shared_ids() {
     // pct-style errors.
     let bad = Request::Ct(CtRequest::Set(SetGuest {
         vmid: vmid(200),
-        options: opts(&[("mp1", "local:vm-200-disk-2,mp=/data")]),
+        options: opts(&[("mp1", "local:0,mp=/data")]),
         delete: vec![],
         revert: vec![],
         digest: None,
@@ -161,10 +166,10 @@ fn container_round_trip_and_shared_ids() {
     assert!(err.to_string().contains("mp1: mount path /data is already used by mp0"), "{err}");
     let bad = Request::Ct(CtRequest::Create(hearth_proto::CreateGuest {
         vmid: vmid(201),
-        options: opts(&[("rootfs", "local:8")]),
+        options: opts(&[("rootfs", "nostore:8")]),
     }));
     let err = client.call(&bad).expect_err("no storage to allocate from");
-    assert_eq!(err.kind(), Some(ErrorKind::Unavailable));
+    assert_eq!(err.kind(), Some(ErrorKind::NotFound), "{err}");
     assert!(!file(&daemon, "lxc", 201).exists(), "a refused create leaves no file");
 
     let before = std::fs::read(file(&daemon, "lxc", 200)).expect("file");

@@ -5,6 +5,7 @@
 //! handful of commands that work on a fresh Debian machine.
 
 mod bench;
+mod bench_storage;
 mod demo;
 mod r#gen;
 mod install;
@@ -102,7 +103,10 @@ fn cli() -> clap::Command {
                 .subcommand(
                     clap::Command::new("cli")
                         .about("Whole-process time of vmctl list/config with 1000 guests, and hearthd's idle memory"),
-                ),
+                )
+                .subcommand(clap::Command::new("storage").about(
+                    "Linked clones on dir and btrfs, full-clone throughput against cp, storectl list over 5000 volumes",
+                )),
         )
 }
 
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
         Some(("demo", _)) => demo::run(&root),
         Some(("bench", m)) => match m.subcommand() {
             Some(("cli", _)) => bench::run_cli(&root),
+            Some(("storage", _)) => bench_storage::run(&root),
             _ => unreachable!("clap requires a bench subcommand"),
         },
         _ => unreachable!("clap requires a subcommand"),

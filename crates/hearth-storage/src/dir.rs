@@ -318,6 +318,16 @@ pub(crate) fn sort_listing(list: &mut [VolumeInfo]) {
     });
 }
 
+/// Removes a file of non-image content; protected backups are refused.
+pub(crate) fn free_file(config: &StorageConfig, content: Content, file: &str) -> Result<()> {
+    let path = crate::content_path(config, content, file);
+    let protected = path.with_file_name(format!("{file}.protected"));
+    if content == Content::Backup && protected.exists() {
+        return Err(StorageError::Conflict(format!("backup '{file}' is protected; remove the protection first")));
+    }
+    fs::remove_file(&path).map_err(|e| StorageError::io("removing", &path, e))
+}
+
 /// Refuses to give a new image more than the storage holds.
 pub(crate) fn check_alloc_size(config: &StorageConfig, new: &NewImage, space: &Space) -> Result<()> {
     if new.format == Format::Subvol && new.size == 0 {
@@ -396,14 +406,7 @@ impl Backend for DirBackend {
 
     fn free(&self, vol: &VolName) -> Result<()> {
         if let VolName::File { content, file } = vol {
-            let path = crate::content_path(&self.config, *content, file);
-            let protected = path.with_file_name(format!("{file}.protected"));
-            if *content == Content::Backup && protected.exists() {
-                return Err(StorageError::Conflict(format!(
-                    "backup '{file}' is protected; remove the protection first"
-                )));
-            }
-            return fs::remove_file(&path).map_err(|e| StorageError::io("removing", &path, e));
+            return free_file(&self.config, *content, file);
         }
         let (image, path) = self.existing_image(vol)?;
         if image.prefix == ImagePrefix::Base {

@@ -59,6 +59,13 @@ fn unescape_mount(s: &str) -> String {
 /// The checks every storage passes before use: not disabled, path present and a directory,
 /// mounted when `is_mountpoint` asks for it. Then the content directories are created inside.
 pub fn activate(config: &StorageConfig) -> Result<()> {
+    check_active(config)?;
+    create_content_dirs(config)
+}
+
+/// The checks of [`activate`] without creating anything, for backends that check more
+/// (the filesystem type) before they write.
+pub fn check_active(config: &StorageConfig) -> Result<()> {
     if config.disable {
         return Err(StorageError::Unavailable(format!(
             "storage '{}' is disabled (enable it with: storectl set {} --disable 0)",
@@ -92,6 +99,12 @@ pub fn activate(config: &StorageConfig) -> Result<()> {
             )));
         }
     }
+    Ok(())
+}
+
+/// Creates the directory of every content type the storage holds.
+pub fn create_content_dirs(config: &StorageConfig) -> Result<()> {
+    let path = Path::new(&config.path);
     for content in &config.content {
         let dir = path.join(content.subdir());
         fs::create_dir_all(&dir).map_err(|e| StorageError::io("creating", &dir, e))?;

@@ -1,6 +1,6 @@
 //! btrfs subvolumes through the kernel's ioctls: create, snapshot (optionally read-only),
-//! delete, and the checks that tell a subvolume and a btrfs filesystem apart from plain
-//! directories. No btrfs-progs needed at run time.
+//! delete, subvolume ids, the NOCOW file flag, and the checks that tell a subvolume and a
+//! btrfs filesystem apart from plain directories. No btrfs-progs needed at run time.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -23,6 +23,17 @@ struct VolArgs {
     name: [u8; 4088],
 }
 
+/// `struct btrfs_ioctl_ino_lookup_args`.
+#[repr(C)]
+struct InoLookupArgs {
+    treeid: u64,
+    objectid: u64,
+    name: [u8; 4080],
+}
+
+/// `FS_NOCOW_FL`: the file's data is overwritten in place instead of copied on write.
+const FS_NOCOW_FL: libc::c_int = 0x0080_0000;
+
 /// `struct btrfs_ioctl_vol_args_v2`.
 #[repr(C)]
 struct VolArgsV2 {
@@ -36,8 +47,13 @@ struct VolArgsV2 {
 nix::ioctl_write_ptr!(ioc_subvol_create, BTRFS_IOCTL_MAGIC, 14, VolArgs);
 nix::ioctl_write_ptr!(ioc_snap_destroy, BTRFS_IOCTL_MAGIC, 15, VolArgs);
 nix::ioctl_write_ptr!(ioc_snap_create_v2, BTRFS_IOCTL_MAGIC, 23, VolArgsV2);
+nix::ioctl_readwrite!(ioc_ino_lookup, BTRFS_IOCTL_MAGIC, 18, InoLookupArgs);
 nix::ioctl_read!(ioc_subvol_getflags, BTRFS_IOCTL_MAGIC, 25, u64);
 nix::ioctl_write_ptr!(ioc_subvol_setflags, BTRFS_IOCTL_MAGIC, 26, u64);
+// The kernel declares FS_IOC_[GS]ETFLAGS with a `long` in the request number but reads and
+// writes an `int`, so the request codes come from libc and the argument is a c_int.
+nix::ioctl_read_bad!(ioc_fs_getflags, libc::FS_IOC_GETFLAGS, libc::c_int);
+nix::ioctl_write_ptr_bad!(ioc_fs_setflags, libc::FS_IOC_SETFLAGS, libc::c_int);
 
 /// Splits `path` into its parent directory (opened) and its last component.
 fn parent_and_name(path: &Path) -> io::Result<(File, &OsStr)> {
@@ -144,6 +160,33 @@ pub fn set_readonly(path: &Path, readonly: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// The id of the subvolume holding `path` (its tree id). Ids grow with every subvolume or
+/// snapshot created on the filesystem, so they order snapshots by creation.
+pub fn subvolume_id(path: &Path) -> io::Result<u64> {
+    let dir = File::open(path)?;
+    // treeid 0 asks for the tree of the open file; objectid 256 (a subvolume root) makes this
+    // the unprivileged form of the ioctl, which answers without resolving a path.
+    let mut args = InoLookupArgs { treeid: 0, objectid: SUBVOL_ROOT_INODE, name: [0; 4080] };
+    // SAFETY: `dir` is open during the call and `args` is a fully initialised, writable
+    // `btrfs_ioctl_ino_lookup_args` of the size the request number encodes.
+    unsafe { ioc_ino_lookup(dir.as_raw_fd(), &mut args) }?;
+    Ok(args.treeid)
+}
+
+/// Turns off copy-on-write for the empty file, or for files created later in the directory,
+/// at `path` (`chattr +C`). btrfs ignores the flag on files that already hold data.
+pub fn set_nocow(path: &Path) -> io::Result<()> {
+    let file = File::open(path)?;
+    let mut flags: libc::c_int = 0;
+    // SAFETY: `file` is open during the call and `flags` is a writable c_int, the type the
+    // kernel's FS_IOC_GETFLAGS handler stores.
+    unsafe { ioc_fs_getflags(file.as_raw_fd(), &mut flags) }?;
+    let flags = flags | FS_NOCOW_FL;
+    // SAFETY: `file` is open and `flags` is a c_int that the kernel only reads.
+    unsafe { ioc_fs_setflags(file.as_raw_fd(), &flags) }?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +195,7 @@ mod tests {
     fn layouts_match_the_kernel() {
         assert_eq!(size_of::<VolArgs>(), 4096);
         assert_eq!(size_of::<VolArgsV2>(), 4096);
+        assert_eq!(size_of::<InoLookupArgs>(), 4096);
     }
 
     #[test]

@@ -99,18 +99,27 @@ fn allocate_all(
     let mut made: Vec<String> = Vec::new();
     let mut values = Vec::new();
     for allocation in wanted {
-        let result = storage::allocate_for_guest(daemon, kind, vmid, allocation, root_owner).and_then(|volid| {
-            made.push(volid.clone());
-            log(format!("{}: allocated {volid} ({})", allocation.key, size::format_size(allocation.size)));
-            let value = config
-                .merged()
-                .get(&allocation.key)
-                .cloned()
-                .or_else(|| config.pending.values.get(&allocation.key).cloned());
-            let value =
-                value.ok_or_else(|| ErrorReply::new(ErrorKind::Internal, format!("{} vanished", allocation.key)))?;
-            with_volume(kind, &allocation.key, &value, &volid, allocation.size)
-        });
+        let result = storage::allocate_for_guest(daemon, kind, vmid, allocation, root_owner)
+            .map_err(|e| {
+                let message = if e.message.starts_with(&format!("{}:", allocation.key)) {
+                    e.message
+                } else {
+                    format!("{}: {}", allocation.key, e.message)
+                };
+                ErrorReply::new(e.kind, message)
+            })
+            .and_then(|volid| {
+                made.push(volid.clone());
+                log(format!("{}: allocated {volid} ({})", allocation.key, size::format_size(allocation.size)));
+                let value = config
+                    .merged()
+                    .get(&allocation.key)
+                    .cloned()
+                    .or_else(|| config.pending.values.get(&allocation.key).cloned());
+                let value = value
+                    .ok_or_else(|| ErrorReply::new(ErrorKind::Internal, format!("{} vanished", allocation.key)))?;
+                with_volume(kind, &allocation.key, &value, &volid, allocation.size)
+            });
         match result {
             Ok(value) => values.push((allocation.key.clone(), value)),
             Err(e) => {
@@ -269,7 +278,9 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
     }
     match result {
         Ok(((), digest)) => Ok(Payload::Digest(digest)),
-        Err(e) if e.kind == ErrorKind::NotFound => {
+        // Only a missing guest file gets the "does not exist here" hint; a missing storage or
+        // volume keeps its own message.
+        Err(e) if e.kind == ErrorKind::NotFound && !daemon.store.path(kind, vmid).exists() => {
             Err(not_found(daemon, kind, vmid, StoreError::NotFound { kind: kind.noun(), vmid }))
         }
         Err(e) => Err(e),
