@@ -6,6 +6,8 @@ mod concurrency;
 mod config;
 mod crash;
 mod protocol;
+mod storage;
+mod storage_btrfs;
 mod tasks;
 
 use hearth_client::Client;

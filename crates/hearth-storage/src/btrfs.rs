@@ -377,15 +377,16 @@ impl BtrfsBackend {
         Ok((image, path))
     }
 
-    fn create_images_dir(&self, vmid: Vmid) -> Result<PathBuf> {
+    /// The guest's image directory and the guard that removes it again if it stays empty.
+    fn create_images_dir(&self, vmid: Vmid) -> Result<(PathBuf, files::GuestDir)> {
         let dir = self.images_dir(vmid);
-        fs::create_dir_all(&dir).map_err(|e| StorageError::io("creating", &dir, e))?;
-        Ok(dir)
+        let guard = files::GuestDir::create(dir.clone())?;
+        Ok((dir, guard))
     }
 
     /// Moves an image's snapshots, sidecar and subvolume to the name `to`, all or nothing.
     fn move_image(&self, from: &ImageName, to: &ImageName) -> Result<()> {
-        let dir = self.create_images_dir(to.vmid)?;
+        let (dir, _guest_dir) = self.create_images_dir(to.vmid)?;
         // A sidecar without its volume is left from an interrupted free; it must not make the
         // moved volume a clone.
         self.remove_sidecar(to)?;
@@ -580,7 +581,7 @@ impl Backend for BtrfsBackend {
         self.activate()?;
         check_alloc_size(&self.config, new, &self.space()?)?;
         let image = self.new_image_name(new.vmid, new.name.as_deref(), new.format)?;
-        let dir = self.create_images_dir(new.vmid)?;
+        let (dir, _guest_dir) = self.create_images_dir(new.vmid)?;
         let temp = TempSubvolume::create(dir.join(temp_name(&image.to_string())))?;
         if new.format == Format::Raw {
             if self.nocow() {
@@ -753,7 +754,7 @@ impl Backend for BtrfsBackend {
         }
         self.check_content(Format::Raw)?;
         let image = self.new_image_name(vmid, None, Format::Raw)?;
-        let dir = self.create_images_dir(vmid)?;
+        let (dir, _guest_dir) = self.create_images_dir(vmid)?;
         let temp = TempSubvolume::snapshot_of(&base_path, dir.join(temp_name(&image.to_string())), false)?;
         self.write_sidecar(&image, base_image)?;
         if let Err(e) = temp.persist(&self.subvolume(&image)) {
@@ -837,7 +838,7 @@ impl Backend for BtrfsBackend {
             )));
         }
         let limit = self.space()?.available;
-        let dir = self.create_images_dir(image.vmid)?;
+        let (dir, _guest_dir) = self.create_images_dir(image.vmid)?;
         if format == StreamFormat::Btrfs {
             return self.import_btrfs(image, volume_format, input);
         }

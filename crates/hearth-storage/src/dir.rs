@@ -385,7 +385,7 @@ impl Backend for DirBackend {
         check_alloc_size(&self.config, new, &self.space()?)?;
         let image = self.new_image_name(new.vmid, new.name.as_deref(), new.format)?;
         let dir = self.images_dir(new.vmid);
-        fs::create_dir_all(&dir).map_err(|e| StorageError::io("creating", &dir, e))?;
+        let _guest_dir = files::GuestDir::create(dir.clone())?;
         let target = self.image_path(&image);
         let temp = TempPath::new(dir.join(temp_name(&image.to_string())));
         match new.format {
@@ -522,7 +522,7 @@ impl Backend for DirBackend {
         }
         let image = self.new_image_name(vmid, None, Format::Qcow2)?;
         let dir = self.images_dir(vmid);
-        fs::create_dir_all(&dir).map_err(|e| StorageError::io("creating", &dir, e))?;
+        let _guest_dir = files::GuestDir::create(dir.clone())?;
         let temp = TempPath::new(dir.join(temp_name(&image.to_string())));
         let backing = format!("../{}/{base_image}", base_image.vmid);
         qemu_img::create(temp.path(), Format::Qcow2, 0, Some((&backing, Format::Qcow2)))?;
@@ -538,7 +538,7 @@ impl Backend for DirBackend {
         let format = Self::format_of(image);
         let new = self.new_image_name(vmid, None, format)?;
         let dir = self.images_dir(vmid);
-        fs::create_dir_all(&dir).map_err(|e| StorageError::io("creating", &dir, e))?;
+        let _guest_dir = files::GuestDir::create(dir.clone())?;
         files::rename_noreplace(&path, &self.image_path(&new))?;
         let _ = fs::remove_dir(self.images_dir(image.vmid));
         let base = match vol {
@@ -599,7 +599,7 @@ impl Backend for DirBackend {
         self.activate()?;
         let limit = self.space()?.available;
         let dir = self.images_dir(image.vmid);
-        fs::create_dir_all(&dir).map_err(|e| StorageError::io("creating", &dir, e))?;
+        let _guest_dir = files::GuestDir::create(dir.clone())?;
         let temp = TempPath::new(dir.join(temp_name(&image.to_string())));
         if format == StreamFormat::TarSize {
             stream::make_dir(temp.path())?;

@@ -177,6 +177,28 @@ impl Drop for TempPath {
     }
 }
 
+/// A guest's image directory (`images/<vmid>`), created on demand and removed again on drop
+/// if it is still empty — so an operation that fails leaves no empty directory behind, and one
+/// that succeeds keeps it with the new volume inside.
+#[derive(Debug)]
+pub struct GuestDir {
+    path: PathBuf,
+}
+
+impl GuestDir {
+    pub fn create(path: PathBuf) -> Result<GuestDir> {
+        fs::create_dir_all(&path).map_err(|e| StorageError::io("creating", &path, e))?;
+        Ok(GuestDir { path })
+    }
+}
+
+impl Drop for GuestDir {
+    fn drop(&mut self) {
+        // Only an empty directory can be removed; a populated one stays, as it should.
+        let _ = fs::remove_dir(&self.path);
+    }
+}
+
 /// Renames `from` to `to` unless `to` exists (atomically: RENAME_NOREPLACE).
 pub fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
     use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};

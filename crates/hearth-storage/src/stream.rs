@@ -117,7 +117,7 @@ pub fn import_tree(input: &mut dyn Read, dir: &Path) -> Result<()> {
         .arg("-C")
         .arg(dir)
         .args(TAR_OPTIONS)
-        .args(["--same-permissions", "--same-owner", "--no-overwrite-dir", "-xf", "-"])
+        .args(["--same-permissions", "--same-owner", "-xf", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -187,6 +187,9 @@ mod tests {
         std::fs::create_dir_all(src.join("etc")).unwrap();
         std::fs::write(src.join("etc/hostname"), "ct1\n").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", src.join("link")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o711)).unwrap();
+        std::os::unix::fs::chown(&src, Some(100_000), Some(100_000)).unwrap();
         let mut stream = Vec::new();
         export_tree(&src, 0, &mut stream).unwrap();
         let dst = dir.path().join("dst");
@@ -194,5 +197,12 @@ mod tests {
         import_tree(&mut stream.as_slice(), &dst).unwrap();
         assert_eq!(std::fs::read_to_string(dst.join("etc/hostname")).unwrap(), "ct1\n");
         assert_eq!(std::fs::read_link(dst.join("link")).unwrap(), Path::new("/etc/passwd"));
+        use std::os::unix::fs::MetadataExt;
+        let top = std::fs::metadata(&dst).unwrap();
+        assert_eq!(
+            (top.mode() & 0o7777, top.uid(), top.gid()),
+            (0o711, 100_000, 100_000),
+            "the top directory keeps its owner and mode"
+        );
     }
 }

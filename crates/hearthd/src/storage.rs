@@ -491,6 +491,21 @@ pub fn allocate_for_guest(
     let new = NewImage { vmid, name: None, format, size: allocation.size };
     let vol = daemon.storages.locked(&config.id, || backend.alloc(&new)).map_err(to_reply)?;
     let volid = volid_of(backend.as_ref(), &vol);
+    if kind == GuestKind::Ct && format == Format::Subvol {
+        // A container's root directory belongs to its root user (shifted when unprivileged).
+        let owned = backend.path(&vol).map_err(to_reply).and_then(|path| {
+            std::os::unix::fs::chown(&path, Some(root_owner.0), Some(root_owner.1)).map_err(|e| {
+                ErrorReply::new(
+                    ErrorKind::Internal,
+                    format!("cannot hand {} to the container's root: {e}", path.display()),
+                )
+            })
+        });
+        if let Err(e) = owned {
+            let _ = daemon.storages.locked(&config.id, || backend.free(&vol));
+            return Err(e);
+        }
+    }
     if kind == GuestKind::Ct && format == Format::Raw {
         let formatted = backend.path(&vol).map_err(to_reply).and_then(|path| make_ext4(&path, root_owner));
         if let Err(e) = formatted {
