@@ -1,24 +1,7 @@
 //! The CLIs end to end against a real hearthd: text and JSON output, exit codes, task following.
 
+use crate::{json, run};
 use hearth_test::HearthdProcess;
-use serde_json::Value;
-
-fn run(daemon: &HearthdProcess, program: &str, args: &[&str]) -> (i32, String, String) {
-    let out = daemon.cli(program, args);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn json(daemon: &HearthdProcess, program: &str, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.extend(["--output-format", "json"]);
-    let (code, stdout, stderr) = run(daemon, program, &args);
-    assert_eq!(code, 0, "{program} {args:?}: {stderr}");
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{program} {args:?} printed no JSON ({e}): {stdout}"))
-}
 
 #[test]
 fn vmctl_and_ctctl_round_trip() {

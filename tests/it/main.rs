@@ -13,6 +13,7 @@ mod tasks;
 use hearth_client::Client;
 use hearth_core::Vmid;
 use hearth_proto::{CreateGuest, CtRequest, Payload, Request, VmRequest};
+use hearth_test::HearthdProcess;
 
 pub fn vmid(id: u32) -> Vmid {
     Vmid::new(id).expect("test ids are in range")
@@ -40,4 +41,29 @@ pub fn create_ct(client: &mut Client, id: u32, options: &[(&str, &str)]) {
     };
     let info = client.follow(&upid, |_| {}).expect("following the task");
     assert_eq!(info.state, hearth_proto::TaskState::Ok, "{upid}");
+}
+
+/// A CLI's exit code, stdout and stderr.
+pub fn run(daemon: &HearthdProcess, program: &str, args: &[&str]) -> (i32, String, String) {
+    let out = daemon.cli(program, args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs a CLI that must succeed; answers its stdout.
+pub fn ok(daemon: &HearthdProcess, program: &str, args: &[&str]) -> String {
+    let (code, stdout, stderr) = run(daemon, program, args);
+    assert_eq!(code, 0, "{program} {args:?} failed: {stderr}");
+    stdout
+}
+
+/// Runs a CLI with `--output-format json` that must succeed; answers the parsed output.
+pub fn json(daemon: &HearthdProcess, program: &str, args: &[&str]) -> serde_json::Value {
+    let mut args = args.to_vec();
+    args.extend(["--output-format", "json"]);
+    let stdout = ok(daemon, program, &args);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{program} {args:?} printed no JSON ({e}): {stdout}"))
 }

@@ -14,24 +14,7 @@ use hearth_storage::{NewImage, StorageError};
 use hearth_test::HearthdProcess;
 use serde_json::Value;
 
-use crate::vmid;
-
-/// A CLI's exit code, stdout and stderr.
-fn run(daemon: &HearthdProcess, program: &str, args: &[&str]) -> (i32, String, String) {
-    let out = daemon.cli(program, args);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Runs a CLI that must succeed; answers its stdout.
-fn ok(daemon: &HearthdProcess, program: &str, args: &[&str]) -> String {
-    let (code, stdout, stderr) = run(daemon, program, args);
-    assert_eq!(code, 0, "{program} {args:?} failed: {stderr}");
-    stdout
-}
+use crate::{json, ok, run, vmid};
 
 /// Runs a CLI that must be refused (exit 1); answers its stderr.
 fn refused(daemon: &HearthdProcess, program: &str, args: &[&str]) -> String {
@@ -46,13 +29,6 @@ fn refused_with(daemon: &HearthdProcess, program: &str, args: &[&str], needles: 
     for needle in needles {
         assert!(stderr.contains(needle), "{program} {args:?}: expected '{needle}' in: {stderr}");
     }
-}
-
-fn json(daemon: &HearthdProcess, program: &str, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.extend(["--output-format", "json"]);
-    let stdout = ok(daemon, program, &args);
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{program} {args:?} printed no JSON ({e}): {stdout}"))
 }
 
 /// The volume id `storectl alloc` reports.

@@ -3,29 +3,9 @@
 
 use std::path::Path;
 
+use crate::{json, ok, run};
 use hearth_test::{BtrfsLoop, HearthdProcess};
 use serde_json::Value;
-
-fn run(daemon: &HearthdProcess, program: &str, args: &[&str]) -> (i32, String, String) {
-    let out = daemon.cli(program, args);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ok(daemon: &HearthdProcess, program: &str, args: &[&str]) -> String {
-    let (code, stdout, stderr) = run(daemon, program, args);
-    assert_eq!(code, 0, "{program} {args:?}: {stderr}");
-    stdout
-}
-
-fn json(daemon: &HearthdProcess, program: &str, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.extend(["--output-format", "json"]);
-    serde_json::from_str(&ok(daemon, program, &args)).expect("JSON output")
-}
 
 /// Entries of a directory, sorted, so a refused operation can be shown to leave no trace.
 fn entries(dir: &Path) -> Vec<String> {

@@ -255,7 +255,8 @@ fn parse_with(def: &KeyDef, key: &str, raw: &str) -> Result<Value, ConfigError> 
     }
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Levenshtein distance over characters, for "did you mean" hints.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -59,7 +59,7 @@ use hearth_core::{Value, Vmid};
 use hearth_sys::btrfs as sys;
 
 use self::send_stream::{read_record_name, read_stream_header, receive_record, send_record, write_error};
-use crate::dir::{check_alloc_size, free_file, list_file_content, sort_listing};
+use crate::dir::{check_alloc_size, free_file};
 use crate::files::{self, temp_name};
 use crate::{Backend, NewImage, Result, Space, StorageError, VolumeInfo, stream};
 
@@ -562,17 +562,7 @@ impl Backend for BtrfsBackend {
 
     fn list(&self, content: Option<Content>, vmid: Option<Vmid>) -> Result<Vec<VolumeInfo>> {
         self.activate()?;
-        let mut out = Vec::new();
-        let wants_images = content.is_none_or(|c| matches!(c, Content::Images | Content::Rootdir));
-        if wants_images && (self.config.has_content(Content::Images) || self.config.has_content(Content::Rootdir)) {
-            self.list_images(vmid, &mut out)?;
-            if let Some(c) = content {
-                out.retain(|v| v.content == c || (c == Content::Rootdir && v.format == "raw"));
-            }
-        }
-        list_file_content(&self.config, content, vmid, &mut out)?;
-        sort_listing(&mut out);
-        Ok(out)
+        crate::dir::list_volumes(&self.config, content, vmid, |out| self.list_images(vmid, out))
     }
 
     fn alloc(&self, new: &NewImage) -> Result<VolName> {

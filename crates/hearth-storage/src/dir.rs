@@ -305,6 +305,28 @@ fn file_format(content: Content, name: &str) -> String {
     }
 }
 
+/// A listing of a file-layout storage: its images (from `list_images`) when the filter allows
+/// them, then its other content, sorted as pvesm sorts.
+pub(crate) fn list_volumes(
+    config: &StorageConfig,
+    content: Option<Content>,
+    vmid: Option<Vmid>,
+    list_images: impl FnOnce(&mut Vec<VolumeInfo>) -> Result<()>,
+) -> Result<Vec<VolumeInfo>> {
+    let mut out = Vec::new();
+    let wants_images = content.is_none_or(|c| matches!(c, Content::Images | Content::Rootdir));
+    if wants_images && (config.has_content(Content::Images) || config.has_content(Content::Rootdir)) {
+        list_images(&mut out)?;
+        if let Some(c) = content {
+            // Raw images serve VMs and containers alike.
+            out.retain(|v| v.content == c || (c == Content::Rootdir && v.format == "raw"));
+        }
+    }
+    list_file_content(config, content, vmid, &mut out)?;
+    sort_listing(&mut out);
+    Ok(out)
+}
+
 /// Sorts a listing as pvesm does: volumes with a VMID first (by VMID, then name), then the rest
 /// by format and name.
 pub(crate) fn sort_listing(list: &mut [VolumeInfo]) {
@@ -358,17 +380,7 @@ impl Backend for DirBackend {
 
     fn list(&self, content: Option<Content>, vmid: Option<Vmid>) -> Result<Vec<VolumeInfo>> {
         self.activate()?;
-        let mut out = Vec::new();
-        let wants_images = content.is_none_or(|c| matches!(c, Content::Images | Content::Rootdir));
-        if wants_images && (self.config.has_content(Content::Images) || self.config.has_content(Content::Rootdir)) {
-            self.list_images(vmid, &mut out)?;
-            if let Some(c) = content {
-                out.retain(|v| v.content == c || (c == Content::Rootdir && v.format == "raw"));
-            }
-        }
-        list_file_content(&self.config, content, vmid, &mut out)?;
-        sort_listing(&mut out);
-        Ok(out)
+        list_volumes(&self.config, content, vmid, |out| self.list_images(vmid, out))
     }
 
     fn alloc(&self, new: &NewImage) -> Result<VolName> {

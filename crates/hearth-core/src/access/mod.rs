@@ -35,21 +35,7 @@ pub use pool::{Pool, PoolName};
 pub use privilege::{PrivError, PrivSet, Privilege};
 pub use role::{BuiltinRole, RoleName};
 
-/// Levenshtein distance over characters, for "did you mean" hints.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(row[j]).min(row[j + 1]) };
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
+use crate::schema::edit_distance;
 
 /// The candidate closest to `wanted` (ignoring ASCII case) if it is close enough to be a typo.
 fn closest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
