@@ -93,7 +93,15 @@ fn ensure_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
     }
     apt_get(&["update"])?;
     apt_get(&install_args)?;
-    let still_missing: Vec<&str> = missing.iter().copied().filter(|p| !is_installed(p).unwrap_or(false)).collect();
+    // An install can remove a package that was there before: qemu-system-x86 from Debian's
+    // archive displaces a newer qemu-utils installed from elsewhere. Put back what went.
+    let removed: Vec<&str> = packages.iter().copied().filter(|p| !is_installed(p).unwrap_or(false)).collect();
+    if !removed.is_empty() {
+        let again: Vec<&str> =
+            ["install", "-y", "--no-install-recommends"].into_iter().chain(removed.iter().copied()).collect();
+        apt_get(&again)?;
+    }
+    let still_missing: Vec<&str> = packages.iter().copied().filter(|p| !is_installed(p).unwrap_or(false)).collect();
     if !still_missing.is_empty() {
         bail!("apt-get finished but these packages are still not installed: {}", still_missing.join(" "));
     }

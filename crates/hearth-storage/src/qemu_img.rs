@@ -92,7 +92,11 @@ pub fn snapshot(path: &Path, op: SnapshotOp, name: &str) -> Result<()> {
         SnapshotOp::Apply => "-a",
         SnapshotOp::Delete => "-d",
     };
-    run(qemu_img().args(["snapshot", "-q", "-f", "qcow2", flag, name]).arg(path))
+    // `snapshot` takes no `-f` before QEMU 8; --image-opts names the driver on every version,
+    // so the format is never probed.
+    let mut opts = std::ffi::OsString::from("driver=qcow2,file.filename=");
+    opts.push(path.as_os_str().to_string_lossy().replace(',', ",,"));
+    run(qemu_img().args(["snapshot", "-q", "--image-opts", flag, name]).arg(opts))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
