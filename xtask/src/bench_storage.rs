@@ -127,7 +127,15 @@ fn list(storectl: &Path, node: &Node, dir: &Path) -> anyhow::Result<(f64, f64)> 
         let images = dir.join("images").join(id.to_string());
         fs::create_dir_all(&images)?;
         if i % 10 == 0 {
-            fs::copy(&template, images.join(format!("vm-{id}-disk-{}.qcow2", i % 4)))?;
+            // The template is sparse (preallocated metadata); keep its copies sparse too.
+            let copied = Command::new("cp")
+                .arg("--sparse=always")
+                .arg(&template)
+                .arg(images.join(format!("vm-{id}-disk-{}.qcow2", i % 4)))
+                .status()?;
+            if !copied.success() {
+                bail!("copying the qcow2 template failed");
+            }
         } else {
             store.alloc(&NewImage {
                 vmid: id,
