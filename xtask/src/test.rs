@@ -14,7 +14,8 @@ use crate::{cargo, display_command, r#gen};
 
 /// Debian packages the tests use. Extend this list when a test starts needing a tool; a test
 /// that lacks one fails saying what to install.
-pub const DEBIAN_PACKAGES: &[&str] = &["procps", "util-linux", "qemu-utils", "btrfs-progs", "e2fsprogs", "tar"];
+pub const DEBIAN_PACKAGES: &[&str] =
+    &["procps", "util-linux", "qemu-system-x86", "ovmf", "qemu-utils", "btrfs-progs", "e2fsprogs", "tar"];
 
 pub fn run(root: &Path) -> anyhow::Result<()> {
     let started = Instant::now();

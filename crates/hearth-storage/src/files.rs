@@ -261,12 +261,36 @@ pub fn copy_limited(input: &mut dyn Read, out: &mut dyn Write, limit: u64) -> st
     }
 }
 
-/// Copies a raw image into an existing raw image of at least the same size. The kernel's
-/// copy_file_range shares extents where the filesystem can and keeps holes sparse otherwise.
+/// Copies a raw image into an existing raw image of at least the same size, data extents only:
+/// holes are found with SEEK_DATA/SEEK_HOLE and stay holes, and the kernel's copy_file_range
+/// moves the data (sharing extents where the filesystem can, as btrfs does).
 pub fn copy_raw(src: &Path, dst: &Path) -> Result<()> {
-    let mut from = File::open(src).map_err(|e| StorageError::io("opening", src, e))?;
-    let mut to = OpenOptions::new().write(true).open(dst).map_err(|e| StorageError::io("opening", dst, e))?;
-    io::copy(&mut from, &mut to).map_err(|e| StorageError::io("copying into", dst, e))?;
+    use nix::unistd::{Whence, lseek};
+    let from = File::open(src).map_err(|e| StorageError::io("opening", src, e))?;
+    let to = OpenOptions::new().write(true).open(dst).map_err(|e| StorageError::io("opening", dst, e))?;
+    let len = i64::try_from(from.metadata().map_err(|e| StorageError::io("reading", src, e))?.len())
+        .map_err(|_| StorageError::Invalid(format!("{} is too large", src.display())))?;
+    let copy_err = |e: nix::errno::Errno| StorageError::io("copying into", dst, e.into());
+    let mut pos = 0i64;
+    while pos < len {
+        let data = match lseek(&from, pos, Whence::SeekData) {
+            Ok(offset) => offset,
+            // No data after `pos`: the rest is a hole.
+            Err(nix::errno::Errno::ENXIO) => break,
+            Err(e) => return Err(copy_err(e)),
+        };
+        let hole = lseek(&from, data, Whence::SeekHole).map_err(copy_err)?;
+        let (mut off_in, mut off_out) = (data, data);
+        while off_in < hole {
+            let want = usize::try_from(hole - off_in).unwrap_or(usize::MAX).min(1 << 30);
+            let n = nix::fcntl::copy_file_range(&from, Some(&mut off_in), &to, Some(&mut off_out), want)
+                .map_err(copy_err)?;
+            if n == 0 {
+                return Err(StorageError::Command(format!("{} shrank while it was copied", src.display())));
+            }
+        }
+        pos = hole;
+    }
     to.sync_all().map_err(|e| StorageError::io("syncing", dst, e))?;
     Ok(())
 }
@@ -316,6 +340,22 @@ mod tests {
         assert!(matches!(write_new_file(&big, &mut &[0u8; 100][..], 10), Err(StorageError::Invalid(_))));
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("a.iso")], "no temporary left behind");
+    }
+
+    #[test]
+    fn raw_copies_keep_data_and_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (dir.path().join("a.raw"), dir.path().join("b.raw"));
+        let file = File::create(&src).unwrap();
+        file.set_len(64 << 20).unwrap();
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(&[0xA5; 8192], 1 << 20).unwrap();
+        file.write_all_at(b"tail", (64 << 20) - 4).unwrap();
+        File::create(&dst).unwrap().set_len(64 << 20).unwrap();
+        copy_raw(&src, &dst).unwrap();
+        assert_eq!(fs::read(&src).unwrap(), fs::read(&dst).unwrap());
+        let used = fs::metadata(&dst).unwrap().blocks() * 512;
+        assert!(used < 1 << 20, "holes stay holes: {used} bytes allocated");
     }
 
     #[test]

@@ -169,8 +169,9 @@ pub fn upload(backend: &dyn Backend, content: Content, file: &str, input: &mut d
 
 /// A full, independent copy of `source` as a new image of guest `vmid` on `target`, in
 /// `format` (the target's default when `None`). Images are copied through `qemu-img convert`
-/// (any format to any format, holes kept), raw to raw on btrfs with copy_file_range (shared
-/// extents); container directories with `cp -a`. A failed copy frees the new volume.
+/// (any format to any format, holes kept), raw to raw by copying data extents only with
+/// copy_file_range (shared extents on btrfs); container directories with `cp -a`. A failed
+/// copy frees the new volume.
 pub fn clone_full(
     source: &dyn Backend,
     vol: &VolName,
@@ -202,12 +203,7 @@ pub fn clone_full(
         let dst_path = target.path(&new)?;
         match format {
             Format::Subvol => files::copy_tree(&src_path, &dst_path),
-            // On btrfs the kernel's copy_file_range shares extents (a reflink), instant and
-            // still independent; elsewhere it would write out every hole, so qemu-img, which
-            // keeps images sparse, does the copy.
-            Format::Raw if src_format == Format::Raw && target.config().storage_type == StorageType::Btrfs => {
-                files::copy_raw(&src_path, &dst_path)
-            }
+            Format::Raw if src_format == Format::Raw => files::copy_raw(&src_path, &dst_path),
             _ => qemu_img::convert(&src_path, src_format, &dst_path, format),
         }
     })();
