@@ -118,6 +118,13 @@ impl Client {
         }
     }
 
+    /// Sends a request whose answer carries a file (`VmRequest::Terminal`) and returns that
+    /// file: a connection to the guest's console, opened by hearthd.
+    pub fn call_for_file(&mut self, request: &Request) -> Result<OwnedFd, ClientError> {
+        self.call(request)?;
+        hearth_sys::fdpass::recv_fd(self.stream.as_fd()).map_err(|e| ClientError::Frame(FrameError::Io(e)))
+    }
+
     /// Follows a task from its first log line to its end, handing every event to `on_event`.
     pub fn follow(&mut self, upid: &Upid, mut on_event: impl FnMut(&TaskEvent)) -> Result<TaskInfo, ClientError> {
         write_frame(&mut self.stream, &Request::Task(TaskRequest::Follow { upid: upid.clone() }))?;

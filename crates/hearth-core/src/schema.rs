@@ -546,7 +546,8 @@ mod tests {
         assert_eq!(check::ip6_config("fd00::1/64"), Ok("fd00::1/64".into()));
         assert_eq!(check::volume("local:32"), Ok("local:32".into()));
         assert_eq!(check::volume("local:100/vm-100-disk-0.qcow2"), Ok("local:100/vm-100-disk-0.qcow2".into()));
-        assert!(check::volume("local:0").is_err());
+        // Size 0 asks for an unlimited container directory; images refuse it at allocation.
+        assert_eq!(check::allocation("local:0"), Some(("local", 0)));
         assert_eq!(check::allocation("local:32"), Some(("local", 32 << 30)));
         assert_eq!(check::allocation("local:100/vm-100-disk-0.qcow2"), None);
         for bad in

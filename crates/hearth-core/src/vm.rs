@@ -201,6 +201,11 @@ pub static SCHEMA: Schema = Schema {
         KeyDef::new("protection", Kind::Bool, "refuse destroy and disk removal"),
         KeyDef::new("template", Kind::Bool, "the VM is a template"),
         KeyDef::new(
+            "args",
+            Kind::Text(check::non_empty),
+            "extra QEMU arguments, shell-quoted (root only), e.g. -kernel /boot/vmlinuz -append 'console=ttyS0'",
+        ),
+        KeyDef::new(
             "scsihw",
             Kind::Enum(&["lsi", "lsi53c810", "megasas", "pvscsi", "virtio-scsi-pci", "virtio-scsi-single"]),
             "SCSI controller",

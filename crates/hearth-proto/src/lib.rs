@@ -99,6 +99,59 @@ pub enum VmRequest {
     /// Removes a stale lock. `/vms/{vmid}`: VM.Config.Options (root only in Proxmox).
     /// REST: `PUT /nodes/{node}/qemu/{vmid}/config` with `delete=lock`.
     Unlock { vmid: Vmid },
+    /// Starts the VM; answers with the task. `/vms/{vmid}`: VM.PowerMgmt.
+    /// REST: `POST /nodes/{node}/qemu/{vmid}/status/start`.
+    Start {
+        vmid: Vmid,
+        /// Seconds to wait for QEMU to come up (default 30).
+        #[serde(default)]
+        timeout: Option<u64>,
+    },
+    /// Stops the VM at once, like pulling the plug. `/vms/{vmid}`: VM.PowerMgmt.
+    /// REST: `POST /nodes/{node}/qemu/{vmid}/status/stop`.
+    Stop { vmid: Vmid },
+    /// Powers the VM off through ACPI. `/vms/{vmid}`: VM.PowerMgmt.
+    /// REST: `POST /nodes/{node}/qemu/{vmid}/status/shutdown`.
+    Shutdown {
+        vmid: Vmid,
+        /// Seconds to wait (default 180).
+        #[serde(default)]
+        timeout: Option<u64>,
+        /// Stop the VM when the time is up.
+        #[serde(default)]
+        force_stop: bool,
+    },
+    /// Shuts the VM down and starts it again. `/vms/{vmid}`: VM.PowerMgmt.
+    /// REST: `POST /nodes/{node}/qemu/{vmid}/status/reboot`.
+    Reboot {
+        vmid: Vmid,
+        #[serde(default)]
+        timeout: Option<u64>,
+    },
+    /// Pauses the VM's CPUs. `/vms/{vmid}`: VM.PowerMgmt.
+    /// REST: `POST /nodes/{node}/qemu/{vmid}/status/suspend`.
+    Suspend { vmid: Vmid },
+    /// Lets a paused VM run again. `/vms/{vmid}`: VM.PowerMgmt.
+    /// REST: `POST /nodes/{node}/qemu/{vmid}/status/resume`.
+    Resume { vmid: Vmid },
+    /// The VM's run state and counters. `/vms/{vmid}`: VM.Audit.
+    /// REST: `GET /nodes/{node}/qemu/{vmid}/status/current`.
+    Status {
+        vmid: Vmid,
+        #[serde(default)]
+        verbose: bool,
+    },
+    /// Hands the caller a connection to the VM's serial port: the answer is followed by one
+    /// byte carrying the socket (SCM_RIGHTS). `/vms/{vmid}`: VM.Console.
+    /// REST: `POST /nodes/{node}/qemu/{vmid}/termproxy`.
+    Terminal {
+        vmid: Vmid,
+        /// `serial<N>`; 0 unless given.
+        #[serde(default)]
+        serial: u32,
+    },
+    /// Runs a human-monitor command. Root only. REST: `POST /nodes/{node}/qemu/{vmid}/monitor`.
+    Monitor { vmid: Vmid, command: String },
 }
 
 /// Containers (`ctctl`).
@@ -429,6 +482,43 @@ pub enum Payload {
     Volume(String),
     /// A file system path.
     Path(String),
+    VmStatus(VmStatusReport),
+    /// Free text, such as monitor output.
+    Text(String),
+}
+
+/// A VM's state, as `qm status --verbose` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmStatusReport {
+    pub vmid: Vmid,
+    /// `running` or `stopped`.
+    pub status: String,
+    /// QEMU's own state when running: `running`, `paused`, `shutdown`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qmpstatus: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Seconds since start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime: Option<u64>,
+    pub cpus: u64,
+    /// Configured memory in bytes.
+    pub maxmem: u64,
+    /// Resident memory of the QEMU process in bytes (verbose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<u64>,
+    #[serde(default)]
+    pub diskread: u64,
+    #[serde(default)]
+    pub diskwrite: u64,
+    #[serde(default)]
+    pub netin: u64,
+    #[serde(default)]
+    pub netout: u64,
 }
 
 /// A failure, with a kind a script can branch on.

@@ -53,6 +53,16 @@ pub fn required(request: &Request, node: &str) -> Required {
             VmRequest::Destroy(d) => on(vms(&d.vmid), &["VM.Allocate"]),
             VmRequest::NextId => on("/vms".into(), &["VM.Allocate"]),
             VmRequest::Unlock { vmid } => on(vms(vmid), &["VM.Config.Options"]),
+            VmRequest::Start { vmid, .. }
+            | VmRequest::Stop { vmid }
+            | VmRequest::Shutdown { vmid, .. }
+            | VmRequest::Reboot { vmid, .. }
+            | VmRequest::Suspend { vmid }
+            | VmRequest::Resume { vmid } => on(vms(vmid), &["VM.PowerMgmt"]),
+            VmRequest::Status { vmid, .. } => on(vms(vmid), &["VM.Audit"]),
+            VmRequest::Terminal { vmid, .. } => on(vms(vmid), &["VM.Console"]),
+            // Root only: the handler refuses everyone else whatever the ACL says.
+            VmRequest::Monitor { vmid, .. } => on(vms(vmid), &["Sys.Modify"]),
         },
         Request::Ct(r) => match r {
             CtRequest::Create(c) => on(vms(&c.vmid), &["VM.Allocate"]),

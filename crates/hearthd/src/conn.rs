@@ -7,7 +7,7 @@ use std::time::Duration;
 use hearth_core::Upid;
 use hearth_proto::{
     ClientHello, ErrorKind, ErrorReply, MAX_FRAME, PROTOCOL_VERSION, Payload, Request, Response, ServerHello,
-    TaskEvent, TaskRequest,
+    TaskEvent, TaskRequest, VmRequest,
 };
 use std::os::fd::AsFd;
 
@@ -113,6 +113,22 @@ async fn converse(daemon: &Arc<Daemon>, caller: &Caller, stream: &mut UnixStream
         if let Err(e) = access::authorize(caller, &access::required(&request, &daemon.node)) {
             tracing::warn!(user = %caller.userid, request = ?request, "denied");
             send(stream, &Response::Error(e)).await?;
+            continue;
+        }
+        if let Request::Vm(VmRequest::Terminal { vmid, serial }) = request {
+            let worker = Arc::clone(daemon);
+            let opened = tokio::task::spawn_blocking(move || crate::vms::open_serial(&worker, vmid, serial))
+                .await
+                .unwrap_or_else(|_| Err(ErrorReply::new(ErrorKind::Internal, "opening the console panicked")));
+            match opened {
+                Ok(console) => {
+                    send(stream, &Response::Ok(Payload::Empty)).await?;
+                    stream
+                        .async_io(Interest::WRITABLE, || hearth_sys::fdpass::send_fd(stream.as_fd(), console.as_fd()))
+                        .await?;
+                }
+                Err(e) => send(stream, &Response::Error(e)).await?,
+            }
             continue;
         }
         if let Request::Task(TaskRequest::Follow { upid }) = request {

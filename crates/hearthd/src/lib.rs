@@ -14,6 +14,7 @@ mod guests;
 pub mod storage;
 pub mod store;
 pub mod tasks;
+pub mod vms;
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
@@ -39,6 +40,7 @@ pub struct Daemon {
     pub node: String,
     pub store: ConfigStore,
     pub storages: storage::Storages,
+    pub qemu: Arc<vms::QemuRuntime>,
     pub tasks: Arc<TaskManager>,
 }
 
@@ -51,8 +53,18 @@ impl Daemon {
             tracing::error!("unreadable guest configuration: {broken}");
         }
         let storages = storage::Storages::open(root, node).context("opening etc/hearth/storage.toml")?;
+        let qemu = Arc::new(vms::QemuRuntime::open(root).context("preparing run/hearth/qemu")?);
+        // VMs outlive hearthd: those still running are watched again, leftovers removed.
+        qemu.adopt();
         let tasks = TaskManager::open(root, node).map_err(|e| anyhow::anyhow!("opening the task index: {e}"))?;
-        Ok(Arc::new(Daemon { root: root.to_owned(), node: node.to_owned(), store, storages, tasks: Arc::new(tasks) }))
+        Ok(Arc::new(Daemon {
+            root: root.to_owned(),
+            node: node.to_owned(),
+            store,
+            storages,
+            qemu,
+            tasks: Arc::new(tasks),
+        }))
     }
 }
 
@@ -78,6 +90,20 @@ pub fn handle(
             VmRequest::Destroy(req) => guests::destroy(daemon, caller, Vm, req),
             VmRequest::NextId => guests::next_id(daemon),
             VmRequest::Unlock { vmid } => guests::unlock(daemon, Vm, vmid),
+            VmRequest::Start { vmid, timeout } => vms::start(daemon, caller, vmid, timeout),
+            VmRequest::Stop { vmid } => vms::stop(daemon, caller, vmid),
+            VmRequest::Shutdown { vmid, timeout, force_stop } => {
+                vms::shutdown(daemon, caller, vmid, timeout, force_stop)
+            }
+            VmRequest::Reboot { vmid, timeout } => vms::reboot(daemon, caller, vmid, timeout),
+            VmRequest::Suspend { vmid } => vms::suspend(daemon, caller, vmid, false),
+            VmRequest::Resume { vmid } => vms::suspend(daemon, caller, vmid, true),
+            VmRequest::Status { vmid, verbose } => vms::status(daemon, vmid, verbose),
+            VmRequest::Monitor { vmid, command } => vms::monitor(daemon, caller, vmid, &command),
+            // The console needs the connection; conn.rs answers Terminal before it gets here.
+            VmRequest::Terminal { .. } => {
+                Err(ErrorReply::new(ErrorKind::Protocol, "the terminal is opened on the connection"))
+            }
         },
         Request::Ct(r) => match r {
             CtRequest::Create(req) => guests::create(daemon, caller, Ct, req),

@@ -42,6 +42,8 @@ const KEYS_USED: &[&str] = &[
 /// Keys that do not: metadata, policies hearthd applies, snapshot bookkeeping, and `hotplug`,
 /// which only matters to live changes.
 const KEYS_WITHOUT_EFFECT: &[&str] = &[
+    // hearthd splits `args` into `Resolved::extra`.
+    "args",
     "description",
     "tags",
     "onboot",
