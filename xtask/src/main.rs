@@ -7,6 +7,7 @@
 mod bench;
 mod bench_storage;
 mod demo;
+mod fixtures;
 mod r#gen;
 mod install;
 mod node;
@@ -95,6 +96,9 @@ fn cli() -> clap::Command {
                 "Install the Debian packages tests need, then run fmt, clippy, gen --check, build and every test",
             ),
         )
+        .subcommand(clap::Command::new("fixtures").about(
+            "Build what tests boot into target/fixtures: Debian's kernel, a busybox initramfs, a busybox container template",
+        ))
         .subcommand(clap::Command::new("demo").about("Run hearthd on a temporary root and walk through the CLIs"))
         .subcommand(
             clap::Command::new("bench")
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
             install::run(&root, prefix, m.get_one::<PathBuf>("destdir").map(PathBuf::as_path))
         }
         Some(("test", _)) => test::run(&root),
+        Some(("fixtures", _)) => fixtures::run(),
         Some(("demo", _)) => demo::run(&root),
         Some(("bench", m)) => match m.subcommand() {
             Some(("cli", _)) => bench::run_cli(&root),

@@ -1,5 +1,6 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails fastest — the Debian
-//! packages tests need, formatting, clippy, generated files, the build, then every test.
+//! packages tests need, the fixtures they boot, formatting, clippy, generated files, the build,
+//! then every test.
 //!
 //! It is what `.ci/run` runs on a fresh machine, so it installs what it needs itself and never
 //! reads standard input.
@@ -10,16 +11,30 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::{cargo, display_command, r#gen};
+use crate::{cargo, display_command, fixtures, r#gen};
 
 /// Debian packages the tests use. Extend this list when a test starts needing a tool; a test
 /// that lacks one fails saying what to install.
-pub const DEBIAN_PACKAGES: &[&str] =
-    &["procps", "util-linux", "qemu-system-x86", "ovmf", "qemu-utils", "btrfs-progs", "e2fsprogs", "tar"];
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "procps",
+    "util-linux",
+    "iproute2",
+    "qemu-utils",
+    "btrfs-progs",
+    "e2fsprogs",
+    "tar",
+    "ovmf",
+    // The fixtures' own packages (`fixtures::DEBIAN_PACKAGES`): building them and booting them.
+    "busybox-static",
+    "xz-utils",
+    "zstd",
+    "qemu-system-x86",
+];
 
 pub fn run(root: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     step("Debian packages", || ensure_debian_packages(DEBIAN_PACKAGES))?;
+    step("cargo xtask fixtures", fixtures::run)?;
     cargo_step(root, &["fmt", "--all", "--", "--check"])?;
     cargo_step(root, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     // The xtask running this was built from the current tree, so checking in-process is the
@@ -71,7 +86,7 @@ fn has_nextest(root: &Path) -> bool {
 }
 
 /// Installs whatever of `packages` is missing, with apt, non-interactively.
-fn ensure_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
+pub fn ensure_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
     let mut missing = Vec::new();
     for package in packages {
         if !is_installed(package)? {
@@ -109,10 +124,12 @@ fn ensure_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn apt_get(args: &[&str]) -> anyhow::Result<()> {
+pub fn apt_get(args: &[&str]) -> anyhow::Result<()> {
     let name = display_command("apt-get", args);
     eprintln!("$ {name}");
     let status = Command::new("apt-get")
+        // Wait for another apt or dpkg run to finish instead of failing at once.
+        .args(["-o", "DPkg::Lock::Timeout=600"])
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .stdin(Stdio::null())

@@ -8,6 +8,7 @@
 //! first. A missing binary fails the test with the command that builds it.
 
 pub mod btrfs_loop;
+pub mod fixtures;
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
