@@ -9,6 +9,7 @@ mod protocol;
 mod storage;
 mod storage_btrfs;
 mod tasks;
+mod vm;
 
 use hearth_client::Client;
 use hearth_core::Vmid;

@@ -6,6 +6,7 @@
 
 mod bench;
 mod bench_storage;
+mod bench_vm;
 mod demo;
 mod fixtures;
 mod r#gen;
@@ -108,6 +109,9 @@ fn cli() -> clap::Command {
                     clap::Command::new("cli")
                         .about("Whole-process time of vmctl list/config with 1000 guests, and hearthd's idle memory"),
                 )
+                .subcommand(clap::Command::new("vm").about(
+                    "Time from vmctl start to running against the same QEMU command line by hand; hearthd's memory with VMs",
+                ))
                 .subcommand(clap::Command::new("storage").about(
                     "Linked clones on dir and btrfs, full-clone throughput against cp, storectl list over 5000 volumes",
                 )),
@@ -129,6 +133,7 @@ fn main() -> ExitCode {
         Some(("bench", m)) => match m.subcommand() {
             Some(("cli", _)) => bench::run_cli(&root),
             Some(("storage", _)) => bench_storage::run(&root),
+            Some(("vm", _)) => bench_vm::run(&root),
             _ => unreachable!("clap requires a bench subcommand"),
         },
         _ => unreachable!("clap requires a subcommand"),

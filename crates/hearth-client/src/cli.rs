@@ -185,6 +185,8 @@ pub fn schema_args(schema: &'static Schema) -> Vec<Arg> {
                 Arg::new(name.clone())
                     .long(name)
                     .value_name("VALUE")
+                    // Values may start with '-' (`--args "-kernel …"`, negative numbers).
+                    .allow_hyphen_values(true)
                     .help(help.clone())
                     .help_heading("Configuration")
                     .hide(i > 0),

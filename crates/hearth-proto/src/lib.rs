@@ -152,6 +152,66 @@ pub enum VmRequest {
     },
     /// Runs a human-monitor command. Root only. REST: `POST /nodes/{node}/qemu/{vmid}/monitor`.
     Monitor { vmid: Vmid, command: String },
+    /// Takes a snapshot of every disk and the configuration; answers with the task.
+    /// `/vms/{vmid}`: VM.Snapshot. REST: `POST /nodes/{node}/qemu/{vmid}/snapshot`.
+    Snapshot {
+        vmid: Vmid,
+        name: String,
+        #[serde(default)]
+        description: Option<String>,
+    },
+    /// Lists snapshots with their parents and `current`. `/vms/{vmid}`: VM.Audit.
+    /// REST: `GET /nodes/{node}/qemu/{vmid}/snapshot`.
+    ListSnapshot { vmid: Vmid },
+    /// Returns disks and configuration to a snapshot (VM stopped). `/vms/{vmid}`:
+    /// VM.Snapshot.Rollback. REST: `POST /nodes/{node}/qemu/{vmid}/snapshot/{name}/rollback`.
+    Rollback { vmid: Vmid, name: String },
+    /// Deletes a snapshot. `/vms/{vmid}`: VM.Snapshot.
+    /// REST: `DELETE /nodes/{node}/qemu/{vmid}/snapshot/{name}`.
+    DelSnapshot { vmid: Vmid, name: String },
+    /// Turns the VM into a template: its disks become base images. `/vms/{vmid}`: VM.Allocate.
+    /// REST: `POST /nodes/{node}/qemu/{vmid}/template`.
+    Template { vmid: Vmid },
+    /// Clones the VM to a new id: linked from a template, full otherwise. `/vms/{vmid}`:
+    /// VM.Clone, and VM.Allocate on the new id. REST: `POST /nodes/{node}/qemu/{vmid}/clone`.
+    Clone(CloneGuest),
+    /// Grows a disk to SIZE or by +SIZE. `/vms/{vmid}`: VM.Config.Disk.
+    /// REST: `PUT /nodes/{node}/qemu/{vmid}/resize`.
+    Resize { vmid: Vmid, disk: String, size: String },
+    /// The QEMU command line a start would run. Root only, as qm showcmd.
+    /// REST: none.
+    ShowCmd {
+        vmid: Vmid,
+        #[serde(default)]
+        pretty: bool,
+    },
+}
+
+/// `vmctl clone <vmid> <newid> [--full] [--name] [--target]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneGuest {
+    pub vmid: Vmid,
+    pub newid: Vmid,
+    /// Copy the disks; default: linked for templates, full otherwise.
+    #[serde(default)]
+    pub full: Option<bool>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Storage for the copies (full clones only).
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+/// One snapshot in `listsnapshot`; `current` stands for the running state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    pub name: String,
+    #[serde(default)]
+    pub parent: Option<String>,
+    #[serde(default)]
+    pub snaptime: Option<i64>,
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// Containers (`ctctl`).
@@ -483,6 +543,7 @@ pub enum Payload {
     /// A file system path.
     Path(String),
     VmStatus(VmStatusReport),
+    Snapshots(Vec<SnapshotInfo>),
     /// Free text, such as monitor output.
     Text(String),
 }

@@ -63,6 +63,14 @@ pub fn required(request: &Request, node: &str) -> Required {
             VmRequest::Terminal { vmid, .. } => on(vms(vmid), &["VM.Console"]),
             // Root only: the handler refuses everyone else whatever the ACL says.
             VmRequest::Monitor { vmid, .. } => on(vms(vmid), &["Sys.Modify"]),
+            VmRequest::Snapshot { vmid, .. } | VmRequest::DelSnapshot { vmid, .. } => on(vms(vmid), &["VM.Snapshot"]),
+            VmRequest::ListSnapshot { vmid } => on(vms(vmid), &["VM.Audit"]),
+            VmRequest::Rollback { vmid, .. } => on(vms(vmid), &["VM.Snapshot.Rollback"]),
+            VmRequest::Template { vmid } => on(vms(vmid), &["VM.Allocate"]),
+            VmRequest::Clone(c) => on(vms(&c.vmid), &["VM.Clone"]),
+            VmRequest::Resize { vmid, .. } => on(vms(vmid), &["VM.Config.Disk"]),
+            // Root only: the command line shows host paths.
+            VmRequest::ShowCmd { vmid, .. } => on(vms(vmid), &["Sys.Modify"]),
         },
         Request::Ct(r) => match r {
             CtRequest::Create(c) => on(vms(&c.vmid), &["VM.Allocate"]),

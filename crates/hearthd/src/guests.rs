@@ -20,7 +20,7 @@ fn invalid(e: impl ToString) -> ErrorReply {
     ErrorReply::new(ErrorKind::Invalid, e.to_string())
 }
 
-fn random_mac_bytes() -> [u8; 3] {
+pub(crate) fn random_mac_bytes() -> [u8; 3] {
     let mut bytes = [0u8; 3];
     // Without the kernel's randomness a MAC would repeat; fall back to time-derived bytes.
     if getrandom::fill(&mut bytes).is_err() {
@@ -370,7 +370,6 @@ pub fn list(daemon: &Daemon, kind: GuestKind) -> Result<Payload, ErrorReply> {
             vmid: listed.vmid,
             guest_type: guest_type.into(),
             name: String::new(),
-            // Nothing runs guests on this node yet: every guest is stopped.
             status: "stopped".into(),
             lock: None,
             maxmem_mib: 512,
@@ -380,6 +379,12 @@ pub fn list(daemon: &Daemon, kind: GuestKind) -> Result<Payload, ErrorReply> {
             template: false,
             error: None,
         };
+        if kind == GuestKind::Vm {
+            if let Some(pid) = daemon.qemu.pid(listed.vmid) {
+                summary.status = "running".into();
+                summary.pid = Some(pid);
+            }
+        }
         match listed.config.as_ref() {
             Err(e) => summary.error = Some(format!("{}: {e}", listed.path.display())),
             Ok(config) => {
@@ -412,8 +417,15 @@ pub fn destroy(
     req: DestroyGuest,
 ) -> Result<Payload, ErrorReply> {
     let vmid = req.vmid;
+    let qemu = Arc::clone(&daemon.qemu);
     let refuse = move |config: &GuestConfig| -> Result<(), ErrorReply> {
         check_unlocked(kind, vmid, config)?;
+        if kind == GuestKind::Vm && qemu.pid(vmid).is_some() {
+            return Err(ErrorReply::new(
+                ErrorKind::Conflict,
+                format!("VM {vmid} is running; stop it first with: vmctl stop {vmid}"),
+            ));
+        }
         if config.current.get("protection") == Some(&Value::Bool(true)) {
             return Err(ErrorReply::new(
                 ErrorKind::Conflict,

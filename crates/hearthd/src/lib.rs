@@ -11,6 +11,7 @@
 mod access;
 mod conn;
 mod guests;
+mod snapshots;
 pub mod storage;
 pub mod store;
 pub mod tasks;
@@ -100,6 +101,16 @@ pub fn handle(
             VmRequest::Resume { vmid } => vms::suspend(daemon, caller, vmid, true),
             VmRequest::Status { vmid, verbose } => vms::status(daemon, vmid, verbose),
             VmRequest::Monitor { vmid, command } => vms::monitor(daemon, caller, vmid, &command),
+            VmRequest::Snapshot { vmid, name, description } => {
+                snapshots::snapshot(daemon, caller, Vm, vmid, name, description)
+            }
+            VmRequest::ListSnapshot { vmid } => snapshots::list(daemon, Vm, vmid),
+            VmRequest::Rollback { vmid, name } => snapshots::rollback(daemon, caller, Vm, vmid, name),
+            VmRequest::DelSnapshot { vmid, name } => snapshots::delete(daemon, caller, Vm, vmid, name),
+            VmRequest::Template { vmid } => snapshots::template(daemon, caller, Vm, vmid),
+            VmRequest::Clone(req) => snapshots::clone(daemon, caller, Vm, req),
+            VmRequest::Resize { vmid, disk, size } => snapshots::resize(daemon, Vm, vmid, &disk, &size),
+            VmRequest::ShowCmd { vmid, pretty } => vms::show_command(daemon, vmid, pretty),
             // The console needs the connection; conn.rs answers Terminal before it gets here.
             VmRequest::Terminal { .. } => {
                 Err(ErrorReply::new(ErrorKind::Protocol, "the terminal is opened on the connection"))

@@ -60,7 +60,7 @@ impl QemuRuntime {
         self.run_dir.join(format!("{vmid}.qmp-event"))
     }
 
-    fn op_lock(&self, vmid: Vmid) -> Arc<Mutex<()>> {
+    pub(crate) fn op_lock(&self, vmid: Vmid) -> Arc<Mutex<()>> {
         let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(ops.entry(vmid).or_default())
     }
@@ -143,7 +143,7 @@ impl QemuRuntime {
         }
     }
 
-    fn qmp(&self, vmid: Vmid) -> Result<Qmp, ErrorReply> {
+    pub(crate) fn qmp(&self, vmid: Vmid) -> Result<Qmp, ErrorReply> {
         Qmp::connect(&self.paths(vmid).qmp())
             .map_err(|e| err(ErrorKind::Unavailable, format!("VM {vmid}: cannot reach QEMU's monitor: {e}")))
     }
@@ -350,12 +350,12 @@ fn check_startable(daemon: &Daemon, vmid: Vmid) -> Result<GuestConfig, ErrorRepl
     Ok(config)
 }
 
-/// Starts QEMU for the VM; on any failure nothing of it remains.
-fn start_now(daemon: &Daemon, vmid: Vmid, timeout: Duration, log: &dyn Fn(String)) -> Result<(), String> {
+/// The QEMU command line hearthd runs for the VM: started paused (`-S`), with a second
+/// monitor for the watcher, and the `args:` the root user configured.
+fn command_for(daemon: &Daemon, vmid: Vmid, config: &GuestConfig) -> Result<hearth_qemu::QemuCommand, String> {
     let runtime = &daemon.qemu;
-    let config = check_startable(daemon, vmid).map_err(|e| e.message)?;
     let mut resolved = Resolved::new(&runtime.run_dir, runtime.kvm);
-    resolve(daemon, vmid, &config, &mut resolved).map_err(|e| e.message)?;
+    resolve(daemon, vmid, config, &mut resolved).map_err(|e| e.message)?;
     let events = runtime.events_socket(vmid);
     resolved.extra = vec![
         "-S".into(),
@@ -367,7 +367,21 @@ fn start_now(daemon: &Daemon, vmid: Vmid, timeout: Duration, log: &dyn Fn(String
     if let Some(args) = config.current.get("args").and_then(Value::as_str) {
         resolved.extra.extend(split_args(args)?);
     }
-    let command = hearth_qemu::build(vmid, &config.current, &resolved).map_err(|e| e.to_string())?;
+    hearth_qemu::build(vmid, &config.current, &resolved).map_err(|e| e.to_string())
+}
+
+/// `vmctl showcmd`: the command line a start would run, one line or one option per line.
+pub fn show_command(daemon: &Daemon, vmid: Vmid, pretty: bool) -> Result<Payload, ErrorReply> {
+    let config = daemon.store.load(GuestKind::Vm, vmid)?.config;
+    let command = command_for(daemon, vmid, &config).map_err(|m| err(ErrorKind::Invalid, m))?;
+    Ok(Payload::Text(if pretty { command.pretty() } else { command.to_string() }))
+}
+
+/// Starts QEMU for the VM; on any failure nothing of it remains.
+fn start_now(daemon: &Daemon, vmid: Vmid, timeout: Duration, log: &dyn Fn(String)) -> Result<(), String> {
+    let runtime = &daemon.qemu;
+    let config = check_startable(daemon, vmid).map_err(|e| e.message)?;
+    let command = command_for(daemon, vmid, &config)?;
     for warning in &command.warnings {
         log(format!("WARN: {warning}"));
     }

@@ -1,5 +1,5 @@
-//! `vmctl`, Hearth's `qm`: creates, configures, lists and destroys virtual machines by asking
-//! hearthd. The binary is a thin `main`; xtask and tests use [`command`] and [`run`] directly.
+//! `vmctl`, Hearth's `qm`: creates, configures, lists, runs and destroys virtual machines by
+//! asking hearthd. The binary is a thin `main`; xtask and tests use [`command`] and [`run`] directly.
 
 mod cmd;
 
@@ -37,6 +37,15 @@ pub fn command() -> Command {
             cmd::destroy::command(),
             cmd::nextid::command(),
             cmd::unlock::command(),
+            cmd::start::command(),
+            cmd::stop::command(),
+            cmd::shutdown::command(),
+            cmd::reboot::command(),
+            cmd::suspend::command(),
+            cmd::resume::command(),
+            cmd::status::command(),
+            cmd::terminal::command(),
+            cmd::monitor::command(),
         ])
 }
 
@@ -53,6 +62,15 @@ pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
         "destroy" => cmd::destroy::run(sub, format),
         "nextid" => cmd::nextid::run(sub, format),
         "unlock" => cmd::unlock::run(sub, format),
+        "start" => cmd::start::run(sub, format),
+        "stop" => cmd::stop::run(sub, format),
+        "shutdown" => cmd::shutdown::run(sub, format),
+        "reboot" => cmd::reboot::run(sub, format),
+        "suspend" => cmd::suspend::run(sub, format),
+        "resume" => cmd::resume::run(sub, format),
+        "status" => cmd::status::run(sub, format),
+        "terminal" => cmd::terminal::run(sub, format),
+        "monitor" => cmd::monitor::run(sub, format),
         other => bail!("unknown command '{other}'"),
     }
 }
@@ -99,5 +117,67 @@ mod tests {
             assert_eq!(command().try_get_matches_from(bad).unwrap_err().exit_code(), 2, "{bad:?}");
         }
         assert_eq!(command().try_get_matches_from(["vmctl", "--version"]).unwrap_err().exit_code(), 0);
+    }
+
+    fn parse(args: &[&str]) -> ArgMatches {
+        let m = command().try_get_matches_from(std::iter::once("vmctl").chain(args.iter().copied())).unwrap();
+        m.subcommand().unwrap().1.clone()
+    }
+
+    fn is_usage_error(args: &[&str]) -> bool {
+        let parsed = command().try_get_matches_from(std::iter::once("vmctl").chain(args.iter().copied()));
+        parsed.is_err_and(|e| e.exit_code() == 2)
+    }
+
+    #[test]
+    fn parses_power_command_lines() {
+        for name in ["start", "stop", "shutdown", "reboot", "suspend", "resume"] {
+            assert_eq!(cli::required_vmid(&parse(&[name, "100"]), "vmid").unwrap().get(), 100);
+            assert!(is_usage_error(&[name]), "{name} needs a vmid");
+            assert!(is_usage_error(&[name, "99"]), "{name} checks the vmid");
+        }
+        for name in ["start", "shutdown", "reboot"] {
+            assert_eq!(parse(&[name, "100", "--timeout", "60"]).get_one::<u64>("timeout"), Some(&60));
+            assert_eq!(parse(&[name, "100"]).get_one::<u64>("timeout"), None);
+            assert!(is_usage_error(&[name, "100", "--timeout", "soon"]));
+            assert!(is_usage_error(&[name, "100", "--timeout", "-1"]));
+        }
+        for name in ["stop", "suspend", "resume"] {
+            assert!(is_usage_error(&[name, "100", "--timeout", "60"]), "{name} has no timeout");
+        }
+        let force_stop = |args: &[&str]| parse(args).get_one::<bool>("forceStop").copied();
+        assert_eq!(force_stop(&["shutdown", "100"]), None);
+        assert_eq!(force_stop(&["shutdown", "100", "--forceStop", "1"]), Some(true));
+        assert_eq!(force_stop(&["shutdown", "100", "--forceStop", "0", "--timeout", "5"]), Some(false));
+        assert_eq!(force_stop(&["shutdown", "100", "--force-stop", "yes"]), Some(true));
+        assert_eq!(force_stop(&["shutdown", "100", "--forceStop=off"]), Some(false));
+        assert_eq!(force_stop(&["shutdown", "--forceStop", "1", "100"]), Some(true));
+        // A bare boolean means 1, as in qm.
+        assert_eq!(force_stop(&["shutdown", "100", "--forceStop"]), Some(true));
+        assert!(is_usage_error(&["shutdown", "100", "--forceStop", "2"]));
+        assert!(is_usage_error(&["shutdown", "100", "--forcestop", "1"]));
+        assert!(is_usage_error(&["start", "100", "--forceStop", "1"]));
+    }
+
+    #[test]
+    fn parses_status_terminal_and_monitor_command_lines() {
+        assert!(!parse(&["status", "100"]).get_flag("verbose"));
+        let m = parse(&["status", "100", "--verbose", "--output-format", "json"]);
+        assert!(m.get_flag("verbose"));
+        assert_eq!(OutputFormat::from_matches(&m), OutputFormat::Json);
+        assert!(is_usage_error(&["status"]));
+        assert!(is_usage_error(&["status", "100", "--verbose", "1"]));
+
+        let iface = |args: &[&str]| parse(args).get_one::<String>("iface").cloned().unwrap();
+        assert_eq!(iface(&["terminal", "100"]), "serial0");
+        assert_eq!(iface(&["terminal", "100", "--iface", "serial3"]), "serial3");
+        for bad in ["serial4", "serial", "ttyS0", "0"] {
+            assert!(is_usage_error(&["terminal", "100", "--iface", bad]), "{bad}");
+        }
+        assert!(is_usage_error(&["terminal"]));
+
+        assert_eq!(cli::required_vmid(&parse(&["monitor", "100"]), "vmid").unwrap().get(), 100);
+        assert!(is_usage_error(&["monitor"]));
+        assert!(is_usage_error(&["monitor", "100", "info", "status"]));
     }
 }

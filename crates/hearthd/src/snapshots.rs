@@ -1,0 +1,514 @@
+//! A guest's disks as a whole, as qm and pct handle them: snapshots (taken, listed as a tree,
+//! rolled back, deleted), templates, linked and full clones, and growing a disk.
+//!
+//! Every operation holds the guest's lock (`snapshot`, `rollback`, `snapshot-delete`, `clone`,
+//! `disk`) while it runs and clears it however it ends, and undoes the volume changes it made
+//! when it fails part way, so no half-snapshotted or half-cloned guest remains.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hearth_core::guest::Section;
+use hearth_core::storage::{Format, VolName};
+use hearth_core::{GuestConfig, GuestKind, Lock, Value, Vmid, size};
+use hearth_proto::{CloneGuest, ErrorKind, ErrorReply, Payload, SnapshotInfo};
+
+use crate::Daemon;
+use crate::access::Caller;
+use crate::storage::to_reply;
+
+fn err(kind: ErrorKind, message: impl Into<String>) -> ErrorReply {
+    ErrorReply::new(kind, message)
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The disks of a section that snapshots and clones cover: (key, volume id). CD-ROMs, ISO
+/// files, `unusedN` and absolute paths are not part of them.
+fn disks(kind: GuestKind, section: &Section) -> Vec<(String, String)> {
+    let schema = kind.schema();
+    section
+        .iter()
+        .filter(|(key, _)| !key.starts_with("unused"))
+        .filter_map(|(key, value)| {
+            let props = schema.property(key, value)?;
+            if props.get("media") == Some("cdrom") {
+                return None;
+            }
+            let volume = props.get("file").or_else(|| props.get("volume"))?;
+            (volume.contains(':') && !volume.starts_with('/')).then(|| (key.clone(), volume.to_owned()))
+        })
+        .collect()
+}
+
+/// Sets `lock` for the length of `work`, then clears it whatever happened.
+fn with_lock<T>(
+    daemon: &Daemon,
+    kind: GuestKind,
+    vmid: Vmid,
+    lock: Lock,
+    work: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    daemon
+        .store
+        .update(kind, vmid, None, |config| match config.lock {
+            Some(held) => Err(err(ErrorKind::Locked, format!("{} {vmid} is locked ({held})", kind.noun()))),
+            None => {
+                config.lock = Some(lock);
+                Ok(())
+            }
+        })
+        .map_err(|e| e.message)?;
+    let result = work();
+    let cleared = daemon.store.update(kind, vmid, None, |config| {
+        config.lock = None;
+        Ok(())
+    });
+    if let Err(e) = cleared {
+        tracing::error!(%vmid, error = %e.message, "cannot clear the lock");
+    }
+    result
+}
+
+fn running(daemon: &Daemon, kind: GuestKind, vmid: Vmid) -> bool {
+    kind == GuestKind::Vm && daemon.qemu.pid(vmid).is_some()
+}
+
+/// Whether QEMU itself must take the snapshot: a running VM's qcow2 image is QEMU's to write.
+fn qemu_owns(daemon: &Daemon, kind: GuestKind, vmid: Vmid, volume: &str) -> bool {
+    running(daemon, kind, vmid)
+        && daemon
+            .storages
+            .volume(volume)
+            .ok()
+            .and_then(|(b, v)| b.image_info(&v).ok())
+            .is_some_and(|(format, _)| format == Format::Qcow2)
+}
+
+/// Snapshots or deletes the snapshot `name` of one disk, through QEMU for a running VM's
+/// qcow2 image and through the storage otherwise.
+fn disk_snapshot(
+    daemon: &Daemon,
+    kind: GuestKind,
+    vmid: Vmid,
+    key: &str,
+    volume: &str,
+    name: &str,
+    delete: bool,
+) -> Result<(), String> {
+    if qemu_owns(daemon, kind, vmid, volume) {
+        let mut qmp = daemon.qemu.qmp(vmid).map_err(|e| e.message)?;
+        let node = format!("drive-{key}");
+        let result = if delete {
+            qmp.blockdev_snapshot_delete_internal_sync(&node, name)
+        } else {
+            qmp.blockdev_snapshot_internal_sync(&node, name)
+        };
+        return result.map_err(|e| format!("{key}: {e}"));
+    }
+    let (backend, vol) = daemon.storages.volume(volume).map_err(|e| format!("{key}: {}", e.message))?;
+    let result = if delete { backend.delete_snapshot(&vol, name) } else { backend.snapshot(&vol, name) };
+    result.map_err(|e| format!("{key}: {e}"))
+}
+
+pub fn snapshot(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    kind: GuestKind,
+    vmid: Vmid,
+    name: String,
+    description: Option<String>,
+) -> Result<Payload, ErrorReply> {
+    hearth_core::guest::check_snapshot_name(&name).map_err(|e| err(ErrorKind::Invalid, e.to_string()))?;
+    let loaded = daemon.store.load(kind, vmid)?;
+    if loaded.config.snapshots.contains_key(&name) {
+        return Err(err(ErrorKind::Conflict, format!("snapshot '{name}' of {} {vmid} already exists", kind.noun())));
+    }
+    let worker = Arc::clone(daemon);
+    let upid = daemon.tasks.spawn(&kind.task_type("snapshot"), &vmid.to_string(), &caller.userid, move |ctx| {
+        with_lock(&worker, kind, vmid, Lock::Snapshot, || {
+            let config = worker.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
+            let disks = disks(kind, &config.current);
+            let live = running(&worker, kind, vmid);
+            // A running VM is paused for the moment its disks are snapshotted, so they agree.
+            if live {
+                worker
+                    .qemu
+                    .qmp(vmid)
+                    .and_then(|mut q| q.stop().map_err(|e| err(ErrorKind::Internal, e.to_string())))
+                    .map_err(|e| e.message)?;
+            }
+            let mut taken: Vec<(String, String)> = Vec::new();
+            let mut result = Ok(());
+            for (key, volume) in &disks {
+                match disk_snapshot(&worker, kind, vmid, key, volume, &name, false) {
+                    Ok(()) => {
+                        ctx.log(format!("{key}: snapshot of {volume}"));
+                        taken.push((key.clone(), volume.clone()));
+                    }
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            if result.is_err() {
+                for (key, volume) in &taken {
+                    let _ = disk_snapshot(&worker, kind, vmid, key, volume, &name, true);
+                }
+            }
+            if live {
+                if let Ok(mut q) = worker.qemu.qmp(vmid) {
+                    let _ = q.cont();
+                }
+            }
+            result?;
+            worker
+                .store
+                .update(kind, vmid, None, |c| {
+                    let mut section = c.current.clone();
+                    section.insert("snaptime".into(), Value::Int(now()));
+                    if let Some(d) = &description {
+                        section.insert("description".into(), Value::Str(d.clone()));
+                    }
+                    c.snapshots.insert(name.clone(), section);
+                    c.current.insert("parent".into(), Value::Str(name.clone()));
+                    Ok(())
+                })
+                .map_err(|e| e.message)?;
+            ctx.log(format!("snapshot '{name}' of {} {vmid} taken", kind.noun()));
+            Ok(())
+        })
+    })?;
+    Ok(Payload::Task(upid))
+}
+
+pub fn list(daemon: &Daemon, kind: GuestKind, vmid: Vmid) -> Result<Payload, ErrorReply> {
+    let config = daemon.store.load(kind, vmid)?.config;
+    let parent_of = |s: &Section| s.get("parent").and_then(Value::as_str).map(str::to_owned);
+    let mut list: Vec<SnapshotInfo> = config
+        .snapshots
+        .iter()
+        .map(|(name, s)| SnapshotInfo {
+            name: name.clone(),
+            parent: parent_of(s),
+            snaptime: s.get("snaptime").and_then(Value::as_int),
+            description: s.get("description").and_then(Value::as_str).map(str::to_owned),
+        })
+        .collect();
+    list.sort_by_key(|s| s.snaptime);
+    list.push(SnapshotInfo {
+        name: "current".into(),
+        parent: parent_of(&config.current),
+        snaptime: None,
+        description: Some("You are here!".into()),
+    });
+    Ok(Payload::Snapshots(list))
+}
+
+fn require_snapshot<'a>(
+    config: &'a GuestConfig,
+    kind: GuestKind,
+    vmid: Vmid,
+    name: &str,
+) -> Result<&'a Section, ErrorReply> {
+    config
+        .snapshots
+        .get(name)
+        .ok_or_else(|| err(ErrorKind::NotFound, format!("snapshot '{name}' of {} {vmid} does not exist", kind.noun())))
+}
+
+pub fn rollback(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    kind: GuestKind,
+    vmid: Vmid,
+    name: String,
+) -> Result<Payload, ErrorReply> {
+    let config = daemon.store.load(kind, vmid)?.config;
+    require_snapshot(&config, kind, vmid, &name)?;
+    if running(daemon, kind, vmid) {
+        return Err(err(
+            ErrorKind::Conflict,
+            format!("{} {vmid} is running and snapshot '{name}' has no RAM state; stop it first", kind.noun()),
+        ));
+    }
+    let worker = Arc::clone(daemon);
+    let upid = daemon.tasks.spawn(&kind.task_type("rollback"), &vmid.to_string(), &caller.userid, move |ctx| {
+        with_lock(&worker, kind, vmid, Lock::Rollback, || {
+            let config = worker.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
+            let section = require_snapshot(&config, kind, vmid, &name).map_err(|e| e.message)?.clone();
+            for (key, volume) in disks(kind, &section) {
+                let (backend, vol) = worker.storages.volume(&volume).map_err(|e| format!("{key}: {}", e.message))?;
+                backend.rollback(&vol, &name).map_err(|e| format!("{key}: {e}"))?;
+                ctx.log(format!("{key}: {volume} rolled back"));
+            }
+            worker
+                .store
+                .update(kind, vmid, None, |c| {
+                    let mut current = section.clone();
+                    current.remove("snaptime");
+                    current.remove("description");
+                    current.remove("vmstate");
+                    current.insert("parent".into(), Value::Str(name.clone()));
+                    c.current = current;
+                    c.pending = Default::default();
+                    Ok(())
+                })
+                .map_err(|e| e.message)?;
+            ctx.log(format!("{} {vmid} rolled back to '{name}'", kind.noun()));
+            Ok(())
+        })
+    })?;
+    Ok(Payload::Task(upid))
+}
+
+pub fn delete(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    kind: GuestKind,
+    vmid: Vmid,
+    name: String,
+) -> Result<Payload, ErrorReply> {
+    let config = daemon.store.load(kind, vmid)?.config;
+    require_snapshot(&config, kind, vmid, &name)?;
+    let worker = Arc::clone(daemon);
+    let upid = daemon.tasks.spawn(&kind.task_type("delsnapshot"), &vmid.to_string(), &caller.userid, move |ctx| {
+        with_lock(&worker, kind, vmid, Lock::SnapshotDelete, || {
+            let config = worker.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
+            let section = require_snapshot(&config, kind, vmid, &name).map_err(|e| e.message)?.clone();
+            for (key, volume) in disks(kind, &section) {
+                disk_snapshot(&worker, kind, vmid, &key, &volume, &name, true)?;
+                ctx.log(format!("{key}: snapshot of {volume} deleted"));
+            }
+            worker
+                .store
+                .update(kind, vmid, None, |c| {
+                    // Children of the deleted snapshot now hang off its parent.
+                    let grandparent = c.snapshots.remove(&name).and_then(|s| s.get("parent").cloned());
+                    let sections = c.snapshots.values_mut().chain(std::iter::once(&mut c.current));
+                    for s in sections {
+                        if s.get("parent").and_then(Value::as_str) == Some(name.as_str()) {
+                            match &grandparent {
+                                Some(p) => s.insert("parent".into(), p.clone()),
+                                None => s.remove("parent"),
+                            };
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(|e| e.message)?;
+            Ok(())
+        })
+    })?;
+    Ok(Payload::Task(upid))
+}
+
+/// Replaces the volume of a disk value, keeping its other properties.
+fn with_volume(kind: GuestKind, key: &str, value: &Value, volid: &str) -> Result<Value, String> {
+    let def = kind.schema().lookup(key).ok_or_else(|| format!("{key}: not a disk key"))?;
+    let hearth_core::schema::Kind::Prop(schema) = def.kind else { return Ok(Value::Str(volid.to_owned())) };
+    let mut props = kind.schema().property(key, value).ok_or_else(|| format!("{key}: cannot be parsed"))?;
+    let prop = if schema.props.iter().any(|p| p.name == "file") { "file" } else { "volume" };
+    props.insert(schema, prop, volid.to_owned());
+    Ok(Value::Str(props.to_string()))
+}
+
+pub fn template(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, vmid: Vmid) -> Result<Payload, ErrorReply> {
+    let config = daemon.store.load(kind, vmid)?.config;
+    if running(daemon, kind, vmid) {
+        return Err(err(ErrorKind::Conflict, format!("VM {vmid} is running; stop it first")));
+    }
+    if config.current.get("template") == Some(&Value::Bool(true)) {
+        return Err(err(ErrorKind::Conflict, format!("{} {vmid} is already a template", kind.noun())));
+    }
+    if !config.snapshots.is_empty() {
+        return Err(err(ErrorKind::Conflict, format!("{} {vmid} has snapshots; delete them first", kind.noun())));
+    }
+    let worker = Arc::clone(daemon);
+    let upid = daemon.tasks.spawn(&kind.task_type("template"), &vmid.to_string(), &caller.userid, move |ctx| {
+        // qm holds no configuration lock for this; the run lock keeps a start out meanwhile.
+        let run_lock = worker.qemu.op_lock(vmid);
+        let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
+        (|| -> Result<(), String> {
+            let config = worker.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
+            if let Some(lock) = config.lock {
+                return Err(format!("{} {vmid} is locked ({lock})", kind.noun()));
+            }
+            if running(&worker, kind, vmid) {
+                return Err(format!("VM {vmid} is running; stop it first"));
+            }
+            let mut values = Vec::new();
+            for (key, volume) in disks(kind, &config.current) {
+                let (backend, vol) = worker.storages.volume(&volume).map_err(|e| format!("{key}: {}", e.message))?;
+                let base = backend.create_base(&vol).map_err(|e| format!("{key}: {e}"))?;
+                let volid = format!("{}:{}", backend.config().id, base.render(backend.config().storage_type));
+                ctx.log(format!("{key}: {volume} is now the base image {volid}"));
+                let value = config.current.get(&key).ok_or("disk vanished")?;
+                values.push((key.clone(), with_volume(kind, &key, value, &volid)?));
+            }
+            worker
+                .store
+                .update(kind, vmid, None, |c| {
+                    c.current.extend(values.clone());
+                    c.current.insert("template".into(), Value::Bool(true));
+                    Ok(())
+                })
+                .map_err(|e| e.message)?;
+            Ok(())
+        })()
+    })?;
+    Ok(Payload::Task(upid))
+}
+
+/// A NIC value without its MAC address, so the clone gets a new one.
+fn without_mac(value: &Value) -> Value {
+    let Some(text) = value.as_str() else { return value.clone() };
+    let parts: Vec<String> = text
+        .split(',')
+        .enumerate()
+        .filter(|(_, p)| !p.starts_with("macaddr="))
+        .map(|(i, p)| if i == 0 { p.split('=').next().unwrap_or(p).to_owned() } else { p.to_owned() })
+        .collect();
+    Value::Str(parts.join(","))
+}
+
+pub fn clone(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CloneGuest) -> Result<Payload, ErrorReply> {
+    let (vmid, newid) = (req.vmid, req.newid);
+    let source = daemon.store.load(kind, vmid)?.config;
+    let is_template = source.current.get("template") == Some(&Value::Bool(true));
+    let full = req.full.unwrap_or(!is_template);
+    if !full && !is_template {
+        return Err(err(ErrorKind::Invalid, format!("linked clones need a template; {vmid} is not one (use --full)")));
+    }
+    if full && running(daemon, kind, vmid) {
+        return Err(err(ErrorKind::Conflict, format!("VM {vmid} is running; stop it before a full clone")));
+    }
+    if let Some(target) = &req.target {
+        daemon.storages.backend(target)?;
+        if !full {
+            return Err(err(ErrorKind::Invalid, "--target needs --full: a linked clone stays on its base's storage"));
+        }
+    }
+    // The new id is taken now, locked, so nobody else can have it while the disks are copied.
+    let mut placeholder = GuestConfig::new(kind);
+    placeholder.lock = Some(Lock::Clone);
+    daemon.store.create(kind, newid, &placeholder)?;
+    let worker = Arc::clone(daemon);
+    let spawned = daemon.tasks.spawn(&kind.task_type("clone"), &vmid.to_string(), &caller.userid, move |ctx| {
+        let mut made: Vec<String> = Vec::new();
+        let result = with_lock(&worker, kind, vmid, Lock::Clone, || {
+            let source = worker.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
+            let mut current = source.current.clone();
+            current.remove("template");
+            current.remove("parent");
+            let name_key = if kind == GuestKind::Vm { "name" } else { "hostname" };
+            match &req.name {
+                Some(n) => current.insert(name_key.into(), Value::Str(n.clone())),
+                None => current.remove(name_key),
+            };
+            for (key, volume) in disks(kind, &source.current) {
+                let (backend, vol) = worker.storages.volume(&volume).map_err(|e| format!("{key}: {}", e.message))?;
+                let (new, target_id, target_type) = if full {
+                    let target = match &req.target {
+                        Some(t) => worker.storages.backend(t).map_err(|e| e.message)?,
+                        None => worker.storages.backend(&backend.config().id).map_err(|e| e.message)?,
+                    };
+                    ctx.log(format!("{key}: copying {volume} to storage '{}'", target.config().id));
+                    let new = hearth_storage::clone_full(backend.as_ref(), &vol, target.as_ref(), newid, None)
+                        .map_err(|e| format!("{key}: {e}"))?;
+                    (new, target.config().id.clone(), target.config().storage_type)
+                } else {
+                    let new = backend.clone_linked(&vol, newid).map_err(|e| format!("{key}: {e}"))?;
+                    (new, backend.config().id.clone(), backend.config().storage_type)
+                };
+                let volid = format!("{target_id}:{}", new.render(target_type));
+                ctx.log(format!("{key}: {volid}"));
+                made.push(volid.clone());
+                let value = source.current.get(&key).ok_or("disk vanished")?;
+                current.insert(key.clone(), with_volume(kind, &key, value, &volid)?);
+            }
+            for (key, value) in source.current.iter().filter(|(k, _)| k.starts_with("net")) {
+                current.insert(key.clone(), without_mac(value));
+            }
+            worker
+                .store
+                .update(kind, newid, None, |c| {
+                    c.current = current.clone();
+                    c.assign_macs(crate::guests::random_mac_bytes);
+                    c.lock = None;
+                    Ok(())
+                })
+                .map_err(|e| e.message)?;
+            Ok(())
+        });
+        if let Err(e) = &result {
+            for volid in &made {
+                let _ = crate::storage::free_volume(&worker, volid);
+            }
+            let _ = worker.store.remove(kind, newid, |_| Ok(()));
+            ctx.log(format!("clone failed, nothing of {newid} was kept: {e}"));
+        }
+        result
+    });
+    match spawned {
+        Ok(upid) => Ok(Payload::Task(upid)),
+        Err(e) => {
+            let _ = daemon.store.remove(kind, newid, |_| Ok(()));
+            Err(e)
+        }
+    }
+}
+
+pub fn resize(
+    daemon: &Arc<Daemon>,
+    kind: GuestKind,
+    vmid: Vmid,
+    disk: &str,
+    size: &str,
+) -> Result<Payload, ErrorReply> {
+    let config = daemon.store.load(kind, vmid)?.config;
+    let (_, volume) = disks(kind, &config.current)
+        .into_iter()
+        .find(|(k, _)| k == disk)
+        .ok_or_else(|| err(ErrorKind::Invalid, format!("{disk}: no such disk in {} {vmid}", kind.noun())))?;
+    let (backend, vol) = daemon.storages.volume(&volume)?;
+    let (_, current) = backend.image_info(&vol).map_err(to_reply)?;
+    let (relative, amount) = match size.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => (false, size),
+    };
+    let bytes = size::parse_size(amount, 1 << 30).map_err(|m| err(ErrorKind::Invalid, format!("size: {m}")))?;
+    let target = if relative { current + bytes } else { bytes };
+    if target < current {
+        return Err(err(
+            ErrorKind::Invalid,
+            format!(
+                "{disk}: shrinking from {} to {} is not supported",
+                size::format_size(current),
+                size::format_size(target)
+            ),
+        ));
+    }
+    if matches!(vol, VolName::Image { .. }) && kind == GuestKind::Vm && daemon.qemu.pid(vmid).is_some() {
+        let mut qmp = daemon.qemu.qmp(vmid)?;
+        qmp.execute("block_resize", Some(serde_json::json!({"node-name": format!("drive-{disk}"), "size": target})))
+            .map_err(|e| err(ErrorKind::Internal, format!("{disk}: {e}")))?;
+    } else {
+        backend.resize(&vol, target).map_err(to_reply)?;
+    }
+    let digest = daemon.store.update(kind, vmid, None, |c| {
+        let value = c.current.get(disk).cloned().ok_or_else(|| err(ErrorKind::Conflict, format!("{disk} vanished")))?;
+        let def = kind.schema().lookup(disk).ok_or_else(|| err(ErrorKind::Internal, "not a disk key"))?;
+        if let hearth_core::schema::Kind::Prop(schema) = def.kind {
+            if let Some(mut props) = kind.schema().property(disk, &value) {
+                props.insert(schema, "size", size::format_size(target));
+                c.current.insert(disk.to_owned(), Value::Str(props.to_string()));
+            }
+        }
+        Ok(())
+    });
+    digest.map(|(_, d)| Payload::Digest(d))
+}

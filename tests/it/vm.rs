@@ -1,0 +1,366 @@
+//! Virtual machines on real QEMU (TCG): Debian's kernel with the busybox initramfs from
+//! `cargo xtask fixtures` boots, talks on serial0 through `vmctl terminal`, writes to its
+//! virtio disk, and is stopped, started, shut down through ACPI and refused where qm refuses.
+
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use hearth_test::{HearthdProcess, fixtures};
+
+use crate::{json, ok, run};
+
+/// How long a TCG boot may take on a busy machine.
+const BOOT: Duration = Duration::from_secs(120);
+
+/// `vmctl create` options for a VM that boots the fixture kernel from `args`.
+fn boot_args() -> String {
+    format!(
+        "-kernel {} -initrd {} -append '{}'",
+        fixtures::vmlinux().display(),
+        fixtures::initramfs().display(),
+        fixtures::KERNEL_CMDLINE
+    )
+}
+
+/// A `vmctl terminal` session: what the guest prints arrives on a channel.
+struct Console {
+    child: Child,
+    input: ChildStdin,
+    output: Receiver<Vec<u8>>,
+    seen: String,
+}
+
+impl Console {
+    fn open(daemon: &HearthdProcess, vmid: &str) -> Console {
+        let mut child = daemon
+            .command("vmctl")
+            .args(["terminal", vmid])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("vmctl terminal starts");
+        let input = child.stdin.take().expect("stdin");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let (tx, output) = channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Console { child, input, output, seen: String::new() }
+    }
+
+    /// Waits until `needle` has appeared in the output since the last call that found one;
+    /// answers what came before it.
+    fn expect(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(at) = self.seen.find(needle) {
+                let before: String = self.seen.drain(..at + needle.len()).collect();
+                return before[..at].to_owned();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(bytes) => self.seen.push_str(&String::from_utf8_lossy(&bytes)),
+                Err(_) => panic!("'{needle}' did not appear on the console; it printed:\n{}", self.seen),
+            }
+        }
+    }
+
+    /// Types a command line and answers what it printed. The guest echoes `<done>-ok` after
+    /// it; the echo of the typed line itself shows `<done>-$ok`, so only the command's
+    /// completion matches.
+    fn run(&mut self, command: &str, done: &str) -> String {
+        writeln!(self.input, "{command}; ok=ok; echo {done}-$ok").expect("typing");
+        self.input.flush().expect("flush");
+        self.expect(&format!("{done}-ok"), BOOT)
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status(daemon: &HearthdProcess, vmid: &str) -> String {
+    json(daemon, "vmctl", &["status", vmid])["status"].as_str().expect("status").to_owned()
+}
+
+#[test]
+fn a_vm_boots_keeps_its_disk_and_powers_off() {
+    let daemon = HearthdProcess::start();
+    let args = boot_args();
+    ok(
+        &daemon,
+        "vmctl",
+        &[
+            "create",
+            "400",
+            "--name",
+            "tcg1",
+            "--memory",
+            "256",
+            "--kvm",
+            "0",
+            "--serial0",
+            "socket",
+            "--virtio0",
+            "local:0.0625,format=raw",
+            "--args",
+            &args,
+        ],
+    );
+    assert_eq!(status(&daemon, "400"), "stopped");
+    let out = ok(&daemon, "vmctl", &["start", "400"]);
+    assert!(out.contains("TASK OK"), "{out}");
+    let report = json(&daemon, "vmctl", &["status", "400", "--verbose"]);
+    assert_eq!(report["status"], "running", "{report}");
+    assert_eq!(report["qmpstatus"], "running", "{report}");
+    let listed = json(&daemon, "vmctl", &["list"]);
+    assert_eq!(listed[0]["status"], "running");
+
+    // Refusals while it runs.
+    let (code, _, stderr) = run(&daemon, "vmctl", &["start", "400"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("VM 400 already running"), "{stderr}");
+    let (code, _, stderr) = run(&daemon, "vmctl", &["destroy", "400"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is running"), "{stderr}");
+
+    // The guest writes to its disk through virtio; the data is in the volume after a stop.
+    let mut console = Console::open(&daemon, "400");
+    console.expect(fixtures::READY_MARKER, BOOT);
+    console.run("echo hearth-disk-data | dd of=/dev/vda bs=512 count=1 conv=sync 2>/dev/null; sync", "written");
+    drop(console);
+    let out = ok(&daemon, "vmctl", &["stop", "400"]);
+    assert!(out.contains("TASK OK"), "{out}");
+    assert_eq!(status(&daemon, "400"), "stopped");
+    let disk = ok(&daemon, "storectl", &["path", "local:400/vm-400-disk-0.raw"]);
+    let bytes = std::fs::read(disk.trim()).expect("the disk image");
+    assert!(bytes.starts_with(b"hearth-disk-data\n"), "the guest's write reached the volume");
+    let run_dir = daemon.root().join("run/hearth/qemu");
+    assert!(!run_dir.join("400.pid").exists() && !run_dir.join("400.qmp").exists(), "a stopped VM leaves no files");
+
+    // Started again, it reads its data back; then it powers off through ACPI.
+    ok(&daemon, "vmctl", &["start", "400"]);
+    let mut console = Console::open(&daemon, "400");
+    console.expect(fixtures::READY_MARKER, BOOT);
+    let printed = console.run("head -c 16 /dev/vda; echo", "read");
+    assert!(printed.contains("hearth-disk-data"), "the guest reads its data back: {printed}");
+    drop(console);
+    let out = ok(&daemon, "vmctl", &["shutdown", "400", "--timeout", "120"]);
+    assert!(out.contains("TASK OK"), "{out}");
+    assert_eq!(status(&daemon, "400"), "stopped");
+    ok(&daemon, "vmctl", &["destroy", "400"]);
+}
+
+#[test]
+fn bad_starts_leave_nothing_behind() {
+    let daemon = HearthdProcess::start();
+    // QEMU refuses an argument: its stderr reaches the caller and nothing stays.
+    ok(&daemon, "vmctl", &["create", "410", "--memory", "64", "--kvm", "0", "--args", "-no-such-option"]);
+    let (code, _, stderr) = run(&daemon, "vmctl", &["start", "410"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("QEMU exited at start") && stderr.contains("no-such-option"), "{stderr}");
+    assert_eq!(status(&daemon, "410"), "stopped");
+    let leftovers: Vec<_> = std::fs::read_dir(daemon.root().join("run/hearth/qemu"))
+        .expect("run dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A bridge that does not exist, and more memory or CPUs than the host has.
+    ok(&daemon, "vmctl", &["create", "411", "--memory", "64", "--kvm", "0", "--net0", "virtio,bridge=nobr0"]);
+    let (code, _, stderr) = run(&daemon, "vmctl", &["start", "411"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("bridge 'nobr0' does not exist"), "{stderr}");
+    ok(&daemon, "vmctl", &["create", "412", "--memory", "4194304", "--kvm", "0"]);
+    let (code, _, stderr) = run(&daemon, "vmctl", &["start", "412"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("exceeds the host's"), "{stderr}");
+    ok(&daemon, "vmctl", &["create", "413", "--cores", "512", "--kvm", "0"]);
+    let (code, _, stderr) = run(&daemon, "vmctl", &["start", "413"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("exceed the host's"), "{stderr}");
+    let (code, _, stderr) = run(&daemon, "vmctl", &["stop", "413"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("VM 413 is not running"), "{stderr}");
+
+    // Two starts at the same instant: exactly one wins.
+    ok(&daemon, "vmctl", &["create", "414", "--memory", "64", "--kvm", "0"]);
+    let starts: Vec<Child> = (0..2)
+        .map(|_| {
+            daemon
+                .command("vmctl")
+                .args(["start", "414"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("vmctl start")
+        })
+        .collect();
+    let codes: Vec<i32> =
+        starts.into_iter().map(|c| c.wait_with_output().expect("wait").status.code().unwrap_or(-1)).collect();
+    let mut sorted = codes.clone();
+    sorted.sort();
+    assert_eq!(sorted, [0, 1], "one start wins, the other is refused: {codes:?}");
+    assert_eq!(status(&daemon, "414"), "running");
+    // hearthd restarts without touching it and still reports it running.
+    let mut daemon = daemon;
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    daemon.restart();
+    assert_eq!(status(&daemon, "414"), "running");
+    ok(&daemon, "vmctl", &["stop", "414"]);
+}
+
+/// Sends a request that starts a task and waits for it; answers the final state.
+fn task(daemon: &HearthdProcess, request: hearth_proto::Request) -> hearth_proto::TaskState {
+    let mut client = daemon.client();
+    let hearth_proto::Payload::Task(upid) = client.call(&request).expect("the request is accepted") else {
+        panic!("a task was expected")
+    };
+    client.follow(&upid, |_| {}).expect("following the task").state
+}
+
+fn qemu_io(path: &str, command: &str) -> bool {
+    std::process::Command::new("qemu-io").args(["-f", "qcow2", "-c", command, path]).output().is_ok_and(|o| {
+        o.status.success() && !String::from_utf8_lossy(&o.stdout).contains("Pattern verification failed")
+    })
+}
+
+#[test]
+fn snapshots_roll_back_and_linked_clones_boot() {
+    use hearth_proto::{CloneGuest, Request, TaskState, VmRequest};
+    let daemon = HearthdProcess::start();
+    let args = boot_args();
+    ok(
+        &daemon,
+        "vmctl",
+        &[
+            "create",
+            "420",
+            "--memory",
+            "256",
+            "--kvm",
+            "0",
+            "--serial0",
+            "socket",
+            "--virtio0",
+            "local:0.0625",
+            "--args",
+            &args,
+        ],
+    );
+    let disk = ok(&daemon, "storectl", &["path", "local:420/vm-420-disk-0.qcow2"]);
+    let disk = disk.trim();
+    let id = crate::vmid(420);
+    assert!(qemu_io(disk, "write -P 0x11 0 4k"));
+    let snap = |name: &str| Request::Vm(VmRequest::Snapshot { vmid: id, name: name.into(), description: None });
+    assert_eq!(task(&daemon, snap("first")), TaskState::Ok);
+    assert!(qemu_io(disk, "write -P 0x22 0 4k"));
+    assert!(!qemu_io(disk, "read -P 0x11 0 4k"), "the change is visible before the rollback");
+    assert_eq!(task(&daemon, Request::Vm(VmRequest::Rollback { vmid: id, name: "first".into() })), TaskState::Ok);
+    assert!(qemu_io(disk, "read -P 0x11 0 4k"), "the rollback restores the snapshot's data");
+    let config = json(&daemon, "vmctl", &["config", "420"]);
+    assert_eq!(config["parent"], "first", "{config}");
+
+    // A snapshot of a running VM goes through QEMU; rollback while it runs is refused.
+    ok(&daemon, "vmctl", &["start", "420"]);
+    assert_eq!(task(&daemon, snap("second")), TaskState::Ok);
+    let mut client = daemon.client();
+    let refused = client.call(&Request::Vm(VmRequest::Rollback { vmid: id, name: "first".into() }));
+    assert!(refused.expect_err("running").to_string().contains("stop it first"));
+    ok(&daemon, "vmctl", &["stop", "420"]);
+    assert_eq!(task(&daemon, Request::Vm(VmRequest::DelSnapshot { vmid: id, name: "second".into() })), TaskState::Ok);
+    assert_eq!(task(&daemon, Request::Vm(VmRequest::DelSnapshot { vmid: id, name: "first".into() })), TaskState::Ok);
+    let config = json(&daemon, "vmctl", &["config", "420"]);
+    assert!(config.get("parent").is_none(), "{config}");
+
+    // A template's linked clone shares its base and boots.
+    assert_eq!(task(&daemon, Request::Vm(VmRequest::Template { vmid: id })), TaskState::Ok);
+    let clone = Request::Vm(VmRequest::Clone(CloneGuest {
+        vmid: id,
+        newid: crate::vmid(421),
+        full: None,
+        name: Some("linked".into()),
+        target: None,
+    }));
+    assert_eq!(task(&daemon, clone), TaskState::Ok);
+    let config = json(&daemon, "vmctl", &["config", "421"]);
+    let virtio0 = config["virtio0"].as_str().expect("virtio0");
+    assert!(virtio0.starts_with("local:420/base-420-disk-0.qcow2/421/vm-421-disk-0.qcow2"), "{virtio0}");
+    ok(&daemon, "vmctl", &["start", "421"]);
+    let mut console = Console::open(&daemon, "421");
+    console.expect(fixtures::READY_MARKER, BOOT);
+    drop(console);
+    ok(&daemon, "vmctl", &["stop", "421"]);
+    let (code, _, stderr) = run(&daemon, "storectl", &["free", "local:420/base-420-disk-0.qcow2"]);
+    assert_eq!(code, 1, "the base is in use by the template and its clone: {stderr}");
+    ok(&daemon, "vmctl", &["destroy", "421"]);
+    ok(&daemon, "vmctl", &["destroy", "420"]);
+}
+
+/// A Linux bridge of the test's own, removed when the test ends however it ends.
+struct Bridge(String);
+
+impl Bridge {
+    fn new() -> Bridge {
+        let name = format!("hbr{}", std::process::id() % 100_000);
+        let ip = |args: &[&str]| {
+            let status = std::process::Command::new("ip").args(args).status().expect("ip (install iproute2)");
+            assert!(status.success(), "ip {args:?}");
+        };
+        ip(&["link", "add", &name, "type", "bridge"]);
+        let bridge = Bridge(name);
+        ip(&["link", "set", &bridge.0, "up"]);
+        bridge
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn two_vms_on_one_bridge_reach_each_other() {
+    let daemon = HearthdProcess::start();
+    let bridge = Bridge::new();
+    for (vmid, address) in [("430", "10.99.0.1/24"), ("431", "10.99.0.2/24")] {
+        let args = format!(
+            "-kernel {} -initrd {} -append '{} hearth.ip={address}'",
+            fixtures::vmlinux().display(),
+            fixtures::initramfs().display(),
+            fixtures::KERNEL_CMDLINE
+        );
+        let net0 = format!("virtio,bridge={}", bridge.0);
+        ok(
+            &daemon,
+            "vmctl",
+            &["create", vmid, "--memory", "256", "--kvm", "0", "--serial0", "socket", "--net0", &net0, "--args", &args],
+        );
+        ok(&daemon, "vmctl", &["start", vmid]);
+    }
+    let master = std::fs::read_link("/sys/class/net/tap430i0/master").expect("the tap is in a bridge");
+    assert!(master.ends_with(&bridge.0), "{master:?}");
+    let mut other = Console::open(&daemon, "431");
+    other.expect(fixtures::READY_MARKER, BOOT);
+    let mut console = Console::open(&daemon, "430");
+    console.expect(fixtures::READY_MARKER, BOOT);
+    let printed = console.run("ping -c 3 -W 10 10.99.0.2", "pinged");
+    assert!(printed.contains("bytes from 10.99.0.2"), "no answer from the other VM: {printed}");
+    drop((console, other));
+    for vmid in ["430", "431"] {
+        ok(&daemon, "vmctl", &["stop", vmid]);
+    }
+    assert!(!std::path::Path::new("/sys/class/net/tap430i0").exists(), "the tap goes with its VM");
+}
