@@ -15,6 +15,8 @@ use crate::{Profile, build_binaries, display_command};
 const NODE: &str = "demo";
 
 pub fn run(root: &Path) -> anyhow::Result<()> {
+    // The demo boots a guest: Debian's kernel with the test initramfs.
+    crate::fixtures::run()?;
     let binaries = build_binaries(root, Profile::Debug)?;
     let node = Node::start(&binaries["hearthd"], NODE)?;
     let session = Session { binaries: &binaries, node: &node };
@@ -89,7 +91,93 @@ impl Session<'_> {
         self.show("clusterctl", &["task", "log", &upid])?;
         self.show("vmctl", &["destroy", &db])?;
         self.show("vmctl", &["list"])?;
+        self.boot_a_guest(&db)
+    }
+
+    /// Creates a VM with a disk on `local`, boots Debian's kernel in it under TCG, talks to it
+    /// on its serial console, and powers it off through ACPI.
+    fn boot_a_guest(&self, vmid: &str) -> anyhow::Result<()> {
+        let fixtures = crate::project_root().join("target/fixtures");
+        let args = format!(
+            "-kernel {} -initrd {} -append 'console=ttyS0 panic=-1 quiet'",
+            fixtures.join("vmlinux").display(),
+            fixtures.join("initramfs.cpio").display()
+        );
+        self.show(
+            "vmctl",
+            &[
+                "create",
+                vmid,
+                "--name",
+                "tiny",
+                "--memory",
+                "256",
+                "--kvm",
+                "0",
+                "--serial0",
+                "socket",
+                "--virtio0",
+                "local:0.0625",
+                "--args",
+                &args,
+            ],
+        )?;
+        self.show("vmctl", &["start", vmid])?;
+        self.show("vmctl", &["status", vmid, "--verbose"])?;
+        let typed = "uname -sr; cat /sys/block/vda/size; echo demo-$((1+1))-done";
+        println!("\n$ printf '{typed}\\n' | vmctl terminal {vmid}");
+        let serial = self.serial_session(vmid, &format!("{typed}\n"), "demo-2-done")?;
+        print!("{serial}");
+        self.show("vmctl", &["shutdown", vmid, "--timeout", "60", "--forceStop", "1"])?;
+        self.show("vmctl", &["list"])?;
         Ok(())
+    }
+
+    /// Types `input` on the VM's serial console once it is ready and returns what it printed
+    /// up to `until`.
+    fn serial_session(&self, vmid: &str, input: &str, until: &str) -> anyhow::Result<String> {
+        use std::io::Read;
+        let path = self.binaries.get("vmctl").context("vmctl was not built")?;
+        let mut child = Command::new(path)
+            .args(["terminal", vmid])
+            .env("HEARTH_ROOT", self.node.root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot run vmctl terminal")?;
+        let mut stdin = child.stdin.take().context("no stdin")?;
+        let mut stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        let mut seen = String::new();
+        let mut typed = false;
+        let result = loop {
+            if !typed && seen.contains("HEARTH-GUEST-READY") {
+                stdin.write_all(input.as_bytes()).context("typing on the console")?;
+                typed = true;
+            }
+            // The typed line echoes `$((1+1))`; only the guest's answer holds `until`.
+            if typed && seen.contains(until) {
+                break Ok(seen.clone());
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(bytes) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+                Err(_) => break Err(anyhow::anyhow!("the guest did not answer on its console:\n{seen}")),
+            }
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        // Terminal control sequences of the guest's shell are not for the transcript.
+        result.map(|text| text.replace("\u{1b}[6n", "").replace('\r', ""))
     }
 
     /// Runs a client and returns its output without printing it.
