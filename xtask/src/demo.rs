@@ -159,17 +159,27 @@ impl Session<'_> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
         let mut seen = String::new();
         let mut typed = false;
+        let mut probed = std::time::Instant::now() - std::time::Duration::from_secs(10);
         let result = loop {
-            if !typed && seen.contains("HEARTH-GUEST-READY") {
+            // What the guest printed before the console was attached is lost, the boot marker
+            // too; a probe line every few seconds finds out when its shell answers.
+            if !typed && probed.elapsed() >= std::time::Duration::from_secs(3) {
+                stdin.write_all(b"echo hearth-console-$((6*7))\n").context("typing on the console")?;
+                probed = std::time::Instant::now();
+            }
+            if !typed && seen.contains("hearth-console-42") {
                 stdin.write_all(input.as_bytes()).context("typing on the console")?;
                 typed = true;
             }
             // The typed line echoes `$((1+1))`; only the guest's answer holds `until`.
             if typed && seen.contains(until) {
-                break Ok(seen.clone());
+                // The transcript starts after the probe's answer.
+                let start = seen.rfind("hearth-console-42").map_or(0, |at| at + "hearth-console-42".len());
+                break Ok(seen[start..].trim_start_matches(['\r', '\n']).to_owned());
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
+            match rx.recv_timeout(left.min(std::time::Duration::from_secs(1))) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {}
                 Ok(bytes) => seen.push_str(&String::from_utf8_lossy(&bytes)),
                 Err(_) => break Err(anyhow::anyhow!("the guest did not answer on its console:\n{seen}")),
             }

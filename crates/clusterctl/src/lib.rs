@@ -1,5 +1,6 @@
-//! `clusterctl`, Hearth's `pvenode`/`pvecm` side: for now the node's worker tasks (list, log,
-//! status, stop). The binary is a thin `main`; xtask and tests use [`command`] and [`run`].
+//! `clusterctl`, Hearth's `pvenode`/`pvecm` side: the node's worker tasks (list, log,
+//! status, stop) and its guests as a whole (node startall, stopall). The binary is a thin `main`;
+//! xtask and tests use [`command`] and [`run`].
 
 mod cmd;
 
@@ -19,9 +20,9 @@ pub fn command() -> Command {
         .about("Manage the Hearth node and cluster")
         .long_about(
             "Manage the Hearth node and cluster, the way pvenode and pvecm do on Proxmox VE. \
-             For now it shows and stops worker tasks: the long operations (create, destroy, \
-             start, backup, ...) that hearthd runs in the background, each with a UPID, a log \
-             and a final status.\n\n\
+             It shows and stops worker tasks — the long operations (create, destroy, start, \
+             backup, ...) that hearthd runs in the background, each with a UPID, a log and a \
+             final status — and starts or stops all guests of the node.\n\n\
              clusterctl is a thin client that asks hearthd through \
              $HEARTH_ROOT/run/hearth/hearthd.sock (default /run/hearth/hearthd.sock).\n\n\
              Exit status: 0 on success, 1 if the operation failed, 2 for a usage error.",
@@ -30,12 +31,14 @@ pub fn command() -> Command {
         .arg_required_else_help(true)
         .arg(cli::output_format_arg())
         .subcommand(cmd::task::command())
+        .subcommand(cmd::node::command())
 }
 
 /// Runs the subcommand that `matches` (from [`command`]) selected.
 pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
     match matches.subcommand() {
         Some(("task", sub)) => cmd::task::run(sub),
+        Some(("node", sub)) => cmd::node::run(sub),
         Some((other, _)) => bail!("unknown command '{other}'"),
         None => bail!("no command given; see `clusterctl --help`"),
     }

@@ -58,6 +58,28 @@ pub enum Request {
     Ct(CtRequest),
     Task(TaskRequest),
     Storage(StorageRequest),
+    Node(NodeRequest),
+}
+
+/// The node as a whole (`clusterctl node`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRequest {
+    /// Starts every guest with `onboot: 1`, in `startup: order=` order, waiting `up=` seconds
+    /// after each; answers with the task. `/`: VM.PowerMgmt (Sys.PowerMgmt in Proxmox).
+    /// REST: `POST /nodes/{node}/startall`.
+    StartAll {
+        /// Also start guests without `onboot: 1`.
+        #[serde(default)]
+        force: bool,
+    },
+    /// Shuts every running guest down in reverse start order, each within its `down=` timeout
+    /// (default 180 s), stopping those that do not power off. `/`: VM.PowerMgmt.
+    /// REST: `POST /nodes/{node}/stopall`.
+    StopAll {
+        #[serde(default)]
+        timeout: Option<u64>,
+    },
 }
 
 impl Request {

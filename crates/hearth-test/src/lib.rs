@@ -143,6 +143,26 @@ impl Drop for HearthdProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
+        kill_guests(self.root.path());
+    }
+}
+
+/// Kills the QEMU processes a test left running under `root` (a test that failed half way),
+/// so no guest outlives its test. Only processes whose command line names `root` are touched.
+fn kill_guests(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root.join("run/hearth/qemu")) else { return };
+    let root_text = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_owned()).to_string_lossy().into_owned();
+    for entry in entries.flatten() {
+        if entry.path().extension().is_none_or(|e| e != "pid") {
+            continue;
+        }
+        let Some(pid) = std::fs::read_to_string(entry.path()).ok().and_then(|t| t.trim().parse::<i32>().ok()) else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&root_text) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
     }
 }
 

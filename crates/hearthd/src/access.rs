@@ -4,7 +4,7 @@
 //! Until access control lands, the rule is the secure default: `root@pam` holds every
 //! privilege, nobody else holds any.
 
-use hearth_proto::{CtRequest, ErrorKind, ErrorReply, Request, StorageRequest, TaskRequest, VmRequest};
+use hearth_proto::{CtRequest, ErrorKind, ErrorReply, NodeRequest, Request, StorageRequest, TaskRequest, VmRequest};
 
 /// The caller of a connection, identified by SO_PEERCRED.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +88,7 @@ pub fn required(request: &Request, node: &str) -> Required {
             | TaskRequest::Follow { .. } => on(format!("/nodes/{node}"), &["Sys.Audit"]),
             TaskRequest::Stop { .. } => on(format!("/nodes/{node}"), &["Sys.Modify"]),
         },
+        Request::Node(NodeRequest::StartAll { .. } | NodeRequest::StopAll { .. }) => on("/".into(), &["VM.PowerMgmt"]),
         Request::Storage(r) => {
             let storage = |id: &str| format!("/storage/{id}");
             // A volume id's storage; a malformed id is refused later, after the check, so

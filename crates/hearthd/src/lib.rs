@@ -26,7 +26,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Arg, Command, value_parser};
 use hearth_core::GuestKind;
-use hearth_proto::{CtRequest, ErrorKind, ErrorReply, Payload, Request, StorageRequest, TaskRequest, VmRequest};
+use hearth_proto::{
+    CtRequest, ErrorKind, ErrorReply, NodeRequest, Payload, Request, StorageRequest, TaskRequest, VmRequest,
+};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
 
@@ -110,7 +112,7 @@ pub fn handle(
             VmRequest::Template { vmid } => snapshots::template(daemon, caller, Vm, vmid),
             VmRequest::Clone(req) => snapshots::clone(daemon, caller, Vm, req),
             VmRequest::Resize { vmid, disk, size } => snapshots::resize(daemon, Vm, vmid, &disk, &size),
-            VmRequest::ShowCmd { vmid, pretty } => vms::show_command(daemon, vmid, pretty),
+            VmRequest::ShowCmd { vmid, pretty } => vms::show_command(daemon, caller, vmid, pretty),
             // The console needs the connection; conn.rs answers Terminal before it gets here.
             VmRequest::Terminal { .. } => {
                 Err(ErrorReply::new(ErrorKind::Protocol, "the terminal is opened on the connection"))
@@ -132,6 +134,10 @@ pub fn handle(
             TaskRequest::Stop { upid } => daemon.tasks.stop(&upid).map(|()| Payload::Empty),
             // Streaming needs the connection; conn.rs answers Follow before it gets here.
             TaskRequest::Follow { upid } => daemon.tasks.status(&upid).map(Payload::TaskStatus),
+        },
+        Request::Node(r) => match r {
+            NodeRequest::StartAll { force } => vms::start_all(daemon, caller, force),
+            NodeRequest::StopAll { timeout } => vms::stop_all(daemon, caller, timeout),
         },
         Request::Storage(r) => match r {
             StorageRequest::Add(req) => storage::add(daemon, req),

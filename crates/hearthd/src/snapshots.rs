@@ -21,6 +21,11 @@ fn err(kind: ErrorKind, message: impl Into<String>) -> ErrorReply {
     ErrorReply::new(kind, message)
 }
 
+/// Keys that belong to the guest rather than to a point in its history.
+fn is_unsnapshotted(key: &str) -> bool {
+    key == "description" || key.starts_with("unused")
+}
+
 fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
@@ -123,6 +128,12 @@ pub fn snapshot(
 ) -> Result<Payload, ErrorReply> {
     hearth_core::guest::check_snapshot_name(&name).map_err(|e| err(ErrorKind::Invalid, e.to_string()))?;
     let loaded = daemon.store.load(kind, vmid)?;
+    if loaded.config.current.get("template") == Some(&Value::Bool(true)) {
+        return Err(err(
+            ErrorKind::Invalid,
+            format!("{} {vmid} is a template; templates take no snapshots", kind.noun()),
+        ));
+    }
     if loaded.config.snapshots.contains_key(&name) {
         return Err(err(ErrorKind::Conflict, format!("snapshot '{name}' of {} {vmid} already exists", kind.noun())));
     }
@@ -133,12 +144,14 @@ pub fn snapshot(
             let disks = disks(kind, &config.current);
             let live = running(&worker, kind, vmid);
             // A running VM is paused for the moment its disks are snapshotted, so they agree.
+            // A suspended VM stays suspended; a running one runs on afterwards.
+            let mut resume = false;
             if live {
-                worker
-                    .qemu
-                    .qmp(vmid)
-                    .and_then(|mut q| q.stop().map_err(|e| err(ErrorKind::Internal, e.to_string())))
-                    .map_err(|e| e.message)?;
+                let mut qmp = worker.qemu.qmp(vmid).map_err(|e| e.message)?;
+                resume = qmp.query_status().map_err(|e| e.to_string())?.running;
+                if resume {
+                    qmp.stop().map_err(|e| e.to_string())?;
+                }
             }
             let mut taken: Vec<(String, String)> = Vec::new();
             let mut result = Ok(());
@@ -159,7 +172,7 @@ pub fn snapshot(
                     let _ = disk_snapshot(&worker, kind, vmid, key, volume, &name, true);
                 }
             }
-            if live {
+            if resume {
                 if let Ok(mut q) = worker.qemu.qmp(vmid) {
                     let _ = q.cont();
                 }
@@ -168,7 +181,14 @@ pub fn snapshot(
             worker
                 .store
                 .update(kind, vmid, None, |c| {
-                    let mut section = c.current.clone();
+                    // The guest's own description and its unused volumes are not part of a
+                    // snapshot, as with qm.
+                    let mut section: Section = c
+                        .current
+                        .iter()
+                        .filter(|(k, _)| !is_unsnapshotted(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
                     section.insert("snaptime".into(), Value::Int(now()));
                     if let Some(d) = &description {
                         section.insert("description".into(), Value::Str(d.clone()));
@@ -248,10 +268,15 @@ pub fn rollback(
             worker
                 .store
                 .update(kind, vmid, None, |c| {
-                    let mut current = section.clone();
-                    current.remove("snaptime");
-                    current.remove("description");
-                    current.remove("vmstate");
+                    let mut current: Section = section
+                        .iter()
+                        .filter(|(k, _)| !is_unsnapshotted(k) && *k != "snaptime" && *k != "vmstate")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    // The description and unused volumes of now stay: they are not in snapshots.
+                    current.extend(
+                        c.current.iter().filter(|(k, _)| is_unsnapshotted(k)).map(|(k, v)| (k.clone(), v.clone())),
+                    );
                     current.insert("parent".into(), Value::Str(name.clone()));
                     c.current = current;
                     c.pending = Default::default();
@@ -280,6 +305,19 @@ pub fn delete(
             let config = worker.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
             let section = require_snapshot(&config, kind, vmid, &name).map_err(|e| e.message)?.clone();
             for (key, volume) in disks(kind, &section) {
+                // A snapshot already gone (an earlier attempt that failed part way) is fine, so
+                // a retry can finish the job.
+                let gone = !qemu_owns(&worker, kind, vmid, &volume)
+                    && worker
+                        .storages
+                        .volume(&volume)
+                        .ok()
+                        .and_then(|(b, v)| b.snapshots(&v).ok())
+                        .is_some_and(|snaps| !snaps.contains(&name));
+                if gone {
+                    ctx.log(format!("{key}: snapshot of {volume} is already gone"));
+                    continue;
+                }
                 disk_snapshot(&worker, kind, vmid, &key, &volume, &name, true)?;
                 ctx.log(format!("{key}: snapshot of {volume} deleted"));
             }
@@ -470,6 +508,15 @@ pub fn resize(
     size: &str,
 ) -> Result<Payload, ErrorReply> {
     let config = daemon.store.load(kind, vmid)?.config;
+    if let Some(lock) = config.lock {
+        return Err(err(ErrorKind::Locked, format!("{} {vmid} is locked ({lock})", kind.noun())));
+    }
+    if config.current.get("template") == Some(&Value::Bool(true)) {
+        return Err(err(
+            ErrorKind::Invalid,
+            format!("{} {vmid} is a template; its base images cannot grow", kind.noun()),
+        ));
+    }
     let (_, volume) = disks(kind, &config.current)
         .into_iter()
         .find(|(k, _)| k == disk)
@@ -480,7 +527,8 @@ pub fn resize(
         Some(rest) => (true, rest),
         None => (false, size),
     };
-    let bytes = size::parse_size(amount, 1 << 30).map_err(|m| err(ErrorKind::Invalid, format!("size: {m}")))?;
+    // As qm: a bare number is bytes.
+    let bytes = size::parse_size(amount, 1).map_err(|m| err(ErrorKind::Invalid, format!("size: {m}")))?;
     let target = if relative { current + bytes } else { bytes };
     if target < current {
         return Err(err(

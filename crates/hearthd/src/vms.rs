@@ -371,7 +371,10 @@ fn command_for(daemon: &Daemon, vmid: Vmid, config: &GuestConfig) -> Result<hear
 }
 
 /// `vmctl showcmd`: the command line a start would run, one line or one option per line.
-pub fn show_command(daemon: &Daemon, vmid: Vmid, pretty: bool) -> Result<Payload, ErrorReply> {
+pub fn show_command(daemon: &Daemon, caller: &Caller, vmid: Vmid, pretty: bool) -> Result<Payload, ErrorReply> {
+    if !caller.is_root() {
+        return Err(err(ErrorKind::PermissionDenied, "showcmd is for root@pam only: it shows host paths"));
+    }
     let config = daemon.store.load(GuestKind::Vm, vmid)?.config;
     let command = command_for(daemon, vmid, &config).map_err(|m| err(ErrorKind::Invalid, m))?;
     Ok(Payload::Text(if pretty { command.pretty() } else { command.to_string() }))
@@ -518,6 +521,96 @@ pub fn suspend(daemon: &Arc<Daemon>, caller: &Caller, vmid: Vmid, resume: bool) 
         log(format!("VM {vmid} {}", if resume { "resumed" } else { "suspended" }));
         Ok(())
     })
+}
+
+/// `startup: order=,up=,down=` of a guest, and whether it starts with the node.
+#[derive(Clone, Copy, Debug)]
+struct Startup {
+    vmid: Vmid,
+    onboot: bool,
+    /// Guests without an order come last.
+    order: i64,
+    /// Seconds to wait after starting it.
+    up: u64,
+    /// Seconds it gets to shut down.
+    down: Option<u64>,
+}
+
+/// VMs of this node with their startup settings, in start order.
+fn start_order(daemon: &Daemon) -> Result<Vec<Startup>, ErrorReply> {
+    let mut vms: Vec<Startup> = daemon
+        .store
+        .list(GuestKind::Vm)?
+        .into_iter()
+        .filter_map(|listed| {
+            let config = listed.config.as_ref().as_ref().ok()?;
+            let props = config.current.get("startup").and_then(|v| GuestKind::Vm.schema().property("startup", v));
+            let get = |k: &str| props.as_ref().and_then(|p| p.get(k)).and_then(|v| v.parse::<i64>().ok());
+            Some(Startup {
+                vmid: listed.vmid,
+                onboot: config.current.get("onboot") == Some(&Value::Bool(true)),
+                order: get("order").unwrap_or(i64::MAX),
+                up: get("up").unwrap_or(0).max(0) as u64,
+                down: get("down").map(|d| d.max(0) as u64),
+            })
+        })
+        .collect();
+    vms.sort_by_key(|s| (s.order, s.vmid));
+    Ok(vms)
+}
+
+/// Starts the node's `onboot` guests in order (all with `force`); one failing does not stop
+/// the others, and the task ends with a warning for each.
+pub fn start_all(daemon: &Arc<Daemon>, caller: &Caller, force: bool) -> Result<Payload, ErrorReply> {
+    let order = start_order(daemon)?;
+    let worker = Arc::clone(daemon);
+    let upid = daemon.tasks.spawn("startall", "", &caller.userid, move |ctx| {
+        for Startup { vmid, onboot, up, .. } in order {
+            if !(onboot || force) || worker.qemu.pid(vmid).is_some() {
+                continue;
+            }
+            let lock = worker.qemu.op_lock(vmid);
+            let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let log = |line: String| ctx.log(line);
+            match start_now(&worker, vmid, Duration::from_secs(30), &log) {
+                Ok(()) => {
+                    Arc::clone(&worker.qemu).supervise(vmid);
+                    ctx.log(format!("VM {vmid} started"));
+                    if up > 0 {
+                        ctx.log(format!("waiting {up} s (startup up=)"));
+                        std::thread::sleep(Duration::from_secs(up));
+                    }
+                }
+                Err(e) => ctx.warn(format!("VM {vmid}: {e}")),
+            }
+            ctx.check_stop()?;
+        }
+        Ok(())
+    })?;
+    Ok(Payload::Task(upid))
+}
+
+/// Shuts down every running guest in reverse start order.
+pub fn stop_all(daemon: &Arc<Daemon>, caller: &Caller, timeout: Option<u64>) -> Result<Payload, ErrorReply> {
+    let mut order = start_order(daemon)?;
+    order.reverse();
+    let worker = Arc::clone(daemon);
+    let upid = daemon.tasks.spawn("stopall", "", &caller.userid, move |ctx| {
+        for Startup { vmid, down, .. } in order {
+            if worker.qemu.pid(vmid).is_none() {
+                continue;
+            }
+            let lock = worker.qemu.op_lock(vmid);
+            let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let log = |line: String| ctx.log(line);
+            let limit = timeout.or(down).unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+            if let Err(e) = shutdown_now(&worker, vmid, limit, true, &log) {
+                ctx.warn(format!("VM {vmid}: {e}"));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(Payload::Task(upid))
 }
 
 fn read_u64(path: impl AsRef<Path>) -> Option<u64> {

@@ -1,5 +1,5 @@
-//! `vmctl`, Hearth's `qm`: creates, configures, lists, runs and destroys virtual machines by
-//! asking hearthd. The binary is a thin `main`; xtask and tests use [`command`] and [`run`] directly.
+//! `vmctl`, Hearth's `qm`: creates, configures, lists, runs, snapshots, clones and destroys
+//! virtual machines by asking hearthd. The binary is a thin `main`; xtask and tests use [`command`] and [`run`] directly.
 
 mod cmd;
 
@@ -46,6 +46,14 @@ pub fn command() -> Command {
             cmd::status::command(),
             cmd::terminal::command(),
             cmd::monitor::command(),
+            cmd::showcmd::command(),
+            cmd::snapshot::command(),
+            cmd::listsnapshot::command(),
+            cmd::rollback::command(),
+            cmd::delsnapshot::command(),
+            cmd::template::command(),
+            cmd::clone::command(),
+            cmd::resize::command(),
         ])
 }
 
@@ -71,6 +79,14 @@ pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
         "status" => cmd::status::run(sub, format),
         "terminal" => cmd::terminal::run(sub, format),
         "monitor" => cmd::monitor::run(sub, format),
+        "showcmd" => cmd::showcmd::run(sub, format),
+        "snapshot" => cmd::snapshot::run(sub, format),
+        "listsnapshot" => cmd::listsnapshot::run(sub, format),
+        "rollback" => cmd::rollback::run(sub, format),
+        "delsnapshot" => cmd::delsnapshot::run(sub, format),
+        "template" => cmd::template::run(sub, format),
+        "clone" => cmd::clone::run(sub, format),
+        "resize" => cmd::resize::run(sub, format),
         other => bail!("unknown command '{other}'"),
     }
 }
@@ -179,5 +195,81 @@ mod tests {
         assert_eq!(cli::required_vmid(&parse(&["monitor", "100"]), "vmid").unwrap().get(), 100);
         assert!(is_usage_error(&["monitor"]));
         assert!(is_usage_error(&["monitor", "100", "info", "status"]));
+    }
+
+    #[test]
+    fn parses_snapshot_command_lines() {
+        let snapname = |args: &[&str]| parse(args).get_one::<String>("snapname").cloned().unwrap();
+        let m = parse(&["snapshot", "100", "before-upgrade", "--description", "kernel 6.1, all updates"]);
+        assert_eq!(cli::required_vmid(&m, "vmid").unwrap().get(), 100);
+        assert_eq!(m.get_one::<String>("snapname").unwrap(), "before-upgrade");
+        assert_eq!(m.get_one::<String>("description").unwrap(), "kernel 6.1, all updates");
+        assert_eq!(parse(&["snapshot", "100", "s1"]).get_one::<String>("description"), None);
+        // Names are checked while parsing, as qm's schema does.
+        for bad in ["1st", "a", "has.dot", "current", "Pending", "vzdump", &"x".repeat(41)] {
+            assert!(is_usage_error(&["snapshot", "100", bad]), "{bad}");
+        }
+        assert_eq!(snapname(&["snapshot", "100", &"x".repeat(40)]), "x".repeat(40));
+        // RAM state is not offered.
+        assert!(is_usage_error(&["snapshot", "100", "s1", "--vmstate", "1"]));
+        assert!(is_usage_error(&["snapshot", "100"]));
+        for name in ["rollback", "delsnapshot"] {
+            assert_eq!(snapname(&[name, "100", "s1"]), "s1");
+            assert!(is_usage_error(&[name, "100"]), "{name} needs a snapshot");
+            assert!(is_usage_error(&[name, "99", "s1"]), "{name} checks the vmid");
+        }
+        assert!(is_usage_error(&["rollback", "100", "s1", "--start", "1"]));
+        assert!(is_usage_error(&["delsnapshot", "100", "s1", "--force", "1"]));
+        let m = parse(&["listsnapshot", "100", "--output-format", "json"]);
+        assert_eq!(OutputFormat::from_matches(&m), OutputFormat::Json);
+        assert!(is_usage_error(&["listsnapshot"]));
+        assert!(is_usage_error(&["listsnapshot", "100", "s1"]));
+        assert_eq!(cli::required_vmid(&parse(&["template", "100"]), "vmid").unwrap().get(), 100);
+        assert!(is_usage_error(&["template"]));
+    }
+
+    #[test]
+    fn parses_clone_resize_and_showcmd_command_lines() {
+        let m = parse(&["clone", "9000", "123", "--name", "web02.example.com", "--target", "fast-ssd"]);
+        assert_eq!(cli::required_vmid(&m, "vmid").unwrap().get(), 9000);
+        assert_eq!(cli::required_vmid(&m, "newid").unwrap().get(), 123);
+        assert_eq!(m.get_one::<String>("name").unwrap(), "web02.example.com");
+        assert_eq!(m.get_one::<String>("target").unwrap(), "fast-ssd");
+        // qm's spelling of the target storage.
+        assert_eq!(parse(&["clone", "100", "101", "--storage", "local"]).get_one::<String>("target").unwrap(), "local");
+        let full = |args: &[&str]| parse(args).get_one::<bool>("full").copied();
+        assert_eq!(full(&["clone", "100", "101"]), None);
+        assert_eq!(full(&["clone", "100", "101", "--full"]), Some(true));
+        assert_eq!(full(&["clone", "100", "101", "--full", "1"]), Some(true));
+        assert_eq!(full(&["clone", "100", "101", "--full", "0"]), Some(false));
+        assert_eq!(full(&["clone", "100", "101", "--full=no", "--name", "x"]), Some(false));
+        assert_eq!(full(&["clone", "100", "101", "--full", "--name", "x"]), Some(true));
+        for bad in [
+            &["clone", "100"][..],
+            &["clone", "100", "99"],
+            &["clone", "100", "101", "--full", "2"],
+            &["clone", "100", "101", "--name", "not a name"],
+            &["clone", "100", "101", "--name", "-web"],
+            &["clone", "100", "101", "--target", "x"],
+            &["clone", "100", "101", "--target", "local/../etc"],
+        ] {
+            assert!(is_usage_error(bad), "{bad:?}");
+        }
+
+        let size = |args: &[&str]| parse(args).get_one::<String>("size").cloned().unwrap();
+        for good in ["64G", "+10G", "1.5T", "+512M", "4096K", "32GiB", "20"] {
+            assert_eq!(size(&["resize", "100", "scsi0", good]), good);
+        }
+        assert_eq!(parse(&["resize", "100", "virtio1", "+1G"]).get_one::<String>("disk").unwrap(), "virtio1");
+        for bad in ["", "+", "G", "-1G", "1.G", "12X", "++1G", "1e3", "99999999999999T"] {
+            assert!(is_usage_error(&["resize", "100", "scsi0", bad]), "{bad:?}");
+        }
+        assert!(is_usage_error(&["resize", "100", "scsi0"]));
+
+        assert!(!parse(&["showcmd", "100"]).get_flag("pretty"));
+        assert!(parse(&["showcmd", "100", "--pretty"]).get_flag("pretty"));
+        assert!(is_usage_error(&["showcmd"]));
+        assert!(is_usage_error(&["showcmd", "100", "--pretty", "1"]));
+        assert!(is_usage_error(&["showcmd", "100", "--snapshot", "s1"]));
     }
 }
