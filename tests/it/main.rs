@@ -10,6 +10,7 @@ mod storage;
 mod storage_btrfs;
 mod tasks;
 mod vm;
+mod vm_disks;
 
 use hearth_client::Client;
 use hearth_core::Vmid;

@@ -252,7 +252,8 @@ fn task(daemon: &HearthdProcess, request: hearth_proto::Request) -> hearth_proto
     client.follow(&upid, |_| {}).expect("following the task").state
 }
 
-fn qemu_io(path: &str, command: &str) -> bool {
+/// Runs a qemu-io command on a qcow2 image; false if it fails or a pattern does not match.
+pub(crate) fn qemu_io(path: &str, command: &str) -> bool {
     std::process::Command::new("qemu-io").args(["-f", "qcow2", "-c", command, path]).output().is_ok_and(|o| {
         o.status.success() && !String::from_utf8_lossy(&o.stdout).contains("Pattern verification failed")
     })
@@ -412,4 +413,31 @@ fn onboot_guests_start_in_order_and_stop_together() {
     for vmid in ["440", "441", "442"] {
         assert_eq!(status(&daemon, vmid), "stopped");
     }
+}
+
+#[test]
+fn a_vm_killed_from_outside_is_reported_stopped() {
+    let daemon = HearthdProcess::start();
+    let bridge = Bridge::new();
+    let net0 = format!("virtio,bridge={}", bridge.0);
+    ok(&daemon, "vmctl", &["create", "450", "--memory", "64", "--kvm", "0", "--net0", &net0]);
+    ok(&daemon, "vmctl", &["start", "450"]);
+    assert!(std::path::Path::new("/sys/class/net/tap450i0").exists());
+    let pid = json(&daemon, "vmctl", &["status", "450"])["pid"].as_i64().expect("a running VM has a pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&daemon, "450") != "stopped" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status(&daemon, "450"), "stopped");
+    assert!(!std::path::Path::new("/sys/class/net/tap450i0").exists(), "its tap went with it");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let qmp = daemon.root().join("run/hearth/qemu/450.qmp");
+    while qmp.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!qmp.exists(), "the watcher removed the dead VM's sockets");
+    // It starts again normally.
+    ok(&daemon, "vmctl", &["start", "450"]);
+    ok(&daemon, "vmctl", &["stop", "450"]);
 }

@@ -89,6 +89,7 @@ impl Request {
         matches!(
             self,
             Request::Storage(StorageRequest::Import(_) | StorageRequest::Export(_) | StorageRequest::Upload(_))
+                | Request::Vm(VmRequest::ImportDisk(_))
         )
     }
 }
@@ -207,6 +208,63 @@ pub enum VmRequest {
         #[serde(default)]
         pretty: bool,
     },
+    /// Copies a disk of a stopped VM to another storage or format and points the configuration
+    /// at the copy; the old volume becomes `unusedN`, or is freed with `delete`. Answers with
+    /// the task (`qmmove`). `/vms/{vmid}`: VM.Config.Disk (Proxmox also checks
+    /// Datastore.AllocateSpace on the target storage; this table names one path per request).
+    /// REST: `POST /nodes/{node}/qemu/{vmid}/move_disk`.
+    MoveDisk(MoveDisk),
+    /// Imports the attached image file (raw, qcow2 or vmdk, probed) as a new volume on a
+    /// storage, added as the lowest free `unusedN`; images that reach other files are refused.
+    /// Answers with the task (`qmimport`). `/vms/{vmid}`: VM.Config.Disk (Proxmox also checks
+    /// Datastore.AllocateSpace on the storage). REST: none (the CLI hands over the file; the
+    /// API's equivalent is `import-from=` in `POST /nodes/{node}/qemu/{vmid}/config`).
+    ImportDisk(ImportDisk),
+    /// Removes disks from the configuration: each volume becomes `unusedN`, or with `force` is
+    /// freed if the VM owns it; an `unusedN` in the list is always freed. Attached disks of a
+    /// running VM are refused (no hot-unplug yet). Answers the new digest. `/vms/{vmid}`:
+    /// VM.Config.Disk. REST: `PUT /nodes/{node}/qemu/{vmid}/unlink`.
+    Unlink {
+        vmid: Vmid,
+        /// Disk keys: `scsi1`, `virtio2`, `unused0`.
+        idlist: Vec<String>,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Removes what a QEMU that is gone left behind (run files) and clears a stale `suspended`
+    /// or `suspending` lock; refused while the VM runs. `/vms/{vmid}`: VM.PowerMgmt.
+    /// REST: none (qm cleanup is qmeventd's).
+    Cleanup { vmid: Vmid },
+}
+
+/// `vmctl move-disk <vmid> <disk> <storage> [--format] [--delete]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveDisk {
+    pub vmid: Vmid,
+    /// The disk key: `scsi0`, `virtio1`.
+    pub disk: String,
+    /// The target storage.
+    pub storage: String,
+    /// `raw`, `qcow2` or `vmdk`; default: the disk's format if the target holds it, else the
+    /// target's default.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Free the old volume instead of keeping it as `unusedN`.
+    #[serde(default)]
+    pub delete: bool,
+}
+
+/// `vmctl disk import <vmid> <file> <storage> [--format]`; the file travels with the request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportDisk {
+    pub vmid: Vmid,
+    pub storage: String,
+    /// Format of the new volume; default: the storage's.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// The file's name as the caller gave it, for the task log.
+    #[serde(default)]
+    pub source: String,
 }
 
 /// `vmctl clone <vmid> <newid> [--full] [--name] [--target]`.

@@ -43,6 +43,8 @@ pub fn create(path: &Path, format: Format, size: u64, backing: Option<(&str, For
 #[serde(rename_all = "kebab-case")]
 pub struct ImageInfo {
     pub format: String,
+    #[serde(default)]
+    pub filename: String,
     pub virtual_size: u64,
     #[serde(default)]
     pub actual_size: Option<u64>,
@@ -158,6 +160,36 @@ pub fn read_vmdk_capacity(file: &mut File) -> std::io::Result<Option<u64>> {
     Ok(Some(sectors * 512))
 }
 
+/// Refuses what would let an image reach other files: a qcow2 external data file, vmdk
+/// extents other than the image file itself, vmdk layouts that are not monolithic.
+fn check_self_contained(info: &ImageInfo) -> Result<()> {
+    let Some(specific) = &info.format_specific else { return Ok(()) };
+    if specific.pointer("/data/data-file").is_some() {
+        return Err(StorageError::Invalid(
+            "refusing a qcow2 image with an external data file: it could point at any file on the host".into(),
+        ));
+    }
+    if let Some(extents) = specific.pointer("/data/extents").and_then(|e| e.as_array()) {
+        // A monolithic vmdk lists itself as its one extent.
+        let own = |e: &serde_json::Value| e.get("filename").and_then(|f| f.as_str()) == Some(info.filename.as_str());
+        if !extents.iter().all(own) {
+            return Err(StorageError::Invalid(
+                "refusing a vmdk with separate extent files: only monolithic vmdk images can be imported".into(),
+            ));
+        }
+    }
+    if specific
+        .pointer("/data/create-type")
+        .and_then(|t| t.as_str())
+        .is_some_and(|t| !matches!(t, "monolithicSparse" | "streamOptimized"))
+    {
+        return Err(StorageError::Invalid(
+            "refusing a vmdk that is not monolithic (monolithicSparse or streamOptimized)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks an image that arrived from outside before it becomes a volume: the format must be
 /// what was declared, and the image must not reach any file outside `allowed_base_dir`
 /// (qcow2 backing files and external data files, vmdk extents). Answers the backing file.
@@ -166,29 +198,7 @@ pub fn check_foreign_image(path: &Path, format: Format, allowed_base_dir: &Path)
     if info.format != format.as_str() {
         return Err(StorageError::Invalid(format!("the image is {}, not {format}", info.format)));
     }
-    if let Some(specific) = &info.format_specific {
-        if specific.pointer("/data/data-file").is_some() {
-            return Err(StorageError::Invalid(
-                "refusing a qcow2 image with an external data file: it could point at any file on the host".into(),
-            ));
-        }
-        if let Some(extents) = specific.pointer("/data/extents").and_then(|e| e.as_array()) {
-            if !extents.is_empty() {
-                return Err(StorageError::Invalid(
-                    "refusing a vmdk with separate extent files: only monolithic vmdk images can be imported".into(),
-                ));
-            }
-        }
-        if specific
-            .pointer("/data/create-type")
-            .and_then(|t| t.as_str())
-            .is_some_and(|t| !matches!(t, "monolithicSparse" | "streamOptimized"))
-        {
-            return Err(StorageError::Invalid(
-                "refusing a vmdk that is not monolithic (monolithicSparse or streamOptimized)".into(),
-            ));
-        }
-    }
+    check_self_contained(&info)?;
     if let Some(backing) = &info.backing_filename {
         let dir = path.parent().unwrap_or(Path::new("/"));
         let resolved = if backing.starts_with('/') { Path::new(backing).to_owned() } else { dir.join(backing) };
@@ -203,6 +213,83 @@ pub fn check_foreign_image(path: &Path, format: Format, allowed_base_dir: &Path)
         }
     }
     Ok(info)
+}
+
+/// qcow2's incompatible feature bit for an external data file.
+const QCOW2_EXTERNAL_DATA_FILE: u64 = 1 << 2;
+
+/// Refuses, from the first bytes alone, images that would make qemu-img open another file
+/// while merely inspecting them: a qcow2 with an external data file, a vmdk descriptor file
+/// naming its extents.
+fn refuse_external_headers(path: &Path) -> Result<()> {
+    let file = File::open(path).map_err(|e| StorageError::io("opening", path, e))?;
+    let mut head = [0u8; 80];
+    let mut read = 0;
+    while read < head.len() {
+        match file.read_at(&mut head[read..], read as u64) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(StorageError::io("reading", path, e)),
+        }
+    }
+    let head = &head[..read];
+    if head.len() >= 80 && head[..4] == *b"QFI\xfb" {
+        let version = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        let incompatible = u64::from_be_bytes(head[72..80].try_into().unwrap_or([0; 8]));
+        if version >= 3 && incompatible & QCOW2_EXTERNAL_DATA_FILE != 0 {
+            return Err(StorageError::Invalid(
+                "refusing a qcow2 image with an external data file: it could point at any file on the host".into(),
+            ));
+        }
+    }
+    if head.starts_with(b"# Disk DescriptorFile") {
+        return Err(StorageError::Invalid(
+            "refusing a vmdk descriptor file: its extents are separate files; only monolithic vmdk images can be imported"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The formats an image handed over by a user may have.
+pub const IMPORTABLE: [Format; 3] = [Format::Raw, Format::Qcow2, Format::Vmdk];
+
+/// Inspects an image of unknown format that a user handed over (`vmctl disk import`): its
+/// format is probed, as qm does, and it must be self-contained. A backing file of any kind is
+/// refused (the import would copy a file the user named, with hearthd's rights), and so are
+/// qcow2 external data files and vmdk extents; those two are refused from the header before
+/// qemu-img runs, so it never opens the file they name.
+pub fn probe_foreign_image(path: &Path) -> Result<(Format, ImageInfo)> {
+    refuse_external_headers(path)?;
+    let output = qemu_img()
+        .args(["info", "-U", "--output=json"])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| StorageError::Unavailable(format!("cannot run qemu-img: {e}")))?;
+    if !output.status.success() {
+        return Err(StorageError::Invalid(format!(
+            "cannot read the image: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let info: ImageInfo = serde_json::from_slice(&output.stdout)
+        .map_err(|e| StorageError::Command(format!("cannot read qemu-img info for {}: {e}", path.display())))?;
+    let format = IMPORTABLE.into_iter().find(|f| f.as_str() == info.format).ok_or_else(|| {
+        StorageError::Invalid(format!(
+            "images in format '{}' cannot be imported (allowed: raw, qcow2, vmdk)",
+            info.format
+        ))
+    })?;
+    if let Some(backing) = &info.backing_filename {
+        return Err(StorageError::Invalid(format!(
+            "refusing an image with the backing file '{backing}': only self-contained images can be imported \
+             (flatten it first with qemu-img convert)"
+        )));
+    }
+    check_self_contained(&info)?;
+    Ok((format, info))
 }
 
 #[cfg(test)]
@@ -236,5 +323,43 @@ mod tests {
         assert!(e.to_string().contains("outside the storage"), "{e}");
         let e = check_foreign_image(&raw, Format::Qcow2, dir.path()).unwrap_err();
         assert!(e.to_string().contains("qemu-img info"), "{e}");
+        // A monolithic vmdk names itself as its one extent.
+        let vmdk = dir.path().join("x.vmdk");
+        create(&vmdk, Format::Vmdk, 1 << 20, None).unwrap();
+        assert!(check_foreign_image(&vmdk, Format::Vmdk, dir.path()).is_ok());
+    }
+
+    #[test]
+    fn foreign_images_are_probed_and_must_stand_alone() {
+        assert!(has_qemu_img(), "qemu-img is missing: install qemu-utils");
+        let dir = tempfile::tempdir().unwrap();
+        let probe = |name: &str| probe_foreign_image(&dir.path().join(name));
+        let raw = dir.path().join("x.raw");
+        std::fs::write(&raw, vec![7u8; 4096]).unwrap();
+        let (format, info) = probe("x.raw").unwrap();
+        assert_eq!((format, info.virtual_size), (Format::Raw, 4096));
+        for (name, format) in [("x.qcow2", Format::Qcow2), ("x.vmdk", Format::Vmdk)] {
+            create(&dir.path().join(name), format, 1 << 20, None).unwrap();
+            let (probed, info) = probe(name).unwrap();
+            assert_eq!((probed, info.virtual_size), (format, 1 << 20), "{name}");
+        }
+        // A backing file is refused even next to the image.
+        create(&dir.path().join("overlay.qcow2"), Format::Qcow2, 0, Some(("x.qcow2", Format::Qcow2))).unwrap();
+        let e = probe("overlay.qcow2").unwrap_err();
+        assert!(e.to_string().contains("backing file 'x.qcow2'"), "{e}");
+        // External data files and vmdk descriptors are refused before qemu-img opens them.
+        let run_create = |args: &[&str]| {
+            let ok = qemu_img().args(args).current_dir(dir.path()).status().unwrap().success();
+            assert!(ok, "qemu-img {args:?}");
+        };
+        run_create(&["create", "-q", "-f", "qcow2", "-o", "data_file=data.raw", "external.qcow2", "1M"]);
+        let e = probe("external.qcow2").unwrap_err();
+        assert!(e.to_string().contains("external data file"), "{e}");
+        run_create(&["create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", "flat.vmdk", "1M"]);
+        let e = probe("flat.vmdk").unwrap_err();
+        assert!(e.to_string().contains("vmdk descriptor"), "{e}");
+        std::fs::write(dir.path().join("empty"), b"").unwrap();
+        let (format, info) = probe("empty").unwrap();
+        assert_eq!((format, info.virtual_size), (Format::Raw, 0));
     }
 }

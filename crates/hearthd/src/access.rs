@@ -71,6 +71,12 @@ pub fn required(request: &Request, node: &str) -> Required {
             VmRequest::Resize { vmid, .. } => on(vms(vmid), &["VM.Config.Disk"]),
             // Root only: the command line shows host paths.
             VmRequest::ShowCmd { vmid, .. } => on(vms(vmid), &["Sys.Modify"]),
+            // Proxmox also wants Datastore.AllocateSpace on the target storage of a move or an
+            // import; the table names one path per request, the VM's.
+            VmRequest::MoveDisk(m) => on(vms(&m.vmid), &["VM.Config.Disk"]),
+            VmRequest::ImportDisk(i) => on(vms(&i.vmid), &["VM.Config.Disk"]),
+            VmRequest::Unlink { vmid, .. } => on(vms(vmid), &["VM.Config.Disk"]),
+            VmRequest::Cleanup { vmid } => on(vms(vmid), &["VM.PowerMgmt"]),
         },
         Request::Ct(r) => match r {
             CtRequest::Create(c) => on(vms(&c.vmid), &["VM.Allocate"]),

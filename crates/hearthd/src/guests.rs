@@ -55,6 +55,9 @@ fn allocations(kind: GuestKind, values: &[(String, Value)]) -> Vec<storage::Allo
         .filter_map(|(key, value)| {
             let volume = volume_of(kind, key, value)?;
             let (storage, size) = check::allocation(&volume)?;
+            // `local:0.001` is not a whole number of sectors; QEMU needs them (4 KiB, for disks
+            // with 4 KiB logical blocks under O_DIRECT).
+            let size = size.div_ceil(4096) * 4096;
             let format = kind.schema().property(key, value).and_then(|p| p.get("format").map(str::to_owned));
             Some(storage::Allocation { key: key.clone(), storage: storage.to_owned(), size, format })
         })

@@ -10,6 +10,7 @@
 
 mod access;
 mod conn;
+mod disks;
 mod guests;
 mod snapshots;
 pub mod storage;
@@ -113,6 +114,10 @@ pub fn handle(
             VmRequest::Clone(req) => snapshots::clone(daemon, caller, Vm, req),
             VmRequest::Resize { vmid, disk, size } => snapshots::resize(daemon, Vm, vmid, &disk, &size),
             VmRequest::ShowCmd { vmid, pretty } => vms::show_command(daemon, caller, vmid, pretty),
+            VmRequest::MoveDisk(req) => disks::move_disk(daemon, caller, req),
+            VmRequest::ImportDisk(req) => disks::import(daemon, caller, req, attached(file)?),
+            VmRequest::Unlink { vmid, idlist, force } => disks::unlink(daemon, vmid, &idlist, force),
+            VmRequest::Cleanup { vmid } => disks::cleanup(daemon, vmid),
             // The console needs the connection; conn.rs answers Terminal before it gets here.
             VmRequest::Terminal { .. } => {
                 Err(ErrorReply::new(ErrorKind::Protocol, "the terminal is opened on the connection"))

@@ -32,7 +32,7 @@ fn now() -> i64 {
 
 /// The disks of a section that snapshots and clones cover: (key, volume id). CD-ROMs, ISO
 /// files, `unusedN` and absolute paths are not part of them.
-fn disks(kind: GuestKind, section: &Section) -> Vec<(String, String)> {
+pub(crate) fn disks(kind: GuestKind, section: &Section) -> Vec<(String, String)> {
     let schema = kind.schema();
     section
         .iter()
@@ -345,7 +345,7 @@ pub fn delete(
 }
 
 /// Replaces the volume of a disk value, keeping its other properties.
-fn with_volume(kind: GuestKind, key: &str, value: &Value, volid: &str) -> Result<Value, String> {
+pub(crate) fn with_volume(kind: GuestKind, key: &str, value: &Value, volid: &str) -> Result<Value, String> {
     let def = kind.schema().lookup(key).ok_or_else(|| format!("{key}: not a disk key"))?;
     let hearth_core::schema::Kind::Prop(schema) = def.kind else { return Ok(Value::Str(volid.to_owned())) };
     let mut props = kind.schema().property(key, value).ok_or_else(|| format!("{key}: cannot be parsed"))?;

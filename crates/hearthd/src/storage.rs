@@ -154,7 +154,7 @@ fn json(value: &Value) -> serde_json::Value {
     }
 }
 
-fn volid_of(backend: &dyn Backend, vol: &VolName) -> String {
+pub(crate) fn volid_of(backend: &dyn Backend, vol: &VolName) -> String {
     let config = backend.config();
     VolumeId::new(&config.id, &vol.render(config.storage_type)).to_string()
 }

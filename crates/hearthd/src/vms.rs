@@ -78,7 +78,7 @@ impl QemuRuntime {
     }
 
     /// Removes what a QEMU that is gone left in the run directory.
-    fn clean_up(&self, vmid: Vmid) {
+    pub(crate) fn clean_up(&self, vmid: Vmid) {
         let paths = self.paths(vmid);
         let mut files = vec![paths.pidfile(), paths.qmp(), paths.vnc(), paths.qga(), self.events_socket(vmid)];
         files.extend((0..4).map(|i| paths.serial(i)));

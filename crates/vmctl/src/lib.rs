@@ -1,5 +1,6 @@
 //! `vmctl`, Hearth's `qm`: creates, configures, lists, runs, snapshots, clones and destroys
-//! virtual machines by asking hearthd. The binary is a thin `main`; xtask and tests use [`command`] and [`run`] directly.
+//! virtual machines and moves, imports and unlinks their disks by asking hearthd. The binary is
+//! a thin `main`; xtask and tests use [`command`] and [`run`] directly.
 
 mod cmd;
 
@@ -54,6 +55,12 @@ pub fn command() -> Command {
             cmd::template::command(),
             cmd::clone::command(),
             cmd::resize::command(),
+            cmd::move_disk::command(),
+            cmd::disk::command(),
+            // qm's old name of `disk import`, kept working but out of the help.
+            cmd::disk::import::command().name("importdisk").hide(true),
+            cmd::unlink::command(),
+            cmd::cleanup::command(),
         ])
 }
 
@@ -87,6 +94,11 @@ pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
         "template" => cmd::template::run(sub, format),
         "clone" => cmd::clone::run(sub, format),
         "resize" => cmd::resize::run(sub, format),
+        "move-disk" => cmd::move_disk::run(sub, format),
+        "disk" => cmd::disk::run(sub),
+        "importdisk" => cmd::disk::import::run(sub, format),
+        "unlink" => cmd::unlink::run(sub, format),
+        "cleanup" => cmd::cleanup::run(sub, format),
         other => bail!("unknown command '{other}'"),
     }
 }
@@ -271,5 +283,56 @@ mod tests {
         assert!(is_usage_error(&["showcmd"]));
         assert!(is_usage_error(&["showcmd", "100", "--pretty", "1"]));
         assert!(is_usage_error(&["showcmd", "100", "--snapshot", "s1"]));
+    }
+
+    #[test]
+    fn parses_disk_command_lines() {
+        for args in [
+            &["move-disk", "100", "scsi0", "fast"][..],
+            &["move_disk", "100", "scsi0", "fast"],
+            &["disk", "move", "100", "scsi0", "fast"],
+        ] {
+            let m = command().try_get_matches_from(std::iter::once("vmctl").chain(args.iter().copied())).unwrap();
+            let (_, mut sub) = m.subcommand().unwrap();
+            if let Some((_, inner)) = sub.subcommand() {
+                sub = inner;
+            }
+            assert_eq!(cli::required_vmid(sub, "vmid").unwrap().get(), 100);
+            assert_eq!(sub.get_one::<String>("disk").unwrap(), "scsi0");
+            assert_eq!(sub.get_one::<String>("storage").unwrap(), "fast");
+            assert_eq!(sub.get_one::<bool>("delete"), None);
+        }
+        let m = parse(&["move-disk", "100", "virtio1", "local", "--format", "qcow2", "--delete"]);
+        assert_eq!(m.get_one::<String>("format").unwrap(), "qcow2");
+        assert_eq!(m.get_one::<bool>("delete"), Some(&true));
+        assert_eq!(
+            parse(&["move-disk", "100", "scsi0", "local", "--delete", "0"]).get_one::<bool>("delete"),
+            Some(&false)
+        );
+        for bad in [
+            &["move-disk", "100", "scsi0"][..],
+            &["move-disk", "100", "scsi0", "local", "--format", "qed"],
+            &["move-disk", "100", "scsi0", "local/../x"],
+            &["disk", "import", "100", "/tmp/x.qcow2"],
+            &["disk", "import", "100", "/tmp/x.qcow2", "local", "--format", "subvol"],
+            &["unlink", "100"],
+            &["unlink", "100", "--idlist", "scsi1", "--force", "2"],
+            &["cleanup"],
+            &["cleanup", "100", "1", "0"],
+            &["disk"],
+        ] {
+            assert!(is_usage_error(bad), "{bad:?}");
+        }
+        let m = command().try_get_matches_from(["vmctl", "disk", "import", "100", "x.vmdk", "local"]).unwrap();
+        let (_, sub) = m.subcommand().unwrap().1.subcommand().unwrap();
+        assert_eq!(sub.get_one::<String>("file").unwrap(), "x.vmdk");
+        assert_eq!(
+            parse(&["importdisk", "100", "x.raw", "local", "--format", "raw"]).get_one::<String>("format").unwrap(),
+            "raw"
+        );
+        let m = parse(&["unlink", "100", "--idlist", "scsi1,virtio2", "--idlist", "unused0", "--force"]);
+        assert_eq!(cli::key_list(&m, "idlist"), ["scsi1", "virtio2", "unused0"]);
+        assert_eq!(m.get_one::<bool>("force"), Some(&true));
+        assert_eq!(cli::required_vmid(&parse(&["cleanup", "100"]), "vmid").unwrap().get(), 100);
     }
 }

@@ -1,13 +1,16 @@
 //! One module per `vmctl` subcommand, each with its `command()` and `run()`.
 
+pub mod cleanup;
 pub mod clone;
 pub mod config;
 pub mod create;
 pub mod delsnapshot;
 pub mod destroy;
+pub mod disk;
 pub mod list;
 pub mod listsnapshot;
 pub mod monitor;
+pub mod move_disk;
 pub mod nextid;
 pub mod pending;
 pub mod reboot;
@@ -24,6 +27,7 @@ pub mod stop;
 pub mod suspend;
 pub mod template;
 pub mod terminal;
+pub mod unlink;
 pub mod unlock;
 
 use anyhow::Context;
