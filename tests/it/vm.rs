@@ -286,7 +286,9 @@ fn snapshots_roll_back_and_linked_clones_boot() {
     let disk = disk.trim();
     let id = crate::vmid(420);
     assert!(qemu_io(disk, "write -P 0x11 0 4k"));
-    let snap = |name: &str| Request::Vm(VmRequest::Snapshot { vmid: id, name: name.into(), description: None });
+    let snap = |name: &str| {
+        Request::Vm(VmRequest::Snapshot { vmid: id, name: name.into(), description: None, vmstate: false })
+    };
     assert_eq!(task(&daemon, snap("first")), TaskState::Ok);
     assert!(qemu_io(disk, "write -P 0x22 0 4k"));
     assert!(!qemu_io(disk, "read -P 0x11 0 4k"), "the change is visible before the rollback");
@@ -440,4 +442,65 @@ fn a_vm_killed_from_outside_is_reported_stopped() {
     // It starts again normally.
     ok(&daemon, "vmctl", &["start", "450"]);
     ok(&daemon, "vmctl", &["stop", "450"]);
+}
+
+#[test]
+fn a_snapshot_with_ram_state_resumes_the_guest_where_it_was() {
+    let daemon = HearthdProcess::start();
+    let args = boot_args();
+    ok(
+        &daemon,
+        "vmctl",
+        &[
+            "create",
+            "460",
+            "--memory",
+            "256",
+            "--kvm",
+            "0",
+            "--serial0",
+            "socket",
+            "--virtio0",
+            "local:0.0625",
+            "--args",
+            &args,
+        ],
+    );
+    ok(&daemon, "vmctl", &["start", "460"]);
+    let mut console = Console::open(&daemon, "460");
+    console.ready();
+    console.run("MARK=before", "m1");
+    let out = ok(&daemon, "vmctl", &["snapshot", "460", "live", "--vmstate"]);
+    assert!(out.contains("RAM state"), "{out}");
+    console.run("MARK=after", "m2");
+    drop(console);
+    let out = ok(&daemon, "vmctl", &["rollback", "460", "live"]);
+    assert!(out.contains("resumed from the state saved in 'live'"), "{out}");
+    assert_eq!(status(&daemon, "460"), "running");
+    let mut console = Console::open(&daemon, "460");
+    let printed = console.run("echo mark-$MARK", "m3");
+    assert!(printed.contains("mark-before"), "the shell is back where the snapshot left it: {printed}");
+    drop(console);
+    // Without RAM state, a running VM cannot roll back.
+    ok(&daemon, "vmctl", &["snapshot", "460", "disksonly"]);
+    let (code, _, stderr) = run(&daemon, "vmctl", &["rollback", "460", "disksonly"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("has no RAM state; stop it first"), "{stderr}");
+    ok(&daemon, "vmctl", &["stop", "460"]);
+    let tree = ok(&daemon, "vmctl", &["listsnapshot", "460"]);
+    assert!(tree.contains("live") && tree.contains("disksonly") && tree.contains("You are here!"), "{tree}");
+}
+
+#[test]
+fn uefi_vms_keep_their_efi_variables() {
+    let daemon = HearthdProcess::start();
+    ok(&daemon, "vmctl", &["create", "470", "--memory", "128", "--kvm", "0", "--bios", "ovmf", "--machine", "q35"]);
+    ok(&daemon, "vmctl", &["start", "470"]);
+    assert_eq!(status(&daemon, "470"), "running");
+    let vars = daemon.root().join("var/lib/hearth/efivars/470.fd");
+    assert!(vars.exists(), "the VM has its own EFI variable store");
+    ok(&daemon, "vmctl", &["stop", "470"]);
+    assert!(vars.exists(), "it outlives a stop");
+    ok(&daemon, "vmctl", &["destroy", "470"]);
+    assert!(!vars.exists(), "and goes with the VM");
 }

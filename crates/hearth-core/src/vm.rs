@@ -170,6 +170,12 @@ static CPU: PropSchema = PropSchema {
 };
 
 /// Every key of a VM configuration.
+/// `vmstate`: a volume holding the RAM state, or `internal` when QEMU saved it inside the
+/// VM's qcow2 images (savevm).
+fn vmstate(v: &str) -> Result<String, String> {
+    if v == "internal" { Ok(v.to_owned()) } else { check::volume(v) }
+}
+
 pub static SCHEMA: Schema = Schema {
     noun: "VM",
     keys: &[
@@ -243,7 +249,12 @@ pub static SCHEMA: Schema = Schema {
         KeyDef::new("parent", Kind::Text(check::word), "the snapshot the current state is based on")
             .scope(Scope::Internal),
         KeyDef::new("snaptime", Kind::Int { min: 0, max: i64::MAX }, "snapshot creation time").scope(Scope::Snapshot),
-        KeyDef::new("vmstate", Kind::Text(check::volume), "volume holding the saved RAM state").scope(Scope::Snapshot),
+        KeyDef::new(
+            "vmstate",
+            Kind::Text(vmstate),
+            "where the saved RAM state is: a volume, or 'internal' (inside the qcow2 images)",
+        )
+        .scope(Scope::Snapshot),
         KeyDef::new("snapstate", Kind::Enum(&["prepare", "delete"]), "snapshot operation in progress")
             .scope(Scope::Snapshot),
     ],

@@ -182,6 +182,9 @@ pub enum VmRequest {
         name: String,
         #[serde(default)]
         description: Option<String>,
+        /// Also save the running VM's memory, so a rollback resumes it where it was.
+        #[serde(default)]
+        vmstate: bool,
     },
     /// Lists snapshots with their parents and `current`. `/vms/{vmid}`: VM.Audit.
     /// REST: `GET /nodes/{node}/qemu/{vmid}/snapshot`.

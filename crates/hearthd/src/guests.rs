@@ -468,6 +468,9 @@ pub fn destroy(
                 }
             }
         }
+        if kind == GuestKind::Vm {
+            worker.qemu.forget(vmid);
+        }
         let mut warnings = 0;
         for volume in &owned {
             match storage::free_volume(&worker, volume) {

@@ -104,8 +104,8 @@ pub fn handle(
             VmRequest::Resume { vmid } => vms::suspend(daemon, caller, vmid, true),
             VmRequest::Status { vmid, verbose } => vms::status(daemon, vmid, verbose),
             VmRequest::Monitor { vmid, command } => vms::monitor(daemon, caller, vmid, &command),
-            VmRequest::Snapshot { vmid, name, description } => {
-                snapshots::snapshot(daemon, caller, Vm, vmid, name, description)
+            VmRequest::Snapshot { vmid, name, description, vmstate } => {
+                snapshots::snapshot(daemon, caller, Vm, vmid, name, description, vmstate)
             }
             VmRequest::ListSnapshot { vmid } => snapshots::list(daemon, Vm, vmid),
             VmRequest::Rollback { vmid, name } => snapshots::rollback(daemon, caller, Vm, vmid, name),

@@ -6,7 +6,7 @@
 //! when it fails part way, so no half-snapshotted or half-cloned guest remains.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hearth_core::guest::Section;
 use hearth_core::storage::{Format, VolName};
@@ -125,9 +125,22 @@ pub fn snapshot(
     vmid: Vmid,
     name: String,
     description: Option<String>,
+    vmstate: bool,
 ) -> Result<Payload, ErrorReply> {
     hearth_core::guest::check_snapshot_name(&name).map_err(|e| err(ErrorKind::Invalid, e.to_string()))?;
     let loaded = daemon.store.load(kind, vmid)?;
+    // The RAM state goes inside the qcow2 images (QEMU's savevm), so every disk must be one.
+    let save_ram = vmstate && running(daemon, kind, vmid);
+    if save_ram {
+        if let Some((key, volume)) =
+            disks(kind, &loaded.config.current).into_iter().find(|(_, v)| !qemu_owns(daemon, kind, vmid, v))
+        {
+            return Err(err(
+                ErrorKind::Invalid,
+                format!("--vmstate needs every disk in qcow2; {key} ({volume}) is not (take the snapshot without it)"),
+            ));
+        }
+    }
     if loaded.config.current.get("template") == Some(&Value::Bool(true)) {
         return Err(err(
             ErrorKind::Invalid,
@@ -142,6 +155,19 @@ pub fn snapshot(
         with_lock(&worker, kind, vmid, Lock::Snapshot, || {
             let config = worker.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
             let disks = disks(kind, &config.current);
+            if save_ram {
+                // savevm pauses the guest, snapshots every image and stores the RAM state in them.
+                let mut qmp = worker.qemu.qmp(vmid).map_err(|e| e.message)?;
+                let output = qmp.human_monitor_command(&format!("savevm {name}")).map_err(|e| e.to_string())?;
+                if !output.trim().is_empty() {
+                    return Err(format!("saving the VM state failed: {}", output.trim()));
+                }
+                ctx.log(format!("saved the disks and the RAM state of VM {vmid} as '{name}'"));
+                return record_snapshot(&worker, kind, vmid, &name, description.as_deref(), true);
+            }
+            if vmstate {
+                ctx.log(format!("{} {vmid} is not running; no RAM state to save", kind.noun()));
+            }
             let live = running(&worker, kind, vmid);
             // A running VM is paused for the moment its disks are snapshotted, so they agree.
             // A suspended VM stays suspended; a running one runs on afterwards.
@@ -178,31 +204,42 @@ pub fn snapshot(
                 }
             }
             result?;
-            worker
-                .store
-                .update(kind, vmid, None, |c| {
-                    // The guest's own description and its unused volumes are not part of a
-                    // snapshot, as with qm.
-                    let mut section: Section = c
-                        .current
-                        .iter()
-                        .filter(|(k, _)| !is_unsnapshotted(k))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    section.insert("snaptime".into(), Value::Int(now()));
-                    if let Some(d) = &description {
-                        section.insert("description".into(), Value::Str(d.clone()));
-                    }
-                    c.snapshots.insert(name.clone(), section);
-                    c.current.insert("parent".into(), Value::Str(name.clone()));
-                    Ok(())
-                })
-                .map_err(|e| e.message)?;
+            record_snapshot(&worker, kind, vmid, &name, description.as_deref(), false)?;
             ctx.log(format!("snapshot '{name}' of {} {vmid} taken", kind.noun()));
             Ok(())
         })
     })?;
     Ok(Payload::Task(upid))
+}
+
+/// Writes the snapshot's section: the configuration of now, without the guest's own
+/// description and unused volumes (as qm), plus time, description and where the RAM state is.
+fn record_snapshot(
+    daemon: &Daemon,
+    kind: GuestKind,
+    vmid: Vmid,
+    name: &str,
+    description: Option<&str>,
+    with_ram: bool,
+) -> Result<(), String> {
+    daemon
+        .store
+        .update(kind, vmid, None, |c| {
+            let mut section: Section =
+                c.current.iter().filter(|(k, _)| !is_unsnapshotted(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            section.insert("snaptime".into(), Value::Int(now()));
+            if let Some(d) = description {
+                section.insert("description".into(), Value::Str(d.to_owned()));
+            }
+            if with_ram {
+                section.insert("vmstate".into(), Value::Str("internal".into()));
+            }
+            c.snapshots.insert(name.to_owned(), section);
+            c.current.insert("parent".into(), Value::Str(name.to_owned()));
+            Ok(())
+        })
+        .map(drop)
+        .map_err(|e| e.message)
 }
 
 pub fn list(daemon: &Daemon, kind: GuestKind, vmid: Vmid) -> Result<Payload, ErrorReply> {
@@ -248,8 +285,8 @@ pub fn rollback(
     name: String,
 ) -> Result<Payload, ErrorReply> {
     let config = daemon.store.load(kind, vmid)?.config;
-    require_snapshot(&config, kind, vmid, &name)?;
-    if running(daemon, kind, vmid) {
+    let with_ram = require_snapshot(&config, kind, vmid, &name)?.contains_key("vmstate");
+    if running(daemon, kind, vmid) && !with_ram {
         return Err(err(
             ErrorKind::Conflict,
             format!("{} {vmid} is running and snapshot '{name}' has no RAM state; stop it first", kind.noun()),
@@ -260,6 +297,13 @@ pub fn rollback(
         with_lock(&worker, kind, vmid, Lock::Rollback, || {
             let config = worker.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
             let section = require_snapshot(&config, kind, vmid, &name).map_err(|e| e.message)?.clone();
+            let run_lock = worker.qemu.op_lock(vmid);
+            let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
+            if with_ram && running(&worker, kind, vmid) {
+                // The saved state replaces the running one: the VM stops, then resumes from it.
+                worker.qemu.kill(vmid)?;
+                ctx.log(format!("stopped VM {vmid} to load the saved state"));
+            }
             for (key, volume) in disks(kind, &section) {
                 let (backend, vol) = worker.storages.volume(&volume).map_err(|e| format!("{key}: {}", e.message))?;
                 backend.rollback(&vol, &name).map_err(|e| format!("{key}: {e}"))?;
@@ -285,7 +329,17 @@ pub fn rollback(
                 .map_err(|e| e.message)?;
             ctx.log(format!("{} {vmid} rolled back to '{name}'", kind.noun()));
             Ok(())
-        })
+        })?;
+        if with_ram {
+            // Started once the rollback lock is gone, from the saved state.
+            let run_lock = worker.qemu.op_lock(vmid);
+            let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let log = |line: String| ctx.log(line);
+            crate::vms::start_with(&worker, vmid, Duration::from_secs(30), &log, &["-loadvm".into(), name.clone()])?;
+            Arc::clone(&worker.qemu).supervise(vmid);
+            ctx.log(format!("VM {vmid} resumed from the state saved in '{name}'"));
+        }
+        Ok(())
     })?;
     Ok(Payload::Task(upid))
 }

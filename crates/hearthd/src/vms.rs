@@ -37,6 +37,8 @@ fn err(kind: ErrorKind, message: impl Into<String>) -> ErrorReply {
 #[derive(Debug)]
 pub struct QemuRuntime {
     run_dir: PathBuf,
+    /// `var/lib/hearth/efivars`: each OVMF VM's EFI variables, kept across starts.
+    efivars_dir: PathBuf,
     kvm: bool,
     /// One lock per VM, held while it is started or stopped.
     ops: Mutex<HashMap<Vmid, Arc<Mutex<()>>>>,
@@ -46,10 +48,12 @@ impl QemuRuntime {
     /// Prepares `run/hearth/qemu` and notes whether KVM can run guests here (not with the
     /// software-only kvm_pvm module, whose guests cannot boot a stock kernel).
     pub fn open(root: &Path) -> std::io::Result<QemuRuntime> {
-        let run_dir = std::fs::canonicalize(root)?.join("run/hearth/qemu");
+        let root = std::fs::canonicalize(root)?;
+        let run_dir = root.join("run/hearth/qemu");
         std::fs::create_dir_all(&run_dir)?;
+        let efivars_dir = root.join("var/lib/hearth/efivars");
         let kvm = Path::new("/dev/kvm").exists() && !Path::new("/sys/module/kvm_pvm").exists();
-        Ok(QemuRuntime { run_dir, kvm, ops: Mutex::new(HashMap::new()) })
+        Ok(QemuRuntime { run_dir, efivars_dir, kvm, ops: Mutex::new(HashMap::new()) })
     }
 
     pub fn paths(&self, vmid: Vmid) -> RunPaths {
@@ -77,6 +81,25 @@ impl QemuRuntime {
         ours.then_some(pid)
     }
 
+    /// The VM's own copy of OVMF's variable store, made from the template at first use.
+    fn efivars(&self, vmid: Vmid) -> Result<PathBuf, String> {
+        let path = self.efivars_dir.join(format!("{vmid}.fd"));
+        if !path.exists() {
+            std::fs::create_dir_all(&self.efivars_dir).map_err(|e| e.to_string())?;
+            let template = Path::new(hearth_qemu::cmdline::OVMF_VARS_TEMPLATE);
+            let temp = self.efivars_dir.join(format!(".{vmid}.fd.tmp"));
+            std::fs::copy(template, &temp)
+                .and_then(|_| std::fs::rename(&temp, &path))
+                .map_err(|e| format!("cannot copy {} (install ovmf): {e}", template.display()))?;
+        }
+        Ok(path)
+    }
+
+    /// Forgets a destroyed VM's EFI variables.
+    pub(crate) fn forget(&self, vmid: Vmid) {
+        let _ = std::fs::remove_file(self.efivars_dir.join(format!("{vmid}.fd")));
+    }
+
     /// Removes what a QEMU that is gone left in the run directory.
     pub(crate) fn clean_up(&self, vmid: Vmid) {
         let paths = self.paths(vmid);
@@ -89,7 +112,7 @@ impl QemuRuntime {
 
     /// Watches a running VM through its event monitor: a guest that powers off is quit (QEMU
     /// runs with -no-shutdown), and when the process is gone its files are removed.
-    fn supervise(self: &Arc<Self>, vmid: Vmid) {
+    pub(crate) fn supervise(self: &Arc<Self>, vmid: Vmid) {
         let runtime = Arc::clone(self);
         let spawned = std::thread::Builder::new().name(format!("qemu-{vmid}")).spawn(move || {
             let socket = runtime.events_socket(vmid);
@@ -165,7 +188,7 @@ impl QemuRuntime {
     }
 
     /// Ends QEMU: `quit` on the monitor, then SIGKILL if it does not go.
-    fn kill(&self, vmid: Vmid) -> Result<(), String> {
+    pub(crate) fn kill(&self, vmid: Vmid) -> Result<(), String> {
         if let Ok(mut qmp) = Qmp::connect_with_timeout(&self.paths(vmid).qmp(), Duration::from_secs(3)) {
             let _ = qmp.quit();
         }
@@ -367,6 +390,9 @@ fn command_for(daemon: &Daemon, vmid: Vmid, config: &GuestConfig) -> Result<hear
     if let Some(args) = config.current.get("args").and_then(Value::as_str) {
         resolved.extra.extend(split_args(args)?);
     }
+    if config.current.get("bios").and_then(Value::as_str) == Some("ovmf") {
+        resolved.efivars = Some(ResolvedDrive::file(runtime.efivars(vmid)?, Format::Raw));
+    }
     hearth_qemu::build(vmid, &config.current, &resolved).map_err(|e| e.to_string())
 }
 
@@ -382,9 +408,21 @@ pub fn show_command(daemon: &Daemon, caller: &Caller, vmid: Vmid, pretty: bool) 
 
 /// Starts QEMU for the VM; on any failure nothing of it remains.
 fn start_now(daemon: &Daemon, vmid: Vmid, timeout: Duration, log: &dyn Fn(String)) -> Result<(), String> {
+    start_with(daemon, vmid, timeout, log, &[])
+}
+
+/// Starts QEMU with `extra` arguments (`-loadvm <snapshot>` to resume a saved state).
+pub(crate) fn start_with(
+    daemon: &Daemon,
+    vmid: Vmid,
+    timeout: Duration,
+    log: &dyn Fn(String),
+    extra: &[String],
+) -> Result<(), String> {
     let runtime = &daemon.qemu;
     let config = check_startable(daemon, vmid).map_err(|e| e.message)?;
-    let command = command_for(daemon, vmid, &config)?;
+    let mut command = command_for(daemon, vmid, &config)?;
+    command.args.extend(extra.iter().cloned());
     for warning in &command.warnings {
         log(format!("WARN: {warning}"));
     }

@@ -222,8 +222,11 @@ mod tests {
             assert!(is_usage_error(&["snapshot", "100", bad]), "{bad}");
         }
         assert_eq!(snapname(&["snapshot", "100", &"x".repeat(40)]), "x".repeat(40));
-        // RAM state is not offered.
-        assert!(is_usage_error(&["snapshot", "100", "s1", "--vmstate", "1"]));
+        // RAM state: a flag, or qm's 0|1.
+        for ok in [&["snapshot", "100", "s1", "--vmstate"][..], &["snapshot", "100", "s1", "--vmstate", "1"]] {
+            assert_eq!(snapname(ok), "s1");
+        }
+        assert!(is_usage_error(&["snapshot", "100", "s1", "--vmstate", "maybe"]));
         assert!(is_usage_error(&["snapshot", "100"]));
         for name in ["rollback", "delsnapshot"] {
             assert_eq!(snapname(&[name, "100", "s1"]), "s1");

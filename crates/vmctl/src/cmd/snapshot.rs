@@ -15,10 +15,12 @@ pub fn command() -> Command {
              Snapshot names follow [a-z][a-z0-9_-]+ with at most 40 characters; current, \
              pending and vzdump are reserved. Every disk (CD-ROMs and unused volumes aside) must \
              be a qcow2 image on a dir storage or an image on btrfs. The snapshot holds disk \
-             state only: there is no --vmstate, the memory of a running VM is not saved. A \
-             running VM is paused for the instant its disks are snapshotted, so they agree with \
-             each other and the snapshot is crash-consistent, like the disks after a power cut; \
-             rolling back to it means booting the guest again. If a disk fails, the snapshots \
+             state unless --vmstate is given: a running VM is paused for the instant its disks \
+             are snapshotted, so they agree with each other and the snapshot is crash-consistent, \
+             like the disks after a power cut; rolling back to it means booting the guest again. \
+             With --vmstate (running VMs whose disks are all qcow2) QEMU also saves the memory \
+             inside the images, and a rollback resumes the guest exactly where it was, even \
+             while it runs. If a disk fails, the snapshots \
              already taken of the others are removed again. The new snapshot becomes the parent \
              of the current state (see `vmctl listsnapshot`). Runs as a task (type qmsnapshot) \
              whose log vmctl prints; the exit status is the task's.",
@@ -29,6 +31,15 @@ pub fn command() -> Command {
                 .value_parser(|s: &str| check_snapshot_name(s).map(|()| s.to_owned()).map_err(|e| e.message)),
         )
         .arg(Arg::new("description").long("description").value_name("TEXT").help("A description of the snapshot"))
+        .arg(
+            Arg::new("vmstate")
+                .long("vmstate")
+                .num_args(0..=1)
+                .default_missing_value("1")
+                .value_parser(clap::builder::BoolishValueParser::new())
+                .value_name("0|1")
+                .help("Also save the memory of the running VM"),
+        )
 }
 
 pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
@@ -36,7 +47,8 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let name = super::snapname(matches)?;
     let description = matches.get_one::<String>("description").cloned();
     let mut client = cli::connect(crate::BIN)?;
-    let request = Request::Vm(VmRequest::Snapshot { vmid, name: name.clone(), description });
+    let vmstate = matches.get_one::<bool>("vmstate").copied().unwrap_or(false);
+    let request = Request::Vm(VmRequest::Snapshot { vmid, name: name.clone(), description, vmstate });
     cli::run_task(&mut client, &request, format).with_context(|| format!("taking snapshot '{name}' of VM {vmid}"))?;
     Ok(())
 }
