@@ -432,6 +432,10 @@ fn a_vm_killed_from_outside_is_reported_stopped() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(status(&daemon, "450"), "stopped");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new("/sys/class/net/tap450i0").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(!std::path::Path::new("/sys/class/net/tap450i0").exists(), "its tap went with it");
     let deadline = Instant::now() + Duration::from_secs(10);
     let qmp = daemon.root().join("run/hearth/qemu/450.qmp");

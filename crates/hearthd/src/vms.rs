@@ -108,6 +108,19 @@ impl QemuRuntime {
         for file in files {
             let _ = std::fs::remove_file(file);
         }
+        // The kernel removes a tap when QEMU's descriptor closes, but not always at once; a
+        // tap left over would block the next start with "Device or resource busy".
+        let prefix = format!("tap{vmid}i");
+        if let Ok(links) = std::fs::read_dir("/sys/class/net") {
+            for link in links.flatten() {
+                let name = link.file_name().to_string_lossy().into_owned();
+                let ours =
+                    name.strip_prefix(&prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                if ours {
+                    let _ = iproute("ip", &["link", "del", "dev", &name]);
+                }
+            }
+        }
     }
 
     /// Watches a running VM through its event monitor: a guest that powers off is quit (QEMU
