@@ -24,6 +24,16 @@ fn boot_args() -> String {
     )
 }
 
+/// Creates a VM that boots the fixture kernel under TCG with serial0 on a socket and a 64 MiB
+/// virtio disk of `disk` (e.g. `local:0.0625` or `local:0.0625,format=raw`).
+fn create_booting_vm(daemon: &HearthdProcess, vmid: &str, disk: &str) {
+    let args = boot_args();
+    let create = ["create", vmid, "--memory", "256", "--kvm", "0", "--serial0", "socket", "--virtio0", disk, "--args"];
+    let mut create = create.to_vec();
+    create.push(&args);
+    ok(daemon, "vmctl", &create);
+}
+
 /// A `vmctl terminal` session: what the guest prints arrives on a channel.
 struct Console {
     child: Child,
@@ -119,27 +129,7 @@ fn status(daemon: &HearthdProcess, vmid: &str) -> String {
 #[test]
 fn a_vm_boots_keeps_its_disk_and_powers_off() {
     let daemon = HearthdProcess::start();
-    let args = boot_args();
-    ok(
-        &daemon,
-        "vmctl",
-        &[
-            "create",
-            "400",
-            "--name",
-            "tcg1",
-            "--memory",
-            "256",
-            "--kvm",
-            "0",
-            "--serial0",
-            "socket",
-            "--virtio0",
-            "local:0.0625,format=raw",
-            "--args",
-            &args,
-        ],
-    );
+    create_booting_vm(&daemon, "400", "local:0.0625,format=raw");
     assert_eq!(status(&daemon, "400"), "stopped");
     let out = ok(&daemon, "vmctl", &["start", "400"]);
     assert!(out.contains("TASK OK"), "{out}");
@@ -263,25 +253,7 @@ pub(crate) fn qemu_io(path: &str, command: &str) -> bool {
 fn snapshots_roll_back_and_linked_clones_boot() {
     use hearth_proto::{CloneGuest, Request, TaskState, VmRequest};
     let daemon = HearthdProcess::start();
-    let args = boot_args();
-    ok(
-        &daemon,
-        "vmctl",
-        &[
-            "create",
-            "420",
-            "--memory",
-            "256",
-            "--kvm",
-            "0",
-            "--serial0",
-            "socket",
-            "--virtio0",
-            "local:0.0625",
-            "--args",
-            &args,
-        ],
-    );
+    create_booting_vm(&daemon, "420", "local:0.0625");
     let disk = ok(&daemon, "storectl", &["path", "local:420/vm-420-disk-0.qcow2"]);
     let disk = disk.trim();
     let id = crate::vmid(420);
@@ -451,25 +423,7 @@ fn a_vm_killed_from_outside_is_reported_stopped() {
 #[test]
 fn a_snapshot_with_ram_state_resumes_the_guest_where_it_was() {
     let daemon = HearthdProcess::start();
-    let args = boot_args();
-    ok(
-        &daemon,
-        "vmctl",
-        &[
-            "create",
-            "460",
-            "--memory",
-            "256",
-            "--kvm",
-            "0",
-            "--serial0",
-            "socket",
-            "--virtio0",
-            "local:0.0625",
-            "--args",
-            &args,
-        ],
-    );
+    create_booting_vm(&daemon, "460", "local:0.0625");
     ok(&daemon, "vmctl", &["start", "460"]);
     let mut console = Console::open(&daemon, "460");
     console.ready();

@@ -69,7 +69,7 @@ fn owned_image(vmid: Vmid, vol: &VolName) -> bool {
 
 /// A disk value pointing at `volid` in `format`, its other properties kept.
 fn replace_volume(key: &str, value: &Value, volid: &str, format: Format) -> Result<Value, ErrorReply> {
-    let replaced = snapshots::with_volume(VM, key, value, volid).map_err(|m| err(ErrorKind::Internal, m))?;
+    let replaced = snapshots::with_volume(VM, key, value, volid, None).map_err(|m| err(ErrorKind::Internal, m))?;
     // A `format=` naming the old volume's format would now be wrong.
     let def = VM.schema().lookup(key).ok_or_else(|| err(ErrorKind::Internal, format!("{key}: not a disk key")))?;
     if let hearth_core::schema::Kind::Prop(schema) = def.kind {

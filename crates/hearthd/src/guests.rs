@@ -121,7 +121,7 @@ fn allocate_all(
                     .or_else(|| config.pending.values.get(&allocation.key).cloned());
                 let value = value
                     .ok_or_else(|| ErrorReply::new(ErrorKind::Internal, format!("{} vanished", allocation.key)))?;
-                with_volume(kind, &allocation.key, &value, &volid, allocation.size)
+                crate::snapshots::with_volume(kind, &allocation.key, &value, &volid, Some(allocation.size)).map_err(invalid)
             });
         match result {
             Ok(value) => values.push((allocation.key.clone(), value)),
@@ -141,21 +141,6 @@ fn free_all(daemon: &Daemon, volids: &[String], log: &dyn Fn(String)) {
             Err(e) => log(format!("cannot free {volid}: {}", e.message)),
         }
     }
-}
-
-/// A disk value with its volume replaced by `volid` and `size` set.
-fn with_volume(kind: GuestKind, key: &str, value: &Value, volid: &str, bytes: u64) -> Result<Value, ErrorReply> {
-    let def = kind.schema().lookup(key).ok_or_else(|| invalid(format!("{key}: not a disk key")))?;
-    let hearth_core::schema::Kind::Prop(schema) = def.kind else {
-        return Ok(Value::Str(volid.to_owned()));
-    };
-    let mut props = kind.schema().property(key, value).ok_or_else(|| invalid(format!("{key}: cannot be parsed")))?;
-    let volume_prop = if schema.props.iter().any(|p| p.name == "file") { "file" } else { "volume" };
-    props.insert(schema, volume_prop, volid.to_owned());
-    if bytes > 0 {
-        props.insert(schema, "size", size::format_size(bytes));
-    }
-    Ok(Value::Str(props.to_string()))
 }
 
 /// A wrong-kind id gets a hint: `vmctl config 200` when 200 is a container.

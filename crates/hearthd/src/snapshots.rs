@@ -398,13 +398,23 @@ pub fn delete(
     Ok(Payload::Task(upid))
 }
 
-/// Replaces the volume of a disk value, keeping its other properties.
-pub(crate) fn with_volume(kind: GuestKind, key: &str, value: &Value, volid: &str) -> Result<Value, String> {
+/// Replaces the volume of a disk value, keeping its other properties; `size` (bytes, when
+/// given and not 0) replaces the size property.
+pub(crate) fn with_volume(
+    kind: GuestKind,
+    key: &str,
+    value: &Value,
+    volid: &str,
+    size: Option<u64>,
+) -> Result<Value, String> {
     let def = kind.schema().lookup(key).ok_or_else(|| format!("{key}: not a disk key"))?;
     let hearth_core::schema::Kind::Prop(schema) = def.kind else { return Ok(Value::Str(volid.to_owned())) };
     let mut props = kind.schema().property(key, value).ok_or_else(|| format!("{key}: cannot be parsed"))?;
     let prop = if schema.props.iter().any(|p| p.name == "file") { "file" } else { "volume" };
     props.insert(schema, prop, volid.to_owned());
+    if let Some(bytes) = size.filter(|b| *b > 0) {
+        props.insert(schema, "size", size::format_size(bytes));
+    }
     Ok(Value::Str(props.to_string()))
 }
 
@@ -439,7 +449,7 @@ pub fn template(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, vmid: Vm
                 let volid = format!("{}:{}", backend.config().id, base.render(backend.config().storage_type));
                 ctx.log(format!("{key}: {volume} is now the base image {volid}"));
                 let value = config.current.get(&key).ok_or("disk vanished")?;
-                values.push((key.clone(), with_volume(kind, &key, value, &volid)?));
+                values.push((key.clone(), with_volume(kind, &key, value, &volid, None)?));
             }
             worker
                 .store
@@ -520,7 +530,7 @@ pub fn clone(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CloneG
                 ctx.log(format!("{key}: {volid}"));
                 made.push(volid.clone());
                 let value = source.current.get(&key).ok_or("disk vanished")?;
-                current.insert(key.clone(), with_volume(kind, &key, value, &volid)?);
+                current.insert(key.clone(), with_volume(kind, &key, value, &volid, None)?);
             }
             for (key, value) in source.current.iter().filter(|(k, _)| k.starts_with("net")) {
                 current.insert(key.clone(), without_mac(value));
