@@ -22,9 +22,8 @@
 //!   and `cpu: host` becomes `max` under TCG;
 //! - no qmeventd socket, no `aio=` unless configured (QEMU's default is `threads`), VNC without
 //!   a password (the socket lives in a root-only directory);
-//! - `args:` (raw QEMU arguments) is not supported. [`Resolved::extra`] exists only so tests
-//!   and bootstrapping can add `-kernel … -initrd … -append …`; nothing in a configuration
-//!   reaches it.
+//! - `args:` (raw QEMU arguments, root only as in Proxmox) is not read here: hearthd splits it
+//!   into [`Resolved::extra`], which is appended as it is.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -187,7 +187,13 @@ pub struct GuestDir {
 
 impl GuestDir {
     pub fn create(path: PathBuf) -> Result<GuestDir> {
-        fs::create_dir_all(&path).map_err(|e| StorageError::io("creating", &path, e))?;
+        if !path.exists() {
+            fs::create_dir_all(&path).map_err(|e| StorageError::io("creating", &path, e))?;
+            // Guest files (a container's setuid binaries and device nodes) are not for other
+            // host users to reach.
+            fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(|e| StorageError::io("protecting", &path, e))?;
+        }
         Ok(GuestDir { path })
     }
 }

@@ -121,7 +121,8 @@ fn allocate_all(
                     .or_else(|| config.pending.values.get(&allocation.key).cloned());
                 let value = value
                     .ok_or_else(|| ErrorReply::new(ErrorKind::Internal, format!("{} vanished", allocation.key)))?;
-                crate::snapshots::with_volume(kind, &allocation.key, &value, &volid, Some(allocation.size)).map_err(invalid)
+                crate::snapshots::with_volume(kind, &allocation.key, &value, &volid, Some(allocation.size))
+                    .map_err(invalid)
             });
         match result {
             Ok(value) => values.push((allocation.key.clone(), value)),
@@ -157,9 +158,28 @@ fn not_found(daemon: &Daemon, kind: GuestKind, vmid: Vmid, e: StoreError) -> Err
     e.into()
 }
 
+/// What only root@pam may configure, as in Proxmox: extra QEMU arguments and host paths as
+/// disks reach anything on the host.
+fn check_root_only(caller: &Caller, kind: GuestKind, values: &[(String, Value)]) -> Result<(), ErrorReply> {
+    if caller.is_root() {
+        return Ok(());
+    }
+    for (key, value) in values {
+        let host_path = volume_of(kind, key, value).is_some_and(|v| v.starts_with('/'));
+        if key == "args" || host_path {
+            return Err(ErrorReply::new(
+                ErrorKind::PermissionDenied,
+                format!("{key}: only root@pam may set extra QEMU arguments or host paths"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CreateGuest) -> Result<Payload, ErrorReply> {
     let vmid = req.vmid;
     let edit = ConfigEdit::parse(kind, &req.options, &[], &[]).map_err(invalid)?;
+    check_root_only(caller, kind, &edit.set)?;
     let mut config = GuestConfig::new(kind);
     config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
     config.apply_create_defaults();
@@ -219,8 +239,9 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
     }
 }
 
-pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, ErrorReply> {
+pub fn set(daemon: &Daemon, caller: &Caller, kind: GuestKind, req: SetGuest) -> Result<Payload, ErrorReply> {
     let edit = ConfigEdit::parse(kind, &req.options, &req.delete, &req.revert).map_err(invalid)?;
+    check_root_only(caller, kind, &edit.set)?;
     if edit.is_empty() {
         return Err(invalid("nothing to change: give at least one option, --delete or --revert"));
     }
@@ -430,6 +451,9 @@ pub fn destroy(
     let upid = daemon.tasks.spawn(&kind.task_type("destroy"), &vmid.to_string(), &caller.userid, move |ctx| {
         ctx.log(format!("destroying {} {vmid}", kind.noun()));
         let mut owned: Vec<String> = Vec::new();
+        // No start may slip in between the running check and the removal.
+        let run_lock = worker.qemu.op_lock(vmid);
+        let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
         worker
             .store
             .remove(kind, vmid, |config| {

@@ -105,6 +105,8 @@ fn disk_snapshot(
 ) -> Result<(), String> {
     if qemu_owns(daemon, kind, vmid, volume) {
         let mut qmp = daemon.qemu.qmp(vmid).map_err(|e| e.message)?;
+        // Internal snapshots of large images take their time.
+        qmp.set_timeout(Duration::from_secs(600)).map_err(|e| e.to_string())?;
         let node = format!("drive-{key}");
         let result = if delete {
             qmp.blockdev_snapshot_delete_internal_sync(&node, name)
@@ -158,6 +160,9 @@ pub fn snapshot(
             if save_ram {
                 // savevm pauses the guest, snapshots every image and stores the RAM state in them.
                 let mut qmp = worker.qemu.qmp(vmid).map_err(|e| e.message)?;
+                // Saving gigabytes of RAM takes long; the default monitor timeout would give up
+                // while QEMU carries on.
+                qmp.set_timeout(Duration::from_secs(3600)).map_err(|e| e.to_string())?;
                 let output = qmp.human_monitor_command(&format!("savevm {name}")).map_err(|e| e.to_string())?;
                 if !output.trim().is_empty() {
                     return Err(format!("saving the VM state failed: {}", output.trim()));
@@ -294,11 +299,13 @@ pub fn rollback(
     }
     let worker = Arc::clone(daemon);
     let upid = daemon.tasks.spawn(&kind.task_type("rollback"), &vmid.to_string(), &caller.userid, move |ctx| {
+        // Held from the rollback through the start from the saved state, so no other start
+        // can boot the rolled-back disks in between.
+        let run_lock = worker.qemu.op_lock(vmid);
+        let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
         with_lock(&worker, kind, vmid, Lock::Rollback, || {
             let config = worker.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
             let section = require_snapshot(&config, kind, vmid, &name).map_err(|e| e.message)?.clone();
-            let run_lock = worker.qemu.op_lock(vmid);
-            let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
             if with_ram && running(&worker, kind, vmid) {
                 // The saved state replaces the running one: the VM stops, then resumes from it.
                 worker.qemu.kill(vmid)?;
@@ -332,8 +339,6 @@ pub fn rollback(
         })?;
         if with_ram {
             // Started once the rollback lock is gone, from the saved state.
-            let run_lock = worker.qemu.op_lock(vmid);
-            let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
             let log = |line: String| ctx.log(line);
             crate::vms::start_with(&worker, vmid, Duration::from_secs(30), &log, &["-loadvm".into(), name.clone()])?;
             Arc::clone(&worker.qemu).supervise(vmid);
@@ -503,7 +508,13 @@ pub fn clone(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CloneG
         let mut made: Vec<String> = Vec::new();
         let result = with_lock(&worker, kind, vmid, Lock::Clone, || {
             let source = worker.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
-            let mut current = source.current.clone();
+            // Unused volumes stay with the source, as with qm.
+            let mut current: Section = source
+                .current
+                .iter()
+                .filter(|(k, _)| !k.starts_with("unused"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             current.remove("template");
             current.remove("parent");
             let name_key = if kind == GuestKind::Vm { "name" } else { "hostname" };
@@ -571,6 +582,9 @@ pub fn resize(
     disk: &str,
     size: &str,
 ) -> Result<Payload, ErrorReply> {
+    // No start or stop while the disk grows.
+    let run_lock = daemon.qemu.op_lock(vmid);
+    let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
     let config = daemon.store.load(kind, vmid)?.config;
     if let Some(lock) = config.lock {
         return Err(err(ErrorKind::Locked, format!("{} {vmid} is locked ({lock})", kind.noun())));

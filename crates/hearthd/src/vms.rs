@@ -51,6 +51,8 @@ impl QemuRuntime {
         let root = std::fs::canonicalize(root)?;
         let run_dir = root.join("run/hearth/qemu");
         std::fs::create_dir_all(&run_dir)?;
+        // QMP, VNC and serial sockets give full control of a guest: root only, whatever the umask.
+        std::fs::set_permissions(&run_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         let efivars_dir = root.join("var/lib/hearth/efivars");
         let kvm = Path::new("/dev/kvm").exists() && !Path::new("/sys/module/kvm_pvm").exists();
         Ok(QemuRuntime { run_dir, efivars_dir, kvm, ops: Mutex::new(HashMap::new()) })
@@ -128,6 +130,7 @@ impl QemuRuntime {
     pub(crate) fn supervise(self: &Arc<Self>, vmid: Vmid) {
         let runtime = Arc::clone(self);
         let spawned = std::thread::Builder::new().name(format!("qemu-{vmid}")).spawn(move || {
+            let watched = runtime.pid(vmid);
             let socket = runtime.events_socket(vmid);
             let Ok(mut qmp) = Qmp::connect(&socket) else {
                 if runtime.pid(vmid).is_none() {
@@ -147,9 +150,13 @@ impl QemuRuntime {
             }
             // The monitor closed: QEMU exited. Wait for the pid to go before cleaning up.
             let deadline = Instant::now() + Duration::from_secs(10);
-            while runtime.pid(vmid).is_some() && Instant::now() < deadline {
+            while runtime.pid(vmid) == watched && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
+            // Under the run lock, and only if no new QEMU of this VM has started meanwhile: its
+            // files and taps are not this watcher's to remove.
+            let lock = runtime.op_lock(vmid);
+            let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
             if runtime.pid(vmid).is_none() {
                 runtime.clean_up(vmid);
                 tracing::info!(%vmid, "VM stopped");
