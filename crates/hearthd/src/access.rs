@@ -1,9 +1,15 @@
-//! Who may do what: the one table that names each request's ACL path and privileges, and the
-//! check that runs before any effect.
+//! Who may do what: the one table that names each request's ACL path and privileges, the
+//! access model from `etc/hearth/access.toml`, and the check that runs before any effect.
 //!
-//! Until access control lands, the rule is the secure default: `root@pam` holds every
-//! privilege, nobody else holds any.
+//! The secure default holds without a file: `root@pam` holds every privilege, nobody else holds
+//! any until an ACL entry grants it. Every denial and every change to the model goes to the
+//! audit log, `var/log/hearth/audit.log`.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use hearth_core::access::{AccessModel, AclPath, Authid, PrivSet, Userid};
 use hearth_proto::{CtRequest, ErrorKind, ErrorReply, NodeRequest, Request, StorageRequest, TaskRequest, VmRequest};
 
 /// The caller of a connection, identified by SO_PEERCRED.
@@ -15,6 +21,12 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The identity privileges are resolved for: `<name>@pam`, or `None` when the Unix name
+    /// is not a valid user id (then the caller holds nothing).
+    pub fn authid(&self) -> Option<Authid> {
+        self.userid.parse::<Userid>().ok().map(Authid::User)
+    }
+
     /// Names a local caller after its Unix account; unknown uids are named `uid<N>@pam`.
     pub fn from_uid(uid: u32) -> Caller {
         let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
@@ -49,7 +61,8 @@ pub fn required(request: &Request, node: &str) -> Required {
             VmRequest::Set(s) => on(vms(&s.vmid), &["VM.Config.Options"]),
             VmRequest::Config(c) => on(vms(&c.vmid), &["VM.Audit"]),
             VmRequest::Pending { vmid } => on(vms(vmid), &["VM.Audit"]),
-            VmRequest::List => on("/vms".into(), &["VM.Audit"]),
+            // Answered for everyone, with only the VMs the caller may audit.
+            VmRequest::List => on("/vms".into(), &[]),
             VmRequest::Destroy(d) => on(vms(&d.vmid), &["VM.Allocate"]),
             VmRequest::NextId => on("/vms".into(), &["VM.Allocate"]),
             VmRequest::Unlock { vmid } => on(vms(vmid), &["VM.Config.Options"]),
@@ -83,7 +96,7 @@ pub fn required(request: &Request, node: &str) -> Required {
             CtRequest::Set(s) => on(vms(&s.vmid), &["VM.Config.Options"]),
             CtRequest::Config(c) => on(vms(&c.vmid), &["VM.Audit"]),
             CtRequest::Pending { vmid } => on(vms(vmid), &["VM.Audit"]),
-            CtRequest::List => on("/vms".into(), &["VM.Audit"]),
+            CtRequest::List => on("/vms".into(), &[]),
             CtRequest::Destroy(d) => on(vms(&d.vmid), &["VM.Allocate"]),
             CtRequest::Unlock { vmid } => on(vms(vmid), &["VM.Config.Options"]),
         },
@@ -121,15 +134,116 @@ pub fn required(request: &Request, node: &str) -> Required {
     }
 }
 
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The access model of the node and its audit log.
+#[derive(Debug)]
+pub struct AccessControl {
+    path: PathBuf,
+    model: RwLock<Arc<AccessModel>>,
+    /// Held while the model is read, changed and written.
+    edit: Mutex<()>,
+    audit_path: PathBuf,
+    audit: Mutex<()>,
+}
+
+impl AccessControl {
+    /// Loads `etc/hearth/access.toml`. A missing file is the empty model (root only); a broken
+    /// one stops hearthd with its line, rather than running open or closed by accident.
+    pub fn open(root: &Path) -> anyhow::Result<AccessControl> {
+        let path = root.join("etc/hearth/access.toml");
+        let model = match std::fs::read_to_string(&path) {
+            Ok(text) => AccessModel::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => AccessModel::default(),
+            Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        };
+        let audit_path = root.join("var/log/hearth/audit.log");
+        if let Some(dir) = audit_path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(AccessControl {
+            path,
+            model: RwLock::new(Arc::new(model)),
+            edit: Mutex::new(()),
+            audit_path,
+            audit: Mutex::new(()),
+        })
+    }
+
+    /// The model as it is now.
+    pub fn model(&self) -> Arc<AccessModel> {
+        Arc::clone(&self.model.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The privileges `caller` holds on `path`: everything for root@pam.
+    pub fn privileges(&self, caller: &Caller, path: &AclPath) -> PrivSet {
+        if caller.is_root() {
+            return PrivSet::ALL;
+        }
+        match caller.authid() {
+            Some(who) => self.model().permissions(&who, path, now()),
+            None => PrivSet::EMPTY,
+        }
+    }
+
+    /// Appends one line to the audit log: `<time> <who> <what>`.
+    pub fn audit(&self, who: &str, what: &str) {
+        let _guard = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+        let line = format!("{} {who} {what}\n", now());
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.audit_path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            tracing::error!(error = %e, "cannot write the audit log");
+        }
+    }
+
+    /// Changes the model: `change` edits a copy, which must stay valid and keep an
+    /// Administrator on `/`; the file is written atomically and the change audited.
+    pub fn edit<T>(
+        &self,
+        caller: &Caller,
+        what: &str,
+        change: impl FnOnce(&mut AccessModel) -> Result<T, ErrorReply>,
+    ) -> Result<T, ErrorReply> {
+        let _guard = self.edit.lock().unwrap_or_else(|p| p.into_inner());
+        let before = self.model();
+        let mut after = (*before).clone();
+        let result = change(&mut after)?;
+        after.validate().map_err(|e| ErrorReply::new(ErrorKind::Invalid, e.to_string()))?;
+        if before.would_remove_last_admin(&after, now()) {
+            return Err(ErrorReply::new(
+                ErrorKind::Conflict,
+                "refusing to remove the last Administrator of /: grant Administrator on / to another user first",
+            ));
+        }
+        crate::store::write_atomic(&self.path, after.to_toml().as_bytes())?;
+        *self.model.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(after);
+        self.audit(&caller.userid, &format!("changed access: {what}"));
+        Ok(result)
+    }
+}
+
 /// Refuses the request unless the caller holds what it needs.
-pub fn authorize(caller: &Caller, required: &Required) -> Result<(), ErrorReply> {
-    if caller.is_root() {
+pub fn authorize(access: &AccessControl, caller: &Caller, required: &Required) -> Result<(), ErrorReply> {
+    if caller.is_root() || required.privileges.is_empty() {
         return Ok(());
     }
+    let wanted = PrivSet::parse(&required.privileges.join(","))
+        .map_err(|e| ErrorReply::new(ErrorKind::Internal, format!("the request table names {e}")))?;
+    let held = AclPath::parse(&required.path).map(|path| access.privileges(caller, &path)).unwrap_or(PrivSet::EMPTY);
+    if wanted.is_subset(held) {
+        return Ok(());
+    }
+    access.audit(&caller.userid, &format!("denied {} on {}", required.privileges.join(","), required.path));
     Err(ErrorReply::new(
         ErrorKind::PermissionDenied,
         format!(
-            "permission denied: {} lacks {} on {} (no ACL grants it; only root@pam holds rights by default)",
+            "permission denied: {} lacks {} on {} (no ACL grants it)",
             caller.userid,
             required.privileges.join(", "),
             required.path

@@ -110,7 +110,7 @@ async fn converse(daemon: &Arc<Daemon>, caller: &Caller, stream: &mut UnixStream
         } else {
             None
         };
-        if let Err(e) = access::authorize(caller, &access::required(&request, &daemon.node)) {
+        if let Err(e) = access::authorize(&daemon.access, caller, &access::required(&request, &daemon.node)) {
             tracing::warn!(user = %caller.userid, request = ?request, "denied");
             send(stream, &Response::Error(e)).await?;
             continue;

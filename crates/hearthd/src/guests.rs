@@ -13,6 +13,7 @@ use hearth_proto::{
 
 use crate::Daemon;
 use crate::access::Caller;
+use hearth_core::access::AclPath;
 use crate::storage;
 use crate::store::StoreError;
 
@@ -368,9 +369,14 @@ fn boot_disk(config: &Section) -> Option<String> {
         .find(|k| !k.starts_with("net") && is_disk(k))
 }
 
-pub fn list(daemon: &Daemon, kind: GuestKind) -> Result<Payload, ErrorReply> {
+/// The guests of one kind that `caller` may audit (VM.Audit on `/vms/<vmid>`).
+pub fn list(daemon: &Daemon, caller: &Caller, kind: GuestKind) -> Result<Payload, ErrorReply> {
     let mut guests = Vec::new();
+    let audit = hearth_core::access::Privilege::VmAudit;
     for listed in daemon.store.list(kind)? {
+        if !caller.is_root() && !daemon.access.privileges(caller, &AclPath::vm(listed.vmid)).contains(audit) {
+            continue;
+        }
         let guest_type = match kind {
             GuestKind::Vm => "qemu",
             GuestKind::Ct => "lxc",

@@ -45,6 +45,7 @@ pub struct Daemon {
     pub store: ConfigStore,
     pub storages: storage::Storages,
     pub qemu: Arc<vms::QemuRuntime>,
+    pub access: access::AccessControl,
     pub tasks: Arc<TaskManager>,
 }
 
@@ -57,6 +58,7 @@ impl Daemon {
             tracing::error!("unreadable guest configuration: {broken}");
         }
         let storages = storage::Storages::open(root, node).context("opening etc/hearth/storage.toml")?;
+        let access = access::AccessControl::open(root).context("loading etc/hearth/access.toml")?;
         let qemu = Arc::new(vms::QemuRuntime::open(root).context("preparing run/hearth/qemu")?);
         // VMs outlive hearthd: those still running are watched again, leftovers removed.
         qemu.adopt();
@@ -67,6 +69,7 @@ impl Daemon {
             store,
             storages,
             qemu,
+            access,
             tasks: Arc::new(tasks),
         }))
     }
@@ -90,7 +93,7 @@ pub fn handle(
             VmRequest::Set(req) => guests::set(daemon, caller, Vm, req),
             VmRequest::Config(req) => guests::config(daemon, Vm, req),
             VmRequest::Pending { vmid } => guests::pending(daemon, Vm, vmid),
-            VmRequest::List => guests::list(daemon, Vm),
+            VmRequest::List => guests::list(daemon, caller, Vm),
             VmRequest::Destroy(req) => guests::destroy(daemon, caller, Vm, req),
             VmRequest::NextId => guests::next_id(daemon),
             VmRequest::Unlock { vmid } => guests::unlock(daemon, Vm, vmid),
@@ -128,7 +131,7 @@ pub fn handle(
             CtRequest::Set(req) => guests::set(daemon, caller, Ct, req),
             CtRequest::Config(req) => guests::config(daemon, Ct, req),
             CtRequest::Pending { vmid } => guests::pending(daemon, Ct, vmid),
-            CtRequest::List => guests::list(daemon, Ct),
+            CtRequest::List => guests::list(daemon, caller, Ct),
             CtRequest::Destroy(req) => guests::destroy(daemon, caller, Ct, req),
             CtRequest::Unlock { vmid } => guests::unlock(daemon, Ct, vmid),
         },
