@@ -1,6 +1,7 @@
 //! Integration tests: every module starts a real hearthd on a temporary root and talks to it
 //! through its socket, with the client library or the real CLI binaries.
 
+mod access;
 mod cli;
 mod concurrency;
 mod config;
@@ -9,6 +10,7 @@ mod protocol;
 mod storage;
 mod storage_btrfs;
 mod tasks;
+mod userctl;
 mod vm;
 mod vm_disks;
 

@@ -64,7 +64,9 @@ impl Client {
     pub fn connect(root: &Path, software: &str) -> Result<Client, ClientError> {
         let path = socket_path(root);
         let mut stream = UnixStream::connect(&path).map_err(|source| ClientError::Connect { path, source })?;
-        let hello = ClientHello { protocol_version: PROTOCOL_VERSION, software: software.to_owned() };
+        // `HEARTH_TOKEN=user@realm!name=SECRET` authenticates as an API token.
+        let token = std::env::var("HEARTH_TOKEN").ok().filter(|t| !t.is_empty());
+        let hello = ClientHello { protocol_version: PROTOCOL_VERSION, software: software.to_owned(), token };
         write_frame(&mut stream, &hello)?;
         let reply: Response = match read_frame::<serde_json::Value>(&mut stream)? {
             None => return Err(ClientError::Closed),

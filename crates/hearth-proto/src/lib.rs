@@ -37,6 +37,10 @@ pub struct ClientHello {
     pub protocol_version: u32,
     /// Client program and version, for logs: `vmctl 0.1.0`.
     pub software: String,
+    /// An API token, `user@realm!name=SECRET`: the connection then acts as that token, with
+    /// the token's privileges, whoever the local caller is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// The server's first frame.
@@ -59,6 +63,7 @@ pub enum Request {
     Task(TaskRequest),
     Storage(StorageRequest),
     Node(NodeRequest),
+    Access(AccessRequest),
 }
 
 /// The node as a whole (`clusterctl node`).
@@ -629,6 +634,16 @@ pub enum Payload {
     Snapshots(Vec<SnapshotInfo>),
     /// Free text, such as monitor output.
     Text(String),
+    Users(Vec<UserInfo>),
+    Groups(Vec<GroupInfo>),
+    Roles(Vec<RoleInfo>),
+    Acl(Vec<AclInfo>),
+    Pools(Vec<PoolInfo>),
+    Tokens(Vec<TokenInfo>),
+    /// A token that was just created, with its secret: the only time the secret is shown.
+    NewToken(NewToken),
+    /// Privileges per ACL path, as `userctl user permissions` shows them.
+    Permissions(Vec<PathPermissions>),
 }
 
 /// A VM's state, as `qm status --verbose` reports it.
@@ -856,4 +871,251 @@ mod tests {
         assert!(json.contains(r#""state":"error","message":"boom""#), "{json}");
         assert_eq!(serde_json::from_str::<TaskInfo>(&json).unwrap(), info);
     }
+}
+
+/// Users, groups, roles, ACL entries, pools and API tokens (`userctl`, Proxmox's `pveum`).
+///
+/// Ids travel as strings and are parsed by hearthd, so a bad one is answered with an error that
+/// names it. A caller may always see their own permissions and manage their own tokens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessRequest {
+    /// Creates a user in realm `pam` or `hearth`. Options: `email`, `firstname`, `lastname`,
+    /// `comment`, `groups` (comma list), `enable` (0|1), `expire` (unix time, 0 = never).
+    /// `/access/groups`: User.Modify. REST: `POST /access/users`.
+    UserAdd {
+        userid: String,
+        #[serde(default)]
+        options: Vec<(String, String)>,
+    },
+    /// Changes a user's options; an empty value clears a text option. With `append`, `groups`
+    /// adds to the user's groups instead of replacing them. `/access/groups`: User.Modify.
+    /// REST: `PUT /access/users/{userid}`.
+    UserModify {
+        userid: String,
+        #[serde(default)]
+        options: Vec<(String, String)>,
+        #[serde(default)]
+        append: bool,
+    },
+    /// Deletes a user with its tokens and ACL entries. `/access/groups`: User.Modify.
+    /// REST: `DELETE /access/users/{userid}`.
+    UserDelete { userid: String },
+    /// The users the caller may audit (`/access/groups`: Sys.Audit or User.Modify), or only
+    /// the caller. REST: `GET /access/users`.
+    UserList,
+    /// A user's privileges on every path where they hold any, or on `path`. The caller's own,
+    /// or anyone's with `/access`: Sys.Audit. REST: `GET /access/permissions`.
+    UserPermissions {
+        userid: String,
+        #[serde(default)]
+        path: Option<String>,
+    },
+    /// Creates a group. `/access/groups`: Group.Allocate. REST: `POST /access/groups`.
+    GroupAdd {
+        group: String,
+        #[serde(default)]
+        comment: Option<String>,
+    },
+    /// Changes a group's comment. `/access/groups`: Group.Allocate.
+    /// REST: `PUT /access/groups/{groupid}`.
+    GroupModify {
+        group: String,
+        #[serde(default)]
+        comment: Option<String>,
+    },
+    /// Deletes a group, its memberships and its ACL entries. `/access/groups`: Group.Allocate.
+    /// REST: `DELETE /access/groups/{groupid}`.
+    GroupDelete { group: String },
+    /// The groups with their members, for callers with `/access/groups`: Sys.Audit or
+    /// Group.Allocate; otherwise only the caller's own groups. REST: `GET /access/groups`.
+    GroupList,
+    /// Creates a custom role from privilege names separated by commas.
+    /// `/access`: Sys.Modify. REST: `POST /access/roles`.
+    RoleAdd { role: String, privs: String },
+    /// Replaces a custom role's privileges, or adds to them with `append`.
+    /// `/access`: Sys.Modify. REST: `PUT /access/roles/{roleid}`.
+    RoleModify {
+        role: String,
+        privs: String,
+        #[serde(default)]
+        append: bool,
+    },
+    /// Deletes a custom role and the ACL entries granting it. `/access`: Sys.Modify.
+    /// REST: `DELETE /access/roles/{roleid}`.
+    RoleDelete { role: String },
+    /// Built-in and custom roles with their privileges; anyone may list them.
+    /// REST: `GET /access/roles`.
+    RoleList,
+    /// Grants (or with `delete` revokes) each role to each user, group and token on `path`.
+    /// `{path}`: Permissions.Modify, or for `/vms/…`, `/storage/…` and `/pool/…` VM.Allocate,
+    /// Datastore.Allocate or Pool.Allocate there and only roles whose privileges the caller
+    /// holds there itself. REST: `PUT /access/acl`.
+    AclModify {
+        path: String,
+        roles: Vec<String>,
+        #[serde(default)]
+        users: Vec<String>,
+        #[serde(default)]
+        groups: Vec<String>,
+        #[serde(default)]
+        tokens: Vec<String>,
+        #[serde(default = "yes")]
+        propagate: bool,
+        #[serde(default)]
+        delete: bool,
+    },
+    /// The ACL entries on paths where the caller holds Sys.Audit or Permissions.Modify.
+    /// REST: `GET /access/acl`.
+    AclList,
+    /// Creates a pool, optionally with members. `/pool/{pool}`: Pool.Allocate.
+    /// REST: `POST /pools`.
+    PoolAdd {
+        pool: String,
+        #[serde(default)]
+        comment: Option<String>,
+        #[serde(default)]
+        vms: Vec<Vmid>,
+        #[serde(default)]
+        storage: Vec<String>,
+    },
+    /// Adds guests and storages to a pool, or removes them with `delete`; sets the comment.
+    /// `/pool/{pool}`: Pool.Allocate. REST: `PUT /pools/{poolid}`.
+    PoolModify {
+        pool: String,
+        #[serde(default)]
+        comment: Option<String>,
+        #[serde(default)]
+        vms: Vec<Vmid>,
+        #[serde(default)]
+        storage: Vec<String>,
+        #[serde(default)]
+        delete: bool,
+    },
+    /// Deletes an empty pool and the ACL entries on it. `/pool/{pool}`: Pool.Allocate.
+    /// REST: `DELETE /pools/{poolid}`.
+    PoolDelete { pool: String },
+    /// The pools the caller may audit (`/pool/{pool}`: Pool.Audit). REST: `GET /pools`.
+    PoolList,
+    /// Creates an API token and answers with its secret, shown this once. The caller's own
+    /// tokens, or anyone's with `/access/groups`: User.Modify.
+    /// REST: `POST /access/users/{userid}/token/{tokenid}`.
+    TokenAdd {
+        userid: String,
+        tokenid: String,
+        #[serde(default = "yes")]
+        privsep: bool,
+        /// Unix time; `None` or 0 is never.
+        #[serde(default)]
+        expire: Option<i64>,
+        #[serde(default)]
+        comment: Option<String>,
+    },
+    /// Deletes an API token, its secret and its ACL entries. Like `TokenAdd`.
+    /// REST: `DELETE /access/users/{userid}/token/{tokenid}`.
+    TokenRemove { userid: String, tokenid: String },
+    /// A user's tokens, without secrets. Like `TokenAdd`.
+    /// REST: `GET /access/users/{userid}/token`.
+    TokenList { userid: String },
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One line of `userctl user list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub userid: String,
+    pub enable: bool,
+    /// Unix time; absent is never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firstname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lastname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Token names (the part after `!`).
+    #[serde(default)]
+    pub tokens: Vec<String>,
+}
+
+/// One line of `userctl group list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub group: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+/// One line of `userctl role list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleInfo {
+    pub role: String,
+    pub privs: Vec<String>,
+    /// Built in, and so neither changeable nor removable.
+    pub special: bool,
+}
+
+/// One line of `userctl acl list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclInfo {
+    pub path: String,
+    /// `user`, `group` or `token`.
+    #[serde(rename = "type")]
+    pub subject_type: String,
+    /// The user id, group name or token id.
+    pub ugid: String,
+    pub roleid: String,
+    pub propagate: bool,
+}
+
+/// One line of `userctl pool list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolInfo {
+    pub pool: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub vms: Vec<Vmid>,
+    #[serde(default)]
+    pub storage: Vec<String>,
+}
+
+/// One line of `userctl token list`; never the secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// The token name (after `!`).
+    pub tokenid: String,
+    pub privsep: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// A new token and its secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewToken {
+    /// `user@realm!name`.
+    #[serde(rename = "full-tokenid")]
+    pub full_tokenid: String,
+    pub info: TokenInfo,
+    /// The secret; hearthd keeps only its SHA-256.
+    pub value: String,
+}
+
+/// A path and the privileges held on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathPermissions {
+    pub path: String,
+    pub privs: Vec<String>,
 }

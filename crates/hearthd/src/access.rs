@@ -16,15 +16,25 @@ use hearth_proto::{CtRequest, ErrorKind, ErrorReply, NodeRequest, Request, Stora
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub uid: u32,
-    /// `<name>@pam`.
+    /// `<name>@pam`, or `user@realm!name` for an API token.
     pub userid: String,
+    /// Set when the connection authenticated with an API token.
+    pub token: Option<hearth_core::access::TokenId>,
 }
 
 impl Caller {
     /// The identity privileges are resolved for: `<name>@pam`, or `None` when the Unix name
     /// is not a valid user id (then the caller holds nothing).
     pub fn authid(&self) -> Option<Authid> {
+        if let Some(token) = &self.token {
+            return Some(Authid::Token(token.clone()));
+        }
         self.userid.parse::<Userid>().ok().map(Authid::User)
+    }
+
+    /// The caller as the token `tokenid`, once its secret was checked.
+    pub fn as_token(&self, tokenid: hearth_core::access::TokenId) -> Caller {
+        Caller { uid: self.uid, userid: tokenid.to_string(), token: Some(tokenid) }
     }
 
     /// Names a local caller after its Unix account; unknown uids are named `uid<N>@pam`.
@@ -33,11 +43,12 @@ impl Caller {
             .ok()
             .flatten()
             .map_or_else(|| format!("uid{uid}"), |u| u.name);
-        Caller { uid, userid: format!("{name}@pam") }
+        Caller { uid, userid: format!("{name}@pam"), token: None }
     }
 
+    /// root@pam itself; a token, even root's, holds only what its ACLs give it.
     pub fn is_root(&self) -> bool {
-        self.uid == 0
+        self.uid == 0 && self.token.is_none()
     }
 }
 
@@ -53,7 +64,9 @@ fn on(path: String, privileges: &'static [&'static str]) -> Required {
 }
 
 /// The table: every request variant, its ACL path and privileges.
-pub fn required(request: &Request, node: &str) -> Required {
+pub fn required(request: &Request, node: &str, caller: &Caller) -> Required {
+    // A caller's own tasks are always theirs to read and stop, as in Proxmox.
+    let own = |upid: &hearth_core::Upid| upid.user == caller.userid;
     let vms = |vmid: &dyn std::fmt::Display| format!("/vms/{vmid}");
     match request {
         Request::Vm(r) => match r {
@@ -101,13 +114,21 @@ pub fn required(request: &Request, node: &str) -> Required {
             CtRequest::Unlock { vmid } => on(vms(vmid), &["VM.Config.Options"]),
         },
         Request::Task(r) => match r {
-            TaskRequest::List(_)
-            | TaskRequest::Log { .. }
-            | TaskRequest::Status { .. }
-            | TaskRequest::Follow { .. } => on(format!("/nodes/{node}"), &["Sys.Audit"]),
+            // Everyone may list; the list holds only their own tasks without Sys.Audit.
+            TaskRequest::List(_) => on(format!("/nodes/{node}"), &[]),
+            TaskRequest::Log { upid, .. } | TaskRequest::Status { upid } | TaskRequest::Follow { upid }
+                if own(upid) =>
+            {
+                on(format!("/nodes/{node}"), &[])
+            }
+            TaskRequest::Stop { upid } if own(upid) => on(format!("/nodes/{node}"), &[]),
+            TaskRequest::Log { .. } | TaskRequest::Status { .. } | TaskRequest::Follow { .. } => {
+                on(format!("/nodes/{node}"), &["Sys.Audit"])
+            }
             TaskRequest::Stop { .. } => on(format!("/nodes/{node}"), &["Sys.Modify"]),
         },
         Request::Node(NodeRequest::StartAll { .. } | NodeRequest::StopAll { .. }) => on("/".into(), &["VM.PowerMgmt"]),
+        Request::Access(r) => crate::users::required(r),
         Request::Storage(r) => {
             let storage = |id: &str| format!("/storage/{id}");
             // A volume id's storage; a malformed id is refused later, after the check, so

@@ -70,7 +70,7 @@ pub async fn serve_connection(daemon: Arc<Daemon>, mut stream: UnixStream) {
     }
 }
 
-async fn converse(daemon: &Arc<Daemon>, caller: &Caller, stream: &mut UnixStream) -> Result<(), ConnError> {
+async fn converse(daemon: &Arc<Daemon>, peer: &Caller, stream: &mut UnixStream) -> Result<(), ConnError> {
     let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(stream))
         .await
         .map_err(|_| ConnError::Protocol("no Hello within 10 seconds".into()))??;
@@ -83,6 +83,17 @@ async fn converse(daemon: &Arc<Daemon>, caller: &Caller, stream: &mut UnixStream
             hello.protocol_version
         )));
     }
+    let token_caller = match &hello.token {
+        Some(token) => match authenticate_token(daemon, peer, token) {
+            Some(caller) => Some(caller),
+            None => {
+                daemon.access.audit(&peer.userid, "presented an invalid API token");
+                return Err(ConnError::Protocol("invalid API token (expected user@realm!name=SECRET)".into()));
+            }
+        },
+        None => None,
+    };
+    let caller = token_caller.as_ref().unwrap_or(peer);
     tracing::debug!(user = %caller.userid, software = %hello.software, "client connected");
     let server = ServerHello {
         protocol_version: PROTOCOL_VERSION,
@@ -110,7 +121,7 @@ async fn converse(daemon: &Arc<Daemon>, caller: &Caller, stream: &mut UnixStream
         } else {
             None
         };
-        if let Err(e) = access::authorize(&daemon.access, caller, &access::required(&request, &daemon.node)) {
+        if let Err(e) = access::authorize(&daemon.access, caller, &access::required(&request, &daemon.node, caller)) {
             tracing::warn!(user = %caller.userid, request = ?request, "denied");
             send(stream, &Response::Error(e)).await?;
             continue;
@@ -148,6 +159,19 @@ async fn converse(daemon: &Arc<Daemon>, caller: &Caller, stream: &mut UnixStream
         send(stream, &reply).await?;
     }
     Ok(())
+}
+
+/// Checks `user@realm!name=SECRET` against the token's stored digest (constant time) and the
+/// model (the token exists, neither it nor its user expired or disabled).
+fn authenticate_token(daemon: &Daemon, peer: &Caller, token: &str) -> Option<Caller> {
+    let (id, secret) = token.split_once('=')?;
+    let tokenid: hearth_core::access::TokenId = id.parse().ok()?;
+    let model = daemon.access.model();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let valid = model.tokens.get(&tokenid).is_some_and(|t| !t.is_expired(now))
+        && model.users.get(tokenid.user()).is_some_and(|u| u.is_active(now) || tokenid.user().is_root())
+        || tokenid.user().is_root() && model.tokens.contains_key(&tokenid);
+    (valid && crate::verify_token(&daemon.root, &tokenid, secret)).then(|| peer.as_token(tokenid))
 }
 
 fn source_of(e: &hearth_proto::FrameError) -> String {

@@ -13,9 +13,9 @@ use hearth_proto::{
 
 use crate::Daemon;
 use crate::access::Caller;
-use hearth_core::access::AclPath;
 use crate::storage;
 use crate::store::StoreError;
+use hearth_core::access::AclPath;
 
 fn invalid(e: impl ToString) -> ErrorReply {
     ErrorReply::new(ErrorKind::Invalid, e.to_string())

@@ -16,6 +16,7 @@ mod snapshots;
 pub mod storage;
 pub mod store;
 pub mod tasks;
+mod users;
 pub mod vms;
 
 use std::future::Future;
@@ -36,6 +37,7 @@ use tokio::net::UnixListener;
 pub use access::Caller;
 use store::ConfigStore;
 use tasks::TaskManager;
+pub use users::verify_token;
 
 /// Everything a running hearthd holds.
 #[derive(Debug)]
@@ -136,7 +138,17 @@ pub fn handle(
             CtRequest::Unlock { vmid } => guests::unlock(daemon, Ct, vmid),
         },
         Request::Task(r) => match r {
-            TaskRequest::List(filter) => Ok(Payload::Tasks(daemon.tasks.list(&filter))),
+            TaskRequest::List(filter) => {
+                let mut tasks = daemon.tasks.list(&filter);
+                let node_path = hearth_core::access::AclPath::parse(&format!("/nodes/{}", daemon.node));
+                let audits = node_path.is_ok_and(|p| {
+                    daemon.access.privileges(caller, &p).contains(hearth_core::access::Privilege::SysAudit)
+                });
+                if !audits {
+                    tasks.retain(|t| t.user == caller.userid);
+                }
+                Ok(Payload::Tasks(tasks))
+            }
             TaskRequest::Log { upid, start } => daemon.tasks.log(&upid, start).map(Payload::TaskLog),
             TaskRequest::Status { upid } => daemon.tasks.status(&upid).map(Payload::TaskStatus),
             TaskRequest::Stop { upid } => daemon.tasks.stop(&upid).map(|()| Payload::Empty),
@@ -161,6 +173,7 @@ pub fn handle(
             StorageRequest::Export(req) => storage::export(daemon, req, attached(file)?),
             StorageRequest::Upload(req) => storage::upload(daemon, req, attached(file)?),
         },
+        Request::Access(r) => users::handle(daemon, caller, r),
     }
 }
 

@@ -1,0 +1,78 @@
+//! `userctl acl modify|list`: ACL entries, as `pveum acl`.
+
+use clap::{ArgMatches, Command};
+use hearth_client::cli::{self, Align, OutputFormat, Table};
+use hearth_proto::{AccessRequest, Payload};
+
+use super::{bool_option, change, flag, list_option, positional};
+
+pub fn command() -> Command {
+    Command::new("acl")
+        .about("Manage ACL entries")
+        .long_about(
+            "Grant roles on a path to users, groups and API tokens, or revoke them with --delete. \
+             Paths: /, /access, /access/groups[/GROUP], /nodes[/NODE], /pool[/POOL], \
+             /storage[/STORAGE], /vms[/VMID], … The deepest matching entry wins; a user's entry \
+             beats its groups'. Granting needs Permissions.Modify on the path, or VM.Allocate on \
+             /vms/…, Datastore.Allocate on /storage/… or Pool.Allocate on /pool/… and only roles \
+             whose privileges you hold there. Removing the last Administrator of / is refused.",
+        )
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .subcommands([
+            Command::new("modify")
+                .about("Grant or revoke roles on a path")
+                .arg(positional("path", "PATH", "ACL path, e.g. /vms/100"))
+                .arg(list_option("roles", "ROLES", "Roles, separated by commas").required(true))
+                .arg(list_option("users", "USERS", "User ids, separated by commas"))
+                .arg(list_option("groups", "GROUPS", "Group names, separated by commas"))
+                .arg(list_option("tokens", "TOKENS", "API token ids USER@REALM!TOKEN, separated by commas"))
+                .arg(bool_option("propagate", "Also apply below the path (1, the default) or only on it (0)"))
+                .arg(flag("delete", "Revoke the roles instead of granting them")),
+            Command::new("list").about("List the ACL entries you may audit"),
+        ])
+}
+
+pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
+    match action {
+        "modify" => change(
+            AccessRequest::AclModify {
+                path: super::string(m, "path"),
+                roles: super::list(m, "roles"),
+                users: super::list(m, "users"),
+                groups: super::list(m, "groups"),
+                tokens: super::list(m, "tokens"),
+                propagate: super::bool_value(m, "propagate").unwrap_or(true),
+                delete: m.get_flag("delete"),
+            },
+            format,
+        ),
+        "list" => {
+            let entries = match super::call(AccessRequest::AclList)? {
+                Payload::Acl(entries) => entries,
+                other => return Err(cli::unexpected(&other)),
+            };
+            if format.is_json() {
+                return cli::print_json(&entries, format);
+            }
+            let mut table = Table::new(&[
+                ("path", Align::Left),
+                ("type", Align::Left),
+                ("ugid", Align::Left),
+                ("roleid", Align::Left),
+                ("propagate", Align::Left),
+            ]);
+            for e in &entries {
+                table.row(vec![
+                    e.path.clone(),
+                    e.subject_type.clone(),
+                    e.ugid.clone(),
+                    e.roleid.clone(),
+                    super::bit(e.propagate),
+                ]);
+            }
+            table.print()
+        }
+        other => anyhow::bail!("unknown acl command '{other}'"),
+    }
+}

@@ -1,0 +1,103 @@
+//! `userctl`, Hearth's `pveum`: users, groups, roles, ACL entries, pools and API tokens. The
+//! binary is a thin `main`; xtask and tests use [`command`] and [`run`].
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::{ArgMatches, Command};
+use hearth_client::cli::{self, OutputFormat};
+
+/// The program name, for messages and the software string sent to hearthd.
+const BIN: &str = "userctl";
+
+/// The whole command line of `userctl`.
+pub fn command() -> Command {
+    Command::new(BIN)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Manage Hearth users, groups, roles, permissions, pools and API tokens")
+        .long_about(
+            "Manage who may do what on a Hearth node, the way pveum does on Proxmox VE. Users are \
+             NAME@REALM with the realms pam (host accounts) and hearth; roles are the built-in ones \
+             (Administrator, VMAdmin, Auditor, …, Proxmox's without the PVE prefix) and custom ones; \
+             ACL entries grant a role to a user, @group or API token on a path such as /, /vms/100, \
+             /storage/local or /pool/prod. Everything lives in $HEARTH_ROOT/etc/hearth/access.toml; \
+             token secrets are kept hashed in etc/hearth/priv/tokens.toml and shown only once.\n\n\
+             userctl is a thin client that asks hearthd through \
+             $HEARTH_ROOT/run/hearth/hearthd.sock (default /run/hearth/hearthd.sock). Every change \
+             is recorded in var/log/hearth/audit.log.\n\n\
+             Exit status: 0 on success, 1 if the operation failed, 2 for a usage error.",
+        )
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .arg(cli::output_format_arg())
+        .subcommands([
+            cmd::user::command(),
+            cmd::group::command(),
+            cmd::role::command(),
+            cmd::acl::command(),
+            cmd::pool::command(),
+            cmd::token::command(),
+        ])
+}
+
+/// Runs the subcommand that `matches` (from [`command`]) selected.
+pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
+    let Some((name, sub)) = matches.subcommand() else { bail!("no command given; see `userctl --help`") };
+    let Some((action, args)) = sub.subcommand() else { bail!("no {name} command given; see `userctl {name} --help`") };
+    let format = OutputFormat::from_matches(args);
+    match name {
+        "user" => cmd::user::run(action, args, format),
+        "group" => cmd::group::run(action, args, format),
+        "role" => cmd::role::run(action, args, format),
+        "acl" => cmd::acl::run(action, args, format),
+        "pool" => cmd::pool::run(action, args, format),
+        "token" => cmd::token::run(action, args, format),
+        other => bail!("unknown command '{other}'"),
+    }
+}
+
+/// `userctl`'s `main`: parse, run, exit 0, 1 or 2.
+pub fn main() -> ExitCode {
+    cli::run_cli(BIN, command(), run)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn parses_pveum_command_lines() {
+        for ok in [
+            &["userctl", "user", "add", "joe@hearth", "--email", "joe@example.com", "--groups", "a,b"][..],
+            &["userctl", "user", "modify", "joe@hearth", "--groups", "c", "--append"],
+            &["userctl", "user", "permissions", "joe@hearth", "--path", "/vms", "--output-format", "json"],
+            &["userctl", "group", "add", "ops", "--comment", "Operations"],
+            &["userctl", "role", "add", "Power", "--privs", "VM.Audit,VM.PowerMgmt"],
+            &["userctl", "acl", "modify", "/vms/100", "--roles", "VMUser", "--users", "joe@hearth", "--propagate", "0"],
+            &["userctl", "acl", "modify", "/", "--roles", "Auditor", "--groups", "ops", "--delete"],
+            &["userctl", "pool", "add", "prod", "--vms", "100,101", "--storage", "local"],
+            &["userctl", "token", "add", "joe@hearth", "ci", "--privsep", "0", "--expire", "0"],
+            &["userctl", "token", "list", "joe@hearth"],
+        ] {
+            command().try_get_matches_from(ok).unwrap();
+        }
+        for bad in [
+            &["userctl", "user", "add"][..],
+            &["userctl", "role", "add", "X"],
+            &["userctl", "acl", "modify", "/", "--users", "joe@hearth"],
+            &["userctl", "acl", "modify", "/", "--roles", "A", "--propagate", "2"],
+            &["userctl", "pool", "add", "p", "--vms", "42"],
+            &["userctl", "token", "add", "joe@hearth"],
+        ] {
+            assert_eq!(command().try_get_matches_from(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+    }
+}

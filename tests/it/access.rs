@@ -1,0 +1,189 @@
+//! Access control through the real socket as real Unix users: nobody but root holds anything
+//! until access.toml grants it; a VMUser on one VM may run and watch that VM, not change it,
+//! and does not see the others; a broken access.toml stops hearthd.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use hearth_test::HearthdProcess;
+use nix::sys::signal::Signal;
+
+use crate::ok;
+
+/// A Unix user of the test's own, removed when the test ends however it ends.
+struct UnixUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+impl UnixUser {
+    fn new(tag: &str) -> UnixUser {
+        let name = format!("h{tag}{}", std::process::id() % 100_000);
+        let status = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", &name])
+            .status()
+            .expect("useradd (package passwd)");
+        assert!(status.success(), "useradd {name}");
+        let user = nix::unistd::User::from_name(&name).expect("lookup").expect("the new user exists");
+        UnixUser { name, uid: user.uid.as_raw(), gid: user.gid.as_raw() }
+    }
+
+    fn userid(&self) -> String {
+        format!("{}@pam", self.name)
+    }
+
+    /// Runs a Hearth CLI under this user's uid and gid.
+    fn run(&self, daemon: &HearthdProcess, program: &str, args: &[&str]) -> Output {
+        Command::new(hearth_test::bin(program))
+            .args(args)
+            .env("HEARTH_ROOT", daemon.root())
+            .uid(self.uid)
+            .gid(self.gid)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running the CLI as the test user")
+    }
+}
+
+impl Drop for UnixUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn listed(out: &Output) -> Vec<u64> {
+    assert!(out.status.success(), "{}", stderr(out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    list.as_array().expect("a list").iter().map(|g| g["vmid"].as_u64().expect("vmid")).collect()
+}
+
+/// Writes access.toml and restarts hearthd so it loads it.
+fn grant(daemon: &mut HearthdProcess, text: &str) {
+    std::fs::write(daemon.root().join("etc/hearth/access.toml"), text).expect("access.toml");
+    daemon.signal(Signal::SIGTERM);
+    daemon.restart();
+}
+
+#[test]
+fn a_vm_user_runs_their_vm_and_sees_nothing_else() {
+    let mut daemon = HearthdProcess::start();
+    for vmid in ["100", "101"] {
+        ok(&daemon, "vmctl", &["create", vmid, "--memory", "64", "--kvm", "0", "--serial0", "socket"]);
+    }
+    let user = UnixUser::new("vu");
+
+    // Secure default: without an ACL the user gets nothing, not even a list.
+    let out = user.run(&daemon, "vmctl", &["list", "--output-format", "json"]);
+    assert_eq!(listed(&out), Vec::<u64>::new());
+    let out = user.run(&daemon, "vmctl", &["start", "100"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("permission denied"), "{}", stderr(&out));
+
+    grant(
+        &mut daemon,
+        &format!(
+            "[users.\"{id}\"]\n\n[[acl]]\npath = \"/vms/100\"\nuser = \"{id}\"\nrole = \"VMUser\"\n",
+            id = user.userid()
+        ),
+    );
+    let out = user.run(&daemon, "vmctl", &["list", "--output-format", "json"]);
+    assert_eq!(listed(&out), [100], "only the VM the ACL covers");
+
+    let out = user.run(&daemon, "vmctl", &["start", "100"]);
+    assert!(out.status.success(), "VM.PowerMgmt allows start: {}", stderr(&out));
+    let out = user.run(&daemon, "vmctl", &["status", "100"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("status: running"), "{}", stderr(&out));
+
+    // The console: VM.Console allows it; the session stays open until it is ended.
+    let mut console = Command::new(hearth_test::bin("vmctl"))
+        .args(["terminal", "100"])
+        .env("HEARTH_ROOT", daemon.root())
+        .uid(user.uid)
+        .gid(user.gid)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vmctl terminal");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(console.try_wait().expect("poll").is_none(), "the console was refused");
+    let _ = console.kill();
+    let _ = console.wait();
+
+    // Configuration, other VMs and the monitor are out of reach, and the denial is audited.
+    for (args, what) in [
+        (&["set", "100", "--memory", "128"][..], "VM.Config"),
+        (&["config", "101"], "VM.Audit"),
+        (&["start", "101"], "VM.PowerMgmt"),
+        (&["destroy", "100"], "VM.Allocate"),
+    ] {
+        let out = user.run(&daemon, "vmctl", args);
+        assert_eq!(out.status.code(), Some(1), "{args:?} was allowed");
+        assert!(
+            stderr(&out).contains("permission denied") && stderr(&out).contains(what),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let audit = std::fs::read_to_string(daemon.root().join("var/log/hearth/audit.log")).expect("audit log");
+    assert!(audit.contains(&format!("{} denied", user.userid())), "{audit}");
+
+    let out = user.run(&daemon, "vmctl", &["stop", "100"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = user.run(&daemon, "storectl", &["alloc", "local", "100", "", "1G"]);
+    assert_eq!(out.status.code(), Some(1), "no storage rights");
+}
+
+#[test]
+fn a_broken_access_file_stops_hearthd() {
+    let root = hearth_test::temp_root();
+    std::fs::create_dir_all(root.path().join("etc/hearth")).expect("etc");
+    std::fs::write(
+        root.path().join("etc/hearth/access.toml"),
+        "[[acl]]\npath = \"/vms/100\"\nuser = \"nobody@pam\"\nrole = \"NoSuchRole\"\n",
+    )
+    .expect("access.toml");
+    let out = Command::new(hearth_test::bin("hearthd"))
+        .arg("--root")
+        .arg(root.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("hearthd");
+    assert!(!out.status.success(), "hearthd must not run with a broken access.toml");
+    let text = stderr(&out);
+    assert!(text.contains("access.toml") && text.contains("line"), "{text}");
+    assert!(!root.path().join("run/hearth/hearthd.sock").exists());
+}
+
+#[test]
+fn an_api_token_acts_with_its_own_rights() {
+    let daemon = HearthdProcess::start();
+    for vmid in ["100", "101"] {
+        ok(&daemon, "vmctl", &["create", vmid, "--memory", "64"]);
+    }
+    ok(&daemon, "userctl", &["user", "add", "ci@hearth"]);
+    ok(&daemon, "userctl", &["acl", "modify", "/vms/100", "--roles", "VMUser", "--users", "ci@hearth"]);
+    let made = crate::json(&daemon, "userctl", &["token", "add", "ci@hearth", "deploy", "--privsep", "0"]);
+    let secret = made["value"].as_str().expect("the secret is shown once").to_owned();
+    let as_token = |token: &str, args: &[&str]| {
+        daemon.command("vmctl").args(args).env("HEARTH_TOKEN", token).stdin(Stdio::null()).output().expect("vmctl")
+    };
+    // Even when root runs the client, the token's rights apply.
+    let out = as_token(&format!("ci@hearth!deploy={secret}"), &["list", "--output-format", "json"]);
+    assert_eq!(listed(&out), [100]);
+    let out = as_token(&format!("ci@hearth!deploy={secret}"), &["set", "100", "--memory", "128"]);
+    assert_eq!(out.status.code(), Some(1), "VMUser cannot configure");
+    let out = as_token("ci@hearth!deploy=0000", &["list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("invalid API token"), "{}", stderr(&out));
+    let secrets = std::fs::read_to_string(daemon.root().join("etc/hearth/priv/tokens.toml")).expect("token store");
+    assert!(!secrets.contains(&secret), "only a digest of the secret is kept");
+    let audit = std::fs::read_to_string(daemon.root().join("var/log/hearth/audit.log")).expect("audit log");
+    assert!(!audit.contains(&secret), "secrets are never logged");
+}

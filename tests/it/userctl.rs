@@ -1,0 +1,155 @@
+//! `userctl` against a real hearthd: users, groups, roles, ACL entries, pools and API tokens,
+//! what lands in `access.toml`, the secrets file and the audit log, and that hearthd starts
+//! again on what it wrote.
+
+use std::os::unix::fs::PermissionsExt;
+
+use hearth_test::HearthdProcess;
+
+use crate::{json, ok, run};
+
+/// Runs `userctl` expecting failure; answers stderr.
+fn fails(daemon: &HearthdProcess, args: &[&str]) -> String {
+    let (code, stdout, stderr) = run(daemon, "userctl", args);
+    assert_eq!(code, 1, "userctl {args:?} should fail: {stdout}{stderr}");
+    stderr
+}
+
+fn names(list: &serde_json::Value, key: &str) -> Vec<String> {
+    list.as_array().expect("a JSON list").iter().map(|v| v[key].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+#[test]
+fn users_groups_roles_acl_pools_and_tokens() {
+    let mut daemon = HearthdProcess::start();
+    let d = &daemon;
+
+    // Users.
+    ok(d, "userctl", &["user", "add", "joe@hearth", "--email", "joe@example.com", "--firstname", "Joe"]);
+    ok(d, "userctl", &["user", "add", "ann@pam"]);
+    let users = json(d, "userctl", &["user", "list"]);
+    assert_eq!(names(&users, "userid"), ["ann@pam", "joe@hearth", "root@pam"]);
+    assert_eq!(users[1]["email"], "joe@example.com");
+    assert!(fails(d, &["user", "add", "joe@hearth"]).contains("user 'joe@hearth' already exists"));
+    assert!(fails(d, &["user", "add", "bob@pve"]).contains("unknown realm 'pve'"));
+    assert!(fails(d, &["user", "modify", "joe@hearth", "--groups", "nope"]).contains("unknown group 'nope'"));
+    ok(d, "userctl", &["user", "delete", "ann@pam"]);
+    assert!(fails(d, &["user", "delete", "ann@pam"]).contains("no such user 'ann@pam'"));
+    assert!(ok(d, "userctl", &["user", "list"]).contains("joe@hearth"));
+
+    // Groups.
+    ok(d, "userctl", &["group", "add", "ops", "--comment", "Operations"]);
+    ok(d, "userctl", &["user", "modify", "joe@hearth", "--groups", "ops", "--append"]);
+    let groups = json(d, "userctl", &["group", "list"]);
+    assert_eq!(groups[0]["group"], "ops");
+    assert_eq!(groups[0]["members"], serde_json::json!(["joe@hearth"]));
+
+    // Roles: a bad privilege is named, with the right spelling.
+    let bad = fails(d, &["role", "add", "Power", "--privs", "VM.Audit,VM.Powermgmt"]);
+    assert!(bad.contains("unknown privilege 'VM.Powermgmt'; did you mean 'VM.PowerMgmt'?"), "{bad}");
+    assert!(fails(d, &["role", "add", "VMAdmin", "--privs", "VM.Audit"]).contains("built in"));
+    ok(d, "userctl", &["role", "add", "Power", "--privs", "VM.Audit,VM.PowerMgmt"]);
+    ok(d, "userctl", &["role", "modify", "Power", "--privs", "VM.Console", "--append"]);
+    let roles = json(d, "userctl", &["role", "list"]);
+    let power = roles.as_array().unwrap().iter().find(|r| r["role"] == "Power").expect("Power is listed").clone();
+    assert_eq!(power["privs"], serde_json::json!(["VM.Audit", "VM.Console", "VM.PowerMgmt"]));
+    assert_eq!(power["special"], false);
+    assert!(ok(d, "userctl", &["role", "list"]).contains("Administrator"));
+
+    // ACL entries.
+    ok(d, "userctl", &["acl", "modify", "/", "--roles", "Administrator", "--users", "joe@hearth"]);
+    ok(d, "userctl", &["acl", "modify", "/vms/100", "--roles", "Power", "--groups", "ops", "--propagate", "0"]);
+    assert!(
+        fails(d, &["acl", "modify", "/vms/100", "--roles", "Nope", "--groups", "ops"]).contains("unknown role 'Nope'")
+    );
+    assert!(fails(d, &["acl", "modify", "/vms/1", "--roles", "Power", "--groups", "ops"]).contains("invalid ACL path"));
+    let acl = json(d, "userctl", &["acl", "list"]);
+    assert_eq!(names(&acl, "path"), ["/", "/vms/100"]);
+    assert_eq!(acl[1]["type"], "group");
+    assert_eq!(acl[1]["propagate"], false);
+    let perms = json(d, "userctl", &["user", "permissions", "joe@hearth", "--path", "/vms/100"]);
+    // The deepest entry wins, as in Proxmox: the group's role on /vms/100 replaces Administrator.
+    assert_eq!(perms[0]["privs"], serde_json::json!(["VM.Audit", "VM.Console", "VM.PowerMgmt"]));
+    let perms = json(d, "userctl", &["user", "permissions", "joe@hearth", "--path", "/"]);
+    assert!(perms[0]["privs"].as_array().unwrap().len() > 40, "{perms}");
+
+    // The last Administrator of / stays.
+    let last = fails(d, &["acl", "modify", "/", "--roles", "Administrator", "--users", "joe@hearth", "--delete"]);
+    assert!(last.contains("last Administrator of /"), "{last}");
+    assert!(fails(d, &["user", "delete", "joe@hearth"]).contains("last Administrator of /"));
+
+    // Revoking.
+    ok(d, "userctl", &["acl", "modify", "/vms/100", "--roles", "Power", "--groups", "ops", "--delete"]);
+    assert_eq!(names(&json(d, "userctl", &["acl", "list"]), "path"), ["/"]);
+
+    // Pools.
+    ok(d, "userctl", &["pool", "add", "prod", "--vms", "100,101", "--storage", "local", "--comment", "Production"]);
+    ok(d, "userctl", &["pool", "modify", "prod", "--vms", "101", "--delete"]);
+    let pools = json(d, "userctl", &["pool", "list"]);
+    assert_eq!(pools[0]["pool"], "prod");
+    assert_eq!(pools[0]["vms"], serde_json::json!([100]));
+    assert!(fails(d, &["pool", "add", "prod"]).contains("already exists"));
+    assert!(fails(d, &["pool", "delete", "prod"]).contains("not empty"));
+
+    // Tokens: the secret is printed once and stored only hashed.
+    let added = ok(d, "userctl", &["token", "add", "joe@hearth", "ci", "--comment", "CI"]);
+    let secret = added
+        .lines()
+        .find_map(|l| l.strip_prefix("value"))
+        .map(str::trim)
+        .expect("token add prints the secret")
+        .to_owned();
+    assert_eq!(secret.len(), 64, "{added}");
+    assert!(fails(d, &["token", "add", "joe@hearth", "ci"]).contains("already exists"));
+    let listed = ok(d, "userctl", &["token", "list", "joe@hearth"]);
+    assert!(listed.contains("ci") && !listed.contains(&secret), "{listed}");
+    let listed = json(d, "userctl", &["token", "list", "joe@hearth"]);
+    assert_eq!(names(&listed, "tokenid"), ["ci"]);
+    assert!(!listed.to_string().contains(&secret));
+    let secrets = d.root().join("etc/hearth/priv/tokens.toml");
+    assert_eq!(std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(secrets.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+    assert!(!std::fs::read_to_string(&secrets).unwrap().contains(&secret));
+    let id = "joe@hearth!ci".parse().unwrap();
+    assert!(hearthd::verify_token(d.root(), &id, &secret));
+    assert!(!hearthd::verify_token(d.root(), &id, "0000"));
+    ok(d, "userctl", &["acl", "modify", "/vms", "--roles", "Power", "--tokens", "joe@hearth!ci"]);
+    let json_token = json(d, "userctl", &["token", "add", "joe@hearth", "ro", "--privsep", "0"]);
+    assert_eq!(json_token["full-tokenid"], "joe@hearth!ro");
+    assert_eq!(json_token["info"]["privsep"], false);
+    ok(d, "userctl", &["token", "remove", "joe@hearth", "ci"]);
+    assert!(!hearthd::verify_token(d.root(), &id, &secret));
+    assert_eq!(names(&json(d, "userctl", &["acl", "list"]), "path"), ["/"], "the token's entries went with it");
+    assert!(fails(d, &["token", "remove", "joe@hearth", "ci"]).contains("no such token"));
+
+    // The file has it all, and hearthd starts again on it.
+    let access = std::fs::read_to_string(d.root().join("etc/hearth/access.toml")).unwrap();
+    for expected in
+        ["[users.\"joe@hearth\"]", "[groups.ops]", "Power = [", "[pools.prod]", "[tokens.\"joe@hearth!ro\"]"]
+    {
+        assert!(access.contains(expected), "{expected} missing from access.toml:\n{access}");
+    }
+    assert!(!access.contains("ann@pam"));
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    daemon.restart();
+    let d = &daemon;
+    assert_eq!(names(&json(d, "userctl", &["user", "list"]), "userid"), ["joe@hearth", "root@pam"]);
+    assert_eq!(names(&json(d, "userctl", &["acl", "list"]), "ugid"), ["joe@hearth"]);
+
+    // Every change is audited, and no secret is.
+    let audit = std::fs::read_to_string(d.root().join("var/log/hearth/audit.log")).unwrap();
+    for expected in [
+        "root@pam changed access: user add joe@hearth",
+        "changed access: user delete ann@pam",
+        "changed access: group add ops",
+        "changed access: role add Power",
+        "changed access: acl modify / roles Administrator for joe@hearth",
+        "changed access: acl delete /vms/100 roles Power for @ops",
+        "changed access: pool add prod",
+        "changed access: token add joe@hearth!ci",
+        "changed access: token remove joe@hearth!ci",
+    ] {
+        assert!(audit.contains(expected), "{expected} missing from the audit log:\n{audit}");
+    }
+    assert!(!audit.contains(&secret));
+}
