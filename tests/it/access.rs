@@ -177,6 +177,11 @@ fn an_api_token_acts_with_its_own_rights() {
     // Even when root runs the client, the token's rights apply.
     let out = as_token(&format!("ci@hearth!deploy={secret}"), &["list", "--output-format", "json"]);
     assert_eq!(listed(&out), [100]);
+    // The same through --token on the command line.
+    let token = format!("ci@hearth!deploy={secret}");
+    let out =
+        daemon.command("vmctl").args(["list", "--output-format", "json", "--token", &token]).output().expect("vmctl");
+    assert_eq!(listed(&out), [100]);
     let out = as_token(&format!("ci@hearth!deploy={secret}"), &["set", "100", "--memory", "128"]);
     assert_eq!(out.status.code(), Some(1), "VMUser cannot configure");
     let out = as_token("ci@hearth!deploy=0000", &["list"]);

@@ -6,6 +6,7 @@ mod cli;
 mod concurrency;
 mod config;
 mod crash;
+mod permissions;
 mod protocol;
 mod storage;
 mod storage_btrfs;

@@ -153,3 +153,97 @@ fn users_groups_roles_acl_pools_and_tokens() {
     }
     assert!(!audit.contains(&secret));
 }
+
+/// Runs `userctl` with `input` on its standard input; answers exit code, stdout and stderr.
+fn with_stdin(daemon: &HearthdProcess, args: &[&str], input: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = daemon
+        .command("userctl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("userctl starts");
+    child.stdin.take().expect("stdin is piped").write_all(input.as_bytes()).expect("userctl reads stdin");
+    let out = child.wait_with_output().expect("userctl ends");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn passwords_and_second_factors() {
+    let daemon = HearthdProcess::start();
+    let d = &daemon;
+    let joe = "joe@hearth".parse().unwrap();
+
+    // Passwords: read from stdin when it is not a terminal, kept only as argon2id hashes.
+    ok(d, "userctl", &["user", "add", "ann@pam"]);
+    let (code, _, stderr) = with_stdin(d, &["user", "add", "joe@hearth", "--password"], "first secret\n");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(hearthd::verify_password(d.root(), &joe, "first secret"));
+    let (code, _, stderr) = with_stdin(d, &["passwd", "joe@hearth"], "s3cret pass\n");
+    assert_eq!(code, 0, "{stderr}");
+    let shadow = d.root().join("etc/hearth/priv/shadow.toml");
+    assert_eq!(std::fs::metadata(&shadow).unwrap().permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&shadow).unwrap();
+    assert!(text.contains("$argon2id$") && !text.contains("s3cret"), "{text}");
+    assert!(hearthd::verify_password(d.root(), &joe, "s3cret pass"));
+    assert!(!hearthd::verify_password(d.root(), &joe, "first secret"));
+    let (code, _, stderr) = with_stdin(d, &["passwd", "ann@pam"], "whatever\n");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("host account") && stderr.contains("passwd(1)"), "{stderr}");
+    let (code, _, stderr) = with_stdin(d, &["passwd", "nobody@hearth"], "whatever\n");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no such user 'nobody@hearth'"), "{stderr}");
+    let (code, _, stderr) = with_stdin(d, &["passwd", "joe@hearth"], "abc\n");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("password too short"), "{stderr}");
+
+    // TOTP: the secret is printed once and never listed.
+    let added = json(d, "userctl", &["tfa", "add", "joe@hearth", "--type", "totp"]);
+    let secret = added["secret"].as_str().expect("a base32 secret").to_owned();
+    let id = added["info"]["id"].as_str().expect("an id").to_owned();
+    assert!(added["uri"].as_str().unwrap().starts_with("otpauth://totp/Hearth:joe%40hearth?secret="), "{added}");
+    let tfa = std::fs::read_to_string(d.root().join("etc/hearth/priv/tfa.toml")).unwrap();
+    assert_eq!(
+        std::fs::metadata(d.root().join("etc/hearth/priv/tfa.toml")).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(tfa.contains(&id));
+    let listed = ok(d, "userctl", &["tfa", "list", "joe@hearth"]);
+    assert!(listed.contains(&id) && listed.contains("totp") && !listed.contains(&secret), "{listed}");
+    let listed = json(d, "userctl", &["tfa", "list"]);
+    assert_eq!(names(&listed, "id"), [id.as_str()]);
+    assert!(!listed.to_string().contains(&secret));
+
+    // Recovery keys: ten, shown once, stored hashed, each usable once.
+    let text = ok(d, "userctl", &["tfa", "add", "joe@hearth", "--type", "recovery"]);
+    let keys: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("recovery")).map(str::trim).collect();
+    assert_eq!(keys.len(), 10, "{text}");
+    let tfa = std::fs::read_to_string(d.root().join("etc/hearth/priv/tfa.toml")).unwrap();
+    assert!(keys.iter().all(|k| !tfa.contains(k)), "{tfa}");
+    assert!(hearthd::use_recovery_key(d.root(), &joe, keys[0]));
+    assert!(!hearthd::use_recovery_key(d.root(), &joe, keys[0]));
+    let listed = json(d, "userctl", &["tfa", "list", "joe@hearth"]);
+    assert_eq!(names(&listed, "id"), [id.as_str(), "recovery"]);
+    assert_eq!(listed[1]["remaining"], 9);
+
+    // Deleting a factor, and a user with everything priv/ holds for them.
+    ok(d, "userctl", &["tfa", "delete", "joe@hearth", &id]);
+    assert!(fails(d, &["tfa", "delete", "joe@hearth", &id]).contains("no second factor"));
+    assert_eq!(names(&json(d, "userctl", &["tfa", "list"]), "id"), ["recovery"]);
+    ok(d, "userctl", &["user", "delete", "joe@hearth"]);
+    assert!(!hearthd::verify_password(d.root(), &joe, "s3cret pass"));
+    assert!(json(d, "userctl", &["tfa", "list"]).as_array().unwrap().is_empty());
+
+    // Changes are audited; no secret is.
+    let audit = std::fs::read_to_string(d.root().join("var/log/hearth/audit.log")).unwrap();
+    for expected in ["changed the password of joe@hearth", &format!("added second factor {id} of joe@hearth")] {
+        assert!(audit.contains(expected), "{expected} missing from the audit log:\n{audit}");
+    }
+    assert!(!audit.contains("s3cret") && !audit.contains(&secret) && !audit.contains(keys[1]));
+}

@@ -30,6 +30,7 @@ pub fn command() -> Command {
         .subcommand_required(true)
         .arg_required_else_help(true)
         .arg(cli::output_format_arg())
+        .arg(cli::token_arg())
         .subcommand(cmd::task::command())
         .subcommand(cmd::node::command())
 }

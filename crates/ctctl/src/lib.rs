@@ -29,6 +29,7 @@ pub fn command() -> Command {
         .subcommand_required(true)
         .arg_required_else_help(true)
         .arg(cli::output_format_arg())
+        .arg(cli::token_arg())
         .subcommands([
             cmd::create::command(),
             cmd::set::command(),

@@ -70,6 +70,23 @@ pub fn output_format_arg() -> Arg {
         .long_help("Output format: 'text' for people, 'json' or 'json-pretty' for scripts; JSON output is stable.")
 }
 
+const TOKEN: &str = "token";
+
+/// `--token user@realm!name=SECRET`, accepted by every command of every tool: act as that API
+/// token (also `HEARTH_TOKEN`).
+pub fn token_arg() -> Arg {
+    Arg::new(TOKEN)
+        .long(TOKEN)
+        .value_name("TOKEN")
+        .global(true)
+        .help("Act as an API token: user@realm!name=SECRET")
+        .long_help(
+            "Authenticate as an API token, user@realm!name=SECRET, with the token's rights instead of \
+             your own (also taken from HEARTH_TOKEN; prefer the variable, since command lines are \
+             visible to other users).",
+        )
+}
+
 /// Standard output went away (`vmctl list | head -1`); not a failure of the command.
 #[derive(Debug, thiserror::Error)]
 #[error("standard output is closed")]
@@ -345,6 +362,9 @@ pub fn run_cli(name: &str, command: Command, run: impl FnOnce(&ArgMatches) -> an
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
+    if let Ok(Some(token)) = matches.try_get_one::<String>(TOKEN) {
+        crate::use_token(token);
+    }
     match run(&matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<StdoutClosed>().is_some() => ExitCode::SUCCESS,

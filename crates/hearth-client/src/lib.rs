@@ -20,6 +20,14 @@ use hearth_proto::{
 
 pub use hearth_proto::socket_path;
 
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Makes every later connection of this process authenticate as the API token `token`
+/// (`user@realm!name=SECRET`).
+pub fn use_token(token: &str) {
+    let _ = TOKEN.set(token.to_owned());
+}
+
 /// The node root clients use: `$HEARTH_ROOT`, or `/`.
 pub fn default_root() -> PathBuf {
     std::env::var_os("HEARTH_ROOT").map_or_else(|| PathBuf::from("/"), PathBuf::from)
@@ -64,8 +72,8 @@ impl Client {
     pub fn connect(root: &Path, software: &str) -> Result<Client, ClientError> {
         let path = socket_path(root);
         let mut stream = UnixStream::connect(&path).map_err(|source| ClientError::Connect { path, source })?;
-        // `HEARTH_TOKEN=user@realm!name=SECRET` authenticates as an API token.
-        let token = std::env::var("HEARTH_TOKEN").ok().filter(|t| !t.is_empty());
+        // `--token` or `HEARTH_TOKEN=user@realm!name=SECRET` authenticates as an API token.
+        let token = TOKEN.get().cloned().or_else(|| std::env::var("HEARTH_TOKEN").ok()).filter(|t| !t.is_empty());
         let hello = ClientHello { protocol_version: PROTOCOL_VERSION, software: software.to_owned(), token };
         write_frame(&mut stream, &hello)?;
         let reply: Response = match read_frame::<serde_json::Value>(&mut stream)? {

@@ -644,6 +644,9 @@ pub enum Payload {
     NewToken(NewToken),
     /// Privileges per ACL path, as `userctl user permissions` shows them.
     Permissions(Vec<PathPermissions>),
+    Tfa(Vec<TfaInfo>),
+    /// A second factor that was just added, with its secrets: the only time they are shown.
+    NewTfa(NewTfa),
 }
 
 /// A VM's state, as `qm status --verbose` reports it.
@@ -1017,6 +1020,100 @@ pub enum AccessRequest {
     /// A user's tokens, without secrets. Like `TokenAdd`.
     /// REST: `GET /access/users/{userid}/token`.
     TokenList { userid: String },
+    /// Sets the password of a `hearth`-realm user; `pam` users change theirs with passwd(1).
+    /// As in Proxmox, one's own password always, another user's with `/access/realm/{realm}`:
+    /// Realm.AllocateUser and `/access/groups`: User.Modify. hearthd keeps only an argon2id
+    /// hash. REST: `PUT /access/password`.
+    Passwd { userid: String, password: Secret },
+    /// Adds a second factor and answers with its secret, shown this once: a TOTP key, or ten
+    /// single-use recovery keys (one set per user). One's own factors, or anyone's with
+    /// `/access/groups`: User.Modify. REST: `POST /access/tfa/{userid}`.
+    TfaAdd { userid: String, kind: TfaKind },
+    /// The second factors of one user, or of every user the caller may see, without secrets.
+    /// Like `TfaAdd`. REST: `GET /access/tfa[/{userid}]`.
+    TfaList {
+        #[serde(default)]
+        userid: Option<String>,
+    },
+    /// Deletes one second factor. Like `TfaAdd`. REST: `DELETE /access/tfa/{userid}/{id}`.
+    TfaDelete { userid: String, id: String },
+}
+
+/// A password or other secret in a request: serialised as the plain string, but never shown by
+/// `Debug`, so logging a request cannot leak it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The kinds of second factor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TfaKind {
+    /// A time-based one-time password (RFC 6238: SHA-1, 30 s, 6 digits).
+    Totp,
+    /// Single-use recovery keys.
+    Recovery,
+}
+
+impl TfaKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TfaKind::Totp => "totp",
+            TfaKind::Recovery => "recovery",
+        }
+    }
+}
+
+/// One line of `userctl tfa list`; never a secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TfaInfo {
+    pub userid: String,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: TfaKind,
+    /// Unix time.
+    pub created: i64,
+    /// For recovery keys: how many are left unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<usize>,
+}
+
+/// A new second factor with its secrets, shown this once.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTfa {
+    pub info: TfaInfo,
+    /// TOTP: the key in base32, for typing in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// TOTP: the `otpauth://totp/…` URI, for a QR code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// Recovery: the keys; hearthd keeps only their SHA-256.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery: Vec<String>,
+}
+
+impl std::fmt::Debug for NewTfa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewTfa").field("info", &self.info).finish_non_exhaustive()
+    }
 }
 
 fn yes() -> bool {

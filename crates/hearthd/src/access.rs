@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use hearth_core::access::{AccessModel, AclPath, Authid, PrivSet, Userid};
+use hearth_core::access::{AccessModel, AclPath, Authid, PrivSet, Privilege, Userid};
 use hearth_proto::{CtRequest, ErrorKind, ErrorReply, NodeRequest, Request, StorageRequest, TaskRequest, VmRequest};
 
 /// The caller of a connection, identified by SO_PEERCRED.
@@ -63,6 +63,115 @@ fn on(path: String, privileges: &'static [&'static str]) -> Required {
     Required { path, privileges }
 }
 
+/// Which guest a `set` configures: the two kinds name their keys differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestSet {
+    Vm,
+    Ct,
+}
+
+/// `key` is `prefix` followed by a number, such as `net0` for `net`.
+fn indexed(key: &str, prefix: &str) -> bool {
+    key.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// What changing one configuration key needs, as Proxmox's `check_vm_modify_config_perm`
+/// (`qm set`) and `check_ct_modify_config_perm` (`pct set`) check it. `value` is the new value,
+/// `None` when the key is deleted or its pending change reverted (then a drive's old value, which
+/// could make it a CD-ROM, is not known here, and the drive counts as a disk).
+///
+/// Root-only keys (`args`, host devices) need `Sys.Modify`, which only `Administrator` holds; the
+/// handler refuses them to everyone but root@pam anyway.
+pub fn key_privilege(kind: GuestSet, key: &str, value: Option<&str>) -> Privilege {
+    use Privilege as P;
+    let is = |prefixes: &[&str]| prefixes.iter().any(|p| indexed(key, p));
+    let cdrom = || value.is_some_and(|v| v.split(',').any(|part| part.trim() == "media=cdrom"));
+    match kind {
+        GuestSet::Vm => match key {
+            "memory" | "balloon" | "shares" => P::VmConfigMemory,
+            "cores" | "sockets" | "vcpus" | "cpu" | "cpulimit" | "cpuunits" | "numa" | "affinity" | "smp" => {
+                P::VmConfigCpu
+            }
+            _ if is(&["numa"]) => P::VmConfigCpu,
+            "cdrom" => P::VmConfigCdrom,
+            "efidisk0" | "tpmstate0" | "vmstate" | "boot" | "bootdisk" | "vmstatestorage" => P::VmConfigDisk,
+            _ if is(&["scsi", "virtio", "sata", "ide"]) => {
+                if cdrom() {
+                    P::VmConfigCdrom
+                } else {
+                    P::VmConfigDisk
+                }
+            }
+            _ if is(&["unused"]) => P::VmConfigDisk,
+            _ if is(&["net"]) => P::VmConfigNetwork,
+            "acpi" | "hotplug" | "kvm" | "machine" | "scsihw" | "smbios1" | "tablet" | "vga" | "watchdog"
+            | "audio0" => P::VmConfigHwType,
+            "cicustom" | "cipassword" | "citype" | "ciupgrade" | "ciuser" | "nameserver" | "searchdomain"
+            | "sshkeys" => P::VmConfigCloudinit,
+            // Proxmox accepts either VM.Config.Cloudinit or VM.Config.Network here.
+            _ if is(&["ipconfig"]) => P::VmConfigCloudinit,
+            "freeze" => P::VmPowerMgmt,
+            // A serial socket or a SPICE USB port is virtual hardware; a host device is root's.
+            _ if is(&["serial"]) => match value {
+                None | Some("socket") => P::VmConfigHwType,
+                Some(_) => P::SysModify,
+            },
+            _ if is(&["usb"]) => match value {
+                None => P::VmConfigHwType,
+                Some(v) if v.split(',').any(|part| part.trim() == "host=spice" || part.trim() == "spice") => {
+                    P::VmConfigHwType
+                }
+                Some(_) => P::SysModify,
+            },
+            _ if is(&["hostpci", "parallel"]) => match value {
+                None => P::VmConfigHwType,
+                Some(_) => P::SysModify,
+            },
+            "args" | "hookscript" => P::SysModify,
+            _ => P::VmConfigOptions,
+        },
+        GuestSet::Ct => match key {
+            "memory" | "swap" => P::VmConfigMemory,
+            "cores" | "cpuunits" | "cpulimit" => P::VmConfigCpu,
+            "rootfs" => P::VmConfigDisk,
+            _ if is(&["mp", "unused"]) => P::VmConfigDisk,
+            "hostname" | "nameserver" | "searchdomain" => P::VmConfigNetwork,
+            _ if is(&["net"]) => P::VmConfigNetwork,
+            _ if is(&["dev"]) => P::SysModify,
+            _ => P::VmConfigOptions,
+        },
+    }
+}
+
+/// The union of what every key a `set` touches needs: the keys given a value, deleted or
+/// reverted. A `set` that touches nothing needs `VM.Config.Options`.
+pub fn set_privileges(kind: GuestSet, set: &hearth_proto::SetGuest) -> &'static [&'static str] {
+    let mut privs = PrivSet::EMPTY;
+    for (key, value) in &set.options {
+        privs.insert(key_privilege(kind, key, Some(value)));
+    }
+    for key in set.delete.iter().chain(&set.revert) {
+        privs.insert(key_privilege(kind, key, None));
+    }
+    if privs.is_empty() {
+        privs.insert(Privilege::VmConfigOptions);
+    }
+    names(privs)
+}
+
+/// The names of `privs` as a static list, kept once per distinct set: the table's entries are
+/// static, and the few sets `set` can need are interned rather than allocated per request.
+fn names(privs: PrivSet) -> &'static [&'static str] {
+    static INTERNED: Mutex<Vec<(PrivSet, &'static [&'static str])>> = Mutex::new(Vec::new());
+    let mut interned = INTERNED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, list)) = interned.iter().find(|(set, _)| *set == privs) {
+        return list;
+    }
+    let list: &'static [&'static str] = Vec::leak(privs.iter().map(Privilege::name).collect());
+    interned.push((privs, list));
+    list
+}
+
 /// The table: every request variant, its ACL path and privileges.
 pub fn required(request: &Request, node: &str, caller: &Caller) -> Required {
     // A caller's own tasks are always theirs to read and stop, as in Proxmox.
@@ -71,7 +180,7 @@ pub fn required(request: &Request, node: &str, caller: &Caller) -> Required {
     match request {
         Request::Vm(r) => match r {
             VmRequest::Create(c) => on(vms(&c.vmid), &["VM.Allocate"]),
-            VmRequest::Set(s) => on(vms(&s.vmid), &["VM.Config.Options"]),
+            VmRequest::Set(s) => on(vms(&s.vmid), set_privileges(GuestSet::Vm, s)),
             VmRequest::Config(c) => on(vms(&c.vmid), &["VM.Audit"]),
             VmRequest::Pending { vmid } => on(vms(vmid), &["VM.Audit"]),
             // Answered for everyone, with only the VMs the caller may audit.
@@ -106,7 +215,7 @@ pub fn required(request: &Request, node: &str, caller: &Caller) -> Required {
         },
         Request::Ct(r) => match r {
             CtRequest::Create(c) => on(vms(&c.vmid), &["VM.Allocate"]),
-            CtRequest::Set(s) => on(vms(&s.vmid), &["VM.Config.Options"]),
+            CtRequest::Set(s) => on(vms(&s.vmid), set_privileges(GuestSet::Ct, s)),
             CtRequest::Config(c) => on(vms(&c.vmid), &["VM.Audit"]),
             CtRequest::Pending { vmid } => on(vms(vmid), &["VM.Audit"]),
             CtRequest::List => on("/vms".into(), &[]),
@@ -270,4 +379,104 @@ pub fn authorize(access: &AccessControl, caller: &Caller, required: &Required) -
             required.path
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_core::access::role::builtin;
+
+    fn vm(key: &str, value: &str) -> &'static str {
+        key_privilege(GuestSet::Vm, key, Some(value)).name()
+    }
+
+    fn ct(key: &str, value: &str) -> &'static str {
+        key_privilege(GuestSet::Ct, key, Some(value)).name()
+    }
+
+    fn set(options: &[(&str, &str)], delete: &[&str], revert: &[&str]) -> hearth_proto::SetGuest {
+        hearth_proto::SetGuest {
+            vmid: hearth_core::Vmid::new(100).expect("vmid"),
+            options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            delete: delete.iter().map(|k| (*k).to_owned()).collect(),
+            revert: revert.iter().map(|k| (*k).to_owned()).collect(),
+            digest: None,
+        }
+    }
+
+    #[test]
+    fn vm_keys_need_their_proxmox_privilege() {
+        for key in ["memory", "balloon", "shares"] {
+            assert_eq!(vm(key, "1"), "VM.Config.Memory", "{key}");
+        }
+        for key in ["cores", "sockets", "vcpus", "cpu", "cpulimit", "cpuunits", "numa", "affinity", "numa0"] {
+            assert_eq!(vm(key, "1"), "VM.Config.CPU", "{key}");
+        }
+        for key in ["scsi0", "virtio3", "sata1", "ide0", "efidisk0", "tpmstate0", "unused7", "boot"] {
+            assert_eq!(vm(key, "local:1"), "VM.Config.Disk", "{key}");
+        }
+        assert_eq!(vm("ide2", "none,media=cdrom"), "VM.Config.CDROM");
+        assert_eq!(vm("scsi1", "local:iso/x.iso, media=cdrom"), "VM.Config.CDROM");
+        assert_eq!(vm("cdrom", "none"), "VM.Config.CDROM");
+        assert_eq!(vm("net0", "virtio,bridge=vmbr0"), "VM.Config.Network");
+        for key in ["name", "description", "onboot", "tags", "startup", "ostype", "protection", "agent", "scsi", "netx"]
+        {
+            assert_eq!(vm(key, "1"), "VM.Config.Options", "{key}");
+        }
+        for key in ["hotplug", "vga", "kvm", "machine", "scsihw"] {
+            assert_eq!(vm(key, "1"), "VM.Config.HWType", "{key}");
+        }
+        assert_eq!(vm("serial0", "socket"), "VM.Config.HWType");
+        assert_eq!(vm("serial0", "/dev/ttyS0"), "Sys.Modify");
+        assert_eq!(vm("args", "-S"), "Sys.Modify");
+        assert_eq!(vm("ciuser", "joe"), "VM.Config.Cloudinit");
+        // A deleted drive's old value is not known: it counts as a disk.
+        assert_eq!(key_privilege(GuestSet::Vm, "ide2", None).name(), "VM.Config.Disk");
+    }
+
+    #[test]
+    fn ct_keys_need_their_proxmox_privilege() {
+        assert_eq!(ct("memory", "512"), "VM.Config.Memory");
+        assert_eq!(ct("swap", "512"), "VM.Config.Memory");
+        assert_eq!(ct("cores", "2"), "VM.Config.CPU");
+        assert_eq!(ct("rootfs", "local:8"), "VM.Config.Disk");
+        assert_eq!(ct("mp0", "local:8,mp=/data"), "VM.Config.Disk");
+        assert_eq!(ct("net0", "name=eth0"), "VM.Config.Network");
+        assert_eq!(ct("hostname", "web"), "VM.Config.Network");
+        assert_eq!(ct("description", "x"), "VM.Config.Options");
+        assert_eq!(ct("dev0", "/dev/null"), "Sys.Modify");
+    }
+
+    #[test]
+    fn a_set_needs_the_union_of_its_keys() {
+        let s = set(&[("memory", "96"), ("name", "x")], &["net0"], &["cores"]);
+        assert_eq!(
+            set_privileges(GuestSet::Vm, &s),
+            ["VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options"]
+        );
+        // The same set twice is the same interned list.
+        assert!(std::ptr::eq(set_privileges(GuestSet::Vm, &s), set_privileges(GuestSet::Vm, &s)));
+        assert_eq!(set_privileges(GuestSet::Vm, &set(&[], &[], &[])), ["VM.Config.Options"]);
+        assert_eq!(set_privileges(GuestSet::Ct, &set(&[], &["mp0"], &[])), ["VM.Config.Disk"]);
+    }
+
+    #[test]
+    fn roles_hold_what_set_needs_as_in_proxmox() {
+        let may = |role: &str, options: &[(&str, &str)]| {
+            let wanted =
+                PrivSet::parse(&set_privileges(GuestSet::Vm, &set(options, &[], &[])).join(",")).expect("names");
+            wanted.is_subset(builtin(role).expect("role").privs)
+        };
+        assert!(may("VMAdmin", &[("memory", "96"), ("name", "x"), ("scsi0", "local:1")]));
+        assert!(!may("VMUser", &[("memory", "96")]));
+        assert!(!may("VMUser", &[("name", "x")]));
+        assert!(may("VMUser", &[("ide2", "none,media=cdrom")]));
+        let memory_only = PrivSet::from(Privilege::VmConfigMemory);
+        let wanted = |options: &[(&str, &str)]| {
+            PrivSet::parse(&set_privileges(GuestSet::Vm, &set(options, &[], &[])).join(",")).expect("names")
+        };
+        assert!(wanted(&[("memory", "96")]).is_subset(memory_only));
+        assert!(!wanted(&[("name", "x")]).is_subset(memory_only));
+        assert!(!wanted(&[("memory", "96"), ("name", "x")]).is_subset(memory_only));
+    }
 }

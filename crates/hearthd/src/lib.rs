@@ -10,6 +10,7 @@
 
 mod access;
 mod conn;
+mod credentials;
 mod disks;
 mod guests;
 mod snapshots;
@@ -35,9 +36,9 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
 
 pub use access::Caller;
+pub use credentials::{use_recovery_key, verify_password, verify_token, verify_totp};
 use store::ConfigStore;
 use tasks::TaskManager;
-pub use users::verify_token;
 
 /// Everything a running hearthd holds.
 #[derive(Debug)]

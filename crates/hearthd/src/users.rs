@@ -3,15 +3,16 @@
 //! which validates the model, refuses to remove the last Administrator of `/`, writes
 //! `access.toml` atomically and audits the change.
 //!
-//! Token secrets are not part of the model: `etc/hearth/priv/tokens.toml` (directory 0700, file
-//! 0600) holds only the SHA-256 of each secret, so a secret is shown once, when it is created,
-//! and never logged.
+//! Token secrets, passwords and second factors are not part of the model: [`crate::credentials`]
+//! keeps them hashed in `etc/hearth/priv/`, so a secret is shown once, when it is created, and
+//! never logged.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use crate::Daemon;
+use crate::access::{Caller, Required};
+use crate::credentials::{self, forget_secrets, new_secret, remember_secret};
 use hearth_core::access::{
     AccessModel, AclEntry, AclPath, AclSubject, Authid, GroupName, PoolName, PrivSet, Privilege, RoleName, TokenId,
     User, Userid, role,
@@ -20,10 +21,6 @@ use hearth_proto::{
     AccessRequest, AclInfo, ErrorKind, ErrorReply, GroupInfo, NewToken, PathPermissions, Payload, PoolInfo, RoleInfo,
     TokenInfo, UserInfo,
 };
-use sha2::{Digest, Sha256};
-
-use crate::Daemon;
-use crate::access::{Caller, Required};
 
 /// The realms a user may be created in: `pam` (host accounts) and `hearth` (Hearth's own).
 const REALMS: &[&str] = &["pam", "hearth"];
@@ -51,6 +48,8 @@ pub fn required(r: &AccessRequest) -> Required {
         }
         A::PoolList => on("/pool", &[]),
         A::TokenAdd { .. } | A::TokenRemove { .. } | A::TokenList { .. } => on("/access/groups", &[]),
+        A::Passwd { .. } => on("/access", &[]),
+        A::TfaAdd { .. } | A::TfaList { .. } | A::TfaDelete { .. } => on("/access/groups", &[]),
     }
 }
 
@@ -108,6 +107,7 @@ pub fn handle(daemon: &Arc<Daemon>, caller: &Caller, r: AccessRequest) -> Result
                 Ok(tokens)
             })?;
             forget_secrets(&daemon.root, &removed)?;
+            credentials::forget_user(&daemon.root, &id)?;
             Ok(Payload::Empty)
         }
         A::UserList => {
@@ -423,6 +423,101 @@ pub fn handle(daemon: &Arc<Daemon>, caller: &Caller, r: AccessRequest) -> Result
                 .collect();
             Ok(Payload::Tokens(tokens))
         }
+        A::Passwd { userid, password } => {
+            let id = parse_userid(&userid)?;
+            check_password_changer(daemon, caller, &id)?;
+            if id.realm() == "pam" {
+                return Err(invalid(format!(
+                    "'{id}' is a host account: change its password with passwd(1) on the host"
+                )));
+            }
+            if !access.model().user_exists(&id) {
+                return Err(unknown_user(&id));
+            }
+            if password.expose().chars().count() < MIN_PASSWORD {
+                return Err(invalid(format!("password too short: use at least {MIN_PASSWORD} characters")));
+            }
+            credentials::set_password(&daemon.root, &id, password.expose())?;
+            access.audit(&caller.userid, &format!("changed the password of {id}"));
+            Ok(Payload::Empty)
+        }
+        A::TfaAdd { userid, kind } => {
+            let id = parse_userid(&userid)?;
+            check_tfa_owner(daemon, caller, &id)?;
+            if !access.model().user_exists(&id) {
+                return Err(unknown_user(&id));
+            }
+            let new = credentials::add_tfa(&daemon.root, &id, kind, now())?;
+            access.audit(&caller.userid, &format!("added second factor {} of {id}", new.info.id));
+            Ok(Payload::NewTfa(new))
+        }
+        A::TfaList { userid } => {
+            let entries = match userid {
+                Some(userid) => {
+                    let id = parse_userid(&userid)?;
+                    check_tfa_owner(daemon, caller, &id)?;
+                    credentials::list_tfa(&daemon.root, Some(&id))?
+                }
+                None => {
+                    let all =
+                        holds_any(daemon, caller, "/access/groups", &[Privilege::UserModify, Privilege::SysAudit]);
+                    let mut entries = credentials::list_tfa(&daemon.root, None)?;
+                    entries.retain(|e| all || e.userid == caller.userid);
+                    entries
+                }
+            };
+            Ok(Payload::Tfa(entries))
+        }
+        A::TfaDelete { userid, id: factor } => {
+            let id = parse_userid(&userid)?;
+            check_tfa_owner(daemon, caller, &id)?;
+            credentials::delete_tfa(&daemon.root, &id, &factor)?;
+            access.audit(&caller.userid, &format!("deleted second factor {factor} of {id}"));
+            Ok(Payload::Empty)
+        }
+    }
+}
+
+/// The shortest password `passwd` takes, as Proxmox's.
+const MIN_PASSWORD: usize = 5;
+
+/// Proxmox's rule for `PUT /access/password`: one's own password always; another user's with
+/// Realm.AllocateUser on `/access/realm/{realm}` and User.Modify on `/access/groups`.
+fn check_password_changer(daemon: &Daemon, caller: &Caller, user: &Userid) -> Result<(), ErrorReply> {
+    if user.as_str() == caller.userid && caller.token.is_none() {
+        return Ok(());
+    }
+    let realm = format!("/access/realm/{}", user.realm());
+    if !holds_any(daemon, caller, &realm, &[Privilege::RealmAllocateUser]) {
+        return Err(denied(daemon, caller, "Realm.AllocateUser", &realm, &format!("to set the password of '{user}'")));
+    }
+    if !holds_any(daemon, caller, "/access/groups", &[Privilege::UserModify]) {
+        return Err(denied(
+            daemon,
+            caller,
+            "User.Modify",
+            "/access/groups",
+            &format!("to set the password of '{user}'"),
+        ));
+    }
+    Ok(())
+}
+
+/// Allows managing `user`'s second factors: one's own, or anyone's with User.Modify on
+/// /access/groups, as Proxmox's `/access/tfa`.
+fn check_tfa_owner(daemon: &Daemon, caller: &Caller, user: &Userid) -> Result<(), ErrorReply> {
+    if (user.as_str() == caller.userid && caller.token.is_none())
+        || holds_any(daemon, caller, "/access/groups", &[Privilege::UserModify])
+    {
+        Ok(())
+    } else {
+        Err(denied(
+            daemon,
+            caller,
+            "User.Modify",
+            "/access/groups",
+            &format!("to manage the second factors of '{user}'"),
+        ))
     }
 }
 
@@ -735,89 +830,6 @@ fn token_id(daemon: &Daemon, caller: &Caller, userid: &str, name: &str) -> Resul
     TokenId::new(user, name).map_err(|e| invalid(e.to_string()))
 }
 
-/// Serialises reading and rewriting the secrets file.
-static SECRETS: Mutex<()> = Mutex::new(());
-
-fn secrets_path(root: &Path) -> PathBuf {
-    root.join("etc/hearth/priv/tokens.toml")
-}
-
-/// Token id → hex SHA-256 of its secret.
-fn read_secrets(path: &Path) -> Result<BTreeMap<String, String>, ErrorReply> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| {
-            ErrorReply::new(ErrorKind::Unavailable, format!("{} is unreadable: {}", path.display(), e.message()))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(ErrorReply::new(ErrorKind::Unavailable, format!("cannot read {}: {e}", path.display()))),
-    }
-}
-
-/// Writes the secrets file atomically into `priv/` (0700) and makes it 0600.
-fn write_secrets(path: &Path, secrets: &BTreeMap<String, String>) -> Result<(), ErrorReply> {
-    let io = |what: &str, e: std::io::Error| ErrorReply::new(ErrorKind::Internal, format!("cannot {what}: {e}"));
-    let dir = path.parent().expect("the secrets file lies in priv/");
-    std::fs::create_dir_all(dir).map_err(|e| io(&format!("create {}", dir.display()), e))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| io(&format!("restrict {}", dir.display()), e))?;
-    let text = toml::to_string(secrets).expect("a map of strings is valid TOML");
-    crate::store::write_atomic(path, text.as_bytes())?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| io(&format!("restrict {}", path.display()), e))
-}
-
-/// 32 random bytes, hex.
-fn new_secret() -> Result<String, ErrorReply> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| ErrorReply::new(ErrorKind::Internal, format!("no randomness for the token secret: {e}")))?;
-    Ok(hex(&bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn digest(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
-}
-
-fn remember_secret(root: &Path, id: &TokenId, secret: &str) -> Result<(), ErrorReply> {
-    let _guard = SECRETS.lock().unwrap_or_else(|p| p.into_inner());
-    let path = secrets_path(root);
-    let mut secrets = read_secrets(&path)?;
-    secrets.insert(id.to_string(), digest(secret));
-    write_secrets(&path, &secrets)
-}
-
-fn forget_secrets(root: &Path, ids: &[TokenId]) -> Result<(), ErrorReply> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let _guard = SECRETS.lock().unwrap_or_else(|p| p.into_inner());
-    let path = secrets_path(root);
-    let mut secrets = read_secrets(&path)?;
-    let before = secrets.len();
-    secrets.retain(|k, _| !ids.iter().any(|id| id.to_string() == *k));
-    if secrets.len() == before { Ok(()) } else { write_secrets(&path, &secrets) }
-}
-
-/// Whether `secret` is the secret of `tokenid`, compared in constant time.
-pub fn verify_token(root: &Path, tokenid: &TokenId, secret: &str) -> bool {
-    let Ok(secrets) = read_secrets(&secrets_path(root)) else { return false };
-    secrets
-        .get(&tokenid.to_string())
-        .is_some_and(|stored| constant_time_eq(stored.as_bytes(), digest(secret).as_bytes()))
-}
-
-/// Equality whose time depends only on the lengths, not on where the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 mod tests {
@@ -902,28 +914,5 @@ mod tests {
         );
         assert!(AclChange::parse("/", &[], &s(&["joe@pam"]), &[], &[]).unwrap_err().message.contains("--roles"));
         assert!(AclChange::parse("/", &s(&["Auditor"]), &[], &[], &[]).unwrap_err().message.contains("--users"));
-    }
-
-    #[test]
-    fn secrets_are_stored_hashed_and_verified() {
-        let root = tempfile::tempdir().unwrap();
-        let id: TokenId = "joe@pam!ci".parse().unwrap();
-        let secret = new_secret().unwrap();
-        assert_eq!(secret.len(), 64);
-        remember_secret(root.path(), &id, &secret).unwrap();
-        let path = secrets_path(root.path());
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(!text.contains(&secret));
-        assert!(text.contains(&digest(&secret)));
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
-        assert!(verify_token(root.path(), &id, &secret));
-        assert!(!verify_token(root.path(), &id, "wrong"));
-        assert!(!verify_token(root.path(), &"joe@pam!other".parse().unwrap(), &secret));
-        forget_secrets(root.path(), std::slice::from_ref(&id)).unwrap();
-        assert!(!verify_token(root.path(), &id, &secret));
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

@@ -33,6 +33,7 @@ pub fn command() -> Command {
         .subcommand_required(true)
         .arg_required_else_help(true)
         .arg(cli::output_format_arg())
+        .arg(cli::token_arg())
         .subcommands([
             cmd::add::command(),
             cmd::set::command(),

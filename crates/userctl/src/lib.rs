@@ -1,4 +1,5 @@
-//! `userctl`, Hearth's `pveum`: users, groups, roles, ACL entries, pools and API tokens. The
+//! `userctl`, Hearth's `pveum`: users, groups, roles, ACL entries, pools, API tokens, passwords
+//! and second factors. The
 //! binary is a thin `main`; xtask and tests use [`command`] and [`run`].
 
 mod cmd;
@@ -23,7 +24,8 @@ pub fn command() -> Command {
              (Administrator, VMAdmin, Auditor, …, Proxmox's without the PVE prefix) and custom ones; \
              ACL entries grant a role to a user, @group or API token on a path such as /, /vms/100, \
              /storage/local or /pool/prod. Everything lives in $HEARTH_ROOT/etc/hearth/access.toml; \
-             token secrets are kept hashed in etc/hearth/priv/tokens.toml and shown only once.\n\n\
+             token secrets, hearth-realm passwords and second factors are kept in \
+             etc/hearth/priv/ (hashed where they can be) and shown only once.\n\n\
              userctl is a thin client that asks hearthd through \
              $HEARTH_ROOT/run/hearth/hearthd.sock (default /run/hearth/hearthd.sock). Every change \
              is recorded in var/log/hearth/audit.log.\n\n\
@@ -32,6 +34,7 @@ pub fn command() -> Command {
         .subcommand_required(true)
         .arg_required_else_help(true)
         .arg(cli::output_format_arg())
+        .arg(cli::token_arg())
         .subcommands([
             cmd::user::command(),
             cmd::group::command(),
@@ -39,12 +42,17 @@ pub fn command() -> Command {
             cmd::acl::command(),
             cmd::pool::command(),
             cmd::token::command(),
+            cmd::passwd::command(),
+            cmd::tfa::command(),
         ])
 }
 
 /// Runs the subcommand that `matches` (from [`command`]) selected.
 pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
     let Some((name, sub)) = matches.subcommand() else { bail!("no command given; see `userctl --help`") };
+    if name == "passwd" {
+        return cmd::passwd::run(sub, OutputFormat::from_matches(sub));
+    }
     let Some((action, args)) = sub.subcommand() else { bail!("no {name} command given; see `userctl {name} --help`") };
     let format = OutputFormat::from_matches(args);
     match name {
@@ -54,6 +62,7 @@ pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
         "acl" => cmd::acl::run(action, args, format),
         "pool" => cmd::pool::run(action, args, format),
         "token" => cmd::token::run(action, args, format),
+        "tfa" => cmd::tfa::run(action, args, format),
         other => bail!("unknown command '{other}'"),
     }
 }
@@ -86,6 +95,11 @@ mod tests {
             &["userctl", "pool", "add", "prod", "--vms", "100,101", "--storage", "local"],
             &["userctl", "token", "add", "joe@hearth", "ci", "--privsep", "0", "--expire", "0"],
             &["userctl", "token", "list", "joe@hearth"],
+            &["userctl", "user", "add", "joe@hearth", "--password"],
+            &["userctl", "passwd", "joe@hearth"],
+            &["userctl", "tfa", "add", "joe@hearth", "--type", "totp"],
+            &["userctl", "tfa", "list"],
+            &["userctl", "tfa", "delete", "joe@hearth", "recovery"],
         ] {
             command().try_get_matches_from(ok).unwrap();
         }
@@ -96,6 +110,9 @@ mod tests {
             &["userctl", "acl", "modify", "/", "--roles", "A", "--propagate", "2"],
             &["userctl", "pool", "add", "p", "--vms", "42"],
             &["userctl", "token", "add", "joe@hearth"],
+            &["userctl", "passwd"],
+            &["userctl", "tfa", "add", "joe@hearth"],
+            &["userctl", "tfa", "add", "joe@hearth", "--type", "yubico"],
         ] {
             assert_eq!(command().try_get_matches_from(bad).unwrap_err().exit_code(), 2, "{bad:?}");
         }

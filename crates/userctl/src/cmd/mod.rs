@@ -2,8 +2,10 @@
 
 pub mod acl;
 pub mod group;
+pub mod passwd;
 pub mod pool;
 pub mod role;
+pub mod tfa;
 pub mod token;
 pub mod user;
 

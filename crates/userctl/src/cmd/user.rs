@@ -31,7 +31,10 @@ fn options(matches: &ArgMatches) -> Vec<(String, String)> {
 
 pub fn command() -> Command {
     Command::new("user").about("Manage users").subcommand_required(true).arg_required_else_help(true).subcommands([
-        Command::new("add").about("Create a user").arg(userid()).args(user_options()),
+        Command::new("add").about("Create a user").arg(userid()).args(user_options()).arg(flag(
+            "password",
+            "Set a password for a hearth-realm user: asked for on a terminal, else read from stdin",
+        )),
         Command::new("modify")
             .about("Change a user; an empty value clears a text option")
             .arg(userid())
@@ -54,7 +57,21 @@ pub fn command() -> Command {
 pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let userid = super::string(m, "userid");
     match action {
-        "add" => change(AccessRequest::UserAdd { userid, options: options(m) }, format),
+        "add" => {
+            // Asked for first, so a typo does not leave a user without the password meant.
+            let password = if m.get_flag("password") {
+                super::passwd::refuse_pam(&userid)?;
+                Some(super::passwd::read_new_password()?)
+            } else {
+                None
+            };
+            change(AccessRequest::UserAdd { userid: userid.clone(), options: options(m) }, format)?;
+            match password {
+                // The user's answer was printed already; this one is empty.
+                Some(password) => super::call(AccessRequest::Passwd { userid, password }).map(drop),
+                None => Ok(()),
+            }
+        }
         "modify" => {
             change(AccessRequest::UserModify { userid, options: options(m), append: m.get_flag("append") }, format)
         }
