@@ -184,6 +184,18 @@ fn an_api_token_acts_with_its_own_rights() {
     assert_eq!(listed(&out), [100]);
     let out = as_token(&format!("ci@hearth!deploy={secret}"), &["set", "100", "--memory", "128"]);
     assert_eq!(out.status.code(), Some(1), "VMUser cannot configure");
+    let perms = crate::json(&daemon, "userctl", &["token", "permissions", "ci@hearth", "deploy", "--path", "/vms/100"]);
+    assert!(
+        perms.to_string().contains("VM.PowerMgmt"),
+        "without privilege separation the token has its user's rights: {perms}"
+    );
+    // With privilege separation a token holds only what its own ACL entries grant: nothing yet.
+    ok(&daemon, "userctl", &["token", "modify", "ci@hearth", "deploy", "--privsep", "1"]);
+    let out = as_token(&token, &["list", "--output-format", "json"]);
+    assert_eq!(listed(&out), Vec::<u64>::new());
+    ok(&daemon, "userctl", &["acl", "modify", "/vms/100", "--roles", "Auditor", "--tokens", "ci@hearth!deploy"]);
+    let out = as_token(&token, &["list", "--output-format", "json"]);
+    assert_eq!(listed(&out), [100], "the token's own Auditor entry, within its user's rights");
     let out = as_token("ci@hearth!deploy=0000", &["list"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("invalid API token"), "{}", stderr(&out));

@@ -1020,6 +1020,19 @@ pub enum AccessRequest {
     /// A user's tokens, without secrets. Like `TokenAdd`.
     /// REST: `GET /access/users/{userid}/token`.
     TokenList { userid: String },
+    /// Changes a token's privilege separation, expiry or comment; the secret stays. Like
+    /// `TokenAdd`. REST: `PUT /access/users/{userid}/token/{tokenid}`.
+    TokenModify {
+        userid: String,
+        tokenid: String,
+        #[serde(default)]
+        privsep: Option<bool>,
+        /// Unix time; 0 is never.
+        #[serde(default)]
+        expire: Option<i64>,
+        #[serde(default)]
+        comment: Option<String>,
+    },
     /// Sets the password of a `hearth`-realm user; `pam` users change theirs with passwd(1).
     /// As in Proxmox, one's own password always, another user's with `/access/realm/{realm}`:
     /// Realm.AllocateUser and `/access/groups`: User.Modify. hearthd keeps only an argon2id

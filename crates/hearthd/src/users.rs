@@ -47,7 +47,9 @@ pub fn required(r: &AccessRequest) -> Required {
             on(&format!("/pool/{pool}"), &["Pool.Allocate"])
         }
         A::PoolList => on("/pool", &[]),
-        A::TokenAdd { .. } | A::TokenRemove { .. } | A::TokenList { .. } => on("/access/groups", &[]),
+        A::TokenAdd { .. } | A::TokenRemove { .. } | A::TokenList { .. } | A::TokenModify { .. } => {
+            on("/access/groups", &[])
+        }
         A::Passwd { .. } => on("/access", &[]),
         A::TfaAdd { .. } | A::TfaList { .. } | A::TfaDelete { .. } => on("/access/groups", &[]),
     }
@@ -406,6 +408,26 @@ pub fn handle(daemon: &Arc<Daemon>, caller: &Caller, r: AccessRequest) -> Result
                 Ok(())
             })?;
             forget_secrets(&daemon.root, std::slice::from_ref(&id))?;
+            Ok(Payload::Empty)
+        }
+        A::TokenModify { userid, tokenid, privsep, expire, comment } => {
+            let id = token_id(daemon, caller, &userid, &tokenid)?;
+            if expire.is_some_and(|e| e < 0) {
+                return Err(invalid("invalid expire: expected a unix time, or 0 for never"));
+            }
+            access.edit(caller, &format!("token modify {id}"), |m| {
+                let token = m.tokens.get_mut(&id).ok_or_else(|| unknown_token(&id))?;
+                if let Some(p) = privsep {
+                    token.privsep = p;
+                }
+                if let Some(e) = expire {
+                    token.expire = (e != 0).then_some(e);
+                }
+                if let Some(c) = &comment {
+                    token.comment = text(Some(c.clone()));
+                }
+                Ok(())
+            })?;
             Ok(Payload::Empty)
         }
         A::TokenList { userid } => {

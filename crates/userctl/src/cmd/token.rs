@@ -1,4 +1,4 @@
-//! `userctl token add|remove|list`: API tokens, as `pveum user token`.
+//! `userctl token add|modify|remove|list|permissions`: API tokens, as `pveum user token`.
 
 use clap::{ArgMatches, Command};
 use hearth_client::cli::{self, Align, OutputFormat, Table};
@@ -36,6 +36,26 @@ pub fn command() -> Command {
                         .value_parser(clap::value_parser!(i64)),
                 )
                 .arg(option("comment", "TEXT", "Comment")),
+            Command::new("modify")
+                .about("Change a token's privilege separation, expiry or comment")
+                .arg(userid())
+                .arg(tokenid())
+                .arg(bool_option("privsep", "Privilege separation: 1, or 0 for the user's privileges"))
+                .arg(
+                    option("expire", "EPOCH", "Unix time at which the token expires; 0 is never")
+                        .value_parser(clap::value_parser!(i64)),
+                )
+                .arg(option("comment", "TEXT", "Comment")),
+            Command::new("permissions")
+                .about("Show what a token may do")
+                .long_about(
+                    "Show the privileges a token holds, on every path or on --path: with privilege \
+                     separation the token's own ACL entries within its user's rights, without it its \
+                     user's rights.",
+                )
+                .arg(userid())
+                .arg(tokenid())
+                .arg(option("path", "PATH", "Only this ACL path")),
             Command::new("remove").about("Delete an API token and its ACL entries").arg(userid()).arg(tokenid()),
             Command::new("list").about("List a user's API tokens").arg(userid()),
         ])
@@ -68,6 +88,34 @@ pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result
             table.print()?;
             eprintln!("NOTE: the secret is shown only this once; store it now");
             Ok(())
+        }
+        "modify" => change(
+            AccessRequest::TokenModify {
+                userid,
+                tokenid,
+                privsep: super::bool_value(m, "privsep"),
+                expire: m.try_get_one::<i64>("expire").ok().flatten().copied(),
+                comment: super::optional(m, "comment"),
+            },
+            format,
+        ),
+        "permissions" => {
+            let request = AccessRequest::UserPermissions {
+                userid: format!("{userid}!{tokenid}"),
+                path: super::optional(m, "path"),
+            };
+            let perms = match super::call(request)? {
+                Payload::Permissions(perms) => perms,
+                other => return Err(cli::unexpected(&other)),
+            };
+            if format.is_json() {
+                return cli::print_json(&perms, format);
+            }
+            let mut table = Table::new(&[("path", Align::Left), ("privileges", Align::Left)]);
+            for p in &perms {
+                table.row(vec![p.path.clone(), p.privs.join(",")]);
+            }
+            table.print()
         }
         "remove" => change(AccessRequest::TokenRemove { userid, tokenid }, format),
         "list" => {
