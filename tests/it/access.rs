@@ -138,6 +138,8 @@ fn a_vm_user_runs_their_vm_and_sees_nothing_else() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = user.run(&daemon, "storectl", &["alloc", "local", "100", "", "1G"]);
     assert_eq!(out.status.code(), Some(1), "no storage rights");
+    let out = user.run(&daemon, "storectl", &["status", "--output-format", "json"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]", "no storage to see: {}", stderr(&out));
 }
 
 #[test]

@@ -247,9 +247,15 @@ pub fn required(request: &Request, node: &str, caller: &Caller) -> Required {
                 StorageRequest::Add(_) => on("/storage".into(), &["Datastore.Allocate"]),
                 StorageRequest::Set(s) => on(storage(&s.storage), &["Datastore.Allocate"]),
                 StorageRequest::Remove { storage: s } => on(storage(s), &["Datastore.Allocate"]),
-                StorageRequest::Config { storage: s }
-                | StorageRequest::Status(hearth_proto::StorageStatusFilter { storage: s, .. }) => {
-                    on(s.as_deref().map_or_else(|| "/storage".into(), storage), &["Datastore.Audit"])
+                // One storage needs Datastore.Audit on it; all of them answer everyone with only
+                // the storages the caller may audit.
+                StorageRequest::Config { storage: Some(s) }
+                | StorageRequest::Status(hearth_proto::StorageStatusFilter { storage: Some(s), .. }) => {
+                    on(storage(s), &["Datastore.Audit"])
+                }
+                StorageRequest::Config { storage: None }
+                | StorageRequest::Status(hearth_proto::StorageStatusFilter { storage: None, .. }) => {
+                    on("/storage".into(), &[])
                 }
                 StorageRequest::List(l) => on(storage(&l.storage), &["Datastore.Audit"]),
                 StorageRequest::Alloc(a) => on(storage(&a.storage), &["Datastore.AllocateSpace"]),

@@ -17,6 +17,7 @@ use hearth_proto::{
 use hearth_storage::{Backend, NewImage, StorageError};
 
 use crate::Daemon;
+use crate::access::Caller;
 use crate::store::write_atomic;
 
 /// The storage table of a node and the locks of its storages.
@@ -225,7 +226,15 @@ pub fn remove(daemon: &Daemon, storage: &str) -> Result<Payload, ErrorReply> {
     Ok(Payload::Empty)
 }
 
-pub fn config(daemon: &Daemon, storage: Option<&str>) -> Result<Payload, ErrorReply> {
+/// Whether `caller` may see storage `id` (Datastore.Audit on `/storage/<id>`).
+fn may_audit(daemon: &Daemon, caller: &Caller, id: &str) -> bool {
+    caller.is_root()
+        || hearth_core::access::AclPath::parse(&format!("/storage/{id}")).is_ok_and(|p| {
+            daemon.access.privileges(caller, &p).contains(hearth_core::access::Privilege::DatastoreAudit)
+        })
+}
+
+pub fn config(daemon: &Daemon, caller: &Caller, storage: Option<&str>) -> Result<Payload, ErrorReply> {
     let (table, digest) = daemon.storages.load()?;
     if let Some(id) = storage {
         if !table.storages.contains_key(id) {
@@ -235,7 +244,7 @@ pub fn config(daemon: &Daemon, storage: Option<&str>) -> Result<Payload, ErrorRe
     let storages = table
         .storages
         .iter()
-        .filter(|(id, _)| storage.is_none_or(|s| s == id.as_str()))
+        .filter(|(id, _)| storage.is_none_or(|s| s == id.as_str()) && may_audit(daemon, caller, id))
         .map(|(id, section)| StorageDefinition {
             storage: id.clone(),
             config: section.iter().map(|(k, v)| (k.clone(), json(v))).collect(),
@@ -244,7 +253,7 @@ pub fn config(daemon: &Daemon, storage: Option<&str>) -> Result<Payload, ErrorRe
     Ok(Payload::StorageConfigs(StorageConfigs { digest, storages }))
 }
 
-pub fn status(daemon: &Daemon, filter: StorageStatusFilter) -> Result<Payload, ErrorReply> {
+pub fn status(daemon: &Daemon, caller: &Caller, filter: StorageStatusFilter) -> Result<Payload, ErrorReply> {
     let (table, _) = daemon.storages.load()?;
     let content: Option<Content> = filter.content.as_deref().map(str::parse).transpose().map_err(invalid)?;
     if let Some(id) = &filter.storage {
@@ -254,6 +263,7 @@ pub fn status(daemon: &Daemon, filter: StorageStatusFilter) -> Result<Payload, E
     for config in table.all() {
         if filter.storage.as_ref().is_some_and(|s| *s != config.id)
             || !config.on_node(&daemon.node)
+            || !may_audit(daemon, caller, &config.id)
             || content.is_some_and(|c| !config.has_content(c))
         {
             continue;
