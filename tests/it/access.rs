@@ -9,49 +9,7 @@ use std::time::Duration;
 use hearth_test::HearthdProcess;
 use nix::sys::signal::Signal;
 
-use crate::ok;
-
-/// A Unix user of the test's own, removed when the test ends however it ends.
-struct UnixUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl UnixUser {
-    fn new(tag: &str) -> UnixUser {
-        let name = format!("h{tag}{}", std::process::id() % 100_000);
-        let status = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", &name])
-            .status()
-            .expect("useradd (package passwd)");
-        assert!(status.success(), "useradd {name}");
-        let user = nix::unistd::User::from_name(&name).expect("lookup").expect("the new user exists");
-        UnixUser { name, uid: user.uid.as_raw(), gid: user.gid.as_raw() }
-    }
-
-    fn userid(&self) -> String {
-        format!("{}@pam", self.name)
-    }
-
-    /// Runs a Hearth CLI under this user's uid and gid.
-    fn run(&self, daemon: &HearthdProcess, program: &str, args: &[&str]) -> Output {
-        Command::new(hearth_test::bin(program))
-            .args(args)
-            .env("HEARTH_ROOT", daemon.root())
-            .uid(self.uid)
-            .gid(self.gid)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running the CLI as the test user")
-    }
-}
-
-impl Drop for UnixUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).status();
-    }
-}
+use crate::{UnixUser, ok};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

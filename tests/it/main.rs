@@ -15,6 +15,8 @@ mod userctl;
 mod vm;
 mod vm_disks;
 
+use std::os::unix::process::CommandExt;
+
 use hearth_client::Client;
 use hearth_core::Vmid;
 use hearth_proto::{CreateGuest, CtRequest, Payload, Request, VmRequest};
@@ -71,4 +73,52 @@ pub fn json(daemon: &HearthdProcess, program: &str, args: &[&str]) -> serde_json
     args.extend(["--output-format", "json"]);
     let stdout = ok(daemon, program, &args);
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{program} {args:?} printed no JSON ({e}): {stdout}"))
+}
+
+/// A Unix user of the test's own, removed when the test ends however it ends.
+#[derive(Debug)]
+pub struct UnixUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl UnixUser {
+    pub fn new(tag: &str) -> UnixUser {
+        let name = format!("h{tag}{}", std::process::id() % 100_000);
+        let status = std::process::Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", &name])
+            .status()
+            .expect("useradd (package passwd)");
+        assert!(status.success(), "useradd {name}");
+        // From here on the user is removed on drop, even if the lookup fails.
+        let mut user = UnixUser { name, uid: 0, gid: 0 };
+        let found = nix::unistd::User::from_name(&user.name).expect("lookup").expect("the new user exists");
+        user.uid = found.uid.as_raw();
+        user.gid = found.gid.as_raw();
+        assert_ne!(user.uid, 0);
+        user
+    }
+
+    pub fn userid(&self) -> String {
+        format!("{}@pam", self.name)
+    }
+
+    /// Runs a Hearth CLI under this user's uid and gid.
+    pub fn run(&self, daemon: &HearthdProcess, program: &str, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(hearth_test::bin(program))
+            .args(args)
+            .env("HEARTH_ROOT", daemon.root())
+            .uid(self.uid)
+            .gid(self.gid)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running the CLI as the test user")
+    }
+}
+
+impl Drop for UnixUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel").arg(&self.name).status();
+    }
 }

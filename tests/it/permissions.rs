@@ -3,61 +3,13 @@
 //! expectation worked out here from the role's privileges and a plain table of what each
 //! operation needs (not from hearthd's own table). Then propagation and `NoAccess`.
 
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use hearth_core::access::role::builtin;
 use hearth_core::access::{PrivSet, Privilege};
 use hearth_test::HearthdProcess;
 
-use crate::ok;
-
-/// A Unix user of the test's own, removed when the test ends however it ends.
-struct UnixUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl UnixUser {
-    fn new(tag: &str) -> UnixUser {
-        let name = format!("h{tag}{}", std::process::id() % 100_000);
-        let status = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", &name])
-            .status()
-            .expect("useradd (package passwd)");
-        assert!(status.success(), "useradd {name}");
-        // From here on the user is removed on drop, even if the lookup fails.
-        let mut user = UnixUser { name, uid: 0, gid: 0 };
-        let found = nix::unistd::User::from_name(&user.name).expect("lookup").expect("the new user exists");
-        user.uid = found.uid.as_raw();
-        user.gid = found.gid.as_raw();
-        assert_ne!(user.uid, 0);
-        user
-    }
-
-    fn userid(&self) -> String {
-        format!("{}@pam", self.name)
-    }
-
-    /// Runs a Hearth CLI under this user's uid and gid.
-    fn run(&self, daemon: &HearthdProcess, program: &str, args: &[&str]) -> Output {
-        Command::new(hearth_test::bin(program))
-            .args(args)
-            .env("HEARTH_ROOT", daemon.root())
-            .uid(self.uid)
-            .gid(self.gid)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running the CLI as the test user")
-    }
-}
-
-impl Drop for UnixUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).status();
-    }
-}
+use crate::{UnixUser, ok};
 
 /// One operation of the matrix: its CLI, and the privilege it needs on `/vms/100` or
 /// `/storage/local`, as Proxmox's API declares it.

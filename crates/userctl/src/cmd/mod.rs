@@ -10,7 +10,7 @@ pub mod token;
 pub mod user;
 
 use clap::{Arg, ArgAction, ArgMatches};
-use hearth_client::cli::{self, OutputFormat};
+use hearth_client::cli::{self, Align, OutputFormat, Table};
 use hearth_proto::{AccessRequest, Payload, Request};
 
 /// A required positional argument.
@@ -76,4 +76,21 @@ pub fn bit(b: bool) -> String {
 /// The text of an optional field, empty when absent.
 pub fn or_empty(value: &Option<String>) -> String {
     value.clone().unwrap_or_default()
+}
+
+/// Asks for a user's or token's permissions and prints them: a path and its privileges per
+/// line, or JSON.
+pub fn print_permissions(request: AccessRequest, format: OutputFormat) -> anyhow::Result<()> {
+    let perms = match call(request)? {
+        Payload::Permissions(perms) => perms,
+        other => return Err(cli::unexpected(&other)),
+    };
+    if format.is_json() {
+        return cli::print_json(&perms, format);
+    }
+    let mut table = Table::new(&[("path", Align::Left), ("privileges", Align::Left)]);
+    for p in &perms {
+        table.row(vec![p.path.clone(), p.privs.join(",")]);
+    }
+    table.print()
 }

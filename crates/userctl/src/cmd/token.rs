@@ -104,18 +104,7 @@ pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result
                 userid: format!("{userid}!{tokenid}"),
                 path: super::optional(m, "path"),
             };
-            let perms = match super::call(request)? {
-                Payload::Permissions(perms) => perms,
-                other => return Err(cli::unexpected(&other)),
-            };
-            if format.is_json() {
-                return cli::print_json(&perms, format);
-            }
-            let mut table = Table::new(&[("path", Align::Left), ("privileges", Align::Left)]);
-            for p in &perms {
-                table.row(vec![p.path.clone(), p.privs.join(",")]);
-            }
-            table.print()
+            super::print_permissions(request, format)
         }
         "remove" => change(AccessRequest::TokenRemove { userid, tokenid }, format),
         "list" => {

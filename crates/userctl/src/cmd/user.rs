@@ -112,18 +112,7 @@ pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result
         }
         "permissions" => {
             let request = AccessRequest::UserPermissions { userid, path: super::optional(m, "path") };
-            let perms = match super::call(request)? {
-                Payload::Permissions(perms) => perms,
-                other => return Err(cli::unexpected(&other)),
-            };
-            if format.is_json() {
-                return cli::print_json(&perms, format);
-            }
-            let mut table = Table::new(&[("path", Align::Left), ("privileges", Align::Left)]);
-            for p in &perms {
-                table.row(vec![p.path.clone(), p.privs.join(",")]);
-            }
-            table.print()
+            super::print_permissions(request, format)
         }
         other => anyhow::bail!("unknown user command '{other}'"),
     }
