@@ -6,9 +6,11 @@
 //! argument.
 
 pub mod access;
+pub mod calendar;
 pub mod ct;
 pub mod guest;
 pub mod propstr;
+pub mod prune;
 pub mod schema;
 pub mod size;
 pub mod storage;
