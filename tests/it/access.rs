@@ -164,3 +164,39 @@ fn an_api_token_acts_with_its_own_rights() {
     let audit = std::fs::read_to_string(daemon.root().join("var/log/hearth/audit.log")).expect("audit log");
     assert!(!audit.contains(&secret), "secrets are never logged");
 }
+
+#[test]
+fn user_and_vm_admins_cannot_reach_root() {
+    let mut daemon = HearthdProcess::start();
+    ok(&daemon, "vmctl", &["create", "100", "--memory", "64"]);
+    let user = UnixUser::new("ua");
+    let id = user.userid();
+    grant(
+        &mut daemon,
+        &format!(
+            "[users.\"{id}\"]\n\n[groups.admins]\n\n[[acl]]\npath = \"/\"\ngroup = \"admins\"\nrole = \"Administrator\"\n\n\
+             [[acl]]\npath = \"/access\"\nuser = \"{id}\"\nrole = \"UserAdmin\"\n\n\
+             [[acl]]\npath = \"/vms/100\"\nuser = \"{id}\"\nrole = \"VMAdmin\"\n"
+        ),
+    );
+    for (program, args) in [
+        // A token for root@pam would carry root's rights.
+        ("userctl", vec!["token", "add", "root@pam", "mine", "--privsep", "0"]),
+        // Joining a group is taking its roles.
+        ("userctl", vec!["user", "modify", id.as_str(), "--groups", "admins", "--append"]),
+        // A VM's serial port on a host device reaches the host.
+        ("vmctl", vec!["set", "100", "--serial0", "/dev/sda"]),
+        ("vmctl", vec!["set", "100", "--args", "-drive file=/etc/shadow"]),
+        ("vmctl", vec!["unlock", "100"]),
+    ] {
+        let out = user.run(&daemon, program, &args);
+        assert_eq!(out.status.code(), Some(1), "{program} {args:?} was allowed");
+        let text = stderr(&out);
+        assert!(text.contains("root@pam") || text.contains("permission denied"), "{program} {args:?}: {text}");
+    }
+    let config = crate::json(&daemon, "vmctl", &["config", "100"]);
+    assert!(config.get("serial0").is_none() && config.get("args").is_none(), "{config}");
+    // What VMAdmin may do still works.
+    let out = user.run(&daemon, "vmctl", &["set", "100", "--memory", "96"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -122,7 +122,8 @@ async fn converse(daemon: &Arc<Daemon>, peer: &Caller, stream: &mut UnixStream) 
             None
         };
         if let Err(e) = access::authorize(&daemon.access, caller, &access::required(&request, &daemon.node, caller)) {
-            tracing::warn!(user = %caller.userid, request = ?request, "denied");
+            // The request itself may hold secrets (passwords, keys): log what was refused, not it.
+            tracing::warn!(user = %caller.userid, message = %e.message, "denied");
             send(stream, &Response::Error(e)).await?;
             continue;
         }
@@ -168,9 +169,8 @@ fn authenticate_token(daemon: &Daemon, peer: &Caller, token: &str) -> Option<Cal
     let tokenid: hearth_core::access::TokenId = id.parse().ok()?;
     let model = daemon.access.model();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let valid = model.tokens.get(&tokenid).is_some_and(|t| !t.is_expired(now))
-        && model.users.get(tokenid.user()).is_some_and(|u| u.is_active(now) || tokenid.user().is_root())
-        || tokenid.user().is_root() && model.tokens.contains_key(&tokenid);
+    let user_active = tokenid.user().is_root() || model.users.get(tokenid.user()).is_some_and(|u| u.is_active(now));
+    let valid = model.tokens.get(&tokenid).is_some_and(|t| !t.is_expired(now)) && user_active;
     (valid && crate::verify_token(&daemon.root, &tokenid, secret)).then(|| peer.as_token(tokenid))
 }
 

@@ -165,12 +165,23 @@ fn check_root_only(caller: &Caller, kind: GuestKind, values: &[(String, Value)])
     if caller.is_root() {
         return Ok(());
     }
+    let set = match kind {
+        GuestKind::Vm => crate::access::GuestSet::Vm,
+        GuestKind::Ct => crate::access::GuestSet::Ct,
+    };
     for (key, value) in values {
         let host_path = volume_of(kind, key, value).is_some_and(|v| v.starts_with('/'));
-        if key == "args" || host_path {
+        // Keys the table reserves for root (host devices as serial ports, PCI, USB, `args`).
+        let host_reach =
+            crate::access::key_privilege(set, key, value.as_str()) == hearth_core::access::Privilege::SysModify;
+        // Container features beyond nesting open the host to the container, as in Proxmox.
+        let features = kind == GuestKind::Ct
+            && key == "features"
+            && value.as_str().is_some_and(|f| f.split(',').any(|p| !p.starts_with("nesting=")));
+        if key == "args" || host_path || host_reach || features {
             return Err(ErrorReply::new(
                 ErrorKind::PermissionDenied,
-                format!("{key}: only root@pam may set extra QEMU arguments or host paths"),
+                format!("{key}: only root@pam may give a guest host devices, paths, arguments or features"),
             ));
         }
     }
@@ -510,7 +521,12 @@ pub fn next_id(daemon: &Daemon) -> Result<Payload, ErrorReply> {
     Ok(Payload::NextId(daemon.store.reserve_next_id()?))
 }
 
-pub fn unlock(daemon: &Daemon, kind: GuestKind, vmid: Vmid) -> Result<Payload, ErrorReply> {
+/// Removes a stale lock; root only, as in Proxmox: a lock cleared under a running task would let
+/// another operation corrupt its work.
+pub fn unlock(daemon: &Daemon, caller: &Caller, kind: GuestKind, vmid: Vmid) -> Result<Payload, ErrorReply> {
+    if !caller.is_root() {
+        return Err(ErrorReply::new(ErrorKind::PermissionDenied, "unlock is for root@pam only"));
+    }
     daemon
         .store
         .update(kind, vmid, None, |config| {

@@ -99,7 +99,7 @@ pub fn handle(
             VmRequest::List => guests::list(daemon, caller, Vm),
             VmRequest::Destroy(req) => guests::destroy(daemon, caller, Vm, req),
             VmRequest::NextId => guests::next_id(daemon),
-            VmRequest::Unlock { vmid } => guests::unlock(daemon, Vm, vmid),
+            VmRequest::Unlock { vmid } => guests::unlock(daemon, caller, Vm, vmid),
             VmRequest::Start { vmid, timeout } => vms::start(daemon, caller, vmid, timeout),
             VmRequest::Stop { vmid } => vms::stop(daemon, caller, vmid),
             VmRequest::Shutdown { vmid, timeout, force_stop } => {
@@ -136,7 +136,7 @@ pub fn handle(
             CtRequest::Pending { vmid } => guests::pending(daemon, Ct, vmid),
             CtRequest::List => guests::list(daemon, caller, Ct),
             CtRequest::Destroy(req) => guests::destroy(daemon, caller, Ct, req),
-            CtRequest::Unlock { vmid } => guests::unlock(daemon, Ct, vmid),
+            CtRequest::Unlock { vmid } => guests::unlock(daemon, caller, Ct, vmid),
         },
         Request::Task(r) => match r {
             TaskRequest::List(filter) => {

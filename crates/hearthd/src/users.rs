@@ -64,6 +64,7 @@ pub fn handle(daemon: &Arc<Daemon>, caller: &Caller, r: AccessRequest) -> Result
         A::UserAdd { userid, options } => {
             let id = new_userid(&userid)?;
             let options = UserOptions::parse(&options)?;
+            check_membership_change(daemon, caller, &options)?;
             access
                 .edit(caller, &format!("user add {id}"), |m| {
                     if m.user_exists(&id) {
@@ -79,6 +80,7 @@ pub fn handle(daemon: &Arc<Daemon>, caller: &Caller, r: AccessRequest) -> Result
         A::UserModify { userid, options, append } => {
             let id = parse_userid(&userid)?;
             let options = UserOptions::parse(&options)?;
+            check_membership_change(daemon, caller, &options)?;
             access
                 .edit(caller, &format!("user modify {id}"), |m| {
                     if id.is_root() && !m.users.contains_key(&id) {
@@ -288,6 +290,7 @@ pub fn handle(daemon: &Arc<Daemon>, caller: &Caller, r: AccessRequest) -> Result
         }
         A::PoolAdd { pool, comment, vms, storage } => {
             let name = parse_pool(&pool)?;
+            check_pool_members(daemon, caller, &vms, &storage)?;
             access
                 .edit(caller, &format!("pool add {name}"), |m| {
                     if m.pools.contains_key(&name) {
@@ -305,6 +308,7 @@ pub fn handle(daemon: &Arc<Daemon>, caller: &Caller, r: AccessRequest) -> Result
         }
         A::PoolModify { pool, comment, vms, storage, delete } => {
             let name = parse_pool(&pool)?;
+            check_pool_members(daemon, caller, &vms, &storage)?;
             access
                 .edit(caller, &format!("pool modify {name}"), |m| {
                     let p = m.pools.get_mut(&name).ok_or_else(|| unknown_pool(&name))?;
@@ -591,6 +595,39 @@ fn holds_any(daemon: &Daemon, caller: &Caller, path: &str, wanted: &[Privilege])
             .is_ok_and(|p| !daemon.access.privileges(caller, &p).intersection(privs(wanted)).is_empty())
 }
 
+/// Group membership carries the group's roles: changing it is granting them, which needs
+/// Permissions.Modify on `/` (User.Modify alone would let a user admin make anyone an admin).
+fn check_membership_change(daemon: &Daemon, caller: &Caller, options: &UserOptions) -> Result<(), ErrorReply> {
+    if options.groups.is_none() || holds_any(daemon, caller, "/", &[Privilege::PermissionsModify]) {
+        Ok(())
+    } else {
+        Err(denied(daemon, caller, "Permissions.Modify", "/", "to change group membership"))
+    }
+}
+
+/// Pool members take the pool's roles: adding or removing a VM needs VM.Allocate on it, a
+/// storage Datastore.Allocate on it, as in Proxmox.
+fn check_pool_members(
+    daemon: &Daemon,
+    caller: &Caller,
+    vms: &[hearth_core::Vmid],
+    storage: &[String],
+) -> Result<(), ErrorReply> {
+    for vmid in vms {
+        let path = format!("/vms/{vmid}");
+        if !holds_any(daemon, caller, &path, &[Privilege::VmAllocate]) {
+            return Err(denied(daemon, caller, "VM.Allocate", &path, "to change the pools of the VM"));
+        }
+    }
+    for id in storage {
+        let path = format!("/storage/{id}");
+        if !holds_any(daemon, caller, &path, &[Privilege::DatastoreAllocate]) {
+            return Err(denied(daemon, caller, "Datastore.Allocate", &path, "to change the pools of the storage"));
+        }
+    }
+    Ok(())
+}
+
 /// An empty text clears the field.
 fn text(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.is_empty())
@@ -837,12 +874,14 @@ impl AclChange {
     }
 }
 
-/// Allows managing `user`'s tokens: one's own, or anyone's with User.Modify on /access/groups.
+/// Allows managing `user`'s tokens: one's own (as that user, not through a token), or anyone's
+/// for root@pam. A token acts with its user's rights, so whoever could make one for another
+/// user would hold that user's rights: User.Modify is not enough.
 fn check_token_owner(daemon: &Daemon, caller: &Caller, user: &Userid) -> Result<(), ErrorReply> {
-    if user.as_str() == caller.userid || holds_any(daemon, caller, "/access/groups", &[Privilege::UserModify]) {
+    if caller.is_root() || (user.as_str() == caller.userid && caller.token.is_none()) {
         Ok(())
     } else {
-        Err(denied(daemon, caller, "User.Modify", "/access/groups", &format!("to manage the tokens of '{user}'")))
+        Err(denied(daemon, caller, "root@pam", "/access", &format!("to manage the tokens of '{user}'")))
     }
 }
 
