@@ -85,7 +85,7 @@ impl BtrfsBackend {
     }
 
     fn images_dir(&self, vmid: Vmid) -> PathBuf {
-        Path::new(&self.config.path).join("images").join(vmid.to_string())
+        crate::guest_images_dir(&self.config, vmid)
     }
 
     /// The subvolume of an image.
@@ -289,7 +289,7 @@ impl BtrfsBackend {
     }
 
     fn list_images(&self, vmid: Option<Vmid>, out: &mut Vec<VolumeInfo>) -> Result<()> {
-        let root = Path::new(&self.config.path).join("images");
+        let root = crate::images_root(&self.config);
         let dirs: Vec<(Vmid, PathBuf)> = match vmid {
             Some(v) => vec![(v, self.images_dir(v))],
             None => match fs::read_dir(&root) {

@@ -31,7 +31,7 @@ impl DirBackend {
     }
 
     fn images_dir(&self, vmid: Vmid) -> PathBuf {
-        Path::new(&self.config.path).join("images").join(vmid.to_string())
+        crate::guest_images_dir(&self.config, vmid)
     }
 
     fn image_path(&self, image: &ImageName) -> PathBuf {
@@ -165,7 +165,7 @@ impl DirBackend {
     }
 
     fn list_images(&self, vmid: Option<Vmid>, out: &mut Vec<VolumeInfo>) -> Result<()> {
-        let root = Path::new(&self.config.path).join("images");
+        let root = crate::images_root(&self.config);
         let dirs: Vec<(Vmid, PathBuf)> = match vmid {
             Some(v) => vec![(v, self.images_dir(v))],
             None => match fs::read_dir(&root) {
@@ -619,7 +619,7 @@ impl Backend for DirBackend {
         } else {
             stream::import_file(input, temp.path(), limit)?;
             if volume_format != Format::Raw {
-                let images_root = Path::new(&self.config.path).join("images");
+                let images_root = crate::images_root(&self.config);
                 let info = qemu_img::check_foreign_image(temp.path(), volume_format, &images_root)?;
                 let declared = base.map(|b| format!("../{}/{b}", b.vmid));
                 if info.backing_filename != declared {

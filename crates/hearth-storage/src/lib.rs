@@ -139,6 +139,16 @@ pub fn open(config: &StorageConfig) -> Box<dyn Backend> {
     }
 }
 
+/// `<path>/images`: where every guest image of a storage lives.
+pub(crate) fn images_root(config: &StorageConfig) -> PathBuf {
+    Path::new(&config.path).join(Content::Images.subdir())
+}
+
+/// `<path>/images/<vmid>`: one guest's images.
+pub(crate) fn guest_images_dir(config: &StorageConfig, vmid: Vmid) -> PathBuf {
+    images_root(config).join(vmid.to_string())
+}
+
 /// Where a file of non-image content lives.
 pub fn content_path(config: &StorageConfig, content: Content, file: &str) -> PathBuf {
     Path::new(&config.path).join(content.subdir()).join(file)

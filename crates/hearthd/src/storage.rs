@@ -28,6 +28,17 @@ pub struct Storages {
     /// Held while storage.toml is read, changed and written.
     file_lock: Mutex<()>,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// The last table read, with the inode, size and mtime of the file it came from: most
+    /// requests consult the table, and it only changes through atomic renames (a new inode).
+    cache: Mutex<Option<(FileStamp, StorageTable, String)>>,
+}
+
+/// What tells one version of storage.toml from the next.
+type FileStamp = (u64, u64, i64, i64);
+
+fn stamp(meta: &std::fs::Metadata) -> FileStamp {
+    use std::os::unix::fs::MetadataExt;
+    (meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec())
 }
 
 pub fn to_reply(e: StorageError) -> ErrorReply {
@@ -59,20 +70,37 @@ impl Storages {
             write_atomic(&path, StorageTable::fresh(local).to_toml().as_bytes())
                 .map_err(|e| anyhow::anyhow!("writing {}: {}", path.display(), ErrorReply::from(e)))?;
         }
-        let storages =
-            Storages { path, node: node.to_owned(), file_lock: Mutex::new(()), locks: Mutex::new(HashMap::new()) };
+        let storages = Storages {
+            path,
+            node: node.to_owned(),
+            file_lock: Mutex::new(()),
+            locks: Mutex::new(HashMap::new()),
+            cache: Mutex::new(None),
+        };
         storages.load().map_err(|e| anyhow::anyhow!("{}", e.message))?;
         Ok(storages)
     }
 
     /// The table and the digest of the file it came from.
     pub fn load(&self) -> Result<(StorageTable, String), ErrorReply> {
-        let text = std::fs::read_to_string(&self.path).map_err(|e| {
+        let unreadable = |e: std::io::Error| {
             ErrorReply::new(ErrorKind::Unavailable, format!("cannot read {}: {e}", self.path.display()))
-        })?;
+        };
+        let now = stamp(&std::fs::metadata(&self.path).map_err(unreadable)?);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, table, digest)) = cache.as_ref() {
+            if *seen == now {
+                return Ok((table.clone(), digest.clone()));
+            }
+        }
+        let file = File::open(&self.path).map_err(unreadable)?;
+        let read_stamp = stamp(&file.metadata().map_err(unreadable)?);
+        let text = std::io::read_to_string(file).map_err(unreadable)?;
         let table = StorageTable::parse(&text)
             .map_err(|e| ErrorReply::new(ErrorKind::Unavailable, format!("{}: {e}", self.path.display())))?;
-        Ok((table, hearth_core::guest::digest(text.as_bytes())))
+        let digest = hearth_core::guest::digest(text.as_bytes());
+        *cache = Some((read_stamp, table.clone(), digest.clone()));
+        Ok((table, digest))
     }
 
     /// Changes the table under the file lock; a stale `digest` is a conflict.
