@@ -99,7 +99,7 @@ fn one_id_is_created_once_across_vms_and_containers() {
                 let daemon = &daemon;
                 s.spawn(move || {
                     let mut client = daemon.client();
-                    let create = CreateGuest { vmid: vmid(300), options: vec![] };
+                    let create = CreateGuest { vmid: vmid(300), options: vec![], ct: None };
                     let request = if i % 2 == 0 {
                         Request::Vm(VmRequest::Create(create))
                     } else {

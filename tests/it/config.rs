@@ -146,7 +146,7 @@ fn container_round_trip_and_shared_ids() {
 
     // The id is taken for VMs too, and VM requests for it say what it is.
     let err = client
-        .call(&Request::Vm(VmRequest::Create(hearth_proto::CreateGuest { vmid: vmid(200), options: vec![] })))
+        .call(&Request::Vm(VmRequest::Create(hearth_proto::CreateGuest { vmid: vmid(200), options: vec![], ct: None })))
         .expect_err("id in use");
     assert_eq!(err.kind(), Some(ErrorKind::Conflict));
     assert!(err.to_string().contains("CT 200 already exists"), "{err}");
@@ -167,6 +167,7 @@ fn container_round_trip_and_shared_ids() {
     let bad = Request::Ct(CtRequest::Create(hearth_proto::CreateGuest {
         vmid: vmid(201),
         options: opts(&[("rootfs", "nostore:8")]),
+        ct: None,
     }));
     let err = client.call(&bad).expect_err("no storage to allocate from");
     assert_eq!(err.kind(), Some(ErrorKind::NotFound), "{err}");

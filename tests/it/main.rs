@@ -32,7 +32,7 @@ pub fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// Creates a VM and waits for its task.
 pub fn create_vm(client: &mut Client, id: u32, options: &[(&str, &str)]) {
-    let request = Request::Vm(VmRequest::Create(CreateGuest { vmid: vmid(id), options: opts(options) }));
+    let request = Request::Vm(VmRequest::Create(CreateGuest { vmid: vmid(id), options: opts(options), ct: None }));
     let Payload::Task(upid) = client.call(&request).expect("create is accepted") else {
         panic!("create answers with a task")
     };
@@ -42,7 +42,7 @@ pub fn create_vm(client: &mut Client, id: u32, options: &[(&str, &str)]) {
 
 /// Creates a container and waits for its task.
 pub fn create_ct(client: &mut Client, id: u32, options: &[(&str, &str)]) {
-    let request = Request::Ct(CtRequest::Create(CreateGuest { vmid: vmid(id), options: opts(options) }));
+    let request = Request::Ct(CtRequest::Create(CreateGuest { vmid: vmid(id), options: opts(options), ct: None }));
     let Payload::Task(upid) = client.call(&request).expect("create is accepted") else {
         panic!("create answers with a task")
     };

@@ -86,6 +86,7 @@ fn create_guests(root: &Path) -> anyhow::Result<()> {
                     ("ostype", "l26"),
                     ("tags", "bench"),
                 ]),
+                ct: None,
             }))
         } else {
             Request::Ct(CtRequest::Create(CreateGuest {
@@ -96,6 +97,7 @@ fn create_guests(root: &Path) -> anyhow::Result<()> {
                     ("net0", "name=eth0,bridge=vmbr0,ip=dhcp"),
                     ("tags", "bench"),
                 ]),
+                ct: None,
             }))
         };
         let upid = match client.call(&request).with_context(|| format!("creating guest {vmid}"))? {

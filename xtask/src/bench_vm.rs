@@ -41,7 +41,9 @@ fn create(root: &Path) -> anyhow::Result<()> {
         let vmid = Vmid::new(FIRST + i).context("benchmark ids are in range")?;
         let options = [("memory", "64"), ("kvm", "0"), ("serial0", "socket"), ("name", "bench")];
         let options = options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        let Payload::Task(upid) = client.call(&Request::Vm(VmRequest::Create(CreateGuest { vmid, options })))? else {
+        let Payload::Task(upid) =
+            client.call(&Request::Vm(VmRequest::Create(CreateGuest { vmid, options, ct: None })))?
+        else {
             bail!("create answers with a task");
         };
         let info = client.follow(&upid, |_| {})?;

@@ -8,7 +8,7 @@
 pub mod cli;
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -115,10 +115,25 @@ impl Client {
     /// to it, never with its own. The descriptor is closed here once sent, so a pipe's end is
     /// held by hearthd alone and closes when hearthd is done with it.
     pub fn call_with_file(&mut self, request: &Request, file: OwnedFd) -> Result<Payload, ClientError> {
-        write_frame(&mut self.stream, request)?;
-        hearth_sys::fdpass::send_fd(self.stream.as_fd(), file.as_fd())
-            .map_err(|e| ClientError::Frame(FrameError::Io(e)))?;
+        self.send_with_files(request, &[file.as_fd()])?;
         drop(file);
+        self.answer()
+    }
+
+    /// Like [`Client::call_with_file`] with several descriptors in one message, for requests
+    /// that carry more than one (`exec` hands over stdin, stdout and stderr). The caller keeps
+    /// its own copies.
+    pub fn call_with_files(&mut self, request: &Request, files: &[BorrowedFd<'_>]) -> Result<Payload, ClientError> {
+        self.send_with_files(request, files)?;
+        self.answer()
+    }
+
+    fn send_with_files(&mut self, request: &Request, files: &[BorrowedFd<'_>]) -> Result<(), ClientError> {
+        write_frame(&mut self.stream, request)?;
+        hearth_sys::fdpass::send_fds(self.stream.as_fd(), files).map_err(|e| ClientError::Frame(FrameError::Io(e)))
+    }
+
+    fn answer(&mut self) -> Result<Payload, ClientError> {
         loop {
             match read_frame::<Response>(&mut self.stream)?.ok_or(ClientError::Closed)? {
                 Response::Ok(payload) => return Ok(payload),

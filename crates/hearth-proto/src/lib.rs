@@ -91,11 +91,19 @@ impl Request {
     /// Requests that carry an open file: right after the request frame the client sends one
     /// byte with the descriptor attached (SCM_RIGHTS), and hearthd reads from or writes to it.
     pub fn carries_file(&self) -> bool {
-        matches!(
-            self,
+        self.carried_files() > 0
+    }
+
+    /// How many descriptors follow the frame (all in one message): the caller's stdin, stdout
+    /// and stderr for `exec`, one file for imports, exports, uploads, push and pull.
+    pub fn carried_files(&self) -> usize {
+        match self {
             Request::Storage(StorageRequest::Import(_) | StorageRequest::Export(_) | StorageRequest::Upload(_))
-                | Request::Vm(VmRequest::ImportDisk(_))
-        )
+            | Request::Vm(VmRequest::ImportDisk(_))
+            | Request::Ct(CtRequest::Push { .. } | CtRequest::Pull { .. }) => 1,
+            Request::Ct(CtRequest::Exec(_)) => 3,
+            _ => 0,
+        }
     }
 }
 
@@ -327,6 +335,119 @@ pub enum CtRequest {
     /// Removes a stale lock. `/vms/{vmid}`: VM.Config.Options.
     /// REST: `PUT /nodes/{node}/lxc/{vmid}/config` with `delete=lock`.
     Unlock { vmid: Vmid },
+    /// Starts the container and returns once its init runs. `/vms/{vmid}`: VM.PowerMgmt.
+    /// REST: `POST /nodes/{node}/lxc/{vmid}/status/start`.
+    Start { vmid: Vmid },
+    /// Kills the container at once. `/vms/{vmid}`: VM.PowerMgmt.
+    /// REST: `POST /nodes/{node}/lxc/{vmid}/status/stop`.
+    Stop { vmid: Vmid },
+    /// Asks init to power off (SIGRTMIN+3 when init blocks it, else SIGPWR) and waits.
+    /// `/vms/{vmid}`: VM.PowerMgmt. REST: `POST /nodes/{node}/lxc/{vmid}/status/shutdown`.
+    Shutdown {
+        vmid: Vmid,
+        /// Seconds to wait (default 60).
+        #[serde(default)]
+        timeout: Option<u64>,
+        /// Kill the container when the time is up.
+        #[serde(default)]
+        force_stop: bool,
+    },
+    /// Shuts the container down and starts it again. `/vms/{vmid}`: VM.PowerMgmt.
+    /// REST: `POST /nodes/{node}/lxc/{vmid}/status/reboot`.
+    Reboot {
+        vmid: Vmid,
+        #[serde(default)]
+        timeout: Option<u64>,
+    },
+    /// The container's run state and counters. `/vms/{vmid}`: VM.Audit.
+    /// REST: `GET /nodes/{node}/lxc/{vmid}/status/current`.
+    Status {
+        vmid: Vmid,
+        #[serde(default)]
+        verbose: bool,
+    },
+    /// Hands the caller a connection to the container's console (or tty N): the answer is
+    /// followed by one byte carrying the socket. Output since start is replayed first.
+    /// `/vms/{vmid}`: VM.Console. REST: `POST /nodes/{node}/lxc/{vmid}/termproxy`.
+    Console {
+        vmid: Vmid,
+        /// `None` for /dev/console, else the tty number (1..).
+        #[serde(default)]
+        tty: Option<u32>,
+    },
+    /// Runs a command inside the running container as its root, with the caller's stdin,
+    /// stdout and stderr (three descriptors follow the frame); a terminal among them is never
+    /// handed in: the command gets a fresh pty instead. Answers [`Payload::ExitStatus`].
+    /// An empty command runs root's login shell (`enter`). `/vms/{vmid}`: VM.Allocate (whoever
+    /// may recreate the container may be root in it). REST: none, as pct exec.
+    Exec(ExecInCt),
+    /// Writes the attached file (open for reading) to a path inside the running container.
+    /// `/vms/{vmid}`: VM.Allocate. REST: none, as pct push.
+    Push {
+        vmid: Vmid,
+        /// Absolute path inside the container.
+        path: String,
+        /// Owner inside the container (numeric uid or name; default 0).
+        #[serde(default)]
+        user: Option<String>,
+        #[serde(default)]
+        group: Option<String>,
+        /// Octal mode; default 0644.
+        #[serde(default)]
+        perms: Option<String>,
+    },
+    /// Copies a file from inside the running container into the attached file (open for
+    /// writing). `/vms/{vmid}`: VM.Allocate. REST: none, as pct pull.
+    Pull { vmid: Vmid, path: String },
+    /// Mounts the stopped container's volumes on the host and answers the path; the lock
+    /// `mounted` keeps it from starting. Root only, as pct mount. REST: none.
+    Mount { vmid: Vmid },
+    /// Undoes [`CtRequest::Mount`]. Root only. REST: none.
+    Unmount { vmid: Vmid },
+    /// Usage of every mounted volume of the running container. `/vms/{vmid}`: VM.Audit.
+    /// REST: none, as pct df.
+    Df { vmid: Vmid },
+    /// Snapshots every volume and the configuration; answers with the task.
+    /// `/vms/{vmid}`: VM.Snapshot. REST: `POST /nodes/{node}/lxc/{vmid}/snapshot`.
+    Snapshot {
+        vmid: Vmid,
+        name: String,
+        #[serde(default)]
+        description: Option<String>,
+    },
+    /// `/vms/{vmid}`: VM.Audit. REST: `GET /nodes/{node}/lxc/{vmid}/snapshot`.
+    ListSnapshot { vmid: Vmid },
+    /// `/vms/{vmid}`: VM.Snapshot.Rollback.
+    /// REST: `POST /nodes/{node}/lxc/{vmid}/snapshot/{name}/rollback`.
+    Rollback { vmid: Vmid, name: String },
+    /// `/vms/{vmid}`: VM.Snapshot. REST: `DELETE /nodes/{node}/lxc/{vmid}/snapshot/{name}`.
+    DelSnapshot { vmid: Vmid, name: String },
+    /// Turns the stopped container into a template. `/vms/{vmid}`: VM.Allocate.
+    /// REST: `POST /nodes/{node}/lxc/{vmid}/template`.
+    Template { vmid: Vmid },
+    /// Clones the container. `/vms/{vmid}`: VM.Clone. REST: `POST /nodes/{node}/lxc/{vmid}/clone`.
+    Clone(CloneGuest),
+    /// Grows a volume (`rootfs`, `mpN`) to SIZE or by +SIZE, and its file system with it.
+    /// `/vms/{vmid}`: VM.Config.Disk. REST: `PUT /nodes/{node}/lxc/{vmid}/resize`.
+    Resize { vmid: Vmid, disk: String, size: String },
+}
+
+/// `ctctl exec <ctid> -- cmd…` and `ctctl enter <ctid>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecInCt {
+    pub vmid: Vmid,
+    /// Program and arguments; empty for root's login shell.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Extra `NAME=value` variables; the environment is otherwise cleared (PATH, TERM, HOME set).
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// The caller's `TERM`, used when a pty is given to the command.
+    #[serde(default)]
+    pub term: Option<String>,
+    /// Terminal size (rows, columns) for the pty.
+    #[serde(default)]
+    pub winsize: Option<(u16, u16)>,
 }
 
 /// Worker tasks (`clusterctl task`).
@@ -537,6 +658,25 @@ pub struct VolumeEntry {
 pub struct CreateGuest {
     pub vmid: Vmid,
     pub options: Vec<(String, String)>,
+    /// What only a container's creation takes (`pct create`'s template and first-boot set-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ct: Option<CtCreate>,
+}
+
+/// `ctctl create <ctid> <template> [--password] [--ssh-public-keys] [--start]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtCreate {
+    /// The template volume, `local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst`.
+    pub ostemplate: String,
+    /// Root password inside the container; stored only as a hash in its /etc/shadow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// Public keys for root's authorized_keys (the file's text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_public_keys: Option<String>,
+    /// Start the container when it has been created.
+    #[serde(default)]
+    pub start: bool,
 }
 
 /// A configuration change, as `qm set`.
@@ -631,6 +771,11 @@ pub enum Payload {
     /// A file system path.
     Path(String),
     VmStatus(VmStatusReport),
+    CtStatus(CtStatusReport),
+    /// How a command run in a guest ended: its exit code, or 128 + the signal that killed it.
+    ExitStatus(i32),
+    /// Usage per volume, as pct df.
+    Df(Vec<DfEntry>),
     Snapshots(Vec<SnapshotInfo>),
     /// Free text, such as monitor output.
     Text(String),
@@ -681,6 +826,60 @@ pub struct VmStatusReport {
     pub netin: u64,
     #[serde(default)]
     pub netout: u64,
+}
+
+/// A container's state, as `pct status --verbose` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtStatusReport {
+    pub vmid: Vmid,
+    /// `running` or `stopped`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
+    /// Host pid of the container's init.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Host pid of its hearth-ctmon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime: Option<u64>,
+    /// Configured CPUs (0 = all).
+    pub cpus: u64,
+    /// Memory limit in bytes.
+    pub maxmem: u64,
+    pub maxswap: u64,
+    /// Memory charged to the container's cgroup (verbose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<u64>,
+    /// Processes in the container (verbose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+    /// CPU time used, in nanoseconds (verbose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cputime: Option<u64>,
+    #[serde(default)]
+    pub netin: u64,
+    #[serde(default)]
+    pub netout: u64,
+    /// How the last run ended (`halt`, `reboot`, `killed by SIGKILL`, …), when stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<String>,
+}
+
+/// One line of `pct df`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DfEntry {
+    /// `rootfs`, `mp0`, …
+    pub key: String,
+    pub volume: String,
+    /// Mount path inside the container.
+    pub path: String,
+    pub total: u64,
+    pub used: u64,
+    pub avail: u64,
 }
 
 /// A failure, with a kind a script can branch on.

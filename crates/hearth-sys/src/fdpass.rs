@@ -1,8 +1,8 @@
 //! Passing open files between Hearth's clients and hearthd (SCM_RIGHTS), so hearthd streams
 //! volume data into and out of files the caller opened with its own rights.
 //!
-//! Protocol: after a request frame that carries a file, the client sends exactly one byte with
-//! one descriptor attached; the server reads that byte with [`recv_fd`].
+//! Protocol: after a request frame that carries files, the client sends exactly one byte with
+//! the descriptors attached; the server reads that byte with [`recv_fds`].
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -11,7 +11,12 @@ use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, s
 
 /// Sends `fd` over the connected Unix socket `socket`, attached to one byte.
 pub fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
-    let fds = [fd.as_raw_fd()];
+    send_fds(socket, &[fd])
+}
+
+/// Sends all of `fds` over the connected Unix socket `socket`, attached to one byte.
+pub fn send_fds(socket: BorrowedFd<'_>, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let fds: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov = [IoSlice::new(b"F")];
     loop {
@@ -27,9 +32,15 @@ pub fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
 /// Receives the byte and descriptor [`send_fd`] sent. Non-blocking when `socket` is: then it
 /// fails with [`io::ErrorKind::WouldBlock`] until the byte arrives.
 pub fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let mut fds = recv_fds(socket, 1)?;
+    fds.pop().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no file with the request"))
+}
+
+/// Receives the byte and exactly `count` descriptors (at most 8) that [`send_fds`] sent.
+pub fn recv_fds(socket: BorrowedFd<'_>, count: usize) -> io::Result<Vec<OwnedFd>> {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let mut space = nix::cmsg_space!([RawFd; 8]);
     let msg = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
     if msg.bytes == 0 {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before the file arrived"));
@@ -40,17 +51,20 @@ pub fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
             received.extend(fds);
         }
     }
-    let mut owned: Vec<OwnedFd> = received
+    let owned: Vec<OwnedFd> = received
         .into_iter()
         // SAFETY: each descriptor was just installed in this process by the kernel for this
         // message (SCM_RIGHTS, close-on-exec); nothing else refers to it, so taking ownership
         // is sound and closes it exactly once.
         .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
         .collect();
-    if msg.flags.contains(MsgFlags::MSG_CTRUNC) || owned.len() != 1 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "expected exactly one file with the request"));
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) || owned.len() != count {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("expected exactly {count} file(s) with the request, got {}", owned.len()),
+        ));
     }
-    owned.pop().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no file with the request"))
+    Ok(owned)
 }
 
 #[cfg(test)]

@@ -221,6 +221,24 @@ pub fn required(request: &Request, node: &str, caller: &Caller) -> Required {
             CtRequest::List => on("/vms".into(), &[]),
             CtRequest::Destroy(d) => on(vms(&d.vmid), &["VM.Allocate"]),
             CtRequest::Unlock { vmid } => on(vms(vmid), &["VM.Config.Options"]),
+            CtRequest::Start { vmid }
+            | CtRequest::Stop { vmid }
+            | CtRequest::Shutdown { vmid, .. }
+            | CtRequest::Reboot { vmid, .. } => on(vms(vmid), &["VM.PowerMgmt"]),
+            CtRequest::Status { vmid, .. } | CtRequest::Df { vmid } | CtRequest::ListSnapshot { vmid } => {
+                on(vms(vmid), &["VM.Audit"])
+            }
+            CtRequest::Console { vmid, .. } => on(vms(vmid), &["VM.Console"]),
+            // Root inside the container: whoever may destroy and recreate it may be that.
+            CtRequest::Exec(e) => on(vms(&e.vmid), &["VM.Allocate"]),
+            CtRequest::Push { vmid, .. } | CtRequest::Pull { vmid, .. } => on(vms(vmid), &["VM.Allocate"]),
+            // Root only: the handler refuses everyone else (host paths, as pct mount).
+            CtRequest::Mount { vmid } | CtRequest::Unmount { vmid } => on(vms(vmid), &["Sys.Modify"]),
+            CtRequest::Snapshot { vmid, .. } | CtRequest::DelSnapshot { vmid, .. } => on(vms(vmid), &["VM.Snapshot"]),
+            CtRequest::Rollback { vmid, .. } => on(vms(vmid), &["VM.Snapshot.Rollback"]),
+            CtRequest::Template { vmid } => on(vms(vmid), &["VM.Allocate"]),
+            CtRequest::Clone(c) => on(vms(&c.vmid), &["VM.Clone"]),
+            CtRequest::Resize { vmid, .. } => on(vms(vmid), &["VM.Config.Disk"]),
         },
         Request::Task(r) => match r {
             // Everyone may list; the list holds only their own tasks without Sys.Audit.

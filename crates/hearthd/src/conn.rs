@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_core::Upid;
+use hearth_core::{GuestKind, Upid};
 use hearth_proto::{
-    ClientHello, ErrorKind, ErrorReply, MAX_FRAME, PROTOCOL_VERSION, Payload, Request, Response, ServerHello,
-    TaskEvent, TaskRequest, VmRequest,
+    ClientHello, CtRequest, ErrorKind, ErrorReply, MAX_FRAME, PROTOCOL_VERSION, Payload, Request, Response,
+    ServerHello, TaskEvent, TaskRequest, VmRequest,
 };
 use std::os::fd::AsFd;
 
@@ -108,18 +108,21 @@ async fn converse(daemon: &Arc<Daemon>, peer: &Caller, stream: &mut UnixStream) 
             .map_err(|e| ConnError::Protocol(format!("malformed request: {}", source_of(&e))))?;
         // The attached file travels right behind the frame; take it before anything else so
         // the stream stays in step even when the request is refused.
-        let file = if request.carries_file() {
-            let received = tokio::time::timeout(
-                HELLO_TIMEOUT,
-                stream.async_io(Interest::READABLE, || hearth_sys::fdpass::recv_fd(stream.as_fd())),
-            )
-            .await
-            .map_err(|_| ConnError::Protocol("the request's file did not arrive within 10 seconds".into()))?;
-            Some(std::fs::File::from(
-                received.map_err(|e| ConnError::Protocol(format!("cannot receive the request's file: {e}")))?,
-            ))
-        } else {
-            None
+        let files = match request.carried_files() {
+            0 => Vec::new(),
+            count => {
+                let received = tokio::time::timeout(
+                    HELLO_TIMEOUT,
+                    stream.async_io(Interest::READABLE, || hearth_sys::fdpass::recv_fds(stream.as_fd(), count)),
+                )
+                .await
+                .map_err(|_| ConnError::Protocol("the request's files did not arrive within 10 seconds".into()))?;
+                received
+                    .map_err(|e| ConnError::Protocol(format!("cannot receive the request's files: {e}")))?
+                    .into_iter()
+                    .map(std::fs::File::from)
+                    .collect()
+            }
         };
         if let Err(e) = access::authorize(&daemon.access, caller, &access::required(&request, &daemon.node, caller)) {
             // The request itself may hold secrets (passwords, keys): log what was refused, not it.
@@ -127,11 +130,19 @@ async fn converse(daemon: &Arc<Daemon>, peer: &Caller, stream: &mut UnixStream) 
             send(stream, &Response::Error(e)).await?;
             continue;
         }
-        if let Request::Vm(VmRequest::Terminal { vmid, serial }) = request {
+        let console = match request {
+            Request::Vm(VmRequest::Terminal { vmid, serial }) => Some((GuestKind::Vm, vmid, serial)),
+            Request::Ct(CtRequest::Console { vmid, tty }) => Some((GuestKind::Ct, vmid, tty.unwrap_or(0))),
+            _ => None,
+        };
+        if let Some((kind, vmid, index)) = console {
             let worker = Arc::clone(daemon);
-            let opened = tokio::task::spawn_blocking(move || crate::vms::open_serial(&worker, vmid, serial))
-                .await
-                .unwrap_or_else(|_| Err(ErrorReply::new(ErrorKind::Internal, "opening the console panicked")));
+            let opened = tokio::task::spawn_blocking(move || match kind {
+                GuestKind::Vm => crate::vms::open_serial(&worker, vmid, index),
+                GuestKind::Ct => crate::containers::open_console(&worker, vmid, index),
+            })
+            .await
+            .unwrap_or_else(|_| Err(ErrorReply::new(ErrorKind::Internal, "opening the console panicked")));
             match opened {
                 Ok(console) => {
                     send(stream, &Response::Ok(Payload::Empty)).await?;
@@ -150,7 +161,7 @@ async fn converse(daemon: &Arc<Daemon>, peer: &Caller, stream: &mut UnixStream) 
         let worker = Arc::clone(daemon);
         let who = caller.clone();
         let result =
-            tokio::task::spawn_blocking(move || crate::handle(&worker, &who, request, file)).await.unwrap_or_else(
+            tokio::task::spawn_blocking(move || crate::handle(&worker, &who, request, files)).await.unwrap_or_else(
                 |_| Err(ErrorReply::new(ErrorKind::Internal, "internal error: the request handler panicked")),
             );
         let reply = match result {

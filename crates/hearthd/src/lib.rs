@@ -10,6 +10,7 @@
 
 mod access;
 mod conn;
+pub mod containers;
 mod credentials;
 mod disks;
 mod guests;
@@ -78,18 +79,18 @@ impl Daemon {
     }
 }
 
-/// Answers one authorized request (everything but following a task). `file` is the open file
-/// that requests which [carry one](Request::carries_file) came with.
+/// Answers one authorized request (everything but following a task). `files` are the open
+/// files that requests which [carry some](Request::carried_files) came with, in order.
 pub fn handle(
     daemon: &Arc<Daemon>,
     caller: &Caller,
     request: Request,
-    file: Option<std::fs::File>,
+    files: Vec<std::fs::File>,
 ) -> Result<Payload, ErrorReply> {
     use GuestKind::{Ct, Vm};
-    let attached = |file: Option<std::fs::File>| {
-        file.ok_or_else(|| ErrorReply::new(ErrorKind::Protocol, "this request needs an attached file"))
-    };
+    let mut files = files.into_iter();
+    let mut attached =
+        || files.next().ok_or_else(|| ErrorReply::new(ErrorKind::Protocol, "this request needs an attached file"));
     match request {
         Request::Vm(r) => match r {
             VmRequest::Create(req) => guests::create(daemon, caller, Vm, req),
@@ -121,7 +122,7 @@ pub fn handle(
             VmRequest::Resize { vmid, disk, size } => snapshots::resize(daemon, Vm, vmid, &disk, &size),
             VmRequest::ShowCmd { vmid, pretty } => vms::show_command(daemon, caller, vmid, pretty),
             VmRequest::MoveDisk(req) => disks::move_disk(daemon, caller, req),
-            VmRequest::ImportDisk(req) => disks::import(daemon, caller, req, attached(file)?),
+            VmRequest::ImportDisk(req) => disks::import(daemon, caller, req, attached()?),
             VmRequest::Unlink { vmid, idlist, force } => disks::unlink(daemon, vmid, &idlist, force),
             VmRequest::Cleanup { vmid } => disks::cleanup(daemon, vmid),
             // The console needs the connection; conn.rs answers Terminal before it gets here.
@@ -137,6 +138,37 @@ pub fn handle(
             CtRequest::List => guests::list(daemon, caller, Ct),
             CtRequest::Destroy(req) => guests::destroy(daemon, caller, Ct, req),
             CtRequest::Unlock { vmid } => guests::unlock(daemon, caller, Ct, vmid),
+            CtRequest::Start { vmid } => containers::start(daemon, caller, vmid),
+            CtRequest::Stop { vmid } => containers::stop(daemon, caller, vmid),
+            CtRequest::Shutdown { vmid, timeout, force_stop } => {
+                containers::shutdown(daemon, caller, vmid, timeout, force_stop)
+            }
+            CtRequest::Reboot { vmid, timeout } => containers::reboot(daemon, caller, vmid, timeout),
+            CtRequest::Status { vmid, verbose } => containers::status(daemon, vmid, verbose),
+            CtRequest::Exec(req) => {
+                let stdio = [attached()?, attached()?, attached()?];
+                containers::exec(daemon, req, stdio)
+            }
+            CtRequest::Push { vmid, path, user, group, perms } => {
+                containers::push(daemon, vmid, &path, user, group, perms, attached()?)
+            }
+            CtRequest::Pull { vmid, path } => containers::pull(daemon, vmid, &path, attached()?),
+            CtRequest::Mount { vmid } => containers::mount(daemon, caller, vmid),
+            CtRequest::Unmount { vmid } => containers::unmount(daemon, caller, vmid),
+            CtRequest::Df { vmid } => containers::df(daemon, vmid),
+            CtRequest::Snapshot { vmid, name, description } => {
+                snapshots::snapshot(daemon, caller, Ct, vmid, name, description, false)
+            }
+            CtRequest::ListSnapshot { vmid } => snapshots::list(daemon, Ct, vmid),
+            CtRequest::Rollback { vmid, name } => snapshots::rollback(daemon, caller, Ct, vmid, name),
+            CtRequest::DelSnapshot { vmid, name } => snapshots::delete(daemon, caller, Ct, vmid, name),
+            CtRequest::Template { vmid } => snapshots::template(daemon, caller, Ct, vmid),
+            CtRequest::Clone(req) => snapshots::clone(daemon, caller, Ct, req),
+            CtRequest::Resize { vmid, disk, size } => snapshots::resize(daemon, Ct, vmid, &disk, &size),
+            // The console needs the connection; conn.rs answers it before it gets here.
+            CtRequest::Console { .. } => {
+                Err(ErrorReply::new(ErrorKind::Protocol, "the console is opened on the connection"))
+            }
         },
         Request::Task(r) => match r {
             TaskRequest::List(filter) => {
@@ -170,9 +202,9 @@ pub fn handle(
             StorageRequest::Alloc(req) => storage::alloc(daemon, req),
             StorageRequest::Free { volid } => storage::free(daemon, &volid),
             StorageRequest::Path { volid } => storage::path(daemon, &volid),
-            StorageRequest::Import(req) => storage::import(daemon, req, attached(file)?),
-            StorageRequest::Export(req) => storage::export(daemon, req, attached(file)?),
-            StorageRequest::Upload(req) => storage::upload(daemon, req, attached(file)?),
+            StorageRequest::Import(req) => storage::import(daemon, req, attached()?),
+            StorageRequest::Export(req) => storage::export(daemon, req, attached()?),
+            StorageRequest::Upload(req) => storage::upload(daemon, req, attached()?),
         },
         Request::Access(r) => users::handle(daemon, caller, r),
     }

@@ -26,7 +26,7 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "ctid")?;
     let options = cli::guest_config_options(GuestKind::Ct, matches);
     let mut client = cli::connect(crate::BIN)?;
-    let request = Request::Ct(CtRequest::Create(CreateGuest { vmid, options }));
+    let request = Request::Ct(CtRequest::Create(CreateGuest { vmid, options, ct: None }));
     cli::run_task(&mut client, &request, format).with_context(|| format!("creating CT {vmid}"))?;
     Ok(())
 }

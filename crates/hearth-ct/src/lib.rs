@@ -1,0 +1,21 @@
+//! Hearth's system-container runtime: everything between a container's configuration and its
+//! init running as PID 1 of its own namespaces, and the monitor that stays its parent.
+//!
+//! hearthd turns a container configuration into a [`ContainerSpec`] (plain data, no paths
+//! resolved against user input after that point) and hands it to `hearth-ctmon`, a small
+//! single-threaded program: no thread exists when it clones the container, so every namespace
+//! operation is allowed and nothing is held by another thread across the clone. The order of
+//! the set-up steps follows LXC's `lxc_setup`.
+//!
+//! **Invariants.**
+//! - Unprivileged unless the spec says otherwise: container ids 0..65536 are host ids
+//!   100000..165536; the host's root is not mapped.
+//! - Mount targets inside the rootfs are resolved with `openat2(RESOLVE_IN_ROOT)` and mounted
+//!   onto the descriptor, so a symlink planted in the rootfs cannot redirect a mount.
+//! - Every host descriptor is closed before the container's init (or an exec'd command) runs;
+//!   the runtime is not dumpable while it is inside the container's namespaces.
+//! - A terminal of the caller is never handed into a container: exec gets a fresh pty.
+
+pub mod spec;
+
+pub use spec::{ContainerSpec, IdMap, IdMapEntry, Limits, NetSpec, RootFs};
