@@ -19,3 +19,12 @@
 pub mod spec;
 
 pub use spec::{ContainerSpec, IdMap, IdMapEntry, Limits, NetSpec, RootFs};
+pub mod caps;
+pub mod cgroup;
+pub mod console;
+pub mod monitor;
+pub mod net;
+pub mod rootfs;
+pub mod seccomp;
+pub mod setup;
+pub mod template;

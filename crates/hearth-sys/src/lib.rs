@@ -6,3 +6,5 @@
 
 pub mod btrfs;
 pub mod fdpass;
+pub mod process;
+pub mod seccomp;

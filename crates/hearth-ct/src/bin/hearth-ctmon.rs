@@ -11,6 +11,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let result = match mode.as_str() {
+        "monitor" => hearth_ct::monitor::main(rest),
         "template" => hearth_ct::template::helper_main(rest),
         "setup" => hearth_ct::setup::helper_main(rest),
         other => Err(format!("unknown mode '{other}'")),

@@ -1,0 +1,204 @@
+//! Process primitives the container runtime needs and nix lacks or marks unsafe: forking a
+//! single-threaded process, cloning straight into new namespaces with a pidfd, pidfd signals
+//! (real-time ones included), closing every descriptor above a bound, and terminal ioctls.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Which side of a fork or clone the caller is on.
+#[derive(Debug)]
+pub enum Forked {
+    /// The parent, with the child's pid and (for [`clone_into_namespaces`]) a pidfd.
+    Parent {
+        pid: i32,
+        pidfd: Option<OwnedFd>,
+    },
+    Child,
+}
+
+/// How many threads this process has, from /proc/self/task.
+fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+fn require_single_thread() -> io::Result<()> {
+    match thread_count()? {
+        1 => Ok(()),
+        n => Err(io::Error::other(format!(
+            "refusing to fork a process with {n} threads: the child could inherit locks held by the others"
+        ))),
+    }
+}
+
+/// `fork()`, for single-threaded processes only (checked): the child is then an exact copy
+/// with no lock held by a vanished thread, so it may allocate and run ordinary Rust code.
+pub fn fork() -> io::Result<Forked> {
+    require_single_thread()?;
+    // SAFETY: the process has exactly one thread (checked above), so no other thread can hold
+    // a lock (allocator, stdio) that the child would inherit in a locked state; fork has no
+    // memory-safety preconditions beyond that.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent { pid, pidfd: None }),
+    }
+}
+
+/// `clone3()` with `flags` (namespace flags such as `CLONE_NEWUSER | CLONE_NEWPID`) and
+/// `CLONE_PIDFD`, fork-style (the child continues on a copy of the caller's stack). The child
+/// gets `SIGCHLD` semantics, so the parent waits for it with waitpid. Single-threaded callers
+/// only (checked), for the same reason as [`fork`].
+pub fn clone_into_namespaces(flags: u64) -> io::Result<Forked> {
+    require_single_thread()?;
+    let mut pidfd: RawFd = -1;
+    let mut args: libc::clone_args = clone_args_zeroed();
+    args.flags = flags | libc::CLONE_PIDFD as u64;
+    args.pidfd = std::ptr::addr_of_mut!(pidfd) as u64;
+    args.exit_signal = libc::SIGCHLD as u64;
+    // SAFETY: `args` is a valid clone_args of the size passed; stack is 0, so the kernel runs
+    // the child on a copy-on-write copy of this thread's stack like fork(). The process is
+    // single-threaded (checked), so the child inherits no foreign-held lock. `pidfd` lives
+    // until the call returns, which is when the kernel writes it.
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::addr_of_mut!(args), size_of::<libc::clone_args>()) };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => {
+            // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor that nothing else owns.
+            let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+            Ok(Forked::Parent { pid: pid as i32, pidfd: Some(pidfd) })
+        }
+    }
+}
+
+fn clone_args_zeroed() -> libc::clone_args {
+    libc::clone_args {
+        flags: 0,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: 0,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: 0,
+    }
+}
+
+/// A pidfd for `pid` (pidfd_open), to signal it without pid reuse races and to poll for its
+/// exit.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sends signal number `signal` (real-time signals included) through a pidfd.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: plain integer arguments; info is NULL (the kernel fills it as for kill()).
+    let ret = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0)
+    };
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// `SIGRTMIN + n`, as the C library numbers it.
+pub fn sigrtmin_plus(n: i32) -> i32 {
+    libc::SIGRTMIN() + n
+}
+
+/// Closes every descriptor from `first` up. Run right before exec, so no descriptor of the
+/// host reaches a container process whatever flags it was opened with.
+pub fn close_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: close_range only closes descriptors; the callers are about to exec and hold no
+    // Rust object owning a descriptor at or above `first` that they will use again.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0) };
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Makes the terminal `fd` the controlling terminal of this (session leader) process.
+pub fn set_controlling_terminal(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal).
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Sets a terminal's size.
+pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a winsize from the pointer, which is valid for the call.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, std::ptr::addr_of!(size)) };
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// A terminal's size (rows, columns).
+pub fn window_size(fd: BorrowedFd<'_>) -> io::Result<(u16, u16)> {
+    let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes a winsize to the pointer, which is valid for the call.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, std::ptr::addr_of_mut!(size)) };
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok((size.ws_row, size.ws_col)) }
+}
+
+/// Puts every signal back to its default action and unblocks all: a program exec'd by the
+/// runtime (a container's init, an exec'd command) must not inherit the runtime's ignored
+/// SIGPIPE or its mask.
+pub fn reset_signals() -> io::Result<()> {
+    for signal in 1..=libc::SIGRTMAX() {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no handler code; signals the kernel refuses (the
+        // ones glibc reserves) fail with EINVAL, which is ignored on purpose.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+    let empty = nix::sys::signal::SigSet::empty();
+    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None)?;
+    Ok(())
+}
+
+/// Makes descriptor number `new` a copy of `old` (dup3), optionally close-on-exec; `new` is
+/// replaced if open. For placing descriptors at fixed numbers right before exec.
+pub fn dup_onto(old: BorrowedFd<'_>, new: RawFd, cloexec: bool) -> io::Result<()> {
+    if old.as_raw_fd() == new {
+        let flags = if cloexec { libc::FD_CLOEXEC } else { 0 };
+        // SAFETY: F_SETFD on a descriptor we borrow changes only its flags.
+        let ret = unsafe { libc::fcntl(new, libc::F_SETFD, flags) };
+        return if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) };
+    }
+    let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+    // SAFETY: dup3 only manipulates the descriptor table; the caller gives up whatever `new`
+    // was (it is about to exec with a fixed layout).
+    let ret = unsafe { libc::dup3(old.as_raw_fd(), new, flags) };
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fork_is_refused_with_threads() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || rx.recv());
+        let err = fork().unwrap_err();
+        drop(tx);
+        let _ = other.join();
+        assert!(err.to_string().contains("threads"), "{err}");
+    }
+
+    #[test]
+    fn pidfd_signals_a_child() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pidfd = pidfd_open(child.id() as i32).unwrap();
+        pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), sigrtmin_plus(3)).unwrap();
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(sigrtmin_plus(3)));
+    }
+}
