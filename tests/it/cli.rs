@@ -1,6 +1,6 @@
 //! The CLIs end to end against a real hearthd: text and JSON output, exit codes, task following.
 
-use crate::{json, run};
+use crate::{TEMPLATE, json, run};
 use hearth_test::HearthdProcess;
 
 #[test]
@@ -12,7 +12,8 @@ fn vmctl_and_ctctl_round_trip() {
         run(&daemon, "vmctl", &["create", "100", "--name", "web01", "--memory", "2048", "--scsi0", "local:1"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.ends_with("TASK OK\n"), "the task log is followed: {stdout}");
-    let (code, _, stderr) = run(&daemon, "ctctl", &["create", "200", "--hostname", "proxy", "--memory", "256"]);
+    let (code, _, stderr) =
+        run(&daemon, "ctctl", &["create", "200", TEMPLATE, "--hostname", "proxy", "--memory", "256"]);
     assert_eq!(code, 0, "{stderr}");
 
     let (_, list, _) = run(&daemon, "vmctl", &["list"]);

@@ -22,6 +22,9 @@ use hearth_core::Vmid;
 use hearth_proto::{CreateGuest, CtRequest, Payload, Request, VmRequest};
 use hearth_test::HearthdProcess;
 
+/// The `<ostemplate>` `ctctl create` requires, for tests about everything but the template.
+pub const TEMPLATE: &str = "local:vztmpl/alpine-3.20-default_20240908_amd64.tar.xz";
+
 pub fn vmid(id: u32) -> Vmid {
     Vmid::new(id).expect("test ids are in range")
 }

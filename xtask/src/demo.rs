@@ -73,6 +73,7 @@ impl Session<'_> {
             &[
                 "create",
                 &proxy,
+                "local:vztmpl/alpine-3.20-default_20240908_amd64.tar.xz",
                 "--hostname",
                 "proxy",
                 "--memory",

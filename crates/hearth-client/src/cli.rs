@@ -1,7 +1,9 @@
 //! What Hearth's command-line tools share beyond the connection: output formats, aligned tables,
 //! JSON, the schema-generated `--<key> <value>` options, task following and exit codes.
 //!
-//! Exit codes are the same in every tool: 0 success, 1 the operation failed, 2 usage error.
+//! Exit codes are the same in every tool: 0 success, 1 the operation failed, 2 usage error;
+//! a command that runs a program on the caller's behalf (`ctctl exec`) exits with the
+//! program's status instead ([`ExitStatus`]).
 
 use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
@@ -91,6 +93,21 @@ pub fn token_arg() -> Arg {
 #[derive(Debug, thiserror::Error)]
 #[error("standard output is closed")]
 struct StdoutClosed;
+
+/// Ends a command with this exit status and no message: a program run on the caller's behalf
+/// (`ctctl exec`) failed, and said why itself.
+#[derive(Debug, thiserror::Error)]
+#[error("the program exited with status {0}")]
+pub struct ExitStatus(pub u8);
+
+/// The outcome of a command whose exit status is that of a program it ran: `Ok` for 0, else
+/// an [`ExitStatus`] error; a status outside 1..=255 becomes 255.
+pub fn exit_with(code: i32) -> anyhow::Result<()> {
+    if code == 0 {
+        return Ok(());
+    }
+    Err(ExitStatus(u8::try_from(code).ok().filter(|&c| c != 0).unwrap_or(u8::MAX)).into())
+}
 
 /// Writes text to standard output as is.
 pub fn print_text(text: &str) -> anyhow::Result<()> {
@@ -353,7 +370,8 @@ fn progress_bar(total: u64) -> ProgressBar {
 }
 
 /// Parses the arguments, runs the command and turns the outcome into an exit code: help and
-/// version 0, usage errors 2, failures 1 with `<name>: <error chain>` on stderr.
+/// version 0, usage errors 2, failures 1 with `<name>: <error chain>` on stderr, an
+/// [`ExitStatus`] its own status without a message.
 pub fn run_cli(name: &str, command: Command, run: impl FnOnce(&ArgMatches) -> anyhow::Result<()>) -> ExitCode {
     let matches = match command.try_get_matches() {
         Ok(matches) => matches,
@@ -368,6 +386,9 @@ pub fn run_cli(name: &str, command: Command, run: impl FnOnce(&ArgMatches) -> an
     match run(&matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<StdoutClosed>().is_some() => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<ExitStatus>().is_some() => {
+            ExitCode::from(e.downcast_ref::<ExitStatus>().map_or(1, |status| status.0))
+        }
         Err(e) => {
             eprintln!("{name}: {}", error_chain(&e));
             ExitCode::FAILURE
@@ -390,6 +411,23 @@ fn error_chain(error: &anyhow::Error) -> String {
         out.push_str(&text);
     }
     out
+}
+
+/// Every field of `value` that its JSON form has, as `key: value` lines sorted by key, strings
+/// unquoted: `qm status --verbose` and `pct status --verbose`. Fields left out of the JSON
+/// (unset options) are left out here too.
+pub fn render_fields<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<String> {
+    let fields: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_value(serde_json::to_value(value).context("encoding JSON")?).context("encoding JSON")?;
+    let mut out = String::new();
+    for (key, value) in fields {
+        let value = match value {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        let _ = writeln!(out, "{key}: {value}");
+    }
+    Ok(out)
 }
 
 /// Escapes text for one-line display as Proxmox does for descriptions: control characters,
@@ -561,6 +599,18 @@ mod tests {
         let e = anyhow::Error::new(io).context("connect: no such file").context("creating VM 100");
         assert_eq!(error_chain(&e), "creating VM 100: connect: no such file");
         assert_eq!(error_chain(&anyhow!("a").context("b")), "b: a");
+    }
+
+    #[test]
+    fn exit_statuses_pass_through() {
+        assert!(exit_with(0).is_ok());
+        let status = |code| exit_with(code).unwrap_err().downcast_ref::<ExitStatus>().unwrap().0;
+        assert_eq!(status(1), 1);
+        assert_eq!(status(2), 2);
+        assert_eq!(status(137), 137);
+        assert_eq!(status(255), 255);
+        assert_eq!(status(256), 255);
+        assert_eq!(status(-1), 255);
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The blocking client Hearth's command-line tools share: it connects to hearthd's socket,
 //! exchanges Hello frames, sends requests and follows tasks. [`cli`] holds what the tools have
-//! in common beyond the connection: output formats, tables, task progress and exit codes.
+//! in common beyond the connection: output formats, tables, task progress and exit codes;
+//! [`terminal`] the console relay and raw mode of `vmctl terminal`, `ctctl console` and `exec`.
 //!
 //! **Architecture invariant:** clients never touch `/etc/hearth` or run privileged commands;
 //! everything goes through hearthd, which decides who may do what.
 
 pub mod cli;
+pub mod snapshots;
+pub mod terminal;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -28,3 +28,4 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod setup;
 pub mod template;
+pub mod attach;

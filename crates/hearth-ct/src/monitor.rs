@@ -456,8 +456,6 @@ fn child_steps(
 ) -> Result<Never, String> {
     // Inside the container's namespaces from here on: nobody may ptrace or read us.
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl: {e}"))?;
-    // If the monitor dies, so does the container.
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
     let mut go = [0u8; 1];
     match recv(sync.as_raw_fd(), &mut go, MsgFlags::empty()) {
         Ok(1) if go[0] == SYNC_GO => {}
@@ -468,6 +466,8 @@ fn child_steps(
     nix::unistd::setresgid(root_group, root_group, root_group).map_err(|e| format!("setresgid: {e}"))?;
     nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
     nix::unistd::setresuid(root, root, root).map_err(|e| format!("setresuid: {e}"))?;
+    // If the monitor dies, so does the container. Set after the id change, which clears it.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
     // The cgroup namespace is rooted where the monitor placed us (`<ct>/ns`).
     nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("unshare(cgroup): {e}"))?;
     nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("sethostname: {e}"))?;
@@ -477,7 +477,7 @@ fn child_steps(
     let devnull;
     let stdio = match console {
         Some(fd) => {
-            hearth_sys::process::set_controlling_terminal(fd).map_err(|e| format!("console: {e}"))?;
+            hearth_sys::tty::set_controlling_terminal(fd).map_err(|e| format!("console: {e}"))?;
             fd
         }
         None => {

@@ -8,3 +8,4 @@ pub mod btrfs;
 pub mod fdpass;
 pub mod process;
 pub mod seccomp;
+pub mod tty;

@@ -1,6 +1,6 @@
 //! Process primitives the container runtime needs and nix lacks or marks unsafe: forking a
 //! single-threaded process, cloning straight into new namespaces with a pidfd, pidfd signals
-//! (real-time ones included), closing every descriptor above a bound, and terminal ioctls.
+//! (real-time ones included) and closing every descriptor above a bound.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -120,29 +120,6 @@ pub fn close_from(first: RawFd) -> io::Result<()> {
     // Rust object owning a descriptor at or above `first` that they will use again.
     let ret = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0) };
     if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
-}
-
-/// Makes the terminal `fd` the controlling terminal of this (session leader) process.
-pub fn set_controlling_terminal(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal).
-    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
-}
-
-/// Sets a terminal's size.
-pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
-    let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCSWINSZ reads a winsize from the pointer, which is valid for the call.
-    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, std::ptr::addr_of!(size)) };
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
-}
-
-/// A terminal's size (rows, columns).
-pub fn window_size(fd: BorrowedFd<'_>) -> io::Result<(u16, u16)> {
-    let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCGWINSZ writes a winsize to the pointer, which is valid for the call.
-    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, std::ptr::addr_of_mut!(size)) };
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok((size.ws_row, size.ws_col)) }
 }
 
 /// Puts every signal back to its default action and unblocks all: a program exec'd by the

@@ -405,11 +405,13 @@ pub fn list(daemon: &Daemon, caller: &Caller, kind: GuestKind) -> Result<Payload
             template: false,
             error: None,
         };
-        if kind == GuestKind::Vm {
-            if let Some(pid) = daemon.qemu.pid(listed.vmid) {
-                summary.status = "running".into();
-                summary.pid = Some(pid);
-            }
+        let pid = match kind {
+            GuestKind::Vm => daemon.qemu.pid(listed.vmid),
+            GuestKind::Ct => daemon.ct.init_pid(listed.vmid).map(|p| p as u32),
+        };
+        if let Some(pid) = pid {
+            summary.status = "running".into();
+            summary.pid = Some(pid);
         }
         match listed.config.as_ref() {
             Err(e) => summary.error = Some(format!("{}: {e}", listed.path.display())),
@@ -443,13 +445,14 @@ pub fn destroy(
     req: DestroyGuest,
 ) -> Result<Payload, ErrorReply> {
     let vmid = req.vmid;
-    let qemu = Arc::clone(&daemon.qemu);
+    let checker = Arc::clone(daemon);
     let refuse = move |config: &GuestConfig| -> Result<(), ErrorReply> {
         check_unlocked(kind, vmid, config)?;
-        if kind == GuestKind::Vm && qemu.pid(vmid).is_some() {
+        if checker.guest_running(kind, vmid) {
+            let cli = if kind == GuestKind::Vm { "vmctl" } else { "ctctl" };
             return Err(ErrorReply::new(
                 ErrorKind::Conflict,
-                format!("VM {vmid} is running; stop it first with: vmctl stop {vmid}"),
+                format!("{} {vmid} is running; stop it first with: {cli} stop {vmid}", kind.noun()),
             ));
         }
         if config.current.get("protection") == Some(&Value::Bool(true)) {
@@ -469,7 +472,7 @@ pub fn destroy(
         ctx.log(format!("destroying {} {vmid}", kind.noun()));
         let mut owned: Vec<String> = Vec::new();
         // No start may slip in between the running check and the removal.
-        let run_lock = worker.qemu.op_lock(vmid);
+        let run_lock = worker.run_lock(kind, vmid);
         let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
         worker
             .store

@@ -49,6 +49,7 @@ pub struct Daemon {
     pub store: ConfigStore,
     pub storages: storage::Storages,
     pub qemu: Arc<vms::QemuRuntime>,
+    pub ct: Arc<containers::CtRuntime>,
     pub access: access::AccessControl,
     pub tasks: Arc<TaskManager>,
 }
@@ -66,6 +67,9 @@ impl Daemon {
         let qemu = Arc::new(vms::QemuRuntime::open(root).context("preparing run/hearth/qemu")?);
         // VMs outlive hearthd: those still running are watched again, leftovers removed.
         qemu.adopt();
+        let ct = Arc::new(containers::CtRuntime::open(root).context("preparing run/hearth/lxc")?);
+        // Containers outlive hearthd too: watch their monitors again.
+        ct.adopt();
         let tasks = TaskManager::open(root, node).map_err(|e| anyhow::anyhow!("opening the task index: {e}"))?;
         Ok(Arc::new(Daemon {
             root: root.to_owned(),
@@ -73,9 +77,28 @@ impl Daemon {
             store,
             storages,
             qemu,
+            ct,
             access,
             tasks: Arc::new(tasks),
         }))
+    }
+}
+
+impl Daemon {
+    /// The lock that serialises starting, stopping and changing the disks of one guest.
+    pub(crate) fn run_lock(&self, kind: GuestKind, vmid: hearth_core::Vmid) -> Arc<std::sync::Mutex<()>> {
+        match kind {
+            GuestKind::Vm => self.qemu.op_lock(vmid),
+            GuestKind::Ct => self.ct.op_lock(vmid),
+        }
+    }
+
+    /// Whether the guest runs now.
+    pub(crate) fn guest_running(&self, kind: GuestKind, vmid: hearth_core::Vmid) -> bool {
+        match kind {
+            GuestKind::Vm => self.qemu.pid(vmid).is_some(),
+            GuestKind::Ct => self.ct.running(vmid),
+        }
     }
 }
 

@@ -78,7 +78,7 @@ fn with_lock<T>(
 }
 
 fn running(daemon: &Daemon, kind: GuestKind, vmid: Vmid) -> bool {
-    kind == GuestKind::Vm && daemon.qemu.pid(vmid).is_some()
+    daemon.guest_running(kind, vmid)
 }
 
 /// Whether QEMU itself must take the snapshot: a running VM's qcow2 image is QEMU's to write.
@@ -301,7 +301,7 @@ pub fn rollback(
     let upid = daemon.tasks.spawn(&kind.task_type("rollback"), &vmid.to_string(), &caller.userid, move |ctx| {
         // Held from the rollback through the start from the saved state, so no other start
         // can boot the rolled-back disks in between.
-        let run_lock = worker.qemu.op_lock(vmid);
+        let run_lock = worker.run_lock(kind, vmid);
         let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
         with_lock(&worker, kind, vmid, Lock::Rollback, || {
             let config = worker.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
@@ -437,7 +437,7 @@ pub fn template(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, vmid: Vm
     let worker = Arc::clone(daemon);
     let upid = daemon.tasks.spawn(&kind.task_type("template"), &vmid.to_string(), &caller.userid, move |ctx| {
         // qm holds no configuration lock for this; the run lock keeps a start out meanwhile.
-        let run_lock = worker.qemu.op_lock(vmid);
+        let run_lock = worker.run_lock(kind, vmid);
         let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
         (|| -> Result<(), String> {
             let config = worker.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
@@ -583,7 +583,7 @@ pub fn resize(
     size: &str,
 ) -> Result<Payload, ErrorReply> {
     // No start or stop while the disk grows.
-    let run_lock = daemon.qemu.op_lock(vmid);
+    let run_lock = daemon.run_lock(kind, vmid);
     let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
     let config = daemon.store.load(kind, vmid)?.config;
     if let Some(lock) = config.lock {

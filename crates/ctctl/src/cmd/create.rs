@@ -1,32 +1,158 @@
-//! `ctctl create`: a new container from `--<key> <value>` options, as `pct create`.
+//! `ctctl create`: a new container from a template and `--<key> <value>` options, as
+//! `pct create`.
 
-use anyhow::Context;
-use clap::{ArgMatches, Command};
+use std::io::{self, BufRead, IsTerminal, Write};
+
+use anyhow::{Context, bail};
+use clap::builder::BoolishValueParser;
+use clap::{Arg, ArgMatches, Command};
 use hearth_client::cli::{self, OutputFormat};
 use hearth_core::GuestKind;
-use hearth_proto::{CreateGuest, CtRequest, Request};
+use hearth_proto::{CreateGuest, CtCreate, CtRequest, Request, Secret};
+use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
+
+/// The `--password` value that means "ask for it".
+const ASK: &str = "-";
 
 pub fn command() -> Command {
     Command::new("create")
         .about("Create a container")
         .long_about(
-            "Create a system container with the given id and configuration, as pct create \
-             does.\n\n\
-             Every configuration key is an option: --hostname web --memory 1024 --rootfs local:8 \
-             --net0 name=eth0,bridge=vmbr0,ip=dhcp. Containers are unprivileged unless \
-             --unprivileged 0 is given. A volume given as STORAGE:SIZE (in GiB) asks for a new \
-             volume and is refused while the node has no storage configured. hearthd validates all values and runs the creation as a \
-             task (type vzcreate); ctctl prints the task log and fails if the task fails.",
+            "Create a system container with the given id from an OS template and configuration, \
+             as pct create does. ctctl asks hearthd, which needs VM.Allocate on /vms/<ctid> \
+             from the caller.\n\n\
+             <ostemplate> is a template volume such as \
+             local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst. Every configuration key is an \
+             option: --hostname web --memory 1024 --rootfs local:8 --net0 \
+             name=eth0,bridge=vmbr0,ip=dhcp. Containers are unprivileged unless --unprivileged 0 \
+             is given. A volume given as STORAGE:SIZE (in GiB) asks for a new volume and is \
+             refused while the node has no storage configured.\n\n\
+             --password sets root's password inside the container: given as a value (visible \
+             to other users of this host, avoid it), or with no value or '-' asked for twice \
+             without echo on a terminal, else read from the first line of standard input. \
+             --ssh-public-keys names a local file of public keys, read by ctctl, for root's \
+             authorized_keys. --start starts the container once it is created. hearthd \
+             validates all values and runs the creation as a task (type vzcreate); ctctl prints \
+             the task log and fails if the task fails.",
         )
         .arg(cli::vmid_arg("ctid", "The id of the new container (100 to 999999999; see `vmctl nextid`)"))
+        .arg(
+            Arg::new("ostemplate")
+                .value_name("OSTEMPLATE")
+                .required(true)
+                .help("The template volume to unpack: STORAGE:vztmpl/FILE"),
+        )
         .args(cli::guest_config_args(GuestKind::Ct))
+        .arg(
+            Arg::new("password")
+                .long("password")
+                .value_name("PASSWORD")
+                .num_args(0..=1)
+                .default_missing_value(ASK)
+                .help("Root's password in the container; without a value (or '-') it is asked for"),
+        )
+        .arg(
+            Arg::new("ssh-public-keys")
+                .long("ssh-public-keys")
+                .value_name("FILE")
+                .help("A local file of SSH public keys for root in the container"),
+        )
+        .arg(
+            Arg::new("start")
+                .long("start")
+                .value_name("0|1")
+                .num_args(0..=1)
+                .default_missing_value("1")
+                .value_parser(BoolishValueParser::new())
+                .help("Start the container once it is created"),
+        )
 }
 
 pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "ctid")?;
     let options = cli::guest_config_options(GuestKind::Ct, matches);
+    let ostemplate = super::string(matches, "ostemplate")?;
+    // Local input first, so nothing is asked of hearthd that could not be completed.
+    let ssh_public_keys = match matches.get_one::<String>("ssh-public-keys") {
+        Some(file) => Some(std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?),
+        None => None,
+    };
+    let password = match matches.get_one::<String>("password").map(String::as_str) {
+        Some(ASK) => Some(read_new_password()?),
+        Some(given) => Some(Secret::new(given)),
+        None => None,
+    };
+    let start = matches.get_one::<bool>("start").copied().unwrap_or(false);
+    let ct = CtCreate { ostemplate, password, ssh_public_keys, start };
     let mut client = cli::connect(crate::BIN)?;
-    let request = Request::Ct(CtRequest::Create(CreateGuest { vmid, options, ct: None }));
+    let request = Request::Ct(CtRequest::Create(CreateGuest { vmid, options, ct: Some(ct) }));
     cli::run_task(&mut client, &request, format).with_context(|| format!("creating CT {vmid}"))?;
     Ok(())
+}
+
+/// The new password: asked twice without echo on a terminal, else the first line of stdin.
+fn read_new_password() -> anyhow::Result<Secret> {
+    let stdin = io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line).context("cannot read the password from standard input")?;
+        let password = first_line(&line);
+        if password.is_empty() {
+            bail!("no password on standard input");
+        }
+        return Ok(Secret::new(password));
+    }
+    let first = prompt("Enter new password: ")?;
+    let second = prompt("Retype new password: ")?;
+    if first != second {
+        bail!("the passwords do not match");
+    }
+    if first.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(Secret::new(first))
+}
+
+/// A line read with `read_line`, without its line ending.
+fn first_line(line: &str) -> &str {
+    let line = line.strip_suffix('\n').unwrap_or(line);
+    line.strip_suffix('\r').unwrap_or(line)
+}
+
+/// Restores the terminal's echo when dropped, also on errors.
+struct EchoOff(Termios);
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(io::stdin(), SetArg::TCSANOW, &self.0);
+    }
+}
+
+fn prompt(text: &str) -> anyhow::Result<String> {
+    eprint!("{text}");
+    io::stderr().flush()?;
+    let saved = termios::tcgetattr(io::stdin()).context("cannot read the terminal's settings")?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    termios::tcsetattr(io::stdin(), SetArg::TCSANOW, &quiet).context("cannot turn off echo")?;
+    let guard = EchoOff(saved);
+    let mut line = String::new();
+    let read = io::stdin().lock().read_line(&mut line);
+    drop(guard);
+    eprintln!();
+    read.context("cannot read the password")?;
+    Ok(first_line(&line).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_endings_are_not_part_of_the_password() {
+        assert_eq!(first_line("secret\n"), "secret");
+        assert_eq!(first_line("secret\r\n"), "secret");
+        assert_eq!(first_line("secret"), "secret");
+        assert_eq!(first_line(" two words \n"), " two words ");
+    }
 }

@@ -12,6 +12,7 @@ fn main() -> ExitCode {
     };
     let result = match mode.as_str() {
         "monitor" => hearth_ct::monitor::main(rest),
+        "exec" => hearth_ct::attach::main(rest),
         "template" => hearth_ct::template::helper_main(rest),
         "setup" => hearth_ct::setup::helper_main(rest),
         other => Err(format!("unknown mode '{other}'")),

@@ -1,8 +1,5 @@
 //! `vmctl status`: whether a VM runs, and with `--verbose` its counters, as `qm status`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-
 use anyhow::Context;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use hearth_client::cli::{self, OutputFormat};
@@ -48,18 +45,7 @@ fn render(report: &VmStatusReport, verbose: bool) -> anyhow::Result<String> {
         return Ok(format!("status: {}\n", report.status));
     }
     // The wire form leaves out unset fields, which is exactly what qm leaves out too.
-    let fields: BTreeMap<String, serde_json::Value> =
-        serde_json::from_value(serde_json::to_value(report).context("encoding the status")?)
-            .context("encoding the status")?;
-    let mut out = String::new();
-    for (key, value) in fields {
-        let value = match value {
-            serde_json::Value::String(s) => s,
-            other => other.to_string(),
-        };
-        let _ = writeln!(out, "{key}: {value}");
-    }
-    Ok(out)
+    cli::render_fields(report).context("encoding the status")
 }
 
 #[cfg(test)]
