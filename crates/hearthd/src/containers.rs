@@ -808,3 +808,80 @@ pub fn running_ids(daemon: &Daemon) -> Vec<Vmid> {
         .filter(|vmid| daemon.ct.running(*vmid))
         .collect()
 }
+
+/// Fills a new container's root file system from its template and writes the first-boot
+/// settings (hostname, network, DNS, root password, ssh keys), both inside the container's
+/// user namespace. Returns the detected distribution.
+pub(crate) fn populate(
+    daemon: &Daemon,
+    vmid: Vmid,
+    values: &[(String, Value)],
+    ct: &hearth_proto::CtCreate,
+    log: &dyn Fn(String),
+) -> Result<Option<String>, String> {
+    let mut config = daemon.store.load(GuestKind::Ct, vmid).map_err(|e| e.to_string())?.config;
+    for (key, value) in values {
+        config.current.insert(key.clone(), value.clone());
+    }
+    let (backend, vol) = daemon.storages.volume(&ct.ostemplate).map_err(|e| format!("ostemplate: {}", e.message))?;
+    let is_template = matches!(&vol, VolName::File { content, .. } if *content == hearth_core::storage::Content::Vztmpl);
+    if !is_template {
+        return Err(format!("ostemplate: '{}' is not a container template (vztmpl) volume", ct.ostemplate));
+    }
+    let archive = backend.path(&vol).map_err(|e| format!("ostemplate: {e}"))?;
+    if !archive.is_file() {
+        return Err(format!("ostemplate: '{}' does not exist", ct.ostemplate));
+    }
+    let rootfs = config.current.get("rootfs").ok_or("rootfs: a container needs one")?;
+    let rootfs = props("rootfs", rootfs).map_err(|e| e.message)?;
+    let source = volume_source(daemon, vmid, "rootfs", rootfs.get("volume").unwrap_or_default()).map_err(|e| e.message)?;
+    let idmap = flag(&config, "unprivileged", true).then(IdMap::unprivileged_default);
+    let staging = daemon.ct.run_dir.join(format!("{vmid}.create"));
+    let (target, mounted) = match &source {
+        RootFs::Dir { path } => (path.clone(), false),
+        RootFs::Image { .. } => {
+            mount_volume(&source, &staging).map_err(|e| e.message)?;
+            (staging.clone(), true)
+        }
+    };
+    let result = (|| {
+        log(format!("extracting {}", ct.ostemplate));
+        let info = hearth_ct::template::extract(&daemon.ct.ctmon, &archive, &target, idmap.as_ref())
+            .map_err(|e| format!("ostemplate: {e}"))?;
+        log(format!("{} entries, {} bytes", info.entries, info.bytes));
+        let ostype = ostype(&config).or(info.ostype.clone());
+        let text = |key: &str| match config.current.get(key) {
+            Some(Value::Str(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let mut nets = Vec::new();
+        for (key, value) in config.current.iter().filter(|(k, _)| k.starts_with("net")) {
+            let p = props(key, value).map_err(|e| e.message)?;
+            let get = |k: &str| p.get(k).map(str::to_owned);
+            nets.push(hearth_ct::setup::GuestNet {
+                name: get("name").unwrap_or_else(|| "eth0".into()),
+                ip: get("ip"),
+                gw: get("gw"),
+                ip6: get("ip6"),
+                gw6: get("gw6"),
+            });
+        }
+        let setup = hearth_ct::setup::GuestSetup {
+            hostname: text("hostname").unwrap_or_else(|| format!("CT{vmid}")),
+            ostype: ostype.clone(),
+            nets,
+            nameserver: text("nameserver"),
+            searchdomain: text("searchdomain"),
+            root_password_hash: ct.password.as_ref().map(|p| hearth_ct::setup::hash_password(p.expose())),
+            ssh_public_keys: ct.ssh_public_keys.clone(),
+            timezone: None,
+        };
+        hearth_ct::setup::apply(&daemon.ct.ctmon, &target, idmap.as_ref(), &setup).map_err(|e| e.to_string())?;
+        Ok(ostype)
+    })();
+    if mounted {
+        let _ = Command::new("umount").arg(&staging).status();
+        let _ = std::fs::remove_dir(&staging);
+    }
+    result
+}

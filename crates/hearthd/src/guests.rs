@@ -192,6 +192,7 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
     let vmid = req.vmid;
     let edit = ConfigEdit::parse(kind, &req.options, &[], &[]).map_err(invalid)?;
     check_root_only(caller, kind, &edit.set)?;
+    let ct = if kind == GuestKind::Ct { req.ct } else { None };
     let mut config = GuestConfig::new(kind);
     config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
     config.apply_create_defaults();
@@ -216,6 +217,23 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
             .load(kind, vmid)
             .map_err(ErrorReply::from)
             .and_then(|loaded| allocate_all(&worker, kind, vmid, &loaded.config, &wanted, &log));
+        // A container gets its template and first-boot settings before it is unlocked.
+        let created = created.and_then(|mut values| {
+            let Some(ct) = &ct else { return Ok(values) };
+            match crate::containers::populate(&worker, vmid, &values, ct, &log) {
+                Ok(ostype) => {
+                    if let Some(ostype) = ostype.filter(|_| !values.iter().any(|(k, _)| k == "ostype")) {
+                        values.push(("ostype".into(), Value::Str(ostype)));
+                    }
+                    Ok(values)
+                }
+                Err(message) => {
+                    let volids: Vec<String> = values.iter().filter_map(|(k, v)| volume_of(kind, k, v)).collect();
+                    free_all(&worker, &volids, &log);
+                    Err(ErrorReply::new(ErrorKind::Invalid, message))
+                }
+            }
+        });
         let unlocked = created.and_then(|values| {
             let volids: Vec<String> = values.iter().filter_map(|(k, v)| volume_of(kind, k, v)).collect();
             let updated = worker.store.update(kind, vmid, None, |c| {
@@ -233,6 +251,11 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
         match unlocked {
             Ok(_) => {
                 ctx.log(format!("{} {vmid} created", kind.noun()));
+                if ct.as_ref().is_some_and(|c| c.start) {
+                    let lock = worker.ct.op_lock(vmid);
+                    let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+                    crate::containers::start_now(&worker, vmid, &log)?;
+                }
                 Ok(())
             }
             Err(e) => {
