@@ -6,6 +6,7 @@ mod cli;
 mod concurrency;
 mod config;
 mod crash;
+mod ct;
 mod permissions;
 mod protocol;
 mod storage;

@@ -306,10 +306,10 @@ fn snapshots_roll_back_and_linked_clones_boot() {
 }
 
 /// A Linux bridge of the test's own, removed when the test ends however it ends.
-struct Bridge(String);
+pub(crate) struct Bridge(pub(crate) String);
 
 impl Bridge {
-    fn new() -> Bridge {
+    pub(crate) fn new() -> Bridge {
         let name = format!("hbr{}", std::process::id() % 100_000);
         let ip = |args: &[&str]| {
             let status = std::process::Command::new("ip").args(args).status().expect("ip (install iproute2)");

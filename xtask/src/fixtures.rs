@@ -1,7 +1,8 @@
 //! `cargo xtask fixtures`: what tests boot, built once and cached under `target/fixtures/` —
 //! Debian's kernel (as shipped, and decompressed to an ELF `vmlinux`), a busybox initramfs with
-//! the kernel's virtio, ext4 and ACPI modules, and a busybox container template.
-//! `hearth_test::fixtures` finds them.
+//! the kernel's virtio, ext4 and ACPI modules, and a busybox container template; with
+//! `--debian`, also a Debian 12 container template made by debootstrap (slow, so not by
+//! default). `hearth_test::fixtures` finds them.
 //!
 //! Each fixture is rebuilt only when a file is missing or its recipe (the text of the files
 //! it is made of, the busybox version) changed, so a second run returns at once. The kernel
@@ -11,6 +12,7 @@
 
 mod bzimage;
 mod cpio;
+mod debian;
 mod guest;
 mod kmod;
 mod rootfs;
@@ -35,6 +37,39 @@ pub const DEBIAN_PACKAGES: &[&str] = &["busybox-static", "xz-utils", "zstd", "qe
 
 /// The metapackage whose dependency names the current Debian kernel package.
 const KERNEL_METAPACKAGE: &str = "linux-image-amd64";
+
+/// Builds the usual fixtures and, when `debian` is set, the Debian template too.
+pub fn run_with(debian: bool) -> anyhow::Result<()> {
+    run()?;
+    if debian { run_debian() } else { Ok(()) }
+}
+
+/// The Debian 12 template, unless it exists already: it depends on what the archive holds
+/// today rather than on a recipe here, so it is not rebuilt when packages change (remove the
+/// file to get a fresh one).
+pub fn run_debian() -> anyhow::Result<()> {
+    ensure_debian_packages(debian::DEBIAN_PACKAGES)?;
+    let dir = fixtures::dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let _lock = lock(&dir)?;
+    let output = dir.join(fixtures::DEBIAN_TEMPLATE);
+    if output.exists() {
+        eprintln!("fixtures: debian-template is up to date");
+        return Ok(());
+    }
+    let started = Instant::now();
+    eprintln!("fixtures: building debian-template (debootstrap, takes minutes)");
+    let scratch = scratch_dir(&dir)?;
+    let root = scratch.path().join("root");
+    std::fs::create_dir(&root).with_context(|| format!("creating {}", root.display()))?;
+    let (file, temp) = temp_file(&dir)?;
+    debian::build(&root, file).context("building the debian-template fixture")?;
+    persist(temp, &output)?;
+    let size = std::fs::metadata(&output).with_context(|| format!("{} was not built", output.display()))?.len();
+    eprintln!("fixtures: {} ({:.1} MiB)", output.display(), size as f64 / (1 << 20) as f64);
+    eprintln!("fixtures: debian-template built in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
 
 pub fn run() -> anyhow::Result<()> {
     ensure_debian_packages(DEBIAN_PACKAGES)?;

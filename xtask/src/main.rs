@@ -98,9 +98,18 @@ fn cli() -> clap::Command {
                 "Install the Debian packages tests need, then run fmt, clippy, gen --check, build and every test",
             ),
         )
-        .subcommand(clap::Command::new("fixtures").about(
-            "Build what tests boot into target/fixtures: Debian's kernel, a busybox initramfs, a busybox container template",
-        ))
+        .subcommand(
+            clap::Command::new("fixtures")
+                .about(
+                    "Build what tests boot into target/fixtures: Debian's kernel, a busybox initramfs, a busybox container template",
+                )
+                .arg(
+                    Arg::new("debian")
+                        .long("debian")
+                        .action(ArgAction::SetTrue)
+                        .help("Also build a Debian 12 container template with debootstrap (slow; needs Debian's archive)"),
+                ),
+        )
         .subcommand(clap::Command::new("demo").about("Run hearthd on a temporary root and walk through the CLIs"))
         .subcommand(
             clap::Command::new("bench")
@@ -129,7 +138,7 @@ fn main() -> ExitCode {
             install::run(&root, prefix, m.get_one::<PathBuf>("destdir").map(PathBuf::as_path))
         }
         Some(("test", _)) => test::run(&root),
-        Some(("fixtures", _)) => fixtures::run(),
+        Some(("fixtures", m)) => fixtures::run_with(m.get_flag("debian")),
         Some(("demo", _)) => demo::run(&root),
         Some(("bench", m)) => match m.subcommand() {
             Some(("cli", _)) => bench::run_cli(&root),

@@ -72,7 +72,8 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
     let json = args.first().ok_or("exec takes the attach spec as its argument")?;
     let spec: AttachSpec = serde_json::from_str(json).map_err(|e| format!("bad attach spec: {e}"))?;
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl: {e}"))?;
-    let pidfd = hearth_sys::process::pidfd_open(spec.init_pid).map_err(|e| format!("the container is not running: {e}"))?;
+    let pidfd =
+        hearth_sys::process::pidfd_open(spec.init_pid).map_err(|e| format!("the container is not running: {e}"))?;
     let use_pty = matches!(spec.mode, AttachMode::Exec { .. }) && (0..3).any(is_tty);
     let pty = if use_pty {
         let pty = crate::console::Pty::open(None).map_err(|e| format!("pty: {e}"))?;
@@ -167,8 +168,10 @@ fn enter(spec: &AttachSpec, pidfd: BorrowedFd<'_>, slave: Option<BorrowedFd<'_>>
     if !spec.privileged {
         flags |= CloneFlags::CLONE_NEWUSER;
     }
+    // Once inside the container's mounts, /proc is the container's and does not show us.
+    let single = hearth_sys::process::SingleThreaded::check().map_err(|e| format!("fork: {e}"))?;
     nix::sched::setns(pidfd, flags).map_err(|e| format!("entering the container: {e}"))?;
-    match hearth_sys::process::fork().map_err(|e| format!("fork: {e}"))? {
+    match hearth_sys::process::fork_checked(&single).map_err(|e| format!("fork: {e}"))? {
         hearth_sys::process::Forked::Child => {
             let message = match inside(spec, slave) {
                 Ok(never) => match never {},
@@ -300,7 +303,8 @@ fn push(path: &str, uid: u32, gid: u32, mode: u32) -> Result<(), String> {
     let fd: OwnedFd = file.try_clone().map_err(|e| e.to_string())?.into();
     nix::unistd::fchown(&fd, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
         .map_err(|e| format!("{path}: chown: {e}"))?;
-    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode)).map_err(|e| format!("{path}: chmod: {e}"))?;
+    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode))
+        .map_err(|e| format!("{path}: chmod: {e}"))?;
     std::io::copy(&mut std::io::stdin().lock(), &mut file).map_err(|e| format!("{path}: {e}"))?;
     Ok(())
 }

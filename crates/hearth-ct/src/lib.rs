@@ -19,6 +19,7 @@
 pub mod spec;
 
 pub use spec::{ContainerSpec, IdMap, IdMapEntry, Limits, NetSpec, RootFs};
+pub mod attach;
 pub mod caps;
 pub mod cgroup;
 pub mod console;
@@ -28,4 +29,3 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod setup;
 pub mod template;
-pub mod attach;

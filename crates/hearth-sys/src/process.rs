@@ -30,11 +30,29 @@ fn require_single_thread() -> io::Result<()> {
     }
 }
 
+/// Proof that the process had one thread when it was checked, for forking later at a point
+/// where /proc no longer shows this process (after joining another pid namespace's mounts).
+/// The holder promises not to start threads after the check.
+#[derive(Debug)]
+pub struct SingleThreaded(());
+
+impl SingleThreaded {
+    pub fn check() -> io::Result<SingleThreaded> {
+        require_single_thread()?;
+        Ok(SingleThreaded(()))
+    }
+}
+
 /// `fork()`, for single-threaded processes only (checked): the child is then an exact copy
 /// with no lock held by a vanished thread, so it may allocate and run ordinary Rust code.
 pub fn fork() -> io::Result<Forked> {
-    require_single_thread()?;
-    // SAFETY: the process has exactly one thread (checked above), so no other thread can hold
+    fork_checked(&SingleThreaded::check()?)
+}
+
+/// [`fork`] with the check done earlier.
+pub fn fork_checked(_proof: &SingleThreaded) -> io::Result<Forked> {
+    // SAFETY: the process has exactly one thread (checked when the proof was made, and its
+    // holder starts none), so no other thread can hold
     // a lock (allocator, stdio) that the child would inherit in a locked state; fork has no
     // memory-safety preconditions beyond that.
     match unsafe { libc::fork() } {

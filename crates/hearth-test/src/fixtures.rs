@@ -26,6 +26,7 @@ pub const KERNEL: &str = "vmlinuz";
 pub const VMLINUX: &str = "vmlinux";
 pub const INITRAMFS: &str = "initramfs.cpio";
 pub const BUSYBOX_TEMPLATE: &str = "busybox-template.tar.zst";
+pub const DEBIAN_TEMPLATE: &str = "debian-12-template.tar.zst";
 
 /// A kernel command line for the guest on QEMU's q35 or pc machine: the console on the first
 /// serial port, and a panic ends the VM at once (with QEMU's `-no-reboot`) instead of hanging.
@@ -58,6 +59,14 @@ pub fn initramfs() -> PathBuf {
 /// The busybox container template, a zstd-compressed tar whose entries belong to 0:0.
 pub fn busybox_template() -> PathBuf {
     existing(BUSYBOX_TEMPLATE)
+}
+
+/// The Debian 12 container template (debootstrap `minbase` with systemd, ifupdown, iproute2
+/// and procps), or `None` when it was not built: it takes minutes, so only
+/// `cargo xtask fixtures --debian` builds it and tests that use it skip without it.
+pub fn debian_template() -> Option<PathBuf> {
+    let path = dir().join(DEBIAN_TEMPLATE);
+    path.exists().then_some(path)
 }
 
 fn existing(name: &str) -> PathBuf {

@@ -101,7 +101,8 @@ impl CtRuntime {
 
     /// The monitor's pid, if it runs.
     pub fn monitor_pid(&self, vmid: Vmid) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(monitor::monitor_pid_file(&self.ct_dir(vmid))).ok()?.trim().parse().ok()?;
+        let pid: i32 =
+            std::fs::read_to_string(monitor::monitor_pid_file(&self.ct_dir(vmid))).ok()?.trim().parse().ok()?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let first = cmdline.split(|b| *b == 0).next()?;
         Path::new(std::str::from_utf8(first).ok()?).file_name().is_some_and(|n| n == "hearth-ctmon").then_some(pid)
@@ -166,7 +167,9 @@ impl CtRuntime {
                 None => {
                     if let Ok(pidfd) = hearth_sys::process::pidfd_open(pid) {
                         let mut fds = [nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
-                        while let Err(nix::errno::Errno::EINTR) = nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {}
+                        while let Err(nix::errno::Errno::EINTR) =
+                            nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE)
+                        {}
                     }
                 }
             }
@@ -240,7 +243,10 @@ fn volume_source(daemon: &Daemon, vmid: Vmid, key: &str, volume: &str) -> Result
     if let VolName::Image { image, .. } = &vol
         && image.vmid != vmid
     {
-        return Err(err(ErrorKind::Invalid, format!("{key}: volume '{volume}' belongs to guest {}, not {vmid}", image.vmid)));
+        return Err(err(
+            ErrorKind::Invalid,
+            format!("{key}: volume '{volume}' belongs to guest {}, not {vmid}", image.vmid),
+        ));
     }
     let path = backend.path(&vol).map_err(to_reply)?;
     match std::fs::metadata(&path) {
@@ -261,10 +267,8 @@ fn host_memory_mib() -> u64 {
 /// The runtime's view of a container's configuration; refuses what the host cannot give.
 pub(crate) fn spec_for(daemon: &Daemon, vmid: Vmid, config: &GuestConfig) -> Result<ContainerSpec, ErrorReply> {
     let runtime = &daemon.ct;
-    let rootfs = config
-        .current
-        .get("rootfs")
-        .ok_or_else(|| err(ErrorKind::Invalid, format!("CT {vmid} has no rootfs")))?;
+    let rootfs =
+        config.current.get("rootfs").ok_or_else(|| err(ErrorKind::Invalid, format!("CT {vmid} has no rootfs")))?;
     let rootfs = props("rootfs", rootfs)?;
     let rootfs = volume_source(daemon, vmid, "rootfs", rootfs.get("volume").unwrap_or_default())?;
     let mut mounts = Vec::new();
@@ -317,8 +321,16 @@ pub(crate) fn spec_for(daemon: &Daemon, vmid: Vmid, config: &GuestConfig) -> Res
             hearth_ct::net::check_bridge(bridge).map_err(|e| err(ErrorKind::Invalid, format!("{key}: {e}")))?;
         }
         let cidr = |ip: Option<&str>| ip.filter(|v| v.contains('/')).map(str::to_owned);
-        let host_ipv4 = if guest_configures_network { None } else { cidr(p.get("ip")).map(|c| (c, p.get("gw").map(str::to_owned))) };
-        let host_ipv6 = if guest_configures_network { None } else { cidr(p.get("ip6")).map(|c| (c, p.get("gw6").map(str::to_owned))) };
+        let host_ipv4 = if guest_configures_network {
+            None
+        } else {
+            cidr(p.get("ip")).map(|c| (c, p.get("gw").map(str::to_owned)))
+        };
+        let host_ipv6 = if guest_configures_network {
+            None
+        } else {
+            cidr(p.get("ip6")).map(|c| (c, p.get("gw6").map(str::to_owned)))
+        };
         nets.push(NetSpec {
             index,
             name: p.get("name").unwrap_or("eth0").to_owned(),
@@ -509,7 +521,13 @@ fn halt_signal(init_pid: i32) -> i32 {
     if blocked & (1u64 << (rtmin3 - 1)) != 0 { rtmin3 } else { libc::SIGPWR }
 }
 
-pub(crate) fn shutdown_now(daemon: &Daemon, vmid: Vmid, timeout: u64, force: bool, log: &dyn Fn(String)) -> Result<(), String> {
+pub(crate) fn shutdown_now(
+    daemon: &Daemon,
+    vmid: Vmid,
+    timeout: u64,
+    force: bool,
+    log: &dyn Fn(String),
+) -> Result<(), String> {
     let Some(init) = daemon.ct.init_pid(vmid) else { return Ok(()) };
     let signal = halt_signal(init);
     log(format!("asking init to power off (signal {signal})"));
@@ -574,7 +592,9 @@ pub fn status(daemon: &Daemon, vmid: Vmid, verbose: bool) -> Result<Payload, Err
     } else {
         None
     };
-    let running_and = |f: &dyn Fn(&Cgroups) -> Option<u64>| if verbose && init.is_some() { cgroups.as_ref().and_then(f) } else { None };
+    let running_and = |f: &dyn Fn(&Cgroups) -> Option<u64>| {
+        if verbose && init.is_some() { cgroups.as_ref().and_then(f) } else { None }
+    };
     Ok(Payload::CtStatus(CtStatusReport {
         vmid,
         status: if init.is_some() { "running" } else { "stopped" }.into(),
@@ -702,7 +722,10 @@ fn mount_volume(source: &RootFs, target: &Path) -> Result<(), ErrorReply> {
         .map_err(|e| err(ErrorKind::Internal, format!("running mount: {e}")))?;
     if !out.status.success() {
         let _ = std::fs::remove_dir(target);
-        return Err(err(ErrorKind::Internal, format!("mounting {}: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(err(
+            ErrorKind::Internal,
+            format!("mounting {}: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim()),
+        ));
     }
     Ok(())
 }
@@ -747,7 +770,10 @@ pub fn unmount(daemon: &Daemon, caller: &Caller, vmid: Vmid) -> Result<Payload, 
     if !out.status.success() && Path::new("/proc/self/mountinfo").exists() {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         if mounts.contains(&format!(" {} ", target.display())) {
-            return Err(err(ErrorKind::Busy, format!("unmounting {}: {}", target.display(), String::from_utf8_lossy(&out.stderr).trim())));
+            return Err(err(
+                ErrorKind::Busy,
+                format!("unmounting {}: {}", target.display(), String::from_utf8_lossy(&out.stderr).trim()),
+            ));
         }
     }
     let _ = std::fs::remove_dir(&target);
@@ -761,9 +787,11 @@ pub fn unmount(daemon: &Daemon, caller: &Caller, vmid: Vmid) -> Result<Payload, 
 pub fn df(daemon: &Daemon, vmid: Vmid) -> Result<Payload, ErrorReply> {
     let config = daemon.store.load(GuestKind::Ct, vmid)?.config;
     daemon.ct.require_running(vmid)?;
-    let monitor = daemon.ct.monitor_pid(vmid).ok_or_else(|| err(ErrorKind::Conflict, format!("CT {vmid} is not running")))?;
+    let monitor =
+        daemon.ct.monitor_pid(vmid).ok_or_else(|| err(ErrorKind::Conflict, format!("CT {vmid} is not running")))?;
     // The volumes are mounted in the monitor's mount namespace; reach them through its root.
-    let through = |path: &Path| PathBuf::from(format!("/proc/{monitor}/root")).join(path.strip_prefix("/").unwrap_or(path));
+    let through =
+        |path: &Path| PathBuf::from(format!("/proc/{monitor}/root")).join(path.strip_prefix("/").unwrap_or(path));
     let dir = daemon.ct.ct_dir(vmid);
     let mut entries = Vec::new();
     let mut add = |key: &str, volume: &str, inside: &str, mounted: PathBuf| {
@@ -824,7 +852,8 @@ pub(crate) fn populate(
         config.current.insert(key.clone(), value.clone());
     }
     let (backend, vol) = daemon.storages.volume(&ct.ostemplate).map_err(|e| format!("ostemplate: {}", e.message))?;
-    let is_template = matches!(&vol, VolName::File { content, .. } if *content == hearth_core::storage::Content::Vztmpl);
+    let is_template =
+        matches!(&vol, VolName::File { content, .. } if *content == hearth_core::storage::Content::Vztmpl);
     if !is_template {
         return Err(format!("ostemplate: '{}' is not a container template (vztmpl) volume", ct.ostemplate));
     }
@@ -834,7 +863,8 @@ pub(crate) fn populate(
     }
     let rootfs = config.current.get("rootfs").ok_or("rootfs: a container needs one")?;
     let rootfs = props("rootfs", rootfs).map_err(|e| e.message)?;
-    let source = volume_source(daemon, vmid, "rootfs", rootfs.get("volume").unwrap_or_default()).map_err(|e| e.message)?;
+    let source =
+        volume_source(daemon, vmid, "rootfs", rootfs.get("volume").unwrap_or_default()).map_err(|e| e.message)?;
     let idmap = flag(&config, "unprivileged", true).then(IdMap::unprivileged_default);
     let staging = daemon.ct.run_dir.join(format!("{vmid}.create"));
     let (target, mounted) = match &source {
