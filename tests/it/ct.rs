@@ -28,19 +28,10 @@ fn template(daemon: &HearthdProcess) -> String {
 
 fn create(daemon: &HearthdProcess, id: &str, extra: &[&str]) {
     let template = template(daemon);
-    let mut args = vec![
-        "create",
-        id,
-        template.as_str(),
-        "--rootfs",
-        "local:0",
-        "--hostname",
-        "box",
-        "--memory",
-        "64",
-        "--swap",
-        "0",
-    ];
+    let mut args = vec!["create", id, template.as_str(), "--rootfs", "local:0", "--hostname", "box", "--swap", "0"];
+    if !extra.contains(&"--memory") {
+        args.extend(["--memory", "64"]);
+    }
     args.extend(extra);
     ok(daemon, "ctctl", &args);
 }
@@ -162,7 +153,7 @@ fn limits_confine_a_memory_hog_and_shutdown_is_clean() {
     let id = ctid(2);
     create(&daemon, &id, &["--memory", "32", "--cores", "1"]);
     ok(&daemon, "ctctl", &["start", &id]);
-    let (code, _, _) = exec(&daemon, &id, &["sh", "-c", "x=$(cat /dev/zero); echo never"]);
+    let (code, _, _) = exec(&daemon, &id, &["sh", "-c", "x=$(tr '\\0' a < /dev/zero); echo never"]);
     assert_eq!(code, 128 + 9, "the hog is killed inside its cgroup");
     assert_eq!(status(&daemon, &id)["status"], "running", "the container survives its hog");
     let memory =
@@ -252,18 +243,23 @@ fn bad_templates_and_volumes_are_refused_and_leave_nothing() {
 fn the_container_cannot_reach_the_host() {
     let daemon = HearthdProcess::start();
     let id = ctid(7);
-    // A symlink planted at a mount point's target must not send the mount to the host.
+    // A symlink planted at a mount point's target must not send the mount to the host: the
+    // link `/mnt/data -> /etc` is followed inside the container's root only.
     let host_dir = tempfile::tempdir().expect("tempdir");
-    create(&daemon, &id, &["--mp0", &format!("local:0,mp=/mnt/data")]);
-    let rootfs = json(&daemon, "ctctl", &["config", &id])["rootfs"].as_str().expect("rootfs").to_owned();
-    let path = ok(&daemon, "storectl", &["path", rootfs.split(',').next().expect("volume")]);
-    let mnt = Path::new(path.trim()).join("mnt");
+    create(&daemon, &id, &["--mp0", "local:0,mp=/mnt/data"]);
+    let config = json(&daemon, "ctctl", &["config", &id]);
+    let volume = |key: &str| config[key].as_str().expect("volume").split(',').next().expect("volid").to_owned();
+    let rootfs = ok(&daemon, "storectl", &["path", &volume("rootfs")]);
+    let mp0 = ok(&daemon, "storectl", &["path", &volume("mp0")]);
+    let mnt = Path::new(rootfs.trim()).join("mnt");
     std::fs::create_dir_all(&mnt).expect("mnt");
-    std::os::unix::fs::symlink(host_dir.path(), mnt.join("data")).expect("symlink");
+    std::os::unix::fs::symlink("/etc", mnt.join("data")).expect("symlink");
     ok(&daemon, "ctctl", &["start", &id]);
-    let (_, out, _) = exec(&daemon, &id, &["sh", "-c", "touch /mnt/data/marker && echo done"]);
+    let marker = format!("hearth-marker-{}", std::process::id());
+    let (_, out, _) = exec(&daemon, &id, &["sh", "-c", &format!("touch /mnt/data/{marker} && echo done")]);
     assert_eq!(out.trim(), "done");
-    assert!(!host_dir.path().join("marker").exists(), "the mount went to the host directory");
+    assert!(!Path::new("/etc").join(&marker).exists(), "the mount went to the host's /etc");
+    assert!(Path::new(mp0.trim()).join(&marker).exists(), "the volume is mounted inside the container");
 
     // Root inside cannot write host files outside its rootfs (through /proc/1/root of the
     // host's pid 1 or anything else it can name).

@@ -70,7 +70,8 @@ pub fn resolve_dir(root: BorrowedFd<'_>, path: &str, create: bool) -> Result<Own
             Err(e) => return Err(e).what(|| format!("creating {} in the container", done.display())),
         }
     }
-    openat2(root, path, how()).what(|| format!("resolving {path} in the container"))
+    openat2(root, path, how())
+        .what(|| format!("mount target {path} does not resolve inside the container (a dangling symlink?)"))
 }
 
 /// Like [`resolve_dir`] for a file that must exist (a mask target), `None` when it does not.

@@ -144,7 +144,45 @@ impl Drop for HearthdProcess {
             let _ = child.wait();
         }
         kill_guests(self.root.path());
+        kill_containers(self.root.path());
     }
+}
+
+/// Kills the container monitors a test left running under `root` (their containers die with
+/// them) and removes the node's cgroups, which the killed hearthd can no longer clean up.
+fn kill_containers(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root.join("run/hearth/lxc")) else { return };
+    for entry in entries.flatten() {
+        let Some(pid) =
+            std::fs::read_to_string(entry.path().join("monitor.pid")).ok().and_then(|t| t.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("hearth-ctmon") {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    let Ok(base) = hearthd::containers::cgroup_base(root) else { return };
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let dir = hierarchy.path().join(&base);
+        for _ in 0..100 {
+            if !dir.exists() || remove_cgroup_tree(&dir).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn remove_cgroup_tree(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_cgroup_tree(&entry.path())?;
+        }
+    }
+    std::fs::remove_dir(dir)
 }
 
 /// Kills the QEMU processes a test left running under `root` (a test that failed half way),

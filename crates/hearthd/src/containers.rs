@@ -76,13 +76,7 @@ impl CtRuntime {
         std::fs::set_permissions(&run_dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
         let log_dir = root.join("var/log/hearth/lxc");
         std::fs::create_dir_all(&log_dir)?;
-        let cgroup_base = if root == Path::new("/") {
-            "hearth".to_owned()
-        } else {
-            use sha2::Digest;
-            let digest = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
-            format!("hearth-{}", digest.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>())
-        };
+        let cgroup_base = cgroup_base(&root)?;
         Ok(CtRuntime { run_dir, log_dir, cgroup_base, ctmon: find_ctmon(), ops: Mutex::new(HashMap::new()) })
     }
 
@@ -206,6 +200,18 @@ impl CtRuntime {
             }
         }
     }
+}
+
+/// The cgroup directory holding a node's containers: `hearth` for the node root `/`, else
+/// `hearth-<hash of the root>`, so two nodes on one host (tests) never meet.
+pub fn cgroup_base(root: &Path) -> std::io::Result<String> {
+    let root = std::fs::canonicalize(root)?;
+    if root == Path::new("/") {
+        return Ok("hearth".to_owned());
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+    Ok(format!("hearth-{}", digest.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>()))
 }
 
 /// `veth<ctid>i<N>`, as Proxmox names the host end.
