@@ -5,6 +5,7 @@
 //! handful of commands that work on a fresh Debian machine.
 
 mod bench;
+mod bench_backup;
 mod bench_storage;
 mod bench_vm;
 mod demo;
@@ -124,7 +125,18 @@ fn cli() -> clap::Command {
                 ))
                 .subcommand(clap::Command::new("storage").about(
                     "Linked clones on dir and btrfs, full-clone throughput against cp, storectl list over 5000 volumes",
-                )),
+                ))
+                .subcommand(
+                    clap::Command::new("backup")
+                        .about("Chunk store ingest, incremental and restore throughput against restic and borg")
+                        .arg(
+                            Arg::new("runs")
+                                .long("runs")
+                                .value_parser(clap::value_parser!(usize))
+                                .default_value("3")
+                                .help("Runs per tool; medians are reported"),
+                        ),
+                ),
         )
 }
 
@@ -144,6 +156,9 @@ fn main() -> ExitCode {
             Some(("cli", _)) => bench::run_cli(&root),
             Some(("storage", _)) => bench_storage::run(&root),
             Some(("vm", _)) => bench_vm::run(&root),
+            Some(("backup", m)) => {
+                bench_backup::run_bench(&root, *m.get_one::<usize>("runs").expect("runs has a default"))
+            }
             _ => unreachable!("clap requires a bench subcommand"),
         },
         _ => unreachable!("clap requires a subcommand"),

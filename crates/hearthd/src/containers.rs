@@ -813,11 +813,9 @@ pub fn df(daemon: &Daemon, vmid: Vmid) -> Result<Payload, ErrorReply> {
         let p = props("rootfs", value)?;
         add("rootfs", p.get("volume").unwrap_or_default(), "/", monitor::rootfs_mount(&dir));
     }
-    let mut i = 0;
-    for (key, value) in config.current.iter().filter(|(k, _)| k.starts_with("mp")) {
+    for (i, (key, value)) in config.current.iter().filter(|(k, _)| k.starts_with("mp")).enumerate() {
         let p = props(key, value)?;
         add(key, p.get("volume").unwrap_or_default(), p.get("mp").unwrap_or("/"), dir.join(format!("mp{i}")));
-        i += 1;
     }
     Ok(Payload::Df(entries))
 }
