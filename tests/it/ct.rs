@@ -345,3 +345,114 @@ fn exec_never_hands_the_callers_terminal_to_the_container() {
     assert_ne!(theirs, ours, "the command got the caller's own terminal");
     ok(&daemon, "ctctl", &["stop", &id]);
 }
+
+/// The slow test: a Debian 12 system container boots systemd to "running" (unprivileged
+/// guests may report "degraded" for units a user namespace cannot have), is entered, and
+/// shuts down cleanly through SIGRTMIN+3. Skipped (with a note) when the template was not
+/// built: `cargo xtask fixtures --debian`.
+#[test]
+fn a_debian_container_boots_systemd_and_shuts_down_cleanly() {
+    let Some(file) = hearth_test::fixtures::debian_template() else {
+        eprintln!("skipped: no Debian template (cargo xtask fixtures --debian)");
+        return;
+    };
+    let daemon = HearthdProcess::start();
+    let id = ctid(9);
+    ok(&daemon, "storectl", &["upload", "local", file.to_str().expect("utf-8"), "--content", "vztmpl"]);
+    let name = file.file_name().expect("name").to_string_lossy().into_owned();
+    let template = format!("local:vztmpl/{name}");
+    ok(&daemon, "ctctl", &["create", &id, &template, "--rootfs", "local:0", "--hostname", "deb", "--memory", "512"]);
+    assert_eq!(json(&daemon, "ctctl", &["config", &id])["ostype"], "debian");
+    ok(&daemon, "ctctl", &["start", &id]);
+    let init = status(&daemon, &id)["pid"].as_u64().expect("pid");
+    let comm = std::fs::read_to_string(format!("/proc/{init}/comm")).expect("comm");
+    assert_eq!(comm.trim(), "systemd");
+    let mut state = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let (_, out, _) = exec(&daemon, &id, &["systemctl", "is-system-running"]);
+        state = out.trim().to_owned();
+        if state == "running" || state == "degraded" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, failed, _) = exec(&daemon, &id, &["systemctl", "--failed", "--no-legend", "--plain"]);
+    assert!(state == "running" || state == "degraded", "systemd state '{state}'; failed units: {failed}");
+    eprintln!("systemd: {state}; failed units: {}", failed.trim());
+    // enter: root's login shell reading from a pipe.
+    let mut child = std::process::Command::new(hearth_test::bin("ctctl"))
+        .args(["enter", &id])
+        .env("HEARTH_ROOT", daemon.root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ctctl enter");
+    child.stdin.take().expect("stdin").write_all(b"echo \"in $(hostname) as $(id -un)\"\nexit\n").expect("typing");
+    let out = child.wait_with_output().expect("enter");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("in deb as root"), "{out:?}");
+    // A clean shutdown: systemd blocks SIGRTMIN+3 and powers off on it.
+    ok(&daemon, "ctctl", &["shutdown", &id, "--timeout", "30"]);
+    let st = status(&daemon, &id);
+    assert_eq!(st["status"], "stopped");
+    assert_eq!(st["last_exit"], "halt", "{st}");
+    wait_until("the cgroups to go", || cgroup_dirs(&id).is_empty());
+}
+
+#[test]
+fn reboot_restart_clone_resize_mount_and_df() {
+    let mut daemon = HearthdProcess::start();
+    let id = ctid(10);
+    // A raw ext4 image this time, as Proxmox allocates on directory storages.
+    let template = template(&daemon);
+    ok(&daemon, "ctctl", &["create", &id, &template, "--rootfs", "local:1", "--hostname", "img", "--memory", "64"]);
+    ok(&daemon, "ctctl", &["start", &id]);
+    let df = json(&daemon, "ctctl", &["df", &id]);
+    let root = &df.as_array().expect("list")[0];
+    assert_eq!(root["key"], "rootfs");
+    assert!(root["total"].as_u64().expect("total") > 900 << 20, "{df}");
+
+    // A reboot inside the container restarts it under the same monitor.
+    let before = status(&daemon, &id);
+    exec(&daemon, &id, &["reboot"]);
+    wait_until("the reboot", || {
+        let now = status(&daemon, &id);
+        now["status"] == "running" && now["pid"] != before["pid"]
+    });
+    assert_eq!(status(&daemon, &id)["monitor_pid"], before["monitor_pid"]);
+
+    // hearthd restarts without touching the container and finds it again.
+    daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    daemon.restart();
+    let after = status(&daemon, &id);
+    assert_eq!(after["status"], "running");
+    let (_, out, _) = exec(&daemon, &id, &["hostname"]);
+    assert_eq!(out.trim(), "img");
+    let (code, _, err) = run(&daemon, "ctctl", &["resize", &id, "rootfs", "+1G"]);
+    assert_eq!(code, 1, "a running container's image does not grow: {err}");
+    ok(&daemon, "ctctl", &["stop", &id]);
+
+    // Offline: the image and its file system grow.
+    ok(&daemon, "ctctl", &["resize", &id, "rootfs", "+1G"]);
+    // pct mount: the rootfs on the host, locked while mounted.
+    let out = ok(&daemon, "ctctl", &["mount", &id]);
+    let path = out.split('\'').nth(1).unwrap_or(out.trim());
+    assert!(Path::new(path).join("bin/busybox").exists(), "{path}");
+    let (code, _, err) = run(&daemon, "ctctl", &["start", &id]);
+    assert_eq!(code, 1, "a mounted container does not start: {err}");
+    ok(&daemon, "ctctl", &["unmount", &id]);
+    ok(&daemon, "ctctl", &["start", &id]);
+    let df = json(&daemon, "ctctl", &["df", &id]);
+    assert!(df[0]["total"].as_u64().expect("total") > 1900 << 20, "{df}");
+    ok(&daemon, "ctctl", &["stop", &id]);
+
+    // A full clone starts on its own.
+    let copy = ctid(11);
+    ok(&daemon, "ctctl", &["clone", &id, &copy, "--hostname", "copy", "--full"]);
+    ok(&daemon, "ctctl", &["start", &copy]);
+    let (_, out, _) = exec(&daemon, &copy, &["cat", "/etc/hostname"]);
+    assert!(!out.trim().is_empty());
+    ok(&daemon, "ctctl", &["stop", &copy]);
+    ok(&daemon, "ctctl", &["destroy", &copy]);
+    ok(&daemon, "ctctl", &["destroy", &id]);
+}

@@ -35,6 +35,8 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     step("Debian packages", || ensure_debian_packages(DEBIAN_PACKAGES))?;
     step("cargo xtask fixtures", fixtures::run)?;
+    // The slow container test boots a Debian 12 system container with systemd.
+    step("cargo xtask fixtures --debian", fixtures::run_debian)?;
     cargo_step(root, &["fmt", "--all", "--", "--check"])?;
     cargo_step(root, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     // The xtask running this was built from the current tree, so checking in-process is the

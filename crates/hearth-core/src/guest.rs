@@ -76,7 +76,7 @@ impl GuestKind {
                 &[Backup, Clone, Create, Migrate, Rollback, Snapshot, SnapshotDelete, Suspending, Suspended]
             }
             GuestKind::Ct => {
-                &[Backup, Create, Destroyed, Disk, Fstrim, Migrate, Mounted, Rollback, Snapshot, SnapshotDelete]
+                &[Backup, Clone, Create, Destroyed, Disk, Fstrim, Migrate, Mounted, Rollback, Snapshot, SnapshotDelete]
             }
         }
     }

@@ -530,7 +530,12 @@ pub fn clone(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CloneG
                         None => worker.storages.backend(&backend.config().id).map_err(|e| e.message)?,
                     };
                     ctx.log(format!("{key}: copying {volume} to storage '{}'", target.config().id));
-                    let new = hearth_storage::clone_full(backend.as_ref(), &vol, target.as_ref(), newid, None)
+                    // A container's image holds a file system: it stays raw (or a directory).
+                    let ct_format = match backend.image_info(&vol) {
+                        Ok((f, _)) if kind == GuestKind::Ct && f != Format::Subvol => Some(Format::Raw),
+                        _ => None,
+                    };
+                    let new = hearth_storage::clone_full(backend.as_ref(), &vol, target.as_ref(), newid, ct_format)
                         .map_err(|e| format!("{key}: {e}"))?;
                     (new, target.config().id.clone(), target.config().storage_type)
                 } else {
@@ -623,7 +628,19 @@ pub fn resize(
         qmp.execute("block_resize", Some(serde_json::json!({"node-name": format!("drive-{disk}"), "size": target})))
             .map_err(|e| err(ErrorKind::Internal, format!("{disk}: {e}")))?;
     } else {
+        let image = backend.path(&vol).map_err(to_reply)?;
+        let filesystem_image = kind == GuestKind::Ct && image.is_file();
+        if filesystem_image && daemon.ct.running(vmid) {
+            return Err(err(
+                ErrorKind::Conflict,
+                format!("{disk}: CT {vmid} is running; stop it to grow its file system image"),
+            ));
+        }
         backend.resize(&vol, target).map_err(to_reply)?;
+        // A container's raw volume holds ext4: the file system grows with its image.
+        if filesystem_image {
+            grow_ext4(&image).map_err(|m| err(ErrorKind::Internal, format!("{disk}: {m}")))?;
+        }
     }
     let digest = daemon.store.update(kind, vmid, None, |c| {
         let value = c.current.get(disk).cloned().ok_or_else(|| err(ErrorKind::Conflict, format!("{disk} vanished")))?;
@@ -637,4 +654,25 @@ pub fn resize(
         Ok(())
     });
     digest.map(|(_, d)| Payload::Digest(d))
+}
+
+/// Checks and grows the ext4 file system in a container's raw image to fill the image.
+fn grow_ext4(image: &std::path::Path) -> Result<(), String> {
+    let run = |program: &str, args: &[&str]| -> Result<std::process::Output, String> {
+        std::process::Command::new(program)
+            .args(args)
+            .arg(image)
+            .output()
+            .map_err(|e| format!("cannot run {program} (install e2fsprogs): {e}"))
+    };
+    // e2fsck exits 0 (clean) or 1 (errors corrected); resize2fs wants a fresh check first.
+    let check = run("e2fsck", &["-f", "-p"])?;
+    if !matches!(check.status.code(), Some(0 | 1)) {
+        return Err(format!("e2fsck: {}", String::from_utf8_lossy(&check.stdout).trim()));
+    }
+    let grow = run("resize2fs", &[])?;
+    if !grow.status.success() {
+        return Err(format!("resize2fs: {}", String::from_utf8_lossy(&grow.stderr).trim()));
+    }
+    Ok(())
 }
