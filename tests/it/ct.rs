@@ -10,20 +10,11 @@ use hearth_proto::{CtRequest, Request};
 use hearth_test::HearthdProcess;
 
 use crate::vm::Bridge;
-use crate::{json, ok, run, vmid};
+use crate::{json, ok, run, template, vmid};
 
 /// Container ids unique to this test process, so veths and cgroups of parallel tests differ.
 fn ctid(n: u32) -> String {
     (10_000 + (std::process::id() % 50_000) * 10 + n).to_string()
-}
-
-/// Uploads the busybox template and answers its volume id.
-fn template(daemon: &HearthdProcess) -> String {
-    let file = hearth_test::fixtures::busybox_template();
-    if !daemon.root().join("var/lib/hearth/template/cache/busybox-template.tar.zst").exists() {
-        ok(daemon, "storectl", &["upload", "local", file.to_str().expect("utf-8 path"), "--content", "vztmpl"]);
-    }
-    "local:vztmpl/busybox-template.tar.zst".to_owned()
 }
 
 fn create(daemon: &HearthdProcess, id: &str, extra: &[&str]) {

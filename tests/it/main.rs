@@ -23,8 +23,15 @@ use hearth_core::Vmid;
 use hearth_proto::{CreateGuest, CtRequest, Payload, Request, VmRequest};
 use hearth_test::HearthdProcess;
 
-/// The `<ostemplate>` `ctctl create` requires, for tests about everything but the template.
-pub const TEMPLATE: &str = "local:vztmpl/alpine-3.20-default_20240908_amd64.tar.xz";
+/// Uploads the busybox container template (`cargo xtask fixtures`) to the node's `local`
+/// storage, once, and answers its volume id: the `<ostemplate>` of `ctctl create`.
+pub fn template(daemon: &HearthdProcess) -> String {
+    let file = hearth_test::fixtures::busybox_template();
+    if !daemon.root().join("var/lib/hearth/template/cache/busybox-template.tar.zst").exists() {
+        ok(daemon, "storectl", &["upload", "local", file.to_str().expect("utf-8 path"), "--content", "vztmpl"]);
+    }
+    "local:vztmpl/busybox-template.tar.zst".to_owned()
+}
 
 pub fn vmid(id: u32) -> Vmid {
     Vmid::new(id).expect("test ids are in range")

@@ -14,7 +14,7 @@ use hearth_storage::{NewImage, StorageError};
 use hearth_test::HearthdProcess;
 use serde_json::Value;
 
-use crate::{TEMPLATE, json, ok, run, vmid};
+use crate::{template, json, ok, run, vmid};
 
 /// Runs a CLI that must be refused (exit 1); answers its stderr.
 fn refused(daemon: &HearthdProcess, program: &str, args: &[&str]) -> String {
@@ -618,7 +618,7 @@ fn bad_input_is_refused_without_a_trace() {
     // A storage whose volumes guests use cannot be removed; the error names them.
     ok(&daemon, "vmctl", &["create", "731", "--scsi0", "st1:1"]);
     ok(&daemon, "vmctl", &["set", "731", "--scsi0", "st1:2"]);
-    ok(&daemon, "ctctl", &["create", "732", TEMPLATE, "--rootfs", "st1:0"]);
+    ok(&daemon, "ctctl", &["create", "732", &template(&daemon), "--rootfs", "st1:0"]);
     let digest_before = digest(&daemon);
     refused_with(
         &daemon,
@@ -680,7 +680,7 @@ fn guests_allocate_and_free_their_volumes() {
     assert_eq!(qemu_img_info(&disk1)["virtual-size"], 2u64 << 30);
 
     // A container root file system: an ext4 image owned by the unprivileged root.
-    ok(&daemon, "ctctl", &["create", "741", TEMPLATE, "--rootfs", "st1:1"]);
+    ok(&daemon, "ctctl", &["create", "741", &template(&daemon), "--rootfs", "st1:1"]);
     let config = json(&daemon, "ctctl", &["config", "741"]);
     assert_eq!(config["rootfs"], "st1:741/vm-741-disk-0.raw,size=1G", "{config}");
     let rootfs = volume_path(&daemon, "st1:741/vm-741-disk-0.raw");

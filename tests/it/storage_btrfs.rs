@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::{TEMPLATE, json, ok, run};
+use crate::{template, json, ok, run};
 use hearth_test::{BtrfsLoop, HearthdProcess};
 use serde_json::Value;
 
@@ -128,7 +128,7 @@ fn storectl_on_btrfs() {
     assert!(entries(&fs.path().join("images/303")).is_empty(), "a failed import leaves nothing");
 
     // Containers get subvolumes; the storage cannot go while a guest uses it.
-    ok(&daemon, "ctctl", &["create", "310", TEMPLATE, "--rootfs", "fast:1"]);
+    ok(&daemon, "ctctl", &["create", "310", &template(&daemon), "--rootfs", "fast:1"]);
     let ct = json(&daemon, "ctctl", &["config", "310"]);
     assert_eq!(ct["rootfs"], "fast:subvol-310-disk-0,size=1G");
     assert!(hearth_sys::btrfs::is_subvolume(&fs.path().join("images/310/subvol-310-disk-0")).expect("stat"));

@@ -193,6 +193,14 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
     let edit = ConfigEdit::parse(kind, &req.options, &[], &[]).map_err(invalid)?;
     check_root_only(caller, kind, &edit.set)?;
     let ct = if kind == GuestKind::Ct { req.ct } else { None };
+    // As pct: a container made from a template without --rootfs gets 4 GiB on `local`.
+    let edit = if ct.is_some() && !req.options.iter().any(|(k, _)| k == "rootfs") {
+        let mut options = req.options.clone();
+        options.push(("rootfs".into(), "local:4".into()));
+        ConfigEdit::parse(kind, &options, &[], &[]).map_err(invalid)?
+    } else {
+        edit
+    };
     let mut config = GuestConfig::new(kind);
     config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
     config.apply_create_defaults();
