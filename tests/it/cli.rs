@@ -1,6 +1,6 @@
 //! The CLIs end to end against a real hearthd: text and JSON output, exit codes, task following.
 
-use crate::{template, json, run};
+use crate::{json, run, template};
 use hearth_test::HearthdProcess;
 
 #[test]

@@ -447,3 +447,45 @@ fn reboot_restart_clone_resize_mount_and_df() {
     ok(&daemon, "ctctl", &["destroy", &copy]);
     ok(&daemon, "ctctl", &["destroy", &id]);
 }
+
+#[test]
+fn snapshots_on_btrfs_and_templates() {
+    let fs = hearth_test::BtrfsLoop::new(2 << 30).expect("a btrfs loop mount (install btrfs-progs)");
+    let daemon = HearthdProcess::start();
+    let path = fs.path().to_str().expect("UTF-8 path");
+    ok(&daemon, "storectl", &["add", "btrfs", "fast", "--path", path, "--content", "rootdir"]);
+    let id = ctid(12);
+    let template = template(&daemon);
+    ok(&daemon, "ctctl", &["create", &id, &template, "--rootfs", "fast:1", "--hostname", "snap", "--memory", "64"]);
+    ok(&daemon, "ctctl", &["start", &id]);
+    exec(&daemon, &id, &["sh", "-c", "echo before > /root/state"]);
+    ok(&daemon, "ctctl", &["snapshot", &id, "first"]);
+    exec(&daemon, &id, &["sh", "-c", "echo after > /root/state"]);
+    let listed = ok(&daemon, "ctctl", &["listsnapshot", &id]);
+    assert!(listed.contains("first"), "{listed}");
+    ok(&daemon, "ctctl", &["stop", &id]);
+    ok(&daemon, "ctctl", &["rollback", &id, "first"]);
+    ok(&daemon, "ctctl", &["start", &id]);
+    let (_, out, _) = exec(&daemon, &id, &["cat", "/root/state"]);
+    assert_eq!(out.trim(), "before");
+    ok(&daemon, "ctctl", &["stop", &id]);
+    ok(&daemon, "ctctl", &["delsnapshot", &id, "first"]);
+    ok(&daemon, "ctctl", &["destroy", &id]);
+
+    // A template (raw image on dir: its volume becomes a read-only base) does not start; a
+    // full clone of it does.
+    let base = ctid(13);
+    ok(&daemon, "ctctl", &["create", &base, &template, "--rootfs", "local:1", "--hostname", "base", "--memory", "64"]);
+    ok(&daemon, "ctctl", &["template", &base]);
+    let (code, _, err) = run(&daemon, "ctctl", &["start", &base]);
+    assert_eq!(code, 1, "a template does not start: {err}");
+    assert!(err.contains("template"), "{err}");
+    let clone = ctid(14);
+    ok(&daemon, "ctctl", &["clone", &base, &clone, "--hostname", "copy", "--full"]);
+    ok(&daemon, "ctctl", &["start", &clone]);
+    let (_, out, _) = exec(&daemon, &clone, &["hostname"]);
+    assert_eq!(out.trim(), "copy");
+    ok(&daemon, "ctctl", &["stop", &clone]);
+    ok(&daemon, "ctctl", &["destroy", &clone]);
+    ok(&daemon, "ctctl", &["destroy", &base]);
+}

@@ -14,7 +14,7 @@ use hearth_storage::{NewImage, StorageError};
 use hearth_test::HearthdProcess;
 use serde_json::Value;
 
-use crate::{template, json, ok, run, vmid};
+use crate::{json, ok, run, template, vmid};
 
 /// Runs a CLI that must be refused (exit 1); answers its stderr.
 fn refused(daemon: &HearthdProcess, program: &str, args: &[&str]) -> String {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::{template, json, ok, run};
+use crate::{json, ok, run, template};
 use hearth_test::{BtrfsLoop, HearthdProcess};
 use serde_json::Value;
 

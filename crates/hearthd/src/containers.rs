@@ -109,6 +109,12 @@ impl CtRuntime {
         Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
     }
 
+    /// Freezes or thaws every process of a running container (its cgroup's freezer).
+    pub fn freeze(&self, vmid: Vmid, frozen: bool) -> Result<(), String> {
+        let layout = Layout::detect().map_err(|e| e.to_string())?;
+        Cgroups::new(layout, &self.cgroup(vmid)).freeze(frozen).map_err(|e| e.to_string())
+    }
+
     pub fn running(&self, vmid: Vmid) -> bool {
         self.init_pid(vmid).is_some()
     }

@@ -176,13 +176,18 @@ pub fn snapshot(
             let live = running(&worker, kind, vmid);
             // A running VM is paused for the moment its disks are snapshotted, so they agree.
             // A suspended VM stays suspended; a running one runs on afterwards.
+            // A running container is frozen for that moment likewise.
             let mut resume = false;
-            if live {
+            if live && kind == GuestKind::Vm {
                 let mut qmp = worker.qemu.qmp(vmid).map_err(|e| e.message)?;
                 resume = qmp.query_status().map_err(|e| e.to_string())?.running;
                 if resume {
                     qmp.stop().map_err(|e| e.to_string())?;
                 }
+            }
+            let frozen = live && kind == GuestKind::Ct;
+            if frozen {
+                worker.ct.freeze(vmid, true)?;
             }
             let mut taken: Vec<(String, String)> = Vec::new();
             let mut result = Ok(());
@@ -207,6 +212,9 @@ pub fn snapshot(
                 if let Ok(mut q) = worker.qemu.qmp(vmid) {
                     let _ = q.cont();
                 }
+            }
+            if frozen {
+                worker.ct.freeze(vmid, false)?;
             }
             result?;
             record_snapshot(&worker, kind, vmid, &name, description.as_deref(), false)?;
