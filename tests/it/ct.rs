@@ -236,7 +236,6 @@ fn the_container_cannot_reach_the_host() {
     let id = ctid(7);
     // A symlink planted at a mount point's target must not send the mount to the host: the
     // link `/mnt/data -> /etc` is followed inside the container's root only.
-    let host_dir = tempfile::tempdir().expect("tempdir");
     create(&daemon, &id, &["--mp0", "local:0,mp=/mnt/data"]);
     let config = json(&daemon, "ctctl", &["config", &id]);
     let volume = |key: &str| config[key].as_str().expect("volume").split(',').next().expect("volid").to_owned();
@@ -252,28 +251,28 @@ fn the_container_cannot_reach_the_host() {
     assert!(!Path::new("/etc").join(&marker).exists(), "the mount went to the host's /etc");
     assert!(Path::new(mp0.trim()).join(&marker).exists(), "the volume is mounted inside the container");
 
-    // Root inside cannot write host files outside its rootfs (through /proc/1/root of the
-    // host's pid 1 or anything else it can name).
-    let victim = host_dir.path().join("victim");
-    std::fs::write(&victim, "untouched").expect("write");
-    let (_, _, _) = exec(
-        &daemon,
-        &id,
-        &["sh", "-c", &format!("echo owned > {} ; echo owned > /proc/1/root{}", victim.display(), victim.display())],
-    );
-    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "untouched");
+    // Root inside is an unprivileged host user: what it creates belongs to host uid 100000,
+    // and its root is its own (/proc/1/root is the container's init's root, not the host's).
+    let (_, map, _) = exec(&daemon, &id, &["cat", "/proc/self/uid_map"]);
+    assert_eq!(map.split_whitespace().collect::<Vec<_>>(), ["0", "100000", "65536"]);
+    exec(&daemon, &id, &["touch", "/root/made-inside"]);
+    use std::os::unix::fs::MetadataExt;
+    let made = std::fs::metadata(Path::new(rootfs.trim()).join("root/made-inside")).expect("made inside");
+    assert_eq!(made.uid(), 100_000);
+    exec(&daemon, &id, &["sh", "-c", "echo owned > /proc/1/root/etc/hearth-victim"]);
+    assert!(!Path::new("/etc/hearth-victim").exists());
 
     // No host descriptor reaches the container: init and an exec'd command hold 0-2 only
     // (plus the directory ls itself opens).
     let (_, out, _) = exec(&daemon, &id, &["ls", "/proc/1/fd"]);
     let fds: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(fds, ["0", "1", "2"], "init's descriptors");
-    let (_, out, _) = exec(
-        &daemon,
-        &id,
-        &["sh", "-c", "ls -l /proc/self/fd/ | grep -v ' [012] ->' | grep -- '->' | grep -v '/proc/.*/fd'"],
-    );
-    assert_eq!(out.trim(), "", "an exec'd command holds no other descriptor");
+    let (_, out, _) = exec(&daemon, &id, &["sh", "-c", "ls /proc/$$/fd; true"]);
+    let fds: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(fds, ["0", "1", "2"], "an exec'd command holds no other descriptor");
+    // The seccomp filter is in place for init and for exec'd commands alike.
+    let (_, out, _) = exec(&daemon, &id, &["grep", "^Seccomp:", "/proc/1/status", "/proc/self/status"]);
+    assert_eq!(out.matches("Seccomp:\t2").count(), 2, "{out}");
 
     // The runtime binary cannot be overwritten from inside (CVE-2019-5736 class): no process in
     // the container shows it, and /proc/<pid>/exe of every process is not writable.
@@ -290,6 +289,13 @@ fn the_container_cannot_reach_the_host() {
     for dropped in hearth_ct::caps::DROPPED {
         assert!(!bounding.contains(&dropped), "{dropped:?}");
     }
+    assert_eq!(bounding, hearth_ct::caps::default_set(), "init keeps the rest of the default set");
+    let (_, out, _) = exec(&daemon, &id, &["cat", "/proc/self/status"]);
+    let exec_bounding = hearth_ct::caps::status_set(&out, "CapBnd").expect("CapBnd");
+    assert_eq!(exec_bounding, bounding, "an exec'd command has init's bounding set");
+    // The limits live on the level above what the container owns: it cannot raise them.
+    let (code, _, _) = exec(&daemon, &id, &["sh", "-c", "echo -1 > /sys/fs/cgroup/memory/memory.limit_in_bytes"]);
+    assert_ne!(code, 0, "the container's own limit file belongs to host root");
     ok(&daemon, "ctctl", &["stop", &id]);
 }
 
@@ -488,4 +494,30 @@ fn snapshots_on_btrfs_and_templates() {
     ok(&daemon, "ctctl", &["stop", &clone]);
     ok(&daemon, "ctctl", &["destroy", &clone]);
     ok(&daemon, "ctctl", &["destroy", &base]);
+}
+
+#[test]
+fn only_root_makes_privileged_containers() {
+    let mut daemon = HearthdProcess::start();
+    let user = crate::UnixUser::new("cp");
+    let userid = user.userid();
+    std::fs::write(
+        daemon.root().join("etc/hearth/access.toml"),
+        format!("[users.\"{userid}\"]\n\n[[acl]]\npath = \"/\"\nuser = \"{userid}\"\nrole = \"Administrator\"\n"),
+    )
+    .expect("access.toml");
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    daemon.restart();
+    let template = template(&daemon);
+    let id = ctid(15);
+    let out = user.run(&daemon, "ctctl", &["create", &id, &template, "--rootfs", "local:0", "--unprivileged", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unprivileged") && err.contains("root@pam"), "{err}");
+    // Uploaded files are not container volumes, whoever asks.
+    let out =
+        user.run(&daemon, "ctctl", &["create", &id, &template, "--rootfs", "local:vztmpl/busybox-template.tar.zst"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, _, _) = run(&daemon, "ctctl", &["config", &id]);
+    assert_eq!(code, 1, "nothing was created");
 }

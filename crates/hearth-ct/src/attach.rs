@@ -201,6 +201,7 @@ fn inside(spec: &AttachSpec, slave: Option<BorrowedFd<'_>>) -> Result<Never, Str
     let filter = crate::seccomp::filter(&spec.features).map_err(|e| format!("seccomp: {e}"))?;
     match &spec.mode {
         AttachMode::Push { path, uid, gid, mode } => {
+            hearth_sys::process::close_from(3).map_err(|e| format!("closing descriptors: {e}"))?;
             crate::seccomp::apply(&filter).map_err(|e| format!("seccomp: {e}"))?;
             let copied = push(path, *uid, *gid, *mode);
             std::process::exit(match copied {
@@ -212,10 +213,11 @@ fn inside(spec: &AttachSpec, slave: Option<BorrowedFd<'_>>) -> Result<Never, Str
             });
         }
         AttachMode::Pull { path } => {
+            hearth_sys::process::close_from(3).map_err(|e| format!("closing descriptors: {e}"))?;
             crate::seccomp::apply(&filter).map_err(|e| format!("seccomp: {e}"))?;
-            let copied = std::fs::File::open(path)
-                .and_then(|mut file| std::io::copy(&mut file, &mut std::io::stdout().lock()).map(|_| ()))
-                .map_err(|e| format!("{path}: {e}"));
+            let copied = open_regular(path, false).and_then(|mut file| {
+                std::io::copy(&mut file, &mut std::io::stdout().lock()).map(|_| ()).map_err(|e| format!("{path}: {e}"))
+            });
             std::process::exit(match copied {
                 Ok(()) => 0,
                 Err(e) => {
@@ -292,14 +294,8 @@ fn login_shell() -> String {
 
 /// Writes stdin to `path` inside the container, created with the given owner and mode.
 fn push(path: &str, uid: u32, gid: u32, mode: u32) -> Result<(), String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| format!("{path}: {e}"))?;
+    let mut file = open_regular(path, true)?;
+    file.set_len(0).map_err(|e| format!("{path}: {e}"))?;
     let fd: OwnedFd = file.try_clone().map_err(|e| e.to_string())?.into();
     nix::unistd::fchown(&fd, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
         .map_err(|e| format!("{path}: chown: {e}"))?;
@@ -307,4 +303,26 @@ fn push(path: &str, uid: u32, gid: u32, mode: u32) -> Result<(), String> {
         .map_err(|e| format!("{path}: chmod: {e}"))?;
     std::io::copy(&mut std::io::stdin().lock(), &mut file).map_err(|e| format!("{path}: {e}"))?;
     Ok(())
+}
+
+/// Opens a regular file inside the container without blocking on a FIFO the container planted
+/// (O_NONBLOCK) and refuses anything else; for writing it is created (mode set afterwards).
+fn open_regular(path: &str, write: bool) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .create(write)
+        .mode(0o600)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("{path}: {e}"))?;
+    if !file.metadata().map_err(|e| format!("{path}: {e}"))?.is_file() {
+        return Err(format!("{path}: not a regular file"));
+    }
+    // Back to blocking reads and writes for the copy itself.
+    let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL).map_err(|e| format!("{path}: {e}"))?;
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) & !nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(|e| format!("{path}: {e}"))?;
+    Ok(file)
 }

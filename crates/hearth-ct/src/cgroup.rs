@@ -400,10 +400,19 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<(), CgroupError> {
             .map_err(|e| CgroupError::Io { path: p.to_owned(), source: e.into() })
     };
     own(dir)?;
-    for entry in fs::read_dir(dir).map_err(io_at(dir))? {
-        let entry = entry.map_err(io_at(dir))?;
-        if entry.file_type().map_err(io_at(dir))?.is_file() {
-            own(&entry.path())?;
+    // Only what delegation needs: creating children and moving tasks. Control files such as
+    // freezer.state stay host root's, so the guest cannot freeze the runtime's exec helpers.
+    for file in [
+        "cgroup.procs",
+        "tasks",
+        "cgroup.subtree_control",
+        "cgroup.threads",
+        "cgroup.clone_children",
+        "notify_on_release",
+    ] {
+        let path = dir.join(file);
+        if path.exists() {
+            own(&path)?;
         }
     }
     Ok(())

@@ -74,6 +74,10 @@ pub fn console_socket(run_dir: &Path, tty: u32) -> PathBuf {
 pub fn exit_record(run_dir: &Path) -> PathBuf {
     run_dir.with_extension("exit")
 }
+/// The spec the container runs with (0600): exec takes privileges and features from it.
+pub fn spec_file(run_dir: &Path) -> PathBuf {
+    run_dir.join("spec.json")
+}
 /// Where the rootfs is mounted, in the monitor's namespace only.
 pub fn rootfs_mount(run_dir: &Path) -> PathBuf {
     run_dir.join("rootfs")
@@ -142,7 +146,7 @@ impl Drop for Teardown<'_> {
             let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
             let _ = std::fs::remove_dir(path);
         }
-        for file in ["init.pid", "monitor.pid"] {
+        for file in ["init.pid", "monitor.pid", "spec.json"] {
             let _ = std::fs::remove_file(self.spec.run_dir.join(file));
         }
         let _ = std::fs::remove_dir(&self.spec.run_dir);
@@ -167,6 +171,17 @@ fn run(spec: &ContainerSpec, out: &mut Option<std::fs::File>) -> Result<(), Stri
     std::fs::set_permissions(&spec.run_dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
         .map_err(|e| e.to_string())?;
     std::fs::write(monitor_pid_file(&spec.run_dir), format!("{}\n", std::process::id())).map_err(|e| e.to_string())?;
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(spec_file(&spec.run_dir))
+            .map_err(|e| format!("writing the spec: {e}"))?;
+        serde_json::to_writer(&mut file, spec).map_err(|e| format!("writing the spec: {e}"))?;
+    }
     let _ = std::fs::remove_file(exit_record(&spec.run_dir));
 
     let rootfs = rootfs_mount(&spec.run_dir);
@@ -215,17 +230,20 @@ fn attach_volume(volume: &RootFs, target: &Path, readonly: bool) -> Result<(), S
     std::fs::create_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
     match volume {
         RootFs::Dir { path } => {
-            let mut flags = nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC;
-            nix::mount::mount(Some(path), target, None::<&str>, flags, None::<&str>)
+            use nix::mount::MsFlags;
+            nix::mount::mount(Some(path), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
                 .map_err(|e| format!("binding {}: {e}", path.display()))?;
+            // Device nodes on a volume never work: devices come only from the runtime's /dev.
+            let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV;
             if readonly {
-                flags = nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY;
-                nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
-                    .map_err(|e| format!("read-only {}: {e}", path.display()))?;
+                flags |= MsFlags::MS_RDONLY;
             }
+            nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+                .map_err(|e| format!("remounting {}: {e}", path.display()))?;
         }
         RootFs::Image { path, fstype } => {
-            let mut options = "loop".to_owned();
+            // Device nodes on a volume never work: devices come only from the runtime's /dev.
+            let mut options = "loop,nodev".to_owned();
             if readonly {
                 options.push_str(",ro");
             }
@@ -354,7 +372,7 @@ fn boot(
     }
     report(out, &Report::Started { init_pid: pid, monitor_pid: std::process::id() as i32 });
     log(&format!("CT {}: init {pid} running", spec.ctid));
-    let outcome = supervise(pid, pidfd.as_fd(), consoles);
+    let outcome = supervise(pid, pidfd.as_fd(), consoles, &init_pid_file(&spec.run_dir));
     Ok((outcome, started))
 }
 
@@ -366,7 +384,7 @@ fn write_maps(pid: i32, map: &IdMap) -> Result<(), String> {
 }
 
 /// Polls init's pidfd and the consoles until init is gone; reaps it.
-fn supervise(pid: i32, pidfd: BorrowedFd<'_>, consoles: &mut [Console]) -> Outcome {
+fn supervise(pid: i32, pidfd: BorrowedFd<'_>, consoles: &mut [Console], pid_file: &Path) -> Outcome {
     loop {
         let mut owners: Vec<(usize, usize)> = Vec::new();
         let mut fds = vec![PollFd::new(pidfd, PollFlags::POLLIN)];
@@ -409,6 +427,8 @@ fn supervise(pid: i32, pidfd: BorrowedFd<'_>, consoles: &mut [Console]) -> Outco
             }
         }
         if init_gone {
+            // The pid is freed by the reaping below: nobody may find it in the pid file after.
+            let _ = std::fs::remove_file(pid_file);
             // Drain what the container printed last.
             for console in consoles.iter_mut() {
                 while !console.hung_up && has_input(console.master.as_fd()) {

@@ -246,6 +246,12 @@ fn days_since_epoch() -> u64 {
 /// Reads a regular file (following symlinks: we are in the chroot), `None` when absent. A
 /// FIFO or device planted by the guest is refused instead of blocking the helper.
 fn read_file(path: &str) -> Result<Option<String>, String> {
+    read_regular(path, 16 << 20)
+}
+
+/// Reads at most `limit` bytes of a regular file without blocking on a FIFO; `None` when it
+/// does not exist, an error for anything that is not a regular file.
+pub(crate) fn read_regular(path: &str, limit: u64) -> Result<Option<String>, String> {
     let file = match OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -256,7 +262,7 @@ fn read_file(path: &str) -> Result<Option<String>, String> {
         return Err(format!("{path} is not a regular file"));
     }
     let mut bytes = Vec::new();
-    file.take(16 << 20).read_to_end(&mut bytes).map_err(|e| format!("reading {path}: {e}"))?;
+    file.take(limit).read_to_end(&mut bytes).map_err(|e| format!("reading {path}: {e}"))?;
     Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 

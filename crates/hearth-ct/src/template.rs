@@ -393,7 +393,10 @@ fn apply_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>, dst: &Path, symlink: boo
 
 /// The distribution in `root`, as Proxmox's `PVE::LXC::Setup` tells it.
 pub fn detect_ostype(root: &Path) -> Option<String> {
-    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_default();
+    // The tree is the template's: a member may be a FIFO or a huge sparse file.
+    let read = |p: &str| {
+        crate::setup::read_regular(&root.join(p).to_string_lossy(), 64 << 10).ok().flatten().unwrap_or_default()
+    };
     let exists = |p: &str| root.join(p).is_file();
     let os_release_id = || {
         let text = read("etc/os-release");

@@ -30,6 +30,8 @@ use crate::{Caller, Daemon};
 
 /// `ctctl shutdown` waits this long by default, as lxc-stop does.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 60;
+/// How long a monitor may take to report that init runs.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many `netN` keys a container can have.
 const MAX_NETS: u32 = 10;
 
@@ -104,9 +106,12 @@ impl CtRuntime {
 
     /// Init's pid, if the container runs.
     pub fn init_pid(&self, vmid: Vmid) -> Option<i32> {
-        self.monitor_pid(vmid)?;
+        let monitor = self.monitor_pid(vmid)?;
         let pid: i32 = std::fs::read_to_string(monitor::init_pid_file(&self.ct_dir(vmid))).ok()?.trim().parse().ok()?;
-        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+        // Only the monitor's own child is the init: a recycled pid belongs to someone else.
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let parent = status.lines().find_map(|l| l.strip_prefix("PPid:"))?.trim().parse::<i32>().ok()?;
+        (parent == monitor).then_some(pid)
     }
 
     /// Freezes or thaws every process of a running container (its cgroup's freezer).
@@ -182,6 +187,12 @@ impl CtRuntime {
     pub fn adopt(self: &Arc<Self>) {
         let Ok(entries) = std::fs::read_dir(&self.run_dir) else { return };
         for entry in entries.flatten() {
+            // A create that hearthd did not live to finish leaves its staging mount.
+            if entry.file_name().to_string_lossy().ends_with(".create") {
+                let _ = Command::new("umount").arg(entry.path()).stderr(Stdio::null()).status();
+                let _ = std::fs::remove_dir(entry.path());
+                continue;
+            }
             let Some(vmid) = entry.file_name().to_str().and_then(|n| n.parse::<Vmid>().ok()) else { continue };
             match self.monitor_pid(vmid) {
                 Some(pid) => self.watch(vmid, None, pid),
@@ -441,10 +452,16 @@ pub(crate) fn start_now(daemon: &Daemon, vmid: Vmid, log: &dyn Fn(String)) -> Re
     if let Some(mut stdin) = child.stdin.take() {
         let _ = writeln!(stdin, "{json}");
     }
-    let mut line = String::new();
+    // The report comes once init runs; a monitor that never answers is killed.
+    let (tx, rx) = std::sync::mpsc::channel();
     if let Some(stdout) = child.stdout.take() {
-        let _ = BufReader::new(stdout).read_line(&mut line);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
     }
+    let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_default();
     match serde_json::from_str::<Report>(line.trim()) {
         Ok(Report::Started { init_pid, monitor_pid }) => {
             log(format!("CT {vmid} started: init {init_pid}, monitor {monitor_pid}"));
@@ -631,13 +648,18 @@ pub fn status(daemon: &Daemon, vmid: Vmid, verbose: bool) -> Result<Payload, Err
 }
 
 fn run_attach(daemon: &Daemon, vmid: Vmid, mode: AttachMode, stdio: [Stdio; 3]) -> Result<(i32, String), ErrorReply> {
-    let config = daemon.store.load(GuestKind::Ct, vmid)?.config;
+    daemon.store.load(GuestKind::Ct, vmid)?;
     let init_pid = daemon.ct.require_running(vmid)?;
+    // What the container runs with is what it was started with, not today's configuration.
+    let running: ContainerSpec = std::fs::read_to_string(monitor::spec_file(&daemon.ct.ct_dir(vmid)))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .ok_or_else(|| err(ErrorKind::Internal, format!("CT {vmid}: the running container's spec is missing")))?;
     let spec = AttachSpec {
         init_pid,
-        cgroup: daemon.ct.cgroup(vmid),
-        privileged: !flag(&config, "unprivileged", true),
-        features: spec_for(daemon, vmid, &config).map(|s| s.features).unwrap_or_default(),
+        cgroup: running.cgroup.clone(),
+        privileged: running.idmap.is_none(),
+        features: running.features,
         mode,
     };
     let json = serde_json::to_string(&spec).map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
@@ -723,8 +745,8 @@ fn mount_dir(daemon: &Daemon, vmid: Vmid) -> PathBuf {
 fn mount_volume(source: &RootFs, target: &Path) -> Result<(), ErrorReply> {
     std::fs::create_dir_all(target).map_err(|e| err(ErrorKind::Internal, format!("{}: {e}", target.display())))?;
     let (options, path) = match source {
-        RootFs::Dir { path } => ("bind", path),
-        RootFs::Image { path, .. } => ("loop", path),
+        RootFs::Dir { path } => ("bind,nodev,nosuid", path),
+        RootFs::Image { path, .. } => ("loop,nodev,nosuid", path),
     };
     let out = Command::new("mount")
         .args(["-o", options])

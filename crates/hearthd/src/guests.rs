@@ -75,10 +75,15 @@ fn check_volumes(daemon: &Daemon, kind: GuestKind, vmid: Vmid, values: &[(String
         }
         let (backend, vol) =
             daemon.storages.volume(&volume).map_err(|e| ErrorReply::new(e.kind, format!("{key}: {}", e.message)))?;
-        if let hearth_core::storage::VolName::Image { image, .. } = &vol {
-            if image.vmid != vmid {
+        match &vol {
+            hearth_core::storage::VolName::Image { image, .. } if image.vmid != vmid => {
                 return Err(invalid(format!("{key}: volume '{volume}' belongs to guest {}, not {vmid}", image.vmid)));
             }
+            // A container mounts its volumes: only its own images, never an uploaded file.
+            hearth_core::storage::VolName::File { .. } if kind == GuestKind::Ct => {
+                return Err(invalid(format!("{key}: '{volume}' is not a container volume")));
+            }
+            _ => {}
         }
         let exists = backend.path(&vol).is_ok_and(|p| p.symlink_metadata().is_ok());
         if !exists {
@@ -178,10 +183,12 @@ fn check_root_only(caller: &Caller, kind: GuestKind, values: &[(String, Value)])
         let features = kind == GuestKind::Ct
             && key == "features"
             && value.as_str().is_some_and(|f| f.split(',').any(|p| !p.starts_with("nesting=")));
-        if key == "args" || host_path || host_reach || features {
+        // A privileged container's root is host root.
+        let privileged = kind == GuestKind::Ct && key == "unprivileged" && *value == Value::Bool(false);
+        if key == "args" || host_path || host_reach || features || privileged {
             return Err(ErrorReply::new(
                 ErrorKind::PermissionDenied,
-                format!("{key}: only root@pam may give a guest host devices, paths, arguments or features"),
+                format!("{key}: only root@pam may give a guest host devices, paths, arguments, features or host root"),
             ));
         }
     }

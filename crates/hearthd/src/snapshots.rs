@@ -493,13 +493,28 @@ fn without_mac(value: &Value) -> Value {
 pub fn clone(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CloneGuest) -> Result<Payload, ErrorReply> {
     let (vmid, newid) = (req.vmid, req.newid);
     let source = daemon.store.load(kind, vmid)?.config;
+    // As Proxmox: the new id is allocated too, so it needs VM.Allocate there.
+    let new_path = hearth_core::access::AclPath::parse(&format!("/vms/{newid}"))
+        .map_err(|e| err(ErrorKind::Invalid, e.to_string()))?;
+    if !caller.is_root()
+        && !daemon.access.privileges(caller, &new_path).contains(hearth_core::access::Privilege::VmAllocate)
+    {
+        return Err(err(ErrorKind::PermissionDenied, format!("permission denied: VM.Allocate on /vms/{newid}")));
+    }
+    // A privileged container's root is host root: only root makes another one.
+    if kind == GuestKind::Ct && source.current.get("unprivileged") == Some(&Value::Bool(false)) && !caller.is_root() {
+        return Err(err(ErrorKind::PermissionDenied, "only root@pam may clone a privileged container"));
+    }
     let is_template = source.current.get("template") == Some(&Value::Bool(true));
     let full = req.full.unwrap_or(!is_template);
     if !full && !is_template {
         return Err(err(ErrorKind::Invalid, format!("linked clones need a template; {vmid} is not one (use --full)")));
     }
     if full && running(daemon, kind, vmid) {
-        return Err(err(ErrorKind::Conflict, format!("VM {vmid} is running; stop it before a full clone")));
+        return Err(err(
+            ErrorKind::Conflict,
+            format!("{} {vmid} is running; stop it before a full clone", kind.noun()),
+        ));
     }
     if let Some(target) = &req.target {
         daemon.storages.backend(target)?;
