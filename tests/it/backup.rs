@@ -379,7 +379,7 @@ fn prune_keeps_exactly_what_proxmox_rules_keep_over_random_histories() {
         for _ in 0..(5 + rng.next() % 25) {
             let t = start + (rng.next() % span) as i64;
             let file = format!("vzdump-qemu-100-{}.vma.zst", stamp(t));
-            let protected = rng.next() % 10 == 0;
+            let protected = rng.next().is_multiple_of(10);
             std::fs::write(dump.join(&file), b"x").expect("archive");
             if protected {
                 std::fs::write(dump.join(format!("{file}.protected")), b"").expect("protected");

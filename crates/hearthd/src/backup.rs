@@ -375,7 +375,7 @@ fn backup_vm(
                     qmp.stop().map_err(|e| e.to_string())?;
                     log(format!("suspended VM {vmid}"));
                 }
-                let result = offline(&disks).and_then(|sources| write(sources));
+                let result = offline(&disks).and_then(&write);
                 if was_running {
                     // Reconnect: the archive may have taken longer than the monitor's timeout.
                     match daemon
@@ -841,6 +841,10 @@ fn restore_storage(daemon: &Daemon, req: &RestoreGuest, key: &str, volid: &str) 
         .map_err(|_| format!("{key}: storage '{original}' of the backup does not exist here; name one with --storage"))
 }
 
+/// Where a disk of the archive goes: (key, file extracted to, and for non-raw images the image
+/// the extracted raw file is converted into).
+type RestoreTarget = (String, PathBuf, Option<(PathBuf, Format)>);
+
 fn restore_vm(
     daemon: &Daemon,
     req: &RestoreGuest,
@@ -853,7 +857,7 @@ fn restore_vm(
     let header = vzdump::read_vma_header(archive).map_err(|e| e.to_string())?;
     let mut config = GuestConfig::parse(GuestKind::Vm, &header.config).map_err(|e| format!("configuration: {e}"))?;
     let total: u64 = header.disks.iter().map(|d| d.size).sum();
-    let mut targets: Vec<(String, PathBuf, Option<(PathBuf, Format)>)> = Vec::new();
+    let mut targets: Vec<RestoreTarget> = Vec::new();
     let temp_dir = std::env::temp_dir();
     for (key, volid) in snapshots::disks(GuestKind::Vm, &config.current) {
         let disk = header.disks.iter().find(|d| d.name == key).ok_or(format!("{key}: not in the archive"))?;
