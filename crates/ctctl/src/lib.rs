@@ -58,6 +58,8 @@ pub fn command() -> Command {
             cmd::delsnapshot::command(),
             cmd::template::command(),
             cmd::clone::command(),
+            cmd::backup::command(),
+            cmd::restore::command(),
             cmd::resize::command(),
         ])
 }
@@ -93,6 +95,8 @@ pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
         "delsnapshot" => cmd::delsnapshot::run(sub, format),
         "template" => cmd::template::run(sub, format),
         "clone" => cmd::clone::run(sub, format),
+        "backup" => cmd::backup::run(sub, format),
+        "restore" => cmd::restore::run(sub, format),
         "resize" => cmd::resize::run(sub, format),
         other => bail!("unknown command '{other}'"),
     }

@@ -6,6 +6,7 @@
 //! **Architecture invariant:** clients never touch `/etc/hearth` or run privileged commands;
 //! everything goes through hearthd, which decides who may do what.
 
+pub mod backups;
 pub mod cli;
 pub mod snapshots;
 pub mod terminal;

@@ -128,6 +128,41 @@ pub struct Cgroups {
 }
 
 impl Cgroups {
+    /// Freezes (or thaws) every task of the container and waits until the kernel reports the
+    /// state reached: the v1 freezer's `freezer.state` (`FROZEN`/`THAWED`), or cgroup2's
+    /// `cgroup.freeze` with `frozen` in `cgroup.events`. vzdump's suspend mode uses this.
+    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let wait = |file: &Path, done: &dyn Fn(&str) -> bool| -> Result<(), CgroupError> {
+            loop {
+                let text = fs::read_to_string(file).map_err(io_at(file))?;
+                if done(&text) {
+                    return Ok(());
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(CgroupError::Limit(format!("{} did not settle: {}", file.display(), text.trim())));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        };
+        if let Some(h) = self.layout.controller("freezer").filter(|h| h.v1_options.is_some()) {
+            let file = h.mount.join(&self.name).join("freezer.state");
+            let want = if frozen { "FROZEN" } else { "THAWED" };
+            write(&file, want)?;
+            return wait(&file, &|t| t.trim() == want);
+        }
+        let h = self
+            .layout
+            .hierarchies
+            .iter()
+            .find(|h| h.v1_options.is_none())
+            .ok_or_else(|| CgroupError::Limit("no freezer: neither a v1 freezer nor cgroup2 is mounted".into()))?;
+        let dir = h.mount.join(&self.name);
+        write(&dir.join("cgroup.freeze"), if frozen { "1" } else { "0" })?;
+        let want = if frozen { "frozen 1" } else { "frozen 0" };
+        wait(&dir.join("cgroup.events"), &|t| t.lines().any(|l| l.trim() == want))
+    }
+
     pub fn new(layout: Layout, name: &str) -> Cgroups {
         Cgroups { layout, name: name.to_owned() }
     }

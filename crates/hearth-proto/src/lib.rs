@@ -251,6 +251,16 @@ pub enum VmRequest {
     /// or `suspending` lock; refused while the VM runs. `/vms/{vmid}`: VM.PowerMgmt.
     /// REST: none (qm cleanup is qmeventd's).
     Cleanup { vmid: Vmid },
+    /// Backs the VM up into a `vzdump-qemu-<vmid>-<time>.vma.zst` archive on a storage holding
+    /// `backup` content; answers with the task (`vzdump`). `/vms/{vmid}`: VM.Backup (the
+    /// handler also checks Datastore.AllocateSpace on the storage). REST: `POST
+    /// /nodes/{node}/vzdump`.
+    Backup(BackupGuest),
+    /// Restores a VM archive to `vmid`: a new VM, or with `force` over a stopped one. Answers
+    /// with the task (`qmrestore`). `/vms/{vmid}`: VM.Allocate (the handler also checks
+    /// Datastore.AllocateSpace on the target storage and Datastore.Audit on the archive's).
+    /// REST: `POST /nodes/{node}/qemu` with `archive`.
+    Restore(RestoreGuest),
 }
 
 /// `vmctl move-disk <vmid> <disk> <storage> [--format] [--delete]`.
@@ -430,6 +440,15 @@ pub enum CtRequest {
     /// Grows a volume (`rootfs`, `mpN`) to SIZE or by +SIZE, and its file system with it.
     /// `/vms/{vmid}`: VM.Config.Disk. REST: `PUT /nodes/{node}/lxc/{vmid}/resize`.
     Resize { vmid: Vmid, disk: String, size: String },
+    /// Backs the container up into a `vzdump-lxc-<vmid>-<time>.tar.zst` archive; answers with
+    /// the task (`vzdump`). `/vms/{vmid}`: VM.Backup (the handler also checks
+    /// Datastore.AllocateSpace on the storage). REST: `POST /nodes/{node}/vzdump`.
+    Backup(BackupGuest),
+    /// Restores a container archive to `vmid`: a new container, or with `force` over a stopped
+    /// one. Answers with the task (`vzrestore`). `/vms/{vmid}`: VM.Allocate (the handler also
+    /// checks Datastore.AllocateSpace on the target storage and Datastore.Audit on the
+    /// archive's). REST: `POST /nodes/{node}/lxc` with `ostemplate` = the archive and `restore`.
+    Restore(RestoreGuest),
 }
 
 /// `ctctl exec <ctid> -- cmd…` and `ctctl enter <ctid>`.
@@ -511,6 +530,169 @@ pub enum StorageRequest {
     /// `/storage/{storage}`: Datastore.AllocateTemplate.
     /// REST: `POST /nodes/{node}/storage/{storage}/upload`.
     Upload(UploadFile),
+    /// Backs up several guests in one task (`vzdump`), one after the other, logging one summary
+    /// line per guest; the task fails when any guest failed or was skipped. `/storage/{storage}`:
+    /// Datastore.AllocateSpace (the handler also checks VM.Backup on each guest).
+    /// REST: `POST /nodes/{node}/vzdump`.
+    BackupRun(BackupRun),
+    /// Backup archives on one storage or on every storage holding `backup` content.
+    /// `/storage/{storage}`: Datastore.Audit (without a storage: the storages the caller may
+    /// audit). REST: `GET /nodes/{node}/storage/{storage}/content?content=backup`.
+    BackupList { storage: Option<String>, vmid: Option<Vmid> },
+    /// Marks (and unless `dry_run`, removes) backups by `prune-backups` rules; protected
+    /// backups are never removed. `/storage/{storage}`: Datastore.Allocate.
+    /// REST: `DELETE /nodes/{node}/storage/{storage}/prunebackups`.
+    BackupPrune(PruneBackups),
+    /// Protects a backup from pruning and removal, or lifts the protection.
+    /// `/storage/{storage}`: Datastore.Allocate. REST: `PUT
+    /// /nodes/{node}/storage/{storage}/content/{volume}` with `protected`.
+    BackupProtect { volid: String, protected: bool },
+    /// Adds a scheduled backup job to `etc/hearth/jobs.toml`. `/`: Sys.Modify.
+    /// REST: `POST /cluster/backup`.
+    BackupJobAdd(BackupJob),
+    /// Replaces a backup job's settings. `/`: Sys.Modify. REST: `PUT /cluster/backup/{id}`.
+    BackupJobSet(BackupJob),
+    /// Removes a backup job. `/`: Sys.Modify. REST: `DELETE /cluster/backup/{id}`.
+    BackupJobRemove { id: String },
+    /// Lists backup jobs with their last and next run. `/`: Sys.Audit. REST: `GET /cluster/backup`.
+    BackupJobList,
+    /// Runs a backup job now; answers with the task. `/`: Sys.Modify.
+    /// REST: `POST /cluster/backup/{id}/run` (Proxmox: run-now).
+    BackupJobRun { id: String },
+    /// Starts every job that is due (cron calls this every minute); each due job runs exactly
+    /// once even when calls overlap. Answers with the tasks started. `/`: Sys.Modify.
+    /// REST: none (pvescheduler's).
+    BackupJobRunDue,
+}
+
+/// How to back up one guest (`vmctl backup`, `ctctl backup`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupGuest {
+    pub vmid: Vmid,
+    #[serde(default)]
+    pub options: BackupOptions,
+}
+
+/// Options of a backup, as vzdump's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupOptions {
+    /// The storage (default: the first active storage holding `backup` content).
+    #[serde(default)]
+    pub storage: Option<String>,
+    /// `snapshot` (default), `suspend` or `stop`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// `zstd` (default; the only compression).
+    #[serde(default)]
+    pub compress: Option<String>,
+    /// `{{guestname}}`, `{{vmid}}`, `{{node}}`, `{{cluster}}` are replaced.
+    #[serde(default)]
+    pub notes_template: Option<String>,
+    #[serde(default)]
+    pub protected: bool,
+    /// `keep-last=3,…`: prune the guest's backups on the storage afterwards.
+    #[serde(default)]
+    pub prune_backups: Option<String>,
+}
+
+/// `storectl backup run`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupRun {
+    #[serde(default)]
+    pub vmids: Vec<Vmid>,
+    /// Every guest of the node but `exclude`.
+    #[serde(default)]
+    pub all: bool,
+    #[serde(default)]
+    pub exclude: Vec<Vmid>,
+    #[serde(default)]
+    pub options: BackupOptions,
+}
+
+/// `vmctl restore`, `ctctl restore`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreGuest {
+    pub vmid: Vmid,
+    /// `storage:backup/vzdump-…`.
+    pub archive: String,
+    /// Where new volumes go (default: each disk's original storage).
+    #[serde(default)]
+    pub storage: Option<String>,
+    #[serde(default)]
+    pub force: bool,
+    /// Containers: restore as unprivileged (1) or privileged (0) instead of as backed up.
+    #[serde(default)]
+    pub unprivileged: Option<bool>,
+}
+
+/// `storectl backup prune <storage> [--vmid] [--type] --keep-…`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneBackups {
+    pub storage: String,
+    #[serde(default)]
+    pub vmid: Option<Vmid>,
+    /// `qemu` or `lxc`.
+    #[serde(default)]
+    pub guest_type: Option<String>,
+    /// `keep-last=3,keep-daily=7`; empty: the storage's `prune-backups`.
+    #[serde(default)]
+    pub keep: String,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A backup archive as `storectl backup list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupEntry {
+    pub volid: String,
+    pub vmid: Option<Vmid>,
+    /// `qemu` or `lxc`.
+    pub guest_type: String,
+    pub format: String,
+    pub size: u64,
+    pub ctime: i64,
+    pub protected: bool,
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+/// One backup and what prune does with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneEntry {
+    pub volid: String,
+    /// `qemu/100`.
+    pub guest: String,
+    pub ctime: i64,
+    /// `keep`, `remove`, `protected` or `renamed`.
+    pub mark: String,
+}
+
+/// A scheduled backup job (`jobs.toml`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupJob {
+    pub id: String,
+    /// A calendar event: `daily`, `mon..fri 02:00`, `*/15`.
+    pub schedule: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Run a run missed while the host was down as soon as possible.
+    #[serde(default)]
+    pub repeat_missed: bool,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub selection: BackupRun,
+}
+
+/// A backup job with its state, as `storectl backup job list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupJobInfo {
+    pub job: BackupJob,
+    /// When it last ran (or was created), unix time.
+    pub last_run: Option<i64>,
+    pub next_run: Option<i64>,
+    #[serde(default)]
+    pub last_upid: Option<String>,
 }
 
 /// `storectl add <type> <storage> --key value…`.
@@ -792,6 +974,11 @@ pub enum Payload {
     Tfa(Vec<TfaInfo>),
     /// A second factor that was just added, with its secrets: the only time they are shown.
     NewTfa(NewTfa),
+    Backups(Vec<BackupEntry>),
+    Pruned(Vec<PruneEntry>),
+    BackupJobs(Vec<BackupJobInfo>),
+    /// Tasks that were started (`run-due`).
+    TasksStarted(Vec<Upid>),
 }
 
 /// A VM's state, as `qm status --verbose` reports it.

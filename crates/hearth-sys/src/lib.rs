@@ -8,4 +8,5 @@ pub mod btrfs;
 pub mod fdpass;
 pub mod process;
 pub mod seccomp;
+pub mod time;
 pub mod tty;

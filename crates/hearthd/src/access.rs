@@ -63,6 +63,17 @@ fn on(path: String, privileges: &'static [&'static str]) -> Required {
     Required { path, privileges }
 }
 
+/// A second check a handler makes where a request touches two paths (a guest and a storage),
+/// since the table names one path per request.
+pub fn authorize_also(
+    access: &AccessControl,
+    caller: &Caller,
+    path: String,
+    privileges: &'static [&'static str],
+) -> Result<(), ErrorReply> {
+    authorize(access, caller, &on(path, privileges))
+}
+
 /// Which guest a `set` configures: the two kinds name their keys differently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuestSet {
@@ -212,6 +223,9 @@ pub fn required(request: &Request, node: &str, caller: &Caller) -> Required {
             VmRequest::ImportDisk(i) => on(vms(&i.vmid), &["VM.Config.Disk"]),
             VmRequest::Unlink { vmid, .. } => on(vms(vmid), &["VM.Config.Disk"]),
             VmRequest::Cleanup { vmid } => on(vms(vmid), &["VM.PowerMgmt"]),
+            // The storage's Datastore.AllocateSpace is checked by the handler.
+            VmRequest::Backup(b) => on(vms(&b.vmid), &["VM.Backup"]),
+            VmRequest::Restore(r) => on(vms(&r.vmid), &["VM.Allocate"]),
         },
         Request::Ct(r) => match r {
             CtRequest::Create(c) => on(vms(&c.vmid), &["VM.Allocate"]),
@@ -239,6 +253,8 @@ pub fn required(request: &Request, node: &str, caller: &Caller) -> Required {
             CtRequest::Template { vmid } => on(vms(vmid), &["VM.Allocate"]),
             CtRequest::Clone(c) => on(vms(&c.vmid), &["VM.Clone"]),
             CtRequest::Resize { vmid, .. } => on(vms(vmid), &["VM.Config.Disk"]),
+            CtRequest::Backup(b) => on(vms(&b.vmid), &["VM.Backup"]),
+            CtRequest::Restore(r) => on(vms(&r.vmid), &["VM.Allocate"]),
         },
         Request::Task(r) => match r {
             // Everyone may list; the list holds only their own tasks without Sys.Audit.
@@ -283,6 +299,21 @@ pub fn required(request: &Request, node: &str, caller: &Caller) -> Required {
                 StorageRequest::Import(i) => on(of_volume(&i.volid), &["Datastore.Allocate"]),
                 StorageRequest::Export(e) => on(of_volume(&e.volid), &["Datastore.Allocate"]),
                 StorageRequest::Upload(u) => on(storage(&u.storage), &["Datastore.AllocateTemplate"]),
+                // VM.Backup on each guest is checked by the handler.
+                StorageRequest::BackupRun(r) => match &r.options.storage {
+                    Some(s) => on(storage(s), &["Datastore.AllocateSpace"]),
+                    None => on("/storage".into(), &["Datastore.AllocateSpace"]),
+                },
+                StorageRequest::BackupList { storage: Some(s), .. } => on(storage(s), &["Datastore.Audit"]),
+                StorageRequest::BackupList { storage: None, .. } => on("/storage".into(), &[]),
+                StorageRequest::BackupPrune(p) => on(storage(&p.storage), &["Datastore.Allocate"]),
+                StorageRequest::BackupProtect { volid, .. } => on(of_volume(volid), &["Datastore.Allocate"]),
+                StorageRequest::BackupJobList => on("/".into(), &["Sys.Audit"]),
+                StorageRequest::BackupJobAdd(_)
+                | StorageRequest::BackupJobSet(_)
+                | StorageRequest::BackupJobRemove { .. }
+                | StorageRequest::BackupJobRun { .. }
+                | StorageRequest::BackupJobRunDue => on("/".into(), &["Sys.Modify"]),
             }
         }
     }

@@ -43,7 +43,7 @@ fn err(kind: ErrorKind, message: impl Into<String>) -> ErrorReply {
 #[derive(Debug)]
 pub struct CtRuntime {
     /// `run/hearth/lxc`.
-    run_dir: PathBuf,
+    pub(crate) run_dir: PathBuf,
     /// `var/log/hearth/lxc`.
     log_dir: PathBuf,
     /// The cgroup directory holding this node's containers: `hearth`, or `hearth-<hash>` for
@@ -86,7 +86,7 @@ impl CtRuntime {
         self.run_dir.join(vmid.to_string())
     }
 
-    fn cgroup(&self, vmid: Vmid) -> String {
+    pub(crate) fn cgroup(&self, vmid: Vmid) -> String {
         format!("{}/{vmid}", self.cgroup_base)
     }
 
@@ -258,7 +258,7 @@ fn int(config: &GuestConfig, key: &str) -> Option<i64> {
 }
 
 /// Resolves a volume of the container to what the runtime mounts.
-fn volume_source(daemon: &Daemon, vmid: Vmid, key: &str, volume: &str) -> Result<RootFs, ErrorReply> {
+pub(crate) fn volume_source(daemon: &Daemon, vmid: Vmid, key: &str, volume: &str) -> Result<RootFs, ErrorReply> {
     if volume.starts_with('/') {
         return Ok(RootFs::Dir { path: PathBuf::from(volume) });
     }
@@ -742,7 +742,7 @@ fn mount_dir(daemon: &Daemon, vmid: Vmid) -> PathBuf {
     daemon.root.join("var/lib/hearth/lxc").join(vmid.to_string()).join("rootfs")
 }
 
-fn mount_volume(source: &RootFs, target: &Path) -> Result<(), ErrorReply> {
+pub(crate) fn mount_volume(source: &RootFs, target: &Path) -> Result<(), ErrorReply> {
     std::fs::create_dir_all(target).map_err(|e| err(ErrorKind::Internal, format!("{}: {e}", target.display())))?;
     let (options, path) = match source {
         RootFs::Dir { path } => ("bind,nodev,nosuid", path),

@@ -9,11 +9,13 @@
 //! [`serve`] with a listener from [`bind`] and a shutdown future.
 
 mod access;
+mod backup;
 mod conn;
 pub mod containers;
 mod credentials;
 mod disks;
 mod guests;
+mod jobs;
 mod snapshots;
 pub mod storage;
 pub mod store;
@@ -148,6 +150,8 @@ pub fn handle(
             VmRequest::ImportDisk(req) => disks::import(daemon, caller, req, attached()?),
             VmRequest::Unlink { vmid, idlist, force } => disks::unlink(daemon, vmid, &idlist, force),
             VmRequest::Cleanup { vmid } => disks::cleanup(daemon, vmid),
+            VmRequest::Backup(req) => backup::backup(daemon, caller, Vm, req),
+            VmRequest::Restore(req) => backup::restore(daemon, caller, Vm, req),
             // The console needs the connection; conn.rs answers Terminal before it gets here.
             VmRequest::Terminal { .. } => {
                 Err(ErrorReply::new(ErrorKind::Protocol, "the terminal is opened on the connection"))
@@ -188,6 +192,8 @@ pub fn handle(
             CtRequest::Template { vmid } => snapshots::template(daemon, caller, Ct, vmid),
             CtRequest::Clone(req) => snapshots::clone(daemon, caller, Ct, req),
             CtRequest::Resize { vmid, disk, size } => snapshots::resize(daemon, Ct, vmid, &disk, &size),
+            CtRequest::Backup(req) => backup::backup(daemon, caller, Ct, req),
+            CtRequest::Restore(req) => backup::restore(daemon, caller, Ct, req),
             // The console needs the connection; conn.rs answers it before it gets here.
             CtRequest::Console { .. } => {
                 Err(ErrorReply::new(ErrorKind::Protocol, "the console is opened on the connection"))
@@ -228,6 +234,16 @@ pub fn handle(
             StorageRequest::Import(req) => storage::import(daemon, req, attached()?),
             StorageRequest::Export(req) => storage::export(daemon, req, attached()?),
             StorageRequest::Upload(req) => storage::upload(daemon, req, attached()?),
+            StorageRequest::BackupRun(req) => backup::run(daemon, caller, req),
+            StorageRequest::BackupList { storage, vmid } => backup::list(daemon, caller, storage.as_deref(), vmid),
+            StorageRequest::BackupPrune(req) => backup::prune_request(daemon, req),
+            StorageRequest::BackupProtect { volid, protected } => backup::protect(daemon, &volid, protected),
+            StorageRequest::BackupJobAdd(job) => jobs::add(daemon, job),
+            StorageRequest::BackupJobSet(job) => jobs::set(daemon, job),
+            StorageRequest::BackupJobRemove { id } => jobs::remove(daemon, &id),
+            StorageRequest::BackupJobList => jobs::list(daemon),
+            StorageRequest::BackupJobRun { id } => jobs::run(daemon, &id),
+            StorageRequest::BackupJobRunDue => jobs::run_due(daemon),
         },
         Request::Access(r) => users::handle(daemon, caller, r),
     }

@@ -49,7 +49,7 @@ pub(crate) fn disks(kind: GuestKind, section: &Section) -> Vec<(String, String)>
 }
 
 /// Sets `lock` for the length of `work`, then clears it whatever happened.
-fn with_lock<T>(
+pub(crate) fn with_lock<T>(
     daemon: &Daemon,
     kind: GuestKind,
     vmid: Vmid,

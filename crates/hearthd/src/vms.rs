@@ -427,7 +427,7 @@ pub fn show_command(daemon: &Daemon, caller: &Caller, vmid: Vmid, pretty: bool) 
 }
 
 /// Starts QEMU for the VM; on any failure nothing of it remains.
-fn start_now(daemon: &Daemon, vmid: Vmid, timeout: Duration, log: &dyn Fn(String)) -> Result<(), String> {
+pub(crate) fn start_now(daemon: &Daemon, vmid: Vmid, timeout: Duration, log: &dyn Fn(String)) -> Result<(), String> {
     start_with(daemon, vmid, timeout, log, &[])
 }
 
@@ -531,7 +531,13 @@ pub fn stop(daemon: &Arc<Daemon>, caller: &Caller, vmid: Vmid) -> Result<Payload
 }
 
 /// Asks the guest to power off and waits; `force` stops it when the time is up.
-fn shutdown_now(d: &Daemon, vmid: Vmid, timeout: u64, force: bool, log: &dyn Fn(String)) -> Result<(), String> {
+pub(crate) fn shutdown_now(
+    d: &Daemon,
+    vmid: Vmid,
+    timeout: u64,
+    force: bool,
+    log: &dyn Fn(String),
+) -> Result<(), String> {
     let mut qmp = d.qemu.qmp(vmid).map_err(|e| e.message)?;
     qmp.system_powerdown().map_err(|e| e.to_string())?;
     log(format!("sent the ACPI power button to VM {vmid}; waiting up to {timeout} s"));

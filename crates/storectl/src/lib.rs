@@ -47,6 +47,7 @@ pub fn command() -> Command {
             cmd::import::command(),
             cmd::export::command(),
             cmd::upload::command(),
+            cmd::backup::command(),
         ])
 }
 
@@ -61,6 +62,7 @@ pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
         "config" => cmd::config::run(sub, format),
         "status" => cmd::status::run(sub, format),
         "list" => cmd::list::run(sub, format),
+        "backup" => cmd::backup::run(sub, format),
         "alloc" => cmd::alloc::run(sub, format),
         "free" => cmd::free::run(sub, format),
         "path" => cmd::path::run(sub, format),

@@ -1,5 +1,6 @@
 //! One module per `ctctl` subcommand, each with its `command()` and `run()`.
 
+pub mod backup;
 pub mod clone;
 pub mod config;
 pub mod console;
@@ -17,6 +18,7 @@ pub mod pull;
 pub mod push;
 pub mod reboot;
 pub mod resize;
+pub mod restore;
 pub mod rollback;
 pub mod set;
 pub mod shutdown;

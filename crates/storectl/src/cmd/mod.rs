@@ -2,6 +2,8 @@
 
 pub mod add;
 pub mod alloc;
+pub mod backup;
+pub mod backup_job;
 pub mod config;
 pub mod export;
 pub mod free;

@@ -1,5 +1,6 @@
 //! One module per `vmctl` subcommand, each with its `command()` and `run()`.
 
+pub mod backup;
 pub mod cleanup;
 pub mod clone;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod nextid;
 pub mod pending;
 pub mod reboot;
 pub mod resize;
+pub mod restore;
 pub mod resume;
 pub mod rollback;
 pub mod set;

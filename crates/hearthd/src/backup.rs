@@ -1,0 +1,1036 @@
+//! Backups as vzdump makes them: one guest (`vmctl backup`, `ctctl backup`) or many
+//! (`storectl backup run`) into `vzdump-{qemu|lxc}-<vmid>-<time>.{vma|tar}.zst` archives on a
+//! storage holding `backup` content, written by hearth-backup under a temporary name and renamed
+//! when complete, with `.log` and `.notes` beside them; and restores of those archives.
+//!
+//! Modes, as vzdump's:
+//! - `stop`: a running guest is shut down, backed up, and started again;
+//! - `suspend`: a VM is paused through QMP (QEMU flushes its disks when it stops) and its
+//!   images read; a container's cgroup is frozen while its tree is archived;
+//! - `snapshot`: a running VM keeps running while QEMU copies each disk as it was at the
+//!   start (`blockdev-backup` sync=full in one QMP transaction, copy-before-write) into
+//!   temporary images that are then archived; containers have no storage snapshots here yet,
+//!   so they fall back to `suspend` with a line in the log.
+//!
+//! The guest carries the `backup` lock for the whole backup; a guest locked by anything else
+//! is skipped with the reason. Whatever happens, the guest is resumed (or started again) and
+//! unlocked, and a partial archive is removed; a full storage is named in the error.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hearth_backup::vzdump::{self, ArchiveOptions};
+use hearth_core::storage::{Content, Format, StorageConfig, StorageType, VolName};
+use hearth_core::{GuestConfig, GuestKind, Lock, Value, Vmid};
+use hearth_proto::{BackupEntry, BackupGuest, BackupOptions, BackupRun, ErrorKind, ErrorReply, Payload, RestoreGuest};
+use serde_json::json;
+
+use crate::access::{Caller, authorize_also};
+use crate::storage::to_reply;
+use crate::{Daemon, containers, snapshots, vms};
+
+fn err(kind: ErrorKind, message: impl Into<String>) -> ErrorReply {
+    ErrorReply::new(kind, message)
+}
+
+pub(crate) fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// How long a guest may take to shut down in stop mode (vzdump's `stopwait`, 10 minutes).
+const STOP_WAIT: u64 = 600;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Snapshot,
+    Suspend,
+    Stop,
+}
+
+fn parse_mode(mode: Option<&str>) -> Result<Mode, ErrorReply> {
+    match mode.unwrap_or("snapshot") {
+        "snapshot" => Ok(Mode::Snapshot),
+        "suspend" => Ok(Mode::Suspend),
+        "stop" => Ok(Mode::Stop),
+        other => Err(err(ErrorKind::Invalid, format!("mode: '{other}' is not one of snapshot, suspend, stop"))),
+    }
+}
+
+fn check_options(options: &BackupOptions) -> Result<Mode, ErrorReply> {
+    if let Some(c) = options.compress.as_deref().filter(|c| !matches!(*c, "zstd" | "1")) {
+        return Err(err(ErrorKind::Invalid, format!("compress: '{c}' is not supported (only zstd)")));
+    }
+    if let Some(keep) = &options.prune_backups {
+        hearth_core::prune::KeepOptions::parse(keep).map_err(|e| err(ErrorKind::Invalid, e.to_string()))?;
+    }
+    parse_mode(options.mode.as_deref())
+}
+
+/// The storage a backup goes to: the one named, else the first active storage of the node
+/// holding `backup` content.
+fn target_storage(daemon: &Daemon, storage: Option<&str>) -> Result<StorageConfig, ErrorReply> {
+    let config = match storage {
+        Some(id) => daemon.storages.config(id)?,
+        None => {
+            let (table, _) = daemon.storages.load()?;
+            table
+                .all()
+                .into_iter()
+                .find(|c| !c.disable && c.on_node(&daemon.node) && c.has_content(Content::Backup))
+                .ok_or_else(|| err(ErrorKind::Invalid, "no storage holds backups; name one with --storage"))?
+        }
+    };
+    if !config.has_content(Content::Backup) {
+        return Err(err(ErrorKind::Invalid, format!("storage '{}' does not hold content 'backup'", config.id)));
+    }
+    Ok(config)
+}
+
+/// `<storage path>/dump`, activated.
+fn dump_dir(daemon: &Daemon, storage: &str) -> Result<PathBuf, ErrorReply> {
+    let backend = daemon.storages.backend(storage)?;
+    backend.activate().map_err(to_reply)?;
+    Ok(hearth_storage::content_path(backend.config(), Content::Backup, ""))
+}
+
+/// `vmctl backup`, `ctctl backup`: one guest in one task.
+pub fn backup(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: BackupGuest) -> Result<Payload, ErrorReply> {
+    check_options(&req.options)?;
+    daemon.store.load(kind, req.vmid)?;
+    let storage = target_storage(daemon, req.options.storage.as_deref())?;
+    authorize_also(&daemon.access, caller, format!("/storage/{}", storage.id), &["Datastore.AllocateSpace"])?;
+    let worker = Arc::clone(daemon);
+    let upid = daemon.tasks.spawn("vzdump", &req.vmid.to_string(), &caller.userid, move |ctx| {
+        let log = |line: String| ctx.log(line);
+        let archive = backup_guest(&worker, kind, req.vmid, &storage.id, &req.options, &log)?;
+        ctx.log(format!("{}: ok {archive}", req.vmid));
+        Ok(())
+    })?;
+    Ok(Payload::Task(upid))
+}
+
+/// `storectl backup run`: every selected guest, one after the other, in one task. One summary
+/// line per guest; the task fails when any guest failed or was skipped.
+pub fn run(daemon: &Arc<Daemon>, caller: &Caller, req: BackupRun) -> Result<Payload, ErrorReply> {
+    let upid = start_run(daemon, &caller.userid, Some(caller), req, "")?;
+    Ok(Payload::Task(upid))
+}
+
+/// The guests a selection names, with their kinds, sorted by id.
+fn select(daemon: &Daemon, req: &BackupRun) -> Result<Vec<(Vmid, Option<GuestKind>)>, ErrorReply> {
+    if req.all || !req.exclude.is_empty() {
+        let mut all = Vec::new();
+        for kind in [GuestKind::Vm, GuestKind::Ct] {
+            for listed in daemon.store.list(kind)? {
+                if !req.exclude.contains(&listed.vmid) {
+                    all.push((listed.vmid, Some(kind)));
+                }
+            }
+        }
+        all.sort_by_key(|(v, _)| *v);
+        return Ok(all);
+    }
+    if req.vmids.is_empty() {
+        return Err(err(ErrorKind::Invalid, "name the guests (--vmid 100,101) or --all"));
+    }
+    Ok(req.vmids.iter().map(|v| (*v, daemon.store.locate(*v).map(|(_, k)| k))).collect())
+}
+
+/// Starts the task of a backup run; `caller` (when a person asked) is checked for VM.Backup
+/// on each guest. Jobs run as `root@pam`.
+pub(crate) fn start_run(
+    daemon: &Arc<Daemon>,
+    user: &str,
+    caller: Option<&Caller>,
+    req: BackupRun,
+    job: &str,
+) -> Result<hearth_core::Upid, ErrorReply> {
+    check_options(&req.options)?;
+    let storage = target_storage(daemon, req.options.storage.as_deref())?;
+    let guests = select(daemon, &req)?;
+    if let Some(caller) = caller {
+        for (vmid, _) in &guests {
+            authorize_also(&daemon.access, caller, format!("/vms/{vmid}"), &["VM.Backup"])?;
+        }
+    }
+    let worker = Arc::clone(daemon);
+    let id = job.to_owned();
+    let job = job.to_owned();
+    daemon.tasks.spawn("vzdump", &id, user, move |ctx| {
+        if !job.is_empty() {
+            ctx.log(format!("backup job '{job}'"));
+        }
+        ctx.log(format!("{} guests to back up to storage '{}'", guests.len(), storage.id));
+        let mut failed = 0;
+        for (vmid, kind) in &guests {
+            ctx.check_stop()?;
+            let Some(kind) = kind else {
+                failed += 1;
+                ctx.log(format!("{vmid}: failed: no VM or container {vmid} on this node"));
+                continue;
+            };
+            let started = Instant::now();
+            let guest_log = |line: String| ctx.log(format!("{vmid}: {line}"));
+            let mut options = req.options.clone();
+            options.storage = Some(storage.id.clone());
+            match backup_guest(&worker, *kind, *vmid, &storage.id, &options, &guest_log) {
+                Ok(archive) => ctx.log(format!("{vmid}: ok {archive} ({} s)", started.elapsed().as_secs())),
+                Err(e) => {
+                    failed += 1;
+                    let word = if e.contains("is locked") { "skipped" } else { "failed" };
+                    ctx.log(format!("{vmid}: {word}: {e}"));
+                }
+            }
+        }
+        if failed > 0 {
+            return Err(format!("{failed} of {} guests failed", guests.len()));
+        }
+        Ok(())
+    })
+}
+
+/// The configuration that travels in the archive: the current settings only.
+fn config_text(config: &GuestConfig) -> String {
+    let mut c = GuestConfig::new(config.kind);
+    c.current = config.current.clone();
+    c.to_toml()
+}
+
+fn notes(template: &str, daemon: &Daemon, vmid: Vmid, config: &GuestConfig) -> String {
+    let name = match config.current.get("name").or_else(|| config.current.get("hostname")) {
+        Some(Value::Str(s)) => s.clone(),
+        _ => String::new(),
+    };
+    template
+        .replace("{{guestname}}", &name)
+        .replace("{{vmid}}", &vmid.to_string())
+        .replace("{{node}}", &daemon.node)
+        .replace("{{cluster}}", &daemon.node)
+        .replace("\\n", "\n")
+        .replace("\\\\", "\\")
+}
+
+/// Says which storage is full when the archive did not fit.
+fn name_full_storage(storage: &str, e: String) -> String {
+    if e.contains("No space left on device") || e.contains("os error 28") {
+        format!("storage '{storage}' is full: {e}")
+    } else {
+        e
+    }
+}
+
+/// Removes what an interrupted backup of this guest left in the dump directory.
+fn clean_leftovers(dump: &Path, guest_type: &str, vmid: Vmid, log: &dyn Fn(String)) {
+    let prefix = format!("vzdump-{guest_type}-{vmid}-");
+    let temp = format!(".tmp-vzdump-{guest_type}-{vmid}");
+    let Ok(entries) = std::fs::read_dir(dump) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let partial = name.starts_with(&prefix) && name.ends_with(".dat");
+        let staging = name.starts_with(&temp) || (name.starts_with(&format!(".{prefix}")) && name.ends_with(".tmp"));
+        if partial || staging {
+            log(format!("removing {name}, left by an interrupted backup"));
+            let path = entry.path();
+            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        }
+    }
+}
+
+/// Backs up one guest; answers the archive's volume id.
+pub(crate) fn backup_guest(
+    daemon: &Arc<Daemon>,
+    kind: GuestKind,
+    vmid: Vmid,
+    storage: &str,
+    options: &BackupOptions,
+    log: &dyn Fn(String),
+) -> Result<String, String> {
+    let mode = check_options(options).map_err(|e| e.message)?;
+    let dump = dump_dir(daemon, storage).map_err(|e| e.message)?;
+    let guest_type = match kind {
+        GuestKind::Vm => "qemu",
+        GuestKind::Ct => "lxc",
+    };
+    let mut restart = false;
+    let result = snapshots::with_lock(daemon, kind, vmid, Lock::Backup, || {
+        clean_leftovers(&dump, guest_type, vmid, log);
+        let config = daemon.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
+        let time = now();
+        let archive_options = ArchiveOptions {
+            time,
+            utc_offset: hearth_sys::time::utc_offset(time),
+            notes: options.notes_template.as_deref().map(|t| notes(t, daemon, vmid, &config)),
+            protected: options.protected,
+            zstd_threads: 0,
+        };
+        log(format!("starting backup of {} {vmid} ({:?} mode) to storage '{storage}'", kind.noun(), mode));
+        let archive = match kind {
+            GuestKind::Vm => backup_vm(daemon, vmid, &config, mode, &dump, &archive_options, &mut restart, log),
+            GuestKind::Ct => backup_ct(daemon, vmid, &config, mode, &dump, &archive_options, &mut restart, log),
+        }
+        .map_err(|e| name_full_storage(storage, e))?;
+        log(format!("archive {} ({} bytes)", archive.path.display(), archive.size));
+        Ok(archive)
+    });
+    if restart {
+        log(format!("starting {} {vmid} again", kind.noun()));
+        let started = match kind {
+            GuestKind::Vm => vms::start_now(daemon, vmid, Duration::from_secs(30), log).map(|()| {
+                Arc::clone(&daemon.qemu).supervise(vmid);
+            }),
+            GuestKind::Ct => {
+                let lock = daemon.ct.op_lock(vmid);
+                let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+                containers::start_now(daemon, vmid, log).map(|_| ())
+            }
+        };
+        if let Err(e) = started {
+            log(format!("cannot start {} {vmid} again: {e}", kind.noun()));
+        }
+    }
+    let archive = result?;
+    let file = archive.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let volid = format!("{storage}:backup/{file}");
+    if let Some(keep) = &options.prune_backups {
+        let pruned = prune(daemon, storage, Some(vmid), Some(guest_type), keep, false).map_err(|e| e.message)?;
+        for entry in pruned.iter().filter(|p| p.mark == "remove") {
+            log(format!("pruned {}", entry.volid));
+        }
+    }
+    Ok(volid)
+}
+
+/// A VM's disks: (key, volume id, path, format, size).
+type VmDisk = (String, String, PathBuf, Format, u64);
+
+fn vm_disks(daemon: &Daemon, config: &GuestConfig) -> Result<Vec<VmDisk>, String> {
+    let mut found = Vec::new();
+    for (key, volid) in snapshots::disks(GuestKind::Vm, &config.current) {
+        let (backend, vol) = daemon.storages.volume(&volid).map_err(|e| format!("{key}: {}", e.message))?;
+        let (format, size) = backend.image_info(&vol).map_err(|e| format!("{key}: {e}"))?;
+        let path = backend.path(&vol).map_err(|e| format!("{key}: {e}"))?;
+        found.push((key, volid, path, format, size));
+    }
+    Ok(found)
+}
+
+/// A raw view of an image for reading: the file itself when raw, else a raw copy in `temp`.
+fn raw_view(disk: &VmDisk, temp: &Path) -> Result<PathBuf, String> {
+    let (key, _, path, format, _) = disk;
+    if *format == Format::Raw {
+        return Ok(path.clone());
+    }
+    let out = temp.join(format!("{key}.raw"));
+    // -U: a suspended QEMU still holds the image's lock; its data is flushed and stable.
+    let status = Command::new("qemu-img")
+        .args(["convert", "-U", "-f", format.as_str(), "-O", "raw"])
+        .arg(path)
+        .arg(&out)
+        .output()
+        .map_err(|e| format!("cannot run qemu-img (install qemu-utils): {e}"))?;
+    if !status.status.success() {
+        return Err(format!("{key}: qemu-img convert: {}", String::from_utf8_lossy(&status.stderr).trim()));
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backup_vm(
+    daemon: &Daemon,
+    vmid: Vmid,
+    config: &GuestConfig,
+    mode: Mode,
+    dump: &Path,
+    options: &ArchiveOptions,
+    restart: &mut bool,
+    log: &dyn Fn(String),
+) -> Result<vzdump::VzdumpArchive, String> {
+    let disks = vm_disks(daemon, config)?;
+    let temp = dump.join(format!(".tmp-vzdump-qemu-{vmid}-{}", std::process::id()));
+    std::fs::create_dir_all(&temp).map_err(|e| format!("{}: {e}", temp.display()))?;
+    let text = config_text(config);
+    let result = (|| {
+        let running = daemon.qemu.pid(vmid).is_some();
+        let write = |sources: Vec<(String, PathBuf)>| {
+            let refs: Vec<(&str, &Path)> = sources.iter().map(|(k, p)| (k.as_str(), p.as_path())).collect();
+            vzdump::write_vma(dump, vmid.get(), &text, &refs, options).map_err(|e| e.to_string())
+        };
+        let offline = |disks: &[VmDisk]| -> Result<Vec<(String, PathBuf)>, String> {
+            disks.iter().map(|d| Ok((d.0.clone(), raw_view(d, &temp)?))).collect()
+        };
+        match (mode, running) {
+            (_, false) => write(offline(&disks)?),
+            (Mode::Stop, true) => {
+                log(format!("shutting down VM {vmid} (waiting up to {STOP_WAIT} s)"));
+                vms::shutdown_now(daemon, vmid, STOP_WAIT, false, log)?;
+                *restart = true;
+                write(offline(&disks)?)
+            }
+            (Mode::Suspend, true) => {
+                let mut qmp = daemon.qemu.qmp(vmid).map_err(|e| e.message)?;
+                let was_running = qmp.query_status().map_err(|e| e.to_string())?.running;
+                if was_running {
+                    qmp.stop().map_err(|e| e.to_string())?;
+                    log(format!("suspended VM {vmid}"));
+                }
+                let result = offline(&disks).and_then(&write);
+                if was_running {
+                    // Reconnect: the archive may have taken longer than the monitor's timeout.
+                    match daemon
+                        .qemu
+                        .qmp(vmid)
+                        .map_err(|e| e.message)
+                        .and_then(|mut q| q.cont().map_err(|e| e.to_string()))
+                    {
+                        Ok(()) => log(format!("resumed VM {vmid}")),
+                        Err(e) => log(format!("cannot resume VM {vmid}: {e}")),
+                    }
+                }
+                result
+            }
+            (Mode::Snapshot, true) => {
+                let sources = copy_before_write(daemon, vmid, &disks, &temp, log)?;
+                write(sources)
+            }
+        }
+    })();
+    let _ = std::fs::remove_dir_all(&temp);
+    result
+}
+
+/// Copies every disk of the running VM as it is now into raw images under `temp`, while the
+/// guest runs on: one QMP transaction starts a `blockdev-backup` (sync=full) job per disk, so
+/// all disks are copied as of the same instant; QEMU copies a block to the target before the
+/// guest overwrites it.
+fn copy_before_write(
+    daemon: &Daemon,
+    vmid: Vmid,
+    disks: &[VmDisk],
+    temp: &Path,
+    log: &dyn Fn(String),
+) -> Result<Vec<(String, PathBuf)>, String> {
+    let mut qmp = daemon.qemu.qmp(vmid).map_err(|e| e.message)?;
+    qmp.set_timeout(Duration::from_secs(3600)).map_err(|e| e.to_string())?;
+    let mut added = Vec::new();
+    let result = (|| {
+        let mut actions = Vec::new();
+        let mut sources = Vec::new();
+        for (key, _, _, _, size) in disks {
+            let target = temp.join(format!("{key}.raw"));
+            let file = std::fs::File::create(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+            file.set_len(*size).map_err(|e| format!("{}: {e}", target.display()))?;
+            let node = format!("vzdump-{key}");
+            qmp.execute(
+                "blockdev-add",
+                Some(json!({"driver": "raw", "node-name": node,
+                    "file": {"driver": "file", "filename": target.display().to_string()}})),
+            )
+            .map_err(|e| format!("{key}: adding the backup target: {e}"))?;
+            added.push(node.clone());
+            actions.push(json!({"type": "blockdev-backup", "data": {
+                "job-id": node, "device": format!("drive-{key}"), "target": node, "sync": "full"}}));
+            sources.push((key.clone(), target));
+        }
+        qmp.take_events();
+        qmp.execute("transaction", Some(json!({ "actions": actions })))
+            .map_err(|e| format!("starting the backup jobs: {e}"))?;
+        log(format!("copy-before-write backup of {} disks started", disks.len()));
+        let mut pending: Vec<String> = added.clone();
+        let deadline = Instant::now() + Duration::from_secs(24 * 3600);
+        while !pending.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = qmp.wait_event("BLOCK_JOB_COMPLETED", left).map_err(|e| e.to_string())?;
+            let device = event.data.get("device").and_then(|d| d.as_str()).unwrap_or_default().to_owned();
+            if let Some(error) = event.data.get("error").and_then(|e| e.as_str()) {
+                return Err(format!("backup job {device}: {error}"));
+            }
+            pending.retain(|p| *p != device);
+        }
+        log("point-in-time copies complete".into());
+        Ok(sources)
+    })();
+    for node in added.iter().rev() {
+        // A job that failed part way is cancelled before its target goes.
+        let _ = qmp.execute("block-job-cancel", Some(json!({"device": node, "force": true})));
+        let _ = qmp.execute("blockdev-del", Some(json!({"node-name": node})));
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backup_ct(
+    daemon: &Daemon,
+    vmid: Vmid,
+    config: &GuestConfig,
+    mode: Mode,
+    dump: &Path,
+    options: &ArchiveOptions,
+    restart: &mut bool,
+    log: &dyn Fn(String),
+) -> Result<vzdump::VzdumpArchive, String> {
+    let text = config_text(config);
+    let rootfs = match config.current.get("rootfs") {
+        Some(value) => GuestKind::Ct
+            .schema()
+            .property("rootfs", value)
+            .and_then(|p| p.get("volume").map(str::to_owned))
+            .ok_or("rootfs: cannot be parsed")?,
+        None => return Err(format!("CT {vmid} has no rootfs")),
+    };
+    if config.current.keys().any(|k| k.starts_with("mp")) {
+        log("mount points (mpN) are not part of the archive; only the root file system is".into());
+    }
+    let running = daemon.ct.running(vmid);
+    let mode = if running && mode == Mode::Snapshot {
+        log(format!(
+            "snapshot mode: no storage snapshot for the root file system ({rootfs}); suspending the container instead"
+        ));
+        Mode::Suspend
+    } else {
+        mode
+    };
+    let offline = |log: &dyn Fn(String)| -> Result<vzdump::VzdumpArchive, String> {
+        let source = containers::volume_source(daemon, vmid, "rootfs", &rootfs).map_err(|e| e.message)?;
+        match &source {
+            hearth_ct::spec::RootFs::Dir { path } => {
+                vzdump::write_lxc(dump, vmid.get(), &text, path, options).map_err(|e| e.to_string())
+            }
+            hearth_ct::spec::RootFs::Image { .. } => {
+                let staging = dump.join(format!(".tmp-vzdump-lxc-{vmid}-mnt"));
+                containers::mount_volume(&source, &staging).map_err(|e| e.message)?;
+                log(format!("mounted {rootfs}"));
+                let result = vzdump::write_lxc(dump, vmid.get(), &text, &staging, options).map_err(|e| e.to_string());
+                let _ = Command::new("umount").arg(&staging).status();
+                let _ = std::fs::remove_dir(&staging);
+                result
+            }
+        }
+    };
+    match (mode, running) {
+        (_, false) => offline(log),
+        (Mode::Stop, true) => {
+            log(format!("shutting down CT {vmid}"));
+            {
+                let lock = daemon.ct.op_lock(vmid);
+                let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+                containers::shutdown_now(daemon, vmid, STOP_WAIT, true, log)?;
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while daemon.ct.running(vmid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            *restart = true;
+            offline(log)
+        }
+        (_, true) => {
+            let monitor = daemon.ct.monitor_pid(vmid).ok_or(format!("CT {vmid} stopped during the backup"))?;
+            let mounted = hearth_ct::monitor::rootfs_mount(&daemon.ct.ct_dir(vmid));
+            let through =
+                PathBuf::from(format!("/proc/{monitor}/root")).join(mounted.strip_prefix("/").unwrap_or(&mounted));
+            let layout = hearth_ct::cgroup::Layout::detect().map_err(|e| format!("reading cgroup mounts: {e}"))?;
+            let cgroups = hearth_ct::cgroup::Cgroups::new(layout, &daemon.ct.cgroup(vmid));
+            cgroups.freeze(true).map_err(|e| format!("freezing CT {vmid}: {e}"))?;
+            log(format!("froze CT {vmid}"));
+            let result = vzdump::write_lxc(dump, vmid.get(), &text, &through, options).map_err(|e| e.to_string());
+            match cgroups.freeze(false) {
+                Ok(()) => log(format!("thawed CT {vmid}")),
+                Err(e) => log(format!("cannot thaw CT {vmid}: {e}")),
+            }
+            result
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listing, protection, pruning
+
+/// Backup archives on the storages the caller may audit (or the one named).
+pub fn list(
+    daemon: &Daemon,
+    caller: &Caller,
+    storage: Option<&str>,
+    vmid: Option<Vmid>,
+) -> Result<Payload, ErrorReply> {
+    let (table, _) = daemon.storages.load()?;
+    let mut entries = Vec::new();
+    for config in table.all() {
+        if storage.is_some_and(|s| s != config.id) || config.disable || !config.has_content(Content::Backup) {
+            continue;
+        }
+        if storage.is_none()
+            && authorize_also(&daemon.access, caller, format!("/storage/{}", config.id), &["Datastore.Audit"]).is_err()
+        {
+            continue;
+        }
+        entries.extend(backups_on(daemon, &config.id, vmid)?);
+    }
+    Ok(Payload::Backups(entries))
+}
+
+fn backups_on(daemon: &Daemon, storage: &str, vmid: Option<Vmid>) -> Result<Vec<BackupEntry>, ErrorReply> {
+    let backend = daemon.storages.backend(storage)?;
+    if backend.activate().is_err() {
+        return Ok(Vec::new());
+    }
+    let dump = hearth_storage::content_path(backend.config(), Content::Backup, "");
+    let volumes = backend.list(Some(Content::Backup), vmid).map_err(to_reply)?;
+    let mut entries = Vec::new();
+    for v in volumes {
+        let VolName::File { file, .. } = &v.volname else { continue };
+        // Side files (.protected, .notes, .log) and partial archives are not backups.
+        if [".protected", ".notes", ".log", ".dat"].iter().any(|ext| file.ends_with(ext)) {
+            continue;
+        }
+        let guest_type = hearth_core::storage::parse_backup_name(file).map(|b| b.guest_type).unwrap_or_default();
+        let notes = std::fs::read_to_string(dump.join(format!("{file}.notes"))).ok();
+        entries.push(BackupEntry {
+            volid: v.volid.to_string(),
+            vmid: v.vmid,
+            guest_type,
+            format: v.format,
+            size: v.size,
+            ctime: v.ctime,
+            protected: dump.join(format!("{file}.protected")).exists(),
+            notes,
+        });
+    }
+    Ok(entries)
+}
+
+/// The archive file of a backup volume id, checked to be a backup.
+fn archive_path(daemon: &Daemon, volid: &str) -> Result<(String, String, PathBuf), ErrorReply> {
+    let (backend, vol) = daemon.storages.volume(volid)?;
+    let VolName::File { content: Content::Backup, file } = &vol else {
+        return Err(err(ErrorKind::Invalid, format!("'{volid}' is not a backup volume (storage:backup/vzdump-…)")));
+    };
+    let path = backend.path(&vol).map_err(to_reply)?;
+    if !path.is_file() {
+        return Err(err(ErrorKind::NotFound, format!("backup '{volid}' does not exist")));
+    }
+    Ok((backend.config().id.clone(), file.clone(), path))
+}
+
+pub fn protect(daemon: &Daemon, volid: &str, protected: bool) -> Result<Payload, ErrorReply> {
+    let (_, _, path) = archive_path(daemon, volid)?;
+    let mut sentinel = path.into_os_string();
+    sentinel.push(".protected");
+    let sentinel = PathBuf::from(sentinel);
+    let result = if protected {
+        std::fs::write(&sentinel, b"")
+    } else {
+        match std::fs::remove_file(&sentinel) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    };
+    result.map_err(|e| err(ErrorKind::Internal, format!("{}: {e}", sentinel.display())))?;
+    Ok(Payload::Empty)
+}
+
+pub fn prune_request(daemon: &Daemon, req: hearth_proto::PruneBackups) -> Result<Payload, ErrorReply> {
+    let keep = if req.keep.is_empty() {
+        let config = daemon.storages.config(&req.storage)?;
+        match config.section.get("prune-backups") {
+            Some(Value::Str(s)) => s.clone(),
+            _ => "keep-all=1".to_owned(),
+        }
+    } else {
+        req.keep.clone()
+    };
+    if let Some(t) = req.guest_type.as_deref().filter(|t| !matches!(*t, "qemu" | "lxc")) {
+        return Err(err(ErrorKind::Invalid, format!("type: '{t}' is not qemu or lxc")));
+    }
+    prune(daemon, &req.storage, req.vmid, req.guest_type.as_deref(), &keep, req.dry_run).map(Payload::Pruned)
+}
+
+/// Marks the backups on `storage` by `keep` (hearth_core::prune) and removes those marked
+/// `remove` unless `dry_run`. Protected backups are never removed.
+pub(crate) fn prune(
+    daemon: &Daemon,
+    storage: &str,
+    vmid: Option<Vmid>,
+    guest_type: Option<&str>,
+    keep: &str,
+    dry_run: bool,
+) -> Result<Vec<hearth_proto::PruneEntry>, ErrorReply> {
+    let keep = hearth_core::prune::KeepOptions::parse(keep).map_err(|e| err(ErrorKind::Invalid, e.to_string()))?;
+    let entries = backups_on(daemon, storage, vmid)?;
+    let mut backups = Vec::new();
+    for e in entries.iter().filter(|e| guest_type.is_none_or(|t| t == e.guest_type)) {
+        let file = e.volid.split_once(":backup/").map(|(_, f)| f).unwrap_or(&e.volid);
+        let guest = format!("{}/{}", e.guest_type, e.vmid.map(|v| v.to_string()).unwrap_or_default());
+        let mut b = hearth_core::prune::Backup::from_file_name(file, &guest, e.ctime, e.protected, |t| {
+            hearth_sys::time::utc_offset(t)
+        });
+        b.id = e.volid.clone();
+        backups.push(b);
+    }
+    let groups = hearth_core::prune::mark(&backups, &keep, hearth_sys::time::utc_offset);
+    let mut out = Vec::new();
+    for group in groups {
+        for b in group.backups {
+            if b.mark == hearth_core::prune::Mark::Remove && !dry_run {
+                let (backend, vol) = daemon.storages.volume(&b.id)?;
+                daemon.storages.locked(storage, || backend.free(&vol)).map_err(to_reply)?;
+                if let Ok(path) = backend.path(&vol) {
+                    let base = path.to_string_lossy().into_owned();
+                    let _ = std::fs::remove_file(format!("{base}.notes"));
+                    if let Some(stem) = base.strip_suffix(".vma.zst").or_else(|| base.strip_suffix(".tar.zst")) {
+                        let _ = std::fs::remove_file(format!("{stem}.log"));
+                    }
+                }
+            }
+            out.push(hearth_proto::PruneEntry {
+                volid: b.id,
+                guest: group.guest.clone(),
+                ctime: b.time,
+                mark: b.mark.as_str().to_owned(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restore
+
+/// `vmctl restore`, `ctctl restore`.
+pub fn restore(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    kind: GuestKind,
+    req: RestoreGuest,
+) -> Result<Payload, ErrorReply> {
+    let (archive_storage, file, path) = archive_path(daemon, &req.archive)?;
+    authorize_also(&daemon.access, caller, format!("/storage/{archive_storage}"), &["Datastore.Audit"])?;
+    let expected = match kind {
+        GuestKind::Vm => "qemu",
+        GuestKind::Ct => "lxc",
+    };
+    let name = hearth_core::storage::parse_backup_name(&file);
+    if name.as_ref().is_some_and(|n| n.guest_type != expected) {
+        return Err(err(ErrorKind::Invalid, format!("'{}' is not a {} backup", req.archive, kind.noun())));
+    }
+    if let Some(storage) = &req.storage {
+        authorize_also(&daemon.access, caller, format!("/storage/{storage}"), &["Datastore.AllocateSpace"])?;
+        daemon.storages.config(storage)?;
+    }
+    let vmid = req.vmid;
+    let existing = daemon.store.locate(vmid);
+    if let Some((_, other)) = existing {
+        if other != kind {
+            return Err(err(ErrorKind::Conflict, format!("{vmid} is a {}, not a {}", other.noun(), kind.noun())));
+        }
+        if !req.force {
+            return Err(err(
+                ErrorKind::Conflict,
+                format!("{} {vmid} already exists; use --force to overwrite it", kind.noun()),
+            ));
+        }
+        if daemon.guest_running(kind, vmid) {
+            return Err(err(ErrorKind::Conflict, format!("{} {vmid} is running; stop it first", kind.noun())));
+        }
+        if let Some(lock) = daemon.store.load(kind, vmid)?.config.lock {
+            return Err(err(ErrorKind::Locked, format!("{} {vmid} is locked ({lock})", kind.noun())));
+        }
+    }
+    let worker = Arc::clone(daemon);
+    let task = match kind {
+        GuestKind::Vm => "qmrestore",
+        GuestKind::Ct => "vzrestore",
+    };
+    let upid = daemon.tasks.spawn(task, &vmid.to_string(), &caller.userid, move |ctx| {
+        let log = |line: String| ctx.log(line);
+        restore_task(&worker, kind, &req, &path, existing.is_some(), &log, &|d, t| ctx.progress(d, t))
+    })?;
+    Ok(Payload::Task(upid))
+}
+
+fn restore_task(
+    daemon: &Daemon,
+    kind: GuestKind,
+    req: &RestoreGuest,
+    archive: &Path,
+    overwrite: bool,
+    log: &dyn Fn(String),
+    progress: &dyn Fn(u64, u64),
+) -> Result<(), String> {
+    let vmid = req.vmid;
+    // The guest is locked `create` while it is rebuilt: nothing starts or changes it meanwhile.
+    if overwrite {
+        daemon
+            .store
+            .update(kind, vmid, None, |c| match c.lock {
+                Some(l) => Err(err(ErrorKind::Locked, format!("{} {vmid} is locked ({l})", kind.noun()))),
+                None => {
+                    c.lock = Some(Lock::Create);
+                    Ok(())
+                }
+            })
+            .map_err(|e| e.message)?;
+    } else {
+        let mut placeholder = GuestConfig::new(kind);
+        placeholder.lock = Some(Lock::Create);
+        daemon.store.create(kind, vmid, &placeholder).map_err(|e| e.to_string())?;
+    }
+    let mut allocated: Vec<String> = Vec::new();
+    let result = (|| {
+        log(format!("restoring {} to {} {vmid}", archive.display(), kind.noun()));
+        let config = match kind {
+            GuestKind::Vm => restore_vm(daemon, req, archive, &mut allocated, log, progress)?,
+            GuestKind::Ct => restore_ct(daemon, req, archive, &mut allocated, log)?,
+        };
+        let old = daemon
+            .store
+            .update(kind, vmid, None, |c| {
+                let old = c.clone();
+                *c = config;
+                c.lock = None;
+                Ok(old)
+            })
+            .map_err(|e| e.message)?
+            .0;
+        if overwrite {
+            for (_, _, volid) in old.volume_refs() {
+                if !allocated.contains(&volid) && owned_by(daemon, &volid, vmid) {
+                    match crate::storage::free_volume(daemon, &volid) {
+                        Ok(()) => log(format!("freed {volid} of the overwritten {}", kind.noun())),
+                        Err(e) => log(format!("cannot free {volid}: {}", e.message)),
+                    }
+                }
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for volid in &allocated {
+            let _ = crate::storage::free_volume(daemon, volid);
+        }
+        if overwrite {
+            let _ = daemon.store.update(kind, vmid, None, |c| {
+                c.lock = None;
+                Ok(())
+            });
+        } else {
+            let _ = daemon.store.remove(kind, vmid, |_| Ok(()));
+        }
+    }
+    result
+}
+
+fn owned_by(daemon: &Daemon, volid: &str, vmid: Vmid) -> bool {
+    daemon
+        .storages
+        .volume(volid)
+        .is_ok_and(|(_, vol)| matches!(vol, VolName::Image { image, .. } if image.vmid == vmid))
+}
+
+/// The storage a restored volume goes to: `--storage`, else the one it came from when this
+/// node has it.
+fn restore_storage(daemon: &Daemon, req: &RestoreGuest, key: &str, volid: &str) -> Result<String, String> {
+    if let Some(s) = &req.storage {
+        return Ok(s.clone());
+    }
+    let original = volid.split_once(':').map(|(s, _)| s).unwrap_or_default();
+    daemon
+        .storages
+        .config(original)
+        .map(|c| c.id)
+        .map_err(|_| format!("{key}: storage '{original}' of the backup does not exist here; name one with --storage"))
+}
+
+/// Where a disk of the archive goes: (key, file extracted to, and for non-raw images the image
+/// the extracted raw file is converted into).
+type RestoreTarget = (String, PathBuf, Option<(PathBuf, Format)>);
+
+fn restore_vm(
+    daemon: &Daemon,
+    req: &RestoreGuest,
+    archive: &Path,
+    allocated: &mut Vec<String>,
+    log: &dyn Fn(String),
+    progress: &dyn Fn(u64, u64),
+) -> Result<GuestConfig, String> {
+    let vmid = req.vmid;
+    let header = vzdump::read_vma_header(archive).map_err(|e| e.to_string())?;
+    let mut config = GuestConfig::parse(GuestKind::Vm, &header.config).map_err(|e| format!("configuration: {e}"))?;
+    let total: u64 = header.disks.iter().map(|d| d.size).sum();
+    let mut targets: Vec<RestoreTarget> = Vec::new();
+    let temp_dir = std::env::temp_dir();
+    for (key, volid) in snapshots::disks(GuestKind::Vm, &config.current) {
+        let disk = header.disks.iter().find(|d| d.name == key).ok_or(format!("{key}: not in the archive"))?;
+        let storage = restore_storage(daemon, req, &key, &volid)?;
+        // The disk keeps its format where the target storage has formats (dir).
+        let format = ["raw", "qcow2", "vmdk"]
+            .into_iter()
+            .find(|f| volid.ends_with(&format!(".{f}")))
+            .map(str::to_owned)
+            .or_else(|| Some("raw".to_owned()));
+        let backend = daemon.storages.backend(&storage).map_err(|e| e.message)?;
+        let format = format.filter(|_| backend.config().storage_type == StorageType::Dir);
+        let allocation =
+            crate::storage::Allocation { key: key.clone(), storage: storage.clone(), size: disk.size, format };
+        let new = crate::storage::allocate_for_guest(daemon, GuestKind::Vm, vmid, &allocation, (0, 0))
+            .map_err(|e| e.message)?;
+        allocated.push(new.clone());
+        let (backend, vol) = daemon.storages.volume(&new).map_err(|e| e.message)?;
+        let (fmt, _) = backend.image_info(&vol).map_err(|e| e.to_string())?;
+        let path = backend.path(&vol).map_err(|e| e.to_string())?;
+        log(format!("{key}: {} bytes to {new}", disk.size));
+        let value = config.current.get(&key).cloned().ok_or(format!("{key}: missing"))?;
+        let replaced = snapshots::with_volume(GuestKind::Vm, &key, &value, &new, None)?;
+        config.current.insert(key.clone(), replaced);
+        if fmt == Format::Raw {
+            targets.push((key, path, None));
+        } else {
+            let raw = temp_dir.join(format!("hearth-restore-{vmid}-{key}-{}.raw", std::process::id()));
+            targets.push((key, raw, Some((path, fmt))));
+        }
+    }
+    for (key, value) in config.current.clone().iter() {
+        if key.starts_with("unused") {
+            log(format!("{key}: not in the archive; dropped ({value:?})"));
+            config.current.remove(key);
+        }
+    }
+    progress(0, total);
+    let extracted = vzdump::extract_vma(archive, |name| {
+        targets.iter().find(|t| t.0 == name).map(|t| t.1.clone()).unwrap_or_else(|| temp_dir.join("hearth-unused"))
+    })
+    .map_err(|e| e.to_string());
+    let mut result = extracted.map(|_| ());
+    for (key, raw, convert) in &targets {
+        if let (Ok(()), Some((path, fmt))) = (&result, convert) {
+            let out = Command::new("qemu-img")
+                .args(["convert", "-n", "-f", "raw", "-O", fmt.as_str()])
+                .arg(raw)
+                .arg(path)
+                .output()
+                .map_err(|e| format!("cannot run qemu-img (install qemu-utils): {e}"));
+            result = match out {
+                Ok(o) if o.status.success() => Ok(()),
+                Ok(o) => Err(format!("{key}: qemu-img convert: {}", String::from_utf8_lossy(&o.stderr).trim())),
+                Err(e) => Err(e),
+            };
+        }
+        if convert.is_some() {
+            let _ = std::fs::remove_file(raw);
+        }
+    }
+    result?;
+    progress(total, total);
+    log(format!("restored {} disks, {total} bytes", targets.len()));
+    Ok(config)
+}
+
+fn restore_ct(
+    daemon: &Daemon,
+    req: &RestoreGuest,
+    archive: &Path,
+    allocated: &mut Vec<String>,
+    log: &dyn Fn(String),
+) -> Result<GuestConfig, String> {
+    let vmid = req.vmid;
+    // The configuration is the archive's first member; read it before allocating anything.
+    let text = vzdump_config_of_lxc(archive)?;
+    let mut config = GuestConfig::parse(GuestKind::Ct, &text).map_err(|e| format!("configuration: {e}"))?;
+    let unprivileged = |c: &GuestConfig| !matches!(c.current.get("unprivileged"), Some(Value::Bool(false)));
+    let was_unprivileged = unprivileged(&config);
+    if let Some(u) = req.unprivileged {
+        config.current.insert("unprivileged".into(), Value::Bool(u));
+    }
+    let now_unprivileged = unprivileged(&config);
+    let value = config.current.get("rootfs").cloned().ok_or("rootfs: not in the archive's configuration")?;
+    let props = GuestKind::Ct.schema().property("rootfs", &value).ok_or("rootfs: cannot be parsed")?;
+    let volid = props.get("volume").unwrap_or_default().to_owned();
+    let size = props.get("size").and_then(|s| hearth_core::size::parse_size(s, 1).ok()).unwrap_or(0);
+    let storage = restore_storage(daemon, req, "rootfs", &volid)?;
+    let owner = if now_unprivileged { (100_000, 100_000) } else { (0, 0) };
+    let allocation = crate::storage::Allocation { key: "rootfs".into(), storage, size, format: None };
+    let new =
+        crate::storage::allocate_for_guest(daemon, GuestKind::Ct, vmid, &allocation, owner).map_err(|e| e.message)?;
+    allocated.push(new.clone());
+    log(format!("rootfs: {new}"));
+    let replaced = snapshots::with_volume(GuestKind::Ct, "rootfs", &value, &new, None)?;
+    config.current.insert("rootfs".into(), replaced);
+    for key in
+        config.current.keys().filter(|k| k.starts_with("mp") || k.starts_with("unused")).cloned().collect::<Vec<_>>()
+    {
+        log(format!("{key}: not in the archive; dropped"));
+        config.current.remove(&key);
+    }
+    let source = containers::volume_source(daemon, vmid, "rootfs", &new).map_err(|e| e.message)?;
+    let (target, mounted) = match &source {
+        hearth_ct::spec::RootFs::Dir { path } => (path.clone(), None),
+        hearth_ct::spec::RootFs::Image { .. } => {
+            let staging = daemon.ct.run_dir.join(format!("{vmid}.restore"));
+            containers::mount_volume(&source, &staging).map_err(|e| e.message)?;
+            (staging.clone(), Some(staging))
+        }
+    };
+    let result = vzdump::extract_lxc(archive, &target).map_err(|e| e.to_string()).and_then(|_| {
+        if was_unprivileged != now_unprivileged {
+            let delta: i64 = if now_unprivileged { 100_000 } else { -100_000 };
+            log(format!(
+                "shifting owners by {delta} for the {} container",
+                if now_unprivileged { "unprivileged" } else { "privileged" }
+            ));
+            shift_owners(&target, delta)
+        } else {
+            Ok(())
+        }
+    });
+    if let Some(staging) = mounted {
+        let _ = Command::new("umount").arg(&staging).status();
+        let _ = std::fs::remove_dir(&staging);
+    }
+    result?;
+    log("restored the root file system".into());
+    Ok(config)
+}
+
+/// The configuration inside a container archive.
+fn vzdump_config_of_lxc(archive: &Path) -> Result<String, String> {
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg("zstd -dc -- \"$1\" | tar -xOf - ./etc/vzdump/pct.conf")
+        .arg("sh")
+        .arg(archive)
+        .output()
+        .map_err(|e| format!("cannot run zstd and tar: {e}"))?;
+    if output.stdout.is_empty() {
+        return Err(format!(
+            "{}: no ./etc/vzdump/pct.conf in the archive: {}",
+            archive.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    String::from_utf8(output.stdout).map_err(|_| "the archive's configuration is not UTF-8".into())
+}
+
+/// Moves every file's owner and group by `delta` (privileged ↔ unprivileged), never following
+/// symbolic links.
+fn shift_owners(root: &Path, delta: i64) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let shift = |id: u32| -> u32 { (i64::from(id) + delta).clamp(0, i64::from(u32::MAX)) as u32 };
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::os::unix::fs::lchown(&path, Some(shift(meta.uid())), Some(shift(meta.gid())))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        // chown clears set-user-ID and set-group-ID bits; put the mode back.
+        if !meta.file_type().is_symlink() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).map_err(|e| format!("{}: {e}", path.display()))? {
+                stack.push(entry.map_err(|e| e.to_string())?.path());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! `storectl backup run|list|prune|protect|job`: vzdump for many guests, the backups on the
+//! storages, retention (pvesm prune-backups), protection and scheduled jobs.
+
+use anyhow::{Context, bail};
+use clap::builder::BoolishValueParser;
+use clap::{Arg, ArgMatches, Command};
+use hearth_client::backups;
+use hearth_client::cli::{self, Align, OutputFormat, Table};
+use hearth_core::Vmid;
+use hearth_proto::{BackupRun, Payload, PruneBackups, Request, StorageRequest, TaskState};
+
+pub fn command() -> Command {
+    Command::new("backup")
+        .about("Back up guests, list, prune and protect backups, and schedule backup jobs")
+        .subcommand_required(true)
+        .subcommands([
+            run_command(),
+            Command::new("list")
+                .about("List backup archives")
+                .long_about(
+                    "List the backup archives on one storage, or on every storage holding backup \
+                     content that the caller may audit: volume id, guest, size, time, protection, notes.",
+                )
+                .arg(Arg::new("storage").long("storage").value_name("STORAGE").help("Only this storage"))
+                .arg(vmid_option("Only backups of this guest")),
+            Command::new("prune")
+                .about("Remove backups by retention rules, as pvesm prune-backups")
+                .long_about(
+                    "Mark each backup keep, remove, protected or renamed by the --keep-* rules (or the \
+                     storage's prune-backups without them), exactly as Proxmox computes it, and remove \
+                     those marked remove unless --dry-run. Protected backups are never removed. Prints \
+                     the columns Backup, Backup-ID, Prune-Mark.",
+                )
+                .arg(super::storage_arg())
+                .arg(vmid_option("Only backups of this guest"))
+                .arg(Arg::new("type").long("type").value_name("TYPE").value_parser(["qemu", "lxc"]).help("Guest type"))
+                .args(
+                    ["keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly"].map(|k| {
+                        Arg::new(k).long(k).value_name("N").value_parser(clap::value_parser!(u64)).help("Keep N")
+                    }),
+                )
+                .arg(flag("keep-all", "Keep every backup"))
+                .arg(flag("dry-run", "Only show what would be removed")),
+            Command::new("protect")
+                .about("Protect a backup from pruning and removal")
+                .arg(super::volid_arg("The backup volume"))
+                .arg(Arg::new("off").long("off").action(clap::ArgAction::SetTrue).help("Lift the protection")),
+            super::backup_job::command(),
+        ])
+}
+
+fn flag(name: &'static str, help: &'static str) -> Arg {
+    Arg::new(name)
+        .long(name)
+        .value_name("0|1")
+        .num_args(0..=1)
+        .default_missing_value("1")
+        .value_parser(BoolishValueParser::new())
+        .help(help)
+}
+
+fn vmid_option(help: &'static str) -> Arg {
+    Arg::new("vmid").long("vmid").value_name("VMID").value_parser(|s: &str| s.parse::<Vmid>()).help(help)
+}
+
+fn id_list(text: &str) -> Result<Vec<Vmid>, String> {
+    text.split(',').filter(|s| !s.is_empty()).map(|s| s.trim().parse::<Vmid>().map_err(|e| e.to_string())).collect()
+}
+
+/// `--vmid 100,101 | --all [--exclude]` and the vzdump options.
+pub fn selection_args() -> Vec<Arg> {
+    let mut args = vec![
+        Arg::new("vmid").long("vmid").value_name("VMIDS").value_parser(id_list).help("Guests: 100,101"),
+        Arg::new("all").long("all").action(clap::ArgAction::SetTrue).help("Every guest of the node"),
+        Arg::new("exclude")
+            .long("exclude")
+            .value_name("VMIDS")
+            .value_parser(id_list)
+            .help("Leave these out (implies --all)"),
+    ];
+    args.extend(backups::option_args());
+    args
+}
+
+pub fn selection(matches: &ArgMatches) -> BackupRun {
+    BackupRun {
+        vmids: matches.try_get_one::<Vec<Vmid>>("vmid").ok().flatten().cloned().unwrap_or_default(),
+        all: matches.get_flag("all"),
+        exclude: matches.try_get_one::<Vec<Vmid>>("exclude").ok().flatten().cloned().unwrap_or_default(),
+        options: backups::options(matches),
+    }
+}
+
+fn run_command() -> Command {
+    Command::new("run")
+        .about("Back up several guests, as vzdump")
+        .long_about(
+            "Back up the guests named by --vmid (or --all but --exclude) one after the other in one \
+             task (vzdump), each as vmctl backup or ctctl backup would. The log has one summary line \
+             per guest ('<vmid>: ok <volid>', '<vmid>: skipped: <reason>', '<vmid>: failed: <reason>'); \
+             a guest locked by another operation is skipped and the others go on. Without a terminal \
+             there is no progress bar, so the output suits cron mail. Exit status 1 when any guest \
+             failed or was skipped.",
+        )
+        .args(selection_args())
+}
+
+pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
+    let Some((name, sub)) = matches.subcommand() else { bail!("no backup command given") };
+    match name {
+        "run" => {
+            let req = selection(sub);
+            if req.vmids.is_empty() && !req.all && req.exclude.is_empty() {
+                bail!("name the guests with --vmid 100,101 or use --all");
+            }
+            let mut client = cli::connect(crate::BIN)?;
+            cli::run_task(&mut client, &Request::Storage(StorageRequest::BackupRun(req)), format)?;
+            Ok(())
+        }
+        "list" => list(sub, format),
+        "prune" => prune(sub, format),
+        "protect" => {
+            let volid = super::string(sub, "volid");
+            let request = Request::Storage(StorageRequest::BackupProtect {
+                volid: volid.clone(),
+                protected: !sub.get_flag("off"),
+            });
+            cli::connect(crate::BIN)?.call(&request).with_context(|| format!("protecting {volid}"))?;
+            Ok(())
+        }
+        "job" => super::backup_job::run(sub, format),
+        other => bail!("unknown backup command '{other}'"),
+    }
+}
+
+fn list(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
+    let request = Request::Storage(StorageRequest::BackupList {
+        storage: matches.get_one::<String>("storage").cloned(),
+        vmid: cli::get_vmid(matches, "vmid"),
+    });
+    let entries = match cli::connect(crate::BIN)?.call(&request)? {
+        Payload::Backups(b) => b,
+        other => return Err(cli::unexpected(&other)),
+    };
+    if format.is_json() {
+        return cli::print_json(&entries, format);
+    }
+    let mut table = Table::new(&[
+        ("Volid", Align::Left),
+        ("VMID", Align::Right),
+        ("Size", Align::Right),
+        ("Time", Align::Left),
+        ("Protected", Align::Left),
+        ("Notes", Align::Left),
+    ]);
+    for e in &entries {
+        table.row(vec![
+            e.volid.clone(),
+            e.vmid.map(|v| v.to_string()).unwrap_or_default(),
+            e.size.to_string(),
+            cli::format_utc(e.ctime),
+            if e.protected { "1".into() } else { String::new() },
+            e.notes.as_deref().unwrap_or_default().lines().next().unwrap_or_default().to_owned(),
+        ]);
+    }
+    table.print()
+}
+
+fn prune(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
+    let mut keep = Vec::new();
+    if matches.try_get_one::<bool>("keep-all").ok().flatten().copied().unwrap_or(false) {
+        keep.push("keep-all=1".to_owned());
+    }
+    for k in ["keep-last", "keep-hourly", "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly"] {
+        if let Some(n) = matches.get_one::<u64>(k) {
+            keep.push(format!("{k}={n}"));
+        }
+    }
+    let request = Request::Storage(StorageRequest::BackupPrune(PruneBackups {
+        storage: super::string(matches, "storage"),
+        vmid: cli::get_vmid(matches, "vmid"),
+        guest_type: matches.get_one::<String>("type").cloned(),
+        keep: keep.join(","),
+        dry_run: matches.try_get_one::<bool>("dry-run").ok().flatten().copied().unwrap_or(false),
+    }));
+    let entries = match cli::connect(crate::BIN)?.call(&request)? {
+        Payload::Pruned(p) => p,
+        other => return Err(cli::unexpected(&other)),
+    };
+    if format.is_json() {
+        return cli::print_json(&entries, format);
+    }
+    let mut table = Table::new(&[("Backup", Align::Left), ("Backup-ID", Align::Left), ("Prune-Mark", Align::Left)]);
+    for e in &entries {
+        table.row(vec![e.volid.clone(), e.guest.clone(), e.mark.clone()]);
+    }
+    table.print()
+}
+
+/// Whether a finished task failed (for run-due's exit status).
+pub fn failed(state: &TaskState) -> bool {
+    matches!(state, TaskState::Error { .. } | TaskState::Unknown)
+}
