@@ -355,33 +355,6 @@ impl Cgroups {
     }
 }
 
-impl Cgroups {
-    /// Freezes (or thaws) every task of the container: v1 `freezer.state`, v2 `cgroup.freeze`.
-    /// Waits until the kernel reports the state reached, up to two seconds.
-    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
-        let (file, value, reached) = if self.layout.is_pure_v2() {
-            ("cgroup.freeze", if frozen { "1" } else { "0" }, None)
-        } else {
-            ("freezer.state", if frozen { "FROZEN" } else { "THAWED" }, Some(if frozen { "FROZEN" } else { "THAWED" }))
-        };
-        let Some(h) = self.layout.controller(if self.layout.is_pure_v2() { "cpu" } else { "freezer" }) else {
-            return Err(CgroupError::Limit("no freezer cgroup on this host".into()));
-        };
-        let path = h.mount.join(&self.name).join(file);
-        write(&path, value)?;
-        if let Some(reached) = reached {
-            for _ in 0..200 {
-                if fs::read_to_string(&path).map_err(io_at(&path))?.trim() == reached {
-                    return Ok(());
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            return Err(CgroupError::Limit(format!("{}: the container did not reach {reached}", path.display())));
-        }
-        Ok(())
-    }
-}
-
 fn read_u64(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
