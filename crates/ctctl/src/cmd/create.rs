@@ -1,15 +1,12 @@
 //! `ctctl create`: a new container from a template and `--<key> <value>` options, as
 //! `pct create`.
 
-use std::io::{self, BufRead, IsTerminal, Write};
-
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::builder::BoolishValueParser;
 use clap::{Arg, ArgMatches, Command};
 use hearth_client::cli::{self, OutputFormat};
 use hearth_core::GuestKind;
 use hearth_proto::{CreateGuest, CtCreate, CtRequest, Request, Secret};
-use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
 
 /// The `--password` value that means "ask for it".
 const ASK: &str = "-";
@@ -78,7 +75,7 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
         None => None,
     };
     let password = match matches.get_one::<String>("password").map(String::as_str) {
-        Some(ASK) => Some(read_new_password()?),
+        Some(ASK) => Some(hearth_client::password::read_new_password()?),
         Some(given) => Some(Secret::new(given)),
         None => None,
     };
@@ -88,71 +85,4 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let request = Request::Ct(CtRequest::Create(CreateGuest { vmid, options, ct: Some(ct) }));
     cli::run_task(&mut client, &request, format).with_context(|| format!("creating CT {vmid}"))?;
     Ok(())
-}
-
-/// The new password: asked twice without echo on a terminal, else the first line of stdin.
-fn read_new_password() -> anyhow::Result<Secret> {
-    let stdin = io::stdin();
-    if !stdin.is_terminal() {
-        let mut line = String::new();
-        stdin.lock().read_line(&mut line).context("cannot read the password from standard input")?;
-        let password = first_line(&line);
-        if password.is_empty() {
-            bail!("no password on standard input");
-        }
-        return Ok(Secret::new(password));
-    }
-    let first = prompt("Enter new password: ")?;
-    let second = prompt("Retype new password: ")?;
-    if first != second {
-        bail!("the passwords do not match");
-    }
-    if first.is_empty() {
-        bail!("the password is empty");
-    }
-    Ok(Secret::new(first))
-}
-
-/// A line read with `read_line`, without its line ending.
-fn first_line(line: &str) -> &str {
-    let line = line.strip_suffix('\n').unwrap_or(line);
-    line.strip_suffix('\r').unwrap_or(line)
-}
-
-/// Restores the terminal's echo when dropped, also on errors.
-struct EchoOff(Termios);
-
-impl Drop for EchoOff {
-    fn drop(&mut self) {
-        let _ = termios::tcsetattr(io::stdin(), SetArg::TCSANOW, &self.0);
-    }
-}
-
-fn prompt(text: &str) -> anyhow::Result<String> {
-    eprint!("{text}");
-    io::stderr().flush()?;
-    let saved = termios::tcgetattr(io::stdin()).context("cannot read the terminal's settings")?;
-    let mut quiet = saved.clone();
-    quiet.local_flags.remove(LocalFlags::ECHO);
-    termios::tcsetattr(io::stdin(), SetArg::TCSANOW, &quiet).context("cannot turn off echo")?;
-    let guard = EchoOff(saved);
-    let mut line = String::new();
-    let read = io::stdin().lock().read_line(&mut line);
-    drop(guard);
-    eprintln!();
-    read.context("cannot read the password")?;
-    Ok(first_line(&line).to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_endings_are_not_part_of_the_password() {
-        assert_eq!(first_line("secret\n"), "secret");
-        assert_eq!(first_line("secret\r\n"), "secret");
-        assert_eq!(first_line("secret"), "secret");
-        assert_eq!(first_line(" two words \n"), " two words ");
-    }
 }
