@@ -15,7 +15,7 @@ use crate::{Profile, build_binaries, display_command};
 const NODE: &str = "demo";
 
 pub fn run(root: &Path) -> anyhow::Result<()> {
-    // The demo boots a guest: Debian's kernel with the test initramfs.
+    // The demo boots a guest (Debian's kernel with the test initramfs) and a busybox container.
     crate::fixtures::run()?;
     let binaries = build_binaries(root, Profile::Debug)?;
     let node = Node::start(&binaries["hearthd"], NODE)?;
@@ -46,7 +46,8 @@ impl Session<'_> {
         let nextid = self.show("vmctl", &["nextid"])?;
         let web: u32 =
             nextid.trim().parse().with_context(|| format!("`vmctl nextid` printed {:?}, not a VMID", nextid.trim()))?;
-        let (web, db, proxy) = (web.to_string(), (web + 1).to_string(), (web + 2).to_string());
+        let (web, db, proxy, busybox) =
+            (web.to_string(), (web + 1).to_string(), (web + 2).to_string(), (web + 3).to_string());
 
         self.show(
             "vmctl",
@@ -68,12 +69,19 @@ impl Session<'_> {
             ],
         )?;
         self.show("vmctl", &["create", &db, "--name", "db01", "--memory", "4096"])?;
+        // Containers are made from a template on a storage: the busybox fixture.
+        let template = hearth_test::fixtures::busybox_template();
+        let file = template.to_str().context("the fixtures path is UTF-8")?;
+        self.show("storectl", &["upload", "local", file, "--content", "vztmpl"])?;
+        let volid = format!("local:vztmpl/{}", hearth_test::fixtures::BUSYBOX_TEMPLATE);
         self.show(
             "ctctl",
             &[
                 "create",
                 &proxy,
-                "local:vztmpl/alpine-3.20-default_20240908_amd64.tar.xz",
+                &volid,
+                "--rootfs",
+                "local:0",
                 "--hostname",
                 "proxy",
                 "--memory",
@@ -92,7 +100,29 @@ impl Session<'_> {
         self.show("clusterctl", &["task", "log", &upid])?;
         self.show("vmctl", &["destroy", &db])?;
         self.show("vmctl", &["list"])?;
+        self.run_a_container(&busybox, &volid)?;
         self.boot_a_guest(&db)
+    }
+
+    /// Creates a container from the template `volid` (no network), starts it, runs commands in
+    /// it, stops and destroys it. A container left running would outlive hearthd, so a failure
+    /// after the start stops it before reporting.
+    fn run_a_container(&self, ctid: &str, volid: &str) -> anyhow::Result<()> {
+        self.show("ctctl", &["create", ctid, volid, "--rootfs", "local:0", "--hostname", "box", "--memory", "64"])?;
+        self.show("ctctl", &["start", ctid])?;
+        let running = (|| {
+            self.show("ctctl", &["status", ctid])?;
+            self.show("ctctl", &["exec", ctid, "--", "uname", "-a"])?;
+            self.show("ctctl", &["exec", ctid, "--", "sh", "-c", "hostname; id; ls /"])?;
+            self.show("ctctl", &["stop", ctid])
+        })();
+        if let Err(e) = running {
+            let _ = self.quiet("ctctl", &["stop", ctid]);
+            return Err(e);
+        }
+        self.show("ctctl", &["destroy", ctid])?;
+        self.show("ctctl", &["list"])?;
+        Ok(())
     }
 
     /// Creates a VM with a disk on `local`, boots Debian's kernel in it under TCG, talks to it

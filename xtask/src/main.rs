@@ -6,6 +6,7 @@
 
 mod bench;
 mod bench_backup;
+mod bench_ct;
 mod bench_storage;
 mod bench_vm;
 mod demo;
@@ -60,6 +61,10 @@ pub const BINARIES: &[Binary] = &[
     Binary { name: "userctl", package: "userctl", dir: BinDir::Bin, man_section: "1", command: userctl::command },
     Binary { name: "hearthd", package: "hearthd", dir: BinDir::Sbin, man_section: "8", command: hearthd::command },
 ];
+
+/// Packages whose binaries are not commands but helpers hearthd runs: `hearth-ctmon`, the
+/// per-container monitor, which hearthd looks for next to its own executable.
+pub const HELPER_PACKAGES: &[(&str, &str)] = &[("hearth-ct", "hearth-ctmon")];
 
 fn cli() -> clap::Command {
     clap::Command::new("xtask")
@@ -127,6 +132,19 @@ fn cli() -> clap::Command {
                     "Linked clones on dir and btrfs, full-clone throughput against cp, storectl list over 5000 volumes",
                 ))
                 .subcommand(
+                    clap::Command::new("ct")
+                        .about(
+                            "Container start (busybox, privileged and unprivileged), monitor memory and Debian boot against LXC",
+                        )
+                        .arg(
+                            Arg::new("runs")
+                                .long("runs")
+                                .value_parser(clap::value_parser!(usize))
+                                .default_value("20")
+                                .help("Starts per variant and tool, alternating; medians and p10/p90 are reported"),
+                        ),
+                )
+                .subcommand(
                     clap::Command::new("backup")
                         .about("Chunk store ingest, incremental and restore throughput against restic and borg")
                         .arg(
@@ -156,6 +174,7 @@ fn main() -> ExitCode {
             Some(("cli", _)) => bench::run_cli(&root),
             Some(("storage", _)) => bench_storage::run(&root),
             Some(("vm", _)) => bench_vm::run(&root),
+            Some(("ct", m)) => bench_ct::run(&root, *m.get_one::<usize>("runs").expect("runs has a default")),
             Some(("backup", m)) => {
                 bench_backup::run_bench(&root, *m.get_one::<usize>("runs").expect("runs has a default"))
             }
@@ -202,7 +221,7 @@ pub fn build_binaries(root: &Path, profile: Profile) -> anyhow::Result<BTreeMap<
     if profile == Profile::Release {
         cmd.arg("--release");
     }
-    for package in BINARIES.iter().map(|b| b.package) {
+    for package in BINARIES.iter().map(|b| b.package).chain(HELPER_PACKAGES.iter().map(|(p, _)| *p)) {
         cmd.args(["--package", package]);
     }
     let what = format!("cargo build --bins{}", if profile == Profile::Release { " --release" } else { "" });
@@ -227,9 +246,9 @@ pub fn build_binaries(root: &Path, profile: Profile) -> anyhow::Result<BTreeMap<
     if !status.success() {
         bail!("{what} failed ({status})");
     }
-    for binary in BINARIES {
-        if !executables.contains_key(binary.name) {
-            bail!("{what} did not report an executable named {}", binary.name);
+    for name in BINARIES.iter().map(|b| b.name).chain(HELPER_PACKAGES.iter().map(|(_, n)| *n)) {
+        if !executables.contains_key(name) {
+            bail!("{what} did not report an executable named {name}");
         }
     }
     Ok(executables)
