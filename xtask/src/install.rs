@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::{BINARIES, BinDir, Profile, build_binaries, r#gen};
+use crate::{BINARIES, BinDir, HELPER_PACKAGES, Profile, build_binaries, r#gen};
 
 /// The unit template; `@SBINDIR@` becomes PREFIX/sbin.
 const UNIT_TEMPLATE: &str = "crates/hearthd/hearthd.service";
@@ -31,6 +31,14 @@ pub fn run(root: &Path, prefix: &Path, destdir: Option<&Path>) -> anyhow::Result
         let contents = fs::read(&executables[binary.name])
             .with_context(|| format!("cannot read {}", executables[binary.name].display()))?;
         install_file(&stage(&dir.join(binary.name)), &contents, 0o755)?;
+    }
+
+    // Helpers hearthd runs itself (hearth-ctmon): not commands, so under PREFIX/lib/hearth,
+    // where hearthd looks for them (../lib/hearth from its own sbin).
+    for (_, name) in HELPER_PACKAGES {
+        let contents =
+            fs::read(&executables[*name]).with_context(|| format!("cannot read {}", executables[*name].display()))?;
+        install_file(&stage(&layout.helpers.join(name)), &contents, 0o755)?;
     }
 
     for (path, contents) in r#gen::generate()? {
@@ -64,6 +72,7 @@ pub fn run(root: &Path, prefix: &Path, destdir: Option<&Path>) -> anyhow::Result
 struct Layout {
     bin: PathBuf,
     sbin: PathBuf,
+    helpers: PathBuf,
     man: PathBuf,
     bash_completions: PathBuf,
     zsh_completions: PathBuf,
@@ -75,6 +84,7 @@ impl Layout {
         Layout {
             bin: prefix.join("bin"),
             sbin: prefix.join("sbin"),
+            helpers: prefix.join("lib/hearth"),
             man: prefix.join("share/man"),
             bash_completions: prefix.join("share/bash-completion/completions"),
             zsh_completions: prefix.join("share/zsh/vendor-completions"),

@@ -53,20 +53,22 @@ pub struct CtRuntime {
     ops: Mutex<HashMap<Vmid, Arc<Mutex<()>>>>,
 }
 
-/// Where hearth-ctmon is: `$HEARTH_CTMON`, else next to hearthd (or one level up, for test
-/// binaries under `target/<profile>/deps`).
+/// Where hearth-ctmon is: `$HEARTH_CTMON`, else where `cargo xtask install` puts it
+/// (`PREFIX/lib/hearth`, next to hearthd's `PREFIX/sbin`), else next to hearthd (or one level
+/// up, for test binaries under `target/<profile>/deps`).
 fn find_ctmon() -> PathBuf {
     if let Some(path) = std::env::var_os("HEARTH_CTMON") {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().unwrap_or_default();
     let dir = exe.parent().map(Path::to_owned).unwrap_or_default();
-    for candidate in [dir.join("hearth-ctmon"), dir.parent().map(|p| p.join("hearth-ctmon")).unwrap_or_default()] {
+    let up = dir.parent().map(Path::to_owned).unwrap_or_default();
+    for candidate in [up.join("lib/hearth/hearth-ctmon"), dir.join("hearth-ctmon"), up.join("hearth-ctmon")] {
         if candidate.exists() {
             return candidate;
         }
     }
-    PathBuf::from("/usr/libexec/hearth/hearth-ctmon")
+    PathBuf::from("/usr/lib/hearth/hearth-ctmon")
 }
 
 impl CtRuntime {

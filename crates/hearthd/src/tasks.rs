@@ -261,6 +261,11 @@ impl TaskManager {
             tracing::info!(upid = %task.upid, "task finished");
         }
         let end = now();
+        // Followers learn the end at once; the records are made durable right after, on this
+        // thread. A crash in between leaves the task in `active`, so the next start records it
+        // as ended unknown — never as still running.
+        *lock(&task.info) = info_from(task.upid.clone(), Some(end), state.clone());
+        task.changed.send_modify(|n| *n += 1);
         if let Some(file) = lock(&task.log).0.take() {
             let _ = file.sync_all();
         }
@@ -271,8 +276,6 @@ impl TaskManager {
         if let Err(e) = self.write_active() {
             tracing::error!(error = %e, "cannot update the active task list");
         }
-        *lock(&task.info) = info_from(task.upid.clone(), Some(end), state);
-        task.changed.send_modify(|n| *n += 1);
     }
 
     fn write_active(&self) -> Result<(), ErrorReply> {
@@ -325,6 +328,7 @@ impl TaskManager {
     /// Tasks newest first, filtered.
     pub fn list(&self, filter: &TaskFilter) -> Vec<TaskInfo> {
         let mut running: Vec<TaskInfo> = lock(&self.running).values().map(|t| t.info()).collect();
+        running.retain(|t| !filter.running || t.state.is_running());
         running.sort_by_key(|t| std::cmp::Reverse(t.starttime));
         let mut finished = if filter.running { Vec::new() } else { self.read_index() };
         // A task that just ended is in the index a moment before it leaves the running set.
@@ -363,7 +367,8 @@ impl TaskManager {
 
     /// Asks a running task to stop; it ends with an error at its next check.
     pub fn stop(&self, upid: &Upid) -> Result<(), ErrorReply> {
-        let Some(task) = self.running(upid) else {
+        // A task that has just ended stays in the running set while its records are written.
+        let Some(task) = self.running(upid).filter(|t| t.info().state.is_running()) else {
             self.status(upid)?;
             return Err(ErrorReply::new(ErrorKind::Conflict, format!("task {upid} is not running")));
         };
