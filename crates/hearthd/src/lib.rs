@@ -222,8 +222,8 @@ pub fn handle(
             NodeRequest::StopAll { timeout } => vms::stop_all(daemon, caller, timeout),
         },
         Request::Storage(r) => match r {
-            StorageRequest::Add(req) => storage::add(daemon, req),
-            StorageRequest::Set(req) => storage::set(daemon, req),
+            StorageRequest::Add(req) => storage::add(daemon, caller, req),
+            StorageRequest::Set(req) => storage::set(daemon, caller, req),
             StorageRequest::Remove { storage } => storage::remove(daemon, &storage),
             StorageRequest::Config { storage } => storage::config(daemon, caller, storage.as_deref()),
             StorageRequest::Status(filter) => storage::status(daemon, caller, filter),
