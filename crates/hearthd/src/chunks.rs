@@ -197,7 +197,8 @@ fn entry(store: &Store, info: &SnapshotInfo) -> BackupEntry {
             } else if f.filename.ends_with(".didx") {
                 hearth_backup::index::DynamicIndex::load(&path).map_or(0, |i| i.size())
             } else {
-                f.size
+                // Blobs (configuration, catalog) are not counted: the size is the guest's data.
+                0
             }
         })
         .sum();
