@@ -94,10 +94,12 @@ fn vm_backups_in_a_chunk_store_restore_bit_identical_and_are_incremental() {
     let after_first = chunk_count(&store);
     // 6 random chunks + 1 zero chunk.
     assert_eq!(after_first, 7, "distinct 4 MiB chunks");
-    assert!(!std::fs::read_dir(&store).expect("store").flatten().any(|e| e
-        .file_name()
-        .to_string_lossy()
-        .starts_with(".tmp-vzdump")));
+    assert!(
+        !std::fs::read_dir(&store)
+            .expect("store")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".tmp-vzdump"))
+    );
 
     // A small change: one chunk differs, the second backup stores one new chunk.
     ok(&daemon, "vmctl", &["stop", "710"]);
@@ -110,7 +112,8 @@ fn vm_backups_in_a_chunk_store_restore_bit_identical_and_are_incremental() {
     assert_eq!(chunk_count(&store), after_first + 1);
 
     let listed = json(&daemon, "storectl", &["backup", "list", "--storage", "pbs"]);
-    let volids: Vec<&str> = listed.as_array().expect("list").iter().map(|e| e["volid"].as_str().expect("volid")).collect();
+    let volids: Vec<&str> =
+        listed.as_array().expect("list").iter().map(|e| e["volid"].as_str().expect("volid")).collect();
     assert_eq!(volids, [first.as_str(), second.as_str()], "{listed}");
     assert_eq!(listed[0]["size"], 64 << 20);
 
@@ -163,7 +166,11 @@ fn vm_backups_in_a_chunk_store_restore_bit_identical_and_are_incremental() {
         let _ = run(&daemon, "vmctl", &["unlock", "710"]);
     }
     let complete = json(&daemon, "storectl", &["backup", "list", "--storage", "pbs", "--vmid", "710"]);
-    assert_eq!(complete.as_array().expect("list").len(), snapshots_of(&store, "vm", "710").len(), "no incomplete snapshot is left");
+    assert_eq!(
+        complete.as_array().expect("list").len(),
+        snapshots_of(&store, "vm", "710").len(),
+        "no incomplete snapshot is left"
+    );
 
     ok(&daemon, "vmctl", &["destroy", "710"]);
     ok(&daemon, "vmctl", &["destroy", "711"]);
@@ -243,14 +250,16 @@ fn container_backups_in_a_chunk_store_restore_identical_and_restore_single_files
 
     // A corrupted chunk: verify reports the backups holding it and fails; the next backup
     // writes the chunk again and verify passes.
-    let victim = chunk_files(&store).into_iter().max_by_key(|p| std::fs::metadata(p).map_or(0, |m| m.len())).expect("a chunk");
+    let victim =
+        chunk_files(&store).into_iter().max_by_key(|p| std::fs::metadata(p).map_or(0, |m| m.len())).expect("a chunk");
     let mut bytes = std::fs::read(&victim).expect("chunk");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x5a;
     std::fs::write(&victim, bytes).expect("corrupting");
     let (code, stdout, stderr) = run(&daemon, "storectl", &["backup", "verify", "pbs"]);
     assert_eq!(code, 1, "{stdout}{stderr}");
-    let failed: Vec<&str> = stdout.lines().filter_map(|l| l.split(": FAILED").next().filter(|_| l.contains(": FAILED"))).collect();
+    let failed: Vec<&str> =
+        stdout.lines().filter_map(|l| l.split(": FAILED").next().filter(|_| l.contains(": FAILED"))).collect();
     assert!(!failed.is_empty() && failed.iter().all(|v| *v == first || *v == second), "{stdout}");
     assert!(stderr.contains("failed verification"), "{stderr}");
     ok(&daemon, "ctctl", &["backup", &a, "--storage", "pbs", "--mode", "suspend"]);
@@ -258,6 +267,12 @@ fn container_backups_in_a_chunk_store_restore_identical_and_restore_single_files
     ok(&daemon, "storectl", &["backup", "verify", &first]);
     let out = ok(&daemon, "storectl", &["backup", "verify", "pbs"]);
     assert!(out.contains("3 backups verified"), "{out}");
+    // GC keeps every referenced chunk (and, within its safety margin, every other one).
+    let chunks = chunk_count(&store);
+    let out = ok(&daemon, "storectl", &["backup", "gc", "pbs"]);
+    assert!(out.contains("removed 0 chunks"), "{out}");
+    assert_eq!(chunk_count(&store), chunks);
+    ok(&daemon, "storectl", &["backup", "verify", "pbs"]);
 
     ok(&daemon, "ctctl", &["stop", &a]);
     ok(&daemon, "ctctl", &["destroy", &a]);
@@ -301,4 +316,55 @@ fn a_wrong_or_missing_key_is_refused_before_anything_is_written() {
     same_disk(&std::fs::read(path_of(&daemon, &scsi0(&daemon, "721"))).expect("disk"), &vec![0x42u8; 64 << 20]);
     ok(&daemon, "vmctl", &["destroy", "720"]);
     ok(&daemon, "vmctl", &["destroy", "721"]);
+}
+
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(path: PathBuf, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(&path).expect("mount point");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mounting a tmpfs at {}", path.display());
+        Tmpfs(path)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_storage_fails_the_backup_naming_it_and_leaves_no_partial_archive() {
+    let daemon = HearthdProcess::start();
+    let full = Tmpfs::mount(daemon.root().join("full"), "8m");
+    ok(&daemon, "storectl", &["add", "dir", "full", "--path", full.0.to_str().expect("utf-8"), "--content", "backup"]);
+    ok(&daemon, "vmctl", &["create", "730", "--memory", "64", "--kvm", "0", "--scsi0", "local:0.0625,format=raw"]);
+    // Random data: zstd cannot squeeze 64 MiB into 8.
+    let mut rng = Lcg(5);
+    let content: Vec<u8> = (0..(64 << 20)).map(|_| rng.next() as u8).collect();
+    std::fs::write(path_of(&daemon, &scsi0(&daemon, "730")), &content).expect("disk");
+    ok(&daemon, "vmctl", &["start", "730"]);
+    let stderr = refused(&daemon, "vmctl", &["backup", "730", "--storage", "full", "--mode", "suspend"]);
+    assert!(stderr.contains("storage 'full' is full"), "{stderr}");
+    let left: Vec<String> = std::fs::read_dir(full.0.join("dump"))
+        .expect("dump")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".log"))
+        .collect();
+    assert!(left.is_empty(), "no partial archive: {left:?}");
+    let status = json(&daemon, "vmctl", &["status", "730"]);
+    assert_eq!(status["status"], "running", "{status}");
+    assert_eq!(status["qmpstatus"], "running", "resumed: {status}");
+    assert!(status.get("lock").is_none(), "unlocked: {status}");
+    ok(&daemon, "vmctl", &["stop", "730"]);
+    ok(&daemon, "vmctl", &["destroy", "730"]);
+    drop(full);
 }

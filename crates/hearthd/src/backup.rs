@@ -344,8 +344,11 @@ pub(crate) fn backup_guest(
     log: &dyn Fn(String),
 ) -> Result<String, String> {
     let mode = check_options(options).map_err(|e| e.message)?;
-    let chunk_store =
-        if crate::chunks::is_chunkstore(daemon, storage) { Some(crate::chunks::open(daemon, storage).map_err(|e| e.message)?) } else { None };
+    let chunk_store = if crate::chunks::is_chunkstore(daemon, storage) {
+        Some(crate::chunks::open(daemon, storage).map_err(|e| e.message)?)
+    } else {
+        None
+    };
     let dump = match &chunk_store {
         Some(_) => None,
         None => Some(dump_dir(daemon, storage).map_err(|e| e.message)?),
@@ -489,6 +492,8 @@ fn backup_vm(
                     qmp.stop().map_err(|e| e.to_string())?;
                     log(format!("suspended VM {vmid}"));
                 }
+                // QEMU serves one monitor client at a time: let go before reconnecting below.
+                drop(qmp);
                 let result = offline(&disks).and_then(&write);
                 if was_running {
                     // Reconnect: the archive may have taken longer than the monitor's timeout.

@@ -41,9 +41,7 @@ fn backup_err(e: hearth_backup::Error) -> ErrorReply {
         hearth_backup::Error::Invalid(_) => ErrorKind::Invalid,
         hearth_backup::Error::Busy { .. } => ErrorKind::Conflict,
         hearth_backup::Error::KeyRequired(_) | hearth_backup::Error::WrongKey { .. } => ErrorKind::Invalid,
-        hearth_backup::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            ErrorKind::NotFound
-        }
+        hearth_backup::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => ErrorKind::NotFound,
         _ => ErrorKind::Internal,
     };
     err(kind, e.to_string())
@@ -172,7 +170,10 @@ pub fn clean_leftovers(store: &Store, t: BackupType, vmid: Vmid, log: &dyn Fn(St
     if let Ok(snaps) = snapshot::list_snapshots(&store.store, t, &vmid.to_string()) {
         for s in snaps.iter().filter(|s| !s.complete()) {
             if snapshot::remove_snapshot(&store.store, &s.snapshot).is_ok() {
-                log(format!("removed the incomplete backup {}, left by an interrupted backup", store.volid(&s.snapshot)));
+                log(format!(
+                    "removed the incomplete backup {}, left by an interrupted backup",
+                    store.volid(&s.snapshot)
+                ));
             }
         }
     }
@@ -256,12 +257,15 @@ pub fn prune(
             hearth_backup::prune::prune_group(&store.store, t, &id, keep, hearth_sys::time::utc_offset, dry_run)
                 .map_err(backup_err)?;
         let group = format!("{}/{id}", guest_type(t));
-        let marked = [(&result.kept, "keep"), (&result.removed, "remove"), (&result.protected, "protected"), (&result.busy, "keep")];
+        let marked = [
+            (&result.kept, "keep"),
+            (&result.removed, "remove"),
+            (&result.protected, "protected"),
+            (&result.busy, "keep"),
+        ];
         let mut entries: Vec<PruneEntry> = marked
             .into_iter()
-            .flat_map(|(snaps, mark)| {
-                snaps.iter().map(move |s| (s, mark))
-            })
+            .flat_map(|(snaps, mark)| snaps.iter().map(move |s| (s, mark)))
             .map(|(s, mark)| PruneEntry {
                 volid: store.volid(s),
                 guest: group.clone(),
@@ -306,7 +310,11 @@ pub fn verify(daemon: &Arc<Daemon>, caller: &Caller, target: &str) -> Result<Pay
                         report.bad_chunks.len(),
                         report.missing_chunks.len(),
                         report.bad_files.len(),
-                        if report.bad_files.is_empty() { String::new() } else { format!(" ({})", report.bad_files.join(", ")) }
+                        if report.bad_files.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", report.bad_files.join(", "))
+                        }
                     ));
                 }
                 Err(e) => {
@@ -358,7 +366,10 @@ pub fn gc(daemon: &Arc<Daemon>, caller: &Caller, storage: &str) -> Result<Payloa
 fn container_backup(daemon: &Daemon, volid: &str) -> Result<(Store, SnapshotRef), ErrorReply> {
     let (store, snap) = open_volid(daemon, volid)?;
     if snap.backup_type != BackupType::Ct {
-        return Err(err(ErrorKind::Invalid, format!("'{volid}' is a VM backup; file-level restore needs a container backup")));
+        return Err(err(
+            ErrorKind::Invalid,
+            format!("'{volid}' is a VM backup; file-level restore needs a container backup"),
+        ));
     }
     Ok((store, snap))
 }

@@ -16,7 +16,13 @@ pub fn command() -> Command {
              creates a storage path, so an unmounted disk cannot silently fill the root file \
              system. Default content: images,rootdir.",
         )
-        .arg(Arg::new("type").value_name("TYPE").required(true).value_parser(["dir", "btrfs", "chunkstore"]).help("Storage type"))
+        .arg(
+            Arg::new("type")
+                .value_name("TYPE")
+                .required(true)
+                .value_parser(["dir", "btrfs", "chunkstore"])
+                .help("Storage type"),
+        )
         .arg(super::storage_arg())
         .args(cli::schema_args(&hearth_core::storage::SCHEMA).into_iter().filter(|a| a.get_id() != "type"))
 }

@@ -300,10 +300,8 @@ fn extract(matches: &ArgMatches) -> anyhow::Result<()> {
     use std::io::{IsTerminal, Write};
     use std::os::fd::AsFd;
     let volid = super::string(matches, "volid");
-    let request = Request::Storage(StorageRequest::BackupExtract {
-        volid: volid.clone(),
-        path: super::string(matches, "path"),
-    });
+    let request =
+        Request::Storage(StorageRequest::BackupExtract { volid: volid.clone(), path: super::string(matches, "path") });
     let mut client = cli::connect(crate::BIN)?;
     let Some(dir) = matches.get_one::<String>("to") else {
         if std::io::stdout().is_terminal() {
