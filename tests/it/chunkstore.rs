@@ -222,7 +222,7 @@ fn container_backups_in_a_chunk_store_restore_identical_and_restore_single_files
     assert!(names.contains(&"/srv/data/plain") && names.contains(&"/srv/data/big"), "{names:?}");
     let out = daemon.cli("storectl", &["backup", "extract", &first, "/srv/data/plain"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.stdout.windows(5).any(|w| w == b"hello") && out.stdout.len() % 512 == 0, "a tar stream");
+    assert!(out.stdout.windows(5).any(|w| w == b"hello") && out.stdout.len().is_multiple_of(512), "a tar stream");
     let dest = daemon.root().join("extracted");
     ok(&daemon, "storectl", &["backup", "extract", &first, "/srv/data", "--to", dest.to_str().expect("utf-8")]);
     assert_eq!(std::fs::read(dest.join("srv/data/plain")).expect("extracted"), b"hello");
