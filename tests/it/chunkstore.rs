@@ -310,6 +310,11 @@ fn a_wrong_or_missing_key_is_refused_before_anything_is_written() {
     assert!(stderr.contains("key file"), "{stderr}");
     assert_eq!(snapshots_of(&store, "vm", "720").len(), 1);
 
+    // Listing and protection need no key.
+    let listed = json(&daemon, "storectl", &["backup", "list", "--storage", "pbs"]);
+    assert_eq!(listed.as_array().expect("list").len(), 1, "{listed}");
+    ok(&daemon, "storectl", &["backup", "protect", &first]);
+
     // The right key restores.
     std::fs::write(&key, [7u8; 32]).expect("key");
     ok(&daemon, "vmctl", &["restore", "721", &first]);

@@ -78,6 +78,14 @@ pub fn open(daemon: &Daemon, storage: &str) -> Result<Store, ErrorReply> {
     open_config(daemon, &config)
 }
 
+/// Opens the store without loading its key: for listing, pruning and protection, which never
+/// read chunks (a missing key file must not hide the backups).
+fn open_keyless(daemon: &Daemon, storage: &str) -> Result<Store, ErrorReply> {
+    let mut config = daemon.storages.config(storage)?;
+    config.section.remove("keyfile");
+    open_config(daemon, &config)
+}
+
 fn open_config(daemon: &Daemon, config: &StorageConfig) -> Result<Store, ErrorReply> {
     if config.storage_type != StorageType::Chunkstore {
         return Err(err(ErrorKind::Invalid, format!("storage '{}' is not a chunkstore", config.id)));
@@ -217,7 +225,7 @@ fn entry(store: &Store, info: &SnapshotInfo) -> BackupEntry {
 
 /// The complete backups of a chunk store storage, optionally of one guest.
 pub fn backups_on(daemon: &Daemon, storage: &str, vmid: Option<Vmid>) -> Result<Vec<BackupEntry>, ErrorReply> {
-    let Ok(store) = open(daemon, storage) else { return Ok(Vec::new()) };
+    let Ok(store) = open_keyless(daemon, storage) else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for (t, id) in snapshot::list_groups(&store.store).map_err(backup_err)? {
         if vmid.is_some_and(|v| v.to_string() != id) {
@@ -233,7 +241,12 @@ pub fn backups_on(daemon: &Daemon, storage: &str, vmid: Option<Vmid>) -> Result<
 }
 
 pub fn protect(daemon: &Daemon, volid: &str, protected: bool) -> Result<Payload, ErrorReply> {
-    let (store, snap) = open_volid(daemon, volid)?;
+    let (storage, snap) = parse_volid(daemon, volid)
+        .ok_or_else(|| err(ErrorKind::Invalid, format!("'{volid}' is not a chunk store backup")))?;
+    let store = open_keyless(daemon, &storage)?;
+    if snapshot::load_manifest(&store.store, &snap).is_err() {
+        return Err(err(ErrorKind::NotFound, format!("backup '{volid}' does not exist or is incomplete")));
+    }
     snapshot::set_protected(&store.store, &snap, protected).map_err(backup_err)?;
     Ok(Payload::Empty)
 }
@@ -247,7 +260,7 @@ pub fn prune(
     keep: &hearth_core::prune::KeepOptions,
     dry_run: bool,
 ) -> Result<Vec<PruneEntry>, ErrorReply> {
-    let store = open(daemon, storage)?;
+    let store = open_keyless(daemon, storage)?;
     let mut out = Vec::new();
     for (t, id) in snapshot::list_groups(&store.store).map_err(backup_err)? {
         if vmid.is_some_and(|v| v.to_string() != id) || guest.is_some_and(|g| g != guest_type(t)) {
