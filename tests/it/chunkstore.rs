@@ -373,3 +373,42 @@ fn a_full_storage_fails_the_backup_naming_it_and_leaves_no_partial_archive() {
     ok(&daemon, "vmctl", &["destroy", "730"]);
     drop(full);
 }
+
+#[test]
+fn only_root_names_a_key_file_and_extract_unpacks_with_the_callers_rights() {
+    use std::os::unix::fs::MetadataExt;
+    let daemon = HearthdProcess::start();
+    let user = crate::UnixUser::new("ck");
+    ok(&daemon, "userctl", &["user", "add", &user.userid()]);
+    ok(&daemon, "userctl", &["acl", "modify", "/", "--roles", "Administrator", "--users", &user.userid()]);
+    let dir = daemon.root().join("pbs-user");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.to_str().expect("utf-8");
+    let out = user.run(&daemon, "storectl", &["add", "chunkstore", "upbs", "--path", path, "--keyfile", "/etc/shadow"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only root@pam"), "{out:?}");
+    let out = user.run(&daemon, "storectl", &["add", "chunkstore", "upbs", "--path", path]);
+    assert!(out.status.success(), "{out:?}");
+    let out = user.run(&daemon, "storectl", &["set", "upbs", "--keyfile", "/etc/shadow"]);
+    assert!(!out.status.success(), "{out:?}");
+
+    // A container backup, extracted by the user: files end up owned by the user.
+    let template = {
+        let file = hearth_test::fixtures::busybox_template();
+        ok(&daemon, "storectl", &["upload", "local", file.to_str().expect("utf-8"), "--content", "vztmpl"]);
+        "local:vztmpl/busybox-template.tar.zst"
+    };
+    let a = ctid(7);
+    ok(&daemon, "ctctl", &["create", &a, template, "--rootfs", "local:0", "--memory", "64", "--swap", "0"]);
+    let out = ok(&daemon, "ctctl", &["backup", &a, "--storage", "upbs"]);
+    let volid = archive_of(&out, &a);
+    let dest = daemon.root().join("user-dest");
+    std::fs::create_dir_all(&dest).expect("dest");
+    std::os::unix::fs::chown(&dest, Some(user.uid), Some(user.gid)).expect("chown");
+    let out =
+        user.run(&daemon, "storectl", &["backup", "extract", &volid, "/etc", "--to", dest.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{out:?}");
+    let meta = std::fs::metadata(dest.join("etc")).expect("extracted /etc");
+    assert_eq!(meta.uid(), user.uid, "unpacked with the caller's rights");
+    ok(&daemon, "ctctl", &["destroy", &a]);
+}
