@@ -11,18 +11,18 @@ use hearth_test::HearthdProcess;
 
 use crate::{json, ok, run};
 
-fn refused(daemon: &HearthdProcess, program: &str, args: &[&str]) -> String {
+pub(crate) fn refused(daemon: &HearthdProcess, program: &str, args: &[&str]) -> String {
     let (code, stdout, stderr) = run(daemon, program, args);
     assert_eq!(code, 1, "{program} {args:?} should fail: {stdout}{stderr}");
     format!("{stdout}{stderr}")
 }
 
-fn path_of(daemon: &HearthdProcess, volid: &str) -> PathBuf {
+pub(crate) fn path_of(daemon: &HearthdProcess, volid: &str) -> PathBuf {
     PathBuf::from(ok(daemon, "storectl", &["path", volid]).trim())
 }
 
 /// The archive volume id from a backup's log (`<vmid>: ok <volid>`).
-fn archive_of(output: &str, vmid: &str) -> String {
+pub(crate) fn archive_of(output: &str, vmid: &str) -> String {
     let prefix = format!("{vmid}: ok ");
     output
         .lines()
@@ -37,16 +37,16 @@ fn dump_dir(daemon: &HearthdProcess) -> PathBuf {
 }
 
 /// A small deterministic generator, so failures reproduce.
-struct Lcg(u64);
+pub(crate) struct Lcg(pub u64);
 
 impl Lcg {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         self.0 >> 33
     }
 }
 
-fn same_disk(got: &[u8], want: &[u8]) {
+pub(crate) fn same_disk(got: &[u8], want: &[u8]) {
     assert_eq!(got.len(), want.len(), "disk size");
     let first = got.iter().zip(want).position(|(a, b)| a != b);
     assert_eq!(first, None, "the restored disk differs from byte {first:?} on");
@@ -149,12 +149,12 @@ fn a_running_vm_backed_up_in_snapshot_mode_restores_bit_identical() {
 }
 
 /// Container ids unique to this test process, so cgroups of parallel tests differ.
-fn ctid(n: u32) -> String {
+pub(crate) fn ctid(n: u32) -> String {
     (20_000 + (std::process::id() % 50_000) * 10 + n).to_string()
 }
 
 /// Everything about a file the archive must keep, keyed by its path in the tree.
-fn walk(root: &Path) -> BTreeMap<String, String> {
+pub(crate) fn walk(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut inodes: BTreeMap<u64, String> = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -213,7 +213,7 @@ fn walk(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
-fn rootfs_path(daemon: &HearthdProcess, id: &str) -> PathBuf {
+pub(crate) fn rootfs_path(daemon: &HearthdProcess, id: &str) -> PathBuf {
     let rootfs = json(daemon, "ctctl", &["config", id])["rootfs"].as_str().expect("rootfs").to_owned();
     path_of(daemon, rootfs.split(',').next().expect("volume"))
 }

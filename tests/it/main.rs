@@ -3,6 +3,7 @@
 
 mod access;
 mod backup;
+mod chunkstore;
 mod cli;
 mod concurrency;
 mod config;

@@ -401,11 +401,39 @@ pub fn extract(
     paths: &[&str],
     dest: &Path,
 ) -> Result<usize, Error> {
+    let (members, mut reader) = select_members(store, snap, name, key, paths)?;
+    run_extract(dest, |stdin| copy_members(&members, &mut reader, stdin).map_err(|e| Error::io(dest, e)))?;
+    Ok(members.len())
+}
+
+/// Writes the members under `paths` (`""` for everything) as a tar stream to `out`: what
+/// `storectl backup extract` hands to its caller, who unpacks it with their own rights.
+/// Answers the number of members written.
+pub fn write_tar(
+    store: &ChunkStore,
+    snap: &SnapshotRef,
+    name: &str,
+    key: Option<&KeyFile>,
+    paths: &[&str],
+    out: &mut dyn Write,
+) -> Result<usize, Error> {
+    let (members, mut reader) = select_members(store, snap, name, key, paths)?;
+    copy_members(&members, &mut reader, out).map_err(|e| Error::io(snap.path(store), e))?;
+    Ok(members.len())
+}
+
+fn select_members(
+    store: &ChunkStore,
+    snap: &SnapshotRef,
+    name: &str,
+    key: Option<&KeyFile>,
+    paths: &[&str],
+) -> Result<(Vec<CatalogEntry>, ArchiveReader), Error> {
     let entries = catalog(store, snap, name, key)?;
     let wanted: Vec<String> = paths.iter().map(|p| normalize(p.trim_start_matches('/'))).collect();
     let selected = |path: &str| wanted.iter().any(|w| w.is_empty() || path == w || path.starts_with(&format!("{w}/")));
     let mut members: Vec<&CatalogEntry> = entries.iter().filter(|e| selected(&e.path)).collect();
-    if let Some(missing) = wanted.iter().find(|w| !entries.iter().any(|e| &e.path == *w)) {
+    if let Some(missing) = wanted.iter().find(|w| !w.is_empty() && !entries.iter().any(|e| &e.path == *w)) {
         return Err(Error::Invalid(format!("{missing:?} is not in archive {name} of {snap}")));
     }
     // A hard link needs its target member first.
@@ -417,16 +445,19 @@ pub fn extract(
     members.extend(targets);
     members.sort_by_key(|e| e.start);
     members.dedup_by_key(|e| e.start);
-    let mut reader = ArchiveReader::open_stream(store, snap, name, key)?;
-    run_extract(dest, |stdin| {
-        let io_err = |e| Error::io(dest, e);
-        for member in &members {
-            reader.seek(SeekFrom::Start(member.start)).map_err(io_err)?;
-            io::copy(&mut (&mut reader).take(member.end - member.start), stdin).map_err(io_err)?;
-        }
-        stdin.write_all(&[0u8; 1024]).map_err(io_err)
-    })?;
-    Ok(members.len())
+    let members = members.into_iter().cloned().collect();
+    let reader = ArchiveReader::open_stream(store, snap, name, key)?;
+    Ok((members, reader))
+}
+
+/// The selected members' bytes in stream order, then the end-of-archive marker.
+fn copy_members(members: &[CatalogEntry], reader: &mut ArchiveReader, out: &mut dyn Write) -> io::Result<()> {
+    for member in members {
+        reader.seek(SeekFrom::Start(member.start))?;
+        io::copy(&mut (&mut *reader).take(member.end - member.start), out)?;
+    }
+    out.write_all(&[0u8; 1024])?;
+    out.flush()
 }
 
 #[cfg(test)]

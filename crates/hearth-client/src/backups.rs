@@ -115,8 +115,9 @@ pub fn restore_command(kind: GuestKind) -> Command {
     let mut command = Command::new("restore")
         .about(format!("Restore a {} from a backup archive", noun(kind)))
         .long_about(format!(
-            "Restore a {} from a backup volume (STORAGE:backup/vzdump-...), as qmrestore and pct \
-             restore do: to a new id, or with --force over an existing {} that is stopped (its old \
+            "Restore a {} from a backup volume (STORAGE:backup/vzdump-... archives, or \
+             STORE:backup/vm|ct/<id>/<time> in a chunkstore), as qmrestore and pct restore do: to \
+             a new id, or with --force over an existing {} that is stopped (its old \
              volumes are freed once the restore succeeded). Volumes are allocated on --storage, or \
              else on the storage each came from. A failed restore frees what it allocated and \
              leaves an existing guest as it was. Needs VM.Allocate on /vms/<{id}>, Datastore.Audit \

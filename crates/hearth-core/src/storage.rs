@@ -18,15 +18,18 @@ pub enum StorageType {
     Dir,
     /// A directory on btrfs; every volume is a subvolume, so snapshots and clones are O(1).
     Btrfs,
+    /// A deduplicating backup chunk store (hearth-backup): backups only, no volumes.
+    Chunkstore,
 }
 
 impl StorageType {
-    pub const ALL: [StorageType; 2] = [StorageType::Dir, StorageType::Btrfs];
+    pub const ALL: [StorageType; 3] = [StorageType::Dir, StorageType::Btrfs, StorageType::Chunkstore];
 
     pub fn as_str(self) -> &'static str {
         match self {
             StorageType::Dir => "dir",
             StorageType::Btrfs => "btrfs",
+            StorageType::Chunkstore => "chunkstore",
         }
     }
 
@@ -35,6 +38,7 @@ impl StorageType {
         match self {
             StorageType::Dir => &["preallocation"],
             StorageType::Btrfs => &["nocow"],
+            StorageType::Chunkstore => &["keyfile"],
         }
     }
 
@@ -43,6 +47,7 @@ impl StorageType {
         match self {
             StorageType::Dir => &[Format::Raw, Format::Qcow2, Format::Vmdk, Format::Subvol],
             StorageType::Btrfs => &[Format::Raw, Format::Subvol],
+            StorageType::Chunkstore => &[],
         }
     }
 
@@ -245,7 +250,7 @@ pub static PRUNE_BACKUPS: PropSchema = PropSchema {
 pub static SCHEMA: Schema = Schema {
     noun: "storage",
     keys: &[
-        KeyDef::new("type", Kind::Enum(&["dir", "btrfs"]), "storage type (fixed at creation)"),
+        KeyDef::new("type", Kind::Enum(&["dir", "btrfs", "chunkstore"]), "storage type (fixed at creation)"),
         KeyDef::new("path", Kind::Text(check::absolute_path), "directory holding the storage (fixed at creation)"),
         KeyDef::new(
             "content",
@@ -262,6 +267,11 @@ pub static SCHEMA: Schema = Schema {
             "preallocation of raw and qcow2 images (dir)",
         ),
         KeyDef::new("nocow", Kind::Bool, "disable copy-on-write for VM images (btrfs)"),
+        KeyDef::new(
+            "keyfile",
+            Kind::Text(check::absolute_path),
+            "encryption key file of a chunk store (AES-256-GCM; root only)",
+        ),
         KeyDef::new(
             "is_mountpoint",
             Kind::Text(mountpoint_flag),
@@ -331,8 +341,12 @@ impl StorageConfig {
         let path = text("path").ok_or_else(|| ConfigError::new("path", "is required"))?.to_owned();
         let content = match text("content") {
             Some(c) => parse_content_list(c).map_err(|m| ConfigError::new("content", m))?,
+            None if storage_type == StorageType::Chunkstore => vec![Content::Backup],
             None => vec![Content::Images, Content::Rootdir],
         };
+        if storage_type == StorageType::Chunkstore && content.iter().any(|c| *c != Content::Backup) {
+            return Err(ConfigError::new("content", "a chunkstore holds only backup content"));
+        }
         let format = text("format").map(str::parse::<Format>).transpose().map_err(|m| ConfigError::new("format", m))?;
         if let Some(f) = format {
             if !storage_type.formats().contains(&f) {
@@ -372,7 +386,7 @@ impl StorageConfig {
     pub fn default_image_format(&self) -> Format {
         self.format.filter(|f| *f != Format::Subvol).unwrap_or(match self.storage_type {
             StorageType::Dir => Format::Qcow2,
-            StorageType::Btrfs => Format::Raw,
+            StorageType::Btrfs | StorageType::Chunkstore => Format::Raw,
         })
     }
 }

@@ -98,7 +98,12 @@ impl Request {
     /// and stderr for `exec`, one file for imports, exports, uploads, push and pull.
     pub fn carried_files(&self) -> usize {
         match self {
-            Request::Storage(StorageRequest::Import(_) | StorageRequest::Export(_) | StorageRequest::Upload(_))
+            Request::Storage(
+                StorageRequest::Import(_)
+                | StorageRequest::Export(_)
+                | StorageRequest::Upload(_)
+                | StorageRequest::BackupExtract { .. },
+            )
             | Request::Vm(VmRequest::ImportDisk(_))
             | Request::Ct(CtRequest::Push { .. } | CtRequest::Pull { .. }) => 1,
             Request::Ct(CtRequest::Exec(_)) => 3,
@@ -547,6 +552,22 @@ pub enum StorageRequest {
     /// `/storage/{storage}`: Datastore.Allocate. REST: `PUT
     /// /nodes/{node}/storage/{storage}/content/{volume}` with `protected`.
     BackupProtect { volid: String, protected: bool },
+    /// Verifies chunk store backups: one (`target` a volume id) or every backup of a storage
+    /// (`target` a storage id); re-hashes every chunk, moves bad ones aside so the next backup
+    /// heals them. Answers with the task (`verify`), which fails when a backup is bad.
+    /// `/storage/{storage}`: Datastore.Allocate. REST: PBS `POST /admin/datastore/{store}/verify`.
+    BackupVerify { target: String },
+    /// Garbage collection of a chunk store: removes chunks no backup references. Answers with
+    /// the task (`gc`). `/storage/{storage}`: Datastore.Allocate.
+    /// REST: PBS `POST /admin/datastore/{store}/gc`.
+    BackupGc { storage: String },
+    /// The entries directly inside `path` of a container backup in a chunk store.
+    /// `/storage/{storage}`: Datastore.Allocate. REST: PBS `GET /admin/datastore/{store}/catalog`.
+    BackupLs { volid: String, path: String },
+    /// Writes the files under `path` of a container backup in a chunk store as a tar stream to
+    /// the attached file (the caller unpacks it with their own rights).
+    /// `/storage/{storage}`: Datastore.Allocate. REST: PBS `GET /admin/datastore/{store}/pxar-file-download`.
+    BackupExtract { volid: String, path: String },
     /// Adds a scheduled backup job to `etc/hearth/jobs.toml`. `/`: Sys.Modify.
     /// REST: `POST /cluster/backup`.
     BackupJobAdd(BackupJob),
@@ -654,6 +675,21 @@ pub struct BackupEntry {
     pub protected: bool,
     #[serde(default)]
     pub notes: Option<String>,
+}
+
+/// One entry of a container backup's file tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupFile {
+    pub path: String,
+    /// `d` directory, `f` file, `l` symbolic link, `h` hard link, `c`/`b` device, `p` FIFO.
+    pub kind: String,
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 /// One backup and what prune does with it.
@@ -975,6 +1011,8 @@ pub enum Payload {
     /// A second factor that was just added, with its secrets: the only time they are shown.
     NewTfa(NewTfa),
     Backups(Vec<BackupEntry>),
+    /// Entries of a directory in a container backup (`storectl backup ls`).
+    BackupFiles(Vec<BackupFile>),
     Pruned(Vec<PruneEntry>),
     BackupJobs(Vec<BackupJobInfo>),
     /// Tasks that were started (`run-due`).

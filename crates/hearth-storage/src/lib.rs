@@ -16,6 +16,7 @@
 //! - callers serialise operations per storage (hearthd holds a lock per storage id).
 
 pub mod btrfs;
+pub mod chunkstore;
 pub mod dir;
 mod error;
 mod files;
@@ -136,6 +137,7 @@ pub fn open(config: &StorageConfig) -> Box<dyn Backend> {
     match config.storage_type {
         StorageType::Dir => Box::new(dir::DirBackend::new(config.clone())),
         StorageType::Btrfs => Box::new(btrfs::BtrfsBackend::new(config.clone())),
+        StorageType::Chunkstore => Box::new(chunkstore::ChunkstoreBackend::new(config.clone())),
     }
 }
 

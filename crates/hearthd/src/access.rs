@@ -308,6 +308,14 @@ pub fn required(request: &Request, node: &str, caller: &Caller) -> Required {
                 StorageRequest::BackupList { storage: None, .. } => on("/storage".into(), &[]),
                 StorageRequest::BackupPrune(p) => on(storage(&p.storage), &["Datastore.Allocate"]),
                 StorageRequest::BackupProtect { volid, .. } => on(of_volume(volid), &["Datastore.Allocate"]),
+                StorageRequest::BackupVerify { target } if target.contains(':') => {
+                    on(of_volume(target), &["Datastore.Allocate"])
+                }
+                StorageRequest::BackupVerify { target } => on(storage(target), &["Datastore.Allocate"]),
+                StorageRequest::BackupGc { storage: s } => on(storage(s), &["Datastore.Allocate"]),
+                StorageRequest::BackupLs { volid, .. } | StorageRequest::BackupExtract { volid, .. } => {
+                    on(of_volume(volid), &["Datastore.Allocate"])
+                }
                 StorageRequest::BackupJobList => on("/".into(), &["Sys.Audit"]),
                 StorageRequest::BackupJobAdd(_)
                 | StorageRequest::BackupJobSet(_)

@@ -221,10 +221,106 @@ fn name_full_storage(storage: &str, e: String) -> String {
     }
 }
 
+/// Where a backup goes: a vzdump archive in a dump directory, or a snapshot in a chunk store.
+enum Sink {
+    Dump { dir: PathBuf, options: ArchiveOptions },
+    Chunks { store: crate::chunks::Store, time: i64, notes: Option<String>, protected: bool },
+}
+
+/// A finished backup: its volume id and what the log says about it.
+struct Written {
+    volid: String,
+    summary: String,
+}
+
+impl Sink {
+    /// Where temporary images go.
+    fn temp_root(&self) -> PathBuf {
+        match self {
+            Sink::Dump { dir, .. } => dir.clone(),
+            Sink::Chunks { store, .. } => crate::chunks::temp_dir(store),
+        }
+    }
+
+    fn dump_written(archive: vzdump::VzdumpArchive) -> Written {
+        let file = archive.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Written { volid: file, summary: format!("archive {} ({} bytes)", archive.path.display(), archive.size) }
+    }
+
+    fn chunk_writer(
+        store: &crate::chunks::Store,
+        t: hearth_backup::BackupType,
+        vmid: Vmid,
+        time: i64,
+    ) -> Result<hearth_backup::BackupWriter, String> {
+        crate::chunks::check_key(store)?;
+        hearth_backup::BackupWriter::start(&store.store, t, &vmid.to_string(), time, store.key.as_ref())
+            .map_err(|e| e.to_string())
+    }
+
+    fn chunk_finish(
+        store: &crate::chunks::Store,
+        writer: hearth_backup::BackupWriter,
+        notes: Option<&str>,
+        protected: bool,
+    ) -> Result<Written, String> {
+        let stats = writer.finish(notes).map_err(|e| e.to_string())?;
+        if protected {
+            hearth_backup::snapshot::set_protected(&store.store, &stats.snapshot, true).map_err(|e| e.to_string())?;
+        }
+        let size: u64 = stats.archives.iter().map(|(_, a)| a.size).sum();
+        let stored: u64 = stats.archives.iter().map(|(_, a)| a.stored_bytes).sum();
+        let base = stats.base.as_ref().map(|b| format!(", incremental to {b}")).unwrap_or_default();
+        Ok(Written {
+            volid: store.volid(&stats.snapshot),
+            summary: format!(
+                "backup {}: {size} bytes in {} chunks, {} new ({stored} bytes stored){base}",
+                stats.snapshot,
+                stats.chunks(),
+                stats.new_chunks()
+            ),
+        })
+    }
+
+    fn vm(&self, vmid: Vmid, config: &str, disks: &[(String, PathBuf)]) -> Result<Written, String> {
+        match self {
+            Sink::Dump { dir, options } => {
+                let refs: Vec<(&str, &Path)> = disks.iter().map(|(k, p)| (k.as_str(), p.as_path())).collect();
+                let archive = vzdump::write_vma(dir, vmid.get(), config, &refs, options).map_err(|e| e.to_string())?;
+                Ok(Self::dump_written(archive))
+            }
+            Sink::Chunks { store, time, notes, protected } => {
+                let mut writer = Self::chunk_writer(store, hearth_backup::BackupType::Vm, vmid, *time)?;
+                writer.add_blob(crate::chunks::VM_CONFIG, config.as_bytes()).map_err(|e| e.to_string())?;
+                for (key, path) in disks {
+                    // No dirty bitmap: unchanged chunks are deduplicated by digest.
+                    writer.add_image(key, path, None).map_err(|e| format!("{key}: {e}"))?;
+                }
+                Self::chunk_finish(store, writer, notes.as_deref(), *protected)
+            }
+        }
+    }
+
+    fn ct(&self, vmid: Vmid, config: &str, root: &Path) -> Result<Written, String> {
+        match self {
+            Sink::Dump { dir, options } => {
+                let archive = vzdump::write_lxc(dir, vmid.get(), config, root, options).map_err(|e| e.to_string())?;
+                Ok(Self::dump_written(archive))
+            }
+            Sink::Chunks { store, time, notes, protected } => {
+                let mut writer = Self::chunk_writer(store, hearth_backup::BackupType::Ct, vmid, *time)?;
+                writer.add_blob(crate::chunks::CT_CONFIG, config.as_bytes()).map_err(|e| e.to_string())?;
+                hearth_backup::tree::add_tree(&mut writer, crate::chunks::CT_ROOT, root).map_err(|e| e.to_string())?;
+                Self::chunk_finish(store, writer, notes.as_deref(), *protected)
+            }
+        }
+    }
+}
+
 /// Removes what an interrupted backup of this guest left in the dump directory.
 fn clean_leftovers(dump: &Path, guest_type: &str, vmid: Vmid, log: &dyn Fn(String)) {
     let prefix = format!("vzdump-{guest_type}-{vmid}-");
-    let temp = format!(".tmp-vzdump-{guest_type}-{vmid}");
+    let temp = format!(".tmp-vzdump-{guest_type}-{vmid}-");
     let Ok(entries) = std::fs::read_dir(dump) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -248,31 +344,57 @@ pub(crate) fn backup_guest(
     log: &dyn Fn(String),
 ) -> Result<String, String> {
     let mode = check_options(options).map_err(|e| e.message)?;
-    let dump = dump_dir(daemon, storage).map_err(|e| e.message)?;
+    let chunk_store = if crate::chunks::is_chunkstore(daemon, storage) {
+        Some(crate::chunks::open(daemon, storage).map_err(|e| e.message)?)
+    } else {
+        None
+    };
+    let dump = match &chunk_store {
+        Some(_) => None,
+        None => Some(dump_dir(daemon, storage).map_err(|e| e.message)?),
+    };
     let guest_type = match kind {
         GuestKind::Vm => "qemu",
         GuestKind::Ct => "lxc",
     };
+    let backup_type = match kind {
+        GuestKind::Vm => hearth_backup::BackupType::Vm,
+        GuestKind::Ct => hearth_backup::BackupType::Ct,
+    };
     let mut restart = false;
+    let mut chunk_store = chunk_store;
     let result = snapshots::with_lock(daemon, kind, vmid, Lock::Backup, || {
-        clean_leftovers(&dump, guest_type, vmid, log);
         let config = daemon.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
         let time = now();
-        let archive_options = ArchiveOptions {
-            time,
-            utc_offset: hearth_sys::time::utc_offset(time),
-            notes: options.notes_template.as_deref().map(|t| notes(t, daemon, vmid, &config)),
-            protected: options.protected,
-            zstd_threads: 0,
+        let notes = options.notes_template.as_deref().map(|t| notes(t, daemon, vmid, &config));
+        let sink = match (&dump, chunk_store.take()) {
+            (Some(dump), _) => {
+                clean_leftovers(dump, guest_type, vmid, log);
+                let options = ArchiveOptions {
+                    time,
+                    utc_offset: hearth_sys::time::utc_offset(time),
+                    notes,
+                    protected: options.protected,
+                    zstd_threads: 0,
+                };
+                Sink::Dump { dir: dump.clone(), options }
+            }
+            (None, Some(store)) => {
+                crate::chunks::clean_leftovers(&store, backup_type, vmid, log);
+                clean_leftovers(store.store.root(), guest_type, vmid, log);
+                let time = crate::chunks::next_time(&store.store, backup_type, &vmid.to_string(), time);
+                Sink::Chunks { store, time, notes, protected: options.protected }
+            }
+            (None, None) => return Err("no backup target".to_owned()),
         };
         log(format!("starting backup of {} {vmid} ({:?} mode) to storage '{storage}'", kind.noun(), mode));
-        let archive = match kind {
-            GuestKind::Vm => backup_vm(daemon, vmid, &config, mode, &dump, &archive_options, &mut restart, log),
-            GuestKind::Ct => backup_ct(daemon, vmid, &config, mode, &dump, &archive_options, &mut restart, log),
+        let written = match kind {
+            GuestKind::Vm => backup_vm(daemon, vmid, &config, mode, &sink, &mut restart, log),
+            GuestKind::Ct => backup_ct(daemon, vmid, &config, mode, &sink, &mut restart, log),
         }
         .map_err(|e| name_full_storage(storage, e))?;
-        log(format!("archive {} ({} bytes)", archive.path.display(), archive.size));
-        Ok(archive)
+        log(written.summary.clone());
+        Ok(written)
     });
     if restart {
         log(format!("starting {} {vmid} again", kind.noun()));
@@ -290,9 +412,8 @@ pub(crate) fn backup_guest(
             log(format!("cannot start {} {vmid} again: {e}", kind.noun()));
         }
     }
-    let archive = result?;
-    let file = archive.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let volid = format!("{storage}:backup/{file}");
+    let written = result?;
+    let volid = if dump.is_some() { format!("{storage}:backup/{}", written.volid) } else { written.volid };
     if let Some(keep) = &options.prune_backups {
         let pruned = prune(daemon, storage, Some(vmid), Some(guest_type), keep, false).map_err(|e| e.message)?;
         for entry in pruned.iter().filter(|p| p.mark == "remove") {
@@ -342,21 +463,17 @@ fn backup_vm(
     vmid: Vmid,
     config: &GuestConfig,
     mode: Mode,
-    dump: &Path,
-    options: &ArchiveOptions,
+    sink: &Sink,
     restart: &mut bool,
     log: &dyn Fn(String),
-) -> Result<vzdump::VzdumpArchive, String> {
+) -> Result<Written, String> {
     let disks = vm_disks(daemon, config)?;
-    let temp = dump.join(format!(".tmp-vzdump-qemu-{vmid}-{}", std::process::id()));
+    let temp = sink.temp_root().join(format!(".tmp-vzdump-qemu-{vmid}-{}", std::process::id()));
     std::fs::create_dir_all(&temp).map_err(|e| format!("{}: {e}", temp.display()))?;
     let text = config_text(config);
     let result = (|| {
         let running = daemon.qemu.pid(vmid).is_some();
-        let write = |sources: Vec<(String, PathBuf)>| {
-            let refs: Vec<(&str, &Path)> = sources.iter().map(|(k, p)| (k.as_str(), p.as_path())).collect();
-            vzdump::write_vma(dump, vmid.get(), &text, &refs, options).map_err(|e| e.to_string())
-        };
+        let write = |sources: Vec<(String, PathBuf)>| sink.vm(vmid, &text, &sources);
         let offline = |disks: &[VmDisk]| -> Result<Vec<(String, PathBuf)>, String> {
             disks.iter().map(|d| Ok((d.0.clone(), raw_view(d, &temp)?))).collect()
         };
@@ -375,6 +492,8 @@ fn backup_vm(
                     qmp.stop().map_err(|e| e.to_string())?;
                     log(format!("suspended VM {vmid}"));
                 }
+                // QEMU serves one monitor client at a time: let go before reconnecting below.
+                drop(qmp);
                 let result = offline(&disks).and_then(&write);
                 if was_running {
                     // Reconnect: the archive may have taken longer than the monitor's timeout.
@@ -465,11 +584,10 @@ fn backup_ct(
     vmid: Vmid,
     config: &GuestConfig,
     mode: Mode,
-    dump: &Path,
-    options: &ArchiveOptions,
+    sink: &Sink,
     restart: &mut bool,
     log: &dyn Fn(String),
-) -> Result<vzdump::VzdumpArchive, String> {
+) -> Result<Written, String> {
     let text = config_text(config);
     let rootfs = match config.current.get("rootfs") {
         Some(value) => GuestKind::Ct
@@ -491,17 +609,16 @@ fn backup_ct(
     } else {
         mode
     };
-    let offline = |log: &dyn Fn(String)| -> Result<vzdump::VzdumpArchive, String> {
+    let offline = |log: &dyn Fn(String)| -> Result<Written, String> {
         let source = containers::volume_source(daemon, vmid, "rootfs", &rootfs).map_err(|e| e.message)?;
         match &source {
-            hearth_ct::spec::RootFs::Dir { path } => {
-                vzdump::write_lxc(dump, vmid.get(), &text, path, options).map_err(|e| e.to_string())
-            }
+            hearth_ct::spec::RootFs::Dir { path } => sink.ct(vmid, &text, path),
             hearth_ct::spec::RootFs::Image { .. } => {
-                let staging = dump.join(format!(".tmp-vzdump-lxc-{vmid}-mnt"));
+                let staging = daemon.ct.run_dir.join(format!("{vmid}.backup-mnt"));
+                let _ = std::fs::create_dir_all(&staging);
                 containers::mount_volume(&source, &staging).map_err(|e| e.message)?;
                 log(format!("mounted {rootfs}"));
-                let result = vzdump::write_lxc(dump, vmid.get(), &text, &staging, options).map_err(|e| e.to_string());
+                let result = sink.ct(vmid, &text, &staging);
                 let _ = Command::new("umount").arg(&staging).status();
                 let _ = std::fs::remove_dir(&staging);
                 result
@@ -533,7 +650,7 @@ fn backup_ct(
             let cgroups = hearth_ct::cgroup::Cgroups::new(layout, &daemon.ct.cgroup(vmid));
             cgroups.freeze(true).map_err(|e| format!("freezing CT {vmid}: {e}"))?;
             log(format!("froze CT {vmid}"));
-            let result = vzdump::write_lxc(dump, vmid.get(), &text, &through, options).map_err(|e| e.to_string());
+            let result = sink.ct(vmid, &text, &through);
             match cgroups.freeze(false) {
                 Ok(()) => log(format!("thawed CT {vmid}")),
                 Err(e) => log(format!("cannot thaw CT {vmid}: {e}")),
@@ -570,6 +687,9 @@ pub fn list(
 }
 
 fn backups_on(daemon: &Daemon, storage: &str, vmid: Option<Vmid>) -> Result<Vec<BackupEntry>, ErrorReply> {
+    if crate::chunks::is_chunkstore(daemon, storage) {
+        return crate::chunks::backups_on(daemon, storage, vmid);
+    }
     let backend = daemon.storages.backend(storage)?;
     if backend.activate().is_err() {
         return Ok(Vec::new());
@@ -613,6 +733,9 @@ fn archive_path(daemon: &Daemon, volid: &str) -> Result<(String, String, PathBuf
 }
 
 pub fn protect(daemon: &Daemon, volid: &str, protected: bool) -> Result<Payload, ErrorReply> {
+    if crate::chunks::parse_volid(daemon, volid).is_some() {
+        return crate::chunks::protect(daemon, volid, protected);
+    }
     let (_, _, path) = archive_path(daemon, volid)?;
     let mut sentinel = path.into_os_string();
     sentinel.push(".protected");
@@ -656,6 +779,9 @@ pub(crate) fn prune(
     dry_run: bool,
 ) -> Result<Vec<hearth_proto::PruneEntry>, ErrorReply> {
     let keep = hearth_core::prune::KeepOptions::parse(keep).map_err(|e| err(ErrorKind::Invalid, e.to_string()))?;
+    if crate::chunks::is_chunkstore(daemon, storage) {
+        return crate::chunks::prune(daemon, storage, vmid, guest_type, &keep, dry_run);
+    }
     let entries = backups_on(daemon, storage, vmid)?;
     let mut backups = Vec::new();
     for e in entries.iter().filter(|e| guest_type.is_none_or(|t| t == e.guest_type)) {
@@ -703,16 +829,26 @@ pub fn restore(
     kind: GuestKind,
     req: RestoreGuest,
 ) -> Result<Payload, ErrorReply> {
-    let (archive_storage, file, path) = archive_path(daemon, &req.archive)?;
-    authorize_also(&daemon.access, caller, format!("/storage/{archive_storage}"), &["Datastore.Audit"])?;
     let expected = match kind {
         GuestKind::Vm => "qemu",
         GuestKind::Ct => "lxc",
     };
-    let name = hearth_core::storage::parse_backup_name(&file);
-    if name.as_ref().is_some_and(|n| n.guest_type != expected) {
-        return Err(err(ErrorKind::Invalid, format!("'{}' is not a {} backup", req.archive, kind.noun())));
-    }
+    let source = if crate::chunks::parse_volid(daemon, &req.archive).is_some() {
+        let (store, snap) = crate::chunks::open_volid(daemon, &req.archive)?;
+        authorize_also(&daemon.access, caller, format!("/storage/{}", store.storage), &["Datastore.Audit"])?;
+        if crate::chunks::guest_type(snap.backup_type) != expected {
+            return Err(err(ErrorKind::Invalid, format!("'{}' is not a {} backup", req.archive, kind.noun())));
+        }
+        Source::Chunks(store, snap)
+    } else {
+        let (archive_storage, file, path) = archive_path(daemon, &req.archive)?;
+        authorize_also(&daemon.access, caller, format!("/storage/{archive_storage}"), &["Datastore.Audit"])?;
+        let name = hearth_core::storage::parse_backup_name(&file);
+        if name.as_ref().is_some_and(|n| n.guest_type != expected) {
+            return Err(err(ErrorKind::Invalid, format!("'{}' is not a {} backup", req.archive, kind.noun())));
+        }
+        Source::Archive(path)
+    };
     if let Some(storage) = &req.storage {
         authorize_also(&daemon.access, caller, format!("/storage/{storage}"), &["Datastore.AllocateSpace"])?;
         daemon.storages.config(storage)?;
@@ -743,16 +879,38 @@ pub fn restore(
     };
     let upid = daemon.tasks.spawn(task, &vmid.to_string(), &caller.userid, move |ctx| {
         let log = |line: String| ctx.log(line);
-        restore_task(&worker, kind, &req, &path, existing.is_some(), &log, &|d, t| ctx.progress(d, t))
+        restore_task(&worker, kind, &req, &source, existing.is_some(), &log, &|d, t| ctx.progress(d, t))
     })?;
     Ok(Payload::Task(upid))
+}
+
+/// What a restore reads: a vzdump archive, or a snapshot in a chunk store.
+enum Source {
+    Archive(PathBuf),
+    Chunks(crate::chunks::Store, hearth_backup::SnapshotRef),
+}
+
+impl Source {
+    fn describe(&self) -> String {
+        match self {
+            Source::Archive(path) => path.display().to_string(),
+            Source::Chunks(store, snap) => store.volid(snap),
+        }
+    }
+
+    fn config_text(&self, name: &str) -> Result<String, String> {
+        let Source::Chunks(store, snap) = self else { unreachable!("only chunk store backups hold blobs") };
+        let bytes = hearth_backup::restore::read_blob(&store.store, snap, name, store.key.as_ref())
+            .map_err(|e| format!("reading the configuration: {e}"))?;
+        String::from_utf8(bytes).map_err(|_| "the backup's configuration is not UTF-8".into())
+    }
 }
 
 fn restore_task(
     daemon: &Daemon,
     kind: GuestKind,
     req: &RestoreGuest,
-    archive: &Path,
+    archive: &Source,
     overwrite: bool,
     log: &dyn Fn(String),
     progress: &dyn Fn(u64, u64),
@@ -777,7 +935,7 @@ fn restore_task(
     }
     let mut allocated: Vec<String> = Vec::new();
     let result = (|| {
-        log(format!("restoring {} to {} {vmid}", archive.display(), kind.noun()));
+        log(format!("restoring {} to {} {vmid}", archive.describe(), kind.noun()));
         let config = match kind {
             GuestKind::Vm => restore_vm(daemon, req, archive, &mut allocated, log, progress)?,
             GuestKind::Ct => restore_ct(daemon, req, archive, &mut allocated, log)?,
@@ -848,13 +1006,27 @@ type RestoreTarget = (String, PathBuf, Option<(PathBuf, Format)>);
 fn restore_vm(
     daemon: &Daemon,
     req: &RestoreGuest,
-    archive: &Path,
+    source: &Source,
     allocated: &mut Vec<String>,
     log: &dyn Fn(String),
     progress: &dyn Fn(u64, u64),
 ) -> Result<GuestConfig, String> {
     let vmid = req.vmid;
-    let header = vzdump::read_vma_header(archive).map_err(|e| e.to_string())?;
+    let header = match source {
+        Source::Archive(archive) => vzdump::read_vma_header(archive).map_err(|e| e.to_string())?,
+        Source::Chunks(store, snap) => {
+            let manifest = hearth_backup::snapshot::load_manifest(&store.store, snap).map_err(|e| e.to_string())?;
+            let mut disks = Vec::new();
+            for f in &manifest.files {
+                if let Some(name) = f.filename.strip_suffix(".img.fidx") {
+                    let index = hearth_backup::index::FixedIndex::load(&snap.path(&store.store).join(&f.filename))
+                        .map_err(|e| e.to_string())?;
+                    disks.push(vzdump::VmaDisk { name: name.to_owned(), size: index.size });
+                }
+            }
+            vzdump::VmaHeader { config: source.config_text(crate::chunks::VM_CONFIG)?, disks, ctime: snap.time }
+        }
+    };
     let mut config = GuestConfig::parse(GuestKind::Vm, &header.config).map_err(|e| format!("configuration: {e}"))?;
     let total: u64 = header.disks.iter().map(|d| d.size).sum();
     let mut targets: Vec<RestoreTarget> = Vec::new();
@@ -896,11 +1068,25 @@ fn restore_vm(
         }
     }
     progress(0, total);
-    let extracted = vzdump::extract_vma(archive, |name| {
-        targets.iter().find(|t| t.0 == name).map(|t| t.1.clone()).unwrap_or_else(|| temp_dir.join("hearth-unused"))
-    })
-    .map_err(|e| e.to_string());
-    let mut result = extracted.map(|_| ());
+    let extracted = match source {
+        Source::Archive(archive) => vzdump::extract_vma(archive, |name| {
+            targets.iter().find(|t| t.0 == name).map(|t| t.1.clone()).unwrap_or_else(|| temp_dir.join("hearth-unused"))
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string()),
+        Source::Chunks(store, snap) => {
+            let mut done = 0;
+            targets.iter().try_for_each(|(key, path, _)| {
+                let size = header.disks.iter().find(|d| d.name == *key).map_or(0, |d| d.size);
+                hearth_backup::restore::restore_image(&store.store, snap, key, store.key.as_ref(), path)
+                    .map_err(|e| format!("{key}: {e}"))?;
+                done += size;
+                progress(done, total);
+                Ok(())
+            })
+        }
+    };
+    let mut result = extracted;
     for (key, raw, convert) in &targets {
         if let (Ok(()), Some((path, fmt))) = (&result, convert) {
             let out = Command::new("qemu-img")
@@ -928,13 +1114,16 @@ fn restore_vm(
 fn restore_ct(
     daemon: &Daemon,
     req: &RestoreGuest,
-    archive: &Path,
+    source: &Source,
     allocated: &mut Vec<String>,
     log: &dyn Fn(String),
 ) -> Result<GuestConfig, String> {
     let vmid = req.vmid;
     // The configuration is the archive's first member; read it before allocating anything.
-    let text = vzdump_config_of_lxc(archive)?;
+    let text = match source {
+        Source::Archive(archive) => vzdump_config_of_lxc(archive)?,
+        Source::Chunks(..) => source.config_text(crate::chunks::CT_CONFIG)?,
+    };
     let mut config = GuestConfig::parse(GuestKind::Ct, &text).map_err(|e| format!("configuration: {e}"))?;
     let unprivileged = |c: &GuestConfig| !matches!(c.current.get("unprivileged"), Some(Value::Bool(false)));
     let was_unprivileged = unprivileged(&config);
@@ -961,16 +1150,22 @@ fn restore_ct(
         log(format!("{key}: not in the archive; dropped"));
         config.current.remove(&key);
     }
-    let source = containers::volume_source(daemon, vmid, "rootfs", &new).map_err(|e| e.message)?;
-    let (target, mounted) = match &source {
+    let volume = containers::volume_source(daemon, vmid, "rootfs", &new).map_err(|e| e.message)?;
+    let (target, mounted) = match &volume {
         hearth_ct::spec::RootFs::Dir { path } => (path.clone(), None),
         hearth_ct::spec::RootFs::Image { .. } => {
             let staging = daemon.ct.run_dir.join(format!("{vmid}.restore"));
-            containers::mount_volume(&source, &staging).map_err(|e| e.message)?;
+            containers::mount_volume(&volume, &staging).map_err(|e| e.message)?;
             (staging.clone(), Some(staging))
         }
     };
-    let result = vzdump::extract_lxc(archive, &target).map_err(|e| e.to_string()).and_then(|_| {
+    let extracted = match source {
+        Source::Archive(archive) => vzdump::extract_lxc(archive, &target).map(|_| ()),
+        Source::Chunks(store, snap) => {
+            hearth_backup::tree::restore_tree(&store.store, snap, crate::chunks::CT_ROOT, store.key.as_ref(), &target)
+        }
+    };
+    let result = extracted.map_err(|e| e.to_string()).and_then(|_| {
         if was_unprivileged != now_unprivileged {
             let delta: i64 = if now_unprivileged { 100_000 } else { -100_000 };
             log(format!(

@@ -10,6 +10,7 @@
 
 mod access;
 mod backup;
+mod chunks;
 mod conn;
 pub mod containers;
 mod credentials;
@@ -222,8 +223,8 @@ pub fn handle(
             NodeRequest::StopAll { timeout } => vms::stop_all(daemon, caller, timeout),
         },
         Request::Storage(r) => match r {
-            StorageRequest::Add(req) => storage::add(daemon, req),
-            StorageRequest::Set(req) => storage::set(daemon, req),
+            StorageRequest::Add(req) => storage::add(daemon, caller, req),
+            StorageRequest::Set(req) => storage::set(daemon, caller, req),
             StorageRequest::Remove { storage } => storage::remove(daemon, &storage),
             StorageRequest::Config { storage } => storage::config(daemon, caller, storage.as_deref()),
             StorageRequest::Status(filter) => storage::status(daemon, caller, filter),
@@ -238,6 +239,10 @@ pub fn handle(
             StorageRequest::BackupList { storage, vmid } => backup::list(daemon, caller, storage.as_deref(), vmid),
             StorageRequest::BackupPrune(req) => backup::prune_request(daemon, req),
             StorageRequest::BackupProtect { volid, protected } => backup::protect(daemon, &volid, protected),
+            StorageRequest::BackupVerify { target } => chunks::verify(daemon, caller, &target),
+            StorageRequest::BackupGc { storage } => chunks::gc(daemon, caller, &storage),
+            StorageRequest::BackupLs { volid, path } => chunks::ls(daemon, &volid, &path),
+            StorageRequest::BackupExtract { volid, path } => chunks::extract(daemon, &volid, &path, attached()?),
             StorageRequest::BackupJobAdd(job) => jobs::add(daemon, job),
             StorageRequest::BackupJobSet(job) => jobs::set(daemon, job),
             StorageRequest::BackupJobRemove { id } => jobs::remove(daemon, &id),

@@ -1,5 +1,7 @@
-//! `storectl backup run|list|prune|protect|job`: vzdump for many guests, the backups on the
-//! storages, retention (pvesm prune-backups), protection and scheduled jobs.
+//! `storectl backup run|list|prune|protect|verify|gc|ls|extract|job`: vzdump for many guests,
+//! the backups on the storages, retention (pvesm prune-backups), protection, chunk store
+//! verification and garbage collection, file-level restore from container backups, and
+//! scheduled jobs.
 
 use anyhow::{Context, bail};
 use clap::builder::BoolishValueParser;
@@ -45,6 +47,42 @@ pub fn command() -> Command {
                 .about("Protect a backup from pruning and removal")
                 .arg(super::volid_arg("The backup volume"))
                 .arg(Arg::new("off").long("off").action(clap::ArgAction::SetTrue).help("Lift the protection")),
+            Command::new("verify")
+                .about("Verify chunk store backups")
+                .long_about(
+                    "Re-read every chunk of one backup (a chunk store volume id) or of every backup in a \
+                     chunkstore storage, check its checksum and digest, and move bad chunks aside so the \
+                     next backup of the same data writes them again. One line per backup; exit status 1 \
+                     when any backup is bad.",
+                )
+                .arg(
+                    Arg::new("target")
+                        .value_name("VOLID|STORAGE")
+                        .required(true)
+                        .help("A backup (store:backup/vm/100/<time>) or a chunkstore storage"),
+                ),
+            Command::new("gc")
+                .about("Remove chunks no backup references (chunk stores)")
+                .long_about(
+                    "Garbage collection of a chunkstore storage: mark every chunk a backup references, then \
+                     remove chunks unused for more than a day (backups running at the same time are safe). \
+                     Run it after prune to free space.",
+                )
+                .arg(super::storage_arg()),
+            Command::new("ls")
+                .about("List files in a container backup (chunk stores)")
+                .arg(super::volid_arg("The container backup"))
+                .arg(Arg::new("path").value_name("PATH").default_value("/").help("Directory inside the backup")),
+            Command::new("extract")
+                .about("Restore files from a container backup (chunk stores)")
+                .long_about(
+                    "Write the files under PATH of a container backup in a chunk store as a tar stream to \
+                     standard output (owners, modes, xattrs and links kept), or with --to DIR unpack them \
+                     into DIR with your own rights (tar runs as you, not as hearthd).",
+                )
+                .arg(super::volid_arg("The container backup"))
+                .arg(Arg::new("path").value_name("PATH").required(true).help("File or directory inside the backup"))
+                .arg(Arg::new("to").long("to").value_name("DIR").help("Unpack into this directory")),
             super::backup_job::command(),
         ])
 }
@@ -128,6 +166,20 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
             cli::connect(crate::BIN)?.call(&request).with_context(|| format!("protecting {volid}"))?;
             Ok(())
         }
+        "verify" => {
+            let target = super::string(sub, "target");
+            let mut client = cli::connect(crate::BIN)?;
+            cli::run_task(&mut client, &Request::Storage(StorageRequest::BackupVerify { target }), format)?;
+            Ok(())
+        }
+        "gc" => {
+            let storage = super::string(sub, "storage");
+            let mut client = cli::connect(crate::BIN)?;
+            cli::run_task(&mut client, &Request::Storage(StorageRequest::BackupGc { storage }), format)?;
+            Ok(())
+        }
+        "ls" => ls(sub, format),
+        "extract" => extract(sub),
         "job" => super::backup_job::run(sub, format),
         other => bail!("unknown backup command '{other}'"),
     }
@@ -200,4 +252,79 @@ fn prune(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
 /// Whether a finished task failed (for run-due's exit status).
 pub fn failed(state: &TaskState) -> bool {
     matches!(state, TaskState::Error { .. } | TaskState::Unknown)
+}
+
+fn ls(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
+    let request = Request::Storage(StorageRequest::BackupLs {
+        volid: super::string(matches, "volid"),
+        path: super::string(matches, "path"),
+    });
+    let files = match cli::connect(crate::BIN)?.call(&request)? {
+        Payload::BackupFiles(f) => f,
+        other => return Err(cli::unexpected(&other)),
+    };
+    if format.is_json() {
+        return cli::print_json(&files, format);
+    }
+    let mut table = Table::new(&[
+        ("Type", Align::Left),
+        ("Mode", Align::Right),
+        ("UID", Align::Right),
+        ("GID", Align::Right),
+        ("Size", Align::Right),
+        ("Modified", Align::Left),
+        ("Path", Align::Left),
+    ]);
+    for f in &files {
+        let path = match &f.link {
+            Some(target) if f.kind == "l" => format!("{} -> {target}", f.path),
+            Some(target) if f.kind == "h" => format!("{} link to /{target}", f.path),
+            _ => f.path.clone(),
+        };
+        table.row(vec![
+            f.kind.clone(),
+            format!("{:04o}", f.mode & 0o7777),
+            f.uid.to_string(),
+            f.gid.to_string(),
+            f.size.to_string(),
+            cli::format_utc(f.mtime),
+            path,
+        ]);
+    }
+    table.print()
+}
+
+/// Asks hearthd for the tar stream of the files and writes it to stdout, or unpacks it with
+/// tar running as the caller.
+fn extract(matches: &ArgMatches) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    use std::os::fd::AsFd;
+    let volid = super::string(matches, "volid");
+    let request =
+        Request::Storage(StorageRequest::BackupExtract { volid: volid.clone(), path: super::string(matches, "path") });
+    let mut client = cli::connect(crate::BIN)?;
+    let Some(dir) = matches.get_one::<String>("to") else {
+        if std::io::stdout().is_terminal() {
+            bail!("refusing to write a tar stream to a terminal; redirect standard output or use --to DIR");
+        }
+        std::io::stdout().flush()?;
+        let target = std::io::stdout().as_fd().try_clone_to_owned().context("duplicating standard output")?;
+        client.call_with_file(&request, target).with_context(|| format!("extracting from {volid}"))?;
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
+    let mut tar = std::process::Command::new("tar")
+        .args(["--extract", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "-f", "-", "-C"])
+        .arg(dir)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run tar")?;
+    let stdin = tar.stdin.take().context("tar's standard input")?;
+    let answer = client.call_with_file(&request, std::os::fd::OwnedFd::from(stdin));
+    let status = tar.wait().context("waiting for tar")?;
+    answer.with_context(|| format!("extracting from {volid}"))?;
+    if !status.success() {
+        bail!("tar could not unpack into {dir} ({status})");
+    }
+    Ok(())
 }
