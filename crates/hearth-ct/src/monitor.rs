@@ -180,7 +180,8 @@ fn run(spec: &ContainerSpec, out: &mut Option<std::fs::File>) -> Result<(), Stri
             .mode(0o600)
             .open(spec_file(&spec.run_dir))
             .map_err(|e| format!("writing the spec: {e}"))?;
-        serde_json::to_writer(&mut file, spec).map_err(|e| format!("writing the spec: {e}"))?;
+        let text = serde_json::to_vec(spec).map_err(|e| format!("writing the spec: {e}"))?;
+        file.write_all(&text).map_err(|e| format!("writing the spec: {e}"))?;
     }
     let _ = std::fs::remove_file(exit_record(&spec.run_dir));
 
