@@ -156,9 +156,7 @@ fn relay(master: BorrowedFd<'_>) {
 fn enter(spec: &AttachSpec, pidfd: BorrowedFd<'_>, slave: Option<BorrowedFd<'_>>) -> Result<i32, String> {
     // Join the container's cgroups first, so everything below is accounted to it.
     let layout = Layout::detect().map_err(|e| format!("cgroups: {e}"))?;
-    Cgroups::new(layout, &spec.cgroup)
-        .add_process(std::process::id() as i32)
-        .map_err(|e| format!("joining the container's cgroups: {e}"))?;
+    Cgroups::new(layout, &spec.cgroup).enter_self().map_err(|e| format!("joining the container's cgroups: {e}"))?;
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWUTS

@@ -293,7 +293,18 @@ fn boot(
         flags |= CloneFlags::CLONE_NEWUSER;
     }
     let started = std::time::Instant::now();
-    let forked = hearth_sys::process::clone_into_namespaces(flags.bits() as u64).map_err(|e| format!("clone: {e}"))?;
+    // Born in its cgroups: the monitor steps in for the clone and back out right after.
+    let was = cgroups.enter_self().map_err(|e| e.to_string());
+    let forked = match &was {
+        Ok(_) => hearth_sys::process::clone_into_namespaces(flags.bits() as u64).map_err(|e| format!("clone: {e}")),
+        Err(e) => Err(e.clone()),
+    };
+    if let Ok(was) = &was
+        && !matches!(forked, Ok(hearth_sys::process::Forked::Child))
+    {
+        Cgroups::return_self(was).map_err(|e| format!("leaving the container's cgroups: {e}"))?;
+    }
+    let forked = forked?;
     let (pid, pidfd) = match forked {
         hearth_sys::process::Forked::Child => {
             drop(parent_end);
@@ -324,9 +335,6 @@ fn boot(
         && let Err(e) = write_maps(pid, map)
     {
         return Err(kill_child(e));
-    }
-    if let Err(e) = cgroups.add_process(pid) {
-        return Err(kill_child(e.to_string()));
     }
     for (i, net) in spec.nets.iter().enumerate() {
         if let Err(e) = crate::net::attach(net, pid) {
