@@ -156,7 +156,21 @@ fn relay(master: BorrowedFd<'_>) {
 fn enter(spec: &AttachSpec, pidfd: BorrowedFd<'_>, slave: Option<BorrowedFd<'_>>) -> Result<i32, String> {
     // Join the container's cgroups first, so everything below is accounted to it.
     let layout = Layout::detect().map_err(|e| format!("cgroups: {e}"))?;
-    Cgroups::new(layout, &spec.cgroup).enter_self().map_err(|e| format!("joining the container's cgroups: {e}"))?;
+    // v1: this process joins (a cheap move of itself); cgroup2: the process that runs inside
+    // is cloned straight into the container's cgroup, without the move's global lock.
+    let cgroups = Cgroups::new(layout, &spec.cgroup);
+    cgroups.enter_self_v1().map_err(|e| format!("joining the container's cgroups: {e}"))?;
+    let v2 = match cgroups.v2_ns_dir() {
+        Some(dir) => Some(
+            nix::fcntl::open(
+                &dir,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| format!("joining the container's cgroups: {}: {e}", dir.display()))?,
+        ),
+        None => None,
+    };
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWUTS
@@ -169,7 +183,9 @@ fn enter(spec: &AttachSpec, pidfd: BorrowedFd<'_>, slave: Option<BorrowedFd<'_>>
     // Once inside the container's mounts, /proc is the container's and does not show us.
     let single = hearth_sys::process::SingleThreaded::check().map_err(|e| format!("fork: {e}"))?;
     nix::sched::setns(pidfd, flags).map_err(|e| format!("entering the container: {e}"))?;
-    match hearth_sys::process::fork_checked(&single).map_err(|e| format!("fork: {e}"))? {
+    match hearth_sys::process::clone_checked(&single, 0, v2.as_ref().map(AsFd::as_fd))
+        .map_err(|e| format!("fork: {e}"))?
+    {
         hearth_sys::process::Forked::Child => {
             let message = match inside(spec, slave) {
                 Ok(never) => match never {},

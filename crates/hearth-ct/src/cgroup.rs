@@ -296,9 +296,27 @@ impl Cgroups {
     /// grace period (about a millisecond per hierarchy, ten on these hosts). A process cloned
     /// meanwhile is born in the container's cgroups.
     pub fn enter_self(&self) -> Result<Vec<PathBuf>, CgroupError> {
+        self.enter_self_but(false)
+    }
+
+    /// Like [`Cgroups::enter_self`], leaving out cgroup2: a child cloned with
+    /// `CLONE_INTO_CGROUP` into [`Cgroups::v2_ns_dir`] is born there without any move.
+    pub fn enter_self_v1(&self) -> Result<Vec<PathBuf>, CgroupError> {
+        self.enter_self_but(true)
+    }
+
+    /// `<name>/ns` in the cgroup2 hierarchy, if the host mounts one.
+    pub fn v2_ns_dir(&self) -> Option<PathBuf> {
+        self.layout.hierarchies.iter().find(|h| h.v1_options.is_none()).map(|h| h.mount.join(&self.name).join("ns"))
+    }
+
+    fn enter_self_but(&self, skip_v2: bool) -> Result<Vec<PathBuf>, CgroupError> {
         let mut was = Vec::new();
         let current = fs::read_to_string("/proc/self/cgroup").map_err(io_at(Path::new("/proc/self/cgroup")))?;
         for hierarchy in &self.layout.hierarchies {
+            if skip_v2 && hierarchy.v1_options.is_none() {
+                continue;
+            }
             let here = current.lines().find_map(|line| {
                 let mut fields = line.splitn(3, ':');
                 let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);

@@ -66,17 +66,30 @@ pub fn fork_checked(_proof: &SingleThreaded) -> io::Result<Forked> {
 /// `CLONE_PIDFD`, fork-style (the child continues on a copy of the caller's stack). The child
 /// gets `SIGCHLD` semantics, so the parent waits for it with waitpid. Single-threaded callers
 /// only (checked), for the same reason as [`fork`].
-pub fn clone_into_namespaces(flags: u64) -> io::Result<Forked> {
-    require_single_thread()?;
+///
+/// With `cgroup` (a directory of a cgroup2 hierarchy) the child is born in that cgroup
+/// (`CLONE_INTO_CGROUP`), without the global lock a later move would take.
+pub fn clone_into_namespaces(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
+    clone_checked(&SingleThreaded::check()?, flags, cgroup)
+}
+
+/// [`clone_into_namespaces`] with the single-thread check done earlier.
+pub fn clone_checked(_proof: &SingleThreaded, flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
     let mut pidfd: RawFd = -1;
     let mut args: libc::clone_args = clone_args_zeroed();
     args.flags = flags | libc::CLONE_PIDFD as u64;
+    if let Some(dir) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = dir.as_raw_fd() as u64;
+    }
     args.pidfd = std::ptr::addr_of_mut!(pidfd) as u64;
     args.exit_signal = libc::SIGCHLD as u64;
     // SAFETY: `args` is a valid clone_args of the size passed; stack is 0, so the kernel runs
     // the child on a copy-on-write copy of this thread's stack like fork(). The process is
-    // single-threaded (checked), so the child inherits no foreign-held lock. `pidfd` lives
-    // until the call returns, which is when the kernel writes it.
+    // single-threaded (checked when the proof was made, and its holder starts no thread), so
+    // the child inherits no foreign-held lock. `pidfd` lives
+    // until the call returns, which is when the kernel writes it; the cgroup descriptor is
+    // borrowed for the call.
     let ret = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::addr_of_mut!(args), size_of::<libc::clone_args>()) };
     match ret {
         -1 => Err(io::Error::last_os_error()),
@@ -88,6 +101,9 @@ pub fn clone_into_namespaces(flags: u64) -> io::Result<Forked> {
         }
     }
 }
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7), not in every libc release.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 fn clone_args_zeroed() -> libc::clone_args {
     libc::clone_args {
