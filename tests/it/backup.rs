@@ -484,3 +484,153 @@ fn two_overlapping_run_due_calls_run_a_due_job_once() {
     assert!(!state.exists());
     ok(&daemon, "vmctl", &["destroy", "720"]);
 }
+
+/// Backs a guest up through the client library; answers the task's events.
+fn backup_events(
+    daemon: &HearthdProcess,
+    kind: hearth_core::GuestKind,
+    id: u32,
+    options: hearth_proto::BackupOptions,
+) -> Vec<hearth_proto::TaskEvent> {
+    use hearth_proto::{BackupGuest, CtRequest, Payload, Request, VmRequest};
+    let mut client = daemon.client();
+    let req = BackupGuest { vmid: crate::vmid(id), options };
+    let request = match kind {
+        hearth_core::GuestKind::Vm => Request::Vm(VmRequest::Backup(req)),
+        hearth_core::GuestKind::Ct => Request::Ct(CtRequest::Backup(req)),
+    };
+    let Payload::Task(upid) = client.call(&request).expect("backup is accepted") else { panic!("a task") };
+    let mut events = Vec::new();
+    let info = client.follow(&upid, |e| events.push(e.clone())).expect("follow");
+    assert_eq!(info.state, hearth_proto::TaskState::Ok, "{events:?}");
+    events
+}
+
+fn progress_of(events: &[hearth_proto::TaskEvent]) -> Vec<(u64, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            hearth_proto::TaskEvent::Progress { done, total } => Some((*done, *total)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn log_of(events: &[hearth_proto::TaskEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            hearth_proto::TaskEvent::Log(l) => Some(format!("{l}\n")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Progress grows without going back and ends with everything done.
+fn grows_to_total(progress: &[(u64, u64)], total: Option<u64>) {
+    let last = *progress.last().unwrap_or_else(|| panic!("no progress reported"));
+    assert_eq!(last.0, last.1, "ends with done == total: {progress:?}");
+    if let Some(total) = total {
+        assert_eq!(last.1, total, "{progress:?}");
+    }
+    assert!(progress.windows(2).all(|w| w[0].0 <= w[1].0), "done never goes back: {progress:?}");
+    assert!(progress.iter().all(|(d, t)| d <= t), "{progress:?}");
+}
+
+#[test]
+fn a_backup_reports_byte_progress_and_names_its_bandwidth_limit() {
+    let daemon = HearthdProcess::start();
+    // 16 MiB: four 4 MiB blocks read at 16 MiB/s, so progress comes in steps a follower sees.
+    ok(&daemon, "vmctl", &["create", "710", "--memory", "64", "--kvm", "0", "--scsi0", "local:0.015625,format=raw"]);
+    let volid = json(&daemon, "vmctl", &["config", "710"])["scsi0"]
+        .as_str()
+        .expect("scsi0")
+        .split(',')
+        .next()
+        .expect("volid")
+        .to_owned();
+    std::fs::write(path_of(&daemon, &volid), vec![0x5au8; 16 << 20]).expect("disk");
+    let options =
+        hearth_proto::BackupOptions { storage: Some("local".into()), bwlimit: Some(16 * 1024), ..Default::default() };
+    let events = backup_events(&daemon, hearth_core::GuestKind::Vm, 710, options);
+    let log = log_of(&events);
+    assert!(log.contains("bandwidth limit: 16384 KiB/s"), "{log}");
+    let progress = progress_of(&events);
+    grows_to_total(&progress, Some(16 << 20));
+    assert!(progress.iter().any(|(d, t)| *d > 0 && d < t), "progress in between: {progress:?}");
+
+    // Without a limit, no such line; the CLI takes --bwlimit too and prints no progress lines.
+    let events = backup_events(
+        &daemon,
+        hearth_core::GuestKind::Vm,
+        710,
+        hearth_proto::BackupOptions { storage: Some("local".into()), ..Default::default() },
+    );
+    assert!(!log_of(&events).contains("bandwidth limit"));
+    grows_to_total(&progress_of(&events), Some(16 << 20));
+    let out = ok(&daemon, "vmctl", &["backup", "710", "--storage", "local", "--bwlimit", "65536"]);
+    assert!(out.contains("bandwidth limit: 65536 KiB/s"), "{out}");
+    assert!(!out.contains('%'), "no progress without a terminal: {out}");
+}
+
+#[test]
+fn a_container_mount_point_with_backup_1_survives_backup_and_restore() {
+    let daemon = HearthdProcess::start();
+    let template = crate::template(&daemon);
+    let (a, b) = (ctid(3), ctid(4));
+    ok(
+        &daemon,
+        "ctctl",
+        &[
+            "create",
+            &a,
+            &template,
+            "--rootfs",
+            "local:0",
+            "--memory",
+            "64",
+            "--swap",
+            "0",
+            "--mp0",
+            "local:0,mp=/data,backup=1",
+            "--mp1",
+            "local:0,mp=/scratch",
+        ],
+    );
+    let config = json(&daemon, "ctctl", &["config", &a]);
+    let mp = |c: &serde_json::Value, key: &str| {
+        path_of(&daemon, c[key].as_str().unwrap_or_else(|| panic!("{key}: {c}")).split(',').next().expect("volume"))
+    };
+    std::fs::write(mp(&config, "mp0").join("kept"), b"in the mount point").expect("write");
+    std::fs::create_dir_all(mp(&config, "mp0").join("sub/dir")).expect("mkdir");
+    std::fs::write(mp(&config, "mp0").join("sub/dir/deep"), b"deep").expect("write");
+    std::fs::write(mp(&config, "mp1").join("left-out"), b"no backup=1").expect("write");
+
+    let events = backup_events(
+        &daemon,
+        hearth_core::GuestKind::Ct,
+        a.parse().expect("id"),
+        hearth_proto::BackupOptions { storage: Some("local".into()), ..Default::default() },
+    );
+    let log = log_of(&events);
+    assert!(log.contains("including mp0") && log.contains("excluding mp1"), "{log}");
+    grows_to_total(&progress_of(&events), None);
+    let archive = archive_of(&log, &a);
+
+    let out = ok(&daemon, "ctctl", &["restore", &b, &archive]);
+    assert!(out.contains("restored mp0"), "{out}");
+    let restored = json(&daemon, "ctctl", &["config", &b]);
+    assert!(restored.get("mp1").is_none(), "mp1 was not backed up: {restored}");
+    let mp0 = restored["mp0"].as_str().expect("mp0");
+    assert!(mp0.contains("mp=/data") && mp0.contains(&format!("local:{b}/")), "a new volume: {mp0}");
+    let dir = mp(&restored, "mp0");
+    assert_eq!(std::fs::read(dir.join("kept")).expect("kept"), b"in the mount point");
+    assert_eq!(std::fs::read(dir.join("sub/dir/deep")).expect("deep"), b"deep");
+    let root = rootfs_path(&daemon, &b);
+    assert!(root.join("data").is_dir(), "the mount point stays in the rootfs");
+    assert!(std::fs::read_dir(root.join("data")).expect("data").next().is_none(), "and is empty");
+    assert!(!root.join("scratch/left-out").exists());
+
+    ok(&daemon, "ctctl", &["destroy", &a]);
+    ok(&daemon, "ctctl", &["destroy", &b]);
+}

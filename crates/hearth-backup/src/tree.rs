@@ -300,11 +300,49 @@ fn tar_error(command: &str, stderr: &[u8]) -> Error {
 
 /// Backs up the tree under `source` as `<name>.didx` plus its catalog `<name>.catalog.blob`.
 pub fn add_tree(writer: &mut BackupWriter, name: &str, source: &Path) -> Result<ArchiveStats, Error> {
+    add_tree_with(writer, name, source, &[], crate::meter::no_hook())
+}
+
+/// tar arguments for `root` as `.`, with each `(path, source)` as `./path`: a mount point's
+/// contents under its path in the tree, as vzdump archives mount points. The n-th source is
+/// named `.` followed by n+1 `/.` (which tar keeps as written and a tree never holds), and
+/// `--transform` (global in GNU tar, so deepest first) renames that prefix to its path.
+pub fn tree_args(root: &Path, mounts: &[(&str, &Path)]) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let mut members: Vec<std::ffi::OsString> = vec!["-C".into(), root.into(), ".".into()];
+    let mut transforms = Vec::new();
+    for (i, (path, source)) in mounts.iter().enumerate() {
+        let inside = path.trim_matches('/');
+        if inside.is_empty() || inside.contains(',') {
+            continue;
+        }
+        let depth = i + 2;
+        transforms.push(format!(
+            "--transform=s,^\\(\\./\\)\\{{{}\\}}\\.$,./{inside},S;s,^\\(\\./\\)\\{{{depth}\\}},./{inside}/,S",
+            depth - 1
+        ));
+        members.push("-C".into());
+        members.push((*source).into());
+        members.push(format!(".{}", "/.".repeat(i + 1)).into());
+    }
+    transforms.reverse();
+    args.extend(transforms.into_iter().map(Into::into));
+    args.extend(members);
+    args
+}
+
+/// [`add_tree`] with further trees `(path in the tree, source)` under their path (mount
+/// points), calling `hook` with every block of the tar stream.
+pub fn add_tree_with(
+    writer: &mut BackupWriter,
+    name: &str,
+    source: &Path,
+    mounts: &[(&str, &Path)],
+    hook: crate::meter::ReadHook<'_>,
+) -> Result<ArchiveStats, Error> {
     let mut child = Command::new("tar")
         .args(TAR_CREATE_OPTIONS)
-        .arg("-C")
-        .arg(source)
-        .arg(".")
+        .args(tree_args(source, mounts))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -317,6 +355,7 @@ pub fn add_tree(writer: &mut BackupWriter, name: &str, source: &Path) -> Result<
         let _ = stderr.read_to_end(&mut text);
         text
     });
+    let stdout = crate::meter::HookReader { inner: stdout, hook };
     let mut tee = CatalogTee { inner: stdout, catalog: CatalogBuilder::new() };
     let stats = writer.add_stream(name, &mut tee);
     let status = child.wait().map_err(|e| Error::io("tar", e))?;

@@ -150,6 +150,18 @@ pub fn write_vma(
     disks: &[(&str, &Path)],
     options: &ArchiveOptions,
 ) -> Result<VzdumpArchive, Error> {
+    write_vma_with(dir, vmid, config, disks, options, crate::meter::no_hook())
+}
+
+/// [`write_vma`], calling `hook` with every block read from the disks.
+pub fn write_vma_with(
+    dir: &Path,
+    vmid: u32,
+    config: &str,
+    disks: &[(&str, &Path)],
+    options: &ArchiveOptions,
+    hook: crate::meter::ReadHook<'_>,
+) -> Result<VzdumpArchive, Error> {
     let base = base_name("qemu", vmid, options);
     let mut sources = Vec::new();
     let mut header = VmaHeader { config: config.to_owned(), disks: Vec::new(), ctime: options.time };
@@ -179,6 +191,7 @@ pub fn write_vma(
             while offset < *size {
                 let len = (*size - offset).min(BLOCK as u64) as usize;
                 file.read_exact_at(&mut buf[..len], offset).at(*path)?;
+                hook(len as u64);
                 hash.update(&buf[..len]);
                 // Runs of non-zero clusters become extents.
                 let mut run: Option<usize> = None;
@@ -323,6 +336,20 @@ pub fn write_lxc(
     rootfs: &Path,
     options: &ArchiveOptions,
 ) -> Result<VzdumpArchive, Error> {
+    write_lxc_with(dir, vmid, config, rootfs, &[], options, crate::meter::no_hook())
+}
+
+/// [`write_lxc`] with further trees `(path in the container, source)` archived under their
+/// path (mount points), calling `hook` with every block of the tar stream.
+pub fn write_lxc_with(
+    dir: &Path,
+    vmid: u32,
+    config: &str,
+    rootfs: &Path,
+    mounts: &[(&str, &Path)],
+    options: &ArchiveOptions,
+    hook: crate::meter::ReadHook<'_>,
+) -> Result<VzdumpArchive, Error> {
     let base = base_name("lxc", vmid, options);
     let staging = dir.join(format!(".{base}.tmp"));
     let conf_dir = staging.join("etc/vzdump");
@@ -332,20 +359,17 @@ pub fn write_lxc(
     let mut log = format!("backup of CT {vmid} started at {}\n", crate::time::rfc3339(options.time));
     let dat = dir.join(format!("{base}.tar.zst.dat"));
     let result = write_archive(dir, &base, "tar.zst", options, &mut log, |out, _| {
-        let mut child = Command::new("tar")
-            .args(TAR_CREATE_OPTIONS)
-            .arg("-C")
-            .arg(&staging)
-            .arg("./etc/vzdump/pct.conf")
-            .arg("-C")
-            .arg(rootfs)
-            .arg(".")
+        let mut command = Command::new("tar");
+        command.args(TAR_CREATE_OPTIONS).arg("-C").arg(&staging).arg("./etc/vzdump/pct.conf");
+        command.args(crate::tree::tree_args(rootfs, mounts));
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| Error::io("tar", e))?;
-        let mut stdout = child.stdout.take().expect("stdout was piped");
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let mut stdout = crate::meter::HookReader { inner: stdout, hook };
         let copied = io::copy(&mut stdout, out);
         drop(stdout);
         let output = child.wait_with_output().map_err(|e| Error::io("tar", e))?;

@@ -27,7 +27,8 @@ fn string(matches: &ArgMatches, name: &str) -> Option<String> {
     matches.try_get_one::<String>(name).ok().flatten().cloned()
 }
 
-/// vzdump's options: `--storage --mode --compress --notes-template --protected --prune-backups`.
+/// vzdump's options: `--storage --mode --compress --notes-template --protected --prune-backups
+/// --bwlimit`.
 pub fn option_args() -> Vec<Arg> {
     vec![
         Arg::new("storage")
@@ -49,6 +50,11 @@ pub fn option_args() -> Vec<Arg> {
             .long("prune-backups")
             .value_name("KEEP")
             .help("Prune the guest's backups afterwards: keep-last=3,keep-daily=7,..."),
+        Arg::new("bwlimit")
+            .long("bwlimit")
+            .value_name("KiB/s")
+            .value_parser(clap::value_parser!(u64))
+            .help("Read the guest's disks or files at most this fast, in KiB/s (0: no limit)"),
     ]
 }
 
@@ -61,6 +67,7 @@ pub fn options(matches: &ArgMatches) -> BackupOptions {
         notes_template: string(matches, "notes-template"),
         protected: get_flag(matches, "protected").unwrap_or(false),
         prune_backups: string(matches, "prune-backups"),
+        bwlimit: matches.try_get_one::<u64>("bwlimit").ok().flatten().copied().filter(|&l| l > 0),
     }
 }
 
