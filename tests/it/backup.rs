@@ -568,9 +568,58 @@ fn a_backup_reports_byte_progress_and_names_its_bandwidth_limit() {
     );
     assert!(!log_of(&events).contains("bandwidth limit"));
     grows_to_total(&progress_of(&events), Some(16 << 20));
+    // Archives are named to the second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = ok(&daemon, "vmctl", &["backup", "710", "--storage", "local", "--bwlimit", "65536"]);
     assert!(out.contains("bandwidth limit: 65536 KiB/s"), "{out}");
     assert!(!out.contains('%'), "no progress without a terminal: {out}");
+    let archive = archive_of(&out, "710");
+
+    // A restore reports the bytes written.
+    let events = restore_events(&daemon, hearth_core::GuestKind::Vm, 711, &archive);
+    grows_to_total(&progress_of(&events), Some(16 << 20));
+
+    // To a chunk store: the same, both ways.
+    let store = daemon.root().join("pbs");
+    std::fs::create_dir_all(&store).expect("store dir");
+    ok(&daemon, "storectl", &["add", "chunkstore", "pbs", "--path", store.to_str().expect("utf-8")]);
+    let events = backup_events(
+        &daemon,
+        hearth_core::GuestKind::Vm,
+        710,
+        hearth_proto::BackupOptions { storage: Some("pbs".into()), bwlimit: Some(32 * 1024), ..Default::default() },
+    );
+    let log = log_of(&events);
+    assert!(log.contains("bandwidth limit: 32768 KiB/s"), "{log}");
+    grows_to_total(&progress_of(&events), Some(16 << 20));
+    let events = restore_events(&daemon, hearth_core::GuestKind::Vm, 712, &archive_of(&log, "710"));
+    grows_to_total(&progress_of(&events), Some(16 << 20));
+}
+
+fn restore_events(
+    daemon: &HearthdProcess,
+    kind: hearth_core::GuestKind,
+    id: u32,
+    archive: &str,
+) -> Vec<hearth_proto::TaskEvent> {
+    use hearth_proto::{CtRequest, Payload, Request, RestoreGuest, VmRequest};
+    let mut client = daemon.client();
+    let req = RestoreGuest {
+        vmid: crate::vmid(id),
+        archive: archive.to_owned(),
+        storage: Some("local".into()),
+        force: false,
+        unprivileged: None,
+    };
+    let request = match kind {
+        hearth_core::GuestKind::Vm => Request::Vm(VmRequest::Restore(req)),
+        hearth_core::GuestKind::Ct => Request::Ct(CtRequest::Restore(req)),
+    };
+    let Payload::Task(upid) = client.call(&request).expect("restore is accepted") else { panic!("a task") };
+    let mut events = Vec::new();
+    let info = client.follow(&upid, |e| events.push(e.clone())).expect("follow");
+    assert_eq!(info.state, hearth_proto::TaskState::Ok, "{events:?}");
+    events
 }
 
 #[test]
@@ -617,7 +666,9 @@ fn a_container_mount_point_with_backup_1_survives_backup_and_restore() {
     grows_to_total(&progress_of(&events), None);
     let archive = archive_of(&log, &a);
 
-    let out = ok(&daemon, "ctctl", &["restore", &b, &archive]);
+    let events = restore_events(&daemon, hearth_core::GuestKind::Ct, b.parse().expect("id"), &archive);
+    grows_to_total(&progress_of(&events), None);
+    let out = log_of(&events);
     assert!(out.contains("restored mp0"), "{out}");
     let restored = json(&daemon, "ctctl", &["config", &b]);
     assert!(restored.get("mp1").is_none(), "mp1 was not backed up: {restored}");

@@ -426,7 +426,23 @@ pub fn restore_tree(
     key: Option<&KeyFile>,
     dest: &Path,
 ) -> Result<(), Error> {
-    let mut reader = ArchiveReader::open_stream(store, snap, name, key)?;
+    restore_tree_with(store, snap, name, key, dest, &mut |_| {}, crate::meter::no_hook())
+}
+
+/// [`restore_tree`], telling `size` the stream's length first and calling `hook` with every
+/// block of the stream extracted.
+pub fn restore_tree_with(
+    store: &ChunkStore,
+    snap: &SnapshotRef,
+    name: &str,
+    key: Option<&KeyFile>,
+    dest: &Path,
+    size: &mut dyn FnMut(u64),
+    hook: crate::meter::ReadHook<'_>,
+) -> Result<(), Error> {
+    let reader = ArchiveReader::open_stream(store, snap, name, key)?;
+    size(reader.len());
+    let mut reader = crate::meter::HookReader { inner: reader, hook };
     run_extract(dest, |stdin| io::copy(&mut reader, stdin).map(|_| ()).map_err(|e| Error::io(dest, e)))
 }
 

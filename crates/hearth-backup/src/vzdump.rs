@@ -259,6 +259,16 @@ pub fn read_vma_header(path: &Path) -> Result<VmaHeader, Error> {
 /// Restores every disk of a VM archive to `target(name)` (regular files, created sparse), and
 /// checks each disk's SHA-256. Returns the header.
 pub fn extract_vma(path: &Path, target: impl Fn(&str) -> PathBuf) -> Result<VmaHeader, Error> {
+    extract_vma_with(path, target, crate::meter::no_hook())
+}
+
+/// [`extract_vma`], calling `hook` with the bytes of disk restored as the disks are written
+/// (zero clusters count when they are passed), adding up to the disks' sizes.
+pub fn extract_vma_with(
+    path: &Path,
+    target: impl Fn(&str) -> PathBuf,
+    hook: crate::meter::ReadHook<'_>,
+) -> Result<VmaHeader, Error> {
     let (mut r, header) = open_vma(path)?;
     let mut outputs = Vec::new();
     for disk in &header.disks {
@@ -295,6 +305,7 @@ pub fn extract_vma(path: &Path, target: impl Fn(&str) -> PathBuf) -> Result<VmaH
                 hash_zeros(hash, offset - *pos);
                 hash.update(&data[..len]);
                 file.write_all_at(&data[..len], offset).at(&*out_path)?;
+                hook(offset + len as u64 - *pos);
                 *pos = offset + len as u64;
             }
             b'D' => {
@@ -304,6 +315,8 @@ pub fn extract_vma(path: &Path, target: impl Fn(&str) -> PathBuf) -> Result<VmaH
                 let (file, out_path, hash, pos, done) =
                     outputs.get_mut(disk).ok_or_else(|| Error::corrupt(path, "checksum of an unknown disk"))?;
                 hash_zeros(hash, header.disks[disk].size - *pos);
+                hook(header.disks[disk].size - *pos);
+                *pos = header.disks[disk].size;
                 let digest: [u8; 32] = std::mem::take(hash).finalize().into();
                 if digest[..] != rec[1..] {
                     return Err(Error::corrupt(
@@ -389,6 +402,11 @@ pub fn write_lxc_with(
 /// Restores a container archive's tree into `dest` (leaving out `./etc/vzdump`) and returns
 /// its configuration.
 pub fn extract_lxc(path: &Path, dest: &Path) -> Result<String, Error> {
+    extract_lxc_with(path, dest, crate::meter::no_hook())
+}
+
+/// [`extract_lxc`], calling `hook` with every block of the (compressed) archive read.
+pub fn extract_lxc_with(path: &Path, dest: &Path, hook: crate::meter::ReadHook<'_>) -> Result<String, Error> {
     fs::create_dir_all(dest).at(dest)?;
     let mut config = None;
     let mut child = Command::new("tar")
@@ -403,7 +421,7 @@ pub fn extract_lxc(path: &Path, dest: &Path) -> Result<String, Error> {
         .map_err(|e| Error::io("tar", e))?;
     let mut stdin = child.stdin.take().expect("stdin was piped");
     let fed = (|| {
-        let file = File::open(path).at(path)?;
+        let file = crate::meter::HookReader { inner: File::open(path).at(path)?, hook };
         let mut decoder = zstd::stream::read::Decoder::new(file).at(path)?;
         // The configuration is the first member; it is read from the head of the stream.
         let mut head = vec![0u8; 64 << 10];

@@ -1088,7 +1088,7 @@ fn restore_task(
     archive: &Source,
     overwrite: bool,
     log: &dyn Fn(String),
-    progress: &dyn Fn(u64, u64),
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(), String> {
     let vmid = req.vmid;
     // The guest is locked `create` while it is rebuilt: nothing starts or changes it meanwhile.
@@ -1113,7 +1113,7 @@ fn restore_task(
         log(format!("restoring {} to {} {vmid}", archive.describe(), kind.noun()));
         let config = match kind {
             GuestKind::Vm => restore_vm(daemon, req, archive, &mut allocated, log, progress)?,
-            GuestKind::Ct => restore_ct(daemon, req, archive, &mut allocated, log)?,
+            GuestKind::Ct => restore_ct(daemon, req, archive, &mut allocated, log, progress)?,
         };
         let old = daemon
             .store
@@ -1184,7 +1184,7 @@ fn restore_vm(
     source: &Source,
     allocated: &mut Vec<String>,
     log: &dyn Fn(String),
-    progress: &dyn Fn(u64, u64),
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<GuestConfig, String> {
     let vmid = req.vmid;
     let header = match source {
@@ -1242,24 +1242,29 @@ fn restore_vm(
             config.current.remove(key);
         }
     }
-    progress(0, total);
+    // Progress per byte written, as each extent or chunk lands.
+    let meter = Meter::new(progress, None);
+    meter.set_total(total);
+    let hook = |n| meter.read(n);
     let extracted = match source {
-        Source::Archive(archive) => vzdump::extract_vma(archive, |name| {
-            targets.iter().find(|t| t.0 == name).map(|t| t.1.clone()).unwrap_or_else(|| temp_dir.join("hearth-unused"))
-        })
+        Source::Archive(archive) => vzdump::extract_vma_with(
+            archive,
+            |name| {
+                targets
+                    .iter()
+                    .find(|t| t.0 == name)
+                    .map(|t| t.1.clone())
+                    .unwrap_or_else(|| temp_dir.join("hearth-unused"))
+            },
+            &hook,
+        )
         .map(|_| ())
         .map_err(|e| e.to_string()),
-        Source::Chunks(store, snap) => {
-            let mut done = 0;
-            targets.iter().try_for_each(|(key, path, _)| {
-                let size = header.disks.iter().find(|d| d.name == *key).map_or(0, |d| d.size);
-                hearth_backup::restore::restore_image(&store.store, snap, key, store.key.as_ref(), path)
-                    .map_err(|e| format!("{key}: {e}"))?;
-                done += size;
-                progress(done, total);
-                Ok(())
-            })
-        }
+        Source::Chunks(store, snap) => targets.iter().try_for_each(|(key, path, _)| {
+            hearth_backup::restore::restore_image_with(&store.store, snap, key, store.key.as_ref(), path, &hook)
+                .map(|_| ())
+                .map_err(|e| format!("{key}: {e}"))
+        }),
     };
     let mut result = extracted;
     for (key, raw, convert) in &targets {
@@ -1292,6 +1297,7 @@ fn restore_ct(
     source: &Source,
     allocated: &mut Vec<String>,
     log: &dyn Fn(String),
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<GuestConfig, String> {
     let vmid = req.vmid;
     // The configuration is the archive's first member; read it before allocating anything.
@@ -1355,12 +1361,27 @@ fn restore_ct(
             (staging.clone(), Some(staging))
         }
     };
+    // Progress over the stream extracted: the archive file, or the tree stream in the store.
+    let meter = Meter::new(progress, None);
+    let hook = |n| meter.read(n);
     let extracted = match source {
-        Source::Archive(archive) => vzdump::extract_lxc(archive, &target).map(|_| ()),
-        Source::Chunks(store, snap) => {
-            hearth_backup::tree::restore_tree(&store.store, snap, crate::chunks::CT_ROOT, store.key.as_ref(), &target)
+        Source::Archive(archive) => {
+            meter.set_total(std::fs::metadata(archive).map(|m| m.len()).unwrap_or(0));
+            vzdump::extract_lxc_with(archive, &target, &hook).map(|_| ())
         }
+        Source::Chunks(store, snap) => hearth_backup::tree::restore_tree_with(
+            &store.store,
+            snap,
+            crate::chunks::CT_ROOT,
+            store.key.as_ref(),
+            &target,
+            &mut |size| meter.set_total(size),
+            &hook,
+        ),
     };
+    if extracted.is_ok() {
+        meter.finish();
+    }
     let result = extracted.map_err(|e| e.to_string()).and_then(|_| {
         if was_unprivileged != now_unprivileged {
             let delta: i64 = if now_unprivileged { 100_000 } else { -100_000 };
