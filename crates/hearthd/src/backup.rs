@@ -737,6 +737,10 @@ fn with_volume_dir<T>(
     }
 }
 
+/// Writes a container's archive from its volumes' directories `(path inside, directory)`,
+/// the rootfs first.
+type WriteTrees<'a> = dyn FnMut(&[(String, PathBuf)]) -> Result<Written, String> + 'a;
+
 #[allow(clippy::too_many_arguments)]
 fn backup_ct(
     daemon: &Daemon,
@@ -777,7 +781,7 @@ fn backup_ct(
             vmid: Vmid,
             volumes: &[(String, String, String)],
             dirs: &mut Vec<(String, PathBuf)>,
-            f: &mut dyn FnMut(&[(String, PathBuf)]) -> Result<Written, String>,
+            f: &mut WriteTrees,
         ) -> Result<Written, String> {
             let Some(((key, path, volume), rest)) = volumes.split_first() else { return f(dirs) };
             let staging = daemon.ct.run_dir.join(format!("{vmid}.backup-{key}"));
