@@ -685,3 +685,59 @@ fn a_container_mount_point_with_backup_1_survives_backup_and_restore() {
     ok(&daemon, "ctctl", &["destroy", &a]);
     ok(&daemon, "ctctl", &["destroy", &b]);
 }
+
+#[test]
+fn a_running_container_on_btrfs_is_backed_up_from_read_only_snapshots_without_freezing() {
+    let fs = hearth_test::BtrfsLoop::new(2 << 30).expect("a btrfs loop mount (install btrfs-progs)");
+    let daemon = HearthdProcess::start();
+    let path = fs.path().to_str().expect("UTF-8 path");
+    ok(&daemon, "storectl", &["add", "btrfs", "fast", "--path", path, "--content", "images,rootdir"]);
+    let template = crate::template(&daemon);
+    let (a, b) = (ctid(5), ctid(6));
+    ok(
+        &daemon,
+        "ctctl",
+        &[
+            "create",
+            &a,
+            &template,
+            "--rootfs",
+            "fast:1",
+            "--memory",
+            "64",
+            "--swap",
+            "0",
+            "--mp0",
+            "fast:1,mp=/data,backup=1",
+        ],
+    );
+    let root = rootfs_path(&daemon, &a);
+    std::fs::write(root.join("etc/marker"), b"root file").expect("write");
+    let config = json(&daemon, "ctctl", &["config", &a]);
+    let mp0 = path_of(&daemon, config["mp0"].as_str().expect("mp0").split(',').next().expect("volume"));
+    std::fs::write(mp0.join("kept"), b"on the mount point").expect("write");
+    ok(&daemon, "ctctl", &["start", &a]);
+
+    let out = ok(&daemon, "ctctl", &["backup", &a, "--storage", "local", "--mode", "snapshot"]);
+    assert!(out.contains("rootfs: read-only btrfs snapshot") && out.contains("mp0: read-only btrfs snapshot"), "{out}");
+    assert!(!out.contains("froze") && !out.contains("suspending"), "never frozen: {out}");
+    assert!(out.contains("removed snapshot"), "{out}");
+    assert_eq!(json(&daemon, "ctctl", &["status", &a])["status"], "running");
+    let leftovers: Vec<_> = std::fs::read_dir(fs.path().join(format!("images/{a}")))
+        .expect("images")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("@vzdump"))
+        .collect();
+    assert!(leftovers.is_empty(), "snapshots deleted: {leftovers:?}");
+
+    let archive = archive_of(&out, &a);
+    ok(&daemon, "ctctl", &["restore", &b, &archive, "--storage", "fast"]);
+    let restored = json(&daemon, "ctctl", &["config", &b]);
+    assert_eq!(std::fs::read(rootfs_path(&daemon, &b).join("etc/marker")).expect("marker"), b"root file");
+    let mp0 = path_of(&daemon, restored["mp0"].as_str().expect("mp0").split(',').next().expect("volume"));
+    assert_eq!(std::fs::read(mp0.join("kept")).expect("kept"), b"on the mount point");
+
+    ok(&daemon, "ctctl", &["stop", &a]);
+    ok(&daemon, "ctctl", &["destroy", &a]);
+    ok(&daemon, "ctctl", &["destroy", &b]);
+}

@@ -520,6 +520,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mount_points_go_under_their_paths_in_the_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, a, b) = (dir.path().join("root"), dir.path().join("a"), dir.path().join("b"));
+        for d in [root.join("data"), root.join("etc"), a.join("sub"), b.clone()] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(root.join("etc/f"), b"r").unwrap();
+        std::fs::write(a.join("sub/g"), b"a").unwrap();
+        std::fs::write(b.join("h"), b"b").unwrap();
+        let out = Command::new("tar")
+            .args(TAR_CREATE_OPTIONS)
+            .args(tree_args(&root, &[("/data", a.as_path()), ("/srv/x/", b.as_path())]))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut catalog = CatalogBuilder::new();
+        catalog.feed(&out.stdout);
+        let mut names: Vec<String> = catalog.finish().into_iter().map(|e| e.path).collect();
+        names.sort();
+        assert_eq!(names, ["", "data", "data", "data/sub", "data/sub/g", "etc", "etc/f", "srv/x", "srv/x/h"]);
+    }
+
+    #[test]
     fn pax_records_and_numbers() {
         let record = b"30 mtime=1700000000.123456789\n20 path=./a/b c.txt\n";
         assert_eq!(

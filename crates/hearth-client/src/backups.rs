@@ -93,9 +93,11 @@ pub fn backup_command(kind: GuestKind) -> Command {
              name and renamed when complete; a failed backup leaves nothing. The guest is locked \
              'backup' meanwhile; a guest locked by another operation is refused. Modes: snapshot \
              (a running VM keeps running while QEMU copies its disks as of the start; a running \
-             container is frozen instead, as no storage snapshot is taken), suspend (the VM is \
-             paused, the container frozen, while read), stop (shut down, backed up, started \
-             again). Needs VM.Backup on /vms/<{id}> and Datastore.AllocateSpace on the storage. \
+             container on btrfs subvolumes keeps running while read-only snapshots of its volumes \
+             are archived, other containers are frozen instead), suspend (the VM is paused, the \
+             container frozen, while read), stop (shut down, backed up, started again). A \
+             container's mount points with backup=1 are archived under their path. --bwlimit \
+             throttles reading (KiB/s). Needs VM.Backup on /vms/<{id}> and Datastore.AllocateSpace on the storage. \
              Runs as a task (vzdump) whose log is printed.",
             noun(kind)
         ))

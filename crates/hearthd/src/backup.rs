@@ -9,8 +9,10 @@
 //!   images read; a container's cgroup is frozen while its tree is archived;
 //! - `snapshot`: a running VM keeps running while QEMU copies each disk as it was at the
 //!   start (`blockdev-backup` sync=full in one QMP transaction, copy-before-write) into
-//!   temporary images that are then archived; containers have no storage snapshots here yet,
-//!   so they fall back to `suspend` with a line in the log.
+//!   temporary images that are then archived; a running container whose volumes are all btrfs
+//!   subvolumes is backed up from read-only snapshots (`<subvolume>@vzdump`, deleted
+//!   afterwards) and never frozen; other containers fall back to `suspend` with a line in the
+//!   log.
 //!
 //! A container's archive holds its rootfs and, under their paths, the mount points (`mpN`)
 //! with `backup=1`, as vzdump; a restore allocates new volumes for those. Reading reports byte
@@ -737,6 +739,61 @@ fn with_volume_dir<T>(
     }
 }
 
+/// The btrfs subvolumes `(key, path inside, subvolume)` of every volume, when all are
+/// subvolumes on btrfs (a btrfs storage's `subvol` volumes); else none.
+fn btrfs_subvolumes(
+    daemon: &Daemon,
+    vmid: Vmid,
+    volumes: &[(String, String, String)],
+) -> Option<Vec<(String, String, PathBuf)>> {
+    volumes
+        .iter()
+        .map(|(key, path, volume)| match containers::volume_source(daemon, vmid, key, volume).ok()? {
+            hearth_ct::spec::RootFs::Dir { path: dir } => {
+                hearth_sys::btrfs::is_subvolume(&dir).unwrap_or(false).then(|| (key.clone(), path.clone(), dir))
+            }
+            hearth_ct::spec::RootFs::Image { .. } => None,
+        })
+        .collect()
+}
+
+/// Snapshot mode on btrfs: a read-only snapshot `<subvolume>@vzdump` of every volume, taken
+/// one after the other while the container runs on (never frozen), archived, and deleted.
+fn backup_ct_from_snapshots(
+    vmid: Vmid,
+    text: &str,
+    subvolumes: &[(String, String, PathBuf)],
+    sink: &Sink,
+    meter: &Meter,
+    log: &dyn Fn(String),
+) -> Result<Written, String> {
+    let mut taken: Vec<(String, PathBuf)> = Vec::new();
+    let result = (|| {
+        for (key, path, subvolume) in subvolumes {
+            let mut name = subvolume.file_name().unwrap_or_default().to_os_string();
+            name.push("@vzdump");
+            let snap = subvolume.with_file_name(name);
+            if snap.exists() {
+                log(format!("removing {}, left by an interrupted backup", snap.display()));
+                hearth_sys::btrfs::delete_subvolume(&snap).map_err(|e| format!("{}: {e}", snap.display()))?;
+            }
+            hearth_sys::btrfs::snapshot(subvolume, &snap, true)
+                .map_err(|e| format!("{key}: snapshotting {}: {e}", subvolume.display()))?;
+            log(format!("{key}: read-only btrfs snapshot {}", snap.display()));
+            taken.push((path.clone(), snap));
+        }
+        let (root, rest) = taken.split_first().expect("the rootfs comes first");
+        sink.ct(vmid, text, &root.1, rest, meter)
+    })();
+    for (_, snap) in taken.iter().rev() {
+        match hearth_sys::btrfs::delete_subvolume(snap) {
+            Ok(()) => log(format!("removed snapshot {}", snap.display())),
+            Err(e) => log(format!("cannot remove snapshot {}: {e}", snap.display())),
+        }
+    }
+    result
+}
+
 /// Writes a container's archive from its volumes' directories `(path inside, directory)`,
 /// the rootfs first.
 type WriteTrees<'a> = dyn FnMut(&[(String, PathBuf)]) -> Result<Written, String> + 'a;
@@ -766,6 +823,13 @@ fn backup_ct(
         log(format!("including {key} ({volume}) at {path}"));
     }
     let running = daemon.ct.running(vmid);
+    if running && mode == Mode::Snapshot {
+        let mut volumes = vec![("rootfs".to_owned(), "/".to_owned(), rootfs.clone())];
+        volumes.extend(mounts.iter().cloned());
+        if let Some(subvolumes) = btrfs_subvolumes(daemon, vmid, &volumes) {
+            return backup_ct_from_snapshots(vmid, &text, &subvolumes, sink, meter, log);
+        }
+    }
     let mode = if running && mode == Mode::Snapshot {
         log(format!(
             "snapshot mode: no storage snapshot for the root file system ({rootfs}); suspending the container instead"
