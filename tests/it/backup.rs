@@ -450,10 +450,13 @@ fn two_overlapping_run_due_calls_run_a_due_job_once() {
             "local",
             "--repeat-missed",
             "1",
+            "--bwlimit",
+            "1000000",
         ],
     );
     let jobs = json(&daemon, "storectl", &["backup", "job", "list"]);
     assert_eq!(jobs[0]["job"]["id"], "nightly", "{jobs}");
+    assert_eq!(jobs[0]["job"]["selection"]["options"]["bwlimit"], 1_000_000, "{jobs}");
     assert!(daemon.root().join("etc/hearth/jobs.toml").exists());
     // Nothing is due right after adding (a new job counts from now) but within a minute.
     // Pretend the last run was five minutes ago: the job is overdue, and repeat-missed catches up.
@@ -476,6 +479,7 @@ fn two_overlapping_run_due_calls_run_a_due_job_once() {
     assert_eq!(archives.len(), 1, "{archives:?}");
     let printed = format!("{}{}", String::from_utf8_lossy(&one.stdout), String::from_utf8_lossy(&two.stdout));
     assert_eq!(printed.matches("720: ok ").count(), 1, "{printed}");
+    assert!(printed.contains("720: bandwidth limit: 1000000 KiB/s"), "the job's bwlimit applies: {printed}");
 
     // Not due again until the next minute; a third call starts nothing.
     let out = ok(&daemon, "storectl", &["backup", "job", "run-due"]);
