@@ -450,10 +450,13 @@ fn two_overlapping_run_due_calls_run_a_due_job_once() {
             "local",
             "--repeat-missed",
             "1",
+            "--bwlimit",
+            "1000000",
         ],
     );
     let jobs = json(&daemon, "storectl", &["backup", "job", "list"]);
     assert_eq!(jobs[0]["job"]["id"], "nightly", "{jobs}");
+    assert_eq!(jobs[0]["job"]["selection"]["options"]["bwlimit"], 1_000_000, "{jobs}");
     assert!(daemon.root().join("etc/hearth/jobs.toml").exists());
     // Nothing is due right after adding (a new job counts from now) but within a minute.
     // Pretend the last run was five minutes ago: the job is overdue, and repeat-missed catches up.
@@ -476,6 +479,7 @@ fn two_overlapping_run_due_calls_run_a_due_job_once() {
     assert_eq!(archives.len(), 1, "{archives:?}");
     let printed = format!("{}{}", String::from_utf8_lossy(&one.stdout), String::from_utf8_lossy(&two.stdout));
     assert_eq!(printed.matches("720: ok ").count(), 1, "{printed}");
+    assert!(printed.contains("720: bandwidth limit: 1000000 KiB/s"), "the job's bwlimit applies: {printed}");
 
     // Not due again until the next minute; a third call starts nothing.
     let out = ok(&daemon, "storectl", &["backup", "job", "run-due"]);
@@ -483,4 +487,261 @@ fn two_overlapping_run_due_calls_run_a_due_job_once() {
     ok(&daemon, "storectl", &["backup", "job", "remove", "nightly"]);
     assert!(!state.exists());
     ok(&daemon, "vmctl", &["destroy", "720"]);
+}
+
+/// Backs a guest up through the client library; answers the task's events.
+fn backup_events(
+    daemon: &HearthdProcess,
+    kind: hearth_core::GuestKind,
+    id: u32,
+    options: hearth_proto::BackupOptions,
+) -> Vec<hearth_proto::TaskEvent> {
+    use hearth_proto::{BackupGuest, CtRequest, Payload, Request, VmRequest};
+    let mut client = daemon.client();
+    let req = BackupGuest { vmid: crate::vmid(id), options };
+    let request = match kind {
+        hearth_core::GuestKind::Vm => Request::Vm(VmRequest::Backup(req)),
+        hearth_core::GuestKind::Ct => Request::Ct(CtRequest::Backup(req)),
+    };
+    let Payload::Task(upid) = client.call(&request).expect("backup is accepted") else { panic!("a task") };
+    let mut events = Vec::new();
+    let info = client.follow(&upid, |e| events.push(e.clone())).expect("follow");
+    assert_eq!(info.state, hearth_proto::TaskState::Ok, "{events:?}");
+    events
+}
+
+fn progress_of(events: &[hearth_proto::TaskEvent]) -> Vec<(u64, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            hearth_proto::TaskEvent::Progress { done, total } => Some((*done, *total)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn log_of(events: &[hearth_proto::TaskEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            hearth_proto::TaskEvent::Log(l) => Some(format!("{l}\n")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Progress grows without going back and ends with everything done.
+fn grows_to_total(progress: &[(u64, u64)], total: Option<u64>) {
+    let last = *progress.last().unwrap_or_else(|| panic!("no progress reported"));
+    assert_eq!(last.0, last.1, "ends with done == total: {progress:?}");
+    if let Some(total) = total {
+        assert_eq!(last.1, total, "{progress:?}");
+    }
+    assert!(progress.windows(2).all(|w| w[0].0 <= w[1].0), "done never goes back: {progress:?}");
+    assert!(progress.iter().all(|(d, t)| d <= t), "{progress:?}");
+}
+
+#[test]
+fn a_backup_reports_byte_progress_and_names_its_bandwidth_limit() {
+    let daemon = HearthdProcess::start();
+    // 16 MiB: four 4 MiB blocks read at 16 MiB/s, so progress comes in steps a follower sees.
+    ok(&daemon, "vmctl", &["create", "710", "--memory", "64", "--kvm", "0", "--scsi0", "local:0.015625,format=raw"]);
+    let volid = json(&daemon, "vmctl", &["config", "710"])["scsi0"]
+        .as_str()
+        .expect("scsi0")
+        .split(',')
+        .next()
+        .expect("volid")
+        .to_owned();
+    std::fs::write(path_of(&daemon, &volid), vec![0x5au8; 16 << 20]).expect("disk");
+    let options =
+        hearth_proto::BackupOptions { storage: Some("local".into()), bwlimit: Some(16 * 1024), ..Default::default() };
+    let events = backup_events(&daemon, hearth_core::GuestKind::Vm, 710, options);
+    let log = log_of(&events);
+    assert!(log.contains("bandwidth limit: 16384 KiB/s"), "{log}");
+    let progress = progress_of(&events);
+    grows_to_total(&progress, Some(16 << 20));
+    assert!(progress.iter().any(|(d, t)| *d > 0 && d < t), "progress in between: {progress:?}");
+
+    // Without a limit, no such line; the CLI takes --bwlimit too and prints no progress lines.
+    let events = backup_events(
+        &daemon,
+        hearth_core::GuestKind::Vm,
+        710,
+        hearth_proto::BackupOptions { storage: Some("local".into()), ..Default::default() },
+    );
+    assert!(!log_of(&events).contains("bandwidth limit"));
+    grows_to_total(&progress_of(&events), Some(16 << 20));
+    // Archives are named to the second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = ok(&daemon, "vmctl", &["backup", "710", "--storage", "local", "--bwlimit", "65536"]);
+    assert!(out.contains("bandwidth limit: 65536 KiB/s"), "{out}");
+    assert!(!out.contains('%'), "no progress without a terminal: {out}");
+    let archive = archive_of(&out, "710");
+
+    // A restore reports the bytes written.
+    let events = restore_events(&daemon, hearth_core::GuestKind::Vm, 711, &archive);
+    grows_to_total(&progress_of(&events), Some(16 << 20));
+
+    // To a chunk store: the same, both ways.
+    let store = daemon.root().join("pbs");
+    std::fs::create_dir_all(&store).expect("store dir");
+    ok(&daemon, "storectl", &["add", "chunkstore", "pbs", "--path", store.to_str().expect("utf-8")]);
+    let events = backup_events(
+        &daemon,
+        hearth_core::GuestKind::Vm,
+        710,
+        hearth_proto::BackupOptions { storage: Some("pbs".into()), bwlimit: Some(32 * 1024), ..Default::default() },
+    );
+    let log = log_of(&events);
+    assert!(log.contains("bandwidth limit: 32768 KiB/s"), "{log}");
+    grows_to_total(&progress_of(&events), Some(16 << 20));
+    let events = restore_events(&daemon, hearth_core::GuestKind::Vm, 712, &archive_of(&log, "710"));
+    grows_to_total(&progress_of(&events), Some(16 << 20));
+}
+
+fn restore_events(
+    daemon: &HearthdProcess,
+    kind: hearth_core::GuestKind,
+    id: u32,
+    archive: &str,
+) -> Vec<hearth_proto::TaskEvent> {
+    use hearth_proto::{CtRequest, Payload, Request, RestoreGuest, VmRequest};
+    let mut client = daemon.client();
+    let req = RestoreGuest {
+        vmid: crate::vmid(id),
+        archive: archive.to_owned(),
+        storage: Some("local".into()),
+        force: false,
+        unprivileged: None,
+    };
+    let request = match kind {
+        hearth_core::GuestKind::Vm => Request::Vm(VmRequest::Restore(req)),
+        hearth_core::GuestKind::Ct => Request::Ct(CtRequest::Restore(req)),
+    };
+    let Payload::Task(upid) = client.call(&request).expect("restore is accepted") else { panic!("a task") };
+    let mut events = Vec::new();
+    let info = client.follow(&upid, |e| events.push(e.clone())).expect("follow");
+    assert_eq!(info.state, hearth_proto::TaskState::Ok, "{events:?}");
+    events
+}
+
+#[test]
+fn a_container_mount_point_with_backup_1_survives_backup_and_restore() {
+    let daemon = HearthdProcess::start();
+    let template = crate::template(&daemon);
+    let (a, b) = (ctid(3), ctid(4));
+    ok(
+        &daemon,
+        "ctctl",
+        &[
+            "create",
+            &a,
+            &template,
+            "--rootfs",
+            "local:0",
+            "--memory",
+            "64",
+            "--swap",
+            "0",
+            "--mp0",
+            "local:0,mp=/data,backup=1",
+            "--mp1",
+            "local:0,mp=/scratch",
+        ],
+    );
+    let config = json(&daemon, "ctctl", &["config", &a]);
+    let mp = |c: &serde_json::Value, key: &str| {
+        path_of(&daemon, c[key].as_str().unwrap_or_else(|| panic!("{key}: {c}")).split(',').next().expect("volume"))
+    };
+    std::fs::write(mp(&config, "mp0").join("kept"), b"in the mount point").expect("write");
+    std::fs::create_dir_all(mp(&config, "mp0").join("sub/dir")).expect("mkdir");
+    std::fs::write(mp(&config, "mp0").join("sub/dir/deep"), b"deep").expect("write");
+    std::fs::write(mp(&config, "mp1").join("left-out"), b"no backup=1").expect("write");
+
+    let events = backup_events(
+        &daemon,
+        hearth_core::GuestKind::Ct,
+        a.parse().expect("id"),
+        hearth_proto::BackupOptions { storage: Some("local".into()), ..Default::default() },
+    );
+    let log = log_of(&events);
+    assert!(log.contains("including mp0") && log.contains("excluding mp1"), "{log}");
+    grows_to_total(&progress_of(&events), None);
+    let archive = archive_of(&log, &a);
+
+    let events = restore_events(&daemon, hearth_core::GuestKind::Ct, b.parse().expect("id"), &archive);
+    grows_to_total(&progress_of(&events), None);
+    let out = log_of(&events);
+    assert!(out.contains("restored mp0"), "{out}");
+    let restored = json(&daemon, "ctctl", &["config", &b]);
+    assert!(restored.get("mp1").is_none(), "mp1 was not backed up: {restored}");
+    let mp0 = restored["mp0"].as_str().expect("mp0");
+    assert!(mp0.contains("mp=/data") && mp0.contains(&format!("local:{b}/")), "a new volume: {mp0}");
+    let dir = mp(&restored, "mp0");
+    assert_eq!(std::fs::read(dir.join("kept")).expect("kept"), b"in the mount point");
+    assert_eq!(std::fs::read(dir.join("sub/dir/deep")).expect("deep"), b"deep");
+    let root = rootfs_path(&daemon, &b);
+    assert!(root.join("data").is_dir(), "the mount point stays in the rootfs");
+    assert!(std::fs::read_dir(root.join("data")).expect("data").next().is_none(), "and is empty");
+    assert!(!root.join("scratch/left-out").exists());
+
+    ok(&daemon, "ctctl", &["destroy", &a]);
+    ok(&daemon, "ctctl", &["destroy", &b]);
+}
+
+#[test]
+fn a_running_container_on_btrfs_is_backed_up_from_read_only_snapshots_without_freezing() {
+    let fs = hearth_test::BtrfsLoop::new(2 << 30).expect("a btrfs loop mount (install btrfs-progs)");
+    let daemon = HearthdProcess::start();
+    let path = fs.path().to_str().expect("UTF-8 path");
+    ok(&daemon, "storectl", &["add", "btrfs", "fast", "--path", path, "--content", "images,rootdir"]);
+    let template = crate::template(&daemon);
+    let (a, b) = (ctid(5), ctid(6));
+    ok(
+        &daemon,
+        "ctctl",
+        &[
+            "create",
+            &a,
+            &template,
+            "--rootfs",
+            "fast:1",
+            "--memory",
+            "64",
+            "--swap",
+            "0",
+            "--mp0",
+            "fast:1,mp=/data,backup=1",
+        ],
+    );
+    let root = rootfs_path(&daemon, &a);
+    std::fs::write(root.join("etc/marker"), b"root file").expect("write");
+    let config = json(&daemon, "ctctl", &["config", &a]);
+    let mp0 = path_of(&daemon, config["mp0"].as_str().expect("mp0").split(',').next().expect("volume"));
+    std::fs::write(mp0.join("kept"), b"on the mount point").expect("write");
+    ok(&daemon, "ctctl", &["start", &a]);
+
+    let out = ok(&daemon, "ctctl", &["backup", &a, "--storage", "local", "--mode", "snapshot"]);
+    assert!(out.contains("rootfs: read-only btrfs snapshot") && out.contains("mp0: read-only btrfs snapshot"), "{out}");
+    assert!(!out.contains("froze") && !out.contains("suspending"), "never frozen: {out}");
+    assert!(out.contains("removed snapshot"), "{out}");
+    assert_eq!(json(&daemon, "ctctl", &["status", &a])["status"], "running");
+    let leftovers: Vec<_> = std::fs::read_dir(fs.path().join(format!("images/{a}")))
+        .expect("images")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("@vzdump"))
+        .collect();
+    assert!(leftovers.is_empty(), "snapshots deleted: {leftovers:?}");
+
+    let archive = archive_of(&out, &a);
+    ok(&daemon, "ctctl", &["restore", &b, &archive, "--storage", "fast"]);
+    let restored = json(&daemon, "ctctl", &["config", &b]);
+    assert_eq!(std::fs::read(rootfs_path(&daemon, &b).join("etc/marker")).expect("marker"), b"root file");
+    let mp0 = path_of(&daemon, restored["mp0"].as_str().expect("mp0").split(',').next().expect("volume"));
+    assert_eq!(std::fs::read(mp0.join("kept")).expect("kept"), b"on the mount point");
+
+    ok(&daemon, "ctctl", &["stop", &a]);
+    ok(&daemon, "ctctl", &["destroy", &a]);
+    ok(&daemon, "ctctl", &["destroy", &b]);
 }

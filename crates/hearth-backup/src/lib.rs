@@ -19,6 +19,7 @@ pub mod error;
 pub mod gc;
 pub mod index;
 pub mod key;
+pub mod meter;
 pub mod prune;
 pub mod restore;
 pub mod snapshot;

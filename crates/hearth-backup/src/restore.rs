@@ -98,6 +98,18 @@ pub fn restore_image(
     key: Option<&KeyFile>,
     target: &Path,
 ) -> Result<RestoreStats, Error> {
+    restore_image_with(store, snap, name, key, target, crate::meter::no_hook())
+}
+
+/// [`restore_image`], calling `hook` with every slot's length once it is restored.
+pub fn restore_image_with(
+    store: &ChunkStore,
+    snap: &SnapshotRef,
+    name: &str,
+    key: Option<&KeyFile>,
+    target: &Path,
+    hook: crate::meter::ReadHook<'_>,
+) -> Result<RestoreStats, Error> {
     let (index, crypt) = load_fixed(store, snap, name, key)?;
     let is_device = fs::metadata(target).map(|m| m.file_type().is_block_device()).unwrap_or(false);
     let file = OpenOptions::new().write(true).create(!is_device).truncate(!is_device).open(target).at(target)?;
@@ -128,9 +140,12 @@ pub fn restore_image(
                             }
                             if !is_device && is_zero(&data) {
                                 sparse.fetch_add(1, Ordering::Relaxed);
+                                hook(end - start);
                                 return Ok(());
                             }
-                            file.write_all_at(&data, start).at(target)
+                            file.write_all_at(&data, start).at(target)?;
+                            hook(end - start);
+                            Ok(())
                         })();
                         if result.is_err() {
                             failed.store(true, Ordering::Relaxed);

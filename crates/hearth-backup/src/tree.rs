@@ -300,11 +300,49 @@ fn tar_error(command: &str, stderr: &[u8]) -> Error {
 
 /// Backs up the tree under `source` as `<name>.didx` plus its catalog `<name>.catalog.blob`.
 pub fn add_tree(writer: &mut BackupWriter, name: &str, source: &Path) -> Result<ArchiveStats, Error> {
+    add_tree_with(writer, name, source, &[], crate::meter::no_hook())
+}
+
+/// tar arguments for `root` as `.`, with each `(path, source)` as `./path`: a mount point's
+/// contents under its path in the tree, as vzdump archives mount points. The n-th source is
+/// named `.` followed by n+1 `/.` (which tar keeps as written and a tree never holds), and
+/// `--transform` (global in GNU tar, so deepest first) renames that prefix to its path.
+pub fn tree_args(root: &Path, mounts: &[(&str, &Path)]) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let mut members: Vec<std::ffi::OsString> = vec!["-C".into(), root.into(), ".".into()];
+    let mut transforms = Vec::new();
+    for (i, (path, source)) in mounts.iter().enumerate() {
+        let inside = path.trim_matches('/');
+        if inside.is_empty() || inside.contains(',') {
+            continue;
+        }
+        let depth = i + 2;
+        transforms.push(format!(
+            "--transform=s,^\\(\\./\\)\\{{{}\\}}\\.$,./{inside},S;s,^\\(\\./\\)\\{{{depth}\\}},./{inside}/,S",
+            depth - 1
+        ));
+        members.push("-C".into());
+        members.push((*source).into());
+        members.push(format!(".{}", "/.".repeat(i + 1)).into());
+    }
+    transforms.reverse();
+    args.extend(transforms.into_iter().map(Into::into));
+    args.extend(members);
+    args
+}
+
+/// [`add_tree`] with further trees `(path in the tree, source)` under their path (mount
+/// points), calling `hook` with every block of the tar stream.
+pub fn add_tree_with(
+    writer: &mut BackupWriter,
+    name: &str,
+    source: &Path,
+    mounts: &[(&str, &Path)],
+    hook: crate::meter::ReadHook<'_>,
+) -> Result<ArchiveStats, Error> {
     let mut child = Command::new("tar")
         .args(TAR_CREATE_OPTIONS)
-        .arg("-C")
-        .arg(source)
-        .arg(".")
+        .args(tree_args(source, mounts))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -317,6 +355,7 @@ pub fn add_tree(writer: &mut BackupWriter, name: &str, source: &Path) -> Result<
         let _ = stderr.read_to_end(&mut text);
         text
     });
+    let stdout = crate::meter::HookReader { inner: stdout, hook };
     let mut tee = CatalogTee { inner: stdout, catalog: CatalogBuilder::new() };
     let stats = writer.add_stream(name, &mut tee);
     let status = child.wait().map_err(|e| Error::io("tar", e))?;
@@ -387,7 +426,23 @@ pub fn restore_tree(
     key: Option<&KeyFile>,
     dest: &Path,
 ) -> Result<(), Error> {
-    let mut reader = ArchiveReader::open_stream(store, snap, name, key)?;
+    restore_tree_with(store, snap, name, key, dest, &mut |_| {}, crate::meter::no_hook())
+}
+
+/// [`restore_tree`], telling `size` the stream's length first and calling `hook` with every
+/// block of the stream extracted.
+pub fn restore_tree_with(
+    store: &ChunkStore,
+    snap: &SnapshotRef,
+    name: &str,
+    key: Option<&KeyFile>,
+    dest: &Path,
+    size: &mut dyn FnMut(u64),
+    hook: crate::meter::ReadHook<'_>,
+) -> Result<(), Error> {
+    let reader = ArchiveReader::open_stream(store, snap, name, key)?;
+    size(reader.len());
+    let mut reader = crate::meter::HookReader { inner: reader, hook };
     run_extract(dest, |stdin| io::copy(&mut reader, stdin).map(|_| ()).map_err(|e| Error::io(dest, e)))
 }
 
@@ -463,6 +518,29 @@ fn copy_members(members: &[CatalogEntry], reader: &mut ArchiveReader, out: &mut 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_go_under_their_paths_in_the_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, a, b) = (dir.path().join("root"), dir.path().join("a"), dir.path().join("b"));
+        for d in [root.join("data"), root.join("etc"), a.join("sub"), b.clone()] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(root.join("etc/f"), b"r").unwrap();
+        std::fs::write(a.join("sub/g"), b"a").unwrap();
+        std::fs::write(b.join("h"), b"b").unwrap();
+        let out = Command::new("tar")
+            .args(TAR_CREATE_OPTIONS)
+            .args(tree_args(&root, &[("/data", a.as_path()), ("/srv/x/", b.as_path())]))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut catalog = CatalogBuilder::new();
+        catalog.feed(&out.stdout);
+        let mut names: Vec<String> = catalog.finish().into_iter().map(|e| e.path).collect();
+        names.sort();
+        assert_eq!(names, ["", "data", "data", "data/sub", "data/sub/g", "etc", "etc/f", "srv/x", "srv/x/h"]);
+    }
 
     #[test]
     fn pax_records_and_numbers() {

@@ -150,6 +150,18 @@ pub fn write_vma(
     disks: &[(&str, &Path)],
     options: &ArchiveOptions,
 ) -> Result<VzdumpArchive, Error> {
+    write_vma_with(dir, vmid, config, disks, options, crate::meter::no_hook())
+}
+
+/// [`write_vma`], calling `hook` with every block read from the disks.
+pub fn write_vma_with(
+    dir: &Path,
+    vmid: u32,
+    config: &str,
+    disks: &[(&str, &Path)],
+    options: &ArchiveOptions,
+    hook: crate::meter::ReadHook<'_>,
+) -> Result<VzdumpArchive, Error> {
     let base = base_name("qemu", vmid, options);
     let mut sources = Vec::new();
     let mut header = VmaHeader { config: config.to_owned(), disks: Vec::new(), ctime: options.time };
@@ -179,6 +191,7 @@ pub fn write_vma(
             while offset < *size {
                 let len = (*size - offset).min(BLOCK as u64) as usize;
                 file.read_exact_at(&mut buf[..len], offset).at(*path)?;
+                hook(len as u64);
                 hash.update(&buf[..len]);
                 // Runs of non-zero clusters become extents.
                 let mut run: Option<usize> = None;
@@ -246,6 +259,16 @@ pub fn read_vma_header(path: &Path) -> Result<VmaHeader, Error> {
 /// Restores every disk of a VM archive to `target(name)` (regular files, created sparse), and
 /// checks each disk's SHA-256. Returns the header.
 pub fn extract_vma(path: &Path, target: impl Fn(&str) -> PathBuf) -> Result<VmaHeader, Error> {
+    extract_vma_with(path, target, crate::meter::no_hook())
+}
+
+/// [`extract_vma`], calling `hook` with the bytes of disk restored as the disks are written
+/// (zero clusters count when they are passed), adding up to the disks' sizes.
+pub fn extract_vma_with(
+    path: &Path,
+    target: impl Fn(&str) -> PathBuf,
+    hook: crate::meter::ReadHook<'_>,
+) -> Result<VmaHeader, Error> {
     let (mut r, header) = open_vma(path)?;
     let mut outputs = Vec::new();
     for disk in &header.disks {
@@ -282,6 +305,7 @@ pub fn extract_vma(path: &Path, target: impl Fn(&str) -> PathBuf) -> Result<VmaH
                 hash_zeros(hash, offset - *pos);
                 hash.update(&data[..len]);
                 file.write_all_at(&data[..len], offset).at(&*out_path)?;
+                hook(offset + len as u64 - *pos);
                 *pos = offset + len as u64;
             }
             b'D' => {
@@ -291,6 +315,8 @@ pub fn extract_vma(path: &Path, target: impl Fn(&str) -> PathBuf) -> Result<VmaH
                 let (file, out_path, hash, pos, done) =
                     outputs.get_mut(disk).ok_or_else(|| Error::corrupt(path, "checksum of an unknown disk"))?;
                 hash_zeros(hash, header.disks[disk].size - *pos);
+                hook(header.disks[disk].size - *pos);
+                *pos = header.disks[disk].size;
                 let digest: [u8; 32] = std::mem::take(hash).finalize().into();
                 if digest[..] != rec[1..] {
                     return Err(Error::corrupt(
@@ -323,6 +349,20 @@ pub fn write_lxc(
     rootfs: &Path,
     options: &ArchiveOptions,
 ) -> Result<VzdumpArchive, Error> {
+    write_lxc_with(dir, vmid, config, rootfs, &[], options, crate::meter::no_hook())
+}
+
+/// [`write_lxc`] with further trees `(path in the container, source)` archived under their
+/// path (mount points), calling `hook` with every block of the tar stream.
+pub fn write_lxc_with(
+    dir: &Path,
+    vmid: u32,
+    config: &str,
+    rootfs: &Path,
+    mounts: &[(&str, &Path)],
+    options: &ArchiveOptions,
+    hook: crate::meter::ReadHook<'_>,
+) -> Result<VzdumpArchive, Error> {
     let base = base_name("lxc", vmid, options);
     let staging = dir.join(format!(".{base}.tmp"));
     let conf_dir = staging.join("etc/vzdump");
@@ -332,20 +372,17 @@ pub fn write_lxc(
     let mut log = format!("backup of CT {vmid} started at {}\n", crate::time::rfc3339(options.time));
     let dat = dir.join(format!("{base}.tar.zst.dat"));
     let result = write_archive(dir, &base, "tar.zst", options, &mut log, |out, _| {
-        let mut child = Command::new("tar")
-            .args(TAR_CREATE_OPTIONS)
-            .arg("-C")
-            .arg(&staging)
-            .arg("./etc/vzdump/pct.conf")
-            .arg("-C")
-            .arg(rootfs)
-            .arg(".")
+        let mut command = Command::new("tar");
+        command.args(TAR_CREATE_OPTIONS).arg("-C").arg(&staging).arg("./etc/vzdump/pct.conf");
+        command.args(crate::tree::tree_args(rootfs, mounts));
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| Error::io("tar", e))?;
-        let mut stdout = child.stdout.take().expect("stdout was piped");
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let mut stdout = crate::meter::HookReader { inner: stdout, hook };
         let copied = io::copy(&mut stdout, out);
         drop(stdout);
         let output = child.wait_with_output().map_err(|e| Error::io("tar", e))?;
@@ -365,6 +402,11 @@ pub fn write_lxc(
 /// Restores a container archive's tree into `dest` (leaving out `./etc/vzdump`) and returns
 /// its configuration.
 pub fn extract_lxc(path: &Path, dest: &Path) -> Result<String, Error> {
+    extract_lxc_with(path, dest, crate::meter::no_hook())
+}
+
+/// [`extract_lxc`], calling `hook` with every block of the (compressed) archive read.
+pub fn extract_lxc_with(path: &Path, dest: &Path, hook: crate::meter::ReadHook<'_>) -> Result<String, Error> {
     fs::create_dir_all(dest).at(dest)?;
     let mut config = None;
     let mut child = Command::new("tar")
@@ -379,7 +421,7 @@ pub fn extract_lxc(path: &Path, dest: &Path) -> Result<String, Error> {
         .map_err(|e| Error::io("tar", e))?;
     let mut stdin = child.stdin.take().expect("stdin was piped");
     let fed = (|| {
-        let file = File::open(path).at(path)?;
+        let file = crate::meter::HookReader { inner: File::open(path).at(path)?, hook };
         let mut decoder = zstd::stream::read::Decoder::new(file).at(path)?;
         // The configuration is the first member; it is read from the head of the stream.
         let mut head = vec![0u8; 64 << 10];

@@ -284,6 +284,17 @@ impl BackupWriter {
     /// slots. With `dirty` and a previous snapshot of the same size, clean slots reuse the
     /// previous digests without being read.
     pub fn add_image(&mut self, name: &str, source: &Path, dirty: Option<&DirtyMap>) -> Result<ArchiveStats, Error> {
+        self.add_image_with(name, source, dirty, crate::meter::no_hook())
+    }
+
+    /// [`add_image`](Self::add_image), calling `hook` with every slot read.
+    pub fn add_image_with(
+        &mut self,
+        name: &str,
+        source: &Path,
+        dirty: Option<&DirtyMap>,
+        hook: crate::meter::ReadHook<'_>,
+    ) -> Result<ArchiveStats, Error> {
         check_archive_name(name)?;
         let filename = format!("{name}.img.fidx");
         let mut file = File::open(source).at(source)?;
@@ -325,6 +336,7 @@ impl BackupWriter {
                 let mut data = pool_rx.try_recv().unwrap_or_default();
                 data.resize(len, 0);
                 file.read_exact_at(&mut data, offset).at(source)?;
+                hook(len as u64);
                 if jobs.send(Job { seq: slot, end: offset + len as u64, data }).is_err() {
                     break;
                 }

@@ -27,7 +27,8 @@ fn string(matches: &ArgMatches, name: &str) -> Option<String> {
     matches.try_get_one::<String>(name).ok().flatten().cloned()
 }
 
-/// vzdump's options: `--storage --mode --compress --notes-template --protected --prune-backups`.
+/// vzdump's options: `--storage --mode --compress --notes-template --protected --prune-backups
+/// --bwlimit`.
 pub fn option_args() -> Vec<Arg> {
     vec![
         Arg::new("storage")
@@ -49,6 +50,11 @@ pub fn option_args() -> Vec<Arg> {
             .long("prune-backups")
             .value_name("KEEP")
             .help("Prune the guest's backups afterwards: keep-last=3,keep-daily=7,..."),
+        Arg::new("bwlimit")
+            .long("bwlimit")
+            .value_name("KiB/s")
+            .value_parser(clap::value_parser!(u64))
+            .help("Read the guest's disks or files at most this fast, in KiB/s (0: no limit)"),
     ]
 }
 
@@ -61,6 +67,7 @@ pub fn options(matches: &ArgMatches) -> BackupOptions {
         notes_template: string(matches, "notes-template"),
         protected: get_flag(matches, "protected").unwrap_or(false),
         prune_backups: string(matches, "prune-backups"),
+        bwlimit: matches.try_get_one::<u64>("bwlimit").ok().flatten().copied().filter(|&l| l > 0),
     }
 }
 
@@ -86,9 +93,11 @@ pub fn backup_command(kind: GuestKind) -> Command {
              name and renamed when complete; a failed backup leaves nothing. The guest is locked \
              'backup' meanwhile; a guest locked by another operation is refused. Modes: snapshot \
              (a running VM keeps running while QEMU copies its disks as of the start; a running \
-             container is frozen instead, as no storage snapshot is taken), suspend (the VM is \
-             paused, the container frozen, while read), stop (shut down, backed up, started \
-             again). Needs VM.Backup on /vms/<{id}> and Datastore.AllocateSpace on the storage. \
+             container on btrfs subvolumes keeps running while read-only snapshots of its volumes \
+             are archived, other containers are frozen instead), suspend (the VM is paused, the \
+             container frozen, while read), stop (shut down, backed up, started again). A \
+             container's mount points with backup=1 are archived under their path. --bwlimit \
+             throttles reading (KiB/s). Needs VM.Backup on /vms/<{id}> and Datastore.AllocateSpace on the storage. \
              Runs as a task (vzdump) whose log is printed.",
             noun(kind)
         ))

@@ -316,8 +316,8 @@ pub fn run_task(client: &mut Client, request: &Request, format: OutputFormat) ->
     }
 }
 
-/// Follows a task. Text: log lines go to stdout as they arrive, with a progress bar on stderr if
-/// that is a terminal. JSON: nothing until the end, then the [`TaskInfo`]. A failed task fails
+/// Follows a task. Text: log lines go to stdout as they arrive, with a progress bar (bytes and
+/// throughput) on stderr if that is a terminal; without one, progress is not printed at all. JSON: nothing until the end, then the [`TaskInfo`]. A failed task fails
 /// the command with the task's message; warnings do not.
 pub fn follow_task(client: &mut Client, upid: &Upid, format: OutputFormat) -> anyhow::Result<TaskInfo> {
     let text = format == OutputFormat::Text;
@@ -361,9 +361,14 @@ pub fn follow_task(client: &mut Client, upid: &Upid, format: OutputFormat) -> an
     }
 }
 
+/// The bar of a task's progress, which tasks report in bytes (backups and restores): bytes done
+/// of the total, throughput, percentage and time.
+pub const PROGRESS_TEMPLATE: &str =
+    "{wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {percent:>3}% {elapsed_precise}";
+
 fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template("{wide_bar} {percent:>3}% {elapsed_precise}") {
+    if let Ok(style) = ProgressStyle::with_template(PROGRESS_TEMPLATE) {
         bar.set_style(style);
     }
     bar
@@ -529,6 +534,13 @@ pub fn format_utc(secs: i64) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_progress_bar_shows_bytes_and_throughput() {
+        assert!(ProgressStyle::with_template(PROGRESS_TEMPLATE).is_ok());
+        assert!(PROGRESS_TEMPLATE.contains("bytes_per_sec"));
+        assert!(PROGRESS_TEMPLATE.contains("{binary_bytes}/{binary_total_bytes}"));
+    }
 
     fn parse(kind: GuestKind, args: &[&str]) -> ArgMatches {
         Command::new("t")

@@ -614,6 +614,9 @@ pub struct BackupOptions {
     /// `keep-last=3,…`: prune the guest's backups on the storage afterwards.
     #[serde(default)]
     pub prune_backups: Option<String>,
+    /// Read at most this many KiB/s from the guest's disks or tree (vzdump's `bwlimit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<u64>,
 }
 
 /// `storectl backup run`.

@@ -9,8 +9,14 @@
 //!   images read; a container's cgroup is frozen while its tree is archived;
 //! - `snapshot`: a running VM keeps running while QEMU copies each disk as it was at the
 //!   start (`blockdev-backup` sync=full in one QMP transaction, copy-before-write) into
-//!   temporary images that are then archived; containers have no storage snapshots here yet,
-//!   so they fall back to `suspend` with a line in the log.
+//!   temporary images that are then archived; a running container whose volumes are all btrfs
+//!   subvolumes is backed up from read-only snapshots (`<subvolume>@vzdump`, deleted
+//!   afterwards) and never frozen; other containers fall back to `suspend` with a line in the
+//!   log.
+//!
+//! A container's archive holds its rootfs and, under their paths, the mount points (`mpN`)
+//! with `backup=1`, as vzdump; a restore allocates new volumes for those. Reading reports byte
+//! progress to the task and is throttled to `bwlimit` KiB/s (a token bucket).
 //!
 //! The guest carries the `backup` lock for the whole backup; a guest locked by anything else
 //! is skipped with the reason. Whatever happens, the guest is resumed (or started again) and
@@ -104,7 +110,8 @@ pub fn backup(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Backu
     let worker = Arc::clone(daemon);
     let upid = daemon.tasks.spawn("vzdump", &req.vmid.to_string(), &caller.userid, move |ctx| {
         let log = |line: String| ctx.log(line);
-        let archive = backup_guest(&worker, kind, req.vmid, &storage.id, &req.options, &log)?;
+        let progress = |done, total| ctx.progress(done, total);
+        let archive = backup_guest(&worker, kind, req.vmid, &storage.id, &req.options, &log, &progress)?;
         ctx.log(format!("{}: ok {archive}", req.vmid));
         Ok(())
     })?;
@@ -175,7 +182,8 @@ pub(crate) fn start_run(
             let guest_log = |line: String| ctx.log(format!("{vmid}: {line}"));
             let mut options = req.options.clone();
             options.storage = Some(storage.id.clone());
-            match backup_guest(&worker, *kind, *vmid, &storage.id, &options, &guest_log) {
+            let progress = |done, total| ctx.progress(done, total);
+            match backup_guest(&worker, *kind, *vmid, &storage.id, &options, &guest_log, &progress) {
                 Ok(archive) => ctx.log(format!("{vmid}: ok {archive} ({} s)", started.elapsed().as_secs())),
                 Err(e) => {
                     failed += 1;
@@ -282,11 +290,13 @@ impl Sink {
         })
     }
 
-    fn vm(&self, vmid: Vmid, config: &str, disks: &[(String, PathBuf)]) -> Result<Written, String> {
+    fn vm(&self, vmid: Vmid, config: &str, disks: &[(String, PathBuf)], meter: &Meter) -> Result<Written, String> {
+        let hook = |n| meter.read(n);
         match self {
             Sink::Dump { dir, options } => {
                 let refs: Vec<(&str, &Path)> = disks.iter().map(|(k, p)| (k.as_str(), p.as_path())).collect();
-                let archive = vzdump::write_vma(dir, vmid.get(), config, &refs, options).map_err(|e| e.to_string())?;
+                let archive = vzdump::write_vma_with(dir, vmid.get(), config, &refs, options, &hook)
+                    .map_err(|e| e.to_string())?;
                 Ok(Self::dump_written(archive))
             }
             Sink::Chunks { store, time, notes, protected } => {
@@ -294,23 +304,35 @@ impl Sink {
                 writer.add_blob(crate::chunks::VM_CONFIG, config.as_bytes()).map_err(|e| e.to_string())?;
                 for (key, path) in disks {
                     // No dirty bitmap: unchanged chunks are deduplicated by digest.
-                    writer.add_image(key, path, None).map_err(|e| format!("{key}: {e}"))?;
+                    writer.add_image_with(key, path, None, &hook).map_err(|e| format!("{key}: {e}"))?;
                 }
                 Self::chunk_finish(store, writer, notes.as_deref(), *protected)
             }
         }
     }
 
-    fn ct(&self, vmid: Vmid, config: &str, root: &Path) -> Result<Written, String> {
+    fn ct(
+        &self,
+        vmid: Vmid,
+        config: &str,
+        root: &Path,
+        mounts: &[(String, PathBuf)],
+        meter: &Meter,
+    ) -> Result<Written, String> {
+        let hook = |n| meter.read(n);
+        let mounts: Vec<(&str, &Path)> = mounts.iter().map(|(m, p)| (m.as_str(), p.as_path())).collect();
+        meter.set_total(tree_size(root) + mounts.iter().map(|(_, p)| tree_size(p)).sum::<u64>());
         match self {
             Sink::Dump { dir, options } => {
-                let archive = vzdump::write_lxc(dir, vmid.get(), config, root, options).map_err(|e| e.to_string())?;
+                let archive = vzdump::write_lxc_with(dir, vmid.get(), config, root, &mounts, options, &hook)
+                    .map_err(|e| e.to_string())?;
                 Ok(Self::dump_written(archive))
             }
             Sink::Chunks { store, time, notes, protected } => {
                 let mut writer = Self::chunk_writer(store, hearth_backup::BackupType::Ct, vmid, *time)?;
                 writer.add_blob(crate::chunks::CT_CONFIG, config.as_bytes()).map_err(|e| e.to_string())?;
-                hearth_backup::tree::add_tree(&mut writer, crate::chunks::CT_ROOT, root).map_err(|e| e.to_string())?;
+                hearth_backup::tree::add_tree_with(&mut writer, crate::chunks::CT_ROOT, root, &mounts, &hook)
+                    .map_err(|e| e.to_string())?;
                 Self::chunk_finish(store, writer, notes.as_deref(), *protected)
             }
         }
@@ -342,6 +364,7 @@ pub(crate) fn backup_guest(
     storage: &str,
     options: &BackupOptions,
     log: &dyn Fn(String),
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<String, String> {
     let mode = check_options(options).map_err(|e| e.message)?;
     let chunk_store = if crate::chunks::is_chunkstore(daemon, storage) {
@@ -388,11 +411,16 @@ pub(crate) fn backup_guest(
             (None, None) => return Err("no backup target".to_owned()),
         };
         log(format!("starting backup of {} {vmid} ({:?} mode) to storage '{storage}'", kind.noun(), mode));
+        if let Some(limit) = options.bwlimit.filter(|&l| l > 0) {
+            log(format!("bandwidth limit: {limit} KiB/s"));
+        }
+        let meter = Meter::new(progress, options.bwlimit);
         let written = match kind {
-            GuestKind::Vm => backup_vm(daemon, vmid, &config, mode, &sink, &mut restart, log),
-            GuestKind::Ct => backup_ct(daemon, vmid, &config, mode, &sink, &mut restart, log),
+            GuestKind::Vm => backup_vm(daemon, vmid, &config, mode, &sink, &mut restart, &meter, log),
+            GuestKind::Ct => backup_ct(daemon, vmid, &config, mode, &sink, &mut restart, &meter, log),
         }
         .map_err(|e| name_full_storage(storage, e))?;
+        meter.finish();
         log(written.summary.clone());
         Ok(written)
     });
@@ -465,15 +493,17 @@ fn backup_vm(
     mode: Mode,
     sink: &Sink,
     restart: &mut bool,
+    meter: &Meter,
     log: &dyn Fn(String),
 ) -> Result<Written, String> {
     let disks = vm_disks(daemon, config)?;
+    meter.set_total(disks.iter().map(|d| d.4).sum());
     let temp = sink.temp_root().join(format!(".tmp-vzdump-qemu-{vmid}-{}", std::process::id()));
     std::fs::create_dir_all(&temp).map_err(|e| format!("{}: {e}", temp.display()))?;
     let text = config_text(config);
     let result = (|| {
         let running = daemon.qemu.pid(vmid).is_some();
-        let write = |sources: Vec<(String, PathBuf)>| sink.vm(vmid, &text, &sources);
+        let write = |sources: Vec<(String, PathBuf)>| sink.vm(vmid, &text, &sources, meter);
         let offline = |disks: &[VmDisk]| -> Result<Vec<(String, PathBuf)>, String> {
             disks.iter().map(|d| Ok((d.0.clone(), raw_view(d, &temp)?))).collect()
         };
@@ -578,6 +608,196 @@ fn copy_before_write(
     result
 }
 
+/// Counts what a backup reads: reports byte progress to the task (at most every percent) and
+/// throttles reading to `bwlimit` KiB/s with a token bucket.
+pub(crate) struct Meter<'a> {
+    progress: &'a (dyn Fn(u64, u64) + Sync),
+    state: std::sync::Mutex<MeterState>,
+}
+
+struct MeterState {
+    done: u64,
+    total: u64,
+    reported: u64,
+    bucket: Option<hearth_backup::meter::TokenBucket>,
+}
+
+impl<'a> Meter<'a> {
+    pub(crate) fn new(progress: &'a (dyn Fn(u64, u64) + Sync), bwlimit: Option<u64>) -> Meter<'a> {
+        let bucket = bwlimit.filter(|&l| l > 0).map(hearth_backup::meter::TokenBucket::kib_per_sec);
+        Meter { progress, state: std::sync::Mutex::new(MeterState { done: 0, total: 0, reported: 0, bucket }) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MeterState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the backup is expected to read in all.
+    pub(crate) fn set_total(&self, total: u64) {
+        let mut state = self.lock();
+        state.total = total;
+        (self.progress)(state.done.min(total), total);
+    }
+
+    /// `n` more bytes read; sleeps as long as the bandwidth limit asks.
+    pub(crate) fn read(&self, n: u64) {
+        let wait = {
+            let mut state = self.lock();
+            state.done += n;
+            let total = state.total.max(state.done);
+            let step = (total / 100).max(1);
+            if state.done - state.reported >= step {
+                state.reported = state.done;
+                // A tree's total is an estimate: never report more done than expected until the end.
+                (self.progress)(state.done.min(state.total).min(total), total);
+            }
+            state.bucket.as_mut().map(|b| b.take(n, Instant::now())).unwrap_or_default()
+        };
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+
+    /// Everything read: done is the total.
+    pub(crate) fn finish(&self) {
+        // A tree's total was an estimate; what was read is the truth.
+        let state = self.lock();
+        let total = if state.done > 0 { state.done } else { state.total };
+        (self.progress)(total, total);
+    }
+}
+
+/// About how many bytes tar makes of a tree: file contents in 512-byte blocks plus a header
+/// and an extended header per entry; stays on one file system as tar does.
+fn tree_size(root: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = std::fs::symlink_metadata(root) else { return 0 };
+    let mut total = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            total += 1536;
+            if meta.is_file() {
+                total += meta.len().div_ceil(512) * 512;
+            } else if meta.is_dir() && meta.dev() == top.dev() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    total
+}
+
+/// Whether a property says yes.
+fn yes(value: Option<&str>) -> bool {
+    matches!(value, Some("1" | "true" | "yes" | "on"))
+}
+
+/// A container's mount points in backups, as vzdump: `(key, path inside, volume)` of every
+/// `mpN` with `backup=1`; the others are named in the log and left out.
+fn backed_up_mounts(config: &GuestConfig, log: &dyn Fn(String)) -> Result<Vec<(String, String, String)>, String> {
+    let mut mounts = Vec::new();
+    for (key, value) in &config.current {
+        let Some(n) = key.strip_prefix("mp") else { continue };
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let props = GuestKind::Ct.schema().property(key, value).ok_or(format!("{key}: cannot be parsed"))?;
+        let (Some(volume), Some(path)) = (props.get("volume"), props.get("mp")) else {
+            return Err(format!("{key}: no volume or mount path"));
+        };
+        if yes(props.get("backup")) {
+            mounts.push((key.clone(), path.to_owned(), volume.to_owned()));
+        } else {
+            log(format!("excluding {key} ({path}) from the backup: backup=1 is not set"));
+        }
+    }
+    Ok(mounts)
+}
+
+/// Runs `f` on a directory holding the volume's files: the directory itself, or the image
+/// mounted at `staging` meanwhile.
+fn with_volume_dir<T>(
+    daemon: &Daemon,
+    vmid: Vmid,
+    key: &str,
+    volume: &str,
+    staging: &Path,
+    f: impl FnOnce(&Path) -> Result<T, String>,
+) -> Result<T, String> {
+    let source = containers::volume_source(daemon, vmid, key, volume).map_err(|e| e.message)?;
+    match &source {
+        hearth_ct::spec::RootFs::Dir { path } => f(path),
+        hearth_ct::spec::RootFs::Image { .. } => {
+            containers::mount_volume(&source, staging).map_err(|e| e.message)?;
+            let result = f(staging);
+            let _ = Command::new("umount").arg(staging).status();
+            let _ = std::fs::remove_dir(staging);
+            result
+        }
+    }
+}
+
+/// The btrfs subvolumes `(key, path inside, subvolume)` of every volume, when all are
+/// subvolumes on btrfs (a btrfs storage's `subvol` volumes); else none.
+fn btrfs_subvolumes(
+    daemon: &Daemon,
+    vmid: Vmid,
+    volumes: &[(String, String, String)],
+) -> Option<Vec<(String, String, PathBuf)>> {
+    volumes
+        .iter()
+        .map(|(key, path, volume)| match containers::volume_source(daemon, vmid, key, volume).ok()? {
+            hearth_ct::spec::RootFs::Dir { path: dir } => {
+                hearth_sys::btrfs::is_subvolume(&dir).unwrap_or(false).then(|| (key.clone(), path.clone(), dir))
+            }
+            hearth_ct::spec::RootFs::Image { .. } => None,
+        })
+        .collect()
+}
+
+/// Snapshot mode on btrfs: a read-only snapshot `<subvolume>@vzdump` of every volume, taken
+/// one after the other while the container runs on (never frozen), archived, and deleted.
+fn backup_ct_from_snapshots(
+    vmid: Vmid,
+    text: &str,
+    subvolumes: &[(String, String, PathBuf)],
+    sink: &Sink,
+    meter: &Meter,
+    log: &dyn Fn(String),
+) -> Result<Written, String> {
+    let mut taken: Vec<(String, PathBuf)> = Vec::new();
+    let result = (|| {
+        for (key, path, subvolume) in subvolumes {
+            let mut name = subvolume.file_name().unwrap_or_default().to_os_string();
+            name.push("@vzdump");
+            let snap = subvolume.with_file_name(name);
+            if snap.exists() {
+                log(format!("removing {}, left by an interrupted backup", snap.display()));
+                hearth_sys::btrfs::delete_subvolume(&snap).map_err(|e| format!("{}: {e}", snap.display()))?;
+            }
+            hearth_sys::btrfs::snapshot(subvolume, &snap, true)
+                .map_err(|e| format!("{key}: snapshotting {}: {e}", subvolume.display()))?;
+            log(format!("{key}: read-only btrfs snapshot {}", snap.display()));
+            taken.push((path.clone(), snap));
+        }
+        let (root, rest) = taken.split_first().expect("the rootfs comes first");
+        sink.ct(vmid, text, &root.1, rest, meter)
+    })();
+    for (_, snap) in taken.iter().rev() {
+        match hearth_sys::btrfs::delete_subvolume(snap) {
+            Ok(()) => log(format!("removed snapshot {}", snap.display())),
+            Err(e) => log(format!("cannot remove snapshot {}: {e}", snap.display())),
+        }
+    }
+    result
+}
+
+/// Writes a container's archive from its volumes' directories `(path inside, directory)`,
+/// the rootfs first.
+type WriteTrees<'a> = dyn FnMut(&[(String, PathBuf)]) -> Result<Written, String> + 'a;
+
 #[allow(clippy::too_many_arguments)]
 fn backup_ct(
     daemon: &Daemon,
@@ -586,6 +806,7 @@ fn backup_ct(
     mode: Mode,
     sink: &Sink,
     restart: &mut bool,
+    meter: &Meter,
     log: &dyn Fn(String),
 ) -> Result<Written, String> {
     let text = config_text(config);
@@ -597,10 +818,18 @@ fn backup_ct(
             .ok_or("rootfs: cannot be parsed")?,
         None => return Err(format!("CT {vmid} has no rootfs")),
     };
-    if config.current.keys().any(|k| k.starts_with("mp")) {
-        log("mount points (mpN) are not part of the archive; only the root file system is".into());
+    let mounts = backed_up_mounts(config, log)?;
+    for (key, path, volume) in &mounts {
+        log(format!("including {key} ({volume}) at {path}"));
     }
     let running = daemon.ct.running(vmid);
+    if running && mode == Mode::Snapshot {
+        let mut volumes = vec![("rootfs".to_owned(), "/".to_owned(), rootfs.clone())];
+        volumes.extend(mounts.iter().cloned());
+        if let Some(subvolumes) = btrfs_subvolumes(daemon, vmid, &volumes) {
+            return backup_ct_from_snapshots(vmid, &text, &subvolumes, sink, meter, log);
+        }
+    }
     let mode = if running && mode == Mode::Snapshot {
         log(format!(
             "snapshot mode: no storage snapshot for the root file system ({rootfs}); suspending the container instead"
@@ -610,20 +839,31 @@ fn backup_ct(
         mode
     };
     let offline = |log: &dyn Fn(String)| -> Result<Written, String> {
-        let source = containers::volume_source(daemon, vmid, "rootfs", &rootfs).map_err(|e| e.message)?;
-        match &source {
-            hearth_ct::spec::RootFs::Dir { path } => sink.ct(vmid, &text, path),
-            hearth_ct::spec::RootFs::Image { .. } => {
-                let staging = daemon.ct.run_dir.join(format!("{vmid}.backup-mnt"));
-                let _ = std::fs::create_dir_all(&staging);
-                containers::mount_volume(&source, &staging).map_err(|e| e.message)?;
-                log(format!("mounted {rootfs}"));
-                let result = sink.ct(vmid, &text, &staging);
-                let _ = Command::new("umount").arg(&staging).status();
-                let _ = std::fs::remove_dir(&staging);
+        // Each volume is a directory, or an image mounted for the time of the backup.
+        fn nest(
+            daemon: &Daemon,
+            vmid: Vmid,
+            volumes: &[(String, String, String)],
+            dirs: &mut Vec<(String, PathBuf)>,
+            f: &mut WriteTrees,
+        ) -> Result<Written, String> {
+            let Some(((key, path, volume), rest)) = volumes.split_first() else { return f(dirs) };
+            let staging = daemon.ct.run_dir.join(format!("{vmid}.backup-{key}"));
+            with_volume_dir(daemon, vmid, key, volume, &staging, |dir| {
+                dirs.push((path.clone(), dir.to_path_buf()));
+                let result = nest(daemon, vmid, rest, dirs, f);
+                dirs.pop();
                 result
-            }
+            })
         }
+        let mut volumes = vec![("rootfs".to_owned(), "/".to_owned(), rootfs.clone())];
+        volumes.extend(mounts.iter().cloned());
+        let mut write = |dirs: &[(String, PathBuf)]| {
+            let (root, rest) = dirs.split_first().expect("the rootfs comes first");
+            log(format!("archiving {}", root.1.display()));
+            sink.ct(vmid, &text, &root.1, rest, meter)
+        };
+        nest(daemon, vmid, &volumes, &mut Vec::new(), &mut write)
     };
     match (mode, running) {
         (_, false) => offline(log),
@@ -646,11 +886,14 @@ fn backup_ct(
             let mounted = hearth_ct::monitor::rootfs_mount(&daemon.ct.ct_dir(vmid));
             let through =
                 PathBuf::from(format!("/proc/{monitor}/root")).join(mounted.strip_prefix("/").unwrap_or(&mounted));
+            // Mount points are mounted inside the rootfs in the container's namespace.
+            let inside: Vec<(String, PathBuf)> =
+                mounts.iter().map(|(_, path, _)| (path.clone(), through.join(path.trim_start_matches('/')))).collect();
             let layout = hearth_ct::cgroup::Layout::detect().map_err(|e| format!("reading cgroup mounts: {e}"))?;
             let cgroups = hearth_ct::cgroup::Cgroups::new(layout, &daemon.ct.cgroup(vmid));
             cgroups.freeze(true).map_err(|e| format!("freezing CT {vmid}: {e}"))?;
             log(format!("froze CT {vmid}"));
-            let result = sink.ct(vmid, &text, &through);
+            let result = sink.ct(vmid, &text, &through, &inside, meter);
             match cgroups.freeze(false) {
                 Ok(()) => log(format!("thawed CT {vmid}")),
                 Err(e) => log(format!("cannot thaw CT {vmid}: {e}")),
@@ -913,7 +1156,7 @@ fn restore_task(
     archive: &Source,
     overwrite: bool,
     log: &dyn Fn(String),
-    progress: &dyn Fn(u64, u64),
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(), String> {
     let vmid = req.vmid;
     // The guest is locked `create` while it is rebuilt: nothing starts or changes it meanwhile.
@@ -938,7 +1181,7 @@ fn restore_task(
         log(format!("restoring {} to {} {vmid}", archive.describe(), kind.noun()));
         let config = match kind {
             GuestKind::Vm => restore_vm(daemon, req, archive, &mut allocated, log, progress)?,
-            GuestKind::Ct => restore_ct(daemon, req, archive, &mut allocated, log)?,
+            GuestKind::Ct => restore_ct(daemon, req, archive, &mut allocated, log, progress)?,
         };
         let old = daemon
             .store
@@ -1009,7 +1252,7 @@ fn restore_vm(
     source: &Source,
     allocated: &mut Vec<String>,
     log: &dyn Fn(String),
-    progress: &dyn Fn(u64, u64),
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<GuestConfig, String> {
     let vmid = req.vmid;
     let header = match source {
@@ -1067,24 +1310,29 @@ fn restore_vm(
             config.current.remove(key);
         }
     }
-    progress(0, total);
+    // Progress per byte written, as each extent or chunk lands.
+    let meter = Meter::new(progress, None);
+    meter.set_total(total);
+    let hook = |n| meter.read(n);
     let extracted = match source {
-        Source::Archive(archive) => vzdump::extract_vma(archive, |name| {
-            targets.iter().find(|t| t.0 == name).map(|t| t.1.clone()).unwrap_or_else(|| temp_dir.join("hearth-unused"))
-        })
+        Source::Archive(archive) => vzdump::extract_vma_with(
+            archive,
+            |name| {
+                targets
+                    .iter()
+                    .find(|t| t.0 == name)
+                    .map(|t| t.1.clone())
+                    .unwrap_or_else(|| temp_dir.join("hearth-unused"))
+            },
+            &hook,
+        )
         .map(|_| ())
         .map_err(|e| e.to_string()),
-        Source::Chunks(store, snap) => {
-            let mut done = 0;
-            targets.iter().try_for_each(|(key, path, _)| {
-                let size = header.disks.iter().find(|d| d.name == *key).map_or(0, |d| d.size);
-                hearth_backup::restore::restore_image(&store.store, snap, key, store.key.as_ref(), path)
-                    .map_err(|e| format!("{key}: {e}"))?;
-                done += size;
-                progress(done, total);
-                Ok(())
-            })
-        }
+        Source::Chunks(store, snap) => targets.iter().try_for_each(|(key, path, _)| {
+            hearth_backup::restore::restore_image_with(&store.store, snap, key, store.key.as_ref(), path, &hook)
+                .map(|_| ())
+                .map_err(|e| format!("{key}: {e}"))
+        }),
     };
     let mut result = extracted;
     for (key, raw, convert) in &targets {
@@ -1117,6 +1365,7 @@ fn restore_ct(
     source: &Source,
     allocated: &mut Vec<String>,
     log: &dyn Fn(String),
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<GuestConfig, String> {
     let vmid = req.vmid;
     // The configuration is the archive's first member; read it before allocating anything.
@@ -1144,8 +1393,29 @@ fn restore_ct(
     log(format!("rootfs: {new}"));
     let replaced = snapshots::with_volume(GuestKind::Ct, "rootfs", &value, &new, None)?;
     config.current.insert("rootfs".into(), replaced);
-    for key in
-        config.current.keys().filter(|k| k.starts_with("mp") || k.starts_with("unused")).cloned().collect::<Vec<_>>()
+    // Mount points with backup=1 are in the archive under their path: each gets a new volume.
+    let in_archive = backed_up_mounts(&config, &|_| {})?;
+    let mut mounts = Vec::new();
+    for (key, path, volid) in &in_archive {
+        let value = config.current.get(key).cloned().ok_or(format!("{key}: missing"))?;
+        let props = GuestKind::Ct.schema().property(key, &value).ok_or(format!("{key}: cannot be parsed"))?;
+        let size = props.get("size").and_then(|s| hearth_core::size::parse_size(s, 1).ok()).unwrap_or(0);
+        let storage = restore_storage(daemon, req, key, volid)?;
+        let allocation = crate::storage::Allocation { key: key.clone(), storage, size, format: None };
+        let new = crate::storage::allocate_for_guest(daemon, GuestKind::Ct, vmid, &allocation, owner)
+            .map_err(|e| e.message)?;
+        allocated.push(new.clone());
+        log(format!("{key}: {new} at {path}"));
+        let replaced = snapshots::with_volume(GuestKind::Ct, key, &value, &new, None)?;
+        config.current.insert(key.clone(), replaced);
+        mounts.push((key.clone(), path.clone(), new));
+    }
+    for key in config
+        .current
+        .keys()
+        .filter(|k| (k.starts_with("mp") && !mounts.iter().any(|m| &m.0 == *k)) || k.starts_with("unused"))
+        .cloned()
+        .collect::<Vec<_>>()
     {
         log(format!("{key}: not in the archive; dropped"));
         config.current.remove(&key);
@@ -1159,12 +1429,27 @@ fn restore_ct(
             (staging.clone(), Some(staging))
         }
     };
+    // Progress over the stream extracted: the archive file, or the tree stream in the store.
+    let meter = Meter::new(progress, None);
+    let hook = |n| meter.read(n);
     let extracted = match source {
-        Source::Archive(archive) => vzdump::extract_lxc(archive, &target).map(|_| ()),
-        Source::Chunks(store, snap) => {
-            hearth_backup::tree::restore_tree(&store.store, snap, crate::chunks::CT_ROOT, store.key.as_ref(), &target)
+        Source::Archive(archive) => {
+            meter.set_total(std::fs::metadata(archive).map(|m| m.len()).unwrap_or(0));
+            vzdump::extract_lxc_with(archive, &target, &hook).map(|_| ())
         }
+        Source::Chunks(store, snap) => hearth_backup::tree::restore_tree_with(
+            &store.store,
+            snap,
+            crate::chunks::CT_ROOT,
+            store.key.as_ref(),
+            &target,
+            &mut |size| meter.set_total(size),
+            &hook,
+        ),
     };
+    if extracted.is_ok() {
+        meter.finish();
+    }
     let result = extracted.map_err(|e| e.to_string()).and_then(|_| {
         if was_unprivileged != now_unprivileged {
             let delta: i64 = if now_unprivileged { 100_000 } else { -100_000 };
@@ -1177,6 +1462,19 @@ fn restore_ct(
             Ok(())
         }
     });
+    // The mount points' files move from under their path in the rootfs onto their volumes.
+    let result = result.and_then(|()| {
+        for (key, path, volume) in &mounts {
+            let from = target.join(path.trim_start_matches('/'));
+            if !from.is_dir() {
+                continue;
+            }
+            let staging = daemon.ct.run_dir.join(format!("{vmid}.restore-{key}"));
+            with_volume_dir(daemon, vmid, key, volume, &staging, |dir| move_contents(&from, dir))?;
+            log(format!("restored {key} ({path})"));
+        }
+        Ok(())
+    });
     if let Some(staging) = mounted {
         let _ = Command::new("umount").arg(&staging).status();
         let _ = std::fs::remove_dir(&staging);
@@ -1184,6 +1482,35 @@ fn restore_ct(
     result?;
     log("restored the root file system".into());
     Ok(config)
+}
+
+/// Moves everything under `from` into `to` (keeping owners, modes, links, xattrs), leaving
+/// `from` empty: it stays as the mount point.
+fn move_contents(from: &Path, to: &Path) -> Result<(), String> {
+    let out = Command::new("cp")
+        .args(["-a", "--reflink=auto", "--"])
+        .arg(from.join("."))
+        .arg(to)
+        .output()
+        .map_err(|e| format!("running cp: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "copying {} to {}: {}",
+            from.display(),
+            to.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    for entry in std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let removed = if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// The configuration inside a container archive.

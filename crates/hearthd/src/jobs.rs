@@ -63,6 +63,8 @@ struct JobEntry {
     notes_template: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     protected: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bwlimit: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -112,6 +114,7 @@ impl JobEntry {
             prune_backups: o.prune_backups.clone(),
             notes_template: o.notes_template.clone(),
             protected: o.protected,
+            bwlimit: o.bwlimit,
         }
     }
 
@@ -133,6 +136,7 @@ impl JobEntry {
                     notes_template: self.notes_template.clone(),
                     protected: self.protected,
                     prune_backups: self.prune_backups.clone(),
+                    bwlimit: self.bwlimit,
                 },
             },
         }
