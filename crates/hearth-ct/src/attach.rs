@@ -160,17 +160,7 @@ fn enter(spec: &AttachSpec, pidfd: BorrowedFd<'_>, slave: Option<BorrowedFd<'_>>
     // is cloned straight into the container's cgroup, without the move's global lock.
     let cgroups = Cgroups::new(layout, &spec.cgroup);
     cgroups.enter_self_v1().map_err(|e| format!("joining the container's cgroups: {e}"))?;
-    let v2 = match cgroups.v2_ns_dir() {
-        Some(dir) => Some(
-            nix::fcntl::open(
-                &dir,
-                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(|e| format!("joining the container's cgroups: {}: {e}", dir.display()))?,
-        ),
-        None => None,
-    };
+    let v2 = cgroups.open_v2_ns_dir().map_err(|e| format!("joining the container's cgroups: {e}"))?;
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWUTS

@@ -310,6 +310,15 @@ impl Cgroups {
         self.layout.hierarchies.iter().find(|h| h.v1_options.is_none()).map(|h| h.mount.join(&self.name).join("ns"))
     }
 
+    /// [`Cgroups::v2_ns_dir`] opened for `CLONE_INTO_CGROUP`; `None` without cgroup2.
+    pub fn open_v2_ns_dir(&self) -> Result<Option<std::os::fd::OwnedFd>, CgroupError> {
+        let Some(dir) = self.v2_ns_dir() else { return Ok(None) };
+        let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+        nix::fcntl::open(&dir, flags, nix::sys::stat::Mode::empty())
+            .map(Some)
+            .map_err(|e| CgroupError::Io { path: dir, source: e.into() })
+    }
+
     fn enter_self_but(&self, skip_v2: bool) -> Result<Vec<PathBuf>, CgroupError> {
         let mut was = Vec::new();
         let current = fs::read_to_string("/proc/self/cgroup").map_err(io_at(Path::new("/proc/self/cgroup")))?;

@@ -295,17 +295,7 @@ fn boot(
     let started = std::time::Instant::now();
     // Born in its cgroups: the monitor steps into the v1 ones for the clone and back out right
     // after; the cgroup2 one the child is cloned into directly.
-    let v2 = match cgroups.v2_ns_dir() {
-        Some(dir) => Some(
-            nix::fcntl::open(
-                &dir,
-                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(|e| format!("{}: {e}", dir.display()))?,
-        ),
-        None => None,
-    };
+    let v2 = cgroups.open_v2_ns_dir().map_err(|e| e.to_string())?;
     let was = cgroups.enter_self_v1().map_err(|e| e.to_string());
     let forked = match &was {
         Ok(_) => hearth_sys::process::clone_into_namespaces(flags.bits() as u64, v2.as_ref().map(AsFd::as_fd))
