@@ -105,7 +105,9 @@ fn image_round_trip_is_bit_identical_and_sparse() {
         assert_eq!(fs::read(&target).unwrap(), fs::read(&image).unwrap());
         assert_eq!(r.sparse_chunks, 2);
         let meta = fs::metadata(&target).unwrap();
-        assert!(meta.blocks() * 512 <= 32 * MIB, "zero chunks are holes: {} bytes allocated", meta.blocks() * 512);
+        // 32 MiB of data; the file system may add a block or two of extent tree on top, while
+        // writing the two zero chunks would make it 40 MiB.
+        assert!(meta.blocks() * 512 <= 33 * MIB, "zero chunks are holes: {} bytes allocated", meta.blocks() * 512);
         let mut streamed = Vec::new();
         restore::restore_image_to(&store, &snap, "drive-scsi0", key, &mut streamed).unwrap();
         assert_eq!(streamed, fs::read(&image).unwrap());
