@@ -378,6 +378,18 @@ impl Cgroups {
         left
     }
 
+    /// [`Cgroups::remove`] at teardown: the node's base directory (`hearth`) goes too once its
+    /// last container left (rmdir refuses while another container is in it).
+    pub fn remove_all(&self) -> Vec<PathBuf> {
+        let left = self.remove();
+        for (hierarchy, dir) in self.dirs() {
+            if let Some(base) = dir.parent().filter(|b| *b != hierarchy.mount) {
+                let _ = fs::remove_dir(base);
+            }
+        }
+        left
+    }
+
     /// Memory charged to the container, in bytes.
     pub fn memory_usage(&self) -> Option<u64> {
         let h = self.layout.controller("memory")?;

@@ -138,7 +138,7 @@ impl Drop for Teardown<'_> {
             }
         }
         if let Some(cgroups) = &self.cgroups {
-            for left in cgroups.remove() {
+            for left in cgroups.remove_all() {
                 log(&format!("CT {}: cgroup {} could not be removed", self.spec.ctid, left.display()));
             }
         }

@@ -163,6 +163,12 @@ fn kill_containers(root: &Path) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
+    // Volumes a failed test left mounted under the root (`ctctl mount`, create's staging).
+    let canonical = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_owned());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for point in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| Path::new(p).starts_with(&canonical)) {
+        let _ = Command::new("umount").args(["-l", point]).status();
+    }
     let Ok(base) = hearthd::containers::cgroup_base(root) else { return };
     for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
         let dir = hierarchy.path().join(&base);

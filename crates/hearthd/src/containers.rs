@@ -143,7 +143,7 @@ impl CtRuntime {
             return;
         }
         if let Ok(layout) = Layout::detect() {
-            for left in Cgroups::new(layout, &self.cgroup(vmid)).remove() {
+            for left in Cgroups::new(layout, &self.cgroup(vmid)).remove_all() {
                 tracing::warn!(%vmid, cgroup = %left.display(), "cgroup could not be removed");
             }
         }
