@@ -521,3 +521,18 @@ fn only_root_makes_privileged_containers() {
     let (code, _, _) = run(&daemon, "ctctl", &["config", &id]);
     assert_eq!(code, 1, "nothing was created");
 }
+
+#[test]
+fn onboot_containers_start_and_stop_with_the_node() {
+    let daemon = HearthdProcess::start();
+    let (a, b) = (ctid(16), ctid(17));
+    create(&daemon, &a, &["--onboot", "1", "--startup", "order=1"]);
+    create(&daemon, &b, &[]);
+    ok(&daemon, "clusterctl", &["node", "startall"]);
+    assert_eq!(status(&daemon, &a)["status"], "running");
+    assert_eq!(status(&daemon, &b)["status"], "stopped", "not onboot");
+    ok(&daemon, "clusterctl", &["node", "stopall", "--timeout", "20"]);
+    let st = status(&daemon, &a);
+    assert_eq!(st["status"], "stopped");
+    assert_eq!(st["last_exit"], "halt", "shut down cleanly: {st}");
+}

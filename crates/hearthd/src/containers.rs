@@ -861,16 +861,6 @@ pub fn open_console(daemon: &Daemon, vmid: Vmid, tty: u32) -> Result<std::os::un
     })
 }
 
-/// Stops every container of the node (for clusterctl node stopall): shutdown, then kill.
-pub fn running_ids(daemon: &Daemon) -> Vec<Vmid> {
-    let Ok(entries) = std::fs::read_dir(&daemon.ct.run_dir) else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<Vmid>().ok()))
-        .filter(|vmid| daemon.ct.running(*vmid))
-        .collect()
-}
-
 /// Fills a new container's root file system from its template and writes the first-boot
 /// settings (hostname, network, DNS, root password, ssh keys), both inside the container's
 /// user namespace. Returns the detected distribution.

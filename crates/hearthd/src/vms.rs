@@ -590,6 +590,7 @@ pub fn suspend(daemon: &Arc<Daemon>, caller: &Caller, vmid: Vmid, resume: bool) 
 /// `startup: order=,up=,down=` of a guest, and whether it starts with the node.
 #[derive(Clone, Copy, Debug)]
 struct Startup {
+    kind: GuestKind,
     vmid: Vmid,
     onboot: bool,
     /// Guests without an order come last.
@@ -600,27 +601,27 @@ struct Startup {
     down: Option<u64>,
 }
 
-/// VMs of this node with their startup settings, in start order.
+/// Guests of this node, VMs and containers together, with their startup settings, in start
+/// order (as Proxmox orders them across both kinds).
 fn start_order(daemon: &Daemon) -> Result<Vec<Startup>, ErrorReply> {
-    let mut vms: Vec<Startup> = daemon
-        .store
-        .list(GuestKind::Vm)?
-        .into_iter()
-        .filter_map(|listed| {
+    let mut guests = Vec::new();
+    for kind in [GuestKind::Vm, GuestKind::Ct] {
+        guests.extend(daemon.store.list(kind)?.into_iter().filter_map(|listed| {
             let config = listed.config.as_ref().as_ref().ok()?;
-            let props = config.current.get("startup").and_then(|v| GuestKind::Vm.schema().property("startup", v));
+            let props = config.current.get("startup").and_then(|v| kind.schema().property("startup", v));
             let get = |k: &str| props.as_ref().and_then(|p| p.get(k)).and_then(|v| v.parse::<i64>().ok());
             Some(Startup {
+                kind,
                 vmid: listed.vmid,
                 onboot: config.current.get("onboot") == Some(&Value::Bool(true)),
                 order: get("order").unwrap_or(i64::MAX),
                 up: get("up").unwrap_or(0).max(0) as u64,
                 down: get("down").map(|d| d.max(0) as u64),
             })
-        })
-        .collect();
-    vms.sort_by_key(|s| (s.order, s.vmid));
-    Ok(vms)
+        }));
+    }
+    guests.sort_by_key(|s| (s.order, s.vmid));
+    Ok(guests)
 }
 
 /// Starts the node's `onboot` guests in order (all with `force`); one failing does not stop
@@ -629,23 +630,28 @@ pub fn start_all(daemon: &Arc<Daemon>, caller: &Caller, force: bool) -> Result<P
     let order = start_order(daemon)?;
     let worker = Arc::clone(daemon);
     let upid = daemon.tasks.spawn("startall", "", &caller.userid, move |ctx| {
-        for Startup { vmid, onboot, up, .. } in order {
-            if !(onboot || force) || worker.qemu.pid(vmid).is_some() {
+        for Startup { kind, vmid, onboot, up, .. } in order {
+            if !(onboot || force) || worker.guest_running(kind, vmid) {
                 continue;
             }
-            let lock = worker.qemu.op_lock(vmid);
+            let lock = worker.run_lock(kind, vmid);
             let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
             let log = |line: String| ctx.log(line);
-            match start_now(&worker, vmid, Duration::from_secs(30), &log) {
-                Ok(()) => {
+            let started = match kind {
+                GuestKind::Vm => start_now(&worker, vmid, Duration::from_secs(30), &log).map(|()| {
                     Arc::clone(&worker.qemu).supervise(vmid);
-                    ctx.log(format!("VM {vmid} started"));
+                }),
+                GuestKind::Ct => crate::containers::start_now(&worker, vmid, &log).map(|_| ()),
+            };
+            match started {
+                Ok(()) => {
+                    ctx.log(format!("{} {vmid} started", kind.noun()));
                     if up > 0 {
                         ctx.log(format!("waiting {up} s (startup up=)"));
                         std::thread::sleep(Duration::from_secs(up));
                     }
                 }
-                Err(e) => ctx.warn(format!("VM {vmid}: {e}")),
+                Err(e) => ctx.warn(format!("{} {vmid}: {e}", kind.noun())),
             }
             ctx.check_stop()?;
         }
@@ -660,16 +666,23 @@ pub fn stop_all(daemon: &Arc<Daemon>, caller: &Caller, timeout: Option<u64>) -> 
     order.reverse();
     let worker = Arc::clone(daemon);
     let upid = daemon.tasks.spawn("stopall", "", &caller.userid, move |ctx| {
-        for Startup { vmid, down, .. } in order {
-            if worker.qemu.pid(vmid).is_none() {
+        for Startup { kind, vmid, down, .. } in order {
+            if !worker.guest_running(kind, vmid) {
                 continue;
             }
-            let lock = worker.qemu.op_lock(vmid);
+            let lock = worker.run_lock(kind, vmid);
             let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
             let log = |line: String| ctx.log(line);
-            let limit = timeout.or(down).unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
-            if let Err(e) = shutdown_now(&worker, vmid, limit, true, &log) {
-                ctx.warn(format!("VM {vmid}: {e}"));
+            let limit = timeout.or(down).unwrap_or(match kind {
+                GuestKind::Vm => DEFAULT_SHUTDOWN_TIMEOUT,
+                GuestKind::Ct => crate::containers::DEFAULT_SHUTDOWN_TIMEOUT,
+            });
+            let stopped = match kind {
+                GuestKind::Vm => shutdown_now(&worker, vmid, limit, true, &log),
+                GuestKind::Ct => crate::containers::shutdown_now(&worker, vmid, limit, true, &log),
+            };
+            if let Err(e) = stopped {
+                ctx.warn(format!("{} {vmid}: {e}", kind.noun()));
             }
         }
         Ok(())
