@@ -2,22 +2,11 @@
 //! and the vzdump options storectl's `backup run` and `backup job` take too.
 
 use anyhow::Context;
-use clap::builder::BoolishValueParser;
 use clap::{Arg, ArgMatches, Command};
 use hearth_core::GuestKind;
 use hearth_proto::{BackupGuest, BackupOptions, CtRequest, Request, RestoreGuest, VmRequest};
 
 use crate::cli::{self, OutputFormat};
-
-fn flag(name: &'static str, help: &'static str) -> Arg {
-    Arg::new(name)
-        .long(name)
-        .value_name("0|1")
-        .num_args(0..=1)
-        .default_missing_value("1")
-        .value_parser(BoolishValueParser::new())
-        .help(help)
-}
 
 fn get_flag(matches: &ArgMatches, name: &str) -> Option<bool> {
     matches.try_get_one::<bool>(name).ok().flatten().copied()
@@ -45,7 +34,7 @@ pub fn option_args() -> Vec<Arg> {
             .long("notes-template")
             .value_name("TEMPLATE")
             .help("Notes for the backup; {{guestname}}, {{vmid}}, {{node}}, {{cluster}} are replaced"),
-        flag("protected", "Protect the backup from pruning and removal"),
+        cli::flag_arg("protected", "Protect the backup from pruning and removal"),
         Arg::new("prune-backups")
             .long("prune-backups")
             .value_name("KEEP")
@@ -138,9 +127,10 @@ pub fn restore_command(kind: GuestKind) -> Command {
         .arg(cli::vmid_arg(id, "The id to restore to"))
         .arg(Arg::new("archive").value_name("ARCHIVE").required(true).help("The backup volume id"))
         .arg(Arg::new("storage").long("storage").value_name("STORAGE").help("Storage for the restored volumes"))
-        .arg(flag("force", "Overwrite an existing, stopped guest"));
+        .arg(cli::flag_arg("force", "Overwrite an existing, stopped guest"));
     if kind == GuestKind::Ct {
-        command = command.arg(flag("unprivileged", "Restore as an unprivileged (1) or privileged (0) container"));
+        command =
+            command.arg(cli::flag_arg("unprivileged", "Restore as an unprivileged (1) or privileged (0) container"));
     }
     command
 }

@@ -254,6 +254,18 @@ pub fn schema_options(schema: &Schema, matches: &ArgMatches) -> Vec<(String, Str
 }
 
 /// An option taking configuration keys (`--delete`, `--revert`), repeatable, each value a list
+/// An option that is a switch in Proxmox's style: `--full` alone means 1, `--full 0` and
+/// `--full 1` (and yes/no, true/false) are accepted too.
+pub fn flag_arg(name: &'static str, help: &'static str) -> Arg {
+    Arg::new(name)
+        .long(name)
+        .value_name("0|1")
+        .num_args(0..=1)
+        .default_missing_value("1")
+        .value_parser(clap::builder::BoolishValueParser::new())
+        .help(help)
+}
+
 /// separated by `,`, `;` or spaces.
 pub fn key_list_arg(name: &'static str, help: &'static str) -> Arg {
     Arg::new(name).long(name).value_name("KEYS").action(ArgAction::Append).help(help)

@@ -1,6 +1,5 @@
 //! `ctctl clone`: copy a container to a new id, linked from a template or full, as `pct clone`.
 
-use clap::builder::BoolishValueParser;
 use clap::{Arg, ArgMatches, Command};
 use hearth_client::cli::{self, OutputFormat};
 use hearth_core::GuestKind;
@@ -26,15 +25,7 @@ pub fn command() -> Command {
         )
         .arg(cli::vmid_arg("ctid", "The container or template to clone"))
         .arg(cli::vmid_arg("newid", "The id of the new container (see `vmctl nextid`)"))
-        .arg(
-            Arg::new("full")
-                .long("full")
-                .value_name("0|1")
-                .num_args(0..=1)
-                .default_missing_value("1")
-                .value_parser(BoolishValueParser::new())
-                .help("Copy the volumes (default: linked for a template, full otherwise)"),
-        )
+        .arg(cli::flag_arg("full", "Copy the volumes (default: linked for a template, full otherwise)"))
         .arg(
             Arg::new("hostname")
                 .long("hostname")

@@ -2,7 +2,6 @@
 //! `pct create`.
 
 use anyhow::Context;
-use clap::builder::BoolishValueParser;
 use clap::{Arg, ArgMatches, Command};
 use hearth_client::cli::{self, OutputFormat};
 use hearth_core::GuestKind;
@@ -54,15 +53,7 @@ pub fn command() -> Command {
                 .value_name("FILE")
                 .help("A local file of SSH public keys for root in the container"),
         )
-        .arg(
-            Arg::new("start")
-                .long("start")
-                .value_name("0|1")
-                .num_args(0..=1)
-                .default_missing_value("1")
-                .value_parser(BoolishValueParser::new())
-                .help("Start the container once it is created"),
-        )
+        .arg(cli::flag_arg("start", "Start the container once it is created"))
 }
 
 pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {

@@ -1,7 +1,6 @@
 //! `ctctl shutdown`: ask a container's init to power off, as `pct shutdown`.
 
-use clap::builder::BoolishValueParser;
-use clap::{Arg, ArgMatches, Command};
+use clap::{ArgMatches, Command};
 use hearth_client::cli::{self, OutputFormat};
 use hearth_proto::{CtRequest, Request};
 
@@ -21,14 +20,11 @@ pub fn command() -> Command {
         .arg(cli::vmid_arg("ctid", "The container to shut down"))
         .arg(super::timeout_arg("Seconds to wait for the container to stop (default 60)"))
         .arg(
-            Arg::new("forceStop")
-                .long("forceStop")
-                .alias("force-stop")
-                .value_name("0|1")
-                .num_args(0..=1)
-                .default_missing_value("1")
-                .value_parser(BoolishValueParser::new())
-                .help("Kill the container if it has not stopped when the timeout ends (also --force-stop)"),
+            cli::flag_arg(
+                "forceStop",
+                "Kill the container if it has not stopped when the timeout ends (also --force-stop)",
+            )
+            .alias("force-stop"),
         )
 }
 

@@ -4,7 +4,6 @@
 //! scheduled jobs.
 
 use anyhow::{Context, bail};
-use clap::builder::BoolishValueParser;
 use clap::{Arg, ArgMatches, Command};
 use hearth_client::backups;
 use hearth_client::cli::{self, Align, OutputFormat, Table};
@@ -41,8 +40,8 @@ pub fn command() -> Command {
                         Arg::new(k).long(k).value_name("N").value_parser(clap::value_parser!(u64)).help("Keep N")
                     }),
                 )
-                .arg(flag("keep-all", "Keep every backup"))
-                .arg(flag("dry-run", "Only show what would be removed")),
+                .arg(cli::flag_arg("keep-all", "Keep every backup"))
+                .arg(cli::flag_arg("dry-run", "Only show what would be removed")),
             Command::new("protect")
                 .about("Protect a backup from pruning and removal")
                 .arg(super::volid_arg("The backup volume"))
@@ -85,16 +84,6 @@ pub fn command() -> Command {
                 .arg(Arg::new("to").long("to").value_name("DIR").help("Unpack into this directory")),
             super::backup_job::command(),
         ])
-}
-
-fn flag(name: &'static str, help: &'static str) -> Arg {
-    Arg::new(name)
-        .long(name)
-        .value_name("0|1")
-        .num_args(0..=1)
-        .default_missing_value("1")
-        .value_parser(BoolishValueParser::new())
-        .help(help)
 }
 
 fn vmid_option(help: &'static str) -> Arg {

@@ -2,23 +2,12 @@
 //! backup jobs (`jobs.cfg`) run by pvescheduler; here cron calls `run-due` every minute.
 
 use anyhow::{Context, bail};
-use clap::builder::BoolishValueParser;
 use clap::{Arg, ArgMatches, Command};
 use hearth_client::cli::{self, Align, OutputFormat, Table};
 use hearth_proto::{BackupJob, Payload, Request, StorageRequest};
 
 fn id_arg() -> Arg {
     Arg::new("id").value_name("ID").required(true).help("Job id: a letter, then letters, digits, '-', '_'")
-}
-
-fn flag(name: &'static str, help: &'static str) -> Arg {
-    Arg::new(name)
-        .long(name)
-        .value_name("0|1")
-        .num_args(0..=1)
-        .default_missing_value("1")
-        .value_parser(BoolishValueParser::new())
-        .help(help)
 }
 
 fn definition(name: &'static str, about: &'static str) -> Command {
@@ -32,8 +21,8 @@ fn definition(name: &'static str, about: &'static str) -> Command {
                 .required(true)
                 .help("Calendar event: daily, 'mon..fri 02:00', '*/15', 'sat 03:00'"),
         )
-        .arg(flag("enabled", "Whether the job runs (default 1)"))
-        .arg(flag("repeat-missed", "Catch up a run missed while the host was down"))
+        .arg(cli::flag_arg("enabled", "Whether the job runs (default 1)"))
+        .arg(cli::flag_arg("repeat-missed", "Catch up a run missed while the host was down"))
         .arg(Arg::new("comment").long("comment").value_name("TEXT").help("A comment"))
         .args(super::backup::selection_args())
 }

@@ -1,7 +1,6 @@
 //! `vmctl clone`: copy a VM to a new id, linked from a template or full, as `qm clone`.
 
 use anyhow::Context;
-use clap::builder::BoolishValueParser;
 use clap::{Arg, ArgMatches, Command};
 use hearth_client::cli::{self, OutputFormat};
 use hearth_core::GuestKind;
@@ -28,15 +27,7 @@ pub fn command() -> Command {
         )
         .arg(cli::vmid_arg("vmid", "The VM or template to clone"))
         .arg(cli::vmid_arg("newid", "The id of the new VM (see `vmctl nextid`)"))
-        .arg(
-            Arg::new("full")
-                .long("full")
-                .value_name("0|1")
-                .num_args(0..=1)
-                .default_missing_value("1")
-                .value_parser(BoolishValueParser::new())
-                .help("Copy the disks (default: linked for a template, full otherwise)"),
-        )
+        .arg(cli::flag_arg("full", "Copy the disks (default: linked for a template, full otherwise)"))
         .arg(
             Arg::new("name")
                 .long("name")

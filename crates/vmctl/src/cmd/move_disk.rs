@@ -1,7 +1,6 @@
 //! `vmctl move-disk`: copy a VM's disk to another storage or format, as `qm disk move`.
 
 use anyhow::Context;
-use clap::builder::BoolishValueParser;
 use clap::{Arg, ArgMatches, Command};
 use hearth_client::cli::{self, OutputFormat};
 use hearth_core::schema::check;
@@ -48,15 +47,7 @@ fn build(name: &'static str) -> Command {
                 .value_parser(["raw", "qcow2", "vmdk"])
                 .help("Format of the copy (default: the disk's own if the storage holds it)"),
         )
-        .arg(
-            Arg::new("delete")
-                .long("delete")
-                .value_name("0|1")
-                .num_args(0..=1)
-                .default_missing_value("1")
-                .value_parser(BoolishValueParser::new())
-                .help("Free the old volume instead of keeping it as unusedN"),
-        )
+        .arg(cli::flag_arg("delete", "Free the old volume instead of keeping it as unusedN"))
 }
 
 pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {

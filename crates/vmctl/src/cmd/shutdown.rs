@@ -1,8 +1,7 @@
 //! `vmctl shutdown`: power a VM off through ACPI, as `qm shutdown`.
 
 use anyhow::Context;
-use clap::builder::BoolishValueParser;
-use clap::{Arg, ArgMatches, Command};
+use clap::{ArgMatches, Command};
 use hearth_client::cli::{self, OutputFormat};
 use hearth_proto::{Request, VmRequest};
 
@@ -21,14 +20,11 @@ pub fn command() -> Command {
         .arg(cli::vmid_arg("vmid", "The VM to shut down"))
         .arg(super::timeout_arg("Seconds to wait for the guest to power off (default 180)"))
         .arg(
-            Arg::new("forceStop")
-                .long("forceStop")
-                .alias("force-stop")
-                .value_name("0|1")
-                .num_args(0..=1)
-                .default_missing_value("1")
-                .value_parser(BoolishValueParser::new())
-                .help("Stop the VM if it has not powered off when the timeout ends (also --force-stop)"),
+            cli::flag_arg(
+                "forceStop",
+                "Stop the VM if it has not powered off when the timeout ends (also --force-stop)",
+            )
+            .alias("force-stop"),
         )
 }
 

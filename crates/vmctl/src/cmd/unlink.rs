@@ -1,7 +1,6 @@
 //! `vmctl unlink`: remove disks from a VM's configuration, as `qm disk unlink`.
 
 use anyhow::Context;
-use clap::builder::BoolishValueParser;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use hearth_client::cli::{self, OutputFormat};
 use hearth_proto::{Payload, Request, VmRequest};
@@ -28,15 +27,7 @@ pub fn command() -> Command {
                 .action(ArgAction::Append)
                 .help("Disk keys, separated by commas: scsi1,virtio2,unused0"),
         )
-        .arg(
-            Arg::new("force")
-                .long("force")
-                .value_name("0|1")
-                .num_args(0..=1)
-                .default_missing_value("1")
-                .value_parser(BoolishValueParser::new())
-                .help("Free the volumes instead of keeping them as unusedN"),
-        )
+        .arg(cli::flag_arg("force", "Free the volumes instead of keeping them as unusedN"))
 }
 
 pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
