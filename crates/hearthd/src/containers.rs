@@ -608,7 +608,10 @@ pub fn status(daemon: &Daemon, vmid: Vmid, verbose: bool) -> Result<Payload, Err
     let runtime = &daemon.ct;
     let init = runtime.init_pid(vmid);
     let dir = runtime.ct_dir(vmid);
-    let cgroups = Layout::detect().ok().map(|l| Cgroups::new(l, &runtime.cgroup(vmid)));
+    // The cgroup layout is read only when its counters are asked for.
+    let cgroups = (verbose && init.is_some())
+        .then(|| Layout::detect().ok().map(|l| Cgroups::new(l, &runtime.cgroup(vmid))))
+        .flatten();
     let (mut netin, mut netout) = (0, 0);
     if init.is_some() {
         for index in 0..MAX_NETS {
@@ -623,9 +626,7 @@ pub fn status(daemon: &Daemon, vmid: Vmid, verbose: bool) -> Result<Payload, Err
     } else {
         None
     };
-    let running_and = |f: &dyn Fn(&Cgroups) -> Option<u64>| {
-        if verbose && init.is_some() { cgroups.as_ref().and_then(f) } else { None }
-    };
+    let running_and = |f: &dyn Fn(&Cgroups) -> Option<u64>| cgroups.as_ref().and_then(f);
     Ok(Payload::CtStatus(CtStatusReport {
         vmid,
         status: if init.is_some() { "running" } else { "stopped" }.into(),
