@@ -2,6 +2,7 @@
 //! through its socket, with the client library or the real CLI binaries.
 
 mod access;
+mod attacks;
 mod backup;
 mod chunkstore;
 mod cli;

@@ -291,6 +291,13 @@ mod tests {
             "virtio=01:00:00:00:00:00",
             expect!["error: net0: macaddr: '01:00:00:00:00:00' is a multicast address"],
         );
+        check(
+            &NIC,
+            "virtio=00:00:00:00:00:00",
+            expect![
+                "error: net0: macaddr: '00:00:00:00:00:00' is the all-zero address; give a unicast MAC address or leave it out"
+            ],
+        );
         check(&NIC, "", expect!["error: net0: empty value"]);
     }
 

@@ -331,6 +331,11 @@ pub mod check {
         if first & 1 == 1 {
             return Err(format!("'{v}' is a multicast address"));
         }
+        // The all-zero address is no station's: the kernel refuses it on a tap, and a guest
+        // holding it would break its segment's forwarding.
+        if parts.iter().all(|p| *p == "00") {
+            return Err(format!("'{v}' is the all-zero address; give a unicast MAC address or leave it out"));
+        }
         Ok(v.to_ascii_uppercase())
     }
 

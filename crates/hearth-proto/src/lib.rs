@@ -678,6 +678,10 @@ pub struct BackupEntry {
     pub protected: bool,
     #[serde(default)]
     pub notes: Option<String>,
+    /// Why the backup cannot be restored as it is (an unreadable or truncated index, a
+    /// missing file); `None` for a whole backup. Its size then counts only what could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 /// One entry of a container backup's file tree.

@@ -957,6 +957,7 @@ fn backups_on(daemon: &Daemon, storage: &str, vmid: Option<Vmid>) -> Result<Vec<
             ctime: v.ctime,
             protected: dump.join(format!("{file}.protected")).exists(),
             notes,
+            damaged: None,
         });
     }
     Ok(entries)
@@ -1076,16 +1077,17 @@ pub fn restore(
         GuestKind::Vm => "qemu",
         GuestKind::Ct => "lxc",
     };
+    // The archive is another object the request names: Datastore.AllocateSpace on its storage
+    // and VM.Backup on the guest it is a backup of (or Datastore.Allocate), as Proxmox asks.
+    crate::referenced::check_volume_access(daemon, caller, Some(req.vmid), &req.archive, Some(Content::Backup))?;
     let source = if crate::chunks::parse_volid(daemon, &req.archive).is_some() {
         let (store, snap) = crate::chunks::open_volid(daemon, &req.archive)?;
-        authorize_also(&daemon.access, caller, format!("/storage/{}", store.storage), &["Datastore.Audit"])?;
         if crate::chunks::guest_type(snap.backup_type) != expected {
             return Err(err(ErrorKind::Invalid, format!("'{}' is not a {} backup", req.archive, kind.noun())));
         }
         Source::Chunks(store, snap)
     } else {
-        let (archive_storage, file, path) = archive_path(daemon, &req.archive)?;
-        authorize_also(&daemon.access, caller, format!("/storage/{archive_storage}"), &["Datastore.Audit"])?;
+        let (_, file, path) = archive_path(daemon, &req.archive)?;
         let name = hearth_core::storage::parse_backup_name(&file);
         if name.as_ref().is_some_and(|n| n.guest_type != expected) {
             return Err(err(ErrorKind::Invalid, format!("'{}' is not a {} backup", req.archive, kind.noun())));
@@ -1096,6 +1098,10 @@ pub fn restore(
         authorize_also(&daemon.access, caller, format!("/storage/{storage}"), &["Datastore.AllocateSpace"])?;
         daemon.storages.config(storage)?;
     }
+    // The configuration is read once, here, and checked before anything is written: what it
+    // brings in is the caller's to set, as if each key were given to `set`.
+    let restored = Restored::read(kind, &req, &source).map_err(|e| err(ErrorKind::Invalid, e))?;
+    restored.authorize(daemon, caller, kind, &req)?;
     let vmid = req.vmid;
     let existing = daemon.store.locate(vmid);
     if let Some((_, other)) = existing {
@@ -1122,7 +1128,7 @@ pub fn restore(
     };
     let upid = daemon.tasks.spawn(task, &vmid.to_string(), &caller.userid, move |ctx| {
         let log = |line: String| ctx.log(line);
-        restore_task(&worker, kind, &req, &source, existing.is_some(), &log, &|d, t| ctx.progress(d, t))
+        restore_task(&worker, kind, &req, &source, restored, existing.is_some(), &log, &|d, t| ctx.progress(d, t))
     })?;
     Ok(Payload::Task(upid))
 }
@@ -1149,11 +1155,123 @@ impl Source {
     }
 }
 
+/// The configuration a restore brings in, read from the archive before the task starts.
+struct Restored {
+    /// The current settings only, with `--unprivileged` applied; no pending changes, snapshots
+    /// or lock travel.
+    config: GuestConfig,
+    /// Whether the container's files in the archive belong to an unprivileged container.
+    was_unprivileged: bool,
+    /// The disks a VM archive holds.
+    disks: Vec<vzdump::VmaDisk>,
+}
+
+fn unprivileged(config: &GuestConfig) -> bool {
+    !matches!(config.current.get("unprivileged"), Some(Value::Bool(false)))
+}
+
+impl Restored {
+    fn read(kind: GuestKind, req: &RestoreGuest, source: &Source) -> Result<Restored, String> {
+        let (text, disks) = match (kind, source) {
+            (GuestKind::Vm, Source::Archive(archive)) => {
+                let header = vzdump::read_vma_header(archive).map_err(|e| e.to_string())?;
+                (header.config, header.disks)
+            }
+            (GuestKind::Vm, Source::Chunks(store, snap)) => {
+                let manifest = hearth_backup::snapshot::load_manifest(&store.store, snap).map_err(|e| e.to_string())?;
+                let mut disks = Vec::new();
+                for f in &manifest.files {
+                    if let Some(name) = f.filename.strip_suffix(".img.fidx") {
+                        let index = hearth_backup::index::FixedIndex::load(&snap.path(&store.store).join(&f.filename))
+                            .map_err(|e| e.to_string())?;
+                        disks.push(vzdump::VmaDisk { name: name.to_owned(), size: index.size });
+                    }
+                }
+                (source.config_text(crate::chunks::VM_CONFIG)?, disks)
+            }
+            (GuestKind::Ct, Source::Archive(archive)) => (vzdump_config_of_lxc(archive)?, Vec::new()),
+            (GuestKind::Ct, Source::Chunks(..)) => (source.config_text(crate::chunks::CT_CONFIG)?, Vec::new()),
+        };
+        let parsed = GuestConfig::parse(kind, &text).map_err(|e| format!("the backup's configuration: {e}"))?;
+        let mut config = GuestConfig::new(kind);
+        config.current = parsed.current;
+        let was_unprivileged = unprivileged(&config);
+        if let (GuestKind::Ct, Some(u)) = (kind, req.unprivileged) {
+            config.current.insert("unprivileged".into(), Value::Bool(u));
+        }
+        Ok(Restored { config, was_unprivileged, disks })
+    }
+
+    /// The keys that get new volumes, and those the restore drops (`unusedN`, container mount
+    /// points without `backup=1`): neither names an existing volume afterwards.
+    fn new_and_dropped(&self, kind: GuestKind) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+        let current = &self.config.current;
+        let unused = current.keys().filter(|k| k.starts_with("unused")).cloned();
+        match kind {
+            GuestKind::Vm => Ok((snapshots::disks(GuestKind::Vm, current), unused.collect())),
+            GuestKind::Ct => {
+                let mounts = backed_up_mounts(&self.config, &|_| {})?;
+                let dropped = current
+                    .keys()
+                    .filter(|k| k.starts_with("mp") && !mounts.iter().any(|m| &m.0 == *k))
+                    .cloned()
+                    .chain(unused)
+                    .collect();
+                let mut new: Vec<(String, String)> = mounts.into_iter().map(|(k, _, v)| (k, v)).collect();
+                let rootfs = current.get("rootfs").ok_or("rootfs: not in the archive's configuration")?;
+                let props = GuestKind::Ct.schema().property("rootfs", rootfs).ok_or("rootfs: cannot be parsed")?;
+                new.push(("rootfs".into(), props.get("volume").unwrap_or_default().to_owned()));
+                Ok((new, dropped))
+            }
+        }
+    }
+
+    /// Refuses the restore unless the caller may set every key it brings in (root-only keys,
+    /// a privileged container, each key's privilege on the guest), may allocate on each storage
+    /// a volume is restored to, and may use whatever else the configuration names (ISOs,
+    /// bridges).
+    fn authorize(
+        &self,
+        daemon: &Daemon,
+        caller: &Caller,
+        kind: GuestKind,
+        req: &RestoreGuest,
+    ) -> Result<(), ErrorReply> {
+        let (new, dropped) = self.new_and_dropped(kind).map_err(|e| err(ErrorKind::Invalid, e))?;
+        let values: Vec<(String, Value)> = self
+            .config
+            .current
+            .iter()
+            .filter(|(k, _)| !dropped.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let from_backup =
+            |e: ErrorReply| ErrorReply::new(e.kind, format!("{} (in the backup's configuration)", e.message));
+        // Root-only keys refuse the restore even where the restore would drop them: an archive
+        // holding them is not the user's to bring in.
+        let all: Vec<(String, Value)> = self.config.current.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        crate::guests::check_root_only(caller, kind, &all).map_err(from_backup)?;
+        if caller.is_root() {
+            return Ok(());
+        }
+        crate::referenced::check_keys(daemon, caller, kind, req.vmid, &values).map_err(from_backup)?;
+        for (key, volid) in &new {
+            let storage = restore_storage(daemon, req, key, volid).map_err(|e| err(ErrorKind::Invalid, e))?;
+            authorize_also(&daemon.access, caller, format!("/storage/{storage}"), &["Datastore.AllocateSpace"])
+                .map_err(|e| ErrorReply::new(e.kind, format!("{key}: {}", e.message)))?;
+        }
+        let skip: Vec<String> = new.into_iter().map(|(k, _)| k).collect();
+        crate::referenced::check_values(daemon, caller, kind, req.vmid, &values, &skip).map_err(from_backup)
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // One restore's whole context; a struct would only rename it.
 fn restore_task(
     daemon: &Daemon,
     kind: GuestKind,
     req: &RestoreGuest,
     archive: &Source,
+    restored: Restored,
     overwrite: bool,
     log: &dyn Fn(String),
     progress: &(dyn Fn(u64, u64) + Sync),
@@ -1180,8 +1298,8 @@ fn restore_task(
     let result = (|| {
         log(format!("restoring {} to {} {vmid}", archive.describe(), kind.noun()));
         let config = match kind {
-            GuestKind::Vm => restore_vm(daemon, req, archive, &mut allocated, log, progress)?,
-            GuestKind::Ct => restore_ct(daemon, req, archive, &mut allocated, log, progress)?,
+            GuestKind::Vm => restore_vm(daemon, req, archive, restored, &mut allocated, log, progress)?,
+            GuestKind::Ct => restore_ct(daemon, req, archive, restored, &mut allocated, log, progress)?,
         };
         let old = daemon
             .store
@@ -1250,32 +1368,18 @@ fn restore_vm(
     daemon: &Daemon,
     req: &RestoreGuest,
     source: &Source,
+    restored: Restored,
     allocated: &mut Vec<String>,
     log: &dyn Fn(String),
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<GuestConfig, String> {
     let vmid = req.vmid;
-    let header = match source {
-        Source::Archive(archive) => vzdump::read_vma_header(archive).map_err(|e| e.to_string())?,
-        Source::Chunks(store, snap) => {
-            let manifest = hearth_backup::snapshot::load_manifest(&store.store, snap).map_err(|e| e.to_string())?;
-            let mut disks = Vec::new();
-            for f in &manifest.files {
-                if let Some(name) = f.filename.strip_suffix(".img.fidx") {
-                    let index = hearth_backup::index::FixedIndex::load(&snap.path(&store.store).join(&f.filename))
-                        .map_err(|e| e.to_string())?;
-                    disks.push(vzdump::VmaDisk { name: name.to_owned(), size: index.size });
-                }
-            }
-            vzdump::VmaHeader { config: source.config_text(crate::chunks::VM_CONFIG)?, disks, ctime: snap.time }
-        }
-    };
-    let mut config = GuestConfig::parse(GuestKind::Vm, &header.config).map_err(|e| format!("configuration: {e}"))?;
-    let total: u64 = header.disks.iter().map(|d| d.size).sum();
+    let Restored { mut config, disks, .. } = restored;
+    let total: u64 = disks.iter().map(|d| d.size).sum();
     let mut targets: Vec<RestoreTarget> = Vec::new();
     let temp_dir = std::env::temp_dir();
     for (key, volid) in snapshots::disks(GuestKind::Vm, &config.current) {
-        let disk = header.disks.iter().find(|d| d.name == key).ok_or(format!("{key}: not in the archive"))?;
+        let disk = disks.iter().find(|d| d.name == key).ok_or(format!("{key}: not in the archive"))?;
         let storage = restore_storage(daemon, req, &key, &volid)?;
         // The disk keeps its format where the target storage has formats (dir).
         let format = ["raw", "qcow2", "vmdk"]
@@ -1363,22 +1467,13 @@ fn restore_ct(
     daemon: &Daemon,
     req: &RestoreGuest,
     source: &Source,
+    restored: Restored,
     allocated: &mut Vec<String>,
     log: &dyn Fn(String),
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<GuestConfig, String> {
     let vmid = req.vmid;
-    // The configuration is the archive's first member; read it before allocating anything.
-    let text = match source {
-        Source::Archive(archive) => vzdump_config_of_lxc(archive)?,
-        Source::Chunks(..) => source.config_text(crate::chunks::CT_CONFIG)?,
-    };
-    let mut config = GuestConfig::parse(GuestKind::Ct, &text).map_err(|e| format!("configuration: {e}"))?;
-    let unprivileged = |c: &GuestConfig| !matches!(c.current.get("unprivileged"), Some(Value::Bool(false)));
-    let was_unprivileged = unprivileged(&config);
-    if let Some(u) = req.unprivileged {
-        config.current.insert("unprivileged".into(), Value::Bool(u));
-    }
+    let Restored { mut config, was_unprivileged, .. } = restored;
     let now_unprivileged = unprivileged(&config);
     let value = config.current.get("rootfs").cloned().ok_or("rootfs: not in the archive's configuration")?;
     let props = GuestKind::Ct.schema().property("rootfs", &value).ok_or("rootfs: cannot be parsed")?;

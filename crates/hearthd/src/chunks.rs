@@ -195,22 +195,24 @@ pub fn temp_dir(store: &Store) -> PathBuf {
 fn entry(store: &Store, info: &SnapshotInfo) -> BackupEntry {
     let snap = &info.snapshot;
     let dir = snap.path(&store.store);
-    let size = info
-        .manifest
-        .iter()
-        .flat_map(|m| m.files.iter())
-        .map(|f| {
-            let path = dir.join(&f.filename);
-            if f.filename.ends_with(".img.fidx") {
-                hearth_backup::index::FixedIndex::load(&path).map_or(0, |i| i.size)
-            } else if f.filename.ends_with(".didx") {
-                hearth_backup::index::DynamicIndex::load(&path).map_or(0, |i| i.size())
-            } else {
-                // Blobs (configuration, catalog) are not counted: the size is the guest's data.
-                0
-            }
-        })
-        .sum();
+    let mut size = 0;
+    let mut damaged = Vec::new();
+    for f in info.manifest.iter().flat_map(|m| m.files.iter()) {
+        let path = dir.join(&f.filename);
+        // Blobs (configuration, catalog) are not counted: the size is the guest's data.
+        let loaded = if f.filename.ends_with(".img.fidx") {
+            hearth_backup::index::FixedIndex::load(&path).map(|i| i.size)
+        } else if f.filename.ends_with(".didx") {
+            hearth_backup::index::DynamicIndex::load(&path).map(|i| i.size())
+        } else {
+            Ok(0)
+        };
+        match loaded {
+            Ok(n) => size += n,
+            // A truncated or unreadable index is a damaged backup, never one of size 0.
+            Err(e) => damaged.push(format!("{}: {e}", f.filename)),
+        }
+    }
     BackupEntry {
         volid: store.volid(snap),
         vmid: snap.id.parse().ok(),
@@ -220,6 +222,7 @@ fn entry(store: &Store, info: &SnapshotInfo) -> BackupEntry {
         ctime: snap.time,
         protected: info.protected,
         notes: snapshot::notes(&store.store, snap).ok().flatten(),
+        damaged: (!damaged.is_empty()).then(|| damaged.join("; ")),
     }
 }
 

@@ -13,9 +13,11 @@ use hearth_proto::{
 
 use crate::Daemon;
 use crate::access::Caller;
+use crate::referenced;
 use crate::storage;
 use crate::store::StoreError;
 use hearth_core::access::AclPath;
+use hearth_core::storage::Content;
 
 fn invalid(e: impl ToString) -> ErrorReply {
     ErrorReply::new(ErrorKind::Invalid, e.to_string())
@@ -166,7 +168,7 @@ fn not_found(daemon: &Daemon, kind: GuestKind, vmid: Vmid, e: StoreError) -> Err
 
 /// What only root@pam may configure, as in Proxmox: extra QEMU arguments and host paths as
 /// disks reach anything on the host.
-fn check_root_only(caller: &Caller, kind: GuestKind, values: &[(String, Value)]) -> Result<(), ErrorReply> {
+pub(crate) fn check_root_only(caller: &Caller, kind: GuestKind, values: &[(String, Value)]) -> Result<(), ErrorReply> {
     if caller.is_root() {
         return Ok(());
     }
@@ -208,6 +210,12 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
     } else {
         edit
     };
+    // The volumes, storages and bridges the new guest names are the caller's to use too.
+    referenced::check_values(daemon, caller, kind, vmid, &edit.set, &[])?;
+    if let Some(ct) = &ct {
+        referenced::check_volume_access(daemon, caller, Some(vmid), &ct.ostemplate, Some(Content::Vztmpl))
+            .map_err(|e| ErrorReply::new(e.kind, format!("ostemplate: {}", e.message)))?;
+    }
     let mut config = GuestConfig::new(kind);
     config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
     config.apply_create_defaults();
@@ -301,16 +309,24 @@ pub fn set(daemon: &Daemon, caller: &Caller, kind: GuestKind, req: SetGuest) -> 
         ));
     }
     let vmid = req.vmid;
+    referenced::check_values(daemon, caller, kind, vmid, &edit.set, &[])?;
     check_volumes(daemon, kind, vmid, &edit.set)?;
     let wanted = allocations(kind, &edit.set);
     let mut made = Vec::new();
     let result = daemon.store.update(kind, vmid, req.digest.as_deref(), |config| {
         check_unlocked(kind, vmid, config)?;
+        // Only the guest's own images are kept when replaced: an ISO or another guest's volume
+        // was never this guest's to keep (or to free later through `unusedN`).
         let displaced: Vec<String> = edit
             .set
             .iter()
             .filter_map(|(key, _)| config.current.get(key).and_then(|old| volume_of(kind, key, old)))
             .filter(|v| !v.starts_with('/') && v.contains(':') && check::allocation(v).is_none())
+            .filter(|v| {
+                daemon.storages.volume(v).is_ok_and(
+                    |(_, vol)| matches!(vol, hearth_core::storage::VolName::Image { image, .. } if image.vmid == vmid),
+                )
+            })
             .collect();
         // No engine runs guests yet, so every change applies at once; once guests can run,
         // changes that cannot be hot-plugged go to [pending].

@@ -17,6 +17,7 @@ mod credentials;
 mod disks;
 mod guests;
 mod jobs;
+mod referenced;
 mod snapshots;
 pub mod storage;
 pub mod store;
@@ -145,7 +146,7 @@ pub fn handle(
             VmRequest::DelSnapshot { vmid, name } => snapshots::delete(daemon, caller, Vm, vmid, name),
             VmRequest::Template { vmid } => snapshots::template(daemon, caller, Vm, vmid),
             VmRequest::Clone(req) => snapshots::clone(daemon, caller, Vm, req),
-            VmRequest::Resize { vmid, disk, size } => snapshots::resize(daemon, Vm, vmid, &disk, &size),
+            VmRequest::Resize { vmid, disk, size } => snapshots::resize(daemon, caller, Vm, vmid, &disk, &size),
             VmRequest::ShowCmd { vmid, pretty } => vms::show_command(daemon, caller, vmid, pretty),
             VmRequest::MoveDisk(req) => disks::move_disk(daemon, caller, req),
             VmRequest::ImportDisk(req) => disks::import(daemon, caller, req, attached()?),
@@ -192,7 +193,7 @@ pub fn handle(
             CtRequest::DelSnapshot { vmid, name } => snapshots::delete(daemon, caller, Ct, vmid, name),
             CtRequest::Template { vmid } => snapshots::template(daemon, caller, Ct, vmid),
             CtRequest::Clone(req) => snapshots::clone(daemon, caller, Ct, req),
-            CtRequest::Resize { vmid, disk, size } => snapshots::resize(daemon, Ct, vmid, &disk, &size),
+            CtRequest::Resize { vmid, disk, size } => snapshots::resize(daemon, caller, Ct, vmid, &disk, &size),
             CtRequest::Backup(req) => backup::backup(daemon, caller, Ct, req),
             CtRequest::Restore(req) => backup::restore(daemon, caller, Ct, req),
             // The console needs the connection; conn.rs answers it before it gets here.

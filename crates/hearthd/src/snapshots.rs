@@ -493,13 +493,19 @@ fn without_mac(value: &Value) -> Value {
 pub fn clone(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CloneGuest) -> Result<Payload, ErrorReply> {
     let (vmid, newid) = (req.vmid, req.newid);
     let source = daemon.store.load(kind, vmid)?.config;
-    // As Proxmox: the new id is allocated too, so it needs VM.Allocate there.
-    let new_path = hearth_core::access::AclPath::parse(&format!("/vms/{newid}"))
-        .map_err(|e| err(ErrorKind::Invalid, e.to_string()))?;
-    if !caller.is_root()
-        && !daemon.access.privileges(caller, &new_path).contains(hearth_core::access::Privilege::VmAllocate)
-    {
-        return Err(err(ErrorKind::PermissionDenied, format!("permission denied: VM.Allocate on /vms/{newid}")));
+    // As Proxmox: the new id is allocated too, so it needs VM.Allocate there, and every disk
+    // copied or linked spends space on its storage (the target's for a full clone).
+    crate::access::authorize_also(&daemon.access, caller, format!("/vms/{newid}"), &["VM.Allocate"])?;
+    for (key, volume) in disks(kind, &source.current) {
+        let from = volume.split_once(':').map_or(volume.as_str(), |(s, _)| s);
+        let storage = req.target.as_deref().unwrap_or(from);
+        crate::access::authorize_also(
+            &daemon.access,
+            caller,
+            format!("/storage/{storage}"),
+            &["Datastore.AllocateSpace"],
+        )
+        .map_err(|e| ErrorReply::new(e.kind, format!("{key}: {}", e.message)))?;
     }
     // A privileged container's root is host root: only root makes another one.
     if kind == GuestKind::Ct && source.current.get("unprivileged") == Some(&Value::Bool(false)) && !caller.is_root() {
@@ -605,6 +611,7 @@ pub fn clone(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CloneG
 
 pub fn resize(
     daemon: &Arc<Daemon>,
+    caller: &Caller,
     kind: GuestKind,
     vmid: Vmid,
     disk: &str,
@@ -627,6 +634,9 @@ pub fn resize(
         .into_iter()
         .find(|(k, _)| k == disk)
         .ok_or_else(|| err(ErrorKind::Invalid, format!("{disk}: no such disk in {} {vmid}", kind.noun())))?;
+    // Growing a disk spends space on its storage, as qm resize checks.
+    let storage = volume.split_once(':').map_or(volume.as_str(), |(s, _)| s);
+    crate::access::authorize_also(&daemon.access, caller, format!("/storage/{storage}"), &["Datastore.AllocateSpace"])?;
     let (backend, vol) = daemon.storages.volume(&volume)?;
     let (_, current) = backend.image_info(&vol).map_err(to_reply)?;
     let (relative, amount) = match size.strip_prefix('+') {

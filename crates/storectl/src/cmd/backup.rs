@@ -195,13 +195,18 @@ fn list(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
         ("Notes", Align::Left),
     ]);
     for e in &entries {
+        // A damaged backup says so where its notes would be, so it is never taken for a whole one.
+        let notes = match &e.damaged {
+            Some(why) => format!("DAMAGED: {why}"),
+            None => e.notes.as_deref().unwrap_or_default().lines().next().unwrap_or_default().to_owned(),
+        };
         table.row(vec![
             e.volid.clone(),
             e.vmid.map(|v| v.to_string()).unwrap_or_default(),
             e.size.to_string(),
             cli::format_utc(e.ctime),
             if e.protected { "1".into() } else { String::new() },
-            e.notes.as_deref().unwrap_or_default().lines().next().unwrap_or_default().to_owned(),
+            notes,
         ]);
     }
     table.print()
