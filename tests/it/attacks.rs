@@ -193,13 +193,14 @@ fn cdrom_media_need_the_storage_and_must_be_isos() {
     let before = json(&daemon, "vmctl", &["config", "100"]);
 
     let text = refused(&user, &daemon, "vmctl", &["set", "100", "--ide2", &format!("{backup},media=cdrom")]);
-    assert!(text.contains("'iso'"), "a backup is no CD-ROM medium: {text}");
+    assert!(text.contains("VM.Backup") && text.contains("/vms/101"), "another guest's backup: {text}");
     let text = refused(&user, &daemon, "vmctl", &["set", "100", "--ide2", "local:iso/secret.iso,media=cdrom"]);
     assert!(text.contains("Datastore.Audit") && text.contains("/storage/local"), "{text}");
     assert_eq!(json(&daemon, "vmctl", &["config", "100"]), before);
     // Root is refused a backup as a medium too: the content is wrong whoever asks.
     let out = daemon.cli("vmctl", &["set", "100", "--ide2", &format!("{backup},media=cdrom")]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("needs 'iso'"), "{}", stderr(&out));
 
     // Read access to the storage makes its ISOs usable; a replaced medium is not the VM's to keep.
     grant(&mut daemon, &user, &[("/vms/100", "VMUser"), ("/storage/local", "DatastoreUser")]);

@@ -52,26 +52,68 @@ impl Caller {
     }
 }
 
-/// What a request needs: privileges on an ACL path.
+/// What a request needs, as a small expression over privileges on ACL paths.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Required {
-    pub path: String,
-    pub privileges: &'static [&'static str],
+pub enum Need {
+    /// Every one of the privileges on the path (none: anyone may ask).
+    All { path: String, privileges: &'static [&'static str] },
+    /// At least one of the privileges on the path.
+    Any { path: String, privileges: &'static [&'static str] },
+    /// root@pam itself, whatever the ACL grants: what reaches the host. `what` says what, led by
+    /// the key or argument that asks for it.
+    Root { what: String },
+    /// Every need of the first list, or else every need of the second: Proxmox's
+    /// "Datastore.Allocate on the storage, or Datastore.AllocateSpace there and VM.Backup on
+    /// the backup's guest".
+    Either(Vec<Need>, Vec<Need>),
 }
 
-fn on(path: String, privileges: &'static [&'static str]) -> Required {
-    Required { path, privileges }
+impl Need {
+    /// How the need reads in a refusal and in the permission table.
+    pub fn describe(&self) -> String {
+        match self {
+            Need::All { path, privileges: [] } => format!("nothing on {path}"),
+            Need::All { path, privileges } => format!("{} on {path}", privileges.join(" and ")),
+            Need::Any { path, privileges } => format!("{} on {path}", privileges.join(" or ")),
+            Need::Root { what } => format!("root@pam ({what})"),
+            Need::Either(a, b) => {
+                let list = |l: &[Need]| l.iter().map(Need::describe).collect::<Vec<_>>().join(" and ");
+                format!("{}, or {}", list(a), list(b))
+            }
+        }
+    }
 }
 
-/// A second check a handler makes where a request touches two paths (a guest and a storage),
-/// since the table names one path per request.
+pub(crate) fn on(path: String, privileges: &'static [&'static str]) -> Need {
+    Need::All { path, privileges }
+}
+
+/// The first of `needs` a caller does not meet, given whether it is root@pam and what it holds
+/// on a path; `None` when it meets them all.
+pub fn unmet<'a>(needs: &'a [Need], is_root: bool, held: &dyn Fn(&str) -> PrivSet) -> Option<&'a Need> {
+    let met = |need: &Need| -> bool {
+        let privs = |list: &[&str]| PrivSet::parse(&list.join(",")).unwrap_or(PrivSet::ALL);
+        match need {
+            _ if is_root => true,
+            Need::All { privileges: [], .. } => true,
+            Need::All { path, privileges } => privs(privileges).is_subset(held(path)),
+            Need::Any { path, privileges } => !privs(privileges).intersection(held(path)).is_empty(),
+            Need::Root { .. } => false,
+            Need::Either(a, b) => unmet(a, is_root, held).is_none() || unmet(b, is_root, held).is_none(),
+        }
+    };
+    needs.iter().find(|n| !met(n))
+}
+
+/// A second check a handler makes where what a request needs depends on state the table cannot
+/// see (the storage a guest's disk is on, the default backup storage).
 pub fn authorize_also(
     access: &AccessControl,
     caller: &Caller,
     path: String,
     privileges: &'static [&'static str],
 ) -> Result<(), ErrorReply> {
-    authorize(access, caller, &on(path, privileges))
+    authorize(access, caller, &[on(path, privileges)])
 }
 
 /// Which guest a `set` configures: the two kinds name their keys differently.
@@ -183,8 +225,16 @@ fn names(privs: PrivSet) -> &'static [&'static str] {
     list
 }
 
-/// The table: every request variant, its ACL path and privileges.
-pub fn required(request: &Request, node: &str, caller: &Caller) -> Required {
+/// The table: every request variant's needs — its own ACL path and privileges, then what it
+/// needs on the objects it names ([`crate::referenced`]).
+pub fn required(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
+    let mut needs = vec![primary(request, node, caller)];
+    needs.extend(crate::referenced::needs(request));
+    needs
+}
+
+/// A request's own ACL path and privileges.
+fn primary(request: &Request, node: &str, caller: &Caller) -> Need {
     // A caller's own tasks are always theirs to read and stop, as in Proxmox.
     let own = |upid: &hearth_core::Upid| upid.user == caller.userid;
     let vms = |vmid: &dyn std::fmt::Display| format!("/vms/{vmid}");
@@ -421,27 +471,16 @@ impl AccessControl {
     }
 }
 
-/// Refuses the request unless the caller holds what it needs.
-pub fn authorize(access: &AccessControl, caller: &Caller, required: &Required) -> Result<(), ErrorReply> {
-    if caller.is_root() || required.privileges.is_empty() {
-        return Ok(());
-    }
-    let wanted = PrivSet::parse(&required.privileges.join(","))
-        .map_err(|e| ErrorReply::new(ErrorKind::Internal, format!("the request table names {e}")))?;
-    let held = AclPath::parse(&required.path).map(|path| access.privileges(caller, &path)).unwrap_or(PrivSet::EMPTY);
-    if wanted.is_subset(held) {
-        return Ok(());
-    }
-    access.audit(&caller.userid, &format!("denied {} on {}", required.privileges.join(","), required.path));
-    Err(ErrorReply::new(
-        ErrorKind::PermissionDenied,
-        format!(
-            "permission denied: {} lacks {} on {} (no ACL grants it)",
-            caller.userid,
-            required.privileges.join(", "),
-            required.path
-        ),
-    ))
+/// Refuses the request unless the caller meets every need.
+pub fn authorize(access: &AccessControl, caller: &Caller, needs: &[Need]) -> Result<(), ErrorReply> {
+    let held = |path: &str| AclPath::parse(path).map(|p| access.privileges(caller, &p)).unwrap_or(PrivSet::EMPTY);
+    let Some(need) = unmet(needs, caller.is_root(), &held) else { return Ok(()) };
+    access.audit(&caller.userid, &format!("denied: needs {}", need.describe()));
+    let message = match need {
+        Need::Root { what } => format!("permission denied: {what}: only root@pam may do that"),
+        _ => format!("permission denied: {} lacks {} (no ACL grants it)", caller.userid, need.describe()),
+    };
+    Err(ErrorReply::new(ErrorKind::PermissionDenied, message))
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use hearth_core::{GuestConfig, GuestKind, Lock, Value, Vmid};
 use hearth_proto::{BackupEntry, BackupGuest, BackupOptions, BackupRun, ErrorKind, ErrorReply, Payload, RestoreGuest};
 use serde_json::json;
 
-use crate::access::{Caller, authorize_also};
+use crate::access::{Caller, Need, authorize_also};
 use crate::storage::to_reply;
 use crate::{Daemon, containers, snapshots, vms};
 
@@ -1077,9 +1077,8 @@ pub fn restore(
         GuestKind::Vm => "qemu",
         GuestKind::Ct => "lxc",
     };
-    // The archive is another object the request names: Datastore.AllocateSpace on its storage
-    // and VM.Backup on the guest it is a backup of (or Datastore.Allocate), as Proxmox asks.
-    crate::referenced::check_volume_access(daemon, caller, Some(req.vmid), &req.archive, Some(Content::Backup))?;
+    // The table checked the archive (Datastore.AllocateSpace on its storage and VM.Backup on its
+    // guest, or Datastore.Allocate) and --storage.
     let source = if crate::chunks::parse_volid(daemon, &req.archive).is_some() {
         let (store, snap) = crate::chunks::open_volid(daemon, &req.archive)?;
         if crate::chunks::guest_type(snap.backup_type) != expected {
@@ -1095,7 +1094,6 @@ pub fn restore(
         Source::Archive(path)
     };
     if let Some(storage) = &req.storage {
-        authorize_also(&daemon.access, caller, format!("/storage/{storage}"), &["Datastore.AllocateSpace"])?;
         daemon.storages.config(storage)?;
     }
     // The configuration is read once, here, and checked before anything is written: what it
@@ -1155,6 +1153,9 @@ impl Source {
     }
 }
 
+/// The keys of a restore that get new volumes, with the volume each had in the backup.
+type NewVolumes = Vec<(String, String)>;
+
 /// The configuration a restore brings in, read from the archive before the task starts.
 struct Restored {
     /// The current settings only, with `--unprivileged` applied; no pending changes, snapshots
@@ -1204,7 +1205,7 @@ impl Restored {
 
     /// The keys that get new volumes, and those the restore drops (`unusedN`, container mount
     /// points without `backup=1`): neither names an existing volume afterwards.
-    fn new_and_dropped(&self, kind: GuestKind) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+    fn new_and_dropped(&self, kind: GuestKind) -> Result<(NewVolumes, Vec<String>), String> {
         let current = &self.config.current;
         let unused = current.keys().filter(|k| k.starts_with("unused")).cloned();
         match kind {
@@ -1245,23 +1246,25 @@ impl Restored {
             .filter(|(k, _)| !dropped.contains(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let from_backup =
-            |e: ErrorReply| ErrorReply::new(e.kind, format!("{} (in the backup's configuration)", e.message));
         // Root-only keys refuse the restore even where the restore would drop them: an archive
         // holding them is not the user's to bring in.
-        let all: Vec<(String, Value)> = self.config.current.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        crate::guests::check_root_only(caller, kind, &all).map_err(from_backup)?;
-        if caller.is_root() {
-            return Ok(());
-        }
-        crate::referenced::check_keys(daemon, caller, kind, req.vmid, &values).map_err(from_backup)?;
+        let mut needs: Vec<Need> = self
+            .config
+            .current
+            .iter()
+            .flat_map(|(k, v)| crate::referenced::value_needs(kind, req.vmid, k, v))
+            .filter(|n| matches!(n, Need::Root { .. }))
+            .collect();
+        let skip: Vec<String> = new.iter().map(|(k, _)| k.clone()).collect();
+        needs.extend(crate::referenced::values_needs(kind, req.vmid, &values, &skip));
         for (key, volid) in &new {
             let storage = restore_storage(daemon, req, key, volid).map_err(|e| err(ErrorKind::Invalid, e))?;
-            authorize_also(&daemon.access, caller, format!("/storage/{storage}"), &["Datastore.AllocateSpace"])
-                .map_err(|e| ErrorReply::new(e.kind, format!("{key}: {}", e.message)))?;
+            needs.push(crate::access::on(format!("/storage/{storage}"), &["Datastore.AllocateSpace"]));
         }
-        let skip: Vec<String> = new.into_iter().map(|(k, _)| k).collect();
-        crate::referenced::check_values(daemon, caller, kind, req.vmid, &values, &skip).map_err(from_backup)
+        crate::access::authorize(&daemon.access, caller, &needs)
+            .map_err(|e| ErrorReply::new(e.kind, format!("{} (in the backup's configuration)", e.message)))?;
+        let kept: Vec<(String, Value)> = values.into_iter().filter(|(k, _)| !skip.contains(k)).collect();
+        crate::referenced::check_content(daemon, kind, &kept)
     }
 }
 

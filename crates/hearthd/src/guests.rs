@@ -17,7 +17,6 @@ use crate::referenced;
 use crate::storage;
 use crate::store::StoreError;
 use hearth_core::access::AclPath;
-use hearth_core::storage::Content;
 
 fn invalid(e: impl ToString) -> ErrorReply {
     ErrorReply::new(ErrorKind::Invalid, e.to_string())
@@ -44,11 +43,7 @@ fn check_unlocked(kind: GuestKind, vmid: Vmid, config: &GuestConfig) -> Result<(
 /// The volume a disk-like key names: `file` of VM drives, `volume` of container mounts,
 /// the value of `unusedN`.
 fn volume_of(kind: GuestKind, key: &str, value: &Value) -> Option<String> {
-    if key.starts_with("unused") {
-        return value.as_str().map(str::to_owned);
-    }
-    let props = kind.schema().property(key, value)?;
-    props.get("file").or_else(|| props.get("volume")).map(str::to_owned)
+    referenced::volume_of(kind, key, value).map(|(volume, _)| volume)
 }
 
 /// Values of the form `STORAGE:SIZE` ask for a new volume.
@@ -166,41 +161,9 @@ fn not_found(daemon: &Daemon, kind: GuestKind, vmid: Vmid, e: StoreError) -> Err
     e.into()
 }
 
-/// What only root@pam may configure, as in Proxmox: extra QEMU arguments and host paths as
-/// disks reach anything on the host.
-pub(crate) fn check_root_only(caller: &Caller, kind: GuestKind, values: &[(String, Value)]) -> Result<(), ErrorReply> {
-    if caller.is_root() {
-        return Ok(());
-    }
-    let set = match kind {
-        GuestKind::Vm => crate::access::GuestSet::Vm,
-        GuestKind::Ct => crate::access::GuestSet::Ct,
-    };
-    for (key, value) in values {
-        let host_path = volume_of(kind, key, value).is_some_and(|v| v.starts_with('/'));
-        // Keys the table reserves for root (host devices as serial ports, PCI, USB, `args`).
-        let host_reach =
-            crate::access::key_privilege(set, key, value.as_str()) == hearth_core::access::Privilege::SysModify;
-        // Container features beyond nesting open the host to the container, as in Proxmox.
-        let features = kind == GuestKind::Ct
-            && key == "features"
-            && value.as_str().is_some_and(|f| f.split(',').any(|p| !p.starts_with("nesting=")));
-        // A privileged container's root is host root.
-        let privileged = kind == GuestKind::Ct && key == "unprivileged" && *value == Value::Bool(false);
-        if key == "args" || host_path || host_reach || features || privileged {
-            return Err(ErrorReply::new(
-                ErrorKind::PermissionDenied,
-                format!("{key}: only root@pam may give a guest host devices, paths, arguments, features or host root"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CreateGuest) -> Result<Payload, ErrorReply> {
     let vmid = req.vmid;
     let edit = ConfigEdit::parse(kind, &req.options, &[], &[]).map_err(invalid)?;
-    check_root_only(caller, kind, &edit.set)?;
     let ct = if kind == GuestKind::Ct { req.ct } else { None };
     // As pct: a container made from a template without --rootfs gets 4 GiB on `local`.
     let edit = if ct.is_some() && !req.options.iter().any(|(k, _)| k == "rootfs") {
@@ -210,12 +173,7 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
     } else {
         edit
     };
-    // The volumes, storages and bridges the new guest names are the caller's to use too.
-    referenced::check_values(daemon, caller, kind, vmid, &edit.set, &[])?;
-    if let Some(ct) = &ct {
-        referenced::check_volume_access(daemon, caller, Some(vmid), &ct.ostemplate, Some(Content::Vztmpl))
-            .map_err(|e| ErrorReply::new(e.kind, format!("ostemplate: {}", e.message)))?;
-    }
+    referenced::check_content(daemon, kind, &edit.set)?;
     let mut config = GuestConfig::new(kind);
     config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
     config.apply_create_defaults();
@@ -297,9 +255,8 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
     }
 }
 
-pub fn set(daemon: &Daemon, caller: &Caller, kind: GuestKind, req: SetGuest) -> Result<Payload, ErrorReply> {
+pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, ErrorReply> {
     let edit = ConfigEdit::parse(kind, &req.options, &req.delete, &req.revert).map_err(invalid)?;
-    check_root_only(caller, kind, &edit.set)?;
     if edit.is_empty() {
         return Err(invalid("nothing to change: give at least one option, --delete or --revert"));
     }
@@ -309,7 +266,7 @@ pub fn set(daemon: &Daemon, caller: &Caller, kind: GuestKind, req: SetGuest) -> 
         ));
     }
     let vmid = req.vmid;
-    referenced::check_values(daemon, caller, kind, vmid, &edit.set, &[])?;
+    referenced::check_content(daemon, kind, &edit.set)?;
     check_volumes(daemon, kind, vmid, &edit.set)?;
     let wanted = allocations(kind, &edit.set);
     let mut made = Vec::new();

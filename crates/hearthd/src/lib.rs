@@ -121,7 +121,7 @@ pub fn handle(
     match request {
         Request::Vm(r) => match r {
             VmRequest::Create(req) => guests::create(daemon, caller, Vm, req),
-            VmRequest::Set(req) => guests::set(daemon, caller, Vm, req),
+            VmRequest::Set(req) => guests::set(daemon, Vm, req),
             VmRequest::Config(req) => guests::config(daemon, Vm, req),
             VmRequest::Pending { vmid } => guests::pending(daemon, Vm, vmid),
             VmRequest::List => guests::list(daemon, caller, Vm),
@@ -161,7 +161,7 @@ pub fn handle(
         },
         Request::Ct(r) => match r {
             CtRequest::Create(req) => guests::create(daemon, caller, Ct, req),
-            CtRequest::Set(req) => guests::set(daemon, caller, Ct, req),
+            CtRequest::Set(req) => guests::set(daemon, Ct, req),
             CtRequest::Config(req) => guests::config(daemon, Ct, req),
             CtRequest::Pending { vmid } => guests::pending(daemon, Ct, vmid),
             CtRequest::List => guests::list(daemon, caller, Ct),

@@ -1,220 +1,284 @@
-//! Rights on what a request names besides its guest: volumes, ISOs, templates, backups,
-//! storages and bridges, and the keys a restore brings in.
+//! What a request needs on the objects it names besides its guest: volumes, ISOs, templates,
+//! backups, storages, bridges and the host itself — the second half of the authorization
+//! table, as Proxmox's `check_volume_access`, `check_storage_access` and `check_bridge_access`.
 //!
-//! The table in `access` names one ACL path per request. A guest configuration reaches further:
-//! `--ide2 local:iso/x.iso,media=cdrom` reads an ISO, `--virtio1 local:4` spends space on a
-//! storage, `--net0 virtio,bridge=vmbr1` joins a network, a restore reads another guest's backup.
-//! Each of those is checked here, as Proxmox's `check_volume_access`, `check_storage_access` and
-//! `check_bridge_access` do, before anything changes.
+//! `vmctl set 100 --ide2 local:iso/x.iso,media=cdrom` reads an ISO, `--virtio1 local:4` spends
+//! space on a storage, `--net0 virtio,bridge=vmbr1` joins a network, `--args` reaches the host,
+//! a restore reads another guest's backup. Everything here is decided from the request's own
+//! text, before any handler runs; what depends on state (a restore's archive, the storage a
+//! disk is on) is checked by the handler with the same [`Need`]s.
 
-use hearth_core::access::{AclPath, Privilege};
+use hearth_core::guest::ConfigEdit;
 use hearth_core::schema::check;
-use hearth_core::storage::{Content, VolName};
+use hearth_core::storage::{Content, ImageName, VolName};
 use hearth_core::{GuestKind, Value, Vmid};
-use hearth_proto::{ErrorKind, ErrorReply};
+use hearth_proto::{CtRequest, ErrorKind, ErrorReply, Request, StorageRequest, VmRequest};
 
 use crate::Daemon;
-use crate::access::{Caller, GuestSet, authorize_also, key_privilege};
-
-fn denied(caller: &Caller, what: String) -> ErrorReply {
-    ErrorReply::new(ErrorKind::PermissionDenied, format!("permission denied: {} {what}", caller.userid))
-}
-
-fn holds(daemon: &Daemon, caller: &Caller, path: &str, privilege: Privilege) -> bool {
-    caller.is_root() || AclPath::parse(path).is_ok_and(|p| daemon.access.privileges(caller, &p).contains(privilege))
-}
-
-/// The guest whose backup a backup volume holds: the vmid in a vzdump archive's name, or the
-/// group id of a chunk store snapshot.
-fn backup_owner(daemon: &Daemon, volid: &str, vol: Option<&VolName>) -> Option<Vmid> {
-    if let Some((_, snap)) = crate::chunks::parse_volid(daemon, volid) {
-        return snap.id.parse().ok();
-    }
-    match vol? {
-        VolName::File { content: Content::Backup, file } => {
-            hearth_core::storage::parse_backup_name(file).map(|b| b.vmid)
-        }
-        _ => None,
-    }
-}
-
-/// Whether `caller` may use the volume `volid` for guest `vmid`, as Proxmox's
-/// `PVE::Storage::check_volume_access`: `Datastore.Allocate` on its storage allows everything;
-/// ISOs, templates and import files need `Datastore.AllocateSpace` or `Datastore.Audit` there; a
-/// guest's own images are its own; another guest's backup needs `Datastore.AllocateSpace` on the
-/// storage and `VM.Backup` on that guest; another guest's image `Datastore.Audit` and
-/// `VM.Config.Disk` on it. Anything else (snippets, unowned backups) only with
-/// `Datastore.Allocate`. `expected` is the content the use needs (`rootdir` accepts images);
-/// a volume of another content is refused whoever asks.
-pub fn check_volume_access(
-    daemon: &Daemon,
-    caller: &Caller,
-    vmid: Option<Vmid>,
-    volid: &str,
-    expected: Option<Content>,
-) -> Result<(), ErrorReply> {
-    if volid.starts_with('/') {
-        return if caller.is_root() {
-            Ok(())
-        } else {
-            Err(denied(caller, format!("may not name host path '{volid}': only root@pam may")))
-        };
-    }
-    let chunk_backup = crate::chunks::parse_volid(daemon, volid).is_some();
-    let vol = if chunk_backup { None } else { Some(daemon.storages.volume(volid)?.1) };
-    let content = match &vol {
-        None => Content::Backup,
-        Some(VolName::File { content, .. }) => *content,
-        Some(VolName::Image { .. }) => Content::Images,
-    };
-    if let Some(expected) = expected {
-        let fits = content == expected || (expected == Content::Rootdir && content == Content::Images);
-        if !fits {
-            return Err(ErrorReply::new(
-                ErrorKind::Invalid,
-                format!("cannot use volume '{volid}': its content is '{content}', this needs '{expected}'"),
-            ));
-        }
-    }
-    if caller.is_root() {
-        return Ok(());
-    }
-    let storage = volid.split_once(':').map_or(volid, |(s, _)| s);
-    let on_storage = format!("/storage/{storage}");
-    if holds(daemon, caller, &on_storage, Privilege::DatastoreAllocate) {
-        return Ok(());
-    }
-    match (&vol, content) {
-        (_, Content::Iso | Content::Vztmpl | Content::Import) => {
-            // Templates and ISOs can be sensitive: at least read access to the storage.
-            if holds(daemon, caller, &on_storage, Privilege::DatastoreAllocateSpace)
-                || holds(daemon, caller, &on_storage, Privilege::DatastoreAudit)
-            {
-                Ok(())
-            } else {
-                daemon.access.audit(&caller.userid, &format!("denied use of {volid}"));
-                Err(denied(
-                    caller,
-                    format!("lacks Datastore.AllocateSpace or Datastore.Audit on {on_storage} to use '{volid}'"),
-                ))
-            }
-        }
-        (Some(VolName::Image { image, .. }), _) if Some(image.vmid) == vmid => Ok(()),
-        (_, Content::Backup) => match backup_owner(daemon, volid, vol.as_ref()) {
-            Some(owner) => {
-                authorize_also(&daemon.access, caller, on_storage, &["Datastore.AllocateSpace"])?;
-                authorize_also(&daemon.access, caller, format!("/vms/{owner}"), &["VM.Backup"])
-            }
-            None => {
-                daemon.access.audit(&caller.userid, &format!("denied use of {volid}"));
-                Err(denied(
-                    caller,
-                    format!("lacks Datastore.Allocate on {on_storage} to use '{volid}', a backup of no known guest"),
-                ))
-            }
-        },
-        (Some(VolName::Image { image, .. }), _) => {
-            authorize_also(&daemon.access, caller, on_storage, &["Datastore.Audit"])?;
-            authorize_also(&daemon.access, caller, format!("/vms/{}", image.vmid), &["VM.Config.Disk"])
-        }
-        _ => {
-            daemon.access.audit(&caller.userid, &format!("denied use of {volid}"));
-            Err(denied(caller, format!("lacks Datastore.Allocate on {on_storage} to use '{volid}'")))
-        }
-    }
-}
+use crate::access::{GuestSet, Need, key_privilege, on};
 
 /// The ACL path of a local bridge, as Proxmox's SDN names it: `/sdn/zones/localnetwork/<bridge>`.
 pub fn bridge_path(bridge: &str) -> String {
     format!("/sdn/zones/localnetwork/{bridge}")
 }
 
-/// Checks what the values of a create, set or restore reach besides the guest itself:
-/// `STORAGE:SIZE` spends space (`Datastore.AllocateSpace`), an existing volume is used
-/// ([`check_volume_access`], CD-ROM media must be ISOs), a host CD-ROM drive needs `Sys.Console`
-/// on `/`, a bridge needs `SDN.Use` on its zone path. Keys in `skip_volumes` get new volumes
-/// elsewhere (a restore's disks); their storages are checked by the caller.
-pub fn check_values(
-    daemon: &Daemon,
-    caller: &Caller,
-    kind: GuestKind,
-    vmid: Vmid,
-    values: &[(String, Value)],
-    skip_volumes: &[String],
-) -> Result<(), ErrorReply> {
-    let schema = kind.schema();
-    for (key, value) in values {
-        if key.starts_with("net") {
-            if let Some(bridge) = schema.property(key, value).and_then(|p| p.get("bridge").map(str::to_owned)) {
-                authorize_also(&daemon.access, caller, bridge_path(&bridge), &["SDN.Use"])
-                    .map_err(|e| ErrorReply::new(e.kind, format!("{key}: {}", e.message)))?;
-            }
-            continue;
-        }
-        if skip_volumes.contains(key) {
-            continue;
-        }
-        let (volume, cdrom) = if key.starts_with("unused") {
-            (value.as_str().map(str::to_owned), false)
-        } else {
-            match schema.property(key, value) {
-                Some(props) => (
-                    props.get("file").or_else(|| props.get("volume")).map(str::to_owned),
-                    props.get("media") == Some("cdrom"),
-                ),
-                None => (None, false),
-            }
-        };
-        let Some(volume) = volume else { continue };
-        let named = |e: ErrorReply| ErrorReply::new(e.kind, format!("{key}: {}", e.message));
-        match volume.as_str() {
-            "none" => {}
-            // The host's own optical drive.
-            "cdrom" => authorize_also(&daemon.access, caller, "/".into(), &["Sys.Console"]).map_err(named)?,
-            _ if check::allocation(&volume).is_some() => {
-                let (storage, _) = check::allocation(&volume).expect("checked just above");
-                authorize_also(&daemon.access, caller, format!("/storage/{storage}"), &["Datastore.AllocateSpace"])
-                    .map_err(named)?;
-            }
-            _ => {
-                let expected = match kind {
-                    _ if key.starts_with("unused") => None,
-                    GuestKind::Vm if cdrom => Some(Content::Iso),
-                    GuestKind::Vm => Some(Content::Images),
-                    GuestKind::Ct => Some(Content::Rootdir),
-                };
-                check_volume_access(daemon, caller, Some(vmid), &volume, expected).map_err(named)?;
-            }
-        }
-    }
-    Ok(())
+fn storage_path(storage: &str) -> String {
+    format!("/storage/{storage}")
 }
 
-/// What every key of a configuration brought in whole (a restore) needs on the guest, as if
-/// each were set: the union of their privileges, all of them held on `/vms/<vmid>`.
-pub fn check_keys(
-    daemon: &Daemon,
-    caller: &Caller,
-    kind: GuestKind,
-    vmid: Vmid,
-    values: &[(String, Value)],
-) -> Result<(), ErrorReply> {
+fn space(storage: &str) -> Need {
+    on(storage_path(storage), &["Datastore.AllocateSpace"])
+}
+
+/// The guest whose backup a backup volume name holds: the vmid of a vzdump archive's name
+/// (`backup/vzdump-qemu-100-…`), or a chunk store snapshot's group (`backup/vm/100/<time>`).
+fn backup_owner(name: &str) -> Option<Vmid> {
+    let rest = name.strip_prefix("backup/")?;
+    if let Some(b) = hearth_core::storage::parse_backup_name(rest) {
+        return Some(b.vmid);
+    }
+    match rest.split('/').collect::<Vec<_>>().as_slice() {
+        [_, id, _] => id.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The guest an image volume name belongs to: its last component, `vm-100-disk-0.qcow2`,
+/// `subvol-100-disk-0` (a linked clone's base is its template's, the clone the guest's).
+fn image_owner(name: &str) -> Option<Vmid> {
+    let last = name.rsplit('/').next()?;
+    ImageName::parse(last, true).or_else(|_| ImageName::parse(last, false)).ok().map(|i| i.vmid)
+}
+
+/// What using the volume `volid` for guest `vmid` needs, from its name alone, as Proxmox's
+/// `check_volume_access`: `Datastore.Allocate` on its storage allows everything; ISOs,
+/// templates and import files need read access there (`Datastore.AllocateSpace` or
+/// `Datastore.Audit`); a guest's own images are its own; another guest's backup needs
+/// `Datastore.AllocateSpace` on the storage and `VM.Backup` on that guest; another guest's image
+/// `Datastore.Audit` and `VM.Config.Disk` on it; anything else (snippets, a backup of no known
+/// guest) `Datastore.Allocate`. Host paths are root's.
+pub fn volume_needs(vmid: Option<Vmid>, volid: &str, what: &str) -> Vec<Need> {
+    if volid.starts_with('/') {
+        return vec![Need::Root { what: format!("{what}: use the host path '{volid}'") }];
+    }
+    let Some((storage, name)) = volid.split_once(':') else { return Vec::new() };
+    let allocate = || vec![on(storage_path(storage), &["Datastore.Allocate"])];
+    let head = name.split('/').next().unwrap_or_default();
+    match head {
+        "iso" | "vztmpl" | "import" => vec![Need::Any {
+            path: storage_path(storage),
+            privileges: &["Datastore.Allocate", "Datastore.AllocateSpace", "Datastore.Audit"],
+        }],
+        "backup" => match backup_owner(name) {
+            Some(owner) => {
+                vec![Need::Either(allocate(), vec![space(storage), on(format!("/vms/{owner}"), &["VM.Backup"])])]
+            }
+            None => allocate(),
+        },
+        "snippets" => allocate(),
+        _ => match image_owner(name) {
+            Some(owner) if Some(owner) == vmid => Vec::new(),
+            Some(owner) => vec![Need::Either(
+                allocate(),
+                vec![on(storage_path(storage), &["Datastore.Audit"]), on(format!("/vms/{owner}"), &["VM.Config.Disk"])],
+            )],
+            None => allocate(),
+        },
+    }
+}
+
+/// The volume a disk-like key names (`file` of VM drives, `volume` of container mounts, the
+/// value of `unusedN`) and whether it is CD-ROM media.
+pub fn volume_of(kind: GuestKind, key: &str, value: &Value) -> Option<(String, bool)> {
+    if key.starts_with("unused") {
+        return value.as_str().map(|v| (v.to_owned(), false));
+    }
+    let props = kind.schema().property(key, value)?;
+    let volume = props.get("file").or_else(|| props.get("volume"))?;
+    Some((volume.to_owned(), props.get("media") == Some("cdrom")))
+}
+
+/// What one configuration value reaches besides the guest: root-only keys (extra QEMU
+/// arguments, host devices, host paths, container features beyond nesting, a privileged
+/// container — each is host root), a new volume's storage, an existing volume, the host's
+/// CD-ROM drive, a bridge.
+pub fn value_needs(kind: GuestKind, vmid: Vmid, key: &str, value: &Value) -> Vec<Need> {
+    let root = |what: &str| vec![Need::Root { what: format!("{key}: {what}") }];
     let set = match kind {
         GuestKind::Vm => GuestSet::Vm,
         GuestKind::Ct => GuestSet::Ct,
     };
-    for (key, value) in values {
-        let privilege = key_privilege(set, key, value.as_str());
-        authorize_also(&daemon.access, caller, format!("/vms/{vmid}"), privilege_name(privilege))
-            .map_err(|e| ErrorReply::new(e.kind, format!("{key}: {}", e.message)))?;
+    if key == "args" {
+        return root("give the guest extra QEMU arguments");
     }
-    Ok(())
+    if key_privilege(set, key, value.as_str()) == hearth_core::access::Privilege::SysModify {
+        return root("give the guest a host device or script");
+    }
+    if kind == GuestKind::Ct {
+        if key == "features" && value.as_str().is_some_and(|f| f.split(',').any(|p| !p.starts_with("nesting="))) {
+            return root("give the container features beyond nesting");
+        }
+        if key == "unprivileged" && *value == Value::Bool(false) {
+            return root("make a privileged container (its root is host root)");
+        }
+    }
+    if key.starts_with("net") {
+        return match kind.schema().property(key, value).and_then(|p| p.get("bridge").map(str::to_owned)) {
+            Some(bridge) => vec![on(bridge_path(&bridge), &["SDN.Use"])],
+            None => Vec::new(),
+        };
+    }
+    let Some((volume, _)) = volume_of(kind, key, value) else { return Vec::new() };
+    match volume.as_str() {
+        "none" => Vec::new(),
+        // The host's own optical drive.
+        "cdrom" => vec![on("/".into(), &["Sys.Console"])],
+        _ => match check::allocation(&volume) {
+            Some((storage, _)) => vec![space(storage)],
+            None => volume_needs(Some(vmid), &volume, key),
+        },
+    }
 }
 
-/// A privilege's name as the one-element static list the checks take.
-fn privilege_name(privilege: Privilege) -> &'static [&'static str] {
-    let index = Privilege::ALL.iter().position(|p| *p == privilege).expect("every privilege is in ALL");
+/// What setting every one of `values` needs on the guest and beyond: each key's privilege on
+/// `/vms/<vmid>` (as `set` would ask) and its [`value_needs`]. A restore asks this of the
+/// configuration it brings in.
+pub fn values_needs(kind: GuestKind, vmid: Vmid, values: &[(String, Value)], skip_volumes: &[String]) -> Vec<Need> {
+    let set = match kind {
+        GuestKind::Vm => GuestSet::Vm,
+        GuestKind::Ct => GuestSet::Ct,
+    };
+    let mut needs = Vec::new();
+    for (key, value) in values {
+        needs.push(on(format!("/vms/{vmid}"), privilege_name(key_privilege(set, key, value.as_str()))));
+        let reached = value_needs(kind, vmid, key, value);
+        // A restored disk gets a new volume; its storage is checked where it is chosen.
+        let restored_volume = skip_volumes.contains(key) && !reached.iter().any(|n| matches!(n, Need::Root { .. }));
+        if !restored_volume {
+            needs.extend(reached);
+        }
+    }
+    needs
+}
+
+/// A privilege's name as the one-element static list a need takes.
+fn privilege_name(privilege: hearth_core::access::Privilege) -> &'static [&'static str] {
+    use hearth_core::access::Privilege;
     static NAMES: std::sync::OnceLock<Vec<[&'static str; 1]>> = std::sync::OnceLock::new();
     let names = NAMES.get_or_init(|| Privilege::ALL.iter().map(|p| [p.name()]).collect());
+    let index = Privilege::ALL.iter().position(|p| *p == privilege).expect("every privilege is in ALL");
     &names[index]
+}
+
+fn options_needs(kind: GuestKind, vmid: Vmid, options: &[(String, String)]) -> Vec<Need> {
+    // Options that do not parse are refused by the handler; they reach nothing.
+    let Ok(edit) = ConfigEdit::parse(kind, options, &[], &[]) else { return Vec::new() };
+    edit.set.iter().flat_map(|(key, value)| value_needs(kind, vmid, key, value)).collect()
+}
+
+/// What a request needs on the objects it names, beside its own ACL path.
+pub fn needs(request: &Request) -> Vec<Need> {
+    let guest = |kind: GuestKind, r: GuestRef<'_>| -> Vec<Need> {
+        match r {
+            GuestRef::Create(c) => {
+                let mut needs = options_needs(kind, c.vmid, &c.options);
+                if let Some(ct) = &c.ct {
+                    needs.extend(volume_needs(Some(c.vmid), &ct.ostemplate, "ostemplate"));
+                    // As pct, the root file system defaults to 4 GiB on `local`.
+                    if !c.options.iter().any(|(k, _)| k == "rootfs") {
+                        needs.push(space("local"));
+                    }
+                }
+                needs
+            }
+            GuestRef::Set(s) => options_needs(kind, s.vmid, &s.options),
+            GuestRef::Clone(c) => {
+                let mut needs = vec![on(format!("/vms/{}", c.newid), &["VM.Allocate"])];
+                needs.extend(c.target.as_deref().map(space));
+                needs
+            }
+            GuestRef::Backup(b) => b.options.storage.as_deref().map(space).into_iter().collect(),
+            GuestRef::Restore(r) => {
+                let mut needs = volume_needs(Some(r.vmid), &r.archive, "archive");
+                needs.extend(r.storage.as_deref().map(space));
+                if kind == GuestKind::Ct && r.unprivileged == Some(false) {
+                    needs.push(Need::Root {
+                        what: "unprivileged: make a privileged container (its root is host root)".into(),
+                    });
+                }
+                needs
+            }
+        }
+    };
+    match request {
+        Request::Vm(r) => match r {
+            VmRequest::Create(c) => guest(GuestKind::Vm, GuestRef::Create(c)),
+            VmRequest::Set(s) => guest(GuestKind::Vm, GuestRef::Set(s)),
+            VmRequest::Clone(c) => guest(GuestKind::Vm, GuestRef::Clone(c)),
+            VmRequest::Backup(b) => guest(GuestKind::Vm, GuestRef::Backup(b)),
+            VmRequest::Restore(r) => guest(GuestKind::Vm, GuestRef::Restore(r)),
+            VmRequest::MoveDisk(m) => vec![space(&m.storage)],
+            VmRequest::ImportDisk(i) => vec![space(&i.storage)],
+            _ => Vec::new(),
+        },
+        Request::Ct(r) => match r {
+            CtRequest::Create(c) => guest(GuestKind::Ct, GuestRef::Create(c)),
+            CtRequest::Set(s) => guest(GuestKind::Ct, GuestRef::Set(s)),
+            CtRequest::Clone(c) => guest(GuestKind::Ct, GuestRef::Clone(c)),
+            CtRequest::Backup(b) => guest(GuestKind::Ct, GuestRef::Backup(b)),
+            CtRequest::Restore(r) => guest(GuestKind::Ct, GuestRef::Restore(r)),
+            _ => Vec::new(),
+        },
+        // Each guest named is backed up: VM.Backup on it (`--all` is checked per guest).
+        Request::Storage(StorageRequest::BackupRun(r)) => {
+            r.vmids.iter().map(|v| on(format!("/vms/{v}"), &["VM.Backup"])).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The guest requests that name other objects, for [`needs`].
+enum GuestRef<'a> {
+    Create(&'a hearth_proto::CreateGuest),
+    Set(&'a hearth_proto::SetGuest),
+    Clone(&'a hearth_proto::CloneGuest),
+    Backup(&'a hearth_proto::BackupGuest),
+    Restore(&'a hearth_proto::RestoreGuest),
+}
+
+/// Refuses volumes of the wrong content, whoever names them: CD-ROM media must be ISOs, VM disks
+/// images, container volumes images or root directories (a backup or a template is never a
+/// disk). Allocations, `none`, `cdrom` and host paths are left to the other checks.
+pub fn check_content(daemon: &Daemon, kind: GuestKind, values: &[(String, Value)]) -> Result<(), ErrorReply> {
+    for (key, value) in values {
+        if key.starts_with("unused") || key.starts_with("net") {
+            continue;
+        }
+        let Some((volume, cdrom)) = volume_of(kind, key, value) else { continue };
+        if ["none", "cdrom"].contains(&volume.as_str())
+            || volume.starts_with('/')
+            || check::allocation(&volume).is_some()
+        {
+            continue;
+        }
+        let (_, vol) =
+            daemon.storages.volume(&volume).map_err(|e| ErrorReply::new(e.kind, format!("{key}: {}", e.message)))?;
+        let content = match vol {
+            VolName::File { content, .. } => content,
+            VolName::Image { .. } => Content::Images,
+        };
+        let expected = match kind {
+            GuestKind::Vm if cdrom => Content::Iso,
+            GuestKind::Vm => Content::Images,
+            GuestKind::Ct => Content::Rootdir,
+        };
+        let fits = content == expected || (expected == Content::Rootdir && content == Content::Images);
+        if !fits {
+            return Err(ErrorReply::new(
+                ErrorKind::Invalid,
+                format!("{key}: cannot use volume '{volume}': its content is '{content}', this needs '{expected}'"),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::Daemon;
-use crate::access::{Caller, Required};
+use crate::access::{Caller, Need};
 use crate::credentials::{self, forget_secrets, new_secret, remember_secret};
 use hearth_core::access::{
     AccessModel, AclEntry, AclPath, AclSubject, Authid, GroupName, PoolName, PrivSet, Privilege, RoleName, TokenId,
@@ -31,9 +31,9 @@ const USER_OPTIONS: &str = "email, firstname, lastname, comment, groups, enable,
 /// What each access request needs. Requests whose check depends on the caller or on the roles
 /// granted (listings, one's own permissions and tokens, `acl modify`) name no privilege here;
 /// their handlers check.
-pub fn required(r: &AccessRequest) -> Required {
+pub fn required(r: &AccessRequest) -> Need {
     use AccessRequest as A;
-    let on = |path: &str, privileges: &'static [&'static str]| Required { path: path.to_owned(), privileges };
+    let on = |path: &str, privileges: &'static [&'static str]| Need::All { path: path.to_owned(), privileges };
     match r {
         A::UserAdd { .. } | A::UserModify { .. } | A::UserDelete { .. } => on("/access/groups", &["User.Modify"]),
         A::UserList | A::UserPermissions { .. } => on("/access", &[]),
