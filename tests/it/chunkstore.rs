@@ -412,3 +412,36 @@ fn only_root_names_a_key_file_and_extract_unpacks_with_the_callers_rights() {
     assert_eq!(meta.uid(), user.uid, "unpacked with the caller's rights");
     ok(&daemon, "ctctl", &["destroy", &a]);
 }
+
+/// A backup whose index was cut short lists as damaged, with what is wrong, not as a whole
+/// backup of size 0; its restore is refused and leaves no guest.
+#[test]
+fn a_truncated_index_lists_as_damaged() {
+    let daemon = HearthdProcess::start();
+    let store = add_store(&daemon, None);
+    ok(&daemon, "vmctl", &["create", "730", "--memory", "64", "--kvm", "0", "--scsi0", "local:0.0625,format=raw"]);
+    std::fs::write(path_of(&daemon, &scsi0(&daemon, "730")), vec![0x24u8; 64 << 20]).expect("disk");
+    let out = ok(&daemon, "vmctl", &["backup", "730", "--storage", "pbs"]);
+    let archive = archive_of(&out, "730");
+    let listed = json(&daemon, "storectl", &["backup", "list", "--storage", "pbs"]);
+    assert_eq!(listed[0]["size"], 64 << 20, "{listed}");
+    assert!(listed[0].get("damaged").is_none(), "{listed}");
+
+    let snapshot = store.join("vm/730").join(&snapshots_of(&store, "vm", "730")[0]);
+    let index = std::fs::read_dir(&snapshot)
+        .expect("snapshot")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".img.fidx"))
+        .expect("a disk index");
+    let len = std::fs::metadata(&index).expect("index").len();
+    std::fs::OpenOptions::new().write(true).open(&index).expect("index").set_len(len / 2).expect("truncate");
+
+    let listed = json(&daemon, "storectl", &["backup", "list", "--storage", "pbs"]);
+    let damaged = listed[0]["damaged"].as_str().unwrap_or_else(|| panic!("not listed as damaged: {listed}"));
+    assert!(damaged.contains("scsi0.img.fidx"), "{damaged}");
+    let text = ok(&daemon, "storectl", &["backup", "list", "--storage", "pbs"]);
+    assert!(text.contains("DAMAGED: scsi0.img.fidx"), "{text}");
+    refused(&daemon, "vmctl", &["restore", "731", &archive]);
+    assert!(!daemon.cli("vmctl", &["config", "731"]).status.success(), "no half-restored guest");
+}
