@@ -101,9 +101,12 @@ fn cli() -> clap::Command {
         )
         .subcommand(
             clap::Command::new("test").about(
-                "Install the Debian packages tests need, then run fmt, clippy, gen --check, build and every test",
+                "Install the Debian packages tests need, then run fmt, clippy, gen --check, build, every test and a short fuzz run",
             ),
         )
+        .subcommand(clap::Command::new("fuzz").about(
+            "Install cargo-fuzz if needed and run each fuzz target in fuzz/ for a bounded time (part of `test`)",
+        ))
         .subcommand(
             clap::Command::new("fixtures")
                 .about(
@@ -168,6 +171,7 @@ fn main() -> ExitCode {
             install::run(&root, prefix, m.get_one::<PathBuf>("destdir").map(PathBuf::as_path))
         }
         Some(("test", _)) => test::run(&root),
+        Some(("fuzz", _)) => test::fuzz(&root),
         Some(("fixtures", m)) => fixtures::run_with(m.get_flag("debian")),
         Some(("demo", _)) => demo::run(&root),
         Some(("bench", m)) => match m.subcommand() {

@@ -1,6 +1,6 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails fastest — the Debian
 //! packages tests need, the fixtures they boot, formatting, clippy, generated files, the build,
-//! then every test.
+//! every test, then a bounded run of each fuzz target.
 //!
 //! It is what `.ci/run` runs on a fresh machine, so it installs what it needs itself and never
 //! reads standard input.
@@ -51,6 +51,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         eprintln!("note: cargo-nextest is not installed; running the tests with cargo test");
         cargo_step(root, &["test", "--workspace"])?;
     }
+    fuzz(root)?;
     eprintln!("\n==> all checks passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -77,14 +78,71 @@ fn cargo_step(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     })
 }
 
-fn has_nextest(root: &Path) -> bool {
+/// The cargo-fuzz targets in `fuzz/`: what a hostile local client controls.
+const FUZZ_TARGETS: &[&str] = &["frame", "request"];
+
+/// How long each fuzz target runs here: long enough to catch a parser that panics on a short
+/// input, short enough to run on every test run. Longer runs are `cargo fuzz run` by hand; the
+/// corpus under `fuzz/corpus/` grows from run to run either way.
+const FUZZ_SECONDS: u32 = 20;
+
+/// cargo-fuzz needs nightly flags; this lets the stable toolchain accept them.
+const FUZZ_ENV: (&str, &str) = ("RUSTC_BOOTSTRAP", "1");
+
+/// Installs cargo-fuzz if needed, builds the fuzz targets and runs each for [`FUZZ_SECONDS`];
+/// a crash fails the step, naming the input that caused it.
+pub fn fuzz(root: &Path) -> anyhow::Result<()> {
+    step("cargo-fuzz", || {
+        if cargo_succeeds(root, &["fuzz", "--version"]) {
+            eprintln!("already installed");
+            return Ok(());
+        }
+        run_cargo(root, &["install", "--locked", "cargo-fuzz"])
+    })?;
+    step("cargo fuzz build", || run_cargo(root, &["fuzz", "build"]))?;
+    let dictionary = root.join("fuzz/request.dict");
+    let dictionary = format!("-dict={}", dictionary.display());
+    let max_time = format!("-max_total_time={FUZZ_SECONDS}");
+    for target in FUZZ_TARGETS {
+        step(&format!("cargo fuzz run {target} ({FUZZ_SECONDS} s)"), || {
+            run_cargo(root, &["fuzz", "run", target, "--", &max_time, &dictionary]).with_context(|| {
+                format!(
+                    "fuzz target `{target}` found a crash: the input is under fuzz/artifacts/{target}/; \
+                     replay it with `RUSTC_BOOTSTRAP=1 cargo fuzz run {target} fuzz/artifacts/{target}/<file>`"
+                )
+            })
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs cargo (with [`FUZZ_ENV`]), its output streaming to the terminal.
+fn run_cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let name = display_command("cargo", args);
+    let status = cargo(root)
+        .args(args)
+        .env(FUZZ_ENV.0, FUZZ_ENV.1)
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {name}"))?;
+    if !status.success() {
+        bail!("{name}: {status}");
+    }
+    Ok(())
+}
+
+fn cargo_succeeds(root: &Path, args: &[&str]) -> bool {
     cargo(root)
-        .args(["nextest", "--version"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+fn has_nextest(root: &Path) -> bool {
+    cargo_succeeds(root, &["nextest", "--version"])
 }
 
 /// Installs whatever of `packages` is missing, with apt, non-interactively.

@@ -80,7 +80,14 @@ impl Client {
         // `--token` or `HEARTH_TOKEN=user@realm!name=SECRET` authenticates as an API token.
         let token = TOKEN.get().cloned().or_else(|| std::env::var("HEARTH_TOKEN").ok()).filter(|t| !t.is_empty());
         let hello = ClientHello { protocol_version: PROTOCOL_VERSION, software: software.to_owned(), token };
-        write_frame(&mut stream, &hello)?;
+        if let Err(e) = write_frame(&mut stream, &hello) {
+            // hearthd answers a connection over its limits with the reason and closes it without
+            // reading the Hello, so the Hello may not go out; the reason is still there to read.
+            if let Ok(Some(Response::Error(reply))) = read_frame::<Response>(&mut stream) {
+                return Err(ClientError::Server(reply));
+            }
+            return Err(e.into());
+        }
         let reply: Response = match read_frame::<serde_json::Value>(&mut stream)? {
             None => return Err(ClientError::Closed),
             Some(value) => match serde_json::from_value::<ServerHello>(value.clone()) {

@@ -8,6 +8,17 @@ use serde::de::DeserializeOwned;
 /// The largest frame either side accepts: 16 MiB.
 pub const MAX_FRAME: usize = 16 << 20;
 
+/// The largest Hello frame hearthd accepts: 64 KiB. A Hello holds a version, a program name and
+/// at most an API token, a few hundred bytes; the peer is not yet known to be anyone, so it gets
+/// no more than that.
+pub const MAX_HELLO_FRAME: usize = 64 << 10;
+
+/// How long hearthd keeps a connection on which no request arrives: 5 minutes, counted from the
+/// last answer. Only the wait for the next request counts; a long request, a task being
+/// followed or a console being handed over are never cut. A client that keeps a connection for
+/// an interactive session reconnects after such a pause.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME} bytes")]
@@ -62,11 +73,13 @@ pub fn read_frame<T: DeserializeOwned>(r: &mut impl Read) -> Result<Option<T>, F
     if len > MAX_FRAME {
         return Err(FrameError::TooLarge(len));
     }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-        _ => FrameError::Io(e),
-    })?;
+    // The buffer grows with what arrives, so a peer that announces a large frame and sends
+    // little of it costs little.
+    let mut payload = Vec::new();
+    r.take(len as u64).read_to_end(&mut payload)?;
+    if payload.len() < len {
+        return Err(FrameError::Truncated);
+    }
     decode(&payload).map(Some)
 }
 

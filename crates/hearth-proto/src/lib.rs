@@ -1,7 +1,11 @@
 //! The wire protocol between Hearth's clients and hearthd.
 //!
 //! **Framing.** Every message is a frame: a `u32` big-endian length, then that many bytes of
-//! JSON. A frame is at most [`MAX_FRAME`] bytes; a peer that announces more is disconnected.
+//! JSON. A frame is at most [`MAX_FRAME`] bytes, the client's Hello at most [`MAX_HELLO_FRAME`];
+//! a peer that announces more is disconnected. hearthd also bounds time and numbers: a whole
+//! frame must arrive within seconds of its first byte, a connection without requests for
+//! [`IDLE_TIMEOUT`] is closed, and each unprivileged uid may hold only so many connections (a
+//! connection over a limit is answered with a `Busy` error instead of the Hello, then closed).
 //!
 //! **Conversation.** The client sends [`ClientHello`], the server answers [`ServerHello`] (or an
 //! error and closes). Then the client sends [`Request`]s, one at a time; each is answered by
@@ -16,7 +20,7 @@
 
 mod frame;
 
-pub use frame::{FrameError, MAX_FRAME, decode, encode, read_frame, write_frame};
+pub use frame::{FrameError, IDLE_TIMEOUT, MAX_FRAME, MAX_HELLO_FRAME, decode, encode, read_frame, write_frame};
 
 use std::collections::BTreeMap;
 

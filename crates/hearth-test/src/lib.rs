@@ -221,6 +221,11 @@ pub struct InProcessHearthd {
 impl InProcessHearthd {
     /// Serves `root` for node `test` until stopped or dropped.
     pub fn start(root: &Path) -> io::Result<InProcessHearthd> {
+        InProcessHearthd::start_with_limits(root, hearthd::ServeLimits::default())
+    }
+
+    /// Like [`InProcessHearthd::start`], with other admission limits and timeouts.
+    pub fn start_with_limits(root: &Path, limits: hearthd::ServeLimits) -> io::Result<InProcessHearthd> {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let root = root.to_owned();
@@ -231,7 +236,7 @@ impl InProcessHearthd {
                 match started {
                     Ok((bound, daemon)) => {
                         let _ = ready_tx.send(Ok(Arc::clone(&daemon)));
-                        hearthd::serve(&bound.listener, daemon, async {
+                        hearthd::serve_with_limits(&bound.listener, daemon, limits, async {
                             let _ = stop_rx.await;
                         })
                         .await;

@@ -9,6 +9,7 @@
 //! [`serve`] with a listener from [`bind`] and a shutdown future.
 
 mod access;
+pub mod admission;
 mod backup;
 mod chunks;
 mod conn;
@@ -41,6 +42,7 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
 
 pub use access::Caller;
+pub use admission::ServeLimits;
 pub use credentials::{use_recovery_key, verify_password, verify_token, verify_totp};
 use store::ConfigStore;
 use tasks::TaskManager;
@@ -292,23 +294,74 @@ pub fn bind(root: &Path) -> anyhow::Result<Bound> {
     Ok(Bound { listener, socket, _lock: lock })
 }
 
-/// Accepts connections until `shutdown` completes. In-flight requests finish on their own
-/// threads; every write they make is atomic, so stopping here never tears a file.
+/// Accepts connections until `shutdown` completes, with the default [`ServeLimits`]. In-flight
+/// requests finish on their own threads; every write they make is atomic, so stopping here
+/// never tears a file.
 pub async fn serve(listener: &UnixListener, daemon: Arc<Daemon>, shutdown: impl Future<Output = ()>) {
+    serve_with_limits(listener, daemon, ServeLimits::default(), shutdown).await;
+}
+
+/// [`serve`] with other limits. The total of unprivileged connections is further held to half
+/// of this process's descriptor limit, so root can always connect.
+pub async fn serve_with_limits(
+    listener: &UnixListener,
+    daemon: Arc<Daemon>,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let limits = limits.within_descriptors(descriptor_limit());
+    tracing::debug!(?limits, "admission limits");
+    let admission = admission::Admission::new(limits);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(conn::serve_connection(Arc::clone(&daemon), stream));
-                }
+                Ok((stream, _)) => admit(&daemon, &admission, stream),
                 Err(e) => {
                     tracing::error!(error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
         }
+    }
+}
+
+/// Serves a new connection if its peer is within the limits; refuses it with a `Busy` error
+/// otherwise.
+fn admit(daemon: &Arc<Daemon>, admission: &Arc<admission::Admission>, stream: tokio::net::UnixStream) {
+    let uid = match stream.peer_cred() {
+        Ok(cred) => cred.uid(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot identify the peer; closing");
+            return;
+        }
+    };
+    match admission.admit(uid) {
+        Ok(ticket) => {
+            tokio::spawn(conn::serve_connection(Arc::clone(daemon), stream, uid, ticket));
+        }
+        Err(reply) => conn::refuse(stream, reply),
+    }
+}
+
+/// The soft limit on open descriptors (`RLIMIT_NOFILE`), or a conservative 1024 if unknown.
+fn descriptor_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft)
+}
+
+/// Raises the soft limit on open descriptors to the hard limit: every connection, guest socket
+/// and open image costs one, and the soft default (often 1024) is far below what a busy node
+/// needs. The systemd unit raises the hard limit (`LimitNOFILE=`).
+fn raise_descriptor_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the descriptor limit"),
+            Err(e) => tracing::warn!(error = %e, soft, hard, "cannot raise the descriptor limit"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the descriptor limit"),
     }
 }
 
@@ -385,6 +438,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(root: &Path, node: &str) -> anyhow::Result<()> {
+    raise_descriptor_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(32)

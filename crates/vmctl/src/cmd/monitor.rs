@@ -1,12 +1,13 @@
 //! `vmctl monitor`: QEMU's human monitor of a running VM, line by line, as `qm monitor`.
 
 use std::io::{self, BufRead, IsTerminal};
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::{ArgMatches, Command};
 use hearth_client::cli::{self, OutputFormat};
 use hearth_core::Vmid;
-use hearth_proto::{ErrorKind, Payload, Request, VmRequest};
+use hearth_proto::{ErrorKind, IDLE_TIMEOUT, Payload, Request, VmRequest};
 
 /// The prompt qm shows; kept so muscle memory and expect scripts carry over.
 const PROMPT: &str = "qm> ";
@@ -32,6 +33,7 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "vmid")?;
     let interactive = io::stdin().is_terminal();
     let mut client = cli::connect(crate::BIN)?;
+    let mut last_answer = Instant::now();
     if interactive {
         cli::print_text(&format!("Entering QEMU monitor for VM {vmid} - type 'help' for help, 'quit' to leave\n"))?;
     }
@@ -54,8 +56,15 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
             "quit" | "exit" => return Ok(()),
             _ => {}
         }
+        // hearthd closes a connection that stays without a request for IDLE_TIMEOUT; a person
+        // at the prompt may well pause that long, so come back on a fresh one.
+        if last_answer.elapsed() >= IDLE_TIMEOUT / 2 {
+            client = cli::connect(crate::BIN)?;
+        }
         let request = Request::Vm(VmRequest::Monitor { vmid, command: command.to_owned() });
-        match client.call(&request) {
+        let answer = client.call(&request);
+        last_answer = Instant::now();
+        match answer {
             Ok(Payload::Text(text)) => print_answer(&text, format)?,
             Ok(other) => return Err(cli::unexpected(&other)),
             // At a terminal a mistyped command or a VM that stopped meanwhile should not end the
