@@ -171,7 +171,7 @@ fn main() -> ExitCode {
             install::run(&root, prefix, m.get_one::<PathBuf>("destdir").map(PathBuf::as_path))
         }
         Some(("test", _)) => test::run(&root),
-        Some(("fuzz", _)) => test::fuzz(&root),
+        Some(("fuzz", _)) => test::fuzz(&root, &mut test::Tally::default()),
         Some(("fixtures", m)) => fixtures::run_with(m.get_flag("debian")),
         Some(("demo", _)) => demo::run(&root),
         Some(("bench", m)) => match m.subcommand() {

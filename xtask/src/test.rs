@@ -43,17 +43,93 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     // same as running `cargo xtask gen --check`, without another cargo invocation.
     step("cargo xtask gen --check", || r#gen::check(root))?;
     cargo_step(root, &["build", "--workspace", "--bins"])?;
-    if has_nextest(root) {
-        cargo_step(root, &["nextest", "run", "--workspace"])?;
-        // nextest does not run doctests.
-        cargo_step(root, &["test", "--workspace", "--doc"])?;
-    } else {
-        eprintln!("note: cargo-nextest is not installed; running the tests with cargo test");
-        cargo_step(root, &["test", "--workspace"])?;
+    // From here on every outcome is counted, and the run ends with the plain total, failed or not.
+    let mut total = Tally::default();
+    let result = (|| {
+        if has_nextest(root) {
+            counted_step(root, &["nextest", "run", "--workspace", "--no-fail-fast"], &mut total)?;
+            // nextest does not run doctests.
+            counted_step(root, &["test", "--workspace", "--doc"], &mut total)?;
+        } else {
+            eprintln!("note: cargo-nextest is not installed; running the tests with cargo test");
+            counted_step(root, &["test", "--workspace", "--no-fail-fast"], &mut total)?;
+        }
+        fuzz(root, &mut total)
+    })();
+    match &result {
+        Ok(()) => eprintln!("\n==> all checks passed in {:.0} s", started.elapsed().as_secs_f64()),
+        Err(e) => eprintln!("\n==> failed after {:.0} s: {e:#}", started.elapsed().as_secs_f64()),
     }
-    fuzz(root)?;
-    eprintln!("\n==> all checks passed in {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!("{} passed, {} failed", total.passed, total.failed);
+    if result.is_err() {
+        std::process::exit(1);
+    }
     Ok(())
+}
+
+/// Tests passed and failed over every suite (each fuzz target counts as one).
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub passed: u64,
+    pub failed: u64,
+}
+
+impl Tally {
+    /// Adds what one line of a test runner's summary reports: nextest's `Summary [..] N tests
+    /// run: P passed, F failed, ..` or libtest's `test result: ok. P passed; F failed; ..`.
+    fn add_summary(&mut self, line: &str) {
+        let rest = if let Some((_, rest)) = line.split_once("tests run:") {
+            rest
+        } else if let Some(rest) = line.trim_start().strip_prefix("test result:") {
+            rest
+        } else {
+            return;
+        };
+        let count = |word: &str| -> u64 {
+            let words: Vec<&str> = rest.split(|c: char| c == ',' || c == ';' || c.is_whitespace()).collect();
+            words.windows(2).find(|w| w[1] == word).and_then(|w| w[0].parse().ok()).unwrap_or(0)
+        };
+        self.passed += count("passed");
+        self.failed += count("failed");
+    }
+}
+
+/// A cargo test command whose output streams to the terminal while its summaries are counted.
+fn counted_step(root: &Path, args: &[&str], total: &mut Tally) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let name = display_command("cargo", args);
+    step(&name, || {
+        let mut child = cargo(root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run {name}"))?;
+        let stderr = child.stderr.take().context("the test runner's stderr")?;
+        // nextest writes its summary to stderr, libtest to stdout: read both as they come.
+        let relay = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                lines.push(line);
+            }
+            lines
+        });
+        let stdout = child.stdout.take().context("the test runner's stdout")?;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("{line}");
+            total.add_summary(&line);
+        }
+        for line in relay.join().unwrap_or_default() {
+            total.add_summary(&line);
+        }
+        let status = child.wait().with_context(|| format!("waiting for {name}"))?;
+        if !status.success() {
+            bail!("{status}");
+        }
+        Ok(())
+    })
 }
 
 /// Runs one named step, timing it and naming it if it fails.
@@ -91,7 +167,7 @@ const FUZZ_ENV: (&str, &str) = ("RUSTC_BOOTSTRAP", "1");
 
 /// Installs cargo-fuzz if needed, builds the fuzz targets and runs each for [`FUZZ_SECONDS`];
 /// a crash fails the step, naming the input that caused it.
-pub fn fuzz(root: &Path) -> anyhow::Result<()> {
+pub fn fuzz(root: &Path, total: &mut Tally) -> anyhow::Result<()> {
     step("cargo-fuzz", || {
         if cargo_succeeds(root, &["fuzz", "--version"]) {
             eprintln!("already installed");
@@ -104,14 +180,21 @@ pub fn fuzz(root: &Path) -> anyhow::Result<()> {
     let dictionary = format!("-dict={}", dictionary.display());
     let max_time = format!("-max_total_time={FUZZ_SECONDS}");
     for target in FUZZ_TARGETS {
-        step(&format!("cargo fuzz run {target} ({FUZZ_SECONDS} s)"), || {
+        let ran = step(&format!("cargo fuzz run {target} ({FUZZ_SECONDS} s)"), || {
             run_cargo(root, &["fuzz", "run", target, "--", &max_time, &dictionary]).with_context(|| {
                 format!(
                     "fuzz target `{target}` found a crash: the input is under fuzz/artifacts/{target}/; \
                      replay it with `RUSTC_BOOTSTRAP=1 cargo fuzz run {target} fuzz/artifacts/{target}/<file>`"
                 )
             })
-        })?;
+        });
+        match ran {
+            Ok(()) => total.passed += 1,
+            Err(e) => {
+                total.failed += 1;
+                return Err(e);
+            }
+        }
     }
     Ok(())
 }
@@ -215,6 +298,16 @@ fn is_installed(package: &str) -> anyhow::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summaries_of_both_runners_are_counted() {
+        let mut t = Tally::default();
+        t.add_summary("     Summary [  61.234s] 412 tests run: 410 passed, 2 failed, 3 skipped");
+        t.add_summary("test result: ok. 7 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s");
+        t.add_summary("test result: FAILED. 1 passed; 4 failed; 0 ignored");
+        t.add_summary("running 12 tests");
+        assert_eq!((t.passed, t.failed), (418, 6));
+    }
 
     #[test]
     fn dpkg_knows_installed_and_absent_packages() {
