@@ -23,6 +23,7 @@ pub mod attach;
 pub mod caps;
 pub mod cgroup;
 pub mod console;
+pub mod devices;
 pub mod monitor;
 pub mod net;
 pub mod rootfs;
