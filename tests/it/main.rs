@@ -9,6 +9,7 @@ mod concurrency;
 mod config;
 mod crash;
 mod ct;
+mod ct_privileged;
 mod permissions;
 mod protocol;
 mod storage;
