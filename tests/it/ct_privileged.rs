@@ -166,6 +166,7 @@ fn a_privileged_container_runs_but_cannot_undo_its_confinement() {
             ("pivoting onto /proc/sys", "cd /proc/sys && pivot_root . kernel"),
             ("a host disk", &format!("mknod /dev/hostdisk b {major} {minor}; head -c 512 /dev/hostdisk > /dev/null")),
             ("/dev/mem", "mknod /dev/mem1 c 1 1; head -c 1 /dev/mem1 > /dev/null"),
+            ("the host's console", "mknod /dev/hostconsole c 5 1; echo hearth-test > /dev/hostconsole"),
         ],
     );
     check_sysrq(&daemon, &id);

@@ -4,11 +4,13 @@
 //! container's cgroup (LXC's `lxc.cgroup2.devices.*`, runc's device filter, systemd's
 //! `DeviceAllow=` all do the same).
 //!
-//! The rules are LXC's `common.conf` list: creating any node (`m`) is allowed, using one only
-//! for the null, zero, full, random and urandom devices, the terminals (`/dev/tty`,
-//! `/dev/console`, `/dev/ptmx`, the container's own ptys) and, with the `fuse` feature,
-//! `/dev/fuse`. Everything else is refused, for privileged containers too: `mknod` of a host
-//! disk succeeds but opening the node does not.
+//! The rules are LXC's `common.conf` list less the host's console: creating any node (`m`) is
+//! allowed, using one only for the null, zero, full, random and urandom devices, the terminals
+//! (`/dev/tty`, `/dev/ptmx`, ptys) and, with the `fuse` feature, `/dev/fuse`. The container's
+//! `/dev/console` is a pty the monitor holds (a pts device), so the host's console, 5:1, is
+//! not on the list: a privileged container could otherwise `mknod` it and write to, or with
+//! `CAP_SYS_ADMIN` push input into, the host's system console. Everything else is refused, for
+//! privileged containers too: `mknod` of a host disk succeeds but opening the node does not.
 //!
 //! **Program.** The kernel calls it with `struct bpf_cgroup_dev_ctx` in r1: `access_type`
 //! (`(access << 16) | type`, access bits mknod 1, read 2, write 4; type block 1, char 2),
@@ -100,7 +102,6 @@ pub fn container_rules(fuse: bool) -> Vec<DeviceRule> {
         DeviceRule::char(1, Some(8), RWM), // random
         DeviceRule::char(1, Some(9), RWM), // urandom
         DeviceRule::char(5, Some(0), RWM), // tty
-        DeviceRule::char(5, Some(1), RWM), // console
         DeviceRule::char(5, Some(2), RWM), // ptmx
         DeviceRule::char(136, None, RWM),  // pts
     ];
@@ -275,6 +276,8 @@ mod tests {
         assert!(!verdict(&program, false, 1, 1, READ));
         assert!(verdict(&program, false, 136, 4, READ | WRITE));
         assert!(!verdict(&program, false, 10, 229, READ), "fuse only with the feature");
+        assert!(!verdict(&program, false, 5, 1, WRITE), "the host's console");
+        assert!(verdict(&program, false, 5, 1, MKNOD));
     }
 
     /// The kernel's verifier accepts the program.
