@@ -10,6 +10,7 @@ mod concurrency;
 mod config;
 mod crash;
 mod ct;
+mod ct_privileged;
 mod hostile;
 mod permissions;
 mod protocol;

@@ -202,7 +202,8 @@ fn inside(spec: &AttachSpec, slave: Option<BorrowedFd<'_>>) -> Result<Never, Str
     nix::unistd::setresuid(root, root, root).map_err(|e| format!("setresuid: {e}"))?;
     nix::unistd::chdir("/").map_err(|e| format!("chdir: {e}"))?;
     crate::caps::drop_for_container(spec.privileged).map_err(|e| format!("capabilities: {e}"))?;
-    let filter = crate::seccomp::filter(&spec.features).map_err(|e| format!("seccomp: {e}"))?;
+    let profile = crate::seccomp::Profile { privileged: spec.privileged, features: spec.features };
+    let filter = crate::seccomp::filter(&profile).map_err(|e| format!("seccomp: {e}"))?;
     match &spec.mode {
         AttachMode::Push { path, uid, gid, mode } => {
             hearth_sys::process::close_from(3).map_err(|e| format!("closing descriptors: {e}"))?;

@@ -7,8 +7,10 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
+use crate::devices;
 use crate::spec::Limits;
 
 /// One mounted hierarchy.
@@ -109,6 +111,8 @@ pub enum CgroupError {
     Io { path: PathBuf, source: io::Error },
     #[error("{0}")]
     Limit(String),
+    #[error("cgroup {path}: device program: {source}")]
+    DeviceProgram { path: PathBuf, source: io::Error },
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
@@ -266,27 +270,28 @@ impl Cgroups {
             // v1 device rules (LXC's stock config only has cgroup2 ones and skips them on v1).
             let dir = h.mount.join(&self.name);
             write(&dir.join("devices.deny"), "a")?;
-            let mut allow = vec![
-                "c *:* m",
-                "b *:* m",
-                "c 1:3 rwm",
-                "c 1:5 rwm",
-                "c 1:7 rwm",
-                "c 1:8 rwm",
-                "c 1:9 rwm",
-                "c 5:0 rwm",
-                "c 5:1 rwm",
-                "c 5:2 rwm",
-                "c 136:* rwm",
-            ];
-            if allow_fuse {
-                allow.push("c 10:229 rwm");
-            }
-            for rule in allow {
-                write(&dir.join("devices.allow"), rule)?;
+            for rule in devices::container_rules(allow_fuse) {
+                write(&dir.join("devices.allow"), &rule.v1_line())?;
             }
         }
+        self.attach_device_program(allow_fuse)?;
         Ok(())
+    }
+
+    /// Attaches the device rules as an eBPF program to `<name>` of the cgroup2 hierarchy, when
+    /// the host mounts one: the only device confinement on a pure v2 host, and on a hybrid host
+    /// a second one the kernel checks besides the v1 rules (see [`crate::devices`]). The cgroup
+    /// holds the program until it is removed.
+    fn attach_device_program(&self, allow_fuse: bool) -> Result<(), CgroupError> {
+        let Some(h) = self.layout.hierarchies.iter().find(|h| h.v1_options.is_none()) else { return Ok(()) };
+        let dir = h.mount.join(&self.name);
+        let failed = |source: io::Error| CgroupError::DeviceProgram { path: dir.clone(), source };
+        let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+        let cgroup = nix::fcntl::open(&dir, flags, nix::sys::stat::Mode::empty()).map_err(|e| failed(e.into()))?;
+        let program = devices::program(&devices::container_rules(allow_fuse));
+        let program = hearth_sys::bpf::load_cgroup_device_program(&program, devices::LICENSE).map_err(failed)?;
+        hearth_sys::bpf::attach_cgroup_device(cgroup.as_fd(), program.as_fd(), hearth_sys::bpf::F_ALLOW_MULTI)
+            .map_err(failed)
     }
 
     /// Moves the calling process — single-threaded — into `<name>/ns` of every hierarchy and
@@ -561,6 +566,68 @@ mod tests {
         assert!(layout.controller("pids").is_none());
     }
 
+    /// The device program on the cgroup2 hierarchy: attached to `<name>`, effective for
+    /// `<name>/ns`, and enforced by the kernel for a process that is only in the cgroup2
+    /// cgroup (its v1 `devices` cgroup stays the host's root, which allows everything).
+    #[test]
+    fn the_device_program_confines_processes_on_cgroup2() {
+        use nix::fcntl::OFlag;
+        use nix::sys::stat::{Mode, SFlag};
+        use std::os::fd::OwnedFd;
+
+        let layout = Layout::detect().unwrap();
+        let v2 = layout
+            .hierarchies
+            .iter()
+            .find(|h| h.v1_options.is_none())
+            .expect("a cgroup2 hierarchy (hybrid hosts mount it at /sys/fs/cgroup/unified)")
+            .clone();
+        let base = format!("hearth-devtest-{}", std::process::id());
+        let cgroups = Cgroups::new(layout.clone(), &format!("{base}/ct"));
+        cgroups.create(&Limits::default(), None, false).unwrap();
+        let open = |p: &Path| -> OwnedFd {
+            nix::fcntl::open(p, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).unwrap()
+        };
+        let ct = v2.mount.join(&base).join("ct");
+        use hearth_sys::bpf::{F_QUERY_EFFECTIVE, query_cgroup_device};
+        assert_eq!(query_cgroup_device(open(&ct).as_fd(), 0).unwrap().len(), 1, "attached to <ct>");
+        let ns = ct.join("ns");
+        assert!(query_cgroup_device(open(&ns).as_fd(), 0).unwrap().is_empty(), "nothing attached to <ct>/ns");
+        assert_eq!(query_cgroup_device(open(&ns).as_fd(), F_QUERY_EFFECTIVE).unwrap().len(), 1, "runs for <ct>/ns");
+
+        let nodes = tempfile::tempdir().unwrap();
+        for (name, kind, major, minor) in
+            [("null", SFlag::S_IFCHR, 1, 3), ("kmsg", SFlag::S_IFCHR, 1, 11), ("loop", SFlag::S_IFBLK, 7, 0)]
+        {
+            let dev = nix::sys::stat::makedev(major, minor);
+            nix::sys::stat::mknod(&nodes.path().join(name), kind, Mode::from_bits_truncate(0o600), dev).unwrap();
+        }
+        // A shell moves itself into <ct>/ns, then opens the node.
+        let open_inside = |name: &str| {
+            let out = std::process::Command::new("sh")
+                .args(["-c", "echo 0 > \"$1/cgroup.procs\" || exit 9; exec 3< \"$2\""])
+                .arg("sh")
+                .arg(&ns)
+                .arg(nodes.path().join(name))
+                .output()
+                .unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        };
+        assert_eq!(open_inside("null"), (Some(0), String::new()));
+        for denied in ["kmsg", "loop"] {
+            let (code, err) = open_inside(denied);
+            assert_ne!(code, Some(9), "moving into the cgroup: {err}");
+            assert!(code != Some(0) && err.contains("Operation not permitted"), "{denied}: {code:?} {err}");
+        }
+        // Outside the cgroup the kernel lets root open the same node.
+        fs::File::open(nodes.path().join("kmsg")).expect("/dev/kmsg's node outside the container's cgroup");
+
+        assert!(cgroups.remove().is_empty());
+        for (_, dir) in Cgroups::new(layout, &base).dirs() {
+            let _ = fs::remove_dir(&dir);
+        }
+    }
+
     #[test]
     fn cpu_lists() {
         assert_eq!(parse_cpu_list("0-3,6,8-9"), [0, 1, 2, 3, 6, 8, 9]);
@@ -589,6 +656,11 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         assert_eq!(fs::metadata(memory.join("ns")).unwrap().uid(), 100_000);
         assert_eq!(fs::metadata(memory.join("ns/cgroup.procs")).unwrap().uid(), 100_000);
+        if !layout.is_pure_v2() {
+            let devices = layout.controller("devices").unwrap().mount.join(&name);
+            let list = fs::read_to_string(devices.join("devices.list")).unwrap();
+            assert!(list.lines().any(|l| l == "c 1:3 rwm") && !list.contains("a *:*"), "{list}");
+        }
         let too_many = Limits { cores: Some(100_000), ..Limits::default() };
         let err = cgroups.create(&too_many, None, false).unwrap_err();
         assert!(err.to_string().contains("cores: 100000"), "{err}");

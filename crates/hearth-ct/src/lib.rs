@@ -15,6 +15,10 @@
 //! - Every host descriptor is closed before the container's init (or an exec'd command) runs;
 //!   the runtime is not dumpable while it is inside the container's namespaces.
 //! - A terminal of the caller is never handed into a container: exec gets a fresh pty.
+//! - A privileged container (no user namespace) cannot change its mount tree once its init
+//!   runs, beyond propagation: the seccomp profile of [`seccomp`] keeps `/proc/sys` and sysfs
+//!   read-only. No container opens a device outside the one list of [`devices`], on cgroup v1
+//!   and v2 alike.
 
 pub mod spec;
 
@@ -23,6 +27,7 @@ pub mod attach;
 pub mod caps;
 pub mod cgroup;
 pub mod console;
+pub mod devices;
 pub mod monitor;
 pub mod net;
 pub mod rootfs;

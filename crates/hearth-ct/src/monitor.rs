@@ -320,6 +320,7 @@ fn boot(
                 ttys: ttys.iter().map(Pty::slave_path).collect(),
                 fuse: spec.features.fuse,
                 readonly_sys: true,
+                privileged: spec.idmap.is_none(),
             };
             let error = child(spec, &plan, child_end.as_fd(), console.as_ref().map(|p| p.slave.as_fd()));
             let _ = send(child_end.as_raw_fd(), error.as_bytes(), MsgFlags::empty());
@@ -534,7 +535,8 @@ fn child_steps(
         Err(e) => return Err(format!("init {}: {e}", spec.init)),
     }
     crate::caps::drop_for_container(spec.idmap.is_none()).map_err(|e| format!("capabilities: {e}"))?;
-    let filter = crate::seccomp::filter(&spec.features).map_err(|e| format!("seccomp: {e}"))?;
+    let profile = crate::seccomp::Profile { privileged: spec.idmap.is_none(), features: spec.features };
+    let filter = crate::seccomp::filter(&profile).map_err(|e| format!("seccomp: {e}"))?;
 
     let ttys: Vec<String> = (1..=spec.ttys).map(|n| format!("tty{n}")).collect();
     let mut env = vec![

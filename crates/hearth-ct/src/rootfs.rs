@@ -140,6 +140,10 @@ pub struct Plan<'a> {
     /// Unprivileged containers get sysfs read-only (sys:mixed); privileged ones too unless
     /// told otherwise.
     pub readonly_sys: bool,
+    /// Container root is host root: more of `/proc` is made read-only, and `/run` and
+    /// `/run/lock` are mounted here because the container's own mount(2) calls are confined
+    /// (see [`crate::seccomp`]).
+    pub privileged: bool,
 }
 
 const PROC_FLAGS: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
@@ -166,9 +170,12 @@ pub fn build(plan: &Plan<'_>) -> Result<(), RootfsError> {
         return Err(RootfsError { what: "the host's /dev/null is not the null device".into(), errno: Errno::EINVAL });
     }
 
-    mount_proc(root, null.as_fd())?;
+    mount_proc(root, null.as_fd(), plan.privileged)?;
     mount_sys(root, plan)?;
     mount_dev(root, plan)?;
+    if plan.privileged {
+        mount_run(root)?;
+    }
     for (staging, target, readonly) in &plan.mounts {
         let fd = resolve_dir(root, target, true)?;
         mount_fd(Some(staging), fd.as_fd(), None, MsFlags::MS_BIND | MsFlags::MS_REC, None, target)?;
@@ -184,7 +191,19 @@ pub fn build(plan: &Plan<'_>) -> Result<(), RootfsError> {
     Ok(())
 }
 
-fn mount_proc(root: BorrowedFd<'_>, null: BorrowedFd<'_>) -> Result<(), RootfsError> {
+/// What a privileged container's root could write in `/proc` besides `/proc/sys` and
+/// `/proc/sysrq-trigger`, made read-only like Docker's `readonlyPaths`: PCI configuration
+/// space (`/proc/bus/pci`), interrupt affinities (`/proc/irq`), file system knobs (`/proc/fs`)
+/// and the CPU's memory type ranges (`/proc/mtrr`). In a user namespace these files belong to
+/// the host's root and are not writable anyway.
+const PRIVILEGED_READONLY_PROC: [&str; 4] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/mtrr"];
+
+/// `/proc` as LXC's proc:mixed for both kinds of container: `/proc/sys` and
+/// `/proc/sysrq-trigger` are read-only binds. What keeps them so differs: in a user namespace
+/// the container may remount or unmount its own binds, but every sysctl and the sysrq trigger
+/// check the writer against the host's root; a privileged container's root *is* the host's
+/// root, so there the seccomp filter forbids every mount(2) that could undo the binds.
+fn mount_proc(root: BorrowedFd<'_>, null: BorrowedFd<'_>, privileged: bool) -> Result<(), RootfsError> {
     let proc_fd = resolve_dir(root, "/proc", true)?;
     mount_fd(Some(Path::new("proc")), proc_fd.as_fd(), Some("proc"), PROC_FLAGS, None, "/proc")?;
     // proc:mixed — /proc/sys read-only except the network namespace's own part.
@@ -194,6 +213,11 @@ fn mount_proc(root: BorrowedFd<'_>, null: BorrowedFd<'_>) -> Result<(), RootfsEr
     mount(Some(&net_path), &net_path, NONE, MsFlags::MS_BIND, NONE).what(|| "binding /proc/sys/net".into())?;
     remount(root, "/proc/sys/net", PROC_FLAGS)?;
     bind_readonly(root, "/proc/sysrq-trigger", PROC_FLAGS)?;
+    if privileged {
+        for path in PRIVILEGED_READONLY_PROC {
+            bind_readonly(root, path, PROC_FLAGS)?;
+        }
+    }
     for file in ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/kallsyms"] {
         if let Some(fd) = resolve_existing(root, file)? {
             mount_fd(Some(&fd_path(null)), fd.as_fd(), None, MsFlags::MS_BIND, None, file)?;
@@ -319,6 +343,28 @@ fn mount_dev(root: BorrowedFd<'_>, plan: &Plan<'_>) -> Result<(), RootfsError> {
         bind_pty(&format!("tty{}", i + 1), tty)?;
     }
     Ok(())
+}
+
+/// `/run` and `/run/lock` as systemd mounts them (`/run` with mode 755, `/run/lock` sticky and
+/// world-writable, both nosuid and nodev): a privileged container cannot mount a tmpfs itself,
+/// and systemd stops booting when `/run` is not a mount point it can make one of.
+fn mount_run(root: BorrowedFd<'_>) -> Result<(), RootfsError> {
+    let run = resolve_dir(root, "/run", true)?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount_fd(Some(Path::new("tmpfs")), run.as_fd(), Some("tmpfs"), flags, Some("mode=755,size=20%"), "/run")?;
+    // A fresh tmpfs: nothing in it comes from the container.
+    let run = open_dir(root, "/run")?;
+    mkdirat(&run, "lock", Mode::from_bits_truncate(0o755)).what(|| "creating /run/lock".into())?;
+    let lock = nix::fcntl::openat(&run, "lock", OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
+        .what(|| "opening /run/lock".into())?;
+    mount_fd(
+        Some(Path::new("tmpfs")),
+        lock.as_fd(),
+        Some("tmpfs"),
+        flags | MsFlags::MS_NOEXEC,
+        Some("mode=1777,size=5m"),
+        "/run/lock",
+    )
 }
 
 /// Creates an empty file `name` in `dir` and binds `source` onto it (device nodes cannot be

@@ -4,6 +4,7 @@
 //! **Architecture invariant:** no other crate in the workspace uses `unsafe` for system calls
 //! (hearth-vmm's guest memory aside); they call these wrappers.
 
+pub mod bpf;
 pub mod btrfs;
 pub mod fdpass;
 pub mod process;

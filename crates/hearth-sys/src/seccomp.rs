@@ -43,7 +43,8 @@ pub fn set_filter(program: &[libc::sock_filter]) -> io::Result<()> {
 /// or rejects the arguments before acting), so none can touch this process's memory and none
 /// changes system state when no filter stops it: modules are not loaded or removed (a null
 /// image of length 0 is not an ELF file), kexec gets invalid flags, keyctl only looks up the
-/// thread keyring without creating it.
+/// thread keyring without creating it, the mount calls fail on their null path or type, bpf
+/// gets an unknown command, clone3 and mount_setattr an argument size of 0.
 pub mod probe {
     use std::io;
     use std::os::fd::{AsRawFd, BorrowedFd};
@@ -72,14 +73,33 @@ pub mod probe {
         /// `ioctl(fd, BTRFS_IOC_SYNC, 0)` (`_IO(0x94, 8)`, takes no argument; `ENOTTY` on a file
         /// that is not on btrfs).
         BtrfsSync(BorrowedFd<'fd>),
+        /// `fsopen(NULL, 0)`: `EFAULT` on the type name.
+        Fsopen,
+        /// `open_tree(-1, NULL, 0)`: `EFAULT` on the path.
+        OpenTree,
+        /// `mount_setattr(-1, NULL, 0, NULL, 0)`: `EINVAL` for the size.
+        MountSetattr,
+        /// `clone3(NULL, 0)`: `EINVAL` for the size.
+        Clone3,
+        /// `bpf(INT_MAX, NULL, 0)`: `EINVAL`, no such command.
+        Bpf,
+        /// `perf_event_open(NULL, 0, -1, -1, 0)`: `EFAULT` on the attributes.
+        PerfEventOpen,
+        /// `swapoff(NULL)`: `EFAULT` on the path.
+        Swapoff,
+        /// `quotactl(0, NULL, 0, NULL)`: `ENODEV`, no device named.
+        Quotactl,
         /// x32 `getpid`: `syscall(0x40000000 | 39)` on the x86-64 entry (`ENOSYS` on kernels
         /// without x32 support).
         X32Getpid,
         /// An i386 system call through `int 0x80` with all arguments 0. Only numbers whose
-        /// i386 meaning takes no pointer or fails a null one are accepted: getpid (20),
-        /// umount2 (52: a null path is `EFAULT`), init_module (128: empty image),
-        /// delete_module (129: null name), add_key (286), request_key (287: null strings) and
-        /// keyctl (288: GET_KEYRING_ID of key 0, a lookup). Others return `EINVAL` uncalled.
+        /// i386 meaning takes no pointer or fails a null one are accepted: getpid (20), mount
+        /// (21), umount (22), umount2 (52), pivot_root (217), open_tree (428) and fsopen (430)
+        /// (a null path or type is `EFAULT`), init_module (128: empty image), delete_module
+        /// (129: null name), add_key (286), request_key (287: null strings), keyctl (288:
+        /// GET_KEYRING_ID of key 0, a lookup), unshare (310: no flags, nothing to do), bpf (357:
+        /// BPF_MAP_CREATE of an all-zero attribute, an invalid map type) and clone3 (435: size 0).
+        /// Others return `EINVAL` uncalled.
         ///
         /// **Kills the process with `SIGSEGV` on kernels without i386 emulation**
         /// (`CONFIG_IA32_EMULATION` off or `ia32_emulation=false`): run it in a child.
@@ -87,7 +107,7 @@ pub mod probe {
     }
 
     /// i386 numbers accepted by [`Probe::I386`] (see there).
-    pub const I386_PROBE_NUMBERS: [u32; 7] = [20, 52, 128, 129, 286, 287, 288];
+    pub const I386_PROBE_NUMBERS: [u32; 15] = [20, 21, 22, 52, 128, 129, 217, 286, 287, 288, 310, 357, 428, 430, 435];
 
     /// Runs `probe` and returns the system call's result (`Err` with its errno).
     pub fn run(probe: Probe<'_>) -> io::Result<i64> {
@@ -105,6 +125,14 @@ pub mod probe {
             Probe::RequestKey => (libc::SYS_request_key, [0; 5]),
             // BTRFS_IOC_SYNC = _IO(0x94, 8).
             Probe::BtrfsSync(fd) => (libc::SYS_ioctl, [libc::c_long::from(fd.as_raw_fd()), 0x9408, 0, 0, 0]),
+            Probe::Fsopen => (libc::SYS_fsopen, [0; 5]),
+            Probe::OpenTree => (libc::SYS_open_tree, [-1, 0, 0, 0, 0]),
+            Probe::MountSetattr => (libc::SYS_mount_setattr, [-1, 0, 0, 0, 0]),
+            Probe::Clone3 => (libc::SYS_clone3, [0; 5]),
+            Probe::Bpf => (libc::SYS_bpf, [libc::c_long::from(i32::MAX), 0, 0, 0, 0]),
+            Probe::PerfEventOpen => (libc::SYS_perf_event_open, [0, 0, -1, -1, 0]),
+            Probe::Swapoff => (libc::SYS_swapoff, [0; 5]),
+            Probe::Quotactl => (libc::SYS_quotactl, [0; 5]),
             Probe::X32Getpid => (0x4000_0000 | libc::SYS_getpid, [0; 5]),
             Probe::I386(nr) => {
                 if !I386_PROBE_NUMBERS.contains(&nr) {
@@ -120,7 +148,8 @@ pub mod probe {
         // so it never reads or writes this process's memory. The remaining integers make each
         // call harmless when no filter intervenes (see the module documentation): an empty
         // module image, invalid kexec flags, a bad fd, a keyring lookup without creation, a
-        // btrfs ioctl that takes no argument.
+        // btrfs ioctl that takes no argument, null paths and types for the mount calls,
+        // argument sizes of 0, an unknown bpf command.
         let rc = unsafe { libc::syscall(nr, args[0], args[1], args[2], args[3], args[4]) };
         // libc::syscall returns -1 and sets errno.
         if rc == -1 { Err(io::Error::last_os_error()) } else { Ok(rc) }

@@ -63,7 +63,8 @@ pub fn busybox_template() -> PathBuf {
 
 /// The Debian 12 container template (debootstrap `minbase` with systemd, ifupdown, iproute2
 /// and procps), or `None` when it was not built: it takes minutes, so only
-/// `cargo xtask fixtures --debian` builds it and tests that use it skip without it.
+/// `cargo xtask fixtures --debian` (and `cargo xtask test`) builds it; tests that use it fail
+/// without it, saying so.
 pub fn debian_template() -> Option<PathBuf> {
     let path = dir().join(DEBIAN_TEMPLATE);
     path.exists().then_some(path)
