@@ -54,8 +54,9 @@ pub struct ServerHello {
     pub identity: String,
 }
 
-/// Everything a client can ask, grouped per domain.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Everything a client can ask, grouped per domain. Every request enum names its variants
+/// (`strum::VariantNames`), so hearthd's permission table can insist on a sample of each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum Request {
     Vm(VmRequest),
@@ -67,7 +68,7 @@ pub enum Request {
 }
 
 /// The node as a whole (`clusterctl node`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeRequest {
     /// Starts every guest with `onboot: 1`, in `startup: order=` order, waiting `up=` seconds
@@ -113,7 +114,7 @@ impl Request {
 }
 
 /// Virtual machines (`vmctl`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum VmRequest {
     /// Creates a VM; answers with the task. `/vms/{vmid}`: VM.Allocate.
@@ -326,7 +327,7 @@ pub struct SnapshotInfo {
 }
 
 /// Containers (`ctctl`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum CtRequest {
     /// Creates a container; answers with the task. `/vms/{vmid}`: VM.Allocate.
@@ -475,7 +476,7 @@ pub struct ExecInCt {
 }
 
 /// Worker tasks (`clusterctl task`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskRequest {
     /// Lists tasks, newest first. `/nodes/{node}`: Sys.Audit (own tasks always visible).
@@ -496,7 +497,7 @@ pub enum TaskRequest {
 }
 
 /// Storages and volumes (`storectl`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum StorageRequest {
     /// Defines a storage. `/storage`: Datastore.Allocate. REST: `POST /storage`.
@@ -1312,7 +1313,7 @@ mod tests {
 ///
 /// Ids travel as strings and are parsed by hearthd, so a bad one is answered with an error that
 /// names it. A caller may always see their own permissions and manage their own tokens.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessRequest {
     /// Creates a user in realm `pam` or `hearth`. Options: `email`, `firstname`, `lastname`,
