@@ -1,10 +1,12 @@
 //! `cargo xtask gen [--check]`: man pages and shell completions generated from the CLIs' clap
 //! commands, checked into `man/` and `completions/` so reviewers see them and packagers need no
-//! build step.
+//! build step; and `docs/permissions.md`, hearthd's permission table with a sample of every
+//! request.
 //!
 //! Ownership: every file in `completions/bash/` and `completions/zsh/`, and every section 1 and
 //! section 8 page in `man/`, is generated; anything else there that is not generated counts as
-//! extra. Other sections (say, hand-written `hearth.toml.5`) are left alone.
+//! extra. Other sections (say, hand-written `hearth.toml.5`) are left alone, and so is every
+//! file in `docs/` but `permissions.md`.
 //!
 //! Output is deterministic: no dates; the version in the pages comes from Cargo, so a version
 //! bump regenerates the pages in the same commit.
@@ -33,21 +35,25 @@ pub type Files = BTreeMap<PathBuf, Vec<u8>>;
 pub fn run(root: &Path, check_only: bool) -> anyhow::Result<()> {
     if check_only {
         check(root)?;
-        eprintln!("man pages and completions are up to date");
+        eprintln!("man pages, completions and docs/permissions.md are up to date");
     } else {
         let changed = write(root)?;
         if changed == 0 {
-            eprintln!("man pages and completions were already up to date");
+            eprintln!("man pages, completions and docs/permissions.md were already up to date");
         } else {
-            eprintln!("updated {changed} file(s) under man/ and completions/");
+            eprintln!("updated {changed} generated file(s)");
         }
     }
     Ok(())
 }
 
-/// Renders every man page and completion script in memory.
+/// The permission table's page.
+const PERMISSIONS: &str = "docs/permissions.md";
+
+/// Renders every man page, completion script and the permission table in memory.
 pub fn generate() -> anyhow::Result<Files> {
     let mut files = Files::new();
+    files.insert(PathBuf::from(PERMISSIONS), hearthd::permission_table::markdown().into_bytes());
     for binary in BINARIES {
         let mut cmd = (binary.command)().disable_help_subcommand(true);
         // Building first propagates global options into subcommands and gives each subcommand
@@ -167,7 +173,7 @@ pub fn check(root: &Path) -> anyhow::Result<()> {
     if drift.is_empty() {
         return Ok(());
     }
-    let mut report = String::from("man pages and completions are out of date:");
+    let mut report = String::from("generated files are out of date:");
     for (label, paths) in [("stale", &drift.stale), ("missing", &drift.missing), ("extra", &drift.extra)] {
         for path in paths {
             report.push_str(&format!("\n  {label:<8} {}", path.display()));
@@ -207,7 +213,7 @@ mod tests {
     fn generated_files_are_fresh() {
         let root = crate::project_root();
         if std::env::var_os("UPDATE_GENERATED").is_some() {
-            write(&root).expect("regenerating man pages and completions");
+            write(&root).expect("regenerating the generated files");
         } else if let Err(e) = check(&root) {
             panic!("{e:#}");
         }
@@ -230,6 +236,11 @@ mod tests {
             assert!(first.contains_key(&PathBuf::from(format!("completions/bash/{}", binary.name))));
             assert!(first.contains_key(&PathBuf::from(format!("completions/zsh/_{}", binary.name))));
         }
+        let permissions = String::from_utf8_lossy(&first[Path::new(PERMISSIONS)]).into_owned();
+        assert!(
+            permissions.contains("| `vmctl set 100 --memory 512` | VM.Config.Memory on /vms/100 |"),
+            "{permissions}"
+        );
         let create = String::from_utf8_lossy(&first[Path::new("man/vmctl-create.1")]).into_owned();
         let title = format!(r#".TH vmctl-create 1 "" "Hearth {}" "Hearth Manual""#, env!("CARGO_PKG_VERSION"));
         assert!(create.lines().any(|l| l == title), "{create}");

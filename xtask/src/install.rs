@@ -1,5 +1,6 @@
 //! `cargo xtask install [--prefix DIR] [--destdir DIR]`: release binaries, man pages,
-//! completions and the systemd unit, laid out as a Debian administrator expects them.
+//! completions, the permission table (`share/doc/hearth`) and the systemd unit, laid out as a
+//! Debian administrator expects them.
 //!
 //! `--destdir` stages the tree for packaging: files land under DESTDIR/PREFIX while paths
 //! written into them (the unit's ExecStart) use PREFIX alone.
@@ -47,6 +48,7 @@ pub fn run(root: &Path, prefix: &Path, destdir: Option<&Path>) -> anyhow::Result
             Some("man") => layout.man_section(path.extension().and_then(|e| e.to_str()).unwrap_or("1")),
             Some("completions/bash") => layout.bash_completions.clone(),
             Some("completions/zsh") => layout.zsh_completions.clone(),
+            Some("docs") => layout.docs.clone(),
             _ => bail!("do not know where to install {}", path.display()),
         };
         install_file(&stage(&dir.join(name)), &contents, 0o644)?;
@@ -76,6 +78,8 @@ struct Layout {
     man: PathBuf,
     bash_completions: PathBuf,
     zsh_completions: PathBuf,
+    /// Generated documentation: the permission table.
+    docs: PathBuf,
     systemd_units: PathBuf,
 }
 
@@ -88,6 +92,7 @@ impl Layout {
             man: prefix.join("share/man"),
             bash_completions: prefix.join("share/bash-completion/completions"),
             zsh_completions: prefix.join("share/zsh/vendor-completions"),
+            docs: prefix.join("share/doc/hearth"),
             systemd_units: prefix.join("lib/systemd/system"),
         }
     }

@@ -73,7 +73,8 @@ fn cli() -> clap::Command {
         .subcommand_required(true)
         .arg_required_else_help(true)
         .subcommand(
-            clap::Command::new("gen").about("Generate man pages into man/ and completions into completions/").arg(
+            clap::Command::new("gen")
+                .about("Generate man pages into man/, completions into completions/ and docs/permissions.md").arg(
                 Arg::new("check")
                     .long("check")
                     .action(ArgAction::SetTrue)

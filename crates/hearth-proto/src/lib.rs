@@ -58,8 +58,9 @@ pub struct ServerHello {
     pub identity: String,
 }
 
-/// Everything a client can ask, grouped per domain.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Everything a client can ask, grouped per domain. Every request enum names its variants
+/// (`strum::VariantNames`), so hearthd's permission table can insist on a sample of each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum Request {
     Vm(VmRequest),
@@ -71,7 +72,7 @@ pub enum Request {
 }
 
 /// The node as a whole (`clusterctl node`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeRequest {
     /// Starts every guest with `onboot: 1`, in `startup: order=` order, waiting `up=` seconds
@@ -117,7 +118,7 @@ impl Request {
 }
 
 /// Virtual machines (`vmctl`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum VmRequest {
     /// Creates a VM; answers with the task. `/vms/{vmid}`: VM.Allocate.
@@ -141,7 +142,7 @@ pub enum VmRequest {
     /// Reserves and returns the lowest free id. `/vms`: VM.Allocate.
     /// REST: `GET /cluster/nextid`.
     NextId,
-    /// Removes a stale lock. `/vms/{vmid}`: VM.Config.Options (root only in Proxmox).
+    /// Removes a stale lock. Root only, as in Proxmox.
     /// REST: `PUT /nodes/{node}/qemu/{vmid}/config` with `delete=lock`.
     Unlock { vmid: Vmid },
     /// Starts the VM; answers with the task. `/vms/{vmid}`: VM.PowerMgmt.
@@ -235,14 +236,14 @@ pub enum VmRequest {
     },
     /// Copies a disk of a stopped VM to another storage or format and points the configuration
     /// at the copy; the old volume becomes `unusedN`, or is freed with `delete`. Answers with
-    /// the task (`qmmove`). `/vms/{vmid}`: VM.Config.Disk (Proxmox also checks
-    /// Datastore.AllocateSpace on the target storage; this table names one path per request).
+    /// the task (`qmmove`). `/vms/{vmid}`: VM.Config.Disk, and `/storage/{storage}`:
+    /// Datastore.AllocateSpace on the target storage.
     /// REST: `POST /nodes/{node}/qemu/{vmid}/move_disk`.
     MoveDisk(MoveDisk),
     /// Imports the attached image file (raw, qcow2 or vmdk, probed) as a new volume on a
     /// storage, added as the lowest free `unusedN`; images that reach other files are refused.
-    /// Answers with the task (`qmimport`). `/vms/{vmid}`: VM.Config.Disk (Proxmox also checks
-    /// Datastore.AllocateSpace on the storage). REST: none (the CLI hands over the file; the
+    /// Answers with the task (`qmimport`). `/vms/{vmid}`: VM.Config.Disk, and
+    /// `/storage/{storage}`: Datastore.AllocateSpace. REST: none (the CLI hands over the file; the
     /// API's equivalent is `import-from=` in `POST /nodes/{node}/qemu/{vmid}/config`).
     ImportDisk(ImportDisk),
     /// Removes disks from the configuration: each volume becomes `unusedN`, or with `force` is
@@ -330,7 +331,7 @@ pub struct SnapshotInfo {
 }
 
 /// Containers (`ctctl`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum CtRequest {
     /// Creates a container; answers with the task. `/vms/{vmid}`: VM.Allocate.
@@ -351,7 +352,7 @@ pub enum CtRequest {
     /// Destroys a container; answers with the task. `/vms/{vmid}`: VM.Allocate.
     /// REST: `DELETE /nodes/{node}/lxc/{vmid}`.
     Destroy(DestroyGuest),
-    /// Removes a stale lock. `/vms/{vmid}`: VM.Config.Options.
+    /// Removes a stale lock. Root only, as in Proxmox.
     /// REST: `PUT /nodes/{node}/lxc/{vmid}/config` with `delete=lock`.
     Unlock { vmid: Vmid },
     /// Starts the container and returns once its init runs. `/vms/{vmid}`: VM.PowerMgmt.
@@ -479,7 +480,7 @@ pub struct ExecInCt {
 }
 
 /// Worker tasks (`clusterctl task`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskRequest {
     /// Lists tasks, newest first. `/nodes/{node}`: Sys.Audit (own tasks always visible).
@@ -500,15 +501,15 @@ pub enum TaskRequest {
 }
 
 /// Storages and volumes (`storectl`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum StorageRequest {
     /// Defines a storage. `/storage`: Datastore.Allocate. REST: `POST /storage`.
     Add(AddStorage),
-    /// Changes a storage's keys. `/storage/{storage}`: Datastore.Allocate.
+    /// Changes a storage's keys. `/storage`: Datastore.Allocate (a `keyfile`: root only).
     /// REST: `PUT /storage/{storage}`.
     Set(SetStorage),
-    /// Removes a storage definition; its data stays. `/storage/{storage}`: Datastore.Allocate.
+    /// Removes a storage definition; its data stays. `/storage`: Datastore.Allocate.
     /// REST: `DELETE /storage/{storage}`.
     Remove { storage: String },
     /// Reads storage definitions (all, or one). `/storage/{storage}`: Datastore.Audit, per
@@ -615,7 +616,8 @@ pub struct BackupOptions {
     pub notes_template: Option<String>,
     #[serde(default)]
     pub protected: bool,
-    /// `keep-last=3,…`: prune the guest's backups on the storage afterwards.
+    /// `keep-last=3,…`: prune the guest's backups on the storage afterwards, which needs
+    /// Datastore.Allocate on it.
     #[serde(default)]
     pub prune_backups: Option<String>,
     /// Read at most this many KiB/s from the guest's disks or tree (vzdump's `bwlimit`).
@@ -1315,20 +1317,21 @@ mod tests {
 ///
 /// Ids travel as strings and are parsed by hearthd, so a bad one is answered with an error that
 /// names it. A caller may always see their own permissions and manage their own tokens.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessRequest {
     /// Creates a user in realm `pam` or `hearth`. Options: `email`, `firstname`, `lastname`,
     /// `comment`, `groups` (comma list), `enable` (0|1), `expire` (unix time, 0 = never).
-    /// `/access/groups`: User.Modify. REST: `POST /access/users`.
+    /// `/access/realm/{realm}`: Realm.AllocateUser and `/access/groups`: User.Modify; `groups`
+    /// also `/`: Permissions.Modify. REST: `POST /access/users`.
     UserAdd {
         userid: String,
         #[serde(default)]
         options: Vec<(String, String)>,
     },
     /// Changes a user's options; an empty value clears a text option. With `append`, `groups`
-    /// adds to the user's groups instead of replacing them. `/access/groups`: User.Modify.
-    /// REST: `PUT /access/users/{userid}`.
+    /// adds to the user's groups instead of replacing them. `/access/groups`: User.Modify;
+    /// `groups` also `/`: Permissions.Modify. REST: `PUT /access/users/{userid}`.
     UserModify {
         userid: String,
         #[serde(default)]
@@ -1336,8 +1339,8 @@ pub enum AccessRequest {
         #[serde(default)]
         append: bool,
     },
-    /// Deletes a user with its tokens and ACL entries. `/access/groups`: User.Modify.
-    /// REST: `DELETE /access/users/{userid}`.
+    /// Deletes a user with its tokens and ACL entries. `/access/realm/{realm}`:
+    /// Realm.AllocateUser and `/access/groups`: User.Modify. REST: `DELETE /access/users/{userid}`.
     UserDelete { userid: String },
     /// The users the caller may audit (`/access/groups`: Sys.Audit or User.Modify), or only
     /// the caller. REST: `GET /access/users`.
@@ -1406,8 +1409,8 @@ pub enum AccessRequest {
     /// The ACL entries on paths where the caller holds Sys.Audit or Permissions.Modify.
     /// REST: `GET /access/acl`.
     AclList,
-    /// Creates a pool, optionally with members. `/pool/{pool}`: Pool.Allocate.
-    /// REST: `POST /pools`.
+    /// Creates a pool, optionally with members. `/pool/{pool}`: Pool.Allocate, and VM.Allocate on
+    /// each guest and Datastore.Allocate on each storage added. REST: `POST /pools`.
     PoolAdd {
         pool: String,
         #[serde(default)]
@@ -1418,7 +1421,7 @@ pub enum AccessRequest {
         storage: Vec<String>,
     },
     /// Adds guests and storages to a pool, or removes them with `delete`; sets the comment.
-    /// `/pool/{pool}`: Pool.Allocate. REST: `PUT /pools/{poolid}`.
+    /// `/pool/{pool}`: Pool.Allocate, and as `PoolAdd` on each member. REST: `PUT /pools/{poolid}`.
     PoolModify {
         pool: String,
         #[serde(default)]
@@ -1436,7 +1439,7 @@ pub enum AccessRequest {
     /// The pools the caller may audit (`/pool/{pool}`: Pool.Audit). REST: `GET /pools`.
     PoolList,
     /// Creates an API token and answers with its secret, shown this once. The caller's own
-    /// tokens, or anyone's with `/access/groups`: User.Modify.
+    /// tokens, or anyone's for root@pam (a token holds its user's rights).
     /// REST: `POST /access/users/{userid}/token/{tokenid}`.
     TokenAdd {
         userid: String,

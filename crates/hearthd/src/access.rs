@@ -191,6 +191,9 @@ pub fn key_privilege(kind: GuestSet, key: &str, value: Option<&str>) -> Privileg
             "hostname" | "nameserver" | "searchdomain" => P::VmConfigNetwork,
             _ if is(&["net"]) => P::VmConfigNetwork,
             _ if is(&["dev"]) => P::SysModify,
+            // Nesting (the only feature not root's) lets the container mount proc and sysfs
+            // afresh: Proxmox asks VM.Allocate for it.
+            "features" => P::VmAllocate,
             _ => P::VmConfigOptions,
         },
     }
@@ -228,17 +231,22 @@ fn names(privs: PrivSet) -> &'static [&'static str] {
 /// The table: every request variant's needs — its own ACL path and privileges, then what it
 /// needs on the objects it names ([`crate::referenced`]).
 pub fn required(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
-    let mut needs = vec![primary(request, node, caller)];
+    let mut needs = primary(request, node, caller);
     needs.extend(crate::referenced::needs(request));
     needs
 }
 
-/// A request's own ACL path and privileges.
-fn primary(request: &Request, node: &str, caller: &Caller) -> Need {
+/// What only root@pam may do, whatever the ACL grants; the handler refuses everyone else too.
+fn root(what: &str) -> Need {
+    Need::Root { what: what.to_owned() }
+}
+
+/// A request's own ACL path and privileges (for access requests, everything they need).
+fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
     // A caller's own tasks are always theirs to read and stop, as in Proxmox.
     let own = |upid: &hearth_core::Upid| upid.user == caller.userid;
     let vms = |vmid: &dyn std::fmt::Display| format!("/vms/{vmid}");
-    match request {
+    let need = match request {
         Request::Vm(r) => match r {
             VmRequest::Create(c) => on(vms(&c.vmid), &["VM.Allocate"]),
             VmRequest::Set(s) => on(vms(&s.vmid), set_privileges(GuestSet::Vm, s)),
@@ -248,7 +256,9 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Need {
             VmRequest::List => on("/vms".into(), &[]),
             VmRequest::Destroy(d) => on(vms(&d.vmid), &["VM.Allocate"]),
             VmRequest::NextId => on("/vms".into(), &["VM.Allocate"]),
-            VmRequest::Unlock { vmid } => on(vms(vmid), &["VM.Config.Options"]),
+            // Root only, as in Proxmox: a lock cleared under a running task lets another
+            // operation corrupt its work.
+            VmRequest::Unlock { .. } => root("unlock: clear a guest's lock"),
             VmRequest::Start { vmid, .. }
             | VmRequest::Stop { vmid }
             | VmRequest::Shutdown { vmid, .. }
@@ -257,8 +267,9 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Need {
             | VmRequest::Resume { vmid } => on(vms(vmid), &["VM.PowerMgmt"]),
             VmRequest::Status { vmid, .. } => on(vms(vmid), &["VM.Audit"]),
             VmRequest::Terminal { vmid, .. } => on(vms(vmid), &["VM.Console"]),
-            // Root only: the handler refuses everyone else whatever the ACL says.
-            VmRequest::Monitor { vmid, .. } => on(vms(vmid), &["Sys.Modify"]),
+            // Root only: monitor commands reach the host (Proxmox asks Sys.Modify on `/`, which
+            // only Administrator holds; Hearth keeps it root's, as qm monitor on the host).
+            VmRequest::Monitor { .. } => root("monitor: run QEMU monitor commands"),
             VmRequest::Snapshot { vmid, .. } | VmRequest::DelSnapshot { vmid, .. } => on(vms(vmid), &["VM.Snapshot"]),
             VmRequest::ListSnapshot { vmid } => on(vms(vmid), &["VM.Audit"]),
             VmRequest::Rollback { vmid, .. } => on(vms(vmid), &["VM.Snapshot.Rollback"]),
@@ -266,9 +277,8 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Need {
             VmRequest::Clone(c) => on(vms(&c.vmid), &["VM.Clone"]),
             VmRequest::Resize { vmid, .. } => on(vms(vmid), &["VM.Config.Disk"]),
             // Root only: the command line shows host paths.
-            VmRequest::ShowCmd { vmid, .. } => on(vms(vmid), &["Sys.Modify"]),
-            // Proxmox also wants Datastore.AllocateSpace on the target storage of a move or an
-            // import; the table names one path per request, the VM's.
+            VmRequest::ShowCmd { .. } => root("showcmd: show the QEMU command line with host paths"),
+            // The target storage's Datastore.AllocateSpace is what the request names (referenced).
             VmRequest::MoveDisk(m) => on(vms(&m.vmid), &["VM.Config.Disk"]),
             VmRequest::ImportDisk(i) => on(vms(&i.vmid), &["VM.Config.Disk"]),
             VmRequest::Unlink { vmid, .. } => on(vms(vmid), &["VM.Config.Disk"]),
@@ -284,7 +294,7 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Need {
             CtRequest::Pending { vmid } => on(vms(vmid), &["VM.Audit"]),
             CtRequest::List => on("/vms".into(), &[]),
             CtRequest::Destroy(d) => on(vms(&d.vmid), &["VM.Allocate"]),
-            CtRequest::Unlock { vmid } => on(vms(vmid), &["VM.Config.Options"]),
+            CtRequest::Unlock { .. } => root("unlock: clear a guest's lock"),
             CtRequest::Start { vmid }
             | CtRequest::Stop { vmid }
             | CtRequest::Shutdown { vmid, .. }
@@ -296,8 +306,8 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Need {
             // Root inside the container: whoever may destroy and recreate it may be that.
             CtRequest::Exec(e) => on(vms(&e.vmid), &["VM.Allocate"]),
             CtRequest::Push { vmid, .. } | CtRequest::Pull { vmid, .. } => on(vms(vmid), &["VM.Allocate"]),
-            // Root only: the handler refuses everyone else (host paths, as pct mount).
-            CtRequest::Mount { vmid } | CtRequest::Unmount { vmid } => on(vms(vmid), &["Sys.Modify"]),
+            // Root only, as pct mount: the volumes appear on the host.
+            CtRequest::Mount { .. } | CtRequest::Unmount { .. } => root("mount: a container's volumes on the host"),
             CtRequest::Snapshot { vmid, .. } | CtRequest::DelSnapshot { vmid, .. } => on(vms(vmid), &["VM.Snapshot"]),
             CtRequest::Rollback { vmid, .. } => on(vms(vmid), &["VM.Snapshot.Rollback"]),
             CtRequest::Template { vmid } => on(vms(vmid), &["VM.Allocate"]),
@@ -321,16 +331,21 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Need {
             TaskRequest::Stop { .. } => on(format!("/nodes/{node}"), &["Sys.Modify"]),
         },
         Request::Node(NodeRequest::StartAll { .. } | NodeRequest::StopAll { .. }) => on("/".into(), &["VM.PowerMgmt"]),
-        Request::Access(r) => crate::users::required(r),
+        // What an access request needs can depend on whom it names (one's own tokens,
+        // password and second factors) and on several paths at once.
+        Request::Access(r) => return crate::users::required(r, caller),
         Request::Storage(r) => {
             let storage = |id: &str| format!("/storage/{id}");
             // A volume id's storage; a malformed id is refused later, after the check, so
             // the path falls back to the whole tree.
             let of_volume = |volid: &str| volid.split_once(':').map_or_else(|| "/storage".into(), |(s, _)| storage(s));
             match r {
-                StorageRequest::Add(_) => on("/storage".into(), &["Datastore.Allocate"]),
-                StorageRequest::Set(s) => on(storage(&s.storage), &["Datastore.Allocate"]),
-                StorageRequest::Remove { storage: s } => on(storage(s), &["Datastore.Allocate"]),
+                // A definition is host configuration (its path, what it mounts): as in Proxmox,
+                // changing or removing one needs Datastore.Allocate on all of `/storage`, not
+                // only on the storage itself.
+                StorageRequest::Add(_) | StorageRequest::Set(_) | StorageRequest::Remove { .. } => {
+                    on("/storage".into(), &["Datastore.Allocate"])
+                }
                 // One storage needs Datastore.Audit on it; all of them answer everyone with only
                 // the storages the caller may audit.
                 StorageRequest::Config { storage: Some(s) }
@@ -374,7 +389,8 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Need {
                 | StorageRequest::BackupJobRunDue => on("/".into(), &["Sys.Modify"]),
             }
         }
-    }
+    };
+    vec![need]
 }
 
 fn now() -> i64 {

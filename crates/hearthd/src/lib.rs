@@ -18,6 +18,7 @@ mod credentials;
 mod disks;
 mod guests;
 mod jobs;
+pub mod permission_table;
 mod referenced;
 mod snapshots;
 pub mod storage;

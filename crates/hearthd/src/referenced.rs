@@ -111,6 +111,12 @@ pub fn value_needs(kind: GuestKind, vmid: Vmid, key: &str, value: &Value) -> Vec
     if key == "args" {
         return root("give the guest extra QEMU arguments");
     }
+    // The start order and its delays hold up the host's boot and shutdown: Proxmox asks
+    // Sys.Modify on `/` for a VM's `startup`. Hearth asks it of containers too, which share
+    // one start order with the VMs.
+    if key == "startup" {
+        return vec![on("/".into(), &["Sys.Modify"])];
+    }
     if key_privilege(set, key, value.as_str()) == hearth_core::access::Privilege::SysModify {
         return root("give the guest a host device or script");
     }
@@ -197,7 +203,7 @@ pub fn needs(request: &Request) -> Vec<Need> {
                 needs.extend(c.target.as_deref().map(space));
                 needs
             }
-            GuestRef::Backup(b) => b.options.storage.as_deref().map(space).into_iter().collect(),
+            GuestRef::Backup(b) => backup_needs(&b.options),
             GuestRef::Restore(r) => {
                 let mut needs = volume_needs(Some(r.vmid), &r.archive, "archive");
                 needs.extend(r.storage.as_deref().map(space));
@@ -231,10 +237,37 @@ pub fn needs(request: &Request) -> Vec<Need> {
         },
         // Each guest named is backed up: VM.Backup on it (`--all` is checked per guest).
         Request::Storage(StorageRequest::BackupRun(r)) => {
-            r.vmids.iter().map(|v| on(format!("/vms/{v}"), &["VM.Backup"])).collect()
+            let mut needs: Vec<Need> = r.vmids.iter().map(|v| on(format!("/vms/{v}"), &["VM.Backup"])).collect();
+            // The storage's Datastore.AllocateSpace is the request's own path.
+            needs.extend(prune_needs(&r.options));
+            needs
+        }
+        // A chunk store's key file is read by hearthd as root.
+        Request::Storage(StorageRequest::Add(hearth_proto::AddStorage { options, .. }))
+        | Request::Storage(StorageRequest::Set(hearth_proto::SetStorage { options, .. }))
+            if options.iter().any(|(k, _)| k == "keyfile") =>
+        {
+            vec![Need::Root { what: "keyfile: make hearthd read a key file on the host".into() }]
         }
         _ => Vec::new(),
     }
+}
+
+/// What a single guest's backup needs beyond VM.Backup on it: Datastore.AllocateSpace on the
+/// storage it names (the default storage is checked by the handler once chosen), and what its
+/// pruning needs.
+fn backup_needs(options: &hearth_proto::BackupOptions) -> Vec<Need> {
+    let mut needs: Vec<Need> = options.storage.as_deref().map(space).into_iter().collect();
+    needs.extend(prune_needs(options));
+    needs
+}
+
+/// `--prune-backups` removes backups, which needs Datastore.Allocate on the storage, as
+/// vzdump's; without `--storage` the storage is not known yet, so all of `/storage`.
+fn prune_needs(options: &hearth_proto::BackupOptions) -> Option<Need> {
+    options.prune_backups.as_ref()?;
+    let path = options.storage.as_deref().map_or_else(|| "/storage".to_owned(), storage_path);
+    Some(on(path, &["Datastore.Allocate"]))
 }
 
 /// The guest requests that name other objects, for [`needs`].

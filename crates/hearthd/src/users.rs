@@ -28,30 +28,91 @@ const REALMS: &[&str] = &["pam", "hearth"];
 /// The options `user add` and `user modify` take.
 const USER_OPTIONS: &str = "email, firstname, lastname, comment, groups, enable, expire";
 
-/// What each access request needs. Requests whose check depends on the caller or on the roles
-/// granted (listings, one's own permissions and tokens, `acl modify`) name no privilege here;
-/// their handlers check.
-pub fn required(r: &AccessRequest) -> Need {
+/// What each access request needs, as Proxmox's `/access` and `/pools` API declare it. The
+/// caller matters where a request names a user: one's own permissions, password and second
+/// factors are always one's own. The handlers check the same again where they act, and alone
+/// decide what depends on the model (listings, and `acl modify`, which may delegate only roles
+/// whose privileges the caller holds).
+pub fn required(r: &AccessRequest, caller: &Caller) -> Vec<Need> {
     use AccessRequest as A;
     let on = |path: &str, privileges: &'static [&'static str]| Need::All { path: path.to_owned(), privileges };
+    let user_admin = || on("/access/groups", &["User.Modify"]);
+    // The caller itself, as that user rather than through one of its tokens.
+    let own = |userid: &str| userid == caller.userid && caller.token.is_none();
+    // The realm a user id names; a malformed id is refused by the handler.
+    let realm = |userid: &str| userid.rsplit_once('@').map(|(_, realm)| format!("/access/realm/{realm}"));
+    // Group membership carries the group's roles: changing it is granting them.
+    let membership = |options: &[(String, String)]| {
+        options.iter().any(|(k, _)| k == "groups").then(|| on("/", &["Permissions.Modify"]))
+    };
     match r {
-        A::UserAdd { .. } | A::UserModify { .. } | A::UserDelete { .. } => on("/access/groups", &["User.Modify"]),
-        A::UserList | A::UserPermissions { .. } => on("/access", &[]),
-        A::GroupAdd { .. } | A::GroupModify { .. } | A::GroupDelete { .. } => on("/access/groups", &["Group.Allocate"]),
-        A::GroupList => on("/access/groups", &[]),
-        A::RoleAdd { .. } | A::RoleModify { .. } | A::RoleDelete { .. } => on("/access", &["Sys.Modify"]),
-        A::RoleList => on("/access", &[]),
-        A::AclModify { path, .. } => on(path, &[]),
-        A::AclList => on("/", &[]),
-        A::PoolAdd { pool, .. } | A::PoolModify { pool, .. } | A::PoolDelete { pool } => {
-            on(&format!("/pool/{pool}"), &["Pool.Allocate"])
+        A::UserAdd { userid, options } => {
+            let mut needs: Vec<Need> = realm(userid).map(|p| on(&p, &["Realm.AllocateUser"])).into_iter().collect();
+            needs.push(user_admin());
+            needs.extend(membership(options));
+            needs
         }
-        A::PoolList => on("/pool", &[]),
-        A::TokenAdd { .. } | A::TokenRemove { .. } | A::TokenList { .. } | A::TokenModify { .. } => {
-            on("/access/groups", &[])
+        A::UserModify { options, .. } => [Some(user_admin()), membership(options)].into_iter().flatten().collect(),
+        A::UserDelete { userid } => {
+            let mut needs: Vec<Need> = realm(userid).map(|p| on(&p, &["Realm.AllocateUser"])).into_iter().collect();
+            needs.push(user_admin());
+            needs
         }
-        A::Passwd { .. } => on("/access", &[]),
-        A::TfaAdd { .. } | A::TfaList { .. } | A::TfaDelete { .. } => on("/access/groups", &[]),
+        A::UserList => vec![on("/access", &[])],
+        A::UserPermissions { userid, .. } => {
+            // One's own and one's tokens' permissions; anyone's with Sys.Audit.
+            let user = userid.split_once('!').map_or(userid.as_str(), |(user, _)| user);
+            if user == caller.userid { vec![on("/access", &[])] } else { vec![on("/access", &["Sys.Audit"])] }
+        }
+        A::GroupAdd { .. } | A::GroupModify { .. } | A::GroupDelete { .. } => {
+            vec![on("/access/groups", &["Group.Allocate"])]
+        }
+        A::GroupList => vec![on("/access/groups", &[])],
+        A::RoleAdd { .. } | A::RoleModify { .. } | A::RoleDelete { .. } => vec![on("/access", &["Sys.Modify"])],
+        A::RoleList => vec![on("/access", &[])],
+        A::AclModify { path, .. } => vec![on(path, &[])],
+        A::AclList => vec![on("/", &[])],
+        A::PoolAdd { pool, vms, storage, .. } | A::PoolModify { pool, vms, storage, .. } => {
+            // Pool members take the pool's roles: each guest needs VM.Allocate, each storage
+            // Datastore.Allocate, as in Proxmox.
+            let mut needs = vec![on(&format!("/pool/{pool}"), &["Pool.Allocate"])];
+            needs.extend(vms.iter().map(|v| on(&format!("/vms/{v}"), &["VM.Allocate"])));
+            needs.extend(storage.iter().map(|s| on(&format!("/storage/{s}"), &["Datastore.Allocate"])));
+            needs
+        }
+        A::PoolDelete { pool } => vec![on(&format!("/pool/{pool}"), &["Pool.Allocate"])],
+        A::PoolList => vec![on("/pool", &[])],
+        // A token acts with its user's rights, so whoever could make one for another user would
+        // hold that user's rights: Proxmox's User.Modify is not enough, another user's tokens
+        // are root's.
+        A::TokenAdd { userid, .. }
+        | A::TokenRemove { userid, .. }
+        | A::TokenList { userid }
+        | A::TokenModify { userid, .. } => {
+            if own(userid) {
+                vec![on("/access/groups", &[])]
+            } else {
+                vec![Need::Root { what: format!("token: manage the API tokens of '{userid}'") }]
+            }
+        }
+        A::Passwd { userid, .. } => {
+            if own(userid) {
+                vec![on("/access", &[])]
+            } else {
+                let mut needs: Vec<Need> = realm(userid).map(|p| on(&p, &["Realm.AllocateUser"])).into_iter().collect();
+                needs.push(user_admin());
+                needs
+            }
+        }
+        A::TfaAdd { userid, .. } | A::TfaDelete { userid, .. } | A::TfaList { userid: Some(userid) } => {
+            if own(userid) {
+                vec![on("/access/groups", &[])]
+            } else {
+                vec![user_admin()]
+            }
+        }
+        // Everyone's factors for User.Modify holders, one's own for everyone else.
+        A::TfaList { userid: None } => vec![on("/access/groups", &[])],
     }
 }
 
