@@ -5,12 +5,47 @@ mod cmd;
 
 use std::process::ExitCode;
 
-use anyhow::bail;
 use clap::{ArgMatches, Command};
-use hearth_client::cli::{self, OutputFormat};
+use hearth_client::cli::{self, Subcommand};
+use hearth_client::guest_subcommand;
+use hearth_core::GuestKind;
 
 /// The program name, for messages and the software string sent to hearthd.
 const BIN: &str = "ctctl";
+
+/// The subcommands, in the order of the help: how each is built and run. The guest commands
+/// vmctl has too come from `hearth_client::guest`.
+const COMMANDS: &[Subcommand] = &[
+    Subcommand::new(cmd::create::command, cmd::create::run),
+    guest_subcommand!(GuestKind::Ct, BIN, set),
+    guest_subcommand!(GuestKind::Ct, BIN, config),
+    guest_subcommand!(GuestKind::Ct, BIN, pending),
+    guest_subcommand!(GuestKind::Ct, BIN, list),
+    guest_subcommand!(GuestKind::Ct, BIN, destroy),
+    guest_subcommand!(GuestKind::Ct, BIN, unlock),
+    guest_subcommand!(GuestKind::Ct, BIN, start),
+    guest_subcommand!(GuestKind::Ct, BIN, stop),
+    guest_subcommand!(GuestKind::Ct, BIN, shutdown),
+    guest_subcommand!(GuestKind::Ct, BIN, reboot),
+    guest_subcommand!(GuestKind::Ct, BIN, status),
+    Subcommand::new(cmd::console::command, cmd::console::run),
+    Subcommand::new(cmd::enter::command, cmd::enter::run),
+    Subcommand::new(cmd::exec::command, cmd::exec::run),
+    Subcommand::new(cmd::push::command, cmd::push::run),
+    Subcommand::new(cmd::pull::command, cmd::pull::run),
+    Subcommand::new(cmd::mount::command, cmd::mount::run),
+    Subcommand::new(cmd::unmount::command, cmd::unmount::run),
+    Subcommand::new(cmd::df::command, cmd::df::run),
+    guest_subcommand!(GuestKind::Ct, BIN, snapshot),
+    guest_subcommand!(GuestKind::Ct, BIN, listsnapshot),
+    guest_subcommand!(GuestKind::Ct, BIN, rollback),
+    guest_subcommand!(GuestKind::Ct, BIN, delsnapshot),
+    guest_subcommand!(GuestKind::Ct, BIN, template),
+    guest_subcommand!(GuestKind::Ct, BIN, clone),
+    guest_subcommand!(GuestKind::Ct, BIN, backup),
+    guest_subcommand!(GuestKind::Ct, BIN, restore),
+    guest_subcommand!(GuestKind::Ct, BIN, resize),
+];
 
 /// The whole command line of `ctctl`.
 pub fn command() -> Command {
@@ -31,75 +66,12 @@ pub fn command() -> Command {
         .arg_required_else_help(true)
         .arg(cli::output_format_arg())
         .arg(cli::token_arg())
-        .subcommands([
-            cmd::create::command(),
-            cmd::set::command(),
-            cmd::config::command(),
-            cmd::pending::command(),
-            cmd::list::command(),
-            cmd::destroy::command(),
-            cmd::unlock::command(),
-            cmd::start::command(),
-            cmd::stop::command(),
-            cmd::shutdown::command(),
-            cmd::reboot::command(),
-            cmd::status::command(),
-            cmd::console::command(),
-            cmd::enter::command(),
-            cmd::exec::command(),
-            cmd::push::command(),
-            cmd::pull::command(),
-            cmd::mount::command(),
-            cmd::unmount::command(),
-            cmd::df::command(),
-            cmd::snapshot::command(),
-            cmd::listsnapshot::command(),
-            cmd::rollback::command(),
-            cmd::delsnapshot::command(),
-            cmd::template::command(),
-            cmd::clone::command(),
-            cmd::backup::command(),
-            cmd::restore::command(),
-            cmd::resize::command(),
-        ])
+        .subcommands(cli::subcommands(COMMANDS))
 }
 
 /// Runs the subcommand that `matches` (from [`command`]) selected.
 pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
-    let Some((name, sub)) = matches.subcommand() else { bail!("no command given; see `ctctl --help`") };
-    let format = OutputFormat::from_matches(sub);
-    match name {
-        "create" => cmd::create::run(sub, format),
-        "set" => cmd::set::run(sub, format),
-        "config" => cmd::config::run(sub, format),
-        "pending" => cmd::pending::run(sub, format),
-        "list" => cmd::list::run(sub, format),
-        "destroy" => cmd::destroy::run(sub, format),
-        "unlock" => cmd::unlock::run(sub, format),
-        "start" => cmd::start::run(sub, format),
-        "stop" => cmd::stop::run(sub, format),
-        "shutdown" => cmd::shutdown::run(sub, format),
-        "reboot" => cmd::reboot::run(sub, format),
-        "status" => cmd::status::run(sub, format),
-        "console" => cmd::console::run(sub, format),
-        "enter" => cmd::enter::run(sub, format),
-        "exec" => cmd::exec::run(sub, format),
-        "push" => cmd::push::run(sub, format),
-        "pull" => cmd::pull::run(sub, format),
-        "mount" => cmd::mount::run(sub, format),
-        "unmount" => cmd::unmount::run(sub, format),
-        "df" => cmd::df::run(sub, format),
-        "snapshot" => cmd::snapshot::run(sub, format),
-        "listsnapshot" => cmd::listsnapshot::run(sub, format),
-        "rollback" => cmd::rollback::run(sub, format),
-        "delsnapshot" => cmd::delsnapshot::run(sub, format),
-        "template" => cmd::template::run(sub, format),
-        "clone" => cmd::clone::run(sub, format),
-        "backup" => cmd::backup::run(sub, format),
-        "restore" => cmd::restore::run(sub, format),
-        "resize" => cmd::resize::run(sub, format),
-        other => bail!("unknown command '{other}'"),
-    }
+    cli::dispatch(COMMANDS, BIN, matches)
 }
 
 /// `ctctl`'s `main`: parse, run, exit 0, 1 or 2, or with the status of what exec ran.
@@ -111,7 +83,7 @@ pub fn main() -> ExitCode {
 #[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 mod tests {
     use super::*;
-    use hearth_core::GuestKind;
+    use hearth_client::cli::OutputFormat;
 
     #[test]
     fn command_is_consistent() {

@@ -253,7 +253,6 @@ pub fn schema_options(schema: &Schema, matches: &ArgMatches) -> Vec<(String, Str
     given.into_iter().map(|(_, key, value)| (key, value)).collect()
 }
 
-/// An option taking configuration keys (`--delete`, `--revert`), repeatable, each value a list
 /// An option that is a switch in Proxmox's style: `--full` alone means 1, `--full 0` and
 /// `--full 1` (and yes/no, true/false) are accepted too.
 pub fn flag_arg(name: &'static str, help: &'static str) -> Arg {
@@ -266,6 +265,7 @@ pub fn flag_arg(name: &'static str, help: &'static str) -> Arg {
         .help(help)
 }
 
+/// An option taking configuration keys (`--delete`, `--revert`), repeatable, each value a list
 /// separated by `,`, `;` or spaces.
 pub fn key_list_arg(name: &'static str, help: &'static str) -> Arg {
     Arg::new(name).long(name).value_name("KEYS").action(ArgAction::Append).help(help)
@@ -326,6 +326,57 @@ pub fn run_task(client: &mut Client, request: &Request, format: OutputFormat) ->
         Payload::Task(upid) => follow_task(client, &upid, format),
         other => Err(unexpected(&other)),
     }
+}
+
+/// Sends a request that runs as a task, or that hearthd does at once, and waits for the end:
+/// a task's log is printed as it arrives (JSON: its final status); an immediate answer prints
+/// nothing. `what` names the operation in errors ("starting CT 200").
+pub fn run_request(
+    bin: &str,
+    request: &Request,
+    format: OutputFormat,
+    what: impl Fn() -> String,
+) -> anyhow::Result<()> {
+    let mut client = connect(bin)?;
+    match client.call(request).with_context(&what)? {
+        Payload::Task(upid) => follow_task(&mut client, &upid, format).with_context(what).map(drop),
+        Payload::Empty => Ok(()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// How a subcommand runs once clap has parsed its arguments.
+pub type Run = fn(&ArgMatches, OutputFormat) -> anyhow::Result<()>;
+
+/// One subcommand of a tool: how to build its clap `Command` and how to run it. Each tool
+/// (and each group of subcommands, such as `vmctl disk`) keeps one table of these, which both
+/// builds its command line ([`subcommands`]) and dispatches ([`dispatch`]), so the list of
+/// subcommands and what runs them cannot disagree.
+#[derive(Clone, Copy, Debug)]
+pub struct Subcommand {
+    pub command: fn() -> Command,
+    pub run: Run,
+}
+
+impl Subcommand {
+    pub const fn new(command: fn() -> Command, run: Run) -> Subcommand {
+        Subcommand { command, run }
+    }
+}
+
+/// The clap commands of a table, in its order (which is the order of the help).
+pub fn subcommands(table: &[Subcommand]) -> impl Iterator<Item = Command> + '_ {
+    table.iter().map(|entry| (entry.command)())
+}
+
+/// Runs the entry of `table` that `matches` selected. `usage` names the command whose help
+/// lists the table ("vmctl", "vmctl disk"), for the error when none was given.
+pub fn dispatch(table: &[Subcommand], usage: &str, matches: &ArgMatches) -> anyhow::Result<()> {
+    let Some((name, sub)) = matches.subcommand() else { bail!("no command given; see `{usage} --help`") };
+    // clap reports the subcommand's own name even when an alias was typed.
+    let entry = table.iter().find(|entry| (entry.command)().get_name() == name);
+    let Some(entry) = entry else { bail!("unknown command '{name}'; see `{usage} --help`") };
+    (entry.run)(sub, OutputFormat::from_matches(sub))
 }
 
 /// Follows a task. Text: log lines go to stdout as they arrive, with a progress bar (bytes and

@@ -8,6 +8,7 @@
 
 pub mod backups;
 pub mod cli;
+pub mod guest;
 pub mod password;
 pub mod snapshots;
 pub mod terminal;

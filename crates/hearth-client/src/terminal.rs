@@ -15,6 +15,7 @@ use std::os::unix::net::UnixStream;
 use std::thread;
 
 use anyhow::{Context, anyhow};
+use hearth_proto::Request;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -23,6 +24,16 @@ use nix::sys::termios::{self, SetArg, Termios};
 
 /// Ctrl+O, qm's default escape: leaves the console and is not sent to the guest.
 pub const ESCAPE: u8 = 0x0f;
+
+/// Asks hearthd, as `bin`, for a guest's console with `request` (`what` names it in errors:
+/// "opening tty2 of CT 200"), then relays it on this terminal as [`attach`] does, printing
+/// `banner` first. hearthd is no longer involved once the console is handed over.
+pub fn open(bin: &str, request: &Request, what: impl Fn() -> String, banner: &str) -> anyhow::Result<()> {
+    let mut client = crate::cli::connect(bin)?;
+    let console = client.call_for_file(request).with_context(what)?;
+    drop(client);
+    attach(console, banner)
+}
 
 /// Connects this process's stdin and stdout to `console` until the user leaves with Ctrl+O,
 /// the guest closes the console, or a signal arrives.

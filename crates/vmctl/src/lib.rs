@@ -6,12 +6,51 @@ mod cmd;
 
 use std::process::ExitCode;
 
-use anyhow::bail;
 use clap::{ArgMatches, Command};
-use hearth_client::cli::{self, OutputFormat};
+use hearth_client::cli::{self, Subcommand};
+use hearth_client::guest_subcommand;
+use hearth_core::GuestKind;
 
 /// The program name, for messages and the software string sent to hearthd.
 const BIN: &str = "vmctl";
+
+/// The subcommands, in the order of the help: how each is built and run. The guest commands
+/// ctctl has too come from `hearth_client::guest`.
+const COMMANDS: &[Subcommand] = &[
+    Subcommand::new(cmd::create::command, cmd::create::run),
+    guest_subcommand!(GuestKind::Vm, BIN, set),
+    guest_subcommand!(GuestKind::Vm, BIN, config),
+    guest_subcommand!(GuestKind::Vm, BIN, pending),
+    guest_subcommand!(GuestKind::Vm, BIN, list),
+    guest_subcommand!(GuestKind::Vm, BIN, destroy),
+    Subcommand::new(cmd::nextid::command, cmd::nextid::run),
+    guest_subcommand!(GuestKind::Vm, BIN, unlock),
+    guest_subcommand!(GuestKind::Vm, BIN, start),
+    guest_subcommand!(GuestKind::Vm, BIN, stop),
+    guest_subcommand!(GuestKind::Vm, BIN, shutdown),
+    guest_subcommand!(GuestKind::Vm, BIN, reboot),
+    Subcommand::new(cmd::suspend::command, cmd::suspend::run),
+    Subcommand::new(cmd::resume::command, cmd::resume::run),
+    guest_subcommand!(GuestKind::Vm, BIN, status),
+    Subcommand::new(cmd::terminal::command, cmd::terminal::run),
+    Subcommand::new(cmd::monitor::command, cmd::monitor::run),
+    Subcommand::new(cmd::showcmd::command, cmd::showcmd::run),
+    guest_subcommand!(GuestKind::Vm, BIN, snapshot),
+    guest_subcommand!(GuestKind::Vm, BIN, listsnapshot),
+    guest_subcommand!(GuestKind::Vm, BIN, rollback),
+    guest_subcommand!(GuestKind::Vm, BIN, delsnapshot),
+    guest_subcommand!(GuestKind::Vm, BIN, template),
+    guest_subcommand!(GuestKind::Vm, BIN, clone),
+    guest_subcommand!(GuestKind::Vm, BIN, backup),
+    guest_subcommand!(GuestKind::Vm, BIN, restore),
+    guest_subcommand!(GuestKind::Vm, BIN, resize),
+    Subcommand::new(cmd::move_disk::command, cmd::move_disk::run),
+    Subcommand::new(cmd::disk::command, cmd::disk::run),
+    // qm's old name of `disk import`, kept working but out of the help.
+    Subcommand::new(|| cmd::disk::import::command().name("importdisk").hide(true), cmd::disk::import::run),
+    Subcommand::new(cmd::unlink::command, cmd::unlink::run),
+    Subcommand::new(cmd::cleanup::command, cmd::cleanup::run),
+];
 
 /// The whole command line of `vmctl`.
 pub fn command() -> Command {
@@ -30,82 +69,12 @@ pub fn command() -> Command {
         .arg_required_else_help(true)
         .arg(cli::output_format_arg())
         .arg(cli::token_arg())
-        .subcommands([
-            cmd::create::command(),
-            cmd::set::command(),
-            cmd::config::command(),
-            cmd::pending::command(),
-            cmd::list::command(),
-            cmd::destroy::command(),
-            cmd::nextid::command(),
-            cmd::unlock::command(),
-            cmd::start::command(),
-            cmd::stop::command(),
-            cmd::shutdown::command(),
-            cmd::reboot::command(),
-            cmd::suspend::command(),
-            cmd::resume::command(),
-            cmd::status::command(),
-            cmd::terminal::command(),
-            cmd::monitor::command(),
-            cmd::showcmd::command(),
-            cmd::snapshot::command(),
-            cmd::listsnapshot::command(),
-            cmd::rollback::command(),
-            cmd::delsnapshot::command(),
-            cmd::template::command(),
-            cmd::clone::command(),
-            cmd::backup::command(),
-            cmd::restore::command(),
-            cmd::resize::command(),
-            cmd::move_disk::command(),
-            cmd::disk::command(),
-            // qm's old name of `disk import`, kept working but out of the help.
-            cmd::disk::import::command().name("importdisk").hide(true),
-            cmd::unlink::command(),
-            cmd::cleanup::command(),
-        ])
+        .subcommands(cli::subcommands(COMMANDS))
 }
 
 /// Runs the subcommand that `matches` (from [`command`]) selected.
 pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
-    let Some((name, sub)) = matches.subcommand() else { bail!("no command given; see `vmctl --help`") };
-    let format = OutputFormat::from_matches(sub);
-    match name {
-        "create" => cmd::create::run(sub, format),
-        "set" => cmd::set::run(sub, format),
-        "config" => cmd::config::run(sub, format),
-        "pending" => cmd::pending::run(sub, format),
-        "list" => cmd::list::run(sub, format),
-        "destroy" => cmd::destroy::run(sub, format),
-        "nextid" => cmd::nextid::run(sub, format),
-        "unlock" => cmd::unlock::run(sub, format),
-        "start" => cmd::start::run(sub, format),
-        "stop" => cmd::stop::run(sub, format),
-        "shutdown" => cmd::shutdown::run(sub, format),
-        "reboot" => cmd::reboot::run(sub, format),
-        "suspend" => cmd::suspend::run(sub, format),
-        "resume" => cmd::resume::run(sub, format),
-        "status" => cmd::status::run(sub, format),
-        "terminal" => cmd::terminal::run(sub, format),
-        "monitor" => cmd::monitor::run(sub, format),
-        "showcmd" => cmd::showcmd::run(sub, format),
-        "snapshot" => cmd::snapshot::run(sub, format),
-        "listsnapshot" => cmd::listsnapshot::run(sub, format),
-        "rollback" => cmd::rollback::run(sub, format),
-        "delsnapshot" => cmd::delsnapshot::run(sub, format),
-        "template" => cmd::template::run(sub, format),
-        "clone" => cmd::clone::run(sub, format),
-        "backup" => cmd::backup::run(sub, format),
-        "restore" => cmd::restore::run(sub, format),
-        "resize" => cmd::resize::run(sub, format),
-        "move-disk" => cmd::move_disk::run(sub, format),
-        "disk" => cmd::disk::run(sub),
-        "importdisk" => cmd::disk::import::run(sub, format),
-        "unlink" => cmd::unlink::run(sub, format),
-        "cleanup" => cmd::cleanup::run(sub, format),
-        other => bail!("unknown command '{other}'"),
-    }
+    cli::dispatch(COMMANDS, BIN, matches)
 }
 
 /// `vmctl`'s `main`: parse, run, exit 0, 1 or 2.
@@ -117,6 +86,7 @@ pub fn main() -> ExitCode {
 #[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 mod tests {
     use super::*;
+    use hearth_client::cli::OutputFormat;
 
     #[test]
     fn command_is_consistent() {

@@ -3,7 +3,6 @@
 //! hearthd hands over a connection to the console; from then on ctctl relays bytes without
 //! hearthd, with the relay [`hearth_client::terminal`] shares with `vmctl terminal`.
 
-use anyhow::Context;
 use clap::{Arg, ArgMatches, Command};
 use hearth_client::cli::{self, OutputFormat};
 use hearth_client::terminal;
@@ -39,11 +38,7 @@ pub fn run(matches: &ArgMatches, _format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "ctid")?;
     let tty = matches.try_get_one::<u32>("tty").ok().flatten().copied();
     let what = tty.map_or_else(|| "the console".to_owned(), |n| format!("tty{n}"));
-    let mut client = cli::connect(crate::BIN)?;
-    let console = client
-        .call_for_file(&Request::Ct(CtRequest::Console { vmid, tty }))
-        .with_context(|| format!("opening {what} of CT {vmid}"))?;
-    // The console is ours now; hearthd is no longer involved.
-    drop(client);
-    terminal::attach(console, &format!("connected to {what} of CT {vmid} (press Ctrl+O to exit)"))
+    let request = Request::Ct(CtRequest::Console { vmid, tty });
+    let banner = format!("connected to {what} of CT {vmid} (press Ctrl+O to exit)");
+    terminal::open(crate::BIN, &request, || format!("opening {what} of CT {vmid}"), &banner)
 }

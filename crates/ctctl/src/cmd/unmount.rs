@@ -17,5 +17,5 @@ pub fn command() -> Command {
 
 pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "ctid")?;
-    super::run_request(&Request::Ct(CtRequest::Unmount { vmid }), format, || format!("unmounting CT {vmid}"))
+    cli::run_request(crate::BIN, &Request::Ct(CtRequest::Unmount { vmid }), format, || format!("unmounting CT {vmid}"))
 }

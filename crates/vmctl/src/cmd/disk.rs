@@ -2,9 +2,18 @@
 
 pub mod import;
 
-use anyhow::bail;
 use clap::{ArgMatches, Command};
-use hearth_client::cli::OutputFormat;
+use hearth_client::cli::{self, OutputFormat, Subcommand};
+use hearth_client::guest_subcommand;
+use hearth_core::GuestKind;
+
+/// The disk subcommands, in the order of the help.
+const COMMANDS: &[Subcommand] = &[
+    Subcommand::new(import::command, import::run),
+    Subcommand::new(super::move_disk::disk_command, super::move_disk::run),
+    guest_subcommand!(GuestKind::Vm, crate::BIN, resize),
+    Subcommand::new(super::unlink::command, super::unlink::run),
+];
 
 pub fn command() -> Command {
     Command::new("disk")
@@ -16,22 +25,9 @@ pub fn command() -> Command {
         )
         .subcommand_required(true)
         .arg_required_else_help(true)
-        .subcommands([
-            import::command(),
-            super::move_disk::disk_command(),
-            super::resize::command(),
-            super::unlink::command(),
-        ])
+        .subcommands(cli::subcommands(COMMANDS))
 }
 
-pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
-    let Some((name, sub)) = matches.subcommand() else { bail!("no disk command given; see `vmctl disk --help`") };
-    let format = OutputFormat::from_matches(sub);
-    match name {
-        "import" => import::run(sub, format),
-        "move" => super::move_disk::run(sub, format),
-        "resize" => super::resize::run(sub, format),
-        "unlink" => super::unlink::run(sub, format),
-        other => bail!("unknown disk command '{other}'"),
-    }
+pub fn run(matches: &ArgMatches, _format: OutputFormat) -> anyhow::Result<()> {
+    cli::dispatch(COMMANDS, "vmctl disk", matches)
 }

@@ -43,11 +43,7 @@ pub fn run(matches: &ArgMatches, _format: OutputFormat) -> anyhow::Result<()> {
         .strip_prefix("serial")
         .and_then(|n| n.parse().ok())
         .with_context(|| format!("'{iface}' is not a serial port"))?;
-    let mut client = cli::connect(crate::BIN)?;
-    let console = client
-        .call_for_file(&Request::Vm(VmRequest::Terminal { vmid, serial }))
-        .with_context(|| format!("opening {iface} of VM {vmid}"))?;
-    // The console is ours now; hearthd is no longer involved.
-    drop(client);
-    terminal::attach(console, &format!("starting serial terminal on interface {iface} (press Ctrl+O to exit)"))
+    let request = Request::Vm(VmRequest::Terminal { vmid, serial });
+    let banner = format!("starting serial terminal on interface {iface} (press Ctrl+O to exit)");
+    terminal::open(crate::BIN, &request, || format!("opening {iface} of VM {vmid}"), &banner)
 }
