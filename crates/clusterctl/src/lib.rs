@@ -6,16 +6,19 @@ mod cmd;
 
 use std::process::ExitCode;
 
-use anyhow::bail;
 use clap::{ArgMatches, Command};
-use hearth_client::cli::{self, OutputFormat};
+use hearth_client::cli::{self, OutputFormat, Subcommand};
 
 /// The program name, for messages and the software string sent to hearthd.
 const BIN: &str = "clusterctl";
 
+/// The subcommands, in the order of the help: how each is built and run.
+const COMMANDS: &[Subcommand] =
+    &[Subcommand::new(cmd::task::command, cmd::task::run), Subcommand::new(cmd::node::command, cmd::node::run)];
+
 /// The whole command line of `clusterctl`.
 pub fn command() -> Command {
-    Command::new(BIN)
+    cli::tool_command(BIN, COMMANDS)
         .version(env!("CARGO_PKG_VERSION"))
         .about("Manage the Hearth node and cluster")
         .long_about(
@@ -27,22 +30,11 @@ pub fn command() -> Command {
              $HEARTH_ROOT/run/hearth/hearthd.sock (default /run/hearth/hearthd.sock).\n\n\
              Exit status: 0 on success, 1 if the operation failed, 2 for a usage error.",
         )
-        .subcommand_required(true)
-        .arg_required_else_help(true)
-        .arg(cli::output_format_arg())
-        .arg(cli::token_arg())
-        .subcommand(cmd::task::command())
-        .subcommand(cmd::node::command())
 }
 
 /// Runs the subcommand that `matches` (from [`command`]) selected.
 pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
-    match matches.subcommand() {
-        Some(("task", sub)) => cmd::task::run(sub),
-        Some(("node", sub)) => cmd::node::run(sub),
-        Some((other, _)) => bail!("unknown command '{other}'"),
-        None => bail!("no command given; see `clusterctl --help`"),
-    }
+    cli::dispatch(COMMANDS, BIN, matches)
 }
 
 /// `clusterctl`'s `main`: parse, run, exit 0, 1 or 2.

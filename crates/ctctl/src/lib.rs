@@ -49,7 +49,7 @@ const COMMANDS: &[Subcommand] = &[
 
 /// The whole command line of `ctctl`.
 pub fn command() -> Command {
-    Command::new(BIN)
+    cli::tool_command(BIN, COMMANDS)
         .version(env!("CARGO_PKG_VERSION"))
         .about("Manage Hearth system containers")
         .long_about(
@@ -62,11 +62,6 @@ pub fn command() -> Command {
              Exit status: 0 on success, 1 if the operation failed, 2 for a usage error; exec \
              and enter exit with the status of the command they ran.",
         )
-        .subcommand_required(true)
-        .arg_required_else_help(true)
-        .arg(cli::output_format_arg())
-        .arg(cli::token_arg())
-        .subcommands(cli::subcommands(COMMANDS))
 }
 
 /// Runs the subcommand that `matches` (from [`command`]) selected.

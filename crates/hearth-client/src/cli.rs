@@ -364,6 +364,18 @@ impl Subcommand {
     }
 }
 
+/// The top-level command of a tool named `bin` with the subcommands of `table`: one is
+/// required (no arguments print the help), and `--output-format` and `--token` are accepted
+/// everywhere. The tool adds its version and help.
+pub fn tool_command(bin: &'static str, table: &[Subcommand]) -> Command {
+    Command::new(bin)
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .arg(output_format_arg())
+        .arg(token_arg())
+        .subcommands(subcommands(table))
+}
+
 /// The clap commands of a table, in its order (which is the order of the help).
 pub fn subcommands(table: &[Subcommand]) -> impl Iterator<Item = Command> + '_ {
     table.iter().map(|entry| (entry.command)())
@@ -597,6 +609,26 @@ pub fn format_utc(secs: i64) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn one_table_builds_and_dispatches() {
+        const TABLE: &[Subcommand] = &[
+            Subcommand::new(|| Command::new("first").visible_alias("one"), |_, _| bail!("ran first")),
+            Subcommand::new(|| Command::new("second"), |_, format| bail!("ran second as {format:?}")),
+        ];
+        let tool = || tool_command("tool", TABLE);
+        tool().debug_assert();
+        let names: Vec<String> = tool().get_subcommands().map(|c| c.get_name().to_owned()).collect();
+        assert_eq!(names, ["first", "second"]);
+        let ran = |args: &[&str]| {
+            let matches = tool().try_get_matches_from(std::iter::once("tool").chain(args.iter().copied())).unwrap();
+            dispatch(TABLE, "tool", &matches).unwrap_err().to_string()
+        };
+        assert_eq!(ran(&["first"]), "ran first");
+        assert_eq!(ran(&["one"]), "ran first");
+        assert_eq!(ran(&["second", "--output-format", "json"]), "ran second as Json");
+        assert_eq!(tool().try_get_matches_from(["tool"]).unwrap_err().exit_code(), 2);
+    }
 
     #[test]
     fn the_progress_bar_shows_bytes_and_throughput() {

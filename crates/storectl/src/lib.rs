@@ -7,16 +7,32 @@ mod transfer;
 
 use std::process::ExitCode;
 
-use anyhow::bail;
 use clap::{ArgMatches, Command};
-use hearth_client::cli::{self, OutputFormat};
+use hearth_client::cli::{self, Subcommand};
 
 /// The program name, for messages and the software string sent to hearthd.
 const BIN: &str = "storectl";
 
+/// The subcommands, in the order of the help: how each is built and run.
+const COMMANDS: &[Subcommand] = &[
+    Subcommand::new(cmd::add::command, cmd::add::run),
+    Subcommand::new(cmd::set::command, cmd::set::run),
+    Subcommand::new(cmd::remove::command, cmd::remove::run),
+    Subcommand::new(cmd::config::command, cmd::config::run),
+    Subcommand::new(cmd::status::command, cmd::status::run),
+    Subcommand::new(cmd::list::command, cmd::list::run),
+    Subcommand::new(cmd::alloc::command, cmd::alloc::run),
+    Subcommand::new(cmd::free::command, cmd::free::run),
+    Subcommand::new(cmd::path::command, cmd::path::run),
+    Subcommand::new(cmd::import::command, cmd::import::run),
+    Subcommand::new(cmd::export::command, cmd::export::run),
+    Subcommand::new(cmd::upload::command, cmd::upload::run),
+    Subcommand::new(cmd::backup::command, cmd::backup::run),
+];
+
 /// The whole command line of `storectl`.
 pub fn command() -> Command {
-    Command::new(BIN)
+    cli::tool_command(BIN, COMMANDS)
         .version(env!("CARGO_PKG_VERSION"))
         .about("Manage Hearth storages and volumes")
         .long_about(
@@ -30,47 +46,11 @@ pub fn command() -> Command {
              $HEARTH_ROOT/run/hearth/hearthd.sock (default /run/hearth/hearthd.sock).\n\n\
              Exit status: 0 on success, 1 if the operation failed, 2 for a usage error.",
         )
-        .subcommand_required(true)
-        .arg_required_else_help(true)
-        .arg(cli::output_format_arg())
-        .arg(cli::token_arg())
-        .subcommands([
-            cmd::add::command(),
-            cmd::set::command(),
-            cmd::remove::command(),
-            cmd::config::command(),
-            cmd::status::command(),
-            cmd::list::command(),
-            cmd::alloc::command(),
-            cmd::free::command(),
-            cmd::path::command(),
-            cmd::import::command(),
-            cmd::export::command(),
-            cmd::upload::command(),
-            cmd::backup::command(),
-        ])
 }
 
 /// Runs the subcommand that `matches` (from [`command`]) selected.
 pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
-    let Some((name, sub)) = matches.subcommand() else { bail!("no command given; see `storectl --help`") };
-    let format = OutputFormat::from_matches(sub);
-    match name {
-        "add" => cmd::add::run(sub, format),
-        "set" => cmd::set::run(sub, format),
-        "remove" => cmd::remove::run(sub, format),
-        "config" => cmd::config::run(sub, format),
-        "status" => cmd::status::run(sub, format),
-        "list" => cmd::list::run(sub, format),
-        "backup" => cmd::backup::run(sub, format),
-        "alloc" => cmd::alloc::run(sub, format),
-        "free" => cmd::free::run(sub, format),
-        "path" => cmd::path::run(sub, format),
-        "import" => cmd::import::run(sub, format),
-        "export" => cmd::export::run(sub, format),
-        "upload" => cmd::upload::run(sub, format),
-        other => bail!("unknown command '{other}'"),
-    }
+    cli::dispatch(COMMANDS, BIN, matches)
 }
 
 /// `storectl`'s `main`: parse, run, exit 0, 1 or 2.

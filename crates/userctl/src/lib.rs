@@ -8,14 +8,39 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::{ArgMatches, Command};
-use hearth_client::cli::{self, OutputFormat};
+use hearth_client::cli::{self, OutputFormat, Subcommand};
 
 /// The program name, for messages and the software string sent to hearthd.
 const BIN: &str = "userctl";
 
+/// The subcommands, in the order of the help: how each is built and run.
+const COMMANDS: &[Subcommand] = &[
+    Subcommand::new(cmd::user::command, |m, _| group("user", m, cmd::user::run)),
+    Subcommand::new(cmd::group::command, |m, _| group("group", m, cmd::group::run)),
+    Subcommand::new(cmd::role::command, |m, _| group("role", m, cmd::role::run)),
+    Subcommand::new(cmd::acl::command, |m, _| group("acl", m, cmd::acl::run)),
+    Subcommand::new(cmd::pool::command, |m, _| group("pool", m, cmd::pool::run)),
+    Subcommand::new(cmd::token::command, |m, _| group("token", m, cmd::token::run)),
+    Subcommand::new(cmd::passwd::command, cmd::passwd::run),
+    Subcommand::new(cmd::tfa::command, |m, _| group("tfa", m, cmd::tfa::run)),
+];
+
+/// Runs the action of a group of subcommands (`userctl user add`): `run` gets the action's
+/// name and its arguments.
+fn group(
+    name: &str,
+    matches: &ArgMatches,
+    run: fn(&str, &ArgMatches, OutputFormat) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let Some((action, args)) = matches.subcommand() else {
+        bail!("no {name} command given; see `userctl {name} --help`")
+    };
+    run(action, args, OutputFormat::from_matches(args))
+}
+
 /// The whole command line of `userctl`.
 pub fn command() -> Command {
-    Command::new(BIN)
+    cli::tool_command(BIN, COMMANDS)
         .version(env!("CARGO_PKG_VERSION"))
         .about("Manage Hearth users, groups, roles, permissions, pools and API tokens")
         .long_about(
@@ -31,40 +56,11 @@ pub fn command() -> Command {
              is recorded in var/log/hearth/audit.log.\n\n\
              Exit status: 0 on success, 1 if the operation failed, 2 for a usage error.",
         )
-        .subcommand_required(true)
-        .arg_required_else_help(true)
-        .arg(cli::output_format_arg())
-        .arg(cli::token_arg())
-        .subcommands([
-            cmd::user::command(),
-            cmd::group::command(),
-            cmd::role::command(),
-            cmd::acl::command(),
-            cmd::pool::command(),
-            cmd::token::command(),
-            cmd::passwd::command(),
-            cmd::tfa::command(),
-        ])
 }
 
 /// Runs the subcommand that `matches` (from [`command`]) selected.
 pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
-    let Some((name, sub)) = matches.subcommand() else { bail!("no command given; see `userctl --help`") };
-    if name == "passwd" {
-        return cmd::passwd::run(sub, OutputFormat::from_matches(sub));
-    }
-    let Some((action, args)) = sub.subcommand() else { bail!("no {name} command given; see `userctl {name} --help`") };
-    let format = OutputFormat::from_matches(args);
-    match name {
-        "user" => cmd::user::run(action, args, format),
-        "group" => cmd::group::run(action, args, format),
-        "role" => cmd::role::run(action, args, format),
-        "acl" => cmd::acl::run(action, args, format),
-        "pool" => cmd::pool::run(action, args, format),
-        "token" => cmd::token::run(action, args, format),
-        "tfa" => cmd::tfa::run(action, args, format),
-        other => bail!("unknown command '{other}'"),
-    }
+    cli::dispatch(COMMANDS, BIN, matches)
 }
 
 /// `userctl`'s `main`: parse, run, exit 0, 1 or 2.

@@ -54,7 +54,7 @@ const COMMANDS: &[Subcommand] = &[
 
 /// The whole command line of `vmctl`.
 pub fn command() -> Command {
-    Command::new(BIN)
+    cli::tool_command(BIN, COMMANDS)
         .version(env!("CARGO_PKG_VERSION"))
         .about("Manage Hearth virtual machines")
         .long_about(
@@ -65,11 +65,6 @@ pub fn command() -> Command {
              operations run as tasks whose log vmctl prints while it waits.\n\n\
              Exit status: 0 on success, 1 if the operation failed, 2 for a usage error.",
         )
-        .subcommand_required(true)
-        .arg_required_else_help(true)
-        .arg(cli::output_format_arg())
-        .arg(cli::token_arg())
-        .subcommands(cli::subcommands(COMMANDS))
 }
 
 /// Runs the subcommand that `matches` (from [`command`]) selected.

@@ -45,7 +45,7 @@ pub fn command() -> Command {
         )
 }
 
-pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
+pub fn run(matches: &ArgMatches, _format: OutputFormat) -> anyhow::Result<()> {
     let Some((name, sub)) = matches.subcommand() else { anyhow::bail!("no node command given") };
     let format: OutputFormat = crate::leaf_format(sub);
     let request = match name {

@@ -5,8 +5,16 @@ mod log;
 mod status;
 mod stop;
 
-use anyhow::bail;
 use clap::{ArgMatches, Command};
+use hearth_client::cli::{self, OutputFormat, Subcommand};
+
+/// The task subcommands, in the order of the help.
+const COMMANDS: &[Subcommand] = &[
+    Subcommand::new(list::command, list::run),
+    Subcommand::new(log::command, log::run),
+    Subcommand::new(status::command, status::run),
+    Subcommand::new(stop::command, stop::run),
+];
 
 pub fn command() -> Command {
     Command::new("task")
@@ -18,17 +26,9 @@ pub fn command() -> Command {
         )
         .subcommand_required(true)
         .arg_required_else_help(true)
-        .subcommands([list::command(), log::command(), status::command(), stop::command()])
+        .subcommands(cli::subcommands(COMMANDS))
 }
 
-pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
-    let Some((name, sub)) = matches.subcommand() else { bail!("no task command given; see `clusterctl task --help`") };
-    let format = crate::leaf_format(sub);
-    match name {
-        "list" => list::run(sub, format),
-        "log" => log::run(sub, format),
-        "status" => status::run(sub, format),
-        "stop" => stop::run(sub, format),
-        other => bail!("unknown task command '{other}'"),
-    }
+pub fn run(matches: &ArgMatches, _format: OutputFormat) -> anyhow::Result<()> {
+    cli::dispatch(COMMANDS, "clusterctl task", matches)
 }
