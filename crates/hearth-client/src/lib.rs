@@ -1,7 +1,9 @@
 //! The blocking client Hearth's command-line tools share: it connects to hearthd's socket,
 //! exchanges Hello frames, sends requests and follows tasks. [`cli`] holds what the tools have
-//! in common beyond the connection: output formats, tables, task progress and exit codes;
-//! [`terminal`] the console relay and raw mode of `vmctl terminal`, `ctctl console` and `exec`.
+//! in common beyond the connection: output formats, tables, task progress, exit codes and the
+//! subcommand tables; [`guest`] the commands vmctl and ctctl share, parameterized by guest
+//! kind; [`terminal`] the console relay and raw mode of `vmctl terminal`, `ctctl console` and
+//! `exec`.
 //!
 //! **Architecture invariant:** clients never touch `/etc/hearth` or run privileged commands;
 //! everything goes through hearthd, which decides who may do what.
