@@ -11,6 +11,7 @@ pub mod ct;
 pub mod guest;
 pub mod propstr;
 pub mod prune;
+pub mod runtime;
 pub mod schema;
 pub mod size;
 pub mod storage;

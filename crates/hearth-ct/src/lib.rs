@@ -1,8 +1,9 @@
 //! Hearth's system-container runtime: everything between a container's configuration and its
 //! init running as PID 1 of its own namespaces, and the monitor that stays its parent.
 //!
-//! hearthd turns a container configuration into a [`ContainerSpec`] (plain data, no paths
-//! resolved against user input after that point) and hands it to `hearth-ctmon`, a small
+//! [`runtime`] turns a container configuration and the volumes hearthd resolved into a
+//! [`ContainerSpec`] (plain data, no paths resolved against user input after that point),
+//! behind hearth-core's guest runtime trait, and hands it to `hearth-ctmon`, a small
 //! single-threaded program: no thread exists when it clones the container, so every namespace
 //! operation is allowed and nothing is held by another thread across the clone. The order of
 //! the set-up steps follows LXC's `lxc_setup`.
@@ -22,6 +23,7 @@
 
 pub mod spec;
 
+pub use runtime::{CtLaunch, CtRuntime};
 pub use spec::{ContainerSpec, IdMap, IdMapEntry, Limits, NetSpec, RootFs};
 pub mod attach;
 pub mod caps;
@@ -31,6 +33,7 @@ pub mod devices;
 pub mod monitor;
 pub mod net;
 pub mod rootfs;
+pub mod runtime;
 pub mod seccomp;
 pub mod setup;
 pub mod template;

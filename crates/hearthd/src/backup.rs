@@ -35,7 +35,8 @@ use serde_json::json;
 
 use crate::access::{Caller, Need, authorize_also};
 use crate::storage::to_reply;
-use crate::{Daemon, containers, snapshots, vms};
+use crate::{Daemon, containers, lifecycle, snapshots};
+use hearth_core::runtime::StartOptions;
 
 fn err(kind: ErrorKind, message: impl Into<String>) -> ErrorReply {
     ErrorReply::new(kind, message)
@@ -426,17 +427,7 @@ pub(crate) fn backup_guest(
     });
     if restart {
         log(format!("starting {} {vmid} again", kind.noun()));
-        let started = match kind {
-            GuestKind::Vm => vms::start_now(daemon, vmid, Duration::from_secs(30), log).map(|()| {
-                Arc::clone(&daemon.qemu).supervise(vmid);
-            }),
-            GuestKind::Ct => {
-                let lock = daemon.ct.op_lock(vmid);
-                let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-                containers::start_now(daemon, vmid, log).map(|_| ())
-            }
-        };
-        if let Err(e) = started {
+        if let Err(e) = lifecycle::start_now(daemon, kind, vmid, &StartOptions::default(), log) {
             log(format!("cannot start {} {vmid} again: {e}", kind.noun()));
         }
     }
@@ -502,7 +493,7 @@ fn backup_vm(
     std::fs::create_dir_all(&temp).map_err(|e| format!("{}: {e}", temp.display()))?;
     let text = config_text(config);
     let result = (|| {
-        let running = daemon.qemu.pid(vmid).is_some();
+        let running = daemon.guest_running(GuestKind::Vm, vmid);
         let write = |sources: Vec<(String, PathBuf)>| sink.vm(vmid, &text, &sources, meter);
         let offline = |disks: &[VmDisk]| -> Result<Vec<(String, PathBuf)>, String> {
             disks.iter().map(|d| Ok((d.0.clone(), raw_view(d, &temp)?))).collect()
@@ -511,7 +502,9 @@ fn backup_vm(
             (_, false) => write(offline(&disks)?),
             (Mode::Stop, true) => {
                 log(format!("shutting down VM {vmid} (waiting up to {STOP_WAIT} s)"));
-                vms::shutdown_now(daemon, vmid, STOP_WAIT, false, log)?;
+                let lock = daemon.run_lock(GuestKind::Vm, vmid);
+                let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+                lifecycle::shutdown_locked(daemon, GuestKind::Vm, vmid, Duration::from_secs(STOP_WAIT), false, log)?;
                 *restart = true;
                 write(offline(&disks)?)
             }
@@ -822,7 +815,7 @@ fn backup_ct(
     for (key, path, volume) in &mounts {
         log(format!("including {key} ({volume}) at {path}"));
     }
-    let running = daemon.ct.running(vmid);
+    let running = daemon.guest_running(GuestKind::Ct, vmid);
     if running && mode == Mode::Snapshot {
         let mut volumes = vec![("rootfs".to_owned(), "/".to_owned(), rootfs.clone())];
         volumes.extend(mounts.iter().cloned());
@@ -848,7 +841,7 @@ fn backup_ct(
             f: &mut WriteTrees,
         ) -> Result<Written, String> {
             let Some(((key, path, volume), rest)) = volumes.split_first() else { return f(dirs) };
-            let staging = daemon.ct.run_dir.join(format!("{vmid}.backup-{key}"));
+            let staging = daemon.ct.run_dir().join(format!("{vmid}.backup-{key}"));
             with_volume_dir(daemon, vmid, key, volume, &staging, |dir| {
                 dirs.push((path.clone(), dir.to_path_buf()));
                 let result = nest(daemon, vmid, rest, dirs, f);
@@ -870,12 +863,12 @@ fn backup_ct(
         (Mode::Stop, true) => {
             log(format!("shutting down CT {vmid}"));
             {
-                let lock = daemon.ct.op_lock(vmid);
+                let lock = daemon.run_lock(GuestKind::Ct, vmid);
                 let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-                containers::shutdown_now(daemon, vmid, STOP_WAIT, true, log)?;
+                lifecycle::shutdown_locked(daemon, GuestKind::Ct, vmid, Duration::from_secs(STOP_WAIT), true, log)?;
             }
             let deadline = Instant::now() + Duration::from_secs(30);
-            while daemon.ct.running(vmid) && Instant::now() < deadline {
+            while daemon.guest_running(GuestKind::Ct, vmid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
             *restart = true;
@@ -1522,7 +1515,7 @@ fn restore_ct(
     let (target, mounted) = match &volume {
         hearth_ct::spec::RootFs::Dir { path } => (path.clone(), None),
         hearth_ct::spec::RootFs::Image { .. } => {
-            let staging = daemon.ct.run_dir.join(format!("{vmid}.restore"));
+            let staging = daemon.ct.run_dir().join(format!("{vmid}.restore"));
             containers::mount_volume(&volume, &staging).map_err(|e| e.message)?;
             (staging.clone(), Some(staging))
         }
@@ -1567,7 +1560,7 @@ fn restore_ct(
             if !from.is_dir() {
                 continue;
             }
-            let staging = daemon.ct.run_dir.join(format!("{vmid}.restore-{key}"));
+            let staging = daemon.ct.run_dir().join(format!("{vmid}.restore-{key}"));
             with_volume_dir(daemon, vmid, key, volume, &staging, |dir| move_contents(&from, dir))?;
             log(format!("restored {key} ({path})"));
         }

@@ -109,7 +109,7 @@ fn check_move(daemon: &Daemon, req: &MoveDisk, config: &GuestConfig) -> Result<S
             format!("VM {vmid} is a template; its disks are base images of linked clones and cannot move"),
         ));
     }
-    if daemon.qemu.pid(vmid).is_some() {
+    if daemon.guest_running(VM, vmid) {
         return Err(err(
             ErrorKind::Conflict,
             format!(
@@ -179,7 +179,7 @@ pub fn move_disk(daemon: &Arc<Daemon>, caller: &Caller, req: MoveDisk) -> Result
     }
     let worker = Arc::clone(daemon);
     let upid = daemon.tasks.spawn(&VM.task_type("move"), &vmid.to_string(), &caller.userid, move |ctx| {
-        let run_lock = worker.qemu.op_lock(vmid);
+        let run_lock = worker.run_lock(VM, vmid);
         let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
         let disk = req.disk.as_str();
         let config = worker.store.load(VM, vmid).map_err(|e| e.to_string())?.config;
@@ -402,7 +402,7 @@ pub fn unlink(daemon: &Daemon, vmid: Vmid, idlist: &[String], force: bool) -> Re
     if keys.is_empty() {
         return Err(err(ErrorKind::Invalid, "idlist: give at least one disk key (scsi1, virtio2, unused0, ...)"));
     }
-    let running = daemon.qemu.pid(vmid).is_some();
+    let running = daemon.guest_running(VM, vmid);
     let (to_free, digest) = daemon.store.update(VM, vmid, None, |c| {
         check_unlocked(vmid, c)?;
         let mut removed = Vec::new();
@@ -472,9 +472,9 @@ pub fn unlink(daemon: &Daemon, vmid: Vmid, idlist: &[String], force: bool) -> Re
 pub fn cleanup(daemon: &Daemon, vmid: Vmid) -> Result<Payload, ErrorReply> {
     daemon.store.load(VM, vmid)?;
     // Under the run lock, so a start cannot be half way while its files are removed.
-    let run_lock = daemon.qemu.op_lock(vmid);
+    let run_lock = daemon.run_lock(VM, vmid);
     let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(pid) = daemon.qemu.pid(vmid) {
+    if let Some(pid) = daemon.runtime(VM).pid(vmid) {
         return Err(err(
             ErrorKind::Conflict,
             format!("VM {vmid} is running (pid {pid}); cleanup is for a QEMU that is gone (stop it first)"),

@@ -233,9 +233,8 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
             Ok(_) => {
                 ctx.log(format!("{} {vmid} created", kind.noun()));
                 if ct.as_ref().is_some_and(|c| c.start) {
-                    let lock = worker.ct.op_lock(vmid);
-                    let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-                    crate::containers::start_now(&worker, vmid, &log)?;
+                    let options = hearth_core::runtime::StartOptions::default();
+                    crate::lifecycle::start_now(&worker, kind, vmid, &options, &log)?;
                 }
                 Ok(())
             }
@@ -416,11 +415,7 @@ pub fn list(daemon: &Daemon, caller: &Caller, kind: GuestKind) -> Result<Payload
             template: false,
             error: None,
         };
-        let pid = match kind {
-            GuestKind::Vm => daemon.qemu.pid(listed.vmid),
-            GuestKind::Ct => daemon.ct.init_pid(listed.vmid).map(|p| p as u32),
-        };
-        if let Some(pid) = pid {
+        if let Some(pid) = daemon.runtime(kind).pid(listed.vmid) {
             summary.status = "running".into();
             summary.pid = Some(pid);
         }

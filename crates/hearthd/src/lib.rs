@@ -18,6 +18,7 @@ mod credentials;
 mod disks;
 mod guests;
 mod jobs;
+mod lifecycle;
 pub mod permission_table;
 mod referenced;
 mod snapshots;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Arg, Command, value_parser};
 use hearth_core::GuestKind;
+use hearth_core::runtime::{GuestRuntime, StartOptions};
 use hearth_proto::{
     CtRequest, ErrorKind, ErrorReply, NodeRequest, Payload, Request, StorageRequest, TaskRequest, VmRequest,
 };
@@ -55,28 +57,44 @@ pub struct Daemon {
     pub node: String,
     pub store: ConfigStore,
     pub storages: storage::Storages,
-    pub qemu: Arc<vms::QemuRuntime>,
-    pub ct: Arc<containers::CtRuntime>,
+    /// The QEMU engine, for what only VMs have (QMP, serial consoles).
+    pub qemu: hearth_qemu::QemuRuntime,
+    /// The container engine, for what only containers have (exec, consoles, mounts).
+    pub ct: hearth_ct::CtRuntime,
+    /// The runtime of each guest kind, through which guests are started and stopped.
+    runtimes: Runtimes,
     pub access: access::AccessControl,
     pub tasks: Arc<TaskManager>,
 }
 
 impl Daemon {
-    /// Opens the node state under `root`: directories, configuration store, task index.
+    /// Opens the node state under `root`: directories, configuration store, task index, and
+    /// the engines, which find the guests still running from before.
     /// Unreadable guest files are reported and skipped; the daemon still serves the others.
     pub fn open(root: &Path, node: &str) -> anyhow::Result<Arc<Daemon>> {
+        let qemu = hearth_qemu::QemuRuntime::open(root).context("preparing run/hearth/qemu")?;
+        let ct = hearth_ct::CtRuntime::open(root).context("preparing run/hearth/lxc")?;
+        let runtimes = Runtimes { vm: Arc::new(qemu.clone()), ct: Arc::new(ct.clone()) };
+        Daemon::assemble(root, node, qemu, ct, runtimes)
+    }
+
+    fn assemble(
+        root: &Path,
+        node: &str,
+        qemu: hearth_qemu::QemuRuntime,
+        ct: hearth_ct::CtRuntime,
+        runtimes: Runtimes,
+    ) -> anyhow::Result<Arc<Daemon>> {
         let store = ConfigStore::open(root, node).context("opening the configuration store")?;
         for broken in store.broken_files() {
             tracing::error!("unreadable guest configuration: {broken}");
         }
         let storages = storage::Storages::open(root, node).context("opening etc/hearth/storage.toml")?;
         let access = access::AccessControl::open(root).context("loading etc/hearth/access.toml")?;
-        let qemu = Arc::new(vms::QemuRuntime::open(root).context("preparing run/hearth/qemu")?);
-        // VMs outlive hearthd: those still running are watched again, leftovers removed.
-        qemu.adopt();
-        let ct = Arc::new(containers::CtRuntime::open(root).context("preparing run/hearth/lxc")?);
-        // Containers outlive hearthd too: watch their monitors again.
-        ct.adopt();
+        // Guests outlive hearthd: those still running are watched again, leftovers removed.
+        for runtime in [&runtimes.vm, &runtimes.ct] {
+            runtime.adopt();
+        }
         let tasks = TaskManager::open(root, node).map_err(|e| anyhow::anyhow!("opening the task index: {e}"))?;
         Ok(Arc::new(Daemon {
             root: root.to_owned(),
@@ -85,27 +103,45 @@ impl Daemon {
             storages,
             qemu,
             ct,
+            runtimes,
             access,
             tasks: Arc::new(tasks),
         }))
     }
+
+    /// A daemon whose guests run on the given runtimes instead of the real engines.
+    #[cfg(test)]
+    pub(crate) fn open_with_runtimes(root: &Path, node: &str, runtimes: Runtimes) -> anyhow::Result<Arc<Daemon>> {
+        let qemu = hearth_qemu::QemuRuntime::open(root).context("preparing run/hearth/qemu")?;
+        let ct = hearth_ct::CtRuntime::open(root).context("preparing run/hearth/lxc")?;
+        Daemon::assemble(root, node, qemu, ct, runtimes)
+    }
+}
+
+/// The runtime of each guest kind.
+#[derive(Clone, Debug)]
+pub(crate) struct Runtimes {
+    pub vm: Arc<dyn GuestRuntime>,
+    pub ct: Arc<dyn GuestRuntime>,
 }
 
 impl Daemon {
+    /// The engine that runs guests of this kind: the one place that tells them apart.
+    pub(crate) fn runtime(&self, kind: GuestKind) -> &dyn GuestRuntime {
+        match kind {
+            GuestKind::Vm => self.runtimes.vm.as_ref(),
+            GuestKind::Ct => self.runtimes.ct.as_ref(),
+        }
+    }
+
     /// The lock that serialises starting, stopping and changing the disks of one guest.
     pub(crate) fn run_lock(&self, kind: GuestKind, vmid: hearth_core::Vmid) -> Arc<std::sync::Mutex<()>> {
-        match kind {
-            GuestKind::Vm => self.qemu.op_lock(vmid),
-            GuestKind::Ct => self.ct.op_lock(vmid),
-        }
+        self.runtime(kind).op_lock(vmid)
     }
 
     /// Whether the guest runs now.
     pub(crate) fn guest_running(&self, kind: GuestKind, vmid: hearth_core::Vmid) -> bool {
-        match kind {
-            GuestKind::Vm => self.qemu.pid(vmid).is_some(),
-            GuestKind::Ct => self.ct.running(vmid),
-        }
+        self.runtime(kind).running(vmid)
     }
 }
 
@@ -131,14 +167,18 @@ pub fn handle(
             VmRequest::Destroy(req) => guests::destroy(daemon, caller, Vm, req),
             VmRequest::NextId => guests::next_id(daemon),
             VmRequest::Unlock { vmid } => guests::unlock(daemon, caller, Vm, vmid),
-            VmRequest::Start { vmid, timeout } => vms::start(daemon, caller, vmid, timeout),
-            VmRequest::Stop { vmid } => vms::stop(daemon, caller, vmid),
-            VmRequest::Shutdown { vmid, timeout, force_stop } => {
-                vms::shutdown(daemon, caller, vmid, timeout, force_stop)
+            VmRequest::Start { vmid, timeout } => {
+                let options =
+                    StartOptions { timeout: timeout.map(std::time::Duration::from_secs), ..StartOptions::default() };
+                lifecycle::start(daemon, caller, Vm, vmid, options)
             }
-            VmRequest::Reboot { vmid, timeout } => vms::reboot(daemon, caller, vmid, timeout),
-            VmRequest::Suspend { vmid } => vms::suspend(daemon, caller, vmid, false),
-            VmRequest::Resume { vmid } => vms::suspend(daemon, caller, vmid, true),
+            VmRequest::Stop { vmid } => lifecycle::stop(daemon, caller, Vm, vmid),
+            VmRequest::Shutdown { vmid, timeout, force_stop } => {
+                lifecycle::shutdown(daemon, caller, Vm, vmid, timeout, force_stop)
+            }
+            VmRequest::Reboot { vmid, timeout } => lifecycle::reboot(daemon, caller, Vm, vmid, timeout),
+            VmRequest::Suspend { vmid } => lifecycle::pause(daemon, caller, Vm, vmid, false),
+            VmRequest::Resume { vmid } => lifecycle::pause(daemon, caller, Vm, vmid, true),
             VmRequest::Status { vmid, verbose } => vms::status(daemon, vmid, verbose),
             VmRequest::Monitor { vmid, command } => vms::monitor(daemon, caller, vmid, &command),
             VmRequest::Snapshot { vmid, name, description, vmstate } => {
@@ -170,12 +210,12 @@ pub fn handle(
             CtRequest::List => guests::list(daemon, caller, Ct),
             CtRequest::Destroy(req) => guests::destroy(daemon, caller, Ct, req),
             CtRequest::Unlock { vmid } => guests::unlock(daemon, caller, Ct, vmid),
-            CtRequest::Start { vmid } => containers::start(daemon, caller, vmid),
-            CtRequest::Stop { vmid } => containers::stop(daemon, caller, vmid),
+            CtRequest::Start { vmid } => lifecycle::start(daemon, caller, Ct, vmid, StartOptions::default()),
+            CtRequest::Stop { vmid } => lifecycle::stop(daemon, caller, Ct, vmid),
             CtRequest::Shutdown { vmid, timeout, force_stop } => {
-                containers::shutdown(daemon, caller, vmid, timeout, force_stop)
+                lifecycle::shutdown(daemon, caller, Ct, vmid, timeout, force_stop)
             }
-            CtRequest::Reboot { vmid, timeout } => containers::reboot(daemon, caller, vmid, timeout),
+            CtRequest::Reboot { vmid, timeout } => lifecycle::reboot(daemon, caller, Ct, vmid, timeout),
             CtRequest::Status { vmid, verbose } => containers::status(daemon, vmid, verbose),
             CtRequest::Exec(req) => {
                 let stdio = [attached()?, attached()?, attached()?];
@@ -223,8 +263,8 @@ pub fn handle(
             TaskRequest::Follow { upid } => daemon.tasks.status(&upid).map(Payload::TaskStatus),
         },
         Request::Node(r) => match r {
-            NodeRequest::StartAll { force } => vms::start_all(daemon, caller, force),
-            NodeRequest::StopAll { timeout } => vms::stop_all(daemon, caller, timeout),
+            NodeRequest::StartAll { force } => lifecycle::start_all(daemon, caller, force),
+            NodeRequest::StopAll { timeout } => lifecycle::stop_all(daemon, caller, timeout),
         },
         Request::Storage(r) => match r {
             StorageRequest::Add(req) => storage::add(daemon, caller, req),

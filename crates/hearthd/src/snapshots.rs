@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hearth_core::guest::Section;
+use hearth_core::runtime::StartOptions;
 use hearth_core::storage::{Format, VolName};
 use hearth_core::{GuestConfig, GuestKind, Lock, Value, Vmid, size};
 use hearth_proto::{CloneGuest, ErrorKind, ErrorReply, Payload, SnapshotInfo};
@@ -316,7 +317,7 @@ pub fn rollback(
             let section = require_snapshot(&config, kind, vmid, &name).map_err(|e| e.message)?.clone();
             if with_ram && running(&worker, kind, vmid) {
                 // The saved state replaces the running one: the VM stops, then resumes from it.
-                worker.qemu.kill(vmid)?;
+                worker.runtime(kind).stop(vmid)?;
                 ctx.log(format!("stopped VM {vmid} to load the saved state"));
             }
             for (key, volume) in disks(kind, &section) {
@@ -348,8 +349,8 @@ pub fn rollback(
         if with_ram {
             // Started once the rollback lock is gone, from the saved state.
             let log = |line: String| ctx.log(line);
-            crate::vms::start_with(&worker, vmid, Duration::from_secs(30), &log, &["-loadvm".into(), name.clone()])?;
-            Arc::clone(&worker.qemu).supervise(vmid);
+            let options = StartOptions { resume_state: Some(name.clone()), ..StartOptions::default() };
+            crate::lifecycle::start_locked(&worker, kind, vmid, &options, &log)?;
             ctx.log(format!("VM {vmid} resumed from the state saved in '{name}'"));
         }
         Ok(())
@@ -655,14 +656,14 @@ pub fn resize(
             ),
         ));
     }
-    if matches!(vol, VolName::Image { .. }) && kind == GuestKind::Vm && daemon.qemu.pid(vmid).is_some() {
-        let mut qmp = daemon.qemu.qmp(vmid)?;
+    if matches!(vol, VolName::Image { .. }) && kind == GuestKind::Vm && daemon.guest_running(GuestKind::Vm, vmid) {
+        let mut qmp = daemon.qemu.qmp(vmid).map_err(crate::lifecycle::runtime_reply)?;
         qmp.execute("block_resize", Some(serde_json::json!({"node-name": format!("drive-{disk}"), "size": target})))
             .map_err(|e| err(ErrorKind::Internal, format!("{disk}: {e}")))?;
     } else {
         let image = backend.path(&vol).map_err(to_reply)?;
         let filesystem_image = kind == GuestKind::Ct && image.is_file();
-        if filesystem_image && daemon.ct.running(vmid) {
+        if filesystem_image && daemon.guest_running(GuestKind::Ct, vmid) {
             return Err(err(
                 ErrorKind::Conflict,
                 format!("{disk}: CT {vmid} is running; stop it to grow its file system image"),

@@ -89,6 +89,9 @@ pub struct ConfigStore {
     id_lock: Mutex<()>,
     guest_locks: GuestLocks,
     cache: Mutex<HashMap<PathBuf, Cached>>,
+    /// How many guest files [`ConfigStore::load`] has read, so tests can hold operations to
+    /// one load each.
+    loads: AtomicU64,
 }
 
 /// Writes `bytes` to `path` atomically and durably.
@@ -129,6 +132,7 @@ impl ConfigStore {
             id_lock: Mutex::new(()),
             guest_locks: GuestLocks::default(),
             cache: Mutex::new(HashMap::new()),
+            loads: AtomicU64::new(0),
         };
         for kind in [GuestKind::Vm, GuestKind::Ct] {
             let dir = store.dir(kind);
@@ -192,6 +196,7 @@ impl ConfigStore {
 
     /// Reads and checks one guest's file.
     pub fn load(&self, kind: GuestKind, vmid: Vmid) -> Result<Loaded, StoreError> {
+        self.loads.fetch_add(1, Ordering::Relaxed);
         let path = self.path(kind, vmid);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
@@ -215,6 +220,11 @@ impl ConfigStore {
         let text = config.to_toml();
         write_atomic(&self.path(kind, vmid), text.as_bytes())?;
         Ok(digest(text.as_bytes()))
+    }
+
+    /// How many guest files have been loaded since the store opened.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
     }
 
     /// Writes a new guest's file; refused when the id is used by any guest on any node.
