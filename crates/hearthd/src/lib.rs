@@ -130,7 +130,7 @@ pub fn handle(
             VmRequest::List => guests::list(daemon, caller, Vm),
             VmRequest::Destroy(req) => guests::destroy(daemon, caller, Vm, req),
             VmRequest::NextId => guests::next_id(daemon),
-            VmRequest::Unlock { vmid } => guests::unlock(daemon, caller, Vm, vmid),
+            VmRequest::Unlock { vmid } => guests::unlock(daemon, Vm, vmid),
             VmRequest::Start { vmid, timeout } => vms::start(daemon, caller, vmid, timeout),
             VmRequest::Stop { vmid } => vms::stop(daemon, caller, vmid),
             VmRequest::Shutdown { vmid, timeout, force_stop } => {
@@ -140,7 +140,7 @@ pub fn handle(
             VmRequest::Suspend { vmid } => vms::suspend(daemon, caller, vmid, false),
             VmRequest::Resume { vmid } => vms::suspend(daemon, caller, vmid, true),
             VmRequest::Status { vmid, verbose } => vms::status(daemon, vmid, verbose),
-            VmRequest::Monitor { vmid, command } => vms::monitor(daemon, caller, vmid, &command),
+            VmRequest::Monitor { vmid, command } => vms::monitor(daemon, vmid, &command),
             VmRequest::Snapshot { vmid, name, description, vmstate } => {
                 snapshots::snapshot(daemon, caller, Vm, vmid, name, description, vmstate)
             }
@@ -150,7 +150,7 @@ pub fn handle(
             VmRequest::Template { vmid } => snapshots::template(daemon, caller, Vm, vmid),
             VmRequest::Clone(req) => snapshots::clone(daemon, caller, Vm, req),
             VmRequest::Resize { vmid, disk, size } => snapshots::resize(daemon, caller, Vm, vmid, &disk, &size),
-            VmRequest::ShowCmd { vmid, pretty } => vms::show_command(daemon, caller, vmid, pretty),
+            VmRequest::ShowCmd { vmid, pretty } => vms::show_command(daemon, vmid, pretty),
             VmRequest::MoveDisk(req) => disks::move_disk(daemon, caller, req),
             VmRequest::ImportDisk(req) => disks::import(daemon, caller, req, attached()?),
             VmRequest::Unlink { vmid, idlist, force } => disks::unlink(daemon, vmid, &idlist, force),
@@ -169,7 +169,7 @@ pub fn handle(
             CtRequest::Pending { vmid } => guests::pending(daemon, Ct, vmid),
             CtRequest::List => guests::list(daemon, caller, Ct),
             CtRequest::Destroy(req) => guests::destroy(daemon, caller, Ct, req),
-            CtRequest::Unlock { vmid } => guests::unlock(daemon, caller, Ct, vmid),
+            CtRequest::Unlock { vmid } => guests::unlock(daemon, Ct, vmid),
             CtRequest::Start { vmid } => containers::start(daemon, caller, vmid),
             CtRequest::Stop { vmid } => containers::stop(daemon, caller, vmid),
             CtRequest::Shutdown { vmid, timeout, force_stop } => {
@@ -185,8 +185,8 @@ pub fn handle(
                 containers::push(daemon, vmid, &path, user, group, perms, attached()?)
             }
             CtRequest::Pull { vmid, path } => containers::pull(daemon, vmid, &path, attached()?),
-            CtRequest::Mount { vmid } => containers::mount(daemon, caller, vmid),
-            CtRequest::Unmount { vmid } => containers::unmount(daemon, caller, vmid),
+            CtRequest::Mount { vmid } => containers::mount(daemon, vmid),
+            CtRequest::Unmount { vmid } => containers::unmount(daemon, vmid),
             CtRequest::Df { vmid } => containers::df(daemon, vmid),
             CtRequest::Snapshot { vmid, name, description } => {
                 snapshots::snapshot(daemon, caller, Ct, vmid, name, description, false)
@@ -227,8 +227,8 @@ pub fn handle(
             NodeRequest::StopAll { timeout } => vms::stop_all(daemon, caller, timeout),
         },
         Request::Storage(r) => match r {
-            StorageRequest::Add(req) => storage::add(daemon, caller, req),
-            StorageRequest::Set(req) => storage::set(daemon, caller, req),
+            StorageRequest::Add(req) => storage::add(daemon, req),
+            StorageRequest::Set(req) => storage::set(daemon, req),
             StorageRequest::Remove { storage } => storage::remove(daemon, &storage),
             StorageRequest::Config { storage } => storage::config(daemon, caller, storage.as_deref()),
             StorageRequest::Status(filter) => storage::status(daemon, caller, filter),

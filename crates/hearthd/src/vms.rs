@@ -416,11 +416,9 @@ fn command_for(daemon: &Daemon, vmid: Vmid, config: &GuestConfig) -> Result<hear
     hearth_qemu::build(vmid, &config.current, &resolved).map_err(|e| e.to_string())
 }
 
-/// `vmctl showcmd`: the command line a start would run, one line or one option per line.
-pub fn show_command(daemon: &Daemon, caller: &Caller, vmid: Vmid, pretty: bool) -> Result<Payload, ErrorReply> {
-    if !caller.is_root() {
-        return Err(err(ErrorKind::PermissionDenied, "showcmd is for root@pam only: it shows host paths"));
-    }
+/// `vmctl showcmd`: the command line a start would run, one line or one option per line. Root
+/// only (the table says so): it shows host paths.
+pub fn show_command(daemon: &Daemon, vmid: Vmid, pretty: bool) -> Result<Payload, ErrorReply> {
     let config = daemon.store.load(GuestKind::Vm, vmid)?.config;
     let command = command_for(daemon, vmid, &config).map_err(|m| err(ErrorKind::Invalid, m))?;
     Ok(Payload::Text(if pretty { command.pretty() } else { command.to_string() }))
@@ -752,11 +750,8 @@ pub fn status(daemon: &Daemon, vmid: Vmid, verbose: bool) -> Result<Payload, Err
     Ok(Payload::VmStatus(report))
 }
 
-/// Runs a human-monitor command (root only, as qm monitor).
-pub fn monitor(daemon: &Daemon, caller: &Caller, vmid: Vmid, command: &str) -> Result<Payload, ErrorReply> {
-    if !caller.is_root() {
-        return Err(err(ErrorKind::PermissionDenied, "the monitor is for root@pam only"));
-    }
+/// Runs a human-monitor command (root only, as qm monitor; the table says so).
+pub fn monitor(daemon: &Daemon, vmid: Vmid, command: &str) -> Result<Payload, ErrorReply> {
     daemon.store.load(GuestKind::Vm, vmid)?;
     daemon.qemu.require_running(vmid)?;
     let mut qmp = daemon.qemu.qmp(vmid)?;
