@@ -18,6 +18,7 @@ mod credentials;
 mod disks;
 mod guests;
 mod jobs;
+pub mod notify;
 pub mod permission_table;
 mod referenced;
 mod snapshots;
@@ -457,6 +458,11 @@ fn run(root: &Path, node: &str) -> anyhow::Result<()> {
         let mut int =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("SIGINT handler")?;
         tracing::info!(root = %root.display(), node, socket = %bound.socket.display(), "hearthd ready");
+        // The socket listens and the state is loaded: a `Type=notify` unit is started now.
+        // Failing to tell systemd is survivable (it times the start out and says so).
+        if let Err(e) = notify::ready() {
+            tracing::warn!(error = %e, "cannot tell the service manager that hearthd is ready");
+        }
         let tasks = Arc::clone(&daemon.tasks);
         serve(&bound.listener, daemon, async {
             tokio::select! {
