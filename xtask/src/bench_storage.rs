@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use hearth_core::Vmid;
 use hearth_core::storage::{Format, StorageTable, StorageType};
 use hearth_storage::{Backend, NewImage};
-use hearth_test::btrfs_loop::BtrfsLoop;
+use hearth_test::BtrfsLoop;
 
 use crate::node::Node;
 use crate::{Profile, build_binaries};

@@ -155,7 +155,7 @@ mod tests {
         let template = fs::read_to_string(crate::project_root().join(UNIT_TEMPLATE)).expect("reading the unit");
         let unit = render_unit(&template, &Layout::new(Path::new("/opt/hearth")).sbin).expect("rendering");
         let lines: Vec<&str> = unit.lines().map(str::trim).collect();
-        for wanted in ["ExecStart=/opt/hearth/sbin/hearthd", "Type=simple", "KillMode=process", "Restart=on-failure"] {
+        for wanted in ["ExecStart=/opt/hearth/sbin/hearthd", "Type=notify", "KillMode=process", "Restart=on-failure"] {
             assert!(lines.contains(&wanted), "{wanted} missing from the unit:\n{unit}");
         }
     }

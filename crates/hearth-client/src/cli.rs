@@ -20,6 +20,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::{Client, default_root};
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` in UTC, as every listing prints times.
+pub use hearth_core::time::format_utc;
 
 /// How a command prints its result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -586,22 +588,6 @@ pub fn render_pending(items: &[PendingItem]) -> String {
 /// Prints pending changes, as text or as the list of items.
 pub fn print_pending(items: &[PendingItem], format: OutputFormat) -> anyhow::Result<()> {
     if format.is_json() { print_json(items, format) } else { print_text(&render_pending(items)) }
-}
-
-/// Unix seconds as `YYYY-MM-DD HH:MM:SS` in UTC.
-pub fn format_utc(secs: i64) -> String {
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]

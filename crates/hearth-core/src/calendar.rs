@@ -11,12 +11,12 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::time::{SECONDS_PER_DAY, civil_from_days};
+
 /// How far ahead [`CalendarEvent::next_after`] looks before deciding a spec never fires again.
 /// Eight years because that is the longest gap between two leap days (2096-02-29 to 2104-02-29),
 /// so `*-02-29` always finds its next occurrence; `2020-02-30` gives up after this many days.
 const SEARCH_DAYS: i64 = 8 * 366;
-
-const SECONDS_PER_DAY: i64 = 86_400;
 
 /// The recurring points in time a job runs at, as parsed from a Proxmox `schedule`.
 ///
@@ -464,36 +464,10 @@ fn parse_step(digits: &str, text: &str, field: Field) -> Result<u32, CalendarErr
     }
 }
 
-/// (year, month 1-12, day 1-31) of the proleptic Gregorian calendar for days since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    // Both fit: day is 1..=31 and month 1..=12 by construction.
-    (year, month as u32, day as u32)
-}
-
-#[cfg(test)]
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400);
-    let month = i64::from(month);
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::days_from_civil;
     use expect_test::{Expect, expect};
 
     /// Unix time of a local wall-clock time at `offset` seconds east of UTC.
@@ -536,17 +510,6 @@ mod tests {
             }
         }
         expect.assert_eq(&out);
-    }
-
-    #[test]
-    fn civil_day_conversions_round_trip() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(days_from_civil(2000, 2, 29), 11_016);
-        for day in -800_000..800_000 {
-            let (y, m, d) = civil_from_days(day);
-            assert_eq!(days_from_civil(y, m, d), day);
-        }
     }
 
     #[test]

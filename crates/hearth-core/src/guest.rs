@@ -194,13 +194,7 @@ pub struct PendingEntry {
 
 /// SHA-256 of a file's bytes, in hex: the digest an edit is based on.
 pub fn digest(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for b in hash {
-        out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-        out.push(char::from_digit(u32::from(b & 0xF), 16).unwrap_or('0'));
-    }
-    out
+    crate::hex::encode(&Sha256::digest(bytes))
 }
 
 /// Snapshot names: `[a-z][a-z0-9_-]+` (case-insensitive), at most 40 characters; `current`,

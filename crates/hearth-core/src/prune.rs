@@ -16,6 +16,7 @@ use std::fmt;
 
 use crate::schema::ConfigError;
 use crate::storage::{self, BackupName};
+use crate::time::{DateTime, civil_from_days, days_from_civil};
 
 /// The parsed `prune-backups` property string.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -158,18 +159,19 @@ impl Backup {
 /// The seconds since 1970-01-01 00:00 of a name's `YYYY_MM_DD-HH_MM_SS`, read as a wall-clock
 /// time without a zone. `None` when a field is out of range.
 pub fn local_seconds_of_name(name: &BackupName) -> Option<i64> {
-    let t = name.time.as_bytes();
-    let field = |from: usize, len: usize| -> Option<i64> { name.time.get(from..from + len)?.parse().ok() };
-    if t.len() != 19 {
+    let field = |from: usize, len: usize| -> Option<u32> { name.time.get(from..from + len)?.parse().ok() };
+    if name.time.len() != 19 {
         return None;
     }
-    let (year, month, day) = (field(0, 4)?, field(5, 2)?, field(8, 2)?);
-    let (hour, minute, second) = (field(11, 2)?, field(14, 2)?, field(17, 2)?);
-    let month_ok = (1..=12).contains(&month);
-    if !month_ok || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59 {
-        return None;
+    DateTime {
+        year: i64::from(field(0, 4)?),
+        month: field(5, 2)?,
+        day: field(8, 2)?,
+        hour: field(11, 2)?,
+        minute: field(14, 2)?,
+        second: field(17, 2)?,
     }
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+    .to_unix()
 }
 
 /// What prune does with one backup.
@@ -315,7 +317,7 @@ impl LocalTime {
         let seconds = unix + i64::from(utc_offset);
         let days = seconds.div_euclid(86_400);
         let (year, month, _) = civil_from_days(days);
-        LocalTime { unix, seconds, days, year, month }
+        LocalTime { unix, seconds, days, year, month: i64::from(month) }
     }
 
     /// The ISO 8601 week-numbering year and week (`%G`, `%V`): weeks start on Monday and week 1
@@ -329,37 +331,6 @@ impl LocalTime {
         let week = u32::try_from(ordinal / 7 + 1).expect("an ISO week is between 1 and 53");
         (year, week)
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12; // March = 0
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    let next = if month == 12 { days_from_civil(year + 1, 1, 1) } else { days_from_civil(year, month + 1, 1) };
-    next - days_from_civil(year, month, 1)
 }
 
 #[cfg(test)]
@@ -414,7 +385,7 @@ mod tests {
     }
 
     /// One backup a day at 02:00 from `first` (YYYY, MM, DD) for `days` days.
-    fn daily_series(first: (i64, i64, i64), days: i64) -> Vec<String> {
+    fn daily_series(first: (i64, u32, u32), days: i64) -> Vec<String> {
         let start = days_from_civil(first.0, first.1, first.2);
         (0..days)
             .map(|d| {
@@ -422,18 +393,6 @@ mod tests {
                 format!("{y:04}_{m:02}_{day:02}-02_00_00")
             })
             .collect()
-    }
-
-    #[test]
-    fn calendar_round_trips() {
-        for days in -800_000..800_000 {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
-        assert_eq!(days_in_month(2024, 2), 29);
-        assert_eq!(days_in_month(2100, 2), 28);
     }
 
     #[test]

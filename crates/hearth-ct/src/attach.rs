@@ -173,7 +173,7 @@ fn enter(spec: &AttachSpec, pidfd: BorrowedFd<'_>, slave: Option<BorrowedFd<'_>>
     // Once inside the container's mounts, /proc is the container's and does not show us.
     let single = hearth_sys::process::SingleThreaded::check().map_err(|e| format!("fork: {e}"))?;
     nix::sched::setns(pidfd, flags).map_err(|e| format!("entering the container: {e}"))?;
-    match hearth_sys::process::clone_checked(&single, 0, v2.as_ref().map(AsFd::as_fd))
+    match hearth_sys::process::clone_rechecked(&single, 0, v2.as_ref().map(AsFd::as_fd))
         .map_err(|e| format!("fork: {e}"))?
     {
         hearth_sys::process::Forked::Child => {

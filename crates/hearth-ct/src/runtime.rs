@@ -76,7 +76,7 @@ pub fn cgroup_base(root: &Path) -> std::io::Result<String> {
     }
     use sha2::Digest;
     let digest = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
-    Ok(format!("hearth-{}", digest.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(format!("hearth-{}", hearth_core::hex::encode(&digest[..4])))
 }
 
 /// `veth<ctid>i<N>`, as Proxmox names the host end.

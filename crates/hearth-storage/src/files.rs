@@ -15,7 +15,7 @@ use crate::{Result, Space, StorageError};
 pub fn temp_name(final_name: &str) -> String {
     let mut bytes = [0u8; 6];
     let nonce = match getrandom::fill(&mut bytes) {
-        Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        Ok(()) => hearth_core::hex::encode(&bytes),
         Err(_) => format!("{}", std::process::id()),
     };
     format!(".tmp-{nonce}-{final_name}")

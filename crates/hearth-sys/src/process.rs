@@ -16,45 +16,69 @@ pub enum Forked {
     Child,
 }
 
-/// How many threads this process has, from /proc/self/task.
-fn thread_count() -> io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/task")?.count())
-}
-
-fn require_single_thread() -> io::Result<()> {
-    match thread_count()? {
-        1 => Ok(()),
-        n => Err(io::Error::other(format!(
-            "refusing to fork a process with {n} threads: the child could inherit locks held by the others"
-        ))),
-    }
-}
-
 /// Proof that the process had one thread when it was checked, for forking later at a point
 /// where /proc no longer shows this process (after joining another pid namespace's mounts).
-/// The holder promises not to start threads after the check.
+///
+/// It keeps this process's `/proc/self/task` directory open, so [`clone_rechecked`] can count
+/// the threads again through that descriptor just before cloning, whatever mounts the process
+/// sees by then: the promise "no thread was started since" is checked, not only trusted.
 #[derive(Debug)]
-pub struct SingleThreaded(());
+pub struct SingleThreaded {
+    task_dir: OwnedFd,
+}
 
 impl SingleThreaded {
     pub fn check() -> io::Result<SingleThreaded> {
-        require_single_thread()?;
-        Ok(SingleThreaded(()))
+        use nix::fcntl::{OFlag, open};
+        let task_dir = open(
+            "/proc/self/task",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        let proof = SingleThreaded { task_dir };
+        proof.recheck()?;
+        Ok(proof)
+    }
+
+    /// Counts this process's threads again through the descriptor opened at the check.
+    fn recheck(&self) -> io::Result<()> {
+        use nix::fcntl::OFlag;
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut dir = nix::dir::Dir::openat(&self.task_dir, ".", flags, nix::sys::stat::Mode::empty())?;
+        let mut threads = 0;
+        for entry in dir.iter() {
+            let name = entry?.file_name().to_bytes().to_owned();
+            if name != b"." && name != b".." {
+                threads += 1;
+            }
+        }
+        match threads {
+            1 => Ok(()),
+            n => Err(io::Error::other(format!(
+                "refusing to fork a process with {n} threads: the child could inherit locks held by the others"
+            ))),
+        }
     }
 }
 
 /// `fork()`, for single-threaded processes only (checked): the child is then an exact copy
 /// with no lock held by a vanished thread, so it may allocate and run ordinary Rust code.
 pub fn fork() -> io::Result<Forked> {
-    fork_checked(&SingleThreaded::check()?)
+    let proof = SingleThreaded::check()?;
+    // SAFETY: the check just counted one thread, and no code ran since that could start one.
+    unsafe { fork_checked(&proof) }
 }
 
 /// [`fork`] with the check done earlier.
-pub fn fork_checked(_proof: &SingleThreaded) -> io::Result<Forked> {
-    // SAFETY: the process has exactly one thread (checked when the proof was made, and its
-    // holder starts none), so no other thread can hold
-    // a lock (allocator, stdio) that the child would inherit in a locked state; fork has no
-    // memory-safety preconditions beyond that.
+///
+/// # Safety
+///
+/// The process must still have exactly one thread: the caller started none since `proof` was
+/// made. The proof alone cannot show that; [`fork`] checks immediately before forking.
+pub unsafe fn fork_checked(_proof: &SingleThreaded) -> io::Result<Forked> {
+    // SAFETY: the process has exactly one thread (the caller's promise), so no other thread can
+    // hold a lock (allocator, stdio) that the child would inherit in a locked state; fork has
+    // no memory-safety preconditions beyond that.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(Forked::Child),
@@ -70,11 +94,24 @@ pub fn fork_checked(_proof: &SingleThreaded) -> io::Result<Forked> {
 /// With `cgroup` (a directory of a cgroup2 hierarchy) the child is born in that cgroup
 /// (`CLONE_INTO_CGROUP`), without the global lock a later move would take.
 pub fn clone_into_namespaces(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
-    clone_checked(&SingleThreaded::check()?, flags, cgroup)
+    clone_rechecked(&SingleThreaded::check()?, flags, cgroup)
+}
+
+/// [`clone_into_namespaces`] for a process that may no longer see itself in /proc: counts the
+/// threads again through the descriptor `proof` holds, then clones.
+pub fn clone_rechecked(proof: &SingleThreaded, flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
+    proof.recheck()?;
+    // SAFETY: the recheck just counted one thread, and no code ran since that could start one.
+    unsafe { clone_checked(proof, flags, cgroup) }
 }
 
 /// [`clone_into_namespaces`] with the single-thread check done earlier.
-pub fn clone_checked(_proof: &SingleThreaded, flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
+///
+/// # Safety
+///
+/// The process must still have exactly one thread: the caller started none since `proof` was
+/// made. The proof alone cannot show that; [`clone_rechecked`] checks it again first.
+pub unsafe fn clone_checked(_proof: &SingleThreaded, flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
     let mut pidfd: RawFd = -1;
     let mut args: libc::clone_args = clone_args_zeroed();
     args.flags = flags | libc::CLONE_PIDFD as u64;
@@ -86,10 +123,9 @@ pub fn clone_checked(_proof: &SingleThreaded, flags: u64, cgroup: Option<Borrowe
     args.exit_signal = libc::SIGCHLD as u64;
     // SAFETY: `args` is a valid clone_args of the size passed; stack is 0, so the kernel runs
     // the child on a copy-on-write copy of this thread's stack like fork(). The process is
-    // single-threaded (checked when the proof was made, and its holder starts no thread), so
-    // the child inherits no foreign-held lock. `pidfd` lives
-    // until the call returns, which is when the kernel writes it; the cgroup descriptor is
-    // borrowed for the call.
+    // single-threaded (the caller's promise), so the child inherits no foreign-held lock.
+    // `pidfd` lives until the call returns, which is when the kernel writes it; the cgroup
+    // descriptor is borrowed for the call.
     let ret = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::addr_of_mut!(args), size_of::<libc::clone_args>()) };
     match ret {
         -1 => Err(io::Error::last_os_error()),

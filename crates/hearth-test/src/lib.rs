@@ -2,12 +2,12 @@
 //! process (for crash and restart tests, and for running the CLIs against it) or inside the
 //! test process (to reach the daemon's library API, e.g. to start a task).
 //!
-//! [`BtrfsLoop`] gives storage tests a throwaway btrfs filesystem on a loop device.
+//! [`BtrfsLoop`] (from hearth-testfs, re-exported) gives storage tests a throwaway btrfs
+//! filesystem on a loop device.
 //!
 //! Binaries are taken from the workspace's target directory; `cargo xtask test` builds them
 //! first. A missing binary fails the test with the command that builds it.
 
-pub mod btrfs_loop;
 pub mod fixtures;
 
 use std::io;
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use hearth_client::Client;
 use hearthd::Daemon;
 
-pub use btrfs_loop::BtrfsLoop;
+pub use hearth_testfs::BtrfsLoop;
 
 /// The directory holding the workspace's binaries for the current profile.
 pub fn bin_dir() -> PathBuf {

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use hearth_core::access::Privilege as P;
 use hearth_core::access::{AccessModel, AclPath, Authid, PrivSet, Privilege, Userid};
 use hearth_proto::{CtRequest, ErrorKind, ErrorReply, NodeRequest, Request, StorageRequest, TaskRequest, VmRequest};
 
@@ -52,13 +53,15 @@ impl Caller {
     }
 }
 
-/// What a request needs, as a small expression over privileges on ACL paths.
+/// What a request needs, as a small expression over privileges on ACL paths. Privileges are
+/// typed sets, so checking a need is a few bit operations and a misspelt privilege does not
+/// compile.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Need {
     /// Every one of the privileges on the path (none: anyone may ask).
-    All { path: String, privileges: &'static [&'static str] },
+    All { path: String, privileges: PrivSet },
     /// At least one of the privileges on the path.
-    Any { path: String, privileges: &'static [&'static str] },
+    Any { path: String, privileges: PrivSet },
     /// root@pam itself, whatever the ACL grants: what reaches the host. `what` says what, led by
     /// the key or argument that asks for it.
     Root { what: String },
@@ -71,10 +74,12 @@ pub enum Need {
 impl Need {
     /// How the need reads in a refusal and in the permission table.
     pub fn describe(&self) -> String {
+        let join =
+            |privileges: PrivSet, word: &str| privileges.iter().map(Privilege::name).collect::<Vec<_>>().join(word);
         match self {
-            Need::All { path, privileges: [] } => format!("nothing on {path}"),
-            Need::All { path, privileges } => format!("{} on {path}", privileges.join(" and ")),
-            Need::Any { path, privileges } => format!("{} on {path}", privileges.join(" or ")),
+            Need::All { path, privileges } if privileges.is_empty() => format!("nothing on {path}"),
+            Need::All { path, privileges } => format!("{} on {path}", join(*privileges, " and ")),
+            Need::Any { path, privileges } => format!("{} on {path}", join(*privileges, " or ")),
             Need::Root { what } => format!("root@pam ({what})"),
             Need::Either(a, b) => {
                 let list = |l: &[Need]| l.iter().map(Need::describe).collect::<Vec<_>>().join(" and ");
@@ -82,22 +87,37 @@ impl Need {
             }
         }
     }
+
+    /// Whether anyone meets the need: all of no privileges.
+    pub fn is_open(&self) -> bool {
+        matches!(self, Need::All { privileges, .. } if privileges.is_empty())
+    }
 }
 
-pub(crate) fn on(path: String, privileges: &'static [&'static str]) -> Need {
-    Need::All { path, privileges }
+/// Every one of `privileges` (one [`Privilege`], an array of them or a [`PrivSet`]) on `path`.
+pub(crate) fn on(path: impl Into<String>, privileges: impl Into<PrivSet>) -> Need {
+    Need::All { path: path.into(), privileges: privileges.into() }
+}
+
+/// Nothing on `path`: anyone may ask (what a listing then shows depends on the caller).
+pub(crate) fn anyone(path: impl Into<String>) -> Need {
+    on(path, PrivSet::EMPTY)
+}
+
+/// What only root@pam may do, whatever the ACL grants; `what` leads with the key or argument.
+pub(crate) fn root(what: impl Into<String>) -> Need {
+    Need::Root { what: what.into() }
 }
 
 /// The first of `needs` a caller does not meet, given whether it is root@pam and what it holds
 /// on a path; `None` when it meets them all.
 pub fn unmet<'a>(needs: &'a [Need], is_root: bool, held: &dyn Fn(&str) -> PrivSet) -> Option<&'a Need> {
     let met = |need: &Need| -> bool {
-        let privs = |list: &[&str]| PrivSet::parse(&list.join(",")).unwrap_or(PrivSet::ALL);
         match need {
             _ if is_root => true,
-            Need::All { privileges: [], .. } => true,
-            Need::All { path, privileges } => privs(privileges).is_subset(held(path)),
-            Need::Any { path, privileges } => !privs(privileges).intersection(held(path)).is_empty(),
+            Need::All { privileges, .. } if privileges.is_empty() => true,
+            Need::All { path, privileges } => privileges.is_subset(held(path)),
+            Need::Any { path, privileges } => !privileges.intersection(held(path)).is_empty(),
             Need::Root { .. } => false,
             Need::Either(a, b) => unmet(a, is_root, held).is_none() || unmet(b, is_root, held).is_none(),
         }
@@ -111,7 +131,7 @@ pub fn authorize_also(
     access: &AccessControl,
     caller: &Caller,
     path: String,
-    privileges: &'static [&'static str],
+    privileges: impl Into<PrivSet>,
 ) -> Result<(), ErrorReply> {
     authorize(access, caller, &[on(path, privileges)])
 }
@@ -133,10 +153,9 @@ fn indexed(key: &str, prefix: &str) -> bool {
 /// `None` when the key is deleted or its pending change reverted (then a drive's old value, which
 /// could make it a CD-ROM, is not known here, and the drive counts as a disk).
 ///
-/// Root-only keys (`args`, host devices) need `Sys.Modify`, which only `Administrator` holds; the
-/// handler refuses them to everyone but root@pam anyway.
+/// Root-only keys (`args`, host devices) need `Sys.Modify`, which only `Administrator` holds;
+/// [`crate::referenced::value_needs`] makes them root@pam's alone.
 pub fn key_privilege(kind: GuestSet, key: &str, value: Option<&str>) -> Privilege {
-    use Privilege as P;
     let is = |prefixes: &[&str]| prefixes.iter().any(|p| indexed(key, p));
     let cdrom = || value.is_some_and(|v| v.split(',').any(|part| part.trim() == "media=cdrom"));
     match kind {
@@ -201,7 +220,7 @@ pub fn key_privilege(kind: GuestSet, key: &str, value: Option<&str>) -> Privileg
 
 /// The union of what every key a `set` touches needs: the keys given a value, deleted or
 /// reverted. A `set` that touches nothing needs `VM.Config.Options`.
-pub fn set_privileges(kind: GuestSet, set: &hearth_proto::SetGuest) -> &'static [&'static str] {
+pub fn set_privileges(kind: GuestSet, set: &hearth_proto::SetGuest) -> PrivSet {
     let mut privs = PrivSet::EMPTY;
     for (key, value) in &set.options {
         privs.insert(key_privilege(kind, key, Some(value)));
@@ -212,20 +231,7 @@ pub fn set_privileges(kind: GuestSet, set: &hearth_proto::SetGuest) -> &'static 
     if privs.is_empty() {
         privs.insert(Privilege::VmConfigOptions);
     }
-    names(privs)
-}
-
-/// The names of `privs` as a static list, kept once per distinct set: the table's entries are
-/// static, and the few sets `set` can need are interned rather than allocated per request.
-fn names(privs: PrivSet) -> &'static [&'static str] {
-    static INTERNED: Mutex<Vec<(PrivSet, &'static [&'static str])>> = Mutex::new(Vec::new());
-    let mut interned = INTERNED.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, list)) = interned.iter().find(|(set, _)| *set == privs) {
-        return list;
-    }
-    let list: &'static [&'static str] = Vec::leak(privs.iter().map(Privilege::name).collect());
-    interned.push((privs, list));
-    list
+    privs
 }
 
 /// The table: every request variant's needs — its own ACL path and privileges, then what it
@@ -236,11 +242,6 @@ pub fn required(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
     needs
 }
 
-/// What only root@pam may do, whatever the ACL grants; the handler refuses everyone else too.
-fn root(what: &str) -> Need {
-    Need::Root { what: what.to_owned() }
-}
-
 /// A request's own ACL path and privileges (for access requests, everything they need).
 fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
     // A caller's own tasks are always theirs to read and stop, as in Proxmox.
@@ -248,14 +249,14 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
     let vms = |vmid: &dyn std::fmt::Display| format!("/vms/{vmid}");
     let need = match request {
         Request::Vm(r) => match r {
-            VmRequest::Create(c) => on(vms(&c.vmid), &["VM.Allocate"]),
+            VmRequest::Create(c) => on(vms(&c.vmid), P::VmAllocate),
             VmRequest::Set(s) => on(vms(&s.vmid), set_privileges(GuestSet::Vm, s)),
-            VmRequest::Config(c) => on(vms(&c.vmid), &["VM.Audit"]),
-            VmRequest::Pending { vmid } => on(vms(vmid), &["VM.Audit"]),
+            VmRequest::Config(c) => on(vms(&c.vmid), P::VmAudit),
+            VmRequest::Pending { vmid } => on(vms(vmid), P::VmAudit),
             // Answered for everyone, with only the VMs the caller may audit.
-            VmRequest::List => on("/vms".into(), &[]),
-            VmRequest::Destroy(d) => on(vms(&d.vmid), &["VM.Allocate"]),
-            VmRequest::NextId => on("/vms".into(), &["VM.Allocate"]),
+            VmRequest::List => anyone("/vms"),
+            VmRequest::Destroy(d) => on(vms(&d.vmid), P::VmAllocate),
+            VmRequest::NextId => on("/vms", P::VmAllocate),
             // Root only, as in Proxmox: a lock cleared under a running task lets another
             // operation corrupt its work.
             VmRequest::Unlock { .. } => root("unlock: clear a guest's lock"),
@@ -264,73 +265,73 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
             | VmRequest::Shutdown { vmid, .. }
             | VmRequest::Reboot { vmid, .. }
             | VmRequest::Suspend { vmid }
-            | VmRequest::Resume { vmid } => on(vms(vmid), &["VM.PowerMgmt"]),
-            VmRequest::Status { vmid, .. } => on(vms(vmid), &["VM.Audit"]),
-            VmRequest::Terminal { vmid, .. } => on(vms(vmid), &["VM.Console"]),
+            | VmRequest::Resume { vmid } => on(vms(vmid), P::VmPowerMgmt),
+            VmRequest::Status { vmid, .. } => on(vms(vmid), P::VmAudit),
+            VmRequest::Terminal { vmid, .. } => on(vms(vmid), P::VmConsole),
             // Root only: monitor commands reach the host (Proxmox asks Sys.Modify on `/`, which
             // only Administrator holds; Hearth keeps it root's, as qm monitor on the host).
             VmRequest::Monitor { .. } => root("monitor: run QEMU monitor commands"),
-            VmRequest::Snapshot { vmid, .. } | VmRequest::DelSnapshot { vmid, .. } => on(vms(vmid), &["VM.Snapshot"]),
-            VmRequest::ListSnapshot { vmid } => on(vms(vmid), &["VM.Audit"]),
-            VmRequest::Rollback { vmid, .. } => on(vms(vmid), &["VM.Snapshot.Rollback"]),
-            VmRequest::Template { vmid } => on(vms(vmid), &["VM.Allocate"]),
-            VmRequest::Clone(c) => on(vms(&c.vmid), &["VM.Clone"]),
-            VmRequest::Resize { vmid, .. } => on(vms(vmid), &["VM.Config.Disk"]),
+            VmRequest::Snapshot { vmid, .. } | VmRequest::DelSnapshot { vmid, .. } => on(vms(vmid), P::VmSnapshot),
+            VmRequest::ListSnapshot { vmid } => on(vms(vmid), P::VmAudit),
+            VmRequest::Rollback { vmid, .. } => on(vms(vmid), P::VmSnapshotRollback),
+            VmRequest::Template { vmid } => on(vms(vmid), P::VmAllocate),
+            VmRequest::Clone(c) => on(vms(&c.vmid), P::VmClone),
+            VmRequest::Resize { vmid, .. } => on(vms(vmid), P::VmConfigDisk),
             // Root only: the command line shows host paths.
             VmRequest::ShowCmd { .. } => root("showcmd: show the QEMU command line with host paths"),
             // The target storage's Datastore.AllocateSpace is what the request names (referenced).
-            VmRequest::MoveDisk(m) => on(vms(&m.vmid), &["VM.Config.Disk"]),
-            VmRequest::ImportDisk(i) => on(vms(&i.vmid), &["VM.Config.Disk"]),
-            VmRequest::Unlink { vmid, .. } => on(vms(vmid), &["VM.Config.Disk"]),
-            VmRequest::Cleanup { vmid } => on(vms(vmid), &["VM.PowerMgmt"]),
+            VmRequest::MoveDisk(m) => on(vms(&m.vmid), P::VmConfigDisk),
+            VmRequest::ImportDisk(i) => on(vms(&i.vmid), P::VmConfigDisk),
+            VmRequest::Unlink { vmid, .. } => on(vms(vmid), P::VmConfigDisk),
+            VmRequest::Cleanup { vmid } => on(vms(vmid), P::VmPowerMgmt),
             // The storage's Datastore.AllocateSpace is checked by the handler.
-            VmRequest::Backup(b) => on(vms(&b.vmid), &["VM.Backup"]),
-            VmRequest::Restore(r) => on(vms(&r.vmid), &["VM.Allocate"]),
+            VmRequest::Backup(b) => on(vms(&b.vmid), P::VmBackup),
+            VmRequest::Restore(r) => on(vms(&r.vmid), P::VmAllocate),
         },
         Request::Ct(r) => match r {
-            CtRequest::Create(c) => on(vms(&c.vmid), &["VM.Allocate"]),
+            CtRequest::Create(c) => on(vms(&c.vmid), P::VmAllocate),
             CtRequest::Set(s) => on(vms(&s.vmid), set_privileges(GuestSet::Ct, s)),
-            CtRequest::Config(c) => on(vms(&c.vmid), &["VM.Audit"]),
-            CtRequest::Pending { vmid } => on(vms(vmid), &["VM.Audit"]),
-            CtRequest::List => on("/vms".into(), &[]),
-            CtRequest::Destroy(d) => on(vms(&d.vmid), &["VM.Allocate"]),
+            CtRequest::Config(c) => on(vms(&c.vmid), P::VmAudit),
+            CtRequest::Pending { vmid } => on(vms(vmid), P::VmAudit),
+            CtRequest::List => anyone("/vms"),
+            CtRequest::Destroy(d) => on(vms(&d.vmid), P::VmAllocate),
             CtRequest::Unlock { .. } => root("unlock: clear a guest's lock"),
             CtRequest::Start { vmid }
             | CtRequest::Stop { vmid }
             | CtRequest::Shutdown { vmid, .. }
-            | CtRequest::Reboot { vmid, .. } => on(vms(vmid), &["VM.PowerMgmt"]),
+            | CtRequest::Reboot { vmid, .. } => on(vms(vmid), P::VmPowerMgmt),
             CtRequest::Status { vmid, .. } | CtRequest::Df { vmid } | CtRequest::ListSnapshot { vmid } => {
-                on(vms(vmid), &["VM.Audit"])
+                on(vms(vmid), P::VmAudit)
             }
-            CtRequest::Console { vmid, .. } => on(vms(vmid), &["VM.Console"]),
+            CtRequest::Console { vmid, .. } => on(vms(vmid), P::VmConsole),
             // Root inside the container: whoever may destroy and recreate it may be that.
-            CtRequest::Exec(e) => on(vms(&e.vmid), &["VM.Allocate"]),
-            CtRequest::Push { vmid, .. } | CtRequest::Pull { vmid, .. } => on(vms(vmid), &["VM.Allocate"]),
+            CtRequest::Exec(e) => on(vms(&e.vmid), P::VmAllocate),
+            CtRequest::Push { vmid, .. } | CtRequest::Pull { vmid, .. } => on(vms(vmid), P::VmAllocate),
             // Root only, as pct mount: the volumes appear on the host.
             CtRequest::Mount { .. } | CtRequest::Unmount { .. } => root("mount: a container's volumes on the host"),
-            CtRequest::Snapshot { vmid, .. } | CtRequest::DelSnapshot { vmid, .. } => on(vms(vmid), &["VM.Snapshot"]),
-            CtRequest::Rollback { vmid, .. } => on(vms(vmid), &["VM.Snapshot.Rollback"]),
-            CtRequest::Template { vmid } => on(vms(vmid), &["VM.Allocate"]),
-            CtRequest::Clone(c) => on(vms(&c.vmid), &["VM.Clone"]),
-            CtRequest::Resize { vmid, .. } => on(vms(vmid), &["VM.Config.Disk"]),
-            CtRequest::Backup(b) => on(vms(&b.vmid), &["VM.Backup"]),
-            CtRequest::Restore(r) => on(vms(&r.vmid), &["VM.Allocate"]),
+            CtRequest::Snapshot { vmid, .. } | CtRequest::DelSnapshot { vmid, .. } => on(vms(vmid), P::VmSnapshot),
+            CtRequest::Rollback { vmid, .. } => on(vms(vmid), P::VmSnapshotRollback),
+            CtRequest::Template { vmid } => on(vms(vmid), P::VmAllocate),
+            CtRequest::Clone(c) => on(vms(&c.vmid), P::VmClone),
+            CtRequest::Resize { vmid, .. } => on(vms(vmid), P::VmConfigDisk),
+            CtRequest::Backup(b) => on(vms(&b.vmid), P::VmBackup),
+            CtRequest::Restore(r) => on(vms(&r.vmid), P::VmAllocate),
         },
         Request::Task(r) => match r {
             // Everyone may list; the list holds only their own tasks without Sys.Audit.
-            TaskRequest::List(_) => on(format!("/nodes/{node}"), &[]),
+            TaskRequest::List(_) => anyone(format!("/nodes/{node}")),
             TaskRequest::Log { upid, .. } | TaskRequest::Status { upid } | TaskRequest::Follow { upid }
                 if own(upid) =>
             {
-                on(format!("/nodes/{node}"), &[])
+                anyone(format!("/nodes/{node}"))
             }
-            TaskRequest::Stop { upid } if own(upid) => on(format!("/nodes/{node}"), &[]),
+            TaskRequest::Stop { upid } if own(upid) => anyone(format!("/nodes/{node}")),
             TaskRequest::Log { .. } | TaskRequest::Status { .. } | TaskRequest::Follow { .. } => {
-                on(format!("/nodes/{node}"), &["Sys.Audit"])
+                on(format!("/nodes/{node}"), P::SysAudit)
             }
-            TaskRequest::Stop { .. } => on(format!("/nodes/{node}"), &["Sys.Modify"]),
+            TaskRequest::Stop { .. } => on(format!("/nodes/{node}"), P::SysModify),
         },
-        Request::Node(NodeRequest::StartAll { .. } | NodeRequest::StopAll { .. }) => on("/".into(), &["VM.PowerMgmt"]),
+        Request::Node(NodeRequest::StartAll { .. } | NodeRequest::StopAll { .. }) => on("/", P::VmPowerMgmt),
         // What an access request needs can depend on whom it names (one's own tokens,
         // password and second factors) and on several paths at once.
         Request::Access(r) => return crate::users::required(r, caller),
@@ -338,55 +339,54 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
             let storage = |id: &str| format!("/storage/{id}");
             // A volume id's storage; a malformed id is refused later, after the check, so
             // the path falls back to the whole tree.
-            let of_volume = |volid: &str| volid.split_once(':').map_or_else(|| "/storage".into(), |(s, _)| storage(s));
+            let of_volume =
+                |volid: &str| volid.split_once(':').map_or_else(|| "/storage".to_owned(), |(s, _)| storage(s));
             match r {
                 // A definition is host configuration (its path, what it mounts): as in Proxmox,
                 // changing or removing one needs Datastore.Allocate on all of `/storage`, not
                 // only on the storage itself.
                 StorageRequest::Add(_) | StorageRequest::Set(_) | StorageRequest::Remove { .. } => {
-                    on("/storage".into(), &["Datastore.Allocate"])
+                    on("/storage", P::DatastoreAllocate)
                 }
                 // One storage needs Datastore.Audit on it; all of them answer everyone with only
                 // the storages the caller may audit.
                 StorageRequest::Config { storage: Some(s) }
                 | StorageRequest::Status(hearth_proto::StorageStatusFilter { storage: Some(s), .. }) => {
-                    on(storage(s), &["Datastore.Audit"])
+                    on(storage(s), P::DatastoreAudit)
                 }
                 StorageRequest::Config { storage: None }
-                | StorageRequest::Status(hearth_proto::StorageStatusFilter { storage: None, .. }) => {
-                    on("/storage".into(), &[])
-                }
-                StorageRequest::List(l) => on(storage(&l.storage), &["Datastore.Audit"]),
-                StorageRequest::Alloc(a) => on(storage(&a.storage), &["Datastore.AllocateSpace"]),
+                | StorageRequest::Status(hearth_proto::StorageStatusFilter { storage: None, .. }) => anyone("/storage"),
+                StorageRequest::List(l) => on(storage(&l.storage), P::DatastoreAudit),
+                StorageRequest::Alloc(a) => on(storage(&a.storage), P::DatastoreAllocateSpace),
                 StorageRequest::Free { volid } | StorageRequest::Path { volid } => {
-                    on(of_volume(volid), &["Datastore.Allocate"])
+                    on(of_volume(volid), P::DatastoreAllocate)
                 }
-                StorageRequest::Import(i) => on(of_volume(&i.volid), &["Datastore.Allocate"]),
-                StorageRequest::Export(e) => on(of_volume(&e.volid), &["Datastore.Allocate"]),
-                StorageRequest::Upload(u) => on(storage(&u.storage), &["Datastore.AllocateTemplate"]),
+                StorageRequest::Import(i) => on(of_volume(&i.volid), P::DatastoreAllocate),
+                StorageRequest::Export(e) => on(of_volume(&e.volid), P::DatastoreAllocate),
+                StorageRequest::Upload(u) => on(storage(&u.storage), P::DatastoreAllocateTemplate),
                 // VM.Backup on each guest is checked by the handler.
                 StorageRequest::BackupRun(r) => match &r.options.storage {
-                    Some(s) => on(storage(s), &["Datastore.AllocateSpace"]),
-                    None => on("/storage".into(), &["Datastore.AllocateSpace"]),
+                    Some(s) => on(storage(s), P::DatastoreAllocateSpace),
+                    None => on("/storage", P::DatastoreAllocateSpace),
                 },
-                StorageRequest::BackupList { storage: Some(s), .. } => on(storage(s), &["Datastore.Audit"]),
-                StorageRequest::BackupList { storage: None, .. } => on("/storage".into(), &[]),
-                StorageRequest::BackupPrune(p) => on(storage(&p.storage), &["Datastore.Allocate"]),
-                StorageRequest::BackupProtect { volid, .. } => on(of_volume(volid), &["Datastore.Allocate"]),
+                StorageRequest::BackupList { storage: Some(s), .. } => on(storage(s), P::DatastoreAudit),
+                StorageRequest::BackupList { storage: None, .. } => anyone("/storage"),
+                StorageRequest::BackupPrune(p) => on(storage(&p.storage), P::DatastoreAllocate),
+                StorageRequest::BackupProtect { volid, .. } => on(of_volume(volid), P::DatastoreAllocate),
                 StorageRequest::BackupVerify { target } if target.contains(':') => {
-                    on(of_volume(target), &["Datastore.Allocate"])
+                    on(of_volume(target), P::DatastoreAllocate)
                 }
-                StorageRequest::BackupVerify { target } => on(storage(target), &["Datastore.Allocate"]),
-                StorageRequest::BackupGc { storage: s } => on(storage(s), &["Datastore.Allocate"]),
+                StorageRequest::BackupVerify { target } => on(storage(target), P::DatastoreAllocate),
+                StorageRequest::BackupGc { storage: s } => on(storage(s), P::DatastoreAllocate),
                 StorageRequest::BackupLs { volid, .. } | StorageRequest::BackupExtract { volid, .. } => {
-                    on(of_volume(volid), &["Datastore.Allocate"])
+                    on(of_volume(volid), P::DatastoreAllocate)
                 }
-                StorageRequest::BackupJobList => on("/".into(), &["Sys.Audit"]),
+                StorageRequest::BackupJobList => on("/", P::SysAudit),
                 StorageRequest::BackupJobAdd(_)
                 | StorageRequest::BackupJobSet(_)
                 | StorageRequest::BackupJobRemove { .. }
                 | StorageRequest::BackupJobRun { .. }
-                | StorageRequest::BackupJobRunDue => on("/".into(), &["Sys.Modify"]),
+                | StorageRequest::BackupJobRunDue => on("/", P::SysModify),
             }
         }
     };
@@ -569,32 +569,54 @@ mod tests {
     fn a_set_needs_the_union_of_its_keys() {
         let s = set(&[("memory", "96"), ("name", "x")], &["net0"], &["cores"]);
         assert_eq!(
-            set_privileges(GuestSet::Vm, &s),
-            ["VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options"]
+            set_privileges(GuestSet::Vm, &s).to_string(),
+            "VM.Config.CPU,VM.Config.Memory,VM.Config.Network,VM.Config.Options"
         );
-        // The same set twice is the same interned list.
-        assert!(std::ptr::eq(set_privileges(GuestSet::Vm, &s), set_privileges(GuestSet::Vm, &s)));
-        assert_eq!(set_privileges(GuestSet::Vm, &set(&[], &[], &[])), ["VM.Config.Options"]);
-        assert_eq!(set_privileges(GuestSet::Ct, &set(&[], &["mp0"], &[])), ["VM.Config.Disk"]);
+        assert_eq!(set_privileges(GuestSet::Vm, &set(&[], &[], &[])), Privilege::VmConfigOptions.into());
+        assert_eq!(set_privileges(GuestSet::Ct, &set(&[], &["mp0"], &[])), Privilege::VmConfigDisk.into());
     }
 
     #[test]
     fn roles_hold_what_set_needs_as_in_proxmox() {
-        let may = |role: &str, options: &[(&str, &str)]| {
-            let wanted =
-                PrivSet::parse(&set_privileges(GuestSet::Vm, &set(options, &[], &[])).join(",")).expect("names");
-            wanted.is_subset(builtin(role).expect("role").privs)
-        };
+        let wanted = |options: &[(&str, &str)]| set_privileges(GuestSet::Vm, &set(options, &[], &[]));
+        let may = |role: &str, options: &[(&str, &str)]| wanted(options).is_subset(builtin(role).expect("role").privs);
         assert!(may("VMAdmin", &[("memory", "96"), ("name", "x"), ("scsi0", "local:1")]));
         assert!(!may("VMUser", &[("memory", "96")]));
         assert!(!may("VMUser", &[("name", "x")]));
         assert!(may("VMUser", &[("ide2", "none,media=cdrom")]));
         let memory_only = PrivSet::from(Privilege::VmConfigMemory);
-        let wanted = |options: &[(&str, &str)]| {
-            PrivSet::parse(&set_privileges(GuestSet::Vm, &set(options, &[], &[])).join(",")).expect("names")
-        };
         assert!(wanted(&[("memory", "96")]).is_subset(memory_only));
         assert!(!wanted(&[("name", "x")]).is_subset(memory_only));
         assert!(!wanted(&[("memory", "96"), ("name", "x")]).is_subset(memory_only));
+    }
+
+    #[test]
+    fn needs_describe_their_privileges_by_name() {
+        assert_eq!(anyone("/vms").describe(), "nothing on /vms");
+        assert_eq!(on("/vms/100", P::VmAudit).describe(), "VM.Audit on /vms/100");
+        assert_eq!(on("/vms/100", [P::VmPowerMgmt, P::VmAudit]).describe(), "VM.Audit and VM.PowerMgmt on /vms/100");
+        let any =
+            Need::Any { path: "/storage/local".into(), privileges: [P::DatastoreAudit, P::DatastoreAllocate].into() };
+        assert_eq!(any.describe(), "Datastore.Allocate or Datastore.Audit on /storage/local");
+        assert_eq!(
+            root("monitor: run QEMU monitor commands").describe(),
+            "root@pam (monitor: run QEMU monitor commands)"
+        );
+    }
+
+    #[test]
+    fn unmet_checks_typed_sets() {
+        let held = |path: &str| if path == "/vms/100" { PrivSet::from(P::VmAudit) } else { PrivSet::EMPTY };
+        let audit = [on("/vms/100", P::VmAudit)];
+        assert_eq!(unmet(&audit, false, &held), None);
+        let both = [on("/vms/100", [P::VmAudit, P::VmPowerMgmt])];
+        assert_eq!(unmet(&both, false, &held), Some(&both[0]));
+        let any = [Need::Any { path: "/vms/100".into(), privileges: [P::VmAudit, P::VmPowerMgmt].into() }];
+        assert_eq!(unmet(&any, false, &held), None);
+        let host = [root("args: give the guest extra QEMU arguments")];
+        assert_eq!(unmet(&host, false, &held), Some(&host[0]));
+        assert_eq!(unmet(&host, true, &held), None);
+        let either = [Need::Either(vec![on("/", P::SysModify)], vec![on("/vms/100", P::VmAudit)])];
+        assert_eq!(unmet(&either, false, &held), None);
     }
 }

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hearth_backup::vzdump::{self, ArchiveOptions};
+use hearth_core::access::Privilege;
 use hearth_core::storage::{Content, Format, StorageConfig, StorageType, VolName};
 use hearth_core::{GuestConfig, GuestKind, Lock, Value, Vmid};
 use hearth_proto::{BackupEntry, BackupGuest, BackupOptions, BackupRun, ErrorKind, ErrorReply, Payload, RestoreGuest};
@@ -107,7 +108,7 @@ pub fn backup(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Backu
     check_options(&req.options)?;
     daemon.store.load(kind, req.vmid)?;
     let storage = target_storage(daemon, req.options.storage.as_deref())?;
-    authorize_also(&daemon.access, caller, format!("/storage/{}", storage.id), &["Datastore.AllocateSpace"])?;
+    authorize_also(&daemon.access, caller, format!("/storage/{}", storage.id), Privilege::DatastoreAllocateSpace)?;
     let worker = Arc::clone(daemon);
     let upid = daemon.tasks.spawn("vzdump", &req.vmid.to_string(), &caller.userid, move |ctx| {
         let log = |line: String| ctx.log(line);
@@ -160,7 +161,7 @@ pub(crate) fn start_run(
     let guests = select(daemon, &req)?;
     if let Some(caller) = caller {
         for (vmid, _) in &guests {
-            authorize_also(&daemon.access, caller, format!("/vms/{vmid}"), &["VM.Backup"])?;
+            authorize_also(&daemon.access, caller, format!("/vms/{vmid}"), Privilege::VmBackup)?;
         }
     }
     let worker = Arc::clone(daemon);
@@ -913,7 +914,8 @@ pub fn list(
             continue;
         }
         if storage.is_none()
-            && authorize_also(&daemon.access, caller, format!("/storage/{}", config.id), &["Datastore.Audit"]).is_err()
+            && authorize_also(&daemon.access, caller, format!("/storage/{}", config.id), Privilege::DatastoreAudit)
+                .is_err()
         {
             continue;
         }
@@ -1252,7 +1254,7 @@ impl Restored {
         needs.extend(crate::referenced::values_needs(kind, req.vmid, &values, &skip));
         for (key, volid) in &new {
             let storage = restore_storage(daemon, req, key, volid).map_err(|e| err(ErrorKind::Invalid, e))?;
-            needs.push(crate::access::on(format!("/storage/{storage}"), &["Datastore.AllocateSpace"]));
+            needs.push(crate::access::on(format!("/storage/{storage}"), Privilege::DatastoreAllocateSpace));
         }
         crate::access::authorize(&daemon.access, caller, &needs)
             .map_err(|e| ErrorReply::new(e.kind, format!("{} (in the backup's configuration)", e.message)))?;

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use hearth_core::access::{TokenId, Userid};
+use hearth_core::hex;
 use hearth_proto::{ErrorKind, ErrorReply, NewTfa, TfaInfo, TfaKind};
 use hmac::{Hmac, Mac};
 use serde::de::DeserializeOwned;
@@ -71,12 +72,8 @@ fn random<const N: usize>(what: &str) -> Result<[u8; N], ErrorReply> {
     Ok(bytes)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn digest(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
+    hex::encode(&Sha256::digest(secret.as_bytes()))
 }
 
 /// Equality whose time depends only on the lengths, not on where the inputs differ.
@@ -91,7 +88,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// 32 random bytes, hex: a new token secret.
 pub(crate) fn new_secret() -> Result<String, ErrorReply> {
-    Ok(hex(&random::<32>("token secret")?))
+    Ok(hex::encode(&random::<32>("token secret")?))
 }
 
 pub(crate) fn remember_secret(root: &Path, id: &TokenId, secret: &str) -> Result<(), ErrorReply> {
@@ -210,7 +207,7 @@ pub(crate) fn add_tfa(root: &Path, userid: &Userid, kind: TfaKind, now: i64) -> 
         TfaKind::Totp => {
             let key = random::<20>("TOTP key")?;
             let secret = base32(&key);
-            let id = format!("totp-{}", hex(&random::<4>("TOTP id")?));
+            let id = format!("totp-{}", hex::encode(&random::<4>("TOTP id")?));
             let entry = TfaEntry { id, kind, created: now, secret: Some(secret.clone()), recovery: Vec::new() };
             let uri = format!(
                 "otpauth://totp/Hearth:{}?secret={secret}&issuer=Hearth&algorithm=SHA1&digits=6&period=30",
@@ -320,7 +317,7 @@ fn totp(key: &[u8], counter: u64, digits: u32) -> String {
 
 /// A recovery key as Proxmox prints them: four groups of four hex digits.
 fn recovery_key(bytes: &[u8; 8]) -> String {
-    bytes.chunks(2).map(hex).collect::<Vec<_>>().join("-")
+    bytes.chunks(2).map(hex::encode).collect::<Vec<_>>().join("-")
 }
 
 const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";

@@ -19,6 +19,7 @@ mod disks;
 mod guests;
 mod jobs;
 mod lifecycle;
+pub mod notify;
 pub mod permission_table;
 mod referenced;
 mod snapshots;
@@ -166,7 +167,7 @@ pub fn handle(
             VmRequest::List => guests::list(daemon, caller, Vm),
             VmRequest::Destroy(req) => guests::destroy(daemon, caller, Vm, req),
             VmRequest::NextId => guests::next_id(daemon),
-            VmRequest::Unlock { vmid } => guests::unlock(daemon, caller, Vm, vmid),
+            VmRequest::Unlock { vmid } => guests::unlock(daemon, Vm, vmid),
             VmRequest::Start { vmid, timeout } => {
                 let options =
                     StartOptions { timeout: timeout.map(std::time::Duration::from_secs), ..StartOptions::default() };
@@ -180,7 +181,7 @@ pub fn handle(
             VmRequest::Suspend { vmid } => lifecycle::pause(daemon, caller, Vm, vmid, false),
             VmRequest::Resume { vmid } => lifecycle::pause(daemon, caller, Vm, vmid, true),
             VmRequest::Status { vmid, verbose } => vms::status(daemon, vmid, verbose),
-            VmRequest::Monitor { vmid, command } => vms::monitor(daemon, caller, vmid, &command),
+            VmRequest::Monitor { vmid, command } => vms::monitor(daemon, vmid, &command),
             VmRequest::Snapshot { vmid, name, description, vmstate } => {
                 snapshots::snapshot(daemon, caller, Vm, vmid, name, description, vmstate)
             }
@@ -190,7 +191,7 @@ pub fn handle(
             VmRequest::Template { vmid } => snapshots::template(daemon, caller, Vm, vmid),
             VmRequest::Clone(req) => snapshots::clone(daemon, caller, Vm, req),
             VmRequest::Resize { vmid, disk, size } => snapshots::resize(daemon, caller, Vm, vmid, &disk, &size),
-            VmRequest::ShowCmd { vmid, pretty } => vms::show_command(daemon, caller, vmid, pretty),
+            VmRequest::ShowCmd { vmid, pretty } => vms::show_command(daemon, vmid, pretty),
             VmRequest::MoveDisk(req) => disks::move_disk(daemon, caller, req),
             VmRequest::ImportDisk(req) => disks::import(daemon, caller, req, attached()?),
             VmRequest::Unlink { vmid, idlist, force } => disks::unlink(daemon, vmid, &idlist, force),
@@ -209,7 +210,7 @@ pub fn handle(
             CtRequest::Pending { vmid } => guests::pending(daemon, Ct, vmid),
             CtRequest::List => guests::list(daemon, caller, Ct),
             CtRequest::Destroy(req) => guests::destroy(daemon, caller, Ct, req),
-            CtRequest::Unlock { vmid } => guests::unlock(daemon, caller, Ct, vmid),
+            CtRequest::Unlock { vmid } => guests::unlock(daemon, Ct, vmid),
             CtRequest::Start { vmid } => lifecycle::start(daemon, caller, Ct, vmid, StartOptions::default()),
             CtRequest::Stop { vmid } => lifecycle::stop(daemon, caller, Ct, vmid),
             CtRequest::Shutdown { vmid, timeout, force_stop } => {
@@ -225,8 +226,8 @@ pub fn handle(
                 containers::push(daemon, vmid, &path, user, group, perms, attached()?)
             }
             CtRequest::Pull { vmid, path } => containers::pull(daemon, vmid, &path, attached()?),
-            CtRequest::Mount { vmid } => containers::mount(daemon, caller, vmid),
-            CtRequest::Unmount { vmid } => containers::unmount(daemon, caller, vmid),
+            CtRequest::Mount { vmid } => containers::mount(daemon, vmid),
+            CtRequest::Unmount { vmid } => containers::unmount(daemon, vmid),
             CtRequest::Df { vmid } => containers::df(daemon, vmid),
             CtRequest::Snapshot { vmid, name, description } => {
                 snapshots::snapshot(daemon, caller, Ct, vmid, name, description, false)
@@ -267,8 +268,8 @@ pub fn handle(
             NodeRequest::StopAll { timeout } => lifecycle::stop_all(daemon, caller, timeout),
         },
         Request::Storage(r) => match r {
-            StorageRequest::Add(req) => storage::add(daemon, caller, req),
-            StorageRequest::Set(req) => storage::set(daemon, caller, req),
+            StorageRequest::Add(req) => storage::add(daemon, req),
+            StorageRequest::Set(req) => storage::set(daemon, req),
             StorageRequest::Remove { storage } => storage::remove(daemon, &storage),
             StorageRequest::Config { storage } => storage::config(daemon, caller, storage.as_deref()),
             StorageRequest::Status(filter) => storage::status(daemon, caller, filter),
@@ -497,6 +498,11 @@ fn run(root: &Path, node: &str) -> anyhow::Result<()> {
         let mut int =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("SIGINT handler")?;
         tracing::info!(root = %root.display(), node, socket = %bound.socket.display(), "hearthd ready");
+        // The socket listens and the state is loaded: a `Type=notify` unit is started now.
+        // Failing to tell systemd is survivable (it times the start out and says so).
+        if let Err(e) = notify::ready() {
+            tracing::warn!(error = %e, "cannot tell the service manager that hearthd is ready");
+        }
         let tasks = Arc::clone(&daemon.tasks);
         serve(&bound.listener, daemon, async {
             tokio::select! {

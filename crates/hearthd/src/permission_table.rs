@@ -923,11 +923,7 @@ pub fn variant(request: &Request) -> (&'static str, &'static str) {
 /// What hearthd requires of a sample, as refusals and the table word it.
 fn needs_text(request: &Request) -> String {
     let needs = required(request, NODE, &caller());
-    let told: Vec<String> = needs
-        .iter()
-        .filter(|n| !matches!(n, crate::access::Need::All { privileges: [], .. }))
-        .map(|n| n.describe())
-        .collect();
+    let told: Vec<String> = needs.iter().filter(|n| !n.is_open()).map(|n| n.describe()).collect();
     if told.is_empty() { "anyone".to_owned() } else { told.join("; ") }
 }
 

@@ -15,7 +15,8 @@ use hearth_core::{GuestKind, Value, Vmid};
 use hearth_proto::{CtRequest, ErrorKind, ErrorReply, Request, StorageRequest, VmRequest};
 
 use crate::Daemon;
-use crate::access::{GuestSet, Need, key_privilege, on};
+use crate::access::{GuestSet, Need, key_privilege, on, root};
+use hearth_core::access::Privilege as P;
 
 /// The ACL path of a local bridge, as Proxmox's SDN names it: `/sdn/zones/localnetwork/<bridge>`.
 pub fn bridge_path(bridge: &str) -> String {
@@ -27,7 +28,7 @@ fn storage_path(storage: &str) -> String {
 }
 
 fn space(storage: &str) -> Need {
-    on(storage_path(storage), &["Datastore.AllocateSpace"])
+    on(storage_path(storage), P::DatastoreAllocateSpace)
 }
 
 /// The guest whose backup a backup volume name holds: the vmid of a vzdump archive's name
@@ -59,19 +60,19 @@ fn image_owner(name: &str) -> Option<Vmid> {
 /// guest) `Datastore.Allocate`. Host paths are root's.
 pub fn volume_needs(vmid: Option<Vmid>, volid: &str, what: &str) -> Vec<Need> {
     if volid.starts_with('/') {
-        return vec![Need::Root { what: format!("{what}: use the host path '{volid}'") }];
+        return vec![root(format!("{what}: use the host path '{volid}'"))];
     }
     let Some((storage, name)) = volid.split_once(':') else { return Vec::new() };
-    let allocate = || vec![on(storage_path(storage), &["Datastore.Allocate"])];
+    let allocate = || vec![on(storage_path(storage), P::DatastoreAllocate)];
     let head = name.split('/').next().unwrap_or_default();
     match head {
         "iso" | "vztmpl" | "import" => vec![Need::Any {
             path: storage_path(storage),
-            privileges: &["Datastore.Allocate", "Datastore.AllocateSpace", "Datastore.Audit"],
+            privileges: [P::DatastoreAllocate, P::DatastoreAllocateSpace, P::DatastoreAudit].into(),
         }],
         "backup" => match backup_owner(name) {
             Some(owner) => {
-                vec![Need::Either(allocate(), vec![space(storage), on(format!("/vms/{owner}"), &["VM.Backup"])])]
+                vec![Need::Either(allocate(), vec![space(storage), on(format!("/vms/{owner}"), P::VmBackup)])]
             }
             None => allocate(),
         },
@@ -80,7 +81,7 @@ pub fn volume_needs(vmid: Option<Vmid>, volid: &str, what: &str) -> Vec<Need> {
             Some(owner) if Some(owner) == vmid => Vec::new(),
             Some(owner) => vec![Need::Either(
                 allocate(),
-                vec![on(storage_path(storage), &["Datastore.Audit"]), on(format!("/vms/{owner}"), &["VM.Config.Disk"])],
+                vec![on(storage_path(storage), P::DatastoreAudit), on(format!("/vms/{owner}"), P::VmConfigDisk)],
             )],
             None => allocate(),
         },
@@ -103,7 +104,7 @@ pub fn volume_of(kind: GuestKind, key: &str, value: &Value) -> Option<(String, b
 /// container — each is host root), a new volume's storage, an existing volume, the host's
 /// CD-ROM drive, a bridge.
 pub fn value_needs(kind: GuestKind, vmid: Vmid, key: &str, value: &Value) -> Vec<Need> {
-    let root = |what: &str| vec![Need::Root { what: format!("{key}: {what}") }];
+    let root = |what: &str| vec![root(format!("{key}: {what}"))];
     let set = match kind {
         GuestKind::Vm => GuestSet::Vm,
         GuestKind::Ct => GuestSet::Ct,
@@ -115,7 +116,7 @@ pub fn value_needs(kind: GuestKind, vmid: Vmid, key: &str, value: &Value) -> Vec
     // Sys.Modify on `/` for a VM's `startup`. Hearth asks it of containers too, which share
     // one start order with the VMs.
     if key == "startup" {
-        return vec![on("/".into(), &["Sys.Modify"])];
+        return vec![on("/", P::SysModify)];
     }
     if key_privilege(set, key, value.as_str()) == hearth_core::access::Privilege::SysModify {
         return root("give the guest a host device or script");
@@ -130,7 +131,7 @@ pub fn value_needs(kind: GuestKind, vmid: Vmid, key: &str, value: &Value) -> Vec
     }
     if key.starts_with("net") {
         return match kind.schema().property(key, value).and_then(|p| p.get("bridge").map(str::to_owned)) {
-            Some(bridge) => vec![on(bridge_path(&bridge), &["SDN.Use"])],
+            Some(bridge) => vec![on(bridge_path(&bridge), P::SdnUse)],
             None => Vec::new(),
         };
     }
@@ -138,7 +139,7 @@ pub fn value_needs(kind: GuestKind, vmid: Vmid, key: &str, value: &Value) -> Vec
     match volume.as_str() {
         "none" => Vec::new(),
         // The host's own optical drive.
-        "cdrom" => vec![on("/".into(), &["Sys.Console"])],
+        "cdrom" => vec![on("/", P::SysConsole)],
         _ => match check::allocation(&volume) {
             Some((storage, _)) => vec![space(storage)],
             None => volume_needs(Some(vmid), &volume, key),
@@ -156,7 +157,7 @@ pub fn values_needs(kind: GuestKind, vmid: Vmid, values: &[(String, Value)], ski
     };
     let mut needs = Vec::new();
     for (key, value) in values {
-        needs.push(on(format!("/vms/{vmid}"), privilege_name(key_privilege(set, key, value.as_str()))));
+        needs.push(on(format!("/vms/{vmid}"), key_privilege(set, key, value.as_str())));
         let reached = value_needs(kind, vmid, key, value);
         // A restored disk gets a new volume; its storage is checked where it is chosen.
         let restored_volume = skip_volumes.contains(key) && !reached.iter().any(|n| matches!(n, Need::Root { .. }));
@@ -165,15 +166,6 @@ pub fn values_needs(kind: GuestKind, vmid: Vmid, values: &[(String, Value)], ski
         }
     }
     needs
-}
-
-/// A privilege's name as the one-element static list a need takes.
-fn privilege_name(privilege: hearth_core::access::Privilege) -> &'static [&'static str] {
-    use hearth_core::access::Privilege;
-    static NAMES: std::sync::OnceLock<Vec<[&'static str; 1]>> = std::sync::OnceLock::new();
-    let names = NAMES.get_or_init(|| Privilege::ALL.iter().map(|p| [p.name()]).collect());
-    let index = Privilege::ALL.iter().position(|p| *p == privilege).expect("every privilege is in ALL");
-    &names[index]
 }
 
 fn options_needs(kind: GuestKind, vmid: Vmid, options: &[(String, String)]) -> Vec<Need> {
@@ -199,7 +191,7 @@ pub fn needs(request: &Request) -> Vec<Need> {
             }
             GuestRef::Set(s) => options_needs(kind, s.vmid, &s.options),
             GuestRef::Clone(c) => {
-                let mut needs = vec![on(format!("/vms/{}", c.newid), &["VM.Allocate"])];
+                let mut needs = vec![on(format!("/vms/{}", c.newid), P::VmAllocate)];
                 needs.extend(c.target.as_deref().map(space));
                 needs
             }
@@ -208,9 +200,7 @@ pub fn needs(request: &Request) -> Vec<Need> {
                 let mut needs = volume_needs(Some(r.vmid), &r.archive, "archive");
                 needs.extend(r.storage.as_deref().map(space));
                 if kind == GuestKind::Ct && r.unprivileged == Some(false) {
-                    needs.push(Need::Root {
-                        what: "unprivileged: make a privileged container (its root is host root)".into(),
-                    });
+                    needs.push(root("unprivileged: make a privileged container (its root is host root)"));
                 }
                 needs
             }
@@ -237,17 +227,21 @@ pub fn needs(request: &Request) -> Vec<Need> {
         },
         // Each guest named is backed up: VM.Backup on it (`--all` is checked per guest).
         Request::Storage(StorageRequest::BackupRun(r)) => {
-            let mut needs: Vec<Need> = r.vmids.iter().map(|v| on(format!("/vms/{v}"), &["VM.Backup"])).collect();
+            let mut needs: Vec<Need> = r.vmids.iter().map(|v| on(format!("/vms/{v}"), P::VmBackup)).collect();
             // The storage's Datastore.AllocateSpace is the request's own path.
             needs.extend(prune_needs(&r.options));
             needs
         }
-        // A chunk store's key file is read by hearthd as root.
+        // A chunk store's key file is read by hearthd as root: naming or removing one is root's.
         Request::Storage(StorageRequest::Add(hearth_proto::AddStorage { options, .. }))
-        | Request::Storage(StorageRequest::Set(hearth_proto::SetStorage { options, .. }))
             if options.iter().any(|(k, _)| k == "keyfile") =>
         {
-            vec![Need::Root { what: "keyfile: make hearthd read a key file on the host".into() }]
+            vec![root("keyfile: make hearthd read a key file on the host")]
+        }
+        Request::Storage(StorageRequest::Set(hearth_proto::SetStorage { options, delete, .. }))
+            if options.iter().map(|(k, _)| k).chain(delete).any(|k| k == "keyfile") =>
+        {
+            vec![root("keyfile: make hearthd read a key file on the host")]
         }
         _ => Vec::new(),
     }
@@ -267,7 +261,7 @@ fn backup_needs(options: &hearth_proto::BackupOptions) -> Vec<Need> {
 fn prune_needs(options: &hearth_proto::BackupOptions) -> Option<Need> {
     options.prune_backups.as_ref()?;
     let path = options.storage.as_deref().map_or_else(|| "/storage".to_owned(), storage_path);
-    Some(on(path, &["Datastore.Allocate"]))
+    Some(on(path, P::DatastoreAllocate))
 }
 
 /// The guest requests that name other objects, for [`needs`].

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hearth_core::access::Privilege;
 use hearth_core::guest::Section;
 use hearth_core::runtime::StartOptions;
 use hearth_core::storage::{Format, VolName};
@@ -503,7 +504,7 @@ pub fn clone(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CloneG
             &daemon.access,
             caller,
             format!("/storage/{storage}"),
-            &["Datastore.AllocateSpace"],
+            Privilege::DatastoreAllocateSpace,
         )
         .map_err(|e| ErrorReply::new(e.kind, format!("{key}: {}", e.message)))?;
     }
@@ -636,7 +637,12 @@ pub fn resize(
         .ok_or_else(|| err(ErrorKind::Invalid, format!("{disk}: no such disk in {} {vmid}", kind.noun())))?;
     // Growing a disk spends space on its storage, as qm resize checks.
     let storage = volume.split_once(':').map_or(volume.as_str(), |(s, _)| s);
-    crate::access::authorize_also(&daemon.access, caller, format!("/storage/{storage}"), &["Datastore.AllocateSpace"])?;
+    crate::access::authorize_also(
+        &daemon.access,
+        caller,
+        format!("/storage/{storage}"),
+        Privilege::DatastoreAllocateSpace,
+    )?;
     let (backend, vol) = daemon.storages.volume(&volume)?;
     let (_, current) = backend.image_info(&vol).map_err(to_reply)?;
     let (relative, amount) = match size.strip_prefix('+') {

@@ -245,6 +245,12 @@ impl From<Privilege> for PrivSet {
     }
 }
 
+impl<const N: usize> From<[Privilege; N]> for PrivSet {
+    fn from(privs: [Privilege; N]) -> PrivSet {
+        PrivSet::from_slice(&privs)
+    }
+}
+
 impl FromIterator<Privilege> for PrivSet {
     fn from_iter<I: IntoIterator<Item = Privilege>>(iter: I) -> PrivSet {
         iter.into_iter().fold(PrivSet::EMPTY, PrivSet::with)

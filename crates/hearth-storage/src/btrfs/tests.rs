@@ -4,7 +4,7 @@ use std::os::unix::fs::FileExt;
 use std::process::Command;
 
 use hearth_core::storage::StorageTable;
-use hearth_test::BtrfsLoop;
+use hearth_testfs::BtrfsLoop;
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! A throwaway btrfs filesystem for tests: a sparse image file formatted with mkfs.btrfs,
+//! A throwaway btrfs filesystem for tests, in a leaf crate so that hearth-storage's own tests
+//! can use it without depending on hearthd: a sparse image file formatted with mkfs.btrfs,
 //! attached to a loop device and mounted in a temporary directory, all undone on drop (also
 //! when the test panics). Needs root and btrfs-progs.
 
