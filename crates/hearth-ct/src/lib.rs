@@ -34,3 +34,6 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod setup;
 pub mod template;
+
+#[cfg(test)]
+mod host_needs;

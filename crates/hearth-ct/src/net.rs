@@ -356,8 +356,13 @@ mod tests {
         hosts: Vec<String>,
     }
 
-    fn root() -> bool {
-        nix::unistd::geteuid().is_root() && tool("ip").is_ok() && tool("nsenter").is_ok()
+    /// Fails unless the test may make bridges and namespaces with iproute2 and util-linux.
+    fn needs_root_and_tools() {
+        crate::host_needs::root("bridges, veths and network namespaces");
+        crate::host_needs::tool("ip", "iproute2");
+        crate::host_needs::tool("bridge", "iproute2");
+        crate::host_needs::tool("nsenter", "util-linux");
+        crate::host_needs::tool("unshare", "util-linux");
     }
 
     impl Lab {
@@ -459,10 +464,7 @@ mod tests {
 
     #[test]
     fn two_namespaces_talk_over_the_bridge() {
-        if !root() {
-            eprintln!("skipped: needs root and iproute2");
-            return;
-        }
+        needs_root_and_tools();
         let mut lab = Lab::new("p", false, None).unwrap();
         let (a, b) = (lab.netns(), lab.netns());
         let mut net_a = lab.spec(0, "10.77.0.1/24");
@@ -503,14 +505,11 @@ mod tests {
 
     #[test]
     fn vlan_tags_separate() {
-        if !root() {
-            eprintln!("skipped: needs root and iproute2");
-            return;
-        }
-        let Some(mut lab) = Lab::new("v", true, None) else {
-            eprintln!("skipped: the kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)");
-            return;
-        };
+        needs_root_and_tools();
+        let mut lab = Lab::new("v", true, None).expect(
+            "the kernel has no bridge VLAN filtering: run the tests on a kernel with \
+             CONFIG_BRIDGE_VLAN_FILTERING (and CONFIG_VLAN_8021Q), as Debian's and Proxmox's have",
+        );
         let (a, b, c) = (lab.netns(), lab.netns(), lab.netns());
         let mut net_a = lab.spec(0, "10.78.0.1/24");
         let mut net_b = lab.spec(1, "10.78.0.2/24");
@@ -542,10 +541,7 @@ mod tests {
 
     #[test]
     fn refusals_leave_nothing_behind() {
-        if !root() {
-            eprintln!("skipped: needs root and iproute2");
-            return;
-        }
+        needs_root_and_tools();
         let mut lab = Lab::new("r", false, Some(1400)).unwrap();
         let a = lab.netns();
 
