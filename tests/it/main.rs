@@ -1,15 +1,18 @@
-//! Integration tests: every module starts a real hearthd on a temporary root and talks to it
-//! through its socket, with the client library or the real CLI binaries.
+//! Integration tests: a module per area. Most start a real hearthd on a temporary root and talk
+//! to it through its socket, with the client library or the real CLI binaries; `backup_store`
+//! and `ctmon` test hearth-backup and hearth-ctmon on their own.
 
 mod access;
 mod attacks;
 mod backup;
+mod backup_store;
 mod chunkstore;
 mod cli;
 mod concurrency;
 mod config;
 mod crash;
 mod ct;
+mod ctmon;
 mod ct_privileged;
 mod hostile;
 mod permissions;
