@@ -12,8 +12,8 @@ mod concurrency;
 mod config;
 mod crash;
 mod ct;
-mod ctmon;
 mod ct_privileged;
+mod ctmon;
 mod hostile;
 mod permissions;
 mod protocol;
@@ -23,6 +23,7 @@ mod tasks;
 mod userctl;
 mod vm;
 mod vm_disks;
+mod wire;
 
 use std::os::unix::process::CommandExt;
 
