@@ -8,6 +8,7 @@ mod backup;
 mod backup_store;
 mod chunkstore;
 mod cli;
+mod cli_json;
 mod concurrency;
 mod config;
 mod crash;
