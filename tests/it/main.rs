@@ -1,16 +1,20 @@
-//! Integration tests: every module starts a real hearthd on a temporary root and talks to it
-//! through its socket, with the client library or the real CLI binaries.
+//! Integration tests: a module per area. Most start a real hearthd on a temporary root and talk
+//! to it through its socket, with the client library or the real CLI binaries; `backup_store`
+//! and `ctmon` test hearth-backup and hearth-ctmon on their own.
 
 mod access;
 mod attacks;
 mod backup;
+mod backup_store;
 mod chunkstore;
 mod cli;
+mod cli_json;
 mod concurrency;
 mod config;
 mod crash;
 mod ct;
 mod ct_privileged;
+mod ctmon;
 mod hostile;
 mod permissions;
 mod protocol;
@@ -20,6 +24,7 @@ mod tasks;
 mod userctl;
 mod vm;
 mod vm_disks;
+mod wire;
 
 use std::os::unix::process::CommandExt;
 

@@ -122,10 +122,11 @@ mod tests {
     /// In a thread of its own: capability sets are per thread.
     #[test]
     fn drop_in_a_thread() {
-        if !caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap() {
-            eprintln!("skipped: needs CAP_SETPCAP");
-            return;
-        }
+        crate::host_needs::root("dropping capabilities needs CAP_SETPCAP");
+        assert!(
+            caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap(),
+            "needs CAP_SETPCAP: run `cargo xtask test` as root with a full capability set"
+        );
         let full_bounding = caps::read(None, CapSet::Bounding).unwrap() == caps::runtime::thread_all_supported();
         std::thread::spawn(move || {
             caps::raise(None, CapSet::Inheritable, Capability::CAP_SYS_TIME).unwrap();

@@ -37,3 +37,6 @@ pub mod runtime;
 pub mod seccomp;
 pub mod setup;
 pub mod template;
+
+#[cfg(test)]
+mod host_needs;

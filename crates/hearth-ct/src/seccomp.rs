@@ -740,8 +740,9 @@ mod tests {
         }
     }
 
-    fn is_root() -> bool {
-        nix::unistd::geteuid().is_root()
+    /// Fails unless the test may install a filter without `no_new_privs`.
+    fn needs_root() {
+        crate::host_needs::root("the filter is installed with CAP_SYS_ADMIN instead of no_new_privs");
     }
 
     fn err(r: std::io::Result<i64>) -> Option<i32> {
@@ -752,10 +753,7 @@ mod tests {
     /// the calling thread and the threads it creates).
     #[test]
     fn kernel_enforces_the_filter() {
-        if !is_root() {
-            eprintln!("skipped: needs root (CAP_SYS_ADMIN instead of no_new_privs)");
-            return;
-        }
+        needs_root();
         let dir = tempfile::tempdir().unwrap();
         let file = tempfile::tempfile_in(dir.path()).unwrap();
         std::thread::scope(|scope| {
@@ -809,10 +807,7 @@ mod tests {
 
     #[test]
     fn kernel_enforces_keyctl_feature() {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
+        needs_root();
         std::thread::spawn(|| {
             apply(
                 &filter(&Profile { privileged: false, features: Features { keyctl: true, ..Features::default() } })
@@ -833,7 +828,7 @@ mod tests {
     fn kernel_enforces_the_privileged_filter() {
         use nix::mount::{MntFlags, MsFlags, mount, umount2};
         use nix::sched::{CloneFlags, unshare};
-        assert!(is_root(), "needs root: the filter is installed without no_new_privs, and the test mounts");
+        crate::host_needs::root("the filter is installed without no_new_privs, and the test mounts");
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
         std::thread::spawn(move || {
@@ -910,13 +905,10 @@ mod tests {
     }
 
     /// i386 system calls (`int 0x80`) under the filter. Runs in a child process: without i386
-    /// emulation in the kernel `int 0x80` kills with SIGSEGV, and then the test is skipped.
+    /// emulation in the kernel `int 0x80` kills with SIGSEGV, and the test fails saying so.
     #[test]
     fn kernel_enforces_the_filter_for_i386() {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
+        needs_root();
         if std::env::var_os("HEARTH_SECCOMP_I386_CHILD").is_some() {
             return i386_child();
         }
@@ -927,10 +919,12 @@ mod tests {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
         use std::os::unix::process::ExitStatusExt;
-        if out.status.signal() == Some(libc::SIGSEGV) {
-            eprintln!("skipped: no i386 emulation in this kernel");
-            return;
-        }
+        assert_ne!(
+            out.status.signal(),
+            Some(libc::SIGSEGV),
+            "the kernel has no i386 emulation: run the tests on a kernel with CONFIG_IA32_EMULATION, \
+             booted without ia32_emulation=0\n{text}"
+        );
         assert!(out.status.success(), "{}\n{text}", out.status);
         assert!(text.contains("i386 probes done"), "{text}");
     }

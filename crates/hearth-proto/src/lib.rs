@@ -969,7 +969,7 @@ pub struct TaskFilter {
 }
 
 /// The server's answer to a request.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
     Ok(Payload),
@@ -978,8 +978,9 @@ pub enum Response {
     Event(TaskEvent),
 }
 
-/// What a successful request returns.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// What a successful request returns. Like the request enums, the answers name their variants
+/// (`strum`), so the golden wire test can insist on a sample of each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum Payload {
     Empty,
@@ -1128,7 +1129,9 @@ pub struct ErrorReply {
     pub message: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The guest, task or key does not exist.
@@ -1208,7 +1211,7 @@ pub struct GuestSummary {
 }
 
 /// Something a running task reports.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskEvent {
     /// A line of the task log.
@@ -1218,7 +1221,7 @@ pub enum TaskEvent {
 }
 
 /// The state of a task.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum TaskState {
     Running,

@@ -41,6 +41,19 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Fails unless the test runs as root; `why` names what root is needed for. Tests never pass
+/// without having run: `cargo xtask test` runs them as root.
+pub fn require_root(why: &str) {
+    assert!(nix::unistd::geteuid().is_root(), "needs root ({why}): run `cargo xtask test` as root");
+}
+
+/// Fails unless `program` is on the `PATH`; `package` is the Debian package that has it.
+pub fn require_tool(program: &str, package: &str) {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let found = std::env::split_paths(&path).any(|dir| dir.join(program).is_file());
+    assert!(found, "needs {program}: install {package} (`cargo xtask test` installs it)");
+}
+
 /// A fresh node root in a temporary directory, traversable by every user so tests can also
 /// connect as an unprivileged uid.
 pub fn temp_root() -> tempfile::TempDir {

@@ -253,11 +253,7 @@ fn invalid_values_are_refused_before_anything_runs() {
 
 #[test]
 fn the_debian_fixture_boots_with_hearths_files() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures/debian-12-template.tar.zst");
-    if !path.exists() {
-        eprintln!("note: {} is absent (cargo xtask fixtures --debian builds it); skipping", path.display());
-        return;
-    }
+    let path = crate::host_needs::fixture("debian-12-template.tar.zst", "cargo xtask fixtures --debian");
     let tmp = tempfile::tempdir().unwrap();
     let rootfs = tmp.path().join("rootfs");
     std::fs::create_dir(&rootfs).unwrap();

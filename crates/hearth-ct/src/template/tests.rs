@@ -19,7 +19,7 @@ pub(crate) fn ctmon() -> PathBuf {
     }
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().and_then(Path::parent).unwrap().join("hearth-ctmon");
-    assert!(path.exists(), "{} is missing: run `cargo build -p hearth-ct --bins`", path.display());
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
     path
 }
 
@@ -312,11 +312,7 @@ fn a_symlink_to_slash_cannot_lead_out_of_the_target() {
 
 #[test]
 fn the_busybox_fixture_extracts_unprivileged() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures/busybox-template.tar.zst");
-    if !path.exists() {
-        eprintln!("note: {} is absent (cargo xtask fixtures builds it); skipping", path.display());
-        return;
-    }
+    let path = crate::host_needs::fixture("busybox-template.tar.zst", "cargo xtask fixtures");
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("rootfs");
     std::fs::create_dir(&target).unwrap();

@@ -1,7 +1,7 @@
-//! Integration tests of the chunk store, snapshots, verify, prune, GC, trees and vzdump
-//! archives, on real files in temporary directories.
+//! hearth-backup on its own, without hearthd: the chunk store, snapshots, verify, prune, GC,
+//! trees and vzdump archives, on real files in temporary directories.
 
-#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+#![allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -224,6 +224,7 @@ fn make_tree(root: &Path) {
     let sparse = File::create(root.join("etc/sparse")).unwrap();
     sparse.set_len(64 * MIB).unwrap();
     sparse.write_all_at(b"middle", 32 * MIB).unwrap();
+    hearth_test::require_root("mknod of a device node");
     let status = Command::new("mknod").arg(root.join("dev/null0")).args(["c", "1", "3"]).status().unwrap();
     assert!(status.success(), "mknod needs root");
     Command::new("touch").args(["-h", "-d", "2020-01-02 03:04:05"]).arg(root.join("dev/pw")).status().unwrap();
@@ -570,13 +571,14 @@ struct Tmpfs {
 
 impl Tmpfs {
     fn new(size: &str) -> Tmpfs {
+        hearth_test::require_root("mounting a tmpfs");
         let dir = tempfile::tempdir().unwrap();
         let status = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir.path())
             .status()
             .unwrap();
-        assert!(status.success(), "mounting a tmpfs needs root");
+        assert!(status.success(), "mount -t tmpfs failed");
         Tmpfs { dir }
     }
 }
