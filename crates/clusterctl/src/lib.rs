@@ -13,8 +13,10 @@ use hearth_client::cli::{self, OutputFormat, Subcommand};
 const BIN: &str = "clusterctl";
 
 /// The subcommands, in the order of the help: how each is built and run.
-const COMMANDS: &[Subcommand] =
-    &[Subcommand::new(cmd::task::command, cmd::task::run), Subcommand::new(cmd::node::command, cmd::node::run)];
+const COMMANDS: &[Subcommand] = &[
+    Subcommand::new("task", cmd::task::command, cmd::task::run),
+    Subcommand::new("node", cmd::node::command, cmd::node::run),
+];
 
 /// The whole command line of `clusterctl`.
 pub fn command() -> Command {
@@ -55,6 +57,8 @@ mod tests {
     #[test]
     fn command_is_consistent() {
         command().debug_assert();
+        hearth_client::cli::check_table(COMMANDS);
+        hearth_client::cli::check_table(cmd::task::COMMANDS);
     }
 
     #[test]

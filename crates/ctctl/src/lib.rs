@@ -16,7 +16,7 @@ const BIN: &str = "ctctl";
 /// The subcommands, in the order of the help: how each is built and run. The guest commands
 /// vmctl has too come from `hearth_client::guest`.
 const COMMANDS: &[Subcommand] = &[
-    Subcommand::new(cmd::create::command, cmd::create::run),
+    Subcommand::new("create", cmd::create::command, cmd::create::run),
     guest_subcommand!(GuestKind::Ct, BIN, set),
     guest_subcommand!(GuestKind::Ct, BIN, config),
     guest_subcommand!(GuestKind::Ct, BIN, pending),
@@ -28,14 +28,14 @@ const COMMANDS: &[Subcommand] = &[
     guest_subcommand!(GuestKind::Ct, BIN, shutdown),
     guest_subcommand!(GuestKind::Ct, BIN, reboot),
     guest_subcommand!(GuestKind::Ct, BIN, status),
-    Subcommand::new(cmd::console::command, cmd::console::run),
-    Subcommand::new(cmd::enter::command, cmd::enter::run),
-    Subcommand::new(cmd::exec::command, cmd::exec::run),
-    Subcommand::new(cmd::push::command, cmd::push::run),
-    Subcommand::new(cmd::pull::command, cmd::pull::run),
-    Subcommand::new(cmd::mount::command, cmd::mount::run),
-    Subcommand::new(cmd::unmount::command, cmd::unmount::run),
-    Subcommand::new(cmd::df::command, cmd::df::run),
+    Subcommand::new("console", cmd::console::command, cmd::console::run),
+    Subcommand::new("enter", cmd::enter::command, cmd::enter::run),
+    Subcommand::new("exec", cmd::exec::command, cmd::exec::run),
+    Subcommand::new("push", cmd::push::command, cmd::push::run),
+    Subcommand::new("pull", cmd::pull::command, cmd::pull::run),
+    Subcommand::new("mount", cmd::mount::command, cmd::mount::run),
+    Subcommand::new("unmount", cmd::unmount::command, cmd::unmount::run),
+    Subcommand::new("df", cmd::df::command, cmd::df::run),
     guest_subcommand!(GuestKind::Ct, BIN, snapshot),
     guest_subcommand!(GuestKind::Ct, BIN, listsnapshot),
     guest_subcommand!(GuestKind::Ct, BIN, rollback),
@@ -83,6 +83,7 @@ mod tests {
     #[test]
     fn command_is_consistent() {
         command().debug_assert();
+        hearth_client::cli::check_table(COMMANDS);
     }
 
     #[test]

@@ -356,13 +356,26 @@ pub type Run = fn(&ArgMatches, OutputFormat) -> anyhow::Result<()>;
 /// subcommands and what runs them cannot disagree.
 #[derive(Clone, Copy, Debug)]
 pub struct Subcommand {
+    /// The subcommand's name as its command has it: dispatch finds the entry by it without
+    /// building every command again ([`check_table`] proves the two agree).
+    pub name: &'static str,
     pub command: fn() -> Command,
     pub run: Run,
 }
 
 impl Subcommand {
-    pub const fn new(command: fn() -> Command, run: Run) -> Subcommand {
-        Subcommand { command, run }
+    pub const fn new(name: &'static str, command: fn() -> Command, run: Run) -> Subcommand {
+        Subcommand { name, command, run }
+    }
+}
+
+/// Panics unless every entry of `table` is named as the command it builds, and no name is
+/// taken twice: the check each CLI's tests run on its tables.
+pub fn check_table(table: &[Subcommand]) {
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in table {
+        assert_eq!((entry.command)().get_name(), entry.name, "a table entry's name and its command's differ");
+        assert!(seen.insert(entry.name), "'{}' is in the table twice", entry.name);
     }
 }
 
@@ -388,7 +401,7 @@ pub fn subcommands(table: &[Subcommand]) -> impl Iterator<Item = Command> + '_ {
 pub fn dispatch(table: &[Subcommand], usage: &str, matches: &ArgMatches) -> anyhow::Result<()> {
     let Some((name, sub)) = matches.subcommand() else { bail!("no command given; see `{usage} --help`") };
     // clap reports the subcommand's own name even when an alias was typed.
-    let entry = table.iter().find(|entry| (entry.command)().get_name() == name);
+    let entry = table.iter().find(|entry| entry.name == name);
     let Some(entry) = entry else { bail!("unknown command '{name}'; see `{usage} --help`") };
     (entry.run)(sub, OutputFormat::from_matches(sub))
 }
@@ -599,11 +612,12 @@ mod tests {
     #[test]
     fn one_table_builds_and_dispatches() {
         const TABLE: &[Subcommand] = &[
-            Subcommand::new(|| Command::new("first").visible_alias("one"), |_, _| bail!("ran first")),
-            Subcommand::new(|| Command::new("second"), |_, format| bail!("ran second as {format:?}")),
+            Subcommand::new("first", || Command::new("first").visible_alias("one"), |_, _| bail!("ran first")),
+            Subcommand::new("second", || Command::new("second"), |_, format| bail!("ran second as {format:?}")),
         ];
         let tool = || tool_command("tool", TABLE);
         tool().debug_assert();
+        check_table(TABLE);
         let names: Vec<String> = tool().get_subcommands().map(|c| c.get_name().to_owned()).collect();
         assert_eq!(names, ["first", "second"]);
         let ran = |args: &[&str]| {

@@ -15,19 +15,19 @@ const BIN: &str = "storectl";
 
 /// The subcommands, in the order of the help: how each is built and run.
 const COMMANDS: &[Subcommand] = &[
-    Subcommand::new(cmd::add::command, cmd::add::run),
-    Subcommand::new(cmd::set::command, cmd::set::run),
-    Subcommand::new(cmd::remove::command, cmd::remove::run),
-    Subcommand::new(cmd::config::command, cmd::config::run),
-    Subcommand::new(cmd::status::command, cmd::status::run),
-    Subcommand::new(cmd::list::command, cmd::list::run),
-    Subcommand::new(cmd::alloc::command, cmd::alloc::run),
-    Subcommand::new(cmd::free::command, cmd::free::run),
-    Subcommand::new(cmd::path::command, cmd::path::run),
-    Subcommand::new(cmd::import::command, cmd::import::run),
-    Subcommand::new(cmd::export::command, cmd::export::run),
-    Subcommand::new(cmd::upload::command, cmd::upload::run),
-    Subcommand::new(cmd::backup::command, cmd::backup::run),
+    Subcommand::new("add", cmd::add::command, cmd::add::run),
+    Subcommand::new("set", cmd::set::command, cmd::set::run),
+    Subcommand::new("remove", cmd::remove::command, cmd::remove::run),
+    Subcommand::new("config", cmd::config::command, cmd::config::run),
+    Subcommand::new("status", cmd::status::command, cmd::status::run),
+    Subcommand::new("list", cmd::list::command, cmd::list::run),
+    Subcommand::new("alloc", cmd::alloc::command, cmd::alloc::run),
+    Subcommand::new("free", cmd::free::command, cmd::free::run),
+    Subcommand::new("path", cmd::path::command, cmd::path::run),
+    Subcommand::new("import", cmd::import::command, cmd::import::run),
+    Subcommand::new("export", cmd::export::command, cmd::export::run),
+    Subcommand::new("upload", cmd::upload::command, cmd::upload::run),
+    Subcommand::new("backup", cmd::backup::command, cmd::backup::run),
 ];
 
 /// The whole command line of `storectl`.
@@ -66,6 +66,7 @@ mod tests {
     #[test]
     fn command_is_consistent() {
         command().debug_assert();
+        hearth_client::cli::check_table(COMMANDS);
     }
 
     #[test]

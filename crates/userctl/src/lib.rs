@@ -15,14 +15,14 @@ const BIN: &str = "userctl";
 
 /// The subcommands, in the order of the help: how each is built and run.
 const COMMANDS: &[Subcommand] = &[
-    Subcommand::new(cmd::user::command, |m, _| group("user", m, cmd::user::run)),
-    Subcommand::new(cmd::group::command, |m, _| group("group", m, cmd::group::run)),
-    Subcommand::new(cmd::role::command, |m, _| group("role", m, cmd::role::run)),
-    Subcommand::new(cmd::acl::command, |m, _| group("acl", m, cmd::acl::run)),
-    Subcommand::new(cmd::pool::command, |m, _| group("pool", m, cmd::pool::run)),
-    Subcommand::new(cmd::token::command, |m, _| group("token", m, cmd::token::run)),
-    Subcommand::new(cmd::passwd::command, cmd::passwd::run),
-    Subcommand::new(cmd::tfa::command, |m, _| group("tfa", m, cmd::tfa::run)),
+    Subcommand::new("user", cmd::user::command, |m, _| group("user", m, cmd::user::run)),
+    Subcommand::new("group", cmd::group::command, |m, _| group("group", m, cmd::group::run)),
+    Subcommand::new("role", cmd::role::command, |m, _| group("role", m, cmd::role::run)),
+    Subcommand::new("acl", cmd::acl::command, |m, _| group("acl", m, cmd::acl::run)),
+    Subcommand::new("pool", cmd::pool::command, |m, _| group("pool", m, cmd::pool::run)),
+    Subcommand::new("token", cmd::token::command, |m, _| group("token", m, cmd::token::run)),
+    Subcommand::new("passwd", cmd::passwd::command, cmd::passwd::run),
+    Subcommand::new("tfa", cmd::tfa::command, |m, _| group("tfa", m, cmd::tfa::run)),
 ];
 
 /// Runs the action of a group of subcommands (`userctl user add`): `run` gets the action's
@@ -76,6 +76,7 @@ mod tests {
     #[test]
     fn command_is_consistent() {
         command().debug_assert();
+        hearth_client::cli::check_table(COMMANDS);
     }
 
     #[test]

@@ -17,24 +17,24 @@ const BIN: &str = "vmctl";
 /// The subcommands, in the order of the help: how each is built and run. The guest commands
 /// ctctl has too come from `hearth_client::guest`.
 const COMMANDS: &[Subcommand] = &[
-    Subcommand::new(cmd::create::command, cmd::create::run),
+    Subcommand::new("create", cmd::create::command, cmd::create::run),
     guest_subcommand!(GuestKind::Vm, BIN, set),
     guest_subcommand!(GuestKind::Vm, BIN, config),
     guest_subcommand!(GuestKind::Vm, BIN, pending),
     guest_subcommand!(GuestKind::Vm, BIN, list),
     guest_subcommand!(GuestKind::Vm, BIN, destroy),
-    Subcommand::new(cmd::nextid::command, cmd::nextid::run),
+    Subcommand::new("nextid", cmd::nextid::command, cmd::nextid::run),
     guest_subcommand!(GuestKind::Vm, BIN, unlock),
     guest_subcommand!(GuestKind::Vm, BIN, start),
     guest_subcommand!(GuestKind::Vm, BIN, stop),
     guest_subcommand!(GuestKind::Vm, BIN, shutdown),
     guest_subcommand!(GuestKind::Vm, BIN, reboot),
-    Subcommand::new(cmd::suspend::command, cmd::suspend::run),
-    Subcommand::new(cmd::resume::command, cmd::resume::run),
+    Subcommand::new("suspend", cmd::suspend::command, cmd::suspend::run),
+    Subcommand::new("resume", cmd::resume::command, cmd::resume::run),
     guest_subcommand!(GuestKind::Vm, BIN, status),
-    Subcommand::new(cmd::terminal::command, cmd::terminal::run),
-    Subcommand::new(cmd::monitor::command, cmd::monitor::run),
-    Subcommand::new(cmd::showcmd::command, cmd::showcmd::run),
+    Subcommand::new("terminal", cmd::terminal::command, cmd::terminal::run),
+    Subcommand::new("monitor", cmd::monitor::command, cmd::monitor::run),
+    Subcommand::new("showcmd", cmd::showcmd::command, cmd::showcmd::run),
     guest_subcommand!(GuestKind::Vm, BIN, snapshot),
     guest_subcommand!(GuestKind::Vm, BIN, listsnapshot),
     guest_subcommand!(GuestKind::Vm, BIN, rollback),
@@ -44,12 +44,16 @@ const COMMANDS: &[Subcommand] = &[
     guest_subcommand!(GuestKind::Vm, BIN, backup),
     guest_subcommand!(GuestKind::Vm, BIN, restore),
     guest_subcommand!(GuestKind::Vm, BIN, resize),
-    Subcommand::new(cmd::move_disk::command, cmd::move_disk::run),
-    Subcommand::new(cmd::disk::command, cmd::disk::run),
+    Subcommand::new("move-disk", cmd::move_disk::command, cmd::move_disk::run),
+    Subcommand::new("disk", cmd::disk::command, cmd::disk::run),
     // qm's old name of `disk import`, kept working but out of the help.
-    Subcommand::new(|| cmd::disk::import::command().name("importdisk").hide(true), cmd::disk::import::run),
-    Subcommand::new(cmd::unlink::command, cmd::unlink::run),
-    Subcommand::new(cmd::cleanup::command, cmd::cleanup::run),
+    Subcommand::new(
+        "importdisk",
+        || cmd::disk::import::command().name("importdisk").hide(true),
+        cmd::disk::import::run,
+    ),
+    Subcommand::new("unlink", cmd::unlink::command, cmd::unlink::run),
+    Subcommand::new("cleanup", cmd::cleanup::command, cmd::cleanup::run),
 ];
 
 /// The whole command line of `vmctl`.
@@ -86,6 +90,8 @@ mod tests {
     #[test]
     fn command_is_consistent() {
         command().debug_assert();
+        hearth_client::cli::check_table(COMMANDS);
+        hearth_client::cli::check_table(cmd::disk::COMMANDS);
     }
 
     #[test]

@@ -9,11 +9,11 @@ use clap::{ArgMatches, Command};
 use hearth_client::cli::{self, OutputFormat, Subcommand};
 
 /// The task subcommands, in the order of the help.
-const COMMANDS: &[Subcommand] = &[
-    Subcommand::new(list::command, list::run),
-    Subcommand::new(log::command, log::run),
-    Subcommand::new(status::command, status::run),
-    Subcommand::new(stop::command, stop::run),
+pub(crate) const COMMANDS: &[Subcommand] = &[
+    Subcommand::new("list", list::command, list::run),
+    Subcommand::new("log", log::command, log::run),
+    Subcommand::new("status", status::command, status::run),
+    Subcommand::new("stop", stop::command, stop::run),
 ];
 
 pub fn command() -> Command {

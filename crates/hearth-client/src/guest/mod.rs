@@ -41,6 +41,7 @@ use hearth_proto::{CtRequest, Request, VmRequest};
 macro_rules! guest_subcommand {
     ($kind:expr, $bin:expr, $name:ident) => {
         $crate::cli::Subcommand::new(
+            stringify!($name),
             || $crate::guest::$name::command($kind),
             |matches, format| $crate::guest::$name::run($kind, $bin, matches, format),
         )

@@ -8,11 +8,11 @@ use hearth_client::guest_subcommand;
 use hearth_core::GuestKind;
 
 /// The disk subcommands, in the order of the help.
-const COMMANDS: &[Subcommand] = &[
-    Subcommand::new(import::command, import::run),
-    Subcommand::new(super::move_disk::disk_command, super::move_disk::run),
+pub(crate) const COMMANDS: &[Subcommand] = &[
+    Subcommand::new("import", import::command, import::run),
+    Subcommand::new("move", super::move_disk::disk_command, super::move_disk::run),
     guest_subcommand!(GuestKind::Vm, crate::BIN, resize),
-    Subcommand::new(super::unlink::command, super::unlink::run),
+    Subcommand::new("unlink", super::unlink::command, super::unlink::run),
 ];
 
 pub fn command() -> Command {
