@@ -57,8 +57,8 @@ mod tests {
     #[test]
     fn command_is_consistent() {
         command().debug_assert();
-        hearth_client::cli::check_table(COMMANDS);
-        hearth_client::cli::check_table(cmd::task::COMMANDS);
+        cli::check_table(COMMANDS);
+        cli::check_table(cmd::task::COMMANDS);
     }
 
     #[test]

@@ -83,7 +83,7 @@ mod tests {
     #[test]
     fn command_is_consistent() {
         command().debug_assert();
-        hearth_client::cli::check_table(COMMANDS);
+        cli::check_table(COMMANDS);
     }
 
     #[test]
