@@ -185,11 +185,12 @@ mod tests {
         assert!(is_usage_error(&["shutdown", "200", "--forceStop", "2"]));
         assert!(is_usage_error(&["reboot", "200", "--forceStop"]));
 
-        assert!(!parse(&["status", "200"]).get_flag("verbose"));
+        assert!(!cli::flag(&parse(&["status", "200"]), "verbose"));
         let m = parse(&["status", "200", "--verbose", "--output-format", "json"]);
-        assert!(m.get_flag("verbose"));
+        assert!(cli::flag(&m, "verbose"));
         assert_eq!(OutputFormat::from_matches(&m), OutputFormat::Json);
-        assert!(is_usage_error(&["status", "200", "--verbose", "1"]));
+        assert!(cli::flag(&parse(&["status", "200", "--verbose", "1"]), "verbose"));
+        assert!(!cli::flag(&parse(&["status", "200", "--verbose", "0"]), "verbose"));
 
         assert_eq!(parse(&["console", "200"]).get_one::<u32>("tty"), None);
         assert_eq!(parse(&["console", "200", "--tty", "2"]).get_one::<u32>("tty"), Some(&2));

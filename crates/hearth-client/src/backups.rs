@@ -6,10 +6,6 @@ use hearth_proto::BackupOptions;
 
 use crate::cli;
 
-pub(crate) fn get_flag(matches: &ArgMatches, name: &str) -> Option<bool> {
-    matches.try_get_one::<bool>(name).ok().flatten().copied()
-}
-
 pub(crate) fn string(matches: &ArgMatches, name: &str) -> Option<String> {
     matches.try_get_one::<String>(name).ok().flatten().cloned()
 }
@@ -52,7 +48,7 @@ pub fn options(matches: &ArgMatches) -> BackupOptions {
         mode: string(matches, "mode"),
         compress: string(matches, "compress"),
         notes_template: string(matches, "notes-template"),
-        protected: get_flag(matches, "protected").unwrap_or(false),
+        protected: cli::flag(matches, "protected"),
         prune_backups: string(matches, "prune-backups"),
         bwlimit: matches.try_get_one::<u64>("bwlimit").ok().flatten().copied().filter(|&l| l > 0),
     }

@@ -1,5 +1,6 @@
 //! What Hearth's command-line tools share beyond the connection: output formats, aligned tables,
-//! JSON, the schema-generated `--<key> <value>` options, task following and exit codes.
+//! JSON, the schema-generated `--<key> <value>` options, Proxmox's option syntax
+//! ([`normalize_args`]), task following and exit codes.
 //!
 //! Exit codes are the same in every tool: 0 success, 1 the operation failed, 2 usage error;
 //! a command that runs a program on the caller's behalf (`ctctl exec`) exits with the
@@ -13,13 +14,16 @@ use anyhow::{Context, anyhow, bail};
 use clap::builder::PossibleValue;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, ValueEnum};
-use hearth_core::schema::{Schema, Scope};
+use hearth_core::schema::{Kind, Schema, Scope};
 use hearth_core::{GuestKind, Upid, Vmid};
 use hearth_proto::{GuestConfigView, Payload, PendingItem, Request, TaskEvent, TaskInfo, TaskState};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::{Client, default_root};
+
+mod getopt;
+pub use getopt::normalize_args;
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS` in UTC, as every listing prints times.
 pub use hearth_core::time::format_utc;
 
@@ -217,16 +221,18 @@ pub fn schema_args(schema: &'static Schema) -> Vec<Arg> {
             let _ = write!(help, " (--{0}0 to --{0}{max})", def.name);
         }
         for (i, name) in def.names().into_iter().enumerate() {
-            args.push(
-                Arg::new(name.clone())
-                    .long(name)
-                    .value_name("VALUE")
-                    // Values may start with '-' (`--args "-kernel …"`, negative numbers).
-                    .allow_hyphen_values(true)
-                    .help(help.clone())
-                    .help_heading("Configuration")
-                    .hide(i > 0),
-            );
+            let arg = Arg::new(name.clone())
+                .long(name)
+                .value_name("VALUE")
+                .help(help.clone())
+                .help_heading("Configuration")
+                .hide(i > 0);
+            args.push(match def.kind {
+                // A switch as in Proxmox: `--onboot` alone means 1.
+                Kind::Bool => arg.num_args(0..=1).default_missing_value("1"),
+                // Values may start with '-' (`--args "-kernel …"`, negative numbers).
+                _ => arg.allow_hyphen_values(true),
+            });
         }
     }
     args
@@ -257,7 +263,7 @@ pub fn schema_options(schema: &Schema, matches: &ArgMatches) -> Vec<(String, Str
 
 /// An option that is a switch in Proxmox's style: `--full` alone means 1, `--full 0` and
 /// `--full 1` (and yes/no, true/false) are accepted too.
-pub fn flag_arg(name: &'static str, help: &'static str) -> Arg {
+pub fn flag_arg(name: &'static str, help: impl clap::builder::IntoResettable<clap::builder::StyledStr>) -> Arg {
     Arg::new(name)
         .long(name)
         .value_name("0|1")
@@ -265,6 +271,16 @@ pub fn flag_arg(name: &'static str, help: &'static str) -> Arg {
         .default_missing_value("1")
         .value_parser(clap::builder::BoolishValueParser::new())
         .help(help)
+}
+
+/// Whether a [`flag_arg`] was given and not as 0 (or no, false, off).
+pub fn flag(matches: &ArgMatches, name: &str) -> bool {
+    flag_value(matches, name).unwrap_or(false)
+}
+
+/// The value given to a [`flag_arg`], `None` if it was not given at all.
+pub fn flag_value(matches: &ArgMatches, name: &str) -> Option<bool> {
+    matches.try_get_one::<bool>(name).ok().flatten().copied()
 }
 
 /// An option taking configuration keys (`--delete`, `--revert`), repeatable, each value a list
@@ -464,11 +480,12 @@ fn progress_bar(total: u64) -> ProgressBar {
     bar
 }
 
-/// Parses the arguments, runs the command and turns the outcome into an exit code: help and
-/// version 0, usage errors 2, failures 1 with `<name>: <error chain>` on stderr, an
-/// [`ExitStatus`] its own status without a message.
+/// Parses the arguments in Proxmox's syntax ([`normalize_args`]), runs the command and turns
+/// the outcome into an exit code: help and version 0, usage errors 2, failures 1 with
+/// `<name>: <error chain>` on stderr, an [`ExitStatus`] its own status without a message.
 pub fn run_cli(name: &str, command: Command, run: impl FnOnce(&ArgMatches) -> anyhow::Result<()>) -> ExitCode {
-    let matches = match command.try_get_matches() {
+    let parsed = normalize_args(&command, std::env::args_os()).and_then(|args| command.try_get_matches_from(args));
+    let matches = match parsed {
         Ok(matches) => matches,
         Err(e) => {
             let _ = e.print();

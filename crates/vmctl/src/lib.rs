@@ -123,14 +123,44 @@ mod tests {
         assert_eq!(command().try_get_matches_from(["vmctl", "--version"]).unwrap_err().exit_code(), 0);
     }
 
+    /// The command line as the binary parses it, in Proxmox's option syntax.
+    fn try_parse(args: &[&str]) -> Result<ArgMatches, clap::Error> {
+        let argv = cli::normalize_args(&command(), std::iter::once("vmctl").chain(args.iter().copied()))?;
+        command().try_get_matches_from(argv)
+    }
+
     fn parse(args: &[&str]) -> ArgMatches {
-        let m = command().try_get_matches_from(std::iter::once("vmctl").chain(args.iter().copied())).unwrap();
-        m.subcommand().unwrap().1.clone()
+        try_parse(args).unwrap().subcommand().unwrap().1.clone()
     }
 
     fn is_usage_error(args: &[&str]) -> bool {
-        let parsed = command().try_get_matches_from(std::iter::once("vmctl").chain(args.iter().copied()));
-        parsed.is_err_and(|e| e.exit_code() == 2)
+        try_parse(args).is_err_and(|e| e.exit_code() == 2)
+    }
+
+    #[test]
+    fn accepts_proxmox_option_syntax() {
+        let options = |args: &[&str]| cli::guest_config_options(GuestKind::Vm, &parse(args));
+        let pairs = |p: &[(&str, &str)]| p.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+        assert_eq!(options(&["set", "101", "-onboot", "1"]), pairs(&[("onboot", "1")]));
+        assert_eq!(options(&["set", "101", "--onboot"]), pairs(&[("onboot", "1")]));
+        assert_eq!(
+            options(&["set", "101", "--mem", "512", "-ba=256"]),
+            pairs(&[("memory", "512"), ("balloon", "256")])
+        );
+        assert_eq!(options(&["set", "101", "-args", "-drive file=x"]), pairs(&[("args", "-drive file=x")]));
+        assert_eq!(options(&["set", "101", "--args", "-mem"]), pairs(&[("args", "-mem")]));
+        assert!(cli::flag(&parse(&["status", "100", "-verbose", "1"]), "verbose"));
+        assert!(!cli::flag(&parse(&["status", "100", "--verbose", "0"]), "verbose"));
+        assert!(cli::flag(&parse(&["config", "100", "--current", "1"]), "current"));
+        assert!(cli::flag(&parse(&["showcmd", "100", "-pretty", "yes"]), "pretty"));
+        assert!(cli::flag(&parse(&["list", "--full", "1"]), "full"));
+        // A word beginning with h is an option of its own, never -h (help, exit 0).
+        assert!(is_usage_error(&["set", "101", "-hookscript", "local:snippets/x.pl"]));
+        assert_eq!(try_parse(&["set", "101", "-h"]).unwrap_err().exit_code(), 0);
+        assert_eq!(try_parse(&["set", "101", "--help"]).unwrap_err().exit_code(), 0);
+        let ambiguous = try_parse(&["set", "101", "--t", "1"]).unwrap_err();
+        assert_eq!(ambiguous.exit_code(), 2);
+        assert!(ambiguous.to_string().contains("--tablet, --tags, --template"), "{ambiguous}");
     }
 
     #[test]
@@ -165,12 +195,12 @@ mod tests {
 
     #[test]
     fn parses_status_terminal_and_monitor_command_lines() {
-        assert!(!parse(&["status", "100"]).get_flag("verbose"));
+        assert!(!cli::flag(&parse(&["status", "100"]), "verbose"));
         let m = parse(&["status", "100", "--verbose", "--output-format", "json"]);
-        assert!(m.get_flag("verbose"));
+        assert!(cli::flag(&m, "verbose"));
         assert_eq!(OutputFormat::from_matches(&m), OutputFormat::Json);
         assert!(is_usage_error(&["status"]));
-        assert!(is_usage_error(&["status", "100", "--verbose", "1"]));
+        assert!(cli::flag(&parse(&["status", "100", "--verbose", "1"]), "verbose"));
 
         let iface = |args: &[&str]| parse(args).get_one::<String>("iface").cloned().unwrap();
         assert_eq!(iface(&["terminal", "100"]), "serial0");
@@ -257,10 +287,10 @@ mod tests {
         }
         assert!(is_usage_error(&["resize", "100", "scsi0"]));
 
-        assert!(!parse(&["showcmd", "100"]).get_flag("pretty"));
-        assert!(parse(&["showcmd", "100", "--pretty"]).get_flag("pretty"));
+        assert!(!cli::flag(&parse(&["showcmd", "100"]), "pretty"));
+        assert!(cli::flag(&parse(&["showcmd", "100", "--pretty"]), "pretty"));
         assert!(is_usage_error(&["showcmd"]));
-        assert!(is_usage_error(&["showcmd", "100", "--pretty", "1"]));
+        assert!(cli::flag(&parse(&["showcmd", "100", "--pretty", "1"]), "pretty"));
         assert!(is_usage_error(&["showcmd", "100", "--snapshot", "s1"]));
     }
 

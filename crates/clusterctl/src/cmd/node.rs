@@ -1,7 +1,7 @@
 //! `clusterctl node startall|stopall`: the node's guests as a whole, as pvenode startall and
 //! stopall (what Proxmox's pve-guests service runs at boot and shutdown).
 
-use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
+use clap::{Arg, ArgMatches, Command, value_parser};
 use hearth_client::cli::{self, OutputFormat};
 use hearth_proto::{NodeRequest, Request};
 
@@ -19,12 +19,7 @@ pub fn command() -> Command {
                      boot. A guest that fails to start is reported as a warning and the others still \
                      start. Needs VM.PowerMgmt on /. Runs as a task (type startall).",
                 )
-                .arg(
-                    Arg::new("force")
-                        .long("force")
-                        .action(ArgAction::SetTrue)
-                        .help("Also start guests without onboot: 1"),
-                ),
+                .arg(cli::flag_arg("force", "Also start guests without onboot: 1")),
         )
         .subcommand(
             Command::new("stopall")
@@ -49,7 +44,7 @@ pub fn run(matches: &ArgMatches, _format: OutputFormat) -> anyhow::Result<()> {
     let Some((name, sub)) = matches.subcommand() else { anyhow::bail!("no node command given") };
     let format: OutputFormat = crate::leaf_format(sub);
     let request = match name {
-        "startall" => NodeRequest::StartAll { force: sub.get_flag("force") },
+        "startall" => NodeRequest::StartAll { force: cli::flag(sub, "force") },
         "stopall" => NodeRequest::StopAll { timeout: sub.get_one::<u64>("timeout").copied() },
         other => anyhow::bail!("unknown node command '{other}'"),
     };

@@ -2,7 +2,7 @@
 //! `pct config`.
 
 use anyhow::Context;
-use clap::{Arg, ArgAction, ArgMatches, Command};
+use clap::{Arg, ArgMatches, Command};
 use hearth_core::GuestKind;
 use hearth_proto::{CtRequest, GetConfig, Payload, VmRequest};
 
@@ -22,12 +22,7 @@ pub fn command(kind: GuestKind) -> Command {
             n.noun, n.tool, n.bin
         ))
         .arg(super::id_arg(kind, format!("The {} to show", n.guest)))
-        .arg(
-            Arg::new("current")
-                .long("current")
-                .action(ArgAction::SetTrue)
-                .help("Show the configuration in effect, without pending changes"),
-        )
+        .arg(cli::flag_arg("current", "Show the configuration in effect, without pending changes"))
         .arg(Arg::new("snapshot").long("snapshot").value_name("NAME").help("Show the configuration of this snapshot"))
 }
 
@@ -35,7 +30,7 @@ pub fn run(kind: GuestKind, bin: &str, matches: &ArgMatches, format: OutputForma
     let vmid = super::id(kind, matches)?;
     let get = GetConfig {
         vmid,
-        current: matches.get_flag("current"),
+        current: cli::flag(matches, "current"),
         snapshot: matches.get_one::<String>("snapshot").cloned(),
     };
     let request = super::request(kind, get, VmRequest::Config, CtRequest::Config);

@@ -2,7 +2,7 @@
 //! `pct destroy`.
 
 use anyhow::Context;
-use clap::{Arg, ArgAction, ArgMatches, Command};
+use clap::{ArgMatches, Command};
 use hearth_core::GuestKind;
 use hearth_proto::{CtRequest, DestroyGuest, VmRequest};
 
@@ -23,17 +23,12 @@ pub fn command(kind: GuestKind) -> Command {
             n.bin
         ))
         .arg(super::id_arg(kind, format!("The {} to destroy", n.guest)))
-        .arg(
-            Arg::new("purge")
-                .long("purge")
-                .action(ArgAction::SetTrue)
-                .help(format!("Also remove the {} from backup jobs and other references", n.guest)),
-        )
+        .arg(cli::flag_arg("purge", format!("Also remove the {} from backup jobs and other references", n.guest)))
 }
 
 pub fn run(kind: GuestKind, bin: &str, matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = super::id(kind, matches)?;
-    let destroy = DestroyGuest { vmid, purge: matches.get_flag("purge") };
+    let destroy = DestroyGuest { vmid, purge: cli::flag(matches, "purge") };
     let request = super::request(kind, destroy, VmRequest::Destroy, CtRequest::Destroy);
     let mut client = cli::connect(bin)?;
     cli::run_task(&mut client, &request, format).with_context(|| format!("destroying {} {vmid}", kind.noun()))?;

@@ -1,6 +1,6 @@
 //! `vmctl list`, `ctctl list`: one line per guest, in the columns of `qm list` and `pct list`.
 
-use clap::{Arg, ArgAction, ArgMatches, Command};
+use clap::{ArgMatches, Command};
 use hearth_core::GuestKind;
 use hearth_proto::{CtRequest, GuestSummary, Payload, Request, VmRequest};
 
@@ -16,7 +16,7 @@ pub fn command(kind: GuestKind) -> Command {
                  configuration cannot be read shows the error instead of its name and status. \
                  Prints nothing when there are no VMs. --full adds the LOCK and TAGS columns.",
             )
-            .arg(Arg::new("full").long("full").action(ArgAction::SetTrue).help("Also show lock and tags")),
+            .arg(cli::flag_arg("full", "Also show lock and tags")),
         GuestKind::Ct => Command::new("list").about("List containers").long_about(
             "List the containers of this node that the caller may see, sorted by id, in pct list's \
              columns: VMID Status Lock Name. A container whose configuration cannot be read shows \
@@ -44,7 +44,7 @@ pub fn run(kind: GuestKind, bin: &str, matches: &ArgMatches, format: OutputForma
         return Ok(());
     }
     match kind {
-        GuestKind::Vm => render_vms(&guests, matches.get_flag("full")).print(),
+        GuestKind::Vm => render_vms(&guests, cli::flag(matches, "full")).print(),
         GuestKind::Ct => render_cts(&guests).print(),
     }
 }

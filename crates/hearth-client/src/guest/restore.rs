@@ -6,7 +6,7 @@ use clap::{Arg, ArgMatches, Command};
 use hearth_core::GuestKind;
 use hearth_proto::{CtRequest, RestoreGuest, VmRequest};
 
-use crate::backups::{get_flag, string};
+use crate::backups::string;
 use crate::cli::{self, OutputFormat};
 
 /// `vmctl restore <vmid> <archive>`, `ctctl restore <ctid> <archive>`.
@@ -44,8 +44,8 @@ pub fn run(kind: GuestKind, bin: &str, matches: &ArgMatches, format: OutputForma
         vmid,
         archive: archive.clone(),
         storage: string(matches, "storage"),
-        force: get_flag(matches, "force").unwrap_or(false),
-        unprivileged: get_flag(matches, "unprivileged"),
+        force: cli::flag(matches, "force"),
+        unprivileged: cli::flag_value(matches, "unprivileged"),
     };
     let request = super::request(kind, restore, VmRequest::Restore, CtRequest::Restore);
     let mut client = cli::connect(bin)?;

@@ -2,7 +2,7 @@
 //! as `qm status` and `pct status`.
 
 use anyhow::Context;
-use clap::{Arg, ArgAction, ArgMatches, Command};
+use clap::{ArgMatches, Command};
 use hearth_core::GuestKind;
 use hearth_proto::{CtRequest, Payload, VmRequest};
 use serde::Serialize;
@@ -41,12 +41,12 @@ pub fn command(kind: GuestKind) -> Command {
         .about(format!("Show whether a {} is running", n.noun))
         .long_about(long_about)
         .arg(super::id_arg(kind, format!("The {} to show", n.guest)))
-        .arg(Arg::new("verbose").long("verbose").action(ArgAction::SetTrue).help(verbose))
+        .arg(cli::flag_arg("verbose", verbose))
 }
 
 pub fn run(kind: GuestKind, bin: &str, matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = super::id(kind, matches)?;
-    let verbose = matches.get_flag("verbose");
+    let verbose = cli::flag(matches, "verbose");
     let request = super::request(
         kind,
         vmid,

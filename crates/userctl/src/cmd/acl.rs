@@ -43,7 +43,7 @@ pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result
                 groups: super::list(m, "groups"),
                 tokens: super::list(m, "tokens"),
                 propagate: super::bool_value(m, "propagate").unwrap_or(true),
-                delete: m.get_flag("delete"),
+                delete: cli::flag(m, "delete"),
             },
             format,
         ),

@@ -23,9 +23,15 @@ pub fn option(name: &'static str, value_name: &'static str, help: &'static str) 
     Arg::new(name).long(name).value_name(value_name).help(help)
 }
 
-/// A `0|1` option, as Proxmox spells booleans.
+/// A `0|1` option, as Proxmox spells booleans; alone it means 1.
 pub fn bool_option(name: &'static str, help: &'static str) -> Arg {
-    Arg::new(name).long(name).value_name("0|1").value_parser(["0", "1"]).help(help)
+    Arg::new(name)
+        .long(name)
+        .value_name("0|1")
+        .value_parser(["0", "1"])
+        .num_args(0..=1)
+        .default_missing_value("1")
+        .help(help)
 }
 
 /// A comma-separated list option, repeatable.
@@ -35,7 +41,7 @@ pub fn list_option(name: &'static str, value_name: &'static str, help: &'static 
 
 /// A flag.
 pub fn flag(name: &'static str, help: &'static str) -> Arg {
-    Arg::new(name).long(name).action(ArgAction::SetTrue).help(help)
+    cli::flag_arg(name, help)
 }
 
 /// The value of an argument, empty when absent.

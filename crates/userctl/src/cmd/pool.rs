@@ -61,7 +61,7 @@ pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result
     match action {
         "add" => change(AccessRequest::PoolAdd { pool, comment, vms, storage }, format),
         "modify" => {
-            change(AccessRequest::PoolModify { pool, comment, vms, storage, delete: m.get_flag("delete") }, format)
+            change(AccessRequest::PoolModify { pool, comment, vms, storage, delete: cli::flag(m, "delete") }, format)
         }
         "delete" => change(AccessRequest::PoolDelete { pool }, format),
         "list" => {

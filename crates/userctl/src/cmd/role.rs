@@ -41,7 +41,7 @@ pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result
     let privs = super::string(m, "privs");
     match action {
         "add" => change(AccessRequest::RoleAdd { role, privs }, format),
-        "modify" => change(AccessRequest::RoleModify { role, privs, append: m.get_flag("append") }, format),
+        "modify" => change(AccessRequest::RoleModify { role, privs, append: cli::flag(m, "append") }, format),
         "delete" => change(AccessRequest::RoleDelete { role }, format),
         "list" => {
             let roles = match super::call(AccessRequest::RoleList)? {

@@ -59,7 +59,7 @@ pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result
     match action {
         "add" => {
             // Asked for first, so a typo does not leave a user without the password meant.
-            let password = if m.get_flag("password") {
+            let password = if cli::flag(m, "password") {
                 super::passwd::refuse_pam(&userid)?;
                 Some(super::passwd::read_new_password()?)
             } else {
@@ -73,7 +73,7 @@ pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result
             }
         }
         "modify" => {
-            change(AccessRequest::UserModify { userid, options: options(m), append: m.get_flag("append") }, format)
+            change(AccessRequest::UserModify { userid, options: options(m), append: cli::flag(m, "append") }, format)
         }
         "delete" => change(AccessRequest::UserDelete { userid }, format),
         "list" => {

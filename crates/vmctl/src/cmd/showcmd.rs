@@ -1,7 +1,7 @@
 //! `vmctl showcmd`: the QEMU command line a start would run, as `qm showcmd`.
 
 use anyhow::Context;
-use clap::{Arg, ArgAction, ArgMatches, Command};
+use clap::{ArgMatches, Command};
 use hearth_client::cli::{self, OutputFormat};
 use hearth_proto::{Payload, Request, VmRequest};
 
@@ -19,17 +19,12 @@ pub fn command() -> Command {
              through which hearthd watches the VM. JSON output is the text as one JSON string.",
         )
         .arg(cli::vmid_arg("vmid", "The VM to show"))
-        .arg(
-            Arg::new("pretty")
-                .long("pretty")
-                .action(ArgAction::SetTrue)
-                .help("One option per line, continued with backslashes"),
-        )
+        .arg(cli::flag_arg("pretty", "One option per line, continued with backslashes"))
 }
 
 pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "vmid")?;
-    let request = Request::Vm(VmRequest::ShowCmd { vmid, pretty: matches.get_flag("pretty") });
+    let request = Request::Vm(VmRequest::ShowCmd { vmid, pretty: cli::flag(matches, "pretty") });
     let mut client = cli::connect(crate::BIN)?;
     match client.call(&request).with_context(|| format!("building the command line of VM {vmid}"))? {
         Payload::Text(text) if format.is_json() => cli::print_json(&text, format),

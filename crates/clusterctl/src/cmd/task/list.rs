@@ -1,6 +1,6 @@
 //! `clusterctl task list`: recent and running tasks, newest first, as `pvenode task list`.
 
-use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
+use clap::{Arg, ArgMatches, Command, value_parser};
 use hearth_client::cli::{self, Align, OutputFormat, Table};
 use hearth_proto::{Payload, Request, TaskFilter, TaskInfo, TaskRequest};
 
@@ -24,8 +24,8 @@ pub fn command() -> Command {
                 .value_parser(|s: &str| s.parse::<hearth_core::Vmid>())
                 .help("Only tasks about this guest"),
         )
-        .arg(Arg::new("errors").long("errors").action(ArgAction::SetTrue).help("Only tasks that failed"))
-        .arg(Arg::new("running").long("running").action(ArgAction::SetTrue).help("Only tasks still running"))
+        .arg(cli::flag_arg("errors", "Only tasks that failed"))
+        .arg(cli::flag_arg("running", "Only tasks still running"))
         .arg(
             Arg::new("limit")
                 .long("limit")
@@ -39,8 +39,8 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let filter = TaskFilter {
         typefilter: matches.get_one::<String>("typefilter").cloned(),
         vmid: cli::get_vmid(matches, "vmid"),
-        errors: matches.get_flag("errors"),
-        running: matches.get_flag("running"),
+        errors: cli::flag(matches, "errors"),
+        running: cli::flag(matches, "running"),
         limit: matches.get_one::<usize>("limit").copied(),
     };
     let mut client = cli::connect(crate::BIN)?;
