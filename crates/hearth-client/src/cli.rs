@@ -465,13 +465,14 @@ fn progress_bar(total: u64) -> ProgressBar {
 }
 
 /// Parses the arguments, runs the command and turns the outcome into an exit code: help and
-/// version 0, usage errors 2, failures 1 with `<name>: <error chain>` on stderr, an
+/// version 0, usage errors 2, failures 1 with the error on stderr ([`crate::failure`]: a
+/// `<name>: <error chain>` line, or a JSON error document under `--output-format json`), an
 /// [`ExitStatus`] its own status without a message.
 pub fn run_cli(name: &str, command: Command, run: impl FnOnce(&ArgMatches) -> anyhow::Result<()>) -> ExitCode {
     let matches = match command.try_get_matches() {
         Ok(matches) => matches,
         Err(e) => {
-            let _ = e.print();
+            crate::failure::report_usage(&e, std::env::args_os());
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
@@ -485,27 +486,10 @@ pub fn run_cli(name: &str, command: Command, run: impl FnOnce(&ArgMatches) -> an
             ExitCode::from(e.downcast_ref::<ExitStatus>().map_or(1, |status| status.0))
         }
         Err(e) => {
-            eprintln!("{name}: {}", error_chain(&e));
+            crate::failure::report(name, &e, OutputFormat::from_matches(&matches));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes joined by `: ` as `{:#}` does, leaving out a cause whose text a
-/// message before it already includes.
-fn error_chain(error: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
 }
 
 /// Every field of `value` that its JSON form has, as `key: value` lines sorted by key, strings
@@ -698,14 +682,6 @@ mod tests {
             item("memory", Some(json!(512)), None, false),
         ];
         assert_eq!(render_pending(&items), "cur cores: 1\nnew cores: 2\ncur memory: 512\nnew name: web\ndel tags: a\n");
-    }
-
-    #[test]
-    fn error_chain_skips_repeated_causes() {
-        let io = io::Error::new(io::ErrorKind::NotFound, "no such file");
-        let e = anyhow::Error::new(io).context("connect: no such file").context("creating VM 100");
-        assert_eq!(error_chain(&e), "creating VM 100: connect: no such file");
-        assert_eq!(error_chain(&anyhow!("a").context("b")), "b: a");
     }
 
     #[test]
