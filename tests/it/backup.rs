@@ -148,6 +148,33 @@ fn a_running_vm_backed_up_in_snapshot_mode_restores_bit_identical() {
     ok(&daemon, "vmctl", &["destroy", "701"]);
 }
 
+/// `storectl list <storage> --content backup` holds the archives and nothing else: the task
+/// log, the notes and the protection marker beside an archive are not volumes.
+#[test]
+fn a_backup_listing_holds_the_archive_and_none_of_its_side_files() {
+    let daemon = HearthdProcess::start();
+    ok(&daemon, "vmctl", &["create", "702", "--memory", "64", "--scsi0", "local:0.004"]);
+    let out = ok(&daemon, "vmctl", &["backup", "702", "--storage", "local", "--notes-template", "nightly"]);
+    let archive = archive_of(&out, "702");
+    ok(&daemon, "storectl", &["backup", "protect", &archive]);
+    let beside: BTreeSet<String> = std::fs::read_dir(dump_dir(&daemon))
+        .expect("dump directory")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    for side in [".log", ".notes", ".protected"] {
+        assert!(beside.iter().any(|name| name.ends_with(side)), "no {side} file beside the archive: {beside:?}");
+    }
+
+    let listed = json(&daemon, "storectl", &["list", "local", "--content", "backup"]);
+    let volids: Vec<&str> = listed.as_array().expect("a list").iter().filter_map(|v| v["volid"].as_str()).collect();
+    assert_eq!(volids, [archive.as_str()], "{listed}");
+    let everything = json(&daemon, "storectl", &["list", "local"]);
+    let backups = everything.as_array().expect("a list").iter().filter(|v| v["content"] == "backup").count();
+    assert_eq!(backups, 1, "{everything}");
+    ok(&daemon, "storectl", &["backup", "protect", &archive, "--off"]);
+    ok(&daemon, "vmctl", &["destroy", "702"]);
+}
+
 /// Container ids unique to this test process, so cgroups of parallel tests differ.
 pub(crate) fn ctid(n: u32) -> String {
     (20_000 + (std::process::id() % 50_000) * 10 + n).to_string()

@@ -81,3 +81,39 @@ fn exit_codes_say_what_went_wrong() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to hearthd"), "{out:?}");
 }
+
+/// With `--output-format json` a failure is one JSON object on stderr naming its kind, and the
+/// exit codes stay those of text mode: 1 for a refused operation, 2 for a usage error.
+#[test]
+fn errors_are_json_documents_when_json_was_asked_for() {
+    let daemon = HearthdProcess::start();
+    let document = |stderr: &str| -> serde_json::Value {
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line of JSON on stderr: {stderr}");
+        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("not JSON ({e}): {stderr}"))
+    };
+    let (code, stdout, stderr) = run(&daemon, "ctctl", &["config", "100", "--output-format", "json"]);
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    let error = document(&stderr);
+    assert_eq!(error["error"]["kind"], "not_found", "{error}");
+    assert!(error["error"]["message"].as_str().expect("message").contains("CT 100 does not exist"), "{error}");
+
+    let (code, _, stderr) = run(&daemon, "storectl", &["list", "nowhere", "--output-format", "json"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(document(&stderr)["error"]["kind"], "not_found", "{stderr}");
+
+    let (code, _, stderr) = run(&daemon, "vmctl", &["create", "100", "--memroy", "5", "--output-format", "json"]);
+    assert_eq!(code, 2, "{stderr}");
+    let error = document(&stderr);
+    assert_eq!(error["error"]["kind"], "usage", "{error}");
+    assert!(error["error"]["message"].as_str().expect("message").contains("--memroy"), "{error}");
+
+    // json-pretty indents the same document; text mode is unchanged.
+    let (code, _, stderr) = run(&daemon, "ctctl", &["config", "100", "--output-format", "json-pretty"]);
+    assert_eq!(code, 1);
+    let error: serde_json::Value = serde_json::from_str(&stderr).expect("indented JSON");
+    assert_eq!(error["error"]["kind"], "not_found", "{error}");
+    let (code, _, stderr) = run(&daemon, "ctctl", &["config", "100"]);
+    assert_eq!(code, 1);
+    assert!(stderr.starts_with("ctctl: ") && stderr.contains("CT 100 does not exist"), "{stderr}");
+}

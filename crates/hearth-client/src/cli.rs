@@ -481,14 +481,27 @@ fn progress_bar(total: u64) -> ProgressBar {
 }
 
 /// Parses the arguments in Proxmox's syntax ([`normalize_args`]), runs the command and turns
-/// the outcome into an exit code: help and version 0, usage errors 2, failures 1 with
-/// `<name>: <error chain>` on stderr, an [`ExitStatus`] its own status without a message.
-pub fn run_cli(name: &str, command: Command, run: impl FnOnce(&ArgMatches) -> anyhow::Result<()>) -> ExitCode {
-    let parsed = normalize_args(&command, std::env::args_os()).and_then(|args| command.try_get_matches_from(args));
+/// the outcome into an exit code: help and version 0, usage errors 2, failures 1 with the error
+/// on stderr ([`crate::failure`]: a `<name>: <error chain>` line, or a JSON error document under
+/// `--output-format json`), an [`ExitStatus`] its own status without a message.
+pub fn run_cli(name: &str, mut command: Command, run: impl FnOnce(&ArgMatches) -> anyhow::Result<()>) -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Arguments in clap's own spelling parse at once; only one-dash long options, or a command
+    // line clap does not know (a prefix such as `--mem`), pay for the rewrite.
+    let parsed = if has_one_dash_long_option(&args) {
+        normalize_args(&command, args).and_then(|args| command.try_get_matches_from_mut(args))
+    } else {
+        match command.try_get_matches_from_mut(args.clone()) {
+            Err(e) if e.kind() == clap::error::ErrorKind::UnknownArgument => {
+                normalize_args(&command, args).and_then(|args| command.try_get_matches_from_mut(args))
+            }
+            parsed => parsed,
+        }
+    };
     let matches = match parsed {
         Ok(matches) => matches,
         Err(e) => {
-            let _ = e.print();
+            crate::failure::report_usage(&e, std::env::args_os());
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
@@ -502,27 +515,18 @@ pub fn run_cli(name: &str, command: Command, run: impl FnOnce(&ArgMatches) -> an
             ExitCode::from(e.downcast_ref::<ExitStatus>().map_or(1, |status| status.0))
         }
         Err(e) => {
-            eprintln!("{name}: {}", error_chain(&e));
+            crate::failure::report(name, &e, OutputFormat::from_matches(&matches));
             ExitCode::FAILURE
         }
     }
 }
 
-/// The error and its causes joined by `: ` as `{:#}` does, leaving out a cause whose text a
-/// message before it already includes.
-fn error_chain(error: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
+/// Whether a word before `--` looks like a one-dash long option (`-onboot`), which clap alone
+/// would read as short options (`-o -n …`, or `-h` for help).
+fn has_one_dash_long_option(args: &[std::ffi::OsString]) -> bool {
+    args.iter().skip(1).filter_map(|a| a.to_str()).take_while(|a| *a != "--").any(|a| {
+        a.strip_prefix('-').is_some_and(|rest| rest.len() >= 2 && rest.bytes().take(2).all(|b| b.is_ascii_alphabetic()))
+    })
 }
 
 /// Every field of `value` that its JSON form has, as `key: value` lines sorted by key, strings
@@ -627,6 +631,17 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn only_one_dash_long_options_take_the_slow_path() {
+        let has =
+            |args: &[&str]| has_one_dash_long_option(&args.iter().map(std::ffi::OsString::from).collect::<Vec<_>>());
+        assert!(has(&["vmctl", "set", "101", "-onboot", "1"]));
+        assert!(has(&["ctctl", "set", "100", "-hookscript", "x"]));
+        assert!(!has(&["vmctl", "set", "101", "--onboot", "1", "--balloon", "-1"]));
+        assert!(!has(&["vmctl", "list", "-h"]));
+        assert!(!has(&["ctctl", "exec", "100", "--", "ls", "-la"]));
+    }
+
+    #[test]
     fn one_table_builds_and_dispatches() {
         const TABLE: &[Subcommand] = &[
             Subcommand::new("first", || Command::new("first").visible_alias("one"), |_, _| bail!("ran first")),
@@ -715,14 +730,6 @@ mod tests {
             item("memory", Some(json!(512)), None, false),
         ];
         assert_eq!(render_pending(&items), "cur cores: 1\nnew cores: 2\ncur memory: 512\nnew name: web\ndel tags: a\n");
-    }
-
-    #[test]
-    fn error_chain_skips_repeated_causes() {
-        let io = io::Error::new(io::ErrorKind::NotFound, "no such file");
-        let e = anyhow::Error::new(io).context("connect: no such file").context("creating VM 100");
-        assert_eq!(error_chain(&e), "creating VM 100: connect: no such file");
-        assert_eq!(error_chain(&anyhow!("a").context("b")), "b: a");
     }
 
     #[test]

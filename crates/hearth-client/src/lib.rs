@@ -10,6 +10,7 @@
 
 pub mod backups;
 pub mod cli;
+pub mod failure;
 pub mod guest;
 pub mod password;
 pub mod snapshots;

@@ -828,6 +828,21 @@ pub fn parse_backup_name(file: &str) -> Option<BackupName> {
     shape.then(|| BackupName { guest_type: guest_type.to_owned(), vmid, time: time.to_owned() })
 }
 
+/// Whether a file of a storage's backup directory is a backup archive, as Proxmox's
+/// `vzdump-(lxc|openvz|qemu)-<vmid>-….(tgz|tar|vma)[.gz|.lzo|.zst|.bz2|.xz]` rule says: the task
+/// log, notes and `.protected` markers beside an archive and partial `.dat` files are not.
+pub fn is_backup_archive(file: &str) -> bool {
+    let Some(rest) = file.strip_prefix("vzdump-") else { return false };
+    let Some((guest_type, rest)) = rest.split_once('-') else { return false };
+    let Some((vmid, rest)) = rest.split_once('-') else { return false };
+    if !["qemu", "lxc", "openvz"].contains(&guest_type) || vmid.parse::<Vmid>().is_err() {
+        return false;
+    }
+    let stem = [".gz", ".lzo", ".zst", ".bz2", ".xz"].iter().find_map(|c| rest.strip_suffix(c)).unwrap_or(rest);
+    let archive = |ext: &str| stem.strip_suffix(ext).is_some_and(|name| !name.is_empty());
+    archive(".vma") || archive(".tar") || (stem == rest && archive(".tgz"))
+}
+
 /// The lowest free `disk-N` among `taken` names of one guest (0..=1023).
 pub fn lowest_free_disk(taken: impl IntoIterator<Item = u32>) -> Option<u32> {
     let taken: std::collections::BTreeSet<u32> = taken.into_iter().collect();
@@ -999,6 +1014,27 @@ mod tests {
         let b = parse_backup_name("vzdump-lxc-101-2024_09_08-12_00_01.tar.zst").unwrap();
         assert_eq!((b.guest_type.as_str(), b.vmid, b.time.as_str()), ("lxc", vmid(101), "2024_09_08-12_00_01"));
         assert!(parse_backup_name("vzdump-lxc-101-renamed.tar").is_none());
+        for archive in [
+            "vzdump-qemu-100-2024_01_02-03_04_05.vma.zst",
+            "vzdump-qemu-100-2024_01_02-03_04_05.vma",
+            "vzdump-lxc-101-2024_01_02-03_04_05.tar.gz",
+            "vzdump-lxc-101-2024_01_02-03_04_05.tgz",
+            "vzdump-openvz-102-renamed.tar",
+        ] {
+            assert!(is_backup_archive(archive), "{archive}");
+        }
+        for side in [
+            "vzdump-qemu-100-2024_01_02-03_04_05.log",
+            "vzdump-qemu-100-2024_01_02-03_04_05.vma.zst.notes",
+            "vzdump-qemu-100-2024_01_02-03_04_05.vma.zst.protected",
+            "vzdump-qemu-100-2024_01_02-03_04_05.vma.zst.dat",
+            "vzdump-qemu-100-.vma",
+            "vzdump-qemu-100-x.tgz.zst",
+            "vzdump-kvm-100-2024_01_02-03_04_05.vma",
+            "other.vma",
+        ] {
+            assert!(!is_backup_archive(side), "{side}");
+        }
         assert_eq!(lowest_free_disk([0, 1, 3]), Some(2));
         assert_eq!(lowest_free_disk([]), Some(0));
     }

@@ -251,6 +251,10 @@ pub(crate) fn list_file_content(
             if name.starts_with('.') || hearth_core::storage::check_file_name(kind, name).is_err() {
                 continue;
             }
+            // The task log, notes and protection marker beside an archive are not volumes.
+            if kind == Content::Backup && !hearth_core::storage::is_backup_archive(name) {
+                continue;
+            }
             let Ok(meta) = entry.metadata() else { continue };
             if !meta.is_file() {
                 continue;
@@ -296,8 +300,6 @@ fn file_format(content: Content, name: &str) -> String {
             (".tar.zst", "tar.zst"),
             (".tar.gz", "tgz"),
             (".tar", "tar"),
-            (".log", "log"),
-            (".notes", "notes"),
         ])
         .unwrap_or_else(|| "backup".into()),
         Content::Snippets => "snippet".into(),

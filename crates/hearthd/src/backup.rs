@@ -936,11 +936,9 @@ fn backups_on(daemon: &Daemon, storage: &str, vmid: Option<Vmid>) -> Result<Vec<
     let volumes = backend.list(Some(Content::Backup), vmid).map_err(to_reply)?;
     let mut entries = Vec::new();
     for v in volumes {
+        // The backend lists archives only (`hearth_core::storage::is_backup_archive`), never
+        // the side files beside them.
         let VolName::File { file, .. } = &v.volname else { continue };
-        // Side files (.protected, .notes, .log) and partial archives are not backups.
-        if [".protected", ".notes", ".log", ".dat"].iter().any(|ext| file.ends_with(ext)) {
-            continue;
-        }
         let guest_type = hearth_core::storage::parse_backup_name(file).map(|b| b.guest_type).unwrap_or_default();
         let notes = std::fs::read_to_string(dump.join(format!("{file}.notes"))).ok();
         entries.push(BackupEntry {
