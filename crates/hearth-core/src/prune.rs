@@ -16,7 +16,7 @@ use std::fmt;
 
 use crate::schema::ConfigError;
 use crate::storage::{self, BackupName};
-use crate::time::{DateTime, civil_from_days, days_from_civil};
+use crate::time::{civil_from_days, days_from_civil};
 
 /// The parsed `prune-backups` property string.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -159,19 +159,10 @@ impl Backup {
 /// The seconds since 1970-01-01 00:00 of a name's `YYYY_MM_DD-HH_MM_SS`, read as a wall-clock
 /// time without a zone. `None` when a field is out of range.
 pub fn local_seconds_of_name(name: &BackupName) -> Option<i64> {
-    let field = |from: usize, len: usize| -> Option<u32> { name.time.get(from..from + len)?.parse().ok() };
     if name.time.len() != 19 {
         return None;
     }
-    DateTime {
-        year: i64::from(field(0, 4)?),
-        month: field(5, 2)?,
-        day: field(8, 2)?,
-        hour: field(11, 2)?,
-        minute: field(14, 2)?,
-        second: field(17, 2)?,
-    }
-    .to_unix()
+    crate::time::seconds_of_fields(&name.time)
 }
 
 /// What prune does with one backup.

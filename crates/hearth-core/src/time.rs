@@ -90,6 +90,13 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     {
         return None;
     }
+    seconds_of_fields(text)
+}
+
+/// The unix time of the date and time whose digits stand at the places of
+/// `YYYY?MM?DD?HH?MM?SS` (any separators: RFC 3339's, vzdump's `YYYY_MM_DD-HH_MM_SS`), read as
+/// UTC; `None` when a field is not digits or out of range.
+pub fn seconds_of_fields(text: &str) -> Option<i64> {
     let field = |from: usize, len: usize| -> Option<u32> {
         let s = text.get(from..from + len)?;
         if !s.bytes().all(|c| c.is_ascii_digit()) {

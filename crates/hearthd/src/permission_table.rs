@@ -920,6 +920,31 @@ pub fn variant(request: &Request) -> (&'static str, &'static str) {
     (domain, name)
 }
 
+/// Every request variant (`Vm::Set`) that no sample of `samples` is of: what the matrix and
+/// the golden wire files insist is empty.
+pub fn unsampled_variants(samples: &[Sample]) -> Vec<String> {
+    use strum::VariantNames;
+    let covered: std::collections::BTreeSet<(&str, &str)> = samples.iter().map(|s| variant(&s.request)).collect();
+    let domains: [(&str, &[&str]); 6] = [
+        ("Vm", VmRequest::VARIANTS),
+        ("Ct", CtRequest::VARIANTS),
+        ("Task", TaskRequest::VARIANTS),
+        ("Storage", StorageRequest::VARIANTS),
+        ("Node", NodeRequest::VARIANTS),
+        ("Access", AccessRequest::VARIANTS),
+    ];
+    let mut missing: Vec<String> = domains
+        .iter()
+        .flat_map(|(domain, names)| names.iter().map(move |n| (*domain, *n)))
+        .filter(|key| !covered.contains(key))
+        .map(|(d, n)| format!("{d}::{n}"))
+        .collect();
+    if domains.len() != Request::VARIANTS.len() {
+        missing.push("a new request domain: list its variants in unsampled_variants".into());
+    }
+    missing
+}
+
 /// What hearthd requires of a sample, as refusals and the table word it.
 fn needs_text(request: &Request) -> String {
     let needs = required(request, NODE, &caller());
