@@ -90,7 +90,7 @@ pub(super) fn list(daemon: &Daemon, caller: &Caller) -> Payload {
 
 /// What a user or token holds on one path, or on every path where it holds anything.
 pub(super) fn permissions(daemon: &Daemon, userid: &str, path: Option<&str>) -> Result<Payload, ErrorReply> {
-    let who: Authid = userid.parse().map_err(|e: hearth_core::access::IdError| invalid(e.to_string()))?;
+    let who: Authid = super::parse_id(userid)?;
     let model = daemon.access.model();
     let exists = match &who {
         Authid::User(u) => model.user_exists(u),

@@ -5,12 +5,12 @@ use std::collections::BTreeSet;
 use hearth_core::access::{AclSubject, Group, GroupName, Privilege, Userid};
 use hearth_proto::{ErrorKind, ErrorReply, GroupInfo, Payload};
 
-use super::{holds_any, invalid, text};
+use super::{holds_any, text};
 use crate::Daemon;
 use crate::access::Caller;
 
 pub(super) fn parse_group(s: &str) -> Result<GroupName, ErrorReply> {
-    s.parse().map_err(|e: hearth_core::access::IdError| invalid(e.to_string()))
+    super::parse_id(s)
 }
 
 fn unknown_group(name: &GroupName) -> ErrorReply {

@@ -170,8 +170,13 @@ fn text(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.is_empty())
 }
 
-fn parse_userid(s: &str) -> Result<Userid, ErrorReply> {
+/// Parses a user, group, pool, role or token id; a bad one is refused naming what is wrong.
+fn parse_id<T: std::str::FromStr<Err = hearth_core::access::IdError>>(s: &str) -> Result<T, ErrorReply> {
     s.parse().map_err(|e: hearth_core::access::IdError| invalid(e.to_string()))
+}
+
+fn parse_userid(s: &str) -> Result<Userid, ErrorReply> {
+    parse_id(s)
 }
 
 fn priv_names(set: PrivSet) -> Vec<String> {

@@ -4,12 +4,12 @@ use hearth_core::Vmid;
 use hearth_core::access::{AclPath, Pool, PoolName, Privilege};
 use hearth_proto::{ErrorKind, ErrorReply, Payload, PoolInfo};
 
-use super::{invalid, text};
+use super::text;
 use crate::Daemon;
 use crate::access::Caller;
 
 fn parse_pool(s: &str) -> Result<PoolName, ErrorReply> {
-    s.parse().map_err(|e: hearth_core::access::IdError| invalid(e.to_string()))
+    super::parse_id(s)
 }
 
 fn unknown_pool(name: &PoolName) -> ErrorReply {

@@ -59,7 +59,7 @@ pub(super) fn list(daemon: &Daemon) -> Payload {
 
 /// A custom role's name; built-in roles cannot be added, changed or deleted.
 fn custom_role(s: &str) -> Result<RoleName, ErrorReply> {
-    let name: RoleName = s.parse().map_err(|e: hearth_core::access::IdError| invalid(e.to_string()))?;
+    let name: RoleName = super::parse_id(s)?;
     if let Some(b) = role::BUILTIN_ROLES.iter().find(|r| r.name.eq_ignore_ascii_case(s)) {
         return Err(invalid(format!("role '{}' is built in and cannot be added, changed or deleted", b.name)));
     }
