@@ -15,6 +15,7 @@ mod crash;
 mod ct;
 mod ct_privileged;
 mod ctmon;
+mod doc_examples;
 mod hostile;
 mod permissions;
 mod protocol;
