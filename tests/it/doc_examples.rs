@@ -225,10 +225,10 @@ fn storage(d: &mut Docs) {
     d.example("pvesm.adoc:332", "pvesm add dir <STORAGE_ID> --path <PATH>", &nas);
     d.example("pvesm.adoc:339", "pvesm set <STORAGE_ID> --disable 1", &nas[..1]);
     let status = d.json("storectl", &["status", "--storage", "nas"]);
-    d.check("pvesm.adoc:339", status[0]["enabled"] == 0, format!("nas is disabled: {status}"));
+    d.check("pvesm.adoc:339", status[0]["status"] == "disabled", format!("nas is disabled: {status}"));
     d.example("pvesm.adoc:343", "pvesm set <STORAGE_ID> --disable 0", &nas[..1]);
     let status = d.json("storectl", &["status", "--storage", "nas"]);
-    d.check("pvesm.adoc:343", status[0]["enabled"] == 1, format!("nas is enabled: {status}"));
+    d.check("pvesm.adoc:343", status[0]["status"] == "active", format!("nas is enabled: {status}"));
     d.example("pvesm.adoc:348", "pvesm set <STORAGE_ID> --shared 1", &nas[..1]);
     d.example("pvesm.adoc:350", "pvesm set <STORAGE_ID> --content iso", &nas[..1]);
     let config = d.json("storectl", &["config", "nas"]);
@@ -243,7 +243,8 @@ fn storage(d: &mut Docs) {
     }
     d.example("pvesm.adoc:349", "pvesm set local --format qcow2", &[]);
     let volid = d.example("pvesm.adoc:365", "pvesm alloc local <VMID> '' 4G", &[("<VMID>", "100")]);
-    let volid = volid.trim().to_owned();
+    // pvesm's wording: successfully created 'local:100/vm-100-disk-0.qcow2'
+    let volid = volid.split('\'').nth(1).unwrap_or_default().to_owned();
     d.check("pvesm.adoc:365", volid == "local:100/vm-100-disk-0.qcow2", format!("the name is generated: {volid}"));
     d.example(
         "pvesm.adoc:383",
@@ -474,6 +475,7 @@ fn vms(d: &mut Docs) {
     d.setup("vmctl start 100 && vmctl stop 100");
     let log = std::fs::read_to_string(d.scratch().join("hook.log")).unwrap_or_default();
     d.check("qm.adoc:2077", log.contains("100 pre-start") && log.contains("100 post-stop"), &log);
+    d.setup("vmctl destroy 100 && rm $SCRATCH/hook.log");
 
     boot_300(d);
     d.example("qm.adoc:2091", "qm suspend ID --todisk", &[("ID", "300")]);
