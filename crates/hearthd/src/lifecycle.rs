@@ -140,7 +140,18 @@ pub(crate) fn start_locked(
     log: &dyn Fn(String),
 ) -> Result<u32, String> {
     let prepared = prepare(daemon, kind, vmid, options).map_err(|e| e.message)?;
+    regenerate_cloudinit(daemon, kind, vmid, log)?;
     launch(kind, prepared, log)
+}
+
+/// Writes a VM's cloud-init drive afresh from its configuration, as every start does; the
+/// caller holds the guest's operation lock.
+fn regenerate_cloudinit(daemon: &Daemon, kind: GuestKind, vmid: Vmid, log: &dyn Fn(String)) -> Result<(), String> {
+    if kind != GuestKind::Vm {
+        return Ok(());
+    }
+    let config = daemon.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
+    crate::cloudinit::regenerate(daemon, vmid, &config.current, log).map(|_| ())
 }
 
 /// [`start_locked`], taking the operation lock.
@@ -169,6 +180,7 @@ pub fn start(
     let upid = daemon.tasks.spawn(&kind.task_type("start"), &vmid.to_string(), &caller.userid, move |ctx| {
         let lock = worker.run_lock(kind, vmid);
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        regenerate_cloudinit(&worker, kind, vmid, &|line| ctx.log(line))?;
         launch(kind, prepared, &|line| ctx.log(line)).map(|_| ())
     })?;
     Ok(Payload::Task(upid))
