@@ -257,6 +257,20 @@ fn configdrive2_import_from_and_refusals() {
     let iso = drive_iso(&daemon, "510", &dir);
     assert_eq!(isoinfo(&["-R", "-x", "/openstack/latest/user_data"], &iso), "#cloud-config\nuser: from-snippet\n");
 
+    // The template workflow: a clone gets a cloud-init drive of its own.
+    ok(&daemon, "vmctl", &["template", "510"]);
+    ok(&daemon, "vmctl", &["clone", "510", "515", "--name", "clone515"]);
+    let config = json(&daemon, "vmctl", &["config", "515"]);
+    assert_eq!(config["sata1"], "local:515/vm-515-cloudinit.qcow2,media=cdrom", "{config}");
+    assert_eq!(json(&daemon, "vmctl", &["config", "510"])["sata1"], "local:510/vm-510-cloudinit.qcow2,media=cdrom");
+    let key_file = temp_file(&dir, "id.pub", &format!("{KEY}\n"));
+    ok(&daemon, "vmctl", &["set", "515", "--sshkey", path_str(&key_file), "--cicustom", "meta=local:snippets/user.yaml"]);
+    ok(&daemon, "vmctl", &["cloudinit", "update", "515"]);
+    let iso = drive_iso(&daemon, "515", &dir);
+    assert!(isoinfo(&["-R", "-x", "/openstack/latest/user_data"], &iso).contains(&format!("  - {KEY}\n")));
+    ok(&daemon, "vmctl", &["destroy", "515"]);
+    assert!(images(&daemon, "515").is_empty());
+
     // A user who may change cloud-init settings still needs the snippet's storage, and a host
     // path to import from is root's.
     let user = UnixUser::new("ci");
