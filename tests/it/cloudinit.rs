@@ -54,10 +54,34 @@ fn a_vm_reads_its_cloudinit_drive_and_it_follows_the_configuration() {
         &daemon,
         "vmctl",
         &[
-            "create", "500", "--name", "ci500", "--memory", "256", "--kvm", "0", "--serial0", "socket", "--net0",
-            &net0, "--ide2", "local:cloudinit", "--ciuser", "alice", "--cipassword", "s3cret-pw", "--sshkey",
-            path_str(&key_file), "--ipconfig0", "ip=10.0.10.123/24,gw=10.0.10.1", "--nameserver", "10.0.10.53",
-            "--searchdomain", "example.test", "--args", &args,
+            "create",
+            "500",
+            "--name",
+            "ci500",
+            "--memory",
+            "256",
+            "--kvm",
+            "0",
+            "--serial0",
+            "socket",
+            "--net0",
+            &net0,
+            "--ide2",
+            "local:cloudinit",
+            "--ciuser",
+            "alice",
+            "--cipassword",
+            "s3cret-pw",
+            "--sshkey",
+            path_str(&key_file),
+            "--ipconfig0",
+            "ip=10.0.10.123/24,gw=10.0.10.1",
+            "--nameserver",
+            "10.0.10.53",
+            "--searchdomain",
+            "example.test",
+            "--args",
+            &args,
         ],
     );
     // The drive as Proxmox names it, shown as CD-ROM media; the password stored hashed and
@@ -66,8 +90,10 @@ fn a_vm_reads_its_cloudinit_drive_and_it_follows_the_configuration() {
     assert_eq!(config["ide2"], "local:500/vm-500-cloudinit.qcow2,media=cdrom", "{config}");
     assert_eq!(config["cipassword"], "**********");
     assert_eq!(config["sshkeys"], hearth_core::cloudinit::uri_escape(&format!("{KEY}\n")));
-    let stored = std::fs::read_to_string(daemon.root().join("etc/hearth/nodes").join(daemon_node(&daemon)).join("qemu/500.toml"))
-        .expect("the VM's file");
+    let stored = std::fs::read_to_string(
+        daemon.root().join("etc/hearth/nodes").join(daemon_node(&daemon)).join("qemu/500.toml"),
+    )
+    .expect("the VM's file");
     assert!(!stored.contains("s3cret-pw") && stored.contains("cipassword = \"$6$"), "{stored}");
     assert!(images(&daemon, "500").contains(&"vm-500-cloudinit.qcow2".to_owned()));
     // Before the first start every cloud-init key is pending.
@@ -173,9 +199,24 @@ fn configdrive2_import_from_and_refusals() {
         &daemon,
         "vmctl",
         &[
-            "create", "510", "--memory", "64", "--kvm", "0", "--net0", "virtio=BC:24:11:C1:00:10", "--sata1",
-            "local:cloudinit", "--citype", "configdrive2", "--ciuser", "carol", "--ipconfig0", "ip=dhcp",
-            "--nameserver", "192.0.2.53",
+            "create",
+            "510",
+            "--memory",
+            "64",
+            "--kvm",
+            "0",
+            "--net0",
+            "virtio=BC:24:11:C1:00:10",
+            "--sata1",
+            "local:cloudinit",
+            "--citype",
+            "configdrive2",
+            "--ciuser",
+            "carol",
+            "--ipconfig0",
+            "ip=dhcp",
+            "--nameserver",
+            "192.0.2.53",
         ],
     );
     ok(&daemon, "vmctl", &["cloudinit", "update", "510"]);
@@ -264,7 +305,11 @@ fn configdrive2_import_from_and_refusals() {
     assert_eq!(config["sata1"], "local:515/vm-515-cloudinit.qcow2,media=cdrom", "{config}");
     assert_eq!(json(&daemon, "vmctl", &["config", "510"])["sata1"], "local:510/vm-510-cloudinit.qcow2,media=cdrom");
     let key_file = temp_file(&dir, "id.pub", &format!("{KEY}\n"));
-    ok(&daemon, "vmctl", &["set", "515", "--sshkey", path_str(&key_file), "--cicustom", "meta=local:snippets/user.yaml"]);
+    ok(
+        &daemon,
+        "vmctl",
+        &["set", "515", "--sshkey", path_str(&key_file), "--cicustom", "meta=local:snippets/user.yaml"],
+    );
     ok(&daemon, "vmctl", &["cloudinit", "update", "515"]);
     let iso = drive_iso(&daemon, "515", &dir);
     assert!(isoinfo(&["-R", "-x", "/openstack/latest/user_data"], &iso).contains(&format!("  - {KEY}\n")));

@@ -35,7 +35,8 @@ pub const MASK: &str = "**********";
 
 /// Whether `key` is one of the cloud-init keys.
 pub fn is_key(key: &str) -> bool {
-    KEYS.contains(&key) || key.strip_prefix("ipconfig").is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+    KEYS.contains(&key)
+        || key.strip_prefix("ipconfig").is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn ip4(v: &str) -> Result<String, String> {
@@ -108,7 +109,8 @@ pub fn password(v: &str) -> Result<String, String> {
 pub fn is_hashed(password: &str) -> bool {
     let Some(rest) = password.strip_prefix('$') else { return false };
     let Some((id, rest)) = rest.split_once('$') else { return false };
-    matches!(id, "1" | "5" | "6" | "2a" | "2y") && rest.split_once('$').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+    matches!(id, "1" | "5" | "6" | "2a" | "2y")
+        && rest.split_once('$').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
 }
 
 /// A SHA-512 crypt string `$6$<salt>$<hash>` (5000 rounds, the default of glibc and of
@@ -291,7 +293,9 @@ impl HostDns {
             let mut words = line.split_whitespace();
             match words.next() {
                 Some("search" | "domain") => dns.search = Some(words.collect::<Vec<_>>().join(" ")),
-                Some("nameserver") if dns.nameservers.len() < 3 => dns.nameservers.extend(words.next().map(str::to_owned)),
+                Some("nameserver") if dns.nameservers.len() < 3 => {
+                    dns.nameservers.extend(words.next().map(str::to_owned))
+                }
                 _ => {}
             }
         }
@@ -360,7 +364,12 @@ fn interfaces(config: &Section) -> Vec<(String, Option<String>, Option<String>, 
             let nic = schema.property(key, value)?;
             let ipconfig = text(config, &format!("ipconfig{index}"))?;
             let ipconfig = IPCONFIG.parse("ipconfig", ipconfig).ok()?;
-            Some((index.to_owned(), nic.get("macaddr").map(str::to_lowercase), nic.get("mtu").map(str::to_owned), ipconfig))
+            Some((
+                index.to_owned(),
+                nic.get("macaddr").map(str::to_lowercase),
+                nic.get("mtu").map(str::to_owned),
+                ipconfig,
+            ))
         })
         .collect()
 }
@@ -378,7 +387,8 @@ pub fn nocloud_network(config: &Section, host: &HostDns) -> String {
     let mut out = String::from("version: 1\nconfig:\n");
     for (index, mac, _, ipconfig) in interfaces(config) {
         let mac = mac.unwrap_or_default();
-        let _ = write!(out, "    - type: physical\n      name: eth{index}\n      mac_address: '{mac}'\n      subnets:\n");
+        let _ =
+            write!(out, "    - type: physical\n      name: eth{index}\n      mac_address: '{mac}'\n      subnets:\n");
         let i = "      ";
         if let Some(ip) = ipconfig.get("ip") {
             if ip == "dhcp" {

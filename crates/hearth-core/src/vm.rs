@@ -269,7 +269,11 @@ pub static SCHEMA: Schema = Schema {
             "cloud-init: addresses of netN: [ip=<CIDR|dhcp>][,gw=<IPv4>][,ip6=<CIDR|auto|dhcp>][,gw6=<IPv6>]",
         ),
         KeyDef::new("nameserver", Kind::Text(check::ip_list), "cloud-init: DNS servers (default: the host's)"),
-        KeyDef::new("searchdomain", Kind::Text(check::domain_list), "cloud-init: DNS search domains (default: the host's)"),
+        KeyDef::new(
+            "searchdomain",
+            Kind::Text(check::domain_list),
+            "cloud-init: DNS search domains (default: the host's)",
+        ),
         KeyDef::new(
             "citype",
             Kind::Enum(&["configdrive2", "nocloud", "opennebula"]),

@@ -73,9 +73,9 @@ pub fn prepare_values(daemon: &Daemon, values: &mut [(String, Value)]) -> Result
 
 /// `ide2`, `scsi0`, …: the keys that hold drives.
 pub fn is_drive_key(key: &str) -> bool {
-    hearth_core::vm::DISK_BUSES.iter().any(|(bus, _)| {
-        key.strip_prefix(bus).is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
-    })
+    hearth_core::vm::DISK_BUSES
+        .iter()
+        .any(|(bus, _)| key.strip_prefix(bus).is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit())))
 }
 
 /// Refuses a second cloud-init drive: a VM has at most one.
@@ -83,10 +83,10 @@ pub fn check_single_drive(config: &Section, vmid: Vmid, new_keys: &[String]) -> 
     let existing: Vec<String> =
         cloudinit::drives(config, vmid).into_iter().map(|(k, _)| k).filter(|k| !new_keys.contains(k)).collect();
     match (existing.first(), new_keys) {
-        (Some(key), [new, ..]) => {
-            Err(invalid(format!("{new}: a cloud-init drive is already attached at '{key}'")))
+        (Some(key), [new, ..]) => Err(invalid(format!("{new}: a cloud-init drive is already attached at '{key}'"))),
+        (None, [first, second, ..]) => {
+            Err(invalid(format!("{second}: a cloud-init drive is already given as '{first}'")))
         }
-        (None, [first, second, ..]) => Err(invalid(format!("{second}: a cloud-init drive is already given as '{first}'"))),
         _ => Ok(()),
     }
 }
@@ -296,12 +296,9 @@ pub fn pending(daemon: &Daemon, vmid: Vmid) -> Result<Payload, ErrorReply> {
     let mut items = Vec::new();
     for (key, value) in &now {
         let item = match saved.get(key) {
-            Some(old) if old == value => PendingItem {
-                key: key.clone(),
-                value: Some(shown(key, value.clone())),
-                pending: None,
-                delete: false,
-            },
+            Some(old) if old == value => {
+                PendingItem { key: key.clone(), value: Some(shown(key, value.clone())), pending: None, delete: false }
+            }
             old => PendingItem {
                 key: key.clone(),
                 value: old.map(|o| shown(key, o.clone())),
@@ -319,10 +316,7 @@ pub fn pending(daemon: &Daemon, vmid: Vmid) -> Result<Payload, ErrorReply> {
 
 fn hotplug_cloudinit(config: &Section) -> bool {
     // Proxmox's default hot-plug set is network,disk,usb: cloudinit must be named.
-    config
-        .get("hotplug")
-        .and_then(Value::as_str)
-        .is_some_and(|h| h.split(',').any(|f| f == "cloudinit"))
+    config.get("hotplug").and_then(Value::as_str).is_some_and(|h| h.split(',').any(|f| f == "cloudinit"))
 }
 
 /// `vmctl cloudinit update <vmid>`: regenerates the drive now; on a running VM only when its

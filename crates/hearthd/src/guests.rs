@@ -74,7 +74,12 @@ impl NewVolume {
 
 /// The new volumes `values` ask for: `STORAGE:SIZE`, `STORAGE:cloudinit` (VMs), and
 /// `STORAGE:0,import-from=<source>` (VMs; each source is checked here, before anything is made).
-fn allocations(daemon: &Daemon, kind: GuestKind, vmid: Vmid, values: &[(String, Value)]) -> Result<Vec<NewVolume>, ErrorReply> {
+fn allocations(
+    daemon: &Daemon,
+    kind: GuestKind,
+    vmid: Vmid,
+    values: &[(String, Value)],
+) -> Result<Vec<NewVolume>, ErrorReply> {
     let mut wanted = Vec::new();
     for (key, value) in values {
         let Some(volume) = volume_of(kind, key, value) else { continue };
@@ -94,7 +99,12 @@ fn allocations(daemon: &Daemon, kind: GuestKind, vmid: Vmid, values: &[(String, 
         // `local:0.001` is not a whole number of sectors; QEMU needs them (4 KiB, for disks
         // with 4 KiB logical blocks under O_DIRECT).
         let size = size.div_ceil(4096) * 4096;
-        wanted.push(NewVolume::Sized(storage::Allocation { key: key.clone(), storage: storage.to_owned(), size, format }));
+        wanted.push(NewVolume::Sized(storage::Allocation {
+            key: key.clone(),
+            storage: storage.to_owned(),
+            size,
+            format,
+        }));
     }
     Ok(wanted)
 }
@@ -116,7 +126,11 @@ fn make_volume(
 ) -> Result<(String, Value), ErrorReply> {
     let key = new.key();
     let prefixed = |e: ErrorReply| {
-        if e.message.starts_with(&format!("{key}:")) { e } else { ErrorReply::new(e.kind, format!("{key}: {}", e.message)) }
+        if e.message.starts_with(&format!("{key}:")) {
+            e
+        } else {
+            ErrorReply::new(e.kind, format!("{key}: {}", e.message))
+        }
     };
     match new {
         NewVolume::Sized(allocation) => {

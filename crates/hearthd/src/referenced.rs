@@ -145,9 +145,9 @@ pub fn value_needs(kind: GuestKind, vmid: Vmid, key: &str, value: &Value) -> Vec
         "none" => Vec::new(),
         // The host's own optical drive.
         "cdrom" => vec![on("/", P::SysConsole)],
-        _ => match check::allocation(&volume).or_else(|| {
-            hearth_core::cloudinit::new_drive(&volume).filter(|_| kind == GuestKind::Vm).map(|s| (s, 0))
-        }) {
+        _ => match check::allocation(&volume)
+            .or_else(|| hearth_core::cloudinit::new_drive(&volume).filter(|_| kind == GuestKind::Vm).map(|s| (s, 0)))
+        {
             Some((storage, _)) => vec![space(storage)],
             None => volume_needs(Some(vmid), &volume, key),
         },

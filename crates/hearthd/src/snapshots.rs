@@ -594,7 +594,10 @@ pub fn clone(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CloneG
                     ctx.log(format!("{key}: cloud-init drive {volid}"));
                     made.push(volid.clone());
                     let value = source.current.get(&key).ok_or("drive vanished")?;
-                    current.insert(key.clone(), crate::cloudinit::drive_value(&key, value, &volid).map_err(|e| e.message)?);
+                    current.insert(
+                        key.clone(),
+                        crate::cloudinit::drive_value(&key, value, &volid).map_err(|e| e.message)?,
+                    );
                 }
             }
             for (key, value) in source.current.iter().filter(|(k, _)| k.starts_with("net")) {
