@@ -313,8 +313,10 @@ fn configdrive2_import_from_and_refusals() {
     ok(&daemon, "vmctl", &["cloudinit", "update", "515"]);
     let iso = drive_iso(&daemon, "515", &dir);
     assert!(isoinfo(&["-R", "-x", "/openstack/latest/user_data"], &iso).contains(&format!("  - {KEY}\n")));
+    // Removed, the drive is freed.
+    ok(&daemon, "vmctl", &["set", "515", "--delete", "sata1"]);
+    assert!(images(&daemon, "515").is_empty(), "{:?}", images(&daemon, "515"));
     ok(&daemon, "vmctl", &["destroy", "515"]);
-    assert!(images(&daemon, "515").is_empty());
 
     // A user who may change cloud-init settings still needs the snippet's storage, and a host
     // path to import from is root's.

@@ -80,8 +80,7 @@ pub fn is_drive_key(key: &str) -> bool {
 
 /// Refuses a second cloud-init drive: a VM has at most one.
 pub fn check_single_drive(config: &Section, vmid: Vmid, new_keys: &[String]) -> Result<(), ErrorReply> {
-    let existing: Vec<String> =
-        cloudinit::drives(config, vmid).into_iter().map(|(k, _)| k).filter(|k| !new_keys.contains(k)).collect();
+    let existing: Vec<String> = cloudinit::drives(config, vmid).into_iter().map(|(k, _)| k).collect();
     match (existing.first(), new_keys) {
         (Some(key), [new, ..]) => Err(invalid(format!("{new}: a cloud-init drive is already attached at '{key}'"))),
         (None, [first, second, ..]) => {

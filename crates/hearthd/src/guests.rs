@@ -361,8 +361,17 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
     let wanted = allocations(daemon, kind, vmid, &edit.set)?;
     let new_drives = new_cloudinit_keys(&wanted);
     let mut made = Vec::new();
+    let mut dropped_drives = Vec::new();
     let result = daemon.store.update(kind, vmid, req.digest.as_deref(), |config| {
         check_unlocked(kind, vmid, config)?;
+        // A cloud-init drive holds nothing but generated files: removed, it is freed, as qm does.
+        if kind == GuestKind::Vm {
+            dropped_drives = hearth_core::cloudinit::drives(&config.current, vmid)
+                .into_iter()
+                .filter(|(key, _)| edit.delete.contains(key))
+                .map(|(_, volume)| volume)
+                .collect();
+        }
         // Only the guest's own images are kept when replaced: an ISO or another guest's volume
         // was never this guest's to keep (or to free later through `unusedN`).
         let displaced: Vec<String> = edit
@@ -382,6 +391,8 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
             crate::cloudinit::check_single_drive(&config.current, vmid, &new_drives)?;
         }
         config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
+        let refs = config.volume_refs();
+        dropped_drives.retain(|volume| !refs.iter().any(|(_, _, v)| v == volume));
         config.assign_macs(random_mac_bytes);
         let values = allocate_all(daemon, kind, vmid, config, &wanted, &|_| ())?;
         for (key, value) in values {
@@ -401,6 +412,8 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
     });
     if result.is_err() {
         free_all(daemon, &made, &|_| ());
+    } else {
+        free_all(daemon, &dropped_drives, &|line| tracing::info!("{line}"));
     }
     match result {
         Ok(((), digest)) => Ok(Payload::Digest(digest)),

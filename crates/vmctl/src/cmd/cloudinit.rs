@@ -49,12 +49,14 @@ fn dump_command() -> Command {
         )
 }
 
-fn dump(matches: &ArgMatches, _format: OutputFormat) -> anyhow::Result<()> {
+fn dump(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "vmid")?;
     let config_type = matches.get_one::<String>("type").cloned().unwrap_or_default();
     let mut client = cli::connect(crate::BIN)?;
     let request = Request::Vm(VmRequest::CloudinitDump { vmid, config_type });
     match client.call(&request).with_context(|| format!("reading the cloud-init configuration of VM {vmid}"))? {
+        // JSON output is the text as one string, as the API returns it.
+        Payload::Text(text) if format.is_json() => cli::print_json(&text, format),
         Payload::Text(text) => {
             print!("{text}");
             Ok(())
