@@ -313,6 +313,25 @@ fn configdrive2_import_from_and_refusals() {
     ok(&daemon, "vmctl", &["cloudinit", "update", "515"]);
     let iso = drive_iso(&daemon, "515", &dir);
     assert!(isoinfo(&["-R", "-x", "/openstack/latest/user_data"], &iso).contains(&format!("  - {KEY}\n")));
+    // A backup leaves the drive out; a restore gives the VM a drive of its own, and keeps it
+    // when it restores over the VM.
+    ok(&daemon, "vmctl", &["backup", "515", "--storage", "local"]);
+    let dump = daemon.root().join("var/lib/hearth/dump");
+    let archive = std::fs::read_dir(&dump)
+        .expect("dump dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("vzdump-qemu-515-") && n.ends_with(".vma.zst"))
+        .expect("the backup archive");
+    let archive = format!("local:backup/{archive}");
+    ok(&daemon, "vmctl", &["restore", "516", &archive]);
+    assert_eq!(json(&daemon, "vmctl", &["config", "516"])["sata1"], "local:516/vm-516-cloudinit.qcow2,media=cdrom");
+    ok(&daemon, "vmctl", &["restore", "515", &archive, "--force"]);
+    assert_eq!(json(&daemon, "vmctl", &["config", "515"])["sata1"], "local:515/vm-515-cloudinit.qcow2,media=cdrom");
+    assert_eq!(images(&daemon, "515"), ["vm-515-cloudinit.qcow2"]);
+    ok(&daemon, "vmctl", &["destroy", "516"]);
+    assert!(images(&daemon, "516").is_empty());
+
     // Removed, the drive is freed.
     ok(&daemon, "vmctl", &["set", "515", "--delete", "sata1"]);
     assert!(images(&daemon, "515").is_empty(), "{:?}", images(&daemon, "515"));

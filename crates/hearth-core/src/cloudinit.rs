@@ -233,6 +233,16 @@ pub fn is_drive(volume: &str, vmid: Vmid) -> bool {
     stem == format!("vm-{vmid}-cloudinit")
 }
 
+/// Whether a volume id names the cloud-init drive of any guest (`vm-<n>-cloudinit`): a
+/// restored or imported configuration may name another guest's.
+pub fn is_any_drive(volume: &str) -> bool {
+    let name = volume.rsplit(['/', ':']).next().unwrap_or_default();
+    let stem = name.split_once('.').map_or(name, |(s, _)| s);
+    stem.strip_prefix("vm-")
+        .and_then(|rest| rest.strip_suffix("-cloudinit"))
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The drive keys of `config` holding a cloud-init drive of `vmid`, and their volumes.
 pub fn drives(config: &Section, vmid: Vmid) -> Vec<(String, String)> {
     let schema = GuestKind::Vm.schema();
@@ -824,6 +834,8 @@ mod tests {
         assert!(is_drive("local:123/vm-123-cloudinit.qcow2", vmid()));
         assert!(is_drive("fast:vm-123-cloudinit", vmid()));
         assert!(!is_drive("local:124/vm-124-cloudinit.qcow2", vmid()));
+        assert!(is_any_drive("local:124/vm-124-cloudinit.qcow2"));
+        assert!(!is_any_drive("local:124/vm-124-disk-0.qcow2"));
         assert_eq!(uri_escape("a b\n+"), "a%20b%0A%2B");
         assert_eq!(uri_unescape("a%20b%0A%2B").unwrap(), "a b\n+");
         assert_eq!(base64(b"$6$x"), "JDYkeA==\n");
