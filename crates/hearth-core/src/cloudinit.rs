@@ -796,6 +796,35 @@ mod tests {
     }
 
     #[test]
+    fn opennebula_gets_its_context_file() {
+        let c = config(&[
+            ("citype", "opennebula"),
+            ("net0", "virtio=BC:24:11:00:00:02,mtu=1400"),
+            ("ipconfig0", "ip=192.0.2.10/25,gw=192.0.2.1,ip6=auto"),
+            ("cipassword", "$6$x$y"),
+            ("sshkeys", &uri_escape(KEY)),
+        ]);
+        let drive = generate(&c, vmid(), Custom::default(), &HostDns::default()).unwrap();
+        assert_eq!(drive.label, "CONTEXT");
+        expect![[r#"
+            USERNAME=root
+            CRYPTED_PASSWORD_BASE64=JDYkeCR5
+
+            SSH_PUBLIC_KEY="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHearthTestKey user@host"
+            SET_HOSTNAME=VM123
+            ETH0_IP=192.0.2.10
+            ETH0_MASK=255.255.255.128
+            ETH0_MAC=bc:24:11:00:00:02
+            ETH0_GATEWAY=192.0.2.1
+            ETH0_MTU=1400
+            ETH0_AUTO6=YES
+            ETH0_MTU=1400
+            NETWORK=YES
+        "#]]
+        .assert_eq(&drive.files[0].1);
+    }
+
+    #[test]
     fn keys_are_checked() {
         let schema = GuestKind::Vm.schema();
         let err = |k: &str, v: &str| schema.parse_cli(k, v).unwrap_err().to_string();
