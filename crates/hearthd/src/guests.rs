@@ -74,18 +74,13 @@ impl NewVolume {
 
 /// The new volumes `values` ask for: `STORAGE:SIZE`, `STORAGE:cloudinit` (VMs), and
 /// `STORAGE:0,import-from=<source>` (VMs; each source is checked here, before anything is made).
-fn allocations(
-    daemon: &Daemon,
-    kind: GuestKind,
-    vmid: Vmid,
-    values: &[(String, Value)],
-) -> Result<Vec<NewVolume>, ErrorReply> {
+fn allocations(daemon: &Daemon, kind: GuestKind, values: &[(String, Value)]) -> Result<Vec<NewVolume>, ErrorReply> {
     let mut wanted = Vec::new();
     for (key, value) in values {
         let Some(volume) = volume_of(kind, key, value) else { continue };
         let format = kind.schema().property(key, value).and_then(|p| p.get("format").map(str::to_owned));
         if kind == GuestKind::Vm {
-            if let Some(source) = crate::imports::check(daemon, vmid, key, value)? {
+            if let Some(source) = crate::imports::check(daemon, key, value)? {
                 let storage = check::allocation(&volume).map(|(s, _)| s.to_owned()).unwrap_or_default();
                 wanted.push(NewVolume::Import { key: key.clone(), storage, format, source });
                 continue;
@@ -265,7 +260,7 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
     config.apply_create_defaults();
     config.assign_macs(random_mac_bytes);
     check_volumes(daemon, kind, vmid, &edit.set)?;
-    let wanted = allocations(daemon, kind, vmid, &edit.set)?;
+    let wanted = allocations(daemon, kind, &edit.set)?;
     crate::cloudinit::check_single_drive(&Section::new(), vmid, &new_cloudinit_keys(&wanted))?;
     for a in &wanted {
         daemon
@@ -358,7 +353,7 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
     }
     referenced::check_content(daemon, kind, &edit.set)?;
     check_volumes(daemon, kind, vmid, &edit.set)?;
-    let wanted = allocations(daemon, kind, vmid, &edit.set)?;
+    let wanted = allocations(daemon, kind, &edit.set)?;
     let new_drives = new_cloudinit_keys(&wanted);
     let mut made = Vec::new();
     let mut dropped_drives = Vec::new();

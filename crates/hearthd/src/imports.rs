@@ -38,7 +38,7 @@ pub fn source_of(key: &str, value: &Value) -> Option<String> {
 }
 
 /// Checks an `import-from` source for drive `key`; the drive's file must be `STORAGE:0`.
-pub fn check(daemon: &Daemon, vmid: Vmid, key: &str, value: &Value) -> Result<Option<Source>, ErrorReply> {
+pub fn check(daemon: &Daemon, key: &str, value: &Value) -> Result<Option<Source>, ErrorReply> {
     let Some(name) = source_of(key, value) else { return Ok(None) };
     let props = VM.schema().property(key, value).ok_or_else(|| invalid(format!("{key}: not a drive")))?;
     let file = props.get("file").unwrap_or_default();
@@ -67,7 +67,8 @@ pub fn check(daemon: &Daemon, vmid: Vmid, key: &str, value: &Value) -> Result<Op
                 if cloudinit::is_drive(&name, image.vmid) {
                     return Err(bad("cannot import from a cloud-init drive".into()));
                 }
-                if image.vmid != vmid && daemon.guest_running(VM, image.vmid) {
+                // A running guest writes to it: a copy would not be consistent.
+                if daemon.guest_running(VM, image.vmid) {
                     return Err(bad(format!("its VM {} is running; stop it first", image.vmid)));
                 }
                 (path, false)
