@@ -171,7 +171,9 @@ pub fn key_privilege(kind: GuestSet, key: &str, value: Option<&str>) -> Privileg
                 // A cloud-init drive is a cloud-init setting (Proxmox: VM.Config.Cloudinit or
                 // VM.Config.CDROM).
                 let cloudinit = value.is_some_and(|v| {
-                    v.split(',').next().is_some_and(|file| file.ends_with(":cloudinit") || file.contains("-cloudinit"))
+                    let file = v.split(',').next().unwrap_or_default();
+                    let file = file.strip_prefix("file=").unwrap_or(file);
+                    hearth_core::cloudinit::new_drive(file).is_some() || hearth_core::cloudinit::is_any_drive(file)
                 });
                 if cloudinit {
                     P::VmConfigCloudinit
