@@ -27,6 +27,7 @@ const QUIET: &[&str] = &[
     "storectl backup job set",
     "storectl backup protect",
     "vmctl cleanup",
+    "vmctl cloudinit update",
     "vmctl unlock",
 ];
 
@@ -198,6 +199,11 @@ fn every_command_prints_json_or_nothing() {
     let vm_backup = backup_of(&mut s, "local", "100");
     s.json("vmctl restore", &["102", &vm_backup, "--storage", "fast"]);
     s.json("vmctl destroy", &["102"]);
+    s.json("vmctl create", &["103", "--memory", "64", "--ide2", "local:cloudinit", "--ciuser", "web"]);
+    s.json("vmctl cloudinit dump", &["103", "user"]);
+    s.json("vmctl cloudinit pending", &["103"]);
+    s.quiet("vmctl cloudinit update", &["103"]);
+    s.json("vmctl destroy", &["103"]);
 
     // A container through its life.
     let ct = ctid(30);

@@ -9,6 +9,7 @@ mod backup_store;
 mod chunkstore;
 mod cli;
 mod cli_json;
+mod cloudinit;
 mod concurrency;
 mod config;
 mod crash;

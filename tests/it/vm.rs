@@ -12,7 +12,7 @@ use hearth_test::{HearthdProcess, fixtures};
 use crate::{json, ok, run};
 
 /// How long a TCG boot may take on a busy machine.
-const BOOT: Duration = Duration::from_secs(120);
+pub(crate) const BOOT: Duration = Duration::from_secs(120);
 
 /// `vmctl create` options for a VM that boots the fixture kernel from `args`.
 pub(crate) fn boot_args() -> String {
@@ -108,7 +108,7 @@ impl Console {
     /// Types a command line and answers what it printed. The guest echoes `<done>-ok` after
     /// it; the echo of the typed line itself shows `<done>-$ok`, so only the command's
     /// completion matches.
-    fn run(&mut self, command: &str, done: &str) -> String {
+    pub(crate) fn run(&mut self, command: &str, done: &str) -> String {
         writeln!(self.input, "{command}; ok=ok; echo {done}-$ok").expect("typing");
         self.input.flush().expect("flush");
         self.expect(&format!("{done}-ok"), BOOT)

@@ -24,6 +24,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "e2fsprogs",
     "tar",
     "ovmf",
+    // Cloud-init drives are ISO images made by genisoimage, as Proxmox makes them.
+    "genisoimage",
     // The fixtures' own packages (`fixtures::DEBIAN_PACKAGES`): building them and booting them.
     "busybox-static",
     "xz-utils",

@@ -244,6 +244,22 @@ pub fn guest_config_options(kind: GuestKind, matches: &ArgMatches) -> Vec<(Strin
     schema_options(kind.schema(), matches)
 }
 
+/// Reads the files qm's CLI takes in place of a VM key's value: `--sshkeys FILE` (also
+/// `--sshkey`, a prefix) sends the public keys in the file, URL-encoded as Proxmox stores them.
+pub fn read_vm_option_files(options: Vec<(String, String)>) -> anyhow::Result<Vec<(String, String)>> {
+    options
+        .into_iter()
+        .map(|(key, value)| {
+            if key != "sshkeys" {
+                return Ok((key, value));
+            }
+            let text = std::fs::read_to_string(&value)
+                .with_context(|| format!("--sshkeys: cannot read the public key file {value}"))?;
+            Ok((key, hearth_core::cloudinit::uri_escape(&text)))
+        })
+        .collect()
+}
+
 /// The [`schema_args`] options given on the command line, in the order the user typed them.
 pub fn schema_options(schema: &Schema, matches: &ArgMatches) -> Vec<(String, String)> {
     let mut given: Vec<(usize, String, String)> = matches

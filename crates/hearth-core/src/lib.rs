@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod calendar;
+pub mod cloudinit;
 pub mod ct;
 pub mod guest;
 pub mod hex;

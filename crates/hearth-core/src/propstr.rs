@@ -186,6 +186,12 @@ impl PropertyString {
         self.entries.insert(at, (name, value));
     }
 
+    /// Removes a property; answers its value.
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        let at = self.entries.iter().position(|(n, _)| *n == name)?;
+        Some(self.entries.remove(at).1)
+    }
+
     /// All properties in canonical order.
     pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
         self.entries.iter().map(|(n, v)| (*n, v.as_str()))

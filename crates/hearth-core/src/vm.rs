@@ -1,5 +1,6 @@
 //! The VM configuration schema: the keys `qm` takes, with Proxmox's ranges and property strings.
 
+use crate::cloudinit;
 use crate::propstr::{ModelKey, PropDef, PropKind, PropSchema};
 use crate::schema::{KeyDef, Kind, Schema, Scope, check};
 
@@ -75,12 +76,17 @@ pub static DRIVE: PropSchema = PropSchema {
         PropDef::new(
             "file",
             PropKind::Text(drive_volume),
-            "volume id, STORAGE:SIZE_GiB to allocate, a path, 'none' or 'cdrom'",
+            "volume id, STORAGE:SIZE_GiB to allocate, STORAGE:cloudinit, a path, 'none' or 'cdrom'",
         )
         .required(),
         PropDef::new("media", PropKind::Enum(&["disk", "cdrom"]), "media type"),
         PropDef::new("size", PropKind::Size, "disk size (informational)"),
         PropDef::new("format", PropKind::Enum(&["raw", "qcow2", "vmdk", "qed", "qcow", "cloop"]), "image format"),
+        PropDef::new(
+            "import-from",
+            PropKind::Text(check::volume),
+            "create the disk as a copy of this image (a volume or an absolute path) with STORAGE:0",
+        ),
         PropDef::new(
             "cache",
             PropKind::Enum(&["none", "writethrough", "writeback", "unsafe", "directsync"]),
@@ -244,6 +250,40 @@ pub static SCHEMA: Schema = Schema {
             31,
             Kind::Prop(&NIC),
             "network device: <model>[=<mac>][,bridge=..][,firewall=1][,tag=..]",
+        ),
+        KeyDef::new("ciuser", Kind::Text(cloudinit::user_name), "cloud-init: user to set the password and SSH keys of"),
+        KeyDef::new(
+            "cipassword",
+            Kind::Text(cloudinit::password),
+            "cloud-init: password of the user (stored SHA-512-crypt hashed; SSH keys are safer)",
+        ),
+        KeyDef::new(
+            "sshkeys",
+            Kind::Text(cloudinit::sshkeys),
+            "cloud-init: public SSH keys, one per line, URL-encoded (vmctl reads them from the file given)",
+        ),
+        KeyDef::indexed(
+            "ipconfig",
+            31,
+            Kind::Prop(&cloudinit::IPCONFIG),
+            "cloud-init: addresses of netN: [ip=<CIDR|dhcp>][,gw=<IPv4>][,ip6=<CIDR|auto|dhcp>][,gw6=<IPv6>]",
+        ),
+        KeyDef::new("nameserver", Kind::Text(check::ip_list), "cloud-init: DNS servers (default: the host's)"),
+        KeyDef::new(
+            "searchdomain",
+            Kind::Text(check::domain_list),
+            "cloud-init: DNS search domains (default: the host's)",
+        ),
+        KeyDef::new(
+            "citype",
+            Kind::Enum(&["configdrive2", "nocloud", "opennebula"]),
+            "cloud-init drive format (default: nocloud, configdrive2 for Windows)",
+        ),
+        KeyDef::new("ciupgrade", Kind::Bool, "cloud-init: upgrade packages after the first boot (default 1)"),
+        KeyDef::new(
+            "cicustom",
+            Kind::Prop(&cloudinit::CICUSTOM),
+            "cloud-init: snippets replacing generated files: [user=<volume>][,network=<volume>][,meta=<volume>][,vendor=<volume>]",
         ),
         KeyDef::indexed("serial", 3, Kind::Text(serial_port), "serial port: socket or /dev/ttySx"),
         KeyDef::new("parent", Kind::Text(check::word), "the snapshot the current state is based on")

@@ -271,6 +271,21 @@ pub enum VmRequest {
     /// Datastore.AllocateSpace on the target storage and Datastore.Audit on the archive's).
     /// REST: `POST /nodes/{node}/qemu` with `archive`.
     Restore(RestoreGuest),
+    /// The generated cloud-init configuration of one type (`user`, `network` or `meta`), as
+    /// `qm cloudinit dump`; the password is masked unless the caller has VM.Config.Cloudinit.
+    /// `/vms/{vmid}`: VM.Audit. REST: `GET /nodes/{node}/qemu/{vmid}/cloudinit/dump`.
+    CloudinitDump {
+        vmid: Vmid,
+        #[serde(rename = "type")]
+        config_type: String,
+    },
+    /// The cloud-init keys: the values the drive was last made from, and those changed since.
+    /// `/vms/{vmid}`: VM.Audit. REST: `GET /nodes/{node}/qemu/{vmid}/cloudinit`.
+    CloudinitPending { vmid: Vmid },
+    /// Regenerates the cloud-init drive now (live on a running VM whose hotplug includes
+    /// `cloudinit`). `/vms/{vmid}`: VM.Config.Cloudinit.
+    /// REST: `PUT /nodes/{node}/qemu/{vmid}/cloudinit`.
+    CloudinitUpdate { vmid: Vmid },
 }
 
 /// `vmctl move-disk <vmid> <disk> <storage> [--format] [--delete]`.

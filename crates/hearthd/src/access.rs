@@ -168,7 +168,16 @@ pub fn key_privilege(kind: GuestSet, key: &str, value: Option<&str>) -> Privileg
             "cdrom" => P::VmConfigCdrom,
             "efidisk0" | "tpmstate0" | "vmstate" | "boot" | "bootdisk" | "vmstatestorage" => P::VmConfigDisk,
             _ if is(&["scsi", "virtio", "sata", "ide"]) => {
-                if cdrom() {
+                // A cloud-init drive is a cloud-init setting (Proxmox: VM.Config.Cloudinit or
+                // VM.Config.CDROM).
+                let cloudinit = value.is_some_and(|v| {
+                    let file = v.split(',').next().unwrap_or_default();
+                    let file = file.strip_prefix("file=").unwrap_or(file);
+                    hearth_core::cloudinit::new_drive(file).is_some() || hearth_core::cloudinit::is_any_drive(file)
+                });
+                if cloudinit {
+                    P::VmConfigCloudinit
+                } else if cdrom() {
                     P::VmConfigCdrom
                 } else {
                     P::VmConfigDisk
@@ -287,6 +296,8 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
             // The storage's Datastore.AllocateSpace is checked by the handler.
             VmRequest::Backup(b) => on(vms(&b.vmid), P::VmBackup),
             VmRequest::Restore(r) => on(vms(&r.vmid), P::VmAllocate),
+            VmRequest::CloudinitDump { vmid, .. } | VmRequest::CloudinitPending { vmid } => on(vms(vmid), P::VmAudit),
+            VmRequest::CloudinitUpdate { vmid } => on(vms(vmid), P::VmConfigCloudinit),
         },
         Request::Ct(r) => match r {
             CtRequest::Create(c) => on(vms(&c.vmid), P::VmAllocate),

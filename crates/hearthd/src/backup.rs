@@ -1297,6 +1297,8 @@ fn restore_task(
             GuestKind::Vm => restore_vm(daemon, req, archive, restored, &mut allocated, log, progress)?,
             GuestKind::Ct => restore_ct(daemon, req, archive, restored, &mut allocated, log, progress)?,
         };
+        // What the restored configuration names is never freed as the old guest's.
+        let kept: Vec<String> = config.volume_refs().into_iter().map(|(_, _, v)| v).collect();
         let old = daemon
             .store
             .update(kind, vmid, None, |c| {
@@ -1309,7 +1311,7 @@ fn restore_task(
             .0;
         if overwrite {
             for (_, _, volid) in old.volume_refs() {
-                if !allocated.contains(&volid) && owned_by(daemon, &volid, vmid) {
+                if !allocated.contains(&volid) && !kept.contains(&volid) && owned_by(daemon, &volid, vmid) {
                     match crate::storage::free_volume(daemon, &volid) {
                         Ok(()) => log(format!("freed {volid} of the overwritten {}", kind.noun())),
                         Err(e) => log(format!("cannot free {volid}: {}", e.message)),
@@ -1403,6 +1405,39 @@ fn restore_vm(
             let raw = temp_dir.join(format!("hearth-restore-{vmid}-{key}-{}.raw", std::process::id()));
             targets.push((key, raw, Some((path, fmt))));
         }
+    }
+    // The cloud-init drive is not in the archive (it holds only generated files): the restored
+    // VM gets a new one, written at its next start.
+    let drives: Vec<(String, String)> = config
+        .current
+        .iter()
+        .filter_map(|(key, value)| {
+            Some((key.clone(), GuestKind::Vm.schema().property(key, value)?.get("file")?.to_owned()))
+        })
+        .filter(|(_, file)| hearth_core::cloudinit::is_any_drive(file))
+        .collect();
+    // Over an existing VM its own drive is kept when it is on the same storage.
+    let existing = daemon
+        .store
+        .load(GuestKind::Vm, vmid)
+        .map(|l| hearth_core::cloudinit::drives(&l.config.current, vmid))
+        .unwrap_or_default();
+    for (key, volid) in drives {
+        let storage = restore_storage(daemon, req, &key, &volid)?;
+        let reused = existing.iter().map(|(_, v)| v).find(|v| v.split_once(':').is_some_and(|(s, _)| s == storage));
+        let new = match reused {
+            Some(volume) => volume.clone(),
+            None => {
+                let new = crate::cloudinit::allocate_drive(daemon, vmid, &storage, None)
+                    .map_err(|e| format!("{key}: {}", e.message))?;
+                allocated.push(new.clone());
+                new
+            }
+        };
+        log(format!("{key}: cloud-init drive {new}"));
+        let value = config.current.get(&key).cloned().ok_or(format!("{key}: missing"))?;
+        let value = crate::cloudinit::drive_value(&key, &value, &new).map_err(|e| e.message)?;
+        config.current.insert(key, value);
     }
     for (key, value) in config.current.clone().iter() {
         if key.starts_with("unused") {

@@ -46,20 +46,107 @@ fn volume_of(kind: GuestKind, key: &str, value: &Value) -> Option<String> {
     referenced::volume_of(kind, key, value).map(|(volume, _)| volume)
 }
 
-/// Values of the form `STORAGE:SIZE` ask for a new volume.
-fn allocations(kind: GuestKind, values: &[(String, Value)]) -> Vec<storage::Allocation> {
-    values
-        .iter()
-        .filter_map(|(key, value)| {
-            let volume = volume_of(kind, key, value)?;
-            let (storage, size) = check::allocation(&volume)?;
-            // `local:0.001` is not a whole number of sectors; QEMU needs them (4 KiB, for disks
-            // with 4 KiB logical blocks under O_DIRECT).
-            let size = size.div_ceil(4096) * 4096;
-            let format = kind.schema().property(key, value).and_then(|p| p.get("format").map(str::to_owned));
-            Some(storage::Allocation { key: key.clone(), storage: storage.to_owned(), size, format })
-        })
-        .collect()
+/// A new volume a change asks for.
+enum NewVolume {
+    /// `STORAGE:SIZE`.
+    Sized(storage::Allocation),
+    /// `STORAGE:cloudinit`: the VM's cloud-init drive.
+    CloudInit { key: String, storage: String, format: Option<String> },
+    /// `STORAGE:0,import-from=<source>`, the source already checked.
+    Import { key: String, storage: String, format: Option<String>, source: crate::imports::Source },
+}
+
+impl NewVolume {
+    fn key(&self) -> &str {
+        match self {
+            NewVolume::Sized(a) => &a.key,
+            NewVolume::CloudInit { key, .. } | NewVolume::Import { key, .. } => key,
+        }
+    }
+
+    fn storage(&self) -> &str {
+        match self {
+            NewVolume::Sized(a) => &a.storage,
+            NewVolume::CloudInit { storage, .. } | NewVolume::Import { storage, .. } => storage,
+        }
+    }
+}
+
+/// The new volumes `values` ask for: `STORAGE:SIZE`, `STORAGE:cloudinit` (VMs), and
+/// `STORAGE:0,import-from=<source>` (VMs; each source is checked here, before anything is made).
+fn allocations(daemon: &Daemon, kind: GuestKind, values: &[(String, Value)]) -> Result<Vec<NewVolume>, ErrorReply> {
+    let mut wanted = Vec::new();
+    for (key, value) in values {
+        let Some(volume) = volume_of(kind, key, value) else { continue };
+        let format = kind.schema().property(key, value).and_then(|p| p.get("format").map(str::to_owned));
+        if kind == GuestKind::Vm {
+            if let Some(source) = crate::imports::check(daemon, key, value)? {
+                let storage = check::allocation(&volume).map(|(s, _)| s.to_owned()).unwrap_or_default();
+                wanted.push(NewVolume::Import { key: key.clone(), storage, format, source });
+                continue;
+            }
+            if let Some(storage) = hearth_core::cloudinit::new_drive(&volume) {
+                wanted.push(NewVolume::CloudInit { key: key.clone(), storage: storage.to_owned(), format });
+                continue;
+            }
+        }
+        let Some((storage, size)) = check::allocation(&volume) else { continue };
+        // `local:0.001` is not a whole number of sectors; QEMU needs them (4 KiB, for disks
+        // with 4 KiB logical blocks under O_DIRECT).
+        let size = size.div_ceil(4096) * 4096;
+        wanted.push(NewVolume::Sized(storage::Allocation {
+            key: key.clone(),
+            storage: storage.to_owned(),
+            size,
+            format,
+        }));
+    }
+    Ok(wanted)
+}
+
+/// The keys of `wanted` that make a cloud-init drive.
+fn new_cloudinit_keys(wanted: &[NewVolume]) -> Vec<String> {
+    wanted.iter().filter(|w| matches!(w, NewVolume::CloudInit { .. })).map(|w| w.key().to_owned()).collect()
+}
+
+/// Makes one new volume; answers its volume id and the key's new value.
+fn make_volume(
+    daemon: &Daemon,
+    kind: GuestKind,
+    vmid: Vmid,
+    new: &NewVolume,
+    value: &Value,
+    root_owner: (u32, u32),
+    log: &dyn Fn(String),
+) -> Result<(String, Value), ErrorReply> {
+    let key = new.key();
+    let prefixed = |e: ErrorReply| {
+        if e.message.starts_with(&format!("{key}:")) {
+            e
+        } else {
+            ErrorReply::new(e.kind, format!("{key}: {}", e.message))
+        }
+    };
+    match new {
+        NewVolume::Sized(allocation) => {
+            let volid = storage::allocate_for_guest(daemon, kind, vmid, allocation, root_owner).map_err(prefixed)?;
+            log(format!("{key}: allocated {volid} ({})", size::format_size(allocation.size)));
+            let value = crate::snapshots::with_volume(kind, key, value, &volid, Some(allocation.size)).map_err(invalid);
+            value.map(|v| (volid.clone(), v)).inspect_err(|_| free_all(daemon, &[volid], log))
+        }
+        NewVolume::CloudInit { storage, format, .. } => {
+            let volid = crate::cloudinit::allocate_drive(daemon, vmid, storage, format.as_deref()).map_err(prefixed)?;
+            log(format!("{key}: allocated cloud-init drive {volid}"));
+            let value = crate::cloudinit::drive_value(key, value, &volid);
+            value.map(|v| (volid.clone(), v)).inspect_err(|_| free_all(daemon, &[volid], log))
+        }
+        NewVolume::Import { storage, format, source, .. } => {
+            let (volid, bytes) = crate::imports::import(daemon, vmid, key, storage, format.as_deref(), source, log)?;
+            log(format!("{key}: imported {} as {volid}", source.name));
+            let value = crate::imports::imported_value(key, value, &volid, bytes);
+            value.map(|v| (volid.clone(), v)).inspect_err(|_| free_all(daemon, &[volid], log))
+        }
+    }
 }
 
 /// Existing volumes named by a change must exist, and images must belong to this guest (a
@@ -67,7 +154,11 @@ fn allocations(kind: GuestKind, values: &[(String, Value)]) -> Vec<storage::Allo
 fn check_volumes(daemon: &Daemon, kind: GuestKind, vmid: Vmid, values: &[(String, Value)]) -> Result<(), ErrorReply> {
     for (key, value) in values {
         let Some(volume) = volume_of(kind, key, value) else { continue };
-        if check::allocation(&volume).is_some() || volume.starts_with('/') || !volume.contains(':') {
+        if check::allocation(&volume).is_some()
+            || volume.starts_with('/')
+            || !volume.contains(':')
+            || (kind == GuestKind::Vm && hearth_core::cloudinit::new_drive(&volume).is_some())
+        {
             continue;
         }
         let (backend, vol) =
@@ -90,45 +181,31 @@ fn check_volumes(daemon: &Daemon, kind: GuestKind, vmid: Vmid, values: &[(String
     Ok(())
 }
 
-/// Allocates every requested volume; on failure frees those already made. Answers the new
+/// Makes every requested volume; on failure frees those already made. Answers the new
 /// values, with the volume id and size in place of `STORAGE:SIZE`.
 fn allocate_all(
     daemon: &Daemon,
     kind: GuestKind,
     vmid: Vmid,
     config: &GuestConfig,
-    wanted: &[storage::Allocation],
+    wanted: &[NewVolume],
     log: &dyn Fn(String),
 ) -> Result<Vec<(String, Value)>, ErrorReply> {
     let unprivileged = kind == GuestKind::Ct && config.current.get("unprivileged") != Some(&Value::Bool(false));
     let root_owner = if unprivileged { (100_000, 100_000) } else { (0, 0) };
     let mut made: Vec<String> = Vec::new();
     let mut values = Vec::new();
-    for allocation in wanted {
-        let result = storage::allocate_for_guest(daemon, kind, vmid, allocation, root_owner)
-            .map_err(|e| {
-                let message = if e.message.starts_with(&format!("{}:", allocation.key)) {
-                    e.message
-                } else {
-                    format!("{}: {}", allocation.key, e.message)
-                };
-                ErrorReply::new(e.kind, message)
-            })
-            .and_then(|volid| {
-                made.push(volid.clone());
-                log(format!("{}: allocated {volid} ({})", allocation.key, size::format_size(allocation.size)));
-                let value = config
-                    .merged()
-                    .get(&allocation.key)
-                    .cloned()
-                    .or_else(|| config.pending.values.get(&allocation.key).cloned());
-                let value = value
-                    .ok_or_else(|| ErrorReply::new(ErrorKind::Internal, format!("{} vanished", allocation.key)))?;
-                crate::snapshots::with_volume(kind, &allocation.key, &value, &volid, Some(allocation.size))
-                    .map_err(invalid)
-            });
+    for new in wanted {
+        let key = new.key();
+        let value = config.merged().get(key).cloned().or_else(|| config.pending.values.get(key).cloned());
+        let result = value
+            .ok_or_else(|| ErrorReply::new(ErrorKind::Internal, format!("{key} vanished")))
+            .and_then(|value| make_volume(daemon, kind, vmid, new, &value, root_owner, log));
         match result {
-            Ok(value) => values.push((allocation.key.clone(), value)),
+            Ok((volid, value)) => {
+                made.push(volid);
+                values.push((key.to_owned(), value));
+            }
             Err(e) => {
                 free_all(daemon, &made, log);
                 return Err(e);
@@ -173,18 +250,23 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
     } else {
         edit
     };
+    let mut edit = edit;
+    if kind == GuestKind::Vm {
+        crate::cloudinit::prepare_values(daemon, &mut edit.set)?;
+    }
     referenced::check_content(daemon, kind, &edit.set)?;
     let mut config = GuestConfig::new(kind);
     config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
     config.apply_create_defaults();
     config.assign_macs(random_mac_bytes);
     check_volumes(daemon, kind, vmid, &edit.set)?;
-    let wanted = allocations(kind, &edit.set);
+    let wanted = allocations(daemon, kind, &edit.set)?;
+    crate::cloudinit::check_single_drive(&Section::new(), vmid, &new_cloudinit_keys(&wanted))?;
     for a in &wanted {
         daemon
             .storages
-            .backend(&a.storage)
-            .map_err(|e| ErrorReply::new(e.kind, format!("{}: {}", a.key, e.message)))?;
+            .backend(a.storage())
+            .map_err(|e| ErrorReply::new(e.kind, format!("{}: {}", a.key(), e.message)))?;
     }
     // The file exists from here on, locked, so the id is taken before the task runs.
     config.lock = Some(Lock::Create);
@@ -265,12 +347,26 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
         ));
     }
     let vmid = req.vmid;
+    let mut edit = edit;
+    if kind == GuestKind::Vm {
+        crate::cloudinit::prepare_values(daemon, &mut edit.set)?;
+    }
     referenced::check_content(daemon, kind, &edit.set)?;
     check_volumes(daemon, kind, vmid, &edit.set)?;
-    let wanted = allocations(kind, &edit.set);
+    let wanted = allocations(daemon, kind, &edit.set)?;
+    let new_drives = new_cloudinit_keys(&wanted);
     let mut made = Vec::new();
+    let mut dropped_drives = Vec::new();
     let result = daemon.store.update(kind, vmid, req.digest.as_deref(), |config| {
         check_unlocked(kind, vmid, config)?;
+        // A cloud-init drive holds nothing but generated files: removed, it is freed, as qm does.
+        if kind == GuestKind::Vm {
+            dropped_drives = hearth_core::cloudinit::drives(&config.current, vmid)
+                .into_iter()
+                .filter(|(key, _)| edit.delete.contains(key))
+                .map(|(_, volume)| volume)
+                .collect();
+        }
         // Only the guest's own images are kept when replaced: an ISO or another guest's volume
         // was never this guest's to keep (or to free later through `unusedN`).
         let displaced: Vec<String> = edit
@@ -286,7 +382,12 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
             .collect();
         // No engine runs guests yet, so every change applies at once; once guests can run,
         // changes that cannot be hot-plugged go to [pending].
+        if kind == GuestKind::Vm {
+            crate::cloudinit::check_single_drive(&config.current, vmid, &new_drives)?;
+        }
         config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
+        let refs = config.volume_refs();
+        dropped_drives.retain(|volume| !refs.iter().any(|(_, _, v)| v == volume));
         config.assign_macs(random_mac_bytes);
         let values = allocate_all(daemon, kind, vmid, config, &wanted, &|_| ())?;
         for (key, value) in values {
@@ -306,6 +407,8 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
     });
     if result.is_err() {
         free_all(daemon, &made, &|_| ());
+    } else {
+        free_all(daemon, &dropped_drives, &|line| tracing::info!("{line}"));
     }
     match result {
         Ok(((), digest)) => Ok(Payload::Digest(digest)),
@@ -345,6 +448,10 @@ pub fn config(daemon: &Daemon, kind: GuestKind, req: GetConfig) -> Result<Payloa
     if let (Some(lock), None) = (loaded.config.lock, &req.snapshot) {
         view.insert("lock".into(), lock.as_str().into());
     }
+    // The (hashed) cloud-init password is never shown, as Proxmox's config.
+    if let Some(password) = view.get_mut("cipassword") {
+        *password = hearth_core::cloudinit::MASK.into();
+    }
     Ok(Payload::Config(GuestConfigView { vmid, digest: loaded.digest, config: view }))
 }
 
@@ -354,11 +461,16 @@ pub fn pending(daemon: &Daemon, kind: GuestKind, vmid: Vmid) -> Result<Payload, 
         .config
         .pending_entries()
         .into_iter()
-        .map(|e| PendingItem {
-            key: e.key,
-            value: e.current.as_ref().map(to_json),
-            pending: e.pending.as_ref().map(to_json),
-            delete: e.delete,
+        .map(|e| {
+            let masked = |v: &Value| {
+                if e.key == "cipassword" { hearth_core::cloudinit::MASK.into() } else { to_json(v) }
+            };
+            PendingItem {
+                value: e.current.as_ref().map(masked),
+                pending: e.pending.as_ref().map(masked),
+                key: e.key,
+                delete: e.delete,
+            }
         })
         .collect();
     Ok(Payload::Pending(items))
@@ -505,6 +617,7 @@ pub fn destroy(
         }
         if kind == GuestKind::Vm {
             worker.qemu.forget(vmid);
+            crate::cloudinit::forget(&worker, vmid);
         }
         let mut warnings = 0;
         for volume in &owned {

@@ -12,11 +12,13 @@ mod access;
 pub mod admission;
 mod backup;
 mod chunks;
+mod cloudinit;
 mod conn;
 pub mod containers;
 mod credentials;
 mod disks;
 mod guests;
+mod imports;
 mod jobs;
 mod lifecycle;
 pub mod notify;
@@ -198,6 +200,9 @@ pub fn handle(
             VmRequest::Cleanup { vmid } => disks::cleanup(daemon, vmid),
             VmRequest::Backup(req) => backup::backup(daemon, caller, Vm, req),
             VmRequest::Restore(req) => backup::restore(daemon, caller, Vm, req),
+            VmRequest::CloudinitDump { vmid, config_type } => cloudinit::dump(daemon, caller, vmid, &config_type),
+            VmRequest::CloudinitPending { vmid } => cloudinit::pending(daemon, vmid),
+            VmRequest::CloudinitUpdate { vmid } => cloudinit::update(daemon, vmid),
             // The console needs the connection; conn.rs answers Terminal before it gets here.
             VmRequest::Terminal { .. } => {
                 Err(ErrorReply::new(ErrorKind::Protocol, "the terminal is opened on the connection"))

@@ -107,17 +107,19 @@ fn check_startable(daemon: &Daemon, kind: GuestKind, vmid: Vmid, config: &GuestC
 }
 
 /// Loads the guest's configuration (once), checks that it may start, resolves its volumes and
-/// lets the engine build the start.
+/// lets the engine build the start. Answers the settings it was built from too, which the
+/// cloud-init drive is written from.
 pub(crate) fn prepare(
     daemon: &Daemon,
     kind: GuestKind,
     vmid: Vmid,
     options: &StartOptions,
-) -> Result<Box<dyn Launch>, ErrorReply> {
+) -> Result<(Box<dyn Launch>, hearth_core::guest::Section), ErrorReply> {
     let config = daemon.store.load(kind, vmid)?.config;
     check_startable(daemon, kind, vmid, &config)?;
     let resources = resolve(daemon, vmid, &config)?;
-    daemon.runtime(kind).prepare(resources, options).map_err(runtime_reply)
+    let launch = daemon.runtime(kind).prepare(resources, options).map_err(runtime_reply)?;
+    Ok((launch, config.current))
 }
 
 /// Runs a prepared start; the caller holds the guest's operation lock.
@@ -139,8 +141,24 @@ pub(crate) fn start_locked(
     options: &StartOptions,
     log: &dyn Fn(String),
 ) -> Result<u32, String> {
-    let prepared = prepare(daemon, kind, vmid, options).map_err(|e| e.message)?;
+    let (prepared, settings) = prepare(daemon, kind, vmid, options).map_err(|e| e.message)?;
+    regenerate_cloudinit(daemon, kind, vmid, &settings, log)?;
     launch(kind, prepared, log)
+}
+
+/// Writes a VM's cloud-init drive afresh from its configuration, as every start does; the
+/// caller holds the guest's operation lock.
+fn regenerate_cloudinit(
+    daemon: &Daemon,
+    kind: GuestKind,
+    vmid: Vmid,
+    settings: &hearth_core::guest::Section,
+    log: &dyn Fn(String),
+) -> Result<(), String> {
+    if kind != GuestKind::Vm {
+        return Ok(());
+    }
+    crate::cloudinit::regenerate(daemon, vmid, settings, log).map(|_| ())
 }
 
 /// [`start_locked`], taking the operation lock.
@@ -164,11 +182,12 @@ pub fn start(
     vmid: Vmid,
     options: StartOptions,
 ) -> Result<Payload, ErrorReply> {
-    let prepared = prepare(daemon, kind, vmid, &options)?;
+    let (prepared, settings) = prepare(daemon, kind, vmid, &options)?;
     let worker = Arc::clone(daemon);
     let upid = daemon.tasks.spawn(&kind.task_type("start"), &vmid.to_string(), &caller.userid, move |ctx| {
         let lock = worker.run_lock(kind, vmid);
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        regenerate_cloudinit(&worker, kind, vmid, &settings, &|line| ctx.log(line))?;
         launch(kind, prepared, &|line| ctx.log(line)).map(|_| ())
     })?;
     Ok(Payload::Task(upid))

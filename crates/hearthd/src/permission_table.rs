@@ -356,6 +356,42 @@ fn vm_samples() -> Vec<Sample> {
         sample("vmctl cleanup 100", vm(VmRequest::Cleanup { vmid: v }), "VM.PowerMgmt@/vms/100").note(
             "`qm cleanup` is run by root's qmeventd in Proxmox; Hearth lets whoever may stop the VM clear what a QEMU that is gone left behind.",
         ),
+        sample(
+            "vmctl cloudinit dump 100 user",
+            vm(VmRequest::CloudinitDump { vmid: v, config_type: "user".into() }),
+            "VM.Audit@/vms/100",
+        )
+        .note("The password shows masked unless the caller also has VM.Config.Cloudinit, as in Proxmox."),
+        sample("vmctl cloudinit pending 100", vm(VmRequest::CloudinitPending { vmid: v }), "VM.Audit@/vms/100"),
+        sample("vmctl cloudinit update 100", vm(VmRequest::CloudinitUpdate { vmid: v }), "VM.Config.Cloudinit@/vms/100"),
+        sample(
+            "vmctl set 100 --ide2 local:cloudinit",
+            vm(VmRequest::Set(set(&[("ide2", "local:cloudinit")]))),
+            "VM.Config.Cloudinit@/vms/100 & Datastore.AllocateSpace@/storage/local",
+        )
+        .note("Proxmox accepts VM.Config.CDROM too and asks nothing on the storage; Hearth asks for the space the drive takes."),
+        sample(
+            "vmctl set 100 --cicustom user=local:snippets/user.yaml",
+            vm(VmRequest::Set(set(&[("cicustom", "user=local:snippets/user.yaml")]))),
+            "VM.Config.Cloudinit@/vms/100 & Datastore.Allocate@/storage/local",
+        )
+        .note("Proxmox does not check the snippets; Hearth asks what using any snippet volume asks."),
+        sample(
+            "vmctl set 100 --scsi1 local:0,import-from=/srv/images/disk.qcow2",
+            vm(VmRequest::Set(set(&[("scsi1", "local:0,import-from=/srv/images/disk.qcow2")]))),
+            "root",
+        ),
+        sample(
+            "vmctl set 100 --scsi1 local:0,import-from=local:import/disk.qcow2",
+            vm(VmRequest::Set(set(&[("scsi1", "local:0,import-from=local:import/disk.qcow2")]))),
+            "VM.Config.Disk@/vms/100 & Datastore.AllocateSpace@/storage/local & (Datastore.Allocate@/storage/local \
+             | Datastore.AllocateSpace@/storage/local | Datastore.Audit@/storage/local)",
+        ),
+        sample(
+            "vmctl set 100 --scsi1 local:0,import-from=local:101/vm-101-disk-0.qcow2",
+            vm(VmRequest::Set(set(&[("scsi1", "local:0,import-from=local:101/vm-101-disk-0.qcow2")]))),
+            "VM.Config.Disk@/vms/100 & Datastore.AllocateSpace@/storage/local & VM.Clone@/vms/101",
+        ),
         sample("vmctl backup 100", vm(VmRequest::Backup(backup(None, None))), "VM.Backup@/vms/100")
             .note("Datastore.AllocateSpace on the default storage is checked by the handler once it is chosen."),
         sample(

@@ -135,15 +135,43 @@ pub fn value_needs(kind: GuestKind, vmid: Vmid, key: &str, value: &Value) -> Vec
             None => Vec::new(),
         };
     }
+    if kind == GuestKind::Vm && key == "cicustom" {
+        // Each snippet is read into the guest's drive: the caller needs it, as any volume.
+        let Some(props) = kind.schema().property(key, value) else { return Vec::new() };
+        return props.entries().flat_map(|(_, volume)| volume_needs(Some(vmid), volume, key)).collect();
+    }
     let Some((volume, _)) = volume_of(kind, key, value) else { return Vec::new() };
-    match volume.as_str() {
+    let mut needs = match volume.as_str() {
         "none" => Vec::new(),
         // The host's own optical drive.
         "cdrom" => vec![on("/", P::SysConsole)],
-        _ => match check::allocation(&volume) {
+        _ => match check::allocation(&volume)
+            .or_else(|| hearth_core::cloudinit::new_drive(&volume).filter(|_| kind == GuestKind::Vm).map(|s| (s, 0)))
+        {
             Some((storage, _)) => vec![space(storage)],
             None => volume_needs(Some(vmid), &volume, key),
         },
+    };
+    if kind == GuestKind::Vm {
+        needs.extend(import_needs(vmid, key, value));
+    }
+    needs
+}
+
+/// What reading an `import-from` source needs, as Proxmox: a host path is root's, another
+/// guest's disk needs VM.Clone on that guest, anything else what using the volume needs.
+fn import_needs(vmid: Vmid, key: &str, value: &Value) -> Vec<Need> {
+    let Some(source) = crate::imports::source_of(key, value) else { return Vec::new() };
+    if source.starts_with('/') {
+        return vec![root(format!("{key}: import-from the host path '{source}'"))];
+    }
+    let name = source.split_once(':').map_or("", |(_, n)| n);
+    let head = name.split('/').next().unwrap_or_default();
+    match image_owner(name) {
+        Some(owner) if !["iso", "vztmpl", "import", "backup", "snippets"].contains(&head) => {
+            vec![on(format!("/vms/{owner}"), P::VmClone)]
+        }
+        _ => volume_needs(Some(vmid), &source, key),
     }
 }
 
@@ -285,6 +313,7 @@ pub fn check_content(daemon: &Daemon, kind: GuestKind, values: &[(String, Value)
         if ["none", "cdrom"].contains(&volume.as_str())
             || volume.starts_with('/')
             || check::allocation(&volume).is_some()
+            || (kind == GuestKind::Vm && hearth_core::cloudinit::new_drive(&volume).is_some())
         {
             continue;
         }
@@ -294,8 +323,10 @@ pub fn check_content(daemon: &Daemon, kind: GuestKind, values: &[(String, Value)
             VolName::File { content, .. } => content,
             VolName::Image { .. } => Content::Images,
         };
+        // A cloud-init drive is an image shown as CD-ROM media.
+        let cloudinit = matches!(&vol, VolName::Image { image, .. } if image.name == "cloudinit");
         let expected = match kind {
-            GuestKind::Vm if cdrom => Content::Iso,
+            GuestKind::Vm if cdrom && !cloudinit => Content::Iso,
             GuestKind::Vm => Content::Images,
             GuestKind::Ct => Content::Rootdir,
         };

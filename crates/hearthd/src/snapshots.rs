@@ -497,7 +497,12 @@ pub fn clone(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CloneG
     let source = daemon.store.load(kind, vmid)?.config;
     // As Proxmox: every disk copied or linked spends space on its storage (the target's for a
     // full clone; the table checks that one and VM.Allocate on the new id).
-    for (key, volume) in disks(kind, &source.current) {
+    // The clone gets a cloud-init drive of its own too.
+    let cloudinit_drives = match kind {
+        GuestKind::Vm => hearth_core::cloudinit::drives(&source.current, vmid),
+        GuestKind::Ct => Vec::new(),
+    };
+    for (key, volume) in disks(kind, &source.current).into_iter().chain(cloudinit_drives) {
         let from = volume.split_once(':').map_or(volume.as_str(), |(s, _)| s);
         let storage = req.target.as_deref().unwrap_or(from);
         crate::access::authorize_also(
@@ -577,6 +582,23 @@ pub fn clone(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CloneG
                 made.push(volid.clone());
                 let value = source.current.get(&key).ok_or("disk vanished")?;
                 current.insert(key.clone(), with_volume(kind, &key, value, &volid, None)?);
+            }
+            if kind == GuestKind::Vm {
+                // As qm: the clone's cloud-init drive is new (`vm-<newid>-cloudinit`), written
+                // from the clone's own settings when it starts.
+                for (key, volume) in hearth_core::cloudinit::drives(&source.current, vmid) {
+                    let from = volume.split_once(':').map_or(volume.as_str(), |(s, _)| s);
+                    let storage = req.target.as_deref().filter(|_| full).unwrap_or(from);
+                    let volid = crate::cloudinit::allocate_drive(&worker, newid, storage, None)
+                        .map_err(|e| format!("{key}: {}", e.message))?;
+                    ctx.log(format!("{key}: cloud-init drive {volid}"));
+                    made.push(volid.clone());
+                    let value = source.current.get(&key).ok_or("drive vanished")?;
+                    current.insert(
+                        key.clone(),
+                        crate::cloudinit::drive_value(&key, value, &volid).map_err(|e| e.message)?,
+                    );
+                }
             }
             for (key, value) in source.current.iter().filter(|(k, _)| k.starts_with("net")) {
                 current.insert(key.clone(), without_mac(value));

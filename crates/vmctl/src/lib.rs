@@ -54,6 +54,7 @@ const COMMANDS: &[Subcommand] = &[
     ),
     Subcommand::new("unlink", cmd::unlink::command, cmd::unlink::run),
     Subcommand::new("cleanup", cmd::cleanup::command, cmd::cleanup::run),
+    Subcommand::new("cloudinit", cmd::cloudinit::command, cmd::cloudinit::run),
 ];
 
 /// The whole command line of `vmctl`.
@@ -92,6 +93,7 @@ mod tests {
         command().debug_assert();
         cli::check_table(COMMANDS);
         cli::check_table(cmd::disk::COMMANDS);
+        cli::check_table(cmd::cloudinit::COMMANDS);
     }
 
     #[test]

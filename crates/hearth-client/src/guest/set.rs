@@ -32,9 +32,13 @@ pub fn command(kind: GuestKind) -> Command {
 
 pub fn run(kind: GuestKind, bin: &str, matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = super::id(kind, matches)?;
+    let mut options = cli::guest_config_options(kind, matches);
+    if kind == GuestKind::Vm {
+        options = cli::read_vm_option_files(options)?;
+    }
     let set = SetGuest {
         vmid,
-        options: cli::guest_config_options(kind, matches),
+        options,
         delete: cli::key_list(matches, "delete"),
         revert: cli::key_list(matches, "revert"),
         digest: matches.get_one::<String>("digest").cloned(),

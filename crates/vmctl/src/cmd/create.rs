@@ -24,7 +24,7 @@ pub fn command() -> Command {
 
 pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "vmid")?;
-    let options = cli::guest_config_options(GuestKind::Vm, matches);
+    let options = cli::read_vm_option_files(cli::guest_config_options(GuestKind::Vm, matches))?;
     let mut client = cli::connect(crate::BIN)?;
     let request = Request::Vm(VmRequest::Create(CreateGuest { vmid, options, ct: None }));
     cli::run_task(&mut client, &request, format).with_context(|| format!("creating VM {vmid}"))?;

@@ -2,6 +2,7 @@
 //! subcommands ctctl has too live in `hearth_client::guest`.
 
 pub mod cleanup;
+pub mod cloudinit;
 pub mod create;
 pub mod disk;
 pub mod monitor;
