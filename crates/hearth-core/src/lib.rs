@@ -10,6 +10,7 @@ pub mod calendar;
 pub mod ct;
 pub mod guest;
 pub mod hex;
+pub mod hotplug;
 pub mod propstr;
 pub mod prune;
 pub mod runtime;

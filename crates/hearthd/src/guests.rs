@@ -269,41 +269,48 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
     check_volumes(daemon, kind, vmid, &edit.set)?;
     let wanted = allocations(kind, &edit.set);
     let mut made = Vec::new();
+    // A running guest keeps running while its configuration changes: start and stop wait.
+    let run_lock = daemon.run_lock(kind, vmid);
+    let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let running = daemon.guest_running(kind, vmid);
     let result = daemon.store.update(kind, vmid, req.digest.as_deref(), |config| {
         check_unlocked(kind, vmid, config)?;
-        // Only the guest's own images are kept when replaced: an ISO or another guest's volume
-        // was never this guest's to keep (or to free later through `unusedN`).
-        let displaced: Vec<String> = edit
-            .set
-            .iter()
-            .filter_map(|(key, _)| config.current.get(key).and_then(|old| volume_of(kind, key, old)))
-            .filter(|v| !v.starts_with('/') && v.contains(':') && check::allocation(v).is_none())
-            .filter(|v| {
-                daemon.storages.volume(v).is_ok_and(
-                    |(_, vol)| matches!(vol, hearth_core::storage::VolName::Image { image, .. } if image.vmid == vmid),
-                )
-            })
-            .collect();
-        // No engine runs guests yet, so every change applies at once; once guests can run,
-        // changes that cannot be hot-plugged go to [pending].
-        config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
+        if !running {
+            let keys: Vec<String> = edit.set.iter().map(|(k, _)| k.clone()).collect();
+            let displaced = crate::pending::displaced(daemon, kind, vmid, config, &keys);
+            config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
+            config.assign_macs(random_mac_bytes);
+            let values = allocate_all(daemon, kind, vmid, config, &wanted, &|_| ())?;
+            for (key, value) in values {
+                made.extend(volume_of(kind, &key, &value));
+                config.current.insert(key, value);
+            }
+            return crate::pending::keep_unused(config, displaced);
+        }
+        // A running guest: every change pends first, as in Proxmox; what only describes the
+        // guest applies at once, and the engine tries the rest live below.
+        config.apply(&edit, ApplyMode::Pending).map_err(invalid)?;
         config.assign_macs(random_mac_bytes);
         let values = allocate_all(daemon, kind, vmid, config, &wanted, &|_| ())?;
         for (key, value) in values {
             made.extend(volume_of(kind, &key, &value));
-            config.current.insert(key, value);
+            config.pending.values.insert(key, value);
         }
-        // A replaced disk is kept as unusedN, as qm does, so no data is lost by a typo.
-        for volume in displaced {
-            if config.volume_refs().iter().any(|(_, _, v)| *v == volume) {
-                continue;
-            }
-            let free = (0..=255).map(|i| format!("unused{i}")).find(|k| !config.current.contains_key(k));
-            let slot = free.ok_or_else(|| invalid("no free unusedN key left for the replaced volume"))?;
-            config.current.insert(slot, Value::Str(volume));
-        }
-        Ok(())
+        let fast = config.commit_fast_plug();
+        let displaced = crate::pending::displaced(daemon, kind, vmid, config, &fast);
+        crate::pending::keep_unused(config, displaced)
     });
+    let result = match result {
+        Ok(((), digest)) if running => {
+            let keys: Vec<String> = edit.set.iter().map(|(k, _)| k.clone()).chain(edit.delete.iter().cloned()).collect();
+            let (plugged, failures) = crate::pending::hotplug(daemon, kind, vmid, &keys)?;
+            if !failures.is_empty() {
+                return Err(ErrorReply::new(ErrorKind::Unavailable, failures.join("\n")));
+            }
+            Ok(((), plugged.unwrap_or(digest)))
+        }
+        other => other,
+    };
     if result.is_err() {
         free_all(daemon, &made, &|_| ());
     }

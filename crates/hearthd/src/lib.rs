@@ -20,6 +20,7 @@ mod guests;
 mod jobs;
 mod lifecycle;
 pub mod notify;
+mod pending;
 pub mod permission_table;
 mod referenced;
 mod snapshots;

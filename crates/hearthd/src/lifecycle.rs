@@ -114,6 +114,10 @@ pub(crate) fn prepare(
     vmid: Vmid,
     options: &StartOptions,
 ) -> Result<Box<dyn Launch>, ErrorReply> {
+    // Apply pending changes: a start runs the configuration with them.
+    if !daemon.runtime(kind).running(vmid) {
+        crate::pending::apply_at_start(daemon, kind, vmid, &|line| tracing::info!(%vmid, "{line}"))?;
+    }
     let config = daemon.store.load(kind, vmid)?.config;
     check_startable(daemon, kind, vmid, &config)?;
     let resources = resolve(daemon, vmid, &config)?;
@@ -256,7 +260,9 @@ pub fn reboot(
 ) -> Result<Payload, ErrorReply> {
     let timeout = shutdown_timeout(daemon, kind, timeout);
     on_running(daemon, caller, kind, vmid, "reboot", move |d, log| {
-        // Loaded and resolved once, while the guest still runs; started after it is down.
+        // Apply pending changes; loaded and resolved once, while the guest still runs;
+        // started after it is down.
+        crate::pending::apply_at_start(d, kind, vmid, log).map_err(|e| e.message)?;
         let config = d.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
         if let Some(lock) = config.lock {
             return Err(format!("{} {vmid} is locked ({lock})", kind.noun()));
