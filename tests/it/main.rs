@@ -16,6 +16,7 @@ mod ct;
 mod ct_privileged;
 mod ctmon;
 mod hostile;
+mod pending;
 mod permissions;
 mod protocol;
 mod storage;

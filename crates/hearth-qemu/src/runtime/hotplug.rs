@@ -161,12 +161,30 @@ fn options_for(
     }
     only.insert(key.to_owned(), value.clone());
     let command = crate::build(vmid, &only, &resolved).map_err(|e| RuntimeError::invalid(e.to_string()))?;
+    // Only what belongs to `key`: the builder adds the board's own devices (USB, balloon, …)
+    // to every command line, and those are in the VM already.
+    let suffix = format!("-{key}");
+    let related = |option: &str, text: &str| {
+        let (_, pairs) = split_options(text);
+        let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        match option {
+            "-device" => get("id").is_some_and(|id| {
+                id == key || (key.starts_with("scsi") && (id.starts_with("scsihw") || id.starts_with("virtioscsi")))
+            }),
+            "-blockdev" => get("node-name").is_some_and(|n| n.ends_with(&suffix)),
+            "-object" => get("id").is_some_and(|id| id.ends_with(&suffix)),
+            "-netdev" => get("id").is_some_and(|id| id == key),
+            _ => false,
+        }
+    };
     let mut options = Vec::new();
     let mut args = command.args.iter();
     while let Some(arg) = args.next() {
         if matches!(arg.as_str(), "-object" | "-blockdev" | "-netdev" | "-device") {
             if let Some(value) = args.next() {
-                options.push((arg.clone(), value.clone()));
+                if related(arg, value) {
+                    options.push((arg.clone(), value.clone()));
+                }
             }
         }
     }
@@ -595,5 +613,55 @@ mod tests {
             object_json("throttle-group,id=throttle-virtio1,x-bps-total=1048576"),
             json!({"qom-type": "throttle-group", "id": "throttle-virtio1", "x-bps-total": 1048576})
         );
+    }
+}
+
+#[cfg(test)]
+mod option_tests {
+    use super::*;
+
+    fn options(config: &[(&str, Value)], key: &str, value: &str) -> Vec<String> {
+        let config: Section = config.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+        let mut resolved = Resolved::new("/run/hearth/qemu", false);
+        resolved.drives.insert(key.to_owned(), ResolvedDrive::file("/images/d.raw", Format::Raw));
+        resolved.taps.insert(key.to_owned(), "tap100i1".to_owned());
+        let vmid = Vmid::new(100).expect("valid id");
+        options_for(vmid, &config, key, &Value::Str(value.into()), resolved)
+            .expect("built")
+            .into_iter()
+            .map(|(o, v)| format!("{o} {v}"))
+            .collect()
+    }
+
+    #[test]
+    fn only_the_keys_own_options_are_plugged() {
+        expect_test::expect![[r#"
+            [
+                "-blockdev driver=file,node-name=file-virtio1,filename=/images/d.raw,cache.direct=on,cache.no-flush=off",
+                "-blockdev driver=raw,node-name=drive-virtio1,file=file-virtio1,cache.direct=on,cache.no-flush=off,detect-zeroes=on",
+                "-device virtio-blk-pci,id=virtio1,drive=drive-virtio1,bootindex=100",
+            ]
+        "#]]
+        .assert_debug_eq(&options(&[], "virtio1", "local:100/d.raw"));
+        expect_test::expect![[r#"
+            [
+                "-blockdev driver=file,node-name=file-scsi2,filename=/images/d.raw,cache.direct=on,cache.no-flush=off",
+                "-blockdev driver=raw,node-name=drive-scsi2,file=file-scsi2,cache.direct=on,cache.no-flush=off,detect-zeroes=on",
+                "-device virtio-scsi-pci,id=scsihw0",
+                "-device scsi-hd,bus=scsihw0.0,channel=0,scsi-id=0,lun=2,id=scsi2,drive=drive-scsi2,bootindex=100",
+            ]
+        "#]]
+        .assert_debug_eq(&options(
+            &[("scsihw", Value::Str("virtio-scsi-pci".into()))],
+            "scsi2",
+            "local:100/d.raw",
+        ));
+        expect_test::expect![[r#"
+            [
+                "-netdev tap,id=net1,ifname=tap100i1,script=no,downscript=no",
+                "-device virtio-net-pci,mac=BC:24:11:00:00:01,netdev=net1,id=net1,bootindex=100",
+            ]
+        "#]]
+        .assert_debug_eq(&options(&[("kvm", Value::Bool(false))], "net1", "virtio=BC:24:11:00:00:01,bridge=vmbr0"));
     }
 }
