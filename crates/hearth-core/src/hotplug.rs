@@ -27,7 +27,10 @@ pub fn is_fast_plug(kind: GuestKind, key: &str) -> bool {
                 | "vmstatestorage"
         ),
         GuestKind::Ct => {
-            matches!(key, "description" | "hookscript" | "hostname" | "lock" | "onboot" | "protection" | "startup" | "tags")
+            matches!(
+                key,
+                "description" | "hookscript" | "hostname" | "lock" | "onboot" | "protection" | "startup" | "tags"
+            )
         }
     }
 }
@@ -89,8 +92,7 @@ impl GuestConfig {
     /// Moves every pending change into the current settings, as a start does first. Answers
     /// the keys that changed.
     pub fn apply_pending(&mut self) -> Vec<String> {
-        let mut keys: Vec<String> =
-            self.pending.values.keys().chain(self.pending.delete.iter()).cloned().collect();
+        let mut keys: Vec<String> = self.pending.values.keys().chain(self.pending.delete.iter()).cloned().collect();
         keys.sort();
         keys.dedup();
         for key in &keys {

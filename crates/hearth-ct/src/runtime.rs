@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use hearth_core::guest::Section;
 use hearth_core::propstr::PropertyString;
 use hearth_core::runtime::{
-    GuestRuntime, HotplugChange, Hotplugged, Launch, ResolvedVolume, Resources, RuntimeError, RuntimeErrorKind, RuntimeStatus, StartOptions,
+    GuestRuntime, HotplugChange, Hotplugged, Launch, ResolvedVolume, Resources, RuntimeError, RuntimeErrorKind,
+    RuntimeStatus, StartOptions,
 };
 use hearth_core::{GuestKind, Value, Vmid};
 
@@ -410,9 +411,10 @@ impl CtRuntime {
             (Some(old), Some(new)) => {
                 let (old_p, new_p) = (props(key, old)?, props(key, new)?);
                 let same = |p: &str| old_p.get(p) == new_p.get(p);
-                let wiring_only = ["name", "hwaddr", "ip", "gw", "ip6", "gw6", "mtu", "tag", "trunks", "link_down", "rate", "type"]
-                    .iter()
-                    .all(|p| same(p));
+                let wiring_only =
+                    ["name", "hwaddr", "ip", "gw", "ip6", "gw6", "mtu", "tag", "trunks", "link_down", "rate", "type"]
+                        .iter()
+                        .all(|p| same(p));
                 if !wiring_only {
                     return Ok(Hotplugged::Pending);
                 }
@@ -451,11 +453,8 @@ pub fn net_spec(vmid: Vmid, config: &Section, key: &str, value: &Value) -> Resul
     let cidr = |ip: Option<&str>| ip.filter(|v| v.contains('/')).map(str::to_owned);
     let host_ipv4 =
         if guest_configures_network { None } else { cidr(p.get("ip")).map(|c| (c, p.get("gw").map(str::to_owned))) };
-    let host_ipv6 = if guest_configures_network {
-        None
-    } else {
-        cidr(p.get("ip6")).map(|c| (c, p.get("gw6").map(str::to_owned)))
-    };
+    let host_ipv6 =
+        if guest_configures_network { None } else { cidr(p.get("ip6")).map(|c| (c, p.get("gw6").map(str::to_owned))) };
     Ok(NetSpec {
         index,
         name: p.get("name").unwrap_or("eth0").to_owned(),
@@ -694,7 +693,9 @@ impl GuestRuntime for CtRuntime {
                 let swap = int(&merged, "swap").unwrap_or(512) as u64;
                 let host_mib = host_memory_mib();
                 if memory > host_mib {
-                    return Err(RuntimeError::invalid(format!("memory: {memory} MiB asked, the host has {host_mib} MiB")));
+                    return Err(RuntimeError::invalid(format!(
+                        "memory: {memory} MiB asked, the host has {host_mib} MiB"
+                    )));
                 }
                 cgroups()?.set_memory(memory << 20, swap << 20).map_err(cgroup_error)?;
                 log(format!("memory {memory} MiB, swap {swap} MiB"));

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use hearth_core::guest::Section;
 use hearth_core::runtime::{
-    GuestRuntime, HotplugChange, Hotplugged, Launch, ResolvedVolume, Resources, RuntimeError, RuntimeErrorKind, RuntimeStatus, StartOptions,
+    GuestRuntime, HotplugChange, Hotplugged, Launch, ResolvedVolume, Resources, RuntimeError, RuntimeErrorKind,
+    RuntimeStatus, StartOptions,
 };
 use hearth_core::storage::Format;
 use hearth_core::{GuestKind, Value, Vmid};

@@ -302,7 +302,8 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
     });
     let result = match result {
         Ok(((), digest)) if running => {
-            let keys: Vec<String> = edit.set.iter().map(|(k, _)| k.clone()).chain(edit.delete.iter().cloned()).collect();
+            let keys: Vec<String> =
+                edit.set.iter().map(|(k, _)| k.clone()).chain(edit.delete.iter().cloned()).collect();
             let (plugged, failures) = crate::pending::hotplug(daemon, kind, vmid, &keys)?;
             if !failures.is_empty() {
                 return Err(ErrorReply::new(ErrorKind::Unavailable, failures.join("\n")));

@@ -114,12 +114,10 @@ pub(crate) fn prepare(
     vmid: Vmid,
     options: &StartOptions,
 ) -> Result<Box<dyn Launch>, ErrorReply> {
-    // Apply pending changes: a start runs the configuration with them.
-    if !daemon.runtime(kind).running(vmid) {
-        crate::pending::apply_at_start(daemon, kind, vmid, &|line| tracing::info!(%vmid, "{line}"))?;
-    }
     let config = daemon.store.load(kind, vmid)?.config;
     check_startable(daemon, kind, vmid, &config)?;
+    // Apply pending changes: a start runs the configuration with them.
+    let config = crate::pending::apply_at_start(daemon, kind, vmid, config, &|line| tracing::info!(%vmid, "{line}"))?;
     let resources = resolve(daemon, vmid, &config)?;
     daemon.runtime(kind).prepare(resources, options).map_err(runtime_reply)
 }
@@ -260,13 +258,13 @@ pub fn reboot(
 ) -> Result<Payload, ErrorReply> {
     let timeout = shutdown_timeout(daemon, kind, timeout);
     on_running(daemon, caller, kind, vmid, "reboot", move |d, log| {
-        // Apply pending changes; loaded and resolved once, while the guest still runs;
-        // started after it is down.
-        crate::pending::apply_at_start(d, kind, vmid, log).map_err(|e| e.message)?;
+        // Loaded and resolved once, while the guest still runs; started after it is down.
         let config = d.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
         if let Some(lock) = config.lock {
             return Err(format!("{} {vmid} is locked ({lock})", kind.noun()));
         }
+        // Apply pending changes: the fresh start runs the configuration with them.
+        let config = crate::pending::apply_at_start(d, kind, vmid, config, log).map_err(|e| e.message)?;
         let resources = resolve(d, vmid, &config).map_err(|e| e.message)?;
         let runtime = d.runtime(kind);
         let prepared = runtime.prepare(resources, &StartOptions::default())?;

@@ -30,7 +30,13 @@ fn own_images(daemon: &Daemon, vmid: Vmid, volumes: impl IntoIterator<Item = Str
 }
 
 /// The volumes `keys` name in the current settings, which committing them would displace.
-pub(crate) fn displaced(daemon: &Daemon, kind: GuestKind, vmid: Vmid, config: &GuestConfig, keys: &[String]) -> Vec<String> {
+pub(crate) fn displaced(
+    daemon: &Daemon,
+    kind: GuestKind,
+    vmid: Vmid,
+    config: &GuestConfig,
+    keys: &[String],
+) -> Vec<String> {
     let volumes = keys
         .iter()
         .filter(|key| !key.starts_with("unused"))
@@ -55,7 +61,13 @@ pub(crate) fn keep_unused(config: &mut GuestConfig, volumes: Vec<String>) -> Res
 }
 
 /// Moves the pending changes of `keys` into the current settings, keeping displaced volumes.
-fn commit(daemon: &Daemon, kind: GuestKind, vmid: Vmid, config: &mut GuestConfig, keys: &[String]) -> Result<(), ErrorReply> {
+fn commit(
+    daemon: &Daemon,
+    kind: GuestKind,
+    vmid: Vmid,
+    config: &mut GuestConfig,
+    keys: &[String],
+) -> Result<(), ErrorReply> {
     let volumes = displaced(daemon, kind, vmid, config, keys);
     for key in keys {
         config.commit_pending(key);
@@ -64,27 +76,33 @@ fn commit(daemon: &Daemon, kind: GuestKind, vmid: Vmid, config: &mut GuestConfig
 }
 
 /// The start path's first step: applies every pending change of a stopped guest (or one about
-/// to restart) to its current settings. A locked guest keeps them; its start is refused anyway.
-pub(crate) fn apply_at_start(daemon: &Daemon, kind: GuestKind, vmid: Vmid, log: &dyn Fn(String)) -> Result<(), ErrorReply> {
-    let loaded = daemon.store.load(kind, vmid)?;
-    if loaded.config.pending.is_empty() || loaded.config.lock.is_some() {
-        return Ok(());
+/// to restart) to its current settings, and answers the configuration to start. `loaded` is the
+/// configuration the start read; without pending changes nothing is read or written again. A
+/// locked guest keeps them; its start is refused anyway.
+pub(crate) fn apply_at_start(
+    daemon: &Daemon,
+    kind: GuestKind,
+    vmid: Vmid,
+    loaded: GuestConfig,
+    log: &dyn Fn(String),
+) -> Result<GuestConfig, ErrorReply> {
+    if loaded.pending.is_empty() || loaded.lock.is_some() {
+        return Ok(loaded);
     }
-    let (keys, _) = daemon.store.update(kind, vmid, None, |config| {
+    let ((config, keys), _) = daemon.store.update(kind, vmid, None, |config| {
         if config.lock.is_some() {
-            return Ok(Vec::new());
+            return Ok((config.clone(), Vec::new()));
         }
-        let mut keys: Vec<String> =
-            config.pending.values.keys().chain(config.pending.delete.iter()).cloned().collect();
+        let mut keys: Vec<String> = config.pending.values.keys().chain(config.pending.delete.iter()).cloned().collect();
         keys.sort();
         keys.dedup();
         commit(daemon, kind, vmid, config, &keys)?;
-        Ok(keys)
+        Ok((config.clone(), keys))
     })?;
     if !keys.is_empty() {
         log(format!("applying pending changes: {}", keys.join(", ")));
     }
-    Ok(())
+    Ok(config)
 }
 
 /// Tries the pending changes of `keys` on the running guest; the caller holds its operation
@@ -137,10 +155,8 @@ pub(crate) fn hotplug(
                 live.push((key.clone(), wanted));
             }
             Ok(Hotplugged::Pending) => {}
-            Err(e) => failures.push(format!(
-                "{key}: hot-plug failed, the change stays pending until the next start: {}",
-                e.message
-            )),
+            Err(e) => failures
+                .push(format!("{key}: hot-plug failed, the change stays pending until the next start: {}", e.message)),
         }
     }
     if live.is_empty() {

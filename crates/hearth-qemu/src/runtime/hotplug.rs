@@ -240,7 +240,8 @@ impl QemuRuntime {
         let bus = key.trim_end_matches(|c: char| c.is_ascii_digit());
         match (key, &change.current, &change.wanted) {
             ("hotplug", current, wanted) => {
-                let memory = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).is_some_and(|s| s.contains("memory"));
+                let memory =
+                    |v: &Option<Value>| v.as_ref().and_then(Value::as_str).is_some_and(|s| s.contains("memory"));
                 Ok(if memory(current) || memory(wanted) { Hotplugged::Pending } else { Hotplugged::Live })
             }
             ("balloon", current, wanted) => self.balloon(vmid, &change.config, current, wanted, log),
@@ -297,9 +298,7 @@ impl QemuRuntime {
         let total = int("sockets") * int("cores");
         let wanted = wanted.and_then(Value::as_int).unwrap_or(total);
         if wanted > total {
-            return Err(RuntimeError::invalid(format!(
-                "vcpus: {wanted} is more than sockets × cores = {total}"
-            )));
+            return Err(RuntimeError::invalid(format!("vcpus: {wanted} is more than sockets × cores = {total}")));
         }
         let mut qmp = self.qmp(vmid)?;
         let slots = qmp.execute("query-hotpluggable-cpus", None).map_err(failed)?;
@@ -384,9 +383,9 @@ impl QemuRuntime {
             return Err(failed(format!("{key}: a device with this id is already plugged")));
         }
         qmp.execute("netdev_add", Some(netdev)).map_err(failed)?;
-        let plugged = plug_taps(&plugs, log).map_err(failed).and_then(|()| {
-            qmp.execute("device_add", Some(device)).map_err(failed).map(drop)
-        });
+        let plugged = plug_taps(&plugs, log)
+            .map_err(failed)
+            .and_then(|()| qmp.execute("device_add", Some(device)).map_err(failed).map(drop));
         if let Err(e) = plugged {
             let _ = qmp.execute("netdev_del", Some(json!({ "id": key })));
             let _ = iproute("ip", &["link", "del", "dev", &tap]);
