@@ -440,7 +440,7 @@ fn a_start_applies_pending_changes_first() {
     assert_eq!(volumes, &[("scsi0".into(), ResolvedVolume::HostPath("/srv/disks/new.raw".into()))]);
     let config = node.daemon.store.load(GuestKind::Vm, id).unwrap().config;
     assert!(config.pending.is_empty(), "{config:?}");
-    assert_eq!(config.current.get("memory"), Some(&hearth_core::Value::Int(1024)));
+    assert_eq!(config.current.get("memory"), Some(&Value::Int(1024)));
     assert!(!config.current.contains_key("name"));
 }
 
@@ -466,8 +466,8 @@ fn set_on_a_running_guest_pends_what_the_engine_cannot_apply_live() {
     // The fake engine makes nothing live: only the name applies at once.
     set(&[("memory", "1024"), ("name", "b"), ("bios", "ovmf")], &[], &[]);
     let config = node.daemon.store.load(GuestKind::Vm, id).unwrap().config;
-    assert_eq!(config.current.get("name"), Some(&hearth_core::Value::Str("b".into())));
-    assert_eq!(config.current.get("memory"), Some(&hearth_core::Value::Int(512)));
+    assert_eq!(config.current.get("name"), Some(&Value::Str("b".into())));
+    assert_eq!(config.current.get("memory"), Some(&Value::Int(512)));
     assert_eq!(config.pending.values.keys().collect::<Vec<_>>(), ["bios", "memory"]);
     // A pending value equal to the current one disappears; --revert drops one.
     set(&[("memory", "512")], &[], &["bios"]);
