@@ -102,11 +102,22 @@ fn a_running_vm_takes_hotplugged_devices_and_keeps_the_rest_pending() {
     assert_eq!(current["vcpus"], 2, "{current}");
     assert_eq!(current["balloon"], 128, "{current}");
     guest_until(&mut console, "[ -e /sys/devices/system/cpu/cpu1 ]", "cpu");
+    // Fewer vCPUs wait for the next start.
+    ok(&daemon, "vmctl", &["set", id, "--vcpus", "1"]);
+    assert_eq!(json(&daemon, "vmctl", &["config", id, "--current"])["vcpus"], 2);
+
+    // A NIC moves to another bridge without leaving the guest.
+    let other = Bridge::tagged("w");
+    let net0 = json(&daemon, "vmctl", &["config", id])["net0"].as_str().expect("net0").replace(&bridge.0, &other.0);
+    ok(&daemon, "vmctl", &["set", id, "--net0", &net0]);
+    let master = std::fs::read_link("/sys/class/net/tap480i0/master").expect("the tap is in a bridge");
+    assert!(master.ends_with(&other.0), "{master:?}");
+    assert_eq!(json(&daemon, "vmctl", &["config", id, "--current"])["net0"], net0.as_str());
 
     // What cannot change live pends: shown by pending and config, not by config --current.
     ok(&daemon, "vmctl", &["set", id, "--memory", "384", "--localtime", "1", "--delete", "tablet"]);
     let text = pending_text(&daemon, "vmctl", id);
-    for line in ["cur memory: 256", "new memory: 384", "new localtime: 1", "del tablet: 0"] {
+    for line in ["cur memory: 256", "new memory: 384", "new localtime: 1", "del tablet: 0", "new vcpus: 1"] {
         assert!(text.lines().any(|l| l == line), "'{line}' missing from:\n{text}");
     }
     let items = json(&daemon, "vmctl", &["pending", id]);
@@ -124,6 +135,14 @@ fn a_running_vm_takes_hotplugged_devices_and_keeps_the_rest_pending() {
     let text = pending_text(&daemon, "vmctl", id);
     assert!(!text.contains("localtime") && !text.contains("new cores"), "{text}");
 
+    // An IDE disk cannot be hot-plugged: allocated, it waits; reverted, its volume is kept.
+    ok(&daemon, "vmctl", &["set", id, "--ide1", "local:0.01"]);
+    let text = pending_text(&daemon, "vmctl", id);
+    assert!(text.contains("new ide1: local:480/vm-480-disk-1"), "{text}");
+    ok(&daemon, "vmctl", &["set", id, "--revert", "ide1"]);
+    let (current, _) = configs(&daemon, "vmctl", id);
+    assert!(current["unused0"].as_str().is_some_and(|u| u.starts_with("local:480/vm-480-disk-1")), "{current}");
+
     // A failed hot-plug says so and leaves the change pending, and no tap behind.
     let (code, _, stderr) = run(&daemon, "vmctl", &["set", id, "--net1", "virtio,bridge=nosuchbr0"]);
     assert_eq!(code, 1, "{stderr}");
@@ -132,12 +151,12 @@ fn a_running_vm_takes_hotplugged_devices_and_keeps_the_rest_pending() {
     assert!(!Path::new("/sys/class/net/tap480i1").exists());
     ok(&daemon, "vmctl", &["set", id, "--revert", "net1"]);
 
-    // Unplugging: the guest releases the disk and the NIC; the disk is kept as unused0.
+    // Unplugging: the guest releases the disk and the NIC; the disk is kept as unused1.
     ok(&daemon, "vmctl", &["set", id, "--delete", "virtio0"]);
     guest_until(&mut console, "[ ! -e /sys/block/vda ]", "nodisk");
     let (current, _) = configs(&daemon, "vmctl", id);
     assert!(current.get("virtio0").is_none(), "{current}");
-    assert!(current["unused0"].as_str().is_some_and(|u| u.starts_with("local:480/vm-480-disk-0")), "{current}");
+    assert!(current["unused1"].as_str().is_some_and(|u| u.starts_with("local:480/vm-480-disk-0")), "{current}");
     ok(&daemon, "vmctl", &["set", id, "--delete", "net0"]);
     guest_until(&mut console, "[ ! -e /sys/class/net/eth0 ]", "nonic");
     assert!(!Path::new("/sys/class/net/tap480i0").exists(), "the tap goes with its NIC");
@@ -153,6 +172,7 @@ fn a_running_vm_takes_hotplugged_devices_and_keeps_the_rest_pending() {
     assert_eq!(pending_text(&daemon, "vmctl", id).lines().filter(|l| !l.starts_with("cur")).count(), 0);
     let cmdline = qemu_cmdline(&daemon, id);
     assert!(cmdline.windows(2).any(|w| w[0] == "-m" && w[1] == "384"), "{cmdline:?}");
+    assert!(cmdline.windows(2).any(|w| w[0] == "-smp" && w[1].starts_with("1,")), "{cmdline:?}");
     ok(&daemon, "vmctl", &["stop", id]);
     ok(&daemon, "vmctl", &["destroy", id]);
 }

@@ -275,9 +275,19 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
     let running = daemon.guest_running(kind, vmid);
     let result = daemon.store.update(kind, vmid, req.digest.as_deref(), |config| {
         check_unlocked(kind, vmid, config)?;
+        // A pending disk that is reverted, replaced or deleted is kept as unusedN too.
+        let touched: Vec<String> = edit
+            .set
+            .iter()
+            .map(|(k, _)| k.clone())
+            .chain(edit.delete.iter().cloned())
+            .chain(edit.revert.iter().cloned())
+            .collect();
+        let reverted = crate::pending::reverted(daemon, kind, vmid, config, &touched);
         if !running {
             let keys: Vec<String> = edit.set.iter().map(|(k, _)| k.clone()).collect();
-            let displaced = crate::pending::displaced(daemon, kind, vmid, config, &keys);
+            let mut displaced = crate::pending::displaced(daemon, kind, vmid, config, &keys);
+            displaced.extend(reverted);
             config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
             config.assign_macs(random_mac_bytes);
             let values = allocate_all(daemon, kind, vmid, config, &wanted, &|_| ())?;
@@ -297,7 +307,8 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
             config.pending.values.insert(key, value);
         }
         let fast = config.commit_fast_plug();
-        let displaced = crate::pending::displaced(daemon, kind, vmid, config, &fast);
+        let mut displaced = crate::pending::displaced(daemon, kind, vmid, config, &fast);
+        displaced.extend(reverted);
         crate::pending::keep_unused(config, displaced)
     });
     let result = match result {

@@ -45,6 +45,23 @@ pub(crate) fn displaced(
     own_images(daemon, vmid, volumes)
 }
 
+/// The volumes the pending values of `keys` name, which reverting them would drop.
+pub(crate) fn reverted(
+    daemon: &Daemon,
+    kind: GuestKind,
+    vmid: Vmid,
+    config: &GuestConfig,
+    keys: &[String],
+) -> Vec<String> {
+    let volumes = keys
+        .iter()
+        .filter_map(|key| {
+            config.pending.values.get(key.as_str()).and_then(|v| crate::referenced::volume_of(kind, key, v))
+        })
+        .map(|(volume, _)| volume);
+    own_images(daemon, vmid, volumes)
+}
+
 /// Keeps displaced volumes the configuration no longer names as `unusedN`, as qm does, so no
 /// data is lost by a typo.
 pub(crate) fn keep_unused(config: &mut GuestConfig, volumes: Vec<String>) -> Result<(), ErrorReply> {

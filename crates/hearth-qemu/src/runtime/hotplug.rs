@@ -8,7 +8,7 @@
 //! - `virtioN`, `scsiN` on a virtio SCSI controller (disk): `blockdev-add` of the same nodes a
 //!   start builds, then `device_add`; removal is `device_del`, `DEVICE_DELETED`, `blockdev-del`.
 //! - `vcpus` (cpu): `device_add` of the CPU type `query-hotpluggable-cpus` reports for free
-//!   slots, `device_del` of CPUs plugged that way.
+//!   slots. Fewer vCPUs wait for the next start (see [`QemuRuntime::set_vcpus`]).
 //! - `balloon`: the balloon's new target, at once, unless the balloon device comes or goes.
 //! - `hotplug` itself, unless memory hot-plug is involved.
 //!
@@ -286,7 +286,7 @@ impl QemuRuntime {
         Ok(Hotplugged::Live)
     }
 
-    /// Plugs or unplugs vCPUs until `wanted` (all of sockets × cores when unset) run.
+    /// Plugs vCPUs until `wanted` (all of sockets × cores when unset) run.
     fn set_vcpus(
         &self,
         vmid: Vmid,
@@ -337,22 +337,12 @@ impl QemuRuntime {
             log(format!("vcpus: {count} → {wanted}"));
             return Ok(Hotplugged::Live);
         }
-        // Only CPUs plugged by id can go again; those of the start cannot.
-        let mut removable: Vec<String> = plugged
-            .iter()
-            .filter_map(|s| s.get("qom-path").and_then(Json::as_str))
-            .filter_map(|p| p.strip_prefix("/machine/peripheral/"))
-            .map(str::to_owned)
-            .collect();
-        removable.sort_by_key(|id| id.trim_start_matches("cpu").parse::<i64>().unwrap_or(0));
-        let surplus = (count - wanted) as usize;
-        if removable.len() < surplus {
+        // Fewer vCPUs wait for the next start: removing one needs the guest to offline and
+        // eject it, and a guest that never does would leave the request standing in QEMU (a
+        // CPU that could vanish at any later time while the configuration still counts it).
+        if wanted < count {
             return Ok(Hotplugged::Pending);
         }
-        for id in removable.iter().rev().take(surplus) {
-            unplug_device(&mut qmp, id)?;
-        }
-        log(format!("vcpus: {count} → {wanted}"));
         Ok(Hotplugged::Live)
     }
 
