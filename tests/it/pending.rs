@@ -211,6 +211,13 @@ fn a_running_container_changes_limits_live_and_pends_the_rest() {
     let (code, out, err) = exec(&daemon, &id, &["ls", "/sys/class/net"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.split_whitespace().any(|n| n == "eth0"), "{out}");
+    // A new bridge moves the veth; the container keeps its eth0.
+    let other = Bridge::tagged("d");
+    let moved = json(&daemon, "ctctl", &["config", &id])["net0"].as_str().expect("net0").replace(&bridge.0, &other.0);
+    ok(&daemon, "ctctl", &["set", &id, "--net0", &moved]);
+    let master = std::fs::read_link(format!("/sys/class/net/{veth}/master")).expect("the veth is in a bridge");
+    assert!(master.ends_with(&other.0), "{master:?}");
+    assert_eq!(json(&daemon, "ctctl", &["config", &id, "--current"])["net0"], moved.as_str());
     ok(&daemon, "ctctl", &["set", &id, "--delete", "net0"]);
     wait_until("the veth to go", || !Path::new("/sys/class/net").join(&veth).exists());
     let (_, out, _) = exec(&daemon, &id, &["ls", "/sys/class/net"]);
