@@ -18,6 +18,9 @@ use crate::storage;
 use crate::store::StoreError;
 use hearth_core::access::AclPath;
 
+/// How long `set` waits for a start, stop or shutdown of the guest to finish.
+const SET_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn invalid(e: impl ToString) -> ErrorReply {
     ErrorReply::new(ErrorKind::Invalid, e.to_string())
 }
@@ -269,9 +272,28 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
     check_volumes(daemon, kind, vmid, &edit.set)?;
     let wanted = allocations(kind, &edit.set);
     let mut made = Vec::new();
-    // A running guest keeps running while its configuration changes: start and stop wait.
+    // A running guest keeps running while its configuration changes: start and stop wait. As
+    // Proxmox's config lock, waiting for a long operation (a shutdown) ends after a while.
     let run_lock = daemon.run_lock(kind, vmid);
-    let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let deadline = std::time::Instant::now() + SET_LOCK_TIMEOUT;
+    let _held = loop {
+        match run_lock.try_lock() {
+            Ok(held) => break held,
+            Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(ErrorReply::new(
+                    ErrorKind::Busy,
+                    format!(
+                        "{} {vmid} is busy: another operation (start, stop, shutdown) holds it; try again",
+                        kind.noun()
+                    ),
+                ));
+            }
+        }
+    };
     let running = daemon.guest_running(kind, vmid);
     let result = daemon.store.update(kind, vmid, req.digest.as_deref(), |config| {
         check_unlocked(kind, vmid, config)?;
