@@ -18,6 +18,7 @@ mod ct_privileged;
 mod ctmon;
 mod doc_examples;
 mod hostile;
+mod pending;
 mod permissions;
 mod protocol;
 mod storage;

@@ -310,7 +310,12 @@ pub(crate) struct Bridge(pub(crate) String);
 
 impl Bridge {
     pub(crate) fn new() -> Bridge {
-        let name = format!("hbr{}", std::process::id() % 100_000);
+        Bridge::tagged("")
+    }
+
+    /// A bridge whose name also carries `tag`, for tests that run beside others with bridges.
+    pub(crate) fn tagged(tag: &str) -> Bridge {
+        let name = format!("hbr{tag}{}", std::process::id() % 100_000);
         let ip = |args: &[&str]| {
             let status = std::process::Command::new("ip").args(args).status().expect("ip (install iproute2)");
             assert!(status.success(), "ip {args:?}");

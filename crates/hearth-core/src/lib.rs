@@ -11,6 +11,7 @@ pub mod cloudinit;
 pub mod ct;
 pub mod guest;
 pub mod hex;
+pub mod hotplug;
 pub mod propstr;
 pub mod prune;
 pub mod runtime;

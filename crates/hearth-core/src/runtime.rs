@@ -181,4 +181,34 @@ pub trait GuestRuntime: Send + Sync + std::fmt::Debug {
     /// After hearthd started: watches the guests still running again and removes what those
     /// that are gone left behind. Returns the guests found running.
     fn adopt(&self) -> Vec<Vmid>;
+    /// Applies one change to the running guest, if the engine can: `Live` when it took effect,
+    /// `Pending` when it has to wait for the next start. An error means the attempt failed and
+    /// left the guest as it was; the change stays pending. The caller holds the operation lock.
+    fn hotplug(&self, vmid: Vmid, change: &HotplugChange, log: &dyn Fn(String)) -> Result<Hotplugged, RuntimeError> {
+        let _ = (vmid, change, log);
+        Ok(Hotplugged::Pending)
+    }
+}
+
+/// One key's change to a running guest.
+#[derive(Clone, Debug)]
+pub struct HotplugChange {
+    pub key: String,
+    /// The value in effect, `None` when the key is not set.
+    pub current: Option<crate::schema::Value>,
+    /// The value wanted, `None` to remove the key.
+    pub wanted: Option<crate::schema::Value>,
+    /// The guest's current settings (its `hotplug` features, controllers, memory).
+    pub config: Section,
+    /// The wanted value's volume, resolved, for a disk or mount point.
+    pub volume: Option<ResolvedVolume>,
+}
+
+/// What became of a change to a running guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hotplugged {
+    /// In effect now.
+    Live,
+    /// Not possible on the running guest; it applies at the next start.
+    Pending,
 }

@@ -278,6 +278,91 @@ impl Cgroups {
         Ok(())
     }
 
+    /// Changes the memory and swap limits (bytes) of a running container. On v1 the
+    /// memory+swap limit may never be below the memory limit, so the order of the two writes
+    /// follows the direction of the change.
+    pub fn set_memory(&self, memory: u64, swap: u64) -> Result<(), CgroupError> {
+        let Some(h) = self.layout.controller("memory") else { return Ok(()) };
+        let dir = h.mount.join(&self.name);
+        if self.layout.is_pure_v2() {
+            write(&dir.join("memory.max"), &memory.to_string())?;
+            let swap_max = dir.join("memory.swap.max");
+            if swap_max.exists() {
+                write(&swap_max, &swap.to_string())?;
+            }
+            return Ok(());
+        }
+        let limit = dir.join("memory.limit_in_bytes");
+        let memsw = dir.join("memory.memsw.limit_in_bytes");
+        if !memsw.exists() {
+            return write(&limit, &memory.to_string());
+        }
+        let old_memsw: u64 = fs::read_to_string(&memsw).map_err(io_at(&memsw))?.trim().parse().unwrap_or(u64::MAX);
+        if memory > old_memsw {
+            write(&memsw, &(memory + swap).to_string())?;
+            write(&limit, &memory.to_string())
+        } else {
+            write(&limit, &memory.to_string())?;
+            write(&memsw, &(memory + swap).to_string())
+        }
+    }
+
+    /// Changes the CPU time limit (in CPUs; unset or 0 = unlimited) of a running container.
+    pub fn set_cpulimit(&self, cpulimit: Option<f64>) -> Result<(), CgroupError> {
+        let Some(h) = self.layout.controller("cpu") else { return Ok(()) };
+        let dir = h.mount.join(&self.name);
+        let quota = cpulimit.filter(|c| *c > 0.0).map(|c| (c * 100_000.0).round() as u64);
+        if self.layout.is_pure_v2() {
+            let value = quota.map_or_else(|| "max 100000".to_owned(), |q| format!("{q} 100000"));
+            return write(&dir.join("cpu.max"), &value);
+        }
+        write(&dir.join("cpu.cfs_period_us"), "100000")?;
+        write(&dir.join("cpu.cfs_quota_us"), &quota.map_or_else(|| "-1".to_owned(), |q| q.to_string()))
+    }
+
+    /// Changes the CPU weight of a running container (unset = the kernel's default).
+    pub fn set_cpuunits(&self, cpuunits: Option<u64>) -> Result<(), CgroupError> {
+        let Some(h) = self.layout.controller("cpu") else { return Ok(()) };
+        let dir = h.mount.join(&self.name);
+        if self.layout.is_pure_v2() {
+            return write(&dir.join("cpu.weight"), &cpuunits.unwrap_or(100).clamp(1, 10_000).to_string());
+        }
+        write(&dir.join("cpu.shares"), &cpuunits.unwrap_or(1024).max(2).to_string())
+    }
+
+    /// Changes the CPUs a running container may use: the first `cores` the host allows, or all.
+    pub fn set_cores(&self, cores: Option<u32>) -> Result<(), CgroupError> {
+        let Some(h) = self.layout.controller("cpuset") else { return Ok(()) };
+        let dir = h.mount.join(&self.name);
+        let file = if self.layout.is_pure_v2() { "cpuset.cpus.effective" } else { "cpuset.cpus" };
+        let parent = dir.parent().map(|p| p.join(file)).unwrap_or_default();
+        let allowed = parse_cpu_list(fs::read_to_string(&parent).map_err(io_at(&parent))?.trim());
+        let cores = cores.map_or(allowed.len(), |c| c as usize);
+        if cores > allowed.len() {
+            return Err(CgroupError::Limit(format!("cores: {cores} CPUs asked, the host allows {}", allowed.len())));
+        }
+        let list: Vec<String> = allowed.iter().take(cores).map(u32::to_string).collect();
+        let list = list.join(",");
+        // Children must stay within their parents: growing goes top-down, shrinking bottom-up,
+        // through every cgroup the container made below its own.
+        let mut tree = vec![dir.clone()];
+        let mut at = 0;
+        while at < tree.len() {
+            let children = fs::read_dir(&tree[at]).into_iter().flatten().flatten();
+            let children: Vec<PathBuf> = children.map(|e| e.path()).filter(|p| p.is_dir()).collect();
+            tree.extend(children);
+            at += 1;
+        }
+        let grow = fs::read_to_string(dir.join("cpuset.cpus")).map_or(true, |t| parse_cpu_list(t.trim()).len() < cores);
+        if !grow {
+            tree.reverse();
+        }
+        for cgroup in tree {
+            write(&cgroup.join("cpuset.cpus"), &list)?;
+        }
+        Ok(())
+    }
+
     /// Attaches the device rules as an eBPF program to `<name>` of the cgroup2 hierarchy, when
     /// the host mounts one: the only device confinement on a pure v2 host, and on a hybrid host
     /// a second one the kernel checks besides the v1 rules (see [`crate::devices`]). The cgroup

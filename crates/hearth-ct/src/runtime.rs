@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use hearth_core::guest::Section;
 use hearth_core::propstr::PropertyString;
 use hearth_core::runtime::{
-    GuestRuntime, Launch, ResolvedVolume, Resources, RuntimeError, RuntimeErrorKind, RuntimeStatus, StartOptions,
+    GuestRuntime, HotplugChange, Hotplugged, Launch, ResolvedVolume, Resources, RuntimeError, RuntimeErrorKind,
+    RuntimeStatus, StartOptions,
 };
 use hearth_core::{GuestKind, Value, Vmid};
 
@@ -292,38 +293,8 @@ impl CtRuntime {
             pids: None,
         };
         let mut nets = Vec::new();
-        let guest_configures_network = !crate::setup::needs_host_network_config(ostype(config).as_deref());
         for (key, value) in config.iter().filter(|(k, _)| k.starts_with("net")) {
-            let index: u32 = key.trim_start_matches("net").parse().unwrap_or(0);
-            let p = props(key, value)?;
-            let bridge = p.get("bridge").map(str::to_owned);
-            if let Some(bridge) = &bridge {
-                crate::net::check_bridge(bridge).map_err(|e| RuntimeError::invalid(format!("{key}: {e}")))?;
-            }
-            let cidr = |ip: Option<&str>| ip.filter(|v| v.contains('/')).map(str::to_owned);
-            let host_ipv4 = if guest_configures_network {
-                None
-            } else {
-                cidr(p.get("ip")).map(|c| (c, p.get("gw").map(str::to_owned)))
-            };
-            let host_ipv6 = if guest_configures_network {
-                None
-            } else {
-                cidr(p.get("ip6")).map(|c| (c, p.get("gw6").map(str::to_owned)))
-            };
-            nets.push(NetSpec {
-                index,
-                name: p.get("name").unwrap_or("eth0").to_owned(),
-                host_name: veth_name(vmid, index),
-                bridge,
-                hwaddr: p.get("hwaddr").map(str::to_owned),
-                mtu: p.get("mtu").and_then(|m| m.parse().ok()),
-                tag: p.get("tag").and_then(|t| t.parse().ok()),
-                trunks: p.get("trunks").map(parse_trunks).unwrap_or_default(),
-                host_ipv4,
-                host_ipv6,
-                link_down: p.get("link_down") == Some("1"),
-            });
+            nets.push(net_spec(vmid, config, key, value)?);
         }
         let features = match config.get("features") {
             Some(value) => {
@@ -411,6 +382,92 @@ impl CtRuntime {
             }
         }
     }
+}
+
+impl CtRuntime {
+    /// A NIC into or out of a running container; a changed NIC moves to its new bridge when
+    /// nothing the container sees (name, MAC, addresses, MTU) changes, else it waits.
+    fn hotplug_nic(
+        &self,
+        vmid: Vmid,
+        init: i32,
+        change: &HotplugChange,
+        merged: &Section,
+        log: &dyn Fn(String),
+    ) -> Result<Hotplugged, RuntimeError> {
+        let key = change.key.as_str();
+        let net_error = |e: crate::net::NetError| RuntimeError::failed(format!("{key}: {e}"));
+        match (&change.current, &change.wanted) {
+            (None, Some(value)) => {
+                let net = net_spec(vmid, merged, key, value)?;
+                crate::net::attach(&net, init).map_err(net_error)?;
+                log(format!("{key}: {} plugged", net.host_name));
+            }
+            (Some(value), None) => {
+                let net = net_spec(vmid, &change.config, key, value)?;
+                crate::net::detach(&net).map_err(net_error)?;
+                log(format!("{key}: {} unplugged", net.host_name));
+            }
+            (Some(old), Some(new)) => {
+                let (old_p, new_p) = (props(key, old)?, props(key, new)?);
+                let same = |p: &str| old_p.get(p) == new_p.get(p);
+                let wiring_only =
+                    ["name", "hwaddr", "ip", "gw", "ip6", "gw6", "mtu", "tag", "trunks", "link_down", "rate", "type"]
+                        .iter()
+                        .all(|p| same(p));
+                if !wiring_only {
+                    return Ok(Hotplugged::Pending);
+                }
+                if !same("bridge") {
+                    let net = net_spec(vmid, merged, key, new)?;
+                    let bridge = net.bridge.clone().unwrap_or_default();
+                    let moved = Command::new("ip")
+                        .args(["link", "set", "dev", &net.host_name, "master", &bridge])
+                        .output()
+                        .map_err(|e| RuntimeError::failed(format!("cannot run ip (install iproute2): {e}")))?;
+                    if !moved.status.success() {
+                        return Err(RuntimeError::failed(format!(
+                            "{key}: cannot move {} into {bridge}: {}",
+                            net.host_name,
+                            String::from_utf8_lossy(&moved.stderr).trim()
+                        )));
+                    }
+                    log(format!("{key}: {} moved to bridge {bridge}", net.host_name));
+                }
+            }
+            (None, None) => {}
+        }
+        Ok(Hotplugged::Live)
+    }
+}
+
+/// The veth of NIC `key` (`netN`) as the configuration describes it; refuses a missing bridge.
+pub fn net_spec(vmid: Vmid, config: &Section, key: &str, value: &Value) -> Result<NetSpec, RuntimeError> {
+    let guest_configures_network = !crate::setup::needs_host_network_config(ostype(config).as_deref());
+    let index: u32 = key.trim_start_matches("net").parse().unwrap_or(0);
+    let p = props(key, value)?;
+    let bridge = p.get("bridge").map(str::to_owned);
+    if let Some(bridge) = &bridge {
+        crate::net::check_bridge(bridge).map_err(|e| RuntimeError::invalid(format!("{key}: {e}")))?;
+    }
+    let cidr = |ip: Option<&str>| ip.filter(|v| v.contains('/')).map(str::to_owned);
+    let host_ipv4 =
+        if guest_configures_network { None } else { cidr(p.get("ip")).map(|c| (c, p.get("gw").map(str::to_owned))) };
+    let host_ipv6 =
+        if guest_configures_network { None } else { cidr(p.get("ip6")).map(|c| (c, p.get("gw6").map(str::to_owned))) };
+    Ok(NetSpec {
+        index,
+        name: p.get("name").unwrap_or("eth0").to_owned(),
+        host_name: veth_name(vmid, index),
+        bridge,
+        hwaddr: p.get("hwaddr").map(str::to_owned),
+        mtu: p.get("mtu").and_then(|m| m.parse().ok()),
+        tag: p.get("tag").and_then(|t| t.parse().ok()),
+        trunks: p.get("trunks").map(parse_trunks).unwrap_or_default(),
+        host_ipv4,
+        host_ipv6,
+        link_down: p.get("link_down") == Some("1"),
+    })
 }
 
 /// What the runtime mounts for a resolved volume.
@@ -612,6 +669,53 @@ impl GuestRuntime for CtRuntime {
             status.cputime = cgroups.cpu_time();
         }
         status
+    }
+
+    /// pct's live changes: memory, swap, cores, cpulimit and cpuunits in the cgroups; NICs
+    /// plugged into (or out of) the container's network namespace, moved between bridges.
+    /// Everything else waits for the next start.
+    fn hotplug(&self, vmid: Vmid, change: &HotplugChange, log: &dyn Fn(String)) -> Result<Hotplugged, RuntimeError> {
+        let init = self.require_running(vmid)?;
+        let key = change.key.as_str();
+        let mut merged = change.config.clone();
+        match &change.wanted {
+            Some(value) => merged.insert(key.to_owned(), value.clone()),
+            None => merged.remove(key),
+        };
+        let cgroups = || -> Result<Cgroups, RuntimeError> {
+            let layout = Layout::detect().map_err(|e| RuntimeError::failed(e.to_string()))?;
+            Ok(Cgroups::new(layout, &self.cgroup(vmid)))
+        };
+        let cgroup_error = |e: crate::cgroup::CgroupError| RuntimeError::failed(e.to_string());
+        match key {
+            "memory" | "swap" => {
+                let memory = int(&merged, "memory").unwrap_or(512) as u64;
+                let swap = int(&merged, "swap").unwrap_or(512) as u64;
+                let host_mib = host_memory_mib();
+                if memory > host_mib {
+                    return Err(RuntimeError::invalid(format!(
+                        "memory: {memory} MiB asked, the host has {host_mib} MiB"
+                    )));
+                }
+                cgroups()?.set_memory(memory << 20, swap << 20).map_err(cgroup_error)?;
+                log(format!("memory {memory} MiB, swap {swap} MiB"));
+            }
+            "cpulimit" => {
+                let limit = match merged.get("cpulimit") {
+                    Some(Value::Float(f)) => Some(*f),
+                    Some(Value::Int(i)) => Some(*i as f64),
+                    _ => None,
+                };
+                cgroups()?.set_cpulimit(limit).map_err(cgroup_error)?;
+            }
+            "cpuunits" => {
+                cgroups()?.set_cpuunits(int(&merged, "cpuunits").map(|u| u as u64)).map_err(cgroup_error)?;
+            }
+            "cores" => cgroups()?.set_cores(int(&merged, "cores").map(|c| c as u32)).map_err(cgroup_error)?,
+            _ if key.starts_with("net") => return self.hotplug_nic(vmid, init, change, &merged, log),
+            _ => return Ok(Hotplugged::Pending),
+        }
+        Ok(Hotplugged::Live)
     }
 
     fn adopt(&self) -> Vec<Vmid> {

@@ -1186,7 +1186,8 @@ pub struct GuestConfigView {
     pub config: BTreeMap<String, serde_json::Value>,
 }
 
-/// One key of `pending` output.
+/// One key of `pending` output, as Proxmox's `GET /nodes/{node}/qemu/{vmid}/pending` lists it:
+/// `value` in effect, `pending` for the next start, `delete: 1` when the key goes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PendingItem {
     pub key: String,
@@ -1194,8 +1195,30 @@ pub struct PendingItem {
     pub value: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not", with = "delete_flag")]
     pub delete: bool,
+}
+
+/// Proxmox's `delete` of a pending item is an integer (1 = delete, 2 = forced delete).
+mod delete_flag {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(delete: &bool, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(u8::from(*delete))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Flag {
+            Bool(bool),
+            Int(u8),
+        }
+        Ok(match Flag::deserialize(d)? {
+            Flag::Bool(b) => b,
+            Flag::Int(n) => n != 0,
+        })
+    }
 }
 
 /// One line of `list`.

@@ -18,13 +18,16 @@ use std::time::{Duration, Instant};
 
 use hearth_core::guest::Section;
 use hearth_core::runtime::{
-    GuestRuntime, Launch, ResolvedVolume, Resources, RuntimeError, RuntimeErrorKind, RuntimeStatus, StartOptions,
+    GuestRuntime, HotplugChange, Hotplugged, Launch, ResolvedVolume, Resources, RuntimeError, RuntimeErrorKind,
+    RuntimeStatus, StartOptions,
 };
 use hearth_core::storage::Format;
 use hearth_core::{GuestKind, Value, Vmid};
 
 use crate::cmdline::{QemuCommand, Resolved, ResolvedDrive, RunPaths, tap_name};
 use crate::qmp::Qmp;
+
+mod hotplug;
 
 /// How long QEMU gets to answer on its monitor after it daemonized.
 const QMP_READY: Duration = Duration::from_secs(10);
@@ -564,6 +567,11 @@ impl GuestRuntime for QemuRuntime {
             }
         }
         status
+    }
+
+    fn hotplug(&self, vmid: Vmid, change: &HotplugChange, log: &dyn Fn(String)) -> Result<Hotplugged, RuntimeError> {
+        self.require_running(vmid)?;
+        self.hotplug_change(vmid, change, log)
     }
 
     fn adopt(&self) -> Vec<Vmid> {

@@ -18,6 +18,9 @@ use crate::storage;
 use crate::store::StoreError;
 use hearth_core::access::AclPath;
 
+/// How long `set` waits for a start, stop or shutdown of the guest to finish.
+const SET_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn invalid(e: impl ToString) -> ErrorReply {
     ErrorReply::new(ErrorKind::Invalid, e.to_string())
 }
@@ -357,54 +360,93 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
     let new_drives = new_cloudinit_keys(&wanted);
     let mut made = Vec::new();
     let mut dropped_drives = Vec::new();
+    // A running guest keeps running while its configuration changes: start and stop wait. As
+    // Proxmox's config lock, waiting for a long operation (a shutdown) ends after a while.
+    let run_lock = daemon.run_lock(kind, vmid);
+    let deadline = std::time::Instant::now() + SET_LOCK_TIMEOUT;
+    let _held = loop {
+        match run_lock.try_lock() {
+            Ok(held) => break held,
+            Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(ErrorReply::new(
+                    ErrorKind::Busy,
+                    format!(
+                        "{} {vmid} is busy: another operation (start, stop, shutdown) holds it; try again",
+                        kind.noun()
+                    ),
+                ));
+            }
+        }
+    };
+    let running = daemon.guest_running(kind, vmid);
     let result = daemon.store.update(kind, vmid, req.digest.as_deref(), |config| {
         check_unlocked(kind, vmid, config)?;
-        // A cloud-init drive holds nothing but generated files: removed, it is freed, as qm does.
-        if kind == GuestKind::Vm {
-            dropped_drives = hearth_core::cloudinit::drives(&config.current, vmid)
-                .into_iter()
-                .filter(|(key, _)| edit.delete.contains(key))
-                .map(|(_, volume)| volume)
-                .collect();
-        }
-        // Only the guest's own images are kept when replaced: an ISO or another guest's volume
-        // was never this guest's to keep (or to free later through `unusedN`).
-        let displaced: Vec<String> = edit
-            .set
-            .iter()
-            .filter_map(|(key, _)| config.current.get(key).and_then(|old| volume_of(kind, key, old)))
-            .filter(|v| !v.starts_with('/') && v.contains(':') && check::allocation(v).is_none())
-            .filter(|v| {
-                daemon.storages.volume(v).is_ok_and(
-                    |(_, vol)| matches!(vol, hearth_core::storage::VolName::Image { image, .. } if image.vmid == vmid),
-                )
-            })
-            .collect();
-        // No engine runs guests yet, so every change applies at once; once guests can run,
-        // changes that cannot be hot-plugged go to [pending].
         if kind == GuestKind::Vm {
             crate::cloudinit::check_single_drive(&config.current, vmid, &new_drives)?;
         }
-        config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
-        let refs = config.volume_refs();
-        dropped_drives.retain(|volume| !refs.iter().any(|(_, _, v)| v == volume));
+        // A pending disk that is reverted, replaced or deleted is kept as unusedN too.
+        let touched: Vec<String> = edit
+            .set
+            .iter()
+            .map(|(k, _)| k.clone())
+            .chain(edit.delete.iter().cloned())
+            .chain(edit.revert.iter().cloned())
+            .collect();
+        let reverted = crate::pending::reverted(daemon, kind, vmid, config, &touched);
+        if !running {
+            // A cloud-init drive holds nothing but generated files: removed, it is freed, as
+            // qm does.
+            if kind == GuestKind::Vm {
+                dropped_drives = hearth_core::cloudinit::drives(&config.current, vmid)
+                    .into_iter()
+                    .filter(|(key, _)| edit.delete.contains(key))
+                    .map(|(_, volume)| volume)
+                    .collect();
+            }
+            let keys: Vec<String> = edit.set.iter().map(|(k, _)| k.clone()).collect();
+            let mut displaced = crate::pending::displaced(daemon, kind, vmid, config, &keys);
+            displaced.extend(reverted);
+            config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
+            let refs = config.volume_refs();
+            dropped_drives.retain(|volume| !refs.iter().any(|(_, _, v)| v == volume));
+            config.assign_macs(random_mac_bytes);
+            let values = allocate_all(daemon, kind, vmid, config, &wanted, &|_| ())?;
+            for (key, value) in values {
+                made.extend(volume_of(kind, &key, &value));
+                config.current.insert(key, value);
+            }
+            return crate::pending::keep_unused(config, displaced);
+        }
+        // A running guest: every change pends first, as in Proxmox; what only describes the
+        // guest applies at once, and the engine tries the rest live below.
+        config.apply(&edit, ApplyMode::Pending).map_err(invalid)?;
         config.assign_macs(random_mac_bytes);
         let values = allocate_all(daemon, kind, vmid, config, &wanted, &|_| ())?;
         for (key, value) in values {
             made.extend(volume_of(kind, &key, &value));
-            config.current.insert(key, value);
+            config.pending.values.insert(key, value);
         }
-        // A replaced disk is kept as unusedN, as qm does, so no data is lost by a typo.
-        for volume in displaced {
-            if config.volume_refs().iter().any(|(_, _, v)| *v == volume) {
-                continue;
-            }
-            let free = (0..=255).map(|i| format!("unused{i}")).find(|k| !config.current.contains_key(k));
-            let slot = free.ok_or_else(|| invalid("no free unusedN key left for the replaced volume"))?;
-            config.current.insert(slot, Value::Str(volume));
-        }
-        Ok(())
+        let fast = config.commit_fast_plug();
+        let mut displaced = crate::pending::displaced(daemon, kind, vmid, config, &fast);
+        displaced.extend(reverted);
+        crate::pending::keep_unused(config, displaced)
     });
+    let result = match result {
+        Ok(((), digest)) if running => {
+            let keys: Vec<String> =
+                edit.set.iter().map(|(k, _)| k.clone()).chain(edit.delete.iter().cloned()).collect();
+            let (plugged, failures) = crate::pending::hotplug(daemon, kind, vmid, &keys)?;
+            if !failures.is_empty() {
+                return Err(ErrorReply::new(ErrorKind::Unavailable, failures.join("\n")));
+            }
+            Ok(((), plugged.unwrap_or(digest)))
+        }
+        other => other,
+    };
     if result.is_err() {
         free_all(daemon, &made, &|_| ());
     } else {

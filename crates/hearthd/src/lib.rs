@@ -22,6 +22,7 @@ mod imports;
 mod jobs;
 mod lifecycle;
 pub mod notify;
+mod pending;
 pub mod permission_table;
 mod referenced;
 mod snapshots;

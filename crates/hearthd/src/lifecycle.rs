@@ -117,6 +117,8 @@ pub(crate) fn prepare(
 ) -> Result<(Box<dyn Launch>, hearth_core::guest::Section), ErrorReply> {
     let config = daemon.store.load(kind, vmid)?.config;
     check_startable(daemon, kind, vmid, &config)?;
+    // Apply pending changes: a start runs the configuration with them.
+    let config = crate::pending::apply_at_start(daemon, kind, vmid, config, &|line| tracing::info!(%vmid, "{line}"))?;
     let resources = resolve(daemon, vmid, &config)?;
     let launch = daemon.runtime(kind).prepare(resources, options).map_err(runtime_reply)?;
     Ok((launch, config.current))
@@ -280,6 +282,8 @@ pub fn reboot(
         if let Some(lock) = config.lock {
             return Err(format!("{} {vmid} is locked ({lock})", kind.noun()));
         }
+        // Apply pending changes: the fresh start runs the configuration with them.
+        let config = crate::pending::apply_at_start(d, kind, vmid, config, log).map_err(|e| e.message)?;
         let resources = resolve(d, vmid, &config).map_err(|e| e.message)?;
         let runtime = d.runtime(kind);
         let prepared = runtime.prepare(resources, &StartOptions::default())?;

@@ -17,8 +17,22 @@ pub fn command(kind: GuestKind) -> Command {
              Keys are set with --<key> <value>, removed with --delete and pending changes are \
              dropped with --revert; all of them in one atomic edit. With --digest the edit is refused if the configuration \
              changed since it was read. Prints nothing on success in text mode; JSON output is \
-             {{\"digest\": \"<new digest>\"}}.",
-            n.noun, n.tool
+             {{\"digest\": \"<new digest>\"}}.\n\n\
+             On a running {} a change goes to the pending changes ({} pending) unless it applies \
+             live: {} The rest applies at the next start or reboot. A hot-plug that fails is \
+             reported and the change stays pending.",
+            n.noun,
+            n.tool,
+            n.guest,
+            n.bin,
+            match kind {
+                GuestKind::Vm => "name, description, tags, onboot, startup and protection at once; NICs, \
+                    virtio and virtio-scsi disks and vcpus as the hotplug key allows (default \
+                    network,disk,usb); the balloon target. Memory is not hot-plugged.",
+                GuestKind::Ct => "hostname, description, tags, onboot, startup and protection at once; \
+                    memory, swap, cores, cpulimit and cpuunits in the cgroups; NICs plugged, \
+                    unplugged and moved between bridges.",
+            }
         ))
         .arg(super::id_arg(kind, format!("The {} to change", n.guest)))
         .args(cli::guest_config_args(kind))

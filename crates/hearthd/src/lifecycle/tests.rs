@@ -424,3 +424,57 @@ fn a_rollback_with_ram_resumes_the_saved_state_through_the_engine() {
         [Call::Prepare { vmid: id, volumes: vec![], resume_state: Some("before".into()) }, Call::Run(id)]
     );
 }
+
+#[test]
+fn a_start_applies_pending_changes_first() {
+    let node = node();
+    let id = node.guest(
+        GuestKind::Vm,
+        103,
+        "memory = 512\nname = \"a\"\nscsi0 = \"/srv/disks/old.raw\"\n\n[pending]\nmemory = 1024\nscsi0 = \"/srv/disks/new.raw\"\ndelete = [\"name\"]\n",
+    );
+    let (state, log) =
+        finish(&node.daemon, start(&node.daemon, &root(), GuestKind::Vm, id, StartOptions::default()).unwrap());
+    assert_eq!(state, TaskState::Ok, "{log:?}");
+    let Call::Prepare { volumes, .. } = &node.vm.calls()[0] else { panic!("{:?}", node.vm.calls()) };
+    assert_eq!(volumes, &[("scsi0".into(), ResolvedVolume::HostPath("/srv/disks/new.raw".into()))]);
+    let config = node.daemon.store.load(GuestKind::Vm, id).unwrap().config;
+    assert!(config.pending.is_empty(), "{config:?}");
+    assert_eq!(config.current.get("memory"), Some(&Value::Int(1024)));
+    assert!(!config.current.contains_key("name"));
+}
+
+#[test]
+fn set_on_a_running_guest_pends_what_the_engine_cannot_apply_live() {
+    let node = node();
+    let id = node.guest(GuestKind::Vm, 104, "memory = 512\nname = \"a\"\n");
+    node.vm.set_running(id);
+    let set = |options: &[(&str, &str)], delete: &[&str], revert: &[&str]| {
+        crate::guests::set(
+            &node.daemon,
+            GuestKind::Vm,
+            hearth_proto::SetGuest {
+                vmid: id,
+                options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                delete: delete.iter().map(|k| k.to_string()).collect(),
+                revert: revert.iter().map(|k| k.to_string()).collect(),
+                digest: None,
+            },
+        )
+        .unwrap()
+    };
+    // The fake engine makes nothing live: only the name applies at once.
+    set(&[("memory", "1024"), ("name", "b"), ("bios", "ovmf")], &[], &[]);
+    let config = node.daemon.store.load(GuestKind::Vm, id).unwrap().config;
+    assert_eq!(config.current.get("name"), Some(&Value::Str("b".into())));
+    assert_eq!(config.current.get("memory"), Some(&Value::Int(512)));
+    assert_eq!(config.pending.values.keys().collect::<Vec<_>>(), ["bios", "memory"]);
+    // A pending value equal to the current one disappears; --revert drops one.
+    set(&[("memory", "512")], &[], &["bios"]);
+    let config = node.daemon.store.load(GuestKind::Vm, id).unwrap().config;
+    assert!(config.pending.is_empty(), "{config:?}");
+    // Deleting on a running guest pends too.
+    set(&[], &["memory"], &[]);
+    let config = node.daemon.store.load(GuestKind::Vm, id).unwrap().config;
+    assert!(config.pending.delete.contains("memory") && config.current.contains_key("memory"));
+}
