@@ -47,7 +47,7 @@ fn users_groups_roles_acl_pools_and_tokens() {
     // Roles: a bad privilege is named, with the right spelling.
     let bad = fails(d, &["role", "add", "Power", "--privs", "VM.Audit,VM.Powermgmt"]);
     assert!(bad.contains("unknown privilege 'VM.Powermgmt'; did you mean 'VM.PowerMgmt'?"), "{bad}");
-    assert!(fails(d, &["role", "add", "VMAdmin", "--privs", "VM.Audit"]).contains("built in"));
+    assert!(fails(d, &["role", "add", "PVEVMAdmin", "--privs", "VM.Audit"]).contains("built in"));
     ok(d, "userctl", &["role", "add", "Power", "--privs", "VM.Audit,VM.PowerMgmt"]);
     ok(d, "userctl", &["role", "modify", "Power", "--privs", "VM.Console", "--append"]);
     let roles = json(d, "userctl", &["role", "list"]);

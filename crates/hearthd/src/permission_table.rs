@@ -815,10 +815,10 @@ fn access_samples() -> Vec<Sample> {
         sample("userctl role delete Ops", access(AccessRequest::RoleDelete { role: "Ops".into() }), "Sys.Modify@/access"),
         sample("userctl role list", access(AccessRequest::RoleList), "-"),
         sample(
-            "userctl acl modify /vms/100 --roles VMUser --users bob@pam",
+            "userctl acl modify /vms/100 --roles PVEVMUser --users bob@pam",
             access(AccessRequest::AclModify {
                 path: "/vms/100".into(),
-                roles: strings(&["VMUser"]),
+                roles: strings(&["PVEVMUser"]),
                 users: strings(&["bob@pam"]),
                 groups: Vec::new(),
                 tokens: Vec::new(),

@@ -46,7 +46,7 @@ pub fn command() -> Command {
         .long_about(
             "Manage who may do what on a Hearth node, the way pveum does on Proxmox VE. Users are \
              NAME@REALM with the realms pam (host accounts) and hearth; roles are the built-in ones \
-             (Administrator, VMAdmin, Auditor, …, Proxmox's without the PVE prefix) and custom ones; \
+             (Administrator, PVEVMAdmin, PVEAuditor, …, Proxmox's without the PVE prefix) and custom ones; \
              ACL entries grant a role to a user, @group or API token on a path such as /, /vms/100, \
              /storage/local or /pool/prod. Everything lives in $HEARTH_ROOT/etc/hearth/access.toml; \
              token secrets, hearth-realm passwords and second factors are kept in \
@@ -87,8 +87,8 @@ mod tests {
             &["userctl", "user", "permissions", "joe@hearth", "--path", "/vms", "--output-format", "json"],
             &["userctl", "group", "add", "ops", "--comment", "Operations"],
             &["userctl", "role", "add", "Power", "--privs", "VM.Audit,VM.PowerMgmt"],
-            &["userctl", "acl", "modify", "/vms/100", "--roles", "VMUser", "--users", "joe@hearth", "--propagate", "0"],
-            &["userctl", "acl", "modify", "/", "--roles", "Auditor", "--groups", "ops", "--delete"],
+            &["userctl", "acl", "modify", "/vms/100", "--roles", "PVEVMUser", "--users", "joe@hearth", "--propagate", "0"],
+            &["userctl", "acl", "modify", "/", "--roles", "PVEAuditor", "--groups", "ops", "--delete"],
             &["userctl", "pool", "add", "prod", "--vms", "100,101", "--storage", "local"],
             &["userctl", "token", "add", "joe@hearth", "ci", "--privsep", "0", "--expire", "0"],
             &["userctl", "token", "list", "joe@hearth"],
