@@ -127,36 +127,36 @@ fn an_api_token_acts_with_its_own_rights() {
     for vmid in ["100", "101"] {
         ok(&daemon, "vmctl", &["create", vmid, "--memory", "64"]);
     }
-    ok(&daemon, "userctl", &["user", "add", "ci@hearth"]);
-    ok(&daemon, "userctl", &["acl", "modify", "/vms/100", "--roles", "PVEVMUser", "--users", "ci@hearth"]);
-    let made = crate::json(&daemon, "userctl", &["token", "add", "ci@hearth", "deploy", "--privsep", "0"]);
+    ok(&daemon, "userctl", &["user", "add", "ci@pve"]);
+    ok(&daemon, "userctl", &["acl", "modify", "/vms/100", "--roles", "PVEVMUser", "--users", "ci@pve"]);
+    let made = crate::json(&daemon, "userctl", &["token", "add", "ci@pve", "deploy", "--privsep", "0"]);
     let secret = made["value"].as_str().expect("the secret is shown once").to_owned();
     let as_token = |token: &str, args: &[&str]| {
         daemon.command("vmctl").args(args).env("HEARTH_TOKEN", token).stdin(Stdio::null()).output().expect("vmctl")
     };
     // Even when root runs the client, the token's rights apply.
-    let out = as_token(&format!("ci@hearth!deploy={secret}"), &["list", "--output-format", "json"]);
+    let out = as_token(&format!("ci@pve!deploy={secret}"), &["list", "--output-format", "json"]);
     assert_eq!(listed(&out), [100]);
     // The same through --token on the command line.
-    let token = format!("ci@hearth!deploy={secret}");
+    let token = format!("ci@pve!deploy={secret}");
     let out =
         daemon.command("vmctl").args(["list", "--output-format", "json", "--token", &token]).output().expect("vmctl");
     assert_eq!(listed(&out), [100]);
-    let out = as_token(&format!("ci@hearth!deploy={secret}"), &["set", "100", "--memory", "128"]);
+    let out = as_token(&format!("ci@pve!deploy={secret}"), &["set", "100", "--memory", "128"]);
     assert_eq!(out.status.code(), Some(1), "PVEVMUser cannot configure");
-    let perms = crate::json(&daemon, "userctl", &["token", "permissions", "ci@hearth", "deploy", "--path", "/vms/100"]);
+    let perms = crate::json(&daemon, "userctl", &["token", "permissions", "ci@pve", "deploy", "--path", "/vms/100"]);
     assert!(
         perms.to_string().contains("VM.PowerMgmt"),
         "without privilege separation the token has its user's rights: {perms}"
     );
     // With privilege separation a token holds only what its own ACL entries grant: nothing yet.
-    ok(&daemon, "userctl", &["token", "modify", "ci@hearth", "deploy", "--privsep", "1"]);
+    ok(&daemon, "userctl", &["token", "modify", "ci@pve", "deploy", "--privsep", "1"]);
     let out = as_token(&token, &["list", "--output-format", "json"]);
     assert_eq!(listed(&out), Vec::<u64>::new());
-    ok(&daemon, "userctl", &["acl", "modify", "/vms/100", "--roles", "PVEAuditor", "--tokens", "ci@hearth!deploy"]);
+    ok(&daemon, "userctl", &["acl", "modify", "/vms/100", "--roles", "PVEAuditor", "--tokens", "ci@pve!deploy"]);
     let out = as_token(&token, &["list", "--output-format", "json"]);
     assert_eq!(listed(&out), [100], "the token's own PVEAuditor entry, within its user's rights");
-    let out = as_token("ci@hearth!deploy=0000", &["list"]);
+    let out = as_token("ci@pve!deploy=0000", &["list"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("invalid API token"), "{}", stderr(&out));
     let secrets = std::fs::read_to_string(daemon.root().join("etc/hearth/priv/tokens.toml")).expect("token store");

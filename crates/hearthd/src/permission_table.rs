@@ -885,9 +885,9 @@ fn access_samples() -> Vec<Sample> {
         .note("As `userctl token add`."),
         sample("userctl passwd alice@pam", access(AccessRequest::Passwd { userid: me(), password: Secret::new("secret") }), "-"),
         sample(
-            "userctl passwd bob@hearth",
-            access(AccessRequest::Passwd { userid: "bob@hearth".into(), password: Secret::new("secret") }),
-            "Realm.AllocateUser@/access/realm/hearth & User.Modify@/access/groups",
+            "userctl passwd bob@pve",
+            access(AccessRequest::Passwd { userid: "bob@pve".into(), password: Secret::new("secret") }),
+            "Realm.AllocateUser@/access/realm/pve & User.Modify@/access/groups",
         ),
         sample("userctl tfa add alice@pam --type totp", access(AccessRequest::TfaAdd { userid: me(), kind: TfaKind::Totp }), "-"),
         sample(
@@ -902,6 +902,44 @@ fn access_samples() -> Vec<Sample> {
             "userctl tfa delete bob@pam totp0",
             access(AccessRequest::TfaDelete { userid: bob(), id: "totp0".into() }),
             "User.Modify@/access/groups",
+        ),
+        sample(
+            "userctl user tfa unlock bob@pam",
+            access(AccessRequest::TfaUnlock { userid: bob() }),
+            "User.Modify@/access/groups",
+        ),
+        sample("userctl realm list", access(AccessRequest::RealmList), "-"),
+        sample(
+            "userctl realm add corp --type ldap --server1 ldap.example.com --base_dn dc=example,dc=com --user_attr uid",
+            access(AccessRequest::RealmAdd {
+                realm: "corp".into(),
+                kind: "ldap".into(),
+                options: vec![
+                    ("server1".into(), "ldap.example.com".into()),
+                    ("base_dn".into(), "dc=example,dc=com".into()),
+                    ("user_attr".into(), "uid".into()),
+                ],
+            }),
+            "Realm.Allocate@/access/realm",
+        ),
+        sample(
+            "userctl realm modify corp --comment x",
+            access(AccessRequest::RealmModify {
+                realm: "corp".into(),
+                options: vec![("comment".into(), "x".into())],
+                delete: vec![],
+            }),
+            "Realm.Allocate@/access/realm",
+        ),
+        sample(
+            "userctl realm delete corp",
+            access(AccessRequest::RealmDelete { realm: "corp".into() }),
+            "Realm.Allocate@/access/realm",
+        ),
+        sample(
+            "userctl realm sync corp",
+            access(AccessRequest::RealmSync { realm: "corp".into(), options: vec![] }),
+            "Realm.AllocateUser@/access/realm/corp & User.Modify@/access/groups",
         ),
     ]
 }

@@ -9,6 +9,7 @@
 //! - [`Userid`], [`TokenId`], [`Authid`], [`GroupName`]: who an entry is for and who asks.
 //! - [`AclEntry`]: one grant of one role to one user, group or token on one path.
 //! - [`PoolName`], [`Pool`]: resource pools of guests and storages.
+//! - [`realm`]: the realms `pam` and `pve` and configured `openid`, `ldap` and `ad` realms.
 //! - [`AccessModel`]: all of the above as one file, validated on load, and
 //!   [`AccessModel::permissions`], the effective-permission algorithm.
 //!
@@ -21,6 +22,7 @@ mod model;
 mod path;
 mod pool;
 mod privilege;
+pub mod realm;
 mod resolve;
 pub mod role;
 

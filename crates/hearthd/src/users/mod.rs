@@ -15,6 +15,7 @@ mod accounts;
 mod acl;
 mod groups;
 mod pools;
+mod realms;
 mod roles;
 mod tfa;
 mod tokens;
@@ -107,6 +108,15 @@ pub fn required(r: &AccessRequest, caller: &Caller) -> Vec<Need> {
         }
         // Everyone's factors for User.Modify holders, one's own for everyone else.
         A::TfaList { userid: None } => vec![anyone("/access/groups")],
+        // Proxmox's `unlock-tfa`: User.Modify, even for oneself (a locked-out user is who asks).
+        A::TfaUnlock { .. } => vec![user_admin()],
+        A::RealmList => vec![anyone("/access/realm")],
+        A::RealmAdd { .. } | A::RealmModify { .. } | A::RealmDelete { .. } => {
+            vec![on("/access/realm", P::RealmAllocate)]
+        }
+        A::RealmSync { realm, .. } => {
+            vec![on(format!("/access/realm/{realm}"), P::RealmAllocateUser), user_admin()]
+        }
     }
 }
 
@@ -150,6 +160,12 @@ pub fn handle(daemon: &Arc<Daemon>, caller: &Caller, r: AccessRequest) -> Result
         A::TfaAdd { userid, kind } => tfa::add(daemon, caller, &userid, kind),
         A::TfaList { userid } => tfa::list(daemon, caller, userid.as_deref()),
         A::TfaDelete { userid, id } => tfa::delete(daemon, caller, &userid, &id),
+        A::TfaUnlock { userid } => tfa::unlock(daemon, caller, &userid),
+        A::RealmList => realms::list(daemon),
+        A::RealmAdd { realm, kind, options } => realms::add(daemon, caller, &realm, &kind, &options),
+        A::RealmModify { realm, options, delete } => realms::modify(daemon, caller, &realm, &options, &delete),
+        A::RealmDelete { realm } => realms::delete(daemon, caller, &realm),
+        A::RealmSync { realm, .. } => realms::sync(daemon, &realm),
     }
 }
 
