@@ -14,6 +14,15 @@ fn grant_args(command: Command) -> Command {
         .arg(list_option("users", "USERS", "User ids, separated by commas"))
         .arg(list_option("groups", "GROUPS", "Group names, separated by commas"))
         .arg(list_option("tokens", "TOKENS", "API token ids USER@REALM!TOKEN, separated by commas"))
+        // pveum's examples spell it `-token`; here that is the subject, not the global `--token`
+        // that authenticates: a subcommand's own argument of the same id takes its place (use
+        // HEARTH_TOKEN to run these commands as a token). clap copies its value up to where the
+        // global one is read; the distinct value type keeps it from being taken for a secret.
+        .arg(
+            list_option("token", "TOKENS", "Same as --tokens")
+                .value_parser(|s: &str| Ok::<_, std::convert::Infallible>(TokenSubjects(s.to_owned())))
+                .hide(true),
+        )
         .arg(bool_option("propagate", "Also apply below the path (1, the default) or only on it (0)"))
 }
 
@@ -40,6 +49,15 @@ pub fn command() -> Command {
         ])
 }
 
+/// The values of the subject option `-token`, a type of their own (see [`grant_args`]).
+#[derive(Clone, Debug)]
+struct TokenSubjects(String);
+
+fn token_subjects(m: &ArgMatches) -> Vec<String> {
+    let given = m.try_get_many::<TokenSubjects>("token").ok().flatten().into_iter().flatten();
+    given.flat_map(|t| t.0.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect::<Vec<_>>()).collect()
+}
+
 pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     match action {
         "modify" | "delete" => change(
@@ -48,7 +66,7 @@ pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result
                 roles: super::list(m, "roles"),
                 users: super::list(m, "users"),
                 groups: super::list(m, "groups"),
-                tokens: super::list(m, "tokens"),
+                tokens: super::list(m, "tokens").into_iter().chain(token_subjects(m)).collect(),
                 propagate: super::bool_value(m, "propagate").unwrap_or(true),
                 delete: action == "delete" || cli::flag(m, "delete"),
             },
