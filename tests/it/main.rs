@@ -18,6 +18,7 @@ mod ctmon;
 mod hostile;
 mod permissions;
 mod protocol;
+mod pveum;
 mod storage;
 mod storage_btrfs;
 mod tasks;

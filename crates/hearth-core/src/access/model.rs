@@ -215,6 +215,19 @@ impl AccessModel {
         role::builtin(name).map(|r| r.privs).or_else(|| self.roles.get(name).copied())
     }
 
+    /// The built-in or custom role a mistyped `role` probably meant: Hearth's former name of a
+    /// built-in role (Proxmox's without `PVE`), or a name a few edits away.
+    pub fn suggest_role(&self, role: &str) -> Option<String> {
+        if let Some(r) = role::builtin(&format!("PVE{role}")) {
+            return Some(r.name.to_owned());
+        }
+        let names: Vec<&str> =
+            role::BUILTIN_ROLES.iter().map(|r| r.name).chain(self.roles.keys().map(RoleName::as_str)).collect();
+        super::closest(role, names.iter().copied())
+            .or_else(|| super::closest(&format!("PVE{role}"), names.iter().copied()))
+            .map(str::to_owned)
+    }
+
     /// The users that list `group`.
     pub fn group_members<'a>(&'a self, group: &'a GroupName) -> impl Iterator<Item = &'a Userid> + 'a {
         self.users.iter().filter(move |(_, u)| u.groups.contains(group)).map(|(id, _)| id)
@@ -305,13 +318,7 @@ impl AccessModel {
             };
             if self.role_privs(entry.role.as_str()).is_none() {
                 let role = entry.role.as_str();
-                let names = role::BUILTIN_ROLES.iter().map(|r| r.name).chain(self.roles.keys().map(RoleName::as_str));
-                // Hearth's former names were Proxmox's without the prefix.
-                let proxmox = role::builtin(&format!("PVE{role}")).map(|r| r.name);
-                let names: Vec<&str> = names.collect();
-                let close = super::closest(role, names.iter().copied())
-                    .or_else(|| super::closest(&format!("PVE{role}"), names.iter().copied()));
-                let hint = super::did_you_mean(proxmox.or(close));
+                let hint = super::did_you_mean(self.suggest_role(role).as_deref());
                 return at(Some("role"), format!("unknown role '{role}'{hint}"));
             }
             let missing = match &entry.subject {

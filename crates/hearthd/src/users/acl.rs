@@ -24,7 +24,8 @@ pub(super) fn modify(
     let who = caller.authid();
     daemon.access.edit(caller, &what, |m| {
         if let Some(role) = change.roles.iter().find(|r| m.role_privs(r.as_str()).is_none()) {
-            return Err(invalid(format!("unknown role '{role}': see `userctl role list`")));
+            let hint = m.suggest_role(role.as_str()).map(|r| format!("did you mean '{r}'? ")).unwrap_or_default();
+            return Err(invalid(format!("unknown role '{role}'; {hint}see `userctl role list`")));
         }
         if !caller.is_root() {
             let refused =
