@@ -46,6 +46,7 @@ const NOT_RUN: &[(&str, &str)] = &[
     ("vmctl resume", "needs a suspended VM"),
     ("vmctl monitor", "needs a running VM's QEMU monitor"),
     ("clusterctl task stop", "needs a task that is still running"),
+    ("userctl realm sync", "always refused: Hearth syncs from no directory server (tests/it/pveum.rs checks why)"),
 ];
 
 /// Every leaf command of `command`, as `program sub sub`.
@@ -291,6 +292,37 @@ fn every_command_prints_json_or_nothing() {
     s.json("userctl tfa add", &["alice@pve", "--type", "recovery"]);
     s.json("userctl tfa list", &["alice@pve"]);
     s.json("userctl tfa delete", &["alice@pve", "recovery"]);
+    // The same under `user`, as pveum has them, and pveum's one-word aliases.
+    s.json("userctl user token add", &["alice@pve", "cd", "--privsep", "1"]);
+    s.json("userctl user token modify", &["alice@pve", "cd", "--comment", "delivery"]);
+    s.json("userctl user token list", &["alice@pve"]);
+    s.json("userctl user token permissions", &["alice@pve", "cd"]);
+    s.json("userctl user token remove", &["alice@pve", "cd"]);
+    s.json("userctl user tfa add", &["alice@pve", "--type", "totp"]);
+    s.json("userctl user tfa list", &["alice@pve"]);
+    s.json("userctl user tfa unlock", &["alice@pve"]);
+    s.json("userctl tfa unlock", &["alice@pve"]);
+    s.json("userctl user tfa delete", &["alice@pve"]);
+    s.json("userctl useradd", &["bob@pve", "--comment", "old style"]);
+    s.json("userctl usermod", &["bob@pve", "--comment", "still old style"]);
+    s.json("userctl groupadd", &["devs"]);
+    s.json("userctl groupmod", &["devs", "--comment", "developers"]);
+    s.json("userctl roleadd", &["Starter", "--privs", "VM.PowerMgmt VM.Console"]);
+    s.json("userctl rolemod", &["Starter", "--privs", "VM.Audit", "--append"]);
+    s.json("userctl aclmod", &["/vms/100", "--roles", "Starter", "--groups", "devs"]);
+    s.json("userctl acldel", &["/vms/100", "--roles", "Starter", "--groups", "devs"]);
+    s.json("userctl acl modify", &["/vms", "--roles", "Starter", "--users", "bob@pve"]);
+    s.json("userctl acl delete", &["/vms", "--roles", "Starter", "--users", "bob@pve"]);
+    s.json("userctl roledel", &["Starter"]);
+    s.json("userctl groupdel", &["devs"]);
+    s.json("userctl userdel", &["bob@pve"]);
+    s.json(
+        "userctl realm add",
+        &["corp", "--type", "openid", "--issuer-url", "https://id.example", "--client-id", "hearth", "--client-key", "k"],
+    );
+    s.json("userctl realm modify", &["corp", "--comment", "Corporate", "--delete", "client-key"]);
+    s.json("userctl realm list", &[]);
+    s.json("userctl realm delete", &["corp"]);
     s.json("userctl pool modify", &["web", "--vms", "100", "--storage", "local", "--delete"]);
     s.json("userctl pool delete", &["web"]);
     s.json("userctl acl modify", &["/vms/100", "--roles", "Watcher", "--groups", "ops", "--delete"]);

@@ -31,7 +31,7 @@ fn users_groups_roles_acl_pools_and_tokens() {
     assert_eq!(names(&users, "userid"), ["ann@pam", "joe@pve", "root@pam"]);
     assert_eq!(users[1]["email"], "joe@example.com");
     assert!(fails(d, &["user", "add", "joe@pve"]).contains("user 'joe@pve' already exists"));
-    assert!(fails(d, &["user", "add", "bob@pve"]).contains("unknown realm 'pve'"));
+    assert!(fails(d, &["user", "add", "bob@nowhere"]).contains("unknown realm 'nowhere'"));
     assert!(fails(d, &["user", "modify", "joe@pve", "--groups", "nope"]).contains("unknown group 'nope'"));
     ok(d, "userctl", &["user", "delete", "ann@pam"]);
     assert!(fails(d, &["user", "delete", "ann@pam"]).contains("no such user 'ann@pam'"));

@@ -122,9 +122,10 @@ pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result
                 },
             };
             for id in ids {
-                change(AccessRequest::TfaDelete { userid: userid.clone(), id }, format)?;
+                super::call(AccessRequest::TfaDelete { userid: userid.clone(), id })?;
             }
-            Ok(())
+            // One answer however many factors went, as for any other change.
+            if format.is_json() { cli::print_json(&Payload::Empty, format) } else { Ok(()) }
         }
         "unlock" => change(AccessRequest::TfaUnlock { userid }, format),
         other => anyhow::bail!("unknown tfa command '{other}'"),
