@@ -155,6 +155,37 @@ fn the_pveum_examples_work_as_typed() {
     assert_eq!(privs(d, &["user", "permissions", "joe@pve"], "/access/realm/pve"), user_admin);
     assert_eq!(privs(d, &["user", "permissions", "joe@pve"], "/access/groups/customers"), user_admin);
 
+    // The note under it: a user admin delegated only realm pve and group customers adds users
+    // to pve who are members of customers, and nothing else.
+    ok(d, "userctl", &["group", "add", "customers"]);
+    ok(d, "userctl", &["user", "add", "carl@pve"]);
+    ok(d, "userctl", &["acl", "modify", "/access/realm/pve", "-user", "carl@pve", "-role", "PVEUserAdmin"]);
+    ok(d, "userctl", &["acl", "modify", "/access/groups/customers", "-user", "carl@pve", "-role", "PVEUserAdmin"]);
+    let carl = json(d, "userctl", &["user", "token", "add", "carl@pve", "cli", "-privsep", "0"]);
+    let carl = format!("carl@pve!cli={}", carl["value"].as_str().unwrap());
+    let out = as_token(d, &carl, &["user", "add", "customer1@pve", "-group", "customers"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(user(d, "customer1@pve")["groups"], serde_json::json!(["customers"]));
+    for args in [
+        &["user", "add", "loner@pve"][..],
+        &["user", "add", "boss@pve", "-group", "admin"],
+        &["user", "add", "customer2@pam", "-group", "customers"],
+        &["user", "modify", "customer1@pve", "-group", "admin"],
+    ] {
+        let out = as_token(d, &carl, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?} was allowed");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"), "{args:?}");
+    }
+    // Membership carries the group's roles: once customers holds a role carl could not grant
+    // himself, carl can no longer add members to it.
+    ok(d, "userctl", &["acl", "modify", "/vms", "-group", "customers", "-role", "PVEVMUser"]);
+    let out = as_token(d, &carl, &["user", "add", "customer3@pve", "-group", "customers"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("group 'customers' holds role 'PVEVMUser' on /vms"), "{err}");
+    assert_eq!(user(d, "customer3@pve"), serde_json::Value::Null);
+    ok(d, "userctl", &["acl", "delete", "/vms", "-group", "customers", "-role", "PVEVMUser"]);
+
     // Limited API token for monitoring.
     ok(d, "userctl", &["acl", "modify", "/vms", "-user", "joe@pve", "-role", "PVEVMAdmin"]);
     let made = json(d, "userctl", &["user", "token", "add", "joe@pve", "monitoring", "-privsep", "1"]);
@@ -202,6 +233,8 @@ fn the_pveum_examples_work_as_typed() {
             "/access user:joe@pve PVEUserAdmin true",
             "/access/realm/pve user:joe@pve PVEUserAdmin true",
             "/access/groups/customers user:joe@pve PVEUserAdmin true",
+            "/access/realm/pve user:carl@pve PVEUserAdmin true",
+            "/access/groups/customers user:carl@pve PVEUserAdmin true",
             "/vms user:joe@pve PVEVMAdmin true",
             "/vms token:joe@pve!monitoring PVEAuditor true",
             "/pool/dev-pool group:developers PVEAdmin true",

@@ -13,7 +13,7 @@ use hearth_core::Upid;
 use hearth_proto::{
     AclInfo, BackupEntry, BackupFile, BackupJob, BackupJobInfo, BackupOptions, BackupRun, ClientHello, CtStatusReport,
     DfEntry, ErrorKind, ErrorReply, GroupInfo, GuestConfigView, GuestSummary, NewTfa, NewToken, PathPermissions,
-    Payload, PendingItem, PoolInfo, PruneEntry, Response, RoleInfo, ServerHello, SnapshotInfo, StorageConfigs,
+    Payload, PendingItem, PoolInfo, PruneEntry, RealmInfo, Response, RoleInfo, ServerHello, SnapshotInfo, StorageConfigs,
     StorageDefinition, StorageStatus, TaskEvent, TaskInfo, TaskState, TfaInfo, TfaKind, TokenInfo, UserInfo,
     VmStatusReport, VolumeEntry,
 };
@@ -388,5 +388,24 @@ fn payload_samples() -> Vec<Payload> {
             last_upid: Some(upid("vzdump", "").to_string()),
         }]),
         Payload::TasksStarted(vec![upid("vzdump", "")]),
+        Payload::Realms(vec![
+            RealmInfo {
+                realm: "myrealm1".into(),
+                kind: "openid".into(),
+                builtin: false,
+                options: [("issuer-url", "https://accounts.google.com"), ("client-id", "XXXX")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                secrets: vec!["client-key".into()],
+            },
+            RealmInfo {
+                realm: "pve".into(),
+                kind: "pve".into(),
+                builtin: true,
+                options: [("comment".to_owned(), "Proxmox VE authentication server".to_owned())].into_iter().collect(),
+                secrets: vec![],
+            },
+        ]),
     ]
 }

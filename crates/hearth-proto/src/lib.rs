@@ -1327,8 +1327,9 @@ mod tests {
 pub enum AccessRequest {
     /// Creates a user in realm `pam` or `pve` (or a configured realm). Options: `email`, `firstname`, `lastname`,
     /// `comment`, `groups` (comma list), `enable` (0|1), `expire` (unix time, 0 = never).
-    /// `/access/realm/{realm}`: Realm.AllocateUser and `/access/groups`: User.Modify; `groups`
-    /// also `/`: Permissions.Modify. REST: `POST /access/users`.
+    /// `/access/realm/{realm}`: Realm.AllocateUser, and `/access/groups`: User.Modify or, with
+    /// `groups`, `/access/groups/{group}`: User.Modify for each; joining a group also needs the
+    /// right to grant its ACL entries. REST: `POST /access/users`.
     UserAdd {
         userid: String,
         #[serde(default)]
@@ -1336,7 +1337,8 @@ pub enum AccessRequest {
     },
     /// Changes a user's options; an empty value clears a text option. With `append`, `groups`
     /// adds to the user's groups instead of replacing them. `/access/groups`: User.Modify;
-    /// `groups` also `/`: Permissions.Modify. REST: `PUT /access/users/{userid}`.
+    /// joining or leaving a group also needs the right to grant its ACL entries.
+    /// REST: `PUT /access/users/{userid}`.
     UserModify {
         userid: String,
         #[serde(default)]

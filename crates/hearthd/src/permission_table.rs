@@ -762,9 +762,9 @@ fn access_samples() -> Vec<Sample> {
         sample(
             "userctl user add bob@pam --groups admins",
             access(AccessRequest::UserAdd { userid: bob(), options: pairs(&[("groups", "admins")]) }),
-            "Realm.AllocateUser@/access/realm/pam & User.Modify@/access/groups & Permissions.Modify@/",
+            "Realm.AllocateUser@/access/realm/pam & (User.Modify@/access/groups | User.Modify@/access/groups/admins)",
         )
-        .note("Proxmox asks User.Modify on the groups; membership carries the group's roles, so Hearth asks what granting them asks."),
+        .note("As Proxmox. Membership carries the group's roles, so the handler also refuses a group whose ACL entries the caller could not grant itself."),
         sample(
             "userctl user modify bob@pam --email bob@example.com",
             access(AccessRequest::UserModify { userid: bob(), options: pairs(&[("email", "bob@example.com")]), append: false }),
@@ -773,9 +773,9 @@ fn access_samples() -> Vec<Sample> {
         sample(
             "userctl user modify bob@pam --groups admins",
             access(AccessRequest::UserModify { userid: bob(), options: pairs(&[("groups", "admins")]), append: false }),
-            "User.Modify@/access/groups & Permissions.Modify@/",
+            "User.Modify@/access/groups",
         )
-        .note("As `userctl user add --groups`."),
+        .note("Proxmox also accepts User.Modify on a group the user is in; Hearth asks for all users. Joining or leaving a group is checked as for `userctl user add --groups`."),
         sample(
             "userctl user delete bob@pam",
             access(AccessRequest::UserDelete { userid: bob() }),

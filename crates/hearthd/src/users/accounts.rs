@@ -28,6 +28,7 @@ pub(super) fn add(
         }
         let mut user = User::default();
         options.apply(&mut user, false);
+        check_membership(daemon, caller, m, &BTreeSet::new(), &user.groups)?;
         m.users.insert(id.clone(), user);
         Ok(())
     })?;
@@ -48,8 +49,12 @@ pub(super) fn modify(
         if id.is_root() && !m.users.contains_key(&id) {
             m.users.insert(id.clone(), User::default());
         }
-        let user = m.users.get_mut(&id).ok_or_else(|| unknown_user(&id))?;
-        options.apply(user, append);
+        let mut user = m.users.get(&id).ok_or_else(|| unknown_user(&id))?.clone();
+        let before = user.groups.clone();
+        options.apply(&mut user, append);
+        // Judged on the model as it is: after the change the caller may be in the group itself.
+        check_membership(daemon, caller, m, &before, &user.groups)?;
+        m.users.insert(id.clone(), user);
         Ok(())
     })?;
     Ok(Payload::Empty)
@@ -111,6 +116,40 @@ pub(super) fn permissions(daemon: &Daemon, userid: &str, path: Option<&str>) -> 
             .map(|(path, privs)| PathPermissions { path: path.to_string(), privs: priv_names(privs) })
             .collect(),
     ))
+}
+
+/// Joining or leaving a group takes or sheds the roles its ACL entries grant (and the
+/// `NoAccess` they impose), so a caller other than root@pam may change a membership only if it
+/// may grant and revoke each of those entries itself ([`AccessModel::may_grant`]): Permissions.Modify
+/// on the entry's path, or the object's Allocate privilege there and every privilege of the role.
+fn check_membership(
+    daemon: &Daemon,
+    caller: &Caller,
+    model: &AccessModel,
+    before: &BTreeSet<GroupName>,
+    after: &BTreeSet<GroupName>,
+) -> Result<(), ErrorReply> {
+    if caller.is_root() {
+        return Ok(());
+    }
+    let who = caller.authid();
+    for group in before.symmetric_difference(after) {
+        let entries = model.acl.iter().filter(|e| matches!(&e.subject, AclSubject::Group(g) if g == group));
+        for entry in entries {
+            if who.as_ref().is_none_or(|w| !model.may_grant(w, &entry.path, &entry.role, now())) {
+                daemon.access.audit(&caller.userid, &format!("denied: membership of {group}"));
+                return Err(ErrorReply::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "permission denied: group '{group}' holds role '{}' on {}, which {} may not grant or \
+                         revoke (it needs Permissions.Modify there), so it cannot change who is in the group",
+                        entry.role, entry.path, caller.userid
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A user id for a new user: its realm must exist, `pam`, `pve` or a configured one.

@@ -39,16 +39,29 @@ pub fn required(r: &AccessRequest, caller: &Caller) -> Vec<Need> {
     let realm = |userid: &str| {
         userid.rsplit_once('@').map(|(_, realm)| on(format!("/access/realm/{realm}"), P::RealmAllocateUser))
     };
-    // Group membership carries the group's roles: changing it is granting them (User.Modify
-    // alone would let a user admin make anyone an admin).
-    let membership = |options: &[(String, String)]| {
-        options.iter().any(|(k, _)| k == "groups").then(|| on("/", P::PermissionsModify))
+    // Proxmox's `userid-group` check for a new user: User.Modify on /access/groups, or on
+    // /access/groups/GROUP for every group the new user joins (a user admin delegated one group
+    // may add members to it). Membership carries the group's roles, so the handler also lets a
+    // caller change memberships only where it could grant or revoke the groups' ACL entries
+    // itself (`accounts::check_membership`).
+    let new_user_admin = |options: &[(String, String)]| {
+        let groups: Vec<&str> = options
+            .iter()
+            .filter(|(k, _)| k == "groups")
+            .flat_map(|(_, v)| v.split(',').map(str::trim).filter(|g| !g.is_empty()))
+            .collect();
+        if groups.is_empty() {
+            user_admin()
+        } else {
+            let scoped = groups.iter().map(|g| on(format!("/access/groups/{g}"), P::UserModify)).collect();
+            Need::Either(vec![user_admin()], scoped)
+        }
     };
     match r {
-        A::UserAdd { userid, options } => {
-            [realm(userid), Some(user_admin()), membership(options)].into_iter().flatten().collect()
-        }
-        A::UserModify { options, .. } => [Some(user_admin()), membership(options)].into_iter().flatten().collect(),
+        A::UserAdd { userid, options } => [realm(userid), Some(new_user_admin(options))].into_iter().flatten().collect(),
+        // Changing a user needs the user admin's right over all users: which groups the user is
+        // in (Proxmox's alternative) is the model's, not this table's.
+        A::UserModify { .. } => vec![user_admin()],
         A::UserDelete { userid } => [realm(userid), Some(user_admin())].into_iter().flatten().collect(),
         A::UserList => vec![anyone("/access")],
         A::UserPermissions { userid, .. } => {
