@@ -151,7 +151,11 @@ fn a_restore_needs_the_backups_guest_and_brings_no_root_only_key() {
     let text = refused(&user, &daemon, "vmctl", &["restore", "100", &archive, "--force", "1"]);
     assert!(text.contains("VM.Backup") && text.contains("/vms/101"), "{text}");
     // With VM.Backup on 101 the backup may be read, but its `args` are root's alone.
-    grant(&mut daemon, &user, &[("/vms/100", "PVEVMAdmin"), ("/vms/101", "PVEVMUser"), ("/storage/local", "PVEDatastoreUser")]);
+    grant(
+        &mut daemon,
+        &user,
+        &[("/vms/100", "PVEVMAdmin"), ("/vms/101", "PVEVMUser"), ("/storage/local", "PVEDatastoreUser")],
+    );
     let text = refused(&user, &daemon, "vmctl", &["restore", "100", &archive, "--force", "1"]);
     assert!(text.contains("args") && text.contains("root@pam"), "{text}");
     let after =
@@ -233,7 +237,11 @@ fn every_allocation_needs_space_on_its_storage() {
     assert_eq!(volumes(&daemon), before, "nothing was allocated");
     assert!(!exists(&daemon, "vmctl", "102"));
 
-    grant(&mut daemon, &user, &[("/vms/100", "PVEVMAdmin"), ("/vms/102", "PVEVMAdmin"), ("/storage/local", "PVEDatastoreUser")]);
+    grant(
+        &mut daemon,
+        &user,
+        &[("/vms/100", "PVEVMAdmin"), ("/vms/102", "PVEVMAdmin"), ("/storage/local", "PVEDatastoreUser")],
+    );
     allowed(&user, &daemon, "vmctl", &["set", "100", "--virtio1", "local:0.01"]);
     allowed(&user, &daemon, "vmctl", &["resize", "100", "scsi0", "+4M"]);
     assert_eq!(volumes(&daemon).len(), before.len() + 1);
@@ -302,7 +310,11 @@ fn a_crafted_container_archive_brings_nothing_the_user_could_not_set() {
         .to_owned();
     let user = UnixUser::new("cr");
     let (on_target, on_source) = (format!("/vms/{target}"), format!("/vms/{source}"));
-    grant(&mut daemon, &user, &[(&on_target, "PVEVMAdmin"), (&on_source, "PVEVMUser"), ("/storage/local", "PVEDatastoreUser")]);
+    grant(
+        &mut daemon,
+        &user,
+        &[(&on_target, "PVEVMAdmin"), (&on_source, "PVEVMUser"), ("/storage/local", "PVEDatastoreUser")],
+    );
     let before = volumes(&daemon);
     for (n, (extra, expect)) in [
         ("mp0 = \"/etc,mp=/mnt/host-etc\"\n", "root@pam"),

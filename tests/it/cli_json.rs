@@ -318,7 +318,17 @@ fn every_command_prints_json_or_nothing() {
     s.json("userctl userdel", &["bob@pve"]);
     s.json(
         "userctl realm add",
-        &["corp", "--type", "openid", "--issuer-url", "https://id.example", "--client-id", "hearth", "--client-key", "k"],
+        &[
+            "corp",
+            "--type",
+            "openid",
+            "--issuer-url",
+            "https://id.example",
+            "--client-id",
+            "hearth",
+            "--client-key",
+            "k",
+        ],
     );
     s.json("userctl realm modify", &["corp", "--comment", "Corporate", "--delete", "client-key"]);
     s.json("userctl realm list", &[]);

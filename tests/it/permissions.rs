@@ -67,15 +67,8 @@ const OPS: &[Op] = &[
 ];
 
 /// The roles of the matrix and where each is granted.
-const ROLES: &[&str] = &[
-    "Administrator",
-    "PVEVMAdmin",
-    "PVEVMUser",
-    "PVEAuditor",
-    "NoAccess",
-    "PVEDatastoreUser",
-    "PVETemplateUser",
-];
+const ROLES: &[&str] =
+    &["Administrator", "PVEVMAdmin", "PVEVMUser", "PVEAuditor", "NoAccess", "PVEDatastoreUser", "PVETemplateUser"];
 
 fn acl_path(role: &str) -> &'static str {
     if role.starts_with("PVEDatastore") { "/storage/local" } else { "/vms/100" }

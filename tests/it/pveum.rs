@@ -53,7 +53,9 @@ fn acl_rows(daemon: &HearthdProcess) -> Vec<String> {
     list.as_array()
         .expect("a list")
         .iter()
-        .map(|e| format!("{} {}:{} {} {}", e["path"], e["type"], e["ugid"], e["roleid"], e["propagate"]).replace('"', ""))
+        .map(|e| {
+            format!("{} {}:{} {} {}", e["path"], e["type"], e["ugid"], e["roleid"], e["propagate"]).replace('"', "")
+        })
         .collect()
 }
 
@@ -138,13 +140,17 @@ fn the_pveum_examples_work_as_typed() {
     assert_eq!(user(d, "testuser@pve")["groups"], serde_json::json!(["admin", "testgroup"]));
     let groups = json(d, "userctl", &["group", "list"]);
     let admin = groups.as_array().unwrap().iter().find(|g| g["group"] == "admin").cloned().unwrap();
-    assert_eq!((&admin["comment"], &admin["members"]), (&"System Administrators".into(), &serde_json::json!(["testuser@pve"])));
+    assert_eq!(
+        (&admin["comment"], &admin["members"]),
+        (&"System Administrators".into(), &serde_json::json!(["testuser@pve"]))
+    );
 
     // Auditors.
     ok(d, "userctl", &["user", "add", "joe@pve"]);
     ok(d, "userctl", &["acl", "modify", "/", "-user", "joe@pve", "-role", "PVEAuditor"]);
     ok(d, "userctl", &["acl", "modify", "/vms", "-user", "joe@pve", "-role", "PVEAuditor"]);
-    let auditor = ["Datastore.Audit", "Mapping.Audit", "Pool.Audit", "SDN.Audit", "Sys.Audit", "VM.Audit", "VM.GuestAgent.Audit"];
+    let auditor =
+        ["Datastore.Audit", "Mapping.Audit", "Pool.Audit", "SDN.Audit", "Sys.Audit", "VM.Audit", "VM.GuestAgent.Audit"];
     assert_eq!(privs(d, &["user", "permissions", "joe@pve"], "/storage/local"), auditor);
 
     // Delegate user management.
@@ -208,13 +214,22 @@ fn the_pveum_examples_work_as_typed() {
     let full = format!("joe@pve!full={}", full["value"].as_str().unwrap());
     let out = as_token(d, &full, &["user", "add", "newbie@pve"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = as_token(d, &full, &["realm", "add", "corp", "--type", "openid", "--issuer-url", "https://id.example", "--client-id", "x"]);
+    let out = as_token(
+        d,
+        &full,
+        &["realm", "add", "corp", "--type", "openid", "--issuer-url", "https://id.example", "--client-id", "x"],
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Realm.Allocate"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Realm.Allocate"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Resource pools.
     ok(d, "userctl", &["group", "add", "developers", "-comment", "Our software developers"]);
-    let (code, stderr) = with_stdin(d, &["user", "add", "developer1@pve", "-group", "developers", "-password"], "dev secret 1\n");
+    let (code, stderr) =
+        with_stdin(d, &["user", "add", "developer1@pve", "-group", "developers", "-password"], "dev secret 1\n");
     assert_eq!(code, 0, "{stderr}");
     assert!(hearthd::verify_password(d.root(), &"developer1@pve".parse().unwrap(), "dev secret 1"));
     assert_eq!(user(d, "developer1@pve")["groups"], serde_json::json!(["developers"]));
@@ -285,24 +300,59 @@ fn realms_as_pveum_configures_them() {
         d,
         "userctl",
         &[
-            "realm", "add", "myrealm1", "--type", "openid", "--issuer-url", "https://accounts.google.com", "--client-id",
-            "XXXX", "--client-key", "YYYY", "--username-claim", "email",
+            "realm",
+            "add",
+            "myrealm1",
+            "--type",
+            "openid",
+            "--issuer-url",
+            "https://accounts.google.com",
+            "--client-id",
+            "XXXX",
+            "--client-key",
+            "YYYY",
+            "--username-claim",
+            "email",
         ],
     );
     ok(
         d,
         "userctl",
         &[
-            "realm", "add", "myrealm2", "--type", "openid", "--issuer-url", "https://your.server:8080/realms/your-realm",
-            "--client-id", "XXX", "--username-claim", "username",
+            "realm",
+            "add",
+            "myrealm2",
+            "--type",
+            "openid",
+            "--issuer-url",
+            "https://your.server:8080/realms/your-realm",
+            "--client-id",
+            "XXX",
+            "--username-claim",
+            "username",
         ],
     );
     ok(
         d,
         "userctl",
         &[
-            "realm", "add", "corp", "--type", "ldap", "--server1", "ldap.example.com", "--base_dn", "ou=People,dc=example,dc=com",
-            "--user_attr", "uid", "--bind_dn", "cn=hearth,dc=example,dc=com", "--password", "bind-secret", "--mode", "ldaps",
+            "realm",
+            "add",
+            "corp",
+            "--type",
+            "ldap",
+            "--server1",
+            "ldap.example.com",
+            "--base_dn",
+            "ou=People,dc=example,dc=com",
+            "--user_attr",
+            "uid",
+            "--bind_dn",
+            "cn=hearth,dc=example,dc=com",
+            "--password",
+            "bind-secret",
+            "--mode",
+            "ldaps",
         ],
     );
     let list = listed();
@@ -358,12 +408,31 @@ fn realms_as_pveum_configures_them() {
     let err = refused(
         d,
         1,
-        &["realm", "add", "x1", "--type", "openid", "--issuer-url", "https://a.example", "--client-id", "a", "--base_dn", "dc=x"],
+        &[
+            "realm",
+            "add",
+            "x1",
+            "--type",
+            "openid",
+            "--issuer-url",
+            "https://a.example",
+            "--client-id",
+            "a",
+            "--base_dn",
+            "dc=x",
+        ],
     );
     assert!(err.contains("'base_dn' is not an option of realm type openid"), "{err}");
     let err = refused(d, 1, &["realm", "add", "x1", "--type", "openid", "--issuer-url", "ftp://a", "--client-id", "a"]);
     assert!(err.contains("invalid issuer-url 'ftp://a'"), "{err}");
-    assert!(refused(d, 1, &["realm", "add", "myrealm1", "--type", "ldap", "--server1", "h", "--base_dn", "b", "--user_attr", "u"]).contains("already exists"));
+    assert!(
+        refused(
+            d,
+            1,
+            &["realm", "add", "myrealm1", "--type", "ldap", "--server1", "h", "--base_dn", "b", "--user_attr", "u"]
+        )
+        .contains("already exists")
+    );
     assert!(refused(d, 1, &["realm", "modify", "myrealm1", "--username-claim", "sub"]).contains("fixed"));
     for builtin in ["pam", "pve"] {
         assert!(refused(d, 1, &["realm", "delete", builtin]).contains("built in and cannot be deleted"));

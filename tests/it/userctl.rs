@@ -124,9 +124,7 @@ fn users_groups_roles_acl_pools_and_tokens() {
 
     // The file has it all, and hearthd starts again on it.
     let access = std::fs::read_to_string(d.root().join("etc/hearth/access.toml")).unwrap();
-    for expected in
-        ["[users.\"joe@pve\"]", "[groups.ops]", "Power = [", "[pools.prod]", "[tokens.\"joe@pve!ro\"]"]
-    {
+    for expected in ["[users.\"joe@pve\"]", "[groups.ops]", "Power = [", "[pools.prod]", "[tokens.\"joe@pve!ro\"]"] {
         assert!(access.contains(expected), "{expected} missing from access.toml:\n{access}");
     }
     assert!(!access.contains("ann@pam"));

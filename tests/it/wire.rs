@@ -13,9 +13,9 @@ use hearth_core::Upid;
 use hearth_proto::{
     AclInfo, BackupEntry, BackupFile, BackupJob, BackupJobInfo, BackupOptions, BackupRun, ClientHello, CtStatusReport,
     DfEntry, ErrorKind, ErrorReply, GroupInfo, GuestConfigView, GuestSummary, NewTfa, NewToken, PathPermissions,
-    Payload, PendingItem, PoolInfo, PruneEntry, RealmInfo, Response, RoleInfo, ServerHello, SnapshotInfo, StorageConfigs,
-    StorageDefinition, StorageStatus, TaskEvent, TaskInfo, TaskState, TfaInfo, TfaKind, TokenInfo, UserInfo,
-    VmStatusReport, VolumeEntry,
+    Payload, PendingItem, PoolInfo, PruneEntry, RealmInfo, Response, RoleInfo, ServerHello, SnapshotInfo,
+    StorageConfigs, StorageDefinition, StorageStatus, TaskEvent, TaskInfo, TaskState, TfaInfo, TfaKind, TokenInfo,
+    UserInfo, VmStatusReport, VolumeEntry,
 };
 use hearthd::permission_table::samples;
 use serde::Serialize;

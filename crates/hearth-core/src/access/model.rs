@@ -560,7 +560,10 @@ propagate = false
             "{}\n[[acl]]\npath = \"/\"\nuser = \"joe@pve\"\nrole = \"PVEAuditor\"\npropagate = false\n",
             acl("user = \"joe@pve\"\nrole = \"PVEAuditor\"")
         );
-        assert_eq!(load_err(&twice), "line 10: acl entry 2 (/ joe@pve PVEAuditor (no propagation)): repeats acl entry 1");
+        assert_eq!(
+            load_err(&twice),
+            "line 10: acl entry 2 (/ joe@pve PVEAuditor (no propagation)): repeats acl entry 1"
+        );
         assert_eq!(
             load_err("[users.\"joe@pve\"]\ngroups = [\"admns\"]\n\n[groups.admins]\n"),
             "line 2: user 'joe@pve': unknown group 'admns'; did you mean 'admins'?"

@@ -289,7 +289,10 @@ pub fn check_options(kind: RealmType, options: &BTreeMap<String, String>) -> Res
 pub fn check_option(kind: RealmType, name: &str, value: &str) -> Result<(), RealmError> {
     let Some(key) = kind.key(name) else {
         let takes: Vec<&str> = kind.keys().map(|k| k.name).collect();
-        return Err(RealmError(format!("'{name}' is not an option of realm type {kind}; it takes {}", takes.join(", "))));
+        return Err(RealmError(format!(
+            "'{name}' is not an option of realm type {kind}; it takes {}",
+            takes.join(", ")
+        )));
     };
     let bad = |expected: &str| Err(RealmError(format!("invalid {name} '{value}': expected {expected}")));
     if value.chars().any(char::is_control) {
@@ -359,9 +362,15 @@ mod tests {
         );
         assert_eq!(err(RealmType::Openid, "autocreate", "yes"), "invalid autocreate 'yes': expected 0 or 1");
         assert_eq!(err(RealmType::Ldap, "port", "0"), "invalid port '0': expected a port from 1 to 65535");
-        assert_eq!(err(RealmType::Ldap, "mode", "tls"), "invalid mode 'tls': expected one of ldap, ldaps, ldap+starttls");
+        assert_eq!(
+            err(RealmType::Ldap, "mode", "tls"),
+            "invalid mode 'tls': expected one of ldap, ldaps, ldap+starttls"
+        );
         assert!(err(RealmType::Pve, "server1", "x").starts_with("'server1' is not an option of realm type pve"));
-        assert_eq!(err(RealmType::Ldap, "bind_dn", "a\nb"), "invalid bind_dn 'a\nb': expected text without control characters");
+        assert_eq!(
+            err(RealmType::Ldap, "bind_dn", "a\nb"),
+            "invalid bind_dn 'a\nb': expected text without control characters"
+        );
     }
 
     #[test]
@@ -383,7 +392,9 @@ mod tests {
             "realm 'x1': issuer-url is required for type openid"
         );
         assert_eq!(
-            err("[realms.x1]\ntype = \"ldap\"\nserver1 = \"h\"\nbase_dn = \"b\"\nuser_attr = \"uid\"\npassword = \"p\"\n"),
+            err(
+                "[realms.x1]\ntype = \"ldap\"\nserver1 = \"h\"\nbase_dn = \"b\"\nuser_attr = \"uid\"\npassword = \"p\"\n"
+            ),
             "realm 'x1': password belongs in etc/hearth/priv/, not here"
         );
         assert_eq!(check_name("1abc").unwrap_err().to_string().split(':').next(), Some("invalid realm '1abc'"));

@@ -462,8 +462,9 @@ mod tests {
         // The pool's roles are added to the regular ones.
         assert_eq!(roles(&m, "joe@pve", "/vms/100"), ["PVEDatastoreUser", "PVETemplateUser", "PVEVMUser"]);
         let vm_user = role::builtin("PVEVMUser").unwrap().privs;
-        let expected =
-            vm_user | role::builtin("PVETemplateUser").unwrap().privs | role::builtin("PVEDatastoreUser").unwrap().privs;
+        let expected = vm_user
+            | role::builtin("PVETemplateUser").unwrap().privs
+            | role::builtin("PVEDatastoreUser").unwrap().privs;
         assert_eq!(privs(&m, "joe@pve", "/vms/100"), expected.to_string());
         assert_eq!(roles(&m, "joe@pve", "/storage/local"), ["PVEDatastoreUser", "PVEVMUser"]);
         // Not for guests or storages outside the pool, and not for the collections.
@@ -649,7 +650,11 @@ mod tests {
 
         // A user entry on / overrides the group's for that user.
         let mut overridden = m.clone();
-        overridden.acl.push(AclEntry::new(AclPath::root(), AclSubject::User(joe.clone()), "PVEAuditor".parse().unwrap()));
+        overridden.acl.push(AclEntry::new(
+            AclPath::root(),
+            AclSubject::User(joe.clone()),
+            "PVEAuditor".parse().unwrap(),
+        ));
         assert!(m.would_remove_last_admin(&overridden, NOW));
 
         // With a second administrator, removing one is fine.

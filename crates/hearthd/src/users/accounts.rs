@@ -322,8 +322,10 @@ mod tests {
             new_userid("joe@hearth", &none).unwrap_err().message,
             "unknown realm 'hearth' in user id 'joe@hearth': the realms are pam, pve (see `userctl realm list`)"
         );
-        let corp = Domains::from_toml("[realms.corp]\ntype = \"openid\"\nissuer-url = \"https://id.example\"\nclient-id = \"x\"\n")
-            .unwrap();
+        let corp = Domains::from_toml(
+            "[realms.corp]\ntype = \"openid\"\nissuer-url = \"https://id.example\"\nclient-id = \"x\"\n",
+        )
+        .unwrap();
         assert!(new_userid("joe@corp", &corp).is_ok());
         assert!(new_userid("joe", &none).unwrap_err().message.starts_with("invalid user id 'joe'"));
     }

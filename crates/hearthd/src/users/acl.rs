@@ -150,13 +150,16 @@ mod tests {
         let mut m = AccessModel::default();
         let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
         let change =
-            AclChange::parse("/vms/100", &s(&["PVEVMUser", "PVEAuditor"]), &s(&["joe@pam"]), &s(&["ops"]), &[]).unwrap();
+            AclChange::parse("/vms/100", &s(&["PVEVMUser", "PVEAuditor"]), &s(&["joe@pam"]), &s(&["ops"]), &[])
+                .unwrap();
         change.apply(&mut m, true, false);
         assert_eq!(m.acl.len(), 4);
         change.apply(&mut m, false, false);
         assert_eq!(m.acl.len(), 4);
         assert!(m.acl.iter().all(|e| !e.propagate));
-        AclChange::parse("/vms/100", &s(&["PVEAuditor"]), &s(&["joe@pam"]), &[], &[]).unwrap().apply(&mut m, true, true);
+        AclChange::parse("/vms/100", &s(&["PVEAuditor"]), &s(&["joe@pam"]), &[], &[])
+            .unwrap()
+            .apply(&mut m, true, true);
         assert_eq!(m.acl.len(), 3);
         assert!(
             AclChange::parse("/vms/1", &s(&["PVEAuditor"]), &s(&["joe@pam"]), &[], &[])

@@ -58,7 +58,9 @@ pub fn required(r: &AccessRequest, caller: &Caller) -> Vec<Need> {
         }
     };
     match r {
-        A::UserAdd { userid, options } => [realm(userid), Some(new_user_admin(options))].into_iter().flatten().collect(),
+        A::UserAdd { userid, options } => {
+            [realm(userid), Some(new_user_admin(options))].into_iter().flatten().collect()
+        }
         // Changing a user needs the user admin's right over all users: which groups the user is
         // in (Proxmox's alternative) is the model's, not this table's.
         A::UserModify { .. } => vec![user_admin()],

@@ -55,7 +55,9 @@ struct TokenSubjects(String);
 
 fn token_subjects(m: &ArgMatches) -> Vec<String> {
     let given = m.try_get_many::<TokenSubjects>("token").ok().flatten().into_iter().flatten();
-    given.flat_map(|t| t.0.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect::<Vec<_>>()).collect()
+    given
+        .flat_map(|t| t.0.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect::<Vec<_>>())
+        .collect()
 }
 
 pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {

@@ -91,10 +91,7 @@ pub fn command() -> Command {
                      with the reason; pam, pve and openid realms have nothing to sync.",
                 )
                 .arg(realm())
-                .arg(
-                    option("scope", "SCOPE", "What to sync")
-                        .value_parser(["users", "groups", "both"]),
-                )
+                .arg(option("scope", "SCOPE", "What to sync").value_parser(["users", "groups", "both"]))
                 .arg(flag("dry-run", "Only show what would change"))
                 .arg(flag("enable-new", "Enable new users"))
                 .arg(option("remove-vanished", "LIST", "What to remove when it vanished: acl;entry;properties")),
@@ -105,10 +102,9 @@ pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result
     let realm = super::string(m, "realm");
     match action {
         "add" => change(AccessRequest::RealmAdd { realm, kind: super::string(m, "type"), options: options(m) }, format),
-        "modify" => change(
-            AccessRequest::RealmModify { realm, options: options(m), delete: super::list(m, "delete") },
-            format,
-        ),
+        "modify" => {
+            change(AccessRequest::RealmModify { realm, options: options(m), delete: super::list(m, "delete") }, format)
+        }
         "delete" => change(AccessRequest::RealmDelete { realm }, format),
         "sync" => {
             let mut options: Vec<(String, String)> = Vec::new();

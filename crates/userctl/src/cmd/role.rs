@@ -7,11 +7,16 @@ use hearth_proto::{AccessRequest, Payload};
 use super::{change, flag, positional};
 
 fn role() -> clap::Arg {
-    positional("role", "ROLE", "Role name, [A-Za-z0-9.-_]+; built-in names and names starting with PVE (any case) are reserved")
+    positional(
+        "role",
+        "ROLE",
+        "Role name, [A-Za-z0-9.-_]+; built-in names and names starting with PVE (any case) are reserved",
+    )
 }
 
 fn privs(required: bool) -> clap::Arg {
-    super::option("privs", "PRIVS", "Privileges separated by commas or spaces, e.g. \"VM.PowerMgmt VM.Console\"").required(required)
+    super::option("privs", "PRIVS", "Privileges separated by commas or spaces, e.g. \"VM.PowerMgmt VM.Console\"")
+        .required(required)
 }
 
 pub fn command() -> Command {

@@ -39,9 +39,13 @@ pub fn command() -> Command {
                 .arg(userid())
                 .arg(clap::Arg::new("id").value_name("ID").help("The factor's id, as tfa list shows it"))
                 .arg(
-                    super::option("id-option", "ID", "The factor's id, as pveum's --id; without any id, all of the user's")
-                        .long("id")
-                        .conflicts_with("id"),
+                    super::option(
+                        "id-option",
+                        "ID",
+                        "The factor's id, as pveum's --id; without any id, all of the user's",
+                    )
+                    .long("id")
+                    .conflicts_with("id"),
                 ),
             Command::new("unlock")
                 .about("Lift a user's second-factor lockout")

@@ -9,7 +9,11 @@ use super::{bool_option, change, flag, option, positional};
 const USER_OPTIONS: &[&str] = &["email", "firstname", "lastname", "comment", "groups", "enable", "expire"];
 
 fn userid() -> clap::Arg {
-    positional("userid", "USERID", "User id NAME@REALM; realms: pam (host accounts) and hearth")
+    positional(
+        "userid",
+        "USERID",
+        "User id NAME@REALM; realms: pam (host accounts), pve, and configured ones (userctl realm list)",
+    )
 }
 
 fn user_options() -> Vec<clap::Arg> {
