@@ -390,6 +390,12 @@ fn realms_as_pveum_configures_them() {
     assert_eq!(get("myrealm1")["options"]["autocreate"], "1");
     assert_eq!(get("myrealm1")["secrets"], serde_json::json!([]));
     assert_eq!(get("pve")["options"]["comment"], "Hearth's own");
+    // One default realm, as Proxmox keeps it.
+    ok(d, "userctl", &["realm", "modify", "myrealm2", "--default", "1"]);
+    let list = listed();
+    let get = |name: &str| list.as_array().unwrap().iter().find(|r| r["realm"] == name).cloned().unwrap();
+    assert_eq!(get("myrealm2")["options"]["default"], "1");
+    assert_eq!(get("pve")["options"].get("default"), None);
     assert!(!std::fs::read_to_string(&secrets).unwrap().contains("YYYY"));
 
     // Bad input: one clear error, nothing changes.

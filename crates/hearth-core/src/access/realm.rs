@@ -251,6 +251,14 @@ impl Domains {
             .or_else(|| self.realms.get(name).map(|r| r.kind))
     }
 
+    /// Makes `name` the only default realm, as Proxmox keeps one.
+    pub fn clear_other_defaults(&mut self, name: &str) {
+        for (_, realm) in self.realms.iter_mut().filter(|(n, _)| n.as_str() != name) {
+            realm.options.remove("default");
+        }
+        self.realms.retain(|n, r| !(is_builtin(n) && r.options.is_empty()));
+    }
+
     /// Every realm, the built-in ones included, sorted by name, with its options.
     pub fn all(&self) -> Vec<(String, RealmType, BTreeMap<String, String>)> {
         let mut all: BTreeMap<String, (RealmType, BTreeMap<String, String>)> =
@@ -297,6 +305,9 @@ pub fn check_option(kind: RealmType, name: &str, value: &str) -> Result<(), Real
     let bad = |expected: &str| Err(RealmError(format!("invalid {name} '{value}': expected {expected}")));
     if value.chars().any(char::is_control) {
         return bad("text without control characters");
+    }
+    if name == "tfa" && !matches!(value.split(',').next(), Some("type=oath" | "type=yubico")) {
+        return bad("type=oath or type=yubico, then its options (digits=, step=, id=, key=, url=)");
     }
     match key.value {
         Value::Text | Value::Secret if value.is_empty() => bad("a value"),
@@ -385,6 +396,12 @@ mod tests {
         assert_eq!(domains.realm_type("nope"), None);
         let names: Vec<String> = domains.all().into_iter().map(|(n, _, _)| n).collect();
         assert_eq!(names, ["myrealm1", "pam", "pve"]);
+        let mut two = domains.clone();
+        two.realms.get_mut("pve").unwrap().options.insert("default".into(), "1".into());
+        two.realms.get_mut("myrealm1").unwrap().options.insert("default".into(), "1".into());
+        two.clear_other_defaults("myrealm1");
+        assert_eq!(two.realms["myrealm1"].options.get("default").map(String::as_str), Some("1"));
+        assert!(!two.realms["pve"].options.contains_key("default"));
         let err = |t: &str| Domains::from_toml(t).unwrap_err().to_string();
         assert_eq!(err("[realms.pve]\ntype = \"ldap\"\n"), "realm 'pve': the built-in realm is of type pve");
         assert_eq!(

@@ -105,7 +105,11 @@ pub(super) fn add(
     if domains.realm_type(name).is_some() {
         return Err(ErrorReply::new(ErrorKind::Conflict, format!("realm '{name}' already exists")));
     }
+    let default = changes.plain.get("default").is_some_and(|v| v == "1");
     domains.realms.insert(name.to_owned(), RealmConfig { kind, options: changes.plain });
+    if default {
+        domains.clear_other_defaults(name);
+    }
     // Secrets first: a realm must not be listed with a key it was meant to have but lacks.
     credentials::set_realm_secrets(&daemon.root, name, &changes.secrets)?;
     if let Err(e) = save(&daemon.root, &domains) {
@@ -158,6 +162,9 @@ pub(super) fn modify(
         None => {
             domains.realms.insert(name.to_owned(), RealmConfig { kind, options });
         }
+    }
+    if domains.realms.get(name).is_some_and(|r| r.options.get("default").is_some_and(|v| v == "1")) {
+        domains.clear_other_defaults(name);
     }
     if domains.realms.get(name).is_some_and(|r| realm::is_builtin(name) && r.options.is_empty()) {
         domains.realms.remove(name);
