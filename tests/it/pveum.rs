@@ -380,6 +380,10 @@ fn realms_as_pveum_configures_them() {
     let (code, stderr) = with_stdin(d, &["passwd", "alice@myrealm1"], "some password\n");
     assert_eq!(code, 1);
     assert!(stderr.contains("not in the pve realm"), "{stderr}");
+    let (code, stderr) = with_stdin(d, &["user", "add", "bob@myrealm1", "-password"], "some password\n");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("not in the pve realm"), "{stderr}");
+    assert_eq!(user(d, "bob@myrealm1"), serde_json::Value::Null, "nothing was created");
 
     // modify, --delete, and the built-ins' comment.
     ok(d, "userctl", &["realm", "modify", "myrealm1", "--comment", "Google", "--autocreate", "1"]);

@@ -28,12 +28,17 @@ pub fn run(m: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     change(AccessRequest::Passwd { userid, password }, format)
 }
 
-/// Refuses early, before asking for a password that could not be used.
+/// Refuses early, before asking for a password that could not be used: only users of the `pve`
+/// realm have a password Hearth keeps.
 pub fn refuse_pam(userid: &str) -> anyhow::Result<()> {
-    if userid.rsplit_once('@').is_some_and(|(_, realm)| realm == "pam") {
-        bail!("'{userid}' is a host account: change its password with passwd(1) on the host");
+    match userid.rsplit_once('@') {
+        Some((_, "pam")) => bail!("'{userid}' is a host account: change its password with passwd(1) on the host"),
+        Some((_, realm)) if realm != "pve" => bail!(
+            "'{userid}' is not in the pve realm: only pve users have a password kept by Hearth; realm '{realm}' \
+             authenticates elsewhere"
+        ),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 pub use hearth_client::password::read_new_password;
