@@ -1,5 +1,5 @@
 //! Access control through the real socket as real Unix users: nobody but root holds anything
-//! until access.toml grants it; a VMUser on one VM may run and watch that VM, not change it,
+//! until access.toml grants it; a PVEVMUser on one VM may run and watch that VM, not change it,
 //! and does not see the others; a broken access.toml stops hearthd.
 
 use std::os::unix::process::CommandExt;
@@ -46,7 +46,7 @@ fn a_vm_user_runs_their_vm_and_sees_nothing_else() {
     grant(
         &mut daemon,
         &format!(
-            "[users.\"{id}\"]\n\n[[acl]]\npath = \"/vms/100\"\nuser = \"{id}\"\nrole = \"VMUser\"\n",
+            "[users.\"{id}\"]\n\n[[acl]]\npath = \"/vms/100\"\nuser = \"{id}\"\nrole = \"PVEVMUser\"\n",
             id = user.userid()
         ),
     );
@@ -127,36 +127,36 @@ fn an_api_token_acts_with_its_own_rights() {
     for vmid in ["100", "101"] {
         ok(&daemon, "vmctl", &["create", vmid, "--memory", "64"]);
     }
-    ok(&daemon, "userctl", &["user", "add", "ci@hearth"]);
-    ok(&daemon, "userctl", &["acl", "modify", "/vms/100", "--roles", "VMUser", "--users", "ci@hearth"]);
-    let made = crate::json(&daemon, "userctl", &["token", "add", "ci@hearth", "deploy", "--privsep", "0"]);
+    ok(&daemon, "userctl", &["user", "add", "ci@pve"]);
+    ok(&daemon, "userctl", &["acl", "modify", "/vms/100", "--roles", "PVEVMUser", "--users", "ci@pve"]);
+    let made = crate::json(&daemon, "userctl", &["token", "add", "ci@pve", "deploy", "--privsep", "0"]);
     let secret = made["value"].as_str().expect("the secret is shown once").to_owned();
     let as_token = |token: &str, args: &[&str]| {
         daemon.command("vmctl").args(args).env("HEARTH_TOKEN", token).stdin(Stdio::null()).output().expect("vmctl")
     };
     // Even when root runs the client, the token's rights apply.
-    let out = as_token(&format!("ci@hearth!deploy={secret}"), &["list", "--output-format", "json"]);
+    let out = as_token(&format!("ci@pve!deploy={secret}"), &["list", "--output-format", "json"]);
     assert_eq!(listed(&out), [100]);
     // The same through --token on the command line.
-    let token = format!("ci@hearth!deploy={secret}");
+    let token = format!("ci@pve!deploy={secret}");
     let out =
         daemon.command("vmctl").args(["list", "--output-format", "json", "--token", &token]).output().expect("vmctl");
     assert_eq!(listed(&out), [100]);
-    let out = as_token(&format!("ci@hearth!deploy={secret}"), &["set", "100", "--memory", "128"]);
-    assert_eq!(out.status.code(), Some(1), "VMUser cannot configure");
-    let perms = crate::json(&daemon, "userctl", &["token", "permissions", "ci@hearth", "deploy", "--path", "/vms/100"]);
+    let out = as_token(&format!("ci@pve!deploy={secret}"), &["set", "100", "--memory", "128"]);
+    assert_eq!(out.status.code(), Some(1), "PVEVMUser cannot configure");
+    let perms = crate::json(&daemon, "userctl", &["token", "permissions", "ci@pve", "deploy", "--path", "/vms/100"]);
     assert!(
         perms.to_string().contains("VM.PowerMgmt"),
         "without privilege separation the token has its user's rights: {perms}"
     );
     // With privilege separation a token holds only what its own ACL entries grant: nothing yet.
-    ok(&daemon, "userctl", &["token", "modify", "ci@hearth", "deploy", "--privsep", "1"]);
+    ok(&daemon, "userctl", &["token", "modify", "ci@pve", "deploy", "--privsep", "1"]);
     let out = as_token(&token, &["list", "--output-format", "json"]);
     assert_eq!(listed(&out), Vec::<u64>::new());
-    ok(&daemon, "userctl", &["acl", "modify", "/vms/100", "--roles", "Auditor", "--tokens", "ci@hearth!deploy"]);
+    ok(&daemon, "userctl", &["acl", "modify", "/vms/100", "--roles", "PVEAuditor", "--tokens", "ci@pve!deploy"]);
     let out = as_token(&token, &["list", "--output-format", "json"]);
-    assert_eq!(listed(&out), [100], "the token's own Auditor entry, within its user's rights");
-    let out = as_token("ci@hearth!deploy=0000", &["list"]);
+    assert_eq!(listed(&out), [100], "the token's own PVEAuditor entry, within its user's rights");
+    let out = as_token("ci@pve!deploy=0000", &["list"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("invalid API token"), "{}", stderr(&out));
     let secrets = std::fs::read_to_string(daemon.root().join("etc/hearth/priv/tokens.toml")).expect("token store");
@@ -175,8 +175,8 @@ fn user_and_vm_admins_cannot_reach_root() {
         &mut daemon,
         &format!(
             "[users.\"{id}\"]\n\n[groups.admins]\n\n[[acl]]\npath = \"/\"\ngroup = \"admins\"\nrole = \"Administrator\"\n\n\
-             [[acl]]\npath = \"/access\"\nuser = \"{id}\"\nrole = \"UserAdmin\"\n\n\
-             [[acl]]\npath = \"/vms/100\"\nuser = \"{id}\"\nrole = \"VMAdmin\"\n"
+             [[acl]]\npath = \"/access\"\nuser = \"{id}\"\nrole = \"PVEUserAdmin\"\n\n\
+             [[acl]]\npath = \"/vms/100\"\nuser = \"{id}\"\nrole = \"PVEVMAdmin\"\n"
         ),
     );
     for (program, args) in [
@@ -196,7 +196,7 @@ fn user_and_vm_admins_cannot_reach_root() {
     }
     let config = crate::json(&daemon, "vmctl", &["config", "100"]);
     assert!(config.get("serial0").is_none() && config.get("args").is_none(), "{config}");
-    // What VMAdmin may do still works.
+    // What PVEVMAdmin may do still works.
     let out = user.run(&daemon, "vmctl", &["set", "100", "--memory", "96"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }

@@ -88,7 +88,7 @@ fn dump_dir(daemon: &HearthdProcess) -> PathBuf {
     daemon.root().join("var/lib/hearth/dump")
 }
 
-/// Issue defect 1: VMAdmin on a new id, VMUser on an unprivileged container and DatastoreUser
+/// Issue defect 1: PVEVMAdmin on a new id, PVEVMUser on an unprivileged container and PVEDatastoreUser
 /// on `local` back the container up and restore it as a privileged one (host root).
 #[test]
 fn a_user_cannot_restore_a_container_as_privileged() {
@@ -106,10 +106,10 @@ fn a_user_cannot_restore_a_container_as_privileged() {
         &mut daemon,
         &user,
         &[
-            (&on_target, "VMAdmin"),
-            (&on_source, "VMUser"),
-            (&on_privileged, "VMUser"),
-            ("/storage/local", "DatastoreUser"),
+            (&on_target, "PVEVMAdmin"),
+            (&on_source, "PVEVMUser"),
+            (&on_privileged, "PVEVMUser"),
+            ("/storage/local", "PVEDatastoreUser"),
         ],
     );
     allowed(&user, &daemon, "ctctl", &["backup", &source, "--storage", "local"]);
@@ -130,7 +130,7 @@ fn a_user_cannot_restore_a_container_as_privileged() {
     assert_ne!(config["unprivileged"], serde_json::json!(false), "{config}");
 }
 
-/// Issue defect 2: a user with VMAdmin on VM 100 restores root's backup of VM 101 (with a
+/// Issue defect 2: a user with PVEVMAdmin on VM 100 restores root's backup of VM 101 (with a
 /// root-only `args` line) over VM 100.
 #[test]
 fn a_restore_needs_the_backups_guest_and_brings_no_root_only_key() {
@@ -141,7 +141,7 @@ fn a_restore_needs_the_backups_guest_and_brings_no_root_only_key() {
     ok(&daemon, "vmctl", &["backup", "101", "--storage", "local"]);
     let archive = newest_backup(&daemon, "101");
     let user = UnixUser::new("rv");
-    grant(&mut daemon, &user, &[("/vms/100", "VMAdmin"), ("/storage/local", "DatastoreUser")]);
+    grant(&mut daemon, &user, &[("/vms/100", "PVEVMAdmin"), ("/storage/local", "PVEDatastoreUser")]);
     let before =
         std::fs::read_to_string(daemon.root().join("etc/hearth/nodes").join(node(&daemon)).join("qemu/100.toml"))
             .expect("config of 100");
@@ -151,7 +151,11 @@ fn a_restore_needs_the_backups_guest_and_brings_no_root_only_key() {
     let text = refused(&user, &daemon, "vmctl", &["restore", "100", &archive, "--force", "1"]);
     assert!(text.contains("VM.Backup") && text.contains("/vms/101"), "{text}");
     // With VM.Backup on 101 the backup may be read, but its `args` are root's alone.
-    grant(&mut daemon, &user, &[("/vms/100", "VMAdmin"), ("/vms/101", "VMUser"), ("/storage/local", "DatastoreUser")]);
+    grant(
+        &mut daemon,
+        &user,
+        &[("/vms/100", "PVEVMAdmin"), ("/vms/101", "PVEVMUser"), ("/storage/local", "PVEDatastoreUser")],
+    );
     let text = refused(&user, &daemon, "vmctl", &["restore", "100", &archive, "--force", "1"]);
     assert!(text.contains("args") && text.contains("root@pam"), "{text}");
     let after =
@@ -189,7 +193,7 @@ fn cdrom_media_need_the_storage_and_must_be_isos() {
     std::fs::write(&iso, vec![0u8; 64 << 10]).expect("iso");
     ok(&daemon, "storectl", &["upload", "local", iso.to_str().expect("utf-8"), "--content", "iso"]);
     let user = UnixUser::new("cd");
-    grant(&mut daemon, &user, &[("/vms/100", "VMUser")]);
+    grant(&mut daemon, &user, &[("/vms/100", "PVEVMUser")]);
     let before = json(&daemon, "vmctl", &["config", "100"]);
 
     let text = refused(&user, &daemon, "vmctl", &["set", "100", "--ide2", &format!("{backup},media=cdrom")]);
@@ -203,7 +207,7 @@ fn cdrom_media_need_the_storage_and_must_be_isos() {
     assert!(stderr(&out).contains("needs 'iso'"), "{}", stderr(&out));
 
     // Read access to the storage makes its ISOs usable; a replaced medium is not the VM's to keep.
-    grant(&mut daemon, &user, &[("/vms/100", "VMUser"), ("/storage/local", "DatastoreUser")]);
+    grant(&mut daemon, &user, &[("/vms/100", "PVEVMUser"), ("/storage/local", "PVEDatastoreUser")]);
     allowed(&user, &daemon, "vmctl", &["set", "100", "--ide2", "local:iso/secret.iso,media=cdrom"]);
     allowed(&user, &daemon, "vmctl", &["set", "100", "--ide2", "none,media=cdrom"]);
     let config = json(&daemon, "vmctl", &["config", "100"]);
@@ -218,7 +222,7 @@ fn every_allocation_needs_space_on_its_storage() {
     let mut daemon = HearthdProcess::start();
     ok(&daemon, "vmctl", &["create", "100", "--memory", "64", "--scsi0", "local:0.004"]);
     let user = UnixUser::new("al");
-    grant(&mut daemon, &user, &[("/vms/100", "VMAdmin"), ("/vms/102", "VMAdmin")]);
+    grant(&mut daemon, &user, &[("/vms/100", "PVEVMAdmin"), ("/vms/102", "PVEVMAdmin")]);
     let before = volumes(&daemon);
     for args in [
         vec!["set", "100", "--virtio1", "local:0.01"],
@@ -233,7 +237,11 @@ fn every_allocation_needs_space_on_its_storage() {
     assert_eq!(volumes(&daemon), before, "nothing was allocated");
     assert!(!exists(&daemon, "vmctl", "102"));
 
-    grant(&mut daemon, &user, &[("/vms/100", "VMAdmin"), ("/vms/102", "VMAdmin"), ("/storage/local", "DatastoreUser")]);
+    grant(
+        &mut daemon,
+        &user,
+        &[("/vms/100", "PVEVMAdmin"), ("/vms/102", "PVEVMAdmin"), ("/storage/local", "PVEDatastoreUser")],
+    );
     allowed(&user, &daemon, "vmctl", &["set", "100", "--virtio1", "local:0.01"]);
     allowed(&user, &daemon, "vmctl", &["resize", "100", "scsi0", "+4M"]);
     assert_eq!(volumes(&daemon).len(), before.len() + 1);
@@ -302,7 +310,11 @@ fn a_crafted_container_archive_brings_nothing_the_user_could_not_set() {
         .to_owned();
     let user = UnixUser::new("cr");
     let (on_target, on_source) = (format!("/vms/{target}"), format!("/vms/{source}"));
-    grant(&mut daemon, &user, &[(&on_target, "VMAdmin"), (&on_source, "VMUser"), ("/storage/local", "DatastoreUser")]);
+    grant(
+        &mut daemon,
+        &user,
+        &[(&on_target, "PVEVMAdmin"), (&on_source, "PVEVMUser"), ("/storage/local", "PVEDatastoreUser")],
+    );
     let before = volumes(&daemon);
     for (n, (extra, expect)) in [
         ("mp0 = \"/etc,mp=/mnt/host-etc\"\n", "root@pam"),

@@ -47,6 +47,7 @@ const NOT_RUN: &[(&str, &str)] = &[
     ("vmctl resume", "needs a suspended VM"),
     ("vmctl monitor", "needs a running VM's QEMU monitor"),
     ("clusterctl task stop", "needs a task that is still running"),
+    ("userctl realm sync", "always refused: Hearth syncs from no directory server (tests/it/pveum.rs checks why)"),
 ];
 
 /// Every leaf command of `command`, as `program sub sub`.
@@ -275,33 +276,74 @@ fn every_command_prints_json_or_nothing() {
     s.json("userctl group add", &["ops", "--comment", "operators"]);
     s.json("userctl group modify", &["ops", "--comment", "the operators"]);
     s.json("userctl group list", &[]);
-    s.json("userctl user add", &["alice@hearth", "--groups", "ops", "--email", "alice@example.invalid"]);
-    s.json("userctl user modify", &["alice@hearth", "--firstname", "Alice"]);
+    s.json("userctl user add", &["alice@pve", "--groups", "ops", "--email", "alice@example.invalid"]);
+    s.json("userctl user modify", &["alice@pve", "--firstname", "Alice"]);
     s.json("userctl user list", &[]);
-    let password = s.run("userctl passwd", &["alice@hearth"], Some("correct horse battery staple\n"));
+    let password = s.run("userctl passwd", &["alice@pve"], Some("correct horse battery staple\n"));
     s.parse("userctl passwd", &[], &password);
     s.json("userctl role add", &["Watcher", "--privs", "VM.Audit"]);
     s.json("userctl role modify", &["Watcher", "--privs", "Datastore.Audit", "--append"]);
     s.json("userctl role list", &[]);
     s.json("userctl acl modify", &["/vms/100", "--roles", "Watcher", "--groups", "ops"]);
     s.json("userctl acl list", &[]);
-    s.json("userctl user permissions", &["alice@hearth"]);
+    s.json("userctl user permissions", &["alice@pve"]);
     s.json("userctl pool add", &["web", "--vms", "100", "--comment", "web servers"]);
     s.json("userctl pool modify", &["web", "--storage", "local"]);
     s.json("userctl pool list", &[]);
-    s.json("userctl token add", &["alice@hearth", "ci", "--comment", "deployments"]);
-    s.json("userctl token modify", &["alice@hearth", "ci", "--privsep", "0"]);
-    s.json("userctl token list", &["alice@hearth"]);
-    s.json("userctl token permissions", &["alice@hearth", "ci"]);
-    s.json("userctl token remove", &["alice@hearth", "ci"]);
-    s.json("userctl tfa add", &["alice@hearth", "--type", "recovery"]);
-    s.json("userctl tfa list", &["alice@hearth"]);
-    s.json("userctl tfa delete", &["alice@hearth", "recovery"]);
+    s.json("userctl token add", &["alice@pve", "ci", "--comment", "deployments"]);
+    s.json("userctl token modify", &["alice@pve", "ci", "--privsep", "0"]);
+    s.json("userctl token list", &["alice@pve"]);
+    s.json("userctl token permissions", &["alice@pve", "ci"]);
+    s.json("userctl token remove", &["alice@pve", "ci"]);
+    s.json("userctl tfa add", &["alice@pve", "--type", "recovery"]);
+    s.json("userctl tfa list", &["alice@pve"]);
+    s.json("userctl tfa delete", &["alice@pve", "recovery"]);
+    // The same under `user`, as pveum has them, and pveum's one-word aliases.
+    s.json("userctl user token add", &["alice@pve", "cd", "--privsep", "1"]);
+    s.json("userctl user token modify", &["alice@pve", "cd", "--comment", "delivery"]);
+    s.json("userctl user token list", &["alice@pve"]);
+    s.json("userctl user token permissions", &["alice@pve", "cd"]);
+    s.json("userctl user token remove", &["alice@pve", "cd"]);
+    s.json("userctl user tfa add", &["alice@pve", "--type", "totp"]);
+    s.json("userctl user tfa list", &["alice@pve"]);
+    s.json("userctl user tfa unlock", &["alice@pve"]);
+    s.json("userctl tfa unlock", &["alice@pve"]);
+    s.json("userctl user tfa delete", &["alice@pve"]);
+    s.json("userctl useradd", &["bob@pve", "--comment", "old style"]);
+    s.json("userctl usermod", &["bob@pve", "--comment", "still old style"]);
+    s.json("userctl groupadd", &["devs"]);
+    s.json("userctl groupmod", &["devs", "--comment", "developers"]);
+    s.json("userctl roleadd", &["Starter", "--privs", "VM.PowerMgmt VM.Console"]);
+    s.json("userctl rolemod", &["Starter", "--privs", "VM.Audit", "--append"]);
+    s.json("userctl aclmod", &["/vms/100", "--roles", "Starter", "--groups", "devs"]);
+    s.json("userctl acldel", &["/vms/100", "--roles", "Starter", "--groups", "devs"]);
+    s.json("userctl acl modify", &["/vms", "--roles", "Starter", "--users", "bob@pve"]);
+    s.json("userctl acl delete", &["/vms", "--roles", "Starter", "--users", "bob@pve"]);
+    s.json("userctl roledel", &["Starter"]);
+    s.json("userctl groupdel", &["devs"]);
+    s.json("userctl userdel", &["bob@pve"]);
+    s.json(
+        "userctl realm add",
+        &[
+            "corp",
+            "--type",
+            "openid",
+            "--issuer-url",
+            "https://id.example",
+            "--client-id",
+            "hearth",
+            "--client-key",
+            "k",
+        ],
+    );
+    s.json("userctl realm modify", &["corp", "--comment", "Corporate", "--delete", "client-key"]);
+    s.json("userctl realm list", &[]);
+    s.json("userctl realm delete", &["corp"]);
     s.json("userctl pool modify", &["web", "--vms", "100", "--storage", "local", "--delete"]);
     s.json("userctl pool delete", &["web"]);
     s.json("userctl acl modify", &["/vms/100", "--roles", "Watcher", "--groups", "ops", "--delete"]);
     s.json("userctl role delete", &["Watcher"]);
-    s.json("userctl user delete", &["alice@hearth"]);
+    s.json("userctl user delete", &["alice@pve"]);
     s.json("userctl group delete", &["ops"]);
 
     // Last, what removes the rest.

@@ -21,6 +21,7 @@ mod hostile;
 mod pending;
 mod permissions;
 mod protocol;
+mod pveum;
 mod storage;
 mod storage_btrfs;
 mod tasks;

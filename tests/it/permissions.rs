@@ -68,10 +68,10 @@ const OPS: &[Op] = &[
 
 /// The roles of the matrix and where each is granted.
 const ROLES: &[&str] =
-    &["Administrator", "VMAdmin", "VMUser", "VMPowerUser", "Auditor", "NoAccess", "DatastoreUser", "TemplateUser"];
+    &["Administrator", "PVEVMAdmin", "PVEVMUser", "PVEAuditor", "NoAccess", "PVEDatastoreUser", "PVETemplateUser"];
 
 fn acl_path(role: &str) -> &'static str {
-    if role.starts_with("Datastore") { "/storage/local" } else { "/vms/100" }
+    if role.starts_with("PVEDatastore") { "/storage/local" } else { "/vms/100" }
 }
 
 fn stderr(out: &Output) -> String {
@@ -201,20 +201,20 @@ fn each_builtin_role_allows_exactly_what_its_privileges_allow() {
     matrix.push(format!("{:<14} on {:<15}  set --memory:ok  set --name:denied", "MemoryOnly", "/vms/100"));
     ok(&daemon, "userctl", &["acl", "modify", "/vms/100", "--roles", "MemoryOnly", "--users", &id, "--delete"]);
 
-    // Propagation: VMUser on /vms reaches /vms/100 unless propagate is 0.
-    ok(&daemon, "userctl", &["acl", "modify", "/vms", "--roles", "VMUser", "--users", &id]);
+    // Propagation: PVEVMUser on /vms reaches /vms/100 unless propagate is 0.
+    ok(&daemon, "userctl", &["acl", "modify", "/vms", "--roles", "PVEVMUser", "--users", &id]);
     let out = user.run(&daemon, "vmctl", &["status", "100"]);
-    mismatches.extend(check("VMUser on /vms, propagate 1: status 100", &out, true));
+    mismatches.extend(check("PVEVMUser on /vms, propagate 1: status 100", &out, true));
     if lists_100(&user, &daemon) != Ok(true) {
-        mismatches.push("VMUser on /vms, propagate 1: list lacks 100".into());
+        mismatches.push("PVEVMUser on /vms, propagate 1: list lacks 100".into());
     }
-    ok(&daemon, "userctl", &["acl", "modify", "/vms", "--roles", "VMUser", "--users", &id, "--propagate", "0"]);
+    ok(&daemon, "userctl", &["acl", "modify", "/vms", "--roles", "PVEVMUser", "--users", &id, "--propagate", "0"]);
     let out = user.run(&daemon, "vmctl", &["status", "100"]);
-    mismatches.extend(check("VMUser on /vms, propagate 0: status 100", &out, false));
+    mismatches.extend(check("PVEVMUser on /vms, propagate 0: status 100", &out, false));
     if lists_100(&user, &daemon) != Ok(false) {
-        mismatches.push("VMUser on /vms, propagate 0: list shows 100".into());
+        mismatches.push("PVEVMUser on /vms, propagate 0: list shows 100".into());
     }
-    ok(&daemon, "userctl", &["acl", "modify", "/vms", "--roles", "VMUser", "--users", &id, "--delete"]);
+    ok(&daemon, "userctl", &["acl", "modify", "/vms", "--roles", "PVEVMUser", "--users", &id, "--delete"]);
 
     // NoAccess on the VM beats Administrator on /, and only on that VM.
     ok(&daemon, "userctl", &["acl", "modify", "/", "--roles", "Administrator", "--users", &id]);

@@ -13,9 +13,9 @@ use hearth_core::Upid;
 use hearth_proto::{
     AclInfo, BackupEntry, BackupFile, BackupJob, BackupJobInfo, BackupOptions, BackupRun, ClientHello, CtStatusReport,
     DfEntry, ErrorKind, ErrorReply, GroupInfo, GuestConfigView, GuestSummary, NewTfa, NewToken, PathPermissions,
-    Payload, PendingItem, PoolInfo, PruneEntry, Response, RoleInfo, ServerHello, SnapshotInfo, StorageConfigs,
-    StorageDefinition, StorageStatus, TaskEvent, TaskInfo, TaskState, TfaInfo, TfaKind, TokenInfo, UserInfo,
-    VmStatusReport, VolumeEntry,
+    Payload, PendingItem, PoolInfo, PruneEntry, RealmInfo, Response, RoleInfo, ServerHello, SnapshotInfo,
+    StorageConfigs, StorageDefinition, StorageStatus, TaskEvent, TaskInfo, TaskState, TfaInfo, TfaKind, TokenInfo,
+    UserInfo, VmStatusReport, VolumeEntry,
 };
 use hearthd::permission_table::samples;
 use serde::Serialize;
@@ -175,7 +175,7 @@ fn payload_samples() -> Vec<Payload> {
         comment: Some("deployments".into()),
     };
     let totp = TfaInfo {
-        userid: "alice@hearth".into(),
+        userid: "alice@pve".into(),
         id: "totp0".into(),
         kind: TfaKind::Totp,
         created: 1_728_000_000,
@@ -292,7 +292,7 @@ fn payload_samples() -> Vec<Payload> {
         }]),
         Payload::Text("QEMU 9.2.0 monitor - type 'help' for more information".into()),
         Payload::Users(vec![UserInfo {
-            userid: "alice@hearth".into(),
+            userid: "alice@pve".into(),
             enable: true,
             expire: Some(1_800_000_000),
             firstname: Some("Alice".into()),
@@ -305,7 +305,7 @@ fn payload_samples() -> Vec<Payload> {
         Payload::Groups(vec![GroupInfo {
             group: "ops".into(),
             comment: Some("operators".into()),
-            members: vec!["alice@hearth".into()],
+            members: vec!["alice@pve".into()],
         }]),
         Payload::Roles(vec![RoleInfo {
             role: "PVEVMUser".into(),
@@ -327,7 +327,7 @@ fn payload_samples() -> Vec<Payload> {
         }]),
         Payload::Tokens(vec![token.clone()]),
         Payload::NewToken(NewToken {
-            full_tokenid: "alice@hearth!ci".into(),
+            full_tokenid: "alice@pve!ci".into(),
             info: token,
             value: "00000000-0000-0000-0000-000000000000".into(),
         }),
@@ -339,7 +339,7 @@ fn payload_samples() -> Vec<Payload> {
         Payload::NewTfa(NewTfa {
             info: totp,
             secret: Some("JBSWY3DPEHPK3PXP".into()),
-            uri: Some("otpauth://totp/Hearth:alice@hearth?secret=JBSWY3DPEHPK3PXP&issuer=Hearth".into()),
+            uri: Some("otpauth://totp/Hearth:alice@pve?secret=JBSWY3DPEHPK3PXP&issuer=Hearth".into()),
             recovery: vec!["a1b2-c3d4".into()],
         }),
         Payload::Backups(vec![BackupEntry {
@@ -388,5 +388,24 @@ fn payload_samples() -> Vec<Payload> {
             last_upid: Some(upid("vzdump", "").to_string()),
         }]),
         Payload::TasksStarted(vec![upid("vzdump", "")]),
+        Payload::Realms(vec![
+            RealmInfo {
+                realm: "myrealm1".into(),
+                kind: "openid".into(),
+                builtin: false,
+                options: [("issuer-url", "https://accounts.google.com"), ("client-id", "XXXX")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                secrets: vec!["client-key".into()],
+            },
+            RealmInfo {
+                realm: "pve".into(),
+                kind: "pve".into(),
+                builtin: true,
+                options: [("comment".to_owned(), "Proxmox VE authentication server".to_owned())].into_iter().collect(),
+                secrets: vec![],
+            },
+        ]),
     ]
 }

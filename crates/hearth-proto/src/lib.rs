@@ -1046,6 +1046,8 @@ pub enum Payload {
     BackupJobs(Vec<BackupJobInfo>),
     /// Tasks that were started (`run-due`).
     TasksStarted(Vec<Upid>),
+    /// Authentication realms, as `userctl realm list` shows them.
+    Realms(Vec<RealmInfo>),
 }
 
 /// A VM's state, as `qm status --verbose` reports it.
@@ -1361,10 +1363,11 @@ mod tests {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessRequest {
-    /// Creates a user in realm `pam` or `hearth`. Options: `email`, `firstname`, `lastname`,
+    /// Creates a user in realm `pam` or `pve` (or a configured realm). Options: `email`, `firstname`, `lastname`,
     /// `comment`, `groups` (comma list), `enable` (0|1), `expire` (unix time, 0 = never).
-    /// `/access/realm/{realm}`: Realm.AllocateUser and `/access/groups`: User.Modify; `groups`
-    /// also `/`: Permissions.Modify. REST: `POST /access/users`.
+    /// `/access/realm/{realm}`: Realm.AllocateUser, and `/access/groups`: User.Modify or, with
+    /// `groups`, `/access/groups/{group}`: User.Modify for each; joining a group also needs the
+    /// right to grant its ACL entries. REST: `POST /access/users`.
     UserAdd {
         userid: String,
         #[serde(default)]
@@ -1372,7 +1375,8 @@ pub enum AccessRequest {
     },
     /// Changes a user's options; an empty value clears a text option. With `append`, `groups`
     /// adds to the user's groups instead of replacing them. `/access/groups`: User.Modify;
-    /// `groups` also `/`: Permissions.Modify. REST: `PUT /access/users/{userid}`.
+    /// joining or leaving a group also needs the right to grant its ACL entries.
+    /// REST: `PUT /access/users/{userid}`.
     UserModify {
         userid: String,
         #[serde(default)]
@@ -1512,7 +1516,7 @@ pub enum AccessRequest {
         #[serde(default)]
         comment: Option<String>,
     },
-    /// Sets the password of a `hearth`-realm user; `pam` users change theirs with passwd(1).
+    /// Sets the password of a `pve`-realm user; `pam` users change theirs with passwd(1).
     /// As in Proxmox, one's own password always, another user's with `/access/realm/{realm}`:
     /// Realm.AllocateUser and `/access/groups`: User.Modify. hearthd keeps only an argon2id
     /// hash. REST: `PUT /access/password`.
@@ -1529,6 +1533,41 @@ pub enum AccessRequest {
     },
     /// Deletes one second factor. Like `TfaAdd`. REST: `DELETE /access/tfa/{userid}/{id}`.
     TfaDelete { userid: String, id: String },
+    /// The realms: `pam` and `pve`, built in, and the configured ones, without secrets; anyone
+    /// may list them. REST: `GET /access/domains`.
+    RealmList,
+    /// Configures a realm of type `openid`, `ldap` or `ad` with `domains.cfg` keys; secrets
+    /// (`client-key`, `password`) are kept in `etc/hearth/priv/`. `/access/realm`:
+    /// Realm.Allocate. REST: `POST /access/domains`.
+    RealmAdd {
+        realm: String,
+        kind: String,
+        #[serde(default)]
+        options: Vec<(String, String)>,
+    },
+    /// Changes a realm's keys and removes those in `delete`. Like `RealmAdd`.
+    /// REST: `PUT /access/domains/{realm}`.
+    RealmModify {
+        realm: String,
+        #[serde(default)]
+        options: Vec<(String, String)>,
+        #[serde(default)]
+        delete: Vec<String>,
+    },
+    /// Removes a configured realm and its secrets; `pam` and `pve` cannot be removed. Like
+    /// `RealmAdd`. REST: `DELETE /access/domains/{realm}`.
+    RealmDelete { realm: String },
+    /// Syncs users and groups of an `ldap` or `ad` realm from its directory server.
+    /// `/access/realm/{realm}`: Realm.AllocateUser and `/access/groups`: User.Modify.
+    /// REST: `POST /access/domains/{realm}/sync`.
+    RealmSync {
+        realm: String,
+        #[serde(default)]
+        options: Vec<(String, String)>,
+    },
+    /// Lifts a user's second-factor lockout. `/access/groups`: User.Modify.
+    /// REST: `PUT /access/users/{userid}/unlock-tfa`.
+    TfaUnlock { userid: String },
 }
 
 /// A password or other secret in a request: serialised as the plain string, but never shown by
@@ -1571,6 +1610,22 @@ impl TfaKind {
             TfaKind::Recovery => "recovery",
         }
     }
+}
+
+/// One line of `userctl realm list`; never a secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealmInfo {
+    pub realm: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `pam` and `pve`: always there, never removable.
+    pub builtin: bool,
+    /// The realm's `domains.cfg` keys other than secrets.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// The names of the secrets that are set (`client-key`, `password`), never their values.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// One line of `userctl tfa list`; never a secret.

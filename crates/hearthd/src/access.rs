@@ -591,10 +591,10 @@ mod tests {
     fn roles_hold_what_set_needs_as_in_proxmox() {
         let wanted = |options: &[(&str, &str)]| set_privileges(GuestSet::Vm, &set(options, &[], &[]));
         let may = |role: &str, options: &[(&str, &str)]| wanted(options).is_subset(builtin(role).expect("role").privs);
-        assert!(may("VMAdmin", &[("memory", "96"), ("name", "x"), ("scsi0", "local:1")]));
-        assert!(!may("VMUser", &[("memory", "96")]));
-        assert!(!may("VMUser", &[("name", "x")]));
-        assert!(may("VMUser", &[("ide2", "none,media=cdrom")]));
+        assert!(may("PVEVMAdmin", &[("memory", "96"), ("name", "x"), ("scsi0", "local:1")]));
+        assert!(!may("PVEVMUser", &[("memory", "96")]));
+        assert!(!may("PVEVMUser", &[("name", "x")]));
+        assert!(may("PVEVMUser", &[("ide2", "none,media=cdrom")]));
         let memory_only = PrivSet::from(Privilege::VmConfigMemory);
         assert!(wanted(&[("memory", "96")]).is_subset(memory_only));
         assert!(!wanted(&[("name", "x")]).is_subset(memory_only));

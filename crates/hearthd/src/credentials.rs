@@ -1,5 +1,5 @@
 //! What proves who someone is, kept beside the access model and never in it: API token secrets,
-//! `hearth`-realm passwords and second factors (TOTP keys and recovery keys).
+//! `pve`-realm passwords and second factors (TOTP keys and recovery keys).
 //!
 //! Each lives in its own file under `etc/hearth/priv/` (directory 0700, files 0600):
 //! `tokens.toml` holds the SHA-256 of each token secret, `shadow.toml` an argon2id hash (PHC
@@ -136,7 +136,7 @@ pub(crate) fn set_password(root: &Path, userid: &Userid, password: &str) -> Resu
     write_priv(&path, &shadow)
 }
 
-/// Whether `password` is `userid`'s `hearth`-realm password. argon2's verification compares
+/// Whether `password` is `userid`'s `pve`-realm password. argon2's verification compares
 /// in constant time.
 pub fn verify_password(root: &Path, userid: &Userid, password: &str) -> bool {
     let Ok(shadow) = read_priv::<BTreeMap<String, String>>(&shadow_path(root)) else { return false };
@@ -156,6 +156,58 @@ pub(crate) fn forget_user(root: &Path, userid: &Userid) -> Result<(), ErrorReply
     let mut tfa: TfaFile = read_priv(&path)?;
     if tfa.users.remove(userid.as_str()).is_some() {
         write_priv(&path, &tfa)?;
+    }
+    Ok(())
+}
+
+// Realm secrets.
+
+fn realm_secrets_path(root: &Path) -> PathBuf {
+    root.join("etc/hearth/priv/realms.toml")
+}
+
+/// `realms.toml`: realm → secret key (`client-key`, `password`) → value. Kept in plain text as
+/// Proxmox keeps them: they must be presented to the identity provider or directory server.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RealmSecrets {
+    #[serde(default)]
+    realms: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Sets (`Some`) or removes (`None`) secrets of `realm`.
+pub(crate) fn set_realm_secrets(root: &Path, realm: &str, changes: &[(&str, Option<&str>)]) -> Result<(), ErrorReply> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let _guard = lock();
+    let path = realm_secrets_path(root);
+    let mut file: RealmSecrets = read_priv(&path)?;
+    let secrets = file.realms.entry(realm.to_owned()).or_default();
+    for (key, value) in changes {
+        match value {
+            Some(v) => secrets.insert((*key).to_owned(), (*v).to_owned()),
+            None => secrets.remove(*key),
+        };
+    }
+    if secrets.is_empty() {
+        file.realms.remove(realm);
+    }
+    write_priv(&path, &file)
+}
+
+/// The names of the secrets `realm` has, never their values.
+pub(crate) fn realm_secret_names(root: &Path, realm: &str) -> Result<Vec<String>, ErrorReply> {
+    let file: RealmSecrets = read_priv(&realm_secrets_path(root))?;
+    Ok(file.realms.get(realm).map(|s| s.keys().cloned().collect()).unwrap_or_default())
+}
+
+/// Removes every secret of `realm`.
+pub(crate) fn forget_realm(root: &Path, realm: &str) -> Result<(), ErrorReply> {
+    let _guard = lock();
+    let path = realm_secrets_path(root);
+    let mut file: RealmSecrets = read_priv(&path)?;
+    if file.realms.remove(realm).is_some() {
+        write_priv(&path, &file)?;
     }
     Ok(())
 }
@@ -400,8 +452,8 @@ mod tests {
     #[test]
     fn passwords_are_hashed_with_argon2id() {
         let root = tempfile::tempdir().unwrap();
-        let joe: Userid = "joe@hearth".parse().unwrap();
-        let ann: Userid = "ann@hearth".parse().unwrap();
+        let joe: Userid = "joe@pve".parse().unwrap();
+        let ann: Userid = "ann@pve".parse().unwrap();
         assert!(!verify_password(root.path(), &joe, "hunter22"));
         set_password(root.path(), &joe, "hunter22").unwrap();
         set_password(root.path(), &ann, "hunter22").unwrap();
@@ -432,17 +484,17 @@ mod tests {
         assert_eq!(base32_decode("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(), key);
         assert_eq!(base32(b"f"), "MY");
         assert_eq!(base32_decode("MY").unwrap(), b"f");
-        assert_eq!(percent_encode("joe@hearth"), "joe%40hearth");
+        assert_eq!(percent_encode("joe@pve"), "joe%40pve");
     }
 
     #[test]
     fn totp_keys_verify_within_one_step() {
         let root = tempfile::tempdir().unwrap();
-        let joe: Userid = "joe@hearth".parse().unwrap();
+        let joe: Userid = "joe@pve".parse().unwrap();
         let new = add_tfa(root.path(), &joe, TfaKind::Totp, 1000).unwrap();
         let secret = new.secret.clone().unwrap();
         assert_eq!(secret.len(), 32);
-        assert!(new.uri.as_deref().unwrap().starts_with("otpauth://totp/Hearth:joe%40hearth?secret="));
+        assert!(new.uri.as_deref().unwrap().starts_with("otpauth://totp/Hearth:joe%40pve?secret="));
         let key = base32_decode(&secret).unwrap();
         let now = 1_700_000_000;
         let code = |t: i64| totp(&key, (t / 30) as u64, 6);
@@ -451,7 +503,7 @@ mod tests {
         }
         assert!(!verify_totp(root.path(), &joe, &code(now - 90), now));
         assert!(!verify_totp(root.path(), &joe, &code(now + 90), now));
-        assert!(!verify_totp(root.path(), &"ann@hearth".parse().unwrap(), &code(now), now));
+        assert!(!verify_totp(root.path(), &"ann@pve".parse().unwrap(), &code(now), now));
         let path = tfa_path(root.path());
         assert_eq!(mode(&path), 0o600);
         let listed = list_tfa(root.path(), Some(&joe)).unwrap();
@@ -464,7 +516,7 @@ mod tests {
     #[test]
     fn recovery_keys_work_once() {
         let root = tempfile::tempdir().unwrap();
-        let joe: Userid = "joe@hearth".parse().unwrap();
+        let joe: Userid = "joe@pve".parse().unwrap();
         let new = add_tfa(root.path(), &joe, TfaKind::Recovery, 1000).unwrap();
         assert_eq!(new.recovery.len(), 10);
         assert_eq!(new.recovery[0].len(), 19, "{}", new.recovery[0]);

@@ -798,9 +798,9 @@ fn access_samples() -> Vec<Sample> {
         sample(
             "userctl user add bob@pam --groups admins",
             access(AccessRequest::UserAdd { userid: bob(), options: pairs(&[("groups", "admins")]) }),
-            "Realm.AllocateUser@/access/realm/pam & User.Modify@/access/groups & Permissions.Modify@/",
+            "Realm.AllocateUser@/access/realm/pam & (User.Modify@/access/groups | User.Modify@/access/groups/admins)",
         )
-        .note("Proxmox asks User.Modify on the groups; membership carries the group's roles, so Hearth asks what granting them asks."),
+        .note("As Proxmox. Membership carries the group's roles, so the handler also refuses a group whose ACL entries the caller could not grant itself."),
         sample(
             "userctl user modify bob@pam --email bob@example.com",
             access(AccessRequest::UserModify { userid: bob(), options: pairs(&[("email", "bob@example.com")]), append: false }),
@@ -809,9 +809,9 @@ fn access_samples() -> Vec<Sample> {
         sample(
             "userctl user modify bob@pam --groups admins",
             access(AccessRequest::UserModify { userid: bob(), options: pairs(&[("groups", "admins")]), append: false }),
-            "User.Modify@/access/groups & Permissions.Modify@/",
+            "User.Modify@/access/groups",
         )
-        .note("As `userctl user add --groups`."),
+        .note("Proxmox also accepts User.Modify on a group the user is in; Hearth asks for all users. Joining or leaving a group is checked as for `userctl user add --groups`."),
         sample(
             "userctl user delete bob@pam",
             access(AccessRequest::UserDelete { userid: bob() }),
@@ -851,10 +851,10 @@ fn access_samples() -> Vec<Sample> {
         sample("userctl role delete Ops", access(AccessRequest::RoleDelete { role: "Ops".into() }), "Sys.Modify@/access"),
         sample("userctl role list", access(AccessRequest::RoleList), "-"),
         sample(
-            "userctl acl modify /vms/100 --roles VMUser --users bob@pam",
+            "userctl acl modify /vms/100 --roles PVEVMUser --users bob@pam",
             access(AccessRequest::AclModify {
                 path: "/vms/100".into(),
-                roles: strings(&["VMUser"]),
+                roles: strings(&["PVEVMUser"]),
                 users: strings(&["bob@pam"]),
                 groups: Vec::new(),
                 tokens: Vec::new(),
@@ -921,9 +921,9 @@ fn access_samples() -> Vec<Sample> {
         .note("As `userctl token add`."),
         sample("userctl passwd alice@pam", access(AccessRequest::Passwd { userid: me(), password: Secret::new("secret") }), "-"),
         sample(
-            "userctl passwd bob@hearth",
-            access(AccessRequest::Passwd { userid: "bob@hearth".into(), password: Secret::new("secret") }),
-            "Realm.AllocateUser@/access/realm/hearth & User.Modify@/access/groups",
+            "userctl passwd bob@pve",
+            access(AccessRequest::Passwd { userid: "bob@pve".into(), password: Secret::new("secret") }),
+            "Realm.AllocateUser@/access/realm/pve & User.Modify@/access/groups",
         ),
         sample("userctl tfa add alice@pam --type totp", access(AccessRequest::TfaAdd { userid: me(), kind: TfaKind::Totp }), "-"),
         sample(
@@ -938,6 +938,44 @@ fn access_samples() -> Vec<Sample> {
             "userctl tfa delete bob@pam totp0",
             access(AccessRequest::TfaDelete { userid: bob(), id: "totp0".into() }),
             "User.Modify@/access/groups",
+        ),
+        sample(
+            "userctl user tfa unlock bob@pam",
+            access(AccessRequest::TfaUnlock { userid: bob() }),
+            "User.Modify@/access/groups",
+        ),
+        sample("userctl realm list", access(AccessRequest::RealmList), "-"),
+        sample(
+            "userctl realm add corp --type ldap --server1 ldap.example.com --base_dn dc=example,dc=com --user_attr uid",
+            access(AccessRequest::RealmAdd {
+                realm: "corp".into(),
+                kind: "ldap".into(),
+                options: vec![
+                    ("server1".into(), "ldap.example.com".into()),
+                    ("base_dn".into(), "dc=example,dc=com".into()),
+                    ("user_attr".into(), "uid".into()),
+                ],
+            }),
+            "Realm.Allocate@/access/realm",
+        ),
+        sample(
+            "userctl realm modify corp --comment x",
+            access(AccessRequest::RealmModify {
+                realm: "corp".into(),
+                options: vec![("comment".into(), "x".into())],
+                delete: vec![],
+            }),
+            "Realm.Allocate@/access/realm",
+        ),
+        sample(
+            "userctl realm delete corp",
+            access(AccessRequest::RealmDelete { realm: "corp".into() }),
+            "Realm.Allocate@/access/realm",
+        ),
+        sample(
+            "userctl realm sync corp",
+            access(AccessRequest::RealmSync { realm: "corp".into(), options: vec![] }),
+            "Realm.AllocateUser@/access/realm/corp & User.Modify@/access/groups",
         ),
     ]
 }

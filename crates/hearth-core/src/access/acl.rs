@@ -47,7 +47,7 @@ impl fmt::Display for AclSubject {
 /// [[acl]]
 /// path = "/vms/100"
 /// group = "admins"        # or user = "joe@pve", or token = "joe@pve!ci"
-/// role = "VMAdmin"
+/// role = "PVEVMAdmin"
 /// propagate = false       # optional, default true
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -73,7 +73,7 @@ impl AclEntry {
     }
 }
 
-/// `/vms/100 @admins VMAdmin`, with ` (no propagation)` when it applies to the path only.
+/// `/vms/100 @admins PVEVMAdmin`, with ` (no propagation)` when it applies to the path only.
 impl fmt::Display for AclEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} {}", self.path, self.subject, self.role)?;
@@ -154,17 +154,17 @@ mod tests {
         struct Doc {
             acl: Vec<AclEntry>,
         }
-        let text = "[[acl]]\npath = \"/vms/100\"\ngroup = \"admins\"\nrole = \"VMAdmin\"\n\n\
-                    [[acl]]\npath = \"/\"\nuser = \"joe@pve\"\nrole = \"Auditor\"\npropagate = false\n";
+        let text = "[[acl]]\npath = \"/vms/100\"\ngroup = \"admins\"\nrole = \"PVEVMAdmin\"\n\n\
+                    [[acl]]\npath = \"/\"\nuser = \"joe@pve\"\nrole = \"PVEAuditor\"\npropagate = false\n";
         let doc: Doc = toml::from_str(text).unwrap();
-        assert_eq!(doc.acl[0].to_string(), "/vms/100 @admins VMAdmin");
-        assert_eq!(doc.acl[1].to_string(), "/ joe@pve Auditor (no propagation)");
+        assert_eq!(doc.acl[0].to_string(), "/vms/100 @admins PVEVMAdmin");
+        assert_eq!(doc.acl[1].to_string(), "/ joe@pve PVEAuditor (no propagation)");
         assert_eq!(toml::to_string(&doc).unwrap(), text);
 
-        let two = "[[acl]]\npath = \"/\"\nuser = \"joe@pve\"\ngroup = \"g\"\nrole = \"Auditor\"\n";
+        let two = "[[acl]]\npath = \"/\"\nuser = \"joe@pve\"\ngroup = \"g\"\nrole = \"PVEAuditor\"\n";
         let e = toml::from_str::<Doc>(two).err().unwrap();
         assert!(e.message().contains("acl entry on '/' needs exactly one of user, group or token"), "{e}");
-        let bad_path = "[[acl]]\npath = \"/vm/100\"\nuser = \"joe@pve\"\nrole = \"Auditor\"\n";
+        let bad_path = "[[acl]]\npath = \"/vm/100\"\nuser = \"joe@pve\"\nrole = \"PVEAuditor\"\n";
         let e = toml::from_str::<Doc>(bad_path).err().unwrap();
         assert!(e.message().contains("invalid ACL path '/vm/100'"), "{e}");
     }

@@ -4,11 +4,12 @@
 //!
 //! The pieces, bottom up:
 //! - [`Privilege`] and [`PrivSet`]: the 47 privileges of Proxmox VE under their Proxmox names.
-//! - [`role`]: the built-in roles (Proxmox's, without the `PVE` prefix) and custom role names.
+//! - [`role`]: the built-in roles (Proxmox's, under Proxmox's names) and custom role names.
 //! - [`AclPath`]: the paths an ACL entry may name, and their ancestors.
 //! - [`Userid`], [`TokenId`], [`Authid`], [`GroupName`]: who an entry is for and who asks.
 //! - [`AclEntry`]: one grant of one role to one user, group or token on one path.
 //! - [`PoolName`], [`Pool`]: resource pools of guests and storages.
+//! - [`realm`]: the realms `pam` and `pve` and configured `openid`, `ldap` and `ad` realms.
 //! - [`AccessModel`]: all of the above as one file, validated on load, and
 //!   [`AccessModel::permissions`], the effective-permission algorithm.
 //!
@@ -21,6 +22,7 @@ mod model;
 mod path;
 mod pool;
 mod privilege;
+pub mod realm;
 mod resolve;
 pub mod role;
 
@@ -59,9 +61,9 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(edit_distance("VMAdmn", "VMAdmin"), 1);
-        assert_eq!(closest("vmadmn", ["VMAdmin", "VMUser"]), Some("VMAdmin"));
-        assert_eq!(closest("totally-different", ["VMAdmin"]), None);
+        assert_eq!(edit_distance("PVEVMAdmn", "PVEVMAdmin"), 1);
+        assert_eq!(closest("pvevmadmn", ["PVEVMAdmin", "PVEVMUser"]), Some("PVEVMAdmin"));
+        assert_eq!(closest("totally-different", ["PVEVMAdmin"]), None);
         assert_eq!(did_you_mean(Some("a")), "; did you mean 'a'?");
     }
 }

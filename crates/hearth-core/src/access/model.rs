@@ -26,7 +26,7 @@
 //! [[acl]]
 //! path = "/pool/prod"
 //! group = "admins"
-//! role = "VMAdmin"
+//! role = "PVEVMAdmin"
 //! ```
 //!
 //! There are no secrets here: password hashes and token secrets are kept in root-only files.
@@ -215,6 +215,19 @@ impl AccessModel {
         role::builtin(name).map(|r| r.privs).or_else(|| self.roles.get(name).copied())
     }
 
+    /// The built-in or custom role a mistyped `role` probably meant: Hearth's former name of a
+    /// built-in role (Proxmox's without `PVE`), or a name a few edits away.
+    pub fn suggest_role(&self, role: &str) -> Option<String> {
+        if let Some(r) = role::builtin(&format!("PVE{role}")) {
+            return Some(r.name.to_owned());
+        }
+        let names: Vec<&str> =
+            role::BUILTIN_ROLES.iter().map(|r| r.name).chain(self.roles.keys().map(RoleName::as_str)).collect();
+        super::closest(role, names.iter().copied())
+            .or_else(|| super::closest(&format!("PVE{role}"), names.iter().copied()))
+            .map(str::to_owned)
+    }
+
     /// The users that list `group`.
     pub fn group_members<'a>(&'a self, group: &'a GroupName) -> impl Iterator<Item = &'a Userid> + 'a {
         self.users.iter().filter(move |(_, u)| u.groups.contains(group)).map(|(id, _)| id)
@@ -305,9 +318,7 @@ impl AccessModel {
             };
             if self.role_privs(entry.role.as_str()).is_none() {
                 let role = entry.role.as_str();
-                let names = role::BUILTIN_ROLES.iter().map(|r| r.name).chain(self.roles.keys().map(RoleName::as_str));
-                let proxmox = role.strip_prefix("PVE").and_then(role::builtin).map(|r| r.name);
-                let hint = super::did_you_mean(proxmox.or_else(|| super::closest(role, names)));
+                let hint = super::did_you_mean(self.suggest_role(role).as_deref());
                 return at(Some("role"), format!("unknown role '{role}'{hint}"));
             }
             let missing = match &entry.subject {
@@ -406,7 +417,7 @@ vms = [102]
 [[acl]]
 path = "/pool/prod"
 group = "admins"
-role = "VMAdmin"
+role = "PVEVMAdmin"
 
 [[acl]]
 path = "/vms/"
@@ -432,7 +443,7 @@ propagate = false
         assert_eq!(m.acl[1].path.as_str(), "/vms");
         assert!(!m.acl[1].propagate);
         assert_eq!(m.role_privs("PowerOnly").unwrap().to_string(), "VM.Audit,VM.PowerMgmt");
-        assert_eq!(m.role_privs("VMUser"), role::builtin("VMUser").map(|r| r.privs));
+        assert_eq!(m.role_privs("PVEVMUser"), role::builtin("PVEVMUser").map(|r| r.privs));
         assert_eq!(m.role_privs("Nope"), None);
         let admins: GroupName = "admins".parse().unwrap();
         assert_eq!(m.group_members(&admins).collect::<Vec<_>>(), vec![&joe]);
@@ -477,7 +488,7 @@ propagate = false
             [[acl]]
             path = "/pool/prod"
             group = "admins"
-            role = "VMAdmin"
+            role = "PVEVMAdmin"
 
             [[acl]]
             path = "/vms"
@@ -508,10 +519,10 @@ propagate = false
             load_err("[roles]\nX = [\"VM.Audit\", \"VM.Powermgmt\"]\n"),
             "line 2: unknown privilege 'VM.Powermgmt'; did you mean 'VM.PowerMgmt'?"
         );
-        let bad_path = load_err("[[acl]]\npath = \"/vms/1\"\nuser = \"root@pam\"\nrole = \"Auditor\"\n");
+        let bad_path = load_err("[[acl]]\npath = \"/vms/1\"\nuser = \"root@pam\"\nrole = \"PVEAuditor\"\n");
         assert_eq!(bad_path, "line 2: invalid ACL path '/vms/1': '1' is not a VMID (100 to 999999999)");
         let two_subjects =
-            load_err("\n[[acl]]\npath = \"/\"\nuser = \"root@pam\"\ngroup = \"g\"\nrole = \"Auditor\"\n");
+            load_err("\n[[acl]]\npath = \"/\"\nuser = \"root@pam\"\ngroup = \"g\"\nrole = \"PVEAuditor\"\n");
         assert_eq!(two_subjects, "line 2: acl entry on '/' needs exactly one of user, group or token");
         assert_eq!(
             load_err("[pools.a]\nvms = [42]\n"),
@@ -525,31 +536,34 @@ propagate = false
         let acl = |body: &str| format!("[users.\"joe@pve\"]\n\n[groups.admins]\n\n[[acl]]\npath = \"/\"\n{body}\n");
         assert_eq!(
             load_err(&acl("user = \"joe@pve\"\nrole = \"VMAdmn\"")),
-            "line 8: acl entry 1 (/ joe@pve VMAdmn): unknown role 'VMAdmn'; did you mean 'VMAdmin'?"
+            "line 8: acl entry 1 (/ joe@pve VMAdmn): unknown role 'VMAdmn'; did you mean 'PVEVMAdmin'?"
         );
         assert_eq!(
-            load_err(&acl("user = \"joe@pve\"\nrole = \"PVEVMAdmin\"")),
-            "line 8: acl entry 1 (/ joe@pve PVEVMAdmin): unknown role 'PVEVMAdmin'; did you mean 'VMAdmin'?"
+            load_err(&acl("user = \"joe@pve\"\nrole = \"VMAdmin\"")),
+            "line 8: acl entry 1 (/ joe@pve VMAdmin): unknown role 'VMAdmin'; did you mean 'PVEVMAdmin'?"
         );
         assert_eq!(
-            load_err(&acl("user = \"jo@pve\"\nrole = \"Auditor\"")),
-            "line 7: acl entry 1 (/ jo@pve Auditor): unknown user 'jo@pve'"
+            load_err(&acl("user = \"jo@pve\"\nrole = \"PVEAuditor\"")),
+            "line 7: acl entry 1 (/ jo@pve PVEAuditor): unknown user 'jo@pve'"
         );
         assert_eq!(
-            load_err(&acl("group = \"admin\"\nrole = \"Auditor\"")),
-            "line 7: acl entry 1 (/ @admin Auditor): unknown group 'admin'"
+            load_err(&acl("group = \"admin\"\nrole = \"PVEAuditor\"")),
+            "line 7: acl entry 1 (/ @admin PVEAuditor): unknown group 'admin'"
         );
         assert_eq!(
-            load_err(&acl("token = \"joe@pve!ci\"\nrole = \"Auditor\"")),
-            "line 7: acl entry 1 (/ joe@pve!ci Auditor): unknown token 'joe@pve!ci'"
+            load_err(&acl("token = \"joe@pve!ci\"\nrole = \"PVEAuditor\"")),
+            "line 7: acl entry 1 (/ joe@pve!ci PVEAuditor): unknown token 'joe@pve!ci'"
         );
         // root@pam always exists, even when the file does not list it.
-        assert!(AccessModel::from_toml(&acl("user = \"root@pam\"\nrole = \"Auditor\"")).is_ok());
+        assert!(AccessModel::from_toml(&acl("user = \"root@pam\"\nrole = \"PVEAuditor\"")).is_ok());
         let twice = format!(
-            "{}\n[[acl]]\npath = \"/\"\nuser = \"joe@pve\"\nrole = \"Auditor\"\npropagate = false\n",
-            acl("user = \"joe@pve\"\nrole = \"Auditor\"")
+            "{}\n[[acl]]\npath = \"/\"\nuser = \"joe@pve\"\nrole = \"PVEAuditor\"\npropagate = false\n",
+            acl("user = \"joe@pve\"\nrole = \"PVEAuditor\"")
         );
-        assert_eq!(load_err(&twice), "line 10: acl entry 2 (/ joe@pve Auditor (no propagation)): repeats acl entry 1");
+        assert_eq!(
+            load_err(&twice),
+            "line 10: acl entry 2 (/ joe@pve PVEAuditor (no propagation)): repeats acl entry 1"
+        );
         assert_eq!(
             load_err("[users.\"joe@pve\"]\ngroups = [\"admns\"]\n\n[groups.admins]\n"),
             "line 2: user 'joe@pve': unknown group 'admns'; did you mean 'admins'?"
@@ -559,8 +573,8 @@ propagate = false
             "line 2: user 'root@pam': root@pam cannot be disabled or expire; it always holds every privilege"
         );
         assert_eq!(
-            load_err("[roles]\nAuditor = []\n"),
-            "line 2: role 'Auditor': the name of the built-in role 'Auditor' is reserved"
+            load_err("[roles]\nPVEAuditor = []\n"),
+            "line 2: role 'PVEAuditor': the name of the built-in role 'PVEAuditor' is reserved"
         );
         assert_eq!(load_err("\n[tokens.\"x@pve!tk\"]\n"), "line 2: token 'x@pve!tk': unknown user 'x@pve'");
         assert!(AccessModel::from_toml("[tokens.\"root@pam!tk\"]\n").is_ok());

@@ -32,8 +32,16 @@ const TOKENS: &[&str] = &["u0@pve!ta", "u0@pve!tb", "u1@pve!ta", "root@pam!ta"];
 const POOLS: &[&str] = &["p0", "p1", "p0/sub"];
 const VMS: &[u32] = &[100, 101, 102];
 const STORAGES: &[&str] = &["local", "nfs"];
-const ROLES: &[&str] =
-    &["NoAccess", "Administrator", "VMUser", "VMAdmin", "DatastoreUser", "Auditor", "PoolAdmin", "Custom"];
+const ROLES: &[&str] = &[
+    "NoAccess",
+    "Administrator",
+    "PVEVMUser",
+    "PVEVMAdmin",
+    "PVEDatastoreUser",
+    "PVEAuditor",
+    "PVEPoolAdmin",
+    "Custom",
+];
 
 /// Everyone the tests ask about: existing and unknown users and tokens, and root.
 const CALLERS: &[&str] = &[

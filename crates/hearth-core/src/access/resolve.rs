@@ -356,14 +356,14 @@ mod tests {
     fn propagation() {
         let m = Setup::new()
             .user("joe@pve", &[])
-            .grant("joe@pve", "/vms", "VMUser", true)
-            .grant("joe@pve", "/storage", "DatastoreUser", false)
+            .grant("joe@pve", "/vms", "PVEVMUser", true)
+            .grant("joe@pve", "/storage", "PVEDatastoreUser", false)
             .done();
-        assert_eq!(privs(&m, "joe@pve", "/vms/100"), role_privs("VMUser"));
-        assert_eq!(privs(&m, "joe@pve", "/vms"), role_privs("VMUser"));
+        assert_eq!(privs(&m, "joe@pve", "/vms/100"), role_privs("PVEVMUser"));
+        assert_eq!(privs(&m, "joe@pve", "/vms"), role_privs("PVEVMUser"));
         assert_eq!(privs(&m, "joe@pve", "/"), "");
         // A non-propagating entry counts on its own path only.
-        assert_eq!(privs(&m, "joe@pve", "/storage"), role_privs("DatastoreUser"));
+        assert_eq!(privs(&m, "joe@pve", "/storage"), role_privs("PVEDatastoreUser"));
         assert_eq!(privs(&m, "joe@pve", "/storage/local"), "");
     }
 
@@ -372,26 +372,26 @@ mod tests {
         let m = Setup::new()
             .user("joe@pve", &[])
             .grant("joe@pve", "/", "Administrator", true)
-            .grant("joe@pve", "/vms/100", "Auditor", true)
+            .grant("joe@pve", "/vms/100", "PVEAuditor", true)
             .done();
-        // Not a union: the Auditor entry replaces Administrator on /vms/100.
-        assert_eq!(privs(&m, "joe@pve", "/vms/100"), role_privs("Auditor"));
+        // Not a union: the PVEAuditor entry replaces Administrator on /vms/100.
+        assert_eq!(privs(&m, "joe@pve", "/vms/100"), role_privs("PVEAuditor"));
         assert_eq!(privs(&m, "joe@pve", "/vms/101"), PrivSet::ALL.to_string());
         // A non-propagating entry on an ancestor does not replace what came from above.
         let m = Setup::new()
             .user("joe@pve", &[])
-            .grant("joe@pve", "/", "VMAdmin", true)
-            .grant("joe@pve", "/vms", "Auditor", false)
+            .grant("joe@pve", "/", "PVEVMAdmin", true)
+            .grant("joe@pve", "/vms", "PVEAuditor", false)
             .done();
-        assert_eq!(privs(&m, "joe@pve", "/vms"), role_privs("Auditor"));
-        assert_eq!(privs(&m, "joe@pve", "/vms/100"), role_privs("VMAdmin"));
+        assert_eq!(privs(&m, "joe@pve", "/vms"), role_privs("PVEAuditor"));
+        assert_eq!(privs(&m, "joe@pve", "/vms/100"), role_privs("PVEVMAdmin"));
         // Several roles on one node for one user are united.
         let m = Setup::new()
             .user("joe@pve", &[])
-            .grant("joe@pve", "/vms", "TemplateUser", true)
-            .grant("joe@pve", "/vms", "PoolUser", true)
+            .grant("joe@pve", "/vms", "PVETemplateUser", true)
+            .grant("joe@pve", "/vms", "PVEPoolUser", true)
             .done();
-        assert_eq!(roles(&m, "joe@pve", "/vms/100"), ["PoolUser", "TemplateUser"]);
+        assert_eq!(roles(&m, "joe@pve", "/vms/100"), ["PVEPoolUser", "PVETemplateUser"]);
         assert_eq!(privs(&m, "joe@pve", "/vms/100"), "Pool.Audit,VM.Audit,VM.Clone");
     }
 
@@ -399,18 +399,18 @@ mod tests {
     fn user_entries_override_group_entries_on_the_same_node() {
         let m = Setup::new()
             .user("joe@pve", &["ops"])
-            .grant("@ops", "/vms", "VMAdmin", true)
-            .grant("joe@pve", "/vms", "Auditor", true)
+            .grant("@ops", "/vms", "PVEVMAdmin", true)
+            .grant("joe@pve", "/vms", "PVEAuditor", true)
             .done();
-        assert_eq!(privs(&m, "joe@pve", "/vms/100"), role_privs("Auditor"));
+        assert_eq!(privs(&m, "joe@pve", "/vms/100"), role_privs("PVEAuditor"));
         // But a deeper group entry still replaces a user entry from above.
         let m = Setup::new()
             .user("joe@pve", &["ops"])
-            .grant("joe@pve", "/", "Auditor", true)
-            .grant("@ops", "/vms/100", "VMAdmin", true)
+            .grant("joe@pve", "/", "PVEAuditor", true)
+            .grant("@ops", "/vms/100", "PVEVMAdmin", true)
             .done();
-        assert_eq!(privs(&m, "joe@pve", "/vms/100"), role_privs("VMAdmin"));
-        assert_eq!(privs(&m, "joe@pve", "/vms/101"), role_privs("Auditor"));
+        assert_eq!(privs(&m, "joe@pve", "/vms/100"), role_privs("PVEVMAdmin"));
+        assert_eq!(privs(&m, "joe@pve", "/vms/101"), role_privs("PVEAuditor"));
     }
 
     #[test]
@@ -418,8 +418,8 @@ mod tests {
         let m = Setup::new()
             .user("joe@pve", &["vm", "ds"])
             .user("ann@pve", &["vm"])
-            .grant("@vm", "/", "TemplateUser", true)
-            .grant("@ds", "/", "DatastoreUser", true)
+            .grant("@vm", "/", "PVETemplateUser", true)
+            .grant("@ds", "/", "PVEDatastoreUser", true)
             .grant("@other", "/", "Administrator", true)
             .done();
         assert_eq!(privs(&m, "joe@pve", "/storage/local"), "Datastore.AllocateSpace,Datastore.Audit,VM.Audit,VM.Clone");
@@ -430,23 +430,23 @@ mod tests {
     fn no_access_cancels_everything() {
         let m = Setup::new()
             .user("joe@pve", &["ops"])
-            .grant("@ops", "/vms", "VMAdmin", true)
+            .grant("@ops", "/vms", "PVEVMAdmin", true)
             .grant("@ops", "/vms", "NoAccess", false)
-            .grant("joe@pve", "/storage", "DatastoreAdmin", true)
+            .grant("joe@pve", "/storage", "PVEDatastoreAdmin", true)
             .grant("joe@pve", "/storage", "NoAccess", true)
             .done();
-        // On /vms itself both group roles apply and NoAccess wins; below it only VMAdmin propagates.
+        // On /vms itself both group roles apply and NoAccess wins; below it only PVEVMAdmin propagates.
         assert_eq!(privs(&m, "joe@pve", "/vms"), "");
         assert_eq!(roles(&m, "joe@pve", "/vms"), ["NoAccess"]);
-        assert_eq!(privs(&m, "joe@pve", "/vms/100"), role_privs("VMAdmin"));
+        assert_eq!(privs(&m, "joe@pve", "/vms/100"), role_privs("PVEVMAdmin"));
         assert_eq!(privs(&m, "joe@pve", "/storage/local"), "");
         // A deeper grant replaces an inherited NoAccess: the deepest match wins.
         let m = Setup::new()
             .user("joe@pve", &[])
             .grant("joe@pve", "/", "NoAccess", true)
-            .grant("joe@pve", "/vms/100", "VMUser", true)
+            .grant("joe@pve", "/vms/100", "PVEVMUser", true)
             .done();
-        assert_eq!(privs(&m, "joe@pve", "/vms/100"), role_privs("VMUser"));
+        assert_eq!(privs(&m, "joe@pve", "/vms/100"), role_privs("PVEVMUser"));
         assert_eq!(privs(&m, "joe@pve", "/vms/101"), "");
     }
 
@@ -455,23 +455,24 @@ mod tests {
         let m = Setup::new()
             .user("joe@pve", &[])
             .pool("prod", &[100], &["local"])
-            .grant("joe@pve", "/pool/prod", "VMUser", true)
-            .grant("joe@pve", "/vms/100", "TemplateUser", true)
-            .grant("joe@pve", "/pool/prod", "DatastoreUser", true)
+            .grant("joe@pve", "/pool/prod", "PVEVMUser", true)
+            .grant("joe@pve", "/vms/100", "PVETemplateUser", true)
+            .grant("joe@pve", "/pool/prod", "PVEDatastoreUser", true)
             .done();
         // The pool's roles are added to the regular ones.
-        assert_eq!(roles(&m, "joe@pve", "/vms/100"), ["DatastoreUser", "TemplateUser", "VMUser"]);
-        let vm_user = role::builtin("VMUser").unwrap().privs;
-        let expected =
-            vm_user | role::builtin("TemplateUser").unwrap().privs | role::builtin("DatastoreUser").unwrap().privs;
+        assert_eq!(roles(&m, "joe@pve", "/vms/100"), ["PVEDatastoreUser", "PVETemplateUser", "PVEVMUser"]);
+        let vm_user = role::builtin("PVEVMUser").unwrap().privs;
+        let expected = vm_user
+            | role::builtin("PVETemplateUser").unwrap().privs
+            | role::builtin("PVEDatastoreUser").unwrap().privs;
         assert_eq!(privs(&m, "joe@pve", "/vms/100"), expected.to_string());
-        assert_eq!(roles(&m, "joe@pve", "/storage/local"), ["DatastoreUser", "VMUser"]);
+        assert_eq!(roles(&m, "joe@pve", "/storage/local"), ["PVEDatastoreUser", "PVEVMUser"]);
         // Not for guests or storages outside the pool, and not for the collections.
         assert_eq!(privs(&m, "joe@pve", "/vms/101"), "");
         assert_eq!(privs(&m, "joe@pve", "/storage/nfs"), "");
         assert_eq!(privs(&m, "joe@pve", "/vms"), "");
         // On the pool path itself the entries apply normally.
-        assert_eq!(roles(&m, "joe@pve", "/pool/prod"), ["DatastoreUser", "VMUser"]);
+        assert_eq!(roles(&m, "joe@pve", "/pool/prod"), ["PVEDatastoreUser", "PVEVMUser"]);
     }
 
     #[test]
@@ -481,9 +482,9 @@ mod tests {
             .user("joe@pve", &[])
             .pool("prod", &[], &[])
             .pool("prod/web", &[100], &[])
-            .grant("joe@pve", "/pool/prod", "VMUser", true)
+            .grant("joe@pve", "/pool/prod", "PVEVMUser", true)
             .done();
-        assert_eq!(privs(&m, "joe@pve", "/vms/100"), role_privs("VMUser"));
+        assert_eq!(privs(&m, "joe@pve", "/vms/100"), role_privs("PVEVMUser"));
     }
 
     #[test]
@@ -491,12 +492,12 @@ mod tests {
         let m = Setup::new()
             .user("joe@pve", &[])
             .pool("prod", &[100, 101], &[])
-            .grant("joe@pve", "/vms", "VMAdmin", true)
+            .grant("joe@pve", "/vms", "PVEVMAdmin", true)
             .grant("joe@pve", "/pool/prod", "NoAccess", true)
             .done();
         assert_eq!(privs(&m, "joe@pve", "/vms/100"), "");
         assert_eq!(roles(&m, "joe@pve", "/vms/100"), ["NoAccess"]);
-        assert_eq!(privs(&m, "joe@pve", "/vms/102"), role_privs("VMAdmin"));
+        assert_eq!(privs(&m, "joe@pve", "/vms/102"), role_privs("PVEVMAdmin"));
 
         let m = Setup::new()
             .user("joe@pve", &[])
@@ -515,20 +516,20 @@ mod tests {
             .token("joe@pve!full", false)
             .token("joe@pve!sep", true)
             .token("joe@pve!new", true)
-            .grant("@ops", "/vms", "VMUser", true)
+            .grant("@ops", "/vms", "PVEVMUser", true)
             .grant("joe@pve!full", "/", "Administrator", true)
             .grant("joe@pve!sep", "/", "Administrator", true)
-            .grant("joe@pve!sep", "/vms/100", "TemplateUser", true)
+            .grant("joe@pve!sep", "/vms/100", "PVETemplateUser", true)
             .done();
         // Without privilege separation: exactly the user's privileges; its own entries are ignored.
-        assert_eq!(privs(&m, "joe@pve!full", "/vms/101"), role_privs("VMUser"));
+        assert_eq!(privs(&m, "joe@pve!full", "/vms/101"), role_privs("PVEVMUser"));
         assert_eq!(privs(&m, "joe@pve!full", "/"), "");
-        assert_eq!(roles(&m, "joe@pve!full", "/vms/101"), ["VMUser"]);
+        assert_eq!(roles(&m, "joe@pve!full", "/vms/101"), ["PVEVMUser"]);
         // With it: its own result, never more than the user's.
-        assert_eq!(privs(&m, "joe@pve!sep", "/vms/101"), role_privs("VMUser"));
+        assert_eq!(privs(&m, "joe@pve!sep", "/vms/101"), role_privs("PVEVMUser"));
         assert_eq!(privs(&m, "joe@pve!sep", "/vms/100"), "VM.Audit");
         assert_eq!(privs(&m, "joe@pve!sep", "/"), "");
-        assert_eq!(roles(&m, "joe@pve!sep", "/vms/100"), ["TemplateUser"]);
+        assert_eq!(roles(&m, "joe@pve!sep", "/vms/100"), ["PVETemplateUser"]);
         // A new separated token holds nothing, even where its user holds much.
         assert_eq!(privs(&m, "joe@pve!new", "/vms/101"), "");
         // Unknown tokens hold nothing.
@@ -540,9 +541,9 @@ mod tests {
         let m = Setup::new()
             .token("root@pam!sep", true)
             .token("root@pam!full", false)
-            .grant("root@pam!sep", "/vms", "Auditor", true)
+            .grant("root@pam!sep", "/vms", "PVEAuditor", true)
             .done();
-        assert_eq!(privs(&m, "root@pam!sep", "/vms/100"), role_privs("Auditor"));
+        assert_eq!(privs(&m, "root@pam!sep", "/vms/100"), role_privs("PVEAuditor"));
         assert_eq!(privs(&m, "root@pam!full", "/vms/100"), PrivSet::ALL.to_string());
     }
 
@@ -580,8 +581,8 @@ mod tests {
         let m = Setup::new()
             .user("joe@pve", &[])
             .pool("prod", &[100], &["local"])
-            .grant("joe@pve", "/pool/prod", "VMUser", true)
-            .grant("joe@pve", "/nodes", "Auditor", false)
+            .grant("joe@pve", "/pool/prod", "PVEVMUser", true)
+            .grant("joe@pve", "/nodes", "PVEAuditor", false)
             .done();
         let joe: Authid = "joe@pve".parse().unwrap();
         let vm100: AclPath = "/vms/100".parse().unwrap();
@@ -592,11 +593,11 @@ mod tests {
         assert!(!m.check_any(&joe, &vm100, Privilege::VmAllocate.into(), NOW));
         let listed: Vec<(String, String)> =
             m.effective_permissions(&joe, NOW).into_iter().map(|(p, s)| (p.to_string(), s.to_string())).collect();
-        let vm_user = role_privs("VMUser");
+        let vm_user = role_privs("PVEVMUser");
         assert_eq!(
             listed,
             [
-                ("/nodes".to_string(), role_privs("Auditor")),
+                ("/nodes".to_string(), role_privs("PVEAuditor")),
                 ("/pool/prod".to_string(), vm_user.clone()),
                 ("/storage/local".to_string(), vm_user.clone()),
                 ("/vms/100".to_string(), vm_user),
@@ -610,16 +611,16 @@ mod tests {
             .user("boss@pve", &[])
             .user("owner@pve", &[])
             .grant("boss@pve", "/", "Administrator", true)
-            .grant("owner@pve", "/vms/100", "VMAdmin", true)
+            .grant("owner@pve", "/vms/100", "PVEVMAdmin", true)
             .done();
         let boss: Authid = "boss@pve".parse().unwrap();
         let owner: Authid = "owner@pve".parse().unwrap();
         let vm100: AclPath = "/vms/100".parse().unwrap();
         let role = |r: &str| r.parse::<RoleName>().unwrap();
         assert!(m.may_grant(&boss, &vm100, &role("Administrator"), NOW));
-        assert!(m.may_grant(&owner, &vm100, &role("VMUser"), NOW));
+        assert!(m.may_grant(&owner, &vm100, &role("PVEVMUser"), NOW));
         assert!(!m.may_grant(&owner, &vm100, &role("Administrator"), NOW));
-        assert!(!m.may_grant(&owner, &"/vms/101".parse().unwrap(), &role("VMUser"), NOW));
+        assert!(!m.may_grant(&owner, &"/vms/101".parse().unwrap(), &role("PVEVMUser"), NOW));
         assert!(!m.may_grant(&owner, &vm100, &role("NoSuchRole"), NOW));
     }
 
@@ -649,7 +650,11 @@ mod tests {
 
         // A user entry on / overrides the group's for that user.
         let mut overridden = m.clone();
-        overridden.acl.push(AclEntry::new(AclPath::root(), AclSubject::User(joe.clone()), "Auditor".parse().unwrap()));
+        overridden.acl.push(AclEntry::new(
+            AclPath::root(),
+            AclSubject::User(joe.clone()),
+            "PVEAuditor".parse().unwrap(),
+        ));
         assert!(m.would_remove_last_admin(&overridden, NOW));
 
         // With a second administrator, removing one is fine.

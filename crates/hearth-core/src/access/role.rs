@@ -1,12 +1,10 @@
-//! Roles: the built-in ones, with Proxmox VE's privilege sets under names without the `PVE`
-//! prefix, and the names custom roles may take.
+//! Roles: the built-in ones, exactly as `pveum role list` shows them on Proxmox VE 8 and 9
+//! (names and privilege sets), and the names custom roles may take.
 //!
-//! Two built-in roles have no Proxmox counterpart; each is its Proxmox neighbour plus what a
-//! "power user" needs and an ordinary user lacks:
-//! - `VMPowerUser` = `VMUser` + `VM.Snapshot` + `VM.Snapshot.Rollback`, so a user can take and
-//!   roll back snapshots of their guests without the configuration rights of `VMAdmin`.
-//! - `DatastorePowerUser` = `DatastoreUser` + `Datastore.AllocateTemplate`, so a user can upload
-//!   ISO images and container templates without creating or removing storages.
+//! Proxmox generates its roles from privilege tiers per category (root, admin, user, audit):
+//! `PVE<Category>Admin` holds the admin, user and audit tiers, `PVE<Category>User` the user and
+//! audit tiers, `PVEAuditor` every audit tier and `PVEAdmin` everything below the root tier but
+//! `Mapping.Modify`. The sets below are those results, written out.
 
 use std::fmt;
 use std::str::FromStr;
@@ -78,14 +76,14 @@ const VM_USER: PrivSet = PrivSet::from_slice(&[
 
 const DATASTORE_USER: PrivSet = PrivSet::from_slice(&[P::DatastoreAllocateSpace, P::DatastoreAudit]);
 
-/// The built-in roles, in the order `role list` shows them.
+/// The built-in roles. `role list` sorts them by name.
 pub const BUILTIN_ROLES: &[BuiltinRole] = &[
     BuiltinRole { name: ADMINISTRATOR, privs: PrivSet::ALL },
     BuiltinRole { name: NO_ACCESS, privs: PrivSet::EMPTY },
     // Everything below the root tier, except `Mapping.Modify`, as in Proxmox.
-    BuiltinRole { name: "Admin", privs: PrivSet::ALL.difference(ROOT_ONLY).without(P::MappingModify) },
+    BuiltinRole { name: "PVEAdmin", privs: PrivSet::ALL.difference(ROOT_ONLY).without(P::MappingModify) },
     BuiltinRole {
-        name: "Auditor",
+        name: "PVEAuditor",
         privs: PrivSet::from_slice(&[
             P::VmAudit,
             P::VmGuestAgentAudit,
@@ -96,13 +94,12 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
             P::MappingAudit,
         ]),
     },
-    BuiltinRole { name: "VMAdmin", privs: VM_ALL },
-    BuiltinRole { name: "VMUser", privs: VM_USER },
-    BuiltinRole { name: "VMPowerUser", privs: VM_USER.with(P::VmSnapshot).with(P::VmSnapshotRollback) },
-    BuiltinRole { name: "TemplateUser", privs: PrivSet::from_slice(&[P::VmClone, P::VmAudit]) },
-    BuiltinRole { name: "SysAdmin", privs: PrivSet::from_slice(&[P::SysConsole, P::SysSyslog, P::SysAudit]) },
+    BuiltinRole { name: "PVEVMAdmin", privs: VM_ALL },
+    BuiltinRole { name: "PVEVMUser", privs: VM_USER },
+    BuiltinRole { name: "PVETemplateUser", privs: PrivSet::from_slice(&[P::VmClone, P::VmAudit]) },
+    BuiltinRole { name: "PVESysAdmin", privs: PrivSet::from_slice(&[P::SysConsole, P::SysSyslog, P::SysAudit]) },
     BuiltinRole {
-        name: "DatastoreAdmin",
+        name: "PVEDatastoreAdmin",
         privs: PrivSet::from_slice(&[
             P::DatastoreAllocate,
             P::DatastoreAllocateTemplate,
@@ -110,21 +107,20 @@ pub const BUILTIN_ROLES: &[BuiltinRole] = &[
             P::DatastoreAudit,
         ]),
     },
-    BuiltinRole { name: "DatastoreUser", privs: DATASTORE_USER },
-    BuiltinRole { name: "DatastorePowerUser", privs: DATASTORE_USER.with(P::DatastoreAllocateTemplate) },
-    BuiltinRole { name: "SDNAdmin", privs: PrivSet::from_slice(&[P::SdnAllocate, P::SdnAudit, P::SdnUse]) },
-    BuiltinRole { name: "SDNUser", privs: PrivSet::from_slice(&[P::SdnUse, P::SdnAudit]) },
+    BuiltinRole { name: "PVEDatastoreUser", privs: DATASTORE_USER },
+    BuiltinRole { name: "PVESDNAdmin", privs: PrivSet::from_slice(&[P::SdnAllocate, P::SdnAudit, P::SdnUse]) },
+    BuiltinRole { name: "PVESDNUser", privs: PrivSet::from_slice(&[P::SdnUse, P::SdnAudit]) },
     BuiltinRole {
-        name: "UserAdmin",
+        name: "PVEUserAdmin",
         privs: PrivSet::from_slice(&[P::UserModify, P::GroupAllocate, P::RealmAllocateUser]),
     },
-    BuiltinRole { name: "PoolAdmin", privs: PrivSet::from_slice(&[P::PoolAllocate, P::PoolAudit]) },
-    BuiltinRole { name: "PoolUser", privs: PrivSet::from_slice(&[P::PoolAudit]) },
+    BuiltinRole { name: "PVEPoolAdmin", privs: PrivSet::from_slice(&[P::PoolAllocate, P::PoolAudit]) },
+    BuiltinRole { name: "PVEPoolUser", privs: PrivSet::from_slice(&[P::PoolAudit]) },
     BuiltinRole {
-        name: "MappingAdmin",
+        name: "PVEMappingAdmin",
         privs: PrivSet::from_slice(&[P::MappingModify, P::MappingUse, P::MappingAudit]),
     },
-    BuiltinRole { name: "MappingUser", privs: PrivSet::from_slice(&[P::MappingUse, P::MappingAudit]) },
+    BuiltinRole { name: "PVEMappingUser", privs: PrivSet::from_slice(&[P::MappingUse, P::MappingAudit]) },
 ];
 
 /// The built-in role of that exact name.
@@ -157,8 +153,8 @@ impl RoleName {
         if let Some(b) = BUILTIN_ROLES.iter().find(|r| r.name.eq_ignore_ascii_case(&self.0)) {
             return reserved(&format!("the name of the built-in role '{}' is reserved", b.name));
         }
-        if self.0.starts_with("PVE") {
-            return reserved("names starting with 'PVE' are reserved");
+        if self.0.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("PVE")) {
+            return reserved("names starting with 'PVE' (in any letter case) are reserved for built-in roles");
         }
         Ok(())
     }
@@ -209,55 +205,70 @@ mod tests {
 
     #[test]
     fn builtin_sets_match_proxmox() {
-        assert_eq!(BUILTIN_ROLES.len(), 19);
+        let mut names: Vec<&str> = BUILTIN_ROLES.iter().map(|r| r.name).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "Administrator",
+                "NoAccess",
+                "PVEAdmin",
+                "PVEAuditor",
+                "PVEDatastoreAdmin",
+                "PVEDatastoreUser",
+                "PVEMappingAdmin",
+                "PVEMappingUser",
+                "PVEPoolAdmin",
+                "PVEPoolUser",
+                "PVESDNAdmin",
+                "PVESDNUser",
+                "PVESysAdmin",
+                "PVETemplateUser",
+                "PVEUserAdmin",
+                "PVEVMAdmin",
+                "PVEVMUser",
+            ]
+        );
         assert_eq!(privs("Administrator"), PrivSet::ALL.to_string());
         assert_eq!(privs("NoAccess"), "");
         assert_eq!(
-            privs("Auditor"),
+            privs("PVEAuditor"),
             "Datastore.Audit,Mapping.Audit,Pool.Audit,SDN.Audit,Sys.Audit,VM.Audit,VM.GuestAgent.Audit"
         );
-        assert_eq!(builtin("VMAdmin").unwrap().privs.len(), 23);
-        assert!(builtin("VMAdmin").unwrap().privs.iter().all(|p| p.name().starts_with("VM.")));
+        assert_eq!(builtin("PVEVMAdmin").unwrap().privs.len(), 23);
+        assert!(builtin("PVEVMAdmin").unwrap().privs.iter().all(|p| p.name().starts_with("VM.")));
         assert_eq!(
-            privs("VMUser"),
+            privs("PVEVMUser"),
             "VM.Audit,VM.Backup,VM.Config.CDROM,VM.Config.Cloudinit,VM.Console,VM.GuestAgent.Audit,\
              VM.GuestAgent.FileRead,VM.GuestAgent.FileSystemMgmt,VM.GuestAgent.FileWrite,VM.PowerMgmt"
         );
-        assert_eq!(privs("TemplateUser"), "VM.Audit,VM.Clone");
-        assert_eq!(privs("SysAdmin"), "Sys.Audit,Sys.Console,Sys.Syslog");
+        assert_eq!(privs("PVETemplateUser"), "VM.Audit,VM.Clone");
+        assert_eq!(privs("PVESysAdmin"), "Sys.Audit,Sys.Console,Sys.Syslog");
         assert_eq!(
-            privs("DatastoreAdmin"),
+            privs("PVEDatastoreAdmin"),
             "Datastore.Allocate,Datastore.AllocateSpace,Datastore.AllocateTemplate,Datastore.Audit"
         );
-        assert_eq!(privs("DatastoreUser"), "Datastore.AllocateSpace,Datastore.Audit");
-        assert_eq!(privs("SDNAdmin"), "SDN.Allocate,SDN.Audit,SDN.Use");
-        assert_eq!(privs("SDNUser"), "SDN.Audit,SDN.Use");
-        assert_eq!(privs("UserAdmin"), "Group.Allocate,Realm.AllocateUser,User.Modify");
-        assert_eq!(privs("PoolAdmin"), "Pool.Allocate,Pool.Audit");
-        assert_eq!(privs("PoolUser"), "Pool.Audit");
-        assert_eq!(privs("MappingAdmin"), "Mapping.Audit,Mapping.Modify,Mapping.Use");
-        assert_eq!(privs("MappingUser"), "Mapping.Audit,Mapping.Use");
+        assert_eq!(privs("PVEDatastoreUser"), "Datastore.AllocateSpace,Datastore.Audit");
+        assert_eq!(privs("PVESDNAdmin"), "SDN.Allocate,SDN.Audit,SDN.Use");
+        assert_eq!(privs("PVESDNUser"), "SDN.Audit,SDN.Use");
+        assert_eq!(privs("PVEUserAdmin"), "Group.Allocate,Realm.AllocateUser,User.Modify");
+        assert_eq!(privs("PVEPoolAdmin"), "Pool.Allocate,Pool.Audit");
+        assert_eq!(privs("PVEPoolUser"), "Pool.Audit");
+        assert_eq!(privs("PVEMappingAdmin"), "Mapping.Audit,Mapping.Modify,Mapping.Use");
+        assert_eq!(privs("PVEMappingUser"), "Mapping.Audit,Mapping.Use");
     }
 
     #[test]
     fn admin_is_everything_but_the_root_tier_and_mapping_modify() {
-        let missing = PrivSet::ALL.difference(builtin("Admin").unwrap().privs);
+        let missing = PrivSet::ALL.difference(builtin("PVEAdmin").unwrap().privs);
         assert_eq!(
             missing.to_string(),
             "Mapping.Modify,Permissions.Modify,Realm.Allocate,Sys.AccessNetwork,Sys.Incoming,Sys.Modify,Sys.PowerMgmt"
         );
-        // Every category admin role except Mapping's is inside Admin.
-        for r in BUILTIN_ROLES.iter().filter(|r| !["Administrator", "MappingAdmin"].contains(&r.name)) {
-            assert!(r.privs.is_subset(builtin("Admin").unwrap().privs), "{}", r.name);
+        // Every category admin role except Mapping's is inside PVEAdmin.
+        for r in BUILTIN_ROLES.iter().filter(|r| !["Administrator", "PVEMappingAdmin"].contains(&r.name)) {
+            assert!(r.privs.is_subset(builtin("PVEAdmin").unwrap().privs), "{}", r.name);
         }
-    }
-
-    #[test]
-    fn power_users_extend_their_user_roles() {
-        let vm = builtin("VMPowerUser").unwrap().privs.difference(builtin("VMUser").unwrap().privs);
-        assert_eq!(vm.to_string(), "VM.Snapshot,VM.Snapshot.Rollback");
-        let ds = builtin("DatastorePowerUser").unwrap().privs.difference(builtin("DatastoreUser").unwrap().privs);
-        assert_eq!(ds.to_string(), "Datastore.AllocateTemplate");
     }
 
     #[test]
@@ -268,14 +279,24 @@ mod tests {
         }
         let custom = |s: &str| s.parse::<RoleName>().unwrap().check_custom().map_err(|e| e.to_string());
         assert_eq!(custom("Operators"), Ok(()));
+        assert_eq!(custom("VMAdmin"), Ok(()));
         assert_eq!(
-            custom("vmadmin"),
-            Err("invalid role name 'vmadmin': the name of the built-in role 'VMAdmin' is reserved".into())
+            custom("pvevmadmin"),
+            Err("invalid role name 'pvevmadmin': the name of the built-in role 'PVEVMAdmin' is reserved".into())
         );
         assert_eq!(
-            custom("PVEVMAdmin"),
-            Err("invalid role name 'PVEVMAdmin': names starting with 'PVE' are reserved".into())
+            custom("administrator"),
+            Err("invalid role name 'administrator': the name of the built-in role 'Administrator' is reserved".into())
         );
+        for reserved in ["PVE_Power-only", "pveThing"] {
+            assert_eq!(
+                custom(reserved),
+                Err(format!(
+                    "invalid role name '{reserved}': names starting with 'PVE' (in any letter case) are reserved \
+                     for built-in roles"
+                ))
+            );
+        }
         assert!("NoAccess".parse::<RoleName>().unwrap().builtin().is_some());
     }
 }

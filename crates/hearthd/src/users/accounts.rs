@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use hearth_core::access::realm::Domains;
 use hearth_core::access::{AccessModel, AclPath, AclSubject, Authid, GroupName, Privilege, TokenId, User, Userid};
 use hearth_proto::{ErrorKind, ErrorReply, PathPermissions, Payload, UserInfo};
 
@@ -9,9 +10,6 @@ use super::{holds_any, invalid, now, parse_userid, priv_names, unknown_user};
 use crate::Daemon;
 use crate::access::Caller;
 use crate::credentials::{self, forget_secrets};
-
-/// The realms a user may be created in: `pam` (host accounts) and `hearth` (Hearth's own).
-const REALMS: &[&str] = &["pam", "hearth"];
 
 /// The options `user add` and `user modify` take.
 const USER_OPTIONS: &str = "email, firstname, lastname, comment, groups, enable, expire";
@@ -22,7 +20,7 @@ pub(super) fn add(
     userid: &str,
     options: &[(String, String)],
 ) -> Result<Payload, ErrorReply> {
-    let id = new_userid(userid)?;
+    let id = new_userid(userid, &super::realms::load(&daemon.root)?)?;
     let options = UserOptions::parse(options)?;
     daemon.access.edit(caller, &format!("user add {id}"), |m| {
         if m.user_exists(&id) {
@@ -30,6 +28,7 @@ pub(super) fn add(
         }
         let mut user = User::default();
         options.apply(&mut user, false);
+        check_membership(daemon, caller, m, &BTreeSet::new(), &user.groups)?;
         m.users.insert(id.clone(), user);
         Ok(())
     })?;
@@ -50,8 +49,12 @@ pub(super) fn modify(
         if id.is_root() && !m.users.contains_key(&id) {
             m.users.insert(id.clone(), User::default());
         }
-        let user = m.users.get_mut(&id).ok_or_else(|| unknown_user(&id))?;
-        options.apply(user, append);
+        let mut user = m.users.get(&id).ok_or_else(|| unknown_user(&id))?.clone();
+        let before = user.groups.clone();
+        options.apply(&mut user, append);
+        // Judged on the model as it is: after the change the caller may be in the group itself.
+        check_membership(daemon, caller, m, &before, &user.groups)?;
+        m.users.insert(id.clone(), user);
         Ok(())
     })?;
     Ok(Payload::Empty)
@@ -115,14 +118,49 @@ pub(super) fn permissions(daemon: &Daemon, userid: &str, path: Option<&str>) -> 
     ))
 }
 
-/// A user id for a new user: also its realm must be one Hearth has.
-fn new_userid(s: &str) -> Result<Userid, ErrorReply> {
+/// Joining or leaving a group takes or sheds the roles its ACL entries grant (and the
+/// `NoAccess` they impose), so a caller other than root@pam may change a membership only if it
+/// may grant and revoke each of those entries itself ([`AccessModel::may_grant`]): Permissions.Modify
+/// on the entry's path, or the object's Allocate privilege there and every privilege of the role.
+fn check_membership(
+    daemon: &Daemon,
+    caller: &Caller,
+    model: &AccessModel,
+    before: &BTreeSet<GroupName>,
+    after: &BTreeSet<GroupName>,
+) -> Result<(), ErrorReply> {
+    if caller.is_root() {
+        return Ok(());
+    }
+    let who = caller.authid();
+    for group in before.symmetric_difference(after) {
+        let entries = model.acl.iter().filter(|e| matches!(&e.subject, AclSubject::Group(g) if g == group));
+        for entry in entries {
+            if who.as_ref().is_none_or(|w| !model.may_grant(w, &entry.path, &entry.role, now())) {
+                daemon.access.audit(&caller.userid, &format!("denied: membership of {group}"));
+                return Err(ErrorReply::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "permission denied: group '{group}' holds role '{}' on {}, which {} may not grant or \
+                         revoke (it needs Permissions.Modify there), so it cannot change who is in the group",
+                        entry.role, entry.path, caller.userid
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A user id for a new user: its realm must exist, `pam`, `pve` or a configured one.
+fn new_userid(s: &str, domains: &Domains) -> Result<Userid, ErrorReply> {
     let id = parse_userid(s)?;
-    if !REALMS.contains(&id.realm()) {
+    if domains.realm_type(id.realm()).is_none() {
+        let realms: Vec<String> = domains.all().into_iter().map(|(name, _, _)| name).collect();
         return Err(invalid(format!(
-            "unknown realm '{}' in user id '{id}': Hearth has the realms {}",
+            "unknown realm '{}' in user id '{id}': the realms are {} (see `userctl realm list`)",
             id.realm(),
-            REALMS.join(" and ")
+            realms.join(", ")
         )));
     }
     Ok(id)
@@ -277,12 +315,18 @@ mod tests {
 
     #[test]
     fn realms() {
-        assert!(new_userid("joe@hearth").is_ok());
-        assert!(new_userid("joe@pam").is_ok());
+        let none = Domains::default();
+        assert!(new_userid("joe@pve", &none).is_ok());
+        assert!(new_userid("joe@pam", &none).is_ok());
         assert_eq!(
-            new_userid("joe@pve").unwrap_err().message,
-            "unknown realm 'pve' in user id 'joe@pve': Hearth has the realms pam and hearth"
+            new_userid("joe@hearth", &none).unwrap_err().message,
+            "unknown realm 'hearth' in user id 'joe@hearth': the realms are pam, pve (see `userctl realm list`)"
         );
-        assert!(new_userid("joe").unwrap_err().message.starts_with("invalid user id 'joe'"));
+        let corp = Domains::from_toml(
+            "[realms.corp]\ntype = \"openid\"\nissuer-url = \"https://id.example\"\nclient-id = \"x\"\n",
+        )
+        .unwrap();
+        assert!(new_userid("joe@corp", &corp).is_ok());
+        assert!(new_userid("joe", &none).unwrap_err().message.starts_with("invalid user id 'joe'"));
     }
 }

@@ -24,7 +24,8 @@ pub(super) fn modify(
     let who = caller.authid();
     daemon.access.edit(caller, &what, |m| {
         if let Some(role) = change.roles.iter().find(|r| m.role_privs(r.as_str()).is_none()) {
-            return Err(invalid(format!("unknown role '{role}': see `userctl role list`")));
+            let hint = m.suggest_role(role.as_str()).map(|r| format!("did you mean '{r}'? ")).unwrap_or_default();
+            return Err(invalid(format!("unknown role '{role}'; {hint}see `userctl role list`")));
         }
         if !caller.is_root() {
             let refused =
@@ -149,21 +150,24 @@ mod tests {
         let mut m = AccessModel::default();
         let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
         let change =
-            AclChange::parse("/vms/100", &s(&["VMUser", "Auditor"]), &s(&["joe@pam"]), &s(&["ops"]), &[]).unwrap();
+            AclChange::parse("/vms/100", &s(&["PVEVMUser", "PVEAuditor"]), &s(&["joe@pam"]), &s(&["ops"]), &[])
+                .unwrap();
         change.apply(&mut m, true, false);
         assert_eq!(m.acl.len(), 4);
         change.apply(&mut m, false, false);
         assert_eq!(m.acl.len(), 4);
         assert!(m.acl.iter().all(|e| !e.propagate));
-        AclChange::parse("/vms/100", &s(&["Auditor"]), &s(&["joe@pam"]), &[], &[]).unwrap().apply(&mut m, true, true);
+        AclChange::parse("/vms/100", &s(&["PVEAuditor"]), &s(&["joe@pam"]), &[], &[])
+            .unwrap()
+            .apply(&mut m, true, true);
         assert_eq!(m.acl.len(), 3);
         assert!(
-            AclChange::parse("/vms/1", &s(&["Auditor"]), &s(&["joe@pam"]), &[], &[])
+            AclChange::parse("/vms/1", &s(&["PVEAuditor"]), &s(&["joe@pam"]), &[], &[])
                 .unwrap_err()
                 .message
                 .contains("VMID")
         );
         assert!(AclChange::parse("/", &[], &s(&["joe@pam"]), &[], &[]).unwrap_err().message.contains("--roles"));
-        assert!(AclChange::parse("/", &s(&["Auditor"]), &[], &[], &[]).unwrap_err().message.contains("--users"));
+        assert!(AclChange::parse("/", &s(&["PVEAuditor"]), &[], &[], &[]).unwrap_err().message.contains("--users"));
     }
 }

@@ -15,6 +15,7 @@ mod accounts;
 mod acl;
 mod groups;
 mod pools;
+mod realms;
 mod roles;
 mod tfa;
 mod tokens;
@@ -38,16 +39,31 @@ pub fn required(r: &AccessRequest, caller: &Caller) -> Vec<Need> {
     let realm = |userid: &str| {
         userid.rsplit_once('@').map(|(_, realm)| on(format!("/access/realm/{realm}"), P::RealmAllocateUser))
     };
-    // Group membership carries the group's roles: changing it is granting them (User.Modify
-    // alone would let a user admin make anyone an admin).
-    let membership = |options: &[(String, String)]| {
-        options.iter().any(|(k, _)| k == "groups").then(|| on("/", P::PermissionsModify))
+    // Proxmox's `userid-group` check for a new user: User.Modify on /access/groups, or on
+    // /access/groups/GROUP for every group the new user joins (a user admin delegated one group
+    // may add members to it). Membership carries the group's roles, so the handler also lets a
+    // caller change memberships only where it could grant or revoke the groups' ACL entries
+    // itself (`accounts::check_membership`).
+    let new_user_admin = |options: &[(String, String)]| {
+        let groups: Vec<&str> = options
+            .iter()
+            .filter(|(k, _)| k == "groups")
+            .flat_map(|(_, v)| v.split(',').map(str::trim).filter(|g| !g.is_empty()))
+            .collect();
+        if groups.is_empty() {
+            user_admin()
+        } else {
+            let scoped = groups.iter().map(|g| on(format!("/access/groups/{g}"), P::UserModify)).collect();
+            Need::Either(vec![user_admin()], scoped)
+        }
     };
     match r {
         A::UserAdd { userid, options } => {
-            [realm(userid), Some(user_admin()), membership(options)].into_iter().flatten().collect()
+            [realm(userid), Some(new_user_admin(options))].into_iter().flatten().collect()
         }
-        A::UserModify { options, .. } => [Some(user_admin()), membership(options)].into_iter().flatten().collect(),
+        // Changing a user needs the user admin's right over all users: which groups the user is
+        // in (Proxmox's alternative) is the model's, not this table's.
+        A::UserModify { .. } => vec![user_admin()],
         A::UserDelete { userid } => [realm(userid), Some(user_admin())].into_iter().flatten().collect(),
         A::UserList => vec![anyone("/access")],
         A::UserPermissions { userid, .. } => {
@@ -107,6 +123,15 @@ pub fn required(r: &AccessRequest, caller: &Caller) -> Vec<Need> {
         }
         // Everyone's factors for User.Modify holders, one's own for everyone else.
         A::TfaList { userid: None } => vec![anyone("/access/groups")],
+        // Proxmox's `unlock-tfa`: User.Modify, even for oneself (a locked-out user is who asks).
+        A::TfaUnlock { .. } => vec![user_admin()],
+        A::RealmList => vec![anyone("/access/realm")],
+        A::RealmAdd { .. } | A::RealmModify { .. } | A::RealmDelete { .. } => {
+            vec![on("/access/realm", P::RealmAllocate)]
+        }
+        A::RealmSync { realm, .. } => {
+            vec![on(format!("/access/realm/{realm}"), P::RealmAllocateUser), user_admin()]
+        }
     }
 }
 
@@ -150,6 +175,12 @@ pub fn handle(daemon: &Arc<Daemon>, caller: &Caller, r: AccessRequest) -> Result
         A::TfaAdd { userid, kind } => tfa::add(daemon, caller, &userid, kind),
         A::TfaList { userid } => tfa::list(daemon, caller, userid.as_deref()),
         A::TfaDelete { userid, id } => tfa::delete(daemon, caller, &userid, &id),
+        A::TfaUnlock { userid } => tfa::unlock(daemon, caller, &userid),
+        A::RealmList => realms::list(daemon),
+        A::RealmAdd { realm, kind, options } => realms::add(daemon, caller, &realm, &kind, &options),
+        A::RealmModify { realm, options, delete } => realms::modify(daemon, caller, &realm, &options, &delete),
+        A::RealmDelete { realm } => realms::delete(daemon, caller, &realm),
+        A::RealmSync { realm, .. } => realms::sync(daemon, &realm),
     }
 }
 

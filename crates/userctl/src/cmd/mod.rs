@@ -4,6 +4,7 @@ pub mod acl;
 pub mod group;
 pub mod passwd;
 pub mod pool;
+pub mod realm;
 pub mod role;
 pub mod tfa;
 pub mod token;

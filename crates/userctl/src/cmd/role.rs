@@ -7,11 +7,16 @@ use hearth_proto::{AccessRequest, Payload};
 use super::{change, flag, positional};
 
 fn role() -> clap::Arg {
-    positional("role", "ROLE", "Role name, [A-Za-z0-9.-_]+; built-in names and names starting with PVE are reserved")
+    positional(
+        "role",
+        "ROLE",
+        "Role name, [A-Za-z0-9.-_]+; built-in names and names starting with PVE (any case) are reserved",
+    )
 }
 
 fn privs(required: bool) -> clap::Arg {
-    super::option("privs", "PRIVS", "Privileges separated by commas, e.g. \"VM.Audit,VM.PowerMgmt\"").required(required)
+    super::option("privs", "PRIVS", "Privileges separated by commas or spaces, e.g. \"VM.PowerMgmt VM.Console\"")
+        .required(required)
 }
 
 pub fn command() -> Command {
@@ -19,7 +24,7 @@ pub fn command() -> Command {
         .about("Manage roles")
         .long_about(
             "Manage custom roles: named sets of privileges. The built-in roles (Administrator, \
-             NoAccess, Admin, Auditor, VMAdmin, VMUser, …) cannot be changed; `role list` shows \
+             NoAccess, PVEAdmin, PVEAuditor, PVEVMAdmin, PVEVMUser, …, as Proxmox VE names them) cannot be changed; `role list` shows \
              them all with their privileges.",
         )
         .subcommand_required(true)

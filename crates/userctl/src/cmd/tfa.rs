@@ -1,4 +1,4 @@
-//! `userctl tfa add|list|delete`: second factors (TOTP keys and recovery keys), as
+//! `userctl user tfa add|list|delete|unlock` (also `userctl tfa …`): second factors (TOTP keys and recovery keys), as
 //! `pveum user tfa`.
 
 use clap::{ArgMatches, Command};
@@ -34,11 +34,28 @@ pub fn command() -> Command {
             Command::new("list")
                 .about("List second factors, without secrets")
                 .arg(clap::Arg::new("userid").value_name("USERID").help("Only this user's")),
-            Command::new("delete").about("Delete a second factor").arg(userid()).arg(positional(
-                "id",
-                "ID",
-                "The factor's id, as tfa list shows it",
-            )),
+            Command::new("delete")
+                .about("Delete a second factor, or all of a user's")
+                .arg(userid())
+                .arg(clap::Arg::new("id").value_name("ID").help("The factor's id, as tfa list shows it"))
+                .arg(
+                    super::option(
+                        "id-option",
+                        "ID",
+                        "The factor's id, as pveum's --id; without any id, all of the user's",
+                    )
+                    .long("id")
+                    .conflicts_with("id"),
+                ),
+            Command::new("unlock")
+                .about("Lift a user's second-factor lockout")
+                .long_about(
+                    "Lift a user's second-factor lockout, as pveum user tfa unlock. Proxmox locks TOTP \
+                     after 8 failed codes; Hearth has no login that asks for a second factor yet, so it \
+                     counts no failures and locks nobody: unlock checks that the user exists and \
+                     changes nothing. Needs User.Modify on /access/groups.",
+                )
+                .arg(userid()),
         ])
 }
 
@@ -98,7 +115,23 @@ pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result
             }
             table.print()
         }
-        "delete" => change(AccessRequest::TfaDelete { userid, id: super::string(m, "id") }, format),
+        "delete" => {
+            let id = super::optional(m, "id").or_else(|| super::optional(m, "id-option"));
+            let ids = match id {
+                Some(id) => vec![id],
+                // As pveum: without an id, every factor of the user.
+                None => match super::call(AccessRequest::TfaList { userid: Some(userid.clone()) })? {
+                    Payload::Tfa(entries) => entries.into_iter().map(|e| e.id).collect(),
+                    other => return Err(cli::unexpected(&other)),
+                },
+            };
+            for id in ids {
+                super::call(AccessRequest::TfaDelete { userid: userid.clone(), id })?;
+            }
+            // One answer however many factors went, as for any other change.
+            if format.is_json() { cli::print_json(&Payload::Empty, format) } else { Ok(()) }
+        }
+        "unlock" => change(AccessRequest::TfaUnlock { userid }, format),
         other => anyhow::bail!("unknown tfa command '{other}'"),
     }
 }

@@ -1,4 +1,4 @@
-//! `userctl user add|modify|delete|list|permissions`: users, as `pveum user`.
+//! `userctl user add|modify|delete|list|permissions|token|tfa`: users, as `pveum user`.
 
 use clap::{ArgMatches, Command};
 use hearth_client::cli::{self, Align, OutputFormat, Table};
@@ -9,7 +9,11 @@ use super::{bool_option, change, flag, option, positional};
 const USER_OPTIONS: &[&str] = &["email", "firstname", "lastname", "comment", "groups", "enable", "expire"];
 
 fn userid() -> clap::Arg {
-    positional("userid", "USERID", "User id NAME@REALM; realms: pam (host accounts) and hearth")
+    positional(
+        "userid",
+        "USERID",
+        "User id NAME@REALM; realms: pam (host accounts), pve, and configured ones (userctl realm list)",
+    )
 }
 
 fn user_options() -> Vec<clap::Arg> {
@@ -18,7 +22,7 @@ fn user_options() -> Vec<clap::Arg> {
         option("firstname", "NAME", "First name"),
         option("lastname", "NAME", "Last name"),
         option("comment", "TEXT", "Comment"),
-        option("groups", "GROUPS", "Groups the user belongs to, separated by commas"),
+        option("groups", "GROUPS", "Groups the user belongs to, separated by commas (pveum's -group works too)"),
         bool_option("enable", "Enable (1, the default) or disable (0) the account"),
         option("expire", "EPOCH", "Unix time at which the account expires; 0 is never"),
     ]
@@ -33,7 +37,7 @@ pub fn command() -> Command {
     Command::new("user").about("Manage users").subcommand_required(true).arg_required_else_help(true).subcommands([
         Command::new("add").about("Create a user").arg(userid()).args(user_options()).arg(flag(
             "password",
-            "Set a password for a hearth-realm user: asked for on a terminal, else read from stdin",
+            "Set a password for a pve-realm user: asked for on a terminal, else read from stdin",
         )),
         Command::new("modify")
             .about("Change a user; an empty value clears a text option")
@@ -51,6 +55,8 @@ pub fn command() -> Command {
             )
             .arg(positional("userid", "USERID", "User id NAME@REALM or token id NAME@REALM!TOKEN"))
             .arg(option("path", "PATH", "Only this ACL path")),
+        super::token::command(),
+        super::tfa::command(),
     ])
 }
 
@@ -114,6 +120,8 @@ pub fn run(action: &str, m: &ArgMatches, format: OutputFormat) -> anyhow::Result
             let request = AccessRequest::UserPermissions { userid, path: super::optional(m, "path") };
             super::print_permissions(request, format)
         }
+        "token" => crate::group("user token", m, super::token::run),
+        "tfa" => crate::group("user tfa", m, super::tfa::run),
         other => anyhow::bail!("unknown user command '{other}'"),
     }
 }
