@@ -32,7 +32,9 @@
 //! - are syntax summaries rather than command lines (`pvesm add <TYPE> <STORAGE_ID>
 //!   <OPTIONS>`, `pvesm alloc … [--format <raw|qcow2>]`, `pvesm list <STORAGE_ID> [--vmid
 //!   <VMID>]`, `pvesm set <STORAGE_ID> <OPTIONS>`);
-//! - need an interactive terminal: `pct console 100`.
+//! - need an interactive terminal: `pct console 100`;
+//! - are refused by Proxmox itself: `pveum role add PVE_Power-only` (the `PVE` prefix is reserved
+//!   for built-in roles); Hearth refuses it too, and the test checks that.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -296,13 +298,20 @@ fn access(d: &mut Docs) {
     d.example_with_input("pveum.adoc:1083", "pveum passwd testuser@pve", &[], "Sup3r-secret\nSup3r-secret\n");
     d.example("pveum.adoc:1090", "pveum user modify testuser@pve -enable 0", &[]);
     d.example("pveum.adoc:1097", "pveum group add testgroup", &[]);
-    d.example("pveum.adoc:1104", "pveum role add PVE_Power-only -privs \"VM.PowerMgmt VM.Console\"", &[]);
+    // pveum.adoc:1104 creates `PVE_Power-only`, which Proxmox VE 8 and 9 refuse themselves: the
+    // PVE prefix is reserved for built-in roles (pveum.adoc:859). Hearth refuses it the same way.
+    let refused = d.shell(&typed("pveum role add PVE_Power-only -privs \"VM.PowerMgmt VM.Console\""), "");
+    d.check(
+        "pveum.adoc:1104",
+        refused.code == 1 && refused.stderr.contains("PVE"),
+        format!("refused: {}", refused.stderr),
+    );
     d.example("pveum.adoc:855", "pveum role add VM_Power-only --privs \"VM.PowerMgmt VM.Console\"", &[]);
     d.example("pveum.adoc:856", "pveum role add Sys_Power-only --privs \"Sys.PowerMgmt Sys.Console\"", &[]);
     let roles = d.json("userctl", &["role", "list"]);
-    let power = roles.as_array().into_iter().flatten().find(|r| r["roleid"] == "PVE_Power-only");
+    let power = roles.as_array().into_iter().flatten().find(|r| r["roleid"] == "VM_Power-only");
     d.check(
-        "pveum.adoc:1104",
+        "pveum.adoc:855",
         power.is_some_and(|r| {
             r["privs"].to_string().contains("VM.Console") && r["privs"].to_string().contains("VM.PowerMgmt")
         }),

@@ -93,13 +93,18 @@ fn the_pveum_examples_work_as_typed() {
     ok(d, "userctl", &["role", "add", "VM_Power-only", "--privs", "VM.PowerMgmt VM.Console"]);
     ok(d, "userctl", &["role", "add", "Sys_Power-only", "-privs", "Sys.PowerMgmt Sys.Console"]);
     let roles = json(d, "userctl", &["role", "list"]);
-    let role = |name: &str| roles.as_array().unwrap().iter().find(|r| r["role"] == name).cloned().unwrap_or_default();
+    let role = |name: &str| roles.as_array().unwrap().iter().find(|r| r["roleid"] == name).cloned().unwrap_or_default();
     assert_eq!(role("VM_Power-only")["privs"], serde_json::json!(["VM.Console", "VM.PowerMgmt"]));
     assert_eq!(role("Sys_Power-only")["privs"], serde_json::json!(["Sys.Console", "Sys.PowerMgmt"]));
     assert_eq!(role("VM_Power-only")["special"], false);
     // The built-in roles are Proxmox's, under Proxmox's names.
-    let builtin: Vec<&str> =
-        roles.as_array().unwrap().iter().filter(|r| r["special"] == true).filter_map(|r| r["role"].as_str()).collect();
+    let builtin: Vec<&str> = roles
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["special"] == true)
+        .filter_map(|r| r["roleid"].as_str())
+        .collect();
     assert_eq!(
         builtin,
         [

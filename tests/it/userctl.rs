@@ -51,7 +51,7 @@ fn users_groups_roles_acl_pools_and_tokens() {
     ok(d, "userctl", &["role", "add", "Power", "--privs", "VM.Audit,VM.PowerMgmt"]);
     ok(d, "userctl", &["role", "modify", "Power", "--privs", "VM.Console", "--append"]);
     let roles = json(d, "userctl", &["role", "list"]);
-    let power = roles.as_array().unwrap().iter().find(|r| r["role"] == "Power").expect("Power is listed").clone();
+    let power = roles.as_array().unwrap().iter().find(|r| r["roleid"] == "Power").expect("Power is listed").clone();
     assert_eq!(power["privs"], serde_json::json!(["VM.Audit", "VM.Console", "VM.PowerMgmt"]));
     assert_eq!(power["special"], false);
     assert!(ok(d, "userctl", &["role", "list"]).contains("Administrator"));

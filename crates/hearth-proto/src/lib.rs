@@ -1703,6 +1703,8 @@ pub struct GroupInfo {
 /// One line of `userctl role list`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleInfo {
+    /// Proxmox's field name (`pveum role list --output-format json`, `/access/roles`).
+    #[serde(rename = "roleid")]
     pub role: String,
     pub privs: Vec<String>,
     /// Built in, and so neither changeable nor removable.
