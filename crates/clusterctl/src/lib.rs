@@ -59,6 +59,37 @@ mod tests {
         command().debug_assert();
         cli::check_table(COMMANDS);
         cli::check_table(cmd::task::COMMANDS);
+        cli::check_table(cmd::node::COMMANDS);
+    }
+
+    #[test]
+    fn parses_pvenode_examples() {
+        let leaf = |args: &[&str]| {
+            let argv = cli::normalize_args(&command(), args.iter().copied()).unwrap();
+            let m = command().try_get_matches_from(argv).unwrap();
+            let mut sub = m.subcommand().unwrap().1.clone();
+            while let Some((_, inner)) = sub.subcommand() {
+                sub = inner.clone();
+            }
+            sub
+        };
+        let m = leaf(&["clusterctl", "node", "task", "list", "--errors", "--vmid", "100"]);
+        assert_eq!(cli::get_vmid(&m, "vmid").unwrap().get(), 100);
+        let m = leaf(&["clusterctl", "node", "startall", "--vms", "100,101,102", "--force"]);
+        let vms: Vec<u32> = m.get_one::<Vec<hearth_core::Vmid>>("vms").unwrap().iter().map(|v| v.get()).collect();
+        assert_eq!(vms, [100, 101, 102]);
+        assert!(cli::flag(&m, "force"));
+        let m = leaf(&["clusterctl", "node", "config", "set", "--startall-onboot-delay", "10"]);
+        assert_eq!(m.get_one::<String>("startall-onboot-delay").unwrap(), "10");
+        let m = leaf(&["clusterctl", "node", "wakeonlan", "node2"]);
+        assert_eq!(m.get_one::<String>("node").unwrap(), "node2");
+        for bad in [
+            &["clusterctl", "node", "startall", "--vms", "100,x"][..],
+            &["clusterctl", "node", "config", "set", "--nope", "1"],
+            &["clusterctl", "node", "wakeonlan"],
+        ] {
+            assert!(command().try_get_matches_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! argument.
 
 pub mod access;
+pub mod base64;
 pub mod calendar;
 pub mod ct;
 pub mod guest;

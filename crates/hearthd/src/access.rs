@@ -260,12 +260,23 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
             // Root only, as in Proxmox: a lock cleared under a running task lets another
             // operation corrupt its work.
             VmRequest::Unlock { .. } => root("unlock: clear a guest's lock"),
+            // Ignoring a lock or leaving volumes active is root's, as in Proxmox.
+            VmRequest::Stop { skiplock: true, .. } => root("stop --skiplock: stop a locked VM"),
+            VmRequest::Stop { keep_active: true, .. } => root("stop --keepActive: leave the VM's volumes active"),
+            VmRequest::Reset { skiplock: true, .. } => root("reset --skiplock: reset a locked VM"),
+            VmRequest::SendKey { skiplock: true, .. } => root("sendkey --skiplock: send keys to a locked VM"),
             VmRequest::Start { vmid, .. }
-            | VmRequest::Stop { vmid }
+            | VmRequest::Stop { vmid, .. }
             | VmRequest::Shutdown { vmid, .. }
             | VmRequest::Reboot { vmid, .. }
-            | VmRequest::Suspend { vmid }
-            | VmRequest::Resume { vmid } => on(vms(vmid), P::VmPowerMgmt),
+            | VmRequest::Suspend { vmid, .. }
+            | VmRequest::Resume { vmid }
+            | VmRequest::Reset { vmid, .. } => on(vms(vmid), P::VmPowerMgmt),
+            VmRequest::SendKey { vmid, .. } => on(vms(vmid), P::VmConsole),
+            VmRequest::Agent { vmid, command } => agent_need(vms(vmid), command),
+            VmRequest::AgentExec { vmid, .. }
+            | VmRequest::AgentExecStatus { vmid, .. }
+            | VmRequest::AgentPasswd { vmid, .. } => on(vms(vmid), P::VmGuestAgentUnrestricted),
             VmRequest::Status { vmid, .. } => on(vms(vmid), P::VmAudit),
             VmRequest::Terminal { vmid, .. } => on(vms(vmid), P::VmConsole),
             // Root only: monitor commands reach the host (Proxmox asks Sys.Modify on `/`, which
@@ -332,6 +343,9 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
             TaskRequest::Stop { .. } => on(format!("/nodes/{node}"), P::SysModify),
         },
         Request::Node(NodeRequest::StartAll { .. } | NodeRequest::StopAll { .. }) => on("/", P::VmPowerMgmt),
+        Request::Node(NodeRequest::ConfigGet) => on(format!("/nodes/{node}"), P::SysAudit),
+        Request::Node(NodeRequest::ConfigSet { .. }) => on(format!("/nodes/{node}"), P::SysModify),
+        Request::Node(NodeRequest::WakeOnLan { node: target }) => on(format!("/nodes/{target}"), P::SysPowerMgmt),
         // What an access request needs can depend on whom it names (one's own tokens,
         // password and second factors) and on several paths at once.
         Request::Access(r) => return crate::users::required(r, caller),
@@ -391,6 +405,20 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
         }
     };
     vec![need]
+}
+
+/// What a guest agent command needs, as Proxmox VE 9 splits it: VM.GuestAgent.Audit for what
+/// only informs, VM.GuestAgent.FileSystemMgmt for freezing, thawing and trimming, VM.PowerMgmt
+/// for what changes the run state; VM.GuestAgent.Unrestricted allows every command. An unknown
+/// command needs Unrestricted (hearthd refuses it after the check).
+fn agent_need(path: String, command: &str) -> Need {
+    let privilege = match command {
+        "fsfreeze-freeze" | "fsfreeze-thaw" | "fstrim" => P::VmGuestAgentFileSystemMgmt,
+        "shutdown" | "suspend-disk" | "suspend-ram" | "suspend-hybrid" => P::VmPowerMgmt,
+        _ if crate::agent::INFO_COMMANDS.contains(&command) => P::VmGuestAgentAudit,
+        _ => P::VmGuestAgentUnrestricted,
+    };
+    Need::Any { path, privileges: PrivSet::from([privilege, P::VmGuestAgentUnrestricted]) }
 }
 
 fn now() -> i64 {

@@ -9,6 +9,7 @@
 //! [`serve`] with a listener from [`bind`] and a shutdown future.
 
 mod access;
+mod agent;
 pub mod admission;
 mod backup;
 mod chunks;
@@ -19,6 +20,7 @@ mod disks;
 mod guests;
 mod jobs;
 mod lifecycle;
+mod node;
 pub mod notify;
 pub mod permission_table;
 mod referenced;
@@ -173,12 +175,21 @@ pub fn handle(
                     StartOptions { timeout: timeout.map(std::time::Duration::from_secs), ..StartOptions::default() };
                 lifecycle::start(daemon, caller, Vm, vmid, options)
             }
-            VmRequest::Stop { vmid } => lifecycle::stop(daemon, caller, Vm, vmid),
+            VmRequest::Stop { vmid, overrule_shutdown, skiplock, keep_active: _ } => {
+                lifecycle::stop_vm(daemon, caller, vmid, overrule_shutdown, skiplock)
+            }
             VmRequest::Shutdown { vmid, timeout, force_stop } => {
                 lifecycle::shutdown(daemon, caller, Vm, vmid, timeout, force_stop)
             }
             VmRequest::Reboot { vmid, timeout } => lifecycle::reboot(daemon, caller, Vm, vmid, timeout),
-            VmRequest::Suspend { vmid } => lifecycle::pause(daemon, caller, Vm, vmid, false),
+            VmRequest::Suspend { vmid, todisk: true, statestorage } => {
+                vms::suspend_to_disk(daemon, caller, vmid, statestorage.as_deref())
+            }
+            VmRequest::Suspend { vmid, .. } => lifecycle::pause(daemon, caller, Vm, vmid, false),
+            // A VM suspended to disk resumes by starting from its saved state, as in qm.
+            VmRequest::Resume { vmid } if vms::suspended_to_disk(daemon, vmid) => {
+                lifecycle::start(daemon, caller, Vm, vmid, StartOptions::default())
+            }
             VmRequest::Resume { vmid } => lifecycle::pause(daemon, caller, Vm, vmid, true),
             VmRequest::Status { vmid, verbose } => vms::status(daemon, vmid, verbose),
             VmRequest::Monitor { vmid, command } => vms::monitor(daemon, vmid, &command),
@@ -198,6 +209,16 @@ pub fn handle(
             VmRequest::Cleanup { vmid } => disks::cleanup(daemon, vmid),
             VmRequest::Backup(req) => backup::backup(daemon, caller, Vm, req),
             VmRequest::Restore(req) => backup::restore(daemon, caller, Vm, req),
+            VmRequest::Reset { vmid, skiplock } => vms::reset(daemon, caller, vmid, skiplock),
+            VmRequest::SendKey { vmid, key, skiplock } => vms::send_key(daemon, vmid, &key, skiplock),
+            VmRequest::Agent { vmid, command } => agent::command(daemon, vmid, &command),
+            VmRequest::AgentExec { vmid, command, input_data } => {
+                agent::exec(daemon, vmid, &command, input_data.as_deref())
+            }
+            VmRequest::AgentExecStatus { vmid, pid } => agent::exec_status(daemon, vmid, pid),
+            VmRequest::AgentPasswd { vmid, username, password, crypted } => {
+                agent::passwd(daemon, vmid, &username, password.expose(), crypted)
+            }
             // The console needs the connection; conn.rs answers Terminal before it gets here.
             VmRequest::Terminal { .. } => {
                 Err(ErrorReply::new(ErrorKind::Protocol, "the terminal is opened on the connection"))
@@ -264,8 +285,11 @@ pub fn handle(
             TaskRequest::Follow { upid } => daemon.tasks.status(&upid).map(Payload::TaskStatus),
         },
         Request::Node(r) => match r {
-            NodeRequest::StartAll { force } => lifecycle::start_all(daemon, caller, force),
-            NodeRequest::StopAll { timeout } => lifecycle::stop_all(daemon, caller, timeout),
+            NodeRequest::StartAll { force, vms } => lifecycle::start_all(daemon, caller, force, vms),
+            NodeRequest::StopAll { timeout, vms } => lifecycle::stop_all(daemon, caller, timeout, vms),
+            NodeRequest::ConfigGet => node::config_get(daemon),
+            NodeRequest::ConfigSet { options, delete } => node::config_set(daemon, &options, &delete),
+            NodeRequest::WakeOnLan { node } => node::wake_on_lan(daemon, &node),
         },
         Request::Storage(r) => match r {
             StorageRequest::Add(req) => storage::add(daemon, req),

@@ -4,11 +4,15 @@
 pub mod cleanup;
 pub mod create;
 pub mod disk;
+pub mod guest;
 pub mod monitor;
 pub mod move_disk;
 pub mod nextid;
+pub mod reset;
 pub mod resume;
+pub mod sendkey;
 pub mod showcmd;
 pub mod suspend;
 pub mod terminal;
 pub mod unlink;
+pub mod wait;
