@@ -24,6 +24,8 @@ mod tasks;
 mod userctl;
 mod vm;
 mod vm_disks;
+mod vm_extras;
+mod node;
 mod wire;
 
 use std::os::unix::process::CommandExt;

@@ -26,7 +26,7 @@ fn boot_args() -> String {
 
 /// Creates a VM that boots the fixture kernel under TCG with serial0 on a socket and a 64 MiB
 /// virtio disk of `disk` (e.g. `local:0.0625` or `local:0.0625,format=raw`).
-fn create_booting_vm(daemon: &HearthdProcess, vmid: &str, disk: &str) {
+pub(crate) fn create_booting_vm(daemon: &HearthdProcess, vmid: &str, disk: &str) {
     let args = boot_args();
     let create = ["create", vmid, "--memory", "256", "--kvm", "0", "--serial0", "socket", "--virtio0", disk, "--args"];
     let mut create = create.to_vec();
@@ -35,7 +35,7 @@ fn create_booting_vm(daemon: &HearthdProcess, vmid: &str, disk: &str) {
 }
 
 /// A `vmctl terminal` session: what the guest prints arrives on a channel.
-struct Console {
+pub(crate) struct Console {
     child: Child,
     input: ChildStdin,
     output: Receiver<Vec<u8>>,
@@ -43,7 +43,7 @@ struct Console {
 }
 
 impl Console {
-    fn open(daemon: &HearthdProcess, vmid: &str) -> Console {
+    pub(crate) fn open(daemon: &HearthdProcess, vmid: &str) -> Console {
         let mut child = daemon
             .command("vmctl")
             .args(["terminal", vmid])
@@ -68,7 +68,7 @@ impl Console {
 
     /// Waits until `needle` has appeared in the output since the last call that found one;
     /// answers what came before it.
-    fn expect(&mut self, needle: &str, timeout: Duration) -> String {
+    pub(crate) fn expect(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(at) = self.seen.find(needle) {
@@ -86,7 +86,7 @@ impl Console {
     /// Waits until the guest's shell answers. Output sent while no console was attached is
     /// lost (the serial socket drops it), so the marker of the boot may have gone by: a probe
     /// line is typed every few seconds until the shell's answer comes back.
-    fn ready(&mut self) {
+    pub(crate) fn ready(&mut self) {
         let deadline = Instant::now() + BOOT;
         while Instant::now() < deadline {
             writeln!(self.input, "echo hearth-console-$((6*7))").expect("typing");
@@ -108,7 +108,7 @@ impl Console {
     /// Types a command line and answers what it printed. The guest echoes `<done>-ok` after
     /// it; the echo of the typed line itself shows `<done>-$ok`, so only the command's
     /// completion matches.
-    fn run(&mut self, command: &str, done: &str) -> String {
+    pub(crate) fn run(&mut self, command: &str, done: &str) -> String {
         writeln!(self.input, "{command}; ok=ok; echo {done}-$ok").expect("typing");
         self.input.flush().expect("flush");
         self.expect(&format!("{done}-ok"), BOOT)
@@ -122,7 +122,7 @@ impl Drop for Console {
     }
 }
 
-fn status(daemon: &HearthdProcess, vmid: &str) -> String {
+pub(crate) fn status(daemon: &HearthdProcess, vmid: &str) -> String {
     json(daemon, "vmctl", &["status", vmid])["status"].as_str().expect("status").to_owned()
 }
 

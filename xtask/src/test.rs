@@ -29,6 +29,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "xz-utils",
     "zstd",
     "qemu-system-x86",
+    "qemu-guest-agent",
 ];
 
 pub fn run(root: &Path) -> anyhow::Result<()> {

@@ -7,7 +7,7 @@ mod cmd;
 use std::process::ExitCode;
 
 use clap::{ArgMatches, Command};
-use hearth_client::cli::{self, OutputFormat, Subcommand};
+use hearth_client::cli::{self, Subcommand};
 
 /// The program name, for messages and the software string sent to hearthd.
 const BIN: &str = "clusterctl";
@@ -44,15 +44,12 @@ pub fn main() -> ExitCode {
     cli::run_cli(BIN, command(), run)
 }
 
-/// The output format of the innermost subcommand; `--output-format` is global.
-fn leaf_format(matches: &ArgMatches) -> OutputFormat {
-    OutputFormat::from_matches(matches)
-}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 mod tests {
     use super::*;
+    use hearth_client::cli::OutputFormat;
 
     #[test]
     fn command_is_consistent() {
@@ -101,7 +98,7 @@ mod tests {
         let (_, task) = m.subcommand().unwrap();
         let (name, log) = task.subcommand().unwrap();
         assert_eq!(name, "log");
-        assert_eq!(leaf_format(log), OutputFormat::Json);
+        assert_eq!(OutputFormat::from_matches(log), OutputFormat::Json);
         assert_eq!(cli::get_upid(log, "upid").unwrap().to_string(), upid);
         assert_eq!(log.get_one::<usize>("start"), Some(&5));
         let m = command()
