@@ -25,6 +25,13 @@ fn agent_ready(daemon: &HearthdProcess, vmid: &str) {
     }
 }
 
+/// `vmctl guest exec` with JSON output: the option goes before the `--` that ends vmctl's own.
+fn exec_json(daemon: &HearthdProcess, args: &[&str]) -> Value {
+    let mut argv = vec!["--output-format", "json"];
+    argv.extend(args);
+    serde_json::from_str(&ok(daemon, "vmctl", &argv)).expect("JSON output")
+}
+
 #[test]
 fn the_guest_agent_answers_and_runs_programs() {
     let daemon = HearthdProcess::start();
@@ -40,7 +47,7 @@ fn the_guest_agent_answers_and_runs_programs() {
     assert!(time.as_i64().is_some_and(|ns| ns > 0), "get-time answers nanoseconds: {time}");
 
     // Synchronous exec: the output and exit code come back decoded.
-    let done = json(&daemon, "vmctl", &["guest", "exec", "480", "--", "echo", "hi"]);
+    let done = exec_json(&daemon, &["guest", "exec", "480", "--", "echo", "hi"]);
     assert_eq!(done["exited"], 1, "{done}");
     assert_eq!(done["exitcode"], 0, "{done}");
     assert_eq!(done["out-data"], "hi\n", "{done}");
@@ -52,7 +59,7 @@ fn the_guest_agent_answers_and_runs_programs() {
     assert!(text.contains("\n  \""), "indented: {text}");
 
     // Asynchronous exec, then exec-status until it has ended.
-    let started = json(&daemon, "vmctl", &["guest", "exec", "480", "--synchronous", "0", "--", "sh", "-c", "sleep 1; echo late"]);
+    let started = exec_json(&daemon, &["guest", "exec", "480", "--synchronous", "0", "--", "sh", "-c", "sleep 1; echo late"]);
     let pid = started["pid"].as_i64().expect("a pid").to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
