@@ -114,19 +114,20 @@ fn check_startable(
 }
 
 /// Loads the guest's configuration (once), checks that it may start, resolves its volumes and
-/// lets the engine build the start.
+/// lets the engine build the start; answers too whether it resumes a VM suspended to disk.
 pub(crate) fn prepare(
     daemon: &Daemon,
     kind: GuestKind,
     vmid: Vmid,
     options: &StartOptions,
-) -> Result<Box<dyn Launch>, ErrorReply> {
+) -> Result<(Box<dyn Launch>, bool), ErrorReply> {
     let config = daemon.store.load(kind, vmid)?.config;
     let saved = crate::vms::saved_state(daemon, kind, vmid, &config)?;
     check_startable(daemon, kind, vmid, &config, saved.is_some())?;
     let resources = resolve(daemon, vmid, &config)?;
+    let resuming = saved.is_some();
     let options = StartOptions { incoming: saved, ..options.clone() };
-    daemon.runtime(kind).prepare(resources, &options).map_err(runtime_reply)
+    Ok((daemon.runtime(kind).prepare(resources, &options).map_err(runtime_reply)?, resuming))
 }
 
 /// Runs a prepared start; the caller holds the guest's operation lock.
@@ -148,9 +149,11 @@ pub(crate) fn start_locked(
     options: &StartOptions,
     log: &dyn Fn(String),
 ) -> Result<u32, String> {
-    let prepared = prepare(daemon, kind, vmid, options).map_err(|e| e.message)?;
+    let (prepared, resuming) = prepare(daemon, kind, vmid, options).map_err(|e| e.message)?;
     let pid = launch(kind, prepared, log)?;
-    crate::vms::forget_saved_state(daemon, kind, vmid, log);
+    if resuming {
+        crate::vms::forget_saved_state(daemon, kind, vmid, log);
+    }
     Ok(pid)
 }
 
@@ -175,13 +178,15 @@ pub fn start(
     vmid: Vmid,
     options: StartOptions,
 ) -> Result<Payload, ErrorReply> {
-    let prepared = prepare(daemon, kind, vmid, &options)?;
+    let (prepared, resuming) = prepare(daemon, kind, vmid, &options)?;
     let worker = Arc::clone(daemon);
     let upid = daemon.tasks.spawn(&kind.task_type("start"), &vmid.to_string(), &caller.userid, move |ctx| {
         let lock = worker.run_lock(kind, vmid);
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
         launch(kind, prepared, &|line| ctx.log(line))?;
-        crate::vms::forget_saved_state(&worker, kind, vmid, &|line| ctx.log(line));
+        if resuming {
+            crate::vms::forget_saved_state(&worker, kind, vmid, &|line| ctx.log(line));
+        }
         Ok(())
     })?;
     Ok(Payload::Task(upid))
