@@ -228,3 +228,99 @@ fn wait_returns_when_the_vm_stops_and_stop_overrules_a_shutdown() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("root@pam"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn disk_rescan_adopts_unreferenced_volumes() {
+    let daemon = HearthdProcess::start();
+    ok(&daemon, "vmctl", &["create", "495", "--memory", "64", "--kvm", "0", "--virtio0", "local:0.0625"]);
+    ok(&daemon, "storectl", &["alloc", "local", "495", "vm-495-disk-7.qcow2", "1M"]);
+    let stray = "local:495/vm-495-disk-7.qcow2";
+    let before = ok(&daemon, "vmctl", &["config", "495"]);
+    let out = ok(&daemon, "vmctl", &["disk", "rescan", "--vmid", "495", "--dryrun"]);
+    assert!(out.contains(&format!("VM 495 add unreferenced volume '{stray}' as 'unused0' to config")), "{out}");
+    assert_eq!(ok(&daemon, "vmctl", &["config", "495"]), before, "a dry run changes nothing");
+    let out = ok(&daemon, "vmctl", &["rescan"]);
+    assert!(out.contains("as 'unused0'"), "{out}");
+    let config = json(&daemon, "vmctl", &["config", "495"]);
+    assert_eq!(config["unused0"], stray, "{config}");
+    assert!(!ok(&daemon, "vmctl", &["disk", "rescan", "--vmid", "495"]).contains("unused"), "nothing left to adopt");
+    // Every VM at once is root's.
+    let user = crate::UnixUser::new("rescanner");
+    let out = user.run(&daemon, "vmctl", &["disk", "rescan"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// An OVF manifest naming `disk1.vmdk` on SCSI and `data.qcow2` on IDE.
+const OVF: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"
+  xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">
+  <References><File ovf:id="file1" ovf:href="disk1.vmdk"/><File ovf:id="file2" ovf:href="data.qcow2"/></References>
+  <DiskSection><Disk ovf:diskId="vmdisk1" ovf:fileRef="file1"/><Disk ovf:diskId="vmdisk2" ovf:fileRef="file2"/></DiskSection>
+  <VirtualSystem ovf:id="appliance">
+    <Name>Appliance 1</Name>
+    <VirtualHardwareSection>
+      <Item><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>2</rasd:VirtualQuantity></Item>
+      <Item><rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits><rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>4</rasd:ResourceType><rasd:VirtualQuantity>96</rasd:VirtualQuantity></Item>
+      <Item><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceType>6</rasd:ResourceType></Item>
+      <Item><rasd:InstanceID>4</rasd:InstanceID><rasd:ResourceType>5</rasd:ResourceType></Item>
+      <Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>5</rasd:InstanceID><rasd:Parent>3</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>
+      <Item><rasd:AddressOnParent>1</rasd:AddressOnParent><rasd:HostResource>ovf:/disk/vmdisk2</rasd:HostResource><rasd:InstanceID>6</rasd:InstanceID><rasd:Parent>4</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+"#;
+
+fn qemu_img(args: &[&str]) {
+    let status = std::process::Command::new("qemu-img").args(args).status().expect("qemu-img (package qemu-utils)");
+    assert!(status.success(), "qemu-img {args:?}");
+}
+
+#[test]
+fn importovf_creates_the_vm_and_imports_its_disks() {
+    let daemon = HearthdProcess::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vmdk = dir.path().join("disk1.vmdk");
+    qemu_img(&["create", "-q", "-f", "vmdk", vmdk.to_str().expect("path"), "2M"]);
+    let status = std::process::Command::new("qemu-io")
+        .args(["-f", "vmdk", "-c", "write -P 0x5a 0 4k"])
+        .arg(&vmdk)
+        .stdout(Stdio::null())
+        .status()
+        .expect("qemu-io");
+    assert!(status.success());
+    qemu_img(&["create", "-q", "-f", "qcow2", dir.path().join("data.qcow2").to_str().expect("path"), "1M"]);
+    let manifest = dir.path().join("appliance.ovf");
+    std::fs::write(&manifest, OVF).expect("manifest");
+    let manifest = manifest.to_str().expect("path");
+
+    let parsed = json(&daemon, "vmctl", &["importovf", "496", manifest, "local", "--dryrun"]);
+    assert_eq!(parsed["qm"], serde_json::json!({"name": "Appliance-1", "memory": "96", "cores": "2"}), "{parsed}");
+    assert_eq!(parsed["disks"][0]["disk_address"], "scsi0");
+    assert_eq!(parsed["disks"][0]["backing_file"], vmdk.to_str().expect("path"));
+    assert_eq!(parsed["disks"][0]["virtual_size"], 2 << 20);
+    assert_eq!(parsed["disks"][1]["disk_address"], "ide1");
+    let (code, _, _) = run(&daemon, "vmctl", &["config", "496"]);
+    assert_eq!(code, 1, "a dry run creates nothing");
+
+    let out = ok(&daemon, "vmctl", &["importovf", "496", manifest, "local"]);
+    assert!(out.contains("TASK OK"), "{out}");
+    let config = json(&daemon, "vmctl", &["config", "496"]);
+    assert_eq!((config["name"].as_str(), config["memory"].as_i64(), config["cores"].as_i64()), (Some("Appliance-1"), Some(96), Some(2)));
+    assert_eq!(config["scsi0"], "local:496/vm-496-disk-0.qcow2", "{config}");
+    assert_eq!(config["ide1"], "local:496/vm-496-disk-1.qcow2", "{config}");
+    let disk = ok(&daemon, "storectl", &["path", "local:496/vm-496-disk-0.qcow2"]);
+    assert!(crate::vm::qemu_io(disk.trim(), "read -P 0x5a 0 4k"), "the vmdk's data was imported");
+
+    // A manifest whose disk lies elsewhere is refused and leaves no VM.
+    std::fs::write(dir.path().join("escape.ovf"), OVF.replace("disk1.vmdk", "../disk1.vmdk")).expect("manifest");
+    let escape = dir.path().join("escape.ovf");
+    let (code, _, stderr) = run(&daemon, "vmctl", &["importovf", "497", escape.to_str().expect("path"), "local"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("must be a plain file name beside the manifest"), "{stderr}");
+    assert_eq!(run(&daemon, "vmctl", &["config", "497"]).0, 1);
+    // Host paths are root's.
+    let user = crate::UnixUser::new("ovfuser");
+    let out = user.run(&daemon, "vmctl", &["importovf", "497", manifest, "local", "--dryrun"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("root@pam"));
+}

@@ -11,6 +11,7 @@ pub mod calendar;
 pub mod ct;
 pub mod guest;
 pub mod hex;
+pub mod ovf;
 pub mod propstr;
 pub mod prune;
 pub mod runtime;

@@ -358,6 +358,28 @@ pub enum VmRequest {
         #[serde(default)]
         crypted: bool,
     },
+    /// Adds volumes of a VM (of every VM without `vmid`) that its configuration does not name
+    /// as `unusedN`; answers what it did as text. `/vms/{vmid}`: VM.Config.Disk; all VMs: root
+    /// only. REST: none (`qm disk rescan` is the host's).
+    Rescan {
+        #[serde(default)]
+        vmid: Option<Vmid>,
+        #[serde(default)]
+        dryrun: bool,
+    },
+    /// Creates a VM from an OVF manifest on the host and imports the disk files beside it to a
+    /// storage; answers with the task (`qmimport`), or with `dryrun` the parsed settings as JSON
+    /// text. Root only (a host path). REST: none.
+    ImportOvf {
+        vmid: Vmid,
+        /// Absolute host path of the `.ovf` file.
+        manifest: String,
+        storage: String,
+        #[serde(default)]
+        format: Option<String>,
+        #[serde(default)]
+        dryrun: bool,
+    },
 }
 
 /// `vmctl move-disk <vmid> <disk> <storage> [--format] [--delete]`.

@@ -277,6 +277,9 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
             VmRequest::AgentExec { vmid, .. }
             | VmRequest::AgentExecStatus { vmid, .. }
             | VmRequest::AgentPasswd { vmid, .. } => on(vms(vmid), P::VmGuestAgentUnrestricted),
+            VmRequest::Rescan { vmid: Some(vmid), .. } => on(vms(vmid), P::VmConfigDisk),
+            VmRequest::Rescan { vmid: None, .. } => root("disk rescan without --vmid: every VM's volumes"),
+            VmRequest::ImportOvf { .. } => root("importovf: the manifest is a host path"),
             VmRequest::Status { vmid, .. } => on(vms(vmid), P::VmAudit),
             VmRequest::Terminal { vmid, .. } => on(vms(vmid), P::VmConsole),
             // Root only: monitor commands reach the host (Proxmox asks Sys.Modify on `/`, which

@@ -45,7 +45,7 @@ fn free_unused_key(config: &GuestConfig) -> Result<String, ErrorReply> {
 }
 
 /// Keeps `volume` as the lowest free `unusedN`; answers the key.
-fn keep_unused(config: &mut GuestConfig, volume: &str) -> Result<String, ErrorReply> {
+pub(crate) fn keep_unused(config: &mut GuestConfig, volume: &str) -> Result<String, ErrorReply> {
     let key = free_unused_key(config)?;
     config.current.insert(key.clone(), Value::Str(volume.to_owned()));
     Ok(key)
@@ -84,7 +84,7 @@ fn replace_volume(key: &str, value: &Value, volid: &str, format: Format) -> Resu
 }
 
 /// Refuses storages that do not hold VM disks.
-fn check_images(config: &StorageConfig) -> Result<(), ErrorReply> {
+pub(crate) fn check_images(config: &StorageConfig) -> Result<(), ErrorReply> {
     if config.has_content(Content::Images) {
         return Ok(());
     }

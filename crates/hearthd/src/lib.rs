@@ -21,6 +21,7 @@ mod guests;
 mod jobs;
 mod lifecycle;
 mod node;
+mod ovf;
 pub mod notify;
 pub mod permission_table;
 mod referenced;
@@ -218,6 +219,10 @@ pub fn handle(
             VmRequest::AgentExecStatus { vmid, pid } => agent::exec_status(daemon, vmid, pid),
             VmRequest::AgentPasswd { vmid, username, password, crypted } => {
                 agent::passwd(daemon, vmid, &username, password.expose(), crypted)
+            }
+            VmRequest::Rescan { vmid, dryrun } => ovf::rescan(daemon, vmid, dryrun),
+            VmRequest::ImportOvf { vmid, manifest, storage, format, dryrun } => {
+                ovf::import_ovf(daemon, caller, vmid, &manifest, &storage, format.as_deref(), dryrun)
             }
             // The console needs the connection; conn.rs answers Terminal before it gets here.
             VmRequest::Terminal { .. } => {

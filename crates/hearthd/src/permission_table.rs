@@ -367,6 +367,24 @@ fn vm_samples() -> Vec<Sample> {
             }),
             "VM.GuestAgent.Unrestricted@/vms/100",
         ),
+        sample(
+            "vmctl disk rescan --vmid 100",
+            vm(VmRequest::Rescan { vmid: Some(v), dryrun: false }),
+            "VM.Config.Disk@/vms/100",
+        )
+        .note("Proxmox's qm disk rescan runs on the host as root; Hearth lets a VM's disk admin rescan that VM."),
+        sample("vmctl disk rescan", vm(VmRequest::Rescan { vmid: None, dryrun: true }), "root"),
+        sample(
+            "vmctl importovf 100 /srv/x.ovf local",
+            vm(VmRequest::ImportOvf {
+                vmid: v,
+                manifest: "/srv/x.ovf".into(),
+                storage: "local".into(),
+                format: None,
+                dryrun: false,
+            }),
+            "root",
+        ),
         sample("vmctl resume 100", vm(VmRequest::Resume { vmid: v }), "VM.PowerMgmt@/vms/100"),
         sample("vmctl status 100", vm(VmRequest::Status { vmid: v, verbose: false }), "VM.Audit@/vms/100"),
         sample("vmctl terminal 100", vm(VmRequest::Terminal { vmid: v, serial: 0 }), "VM.Console@/vms/100"),

@@ -57,6 +57,9 @@ const COMMANDS: &[Subcommand] = &[
         cmd::disk::import::run,
     ),
     Subcommand::new("unlink", cmd::unlink::command, cmd::unlink::run),
+    Subcommand::new("importovf", cmd::importovf::command, cmd::importovf::run),
+    // qm's old name of `disk rescan`, kept working but out of the help.
+    Subcommand::new("rescan", || cmd::disk::rescan::command().hide(true), cmd::disk::rescan::run),
     Subcommand::new("cleanup", cmd::cleanup::command, cmd::cleanup::run),
 ];
 

@@ -5,6 +5,7 @@ pub mod cleanup;
 pub mod create;
 pub mod disk;
 pub mod guest;
+pub mod importovf;
 pub mod monitor;
 pub mod move_disk;
 pub mod nextid;
