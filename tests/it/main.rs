@@ -16,6 +16,7 @@ mod ct;
 mod ct_privileged;
 mod ctmon;
 mod hostile;
+mod node;
 mod permissions;
 mod protocol;
 mod storage;
@@ -25,7 +26,6 @@ mod userctl;
 mod vm;
 mod vm_disks;
 mod vm_extras;
-mod node;
 mod wire;
 
 use std::os::unix::process::CommandExt;

@@ -90,8 +90,11 @@ fn wakeonlan_sends_the_magic_packet() {
     // Caught on loopback: the packet never leaves the machine.
     let socket = UdpSocket::bind("127.0.0.1:9").expect("UDP port 9 on loopback is free (discard)");
     socket.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    std::fs::write(peer.join("config.toml"), "wakeonlan = \"52:54:00:12:34:56,bind-interface=lo,broadcast-address=127.0.0.1\"\n")
-        .expect("peer config");
+    std::fs::write(
+        peer.join("config.toml"),
+        "wakeonlan = \"52:54:00:12:34:56,bind-interface=lo,broadcast-address=127.0.0.1\"\n",
+    )
+    .expect("peer config");
     let out = ok(&daemon, "clusterctl", &["node", "wakeonlan", "peer"]);
     assert_eq!(out, "52:54:00:12:34:56\n");
     let mut packet = [0u8; 512];

@@ -59,7 +59,8 @@ fn the_guest_agent_answers_and_runs_programs() {
     assert!(text.contains("\n  \""), "indented: {text}");
 
     // Asynchronous exec, then exec-status until it has ended.
-    let started = exec_json(&daemon, &["guest", "exec", "480", "--synchronous", "0", "--", "sh", "-c", "sleep 1; echo late"]);
+    let started =
+        exec_json(&daemon, &["guest", "exec", "480", "--synchronous", "0", "--", "sh", "-c", "sleep 1; echo late"]);
     let pid = started["pid"].as_i64().expect("a pid").to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
@@ -86,7 +87,8 @@ fn the_guest_agent_answers_and_runs_programs() {
     assert_eq!(piped["out-data"], "from the host\n", "{piped}");
 
     // A program that outlives --timeout: what is known is printed, and vmctl fails.
-    let (code, stdout, stderr) = run(&daemon, "vmctl", &["guest", "exec", "480", "--timeout", "1", "--", "sleep", "30"]);
+    let (code, stdout, stderr) =
+        run(&daemon, "vmctl", &["guest", "exec", "480", "--timeout", "1", "--", "sleep", "30"]);
     assert_eq!(code, 1, "{stdout}");
     assert!(stderr.contains("is still running") && stdout.contains("\"exited\": 0"), "{stdout}{stderr}");
 
@@ -305,7 +307,10 @@ fn importovf_creates_the_vm_and_imports_its_disks() {
     let out = ok(&daemon, "vmctl", &["importovf", "496", manifest, "local"]);
     assert!(out.contains("TASK OK"), "{out}");
     let config = json(&daemon, "vmctl", &["config", "496"]);
-    assert_eq!((config["name"].as_str(), config["memory"].as_i64(), config["cores"].as_i64()), (Some("Appliance-1"), Some(96), Some(2)));
+    assert_eq!(
+        (config["name"].as_str(), config["memory"].as_i64(), config["cores"].as_i64()),
+        (Some("Appliance-1"), Some(96), Some(2))
+    );
     assert_eq!(config["scsi0"], "local:496/vm-496-disk-0.qcow2", "{config}");
     assert_eq!(config["ide1"], "local:496/vm-496-disk-1.qcow2", "{config}");
     let disk = ok(&daemon, "storectl", &["path", "local:496/vm-496-disk-0.qcow2"]);

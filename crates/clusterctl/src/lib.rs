@@ -44,7 +44,6 @@ pub fn main() -> ExitCode {
     cli::run_cli(BIN, command(), run)
 }
 
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 mod tests {

@@ -53,9 +53,8 @@ fn vm_name(raw: &str) -> Option<String> {
 
 /// The memory of an item in MiB, from its `AllocationUnits` (`byte * 2^20`, `MegaBytes`, ...).
 fn memory_mib(item: Node<'_, '_>) -> Result<u64, String> {
-    let quantity: u64 = text(item, "VirtualQuantity")
-        .and_then(|q| q.parse().ok())
-        .ok_or("the memory item has no VirtualQuantity")?;
+    let quantity: u64 =
+        text(item, "VirtualQuantity").and_then(|q| q.parse().ok()).ok_or("the memory item has no VirtualQuantity")?;
     let units = text(item, "AllocationUnits").unwrap_or("byte * 2^20").replace(' ', "").to_ascii_lowercase();
     let shift = match units.as_str() {
         "byte*2^20" | "megabytes" | "mb" => 0,
@@ -75,10 +74,8 @@ pub fn parse(xml: &str) -> Result<Manifest, String> {
         return Err("not an OVF manifest: the root element is not Envelope".into());
     }
     let system = descendants(root, "VirtualSystem").next().ok_or("the manifest has no VirtualSystem")?;
-    let mut manifest = Manifest {
-        name: text(system, "Name").or_else(|| attr(system, "id")).and_then(vm_name),
-        ..Manifest::default()
-    };
+    let mut manifest =
+        Manifest { name: text(system, "Name").or_else(|| attr(system, "id")).and_then(vm_name), ..Manifest::default() };
     let items: Vec<Node> = descendants(system, "Item").chain(descendants(system, "StorageItem")).collect();
     let resource = |item: Node| text(item, "ResourceType").and_then(|t| t.parse::<u32>().ok());
     for item in &items {

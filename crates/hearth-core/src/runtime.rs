@@ -56,6 +56,8 @@ pub struct StartOptions {
     pub resume_state: Option<String>,
     /// A file holding the RAM state a suspend to disk saved, to resume from.
     pub incoming: Option<PathBuf>,
+    /// Log what the engine will run, in full (`ctctl start --debug`).
+    pub debug: bool,
 }
 
 /// Why a runtime operation failed; the message is complete and names the guest.

@@ -466,7 +466,12 @@ pub enum CtRequest {
     Unlock { vmid: Vmid },
     /// Starts the container and returns once its init runs. `/vms/{vmid}`: VM.PowerMgmt.
     /// REST: `POST /nodes/{node}/lxc/{vmid}/status/start`.
-    Start { vmid: Vmid },
+    Start {
+        vmid: Vmid,
+        /// Log each step of the start in the task (`--debug`).
+        #[serde(default)]
+        debug: bool,
+    },
     /// Kills the container at once. `/vms/{vmid}`: VM.PowerMgmt.
     /// REST: `POST /nodes/{node}/lxc/{vmid}/status/stop`.
     Stop { vmid: Vmid },
@@ -568,6 +573,15 @@ pub enum CtRequest {
     /// checks Datastore.AllocateSpace on the target storage and Datastore.Audit on the
     /// archive's). REST: `POST /nodes/{node}/lxc` with `ostemplate` = the archive and `restore`.
     Restore(RestoreGuest),
+    /// Copies a stopped container's `rootfs` or `mpN` volume to another storage and points the
+    /// configuration at the copy; the old volume becomes `unusedN`, or is freed with `delete`.
+    /// Answers with the task (`move_volume`). `/vms/{vmid}`: VM.Config.Disk, and
+    /// `/storage/{storage}`: Datastore.AllocateSpace. REST: `POST /nodes/{node}/lxc/{vmid}/move_volume`.
+    MoveVolume(MoveDisk),
+    /// The host CPUs each running container's cpuset allows, as `{vmid: [cpus]}` JSON text.
+    /// `/vms`: VM.Audit, per container (only those the caller may audit are listed).
+    /// REST: none (`pct cpusets` is the host's).
+    CpuSets,
 }
 
 /// `ctctl exec <ctid> -- cmd…` and `ctctl enter <ctid>`.

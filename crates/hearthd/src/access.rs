@@ -310,7 +310,7 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
             CtRequest::List => anyone("/vms"),
             CtRequest::Destroy(d) => on(vms(&d.vmid), P::VmAllocate),
             CtRequest::Unlock { .. } => root("unlock: clear a guest's lock"),
-            CtRequest::Start { vmid }
+            CtRequest::Start { vmid, .. }
             | CtRequest::Stop { vmid }
             | CtRequest::Shutdown { vmid, .. }
             | CtRequest::Reboot { vmid, .. } => on(vms(vmid), P::VmPowerMgmt),
@@ -330,6 +330,10 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
             CtRequest::Resize { vmid, .. } => on(vms(vmid), P::VmConfigDisk),
             CtRequest::Backup(b) => on(vms(&b.vmid), P::VmBackup),
             CtRequest::Restore(r) => on(vms(&r.vmid), P::VmAllocate),
+            // The target storage's Datastore.AllocateSpace is what the request names (referenced).
+            CtRequest::MoveVolume(m) => on(vms(&m.vmid), P::VmConfigDisk),
+            // Answered for everyone, with only the containers the caller may audit.
+            CtRequest::CpuSets => anyone("/vms"),
         },
         Request::Task(r) => match r {
             // Everyone may list; the list holds only their own tasks without Sys.Audit.

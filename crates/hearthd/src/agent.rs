@@ -78,7 +78,10 @@ impl Agent {
     fn connect(daemon: &Daemon, vmid: Vmid) -> Result<Agent, ErrorReply> {
         let path = daemon.qemu.paths(vmid).qga();
         let stream = UnixStream::connect(&path).map_err(|e| {
-            err(ErrorKind::Unavailable, format!("VM {vmid}: cannot reach the guest agent socket (start the VM with agent: 1): {e}"))
+            err(
+                ErrorKind::Unavailable,
+                format!("VM {vmid}: cannot reach the guest agent socket (start the VM with agent: 1): {e}"),
+            )
         })?;
         let writer = stream.try_clone().map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
         let mut agent = Agent { vmid, reader: BufReader::new(stream), writer };
@@ -183,7 +186,8 @@ pub fn command(daemon: &Daemon, vmid: Vmid, command: &str) -> Result<Payload, Er
         agent.send(&json!({"execute": format!("guest-{command}")}))?;
         return Ok(json_text(&Value::Null));
     }
-    let timeout = if matches!(command, "fsfreeze-freeze" | "fsfreeze-thaw" | "fstrim") { SLOW_TIMEOUT } else { TIMEOUT };
+    let timeout =
+        if matches!(command, "fsfreeze-freeze" | "fsfreeze-thaw" | "fstrim") { SLOW_TIMEOUT } else { TIMEOUT };
     let answer = agent.execute(command, None, timeout)?;
     Ok(json_text(&answer))
 }
@@ -224,7 +228,13 @@ pub fn exec_status(daemon: &Daemon, vmid: Vmid, pid: i64) -> Result<Payload, Err
 }
 
 /// `vmctl guest passwd`: sets a guest user's password (crypt(3) hash with `crypted`).
-pub fn passwd(daemon: &Daemon, vmid: Vmid, username: &str, password: &str, crypted: bool) -> Result<Payload, ErrorReply> {
+pub fn passwd(
+    daemon: &Daemon,
+    vmid: Vmid,
+    username: &str,
+    password: &str,
+    crypted: bool,
+) -> Result<Payload, ErrorReply> {
     if username.is_empty() || username.contains(['\0', ':', '\n']) {
         return Err(err(ErrorKind::Invalid, format!("username: '{username}' is not a user name")));
     }

@@ -9,8 +9,8 @@
 //! [`serve`] with a listener from [`bind`] and a shutdown future.
 
 mod access;
-mod agent;
 pub mod admission;
+mod agent;
 mod backup;
 mod chunks;
 mod conn;
@@ -21,8 +21,8 @@ mod guests;
 mod jobs;
 mod lifecycle;
 mod node;
-mod ovf;
 pub mod notify;
+mod ovf;
 pub mod permission_table;
 mod referenced;
 mod snapshots;
@@ -237,7 +237,9 @@ pub fn handle(
             CtRequest::List => guests::list(daemon, caller, Ct),
             CtRequest::Destroy(req) => guests::destroy(daemon, caller, Ct, req),
             CtRequest::Unlock { vmid } => guests::unlock(daemon, Ct, vmid),
-            CtRequest::Start { vmid } => lifecycle::start(daemon, caller, Ct, vmid, StartOptions::default()),
+            CtRequest::Start { vmid, debug } => {
+                lifecycle::start(daemon, caller, Ct, vmid, StartOptions { debug, ..StartOptions::default() })
+            }
             CtRequest::Stop { vmid } => lifecycle::stop(daemon, caller, Ct, vmid),
             CtRequest::Shutdown { vmid, timeout, force_stop } => {
                 lifecycle::shutdown(daemon, caller, Ct, vmid, timeout, force_stop)
@@ -266,6 +268,8 @@ pub fn handle(
             CtRequest::Resize { vmid, disk, size } => snapshots::resize(daemon, caller, Ct, vmid, &disk, &size),
             CtRequest::Backup(req) => backup::backup(daemon, caller, Ct, req),
             CtRequest::Restore(req) => backup::restore(daemon, caller, Ct, req),
+            CtRequest::MoveVolume(req) => disks::move_volume(daemon, caller, Ct, req),
+            CtRequest::CpuSets => containers::cpusets(daemon, caller),
             // The console needs the connection; conn.rs answers it before it gets here.
             CtRequest::Console { .. } => {
                 Err(ErrorReply::new(ErrorKind::Protocol, "the console is opened on the connection"))

@@ -181,6 +181,12 @@ pub fn start(
     let (prepared, resuming) = prepare(daemon, kind, vmid, &options)?;
     let worker = Arc::clone(daemon);
     let upid = daemon.tasks.spawn(&kind.task_type("start"), &vmid.to_string(), &caller.userid, move |ctx| {
+        if options.debug {
+            ctx.log(format!("DEBUG: starting {} {vmid} with:", kind.noun()));
+            for line in prepared.describe(true).lines() {
+                ctx.log(format!("DEBUG: {line}"));
+            }
+        }
         let lock = worker.run_lock(kind, vmid);
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
         launch(kind, prepared, &|line| ctx.log(line))?;

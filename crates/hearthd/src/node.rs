@@ -68,10 +68,11 @@ fn parse_wakeonlan(value: &str) -> Result<WakeOnLan, String> {
             Some(("mac", m)) => mac = Some(m),
             None if i == 0 => mac = Some(part),
             Some(("bind-interface", iface)) if is_word(iface, 15) => interface = Some(iface.to_owned()),
-            Some(("bind-interface", iface)) => return Err(format!("bind-interface: '{iface}' is not an interface name")),
+            Some(("bind-interface", iface)) => {
+                return Err(format!("bind-interface: '{iface}' is not an interface name"));
+            }
             Some(("broadcast-address", addr)) => {
-                broadcast =
-                    addr.parse().map_err(|_| format!("broadcast-address: '{addr}' is not an IPv4 address"))?;
+                broadcast = addr.parse().map_err(|_| format!("broadcast-address: '{addr}' is not an IPv4 address"))?;
             }
             _ => {
                 return Err(format!(
@@ -90,7 +91,10 @@ fn parse_wakeonlan(value: &str) -> Result<WakeOnLan, String> {
 
 fn known(key: &str) -> bool {
     KEYS.iter().any(|(k, _)| *k == key)
-        || key.strip_prefix("acmedomain").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n <= MAX_ACME_DOMAIN && key.len() == 11)
+        || key
+            .strip_prefix("acmedomain")
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| n <= MAX_ACME_DOMAIN && key.len() == 11)
 }
 
 /// Checks one setting and answers it as stored.
@@ -159,16 +163,14 @@ pub fn config_set(daemon: &Daemon, options: &[(String, String)], delete: &[Strin
             .map_err(|e| ErrorReply::new(ErrorKind::Internal, format!("cannot create {}: {e}", dir.display())))?;
     }
     let text = toml::to_string(&config).map_err(|e| ErrorReply::new(ErrorKind::Internal, e.to_string()))?;
-    crate::store::write_atomic(&path, text.as_bytes()).map_err(|e| ErrorReply::new(ErrorKind::Internal, e.to_string()))?;
+    crate::store::write_atomic(&path, text.as_bytes())
+        .map_err(|e| ErrorReply::new(ErrorKind::Internal, e.to_string()))?;
     Ok(Payload::Empty)
 }
 
 /// The delay before startall starts the onboot guests, from the settings.
 pub fn startall_delay(daemon: &Daemon) -> u64 {
-    load(daemon, &daemon.node)
-        .ok()
-        .and_then(|c| c.get("startall-onboot-delay").and_then(Value::as_u64))
-        .unwrap_or(0)
+    load(daemon, &daemon.node).ok().and_then(|c| c.get("startall-onboot-delay").and_then(Value::as_u64)).unwrap_or(0)
 }
 
 /// The magic packet: six 0xff bytes, then the MAC sixteen times.
@@ -195,11 +197,16 @@ pub fn wake_on_lan(daemon: &Daemon, node: &str) -> Result<Payload, ErrorReply> {
     };
     let wol = parse_wakeonlan(setting).map_err(|m| invalid(format!("wakeonlan of node '{node}': {m}")))?;
     let fail = |what: &str, e: std::io::Error| ErrorReply::new(ErrorKind::Internal, format!("{what}: {e}"));
-    let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).map_err(|e| fail("cannot open a UDP socket", e))?;
+    let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+        .map_err(|e| fail("cannot open a UDP socket", e))?;
     socket.set_broadcast(true).map_err(|e| fail("cannot allow broadcasts", e))?;
     if let Some(interface) = &wol.interface {
-        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::BindToDevice, &std::ffi::OsString::from(interface))
-            .map_err(|e| fail(&format!("bind-interface: cannot send from '{interface}'"), e.into()))?;
+        nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::BindToDevice,
+            &std::ffi::OsString::from(interface),
+        )
+        .map_err(|e| fail(&format!("bind-interface: cannot send from '{interface}'"), e.into()))?;
     }
     socket
         .send_to(&magic_packet(wol.mac), SocketAddrV4::new(wol.broadcast, 9))
@@ -220,7 +227,9 @@ mod tests {
         assert_eq!(wol.interface.as_deref(), Some("eno1"));
         assert_eq!(wol.broadcast, Ipv4Addr::new(192, 0, 2, 255));
         assert_eq!(parse_wakeonlan("mac=aa:bb:cc:00:11:22").unwrap().broadcast, Ipv4Addr::BROADCAST);
-        for bad in ["", "aa:bb", "aa:bb:cc:00:11:zz", "aa:bb:cc:00:11:22,broadcast-address=x", "aa:bb:cc:00:11:22,port=7"] {
+        for bad in
+            ["", "aa:bb", "aa:bb:cc:00:11:zz", "aa:bb:cc:00:11:22,broadcast-address=x", "aa:bb:cc:00:11:22,port=7"]
+        {
             assert!(parse_wakeonlan(bad).is_err(), "{bad}");
         }
         let packet = magic_packet([1, 2, 3, 4, 5, 6]);

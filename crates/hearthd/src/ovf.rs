@@ -88,9 +88,10 @@ fn read_manifest(manifest: &str) -> Result<(ovf::Manifest, Vec<OvfDisk>), ErrorR
     let text = std::fs::read_to_string(path)
         .map_err(|e| err(ErrorKind::NotFound, format!("manifest: cannot read {manifest}: {e}")))?;
     let parsed = ovf::parse(&text).map_err(|m| err(ErrorKind::Invalid, format!("manifest: {m}")))?;
-    let dir = path.parent().and_then(|d| d.canonicalize().ok()).ok_or_else(|| {
-        err(ErrorKind::Invalid, format!("manifest: cannot resolve the directory of {manifest}"))
-    })?;
+    let dir = path
+        .parent()
+        .and_then(|d| d.canonicalize().ok())
+        .ok_or_else(|| err(ErrorKind::Invalid, format!("manifest: cannot resolve the directory of {manifest}")))?;
     let mut disks = Vec::new();
     for disk in &parsed.disks {
         let file = dir.join(&disk.file);
@@ -190,7 +191,11 @@ pub fn import_ovf(
             let _ = worker.store.remove(VM, vmid, |_| Ok(()));
             return Err(e);
         }
-        ctx.log(format!("VM {vmid} created from {} with {} disk(s)", parsed.name.as_deref().unwrap_or("the manifest"), imported.len()));
+        ctx.log(format!(
+            "VM {vmid} created from {} with {} disk(s)",
+            parsed.name.as_deref().unwrap_or("the manifest"),
+            imported.len()
+        ));
         Ok(())
     });
     match spawned {

@@ -547,7 +547,19 @@ fn ct_samples() -> Vec<Sample> {
         sample("ctctl list", ct(CtRequest::List), "-").note("Lists only the containers the caller may audit."),
         sample("ctctl destroy 100", ct(CtRequest::Destroy(DestroyGuest { vmid: v, purge: false })), "VM.Allocate@/vms/100"),
         sample("ctctl unlock 100", ct(CtRequest::Unlock { vmid: v }), "root"),
-        sample("ctctl start 100", ct(CtRequest::Start { vmid: v }), "VM.PowerMgmt@/vms/100"),
+        sample("ctctl start 100", ct(CtRequest::Start { vmid: v, debug: false }), "VM.PowerMgmt@/vms/100"),
+        sample(
+            "ctctl move-volume 100 rootfs fast",
+            ct(CtRequest::MoveVolume(MoveDisk {
+                vmid: v,
+                disk: "rootfs".into(),
+                storage: "fast".into(),
+                format: None,
+                delete: false,
+            })),
+            "VM.Config.Disk@/vms/100 & Datastore.AllocateSpace@/storage/fast",
+        ),
+        sample("ctctl cpusets", ct(CtRequest::CpuSets), "-").note("Lists only the containers the caller may audit."),
         sample("ctctl stop 100", ct(CtRequest::Stop { vmid: v }), "VM.PowerMgmt@/vms/100"),
         sample(
             "ctctl shutdown 100",
@@ -659,7 +671,11 @@ fn task_and_node_samples() -> Vec<Sample> {
             Request::Node(NodeRequest::StartAll { force: false, vms: None }),
             "VM.PowerMgmt@/",
         ),
-        sample("clusterctl node stopall", Request::Node(NodeRequest::StopAll { timeout: None, vms: None }), "VM.PowerMgmt@/"),
+        sample(
+            "clusterctl node stopall",
+            Request::Node(NodeRequest::StopAll { timeout: None, vms: None }),
+            "VM.PowerMgmt@/",
+        ),
         sample("clusterctl node config get", Request::Node(NodeRequest::ConfigGet), "Sys.Audit@/nodes/node1"),
         sample(
             "clusterctl node config set --startall-onboot-delay 10",

@@ -223,6 +223,7 @@ pub fn needs(request: &Request) -> Vec<Need> {
             CtRequest::Clone(c) => guest(GuestKind::Ct, GuestRef::Clone(c)),
             CtRequest::Backup(b) => guest(GuestKind::Ct, GuestRef::Backup(b)),
             CtRequest::Restore(r) => guest(GuestKind::Ct, GuestRef::Restore(r)),
+            CtRequest::MoveVolume(m) => vec![space(&m.storage)],
             _ => Vec::new(),
         },
         // Each guest named is backed up: VM.Backup on it (`--all` is checked per guest).

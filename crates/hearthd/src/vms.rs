@@ -127,7 +127,9 @@ pub fn reset(
 /// The QMP `send-key` keys of qm's key string: names joined by `-` (`ctrl-alt-delete`), each
 /// a QEMU key code name or a hex scancode (`0x1c`).
 pub fn parse_keys(key: &str) -> Result<Vec<serde_json::Value>, ErrorReply> {
-    let bad = |why: &str| err(ErrorKind::Invalid, format!("key: '{key}' {why}; give key names joined by '-', such as ctrl-alt-delete"));
+    let bad = |why: &str| {
+        err(ErrorKind::Invalid, format!("key: '{key}' {why}; give key names joined by '-', such as ctrl-alt-delete"))
+    };
     if key.is_empty() || key.len() > 256 {
         return Err(bad("is empty or too long"));
     }
@@ -272,7 +274,13 @@ pub fn suspend_to_disk(
 
 /// Migrates the running VM's state into `path` and waits until QEMU says it is complete (the
 /// guest is paused from then on).
-fn save_state(daemon: &Daemon, vmid: Vmid, path: &std::path::Path, memory_mib: u64, log: &dyn Fn(String)) -> Result<(), String> {
+fn save_state(
+    daemon: &Daemon,
+    vmid: Vmid,
+    path: &std::path::Path,
+    memory_mib: u64,
+    log: &dyn Fn(String),
+) -> Result<(), String> {
     let path = path.to_str().filter(|p| !p.contains('\'')).ok_or("the state volume's path cannot be given to QEMU")?;
     let mut qmp = daemon.qemu.qmp(vmid).map_err(|e| e.message)?;
     log(format!("saving {memory_mib} MiB of RAM state"));

@@ -41,7 +41,10 @@ fn vms_arg() -> Arg {
         .long("vms")
         .value_name("VMIDS")
         .value_parser(|s: &str| -> Result<Vec<Vmid>, String> {
-            s.split([',', ';', ' ']).filter(|p| !p.is_empty()).map(|p| p.parse::<Vmid>().map_err(|e| e.to_string())).collect()
+            s.split([',', ';', ' '])
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse::<Vmid>().map_err(|e| e.to_string()))
+                .collect()
         })
         .help("Only these guests: a list of VMIDs such as 100,101,102")
 }

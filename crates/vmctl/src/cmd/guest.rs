@@ -207,7 +207,9 @@ fn exec_status_command() -> Command {
              VM.GuestAgent.Unrestricted on /vms/<vmid>.",
         )
         .arg(cli::vmid_arg("vmid", "The VM the program runs in"))
-        .arg(Arg::new("pid").value_name("PID").required(true).value_parser(value_parser!(i64)).help("The program's pid"))
+        .arg(
+            Arg::new("pid").value_name("PID").required(true).value_parser(value_parser!(i64)).help("The program's pid"),
+        )
 }
 
 fn exec_status_run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
@@ -234,7 +236,11 @@ fn passwd_run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> 
     let vmid = cli::required_vmid(matches, "vmid")?;
     let username = matches.get_one::<String>("username").cloned().context("missing <username>")?;
     let password = hearth_client::password::read_new_password()?;
-    let request =
-        Request::Vm(VmRequest::AgentPasswd { vmid, username: username.clone(), password, crypted: cli::flag(matches, "crypted") });
+    let request = Request::Vm(VmRequest::AgentPasswd {
+        vmid,
+        username: username.clone(),
+        password,
+        crypted: cli::flag(matches, "crypted"),
+    });
     cli::run_request(crate::BIN, &request, format, || format!("setting the password of '{username}' in VM {vmid}"))
 }

@@ -41,10 +41,8 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "vmid")?;
     let manifest = matches.get_one::<String>("manifest").cloned().context("missing <manifest>")?;
     // hearthd resolves nothing relative to its own directory: the path goes as the caller means it.
-    let manifest = std::path::absolute(&manifest)
-        .with_context(|| format!("resolving {manifest}"))?
-        .to_string_lossy()
-        .into_owned();
+    let manifest =
+        std::path::absolute(&manifest).with_context(|| format!("resolving {manifest}"))?.to_string_lossy().into_owned();
     let request = Request::Vm(VmRequest::ImportOvf {
         vmid,
         manifest: manifest.clone(),
