@@ -17,6 +17,7 @@ mod ct_privileged;
 mod ctmon;
 mod hostile;
 mod node;
+mod ct_extras;
 mod permissions;
 mod protocol;
 mod storage;
