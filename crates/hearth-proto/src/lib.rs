@@ -712,6 +712,18 @@ pub enum StorageRequest {
     /// once even when calls overlap. Answers with the tasks started. `/`: Sys.Modify.
     /// REST: none (pvescheduler's).
     BackupJobRunDue,
+    /// Lists what the host offers for a storage of `kind` (`lvm`, `lvmthin` with the volume
+    /// group in `target`, `zfs`) as JSON text. `/storage`: Datastore.Allocate.
+    /// REST: `GET /nodes/{node}/scan/{kind}`.
+    Scan {
+        kind: String,
+        #[serde(default)]
+        target: Option<String>,
+    },
+    /// The guest configuration a backup holds, in Proxmox's `key: value` form. The backup's
+    /// access as `check_volume_access` (Datastore.AllocateSpace on its storage and VM.Backup on
+    /// its guest, or Datastore.Allocate). REST: `GET /nodes/{node}/vzdump/extractconfig`.
+    ExtractConfig { volid: String },
 }
 
 /// How to back up one guest (`vmctl backup`, `ctctl backup`).

@@ -408,6 +408,9 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
                 | StorageRequest::BackupJobRemove { .. }
                 | StorageRequest::BackupJobRun { .. }
                 | StorageRequest::BackupJobRunDue => on("/", P::SysModify),
+                StorageRequest::Scan { .. } => on("/storage", P::DatastoreAllocate),
+                // The backup's own rights are what it names (referenced).
+                StorageRequest::ExtractConfig { .. } => anyone("/storage"),
             }
         }
     };

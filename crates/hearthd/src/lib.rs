@@ -25,6 +25,7 @@ pub mod notify;
 mod ovf;
 pub mod permission_table;
 mod referenced;
+mod scan;
 mod snapshots;
 pub mod storage;
 pub mod store;
@@ -327,6 +328,8 @@ pub fn handle(
             StorageRequest::BackupJobList => jobs::list(daemon),
             StorageRequest::BackupJobRun { id } => jobs::run(daemon, &id),
             StorageRequest::BackupJobRunDue => jobs::run_due(daemon),
+            StorageRequest::Scan { kind, target } => scan::scan(&kind, target.as_deref()),
+            StorageRequest::ExtractConfig { volid } => backup::extract_config(daemon, &volid),
         },
         Request::Access(r) => users::handle(daemon, caller, r),
     }

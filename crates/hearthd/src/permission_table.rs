@@ -863,6 +863,16 @@ fn storage_samples() -> Vec<Sample> {
         sample("storectl backup job list", storage(StorageRequest::BackupJobList), "Sys.Audit@/"),
         sample("storectl backup job run nightly", storage(StorageRequest::BackupJobRun { id: "nightly".into() }), "Sys.Modify@/"),
         sample("storectl backup job run-due", storage(StorageRequest::BackupJobRunDue), "Sys.Modify@/"),
+        sample(
+            "storectl scan lvm",
+            storage(StorageRequest::Scan { kind: "lvm".into(), target: None }),
+            "Datastore.Allocate@/storage",
+        ),
+        sample(
+            "storectl extractconfig local:backup/vzdump-qemu-100-….vma.zst",
+            storage(StorageRequest::ExtractConfig { volid: OWN_BACKUP.into() }),
+            "Datastore.Allocate@/storage/local | Datastore.AllocateSpace@/storage/local & VM.Backup@/vms/100",
+        ),
     ]
 }
 
