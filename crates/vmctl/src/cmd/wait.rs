@@ -37,13 +37,15 @@ fn running_pid(client: &mut hearth_client::Client, request: &Request) -> anyhow:
     }
 }
 
-pub fn run(matches: &ArgMatches, _format: OutputFormat) -> anyhow::Result<()> {
+pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "vmid")?;
     let timeout = matches.get_one::<u64>("timeout").map(|s| Duration::from_secs(*s));
     let mut client = cli::connect(crate::BIN)?;
     let request = Request::Vm(VmRequest::Status { vmid, verbose: false });
     let Some(pid) = running_pid(&mut client, &request)? else { return Ok(()) };
-    cli::print_text(&format!("waiting until VM {vmid} stops (PID {pid})\n"))?;
+    if !format.is_json() {
+        cli::print_text(&format!("waiting until VM {vmid} stops (PID {pid})\n"))?;
+    }
     let start = Instant::now();
     loop {
         std::thread::sleep(POLL);
