@@ -30,7 +30,6 @@ pub fn command() -> Command {
                 .value_parser(hearth_core::schema::check::storage_id)
                 .help("Storage for the RAM state of --todisk"),
         )
-        .arg(cli::flag_arg("skiplock", "Ignore the VM's lock (root@pam only)").hide(true))
 }
 
 pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
