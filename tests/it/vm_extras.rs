@@ -92,6 +92,24 @@ fn the_guest_agent_answers_and_runs_programs() {
     assert_eq!(code, 1, "{stdout}");
     assert!(stderr.contains("is still running") && stdout.contains("\"exited\": 0"), "{stdout}{stderr}");
 
+    // passwd reaches the agent, which runs the guest's chpasswd; the fixture's busybox has
+    // none, and the agent's own error comes back.
+    let mut child = daemon
+        .command("vmctl")
+        .args(["guest", "passwd", "480", "root"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vmctl guest passwd");
+    child.stdin.take().expect("stdin").write_all(b"hearth-s3cret\n").expect("writing");
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("guest agent command 'set-user-password' failed: cannot find"), "{stderr}");
+    let (code, _, stderr) = run(&daemon, "vmctl", &["guest", "passwd", "480", "root"]);
+    assert_eq!(code, 1, "no password on standard input");
+    assert!(stderr.contains("no password"), "{stderr}");
+
     // Bad input is refused before the agent is asked.
     let (code, _, stderr) = run(&daemon, "vmctl", &["guest", "cmd", "480", "rm-rf"]);
     assert_eq!(code, 2, "{stderr}");

@@ -355,3 +355,21 @@ pub(crate) fn suspended_to_disk(daemon: &Daemon, vmid: Vmid) -> bool {
             l.config.lock == Some(hearth_core::guest::Lock::Suspended) && l.config.current.contains_key("vmstate")
         })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sendkey_takes_qm_key_strings() {
+        let keys = parse_keys("ctrl-alt-delete").unwrap();
+        assert_eq!(keys.len(), 3);
+        assert_eq!(keys[2], serde_json::json!({"type": "qcode", "data": "delete"}));
+        assert_eq!(parse_keys("0x1c").unwrap()[0], serde_json::json!({"type": "number", "data": 28}));
+        assert_eq!(parse_keys("shift-a").unwrap().len(), 2);
+        for bad in ["", "ctrl--alt", "Ctrl", "a b", "0xzz", "-", "ctrl-"] {
+            assert!(parse_keys(bad).is_err(), "{bad:?}");
+        }
+    }
+}
