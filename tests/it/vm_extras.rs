@@ -264,6 +264,16 @@ fn disk_rescan_adopts_unreferenced_volumes() {
     let config = json(&daemon, "vmctl", &["config", "495"]);
     assert_eq!(config["unused0"], stray, "{config}");
     assert!(!ok(&daemon, "vmctl", &["disk", "rescan", "--vmid", "495"]).contains("unused"), "nothing left to adopt");
+    // A disk grown behind the configuration's back gets its size= back in line.
+    let disk = ok(&daemon, "storectl", &["path", "local:495/vm-495-disk-0.qcow2"]);
+    qemu_img(&["resize", "-q", disk.trim(), "128M"]);
+    let out = ok(&daemon, "vmctl", &["disk", "rescan", "--vmid", "495"]);
+    assert!(
+        out.contains("VM 495 (virtio0): size of disk 'local:495/vm-495-disk-0.qcow2' updated from 64M to 128M"),
+        "{out}"
+    );
+    let config = json(&daemon, "vmctl", &["config", "495"]);
+    assert_eq!(config["virtio0"], "local:495/vm-495-disk-0.qcow2,size=128M", "{config}");
     // Every VM at once is root's.
     let user = crate::UnixUser::new("rescanner");
     let out = user.run(&daemon, "vmctl", &["disk", "rescan"]);

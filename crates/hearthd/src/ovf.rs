@@ -1,13 +1,13 @@
-//! `vmctl disk rescan` (volumes of a VM its configuration does not name become `unusedN`, as
-//! `qm disk rescan`) and `vmctl importovf` (a VM from an OVF manifest and the disk files beside
+//! `vmctl disk rescan` (disk sizes brought up to what the storages report, and volumes of a VM
+//! its configuration does not name added as `unusedN`, as `qm disk rescan`) and `vmctl importovf` (a VM from an OVF manifest and the disk files beside
 //! it, as `qm importovf`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hearth_core::guest::Lock;
-use hearth_core::{GuestConfig, GuestKind, Value, Vmid, ovf};
+use hearth_core::{GuestConfig, GuestKind, Value, Vmid, ovf, size};
 use hearth_proto::{ErrorKind, ErrorReply, Payload};
 use hearth_storage::{NewImage, qemu_img};
 use serde_json::json;
@@ -23,11 +23,41 @@ fn err(kind: ErrorKind, message: impl Into<String>) -> ErrorReply {
     ErrorReply::new(kind, message)
 }
 
-/// Adds the VM's unreferenced volumes to `config` as `unusedN`; answers what it did, in qm's
-/// words.
-fn adopt_unreferenced(vmid: Vmid, config: &mut GuestConfig, owned: &[String]) -> Result<Vec<String>, ErrorReply> {
-    let referenced: BTreeSet<String> = config.volume_refs().into_iter().map(|(_, _, v)| v).collect();
+/// The size of each volume the VM's disks name, as the storages report it now.
+fn disk_sizes(daemon: &Daemon, config: &GuestConfig) -> BTreeMap<String, u64> {
+    let mut sizes = BTreeMap::new();
+    for (_, volid) in crate::snapshots::disks(VM, &config.current) {
+        let Ok((backend, vol)) = daemon.storages.volume(&volid) else { continue };
+        if let Ok((_, bytes)) = backend.image_info(&vol) {
+            sizes.insert(volid, bytes);
+        }
+    }
+    sizes
+}
+
+/// Brings `size=` of the VM's disks up to what the storages report, and adds its unreferenced
+/// volumes as `unusedN`; answers what it did, in qm's words.
+fn rescan_config(
+    vmid: Vmid,
+    config: &mut GuestConfig,
+    owned: &[String],
+    sizes: &BTreeMap<String, u64>,
+) -> Result<Vec<String>, ErrorReply> {
     let mut lines = Vec::new();
+    for (key, volid) in crate::snapshots::disks(VM, &config.current) {
+        let (Some(&bytes), Some(value)) = (sizes.get(&volid), config.current.get(&key).cloned()) else { continue };
+        let old = VM.schema().property(&key, &value).and_then(|p| p.get("size").map(str::to_owned));
+        let new = size::format_size(bytes);
+        if old.as_deref().and_then(|o| size::parse_size(o, 1).ok()) == Some(bytes) {
+            continue;
+        }
+        let updated = crate::snapshots::with_volume(VM, &key, &value, &volid, Some(bytes))
+            .map_err(|m| err(ErrorKind::Internal, m))?;
+        config.current.insert(key.clone(), updated);
+        let old = old.unwrap_or_else(|| "unknown".to_owned());
+        lines.push(format!("VM {vmid} ({key}): size of disk '{volid}' updated from {old} to {new}"));
+    }
+    let referenced: BTreeSet<String> = config.volume_refs().into_iter().map(|(_, _, v)| v).collect();
     for volid in owned.iter().filter(|v| !referenced.contains(*v)) {
         let key = keep_unused(config, volid)?;
         lines.push(format!("VM {vmid} add unreferenced volume '{volid}' as '{key}' to config"));
@@ -47,17 +77,24 @@ pub fn rescan(daemon: &Daemon, vmid: Option<Vmid>, dryrun: bool) -> Result<Paylo
     let mut lines = vec!["rescan volumes...".to_owned()];
     for vmid in vmids {
         let owned = storage::owned_volumes(daemon, vmid);
+        let sizes = match daemon.store.load(VM, vmid) {
+            Ok(loaded) => disk_sizes(daemon, &loaded.config),
+            Err(e) => {
+                lines.push(format!("VM {vmid}: skipped: {}", ErrorReply::from(e).message));
+                continue;
+            }
+        };
         let result = if dryrun {
             daemon.store.load(VM, vmid).map_err(ErrorReply::from).and_then(|l| {
                 let mut config = l.config;
-                adopt_unreferenced(vmid, &mut config, &owned)
+                rescan_config(vmid, &mut config, &owned, &sizes)
             })
         } else {
             daemon
                 .store
                 .update(VM, vmid, None, |c| match c.lock {
                     Some(lock) => Err(err(ErrorKind::Locked, format!("VM {vmid} is locked ({lock})"))),
-                    None => adopt_unreferenced(vmid, c, &owned),
+                    None => rescan_config(vmid, c, &owned, &sizes),
                 })
                 .map(|(lines, _)| lines)
         };

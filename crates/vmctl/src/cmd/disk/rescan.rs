@@ -1,5 +1,5 @@
-//! `vmctl disk rescan`: volumes of a VM that its configuration does not name become `unusedN`,
-//! as `qm disk rescan`.
+//! `vmctl disk rescan`: disk sizes as the storages report them, and volumes of a VM that its
+//! configuration does not name as `unusedN`, as `qm disk rescan`.
 
 use clap::{ArgMatches, Command};
 use hearth_client::cli::{self, OutputFormat};
@@ -7,11 +7,12 @@ use hearth_proto::{Payload, Request, VmRequest};
 
 pub fn command() -> Command {
     Command::new("rescan")
-        .about("Add volumes a VM's configuration does not name as unused disks")
+        .about("Update disk sizes and add volumes a VM's configuration does not name")
         .long_about(
-            "Look on every storage of this node for volumes of the VM (of every VM without \
-             --vmid) that its configuration does not name, and add each as the lowest free \
-             unusedN, as qm disk rescan does; --dryrun only says what would be added. With \
+            "Bring the size= of the VM's disks (of every VM without --vmid) up to what the \
+             storages report, and look on every storage of this node for volumes of the VM that \
+             its configuration does not name, adding each as the lowest free unusedN, as qm disk \
+             rescan does; --dryrun only says what would change. With \
              --vmid it needs VM.Config.Disk on /vms/<vmid>; without, root@pam. A locked VM is \
              skipped.",
         )
