@@ -19,6 +19,7 @@ const QUIET: &[&str] = &[
     "ctctl push",
     "ctctl unlock",
     "ctctl unmount",
+    "clusterctl node config set",
     "storectl backup extract",
     "storectl backup job add",
     "storectl backup job remove",
@@ -29,6 +30,8 @@ const QUIET: &[&str] = &[
     "vmctl cleanup",
     "vmctl cloudinit update",
     "vmctl unlock",
+    // Returns at once for a stopped VM; it says what it waits for only on a terminal's text.
+    "vmctl wait",
 ];
 
 /// Commands the scenario does not run, and why.
@@ -48,6 +51,21 @@ const NOT_RUN: &[(&str, &str)] = &[
     ("vmctl monitor", "needs a running VM's QEMU monitor"),
     ("clusterctl task stop", "needs a task that is still running"),
     ("userctl realm sync", "always refused: Hearth syncs from no directory server (tests/it/pveum.rs checks why)"),
+    ("clusterctl node task stop", "needs a task that is still running"),
+    ("vmctl reset", "needs a running VM"),
+    ("vmctl sendkey", "needs a running VM"),
+    // The guest agent answers only in a booted guest (tests/it/vm_extras.rs runs them).
+    ("vmctl guest cmd", "needs a guest agent"),
+    ("vmctl guest exec", "needs a guest agent"),
+    ("vmctl guest exec-status", "needs a guest agent"),
+    ("vmctl guest passwd", "needs a guest agent"),
+    // What the host lacks here (tests/it/storage_scan.rs checks their errors).
+    ("storectl scan lvmthin", "needs a volume group"),
+    ("storectl scan zfs", "needs ZFS"),
+    ("storectl scan nfs", "not supported yet"),
+    ("storectl scan cifs", "not supported yet"),
+    ("storectl scan iscsi", "not supported yet"),
+    ("storectl scan pbs", "not supported yet"),
 ];
 
 /// Every leaf command of `command`, as `program sub sub`.
@@ -186,6 +204,15 @@ fn every_command_prints_json_or_nothing() {
     s.json("vmctl importdisk", &["100", &file("disk.raw"), "local"]);
     s.json("vmctl disk unlink", &["100", "--idlist", "unused0"]);
     s.json("vmctl unlink", &["100", "--idlist", "unused1"]);
+    s.json("vmctl disk rescan", &["--vmid", "100", "--dryrun"]);
+    s.json("vmctl rescan", &["--vmid", "100", "--dryrun"]);
+    s.quiet("vmctl wait", &["100"]);
+    let ovf = "<Envelope xmlns=\"http://schemas.dmtf.org/ovf/envelope/1\"><References><File id=\"f\" href=\"disk.raw\"/>\
+               </References><DiskSection><Disk diskId=\"d\" fileRef=\"f\"/></DiskSection><VirtualSystem id=\"x\">\
+               <VirtualHardwareSection><Item><HostResource>ovf:/disk/d</HostResource><ResourceType>17</ResourceType>\
+               </Item></VirtualHardwareSection></VirtualSystem></Envelope>";
+    std::fs::write(file("x.ovf"), ovf).expect("write");
+    s.json("vmctl importovf", &["103", &file("x.ovf"), "local", "--dryrun"]);
     s.quiet("vmctl cleanup", &["100"]);
     s.quiet("vmctl unlock", &["100"]);
     s.json("storectl alloc", &["local", "100", "vm-100-disk-9.raw", "1M", "--format", "raw"]);
@@ -198,6 +225,7 @@ fn every_command_prints_json_or_nothing() {
     s.json("vmctl template", &["101"]);
     s.json("vmctl backup", &["100", "--storage", "local"]);
     let vm_backup = backup_of(&mut s, "local", "100");
+    s.json("storectl extractconfig", &[&vm_backup]);
     s.json("vmctl restore", &["102", &vm_backup, "--storage", "fast"]);
     s.json("vmctl destroy", &["102"]);
     s.json("vmctl create", &["103", "--memory", "64", "--ide2", "local:cloudinit", "--ciuser", "web"]);
@@ -229,7 +257,10 @@ fn every_command_prints_json_or_nothing() {
     s.json("ctctl reboot", &[&ct]);
     s.json("ctctl shutdown", &[&ct, "--timeout", "20"]);
     s.json("ctctl start", &[&ct]);
+    s.json("ctctl cpusets", &[]);
     s.json("ctctl stop", &[&ct]);
+    s.json("ctctl move-volume", &[&ct, "rootfs", "local"]);
+    s.json("ctctl move-volume", &[&ct, "rootfs", "fast", "--delete"]);
     s.json("ctctl snapshot", &[&ct, "first"]);
     s.json("ctctl listsnapshot", &[&ct]);
     s.json("ctctl rollback", &[&ct, "first"]);
@@ -271,6 +302,18 @@ fn every_command_prints_json_or_nothing() {
     let upid = tasks[0]["upid"].as_str().unwrap_or_else(|| panic!("a task: {tasks}")).to_owned();
     s.json("clusterctl task status", &[&upid]);
     s.json("clusterctl task log", &[&upid]);
+    s.json("clusterctl node task list", &["--limit", "2"]);
+    s.json("clusterctl node task status", &[&upid]);
+    s.json("clusterctl node task log", &[&upid]);
+    s.quiet("clusterctl node config set", &["--startall-onboot-delay", "0", "--description", "test node"]);
+    s.json("clusterctl node config get", &[]);
+    // Another node's settings, as a cluster holds them; the packet goes to loopback.
+    let peer = daemon.root().join("etc/hearth/nodes/peer");
+    std::fs::create_dir_all(&peer).expect("mkdir");
+    std::fs::write(peer.join("config.toml"), "wakeonlan = \"52:54:00:00:00:01,broadcast-address=127.0.0.1\"\n")
+        .expect("write");
+    s.json("clusterctl node wakeonlan", &["peer"]);
+    s.json("storectl scan lvm", &[]);
 
     // Users and permissions.
     s.json("userctl group add", &["ops", "--comment", "operators"]);

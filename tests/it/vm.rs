@@ -26,7 +26,7 @@ pub(crate) fn boot_args() -> String {
 
 /// Creates a VM that boots the fixture kernel under TCG with serial0 on a socket and a 64 MiB
 /// virtio disk of `disk` (e.g. `local:0.0625` or `local:0.0625,format=raw`).
-fn create_booting_vm(daemon: &HearthdProcess, vmid: &str, disk: &str) {
+pub(crate) fn create_booting_vm(daemon: &HearthdProcess, vmid: &str, disk: &str) {
     let args = boot_args();
     let create = ["create", vmid, "--memory", "256", "--kvm", "0", "--serial0", "socket", "--virtio0", disk, "--args"];
     let mut create = create.to_vec();
@@ -68,7 +68,7 @@ impl Console {
 
     /// Waits until `needle` has appeared in the output since the last call that found one;
     /// answers what came before it.
-    fn expect(&mut self, needle: &str, timeout: Duration) -> String {
+    pub(crate) fn expect(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(at) = self.seen.find(needle) {
@@ -122,7 +122,7 @@ impl Drop for Console {
     }
 }
 
-fn status(daemon: &HearthdProcess, vmid: &str) -> String {
+pub(crate) fn status(daemon: &HearthdProcess, vmid: &str) -> String {
     json(daemon, "vmctl", &["status", vmid])["status"].as_str().expect("status").to_owned()
 }
 

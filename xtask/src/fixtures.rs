@@ -31,9 +31,10 @@ use hearth_test::fixtures;
 use crate::display_command;
 use crate::test::{apt_get, ensure_debian_packages};
 
-/// Debian packages the fixtures are built from (busybox-static, and xz-utils and zstd for
-/// compressed modules and the template) or booted with (qemu-system-x86).
-pub const DEBIAN_PACKAGES: &[&str] = &["busybox-static", "xz-utils", "zstd", "qemu-system-x86"];
+/// Debian packages the fixtures are built from (busybox-static, qemu-guest-agent for the
+/// guest's agent, and xz-utils and zstd for compressed modules and the template) or booted
+/// with (qemu-system-x86).
+pub const DEBIAN_PACKAGES: &[&str] = &["busybox-static", "xz-utils", "zstd", "qemu-system-x86", "qemu-guest-agent"];
 
 /// The metapackage whose dependency names the current Debian kernel package.
 const KERNEL_METAPACKAGE: &str = "linux-image-amd64";
@@ -79,7 +80,8 @@ pub fn run() -> anyhow::Result<()> {
     let busybox = package_version("busybox-static")?;
 
     let guest_outputs = [dir.join(fixtures::KERNEL), dir.join(fixtures::VMLINUX), dir.join(fixtures::INITRAMFS)];
-    let guest_recipe = format!("busybox-static {busybox}\n{}", guest::recipe());
+    let qemu_ga = package_version("qemu-guest-agent")?;
+    let guest_recipe = format!("busybox-static {busybox}\nqemu-guest-agent {qemu_ga}\n{}", guest::recipe());
     build_if_changed(&dir, "guest", &guest_recipe, &guest_outputs, || build_guest(&dir))?;
 
     let template_outputs = [dir.join(fixtures::BUSYBOX_TEMPLATE)];

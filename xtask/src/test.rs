@@ -31,6 +31,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "xz-utils",
     "zstd",
     "qemu-system-x86",
+    "qemu-guest-agent",
+    // storectl scan lvm|lvmthin lists what the host's LVM tools see.
+    "lvm2",
 ];
 
 pub fn run(root: &Path) -> anyhow::Result<()> {

@@ -7,7 +7,7 @@ mod cmd;
 use std::process::ExitCode;
 
 use clap::{ArgMatches, Command};
-use hearth_client::cli::{self, OutputFormat, Subcommand};
+use hearth_client::cli::{self, Subcommand};
 
 /// The program name, for messages and the software string sent to hearthd.
 const BIN: &str = "clusterctl";
@@ -44,21 +44,48 @@ pub fn main() -> ExitCode {
     cli::run_cli(BIN, command(), run)
 }
 
-/// The output format of the innermost subcommand; `--output-format` is global.
-fn leaf_format(matches: &ArgMatches) -> OutputFormat {
-    OutputFormat::from_matches(matches)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 mod tests {
     use super::*;
+    use hearth_client::cli::OutputFormat;
 
     #[test]
     fn command_is_consistent() {
         command().debug_assert();
         cli::check_table(COMMANDS);
         cli::check_table(cmd::task::COMMANDS);
+        cli::check_table(cmd::node::COMMANDS);
+    }
+
+    #[test]
+    fn parses_pvenode_examples() {
+        let leaf = |args: &[&str]| {
+            let argv = cli::normalize_args(&command(), args.iter().copied()).unwrap();
+            let m = command().try_get_matches_from(argv).unwrap();
+            let mut sub = m.subcommand().unwrap().1.clone();
+            while let Some((_, inner)) = sub.subcommand() {
+                sub = inner.clone();
+            }
+            sub
+        };
+        let m = leaf(&["clusterctl", "node", "task", "list", "--errors", "--vmid", "100"]);
+        assert_eq!(cli::get_vmid(&m, "vmid").unwrap().get(), 100);
+        let m = leaf(&["clusterctl", "node", "startall", "--vms", "100,101,102", "--force"]);
+        let vms: Vec<u32> = m.get_one::<Vec<hearth_core::Vmid>>("vms").unwrap().iter().map(|v| v.get()).collect();
+        assert_eq!(vms, [100, 101, 102]);
+        assert!(cli::flag(&m, "force"));
+        let m = leaf(&["clusterctl", "node", "config", "set", "--startall-onboot-delay", "10"]);
+        assert_eq!(m.get_one::<String>("startall-onboot-delay").unwrap(), "10");
+        let m = leaf(&["clusterctl", "node", "wakeonlan", "node2"]);
+        assert_eq!(m.get_one::<String>("node").unwrap(), "node2");
+        for bad in [
+            &["clusterctl", "node", "startall", "--vms", "100,x"][..],
+            &["clusterctl", "node", "config", "set", "--nope", "1"],
+            &["clusterctl", "node", "wakeonlan"],
+        ] {
+            assert!(command().try_get_matches_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -70,7 +97,7 @@ mod tests {
         let (_, task) = m.subcommand().unwrap();
         let (name, log) = task.subcommand().unwrap();
         assert_eq!(name, "log");
-        assert_eq!(leaf_format(log), OutputFormat::Json);
+        assert_eq!(OutputFormat::from_matches(log), OutputFormat::Json);
         assert_eq!(cli::get_upid(log, "upid").unwrap().to_string(), upid);
         assert_eq!(log.get_one::<usize>("start"), Some(&5));
         let m = command()

@@ -45,6 +45,8 @@ const COMMANDS: &[Subcommand] = &[
     guest_subcommand!(GuestKind::Ct, BIN, backup),
     guest_subcommand!(GuestKind::Ct, BIN, restore),
     guest_subcommand!(GuestKind::Ct, BIN, resize),
+    Subcommand::new("move-volume", cmd::move_volume::command, cmd::move_volume::run),
+    Subcommand::new("cpusets", cmd::cpusets::command, cmd::cpusets::run),
 ];
 
 /// The whole command line of `ctctl`.

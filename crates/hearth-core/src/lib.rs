@@ -6,12 +6,14 @@
 //! argument.
 
 pub mod access;
+pub mod base64;
 pub mod calendar;
 pub mod cloudinit;
 pub mod ct;
 pub mod guest;
 pub mod hex;
 pub mod hotplug;
+pub mod ovf;
 pub mod propstr;
 pub mod prune;
 pub mod runtime;

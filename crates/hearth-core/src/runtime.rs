@@ -54,6 +54,10 @@ pub struct StartOptions {
     pub timeout: Option<Duration>,
     /// A saved state to resume from (a snapshot taken with its RAM).
     pub resume_state: Option<String>,
+    /// A file holding the RAM state a suspend to disk saved, to resume from.
+    pub incoming: Option<PathBuf>,
+    /// Log what the engine will run, in full (`ctctl start --debug`).
+    pub debug: bool,
 }
 
 /// Why a runtime operation failed; the message is complete and names the guest.

@@ -292,9 +292,10 @@ pub static SCHEMA: Schema = Schema {
         KeyDef::new(
             "vmstate",
             Kind::Text(vmstate),
-            "where the saved RAM state is: a volume, or 'internal' (inside the qcow2 images)",
+            "where the saved RAM state is: a volume, or 'internal' (inside the qcow2 images); \
+             of a VM suspended to disk, the volume it resumes from",
         )
-        .scope(Scope::Snapshot),
+        .scope(Scope::Internal),
         KeyDef::new("snapstate", Kind::Enum(&["prepare", "delete"]), "snapshot operation in progress")
             .scope(Scope::Snapshot),
     ],

@@ -487,6 +487,15 @@ impl Cgroups {
         read_u64(&h.mount.join(&self.name).join(file))
     }
 
+    /// The host CPUs the container may run on (its cpuset's effective list).
+    pub fn cpu_list(&self) -> Option<Vec<u32>> {
+        let h = self.layout.controller("cpuset")?;
+        let dir = h.mount.join(&self.name);
+        let file = if self.layout.is_pure_v2() { "cpuset.cpus.effective" } else { "cpuset.effective_cpus" };
+        let text = fs::read_to_string(dir.join(file)).or_else(|_| fs::read_to_string(dir.join("cpuset.cpus"))).ok()?;
+        Some(parse_cpu_list(text.trim()))
+    }
+
     /// Tasks in the container.
     pub fn pids_current(&self) -> Option<u64> {
         let h = self.layout.controller("pids")?;

@@ -147,6 +147,14 @@ impl CtRuntime {
         Cgroups::new(layout, &self.cgroup(vmid)).freeze(frozen).map_err(|e| e.to_string())
     }
 
+    /// The host CPUs a running container's cpuset allows; `None` when it is not running or
+    /// the host has no cpuset controller.
+    pub fn cpu_list(&self, vmid: Vmid) -> Option<Vec<u32>> {
+        self.init_pid(vmid)?;
+        let layout = Layout::detect().ok()?;
+        Cgroups::new(layout, &self.cgroup(vmid)).cpu_list()
+    }
+
     fn require_running(&self, vmid: Vmid) -> Result<i32, RuntimeError> {
         self.init_pid(vmid).ok_or_else(|| RuntimeError::not_running(GuestKind::Ct, vmid))
     }

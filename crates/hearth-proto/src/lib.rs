@@ -82,6 +82,9 @@ pub enum NodeRequest {
         /// Also start guests without `onboot: 1`.
         #[serde(default)]
         force: bool,
+        /// Only these guests (`--vms 100,101`).
+        #[serde(default)]
+        vms: Option<Vec<Vmid>>,
     },
     /// Shuts every running guest down in reverse start order, each within its `down=` timeout
     /// (default 180 s), stopping those that do not power off. `/`: VM.PowerMgmt.
@@ -89,7 +92,24 @@ pub enum NodeRequest {
     StopAll {
         #[serde(default)]
         timeout: Option<u64>,
+        /// Only these guests (`--vms 100,101`).
+        #[serde(default)]
+        vms: Option<Vec<Vmid>>,
     },
+    /// The node's settings (`etc/hearth/nodes/<node>/config.toml`) as `key: value` pairs.
+    /// `/nodes/{node}`: Sys.Audit. REST: `GET /nodes/{node}/config`.
+    ConfigGet,
+    /// Changes node settings (`description`, `startall-onboot-delay`, `wakeonlan`,
+    /// `ballooning-target`, `acme`, `acmedomain0..5`) and deletes others. `/nodes/{node}`:
+    /// Sys.Modify. REST: `PUT /nodes/{node}/config`.
+    ConfigSet {
+        options: Vec<(String, String)>,
+        #[serde(default)]
+        delete: Vec<String>,
+    },
+    /// Sends a Wake-on-LAN magic packet to the MAC address in a node's `wakeonlan` setting;
+    /// answers the MAC. `/nodes/{node}`: Sys.PowerMgmt. REST: `POST /nodes/{node}/wakeonlan`.
+    WakeOnLan { node: String },
 }
 
 impl Request {
@@ -153,9 +173,20 @@ pub enum VmRequest {
         #[serde(default)]
         timeout: Option<u64>,
     },
-    /// Stops the VM at once, like pulling the plug. `/vms/{vmid}`: VM.PowerMgmt.
-    /// REST: `POST /nodes/{node}/qemu/{vmid}/status/stop`.
-    Stop { vmid: Vmid },
+    /// Stops the VM at once, like pulling the plug. `/vms/{vmid}`: VM.PowerMgmt; `skiplock` and
+    /// `keep_active` are root@pam's. REST: `POST /nodes/{node}/qemu/{vmid}/status/stop`.
+    Stop {
+        vmid: Vmid,
+        /// First abort a running shutdown task of the VM (`--overrule-shutdown`).
+        #[serde(default)]
+        overrule_shutdown: bool,
+        /// Stop it even if it is locked.
+        #[serde(default)]
+        skiplock: bool,
+        /// Leave its volumes activated (`--keepActive`; nothing to deactivate on Hearth's storages).
+        #[serde(default)]
+        keep_active: bool,
+    },
     /// Powers the VM off through ACPI. `/vms/{vmid}`: VM.PowerMgmt.
     /// REST: `POST /nodes/{node}/qemu/{vmid}/status/shutdown`.
     Shutdown {
@@ -174,9 +205,19 @@ pub enum VmRequest {
         #[serde(default)]
         timeout: Option<u64>,
     },
-    /// Pauses the VM's CPUs. `/vms/{vmid}`: VM.PowerMgmt.
+    /// Pauses the VM's CPUs, or with `todisk` saves its RAM to a `vmstate` volume and stops
+    /// QEMU (lock `suspended`; the next start resumes from it). `/vms/{vmid}`: VM.PowerMgmt, and
+    /// with `todisk` Datastore.AllocateSpace on the state's storage (checked by the handler).
     /// REST: `POST /nodes/{node}/qemu/{vmid}/status/suspend`.
-    Suspend { vmid: Vmid },
+    Suspend {
+        vmid: Vmid,
+        #[serde(default)]
+        todisk: bool,
+        /// Storage for the RAM state; default: `vmstatestorage`, else the first disk's, else
+        /// `local`.
+        #[serde(default)]
+        statestorage: Option<String>,
+    },
     /// Lets a paused VM run again. `/vms/{vmid}`: VM.PowerMgmt.
     /// REST: `POST /nodes/{node}/qemu/{vmid}/status/resume`.
     Resume { vmid: Vmid },
@@ -286,6 +327,74 @@ pub enum VmRequest {
     /// `cloudinit`). `/vms/{vmid}`: VM.Config.Cloudinit.
     /// REST: `PUT /nodes/{node}/qemu/{vmid}/cloudinit`.
     CloudinitUpdate { vmid: Vmid },
+    /// Resets the VM like its reset button (QMP `system_reset`); answers with the task
+    /// (`qmreset`). `/vms/{vmid}`: VM.PowerMgmt. REST: `POST /nodes/{node}/qemu/{vmid}/status/reset`.
+    Reset {
+        vmid: Vmid,
+        #[serde(default)]
+        skiplock: bool,
+    },
+    /// Presses keys on the VM's keyboard: qm's names joined by `-` (`ctrl-alt-delete`).
+    /// `/vms/{vmid}`: VM.Console. REST: `PUT /nodes/{node}/qemu/{vmid}/sendkey`.
+    SendKey {
+        vmid: Vmid,
+        key: String,
+        #[serde(default)]
+        skiplock: bool,
+    },
+    /// Runs one guest agent command without arguments (`ping`, `info`, `get-osinfo`, ...) and
+    /// answers its `return` as JSON text. `/vms/{vmid}`: VM.GuestAgent.Audit for informational
+    /// commands, VM.GuestAgent.FileSystemMgmt for freeze, thaw and trim, VM.PowerMgmt for
+    /// shutdown and suspend; VM.GuestAgent.Unrestricted for any.
+    /// REST: `POST|GET /nodes/{node}/qemu/{vmid}/agent/{command}`.
+    Agent { vmid: Vmid, command: String },
+    /// Starts a program in the guest through the agent (`guest-exec`, output captured); answers
+    /// `{"pid": N}` as JSON text. `/vms/{vmid}`: VM.GuestAgent.Unrestricted.
+    /// REST: `POST /nodes/{node}/qemu/{vmid}/agent/exec`.
+    AgentExec {
+        vmid: Vmid,
+        /// The program and its arguments.
+        command: Vec<String>,
+        /// Given to the program on its standard input.
+        #[serde(default)]
+        input_data: Option<String>,
+    },
+    /// The state of a program started by [`VmRequest::AgentExec`], its output decoded, as JSON
+    /// text. `/vms/{vmid}`: VM.GuestAgent.Unrestricted.
+    /// REST: `GET /nodes/{node}/qemu/{vmid}/agent/exec-status`.
+    AgentExecStatus { vmid: Vmid, pid: i64 },
+    /// Sets a guest user's password through the agent. `/vms/{vmid}`:
+    /// VM.GuestAgent.Unrestricted. REST: `POST /nodes/{node}/qemu/{vmid}/agent/set-user-password`.
+    AgentPasswd {
+        vmid: Vmid,
+        username: String,
+        password: Secret,
+        /// The password is already crypt(3)-hashed.
+        #[serde(default)]
+        crypted: bool,
+    },
+    /// Adds volumes of a VM (of every VM without `vmid`) that its configuration does not name
+    /// as `unusedN`; answers what it did as text. `/vms/{vmid}`: VM.Config.Disk; all VMs: root
+    /// only. REST: none (`qm disk rescan` is the host's).
+    Rescan {
+        #[serde(default)]
+        vmid: Option<Vmid>,
+        #[serde(default)]
+        dryrun: bool,
+    },
+    /// Creates a VM from an OVF manifest on the host and imports the disk files beside it to a
+    /// storage; answers with the task (`qmimport`), or with `dryrun` the parsed settings as JSON
+    /// text. Root only (a host path). REST: none.
+    ImportOvf {
+        vmid: Vmid,
+        /// Absolute host path of the `.ovf` file.
+        manifest: String,
+        storage: String,
+        #[serde(default)]
+        format: Option<String>,
+        #[serde(default)]
+        dryrun: bool,
+    },
 }
 
 /// `vmctl move-disk <vmid> <disk> <storage> [--format] [--delete]`.
@@ -372,7 +481,12 @@ pub enum CtRequest {
     Unlock { vmid: Vmid },
     /// Starts the container and returns once its init runs. `/vms/{vmid}`: VM.PowerMgmt.
     /// REST: `POST /nodes/{node}/lxc/{vmid}/status/start`.
-    Start { vmid: Vmid },
+    Start {
+        vmid: Vmid,
+        /// Log each step of the start in the task (`--debug`).
+        #[serde(default)]
+        debug: bool,
+    },
     /// Kills the container at once. `/vms/{vmid}`: VM.PowerMgmt.
     /// REST: `POST /nodes/{node}/lxc/{vmid}/status/stop`.
     Stop { vmid: Vmid },
@@ -474,6 +588,15 @@ pub enum CtRequest {
     /// checks Datastore.AllocateSpace on the target storage and Datastore.Audit on the
     /// archive's). REST: `POST /nodes/{node}/lxc` with `ostemplate` = the archive and `restore`.
     Restore(RestoreGuest),
+    /// Copies a stopped container's `rootfs` or `mpN` volume to another storage and points the
+    /// configuration at the copy; the old volume becomes `unusedN`, or is freed with `delete`.
+    /// Answers with the task (`move_volume`). `/vms/{vmid}`: VM.Config.Disk, and
+    /// `/storage/{storage}`: Datastore.AllocateSpace. REST: `POST /nodes/{node}/lxc/{vmid}/move_volume`.
+    MoveVolume(MoveDisk),
+    /// The host CPUs each running container's cpuset allows, as `{vmid: [cpus]}` JSON text.
+    /// `/vms`: VM.Audit, per container (only those the caller may audit are listed).
+    /// REST: none (`pct cpusets` is the host's).
+    CpuSets,
 }
 
 /// `ctctl exec <ctid> -- cmd…` and `ctctl enter <ctid>`.
@@ -604,6 +727,18 @@ pub enum StorageRequest {
     /// once even when calls overlap. Answers with the tasks started. `/`: Sys.Modify.
     /// REST: none (pvescheduler's).
     BackupJobRunDue,
+    /// Lists what the host offers for a storage of `kind` (`lvm`, `lvmthin` with the volume
+    /// group in `target`, `zfs`) as JSON text. `/storage`: Datastore.Allocate.
+    /// REST: `GET /nodes/{node}/scan/{kind}`.
+    Scan {
+        kind: String,
+        #[serde(default)]
+        target: Option<String>,
+    },
+    /// The guest configuration a backup holds, in Proxmox's `key: value` form. The backup's
+    /// access as `check_volume_access` (Datastore.AllocateSpace on its storage and VM.Backup on
+    /// its guest, or Datastore.Allocate). REST: `GET /nodes/{node}/vzdump/extractconfig`.
+    ExtractConfig { volid: String },
 }
 
 /// How to back up one guest (`vmctl backup`, `ctctl backup`).

@@ -238,6 +238,13 @@ impl QemuRuntime {
         if let Some(state) = &options.resume_state {
             command.args.extend(["-loadvm".to_owned(), state.clone()]);
         }
+        if let Some(state) = &options.incoming {
+            // QEMU 7.2 has no file: migration URI; cat streams the saved state in.
+            let path = state.to_str().filter(|p| !p.contains('\'')).ok_or_else(|| {
+                format!("vmstate: the state file {} has a name QEMU cannot be given", state.display())
+            })?;
+            command.args.extend(["-incoming".to_owned(), format!("exec:cat '{path}'")]);
+        }
         Ok((command, taps))
     }
 }
@@ -383,6 +390,20 @@ fn plug_taps(plugs: &[TapPlug], log: &dyn Fn(String)) -> Result<(), String> {
     Ok(())
 }
 
+/// Waits until an incoming migration (a saved RAM state) has been read: QEMU leaves the
+/// `inmigrate` state for `paused` (it runs with -S), or fails.
+fn wait_incoming(qmp: &mut Qmp, deadline: Instant) -> Result<(), String> {
+    loop {
+        let status = qmp.query_status().map_err(|e| e.to_string())?;
+        match status.status.as_str() {
+            "inmigrate" if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            "inmigrate" => return Err("QEMU did not finish loading the saved RAM state in time".to_owned()),
+            "paused" | "prelaunch" | "running" => return Ok(()),
+            other => return Err(format!("loading the saved RAM state failed (QEMU reports '{other}')")),
+        }
+    }
+}
+
 /// A VM start, prepared: the command line and the taps to plug.
 #[derive(Debug)]
 pub struct QemuLaunch {
@@ -391,6 +412,8 @@ pub struct QemuLaunch {
     command: QemuCommand,
     taps: Vec<TapPlug>,
     timeout: Duration,
+    /// Started with `-incoming`: the state must be in before the CPUs run.
+    incoming: bool,
 }
 
 impl QemuLaunch {
@@ -431,6 +454,10 @@ impl QemuLaunch {
                 }
             };
             plug_taps(&self.taps, log)?;
+            if self.incoming {
+                wait_incoming(&mut qmp, deadline)?;
+                log("RAM state loaded".to_owned());
+            }
             qmp.cont().map_err(|e| e.to_string())?;
             let status = qmp.query_status().map_err(|e| e.to_string())?;
             if !status.running {
@@ -500,6 +527,7 @@ impl GuestRuntime for QemuRuntime {
             command,
             taps,
             timeout: options.timeout.unwrap_or(START_TIMEOUT),
+            incoming: options.incoming.is_some(),
         }))
     }
 

@@ -269,12 +269,26 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
             // Root only, as in Proxmox: a lock cleared under a running task lets another
             // operation corrupt its work.
             VmRequest::Unlock { .. } => root("unlock: clear a guest's lock"),
+            // Ignoring a lock or leaving volumes active is root's, as in Proxmox.
+            VmRequest::Stop { skiplock: true, .. } => root("stop --skiplock: stop a locked VM"),
+            VmRequest::Stop { keep_active: true, .. } => root("stop --keepActive: leave the VM's volumes active"),
+            VmRequest::Reset { skiplock: true, .. } => root("reset --skiplock: reset a locked VM"),
+            VmRequest::SendKey { skiplock: true, .. } => root("sendkey --skiplock: send keys to a locked VM"),
             VmRequest::Start { vmid, .. }
-            | VmRequest::Stop { vmid }
+            | VmRequest::Stop { vmid, .. }
             | VmRequest::Shutdown { vmid, .. }
             | VmRequest::Reboot { vmid, .. }
-            | VmRequest::Suspend { vmid }
-            | VmRequest::Resume { vmid } => on(vms(vmid), P::VmPowerMgmt),
+            | VmRequest::Suspend { vmid, .. }
+            | VmRequest::Resume { vmid }
+            | VmRequest::Reset { vmid, .. } => on(vms(vmid), P::VmPowerMgmt),
+            VmRequest::SendKey { vmid, .. } => on(vms(vmid), P::VmConsole),
+            VmRequest::Agent { vmid, command } => agent_need(vms(vmid), command),
+            VmRequest::AgentExec { vmid, .. }
+            | VmRequest::AgentExecStatus { vmid, .. }
+            | VmRequest::AgentPasswd { vmid, .. } => on(vms(vmid), P::VmGuestAgentUnrestricted),
+            VmRequest::Rescan { vmid: Some(vmid), .. } => on(vms(vmid), P::VmConfigDisk),
+            VmRequest::Rescan { vmid: None, .. } => root("disk rescan without --vmid: every VM's volumes"),
+            VmRequest::ImportOvf { .. } => root("importovf: the manifest is a host path"),
             VmRequest::Status { vmid, .. } => on(vms(vmid), P::VmAudit),
             VmRequest::Terminal { vmid, .. } => on(vms(vmid), P::VmConsole),
             // Root only: monitor commands reach the host (Proxmox asks Sys.Modify on `/`, which
@@ -307,7 +321,7 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
             CtRequest::List => anyone("/vms"),
             CtRequest::Destroy(d) => on(vms(&d.vmid), P::VmAllocate),
             CtRequest::Unlock { .. } => root("unlock: clear a guest's lock"),
-            CtRequest::Start { vmid }
+            CtRequest::Start { vmid, .. }
             | CtRequest::Stop { vmid }
             | CtRequest::Shutdown { vmid, .. }
             | CtRequest::Reboot { vmid, .. } => on(vms(vmid), P::VmPowerMgmt),
@@ -327,6 +341,10 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
             CtRequest::Resize { vmid, .. } => on(vms(vmid), P::VmConfigDisk),
             CtRequest::Backup(b) => on(vms(&b.vmid), P::VmBackup),
             CtRequest::Restore(r) => on(vms(&r.vmid), P::VmAllocate),
+            // The target storage's Datastore.AllocateSpace is what the request names (referenced).
+            CtRequest::MoveVolume(m) => on(vms(&m.vmid), P::VmConfigDisk),
+            // Answered for everyone, with only the containers the caller may audit.
+            CtRequest::CpuSets => anyone("/vms"),
         },
         Request::Task(r) => match r {
             // Everyone may list; the list holds only their own tasks without Sys.Audit.
@@ -343,6 +361,9 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
             TaskRequest::Stop { .. } => on(format!("/nodes/{node}"), P::SysModify),
         },
         Request::Node(NodeRequest::StartAll { .. } | NodeRequest::StopAll { .. }) => on("/", P::VmPowerMgmt),
+        Request::Node(NodeRequest::ConfigGet) => on(format!("/nodes/{node}"), P::SysAudit),
+        Request::Node(NodeRequest::ConfigSet { .. }) => on(format!("/nodes/{node}"), P::SysModify),
+        Request::Node(NodeRequest::WakeOnLan { node: target }) => on(format!("/nodes/{target}"), P::SysPowerMgmt),
         // What an access request needs can depend on whom it names (one's own tokens,
         // password and second factors) and on several paths at once.
         Request::Access(r) => return crate::users::required(r, caller),
@@ -398,10 +419,27 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
                 | StorageRequest::BackupJobRemove { .. }
                 | StorageRequest::BackupJobRun { .. }
                 | StorageRequest::BackupJobRunDue => on("/", P::SysModify),
+                StorageRequest::Scan { .. } => on("/storage", P::DatastoreAllocate),
+                // The backup's own rights are what it names (referenced).
+                StorageRequest::ExtractConfig { .. } => anyone("/storage"),
             }
         }
     };
     vec![need]
+}
+
+/// What a guest agent command needs, as Proxmox VE 9 splits it: VM.GuestAgent.Audit for what
+/// only informs, VM.GuestAgent.FileSystemMgmt for freezing, thawing and trimming, VM.PowerMgmt
+/// for what changes the run state; VM.GuestAgent.Unrestricted allows every command. An unknown
+/// command needs Unrestricted (hearthd refuses it after the check).
+fn agent_need(path: String, command: &str) -> Need {
+    let privilege = match command {
+        "fsfreeze-freeze" | "fsfreeze-thaw" | "fstrim" => P::VmGuestAgentFileSystemMgmt,
+        "shutdown" | "suspend-disk" | "suspend-ram" | "suspend-hybrid" => P::VmPowerMgmt,
+        _ if crate::agent::INFO_COMMANDS.contains(&command) => P::VmGuestAgentAudit,
+        _ => P::VmGuestAgentUnrestricted,
+    };
+    Need::Any { path, privileges: PrivSet::from([privilege, P::VmGuestAgentUnrestricted]) }
 }
 
 fn now() -> i64 {

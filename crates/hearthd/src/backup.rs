@@ -1682,3 +1682,46 @@ fn shift_owners(root: &Path, delta: i64) -> Result<(), String> {
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// extractconfig
+
+/// `storectl extractconfig <volid>`: the guest configuration a backup holds, in Proxmox's
+/// `key: value` form (the description as leading `#` lines), as `pvesm extractconfig` prints
+/// it. The table checked the backup as `check_volume_access` does.
+pub fn extract_config(daemon: &Daemon, volid: &str) -> Result<Payload, ErrorReply> {
+    let (kind, source) = if crate::chunks::parse_volid(daemon, volid).is_some() {
+        let (store, snap) = crate::chunks::open_volid(daemon, volid)?;
+        let kind = if crate::chunks::guest_type(snap.backup_type) == "lxc" { GuestKind::Ct } else { GuestKind::Vm };
+        (kind, Source::Chunks(store, snap))
+    } else {
+        let (_, file, path) = archive_path(daemon, volid)?;
+        let kind = match hearth_core::storage::parse_backup_name(&file) {
+            Some(name) if name.guest_type == "lxc" => GuestKind::Ct,
+            Some(_) => GuestKind::Vm,
+            None => return Err(err(ErrorKind::Invalid, format!("'{volid}' is not a vzdump archive of a guest"))),
+        };
+        (kind, Source::Archive(path))
+    };
+    let text = match (kind, &source) {
+        (GuestKind::Vm, Source::Archive(archive)) => {
+            vzdump::read_vma_header(archive).map(|h| h.config).map_err(|e| e.to_string())
+        }
+        (GuestKind::Ct, Source::Archive(archive)) => vzdump_config_of_lxc(archive),
+        (GuestKind::Vm, Source::Chunks(..)) => source.config_text(crate::chunks::VM_CONFIG),
+        (GuestKind::Ct, Source::Chunks(..)) => source.config_text(crate::chunks::CT_CONFIG),
+    }
+    .map_err(|e| err(ErrorKind::Invalid, format!("{volid}: {e}")))?;
+    let config = GuestConfig::parse(kind, &text)
+        .map_err(|e| err(ErrorKind::Invalid, format!("{volid}: the backup's configuration: {e}")))?;
+    let mut out = String::new();
+    if let Some(description) = config.current.get("description") {
+        for line in description.to_string().lines() {
+            out.push_str(&format!("#{line}\n"));
+        }
+    }
+    for (key, value) in config.current.iter().filter(|(k, _)| *k != "description") {
+        out.push_str(&format!("{key}: {value}\n"));
+    }
+    Ok(Payload::Text(out))
+}

@@ -385,3 +385,20 @@ pub(crate) fn populate(
     }
     result
 }
+
+/// `ctctl cpusets`: the host CPUs each running container's cpuset allows, as JSON text
+/// `{"<ctid>": [cpus]}`; only containers the caller may audit.
+pub fn cpusets(daemon: &Daemon, caller: &crate::Caller) -> Result<Payload, ErrorReply> {
+    let audit = hearth_core::access::Privilege::VmAudit;
+    let mut sets = serde_json::Map::new();
+    for listed in daemon.store.list(GuestKind::Ct)? {
+        let path = hearth_core::access::AclPath::vm(listed.vmid);
+        if !caller.is_root() && !daemon.access.privileges(caller, &path).contains(audit) {
+            continue;
+        }
+        if let Some(cpus) = daemon.ct.cpu_list(listed.vmid) {
+            sets.insert(listed.vmid.to_string(), serde_json::json!(cpus));
+        }
+    }
+    Ok(Payload::Text(serde_json::Value::Object(sets).to_string()))
+}

@@ -45,7 +45,7 @@ fn free_unused_key(config: &GuestConfig) -> Result<String, ErrorReply> {
 }
 
 /// Keeps `volume` as the lowest free `unusedN`; answers the key.
-fn keep_unused(config: &mut GuestConfig, volume: &str) -> Result<String, ErrorReply> {
+pub(crate) fn keep_unused(config: &mut GuestConfig, volume: &str) -> Result<String, ErrorReply> {
     let key = free_unused_key(config)?;
     config.current.insert(key.clone(), Value::Str(volume.to_owned()));
     Ok(key)
@@ -68,12 +68,12 @@ fn owned_image(vmid: Vmid, vol: &VolName) -> bool {
 }
 
 /// A disk value pointing at `volid` in `format`, its other properties kept.
-fn replace_volume(key: &str, value: &Value, volid: &str, format: Format) -> Result<Value, ErrorReply> {
-    let replaced = snapshots::with_volume(VM, key, value, volid, None).map_err(|m| err(ErrorKind::Internal, m))?;
+fn replace_volume(kind: GuestKind, key: &str, value: &Value, volid: &str, format: Format) -> Result<Value, ErrorReply> {
+    let replaced = snapshots::with_volume(kind, key, value, volid, None).map_err(|m| err(ErrorKind::Internal, m))?;
     // A `format=` naming the old volume's format would now be wrong.
-    let def = VM.schema().lookup(key).ok_or_else(|| err(ErrorKind::Internal, format!("{key}: not a disk key")))?;
+    let def = kind.schema().lookup(key).ok_or_else(|| err(ErrorKind::Internal, format!("{key}: not a disk key")))?;
     if let hearth_core::schema::Kind::Prop(schema) = def.kind {
-        if let Some(mut props) = VM.schema().property(key, &replaced) {
+        if let Some(mut props) = kind.schema().property(key, &replaced) {
             if props.get("format").is_some() {
                 props.insert(schema, "format", format.as_str().to_owned());
                 return Ok(Value::Str(props.to_string()));
@@ -84,7 +84,7 @@ fn replace_volume(key: &str, value: &Value, volid: &str, format: Format) -> Resu
 }
 
 /// Refuses storages that do not hold VM disks.
-fn check_images(config: &StorageConfig) -> Result<(), ErrorReply> {
+pub(crate) fn check_images(config: &StorageConfig) -> Result<(), ErrorReply> {
     if config.has_content(Content::Images) {
         return Ok(());
     }
@@ -100,29 +100,31 @@ fn check_images(config: &StorageConfig) -> Result<(), ErrorReply> {
 
 /// Checks that a disk may move now; answers its volume. Runs before the task, and again in it
 /// under the run lock.
-fn check_move(daemon: &Daemon, req: &MoveDisk, config: &GuestConfig) -> Result<String, ErrorReply> {
+fn check_move(daemon: &Daemon, kind: GuestKind, req: &MoveDisk, config: &GuestConfig) -> Result<String, ErrorReply> {
     let (vmid, disk) = (req.vmid, req.disk.as_str());
-    check_unlocked(vmid, config)?;
+    let noun = kind.noun();
+    if let Some(lock) = config.lock {
+        return Err(err(ErrorKind::Locked, format!("{noun} {vmid} is locked ({lock})")));
+    }
     if config.current.get("template") == Some(&Value::Bool(true)) {
         return Err(err(
             ErrorKind::Invalid,
-            format!("VM {vmid} is a template; its disks are base images of linked clones and cannot move"),
+            format!("{noun} {vmid} is a template; its disks are base images of linked clones and cannot move"),
         ));
     }
-    if daemon.guest_running(VM, vmid) {
-        return Err(err(
-            ErrorKind::Conflict,
-            format!(
-                "VM {vmid} is running; moving the disk of a running VM needs live mirroring, which is not supported \
-                 yet; stop it first"
-            ),
-        ));
+    if daemon.guest_running(kind, vmid) {
+        let why = match kind {
+            GuestKind::Vm => "moving the disk of a running VM needs live mirroring, which is not supported yet",
+            GuestKind::Ct => "a running container's volume cannot move",
+        };
+        return Err(err(ErrorKind::Conflict, format!("{noun} {vmid} is running; {why}; stop it first")));
     }
-    let disks = snapshots::disks(VM, &config.current);
+    let disks = snapshots::disks(kind, &config.current);
     let Some((_, volume)) = disks.iter().find(|(k, _)| k == disk) else {
         let names: Vec<&str> = disks.iter().map(|(k, _)| k.as_str()).collect();
         let known = if names.is_empty() { "none".to_owned() } else { names.join(", ") };
-        return Err(err(ErrorKind::Invalid, format!("{disk}: no such disk in VM {vmid} (its disks: {known})")));
+        let what = if kind == VM { "disk" } else { "volume" };
+        return Err(err(ErrorKind::Invalid, format!("{disk}: no such {what} in {noun} {vmid} (its {what}s: {known})")));
     };
     let in_snapshots = snapshots_using(config, volume);
     if !in_snapshots.is_empty() {
@@ -136,8 +138,11 @@ fn check_move(daemon: &Daemon, req: &MoveDisk, config: &GuestConfig) -> Result<S
         ));
     }
     let (backend, vol) = daemon.storages.volume(volume).map_err(|e| err(e.kind, format!("{disk}: {}", e.message)))?;
-    if !owned_image(vmid, &vol) {
-        return Err(err(ErrorKind::Invalid, format!("{disk}: '{volume}' is not a disk image of VM {vmid}")));
+    let owned = owned_image(vmid, &vol)
+        || (kind == GuestKind::Ct
+            && matches!(&vol, VolName::Image { image, .. } if image.vmid == vmid && image.prefix == ImagePrefix::Subvol));
+    if !owned {
+        return Err(err(ErrorKind::Invalid, format!("{disk}: '{volume}' is not a volume of {noun} {vmid}")));
     }
     let internal = backend.snapshots(&vol).map_err(to_reply)?;
     if !internal.is_empty() {
@@ -163,14 +168,54 @@ fn target_format(target: &StorageConfig, asked: Option<&str>, source: Format) ->
 }
 
 pub fn move_disk(daemon: &Arc<Daemon>, caller: &Caller, req: MoveDisk) -> Result<Payload, ErrorReply> {
+    move_volume(daemon, caller, VM, req)
+}
+
+/// The content a guest kind's volumes need on a storage.
+fn check_guest_content(kind: GuestKind, config: &StorageConfig) -> Result<(), ErrorReply> {
+    match kind {
+        GuestKind::Vm => check_images(config),
+        GuestKind::Ct if config.has_content(Content::Rootdir) => Ok(()),
+        GuestKind::Ct => {
+            Err(err(ErrorKind::Invalid, format!("storage '{}' does not hold content 'rootdir'", config.id)))
+        }
+    }
+}
+
+/// The format of a moved volume: a container's keeps its own (an image stays an image, a
+/// directory a directory); a VM disk's as [`target_format`] chooses.
+fn moved_format(
+    kind: GuestKind,
+    target: &StorageConfig,
+    asked: Option<&str>,
+    source: Format,
+) -> Result<Format, ErrorReply> {
+    match kind {
+        GuestKind::Vm => target_format(target, asked, source),
+        GuestKind::Ct if target.storage_type.formats().contains(&source) => Ok(source),
+        GuestKind::Ct => Err(err(
+            ErrorKind::Invalid,
+            format!("storage '{}' ({}) cannot hold the container's {source} volume", target.id, target.storage_type),
+        )),
+    }
+}
+
+/// `vmctl move-disk` and `ctctl move-volume`: copies a stopped guest's volume to another
+/// storage and points the configuration at the copy.
+pub fn move_volume(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    kind: GuestKind,
+    req: MoveDisk,
+) -> Result<Payload, ErrorReply> {
     let vmid = req.vmid;
-    let config = daemon.store.load(VM, vmid)?.config;
-    let volume = check_move(daemon, &req, &config)?;
+    let config = daemon.store.load(kind, vmid)?.config;
+    let volume = check_move(daemon, kind, &req, &config)?;
     let (source, vol) = daemon.storages.volume(&volume)?;
     let target = daemon.storages.backend(&req.storage)?;
-    check_images(target.config())?;
+    check_guest_content(kind, target.config())?;
     let (source_format, _) = source.image_info(&vol).map_err(to_reply)?;
-    let format = target_format(target.config(), req.format.as_deref(), source_format)?;
+    let format = moved_format(kind, target.config(), req.format.as_deref(), source_format)?;
     if source.config().id == target.config().id && format == source_format {
         return Err(err(
             ErrorKind::Invalid,
@@ -178,16 +223,21 @@ pub fn move_disk(daemon: &Arc<Daemon>, caller: &Caller, req: MoveDisk) -> Result
         ));
     }
     let worker = Arc::clone(daemon);
-    let upid = daemon.tasks.spawn(&VM.task_type("move"), &vmid.to_string(), &caller.userid, move |ctx| {
-        let run_lock = worker.run_lock(VM, vmid);
+    let task_type = match kind {
+        GuestKind::Vm => "qmmove".to_owned(),
+        GuestKind::Ct => "move_volume".to_owned(),
+    };
+    let upid = daemon.tasks.spawn(&task_type, &vmid.to_string(), &caller.userid, move |ctx| {
+        let run_lock = worker.run_lock(kind, vmid);
         let _held = run_lock.lock().unwrap_or_else(|p| p.into_inner());
         let disk = req.disk.as_str();
-        let config = worker.store.load(VM, vmid).map_err(|e| e.to_string())?.config;
-        let volume = check_move(&worker, &req, &config).map_err(|e| e.message)?;
+        let config = worker.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
+        let volume = check_move(&worker, kind, &req, &config).map_err(|e| e.message)?;
         let (source, vol) = worker.storages.volume(&volume).map_err(|e| e.message)?;
         let target = worker.storages.backend(&req.storage).map_err(|e| e.message)?;
         let (source_format, bytes) = source.image_info(&vol).map_err(|e| format!("{disk}: {e}"))?;
-        let format = target_format(target.config(), req.format.as_deref(), source_format).map_err(|e| e.message)?;
+        let format =
+            moved_format(kind, target.config(), req.format.as_deref(), source_format).map_err(|e| e.message)?;
         ctx.log(format!(
             "{disk}: copying {volume} ({source_format}, {}) to storage '{}' as {format}",
             size::format_size(bytes),
@@ -202,9 +252,11 @@ pub fn move_disk(daemon: &Arc<Daemon>, caller: &Caller, req: MoveDisk) -> Result
             .map_err(|e| format!("{disk}: {e}"))?;
         let new_volid = storage::volid_of(target.as_ref(), &new);
         ctx.log(format!("{disk}: copied to {new_volid}"));
-        let swapped = worker.store.update(VM, vmid, None, |c| {
-            check_unlocked(vmid, c)?;
-            let unchanged = snapshots::disks(VM, &c.current).iter().any(|(k, v)| k == disk && *v == volume);
+        let swapped = worker.store.update(kind, vmid, None, |c| {
+            if let Some(lock) = c.lock {
+                return Err(err(ErrorKind::Locked, format!("{} {vmid} is locked ({lock})", kind.noun())));
+            }
+            let unchanged = snapshots::disks(kind, &c.current).iter().any(|(k, v)| k == disk && *v == volume);
             let value = c.current.get(disk).cloned().filter(|_| unchanged).ok_or_else(|| {
                 err(ErrorKind::Conflict, format!("{disk} changed while it was copied; the copy is discarded"))
             })?;
@@ -214,7 +266,7 @@ pub fn move_disk(daemon: &Arc<Daemon>, caller: &Caller, req: MoveDisk) -> Result
                     format!("a snapshot of {disk} was taken while it was copied; the copy is discarded"),
                 ));
             }
-            c.current.insert(disk.to_owned(), replace_volume(disk, &value, &new_volid, format)?);
+            c.current.insert(disk.to_owned(), replace_volume(kind, disk, &value, &new_volid, format)?);
             if req.delete { Ok(None) } else { keep_unused(c, &volume).map(Some) }
         });
         match swapped {
@@ -231,7 +283,7 @@ pub fn move_disk(daemon: &Arc<Daemon>, caller: &Caller, req: MoveDisk) -> Result
                     Ok(_) => ctx.log(format!("freed {volume}")),
                     Err(e) => {
                         // Not lost: it stays in the configuration for a later unlink.
-                        let kept = worker.store.update(VM, vmid, None, |c| keep_unused(c, &volume));
+                        let kept = worker.store.update(kind, vmid, None, |c| keep_unused(c, &volume));
                         let place = kept.map_or_else(|_| "it is orphaned".to_owned(), |(k, _)| format!("kept as {k}"));
                         ctx.warn(format!("cannot free {volume} ({place}): {}", e.message));
                     }
@@ -499,14 +551,14 @@ mod tests {
     #[test]
     fn a_moved_disk_keeps_its_properties_and_its_format_follows_the_copy() {
         let value = Value::Str("local:100/vm-100-disk-0.raw,size=4G,format=raw,cache=writeback,discard=on".into());
-        let moved = replace_volume("scsi0", &value, "fast:100/vm-100-disk-3.qcow2", Format::Qcow2).unwrap();
+        let moved = replace_volume(VM, "scsi0", &value, "fast:100/vm-100-disk-3.qcow2", Format::Qcow2).unwrap();
         assert_eq!(
             moved,
             Value::Str("fast:100/vm-100-disk-3.qcow2,size=4G,format=qcow2,cache=writeback,discard=on".into())
         );
         // Without format= none is added.
         let value = Value::Str("local:100/vm-100-disk-0.qcow2,iothread=1".into());
-        let moved = replace_volume("virtio0", &value, "fast:vm-100-disk-0", Format::Raw).unwrap();
+        let moved = replace_volume(VM, "virtio0", &value, "fast:vm-100-disk-0", Format::Raw).unwrap();
         assert_eq!(moved, Value::Str("fast:vm-100-disk-0,iothread=1".into()));
     }
 

@@ -10,6 +10,7 @@
 
 mod access;
 pub mod admission;
+mod agent;
 mod backup;
 mod chunks;
 mod cloudinit;
@@ -21,10 +22,13 @@ mod guests;
 mod imports;
 mod jobs;
 mod lifecycle;
+mod node;
 pub mod notify;
 mod pending;
+mod ovf;
 pub mod permission_table;
 mod referenced;
+mod scan;
 mod snapshots;
 pub mod storage;
 pub mod store;
@@ -176,12 +180,21 @@ pub fn handle(
                     StartOptions { timeout: timeout.map(std::time::Duration::from_secs), ..StartOptions::default() };
                 lifecycle::start(daemon, caller, Vm, vmid, options)
             }
-            VmRequest::Stop { vmid } => lifecycle::stop(daemon, caller, Vm, vmid),
+            VmRequest::Stop { vmid, overrule_shutdown, skiplock, keep_active: _ } => {
+                lifecycle::stop_vm(daemon, caller, vmid, overrule_shutdown, skiplock)
+            }
             VmRequest::Shutdown { vmid, timeout, force_stop } => {
                 lifecycle::shutdown(daemon, caller, Vm, vmid, timeout, force_stop)
             }
             VmRequest::Reboot { vmid, timeout } => lifecycle::reboot(daemon, caller, Vm, vmid, timeout),
-            VmRequest::Suspend { vmid } => lifecycle::pause(daemon, caller, Vm, vmid, false),
+            VmRequest::Suspend { vmid, todisk: true, statestorage } => {
+                vms::suspend_to_disk(daemon, caller, vmid, statestorage.as_deref())
+            }
+            VmRequest::Suspend { vmid, .. } => lifecycle::pause(daemon, caller, Vm, vmid, false),
+            // A VM suspended to disk resumes by starting from its saved state, as in qm.
+            VmRequest::Resume { vmid } if vms::suspended_to_disk(daemon, vmid) => {
+                lifecycle::start(daemon, caller, Vm, vmid, StartOptions::default())
+            }
             VmRequest::Resume { vmid } => lifecycle::pause(daemon, caller, Vm, vmid, true),
             VmRequest::Status { vmid, verbose } => vms::status(daemon, vmid, verbose),
             VmRequest::Monitor { vmid, command } => vms::monitor(daemon, vmid, &command),
@@ -204,6 +217,20 @@ pub fn handle(
             VmRequest::CloudinitDump { vmid, config_type } => cloudinit::dump(daemon, caller, vmid, &config_type),
             VmRequest::CloudinitPending { vmid } => cloudinit::pending(daemon, vmid),
             VmRequest::CloudinitUpdate { vmid } => cloudinit::update(daemon, vmid),
+            VmRequest::Reset { vmid, skiplock } => vms::reset(daemon, caller, vmid, skiplock),
+            VmRequest::SendKey { vmid, key, skiplock } => vms::send_key(daemon, vmid, &key, skiplock),
+            VmRequest::Agent { vmid, command } => agent::command(daemon, vmid, &command),
+            VmRequest::AgentExec { vmid, command, input_data } => {
+                agent::exec(daemon, vmid, &command, input_data.as_deref())
+            }
+            VmRequest::AgentExecStatus { vmid, pid } => agent::exec_status(daemon, vmid, pid),
+            VmRequest::AgentPasswd { vmid, username, password, crypted } => {
+                agent::passwd(daemon, vmid, &username, password.expose(), crypted)
+            }
+            VmRequest::Rescan { vmid, dryrun } => ovf::rescan(daemon, vmid, dryrun),
+            VmRequest::ImportOvf { vmid, manifest, storage, format, dryrun } => {
+                ovf::import_ovf(daemon, caller, vmid, &manifest, &storage, format.as_deref(), dryrun)
+            }
             // The console needs the connection; conn.rs answers Terminal before it gets here.
             VmRequest::Terminal { .. } => {
                 Err(ErrorReply::new(ErrorKind::Protocol, "the terminal is opened on the connection"))
@@ -217,7 +244,9 @@ pub fn handle(
             CtRequest::List => guests::list(daemon, caller, Ct),
             CtRequest::Destroy(req) => guests::destroy(daemon, caller, Ct, req),
             CtRequest::Unlock { vmid } => guests::unlock(daemon, Ct, vmid),
-            CtRequest::Start { vmid } => lifecycle::start(daemon, caller, Ct, vmid, StartOptions::default()),
+            CtRequest::Start { vmid, debug } => {
+                lifecycle::start(daemon, caller, Ct, vmid, StartOptions { debug, ..StartOptions::default() })
+            }
             CtRequest::Stop { vmid } => lifecycle::stop(daemon, caller, Ct, vmid),
             CtRequest::Shutdown { vmid, timeout, force_stop } => {
                 lifecycle::shutdown(daemon, caller, Ct, vmid, timeout, force_stop)
@@ -246,6 +275,8 @@ pub fn handle(
             CtRequest::Resize { vmid, disk, size } => snapshots::resize(daemon, caller, Ct, vmid, &disk, &size),
             CtRequest::Backup(req) => backup::backup(daemon, caller, Ct, req),
             CtRequest::Restore(req) => backup::restore(daemon, caller, Ct, req),
+            CtRequest::MoveVolume(req) => disks::move_volume(daemon, caller, Ct, req),
+            CtRequest::CpuSets => containers::cpusets(daemon, caller),
             // The console needs the connection; conn.rs answers it before it gets here.
             CtRequest::Console { .. } => {
                 Err(ErrorReply::new(ErrorKind::Protocol, "the console is opened on the connection"))
@@ -270,8 +301,11 @@ pub fn handle(
             TaskRequest::Follow { upid } => daemon.tasks.status(&upid).map(Payload::TaskStatus),
         },
         Request::Node(r) => match r {
-            NodeRequest::StartAll { force } => lifecycle::start_all(daemon, caller, force),
-            NodeRequest::StopAll { timeout } => lifecycle::stop_all(daemon, caller, timeout),
+            NodeRequest::StartAll { force, vms } => lifecycle::start_all(daemon, caller, force, vms),
+            NodeRequest::StopAll { timeout, vms } => lifecycle::stop_all(daemon, caller, timeout, vms),
+            NodeRequest::ConfigGet => node::config_get(daemon),
+            NodeRequest::ConfigSet { options, delete } => node::config_set(daemon, &options, &delete),
+            NodeRequest::WakeOnLan { node } => node::wake_on_lan(daemon, &node),
         },
         Request::Storage(r) => match r {
             StorageRequest::Add(req) => storage::add(daemon, req),
@@ -300,6 +334,8 @@ pub fn handle(
             StorageRequest::BackupJobList => jobs::list(daemon),
             StorageRequest::BackupJobRun { id } => jobs::run(daemon, &id),
             StorageRequest::BackupJobRunDue => jobs::run_due(daemon),
+            StorageRequest::Scan { kind, target } => scan::scan(&kind, target.as_deref()),
+            StorageRequest::ExtractConfig { volid } => backup::extract_config(daemon, &volid),
         },
         Request::Access(r) => users::handle(daemon, caller, r),
     }

@@ -88,10 +88,17 @@ pub(crate) fn resolve(daemon: &Daemon, vmid: Vmid, config: &GuestConfig) -> Resu
     Ok(Resources { vmid, config: config.current.clone(), volumes })
 }
 
-/// Refuses a start the configuration or the guest's state forbids.
-fn check_startable(daemon: &Daemon, kind: GuestKind, vmid: Vmid, config: &GuestConfig) -> Result<(), ErrorReply> {
+/// Refuses a start the configuration or the guest's state forbids; `resuming` allows the
+/// `suspended` lock of a VM suspended to disk.
+fn check_startable(
+    daemon: &Daemon,
+    kind: GuestKind,
+    vmid: Vmid,
+    config: &GuestConfig,
+    resuming: bool,
+) -> Result<(), ErrorReply> {
     let noun = kind.noun();
-    if let Some(lock) = config.lock {
+    if let Some(lock) = config.lock.filter(|_| !resuming) {
         return Err(err(ErrorKind::Locked, format!("{noun} {vmid} is locked ({lock})")));
     }
     if config.current.get("template") == Some(&Value::Bool(true)) {
@@ -108,20 +115,23 @@ fn check_startable(daemon: &Daemon, kind: GuestKind, vmid: Vmid, config: &GuestC
 
 /// Loads the guest's configuration (once), checks that it may start, resolves its volumes and
 /// lets the engine build the start. Answers the settings it was built from too, which the
-/// cloud-init drive is written from.
+/// cloud-init drive is written from, and whether it resumes a VM suspended to disk.
 pub(crate) fn prepare(
     daemon: &Daemon,
     kind: GuestKind,
     vmid: Vmid,
     options: &StartOptions,
-) -> Result<(Box<dyn Launch>, hearth_core::guest::Section), ErrorReply> {
+) -> Result<(Box<dyn Launch>, hearth_core::guest::Section, bool), ErrorReply> {
     let config = daemon.store.load(kind, vmid)?.config;
-    check_startable(daemon, kind, vmid, &config)?;
+    let saved = crate::vms::saved_state(daemon, kind, vmid, &config)?;
+    check_startable(daemon, kind, vmid, &config, saved.is_some())?;
     // Apply pending changes: a start runs the configuration with them.
     let config = crate::pending::apply_at_start(daemon, kind, vmid, config, &|line| tracing::info!(%vmid, "{line}"))?;
     let resources = resolve(daemon, vmid, &config)?;
-    let launch = daemon.runtime(kind).prepare(resources, options).map_err(runtime_reply)?;
-    Ok((launch, config.current))
+    let resuming = saved.is_some();
+    let options = StartOptions { incoming: saved, ..options.clone() };
+    let launch = daemon.runtime(kind).prepare(resources, &options).map_err(runtime_reply)?;
+    Ok((launch, config.current, resuming))
 }
 
 /// Runs a prepared start; the caller holds the guest's operation lock.
@@ -143,9 +153,13 @@ pub(crate) fn start_locked(
     options: &StartOptions,
     log: &dyn Fn(String),
 ) -> Result<u32, String> {
-    let (prepared, settings) = prepare(daemon, kind, vmid, options).map_err(|e| e.message)?;
+    let (prepared, settings, resuming) = prepare(daemon, kind, vmid, options).map_err(|e| e.message)?;
     regenerate_cloudinit(daemon, kind, vmid, &settings, log)?;
-    launch(kind, prepared, log)
+    let pid = launch(kind, prepared, log)?;
+    if resuming {
+        crate::vms::forget_saved_state(daemon, kind, vmid, log);
+    }
+    Ok(pid)
 }
 
 /// Writes a VM's cloud-init drive afresh from its configuration, as every start does; the
@@ -184,13 +198,23 @@ pub fn start(
     vmid: Vmid,
     options: StartOptions,
 ) -> Result<Payload, ErrorReply> {
-    let (prepared, settings) = prepare(daemon, kind, vmid, &options)?;
+    let (prepared, settings, resuming) = prepare(daemon, kind, vmid, &options)?;
     let worker = Arc::clone(daemon);
     let upid = daemon.tasks.spawn(&kind.task_type("start"), &vmid.to_string(), &caller.userid, move |ctx| {
+        if options.debug {
+            ctx.log(format!("DEBUG: starting {} {vmid} with:", kind.noun()));
+            for line in prepared.describe(true).lines() {
+                ctx.log(format!("DEBUG: {line}"));
+            }
+        }
         let lock = worker.run_lock(kind, vmid);
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
         regenerate_cloudinit(&worker, kind, vmid, &settings, &|line| ctx.log(line))?;
-        launch(kind, prepared, &|line| ctx.log(line)).map(|_| ())
+        launch(kind, prepared, &|line| ctx.log(line))?;
+        if resuming {
+            crate::vms::forget_saved_state(&worker, kind, vmid, &|line| ctx.log(line));
+        }
+        Ok(())
     })?;
     Ok(Payload::Task(upid))
 }
@@ -215,7 +239,9 @@ fn on_running(
         if !worker.runtime(kind).running(vmid) {
             return Err(RuntimeError::not_running(kind, vmid).message);
         }
-        work(&worker, &|line| ctx.log(line))
+        work(&worker, &|line| ctx.log(line))?;
+        // A task asked to stop meanwhile (a shutdown overruled by a stop) ends as interrupted.
+        ctx.check_stop()
     })?;
     Ok(Payload::Task(upid))
 }
@@ -226,6 +252,54 @@ pub fn stop(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, vmid: Vmid) 
         log(format!("{} {vmid} stopped", kind.noun()));
         Ok(())
     })
+}
+
+/// `vmctl stop` with qm's options: a locked VM is refused unless `skiplock`, and with
+/// `overrule_shutdown` a running shutdown task of the VM is aborted first and the VM stopped
+/// without waiting for it.
+pub fn stop_vm(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    vmid: Vmid,
+    overrule_shutdown: bool,
+    skiplock: bool,
+) -> Result<Payload, ErrorReply> {
+    let kind = GuestKind::Vm;
+    let config = daemon.store.load(kind, vmid)?.config;
+    if let Some(lock) = config.lock.filter(|_| !skiplock) {
+        return Err(err(ErrorKind::Locked, format!("VM {vmid} is locked ({lock})")));
+    }
+    let shutdowns: Vec<_> = if overrule_shutdown {
+        let filter = hearth_proto::TaskFilter {
+            typefilter: Some(kind.task_type("shutdown")),
+            vmid: Some(vmid),
+            running: true,
+            ..hearth_proto::TaskFilter::default()
+        };
+        daemon.tasks.list(&filter).into_iter().map(|t| t.upid).collect()
+    } else {
+        Vec::new()
+    };
+    if shutdowns.is_empty() {
+        return stop(daemon, caller, kind, vmid);
+    }
+    if !daemon.runtime(kind).running(vmid) {
+        return Err(runtime_reply(RuntimeError::not_running(kind, vmid)));
+    }
+    let worker = Arc::clone(daemon);
+    let upid = daemon.tasks.spawn(&kind.task_type("stop"), &vmid.to_string(), &caller.userid, move |ctx| {
+        for upid in &shutdowns {
+            if worker.tasks.stop(upid).is_ok() {
+                ctx.log(format!("overruling the shutdown task {upid}"));
+            }
+        }
+        // The shutdown task holds the operation lock while it waits; it sees the VM go and
+        // ends as interrupted.
+        worker.runtime(kind).stop(vmid)?;
+        ctx.log(format!("VM {vmid} stopped"));
+        Ok(())
+    })?;
+    Ok(Payload::Task(upid))
 }
 
 /// Asks the guest to power off and waits; `force` stops it when the time is up. The caller
@@ -349,10 +423,26 @@ fn start_order(daemon: &Daemon) -> Result<Vec<Startup>, ErrorReply> {
 
 /// Starts the node's `onboot` guests in order (all with `force`); one failing does not stop
 /// the others, and the task ends with a warning for each.
-pub fn start_all(daemon: &Arc<Daemon>, caller: &Caller, force: bool) -> Result<Payload, ErrorReply> {
-    let order = start_order(daemon)?;
+pub fn start_all(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    force: bool,
+    vms: Option<Vec<Vmid>>,
+) -> Result<Payload, ErrorReply> {
+    let mut order = start_order(daemon)?;
+    if let Some(vms) = &vms {
+        order.retain(|s| vms.contains(&s.vmid));
+    }
+    let delay = crate::node::startall_delay(daemon);
     let worker = Arc::clone(daemon);
     let upid = daemon.tasks.spawn("startall", "", &caller.userid, move |ctx| {
+        if delay > 0 {
+            ctx.log(format!("Delaying on-boot 'startall' for {delay} second(s)."));
+            for _ in 0..delay {
+                std::thread::sleep(Duration::from_secs(1));
+                ctx.check_stop()?;
+            }
+        }
         for Startup { kind, vmid, onboot, up, .. } in order {
             if !(onboot || force) || worker.guest_running(kind, vmid) {
                 continue;
@@ -375,8 +465,16 @@ pub fn start_all(daemon: &Arc<Daemon>, caller: &Caller, force: bool) -> Result<P
 }
 
 /// Shuts down every running guest in reverse start order.
-pub fn stop_all(daemon: &Arc<Daemon>, caller: &Caller, timeout: Option<u64>) -> Result<Payload, ErrorReply> {
+pub fn stop_all(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    timeout: Option<u64>,
+    vms: Option<Vec<Vmid>>,
+) -> Result<Payload, ErrorReply> {
     let mut order = start_order(daemon)?;
+    if let Some(vms) = &vms {
+        order.retain(|s| vms.contains(&s.vmid));
+    }
     order.reverse();
     let worker = Arc::clone(daemon);
     let upid = daemon.tasks.spawn("stopall", "", &caller.userid, move |ctx| {

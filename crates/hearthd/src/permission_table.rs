@@ -288,14 +288,103 @@ fn vm_samples() -> Vec<Sample> {
         ),
         sample("vmctl unlock 100", vm(VmRequest::Unlock { vmid: v }), "root"),
         sample("vmctl start 100", vm(VmRequest::Start { vmid: v, timeout: None }), "VM.PowerMgmt@/vms/100"),
-        sample("vmctl stop 100", vm(VmRequest::Stop { vmid: v }), "VM.PowerMgmt@/vms/100"),
+        sample(
+            "vmctl stop 100 --overrule-shutdown 1",
+            vm(VmRequest::Stop { vmid: v, overrule_shutdown: true, skiplock: false, keep_active: false }),
+            "VM.PowerMgmt@/vms/100",
+        ),
+        sample(
+            "vmctl stop 100 --skiplock",
+            vm(VmRequest::Stop { vmid: v, overrule_shutdown: false, skiplock: true, keep_active: false }),
+            "root",
+        ),
+        sample(
+            "vmctl stop 100 --keepActive",
+            vm(VmRequest::Stop { vmid: v, overrule_shutdown: false, skiplock: false, keep_active: true }),
+            "root",
+        ),
         sample(
             "vmctl shutdown 100",
             vm(VmRequest::Shutdown { vmid: v, timeout: None, force_stop: false }),
             "VM.PowerMgmt@/vms/100",
         ),
         sample("vmctl reboot 100", vm(VmRequest::Reboot { vmid: v, timeout: None }), "VM.PowerMgmt@/vms/100"),
-        sample("vmctl suspend 100", vm(VmRequest::Suspend { vmid: v }), "VM.PowerMgmt@/vms/100"),
+        sample(
+            "vmctl suspend 100",
+            vm(VmRequest::Suspend { vmid: v, todisk: false, statestorage: None }),
+            "VM.PowerMgmt@/vms/100",
+        ),
+        sample(
+            "vmctl suspend 100 --todisk --statestorage local",
+            vm(VmRequest::Suspend { vmid: v, todisk: true, statestorage: Some("local".into()) }),
+            "VM.PowerMgmt@/vms/100",
+        )
+        .note("Datastore.AllocateSpace on the state's storage is checked by the handler, which picks the default storage."),
+        sample("vmctl reset 100", vm(VmRequest::Reset { vmid: v, skiplock: false }), "VM.PowerMgmt@/vms/100"),
+        sample("vmctl reset 100 --skiplock", vm(VmRequest::Reset { vmid: v, skiplock: true }), "root"),
+        sample(
+            "vmctl sendkey 100 ctrl-alt-delete",
+            vm(VmRequest::SendKey { vmid: v, key: "ctrl-alt-delete".into(), skiplock: false }),
+            "VM.Console@/vms/100",
+        ),
+        sample(
+            "vmctl sendkey 100 ret --skiplock",
+            vm(VmRequest::SendKey { vmid: v, key: "ret".into(), skiplock: true }),
+            "root",
+        ),
+        sample(
+            "vmctl guest cmd 100 network-get-interfaces",
+            vm(VmRequest::Agent { vmid: v, command: "network-get-interfaces".into() }),
+            "VM.GuestAgent.Audit@/vms/100 | VM.GuestAgent.Unrestricted@/vms/100",
+        ),
+        sample(
+            "vmctl guest cmd 100 fsfreeze-freeze",
+            vm(VmRequest::Agent { vmid: v, command: "fsfreeze-freeze".into() }),
+            "VM.GuestAgent.FileSystemMgmt@/vms/100 | VM.GuestAgent.Unrestricted@/vms/100",
+        ),
+        sample(
+            "vmctl guest cmd 100 shutdown",
+            vm(VmRequest::Agent { vmid: v, command: "shutdown".into() }),
+            "VM.PowerMgmt@/vms/100 | VM.GuestAgent.Unrestricted@/vms/100",
+        ),
+        sample(
+            "vmctl guest exec 100 -- echo hi",
+            vm(VmRequest::AgentExec { vmid: v, command: vec!["echo".into(), "hi".into()], input_data: None }),
+            "VM.GuestAgent.Unrestricted@/vms/100",
+        ),
+        sample(
+            "vmctl guest exec-status 100 42",
+            vm(VmRequest::AgentExecStatus { vmid: v, pid: 42 }),
+            "VM.GuestAgent.Unrestricted@/vms/100",
+        ),
+        sample(
+            "vmctl guest passwd 100 root",
+            vm(VmRequest::AgentPasswd {
+                vmid: v,
+                username: "root".into(),
+                password: Secret::new("s3cret!"),
+                crypted: false,
+            }),
+            "VM.GuestAgent.Unrestricted@/vms/100",
+        ),
+        sample(
+            "vmctl disk rescan --vmid 100",
+            vm(VmRequest::Rescan { vmid: Some(v), dryrun: false }),
+            "VM.Config.Disk@/vms/100",
+        )
+        .note("Proxmox's qm disk rescan runs on the host as root; Hearth lets a VM's disk admin rescan that VM."),
+        sample("vmctl disk rescan", vm(VmRequest::Rescan { vmid: None, dryrun: true }), "root"),
+        sample(
+            "vmctl importovf 100 /srv/x.ovf local",
+            vm(VmRequest::ImportOvf {
+                vmid: v,
+                manifest: "/srv/x.ovf".into(),
+                storage: "local".into(),
+                format: None,
+                dryrun: false,
+            }),
+            "root",
+        ),
         sample("vmctl resume 100", vm(VmRequest::Resume { vmid: v }), "VM.PowerMgmt@/vms/100"),
         sample("vmctl status 100", vm(VmRequest::Status { vmid: v, verbose: false }), "VM.Audit@/vms/100"),
         sample("vmctl terminal 100", vm(VmRequest::Terminal { vmid: v, serial: 0 }), "VM.Console@/vms/100"),
@@ -494,7 +583,19 @@ fn ct_samples() -> Vec<Sample> {
         sample("ctctl list", ct(CtRequest::List), "-").note("Lists only the containers the caller may audit."),
         sample("ctctl destroy 100", ct(CtRequest::Destroy(DestroyGuest { vmid: v, purge: false })), "VM.Allocate@/vms/100"),
         sample("ctctl unlock 100", ct(CtRequest::Unlock { vmid: v }), "root"),
-        sample("ctctl start 100", ct(CtRequest::Start { vmid: v }), "VM.PowerMgmt@/vms/100"),
+        sample("ctctl start 100", ct(CtRequest::Start { vmid: v, debug: false }), "VM.PowerMgmt@/vms/100"),
+        sample(
+            "ctctl move-volume 100 rootfs fast",
+            ct(CtRequest::MoveVolume(MoveDisk {
+                vmid: v,
+                disk: "rootfs".into(),
+                storage: "fast".into(),
+                format: None,
+                delete: false,
+            })),
+            "VM.Config.Disk@/vms/100 & Datastore.AllocateSpace@/storage/fast",
+        ),
+        sample("ctctl cpusets", ct(CtRequest::CpuSets), "-").note("Lists only the containers the caller may audit."),
         sample("ctctl stop 100", ct(CtRequest::Stop { vmid: v }), "VM.PowerMgmt@/vms/100"),
         sample(
             "ctctl shutdown 100",
@@ -601,8 +702,30 @@ fn task_and_node_samples() -> Vec<Sample> {
             task(TaskRequest::Stop { upid: other }),
             "Sys.Modify@/nodes/node1",
         ),
-        sample("clusterctl node startall", Request::Node(NodeRequest::StartAll { force: false }), "VM.PowerMgmt@/"),
-        sample("clusterctl node stopall", Request::Node(NodeRequest::StopAll { timeout: None }), "VM.PowerMgmt@/"),
+        sample(
+            "clusterctl node startall",
+            Request::Node(NodeRequest::StartAll { force: false, vms: None }),
+            "VM.PowerMgmt@/",
+        ),
+        sample(
+            "clusterctl node stopall",
+            Request::Node(NodeRequest::StopAll { timeout: None, vms: None }),
+            "VM.PowerMgmt@/",
+        ),
+        sample("clusterctl node config get", Request::Node(NodeRequest::ConfigGet), "Sys.Audit@/nodes/node1"),
+        sample(
+            "clusterctl node config set --startall-onboot-delay 10",
+            Request::Node(NodeRequest::ConfigSet {
+                options: vec![("startall-onboot-delay".into(), "10".into())],
+                delete: vec![],
+            }),
+            "Sys.Modify@/nodes/node1",
+        ),
+        sample(
+            "clusterctl node wakeonlan node2",
+            Request::Node(NodeRequest::WakeOnLan { node: "node2".into() }),
+            "Sys.PowerMgmt@/nodes/node2",
+        ),
     ]
 }
 
@@ -776,6 +899,16 @@ fn storage_samples() -> Vec<Sample> {
         sample("storectl backup job list", storage(StorageRequest::BackupJobList), "Sys.Audit@/"),
         sample("storectl backup job run nightly", storage(StorageRequest::BackupJobRun { id: "nightly".into() }), "Sys.Modify@/"),
         sample("storectl backup job run-due", storage(StorageRequest::BackupJobRunDue), "Sys.Modify@/"),
+        sample(
+            "storectl scan lvm",
+            storage(StorageRequest::Scan { kind: "lvm".into(), target: None }),
+            "Datastore.Allocate@/storage",
+        ),
+        sample(
+            "storectl extractconfig local:backup/vzdump-qemu-100-….vma.zst",
+            storage(StorageRequest::ExtractConfig { volid: OWN_BACKUP.into() }),
+            "Datastore.Allocate@/storage/local | Datastore.AllocateSpace@/storage/local & VM.Backup@/vms/100",
+        ),
     ]
 }
 

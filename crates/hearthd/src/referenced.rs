@@ -251,9 +251,11 @@ pub fn needs(request: &Request) -> Vec<Need> {
             CtRequest::Clone(c) => guest(GuestKind::Ct, GuestRef::Clone(c)),
             CtRequest::Backup(b) => guest(GuestKind::Ct, GuestRef::Backup(b)),
             CtRequest::Restore(r) => guest(GuestKind::Ct, GuestRef::Restore(r)),
+            CtRequest::MoveVolume(m) => vec![space(&m.storage)],
             _ => Vec::new(),
         },
         // Each guest named is backed up: VM.Backup on it (`--all` is checked per guest).
+        Request::Storage(StorageRequest::ExtractConfig { volid }) => volume_needs(None, volid, "extractconfig"),
         Request::Storage(StorageRequest::BackupRun(r)) => {
             let mut needs: Vec<Need> = r.vmids.iter().map(|v| on(format!("/vms/{v}"), P::VmBackup)).collect();
             // The storage's Datastore.AllocateSpace is the request's own path.

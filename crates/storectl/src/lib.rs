@@ -28,6 +28,8 @@ const COMMANDS: &[Subcommand] = &[
     Subcommand::new("export", cmd::export::command, cmd::export::run),
     Subcommand::new("upload", cmd::upload::command, cmd::upload::run),
     Subcommand::new("backup", cmd::backup::command, cmd::backup::run),
+    Subcommand::new("scan", cmd::scan::command, cmd::scan::run),
+    Subcommand::new("extractconfig", cmd::extractconfig::command, cmd::extractconfig::run),
 ];
 
 /// The whole command line of `storectl`.

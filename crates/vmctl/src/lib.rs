@@ -29,11 +29,15 @@ const COMMANDS: &[Subcommand] = &[
     guest_subcommand!(GuestKind::Vm, BIN, stop),
     guest_subcommand!(GuestKind::Vm, BIN, shutdown),
     guest_subcommand!(GuestKind::Vm, BIN, reboot),
+    Subcommand::new("reset", cmd::reset::command, cmd::reset::run),
+    Subcommand::new("wait", cmd::wait::command, cmd::wait::run),
     Subcommand::new("suspend", cmd::suspend::command, cmd::suspend::run),
     Subcommand::new("resume", cmd::resume::command, cmd::resume::run),
     guest_subcommand!(GuestKind::Vm, BIN, status),
     Subcommand::new("terminal", cmd::terminal::command, cmd::terminal::run),
     Subcommand::new("monitor", cmd::monitor::command, cmd::monitor::run),
+    Subcommand::new("sendkey", cmd::sendkey::command, cmd::sendkey::run),
+    Subcommand::new("guest", cmd::guest::command, cmd::guest::run),
     Subcommand::new("showcmd", cmd::showcmd::command, cmd::showcmd::run),
     guest_subcommand!(GuestKind::Vm, BIN, snapshot),
     guest_subcommand!(GuestKind::Vm, BIN, listsnapshot),
@@ -53,6 +57,9 @@ const COMMANDS: &[Subcommand] = &[
         cmd::disk::import::run,
     ),
     Subcommand::new("unlink", cmd::unlink::command, cmd::unlink::run),
+    Subcommand::new("importovf", cmd::importovf::command, cmd::importovf::run),
+    // qm's old name of `disk rescan`, kept working but out of the help.
+    Subcommand::new("rescan", || cmd::disk::rescan::command().hide(true), cmd::disk::rescan::run),
     Subcommand::new("cleanup", cmd::cleanup::command, cmd::cleanup::run),
     Subcommand::new("cloudinit", cmd::cloudinit::command, cmd::cloudinit::run),
 ];
@@ -94,6 +101,40 @@ mod tests {
         cli::check_table(COMMANDS);
         cli::check_table(cmd::disk::COMMANDS);
         cli::check_table(cmd::cloudinit::COMMANDS);
+        cli::check_table(cmd::guest::COMMANDS);
+    }
+
+    #[test]
+    fn parses_wait_reset_sendkey_and_guest_command_lines() {
+        assert_eq!(parse(&["wait", "300", "-timeout", "40"]).get_one::<u64>("timeout"), Some(&40));
+        assert_eq!(parse(&["wait", "300"]).get_one::<u64>("timeout"), None);
+        assert!(is_usage_error(&["wait", "300", "--timeout", "0"]));
+        assert!(is_usage_error(&["wait"]));
+        let m = parse(&["stop", "300", "--overrule-shutdown", "1", "--skiplock", "--keepActive", "0"]);
+        assert!(cli::flag(&m, "overrule-shutdown") && cli::flag(&m, "skiplock") && !cli::flag(&m, "keepActive"));
+        assert!(cli::flag(&parse(&["reset", "100", "--skiplock", "1"]), "skiplock"));
+        assert_eq!(parse(&["sendkey", "100", "ctrl-alt-delete"]).get_one::<String>("key").unwrap(), "ctrl-alt-delete");
+        assert!(is_usage_error(&["sendkey", "100"]));
+        let m = parse(&["suspend", "100", "--todisk", "--statestorage", "local"]);
+        assert!(cli::flag(&m, "todisk"));
+        assert!(is_usage_error(&["suspend", "100", "--todisk", "--statestorage", "a/b"]));
+        let m = command().try_get_matches_from(["vmctl", "guest", "exec", "100", "--", "ls", "-l", "/"]).unwrap();
+        let (_, sub) = m.subcommand().unwrap().1.subcommand().unwrap();
+        let args: Vec<&String> = sub.get_many::<String>("extra-args").unwrap().collect();
+        assert_eq!(args, ["ls", "-l", "/"]);
+        let m = command()
+            .try_get_matches_from(["vmctl", "guest", "exec", "100", "--synchronous", "0", "--", "sleep", "1"])
+            .unwrap();
+        let (_, sub) = m.subcommand().unwrap().1.subcommand().unwrap();
+        assert_eq!(sub.get_one::<bool>("synchronous"), Some(&false));
+        for bad in [
+            &["vmctl", "guest", "cmd", "100", "rm-rf"][..],
+            &["vmctl", "guest", "exec-status", "100", "x"],
+            &["vmctl", "guest", "passwd", "100"],
+            &["vmctl", "guest"],
+        ] {
+            assert!(command().try_get_matches_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! subcommands vmctl has too live in `hearth_client::guest`.
 
 pub mod console;
+pub mod cpusets;
 pub mod create;
 pub mod df;
 pub mod enter;
 pub mod exec;
 pub mod mount;
+pub mod move_volume;
 pub mod pull;
 pub mod push;
 pub mod unmount;

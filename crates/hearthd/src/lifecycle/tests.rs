@@ -404,10 +404,10 @@ fn start_all_and_stop_all_go_through_each_guests_engine_in_order() {
     let vm = node.guest(GuestKind::Vm, 100, "onboot = true\nstartup = \"order=2\"\n");
     let ct = node.guest(GuestKind::Ct, 200, "onboot = true\nrootfs = \"/srv/ct/200\"\nstartup = \"order=1\"\n");
     node.guest(GuestKind::Vm, 101, "");
-    assert_eq!(finish(&node.daemon, start_all(&node.daemon, &root(), false).unwrap()).0, TaskState::Ok);
+    assert_eq!(finish(&node.daemon, start_all(&node.daemon, &root(), false, None).unwrap()).0, TaskState::Ok);
     assert!(node.daemon.guest_running(GuestKind::Vm, vm) && node.daemon.guest_running(GuestKind::Ct, ct));
     assert!(!node.daemon.guest_running(GuestKind::Vm, vmid(101)), "not onboot");
-    assert_eq!(finish(&node.daemon, stop_all(&node.daemon, &root(), Some(2)).unwrap()).0, TaskState::Ok);
+    assert_eq!(finish(&node.daemon, stop_all(&node.daemon, &root(), Some(2), None).unwrap()).0, TaskState::Ok);
     assert_eq!(node.vm.calls().last(), Some(&Call::Shutdown(vm, Duration::from_secs(2))));
     assert_eq!(node.ct.calls().last(), Some(&Call::Shutdown(ct, Duration::from_secs(2))));
     assert!(!node.daemon.guest_running(GuestKind::Vm, vm) && !node.daemon.guest_running(GuestKind::Ct, ct));
