@@ -151,6 +151,10 @@ pub struct Schema {
 impl Schema {
     /// Finds the definition of a concrete key such as `memory` or `net3`.
     pub fn lookup(&self, key: &str) -> Option<&'static KeyDef> {
+        // Single keys may end in a digit themselves (`efidisk0`, `audio0`).
+        if let Some(def) = self.keys.iter().find(|def| def.max_index.is_none() && def.name == key) {
+            return Some(def);
+        }
         let digits = key.bytes().rev().take_while(u8::is_ascii_digit).count();
         let (base, index) = key.split_at(key.len() - digits);
         self.keys.iter().find(|def| {

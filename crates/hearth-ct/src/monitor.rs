@@ -19,6 +19,9 @@ use nix::sys::signal::Signal;
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, send, socketpair};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
+
+/// The PATH init gets, and where a bare `entrypoint` name is looked up.
+const INIT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{Cgroups, Layout};
@@ -526,7 +529,17 @@ fn child_steps(
     }
     hearth_sys::process::dup_onto(sync, 3, true).map_err(|e| format!("sync: {e}"))?;
 
-    let init = Path::new(&spec.init);
+    // A bare name is looked up in the PATH init gets, inside the container.
+    let init_path = if spec.init.contains('/') {
+        spec.init.clone()
+    } else {
+        INIT_PATH
+            .split(':')
+            .map(|dir| format!("{dir}/{}", spec.init))
+            .find(|p| std::fs::metadata(p).is_ok())
+            .ok_or_else(|| format!("init {} is not in the container's PATH ({INIT_PATH})", spec.init))?
+    };
+    let init = Path::new(&init_path);
     match std::fs::symlink_metadata(init) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -542,13 +555,16 @@ fn child_steps(
     let mut env = vec![
         "container=lxc".to_owned(),
         "TERM=linux".to_owned(),
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+        format!("PATH={INIT_PATH}"),
         format!("container_ttys={}", ttys.join(" ")),
     ];
     env.extend(spec.env.iter().cloned());
     let cstr = |s: &str| std::ffi::CString::new(s).map_err(|_| format!("'{s}' holds a NUL byte"));
-    let path = cstr(&spec.init)?;
-    let argv = [path.clone()];
+    let path = cstr(&init_path)?;
+    let mut argv = vec![cstr(&spec.init)?];
+    for arg in &spec.init_args {
+        argv.push(cstr(arg)?);
+    }
     let envp: Vec<std::ffi::CString> = env.iter().map(|s| cstr(s)).collect::<Result<_, _>>()?;
     hearth_sys::process::reset_signals().map_err(|e| format!("signals: {e}"))?;
     hearth_sys::process::close_from(4).map_err(|e| format!("closing descriptors: {e}"))?;

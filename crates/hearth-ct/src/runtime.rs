@@ -337,6 +337,15 @@ impl CtRuntime {
             }
             None => Features::default(),
         };
+        if let Some(key) = config.keys().find(|k| k.starts_with("dev") && k[3..].bytes().all(|b| b.is_ascii_digit())) {
+            return Err(RuntimeError::invalid(format!(
+                "{key}: device passthrough is not supported by Hearth's container runtime yet; remove the key to start"
+            )));
+        }
+        let entrypoint = config.get("entrypoint").and_then(Value::as_str).unwrap_or("/sbin/init");
+        let mut words = entrypoint.split_whitespace().map(str::to_owned);
+        let init = words.next().unwrap_or_else(|| "/sbin/init".to_owned());
+        let init_args: Vec<String> = words.collect();
         let hostname = match config.get("hostname") {
             Some(Value::Str(h)) => h.clone(),
             _ => format!("CT{vmid}"),
@@ -355,8 +364,9 @@ impl CtRuntime {
             features,
             ttys: int(config, "tty").unwrap_or(2) as u32,
             console: flag(config, "console", true),
-            init: "/sbin/init".into(),
-            env: Vec::new(),
+            init,
+            init_args,
+            env: config.get("env").and_then(Value::as_str).map(hearth_core::ct::env_entries).unwrap_or_default(),
         })
     }
 

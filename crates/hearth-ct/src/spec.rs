@@ -34,8 +34,12 @@ pub struct ContainerSpec {
     pub ttys: u32,
     /// Whether `/dev/console` is a pty the monitor holds (pct's `console`, default on).
     pub console: bool,
-    /// The program run as PID 1, inside the rootfs.
+    /// The program run as PID 1, inside the rootfs (pct's `entrypoint`); a name without `/`
+    /// is looked up in the standard PATH.
     pub init: String,
+    /// Arguments after the program (`entrypoint: /sbin/init splash`).
+    #[serde(default)]
+    pub init_args: Vec<String>,
     /// Extra environment for init (`container=lxc`, `TERM=linux` and `container_ttys` are
     /// always set).
     #[serde(default)]

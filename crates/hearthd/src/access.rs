@@ -160,7 +160,7 @@ pub fn key_privilege(kind: GuestSet, key: &str, value: Option<&str>) -> Privileg
     let cdrom = || value.is_some_and(|v| v.split(',').any(|part| part.trim() == "media=cdrom"));
     match kind {
         GuestSet::Vm => match key {
-            "memory" | "balloon" | "shares" => P::VmConfigMemory,
+            "memory" | "balloon" | "shares" | "hugepages" | "keephugepages" => P::VmConfigMemory,
             "cores" | "sockets" | "vcpus" | "cpu" | "cpulimit" | "cpuunits" | "numa" | "affinity" | "smp" => {
                 P::VmConfigCpu
             }
@@ -177,7 +177,7 @@ pub fn key_privilege(kind: GuestSet, key: &str, value: Option<&str>) -> Privileg
             _ if is(&["unused"]) => P::VmConfigDisk,
             _ if is(&["net"]) => P::VmConfigNetwork,
             "acpi" | "hotplug" | "kvm" | "machine" | "scsihw" | "smbios1" | "tablet" | "vga" | "watchdog"
-            | "audio0" => P::VmConfigHwType,
+            | "audio0" | "rng0" | "keyboard" => P::VmConfigHwType,
             "cicustom" | "cipassword" | "citype" | "ciupgrade" | "ciuser" | "nameserver" | "searchdomain"
             | "sshkeys" => P::VmConfigCloudinit,
             // Proxmox accepts either VM.Config.Cloudinit or VM.Config.Network here.

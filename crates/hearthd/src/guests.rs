@@ -32,6 +32,20 @@ pub(crate) fn random_mac_bytes() -> [u8; 3] {
     bytes
 }
 
+/// 16 random bytes for a generated UUID (`vmgenid`, the `smbios1` UUID).
+pub(crate) fn random_uuid_bytes() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    // Without the kernel's randomness, the time and a counter still keep the ids apart.
+    if getrandom::fill(&mut bytes).is_err() {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        bytes[..8].copy_from_slice(&(nanos as u64).to_le_bytes());
+        bytes[8..].copy_from_slice(&count.to_le_bytes());
+    }
+    bytes
+}
+
 /// Refuses changes to a guest that an operation holds.
 fn check_unlocked(kind: GuestKind, vmid: Vmid, config: &GuestConfig) -> Result<(), ErrorReply> {
     match config.lock {
@@ -56,10 +70,44 @@ fn allocations(kind: GuestKind, values: &[(String, Value)]) -> Vec<storage::Allo
             // `local:0.001` is not a whole number of sectors; QEMU needs them (4 KiB, for disks
             // with 4 KiB logical blocks under O_DIRECT).
             let size = size.div_ceil(4096) * 4096;
-            let format = kind.schema().property(key, value).and_then(|p| p.get("format").map(str::to_owned));
+            let props = kind.schema().property(key, value);
+            // As qm: the size of an EFI disk is its variable store's, a TPM state is 4 MiB.
+            let size = match (kind, key.as_str()) {
+                (GuestKind::Vm, "efidisk0") => props.as_ref().map_or(size, |p| efi_vars_template(p).1),
+                (GuestKind::Vm, "tpmstate0") => TPM_STATE_SIZE,
+                _ => size,
+            };
+            let format = props.and_then(|p| p.get("format").map(str::to_owned));
             Some(storage::Allocation { key: key.clone(), storage: storage.to_owned(), size, format })
         })
         .collect()
+}
+
+/// The size qm gives a TPM state volume.
+const TPM_STATE_SIZE: u64 = 4 << 20;
+
+/// The OVMF variable store an `efidisk0` starts from, and its size (0 when it is missing, which
+/// [`init_efidisk`] then reports).
+fn efi_vars_template(props: &hearth_core::propstr::PropertyString) -> (&'static str, u64) {
+    let template = hearth_qemu::ovmf_vars_template(props.get("efitype"), props.flag("pre-enrolled-keys") == Some(true));
+    (template, std::fs::metadata(template).map_or(0, |m| m.len()))
+}
+
+/// Writes OVMF's variable store template into a new `efidisk0` volume, as qm does.
+fn init_efidisk(daemon: &Daemon, value: &Value, volid: &str) -> Result<(), ErrorReply> {
+    let props = GuestKind::Vm
+        .schema()
+        .property("efidisk0", value)
+        .ok_or_else(|| ErrorReply::new(ErrorKind::Internal, "efidisk0 vanished"))?;
+    let (template, size) = efi_vars_template(&props);
+    if size == 0 {
+        return Err(invalid(format!("efidisk0: the OVMF variable store {template} is missing (install ovmf)")));
+    }
+    let (backend, vol) = daemon.storages.volume(volid)?;
+    let path = backend.path(&vol).map_err(storage::to_reply)?;
+    let (format, _) = backend.image_info(&vol).map_err(storage::to_reply)?;
+    hearth_storage::qemu_img::convert(std::path::Path::new(template), hearth_core::storage::Format::Raw, &path, format)
+        .map_err(|e| ErrorReply::new(ErrorKind::Internal, format!("efidisk0: cannot copy {template}: {e}")))
 }
 
 /// Existing volumes named by a change must exist, and images must belong to this guest (a
@@ -116,6 +164,10 @@ fn allocate_all(
             })
             .and_then(|volid| {
                 made.push(volid.clone());
+                if kind == GuestKind::Vm && allocation.key == "efidisk0" {
+                    let value = config.merged().get("efidisk0").cloned().unwrap_or(Value::Str(String::new()));
+                    init_efidisk(daemon, &value, &volid)?;
+                }
                 log(format!("{}: allocated {volid} ({})", allocation.key, size::format_size(allocation.size)));
                 let value = config
                     .merged()
@@ -178,6 +230,7 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
     config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
     config.apply_create_defaults();
     config.assign_macs(random_mac_bytes);
+    config.assign_generated_ids(true, random_uuid_bytes);
     check_volumes(daemon, kind, vmid, &edit.set)?;
     let wanted = allocations(kind, &edit.set);
     for a in &wanted {
@@ -288,6 +341,7 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
         // changes that cannot be hot-plugged go to [pending].
         config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
         config.assign_macs(random_mac_bytes);
+        config.assign_generated_ids(false, random_uuid_bytes);
         let values = allocate_all(daemon, kind, vmid, config, &wanted, &|_| ())?;
         for (key, value) in values {
             made.extend(volume_of(kind, &key, &value));

@@ -581,6 +581,9 @@ pub fn clone(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CloneG
             for (key, value) in source.current.iter().filter(|(k, _)| k.starts_with("net")) {
                 current.insert(key.clone(), without_mac(value));
             }
+            if kind == GuestKind::Vm {
+                hearth_core::vm::regenerate_ids(&mut current, crate::guests::random_uuid_bytes);
+            }
             worker
                 .store
                 .update(kind, newid, None, |c| {
