@@ -256,10 +256,7 @@ pub fn guest_config_options(kind: GuestKind, matches: &ArgMatches) -> Vec<(Strin
     let mut options = schema_options(kind.schema(), matches);
     let cdrom = matches.try_get_one::<String>("cdrom").ok().flatten().zip(matches.index_of("cdrom"));
     if let Some((volume, index)) = cdrom.filter(|_| kind == GuestKind::Vm) {
-        let before = options
-            .iter()
-            .filter(|(key, _)| matches.index_of(key).is_some_and(|i| i < index))
-            .count();
+        let before = options.iter().filter(|(key, _)| matches.index_of(key).is_some_and(|i| i < index)).count();
         options.insert(before, ("ide2".to_owned(), format!("{volume},media=cdrom")));
     }
     options

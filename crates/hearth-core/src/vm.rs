@@ -159,7 +159,8 @@ fn startdate(v: &str) -> Result<String, String> {
     let (date, time) = v.split_once('T').unwrap_or((v, "00:00:00"));
     let fields = |s: &str, sep: char, widths: [usize; 3]| -> Option<[u32; 3]> {
         let parts: Vec<&str> = s.split(sep).collect();
-        if parts.len() != 3 || parts.iter().zip(widths).any(|(p, w)| p.len() != w || !p.bytes().all(|b| b.is_ascii_digit()))
+        if parts.len() != 3
+            || parts.iter().zip(widths).any(|(p, w)| p.len() != w || !p.bytes().all(|b| b.is_ascii_digit()))
         {
             return None;
         }
@@ -202,7 +203,9 @@ fn pci_host(v: &str) -> Result<String, String> {
             _ => false,
         } && func.is_none_or(|f| f.len() == 1 && f.bytes().all(|b| (b'0'..=b'7').contains(&b)));
         if !ok {
-            return Err(format!("invalid PCI device '{id}': expected [DOMAIN:]BUS:DEV[.FUNC] like 0000:01:00.0 or 01:00"));
+            return Err(format!(
+                "invalid PCI device '{id}': expected [DOMAIN:]BUS:DEV[.FUNC] like 0000:01:00.0 or 01:00"
+            ));
         }
     }
     Ok(v.to_ascii_lowercase())
@@ -224,7 +227,11 @@ fn mapping_id(v: &str) -> Result<String, String> {
         && v.len() <= 128
         && v.as_bytes()[0].is_ascii_alphabetic()
         && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
-    if ok { Ok(v.to_owned()) } else { Err(format!("invalid mapping id '{v}': expected a letter, then letters, digits, - and _")) }
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err(format!("invalid mapping id '{v}': expected a letter, then letters, digits, - and _"))
+    }
 }
 
 /// `parallelN`: a host parallel port.
@@ -241,15 +248,22 @@ fn parallel_port(v: &str) -> Result<String, String> {
 
 /// An ivshmem name: it becomes part of a file name under /dev/shm.
 fn shm_name(v: &str) -> Result<String, String> {
-    let ok = !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
         && !v.starts_with('.');
-    if ok { Ok(v.to_owned()) } else { Err(format!("invalid name '{v}': expected letters, digits, _ - . (not leading)")) }
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err(format!("invalid name '{v}': expected letters, digits, _ - . (not leading)"))
+    }
 }
 
 /// An SMBIOS text: plain, or base64 when `base64=1` (checked against that flag by the
 /// command-line builder, which decodes it).
 fn smbios_text(v: &str) -> Result<String, String> {
-    let ok = !v.is_empty() && v.len() <= 512 && v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') && !v.contains(',');
+    let ok =
+        !v.is_empty() && v.len() <= 512 && v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') && !v.contains(',');
     if ok { Ok(v.to_owned()) } else { Err(format!("invalid SMBIOS value '{v}': expected printable text without ','")) }
 }
 
@@ -358,8 +372,20 @@ static CPU: PropSchema = PropSchema {
 
 /// Display types of `vga`.
 pub const VGA_TYPES: &[&str] = &[
-    "std", "cirrus", "vmware", "qxl", "qxl2", "qxl3", "qxl4", "virtio", "virtio-gl", "serial0", "serial1", "serial2",
-    "serial3", "none",
+    "std",
+    "cirrus",
+    "vmware",
+    "qxl",
+    "qxl2",
+    "qxl3",
+    "qxl4",
+    "virtio",
+    "virtio-gl",
+    "serial0",
+    "serial1",
+    "serial2",
+    "serial3",
+    "none",
 ];
 
 /// `[type=]<display>[,memory=<MiB>][,clipboard=vnc]`.
@@ -407,8 +433,12 @@ pub static RNG: PropSchema = PropSchema {
     bare_default: false,
     model: None,
     props: &[
-        PropDef::new("source", PropKind::Enum(&["/dev/urandom", "/dev/random", "/dev/hwrng"]), "entropy source on the host")
-            .required(),
+        PropDef::new(
+            "source",
+            PropKind::Enum(&["/dev/urandom", "/dev/random", "/dev/hwrng"]),
+            "entropy source on the host",
+        )
+        .required(),
         PropDef::new("max_bytes", PropKind::Int { min: 0, max: 1 << 31 }, "bytes per period (0 = unlimited)"),
         PropDef::new("period", PropKind::Int { min: 1, max: 1 << 31 }, "period in milliseconds"),
     ],
@@ -577,33 +607,89 @@ pub static SCHEMA: Schema = Schema {
             Kind::Text(hotplug),
             "hot-plug features: network, disk, usb, cpu, memory (',' or ';' separated), 0 or 1",
         ),
-        KeyDef::new("vga", Kind::Prop(&VGA), "display: [type=]<std|qxl|virtio|serial0|none|..>[,memory=<MiB>][,clipboard=vnc]"),
+        KeyDef::new(
+            "vga",
+            Kind::Prop(&VGA),
+            "display: [type=]<std|qxl|virtio|serial0|none|..>[,memory=<MiB>][,clipboard=vnc]",
+        ),
         KeyDef::new("cpulimit", Kind::Float { min: 0.0, max: 128.0 }, "CPU time limit in CPUs (0 = unlimited)"),
         KeyDef::new("cpuunits", Kind::Int { min: 1, max: 262_144 }, "relative CPU weight (default 100)"),
         KeyDef::new("affinity", Kind::Text(cpu_list), "host CPUs the VM's threads may run on, e.g. 0,5,8-11"),
         KeyDef::new("shares", Kind::Int { min: 0, max: 50_000 }, "memory shares for auto-ballooning (default 1000)"),
-        KeyDef::new("hugepages", Kind::Enum(&["any", "2", "1024"]), "back the memory with huge pages of this size in MiB"),
+        KeyDef::new(
+            "hugepages",
+            Kind::Enum(&["any", "2", "1024"]),
+            "back the memory with huge pages of this size in MiB",
+        ),
         KeyDef::new("keephugepages", Kind::Bool, "keep the huge pages after the VM stops"),
         KeyDef::new("vmgenid", Kind::Text(vmgenid), "VM generation id: 1 (generate) or a UUID; all zeros disables it"),
-        KeyDef::new("smbios1", Kind::Prop(&SMBIOS1), "SMBIOS type 1: [uuid=..][,manufacturer=..][,product=..][,base64=1][,..]"),
+        KeyDef::new(
+            "smbios1",
+            Kind::Prop(&SMBIOS1),
+            "SMBIOS type 1: [uuid=..][,manufacturer=..][,product=..][,base64=1][,..]",
+        ),
         KeyDef::new("arch", Kind::Enum(&["x86_64", "aarch64"]), "virtual processor architecture"),
         KeyDef::new("keyboard", Kind::Enum(KEYBOARDS), "VNC keyboard layout"),
-        KeyDef::new("startdate", Kind::Text(startdate), "real-time clock start: now, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS"),
+        KeyDef::new(
+            "startdate",
+            Kind::Text(startdate),
+            "real-time clock start: now, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS",
+        ),
         KeyDef::new("freeze", Kind::Bool, "freeze the CPU at start (resume it with vmctl resume)"),
         KeyDef::new("reboot", Kind::Bool, "allow reboots (0: a guest reboot stops the VM)"),
         KeyDef::new("migrate_downtime", Kind::Float { min: 0.0, max: 1e9 }, "maximum migration downtime in seconds"),
-        KeyDef::new("migrate_speed", Kind::Int { min: 0, max: 1 << 31 }, "maximum migration speed in MB/s (0 = unlimited)"),
-        KeyDef::new("efidisk0", Kind::Prop(&EFIDISK), "EFI variable store: <storage>:1[,efitype=4m][,pre-enrolled-keys=1][,format=..]"),
+        KeyDef::new(
+            "migrate_speed",
+            Kind::Int { min: 0, max: 1 << 31 },
+            "maximum migration speed in MB/s (0 = unlimited)",
+        ),
+        KeyDef::new(
+            "efidisk0",
+            Kind::Prop(&EFIDISK),
+            "EFI variable store: <storage>:1[,efitype=4m][,pre-enrolled-keys=1][,format=..]",
+        ),
         KeyDef::new("tpmstate0", Kind::Prop(&TPMSTATE), "TPM state: <storage>:1[,version=v2.0|v1.2]"),
-        KeyDef::new("rng0", Kind::Prop(&RNG), "VirtIO RNG: [source=]</dev/urandom|/dev/random|/dev/hwrng>[,max_bytes=..][,period=..]"),
-        KeyDef::new("watchdog", Kind::Prop(&WATCHDOG), "watchdog: [model=]<i6300esb|ib700>[,action=reset|shutdown|poweroff|pause|debug|none]"),
+        KeyDef::new(
+            "rng0",
+            Kind::Prop(&RNG),
+            "VirtIO RNG: [source=]</dev/urandom|/dev/random|/dev/hwrng>[,max_bytes=..][,period=..]",
+        ),
+        KeyDef::new(
+            "watchdog",
+            Kind::Prop(&WATCHDOG),
+            "watchdog: [model=]<i6300esb|ib700>[,action=reset|shutdown|poweroff|pause|debug|none]",
+        ),
         KeyDef::new("audio0", Kind::Prop(&AUDIO), "audio: device=<ich9-intel-hda|intel-hda|AC97>[,driver=spice|none]"),
         KeyDef::new("ivshmem", Kind::Prop(&IVSHMEM), "inter-VM shared memory: size=<MiB>[,name=<name>]"),
-        KeyDef::new("spice_enhancements", Kind::Prop(&SPICE_ENHANCEMENTS), "SPICE: [foldersharing=1][,videostreaming=off|all|filter] (no effect without SPICE)"),
-        KeyDef::indexed("usb", 14, Kind::Prop(&USB), "USB device (host devices root only): [host=]<VENDOR:PRODUCT|BUS-PORT|spice>[,usb3=1]"),
-        KeyDef::indexed("hostpci", 15, Kind::Prop(&HOSTPCI), "host PCI device (root only): [host=]<[DOMAIN:]BUS:DEV[.FUNC]>[,pcie=1][,..]"),
-        KeyDef::indexed("parallel", 2, Kind::Text(parallel_port), "host parallel port (root only): /dev/parportN or /dev/usb/lpN"),
-        KeyDef::indexed("virtiofs", 9, Kind::Prop(&VIRTIOFS), "virtiofs share: [dirid=]<mapping>[,cache=..] (needs directory mappings)"),
+        KeyDef::new(
+            "spice_enhancements",
+            Kind::Prop(&SPICE_ENHANCEMENTS),
+            "SPICE: [foldersharing=1][,videostreaming=off|all|filter] (no effect without SPICE)",
+        ),
+        KeyDef::indexed(
+            "usb",
+            14,
+            Kind::Prop(&USB),
+            "USB device (host devices root only): [host=]<VENDOR:PRODUCT|BUS-PORT|spice>[,usb3=1]",
+        ),
+        KeyDef::indexed(
+            "hostpci",
+            15,
+            Kind::Prop(&HOSTPCI),
+            "host PCI device (root only): [host=]<[DOMAIN:]BUS:DEV[.FUNC]>[,pcie=1][,..]",
+        ),
+        KeyDef::indexed(
+            "parallel",
+            2,
+            Kind::Text(parallel_port),
+            "host parallel port (root only): /dev/parportN or /dev/usb/lpN",
+        ),
+        KeyDef::indexed(
+            "virtiofs",
+            9,
+            Kind::Prop(&VIRTIOFS),
+            "virtiofs share: [dirid=]<mapping>[,cache=..] (needs directory mappings)",
+        ),
         KeyDef::indexed("ide", 3, Kind::Prop(&DRIVE), "IDE disk or CD-ROM: [file=]<volume>[,media=cdrom][,..]"),
         KeyDef::indexed("sata", 5, Kind::Prop(&DRIVE), "SATA disk: [file=]<volume>[,..]"),
         KeyDef::indexed(
@@ -698,6 +784,141 @@ mod tests {
             expect!["error: hotplug: invalid value 'floppy' (allowed: network, disk, usb, cpu, memory, cloudinit)"],
         );
         check("agent", "1,type=isa", expect!["1,type=isa"]);
+    }
+
+    #[test]
+    fn hardware_and_option_keys() {
+        check("vga", "qxl", expect!["qxl"]);
+        check("vga", "std,memory=32,clipboard=vnc", expect!["std,clipboard=vnc,memory=32"]);
+        check(
+            "vga",
+            "matrox",
+            expect![
+                "error: vga: type: invalid value 'matrox' (allowed: std, cirrus, vmware, qxl, qxl2, qxl3, qxl4, virtio, virtio-gl, serial0, serial1, serial2, serial3, none)"
+            ],
+        );
+        check("vmgenid", "1", expect!["1"]);
+        check("vmgenid", "00000000-0000-0000-0000-000000000000", expect!["00000000-0000-0000-0000-000000000000"]);
+        check("vmgenid", "yes", expect!["error: vmgenid: invalid value 'yes': expected 1 (generate one) or a UUID"]);
+        check(
+            "efidisk0",
+            "local:1,format=qcow2,efitype=4m,pre-enrolled-keys=1",
+            expect!["local:1,format=qcow2,efitype=4m,pre-enrolled-keys=1"],
+        );
+        check(
+            "efidisk0",
+            "local:1,efitype=8m",
+            expect!["error: efidisk0: efitype: invalid value '8m' (allowed: 2m, 4m)"],
+        );
+        check("tpmstate0", "local:1,version=v2.0", expect!["local:1,version=v2.0"]);
+        check(
+            "tpmstate0",
+            "local:1,version=3",
+            expect!["error: tpmstate0: version: invalid value '3' (allowed: v1.2, v2.0)"],
+        );
+        check(
+            "rng0",
+            "source=/dev/urandom,max_bytes=1024,period=1000",
+            expect!["source=/dev/urandom,max_bytes=1024,period=1000"],
+        );
+        check("rng0", "/dev/random", expect!["source=/dev/random"]);
+        check(
+            "rng0",
+            "source=/dev/zero",
+            expect!["error: rng0: source: invalid value '/dev/zero' (allowed: /dev/urandom, /dev/random, /dev/hwrng)"],
+        );
+        check("watchdog", "i6300esb,action=reset", expect!["model=i6300esb,action=reset"]);
+        check("audio0", "device=AC97,driver=none", expect!["device=AC97,driver=none"]);
+        check("audio0", "driver=none", expect!["error: audio0: missing required property 'device'"]);
+        check("ivshmem", "size=32,name=foo", expect!["size=32,name=foo"]);
+        check(
+            "ivshmem",
+            "size=32,name=../x",
+            expect!["error: ivshmem: name: invalid name '../x': expected letters, digits, _ - . (not leading)"],
+        );
+        check("affinity", "0,5,8-11", expect!["0,5,8-11"]);
+        check(
+            "affinity",
+            "3-1",
+            expect!["error: affinity: invalid CPU list '3-1': expected CPU numbers and ranges like 0,5,8-11"],
+        );
+        check("cpulimit", "1.5", expect!["1.5"]);
+        check("cpulimit", "129", expect!["error: cpulimit: value 129 is above the maximum 128"]);
+        check("cpuunits", "0", expect!["error: cpuunits: value 0 is below the minimum 1"]);
+        check("shares", "500", expect!["500"]);
+        check("startdate", "2006-06-17T16:01:21", expect!["2006-06-17T16:01:21"]);
+        check(
+            "startdate",
+            "2006-13-01",
+            expect![
+                "error: startdate: invalid start date '2006-13-01': expected now, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS"
+            ],
+        );
+        check("keyboard", "de-ch", expect!["de-ch"]);
+        check("hugepages", "2", expect!["2"]);
+        check(
+            "smbios1",
+            "uuid=0F9D3C1E-5A1B-4C7E-9D2A-3B4C5D6E7F80,base64=1",
+            expect!["base64=1,uuid=0f9d3c1e-5a1b-4c7e-9d2a-3b4c5d6e7f80"],
+        );
+        check("usb0", "host=0123:abcd,usb3=1", expect!["0123:abcd,usb3=1"]);
+        check("usb0", "spice", expect!["spice"]);
+        check("usb14", "1-2.3", expect!["1-2.3"]);
+        check(
+            "usb0",
+            "host=usb-stick",
+            expect![
+                "error: usb0: host: invalid USB device 'usb-stick': expected spice, VENDOR:PRODUCT like 0123:abcd or BUS-PORT like 1-2.3"
+            ],
+        );
+        check("hostpci0", "01:00.0,pcie=1,x-vga=1", expect!["01:00.0,pcie=1,x-vga=1"]);
+        check("hostpci0", "host=0000:01:00.0;0000:01:00.1", expect!["0000:01:00.0;0000:01:00.1"]);
+        check(
+            "hostpci0",
+            "01:00.9",
+            expect![
+                "error: hostpci0: host: invalid PCI device '01:00.9': expected [DOMAIN:]BUS:DEV[.FUNC] like 0000:01:00.0 or 01:00"
+            ],
+        );
+        check("parallel0", "/dev/parport0", expect!["/dev/parport0"]);
+        check(
+            "parallel0",
+            "/dev/sda",
+            expect!["error: parallel0: invalid parallel port '/dev/sda': expected /dev/parportN or /dev/usb/lpN"],
+        );
+        check("virtiofs0", "share1,cache=always", expect!["share1,cache=always"]);
+        check("arch", "aarch64", expect!["aarch64"]);
+        check(
+            "efidisk1",
+            "local:1",
+            expect!["error: efidisk1: unknown VM configuration key; did you mean 'efidisk0'?"],
+        );
+    }
+
+    #[test]
+    fn generated_ids() {
+        use crate::guest::GuestConfig;
+        let mut n = 0u8;
+        let mut random = || {
+            n += 1;
+            [n; 16]
+        };
+        assert_eq!(super::uuid_v4([0xff; 16]), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        let mut config = GuestConfig::new(crate::GuestKind::Vm);
+        config.assign_generated_ids(true, &mut random);
+        assert_eq!(config.current.get("vmgenid"), Some(&Value::Str("01010101-0101-4101-8101-010101010101".into())));
+        assert_eq!(
+            config.current.get("smbios1"),
+            Some(&Value::Str("uuid=02020202-0202-4202-8202-020202020202".into()))
+        );
+        config.current.insert("vmgenid".into(), Value::Str("1".into()));
+        config.assign_generated_ids(false, &mut random);
+        assert_eq!(config.current.get("vmgenid"), Some(&Value::Str("03030303-0303-4303-8303-030303030303".into())));
+        super::regenerate_ids(&mut config.current, &mut random);
+        assert_eq!(
+            config.current.get("smbios1"),
+            Some(&Value::Str("uuid=05050505-0505-4505-8505-050505050505".into()))
+        );
     }
 
     #[test]

@@ -445,11 +445,12 @@ impl Builder<'_> {
         let efidisk = self.prop("efidisk0");
         let (vars, code, secure) = match &efidisk {
             Some(disk) => {
-                let vars = self.resolved.drives.get("efidisk0").ok_or_else(|| {
-                    CmdlineError::new("efidisk0", "the EFI variable volume was not resolved")
-                })?;
-                let (name, secure) =
-                    ovmf_code_name(disk.get("efitype"), disk.flag("pre-enrolled-keys") == Some(true));
+                let vars = self
+                    .resolved
+                    .drives
+                    .get("efidisk0")
+                    .ok_or_else(|| CmdlineError::new("efidisk0", "the EFI variable volume was not resolved"))?;
+                let (name, secure) = ovmf_code_name(disk.get("efitype"), disk.flag("pre-enrolled-keys") == Some(true));
                 (vars, self.resolved.ovmf_code.with_file_name(name), secure)
             }
             None => {

@@ -62,9 +62,11 @@ impl QemuRuntime {
             "hearth".to_owned()
         } else {
             // FNV-1a of the root: stable, and distinct for each test node's root.
-            let hash = root.as_os_str().as_encoded_bytes().iter().fold(0x811c_9dc5_u32, |h, b| {
-                (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
-            });
+            let hash = root
+                .as_os_str()
+                .as_encoded_bytes()
+                .iter()
+                .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193));
             format!("hearth-q{hash:08x}")
         };
         Ok(QemuRuntime { run_dir, efivars_dir, kvm, cgroup_base, ops: Arc::default() })
@@ -465,12 +467,8 @@ impl QemuLaunch {
             }
             None => self.command.command(),
         };
-        let output = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| {
+        let output =
+            command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).output().map_err(|e| {
                 RuntimeError::failed(format!("cannot run {} (install qemu-system-x86): {e}", crate::cmdline::PROGRAM))
             })?;
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
@@ -677,7 +675,8 @@ impl GuestRuntime for QemuRuntime {
         let config = &resources.config;
         let text = |key: &str| config.get(key).and_then(Value::as_str).map(str::to_owned);
         if let Some(size) = text("hugepages") {
-            let dir = Path::new(crate::cmdline::HUGEPAGES_DIR).join(if size == "1024" { "1048576kB" } else { "2048kB" });
+            let dir =
+                Path::new(crate::cmdline::HUGEPAGES_DIR).join(if size == "1024" { "1048576kB" } else { "2048kB" });
             if !dir.is_dir() {
                 return Err(RuntimeError::invalid(format!(
                     "hugepages: {} is missing; mount hugetlbfs there (mount -t hugetlbfs -o pagesize={} none {}) and \
@@ -700,8 +699,10 @@ impl GuestRuntime for QemuRuntime {
         }
         let tpm = match (resources.volumes.get("tpmstate0"), config.get("tpmstate0")) {
             (Some(ResolvedVolume::Storage { path, .. } | ResolvedVolume::HostPath(path)), Some(value)) => {
-                let version =
-                    GuestKind::Vm.schema().property("tpmstate0", value).and_then(|p| p.get("version").map(str::to_owned));
+                let version = GuestKind::Vm
+                    .schema()
+                    .property("tpmstate0", value)
+                    .and_then(|p| p.get("version").map(str::to_owned));
                 Some(TpmState { path: path.clone(), tpm2: version.as_deref() != Some("v1.2") })
             }
             _ => None,

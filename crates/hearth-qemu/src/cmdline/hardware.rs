@@ -148,7 +148,10 @@ impl Builder<'_> {
             let name = shm.get("name").map_or_else(|| self.vmid.to_string(), str::to_owned);
             self.push(
                 "-object",
-                format!("memory-backend-file,id=ivshmem,share=on,mem-path=/dev/shm/pve-shm-{},size={size}M", esc(&name)),
+                format!(
+                    "memory-backend-file,id=ivshmem,share=on,mem-path=/dev/shm/pve-shm-{},size={size}M",
+                    esc(&name)
+                ),
             );
             self.push("-device", "ivshmem-plain,memdev=ivshmem,id=ivshmem");
         }

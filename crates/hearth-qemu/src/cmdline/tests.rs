@@ -576,7 +576,8 @@ fn efidisk_selects_matching_firmware() {
           driver=raw,node-name=pflash1,file=pflash1-file
           driver=cfi.pflash01,property=secure,value=on
           type=q35,pflash0=pflash0,pflash1=pflash1,smm=on,accel=tcg
-    "#]].assert_eq(&out);
+    "#]]
+    .assert_eq(&out);
     assert_eq!(super::ovmf_vars_template(Some("4m"), true), "/usr/share/OVMF/OVMF_VARS_4M.ms.fd");
     assert_eq!(super::ovmf_vars_template(None, false), "/usr/share/OVMF/OVMF_VARS.fd");
 }
