@@ -24,6 +24,7 @@ mod tasks;
 mod userctl;
 mod vm;
 mod vm_disks;
+mod vm_keys;
 mod wire;
 
 use std::os::unix::process::CommandExt;

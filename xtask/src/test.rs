@@ -24,6 +24,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "e2fsprogs",
     "tar",
     "ovmf",
+    // `tpmstate0`: a swtpm per VM, its state set up by swtpm_setup.
+    "swtpm",
+    "swtpm-tools",
     // The fixtures' own packages (`fixtures::DEBIAN_PACKAGES`): building them and booting them.
     "busybox-static",
     "xz-utils",
