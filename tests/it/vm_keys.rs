@@ -84,7 +84,7 @@ fn new_vm_keys_are_validated_stored_shown_and_passed_to_qemu() {
         "-device AC97,id=audiodev0,audiodev=audiodev0-backend",
         "-no-reboot",
         "mem-path=/dev/shm/pve-shm-480,size=1M",
-        "media=cdrom",
+        "-device ide-cd,bus=ide.1,unit=0,id=ide2",
     ] {
         assert!(cmd.contains(wanted), "showcmd lacks '{wanted}':\n{cmd}");
     }
@@ -155,7 +155,7 @@ fn efi_and_tpm_volumes_affinity_cpu_limit_and_freeze_on_a_started_vm() {
             "--machine",
             "q35",
             "--efidisk0",
-            "local:1,efitype=4m,pre-enrolled-keys=1",
+            "local:1,format=raw,efitype=4m,pre-enrolled-keys=1",
             "--tpmstate0",
             "local:1,version=v2.0",
             "--affinity",
@@ -186,7 +186,7 @@ fn efi_and_tpm_volumes_affinity_cpu_limit_and_freeze_on_a_started_vm() {
 
     ok(&daemon, "vmctl", &["start", "481"]);
     let status = json(&daemon, "vmctl", &["status", "481", "--verbose"]);
-    assert_eq!(status["qmpstatus"], "paused", "freeze: 1 keeps the guest paused: {status}");
+    assert_eq!(status["qmpstatus"], "prelaunch", "freeze: 1 keeps the guest from running: {status}");
     let pid = status["pid"].as_u64().expect("pid");
     let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("QEMU's status");
     assert!(proc_status.contains("Cpus_allowed_list:\t1\n"), "affinity 1:\n{proc_status}");
@@ -209,12 +209,25 @@ fn efi_and_tpm_volumes_affinity_cpu_limit_and_freeze_on_a_started_vm() {
     let swtpm_pid = std::fs::read_to_string(&swtpm).expect("swtpm's pidfile");
     let swtpm_cmd = std::fs::read(format!("/proc/{}/cmdline", swtpm_pid.trim())).expect("swtpm runs");
     assert!(String::from_utf8_lossy(&swtpm_cmd).contains(&tpm_path), "swtpm keeps its state in the volume");
-    let tpm_info = ok(&daemon, "vmctl", &["monitor", "481", "info tpm"]);
+    let mut monitor = daemon
+        .command("vmctl")
+        .args(["monitor", "481"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("vmctl monitor");
+    std::io::Write::write_all(&mut monitor.stdin.take().expect("stdin"), b"info tpm\n").expect("typing");
+    let out = monitor.wait_with_output().expect("vmctl monitor ends");
+    let tpm_info = String::from_utf8_lossy(&out.stdout);
     assert!(tpm_info.contains("emulator"), "{tpm_info}");
     ok(&daemon, "vmctl", &["resume", "481"]);
     assert_eq!(json(&daemon, "vmctl", &["status", "481", "--verbose"])["qmpstatus"], "running");
     ok(&daemon, "vmctl", &["stop", "481"]);
-    assert!(!std::path::Path::new(&format!("/proc/{}", swtpm_pid.trim())).exists(), "swtpm ends with QEMU");
+    let swtpm_gone = || {
+        std::fs::read_to_string(format!("/proc/{}/stat", swtpm_pid.trim()))
+            .map_or(true, |stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+    };
+    crate::ct::wait_until("swtpm to end with QEMU", swtpm_gone);
     ok(&daemon, "vmctl", &["destroy", "481"]);
     assert!(!std::path::Path::new(&efi_path).exists() && !std::path::Path::new(&tpm_path).exists());
 }

@@ -254,8 +254,11 @@ pub fn schema_args(schema: &'static Schema) -> Vec<Arg> {
 /// For VMs, qm's `--cdrom <volume>` becomes `ide2: <volume>,media=cdrom` where it was typed.
 pub fn guest_config_options(kind: GuestKind, matches: &ArgMatches) -> Vec<(String, String)> {
     let mut options = schema_options(kind.schema(), matches);
+    if kind != GuestKind::Vm {
+        return options;
+    }
     let cdrom = matches.try_get_one::<String>("cdrom").ok().flatten().zip(matches.index_of("cdrom"));
-    if let Some((volume, index)) = cdrom.filter(|_| kind == GuestKind::Vm) {
+    if let Some((volume, index)) = cdrom {
         let before = options.iter().filter(|(key, _)| matches.index_of(key).is_some_and(|i| i < index)).count();
         options.insert(before, ("ide2".to_owned(), format!("{volume},media=cdrom")));
     }

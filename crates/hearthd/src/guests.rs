@@ -77,7 +77,11 @@ fn allocations(kind: GuestKind, values: &[(String, Value)]) -> Vec<storage::Allo
                 (GuestKind::Vm, "tpmstate0") => TPM_STATE_SIZE,
                 _ => size,
             };
-            let format = props.and_then(|p| p.get("format").map(str::to_owned));
+            // swtpm keeps its state in a plain file: a TPM state is always raw, as in qm.
+            let format = match (kind, key.as_str()) {
+                (GuestKind::Vm, "tpmstate0") => Some("raw".to_owned()),
+                _ => props.and_then(|p| p.get("format").map(str::to_owned)),
+            };
             Some(storage::Allocation { key: key.clone(), storage: storage.to_owned(), size, format })
         })
         .collect()
