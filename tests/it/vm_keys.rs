@@ -18,7 +18,7 @@ fn is_uuid(v: &serde_json::Value) -> bool {
 
 #[test]
 fn new_vm_keys_are_validated_stored_shown_and_passed_to_qemu() {
-    let daemon = HearthdProcess::start();
+    let mut daemon = HearthdProcess::start();
     let iso = daemon.root().join("small.iso");
     std::fs::write(&iso, b"not really an ISO image").expect("write");
     ok(&daemon, "storectl", &["upload", "local", iso.to_str().expect("UTF-8"), "--content", "iso"]);
@@ -102,7 +102,11 @@ fn new_vm_keys_are_validated_stored_shown_and_passed_to_qemu() {
     // Bad values: one error naming the key and what is allowed; nothing changes.
     let digest = config(&daemon, "480")["digest"].clone();
     for (key, value, message) in [
-        ("--rng0", "source=/dev/zero", "rng0: source: invalid value '/dev/zero' (allowed: /dev/urandom, /dev/random, /dev/hwrng)"),
+        (
+            "--rng0",
+            "source=/dev/zero",
+            "rng0: source: invalid value '/dev/zero' (allowed: /dev/urandom, /dev/random, /dev/hwrng)",
+        ),
         ("--vga", "matrox", "vga: type: invalid value 'matrox' (allowed: std, cirrus"),
         ("--watchdog", "model=softdog", "watchdog: model: invalid value 'softdog' (allowed: i6300esb, ib700)"),
         ("--affinity", "2-1", "affinity: invalid CPU list '2-1'"),
@@ -119,9 +123,41 @@ fn new_vm_keys_are_validated_stored_shown_and_passed_to_qemu() {
 
     // Host devices are root's, whatever the ACL grants; a VM's own settings are not.
     let user = UnixUser::new("vk");
-    let out = user.run(&daemon, "vmctl", &["set", "480", "--usb0", "host=1234:abcd"]);
-    assert!(!out.status.success());
-    ok(&daemon, "vmctl", &["set", "480", "--usb0", "host=1234:abcd", "--hostpci0", "01:00.0", "--parallel0", "/dev/parport0"]);
+    std::fs::write(
+        daemon.root().join("etc/hearth/access.toml"),
+        format!(
+            "[users.\"{id}\"]\n\n[[acl]]\npath = \"/vms/480\"\nuser = \"{id}\"\nrole = \"VMAdmin\"\n",
+            id = user.userid()
+        ),
+    )
+    .expect("access.toml");
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    daemon.restart();
+    let out =
+        user.run(&daemon, "vmctl", &["set", "480", "--rng0", "/dev/random", "--cpulimit", "1", "--hugepages", "2"]);
+    assert!(out.status.success(), "VMAdmin configures the VM: {}", String::from_utf8_lossy(&out.stderr));
+    for (key, value) in [
+        ("--usb0", "host=1234:abcd"),
+        ("--hostpci0", "01:00.0"),
+        ("--parallel0", "/dev/parport0"),
+        ("--rng0", "/dev/hwrng"),
+        ("--ivshmem", "size=1,name=other"),
+    ] {
+        let out = user.run(&daemon, "vmctl", &["set", "480", key, value]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains("permission denied"), "{key} {value}: {stderr}");
+    }
+    // Huge pages come from a hugetlbfs the administrator mounts, as on Proxmox; without it the
+    // start (and showcmd, which shows what a start runs) says what to do.
+    let (code, _, stderr) = run(&daemon, "vmctl", &["showcmd", "480"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("hugepages: /run/hugepages/kvm/2048kB is missing; mount hugetlbfs there"), "{stderr}");
+    ok(&daemon, "vmctl", &["set", "480", "--delete", "hugepages"]);
+    ok(
+        &daemon,
+        "vmctl",
+        &["set", "480", "--usb0", "host=1234:abcd", "--hostpci0", "01:00.0", "--parallel0", "/dev/parport0"],
+    );
     let cmd = ok(&daemon, "vmctl", &["showcmd", "480"]);
     assert!(cmd.contains("-device usb-host,bus=xhci-host.0,vendorid=0x1234,productid=0xabcd,id=usb0"), "{cmd}");
     assert!(cmd.contains("-device vfio-pci,host=0000:01:00.0,id=hostpci0.0"), "{cmd}");
@@ -237,7 +273,11 @@ fn container_mount_points_as_pct_types_them_and_entrypoint_and_env() {
     let daemon = HearthdProcess::start();
     let thin = daemon.root().join("thin1");
     std::fs::create_dir(&thin).expect("storage dir");
-    ok(&daemon, "storectl", &["add", "dir", "thin1", "--path", thin.to_str().expect("UTF-8"), "--content", "rootdir,images"]);
+    ok(
+        &daemon,
+        "storectl",
+        &["add", "dir", "thin1", "--path", thin.to_str().expect("UTF-8"), "--content", "rootdir,images"],
+    );
     let id = crate::ct::ctid(7);
     crate::ct::create(&daemon, &id, &["--entrypoint", "sleep 1000", "--env", "GREETING=hello\\0MODE=test"]);
     // pct.adoc: `pct set 100 -mp0 thin1:10,mp=/path/in/container` allocates 10 GiB on thin1.
