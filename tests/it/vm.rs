@@ -12,10 +12,10 @@ use hearth_test::{HearthdProcess, fixtures};
 use crate::{json, ok, run};
 
 /// How long a TCG boot may take on a busy machine.
-const BOOT: Duration = Duration::from_secs(120);
+pub(crate) const BOOT: Duration = Duration::from_secs(120);
 
 /// `vmctl create` options for a VM that boots the fixture kernel from `args`.
-fn boot_args() -> String {
+pub(crate) fn boot_args() -> String {
     format!(
         "-kernel {} -initrd {} -append '{}'",
         fixtures::vmlinux().display(),
@@ -35,7 +35,7 @@ fn create_booting_vm(daemon: &HearthdProcess, vmid: &str, disk: &str) {
 }
 
 /// A `vmctl terminal` session: what the guest prints arrives on a channel.
-struct Console {
+pub(crate) struct Console {
     child: Child,
     input: ChildStdin,
     output: Receiver<Vec<u8>>,
@@ -43,7 +43,7 @@ struct Console {
 }
 
 impl Console {
-    fn open(daemon: &HearthdProcess, vmid: &str) -> Console {
+    pub(crate) fn open(daemon: &HearthdProcess, vmid: &str) -> Console {
         let mut child = daemon
             .command("vmctl")
             .args(["terminal", vmid])
@@ -86,7 +86,7 @@ impl Console {
     /// Waits until the guest's shell answers. Output sent while no console was attached is
     /// lost (the serial socket drops it), so the marker of the boot may have gone by: a probe
     /// line is typed every few seconds until the shell's answer comes back.
-    fn ready(&mut self) {
+    pub(crate) fn ready(&mut self) {
         let deadline = Instant::now() + BOOT;
         while Instant::now() < deadline {
             writeln!(self.input, "echo hearth-console-$((6*7))").expect("typing");
@@ -108,10 +108,17 @@ impl Console {
     /// Types a command line and answers what it printed. The guest echoes `<done>-ok` after
     /// it; the echo of the typed line itself shows `<done>-$ok`, so only the command's
     /// completion matches.
-    fn run(&mut self, command: &str, done: &str) -> String {
+    pub(crate) fn run(&mut self, command: &str, done: &str) -> String {
         writeln!(self.input, "{command}; ok=ok; echo {done}-$ok").expect("typing");
         self.input.flush().expect("flush");
         self.expect(&format!("{done}-ok"), BOOT)
+    }
+}
+
+impl Console {
+    /// What the guest reads from its console.
+    pub(crate) fn input(&mut self) -> &mut ChildStdin {
+        &mut self.input
     }
 }
 

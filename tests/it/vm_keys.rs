@@ -4,6 +4,8 @@
 //! the CPU limit's cgroup, freeze), seen on a started VM. Container mount points as pct's
 //! documentation types them, and the container's entrypoint and environment.
 
+use std::io::Write;
+
 use hearth_test::HearthdProcess;
 
 use crate::{UnixUser, json, ok, run};
@@ -315,4 +317,75 @@ fn container_mount_points_as_pct_types_them_and_entrypoint_and_env() {
     let (code, _, stderr) = run(&daemon, "ctctl", &["set", &id, "--dev0", "/etc/passwd"]);
     assert_ne!(code, 0);
     assert!(stderr.contains("dev0: path: invalid device '/etc/passwd'"), "{stderr}");
+}
+
+/// What the guest itself sees, in one TCG boot of the fixture kernel: the SMBIOS table, the
+/// clock's start date, the RNG and watchdog devices on its PCI bus, the generation id's ACPI
+/// device, a TPM 2.0 through swtpm; and `reboot: 0` turns a guest reboot into a stop.
+#[test]
+fn a_booted_guest_sees_smbios_startdate_rng_watchdog_vmgenid_and_tpm() {
+    hearth_test::require_tool("swtpm", "swtpm");
+    let daemon = HearthdProcess::start();
+    // The bzImage through SeaBIOS, not the PVH entry: the guest gets ACPI tables, where the
+    // generation id and the TPM are described.
+    let args = format!(
+        "-kernel {} -initrd {} -append '{}'",
+        hearth_test::fixtures::kernel().display(),
+        hearth_test::fixtures::initramfs().display(),
+        hearth_test::fixtures::KERNEL_CMDLINE
+    );
+    ok(
+        &daemon,
+        "vmctl",
+        &[
+            "create",
+            "482",
+            "--memory",
+            "256",
+            "--kvm",
+            "0",
+            "--serial0",
+            "socket",
+            "--args",
+            &args,
+            // "Hearth Labs" and "Test Bench" in base64, as the GUI writes them.
+            "--smbios1",
+            "base64=1,manufacturer=SGVhcnRoIExhYnM=,product=VGVzdCBCZW5jaA==,uuid=6a1f3b2c-4d5e-4f60-8a7b-9c0d1e2f3a4b",
+            "--startdate",
+            "2006-06-17",
+            "--rng0",
+            "source=/dev/urandom",
+            "--watchdog",
+            "model=i6300esb",
+            "--tpmstate0",
+            "local:1,version=v2.0",
+            "--reboot",
+            "0",
+        ],
+    );
+    ok(&daemon, "vmctl", &["start", "482"]);
+    let mut console = crate::vm::Console::open(&daemon, "482");
+    console.ready();
+    let dmi = console
+        .run("cat /sys/class/dmi/id/sys_vendor /sys/class/dmi/id/product_name /sys/class/dmi/id/product_uuid", "dmi");
+    assert!(dmi.contains("Hearth Labs\r\nTest Bench\r\n6a1f3b2c-4d5e-4f60-8a7b-9c0d1e2f3a4b"), "{dmi:?}");
+    let year = console.run("date +year-%Y", "date");
+    assert!(year.contains("year-2006"), "startdate: {year:?}");
+    let pci = console.run("cat /sys/bus/pci/devices/*/vendor /sys/bus/pci/devices/*/device | tr '\\n' ' '", "pci");
+    // virtio-rng (transitional 0x1005), the i6300esb (0x25ab).
+    assert!(pci.contains("0x1005") && pci.contains("0x25ab"), "PCI ids: {pci}");
+    let acpi = console.run("ls /sys/bus/acpi/devices/", "acpi");
+    assert!(acpi.contains("QEMUVGID"), "vmgenid's ACPI device: {acpi}");
+    let tpm = console.run("cat /sys/class/tpm/tpm0/tpm_version_major", "tpm");
+    assert!(tpm.trim_end().ends_with('2'), "a TPM 2.0: {tpm:?}");
+    // reboot: 0 — the guest's reboot ends the VM instead.
+    writeln!(console.input(), "reboot -f").expect("typing");
+    console.input().flush().expect("flush");
+    // The console forwards what was typed before it goes.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    drop(console);
+    crate::ct::wait_until("the VM to stop after the guest's reboot", || {
+        json(&daemon, "vmctl", &["status", "482"])["status"] == "stopped"
+    });
+    ok(&daemon, "vmctl", &["destroy", "482"]);
 }
