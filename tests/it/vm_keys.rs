@@ -171,6 +171,18 @@ fn new_vm_keys_are_validated_stored_shown_and_passed_to_qemu() {
     assert_ne!(code, 0);
     assert!(stderr.contains("virtiofs0: virtiofs needs directory mappings"), "{stderr}");
     assert_eq!(json(&daemon, "vmctl", &["status", "480"])["status"], "stopped");
+
+    // A restored VM is a new generation: a new vmgenid, the same SMBIOS identity (qmrestore).
+    ok(&daemon, "vmctl", &["set", "480", "--delete", "virtiofs0", "--vmgenid", "1"]);
+    let original = config(&daemon, "480");
+    ok(&daemon, "vmctl", &["backup", "480", "--storage", "local"]);
+    let list = json(&daemon, "storectl", &["backup", "list", "--storage", "local", "--vmid", "480"]);
+    let archive = list[0]["volid"].as_str().expect("a backup of 480").to_owned();
+    ok(&daemon, "vmctl", &["restore", "483", &archive]);
+    let restored = config(&daemon, "483");
+    assert!(is_uuid(&restored["vmgenid"]) && restored["vmgenid"] != original["vmgenid"], "{restored}");
+    assert_eq!(restored["smbios1"], original["smbios1"]);
+    assert_eq!(restored["rng0"], original["rng0"]);
 }
 
 #[test]
@@ -254,7 +266,7 @@ fn efi_and_tpm_volumes_affinity_cpu_limit_and_freeze_on_a_started_vm() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("vmctl monitor");
-    std::io::Write::write_all(&mut monitor.stdin.take().expect("stdin"), b"info tpm\n").expect("typing");
+    monitor.stdin.take().expect("stdin").write_all(b"info tpm\n").expect("typing");
     let out = monitor.wait_with_output().expect("vmctl monitor ends");
     let tpm_info = String::from_utf8_lossy(&out.stdout);
     assert!(tpm_info.contains("emulator"), "{tpm_info}");
@@ -303,7 +315,7 @@ fn container_mount_points_as_pct_types_them_and_entrypoint_and_env() {
     ok(&daemon, "ctctl", &["start", &id]);
     let (code, cmdline, stderr) = crate::ct::exec(&daemon, &id, &["cat", "/proc/1/cmdline"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(cmdline, "sleep\01000\0");
+    assert_eq!(cmdline, "sleep\u{0}1000\u{0}");
     let (_, environ, _) = crate::ct::exec(&daemon, &id, &["cat", "/proc/1/environ"]);
     assert!(environ.split('\0').any(|e| e == "GREETING=hello"), "{environ:?}");
     assert!(environ.split('\0').any(|e| e == "MODE=test"), "{environ:?}");
