@@ -234,6 +234,10 @@ fn efi_and_tpm_volumes_affinity_cpu_limit_and_freeze_on_a_started_vm() {
     let tpm_path = path(&tpm);
     assert_eq!(std::fs::metadata(&tpm_path).expect("the TPM volume").len(), 4 << 20);
 
+    let (code, _, stderr) = run(&daemon, "vmctl", &["resize", "481", "efidisk0", "+1M"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("efidisk0: cannot be resized"), "{stderr}");
+
     ok(&daemon, "vmctl", &["start", "481"]);
     let status = json(&daemon, "vmctl", &["status", "481", "--verbose"]);
     assert_eq!(status["qmpstatus"], "prelaunch", "freeze: 1 keeps the guest from running: {status}");
@@ -316,6 +320,15 @@ fn container_mount_points_as_pct_types_them_and_entrypoint_and_env() {
     let (code, cmdline, stderr) = crate::ct::exec(&daemon, &id, &["cat", "/proc/1/cmdline"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(cmdline, "sleep\u{0}1000\u{0}");
+    // Both mount points are there: the new 10 GiB ext4 volume and the host directory.
+    std::fs::write(shared.join("hello"), "from the host").expect("write");
+    let (code, df, stderr) = crate::ct::exec(&daemon, &id, &["df", "-k", "/path/in/container"]);
+    assert_eq!(code, 0, "{stderr}");
+    let blocks: u64 =
+        df.lines().nth(1).and_then(|l| l.split_whitespace().nth(1)).and_then(|b| b.parse().ok()).unwrap_or(0);
+    assert!(blocks > 9 << 20, "a 10 GiB file system: {df}");
+    let (_, hello, _) = crate::ct::exec(&daemon, &id, &["cat", "/shared/hello"]);
+    assert_eq!(hello, "from the host");
     let (_, environ, _) = crate::ct::exec(&daemon, &id, &["cat", "/proc/1/environ"]);
     assert!(environ.split('\0').any(|e| e == "GREETING=hello"), "{environ:?}");
     assert!(environ.split('\0').any(|e| e == "MODE=test"), "{environ:?}");

@@ -634,6 +634,10 @@ pub fn resize(
             format!("{} {vmid} is a template; its base images cannot grow", kind.noun()),
         ));
     }
+    // The firmware and the TPM expect their stores at the size they were made (qm refuses too).
+    if kind == GuestKind::Vm && (disk == "efidisk0" || disk == "tpmstate0") {
+        return Err(err(ErrorKind::Invalid, format!("{disk}: cannot be resized; its size is fixed by its format")));
+    }
     let (_, volume) = disks(kind, &config.current)
         .into_iter()
         .find(|(k, _)| k == disk)
