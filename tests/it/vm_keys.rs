@@ -91,6 +91,11 @@ fn new_vm_keys_are_validated_stored_shown_and_passed_to_qemu() {
         assert!(cmd.contains(wanted), "showcmd lacks '{wanted}':\n{cmd}");
     }
 
+    // -cdrom on set, as on create: the medium of ide2.
+    ok(&daemon, "vmctl", &["set", "480", "-cdrom", "none"]);
+    assert_eq!(config(&daemon, "480")["ide2"], "none,media=cdrom");
+    ok(&daemon, "vmctl", &["set", "480", "-cdrom", "local:iso/small.iso"]);
+
     // vmgenid as qm.adoc shows it: 1 makes a new one, all zeros turns it off, delete removes it.
     let before = config(&daemon, "480")["vmgenid"].clone();
     ok(&daemon, "vmctl", &["set", "480", "-vmgenid", "1"]);

@@ -180,6 +180,12 @@ impl Schema {
                     format!("unknown {noun} configuration key ({base} takes indexes 0 to {max})"),
                 );
             }
+            if key.starts_with("lxc.") {
+                return ConfigError::new(
+                    key,
+                    "raw LXC keys are not supported: Hearth runs containers itself, every key goes through its schema",
+                );
+            }
             let hint = self.suggest(key).map(|s| format!("; did you mean '{s}'?")).unwrap_or_default();
             ConfigError::new(key, format!("unknown {} configuration key{hint}", self.noun))
         })
@@ -571,5 +577,15 @@ mod tests {
         assert!(check::dns_name("-web").is_err());
         assert!(check::iface_name("vmbr0").is_ok());
         assert!(check::iface_name("a-very-long-interface").is_err());
+    }
+
+    #[test]
+    fn raw_lxc_keys_are_refused_with_the_reason() {
+        let err = crate::ct::SCHEMA.parse_cli("lxc.init_cmd", "/sbin/my_own_init").expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "lxc.init_cmd: raw LXC keys are not supported: Hearth runs containers itself, every key goes through its schema"
+        );
+        assert_eq!(crate::vm::SCHEMA.lookup("efidisk0").map(|d| d.name), Some("efidisk0"));
     }
 }
