@@ -343,10 +343,46 @@ fn container_mount_points_as_pct_types_them_and_entrypoint_and_env() {
     let (code, _, stderr) = run(&daemon, "ctctl", &["set", &id, "--env", "1X=y"]);
     assert_ne!(code, 0);
     assert!(stderr.contains("env: invalid entry '1X=y'"), "{stderr}");
-    // Device passthrough is root's and refused at start with what to do.
+    // Device passthrough takes device nodes only, and is root's.
     let (code, _, stderr) = run(&daemon, "ctctl", &["set", &id, "--dev0", "/etc/passwd"]);
     assert_ne!(code, 0);
     assert!(stderr.contains("dev0: path: invalid device '/etc/passwd'"), "{stderr}");
+    assert!(!user.run(&daemon, "ctctl", &["set", &id, "--dev0", "/dev/null"]).status.success());
+
+    // A loop device of the test's, passed through read-only with the owner and mode pct.adoc
+    // shows: the container reads it, cannot write it, and the host's node is left as it was.
+    let image = daemon.root().join("passthrough.img");
+    let mut data = b"hearth-passthrough".to_vec();
+    data.resize(1 << 20, 0);
+    std::fs::write(&image, &data).expect("image");
+    let out = std::process::Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&image)
+        .output()
+        .expect("losetup (install mount)");
+    assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
+    let loop_dev = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("losetup").args(["-d", &self.0]).status();
+        }
+    }
+    let _detach = Detach(loop_dev.clone());
+    let host_mode = std::fs::metadata(&loop_dev).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+    ok(&daemon, "ctctl", &["set", &id, "--dev0", &format!("{loop_dev},mode=0640,uid=0,gid=6,deny-write=1")]);
+    ok(&daemon, "ctctl", &["start", &id]);
+    let (code, head, stderr) = crate::ct::exec(&daemon, &id, &["head", "-c", "18", &loop_dev]);
+    assert_eq!((code, head.as_str()), (0, "hearth-passthrough"), "{stderr}");
+    let (_, listing, _) = crate::ct::exec(&daemon, &id, &["ls", "-ln", &loop_dev]);
+    assert!(listing.starts_with("brw-r-----") && listing.split_whitespace().nth(2) == Some("0"), "{listing}");
+    assert_eq!(listing.split_whitespace().nth(3), Some("6"), "{listing}");
+    let (code, _, _) = crate::ct::exec(&daemon, &id, &["sh", "-c", &format!("echo x > {loop_dev}")]);
+    assert_ne!(code, 0, "deny-write=1 lets the container write the device");
+    ok(&daemon, "ctctl", &["stop", &id]);
+    assert_eq!(std::fs::read(&image).expect("image")[..18], data[..18]);
+    let after = std::fs::metadata(&loop_dev).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+    assert_eq!(host_mode.ok(), after.ok(), "the host's node keeps its mode");
 }
 
 /// What the guest itself sees, in one TCG boot of the fixture kernel: the SMBIOS table, the
