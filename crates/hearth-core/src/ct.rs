@@ -236,7 +236,7 @@ pub static SCHEMA: Schema = Schema {
             "dev",
             255,
             Kind::Prop(&DEVICE),
-            "device passthrough (root only): [path=]/dev/<node>[,mode=0660][,uid=..][,gid=..][,deny-write=1]",
+            "host device passed through (root only): [path=]/dev/<node>[,mode=0660][,uid=..][,gid=..][,deny-write=1]",
         ),
         KeyDef::indexed("unused", 255, Kind::Text(check::volume), "a volume the container owns but does not use")
             .scope(Scope::Internal),
