@@ -35,7 +35,10 @@ fn vmctl_and_ctctl_round_trip() {
     let (code, _, stderr) = run(&daemon, "vmctl", &["set", "100", "--cores", "4", "--digest", &digest]);
     assert_eq!(code, 1, "a stale digest fails the command");
     assert!(stderr.contains("digest mismatch"), "{stderr}");
-    let (code, _, _) = run(&daemon, "vmctl", &["set", "100", "--delete", "cores,name"]);
+    let (_, text, _) = run(&daemon, "vmctl", &["config", "100"]);
+    // As qm create: the new VM got a generation id and an SMBIOS UUID.
+    assert!(text.contains("\nsmbios1: uuid=") && text.contains("\nvmgenid: "), "{text}");
+    let (code, _, _) = run(&daemon, "vmctl", &["set", "100", "--delete", "cores,name,smbios1,vmgenid"]);
     assert_eq!(code, 0);
     let (_, text, _) = run(&daemon, "vmctl", &["config", "100"]);
     assert_eq!(text, "memory: 2048\nscsi0: local:100/vm-100-disk-0.qcow2,size=1G\n");

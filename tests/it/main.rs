@@ -32,6 +32,7 @@ mod userctl;
 mod vm;
 mod vm_disks;
 mod vm_extras;
+mod vm_keys;
 mod wire;
 
 use std::os::unix::process::CommandExt;

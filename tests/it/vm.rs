@@ -115,6 +115,13 @@ impl Console {
     }
 }
 
+impl Console {
+    /// What the guest reads from its console.
+    pub(crate) fn input(&mut self) -> &mut ChildStdin {
+        &mut self.input
+    }
+}
+
 impl Drop for Console {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -26,6 +26,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "ovmf",
     // Cloud-init drives are ISO images made by genisoimage, as Proxmox makes them.
     "genisoimage",
+    // `tpmstate0`: a swtpm per VM, its state set up by swtpm_setup.
+    "swtpm",
+    "swtpm-tools",
     // The fixtures' own packages (`fixtures::DEBIAN_PACKAGES`): building them and booting them.
     "busybox-static",
     "xz-utils",

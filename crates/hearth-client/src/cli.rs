@@ -209,7 +209,17 @@ impl Table {
 ///
 /// Indexed keys get one option per index; only index 0 is listed in help, naming the range.
 pub fn guest_config_args(kind: GuestKind) -> Vec<Arg> {
-    schema_args(kind.schema())
+    let mut args = schema_args(kind.schema());
+    if kind == GuestKind::Vm {
+        args.push(
+            Arg::new("cdrom")
+                .long("cdrom")
+                .value_name("VOLUME")
+                .help("An alias for --ide2 <VOLUME>,media=cdrom, as qm takes it")
+                .help_heading("Configuration"),
+        );
+    }
+    args
 }
 
 /// One `--<key> <value>` option for every user-settable key of `schema`.
@@ -240,8 +250,19 @@ pub fn schema_args(schema: &'static Schema) -> Vec<Arg> {
 
 /// The configuration options given on the command line, in the order the user typed them.
 /// Values are passed on untouched: hearthd validates them.
+///
+/// For VMs, qm's `--cdrom <volume>` becomes `ide2: <volume>,media=cdrom` where it was typed.
 pub fn guest_config_options(kind: GuestKind, matches: &ArgMatches) -> Vec<(String, String)> {
-    schema_options(kind.schema(), matches)
+    let mut options = schema_options(kind.schema(), matches);
+    if kind != GuestKind::Vm {
+        return options;
+    }
+    let cdrom = matches.try_get_one::<String>("cdrom").ok().flatten().zip(matches.index_of("cdrom"));
+    if let Some((volume, index)) = cdrom {
+        let before = options.iter().filter(|(key, _)| matches.index_of(key).is_some_and(|i| i < index)).count();
+        options.insert(before, ("ide2".to_owned(), format!("{volume},media=cdrom")));
+    }
+    options
 }
 
 /// Reads the files qm's CLI takes in place of a VM key's value: `--sshkeys FILE` (also

@@ -126,6 +126,68 @@ static FEATURES: PropSchema = PropSchema {
     ],
 };
 
+/// `dev[n]`: `[path=]/dev/<node>[,mode=0660][,uid=..][,gid=..][,deny-write=1]`.
+pub static DEVICE: PropSchema = PropSchema {
+    default_key: Some("path"),
+    bare_default: true,
+    model: None,
+    props: &[
+        PropDef::new("path", PropKind::Text(device_path), "host device node under /dev").required(),
+        PropDef::new("mode", PropKind::Text(octal_mode), "access mode of the node in the container, e.g. 0660"),
+        PropDef::new("uid", PropKind::Int { min: 0, max: u32::MAX as i64 }, "owner in the container"),
+        PropDef::new("gid", PropKind::Int { min: 0, max: u32::MAX as i64 }, "group in the container"),
+        PropDef::new("deny-write", PropKind::Bool, "read-only access"),
+    ],
+};
+
+fn device_path(v: &str) -> Result<String, String> {
+    match v.strip_prefix("/dev/") {
+        Some(rest) if !rest.is_empty() && check::absolute_path(v).is_ok() => Ok(v.to_owned()),
+        _ => Err(format!("invalid device '{v}': expected a device node path under /dev/")),
+    }
+}
+
+fn octal_mode(v: &str) -> Result<String, String> {
+    let ok = (3..=4).contains(&v.len()) && v.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    if ok { Ok(v.to_owned()) } else { Err(format!("invalid mode '{v}': expected octal digits like 0660")) }
+}
+
+/// `entrypoint`: the init command with its arguments, separated by spaces.
+fn entrypoint(v: &str) -> Result<String, String> {
+    let program = v.split_whitespace().next().ok_or("must not be empty")?;
+    if v.contains('\0') || v.contains(['\n', '\r']) {
+        return Err("must be one line without NUL".into());
+    }
+    if program.starts_with('/') {
+        check::absolute_path(program)?;
+    }
+    Ok(v.trim().to_owned())
+}
+
+/// `env`: `NAME=VALUE` entries separated by NUL (or the two characters `\0`, as the
+/// configuration stores them).
+pub fn env_list(v: &str) -> Result<String, String> {
+    let entries: Vec<&str> = v.split(['\0']).flat_map(|e| e.split("\\0")).filter(|e| !e.is_empty()).collect();
+    if entries.is_empty() {
+        return Err("expected NAME=VALUE entries separated by \\0".into());
+    }
+    for entry in &entries {
+        let (name, value) =
+            entry.split_once('=').ok_or_else(|| format!("invalid entry '{entry}': expected NAME=VALUE"))?;
+        let name_ok = name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !name_ok || value.contains(['\n', '\r']) {
+            return Err(format!("invalid entry '{entry}': expected NAME=VALUE, NAME of letters, digits and _"));
+        }
+    }
+    Ok(entries.join("\\0"))
+}
+
+/// The entries of an [`env_list`] as stored.
+pub fn env_entries(v: &str) -> Vec<String> {
+    v.split("\\0").filter(|e| !e.is_empty()).map(str::to_owned).collect()
+}
+
 /// Every key of a container configuration.
 pub static SCHEMA: Schema = Schema {
     noun: "CT",
@@ -164,6 +226,18 @@ pub static SCHEMA: Schema = Schema {
         KeyDef::new("tty", Kind::Int { min: 0, max: 6 }, "number of ttys"),
         KeyDef::new("cmode", Kind::Enum(&["tty", "console", "shell"]), "console mode"),
         KeyDef::new("timezone", Kind::Text(check::word), "time zone: host or a zoneinfo name"),
+        KeyDef::new(
+            "entrypoint",
+            Kind::Text(entrypoint),
+            "command run as init, with arguments (default /sbin/init); a bare name is looked up in PATH",
+        ),
+        KeyDef::new("env", Kind::Text(env_list), "environment of init: NAME=VALUE entries separated by \\0"),
+        KeyDef::indexed(
+            "dev",
+            255,
+            Kind::Prop(&DEVICE),
+            "host device passed through (root only): [path=]/dev/<node>[,mode=0660][,uid=..][,gid=..][,deny-write=1]",
+        ),
         KeyDef::indexed("unused", 255, Kind::Text(check::volume), "a volume the container owns but does not use")
             .scope(Scope::Internal),
         KeyDef::new("parent", Kind::Text(check::word), "the snapshot the current state is based on")

@@ -544,6 +544,31 @@ impl GuestConfig {
         }
     }
 
+    /// Fills in the ids qm generates: `vmgenid: 1` becomes a new UUID; a new VM (`creating`)
+    /// also gets a `vmgenid` and an `smbios1` UUID unless given (no `vmgenid` for `arch:
+    /// aarch64`, which has no such device). `random` supplies 16 random bytes per UUID.
+    pub fn assign_generated_ids(&mut self, creating: bool, mut random: impl FnMut() -> [u8; 16]) {
+        if self.kind != GuestKind::Vm {
+            return;
+        }
+        let mut uuid = || vm::uuid_v4(random());
+        for section in [&mut self.current, &mut self.pending.values] {
+            if section.get("vmgenid").and_then(Value::as_str) == Some("1") {
+                section.insert("vmgenid".into(), Value::Str(uuid()));
+            }
+        }
+        if creating {
+            let merged = self.merged();
+            let aarch64 = merged.get("arch").and_then(Value::as_str) == Some("aarch64");
+            if !merged.contains_key("vmgenid") && !aarch64 {
+                self.current.insert("vmgenid".into(), Value::Str(uuid()));
+            }
+            if !merged.contains_key("smbios1") {
+                self.current.insert("smbios1".into(), Value::Str(format!("uuid={}", uuid())));
+            }
+        }
+    }
+
     /// Settings every new guest gets unless given: containers are unprivileged by default.
     pub fn apply_create_defaults(&mut self) {
         if self.kind == GuestKind::Ct {

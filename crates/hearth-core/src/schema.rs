@@ -151,6 +151,10 @@ pub struct Schema {
 impl Schema {
     /// Finds the definition of a concrete key such as `memory` or `net3`.
     pub fn lookup(&self, key: &str) -> Option<&'static KeyDef> {
+        // Single keys may end in a digit themselves (`efidisk0`, `audio0`).
+        if let Some(def) = self.keys.iter().find(|def| def.max_index.is_none() && def.name == key) {
+            return Some(def);
+        }
         let digits = key.bytes().rev().take_while(u8::is_ascii_digit).count();
         let (base, index) = key.split_at(key.len() - digits);
         self.keys.iter().find(|def| {
@@ -174,6 +178,12 @@ impl Schema {
                 return ConfigError::new(
                     key,
                     format!("unknown {noun} configuration key ({base} takes indexes 0 to {max})"),
+                );
+            }
+            if key.starts_with("lxc.") {
+                return ConfigError::new(
+                    key,
+                    "raw LXC keys are not supported: Hearth runs containers itself, every key goes through its schema",
                 );
             }
             let hint = self.suggest(key).map(|s| format!("; did you mean '{s}'?")).unwrap_or_default();
@@ -567,5 +577,15 @@ mod tests {
         assert!(check::dns_name("-web").is_err());
         assert!(check::iface_name("vmbr0").is_ok());
         assert!(check::iface_name("a-very-long-interface").is_err());
+    }
+
+    #[test]
+    fn raw_lxc_keys_are_refused_with_the_reason() {
+        let err = crate::ct::SCHEMA.parse_cli("lxc.init_cmd", "/sbin/my_own_init").expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "lxc.init_cmd: raw LXC keys are not supported: Hearth runs containers itself, every key goes through its schema"
+        );
+        assert_eq!(crate::vm::SCHEMA.lookup("efidisk0").map(|d| d.name), Some("efidisk0"));
     }
 }

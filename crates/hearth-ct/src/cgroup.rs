@@ -179,7 +179,12 @@ impl Cgroups {
     /// Creates the cgroups, writes the limits and hands `<name>/ns` to `owner` (the container
     /// root's host uid and gid) when unprivileged. Anything already there from an earlier run
     /// that ended badly is removed first.
-    pub fn create(&self, limits: &Limits, owner: Option<(u32, u32)>, allow_fuse: bool) -> Result<(), CgroupError> {
+    pub fn create(
+        &self,
+        limits: &Limits,
+        owner: Option<(u32, u32)>,
+        devices: &[devices::DeviceRule],
+    ) -> Result<(), CgroupError> {
         self.remove();
         for (hierarchy, dir) in self.dirs() {
             if hierarchy.has("cpuset") {
@@ -191,7 +196,7 @@ impl Cgroups {
                 enable_v2_controllers(&hierarchy.mount, &dir)?;
             }
         }
-        self.write_limits(limits, allow_fuse)?;
+        self.write_limits(limits, devices)?;
         for (hierarchy, dir) in self.dirs() {
             let ns = dir.join("ns");
             if hierarchy.has("cpuset") {
@@ -206,7 +211,7 @@ impl Cgroups {
         Ok(())
     }
 
-    fn write_limits(&self, limits: &Limits, allow_fuse: bool) -> Result<(), CgroupError> {
+    fn write_limits(&self, limits: &Limits, rules: &[devices::DeviceRule]) -> Result<(), CgroupError> {
         let v2 = self.layout.is_pure_v2();
         if let Some(h) = self.layout.controller("memory") {
             let dir = h.mount.join(&self.name);
@@ -270,11 +275,11 @@ impl Cgroups {
             // v1 device rules (LXC's stock config only has cgroup2 ones and skips them on v1).
             let dir = h.mount.join(&self.name);
             write(&dir.join("devices.deny"), "a")?;
-            for rule in devices::container_rules(allow_fuse) {
+            for rule in rules {
                 write(&dir.join("devices.allow"), &rule.v1_line())?;
             }
         }
-        self.attach_device_program(allow_fuse)?;
+        self.attach_device_program(rules)?;
         Ok(())
     }
 
@@ -367,13 +372,13 @@ impl Cgroups {
     /// the host mounts one: the only device confinement on a pure v2 host, and on a hybrid host
     /// a second one the kernel checks besides the v1 rules (see [`crate::devices`]). The cgroup
     /// holds the program until it is removed.
-    fn attach_device_program(&self, allow_fuse: bool) -> Result<(), CgroupError> {
+    fn attach_device_program(&self, rules: &[devices::DeviceRule]) -> Result<(), CgroupError> {
         let Some(h) = self.layout.hierarchies.iter().find(|h| h.v1_options.is_none()) else { return Ok(()) };
         let dir = h.mount.join(&self.name);
         let failed = |source: io::Error| CgroupError::DeviceProgram { path: dir.clone(), source };
         let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
         let cgroup = nix::fcntl::open(&dir, flags, nix::sys::stat::Mode::empty()).map_err(|e| failed(e.into()))?;
-        let program = devices::program(&devices::container_rules(allow_fuse));
+        let program = devices::program(rules);
         let program = hearth_sys::bpf::load_cgroup_device_program(&program, devices::LICENSE).map_err(failed)?;
         hearth_sys::bpf::attach_cgroup_device(cgroup.as_fd(), program.as_fd(), hearth_sys::bpf::F_ALLOW_MULTI)
             .map_err(failed)
@@ -678,7 +683,7 @@ mod tests {
             .clone();
         let base = format!("hearth-devtest-{}", std::process::id());
         let cgroups = Cgroups::new(layout.clone(), &format!("{base}/ct"));
-        cgroups.create(&Limits::default(), None, false).unwrap();
+        cgroups.create(&Limits::default(), None, &devices::container_rules(false)).unwrap();
         let open = |p: &Path| -> OwnedFd {
             nix::fcntl::open(p, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).unwrap()
         };
@@ -742,7 +747,7 @@ mod tests {
             cores: Some(1),
             pids: Some(100),
         };
-        cgroups.create(&limits, Some((100_000, 100_000)), false).unwrap();
+        cgroups.create(&limits, Some((100_000, 100_000)), &devices::container_rules(false)).unwrap();
         let memory = layout.controller("memory").unwrap().mount.join(&name);
         let expect =
             if layout.is_pure_v2() { ("memory.max", "67108864") } else { ("memory.limit_in_bytes", "67108864") };
@@ -756,7 +761,7 @@ mod tests {
             assert!(list.lines().any(|l| l == "c 1:3 rwm") && !list.contains("a *:*"), "{list}");
         }
         let too_many = Limits { cores: Some(100_000), ..Limits::default() };
-        let err = cgroups.create(&too_many, None, false).unwrap_err();
+        let err = cgroups.create(&too_many, None, &devices::container_rules(false)).unwrap_err();
         assert!(err.to_string().contains("cores: 100000"), "{err}");
         assert!(cgroups.remove().is_empty());
         for (_, dir) in Cgroups::new(layout, &format!("hearth-test-{}", std::process::id())).dirs() {

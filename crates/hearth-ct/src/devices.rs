@@ -111,6 +111,20 @@ pub fn container_rules(fuse: bool) -> Vec<DeviceRule> {
     rules
 }
 
+/// The rule that lets the container use a passed-through `devN` node.
+pub fn passthrough_rule(device: &crate::spec::DeviceSpec) -> DeviceRule {
+    let kind = if device.block { DeviceKind::Block } else { DeviceKind::Char };
+    let access = if device.readonly { MKNOD | READ } else { RWM };
+    DeviceRule { kind, major: Some(device.major), minor: Some(device.minor), access }
+}
+
+/// The rules of a container: [`container_rules`] and its passed-through devices.
+pub fn rules_for(spec: &crate::spec::ContainerSpec) -> Vec<DeviceRule> {
+    let mut rules = container_rules(spec.features.fuse);
+    rules.extend(spec.devices.iter().map(passthrough_rule));
+    rules
+}
+
 // eBPF opcodes (linux/bpf_common.h, linux/bpf.h).
 /// `BPF_LDX | BPF_MEM | BPF_W`.
 const LDX_W: u8 = 0x61;

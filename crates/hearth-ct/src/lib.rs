@@ -18,8 +18,8 @@
 //! - A terminal of the caller is never handed into a container: exec gets a fresh pty.
 //! - A privileged container (no user namespace) cannot change its mount tree once its init
 //!   runs, beyond propagation: the seccomp profile of [`seccomp`] keeps `/proc/sys` and sysfs
-//!   read-only. No container opens a device outside the one list of [`devices`], on cgroup v1
-//!   and v2 alike.
+//!   read-only. No container opens a device outside the one list of [`devices`] and the
+//!   `devN` nodes root@pam configured for it, on cgroup v1 and v2 alike.
 
 pub mod spec;
 

@@ -19,6 +19,9 @@ use nix::sys::signal::Signal;
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, send, socketpair};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
+
+/// The PATH init gets, and where a bare `entrypoint` name is looked up.
+const INIT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{Cgroups, Layout};
@@ -196,11 +199,16 @@ fn run(spec: &ContainerSpec, out: &mut Option<std::fs::File>) -> Result<(), Stri
         staged.push((staging, mp.target.clone(), mp.readonly));
     }
 
+    if !spec.devices.is_empty() {
+        make_device_nodes(spec)?;
+        teardown.mounted.push(spec.run_dir.join("devices"));
+    }
+
     let layout = Layout::detect().map_err(|e| format!("reading the cgroup layout: {e}"))?;
     let cgroups = Cgroups::new(layout.clone(), &spec.cgroup);
     let owner = spec.idmap.as_ref().and_then(|m| Some((m.root_uid()?, m.root_gid()?)));
     teardown.cgroups = Some(cgroups.clone());
-    cgroups.create(&spec.limits, owner, spec.features.fuse).map_err(|e| e.to_string())?;
+    cgroups.create(&spec.limits, owner, &crate::devices::rules_for(spec)).map_err(|e| e.to_string())?;
 
     let mut consoles: Vec<Console> = Vec::new();
     loop {
@@ -218,7 +226,7 @@ fn run(spec: &ContainerSpec, out: &mut Option<std::fs::File>) -> Result<(), Stri
         }
         // Processes of the old pid namespace may still be leaving the cgroups.
         cgroups.remove();
-        cgroups.create(&spec.limits, owner, spec.features.fuse).map_err(|e| e.to_string())?;
+        cgroups.create(&spec.limits, owner, &crate::devices::rules_for(spec)).map_err(|e| e.to_string())?;
     }
     drop(consoles);
     drop(teardown);
@@ -226,6 +234,48 @@ fn run(spec: &ContainerSpec, out: &mut Option<std::fs::File>) -> Result<(), Stri
 }
 
 /// Mounts a volume at `target` in the monitor's namespace: a bind of a directory, or a raw
+/// Makes the `devN` nodes, with their owner (shifted into the container's ids) and mode, on a
+/// tmpfs of their own under the run directory: made here rather than bound from the host's
+/// /dev, so the owner and mode the container gets never change the host's node (pct does the
+/// same). [`device_nodes`] says where each is.
+fn make_device_nodes(spec: &ContainerSpec) -> Result<(), String> {
+    let dir = spec.run_dir.join("devices");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    nix::mount::mount(
+        Some("hearth-devices"),
+        &dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NOEXEC,
+        Some("mode=711,size=64k"),
+    )
+    .map_err(|e| format!("mounting a tmpfs for the devices at {}: {e}", dir.display()))?;
+    let shift = |id: u32, map: Option<&Vec<crate::spec::IdMapEntry>>| -> u32 {
+        map.and_then(|m| {
+            m.iter().find(|e| id >= e.inside && id - e.inside < e.count).map(|e| e.outside + id - e.inside)
+        })
+        .unwrap_or(id)
+    };
+    for (node, device) in device_nodes(spec).into_iter().map(|(node, _)| node).zip(&spec.devices) {
+        let kind = if device.block { nix::sys::stat::SFlag::S_IFBLK } else { nix::sys::stat::SFlag::S_IFCHR };
+        let dev = nix::sys::stat::makedev(u64::from(device.major), u64::from(device.minor));
+        nix::sys::stat::mknod(&node, kind, nix::sys::stat::Mode::from_bits_truncate(device.mode & 0o777), dev)
+            .map_err(|e| format!("dev: making the node of /dev/{}: {e}", device.name))?;
+        // mknod honours the umask; the configured mode is what the container gets.
+        std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(device.mode & 0o777))
+            .map_err(|e| format!("dev: /dev/{}: {e}", device.name))?;
+        let uid = shift(device.uid, spec.idmap.as_ref().map(|m| &m.uid));
+        let gid = shift(device.gid, spec.idmap.as_ref().map(|m| &m.gid));
+        std::os::unix::fs::chown(&node, Some(uid), Some(gid)).map_err(|e| format!("dev: /dev/{}: {e}", device.name))?;
+    }
+    Ok(())
+}
+
+/// The `devN` nodes [`make_device_nodes`] makes and their names under the container's /dev.
+fn device_nodes(spec: &ContainerSpec) -> Vec<(PathBuf, String)> {
+    let dir = spec.run_dir.join("devices");
+    spec.devices.iter().enumerate().map(|(i, d)| (dir.join(i.to_string()), d.name.clone())).collect()
+}
+
 /// image through a loop device that is detached automatically once unmounted.
 fn attach_volume(volume: &RootFs, target: &Path, readonly: bool) -> Result<(), String> {
     std::fs::create_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
@@ -319,6 +369,7 @@ fn boot(
                 console: console.as_ref().map(Pty::slave_path),
                 ttys: ttys.iter().map(Pty::slave_path).collect(),
                 fuse: spec.features.fuse,
+                devices: device_nodes(spec),
                 readonly_sys: true,
                 privileged: spec.idmap.is_none(),
             };
@@ -526,7 +577,17 @@ fn child_steps(
     }
     hearth_sys::process::dup_onto(sync, 3, true).map_err(|e| format!("sync: {e}"))?;
 
-    let init = Path::new(&spec.init);
+    // A bare name is looked up in the PATH init gets, inside the container.
+    let init_path = if spec.init.contains('/') {
+        spec.init.clone()
+    } else {
+        INIT_PATH
+            .split(':')
+            .map(|dir| format!("{dir}/{}", spec.init))
+            .find(|p| std::fs::metadata(p).is_ok())
+            .ok_or_else(|| format!("init {} is not in the container's PATH ({INIT_PATH})", spec.init))?
+    };
+    let init = Path::new(&init_path);
     match std::fs::symlink_metadata(init) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -542,13 +603,16 @@ fn child_steps(
     let mut env = vec![
         "container=lxc".to_owned(),
         "TERM=linux".to_owned(),
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+        format!("PATH={INIT_PATH}"),
         format!("container_ttys={}", ttys.join(" ")),
     ];
     env.extend(spec.env.iter().cloned());
     let cstr = |s: &str| std::ffi::CString::new(s).map_err(|_| format!("'{s}' holds a NUL byte"));
-    let path = cstr(&spec.init)?;
-    let argv = [path.clone()];
+    let path = cstr(&init_path)?;
+    let mut argv = vec![cstr(&spec.init)?];
+    for arg in &spec.init_args {
+        argv.push(cstr(arg)?);
+    }
     let envp: Vec<std::ffi::CString> = env.iter().map(|s| cstr(s)).collect::<Result<_, _>>()?;
     hearth_sys::process::reset_signals().map_err(|e| format!("signals: {e}"))?;
     hearth_sys::process::close_from(4).map_err(|e| format!("closing descriptors: {e}"))?;

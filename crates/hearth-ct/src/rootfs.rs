@@ -137,6 +137,8 @@ pub struct Plan<'a> {
     /// Pty slaves for /dev/tty1..N, likewise.
     pub ttys: Vec<(PathBuf, u64)>,
     pub fuse: bool,
+    /// `devN` nodes the monitor made, and their paths below the container's /dev.
+    pub devices: Vec<(PathBuf, String)>,
     /// Unprivileged containers get sysfs read-only (sys:mixed); privileged ones too unless
     /// told otherwise.
     pub readonly_sys: bool,
@@ -289,6 +291,26 @@ fn mount_dev(root: BorrowedFd<'_>, plan: &Plan<'_>) -> Result<(), RootfsError> {
     for node in nodes {
         let source = PathBuf::from("/dev").join(node);
         bind_file(&dev, node, &source)?;
+    }
+    // Passed-through devices, in directories of their own where named so (dri/renderD128).
+    for (source, name) in &plan.devices {
+        let (dirs, file) = name.rsplit_once('/').unwrap_or(("", name));
+        let mut parent = nix::fcntl::openat(&dev, ".", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            .what(|| "opening /dev".into())?;
+        for component in dirs.split('/').filter(|c| !c.is_empty()) {
+            match mkdirat(&parent, component, Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(RootfsError { what: format!("creating /dev/{dirs}"), errno: e }),
+            }
+            parent = nix::fcntl::openat(
+                &parent,
+                component,
+                OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY,
+                Mode::empty(),
+            )
+            .what(|| format!("opening /dev/{dirs}"))?;
+        }
+        bind_file(&parent, file, source)?;
     }
     for (link, to) in [
         ("fd", "/proc/self/fd"),

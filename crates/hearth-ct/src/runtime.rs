@@ -80,6 +80,31 @@ pub fn cgroup_base(root: &Path) -> std::io::Result<String> {
     Ok(format!("hearth-{}", hearth_core::hex::encode(&digest[..4])))
 }
 
+/// A `devN` passthrough from its properties and the host's node: it must exist and be a
+/// character or block device.
+fn device_spec(key: &str, p: &PropertyString) -> Result<crate::spec::DeviceSpec, RuntimeError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let path = p.get("path").ok_or_else(|| RuntimeError::invalid(format!("{key}: no path")))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| RuntimeError::invalid(format!("{key}: {path} is not there on this host: {e}")))?;
+    let block = meta.file_type().is_block_device();
+    if !block && !meta.file_type().is_char_device() {
+        return Err(RuntimeError::invalid(format!("{key}: {path} is not a device node")));
+    }
+    let rdev = meta.rdev();
+    let number = |p: Option<&str>| p.and_then(|v| v.parse::<u32>().ok());
+    Ok(crate::spec::DeviceSpec {
+        name: path.trim_start_matches("/dev/").to_owned(),
+        block,
+        major: nix::sys::stat::major(rdev) as u32,
+        minor: nix::sys::stat::minor(rdev) as u32,
+        mode: p.get("mode").and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(meta.mode() & 0o777),
+        uid: number(p.get("uid")).unwrap_or(0),
+        gid: number(p.get("gid")).unwrap_or(0),
+        readonly: p.get("deny-write") == Some("1"),
+    })
+}
+
 /// `veth<ctid>i<N>`, as Proxmox names the host end.
 pub fn veth_name(vmid: Vmid, index: u32) -> String {
     format!("veth{vmid}i{index}")
@@ -316,6 +341,17 @@ impl CtRuntime {
             }
             None => Features::default(),
         };
+        let mut devices = Vec::new();
+        for (key, value) in config
+            .iter()
+            .filter(|(k, _)| k.starts_with("dev") && k.len() > 3 && k[3..].bytes().all(|b| b.is_ascii_digit()))
+        {
+            devices.push(device_spec(key, &props(key, value)?)?);
+        }
+        let entrypoint = config.get("entrypoint").and_then(Value::as_str).unwrap_or("/sbin/init");
+        let mut words = entrypoint.split_whitespace().map(str::to_owned);
+        let init = words.next().unwrap_or_else(|| "/sbin/init".to_owned());
+        let init_args: Vec<String> = words.collect();
         let hostname = match config.get("hostname") {
             Some(Value::Str(h)) => h.clone(),
             _ => format!("CT{vmid}"),
@@ -334,8 +370,10 @@ impl CtRuntime {
             features,
             ttys: int(config, "tty").unwrap_or(2) as u32,
             console: flag(config, "console", true),
-            init: "/sbin/init".into(),
-            env: Vec::new(),
+            init,
+            init_args,
+            devices,
+            env: config.get("env").and_then(Value::as_str).map(hearth_core::ct::env_entries).unwrap_or_default(),
         })
     }
 

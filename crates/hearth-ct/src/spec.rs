@@ -34,8 +34,15 @@ pub struct ContainerSpec {
     pub ttys: u32,
     /// Whether `/dev/console` is a pty the monitor holds (pct's `console`, default on).
     pub console: bool,
-    /// The program run as PID 1, inside the rootfs.
+    /// The program run as PID 1, inside the rootfs (pct's `entrypoint`); a name without `/`
+    /// is looked up in the standard PATH.
     pub init: String,
+    /// `devN` device nodes passed through.
+    #[serde(default)]
+    pub devices: Vec<DeviceSpec>,
+    /// Arguments after the program (`entrypoint: /sbin/init splash`).
+    #[serde(default)]
+    pub init_args: Vec<String>,
     /// Extra environment for init (`container=lxc`, `TERM=linux` and `container_ttys` are
     /// always set).
     #[serde(default)]
@@ -54,6 +61,24 @@ pub enum RootFs {
         /// `ext4` unless said otherwise.
         fstype: String,
     },
+}
+
+/// One `devN`: a host device node passed through, at the same path under the container's
+/// /dev, as a node the monitor makes with the configured owner and mode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSpec {
+    /// The path below /dev, e.g. `ttyUSB0` or `dri/renderD128`.
+    pub name: String,
+    pub block: bool,
+    pub major: u32,
+    pub minor: u32,
+    /// Permission bits of the node (pct's `mode`, else the host node's).
+    pub mode: u32,
+    /// Owner and group inside the container (pct's `uid`/`gid`, default 0).
+    pub uid: u32,
+    pub gid: u32,
+    /// Read-only (`deny-write=1`): the device rules allow no writes.
+    pub readonly: bool,
 }
 
 /// One `mpN` volume.

@@ -36,6 +36,9 @@ use hearth_core::{Value, Vmid, vm};
 
 mod devices;
 mod drives;
+mod hardware;
+
+pub use hardware::HUGEPAGES_DIR;
 #[cfg(test)]
 mod tests;
 
@@ -45,6 +48,28 @@ pub const PROGRAM: &str = "qemu-system-x86_64";
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 /// The template of a VM's EFI variables; each VM needs a writable copy ([`Resolved::efivars`]).
 pub const OVMF_VARS_TEMPLATE: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// The variable store an `efidisk0` starts from, as Debian's ovmf package ships them: `efitype`
+/// 2m (qm's default) or 4m, with Microsoft's and the distribution's Secure Boot keys enrolled
+/// (`pre-enrolled-keys=1`) or empty.
+pub fn ovmf_vars_template(efitype: Option<&str>, pre_enrolled_keys: bool) -> &'static str {
+    match (efitype == Some("4m"), pre_enrolled_keys) {
+        (true, true) => "/usr/share/OVMF/OVMF_VARS_4M.ms.fd",
+        (true, false) => OVMF_VARS_TEMPLATE,
+        (false, true) => "/usr/share/OVMF/OVMF_VARS.ms.fd",
+        (false, false) => "/usr/share/OVMF/OVMF_VARS.fd",
+    }
+}
+
+/// The OVMF code file (in [`Resolved::ovmf_code`]'s directory) matching an `efidisk0`, and
+/// whether it is the Secure Boot build, which needs SMM and a secured pflash.
+fn ovmf_code_name(efitype: Option<&str>, pre_enrolled_keys: bool) -> (&'static str, bool) {
+    match (efitype == Some("4m"), pre_enrolled_keys) {
+        (true, true) => ("OVMF_CODE_4M.secboot.fd", true),
+        (true, false) => ("OVMF_CODE_4M.fd", false),
+        (false, _) => ("OVMF_CODE.fd", false),
+    }
+}
 /// `sun_path` holds 108 bytes including the terminating NUL.
 const SOCKET_PATH_MAX: usize = 107;
 
@@ -151,6 +176,16 @@ impl RunPaths {
     /// The guest agent's socket, `<vmid>.qga`.
     pub fn qga(&self) -> PathBuf {
         self.file("qga")
+    }
+
+    /// The control socket of the VM's swtpm (`tpmstate0`), `<vmid>.swtpm`.
+    pub fn swtpm(&self) -> PathBuf {
+        self.file("swtpm")
+    }
+
+    /// The swtpm's pidfile, `<vmid>.swtpm.pid`.
+    pub fn swtpm_pidfile(&self) -> PathBuf {
+        self.file("swtpm.pid")
     }
 }
 
@@ -344,22 +379,24 @@ impl Builder<'_> {
         let pidfile = path_arg("run_dir", &self.paths.pidfile())?;
         self.push("-pidfile", pidfile);
         self.args.push("-daemonize".into());
+        self.check_supported()?;
         let pflash = self.firmware()?;
         self.args.push("-nodefaults".into());
         self.push("-boot", "menu=on,strict=on,reboot-timeout=1000");
         self.cpus_and_memory()?;
+        self.identity()?;
         self.display_and_usb()?;
         self.serial_ports()?;
         self.agent()?;
+        self.small_devices()?;
+        self.tpm()?;
+        self.host_devices()?;
         if self.config.get("balloon").and_then(Value::as_int) != Some(0) {
             self.push("-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on");
         }
         self.drives()?;
         self.nics()?;
-        let windows = self.text("ostype").is_some_and(|os| os.starts_with('w'));
-        if self.flag("localtime", windows) {
-            self.push("-rtc", "base=localtime");
-        }
+        self.clock_and_flags()?;
         if self.kvm {
             self.push("-global", "kvm-pit.lost_tick_policy=discard");
         }
@@ -395,25 +432,58 @@ impl Builder<'_> {
         Ok(machine.to_owned())
     }
 
-    /// The pflash drives of `bios: ovmf`, as `-machine` properties.
+    /// The pflash drives of `bios: ovmf`, as `-machine` properties: the code read-only, the
+    /// variables from `efidisk0` (its `efitype` choosing the matching code) or else from the
+    /// caller's writable copy of [`OVMF_VARS_TEMPLATE`].
     fn firmware(&mut self) -> Result<Option<String>> {
         if self.text("bios") != Some("ovmf") {
+            if self.config.contains_key("efidisk0") {
+                self.warn("efidisk0", "has no effect without bios: ovmf");
+            }
             return Ok(None);
         }
-        let vars = self.resolved.efivars.as_ref().ok_or_else(|| {
-            CmdlineError::new(
-                "bios",
-                format!("ovmf needs a writable copy of {OVMF_VARS_TEMPLATE} for the EFI variables (Resolved::efivars)"),
-            )
-        })?;
-        let code = path_arg("ovmf_code", &self.resolved.ovmf_code)?;
+        let efidisk = self.prop("efidisk0");
+        let (vars, code, secure) = match &efidisk {
+            Some(disk) => {
+                let vars = self
+                    .resolved
+                    .drives
+                    .get("efidisk0")
+                    .ok_or_else(|| CmdlineError::new("efidisk0", "the EFI variable volume was not resolved"))?;
+                let (name, secure) = ovmf_code_name(disk.get("efitype"), disk.flag("pre-enrolled-keys") == Some(true));
+                (vars, self.resolved.ovmf_code.with_file_name(name), secure)
+            }
+            None => {
+                let vars = self.resolved.efivars.as_ref().ok_or_else(|| {
+                    CmdlineError::new(
+                        "bios",
+                        format!(
+                            "ovmf needs a writable copy of {OVMF_VARS_TEMPLATE} for the EFI variables (Resolved::efivars)"
+                        ),
+                    )
+                })?;
+                (vars, self.resolved.ovmf_code.clone(), false)
+            }
+        };
+        if secure && self.chipset != Chipset::Q35 {
+            return Err(CmdlineError::new(
+                "efidisk0",
+                "Secure Boot firmware (efitype=4m,pre-enrolled-keys=1) needs machine q35 (its SMM)",
+            ));
+        }
+        let code = path_arg("ovmf_code", &code)?;
         self.push("-blockdev", format!("driver=file,node-name=pflash0-file,filename={code},read-only=on"));
         self.push("-blockdev", "driver=raw,node-name=pflash0,file=pflash0-file,read-only=on");
         let driver = drives::file_driver(vars);
-        let path = path_arg("efivars", &vars.path)?;
-        let format = drives::image_format("efivars", vars.format)?;
+        let key = if efidisk.is_some() { "efidisk0" } else { "efivars" };
+        let path = path_arg(key, &vars.path)?;
+        let format = drives::image_format(key, vars.format)?;
         self.push("-blockdev", format!("driver={driver},node-name=pflash1-file,filename={path}"));
         self.push("-blockdev", format!("driver={format},node-name=pflash1,file=pflash1-file"));
+        if secure {
+            self.push("-global", "driver=cfi.pflash01,property=secure,value=on");
+            return Ok(Some(",pflash0=pflash0,pflash1=pflash1,smm=on".into()));
+        }
         Ok(Some(",pflash0=pflash0,pflash1=pflash1".into()))
     }
 
@@ -477,6 +547,13 @@ impl Builder<'_> {
             }
         }
         self.push("-m", memory.to_string());
+        let hugepages = self.hugepages_backend();
+        if hugepages.is_some() && !self.flag("numa", false) {
+            // Huge pages need a memory backend: one node holding all memory.
+            let backend = hugepages.clone().unwrap_or_default();
+            self.push("-object", format!("{backend},id=ram-node0,size={memory}M"));
+            self.push("-numa", format!("node,nodeid=0,cpus=0-{},memdev=ram-node0", total - 1));
+        }
         if self.flag("numa", false) {
             if memory % sockets != 0 {
                 return Err(CmdlineError::new(
@@ -487,7 +564,8 @@ impl Builder<'_> {
             for node in 0..sockets {
                 let size = memory / sockets;
                 let (first, last) = (node * cores, node * cores + cores - 1);
-                self.push("-object", format!("memory-backend-ram,id=ram-node{node},size={size}M"));
+                let backend = hugepages.clone().unwrap_or_else(|| "memory-backend-ram".into());
+                self.push("-object", format!("{backend},id=ram-node{node},size={size}M"));
                 self.push("-numa", format!("node,nodeid={node},cpus={first}-{last},memdev=ram-node{node}"));
             }
         }

@@ -16,6 +16,6 @@ pub mod runtime;
 #[cfg(test)]
 mod live_tests;
 
-pub use cmdline::{CmdlineError, QemuCommand, Resolved, ResolvedDrive, RunPaths, build, tap_name};
+pub use cmdline::{CmdlineError, QemuCommand, Resolved, ResolvedDrive, RunPaths, build, ovmf_vars_template, tap_name};
 pub use qmp::{Qmp, QmpError, QmpEvent};
 pub use runtime::{QemuLaunch, QemuRuntime};

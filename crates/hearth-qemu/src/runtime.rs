@@ -43,6 +43,9 @@ pub struct QemuRuntime {
     /// `var/lib/hearth/efivars`: each OVMF VM's EFI variables, kept across starts.
     efivars_dir: PathBuf,
     kvm: bool,
+    /// The cgroup directory VMs with `cpulimit`/`cpuunits` get theirs under: `hearth` for the
+    /// host's root, `hearth-<hash of the root>` for a test node's.
+    cgroup_base: String,
     /// One lock per VM, held while it is started or stopped.
     ops: Arc<Mutex<HashMap<Vmid, Arc<Mutex<()>>>>>,
 }
@@ -58,11 +61,27 @@ impl QemuRuntime {
         std::fs::set_permissions(&run_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         let efivars_dir = root.join("var/lib/hearth/efivars");
         let kvm = Path::new("/dev/kvm").exists() && !Path::new("/sys/module/kvm_pvm").exists();
-        Ok(QemuRuntime { run_dir, efivars_dir, kvm, ops: Arc::default() })
+        let cgroup_base = if root == Path::new("/") {
+            "hearth".to_owned()
+        } else {
+            // FNV-1a of the root: stable, and distinct for each test node's root.
+            let hash = root
+                .as_os_str()
+                .as_encoded_bytes()
+                .iter()
+                .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193));
+            format!("hearth-q{hash:08x}")
+        };
+        Ok(QemuRuntime { run_dir, efivars_dir, kvm, cgroup_base, ops: Arc::default() })
     }
 
     pub fn paths(&self, vmid: Vmid) -> RunPaths {
         RunPaths::new(&self.run_dir, vmid)
+    }
+
+    /// The VM's cgroup below a hierarchy's mount, for `cpulimit` and `cpuunits`.
+    fn cgroup_dir(&self, mount: &Path, vmid: Vmid) -> PathBuf {
+        mount.join(&self.cgroup_base).join(format!("qemu-{vmid}"))
     }
 
     fn events_socket(&self, vmid: Vmid) -> PathBuf {
@@ -108,10 +127,22 @@ impl QemuRuntime {
     /// Removes what a QEMU that is gone left in the run directory, and its taps.
     pub fn clean_up(&self, vmid: Vmid) {
         let paths = self.paths(vmid);
-        let mut files = vec![paths.pidfile(), paths.qmp(), paths.vnc(), paths.qga(), self.events_socket(vmid)];
+        stop_swtpm(&paths);
+        let mut files = vec![
+            paths.pidfile(),
+            paths.qmp(),
+            paths.vnc(),
+            paths.qga(),
+            self.events_socket(vmid),
+            paths.swtpm(),
+            paths.swtpm_pidfile(),
+        ];
         files.extend((0..4).map(|i| paths.serial(i)));
         for file in files {
             let _ = std::fs::remove_file(file);
+        }
+        for mount in [Path::new("/sys/fs/cgroup/cpu"), Path::new("/sys/fs/cgroup")] {
+            let _ = std::fs::remove_dir(self.cgroup_dir(mount, vmid));
         }
         // The kernel removes a tap when QEMU's descriptor closes, but not always at once; a
         // tap left over would block the next start with "Device or resource busy".
@@ -233,6 +264,11 @@ impl QemuRuntime {
         }
         if config.get("bios").and_then(Value::as_str) == Some("ovmf") {
             resolved.efivars = Some(ResolvedDrive::file(self.efivars(vmid)?, Format::Raw));
+        }
+        if let Some(ResolvedVolume::Storage { format, .. }) = resources.volumes.get("tpmstate0")
+            && *format != Format::Raw
+        {
+            return Err(format!("tpmstate0: swtpm keeps its state in a raw volume, not {format}"));
         }
         let mut command = crate::build(vmid, config, &resolved).map_err(|e| e.to_string())?;
         if let Some(state) = &options.resume_state {
@@ -414,6 +450,28 @@ pub struct QemuLaunch {
     timeout: Duration,
     /// Started with `-incoming`: the state must be in before the CPUs run.
     incoming: bool,
+    /// `affinity`: QEMU runs under `taskset --cpu-list`, so every thread inherits it.
+    affinity: Option<String>,
+    /// `tpmstate0`: the swtpm to start before QEMU.
+    tpm: Option<TpmState>,
+    /// `freeze: 1`: the guest stays paused after start.
+    frozen: bool,
+    cpu: CpuLimits,
+}
+
+/// The emulated TPM of `tpmstate0`.
+#[derive(Debug)]
+struct TpmState {
+    /// The raw state volume swtpm keeps its state in.
+    path: PathBuf,
+    tpm2: bool,
+}
+
+/// `cpulimit` and `cpuunits`, applied through a cgroup of the VM's own.
+#[derive(Debug, Default)]
+struct CpuLimits {
+    limit: Option<f64>,
+    units: Option<i64>,
 }
 
 impl QemuLaunch {
@@ -424,14 +482,19 @@ impl QemuLaunch {
     fn start(&self, log: &dyn Fn(String)) -> Result<(), RuntimeError> {
         let (runtime, vmid) = (&self.runtime, self.vmid);
         runtime.clean_up(vmid);
-        let output = self
-            .command
-            .command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| {
+        if let Some(tpm) = &self.tpm {
+            start_swtpm(&runtime.paths(vmid), tpm, log).map_err(RuntimeError::failed)?;
+        }
+        let mut command = match &self.affinity {
+            Some(cpus) => {
+                let mut taskset = Command::new("taskset");
+                taskset.args(["--cpu-list", cpus, &self.command.program]).args(&self.command.args);
+                taskset
+            }
+            None => self.command.command(),
+        };
+        let output =
+            command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).output().map_err(|e| {
                 RuntimeError::failed(format!("cannot run {} (install qemu-system-x86): {e}", crate::cmdline::PROGRAM))
             })?;
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
@@ -457,6 +520,13 @@ impl QemuLaunch {
             if self.incoming {
                 wait_incoming(&mut qmp, deadline)?;
                 log("RAM state loaded".to_owned());
+            }
+            if let Some(pid) = runtime.qemu_pid(vmid) {
+                apply_cpu_limits(runtime, vmid, pid, &self.cpu, log)?;
+            }
+            if self.frozen {
+                log("freeze: the guest stays paused; resume it with vmctl resume".into());
+                return Ok(());
             }
             qmp.cont().map_err(|e| e.to_string())?;
             let status = qmp.query_status().map_err(|e| e.to_string())?;
@@ -496,6 +566,117 @@ impl Launch for QemuLaunch {
     }
 }
 
+/// Starts the VM's swtpm on its control socket, its state in the `tpmstate0` volume; it ends
+/// by itself when QEMU disconnects. A new, empty volume is set up first with swtpm_setup, as qm
+/// does.
+fn start_swtpm(paths: &RunPaths, tpm: &TpmState, log: &dyn Fn(String)) -> Result<(), String> {
+    let state = format!("file://{}", tpm.path.display());
+    let run = |program: &str, args: &[String]| -> Result<(), String> {
+        let out = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("tpmstate0: cannot run {program} (install swtpm and swtpm-tools): {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            let detail = [out.stderr, out.stdout].concat();
+            Err(format!("tpmstate0: {program} failed: {}", String::from_utf8_lossy(&detail).trim()))
+        }
+    };
+    let version = if tpm.tpm2 { vec!["--tpm2".to_owned()] } else { Vec::new() };
+    let blank = std::fs::read(&tpm.path).map(|b| b.iter().all(|x| *x == 0)).unwrap_or(false);
+    if blank {
+        let mut setup = vec!["--tpmstate".to_owned(), state.clone(), "--createek".into(), "--not-overwrite".into()];
+        setup.extend(version.iter().cloned());
+        run("swtpm_setup", &setup)?;
+        log(format!("tpmstate0: initialised a new {} state", if tpm.tpm2 { "TPM 2.0" } else { "TPM 1.2" }));
+    }
+    let mut args = vec![
+        "socket".to_owned(),
+        "--tpmstate".into(),
+        format!("backend-uri={state},mode=0600"),
+        "--ctrl".into(),
+        format!("type=unixio,path={},mode=0600", paths.swtpm().display()),
+        "--pid".into(),
+        format!("file={}", paths.swtpm_pidfile().display()),
+        "--terminate".into(),
+        "--daemon".into(),
+    ];
+    args.extend(version);
+    run("swtpm", &args)?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !paths.swtpm().exists() {
+        if Instant::now() >= deadline {
+            return Err("tpmstate0: swtpm did not open its socket".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Ends a swtpm left over from an earlier start of the VM.
+fn stop_swtpm(paths: &RunPaths) {
+    let Some(pid) = std::fs::read_to_string(paths.swtpm_pidfile()).ok().and_then(|p| p.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*paths.swtpm().to_string_lossy()));
+    if ours {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    }
+}
+
+/// `cpulimit` and `cpuunits` as qm applies them: CPU bandwidth and weight of a cgroup holding
+/// the VM's QEMU (`<base>/qemu-<vmid>` in the cpu hierarchy, v1 or v2).
+fn apply_cpu_limits(
+    runtime: &QemuRuntime,
+    vmid: Vmid,
+    pid: u32,
+    cpu: &CpuLimits,
+    log: &dyn Fn(String),
+) -> Result<(), String> {
+    let limit = cpu.limit.filter(|l| *l > 0.0);
+    if limit.is_none() && cpu.units.is_none() {
+        return Ok(());
+    }
+    let v1 = Path::new("/sys/fs/cgroup/cpu");
+    let v2 = Path::new("/sys/fs/cgroup");
+    let write = |path: PathBuf, value: String| {
+        std::fs::write(&path, &value).map_err(|e| format!("cannot write {value} to {}: {e}", path.display()))
+    };
+    const PERIOD: u64 = 100_000;
+    if v1.join("cpu.cfs_quota_us").exists() {
+        let dir = runtime.cgroup_dir(v1, vmid);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        write(dir.join("cpu.cfs_period_us"), PERIOD.to_string())?;
+        let quota = limit.map_or(-1, |l| (l * PERIOD as f64) as i64);
+        write(dir.join("cpu.cfs_quota_us"), quota.to_string())?;
+        // qm maps cgroup v2 weights (default 100) to v1 shares (default 1024).
+        let shares = cpu.units.map_or(1024, |u| (u * 1024 / 100).max(2));
+        write(dir.join("cpu.shares"), shares.to_string())?;
+        write(dir.join("cgroup.procs"), pid.to_string())?;
+    } else if v2.join("cgroup.controllers").exists() {
+        let dir = runtime.cgroup_dir(v2, vmid);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let _ = std::fs::write(v2.join("cgroup.subtree_control"), "+cpu");
+        let _ = std::fs::write(v2.join(&runtime.cgroup_base).join("cgroup.subtree_control"), "+cpu");
+        let quota = limit.map_or_else(|| "max".to_owned(), |l| ((l * PERIOD as f64) as u64).to_string());
+        write(dir.join("cpu.max"), format!("{quota} {PERIOD}"))?;
+        write(dir.join("cpu.weight"), cpu.units.unwrap_or(100).clamp(1, 10_000).to_string())?;
+        write(dir.join("cgroup.procs"), pid.to_string())?;
+    } else {
+        return Err("cpulimit/cpuunits: no cgroup cpu controller found under /sys/fs/cgroup".into());
+    }
+    log(format!(
+        "cpu: limit {}, weight {}",
+        limit.map_or_else(|| "none".to_owned(), |l| format!("{l} CPUs")),
+        cpu.units.unwrap_or(100)
+    ));
+    Ok(())
+}
+
 fn read_u64(path: impl AsRef<Path>) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -521,6 +702,49 @@ impl GuestRuntime for QemuRuntime {
         let vmid = resources.vmid;
         check_host_limits(vmid, &resources.config)?;
         let (command, taps) = self.command(&resources, options).map_err(RuntimeError::invalid)?;
+        let config = &resources.config;
+        let text = |key: &str| config.get(key).and_then(Value::as_str).map(str::to_owned);
+        if let Some(size) = text("hugepages") {
+            let dir =
+                Path::new(crate::cmdline::HUGEPAGES_DIR).join(if size == "1024" { "1048576kB" } else { "2048kB" });
+            if !dir.is_dir() {
+                return Err(RuntimeError::invalid(format!(
+                    "hugepages: {} is missing; mount hugetlbfs there (mount -t hugetlbfs -o pagesize={} none {}) and \
+                     reserve pages in /proc/sys/vm/nr_hugepages",
+                    dir.display(),
+                    if size == "1024" { "1G" } else { "2M" },
+                    dir.display()
+                )));
+            }
+        }
+        let affinity = text("affinity");
+        if let Some(list) = &affinity {
+            let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+            if let Some(cpu) = hearth_core::vm::cpu_list_members(list).into_iter().find(|c| *c >= host_cpus) {
+                return Err(RuntimeError::invalid(format!(
+                    "affinity: CPU {cpu} does not exist on this host (it has CPUs 0 to {})",
+                    host_cpus - 1
+                )));
+            }
+        }
+        let tpm = match (resources.volumes.get("tpmstate0"), config.get("tpmstate0")) {
+            (Some(ResolvedVolume::Storage { path, .. } | ResolvedVolume::HostPath(path)), Some(value)) => {
+                let version = GuestKind::Vm
+                    .schema()
+                    .property("tpmstate0", value)
+                    .and_then(|p| p.get("version").map(str::to_owned));
+                Some(TpmState { path: path.clone(), tpm2: version.as_deref() != Some("v1.2") })
+            }
+            _ => None,
+        };
+        let cpu = CpuLimits {
+            limit: config.get("cpulimit").and_then(|v| match v {
+                Value::Float(f) => Some(*f),
+                Value::Int(n) => Some(*n as f64),
+                _ => None,
+            }),
+            units: config.get("cpuunits").and_then(Value::as_int),
+        };
         Ok(Box::new(QemuLaunch {
             runtime: self.clone(),
             vmid,
@@ -528,6 +752,10 @@ impl GuestRuntime for QemuRuntime {
             taps,
             timeout: options.timeout.unwrap_or(START_TIMEOUT),
             incoming: options.incoming.is_some(),
+            affinity,
+            tpm,
+            frozen: config.get("freeze") == Some(&Value::Bool(true)),
+            cpu,
         }))
     }
 

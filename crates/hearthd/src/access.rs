@@ -160,7 +160,7 @@ pub fn key_privilege(kind: GuestSet, key: &str, value: Option<&str>) -> Privileg
     let cdrom = || value.is_some_and(|v| v.split(',').any(|part| part.trim() == "media=cdrom"));
     match kind {
         GuestSet::Vm => match key {
-            "memory" | "balloon" | "shares" => P::VmConfigMemory,
+            "memory" | "balloon" | "shares" | "hugepages" | "keephugepages" => P::VmConfigMemory,
             "cores" | "sockets" | "vcpus" | "cpu" | "cpulimit" | "cpuunits" | "numa" | "affinity" | "smp" => {
                 P::VmConfigCpu
             }
@@ -186,7 +186,7 @@ pub fn key_privilege(kind: GuestSet, key: &str, value: Option<&str>) -> Privileg
             _ if is(&["unused"]) => P::VmConfigDisk,
             _ if is(&["net"]) => P::VmConfigNetwork,
             "acpi" | "hotplug" | "kvm" | "machine" | "scsihw" | "smbios1" | "tablet" | "vga" | "watchdog"
-            | "audio0" => P::VmConfigHwType,
+            | "audio0" | "rng0" | "keyboard" => P::VmConfigHwType,
             "cicustom" | "cipassword" | "citype" | "ciupgrade" | "ciuser" | "nameserver" | "searchdomain"
             | "sshkeys" => P::VmConfigCloudinit,
             // Proxmox accepts either VM.Config.Cloudinit or VM.Config.Network here.
@@ -597,8 +597,44 @@ mod tests {
         assert_eq!(vm("serial0", "/dev/ttyS0"), "Sys.Modify");
         assert_eq!(vm("args", "-S"), "Sys.Modify");
         assert_eq!(vm("ciuser", "joe"), "VM.Config.Cloudinit");
+        for key in ["hugepages", "keephugepages"] {
+            assert_eq!(vm(key, "2"), "VM.Config.Memory", "{key}");
+        }
+        for key in ["rng0", "audio0", "watchdog", "keyboard", "smbios1"] {
+            assert_eq!(vm(key, "x"), "VM.Config.HWType", "{key}");
+        }
+        for key in ["vmgenid", "startdate", "reboot", "ivshmem", "arch", "migrate_speed", "spice_enhancements"] {
+            assert_eq!(vm(key, "1"), "VM.Config.Options", "{key}");
+        }
+        assert_eq!(vm("usb0", "spice"), "VM.Config.HWType");
+        for (key, value) in [("usb0", "1234:abcd"), ("hostpci0", "01:00.0"), ("parallel0", "/dev/parport0")] {
+            assert_eq!(vm(key, value), "Sys.Modify", "{key}");
+        }
         // A deleted drive's old value is not known: it counts as a disk.
         assert_eq!(key_privilege(GuestSet::Vm, "ide2", None).name(), "VM.Config.Disk");
+    }
+
+    #[test]
+    fn host_reaching_values_are_root_only() {
+        use hearth_core::{GuestKind, Value};
+        let vmid = hearth_core::Vmid::new(100).expect("vmid");
+        let root_only = |kind: GuestKind, key: &str, value: &str| {
+            crate::referenced::value_needs(kind, vmid, key, &Value::Str(value.into()))
+                .iter()
+                .any(|n| matches!(n, Need::Root { .. }))
+        };
+        assert!(root_only(GuestKind::Vm, "usb0", "1234:abcd"));
+        assert!(root_only(GuestKind::Vm, "hostpci0", "01:00.0"));
+        assert!(root_only(GuestKind::Vm, "parallel0", "/dev/parport0"));
+        assert!(root_only(GuestKind::Vm, "rng0", "source=/dev/hwrng"));
+        assert!(!root_only(GuestKind::Vm, "rng0", "source=/dev/urandom"));
+        assert!(root_only(GuestKind::Vm, "ivshmem", "size=32,name=shared"));
+        assert!(!root_only(GuestKind::Vm, "ivshmem", "size=32,name=100"));
+        assert!(!root_only(GuestKind::Vm, "ivshmem", "size=32"));
+        assert!(root_only(GuestKind::Vm, "efidisk0", "/var/lib/vars.fd"));
+        assert!(!root_only(GuestKind::Vm, "efidisk0", "local:1,efitype=4m"));
+        assert!(root_only(GuestKind::Ct, "dev0", "/dev/ttyUSB0"));
+        assert!(root_only(GuestKind::Ct, "mp0", "/mnt/bindmounts/shared,mp=/shared"));
     }
 
     #[test]

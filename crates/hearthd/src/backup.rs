@@ -1491,6 +1491,14 @@ fn restore_vm(
     result?;
     progress(total, total);
     log(format!("restored {} disks, {total} bytes", targets.len()));
+    // As qmrestore: a restored VM is a new generation of its guest, so a set generation id is
+    // replaced (the all-zero one, which turns the device off, is kept).
+    if let Some(Value::Str(id)) = config.current.get("vmgenid")
+        && id != hearth_core::vm::NO_VMGENID
+    {
+        let id = hearth_core::vm::uuid_v4(crate::guests::random_uuid_bytes());
+        config.current.insert("vmgenid".into(), Value::Str(id));
+    }
     Ok(config)
 }
 

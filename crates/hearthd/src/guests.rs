@@ -35,6 +35,20 @@ pub(crate) fn random_mac_bytes() -> [u8; 3] {
     bytes
 }
 
+/// 16 random bytes for a generated UUID (`vmgenid`, the `smbios1` UUID).
+pub(crate) fn random_uuid_bytes() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    // Without the kernel's randomness, the time and a counter still keep the ids apart.
+    if getrandom::fill(&mut bytes).is_err() {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        bytes[..8].copy_from_slice(&(nanos as u64).to_le_bytes());
+        bytes[8..].copy_from_slice(&count.to_le_bytes());
+    }
+    bytes
+}
+
 /// Refuses changes to a guest that an operation holds.
 fn check_unlocked(kind: GuestKind, vmid: Vmid, config: &GuestConfig) -> Result<(), ErrorReply> {
     match config.lock {
@@ -97,6 +111,18 @@ fn allocations(daemon: &Daemon, kind: GuestKind, values: &[(String, Value)]) -> 
         // `local:0.001` is not a whole number of sectors; QEMU needs them (4 KiB, for disks
         // with 4 KiB logical blocks under O_DIRECT).
         let size = size.div_ceil(4096) * 4096;
+        let props = kind.schema().property(key, value);
+        // As qm: the size of an EFI disk is its variable store's, a TPM state is 4 MiB.
+        let size = match (kind, key.as_str()) {
+            (GuestKind::Vm, "efidisk0") => props.as_ref().map_or(size, |p| efi_vars_template(p).1),
+            (GuestKind::Vm, "tpmstate0") => TPM_STATE_SIZE,
+            _ => size,
+        };
+        // swtpm keeps its state in a plain file: a TPM state is always raw, as in qm.
+        let format = match (kind, key.as_str()) {
+            (GuestKind::Vm, "tpmstate0") => Some("raw".to_owned()),
+            _ => format,
+        };
         wanted.push(NewVolume::Sized(storage::Allocation {
             key: key.clone(),
             storage: storage.to_owned(),
@@ -133,6 +159,9 @@ fn make_volume(
     match new {
         NewVolume::Sized(allocation) => {
             let volid = storage::allocate_for_guest(daemon, kind, vmid, allocation, root_owner).map_err(prefixed)?;
+            if kind == GuestKind::Vm && key == "efidisk0" {
+                init_efidisk(daemon, value, &volid).inspect_err(|_| free_all(daemon, &[volid.clone()], log))?;
+            }
             log(format!("{key}: allocated {volid} ({})", size::format_size(allocation.size)));
             let value = crate::snapshots::with_volume(kind, key, value, &volid, Some(allocation.size)).map_err(invalid);
             value.map(|v| (volid.clone(), v)).inspect_err(|_| free_all(daemon, &[volid], log))
@@ -150,6 +179,33 @@ fn make_volume(
             value.map(|v| (volid.clone(), v)).inspect_err(|_| free_all(daemon, &[volid], log))
         }
     }
+}
+
+/// The size qm gives a TPM state volume.
+const TPM_STATE_SIZE: u64 = 4 << 20;
+
+/// The OVMF variable store an `efidisk0` starts from, and its size (0 when it is missing, which
+/// [`init_efidisk`] then reports).
+fn efi_vars_template(props: &hearth_core::propstr::PropertyString) -> (&'static str, u64) {
+    let template = hearth_qemu::ovmf_vars_template(props.get("efitype"), props.flag("pre-enrolled-keys") == Some(true));
+    (template, std::fs::metadata(template).map_or(0, |m| m.len()))
+}
+
+/// Writes OVMF's variable store template into a new `efidisk0` volume, as qm does.
+fn init_efidisk(daemon: &Daemon, value: &Value, volid: &str) -> Result<(), ErrorReply> {
+    let props = GuestKind::Vm
+        .schema()
+        .property("efidisk0", value)
+        .ok_or_else(|| ErrorReply::new(ErrorKind::Internal, "efidisk0 vanished"))?;
+    let (template, size) = efi_vars_template(&props);
+    if size == 0 {
+        return Err(invalid(format!("efidisk0: the OVMF variable store {template} is missing (install ovmf)")));
+    }
+    let (backend, vol) = daemon.storages.volume(volid)?;
+    let path = backend.path(&vol).map_err(storage::to_reply)?;
+    let (format, _) = backend.image_info(&vol).map_err(storage::to_reply)?;
+    hearth_storage::qemu_img::convert(std::path::Path::new(template), hearth_core::storage::Format::Raw, &path, format)
+        .map_err(|e| ErrorReply::new(ErrorKind::Internal, format!("efidisk0: cannot copy {template}: {e}")))
 }
 
 /// Existing volumes named by a change must exist, and images must belong to this guest (a
@@ -262,6 +318,7 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
     config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
     config.apply_create_defaults();
     config.assign_macs(random_mac_bytes);
+    config.assign_generated_ids(true, random_uuid_bytes);
     check_volumes(daemon, kind, vmid, &edit.set)?;
     let wanted = allocations(daemon, kind, &edit.set)?;
     crate::cloudinit::check_single_drive(&Section::new(), vmid, &new_cloudinit_keys(&wanted))?;
@@ -425,6 +482,7 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
         // guest applies at once, and the engine tries the rest live below.
         config.apply(&edit, ApplyMode::Pending).map_err(invalid)?;
         config.assign_macs(random_mac_bytes);
+        config.assign_generated_ids(false, random_uuid_bytes);
         let values = allocate_all(daemon, kind, vmid, config, &wanted, &|_| ())?;
         for (key, value) in values {
             made.extend(volume_of(kind, &key, &value));

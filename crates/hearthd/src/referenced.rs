@@ -121,6 +121,17 @@ pub fn value_needs(kind: GuestKind, vmid: Vmid, key: &str, value: &Value) -> Vec
     if key_privilege(set, key, value.as_str()) == hearth_core::access::Privilege::SysModify {
         return root("give the guest a host device or script");
     }
+    if kind == GuestKind::Vm {
+        let props = kind.schema().property(key, value);
+        // A host hardware RNG is a scarce host device; reading it dry starves the host.
+        if key == "rng0" && props.as_ref().and_then(|p| p.get("source")) == Some("/dev/hwrng") {
+            return root("read the host's hardware RNG /dev/hwrng");
+        }
+        // Shared memory under another name is memory other guests (or host programs) open.
+        if key == "ivshmem" && props.as_ref().and_then(|p| p.get("name")).is_some_and(|n| n != vmid.to_string()) {
+            return root("share memory under a name other guests can open (leave out name= for the VM's own)");
+        }
+    }
     if kind == GuestKind::Ct {
         if key == "features" && value.as_str().is_some_and(|f| f.split(',').any(|p| !p.starts_with("nesting="))) {
             return root("give the container features beyond nesting");

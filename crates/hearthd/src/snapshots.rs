@@ -603,6 +603,9 @@ pub fn clone(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CloneG
             for (key, value) in source.current.iter().filter(|(k, _)| k.starts_with("net")) {
                 current.insert(key.clone(), without_mac(value));
             }
+            if kind == GuestKind::Vm {
+                hearth_core::vm::regenerate_ids(&mut current, crate::guests::random_uuid_bytes);
+            }
             worker
                 .store
                 .update(kind, newid, None, |c| {
@@ -652,6 +655,10 @@ pub fn resize(
             ErrorKind::Invalid,
             format!("{} {vmid} is a template; its base images cannot grow", kind.noun()),
         ));
+    }
+    // The firmware and the TPM expect their stores at the size they were made (qm refuses too).
+    if kind == GuestKind::Vm && (disk == "efidisk0" || disk == "tpmstate0") {
+        return Err(err(ErrorKind::Invalid, format!("{disk}: cannot be resized; its size is fixed by its format")));
     }
     let (_, volume) = disks(kind, &config.current)
         .into_iter()

@@ -228,7 +228,7 @@ mod tests {
             ("acl modify / --r x", "acl modify / --roles x"),
             (
                 "set 101 --t 1",
-                "error 2: error: option '--t' is ambiguous: it could be --tablet, --tags, --template, --token",
+                "error 2: error: option '--t' is ambiguous: it could be --tablet, --tags, --template, --token, --tpmstate0",
             ),
             ("acl modify / -d", "acl modify / -d"),
             ("acl modify / -de", "acl modify / --delete"),

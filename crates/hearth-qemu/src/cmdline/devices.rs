@@ -10,16 +10,22 @@ use super::{Builder, CmdlineError, Result, esc, socket_arg};
 const ISA_SERIAL_PORTS: u32 = 4;
 
 impl Builder<'_> {
-    /// The display adapter with VNC on `<run>/<vmid>.vnc`, or `-display none` for `vga: none`
-    /// and `vga: serialN`; a USB tablet for absolute pointing when there is a display.
+    /// The display adapter (`vga: [type=]<display>[,memory=][,clipboard=vnc]`) with VNC on
+    /// `<run>/<vmid>.vnc`, or `-display none` for `vga: none` and `vga: serialN`; a USB tablet
+    /// for absolute pointing when there is a display.
     pub(super) fn display_and_usb(&mut self) -> Result<()> {
-        let vga = self.text("vga").unwrap_or("std").to_owned();
-        let device = match vga.as_str() {
+        let vga = self.prop("vga");
+        let kind = vga.as_ref().and_then(|p| p.get("type")).unwrap_or("std").to_owned();
+        let memory = vga.as_ref().and_then(|p| p.get("memory")).map(str::to_owned);
+        let clipboard = vga.as_ref().and_then(|p| p.get("clipboard")) == Some("vnc");
+        let device = match kind.as_str() {
             "std" => Some("VGA"),
             "cirrus" => Some("cirrus-vga"),
             "vmware" => Some("vmware-svga"),
-            "qxl" => Some("qxl-vga"),
+            // Multi-monitor SPICE layouts need SPICE; under VNC the first head is what shows.
+            "qxl" | "qxl2" | "qxl3" | "qxl4" => Some("qxl-vga"),
             "virtio" => Some("virtio-vga"),
+            "virtio-gl" => Some("virtio-vga-gl"),
             "none" => None,
             serial => {
                 if !self.config.contains_key(serial) {
@@ -29,6 +35,9 @@ impl Builder<'_> {
             }
         };
         let Some(device) = device else {
+            if memory.is_some() {
+                self.warn("vga", format!("memory has no effect with {kind}"));
+            }
             self.push("-display", "none");
             return Ok(());
         };
@@ -36,9 +45,27 @@ impl Builder<'_> {
             self.push("-device", "qemu-xhci,id=xhci");
             self.push("-device", "usb-tablet,id=tablet,bus=xhci.0,port=1");
         }
-        self.push("-device", format!("{device},id=vga"));
+        let mut device = format!("{device},id=vga");
+        if let Some(mib) = &memory {
+            // As qm: VGA memory for the std and VMware adapters, RAM and VRAM for QXL.
+            match device.split(',').next() {
+                Some("VGA" | "vmware-svga") => device.push_str(&format!(",vgamem_mb={mib}")),
+                Some("qxl-vga") => {
+                    let bytes = mib.parse::<u64>().unwrap_or(16) << 20;
+                    device.push_str(&format!(",ram_size={},vram_size={}", bytes * 2, bytes));
+                }
+                _ => self.warn("vga", format!("memory has no effect with {kind}")),
+            }
+        }
+        self.push("-device", device);
         let vnc = socket_arg("run_dir", &self.paths.vnc())?;
         self.push("-vnc", format!("unix:{vnc},password=off"));
+        if clipboard {
+            // The VNC clipboard goes through QEMU's own vdagent on a virtio-serial port.
+            self.push("-chardev", "qemu-vdagent,id=vdagent,name=vdagent,clipboard=on");
+            self.push("-device", "virtio-serial,id=vdagent-serial");
+            self.push("-device", "virtserialport,bus=vdagent-serial.0,chardev=vdagent,name=com.redhat.spice.0");
+        }
         Ok(())
     }
 

@@ -38,6 +38,24 @@ const KEYS_USED: &[&str] = &[
     "virtio",
     "net",
     "serial",
+    "hugepages",
+    "vmgenid",
+    "smbios1",
+    "arch",
+    "keyboard",
+    "startdate",
+    "freeze",
+    "reboot",
+    "efidisk0",
+    "tpmstate0",
+    "rng0",
+    "watchdog",
+    "audio0",
+    "ivshmem",
+    "usb",
+    "hostpci",
+    "parallel",
+    "virtiofs",
 ];
 /// Keys that do not: metadata, policies hearthd applies, snapshot bookkeeping, and `hotplug`,
 /// which only matters to live changes.
@@ -55,6 +73,18 @@ const KEYS_WITHOUT_EFFECT: &[&str] = &[
     "snaptime",
     "vmstate",
     "snapstate",
+    // The runtime applies these around QEMU: cgroup CPU limits, taskset.
+    "cpulimit",
+    "cpuunits",
+    "affinity",
+    // For auto-ballooning, huge page bookkeeping and migration, none of which shape the
+    // command line.
+    "shares",
+    "keephugepages",
+    "migrate_downtime",
+    "migrate_speed",
+    // Accepted and stored; there is no SPICE display (the builder warns).
+    "spice_enhancements",
 ];
 
 fn vmid() -> Vmid {
@@ -338,6 +368,15 @@ fn refused_combinations() {
         "template = true",
         r#"vga = "serial1""#,
         r#"bios = "ovmf""#,
+        r#"arch = "aarch64""#,
+        r#"virtiofs0 = "share1""#,
+        r#"audio0 = "device=AC97""#,
+        r#"usb0 = "spice""#,
+        r#"usb1 = "host=1234:abcd,mapping=dongle""#,
+        r#"hostpci0 = "host=01:00.0,pcie=1""#,
+        r#"vmgenid = "1""#,
+        "bios = \"ovmf\"\nefidisk0 = \"local:100/vm-100-disk-1.raw,efitype=4m,pre-enrolled-keys=1\"",
+        r#"smbios1 = "base64=1,manufacturer=bm90IGJhc2U2NA=!""#,
         r#"agent = "1,type=isa"
         serial0 = "socket"
         serial1 = "socket"
@@ -387,6 +426,15 @@ fn refused_combinations() {
         error: template: VM is a template and cannot be started; clone it first
         error: vga: serial1 needs serial1 to be configured
         error: bios: ovmf needs a writable copy of /usr/share/OVMF/OVMF_VARS_4M.fd for the EFI variables (Resolved::efivars)
+        error: arch: aarch64 guests need qemu-system-aarch64, which Hearth does not run (allowed: x86_64)
+        error: virtiofs0: virtiofs needs directory mappings (dirid=), which Hearth does not have yet; remove the key to start
+        error: audio0: driver=spice (the default) needs a SPICE display, which Hearth does not provide; set driver=none
+        error: usb0: spice needs a SPICE display, which Hearth does not provide
+        error: usb1: resource mappings are not supported yet; give host= instead
+        error: hostpci0: pcie=1 needs machine q35
+        error: vmgenid: 1 asks hearthd for a UUID; set it with vmctl set
+        error: efidisk0: Secure Boot firmware (efitype=4m,pre-enrolled-keys=1) needs machine q35 (its SMM)
+        error: smbios1: manufacturer: 'bm90IGJhc2U2NA=!' is not valid base64
         error: agent: type=isa needs a free ISA serial port, but serial0 to serial3 are used
         error: net0: no tap device was resolved for this NIC
         error: net0: invalid tap device name 'tap-with-a-much-too-long-name': expected at most 15 letters, digits, '_', '-' or '.'
@@ -410,6 +458,128 @@ fn every_schema_key_is_accounted_for() {
     for key in KEYS_USED.iter().chain(KEYS_WITHOUT_EFFECT) {
         assert!(vm::SCHEMA.keys.iter().any(|d| d.name == *key), "{key} is not a VM key any more");
     }
+}
+
+#[test]
+fn identity_and_small_devices() {
+    check(
+        r#"
+        memory = 1024
+        kvm = false
+        vmgenid = "0f9d3c1e-5a1b-4c7e-9d2a-3b4c5d6e7f80"
+        smbios1 = "base64=1,manufacturer=SGVhcnRoLCBJbmMu,uuid=1b2c3d4e-0000-4000-8000-000000000001"
+        rng0 = "source=/dev/urandom,max_bytes=2048,period=500"
+        watchdog = "model=ib700,action=poweroff"
+        audio0 = "device=ich9-intel-hda,driver=none"
+        ivshmem = "size=32,name=looking-glass"
+        keyboard = "de-ch"
+        startdate = "2006-06-17T16:01:21"
+        freeze = true
+        reboot = false
+        vga = "std,memory=32,clipboard=vnc"
+        hugepages = "2"
+        tpmstate0 = "local:100/vm-100-disk-1.raw,version=v2.0"
+        parallel0 = "/dev/parport0"
+        usb0 = "host=1234:abcd"
+        usb1 = "host=1-2.3"
+        hostpci0 = "host=0000:01:00.0;0000:01:00.1,x-vga=1,rombar=0,vendor-id=0x8086"
+        spice_enhancements = "foldersharing=1"
+        "#,
+        expect![[r#"
+            qemu-system-x86_64 \
+              -name vm100,debug-threads=on \
+              -no-shutdown \
+              -chardev socket,id=qmp,path=/run/hearth/qemu/100.qmp,server=on,wait=off \
+              -mon chardev=qmp,mode=control \
+              -pidfile /run/hearth/qemu/100.pid \
+              -daemonize \
+              -nodefaults \
+              -boot menu=on,strict=on,reboot-timeout=1000 \
+              -smp 1,sockets=1,cores=1,maxcpus=1 \
+              -cpu qemu64,+lahf_lm,+sep \
+              -m 1024 \
+              -object memory-backend-file,mem-path=/run/hugepages/kvm/2048kB,share=on,prealloc=yes,id=ram-node0,size=1024M \
+              -numa node,nodeid=0,cpus=0-0,memdev=ram-node0 \
+              -device vmgenid,guid=0f9d3c1e-5a1b-4c7e-9d2a-3b4c5d6e7f80,id=vmgenid0 \
+              -smbios 'type=1,manufacturer=Hearth,, Inc.,uuid=1b2c3d4e-0000-4000-8000-000000000001' \
+              -device qemu-xhci,id=xhci \
+              -device usb-tablet,id=tablet,bus=xhci.0,port=1 \
+              -device VGA,id=vga,vgamem_mb=32 \
+              -vnc unix:/run/hearth/qemu/100.vnc,password=off \
+              -chardev qemu-vdagent,id=vdagent,name=vdagent,clipboard=on \
+              -device virtio-serial,id=vdagent-serial \
+              -device virtserialport,bus=vdagent-serial.0,chardev=vdagent,name=com.redhat.spice.0 \
+              -object rng-random,filename=/dev/urandom,id=rng0 \
+              -device virtio-rng-pci,rng=rng0,id=rng0,max-bytes=2048,period=500 \
+              -device ib700,id=watchdog0 \
+              -watchdog-action poweroff \
+              -audiodev none,id=audiodev0-backend \
+              -device ich9-intel-hda,id=audiodev0 \
+              -device hda-micro,id=audiodev0-codec0,bus=audiodev0.0,cad=0,audiodev=audiodev0-backend \
+              -device hda-duplex,id=audiodev0-codec1,bus=audiodev0.0,cad=1,audiodev=audiodev0-backend \
+              -object memory-backend-file,id=ivshmem,share=on,mem-path=/dev/shm/pve-shm-looking-glass,size=32M \
+              -device ivshmem-plain,memdev=ivshmem,id=ivshmem \
+              -chardev socket,id=tpmchar,path=/run/hearth/qemu/100.swtpm \
+              -tpmdev emulator,id=tpmdev,chardev=tpmchar \
+              -device tpm-tis,tpmdev=tpmdev \
+              -device qemu-xhci,p2=15,p3=15,id=xhci-host \
+              -device usb-host,bus=xhci-host.0,vendorid=0x1234,productid=0xabcd,id=usb0 \
+              -device usb-host,bus=xhci-host.0,hostbus=1,hostport=2.3,id=usb1 \
+              -device vfio-pci,host=0000:01:00.0,id=hostpci0.0,x-vga=on,rombar=0,x-pci-vendor-id=0x8086 \
+              -device vfio-pci,host=0000:01:00.1,id=hostpci0.1,rombar=0,x-pci-vendor-id=0x8086 \
+              -chardev parallel,id=parallel0,path=/dev/parport0 \
+              -device isa-parallel,chardev=parallel0,id=parallel0 \
+              -device virtio-balloon-pci,id=balloon0,free-page-reporting=on \
+              -k de-ch \
+              -rtc base=2006-06-17T16:01:21 \
+              -S \
+              -no-reboot \
+              -machine type=pc,accel=tcg
+            warning: spice_enhancements: has no effect: Hearth's VMs have a VNC display, not SPICE"#]],
+    );
+}
+
+#[test]
+fn efidisk_selects_matching_firmware() {
+    let mut out = String::new();
+    for efidisk in [
+        "local:100/vm-100-disk-1.raw",
+        "local:100/vm-100-disk-1.qcow2,efitype=4m",
+        "local:100/vm-100-disk-1.raw,efitype=4m,pre-enrolled-keys=1",
+    ] {
+        let config = config(&format!("bios = \"ovmf\"\nmachine = \"q35\"\nefidisk0 = \"{efidisk}\""));
+        let command = build(vmid(), &config, &resolve(&config, false)).expect("builds");
+        let args = command.args.join(" ");
+        let flash: Vec<&str> = args
+            .split(' ')
+            .filter(|a| a.contains("pflash") || a.contains("secure") || a.starts_with("type="))
+            .collect();
+        out.push_str(&format!("{efidisk}\n  {}\n", flash.join("\n  ")));
+    }
+    expect![[r#"
+        local:100/vm-100-disk-1.raw
+          driver=file,node-name=pflash0-file,filename=/usr/share/OVMF/OVMF_CODE.fd,read-only=on
+          driver=raw,node-name=pflash0,file=pflash0-file,read-only=on
+          driver=file,node-name=pflash1-file,filename=/var/lib/hearth/images/100/vm-100-disk-1.raw
+          driver=raw,node-name=pflash1,file=pflash1-file
+          type=q35,pflash0=pflash0,pflash1=pflash1,accel=tcg
+        local:100/vm-100-disk-1.qcow2,efitype=4m
+          driver=file,node-name=pflash0-file,filename=/usr/share/OVMF/OVMF_CODE_4M.fd,read-only=on
+          driver=raw,node-name=pflash0,file=pflash0-file,read-only=on
+          driver=file,node-name=pflash1-file,filename=/var/lib/hearth/images/100/vm-100-disk-1.qcow2
+          driver=qcow2,node-name=pflash1,file=pflash1-file
+          type=q35,pflash0=pflash0,pflash1=pflash1,accel=tcg
+        local:100/vm-100-disk-1.raw,efitype=4m,pre-enrolled-keys=1
+          driver=file,node-name=pflash0-file,filename=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd,read-only=on
+          driver=raw,node-name=pflash0,file=pflash0-file,read-only=on
+          driver=file,node-name=pflash1-file,filename=/var/lib/hearth/images/100/vm-100-disk-1.raw
+          driver=raw,node-name=pflash1,file=pflash1-file
+          driver=cfi.pflash01,property=secure,value=on
+          type=q35,pflash0=pflash0,pflash1=pflash1,smm=on,accel=tcg
+    "#]]
+    .assert_eq(&out);
+    assert_eq!(super::ovmf_vars_template(Some("4m"), true), "/usr/share/OVMF/OVMF_VARS_4M.ms.fd");
+    assert_eq!(super::ovmf_vars_template(None, false), "/usr/share/OVMF/OVMF_VARS.fd");
 }
 
 #[test]
