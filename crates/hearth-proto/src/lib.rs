@@ -111,6 +111,8 @@ impl Request {
             )
             | Request::Vm(VmRequest::ImportDisk(_))
             | Request::Ct(CtRequest::Push { .. } | CtRequest::Pull { .. }) => 1,
+            Request::Vm(VmRequest::Restore(r)) | Request::Ct(CtRequest::Restore(r)) if r.archive == RestoreGuest::STDIN => 1,
+            Request::Storage(StorageRequest::BackupRun(r)) if r.options.stdout => 1,
             Request::Ct(CtRequest::Exec(_)) => 3,
             _ => 0,
         }
@@ -623,6 +625,36 @@ pub struct BackupOptions {
     /// Read at most this many KiB/s from the guest's disks or tree (vzdump's `bwlimit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bwlimit: Option<u64>,
+    /// Write the archive into this host directory instead of a storage (vzdump's `dumpdir`;
+    /// root@pam only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dumpdir: Option<String>,
+    /// Stream the archive into the file the request carries (vzdump's `stdout`; one guest).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdout: bool,
+    /// Containers: tar exclusion patterns; a leading `/` anchors at the container's root,
+    /// anything else matches at any depth (vzdump's `exclude-path`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_path: Vec<String>,
+    /// `enabled=1,storage=S`: where a VM's copy-before-write images go in snapshot mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleecing: Option<String>,
+    /// Mail the task log to these addresses when the run ends (vzdump's `mailto`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mailto: Vec<String>,
+    /// `always` (default) or `failure`: when to mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailnotification: Option<String>,
+    /// Prune by `prune-backups` (or the storage's) after a backup; `Some(false)` never prunes
+    /// (vzdump's `remove`, default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove: Option<bool>,
+    /// zstd worker threads (vzdump's `zstd`; 0: half the cores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zstd: Option<u32>,
+    /// Minutes to wait for a guest to shut down in stop mode (vzdump's `stopwait`, default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopwait: Option<u64>,
 }
 
 /// `storectl backup run`.
@@ -653,6 +685,18 @@ pub struct RestoreGuest {
     /// Containers: restore as unprivileged (1) or privileged (0) instead of as backed up.
     #[serde(default)]
     pub unprivileged: Option<bool>,
+    /// Containers: the root file system as `storage:size` or a size in GiB (on `--storage`,
+    /// or the storage it came from), instead of as backed up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<String>,
+    /// Write restored data at most this many KiB/s (default: the storage's `bwlimit restore=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<u64>,
+}
+
+impl RestoreGuest {
+    /// The archive name that stands for the stream the request carries (`qmrestore -`).
+    pub const STDIN: &'static str = "-";
 }
 
 /// `storectl backup prune <storage> [--vmid] [--type] --keep-…`.

@@ -1065,7 +1065,14 @@ pub fn restore(
     caller: &Caller,
     kind: GuestKind,
     req: RestoreGuest,
+    stream: Option<std::fs::File>,
 ) -> Result<Payload, ErrorReply> {
+    // `-`: the archive arrives on the request's file; it is spooled first, because a restore
+    // reads the configuration (to authorize it) before the data.
+    let stream = match stream {
+        Some(file) => Some(Spool::fill(daemon, req.vmid, file)?),
+        None => None,
+    };
     let expected = match kind {
         GuestKind::Vm => "qemu",
         GuestKind::Ct => "lxc",
@@ -1079,13 +1086,34 @@ pub fn restore(
         }
         Source::Chunks(store, snap)
     } else {
-        let (_, file, path) = archive_path(daemon, &req.archive)?;
+        let (file, path) = match &stream {
+            Some(spooled) => (String::new(), spooled.path.clone()),
+            // A host path (root@pam's: a storage's file arrives as its volume id).
+            None if req.archive.starts_with('/') => {
+                let path = PathBuf::from(&req.archive);
+                if !path.is_file() {
+                    return Err(err(ErrorKind::NotFound, format!("archive '{}' does not exist", req.archive)));
+                }
+                let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                (file, path)
+            }
+            None => {
+                let (_, file, path) = archive_path(daemon, &req.archive)?;
+                (file, path)
+            }
+        };
         let name = hearth_core::storage::parse_backup_name(&file);
         if name.as_ref().is_some_and(|n| n.guest_type != expected) {
             return Err(err(ErrorKind::Invalid, format!("'{}' is not a {} backup", req.archive, kind.noun())));
         }
         Source::Archive(path)
     };
+    if let Some(rootfs) = &req.rootfs {
+        if kind != GuestKind::Ct {
+            return Err(err(ErrorKind::Invalid, "rootfs: only containers have one"));
+        }
+        rootfs_override(rootfs).map_err(|e| err(ErrorKind::Invalid, e))?;
+    }
     if let Some(storage) = &req.storage {
         daemon.storages.config(storage)?;
     }
@@ -1119,9 +1147,59 @@ pub fn restore(
     };
     let upid = daemon.tasks.spawn(task, &vmid.to_string(), &caller.userid, move |ctx| {
         let log = |line: String| ctx.log(line);
-        restore_task(&worker, kind, &req, &source, restored, existing.is_some(), &log, &|d, t| ctx.progress(d, t))
+        if stream.is_some() {
+            log("reading the archive from standard input".into());
+        }
+        let result =
+            restore_task(&worker, kind, &req, &source, restored, existing.is_some(), &log, &|d, t| ctx.progress(d, t));
+        drop(stream);
+        result
     })?;
     Ok(Payload::Task(upid))
+}
+
+/// An archive streamed with the request (`-`), copied into a file that is removed when the
+/// spool is dropped.
+struct Spool {
+    path: PathBuf,
+}
+
+impl Spool {
+    fn fill(daemon: &Daemon, vmid: Vmid, mut input: std::fs::File) -> Result<Spool, ErrorReply> {
+        let dir = daemon.root.join("var/lib/hearth/restore");
+        std::fs::create_dir_all(&dir).map_err(|e| err(ErrorKind::Internal, format!("{}: {e}", dir.display())))?;
+        let path = dir.join(format!("{vmid}-{}.spool", std::process::id()));
+        let spool = Spool { path };
+        let copied = std::fs::File::create(&spool.path).and_then(|mut out| {
+            std::io::copy(&mut input, &mut out)?;
+            out.sync_all()
+        });
+        copied.map_err(|e| err(ErrorKind::Invalid, format!("reading the archive from standard input: {e}")))?;
+        Ok(spool)
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A restore's `--rootfs`: `(storage, size in bytes)` from `storage:size` or a size in GiB.
+fn rootfs_override(value: &str) -> Result<(Option<String>, u64), String> {
+    let (storage, size) = match value.split_once(':') {
+        Some((storage, size)) => {
+            hearth_core::schema::check::storage_id(storage).map_err(|e| format!("rootfs: {e}"))?;
+            (Some(storage.to_owned()), size)
+        }
+        None => (None, value),
+    };
+    let gib: f64 = size
+        .parse()
+        .ok()
+        .filter(|g: &f64| *g > 0.0 && g.is_finite())
+        .ok_or_else(|| format!("rootfs: '{value}' is not STORAGE:SIZE or SIZE (in GiB)"))?;
+    Ok((storage, (gib * (1u64 << 30) as f64) as u64))
 }
 
 /// What a restore reads: a vzdump archive, or a snapshot in a chunk store.
@@ -1251,7 +1329,14 @@ impl Restored {
         let skip: Vec<String> = new.iter().map(|(k, _)| k.clone()).collect();
         needs.extend(crate::referenced::values_needs(kind, req.vmid, &values, &skip));
         for (key, volid) in &new {
-            let storage = restore_storage(daemon, req, key, volid).map_err(|e| err(ErrorKind::Invalid, e))?;
+            let given = match (key.as_str(), &req.rootfs) {
+                ("rootfs", Some(value)) => rootfs_override(value).map_err(|e| err(ErrorKind::Invalid, e))?.0,
+                _ => None,
+            };
+            let storage = match given {
+                Some(storage) => storage,
+                None => restore_storage(daemon, req, key, volid).map_err(|e| err(ErrorKind::Invalid, e))?,
+            };
             needs.push(crate::access::on(format!("/storage/{storage}"), Privilege::DatastoreAllocateSpace));
         }
         crate::access::authorize(&daemon.access, caller, &needs)
@@ -1474,15 +1559,22 @@ fn restore_ct(
     let value = config.current.get("rootfs").cloned().ok_or("rootfs: not in the archive's configuration")?;
     let props = GuestKind::Ct.schema().property("rootfs", &value).ok_or("rootfs: cannot be parsed")?;
     let volid = props.get("volume").unwrap_or_default().to_owned();
-    let size = props.get("size").and_then(|s| hearth_core::size::parse_size(s, 1).ok()).unwrap_or(0);
-    let storage = restore_storage(daemon, req, "rootfs", &volid)?;
+    let mut size = props.get("size").and_then(|s| hearth_core::size::parse_size(s, 1).ok()).unwrap_or(0);
+    let mut storage = restore_storage(daemon, req, "rootfs", &volid)?;
+    if let Some(value) = &req.rootfs {
+        let (given, bytes) = rootfs_override(value)?;
+        storage = given.unwrap_or(storage);
+        size = bytes;
+        log(format!("rootfs: a new volume of {bytes} bytes on '{storage}' (--rootfs {value})"));
+    }
     let owner = if now_unprivileged { (100_000, 100_000) } else { (0, 0) };
     let allocation = crate::storage::Allocation { key: "rootfs".into(), storage, size, format: None };
     let new =
         crate::storage::allocate_for_guest(daemon, GuestKind::Ct, vmid, &allocation, owner).map_err(|e| e.message)?;
     allocated.push(new.clone());
     log(format!("rootfs: {new}"));
-    let replaced = snapshots::with_volume(GuestKind::Ct, "rootfs", &value, &new, None)?;
+    let resized = req.rootfs.as_ref().map(|_| size);
+    let replaced = snapshots::with_volume(GuestKind::Ct, "rootfs", &value, &new, resized)?;
     config.current.insert("rootfs".into(), replaced);
     // Mount points with backup=1 are in the archive under their path: each gets a new volume.
     let in_archive = backed_up_mounts(&config, &|_| {})?;

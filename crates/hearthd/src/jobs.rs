@@ -137,6 +137,7 @@ impl JobEntry {
                     protected: self.protected,
                     prune_backups: self.prune_backups.clone(),
                     bwlimit: self.bwlimit,
+                    ..BackupOptions::default()
                 },
             },
         }

@@ -17,6 +17,7 @@ pub mod containers;
 mod credentials;
 mod disks;
 mod guests;
+mod hostpaths;
 mod jobs;
 mod lifecycle;
 pub mod notify;
@@ -40,7 +41,8 @@ use clap::{Arg, Command, value_parser};
 use hearth_core::GuestKind;
 use hearth_core::runtime::{GuestRuntime, StartOptions};
 use hearth_proto::{
-    CtRequest, ErrorKind, ErrorReply, NodeRequest, Payload, Request, StorageRequest, TaskRequest, VmRequest,
+    CtRequest, ErrorKind, ErrorReply, NodeRequest, Payload, Request, RestoreGuest, StorageRequest, TaskRequest,
+    VmRequest,
 };
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
@@ -197,7 +199,10 @@ pub fn handle(
             VmRequest::Unlink { vmid, idlist, force } => disks::unlink(daemon, vmid, &idlist, force),
             VmRequest::Cleanup { vmid } => disks::cleanup(daemon, vmid),
             VmRequest::Backup(req) => backup::backup(daemon, caller, Vm, req),
-            VmRequest::Restore(req) => backup::restore(daemon, caller, Vm, req),
+            VmRequest::Restore(req) => {
+                let stream = if req.archive == RestoreGuest::STDIN { Some(attached()?) } else { None };
+                backup::restore(daemon, caller, Vm, req, stream)
+            }
             // The console needs the connection; conn.rs answers Terminal before it gets here.
             VmRequest::Terminal { .. } => {
                 Err(ErrorReply::new(ErrorKind::Protocol, "the terminal is opened on the connection"))
@@ -239,7 +244,10 @@ pub fn handle(
             CtRequest::Clone(req) => snapshots::clone(daemon, caller, Ct, req),
             CtRequest::Resize { vmid, disk, size } => snapshots::resize(daemon, caller, Ct, vmid, &disk, &size),
             CtRequest::Backup(req) => backup::backup(daemon, caller, Ct, req),
-            CtRequest::Restore(req) => backup::restore(daemon, caller, Ct, req),
+            CtRequest::Restore(req) => {
+                let stream = if req.archive == RestoreGuest::STDIN { Some(attached()?) } else { None };
+                backup::restore(daemon, caller, Ct, req, stream)
+            }
             // The console needs the connection; conn.rs answers it before it gets here.
             CtRequest::Console { .. } => {
                 Err(ErrorReply::new(ErrorKind::Protocol, "the console is opened on the connection"))

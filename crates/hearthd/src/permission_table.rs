@@ -117,6 +117,8 @@ fn restore(archive: &str, storage: Option<&str>, unprivileged: Option<bool>) -> 
         storage: storage.map(str::to_owned),
         force: false,
         unprivileged,
+        rootfs: None,
+        bwlimit: None,
     }
 }
 
