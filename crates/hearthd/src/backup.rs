@@ -1197,7 +1197,7 @@ fn rootfs_override(value: &str) -> Result<(Option<String>, u64), String> {
     let gib: f64 = size
         .parse()
         .ok()
-        .filter(|g: &f64| *g > 0.0 && g.is_finite())
+        .filter(|g: &f64| *g >= 0.0 && g.is_finite())
         .ok_or_else(|| format!("rootfs: '{value}' is not STORAGE:SIZE or SIZE (in GiB)"))?;
     Ok((storage, (gib * (1u64 << 30) as f64) as u64))
 }
