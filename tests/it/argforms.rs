@@ -150,3 +150,87 @@ fn ctctl_create_takes_a_template_path_and_a_storage_for_a_bare_rootfs_size() {
     assert!(crate::backup::rootfs_path(&daemon, &c).join("bin/busybox").exists());
     let _ = Path::new("");
 }
+
+/// An executable snippet that appends `<vmid> <phase>` to `calls` and fails its pre-start
+/// while `refuse` exists.
+fn recording_hook(daemon: &HearthdProcess, name: &str) -> (String, PathBuf, PathBuf) {
+    let snippets = daemon.root().join("var/lib/hearth/snippets");
+    std::fs::create_dir_all(&snippets).expect("mkdir");
+    let calls = daemon.root().join(format!("{name}.calls"));
+    let refuse = daemon.root().join(format!("{name}.refuse"));
+    let script = snippets.join(name);
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$1 $2\" >> {calls}\necho \"hook output $2\"\n\
+             if [ \"$2\" = pre-start ] && [ -e {refuse} ]; then echo refused >&2; exit 3; fi\nexit 0\n",
+            calls = calls.display(),
+            refuse = refuse.display()
+        ),
+    )
+    .expect("script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (format!("local:snippets/{name}"), calls, refuse)
+}
+
+fn calls_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn hook_scripts_run_at_each_phase_for_a_vm_and_a_container() {
+    let daemon = HearthdProcess::start();
+    // A VM: `qm set 100 --hookscript local:snippets/hookscript.pl`.
+    let (hook, calls, refuse) = recording_hook(&daemon, "vmhook.sh");
+    ok(&daemon, "vmctl", &["create", "920", "--memory", "64", "--kvm", "0"]);
+    ok(&daemon, "vmctl", &["set", "920", "--hookscript", &hook]);
+    assert_eq!(json(&daemon, "vmctl", &["config", "920"])["hookscript"], hook.as_str());
+    let out = ok(&daemon, "vmctl", &["start", "920"]);
+    assert!(out.contains("hook output pre-start") && out.contains("hook output post-start"), "{out}");
+    let out = ok(&daemon, "vmctl", &["stop", "920"]);
+    assert!(out.contains("hook output pre-stop") && out.contains("hook output post-stop"), "{out}");
+    assert_eq!(calls_of(&calls), ["920 pre-start", "920 post-start", "920 pre-stop", "920 post-stop"]);
+    // A failing pre-start aborts the start, with the script's output in the log.
+    std::fs::write(&refuse, b"").expect("refuse");
+    let (code, stdout, stderr) = run(&daemon, "vmctl", &["start", "920"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("refused") && stderr.contains("pre-start"), "{stdout}{stderr}");
+    assert_eq!(json(&daemon, "vmctl", &["status", "920"])["status"], "stopped");
+    assert_eq!(calls_of(&calls).len(), 5, "no post-start after a refused pre-start");
+
+    // A container, in pct's one-dash spelling.
+    let (hook, calls, _) = recording_hook(&daemon, "cthook.sh");
+    let ct = ctid(1);
+    small_ct(&daemon, &ct);
+    ok(&daemon, "ctctl", &["set", &ct, "-hookscript", &hook]);
+    ok(&daemon, "ctctl", &["start", &ct]);
+    ok(&daemon, "ctctl", &["shutdown", &ct, "--timeout", "10", "--forceStop", "1"]);
+    let phases: Vec<String> = calls_of(&calls);
+    assert_eq!(
+        phases,
+        ["pre-start", "post-start", "pre-stop", "post-stop"].map(|p| format!("{ct} {p}")),
+        "container hook calls"
+    );
+
+    // Refused values change nothing: not executable, not a snippet, missing, not a volume.
+    let snippets = daemon.root().join("var/lib/hearth/snippets");
+    std::fs::write(snippets.join("plain.sh"), b"#!/bin/sh\n").expect("plain");
+    let before = json(&daemon, "ctctl", &["config", &ct]);
+    for (value, why) in [
+        ("local:snippets/plain.sh", "not an executable file"),
+        ("local:snippets/missing.sh", "does not exist"),
+        ("local:iso/x.iso", "snippet volume"),
+        ("/usr/bin/true", "snippet volume"),
+    ] {
+        let text = refused(&daemon, "ctctl", &["set", &ct, "--hookscript", value]);
+        assert!(text.contains("hookscript") && text.contains(why), "{value}: {text}");
+    }
+    assert_eq!(json(&daemon, "ctctl", &["config", &ct]), before);
+    // Setting a hook script is root's: it runs as root on the host.
+    let admin = administrator(&daemon, "ah");
+    let denied = admin.run(&daemon, "vmctl", &["set", "920", "--hookscript", "local:snippets/cthook.sh"]);
+    assert_eq!(denied.status.code(), Some(1), "{}", output_text(&denied));
+    assert!(output_text(&denied).contains("root@pam"), "{}", output_text(&denied));
+    ok(&daemon, "ctctl", &["destroy", &ct]);
+}

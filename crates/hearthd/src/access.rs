@@ -210,6 +210,8 @@ pub fn key_privilege(kind: GuestSet, key: &str, value: Option<&str>) -> Privileg
             "hostname" | "nameserver" | "searchdomain" => P::VmConfigNetwork,
             _ if is(&["net"]) => P::VmConfigNetwork,
             _ if is(&["dev"]) => P::SysModify,
+            // The script runs as root on the host, as a VM's does.
+            "hookscript" => P::SysModify,
             // Nesting (the only feature not root's) lets the container mount proc and sysfs
             // afresh: Proxmox asks VM.Allocate for it.
             "features" => P::VmAllocate,

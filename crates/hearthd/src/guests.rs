@@ -174,6 +174,7 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
         edit
     };
     referenced::check_content(daemon, kind, &edit.set)?;
+    crate::hookscript::check(daemon, &edit.set)?;
     let mut config = GuestConfig::new(kind);
     config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
     config.apply_create_defaults();
@@ -266,6 +267,7 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
     }
     let vmid = req.vmid;
     referenced::check_content(daemon, kind, &edit.set)?;
+    crate::hookscript::check(daemon, &edit.set)?;
     check_volumes(daemon, kind, vmid, &edit.set)?;
     let wanted = allocations(kind, &edit.set);
     let mut made = Vec::new();

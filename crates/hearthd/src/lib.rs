@@ -17,6 +17,7 @@ pub mod containers;
 mod credentials;
 mod disks;
 mod guests;
+mod hookscript;
 mod hostpaths;
 mod jobs;
 mod lifecycle;

@@ -16,6 +16,7 @@ use hearth_core::storage::{Format, VolName};
 use hearth_core::{GuestConfig, GuestKind, Value, Vmid};
 use hearth_proto::{ErrorKind, ErrorReply, Payload};
 
+use crate::hookscript::{self, Phase};
 use crate::storage::to_reply;
 use crate::{Caller, Daemon};
 
@@ -121,13 +122,19 @@ pub(crate) fn prepare(
 }
 
 /// Runs a prepared start; the caller holds the guest's operation lock.
-fn launch(kind: GuestKind, launch: Box<dyn Launch>, log: &dyn Fn(String)) -> Result<u32, String> {
+fn launch(daemon: &Daemon, kind: GuestKind, launch: Box<dyn Launch>, log: &dyn Fn(String)) -> Result<u32, String> {
     let vmid = launch.vmid();
     for warning in launch.warnings() {
         log(format!("WARN: {warning}"));
     }
+    // The hook script: pre-start may refuse the start, post-start only warns.
+    let hook = hookscript::of(daemon, kind, vmid);
+    if let Some(script) = &hook {
+        hookscript::run(daemon, script, vmid, Phase::PreStart, log)?;
+    }
     let pid = launch.run(log)?;
     log(format!("{} {vmid} started (pid {pid})", kind.noun()));
+    hookscript::run_or_warn(daemon, hook.as_deref(), vmid, Phase::PostStart, log);
     Ok(pid)
 }
 
@@ -140,7 +147,7 @@ pub(crate) fn start_locked(
     log: &dyn Fn(String),
 ) -> Result<u32, String> {
     let prepared = prepare(daemon, kind, vmid, options).map_err(|e| e.message)?;
-    launch(kind, prepared, log)
+    launch(daemon, kind, prepared, log)
 }
 
 /// [`start_locked`], taking the operation lock.
@@ -169,7 +176,7 @@ pub fn start(
     let upid = daemon.tasks.spawn(&kind.task_type("start"), &vmid.to_string(), &caller.userid, move |ctx| {
         let lock = worker.run_lock(kind, vmid);
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-        launch(kind, prepared, &|line| ctx.log(line)).map(|_| ())
+        launch(&worker, kind, prepared, &|line| ctx.log(line)).map(|_| ())
     })?;
     Ok(Payload::Task(upid))
 }
@@ -201,8 +208,11 @@ fn on_running(
 
 pub fn stop(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, vmid: Vmid) -> Result<Payload, ErrorReply> {
     on_running(daemon, caller, kind, vmid, "stop", move |d, log| {
+        let hook = hookscript::of(d, kind, vmid);
+        hookscript::run_or_warn(d, hook.as_deref(), vmid, Phase::PreStop, log);
         d.runtime(kind).stop(vmid)?;
         log(format!("{} {vmid} stopped", kind.noun()));
+        hookscript::run_or_warn(d, hook.as_deref(), vmid, Phase::PostStop, log);
         Ok(())
     })
 }
@@ -242,7 +252,11 @@ pub fn shutdown(
 ) -> Result<Payload, ErrorReply> {
     let timeout = shutdown_timeout(daemon, kind, timeout);
     on_running(daemon, caller, kind, vmid, "shutdown", move |d, log| {
-        shutdown_locked(d, kind, vmid, timeout, force_stop, log)
+        let hook = hookscript::of(d, kind, vmid);
+        hookscript::run_or_warn(d, hook.as_deref(), vmid, Phase::PreStop, log);
+        shutdown_locked(d, kind, vmid, timeout, force_stop, log)?;
+        hookscript::run_or_warn(d, hook.as_deref(), vmid, Phase::PostStop, log);
+        Ok(())
     })
 }
 
