@@ -234,3 +234,171 @@ fn hook_scripts_run_at_each_phase_for_a_vm_and_a_container() {
     assert!(output_text(&denied).contains("root@pam"), "{}", output_text(&denied));
     ok(&daemon, "ctctl", &["destroy", &ct]);
 }
+
+/// Waits for the next second: archive names have a one-second resolution.
+fn next_second() {
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+}
+
+/// The members of a container archive (`zstd -dc | tar -t`), without `./`.
+fn members(archive: &Path) -> Vec<String> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc '{}' | tar -t", archive.display()))
+        .output()
+        .expect("zstd | tar");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim_start_matches("./").to_owned()).collect()
+}
+
+#[test]
+fn vzdump_takes_ids_as_arguments_and_exclude_paths_with_proxmox_anchoring() {
+    hearth_test::require_tool("zstd", "zstd");
+    let daemon = HearthdProcess::start();
+    let (a, b) = (ctid(1), ctid(2));
+    small_ct(&daemon, &a);
+    small_ct(&daemon, &b);
+    let root = crate::backup::rootfs_path(&daemon, &a);
+    for file in ["srv/keep.txt", "srv/skip.tmp", "srv/deep/er/also.tmp", "var/log/old.gz", "data/var/log/kept.gz", "tmp/scratch"] {
+        let path = root.join(file);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, file).expect("write");
+    }
+    // vzdump.adoc: `vzdump 777 --exclude-path /tmp/ --exclude-path '/var/foo*'`, here with both kinds.
+    let out = ok(
+        &daemon,
+        "storectl",
+        &["vzdump", &a, &b, "--storage", "local", "--exclude-path", "/var/log/*.gz", "--exclude-path", "*.tmp"],
+    );
+    let archive_a = archive_of(&out, &a);
+    archive_of(&out, &b);
+    let listed = members(&path_of(&daemon, &archive_a));
+    for kept in ["srv/keep.txt", "data/var/log/kept.gz", "etc/vzdump/pct.conf", "tmp/"] {
+        assert!(listed.iter().any(|m| m == kept), "{kept} is in the archive: {listed:?}");
+    }
+    for left_out in ["srv/skip.tmp", "srv/deep/er/also.tmp", "var/log/old.gz", "tmp/scratch"] {
+        assert!(!listed.iter().any(|m| m == left_out), "{left_out} is left out: {listed:?}");
+    }
+    // --stdexcludes 0 keeps /tmp's files. (Archive names have a one-second resolution.)
+    next_second();
+    let out = ok(&daemon, "storectl", &["vzdump", &a, "--stdexcludes", "0", "--storage", "local"]);
+    assert!(members(&path_of(&daemon, &archive_of(&out, &a))).iter().any(|m| m == "tmp/scratch"));
+    // Options of Proxmox's vzdump that Hearth cannot honour are refused by name.
+    for option in [["--pool", "prod"], ["--script", "/x.pl"], ["--tmpdir", "/tmp"]] {
+        let text = refused(&daemon, "storectl", &["vzdump", &a, option[0], option[1]]);
+        assert!(text.contains(&option[0][2..]) && text.contains("does not support"), "{text}");
+    }
+    let (code, _, text) = run(&daemon, "storectl", &["vzdump", &a, "--compress", "gzip"]);
+    assert_eq!(code, 2, "a usage error: {text}");
+    assert!(text.contains("gzip") && text.contains("zstd"), "{text}");
+}
+
+#[test]
+fn vzdump_streams_to_standard_output_into_a_restore_and_writes_to_a_dumpdir() {
+    let daemon = HearthdProcess::start();
+    let (a, c) = (ctid(1), ctid(3));
+    small_ct(&daemon, &a);
+    std::fs::write(crate::backup::rootfs_path(&daemon, &a).join("marker"), b"streamed").expect("marker");
+    // vzdump.adoc: `vzdump 101 --stdout | pct restore --rootfs 4 300 -`.
+    let pipeline = format!(
+        "'{}' vzdump {a} --stdout | '{}' restore --rootfs 1 {c} -",
+        hearth_test::bin("storectl").display(),
+        hearth_test::bin("ctctl").display()
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&pipeline)
+        .env("HEARTH_ROOT", daemon.root())
+        .output()
+        .expect("sh");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{}{stderr}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("archive written to standard output"), "the log goes to stderr: {stderr}");
+    assert!(json(&daemon, "ctctl", &["config", &c])["rootfs"].as_str().expect("rootfs").contains("size=1G"));
+    ok(&daemon, "ctctl", &["mount", &c]);
+    let marker = std::fs::read(daemon.root().join(format!("var/lib/hearth/lxc/{c}/rootfs/marker")));
+    ok(&daemon, "ctctl", &["unmount", &c]);
+    assert_eq!(marker.expect("marker"), b"streamed");
+    // One guest only.
+    let text = refused(&daemon, "storectl", &["vzdump", &a, &c, "--stdout"]);
+    assert!(text.contains("exactly one guest"), "{text}");
+
+    // --dumpdir: a host directory, root@pam's alone.
+    let dir = outside(&daemon, "dumps");
+    next_second();
+    let out = ok(&daemon, "storectl", &["vzdump", &a, "--dumpdir", dir.to_str().expect("utf-8")]);
+    let written = archive_of(&out, &a);
+    assert!(written.starts_with(dir.to_str().expect("utf-8")) && Path::new(&written).is_file(), "{written}");
+    ok(&daemon, "ctctl", &["restore", &written, &ctid(4)]);
+    let admin = administrator(&daemon, "ad");
+    let denied = admin.run(&daemon, "storectl", &["vzdump", &a, "--dumpdir", dir.to_str().expect("utf-8")]);
+    assert_eq!(denied.status.code(), Some(1), "{}", output_text(&denied));
+    assert!(output_text(&denied).contains("root@pam"), "{}", output_text(&denied));
+    next_second();
+    let admin_ok = admin.run(&daemon, "storectl", &["vzdump", &a, "--storage", "local"]);
+    assert_eq!(admin_ok.status.code(), Some(0), "{}", output_text(&admin_ok));
+}
+
+#[test]
+fn vzdump_mails_its_log_through_sendmail_or_says_why_not() {
+    let daemon = HearthdProcess::start();
+    let a = ctid(1);
+    small_ct(&daemon, &a);
+    let out = ok(&daemon, "storectl", &["vzdump", &a, "--storage", "local", "--mailto", "ops@example.org"]);
+    assert!(out.contains("not mailing the log to ops@example.org: no sendmail"), "{out}");
+    // A sendmail under the node's root, recording what it is given.
+    let sbin = daemon.root().join("usr/sbin");
+    std::fs::create_dir_all(&sbin).expect("mkdir");
+    let mailbox = daemon.root().join("mailbox");
+    std::fs::write(
+        sbin.join("sendmail"),
+        format!("#!/bin/sh\necho \"ARGS $*\" >> {m}\ncat >> {m}\n", m = mailbox.display()),
+    )
+    .expect("sendmail");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(sbin.join("sendmail"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    next_second();
+    let out = ok(
+        &daemon,
+        "storectl",
+        &["vzdump", &a, "--storage", "local", "--mailto", "ops@example.org,dev@example.org", "--mailto", "x@example.org"],
+    );
+    assert!(out.contains("mailed the log to ops@example.org, dev@example.org, x@example.org"), "{out}");
+    let mail = std::fs::read_to_string(&mailbox).expect("a mail was sent");
+    assert!(mail.contains("ARGS -f root -- ops@example.org dev@example.org x@example.org"), "{mail}");
+    assert!(mail.contains("backup successful") && mail.contains(&format!("{a}: ok local:backup/vzdump-lxc-{a}-")), "{mail}");
+    // --mailnotification failure: a successful run sends nothing, a failed one does.
+    std::fs::remove_file(&mailbox).expect("rm");
+    next_second();
+    ok(&daemon, "storectl", &["vzdump", &a, "--storage", "local", "--mailto", "ops@example.org", "--mailnotification", "failure"]);
+    assert!(!mailbox.exists(), "no mail for a success");
+    let (code, _, _) = run(&daemon, "storectl", &["vzdump", "999999", "--mailto", "ops@example.org", "--mailnotification", "failure"]);
+    assert_eq!(code, 1);
+    let mail = std::fs::read_to_string(&mailbox).expect("a mail for the failure");
+    assert!(mail.contains("backup failed") && mail.contains("999999: failed"), "{mail}");
+}
+
+#[test]
+fn vzdump_fleecing_puts_a_running_vms_copy_before_write_images_on_the_named_storage() {
+    let daemon = HearthdProcess::start();
+    let fleece = outside(&daemon, "fleece");
+    ok(&daemon, "storectl", &["add", "dir", "fleece", "--path", fleece.to_str().expect("utf-8"), "--content", "images"]);
+    ok(&daemon, "vmctl", &["create", "930", "--memory", "64", "--kvm", "0", "--scsi0", "local:0.01,format=raw"]);
+    ok(&daemon, "vmctl", &["start", "930"]);
+    let out = ok(
+        &daemon,
+        "storectl",
+        &["vzdump", "930", "--storage", "local", "--mode", "snapshot", "--fleecing", "enabled=1,storage=fleece"],
+    );
+    let expected = fleece.join("images/930");
+    assert!(out.contains(&format!("fleecing: the copy-before-write images go to {}", expected.display())), "{out}");
+    assert!(out.contains("copy-before-write backup of 1 disks started"), "{out}");
+    archive_of(&out, "930");
+    let left: Vec<_> = std::fs::read_dir(&expected).expect("fleecing dir").collect();
+    assert!(left.is_empty(), "the fleecing images are removed: {left:?}");
+    ok(&daemon, "vmctl", &["stop", "930"]);
+    let text = refused(&daemon, "storectl", &["vzdump", "930", "--fleecing", "enabled=1"]);
+    assert!(text.contains("fleecing") && text.contains("storage"), "{text}");
+    let text = refused(&daemon, "storectl", &["vzdump", "930", "--fleecing", "enabled=1,storage=nosuch"]);
+    assert!(text.contains("fleecing") && text.contains("nosuch"), "{text}");
+}

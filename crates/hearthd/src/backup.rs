@@ -70,6 +70,18 @@ fn check_options(options: &BackupOptions) -> Result<Mode, ErrorReply> {
     if let Some(c) = options.compress.as_deref().filter(|c| !matches!(*c, "zstd" | "1")) {
         return Err(err(ErrorKind::Invalid, format!("compress: '{c}' is not supported (only zstd)")));
     }
+    if let Some(n) = options.mailnotification.as_deref().filter(|n| !matches!(*n, "always" | "failure")) {
+        return Err(err(ErrorKind::Invalid, format!("mailnotification: '{n}' is not one of always, failure")));
+    }
+    if let Some(fleecing) = &options.fleecing {
+        fleecing_storage(fleecing).map_err(|e| err(ErrorKind::Invalid, e))?;
+    }
+    if options.stdout && options.dumpdir.is_some() {
+        return Err(err(ErrorKind::Invalid, "stdout: cannot be combined with dumpdir"));
+    }
+    if options.dumpdir.as_deref().is_some_and(|d| !d.starts_with('/')) {
+        return Err(err(ErrorKind::Invalid, "dumpdir: must be an absolute path"));
+    }
     if let Some(keep) = &options.prune_backups {
         hearth_core::prune::KeepOptions::parse(keep).map_err(|e| err(ErrorKind::Invalid, e.to_string()))?;
     }
@@ -103,9 +115,58 @@ fn dump_dir(daemon: &Daemon, storage: &str) -> Result<PathBuf, ErrorReply> {
     Ok(hearth_storage::content_path(backend.config(), Content::Backup, ""))
 }
 
+/// `--fleecing enabled=1,storage=S`: the storage, or `None` when fleecing is off.
+pub(crate) fn fleecing_storage(value: &str) -> Result<Option<String>, String> {
+    let mut enabled = false;
+    let mut storage = None;
+    for part in value.split(',').filter(|p| !p.is_empty()) {
+        // `enabled` is the default key: `--fleecing 1,storage=local`.
+        let (key, v) = part.split_once('=').unwrap_or(("enabled", part));
+        match key {
+            "enabled" => {
+                enabled = match v {
+                    "1" | "yes" | "true" | "on" => true,
+                    "0" | "no" | "false" | "off" => false,
+                    other => return Err(format!("fleecing: enabled: '{other}' is not 0 or 1")),
+                }
+            }
+            "storage" => {
+                storage = Some(hearth_core::schema::check::storage_id(v).map_err(|e| format!("fleecing: {e}"))?)
+            }
+            _ => return Err(format!("fleecing: unknown property '{key}' (allowed: enabled, storage)")),
+        }
+    }
+    match (enabled, storage) {
+        (false, _) => Ok(None),
+        (true, Some(storage)) => Ok(Some(storage)),
+        (true, None) => Err("fleecing: enabled=1 needs storage=<storage>".into()),
+    }
+}
+
+/// Where a backup run writes: a storage, a host directory (`--dumpdir`), or the caller's
+/// stream (`--stdout`).
+pub(crate) enum Target {
+    Storage(String),
+    Dir(PathBuf),
+    Stream(std::fs::File),
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match self {
+            Target::Storage(id) => format!("storage '{id}'"),
+            Target::Dir(dir) => format!("directory {}", dir.display()),
+            Target::Stream(_) => "standard output".into(),
+        }
+    }
+}
+
 /// `vmctl backup`, `ctctl backup`: one guest in one task.
 pub fn backup(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: BackupGuest) -> Result<Payload, ErrorReply> {
     check_options(&req.options)?;
+    if req.options.stdout || req.options.dumpdir.is_some() {
+        return Err(err(ErrorKind::Invalid, "stdout and dumpdir are options of `storectl vzdump`"));
+    }
     daemon.store.load(kind, req.vmid)?;
     let storage = target_storage(daemon, req.options.storage.as_deref())?;
     authorize_also(&daemon.access, caller, format!("/storage/{}", storage.id), Privilege::DatastoreAllocateSpace)?;
@@ -113,7 +174,8 @@ pub fn backup(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Backu
     let upid = daemon.tasks.spawn("vzdump", &req.vmid.to_string(), &caller.userid, move |ctx| {
         let log = |line: String| ctx.log(line);
         let progress = |done, total| ctx.progress(done, total);
-        let archive = backup_guest(&worker, kind, req.vmid, &storage.id, &req.options, &log, &progress)?;
+        let target = Target::Storage(storage.id.clone());
+        let archive = backup_guest(&worker, kind, req.vmid, &target, &req.options, &log, &progress)?;
         ctx.log(format!("{}: ok {archive}", req.vmid));
         Ok(())
     })?;
@@ -122,8 +184,13 @@ pub fn backup(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Backu
 
 /// `storectl backup run`: every selected guest, one after the other, in one task. One summary
 /// line per guest; the task fails when any guest failed or was skipped.
-pub fn run(daemon: &Arc<Daemon>, caller: &Caller, req: BackupRun) -> Result<Payload, ErrorReply> {
-    let upid = start_run(daemon, &caller.userid, Some(caller), req, "")?;
+pub fn run(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    req: BackupRun,
+    stream: Option<std::fs::File>,
+) -> Result<Payload, ErrorReply> {
+    let upid = start_run_to(daemon, &caller.userid, Some(caller), req, "", stream)?;
     Ok(Payload::Task(upid))
 }
 
@@ -156,48 +223,95 @@ pub(crate) fn start_run(
     req: BackupRun,
     job: &str,
 ) -> Result<hearth_core::Upid, ErrorReply> {
+    start_run_to(daemon, user, caller, req, job, None)
+}
+
+/// [`start_run`], writing into `stream` when the run asks for `stdout`.
+fn start_run_to(
+    daemon: &Arc<Daemon>,
+    user: &str,
+    caller: Option<&Caller>,
+    req: BackupRun,
+    job: &str,
+    stream: Option<std::fs::File>,
+) -> Result<hearth_core::Upid, ErrorReply> {
     check_options(&req.options)?;
-    let storage = target_storage(daemon, req.options.storage.as_deref())?;
+    let target = match (&req.options.dumpdir, stream) {
+        (_, Some(file)) if req.options.stdout => Target::Stream(file),
+        (Some(dir), _) => {
+            let dir = PathBuf::from(dir);
+            if !dir.is_dir() {
+                return Err(err(ErrorKind::Invalid, format!("dumpdir: {} is not a directory", dir.display())));
+            }
+            Target::Dir(dir)
+        }
+        _ if req.options.stdout => return Err(err(ErrorKind::Protocol, "stdout: the request carries no stream")),
+        _ => Target::Storage(target_storage(daemon, req.options.storage.as_deref())?.id),
+    };
+    if let Some(storage) = req.options.fleecing.as_deref().map(fleecing_storage).transpose().ok().flatten().flatten() {
+        daemon.storages.config(&storage).map_err(|e| err(e.kind, format!("fleecing: {}", e.message)))?;
+    }
     let guests = select(daemon, &req)?;
+    if matches!(target, Target::Stream(_)) && guests.len() != 1 {
+        return Err(err(ErrorKind::Invalid, "stdout: name exactly one guest"));
+    }
     if let Some(caller) = caller {
         for (vmid, _) in &guests {
             authorize_also(&daemon.access, caller, format!("/vms/{vmid}"), Privilege::VmBackup)?;
         }
     }
     let worker = Arc::clone(daemon);
-    let id = job.to_owned();
+    let id = match (job, &guests[..]) {
+        ("", [(vmid, _)]) => vmid.to_string(),
+        _ => job.to_owned(),
+    };
     let job = job.to_owned();
     daemon.tasks.spawn("vzdump", &id, user, move |ctx| {
+        // Every line also goes into the mail, when one is asked for.
+        let mailed = std::sync::Mutex::new(Vec::new());
+        let say = |line: String| {
+            mailed.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
+            ctx.log(line);
+        };
         if !job.is_empty() {
-            ctx.log(format!("backup job '{job}'"));
+            say(format!("backup job '{job}'"));
         }
-        ctx.log(format!("{} guests to back up to storage '{}'", guests.len(), storage.id));
+        say(format!("{} guests to back up to {}", guests.len(), target.describe()));
         let mut failed = 0;
-        for (vmid, kind) in &guests {
-            ctx.check_stop()?;
-            let Some(kind) = kind else {
-                failed += 1;
-                ctx.log(format!("{vmid}: failed: no VM or container {vmid} on this node"));
-                continue;
-            };
-            let started = Instant::now();
-            let guest_log = |line: String| ctx.log(format!("{vmid}: {line}"));
-            let mut options = req.options.clone();
-            options.storage = Some(storage.id.clone());
-            let progress = |done, total| ctx.progress(done, total);
-            match backup_guest(&worker, *kind, *vmid, &storage.id, &options, &guest_log, &progress) {
-                Ok(archive) => ctx.log(format!("{vmid}: ok {archive} ({} s)", started.elapsed().as_secs())),
-                Err(e) => {
+        let result = (|| {
+            for (vmid, kind) in &guests {
+                ctx.check_stop()?;
+                let Some(kind) = kind else {
                     failed += 1;
-                    let word = if e.contains("is locked") { "skipped" } else { "failed" };
-                    ctx.log(format!("{vmid}: {word}: {e}"));
+                    say(format!("{vmid}: failed: no VM or container {vmid} on this node"));
+                    continue;
+                };
+                let started = Instant::now();
+                let guest_log = |line: String| say(format!("{vmid}: {line}"));
+                let mut options = req.options.clone();
+                if let Target::Storage(id) = &target {
+                    options.storage = Some(id.clone());
+                }
+                let progress = |done, total| ctx.progress(done, total);
+                match backup_guest(&worker, *kind, *vmid, &target, &options, &guest_log, &progress) {
+                    Ok(archive) => say(format!("{vmid}: ok {archive} ({} s)", started.elapsed().as_secs())),
+                    Err(e) => {
+                        failed += 1;
+                        let word = if e.contains("is locked") { "skipped" } else { "failed" };
+                        say(format!("{vmid}: {word}: {e}"));
+                    }
                 }
             }
+            if failed > 0 {
+                return Err(format!("{failed} of {} guests failed", guests.len()));
+            }
+            Ok(())
+        })();
+        if !req.options.mailto.is_empty() {
+            let lines = std::mem::take(&mut *mailed.lock().unwrap_or_else(|p| p.into_inner()));
+            crate::mail::backup_log(&worker, &req.options, result.is_ok(), &lines, &|l| ctx.log(l));
         }
-        if failed > 0 {
-            return Err(format!("{failed} of {} guests failed", guests.len()));
-        }
-        Ok(())
+        result
     })
 }
 
@@ -232,9 +346,11 @@ fn name_full_storage(storage: &str, e: String) -> String {
 }
 
 /// Where a backup goes: a vzdump archive in a dump directory, or a snapshot in a chunk store.
-enum Sink {
+enum Sink<'t> {
     Dump { dir: PathBuf, options: ArchiveOptions },
-    Chunks { store: crate::chunks::Store, time: i64, notes: Option<String>, protected: bool },
+    Chunks { store: crate::chunks::Store, time: i64, notes: Option<String>, protected: bool, exclude: Vec<String> },
+    /// `--stdout`: one zstd stream into the caller's file; temporary files go to `temp`.
+    Stream { out: &'t std::fs::File, temp: PathBuf, options: ArchiveOptions },
 }
 
 /// A finished backup: its volume id and what the log says about it.
@@ -243,13 +359,18 @@ struct Written {
     summary: String,
 }
 
-impl Sink {
+impl Sink<'_> {
     /// Where temporary images go.
     fn temp_root(&self) -> PathBuf {
         match self {
             Sink::Dump { dir, .. } => dir.clone(),
             Sink::Chunks { store, .. } => crate::chunks::temp_dir(store),
+            Sink::Stream { temp, .. } => temp.clone(),
         }
+    }
+
+    fn stream_written(size: u64) -> Written {
+        Written { volid: "-".into(), summary: format!("archive written to standard output ({size} bytes)") }
     }
 
     fn dump_written(archive: vzdump::VzdumpArchive) -> Written {
@@ -301,7 +422,15 @@ impl Sink {
                     .map_err(|e| e.to_string())?;
                 Ok(Self::dump_written(archive))
             }
-            Sink::Chunks { store, time, notes, protected } => {
+            Sink::Stream { out, options, .. } => {
+                let refs: Vec<(&str, &Path)> = disks.iter().map(|(k, p)| (k.as_str(), p.as_path())).collect();
+                let mut out: &std::fs::File = out;
+                let name = Path::new("standard output");
+                vzdump::stream_vma_with(&mut out, name, vmid.get(), config, &refs, options, &hook)
+                    .map(Self::stream_written)
+                    .map_err(|e| e.to_string())
+            }
+            Sink::Chunks { store, time, notes, protected, .. } => {
                 let mut writer = Self::chunk_writer(store, hearth_backup::BackupType::Vm, vmid, *time)?;
                 writer.add_blob(crate::chunks::VM_CONFIG, config.as_bytes()).map_err(|e| e.to_string())?;
                 for (key, path) in disks {
@@ -330,10 +459,18 @@ impl Sink {
                     .map_err(|e| e.to_string())?;
                 Ok(Self::dump_written(archive))
             }
-            Sink::Chunks { store, time, notes, protected } => {
+            Sink::Stream { out, temp, options } => {
+                let mut out: &std::fs::File = out;
+                let name = Path::new("standard output");
+                vzdump::stream_lxc_with(&mut out, name, temp, config, root, &mounts, options, &hook)
+                    .map(Self::stream_written)
+                    .map_err(|e| e.to_string())
+            }
+            Sink::Chunks { store, time, notes, protected, exclude } => {
                 let mut writer = Self::chunk_writer(store, hearth_backup::BackupType::Ct, vmid, *time)?;
                 writer.add_blob(crate::chunks::CT_CONFIG, config.as_bytes()).map_err(|e| e.to_string())?;
-                hearth_backup::tree::add_tree_with(&mut writer, crate::chunks::CT_ROOT, root, &mounts, &hook)
+                let name = crate::chunks::CT_ROOT;
+                hearth_backup::tree::add_tree_excluding(&mut writer, name, root, &mounts, exclude, &hook)
                     .map_err(|e| e.to_string())?;
                 Self::chunk_finish(store, writer, notes.as_deref(), *protected)
             }
@@ -363,20 +500,29 @@ pub(crate) fn backup_guest(
     daemon: &Arc<Daemon>,
     kind: GuestKind,
     vmid: Vmid,
-    storage: &str,
+    target: &Target,
     options: &BackupOptions,
     log: &dyn Fn(String),
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<String, String> {
     let mode = check_options(options).map_err(|e| e.message)?;
-    let chunk_store = if crate::chunks::is_chunkstore(daemon, storage) {
+    let storage = match target {
+        Target::Storage(id) => id.as_str(),
+        Target::Dir(_) | Target::Stream(_) => "",
+    };
+    let chunk_store = if !storage.is_empty() && crate::chunks::is_chunkstore(daemon, storage) {
         Some(crate::chunks::open(daemon, storage).map_err(|e| e.message)?)
     } else {
         None
     };
-    let dump = match &chunk_store {
-        Some(_) => None,
-        None => Some(dump_dir(daemon, storage).map_err(|e| e.message)?),
+    let dump = match (&chunk_store, target) {
+        (Some(_), _) | (None, Target::Stream(_)) => None,
+        (None, Target::Dir(dir)) => Some(dir.clone()),
+        (None, Target::Storage(_)) => Some(dump_dir(daemon, storage).map_err(|e| e.message)?),
+    };
+    let fleecing = match options.fleecing.as_deref().map(fleecing_storage).transpose()?.flatten() {
+        Some(storage) => Some(fleecing_dir(daemon, &storage, vmid)?),
+        None => None,
     };
     let guest_type = match kind {
         GuestKind::Vm => "qemu",
@@ -392,33 +538,45 @@ pub(crate) fn backup_guest(
         let config = daemon.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
         let time = now();
         let notes = options.notes_template.as_deref().map(|t| notes(t, daemon, vmid, &config));
-        let sink = match (&dump, chunk_store.take()) {
-            (Some(dump), _) => {
-                clean_leftovers(dump, guest_type, vmid, log);
-                let options = ArchiveOptions {
-                    time,
-                    utc_offset: hearth_sys::time::utc_offset(time),
-                    notes,
-                    protected: options.protected,
-                    zstd_threads: 0,
-                };
-                Sink::Dump { dir: dump.clone(), options }
+        let archive_options = ArchiveOptions {
+            time,
+            utc_offset: hearth_sys::time::utc_offset(time),
+            notes: notes.clone(),
+            protected: options.protected,
+            zstd_threads: zstd_threads(options.zstd),
+            exclude: options.exclude_path.clone(),
+        };
+        let sink = match (&dump, chunk_store.take(), target) {
+            (None, None, Target::Stream(file)) => {
+                let temp = daemon.root.join("var/lib/hearth/vzdump-tmp");
+                std::fs::create_dir_all(&temp).map_err(|e| format!("{}: {e}", temp.display()))?;
+                Sink::Stream { out: file, temp, options: archive_options }
             }
-            (None, Some(store)) => {
+            (Some(dump), _, _) => {
+                clean_leftovers(dump, guest_type, vmid, log);
+                Sink::Dump { dir: dump.clone(), options: archive_options }
+            }
+            (None, Some(store), _) => {
                 crate::chunks::clean_leftovers(&store, backup_type, vmid, log);
                 clean_leftovers(store.store.root(), guest_type, vmid, log);
                 let time = crate::chunks::next_time(&store.store, backup_type, &vmid.to_string(), time);
-                Sink::Chunks { store, time, notes, protected: options.protected }
+                Sink::Chunks { store, time, notes, protected: options.protected, exclude: options.exclude_path.clone() }
             }
-            (None, None) => return Err("no backup target".to_owned()),
+            (None, None, _) => return Err("no backup target".to_owned()),
         };
-        log(format!("starting backup of {} {vmid} ({:?} mode) to storage '{storage}'", kind.noun(), mode));
+        log(format!("starting backup of {} {vmid} ({:?} mode) to {}", kind.noun(), mode, target.describe()));
+        // As vzdump's, exclude-path applies to containers only.
+        if kind == GuestKind::Ct && !options.exclude_path.is_empty() {
+            log(format!("excluding {}", options.exclude_path.join(" ")));
+        }
         if let Some(limit) = options.bwlimit.filter(|&l| l > 0) {
             log(format!("bandwidth limit: {limit} KiB/s"));
         }
         let meter = Meter::new(progress, options.bwlimit);
+        let stop_wait = options.stopwait.map_or(STOP_WAIT, |minutes| minutes * 60);
+        let vm = VmBackup { mode, stop_wait, fleecing: fleecing.as_ref() };
         let written = match kind {
-            GuestKind::Vm => backup_vm(daemon, vmid, &config, mode, &sink, &mut restart, &meter, log),
+            GuestKind::Vm => backup_vm(daemon, vmid, &config, &vm, &sink, &mut restart, &meter, log),
             GuestKind::Ct => backup_ct(daemon, vmid, &config, mode, &sink, &mut restart, &meter, log),
         }
         .map_err(|e| name_full_storage(storage, e))?;
@@ -433,14 +591,52 @@ pub(crate) fn backup_guest(
         }
     }
     let written = result?;
-    let volid = if dump.is_some() { format!("{storage}:backup/{}", written.volid) } else { written.volid };
-    if let Some(keep) = &options.prune_backups {
-        let pruned = prune(daemon, storage, Some(vmid), Some(guest_type), keep, false).map_err(|e| e.message)?;
-        for entry in pruned.iter().filter(|p| p.mark == "remove") {
-            log(format!("pruned {}", entry.volid));
+    let volid = match target {
+        Target::Storage(_) if dump.is_some() => format!("{storage}:backup/{}", written.volid),
+        Target::Storage(_) => written.volid,
+        Target::Dir(dir) => dir.join(&written.volid).display().to_string(),
+        Target::Stream(_) => "-".to_owned(),
+    };
+    // vzdump's `remove` (default 1) prunes by `prune-backups`; `remove 0` never does.
+    match (&options.prune_backups, options.remove, target) {
+        (Some(_), Some(false), _) => log("not pruning: remove is 0".into()),
+        (Some(keep), _, Target::Storage(_)) => {
+            let pruned = prune(daemon, storage, Some(vmid), Some(guest_type), keep, false).map_err(|e| e.message)?;
+            for entry in pruned.iter().filter(|p| p.mark == "remove") {
+                log(format!("pruned {}", entry.volid));
+            }
         }
+        (Some(_), _, _) => log("not pruning: the backup is not on a storage".into()),
+        (None, _, _) => {}
     }
     Ok(volid)
+}
+
+/// zstd worker threads for vzdump's `zstd` option: 0 is half the cores, as vzdump's.
+fn zstd_threads(zstd: Option<u32>) -> u32 {
+    match zstd {
+        None | Some(1) => 0,
+        Some(0) => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1) as u32),
+        Some(n) => n,
+    }
+}
+
+/// The directory on the fleecing storage that takes a VM's copy-before-write images.
+fn fleecing_dir(daemon: &Daemon, storage: &str, vmid: Vmid) -> Result<PathBuf, String> {
+    let backend = daemon.storages.backend(storage).map_err(|e| format!("fleecing: {}", e.message))?;
+    if backend.config().storage_type == StorageType::Chunkstore {
+        return Err(format!("fleecing: storage '{storage}' holds no images"));
+    }
+    backend.activate().map_err(|e| format!("fleecing: {e}"))?;
+    Ok(hearth_storage::content_path(backend.config(), Content::Images, &vmid.to_string()))
+}
+
+/// How a VM is backed up: its mode, how long stop mode waits for the shutdown, and where the
+/// copy-before-write images go in snapshot mode (`--fleecing`; else beside the archive).
+struct VmBackup<'a> {
+    mode: Mode,
+    stop_wait: u64,
+    fleecing: Option<&'a PathBuf>,
 }
 
 /// A VM's disks: (key, volume id, path, format, size).
@@ -482,7 +678,7 @@ fn backup_vm(
     daemon: &Daemon,
     vmid: Vmid,
     config: &GuestConfig,
-    mode: Mode,
+    how: &VmBackup<'_>,
     sink: &Sink,
     restart: &mut bool,
     meter: &Meter,
@@ -490,11 +686,27 @@ fn backup_vm(
 ) -> Result<Written, String> {
     let disks = vm_disks(daemon, config)?;
     meter.set_total(disks.iter().map(|d| d.4).sum());
-    let temp = sink.temp_root().join(format!(".tmp-vzdump-qemu-{vmid}-{}", std::process::id()));
+    let mode = how.mode;
+    let running = daemon.guest_running(GuestKind::Vm, vmid);
+    let temp_root = match how.fleecing {
+        Some(dir) if mode == Mode::Snapshot && running => {
+            log(format!(
+                "fleecing: the copy-before-write images go to {} (Hearth copies each disk whole \
+                 there before archiving it)",
+                dir.display()
+            ));
+            dir.clone()
+        }
+        Some(_) => {
+            log("fleecing: only used for a running VM in snapshot mode; not needed here".into());
+            sink.temp_root()
+        }
+        None => sink.temp_root(),
+    };
+    let temp = temp_root.join(format!(".tmp-vzdump-qemu-{vmid}-{}", std::process::id()));
     std::fs::create_dir_all(&temp).map_err(|e| format!("{}: {e}", temp.display()))?;
     let text = config_text(config);
     let result = (|| {
-        let running = daemon.guest_running(GuestKind::Vm, vmid);
         let write = |sources: Vec<(String, PathBuf)>| sink.vm(vmid, &text, &sources, meter);
         let offline = |disks: &[VmDisk]| -> Result<Vec<(String, PathBuf)>, String> {
             disks.iter().map(|d| Ok((d.0.clone(), raw_view(d, &temp)?))).collect()
@@ -502,10 +714,11 @@ fn backup_vm(
         match (mode, running) {
             (_, false) => write(offline(&disks)?),
             (Mode::Stop, true) => {
-                log(format!("shutting down VM {vmid} (waiting up to {STOP_WAIT} s)"));
+                log(format!("shutting down VM {vmid} (waiting up to {} s)", how.stop_wait));
                 let lock = daemon.run_lock(GuestKind::Vm, vmid);
                 let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-                lifecycle::shutdown_locked(daemon, GuestKind::Vm, vmid, Duration::from_secs(STOP_WAIT), false, log)?;
+                let wait = Duration::from_secs(how.stop_wait);
+                lifecycle::shutdown_locked(daemon, GuestKind::Vm, vmid, wait, false, log)?;
                 *restart = true;
                 write(offline(&disks)?)
             }

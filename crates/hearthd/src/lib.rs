@@ -21,6 +21,7 @@ mod hookscript;
 mod hostpaths;
 mod jobs;
 mod lifecycle;
+mod mail;
 pub mod notify;
 pub mod permission_table;
 mod referenced;
@@ -289,7 +290,10 @@ pub fn handle(
             StorageRequest::Import(req) => storage::import(daemon, req, attached()?),
             StorageRequest::Export(req) => storage::export(daemon, req, attached()?),
             StorageRequest::Upload(req) => storage::upload(daemon, req, attached()?),
-            StorageRequest::BackupRun(req) => backup::run(daemon, caller, req),
+            StorageRequest::BackupRun(req) => {
+                let stream = if req.options.stdout { Some(attached()?) } else { None };
+                backup::run(daemon, caller, req, stream)
+            }
             StorageRequest::BackupList { storage, vmid } => backup::list(daemon, caller, storage.as_deref(), vmid),
             StorageRequest::BackupPrune(req) => backup::prune_request(daemon, req),
             StorageRequest::BackupProtect { volid, protected } => backup::protect(daemon, &volid, protected),

@@ -230,6 +230,7 @@ pub fn needs(request: &Request) -> Vec<Need> {
             let mut needs: Vec<Need> = r.vmids.iter().map(|v| on(format!("/vms/{v}"), P::VmBackup)).collect();
             // The storage's Datastore.AllocateSpace is the request's own path.
             needs.extend(prune_needs(&r.options));
+            needs.extend(vzdump_needs(&r.options));
             needs
         }
         // A chunk store's key file is read by hearthd as root: naming or removing one is root's.
@@ -253,6 +254,19 @@ pub fn needs(request: &Request) -> Vec<Need> {
 fn backup_needs(options: &hearth_proto::BackupOptions) -> Vec<Need> {
     let mut needs: Vec<Need> = options.storage.as_deref().map(space).into_iter().collect();
     needs.extend(prune_needs(options));
+    needs.extend(vzdump_needs(options));
+    needs
+}
+
+/// vzdump's host directory is root's (`--dumpdir`), and a fleecing storage takes space.
+fn vzdump_needs(options: &hearth_proto::BackupOptions) -> Vec<Need> {
+    let mut needs = Vec::new();
+    if let Some(dir) = &options.dumpdir {
+        needs.push(root(format!("dumpdir: write the backup into the host directory '{dir}'")));
+    }
+    if let Some(Ok(Some(storage))) = options.fleecing.as_deref().map(crate::backup::fleecing_storage) {
+        needs.push(space(&storage));
+    }
     needs
 }
 

@@ -28,6 +28,7 @@ const COMMANDS: &[Subcommand] = &[
     Subcommand::new("export", cmd::export::command, cmd::export::run),
     Subcommand::new("upload", cmd::upload::command, cmd::upload::run),
     Subcommand::new("backup", cmd::backup::command, cmd::backup::run),
+    Subcommand::new("vzdump", cmd::vzdump::command, cmd::vzdump::run),
 ];
 
 /// The whole command line of `storectl`.

@@ -14,6 +14,7 @@ pub mod remove;
 pub mod set;
 pub mod status;
 pub mod upload;
+pub mod vzdump;
 
 use clap::Arg;
 
