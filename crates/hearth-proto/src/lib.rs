@@ -281,7 +281,8 @@ pub struct MoveDisk {
     pub vmid: Vmid,
     /// The disk key: `scsi0`, `virtio1`.
     pub disk: String,
-    /// The target storage.
+    /// The target storage; empty when the disk goes to another VM (`target_vmid`).
+    #[serde(default)]
     pub storage: String,
     /// `raw`, `qcow2` or `vmdk`; default: the disk's format if the target holds it, else the
     /// target's default.
@@ -290,6 +291,16 @@ pub struct MoveDisk {
     /// Free the old volume instead of keeping it as `unusedN`.
     #[serde(default)]
     pub delete: bool,
+    /// Reassign the disk to this VM instead (`qm disk move --target-vmid`); the volume is
+    /// renamed to its new owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_vmid: Option<Vmid>,
+    /// The key the disk gets on `target_vmid` (default: the same key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_disk: Option<String>,
+    /// Copy at most this many KiB/s (default: the storages' `bwlimit move=`; 0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<u64>,
 }
 
 /// `vmctl disk import <vmid> <file> <storage> [--format]`; the file travels with the request.
@@ -318,6 +329,9 @@ pub struct CloneGuest {
     /// Storage for the copies (full clones only).
     #[serde(default)]
     pub target: Option<String>,
+    /// Copy at most this many KiB/s (default: the storages' `bwlimit clone=`; 0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<u64>,
 }
 
 /// One snapshot in `listsnapshot`; `current` stands for the running state.
@@ -990,6 +1004,13 @@ pub struct DestroyGuest {
     /// Also remove the guest from jobs and other references.
     #[serde(default)]
     pub purge: bool,
+    /// Also free volumes named for the guest on every enabled storage that the configuration
+    /// does not reference (Proxmox's default: 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destroy_unreferenced_disks: Option<bool>,
+    /// Destroy even if the guest is locked (root@pam only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skiplock: bool,
 }
 
 /// Which tasks to list.

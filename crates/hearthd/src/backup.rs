@@ -1671,10 +1671,12 @@ fn restore_vm(
     let Restored { mut config, disks, .. } = restored;
     let total: u64 = disks.iter().map(|d| d.size).sum();
     let mut targets: Vec<RestoreTarget> = Vec::new();
+    let mut storages: Vec<String> = Vec::new();
     let temp_dir = std::env::temp_dir();
     for (key, volid) in snapshots::disks(GuestKind::Vm, &config.current) {
         let disk = disks.iter().find(|d| d.name == key).ok_or(format!("{key}: not in the archive"))?;
         let storage = restore_storage(daemon, req, &key, &volid)?;
+        storages.push(storage.clone());
         // The disk keeps its format where the target storage has formats (dir).
         let format = ["raw", "qcow2", "vmdk"]
             .into_iter()
@@ -1709,7 +1711,7 @@ fn restore_vm(
         }
     }
     // Progress per byte written, as each extent or chunk lands.
-    let meter = Meter::new(progress, None);
+    let meter = Meter::new(progress, restore_limit(daemon, req, &storages, log));
     meter.set_total(total);
     let hook = |n| meter.read(n);
     let extracted = match source {
@@ -1781,6 +1783,7 @@ fn restore_ct(
         log(format!("rootfs: a new volume of {bytes} bytes on '{storage}' (--rootfs {value})"));
     }
     let owner = if now_unprivileged { (100_000, 100_000) } else { (0, 0) };
+    let mut storages = vec![storage.clone()];
     let allocation = crate::storage::Allocation { key: "rootfs".into(), storage, size, format: None };
     let new =
         crate::storage::allocate_for_guest(daemon, GuestKind::Ct, vmid, &allocation, owner).map_err(|e| e.message)?;
@@ -1797,6 +1800,7 @@ fn restore_ct(
         let props = GuestKind::Ct.schema().property(key, &value).ok_or(format!("{key}: cannot be parsed"))?;
         let size = props.get("size").and_then(|s| hearth_core::size::parse_size(s, 1).ok()).unwrap_or(0);
         let storage = restore_storage(daemon, req, key, volid)?;
+        storages.push(storage.clone());
         let allocation = crate::storage::Allocation { key: key.clone(), storage, size, format: None };
         let new = crate::storage::allocate_for_guest(daemon, GuestKind::Ct, vmid, &allocation, owner)
             .map_err(|e| e.message)?;
@@ -1826,7 +1830,7 @@ fn restore_ct(
         }
     };
     // Progress over the stream extracted: the archive file, or the tree stream in the store.
-    let meter = Meter::new(progress, None);
+    let meter = Meter::new(progress, restore_limit(daemon, req, &storages, log));
     let hook = |n| meter.read(n);
     let extracted = match source {
         Source::Archive(archive) => {
@@ -1878,6 +1882,16 @@ fn restore_ct(
     result?;
     log("restored the root file system".into());
     Ok(config)
+}
+
+/// A restore's bandwidth limit: `--bwlimit`, else the target storages' `bwlimit restore=`.
+fn restore_limit(daemon: &Daemon, req: &RestoreGuest, storages: &[String], log: &dyn Fn(String)) -> Option<u64> {
+    let ids: Vec<&str> = storages.iter().map(String::as_str).collect();
+    let limit = crate::storage::bandwidth_limit(daemon, "restore", &ids, req.bwlimit);
+    if let Some(kib) = limit {
+        log(format!("bandwidth limit: {kib} KiB/s"));
+    }
+    limit
 }
 
 /// Moves everything under `from` into `to` (keeping owners, modes, links, xattrs), leaving

@@ -454,8 +454,12 @@ pub fn destroy(
 ) -> Result<Payload, ErrorReply> {
     let vmid = req.vmid;
     let checker = Arc::clone(daemon);
+    // `--skiplock` (root@pam's, checked by the table) destroys a locked guest too.
+    let skiplock = req.skiplock;
     let refuse = move |config: &GuestConfig| -> Result<(), ErrorReply> {
-        check_unlocked(kind, vmid, config)?;
+        if !skiplock {
+            check_unlocked(kind, vmid, config)?;
+        }
         if checker.guest_running(kind, vmid) {
             let cli = if kind == GuestKind::Vm { "vmctl" } else { "ctctl" };
             return Err(ErrorReply::new(
@@ -475,7 +479,10 @@ pub fn destroy(
     let loaded = daemon.store.load(kind, vmid).map_err(|e| not_found(daemon, kind, vmid, e))?;
     refuse(&loaded.config)?;
     let worker = Arc::clone(daemon);
-    let purge = req.purge;
+    // Volumes named for the guest that its configuration does not reference: with
+    // `--destroy-unreferenced-disks 1` (Proxmox's default 0), or with `--purge` unless that
+    // says 0.
+    let unreferenced = req.destroy_unreferenced_disks.unwrap_or(req.purge);
     let upid = daemon.tasks.spawn(&kind.task_type("destroy"), &vmid.to_string(), &caller.userid, move |ctx| {
         ctx.log(format!("destroying {} {vmid}", kind.noun()));
         let mut owned: Vec<String> = Vec::new();
@@ -497,10 +504,10 @@ pub fn destroy(
                 Ok(())
             })
             .map_err(|e| e.message)?;
-        if purge {
-            // --purge also removes volumes the configuration no longer names.
+        if unreferenced {
             for volume in storage::owned_volumes(&worker, vmid) {
                 if !owned.contains(&volume) {
+                    ctx.log(format!("{volume} is not referenced by the configuration"));
                     owned.push(volume);
                 }
             }

@@ -98,7 +98,7 @@ fn config() -> GetConfig {
 }
 
 fn clone(vmid: u32, newid: u32, target: Option<&str>) -> CloneGuest {
-    CloneGuest { vmid: id(vmid), newid: id(newid), full: None, name: None, target: target.map(str::to_owned) }
+    CloneGuest { vmid: id(vmid), newid: id(newid), full: None, name: None, target: target.map(str::to_owned), bwlimit: None }
 }
 
 fn backup(storage: Option<&str>, prune: Option<&str>) -> BackupGuest {
@@ -284,7 +284,7 @@ fn vm_samples() -> Vec<Sample> {
         sample("vmctl config 100", vm(VmRequest::Config(config())), "VM.Audit@/vms/100"),
         sample("vmctl pending 100", vm(VmRequest::Pending { vmid: v }), "VM.Audit@/vms/100"),
         sample("vmctl list", vm(VmRequest::List), "-").note("Lists only the VMs the caller may audit."),
-        sample("vmctl destroy 100", vm(VmRequest::Destroy(DestroyGuest { vmid: v, purge: false })), "VM.Allocate@/vms/100"),
+        sample("vmctl destroy 100", vm(VmRequest::Destroy(DestroyGuest { vmid: v, purge: false, destroy_unreferenced_disks: None, skiplock: false })), "VM.Allocate@/vms/100"),
         sample("vmctl nextid", vm(VmRequest::NextId), "VM.Allocate@/vms").note(
             "Proxmox answers anyone; Hearth reserves the id for ten minutes, so it asks what creating a guest asks.",
         ),
@@ -336,6 +336,9 @@ fn vm_samples() -> Vec<Sample> {
                 storage: "local".into(),
                 format: None,
                 delete: false,
+                target_vmid: None,
+                target_disk: None,
+                bwlimit: None,
             })),
             "VM.Config.Disk@/vms/100 & Datastore.AllocateSpace@/storage/local",
         ),
@@ -458,7 +461,7 @@ fn ct_samples() -> Vec<Sample> {
         sample("ctctl config 100", ct(CtRequest::Config(config())), "VM.Audit@/vms/100"),
         sample("ctctl pending 100", ct(CtRequest::Pending { vmid: v }), "VM.Audit@/vms/100"),
         sample("ctctl list", ct(CtRequest::List), "-").note("Lists only the containers the caller may audit."),
-        sample("ctctl destroy 100", ct(CtRequest::Destroy(DestroyGuest { vmid: v, purge: false })), "VM.Allocate@/vms/100"),
+        sample("ctctl destroy 100", ct(CtRequest::Destroy(DestroyGuest { vmid: v, purge: false, destroy_unreferenced_disks: None, skiplock: false })), "VM.Allocate@/vms/100"),
         sample("ctctl unlock 100", ct(CtRequest::Unlock { vmid: v }), "root"),
         sample("ctctl start 100", ct(CtRequest::Start { vmid: v }), "VM.PowerMgmt@/vms/100"),
         sample("ctctl stop 100", ct(CtRequest::Stop { vmid: v }), "VM.PowerMgmt@/vms/100"),

@@ -213,7 +213,12 @@ pub fn needs(request: &Request) -> Vec<Need> {
             VmRequest::Clone(c) => guest(GuestKind::Vm, GuestRef::Clone(c)),
             VmRequest::Backup(b) => guest(GuestKind::Vm, GuestRef::Backup(b)),
             VmRequest::Restore(r) => guest(GuestKind::Vm, GuestRef::Restore(r)),
-            VmRequest::MoveDisk(m) => vec![space(&m.storage)],
+            VmRequest::MoveDisk(m) => match m.target_vmid {
+                // Reassigned: the disk becomes the other VM's.
+                Some(target) => vec![on(format!("/vms/{target}"), P::VmConfigDisk)],
+                None => vec![space(&m.storage)],
+            },
+            VmRequest::Destroy(d) if d.skiplock => vec![root("skiplock: destroy a locked guest")],
             VmRequest::ImportDisk(i) => vec![space(&i.storage)],
             _ => Vec::new(),
         },
@@ -223,6 +228,7 @@ pub fn needs(request: &Request) -> Vec<Need> {
             CtRequest::Clone(c) => guest(GuestKind::Ct, GuestRef::Clone(c)),
             CtRequest::Backup(b) => guest(GuestKind::Ct, GuestRef::Backup(b)),
             CtRequest::Restore(r) => guest(GuestKind::Ct, GuestRef::Restore(r)),
+            CtRequest::Destroy(d) if d.skiplock => vec![root("skiplock: destroy a locked guest")],
             _ => Vec::new(),
         },
         // Each guest named is backed up: VM.Backup on it (`--all` is checked per guest).

@@ -598,3 +598,17 @@ pub fn owned_volumes(daemon: &Daemon, vmid: Vmid) -> Vec<String> {
     }
     found
 }
+
+/// The bandwidth limit in KiB/s for `operation` (`clone`, `move`, `restore`) touching
+/// `storages`: the one the caller gave (0: none), else the lowest their `bwlimit` sets, as
+/// Proxmox's `get_bandwidth_limit`.
+pub fn bandwidth_limit(daemon: &Daemon, operation: &str, storages: &[&str], given: Option<u64>) -> Option<u64> {
+    if let Some(kib) = given {
+        return (kib > 0).then_some(kib);
+    }
+    storages
+        .iter()
+        .filter_map(|id| daemon.storages.config(id).ok())
+        .filter_map(|config| hearth_core::storage::bwlimit(&config, operation))
+        .min()
+}

@@ -21,7 +21,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("lockwait", "a guest locked by another operation is skipped at once"),
     ("tmpdir", "temporary files go beside the archive, or to the --fleecing storage"),
     ("script", "use a guest hookscript"),
-    ("notification-mode", "mail goes through sendmail (--mailto); there is no notification system"),
     ("notification-policy", "use --mailnotification always|failure"),
     ("notification-target", "use --mailto"),
     ("performance", "Hearth has no tunable backup workers"),
@@ -120,7 +119,14 @@ pub fn command() -> Command {
                 .value_name("NODE")
                 .help("Only run if this is the node (no guests are backed up otherwise)"),
         )
-        .arg(cli::flag_arg("quiet", "Print nothing but errors"));
+        .arg(cli::flag_arg("quiet", "Print nothing but errors"))
+        .arg(
+            Arg::new("notification-mode")
+                .long("notification-mode")
+                .value_name("MODE")
+                .value_parser(["auto", "legacy-sendmail"])
+                .help("auto or legacy-sendmail: --mailto goes through sendmail (there is no notification system)"),
+        );
     for (name, _) in UNSUPPORTED {
         command = command.arg(
             Arg::new(*name)
