@@ -402,3 +402,132 @@ fn vzdump_fleecing_puts_a_running_vms_copy_before_write_images_on_the_named_stor
     let text = refused(&daemon, "storectl", &["vzdump", "930", "--fleecing", "enabled=1,storage=nosuch"]);
     assert!(text.contains("fleecing") && text.contains("nosuch"), "{text}");
 }
+
+fn scsi(daemon: &HearthdProcess, vmid: &str, key: &str) -> Option<String> {
+    json(daemon, "vmctl", &["config", vmid])[key].as_str().map(|v| v.split(',').next().expect("volid").to_owned())
+}
+
+#[test]
+fn storage_bandwidth_limits_are_stored_and_applied_to_restore_move_and_clone() {
+    let daemon = HearthdProcess::start();
+    // vzdump.adoc: `pvesm set STORAGEID --bwlimit restore=KIBs`.
+    ok(&daemon, "storectl", &["set", "local", "--bwlimit", "restore=8192,default=4096"]);
+    let config = json(&daemon, "storectl", &["config", "local"]);
+    assert!(config.to_string().contains("restore=8192"), "{config}");
+    let text = refused(&daemon, "storectl", &["set", "local", "--bwlimit", "restore=fast"]);
+    assert!(text.contains("bwlimit"), "{text}");
+    let other = outside(&daemon, "other");
+    ok(&daemon, "storectl", &["add", "dir", "other", "--path", other.to_str().expect("utf-8"), "--content", "images"]);
+
+    ok(&daemon, "vmctl", &["create", "950", "--memory", "64", "--scsi0", "local:0.01,format=raw"]);
+    let out = ok(&daemon, "vmctl", &["backup", "950", "--storage", "local", "--mode", "stop"]);
+    let archive = archive_of(&out, "950");
+    let out = ok(&daemon, "vmctl", &["restore", "951", &archive]);
+    assert!(out.contains("bandwidth limit: 8192 KiB/s"), "the storage's restore= applies: {out}");
+    let out = ok(&daemon, "vmctl", &["restore", "952", &archive, "--bwlimit", "0"]);
+    assert!(!out.contains("bandwidth limit"), "--bwlimit 0 lifts it: {out}");
+    // The copy of move-disk and of a full clone: default= of the storages, or --bwlimit.
+    let out = ok(&daemon, "vmctl", &["move-disk", "951", "scsi0", "other"]);
+    assert!(out.contains("bandwidth limit 4096 KiB/s"), "{out}");
+    assert!(scsi(&daemon, "951", "scsi0").expect("scsi0").starts_with("other:"));
+    let out = ok(&daemon, "vmctl", &["clone", "950", "953", "--full", "--bwlimit", "1024"]);
+    assert!(out.contains("bandwidth limit 1024 KiB/s"), "{out}");
+    ok(&daemon, "storectl", &["set", "local", "--delete", "bwlimit"]);
+    let out = ok(&daemon, "vmctl", &["move-disk", "952", "scsi0", "other"]);
+    assert!(!out.contains("bandwidth limit"), "{out}");
+}
+
+#[test]
+fn alloc_takes_the_format_from_the_name_and_export_checks_with_snapshots() {
+    let daemon = HearthdProcess::start();
+    // pve-storage-dir.adoc: `pvesm alloc local <VMID> '' 4G`, `... vm-100-disk10.raw 4G`.
+    let out = ok(&daemon, "storectl", &["alloc", "local", "100", "vm-100-disk10.raw", "4M"]);
+    assert!(out.contains("local:100/vm-100-disk10.raw"), "{out}");
+    let out = ok(&daemon, "storectl", &["alloc", "local", "100", "vm-100-disk11.qcow2", "4M"]);
+    assert!(out.contains("local:100/vm-100-disk11.qcow2"), "{out}");
+    let qcow = path_of(&daemon, "local:100/vm-100-disk11.qcow2");
+    assert!(std::fs::read(&qcow).expect("image").starts_with(b"QFI\xfb"), "a qcow2 image");
+    let text = refused(&daemon, "storectl", &["alloc", "local", "100", "vm-100-disk12.qcow2", "4M", "--format", "raw"]);
+    assert!(text.contains("qcow2") && text.contains("--format is raw"), "{text}");
+    assert!(!path_of(&daemon, "local:100/vm-100-disk10.raw").with_file_name("vm-100-disk12.qcow2").exists());
+    let out = ok(&daemon, "storectl", &["alloc", "local", "100", "", "4M"]);
+    assert!(out.contains("local:100/vm-100-disk-0."), "{out}");
+
+    // pvesm.adoc: `pvesm export <volid> <format> <file> --with-snapshots 1`.
+    let file = daemon.root().join("export.qcow2");
+    ok(
+        &daemon,
+        "storectl",
+        &["export", "local:100/vm-100-disk11.qcow2", "qcow2+size", file.to_str().expect("utf-8"), "--with-snapshots", "1"],
+    );
+    assert!(std::fs::metadata(&file).expect("stream").len() > 8);
+    let raw = daemon.root().join("export.raw");
+    let text = refused(
+        &daemon,
+        "storectl",
+        &["export", "local:100/vm-100-disk10.raw", "raw+size", raw.to_str().expect("utf-8"), "--with-snapshots", "1"],
+    );
+    assert!(text.contains("with-snapshots") && text.contains("raw+size"), "{text}");
+}
+
+#[test]
+fn destroy_unreferenced_disks_skiplock_and_reassigning_a_disk_to_another_vm() {
+    let daemon = HearthdProcess::start();
+    // qm.adoc: `qm disk move 300 scsi1 --target-vmid 400 --target-disk scsi3`.
+    let raw = "local:0.01,format=raw";
+    ok(&daemon, "vmctl", &["create", "300", "--memory", "64", "--scsi0", raw, "--scsi1", raw]);
+    ok(&daemon, "vmctl", &["create", "400", "--memory", "64", "--scsi0", "local:0.01"]);
+    let moved = scsi(&daemon, "300", "scsi1").expect("scsi1");
+    std::fs::write(path_of(&daemon, &moved), vec![7u8; 10 << 20]).expect("data");
+    // VM.Config.Disk on the source alone is not enough.
+    let admin = UnixUser::new("am");
+    ok(&daemon, "userctl", &["user", "add", &admin.userid()]);
+    ok(&daemon, "userctl", &["acl", "modify", "/vms/300", "--roles", "VMAdmin", "--users", &admin.userid()]);
+    let denied =
+        admin.run(&daemon, "vmctl", &["move-disk", "300", "scsi1", "--target-vmid", "400", "--target-disk", "scsi3"]);
+    assert_eq!(denied.status.code(), Some(1), "{}", output_text(&denied));
+    assert!(output_text(&denied).contains("/vms/400"), "{}", output_text(&denied));
+    ok(&daemon, "vmctl", &["move-disk", "300", "scsi1", "--target-vmid", "400", "--target-disk", "scsi3"]);
+    assert_eq!(scsi(&daemon, "300", "scsi1"), None);
+    let now = scsi(&daemon, "400", "scsi3").expect("scsi3");
+    assert!(now.starts_with("local:400/vm-400-disk-"), "{now}");
+    assert_eq!(std::fs::read(path_of(&daemon, &now)).expect("data"), vec![7u8; 10 << 20]);
+    assert!(!path_of(&daemon, &now).with_file_name("x").parent().expect("dir").join(&moved).exists());
+    let text = refused(&daemon, "vmctl", &["move-disk", "300", "scsi0", "--target-vmid", "400", "--target-disk", "scsi3"]);
+    assert!(text.contains("already has scsi3"), "{text}");
+    assert!(scsi(&daemon, "300", "scsi0").is_some(), "a refused reassignment changes nothing");
+    // The old form still moves between storages.
+    let other = outside(&daemon, "other");
+    ok(&daemon, "storectl", &["add", "dir", "other", "--path", other.to_str().expect("utf-8"), "--content", "images"]);
+    ok(&daemon, "vmctl", &["move-disk", "300", "scsi0", "other"]);
+    assert!(scsi(&daemon, "300", "scsi0").expect("scsi0").starts_with("other:300/"));
+
+    // Volumes named for the VM that its configuration does not reference.
+    let stray = ok(&daemon, "storectl", &["alloc", "local", "300", "", "1M"]);
+    let stray = stray.split('\'').nth(1).expect("volid").to_owned();
+    ok(&daemon, "vmctl", &["destroy", "300"]);
+    assert!(path_of_exists(&daemon, &stray), "kept without --destroy-unreferenced-disks (default 0)");
+    ok(&daemon, "vmctl", &["create", "301", "--memory", "64"]);
+    let stray2 = ok(&daemon, "storectl", &["alloc", "local", "301", "", "1M"]);
+    let stray2 = stray2.split('\'').nth(1).expect("volid").to_owned();
+    let out = ok(&daemon, "vmctl", &["destroy", "301", "--destroy-unreferenced-disks", "1"]);
+    assert!(out.contains(&format!("removed volume {stray2}")), "{out}");
+
+    // --skiplock: root@pam's alone.
+    ok(&daemon, "vmctl", &["create", "302", "--memory", "64"]);
+    let file = daemon.root().join(format!("etc/hearth/nodes/{}/qemu/302.toml", daemon_node(&daemon)));
+    let text = std::fs::read_to_string(&file).expect("config");
+    std::fs::write(&file, format!("lock = \"backup\"\n{text}")).expect("config");
+    let text = refused(&daemon, "vmctl", &["destroy", "302"]);
+    assert!(text.contains("locked"), "{text}");
+    ok(&daemon, "userctl", &["acl", "modify", "/vms/302", "--roles", "VMAdmin", "--users", &admin.userid()]);
+    let denied = admin.run(&daemon, "vmctl", &["destroy", "302", "--skiplock"]);
+    assert!(output_text(&denied).contains("root@pam"), "{}", output_text(&denied));
+    ok(&daemon, "vmctl", &["destroy", "302", "--skiplock", "1"]);
+    assert!(!file.exists());
+}
+
+fn path_of_exists(daemon: &HearthdProcess, volid: &str) -> bool {
+    let (code, stdout, _) = run(daemon, "storectl", &["path", volid]);
+    code == 0 && Path::new(stdout.trim()).exists()
+}

@@ -877,6 +877,10 @@ pub struct ImportVolume {
 pub struct ExportVolume {
     pub volid: String,
     pub format: String,
+    /// `--with-snapshots`: whether the stream must carry the volume's snapshots (qcow2+size and
+    /// btrfs do; the other formats cannot). `None`: as the format does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with_snapshots: Option<bool>,
 }
 
 /// `storectl upload <storage> <file> --content iso|vztmpl|snippets|import`.

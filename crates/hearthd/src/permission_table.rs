@@ -649,7 +649,7 @@ fn storage_samples() -> Vec<Sample> {
         .note("`pvesm import` is root's in Proxmox; Hearth reads the stream through the caller's own descriptor."),
         sample(
             "storectl export local:100/vm-100-disk-1.raw raw+size disk.raw",
-            storage(StorageRequest::Export(ExportVolume { volid: volume(), format: "raw+size".into() })),
+            storage(StorageRequest::Export(ExportVolume { volid: volume(), format: "raw+size".into(), with_snapshots: None })),
             "Datastore.Allocate@/storage/local",
         )
         .note("As `storectl import`."),
