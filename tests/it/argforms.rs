@@ -259,7 +259,14 @@ fn vzdump_takes_ids_as_arguments_and_exclude_paths_with_proxmox_anchoring() {
     small_ct(&daemon, &a);
     small_ct(&daemon, &b);
     let root = crate::backup::rootfs_path(&daemon, &a);
-    for file in ["srv/keep.txt", "srv/skip.tmp", "srv/deep/er/also.tmp", "var/log/old.gz", "data/var/log/kept.gz", "tmp/scratch"] {
+    for file in [
+        "srv/keep.txt",
+        "srv/skip.tmp",
+        "srv/deep/er/also.tmp",
+        "var/log/old.gz",
+        "data/var/log/kept.gz",
+        "tmp/scratch",
+    ] {
         let path = root.join(file);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         std::fs::write(&path, file).expect("write");
@@ -361,18 +368,35 @@ fn vzdump_mails_its_log_through_sendmail_or_says_why_not() {
     let out = ok(
         &daemon,
         "storectl",
-        &["vzdump", &a, "--storage", "local", "--mailto", "ops@example.org,dev@example.org", "--mailto", "x@example.org"],
+        &[
+            "vzdump",
+            &a,
+            "--storage",
+            "local",
+            "--mailto",
+            "ops@example.org,dev@example.org",
+            "--mailto",
+            "x@example.org",
+        ],
     );
     assert!(out.contains("mailed the log to ops@example.org, dev@example.org, x@example.org"), "{out}");
     let mail = std::fs::read_to_string(&mailbox).expect("a mail was sent");
     assert!(mail.contains("ARGS -f root -- ops@example.org dev@example.org x@example.org"), "{mail}");
-    assert!(mail.contains("backup successful") && mail.contains(&format!("{a}: ok local:backup/vzdump-lxc-{a}-")), "{mail}");
+    assert!(
+        mail.contains("backup successful") && mail.contains(&format!("{a}: ok local:backup/vzdump-lxc-{a}-")),
+        "{mail}"
+    );
     // --mailnotification failure: a successful run sends nothing, a failed one does.
     std::fs::remove_file(&mailbox).expect("rm");
     next_second();
-    ok(&daemon, "storectl", &["vzdump", &a, "--storage", "local", "--mailto", "ops@example.org", "--mailnotification", "failure"]);
+    ok(
+        &daemon,
+        "storectl",
+        &["vzdump", &a, "--storage", "local", "--mailto", "ops@example.org", "--mailnotification", "failure"],
+    );
     assert!(!mailbox.exists(), "no mail for a success");
-    let (code, _, _) = run(&daemon, "storectl", &["vzdump", "999999", "--mailto", "ops@example.org", "--mailnotification", "failure"]);
+    let (code, _, _) =
+        run(&daemon, "storectl", &["vzdump", "999999", "--mailto", "ops@example.org", "--mailnotification", "failure"]);
     assert_eq!(code, 1);
     let mail = std::fs::read_to_string(&mailbox).expect("a mail for the failure");
     assert!(mail.contains("backup failed") && mail.contains("999999: failed"), "{mail}");
@@ -382,7 +406,11 @@ fn vzdump_mails_its_log_through_sendmail_or_says_why_not() {
 fn vzdump_fleecing_puts_a_running_vms_copy_before_write_images_on_the_named_storage() {
     let daemon = HearthdProcess::start();
     let fleece = outside(&daemon, "fleece");
-    ok(&daemon, "storectl", &["add", "dir", "fleece", "--path", fleece.to_str().expect("utf-8"), "--content", "images"]);
+    ok(
+        &daemon,
+        "storectl",
+        &["add", "dir", "fleece", "--path", fleece.to_str().expect("utf-8"), "--content", "images"],
+    );
     ok(&daemon, "vmctl", &["create", "930", "--memory", "64", "--kvm", "0", "--scsi0", "local:0.01,format=raw"]);
     ok(&daemon, "vmctl", &["start", "930"]);
     let out = ok(
@@ -458,7 +486,14 @@ fn alloc_takes_the_format_from_the_name_and_export_checks_with_snapshots() {
     ok(
         &daemon,
         "storectl",
-        &["export", "local:100/vm-100-disk11.qcow2", "qcow2+size", file.to_str().expect("utf-8"), "--with-snapshots", "1"],
+        &[
+            "export",
+            "local:100/vm-100-disk11.qcow2",
+            "qcow2+size",
+            file.to_str().expect("utf-8"),
+            "--with-snapshots",
+            "1",
+        ],
     );
     assert!(std::fs::metadata(&file).expect("stream").len() > 8);
     let raw = daemon.root().join("export.raw");
@@ -493,7 +528,8 @@ fn destroy_unreferenced_disks_skiplock_and_reassigning_a_disk_to_another_vm() {
     assert!(now.starts_with("local:400/vm-400-disk-"), "{now}");
     assert_eq!(std::fs::read(path_of(&daemon, &now)).expect("data"), vec![7u8; 10 << 20]);
     assert!(!path_of(&daemon, &now).with_file_name("x").parent().expect("dir").join(&moved).exists());
-    let text = refused(&daemon, "vmctl", &["move-disk", "300", "scsi0", "--target-vmid", "400", "--target-disk", "scsi3"]);
+    let text =
+        refused(&daemon, "vmctl", &["move-disk", "300", "scsi0", "--target-vmid", "400", "--target-disk", "scsi3"]);
     assert!(text.contains("already has scsi3"), "{text}");
     assert!(scsi(&daemon, "300", "scsi0").is_some(), "a refused reassignment changes nothing");
     // The old form still moves between storages.

@@ -111,7 +111,11 @@ impl Request {
             )
             | Request::Vm(VmRequest::ImportDisk(_))
             | Request::Ct(CtRequest::Push { .. } | CtRequest::Pull { .. }) => 1,
-            Request::Vm(VmRequest::Restore(r)) | Request::Ct(CtRequest::Restore(r)) if r.archive == RestoreGuest::STDIN => 1,
+            Request::Vm(VmRequest::Restore(r)) | Request::Ct(CtRequest::Restore(r))
+                if r.archive == RestoreGuest::STDIN =>
+            {
+                1
+            }
             Request::Storage(StorageRequest::BackupRun(r)) if r.options.stdout => 1,
             Request::Ct(CtRequest::Exec(_)) => 3,
             _ => 0,

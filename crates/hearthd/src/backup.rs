@@ -347,10 +347,23 @@ fn name_full_storage(storage: &str, e: String) -> String {
 
 /// Where a backup goes: a vzdump archive in a dump directory, or a snapshot in a chunk store.
 enum Sink<'t> {
-    Dump { dir: PathBuf, options: ArchiveOptions },
-    Chunks { store: crate::chunks::Store, time: i64, notes: Option<String>, protected: bool, exclude: Vec<String> },
+    Dump {
+        dir: PathBuf,
+        options: ArchiveOptions,
+    },
+    Chunks {
+        store: crate::chunks::Store,
+        time: i64,
+        notes: Option<String>,
+        protected: bool,
+        exclude: Vec<String>,
+    },
     /// `--stdout`: one zstd stream into the caller's file; temporary files go to `temp`.
-    Stream { out: &'t std::fs::File, temp: PathBuf, options: ArchiveOptions },
+    Stream {
+        out: &'t std::fs::File,
+        temp: PathBuf,
+        options: ArchiveOptions,
+    },
 }
 
 /// A finished backup: its volume id and what the log says about it.

@@ -552,9 +552,9 @@ fn check_reassign(
         return Err(err(ErrorKind::Conflict, format!("target-disk: VM {target} already has {target_disk}")));
     }
     let value = source.current.get(&req.disk).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let is_disk = ["scsi", "virtio", "sata", "ide"].iter().any(|p| {
-        target_disk.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    });
+    let is_disk = ["scsi", "virtio", "sata", "ide"]
+        .iter()
+        .any(|p| target_disk.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())));
     if !is_disk {
         return Err(err(
             ErrorKind::Invalid,
@@ -588,8 +588,7 @@ fn reassign(daemon: &Arc<Daemon>, caller: &Caller, req: MoveDisk, target: Vmid) 
         let _b = lock_b.lock().unwrap_or_else(|p| p.into_inner());
         let source = worker.store.load(VM, vmid).map_err(|e| e.to_string())?.config;
         let dest = worker.store.load(VM, target).map_err(|e| e.to_string())?.config;
-        let (volume, target_disk, _) =
-            check_reassign(&worker, &req, target, &source, &dest).map_err(|e| e.message)?;
+        let (volume, target_disk, _) = check_reassign(&worker, &req, target, &source, &dest).map_err(|e| e.message)?;
         let disk = req.disk.as_str();
         let (backend, vol) = worker.storages.volume(&volume).map_err(|e| e.message)?;
         let storage_id = backend.config().id.clone();

@@ -98,7 +98,14 @@ fn config() -> GetConfig {
 }
 
 fn clone(vmid: u32, newid: u32, target: Option<&str>) -> CloneGuest {
-    CloneGuest { vmid: id(vmid), newid: id(newid), full: None, name: None, target: target.map(str::to_owned), bwlimit: None }
+    CloneGuest {
+        vmid: id(vmid),
+        newid: id(newid),
+        full: None,
+        name: None,
+        target: target.map(str::to_owned),
+        bwlimit: None,
+    }
 }
 
 fn backup(storage: Option<&str>, prune: Option<&str>) -> BackupGuest {
@@ -285,6 +292,32 @@ fn vm_samples() -> Vec<Sample> {
         sample("vmctl pending 100", vm(VmRequest::Pending { vmid: v }), "VM.Audit@/vms/100"),
         sample("vmctl list", vm(VmRequest::List), "-").note("Lists only the VMs the caller may audit."),
         sample("vmctl destroy 100", vm(VmRequest::Destroy(DestroyGuest { vmid: v, purge: false, destroy_unreferenced_disks: None, skiplock: false })), "VM.Allocate@/vms/100"),
+        sample(
+            "vmctl destroy 100 --skiplock",
+            vm(VmRequest::Destroy(DestroyGuest { vmid: v, purge: false, destroy_unreferenced_disks: None, skiplock: true })),
+            "root",
+        ),
+        sample("vmctl set 100 --hookscript local:snippets/hook.pl", vm(VmRequest::Set(set(&[("hookscript", "local:snippets/hook.pl")]))), "root"),
+        sample(
+            "vmctl move-disk 100 scsi1 --target-vmid 101 --target-disk scsi3",
+            vm(VmRequest::MoveDisk(MoveDisk {
+                vmid: v,
+                disk: "scsi1".into(),
+                storage: String::new(),
+                format: None,
+                delete: false,
+                target_vmid: Some(id(OTHER)),
+                target_disk: Some("scsi3".into()),
+                bwlimit: None,
+            })),
+            "VM.Config.Disk@/vms/100 & VM.Config.Disk@/vms/101",
+        ),
+        sample(
+            "vmctl restore /mnt/backup/vzdump-qemu-100.vma 100",
+            vm(VmRequest::Restore(restore("/mnt/backup/vzdump-qemu-100.vma", None, None))),
+            "root",
+        )
+        .note("A path inside a storage is rewritten to its volume id before the table sees it."),
         sample("vmctl nextid", vm(VmRequest::NextId), "VM.Allocate@/vms").note(
             "Proxmox answers anyone; Hearth reserves the id for ten minutes, so it asks what creating a guest asks.",
         ),
@@ -685,6 +718,30 @@ fn storage_samples() -> Vec<Sample> {
             "Datastore.AllocateSpace,Datastore.Allocate@/storage/local",
         )
         .note("VM.Backup on each guest of `--all` is checked by the handler, which knows the guests."),
+        sample(
+            "storectl vzdump 100 --dumpdir /mnt/backup",
+            storage(StorageRequest::BackupRun(BackupRun {
+                options: BackupOptions { dumpdir: Some("/mnt/backup".into()), ..BackupOptions::default() },
+                ..run(&[OWN], false, None)
+            })),
+            "root",
+        ),
+        sample(
+            "storectl vzdump 100 --stdout",
+            storage(StorageRequest::BackupRun(BackupRun {
+                options: BackupOptions { stdout: true, ..BackupOptions::default() },
+                ..run(&[OWN], false, None)
+            })),
+            "VM.Backup@/vms/100",
+        ),
+        sample(
+            "storectl vzdump 100 --storage local --fleecing enabled=1,storage=fast",
+            storage(StorageRequest::BackupRun(BackupRun {
+                options: BackupOptions { fleecing: Some("enabled=1,storage=fast".into()), ..BackupOptions::default() },
+                ..run(&[OWN], false, Some("local"))
+            })),
+            "Datastore.AllocateSpace@/storage/local & VM.Backup@/vms/100 & Datastore.AllocateSpace@/storage/fast",
+        ),
         sample(
             "storectl backup run --vmid 100",
             storage(StorageRequest::BackupRun(run(&[OWN], false, None))),

@@ -387,10 +387,7 @@ pub fn alloc(daemon: &Daemon, req: AllocVolume) -> Result<Payload, ErrorReply> {
     let named = req.name.rsplit_once('.').and_then(|(_, ext)| ext.parse::<Format>().ok());
     let format = match (named, req.format.as_deref()) {
         (Some(named), Some(given)) if named.as_str() != given => {
-            return Err(invalid(format!(
-                "name: '{}' is a {named} image name, but --format is {given}",
-                req.name
-            )));
+            return Err(invalid(format!("name: '{}' is a {named} image name, but --format is {given}", req.name)));
         }
         (Some(named), _) => image_format(backend.config(), Some(named.as_str()))?,
         (None, given) => image_format(backend.config(), given)?,
@@ -498,9 +495,9 @@ fn check_with_snapshots(
 ) -> Result<(), ErrorReply> {
     let carries = matches!(format, StreamFormat::Qcow2Size | StreamFormat::Btrfs);
     match with_snapshots {
-        Some(true) if !carries => Err(invalid(format!(
-            "with-snapshots: a {format} stream cannot carry snapshots (use qcow2+size or btrfs)"
-        ))),
+        Some(true) if !carries => {
+            Err(invalid(format!("with-snapshots: a {format} stream cannot carry snapshots (use qcow2+size or btrfs)")))
+        }
         Some(false) if carries => {
             let snapshots = backend.snapshots(vol).map_err(to_reply)?;
             if snapshots.is_empty() {

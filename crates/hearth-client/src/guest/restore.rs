@@ -34,9 +34,12 @@ pub fn command(kind: GuestKind) -> Command {
              log is printed.",
             n.noun, n.noun
         ))
-        .arg(Arg::new("first").value_name(id.to_uppercase()).required(true).help(format!(
-            "The id to restore to (all digits), or the archive when the id comes second"
-        )))
+        .arg(
+            Arg::new("first")
+                .value_name(id.to_uppercase())
+                .required(true)
+                .help(format!("The id to restore to (all digits), or the archive when the id comes second")),
+        )
         .arg(
             Arg::new("second")
                 .value_name("ARCHIVE")

@@ -129,12 +129,7 @@ pub fn command() -> Command {
         );
     for (name, _) in UNSUPPORTED {
         command = command.arg(
-            Arg::new(*name)
-                .long(*name)
-                .value_name("VALUE")
-                .num_args(0..=1)
-                .hide(true)
-                .help("Not supported by Hearth"),
+            Arg::new(*name).long(*name).value_name("VALUE").num_args(0..=1).hide(true).help("Not supported by Hearth"),
         );
     }
     command
