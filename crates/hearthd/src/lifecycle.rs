@@ -107,6 +107,12 @@ fn check_startable(daemon: &Daemon, kind: GuestKind, vmid: Vmid, config: &GuestC
     Ok(())
 }
 
+/// A start the engine has built, and the guest's hook script (from the same configuration).
+pub(crate) struct Prepared {
+    launch: Box<dyn Launch>,
+    hookscript: Option<String>,
+}
+
 /// Loads the guest's configuration (once), checks that it may start, resolves its volumes and
 /// lets the engine build the start.
 pub(crate) fn prepare(
@@ -114,21 +120,23 @@ pub(crate) fn prepare(
     kind: GuestKind,
     vmid: Vmid,
     options: &StartOptions,
-) -> Result<Box<dyn Launch>, ErrorReply> {
+) -> Result<Prepared, ErrorReply> {
     let config = daemon.store.load(kind, vmid)?.config;
     check_startable(daemon, kind, vmid, &config)?;
     let resources = resolve(daemon, vmid, &config)?;
-    daemon.runtime(kind).prepare(resources, options).map_err(runtime_reply)
+    let hookscript = config.current.get("hookscript").and_then(Value::as_str).map(str::to_owned);
+    let launch = daemon.runtime(kind).prepare(resources, options).map_err(runtime_reply)?;
+    Ok(Prepared { launch, hookscript })
 }
 
 /// Runs a prepared start; the caller holds the guest's operation lock.
-fn launch(daemon: &Daemon, kind: GuestKind, launch: Box<dyn Launch>, log: &dyn Fn(String)) -> Result<u32, String> {
+fn launch(daemon: &Daemon, kind: GuestKind, prepared: Prepared, log: &dyn Fn(String)) -> Result<u32, String> {
+    let Prepared { launch, hookscript: hook } = prepared;
     let vmid = launch.vmid();
     for warning in launch.warnings() {
         log(format!("WARN: {warning}"));
     }
     // The hook script: pre-start may refuse the start, post-start only warns.
-    let hook = hookscript::of(daemon, kind, vmid);
     if let Some(script) = &hook {
         hookscript::run(daemon, script, vmid, Phase::PreStart, log)?;
     }
