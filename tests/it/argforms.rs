@@ -290,8 +290,13 @@ fn vzdump_takes_ids_as_arguments_and_exclude_paths_with_proxmox_anchoring() {
     next_second();
     let out = ok(&daemon, "storectl", &["vzdump", &a, "--stdexcludes", "0", "--storage", "local"]);
     assert!(members(&path_of(&daemon, &archive_of(&out, &a))).iter().any(|m| m == "tmp/scratch"));
+    // --pool: every guest of the pool.
+    ok(&daemon, "userctl", &["pool", "add", "team", "--vms", &b]);
+    next_second();
+    let out = ok(&daemon, "storectl", &["vzdump", "--pool", "team", "--storage", "local"]);
+    assert!(out.contains("1 guests to back up") && out.contains(&format!("{b}: ok ")), "{out}");
     // Options of Proxmox's vzdump that Hearth cannot honour are refused by name.
-    for option in [["--pool", "prod"], ["--script", "/x.pl"], ["--tmpdir", "/tmp"]] {
+    for option in [["--ionice", "5"], ["--script", "/x.pl"], ["--tmpdir", "/tmp"]] {
         let text = refused(&daemon, "storectl", &["vzdump", &a, option[0], option[1]]);
         assert!(text.contains(&option[0][2..]) && text.contains("does not support"), "{text}");
     }

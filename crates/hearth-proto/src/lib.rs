@@ -687,6 +687,9 @@ pub struct BackupRun {
     pub exclude: Vec<Vmid>,
     #[serde(default)]
     pub options: BackupOptions,
+    /// Every guest of this pool (vzdump's `pool`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 /// `vmctl restore`, `ctctl restore`.

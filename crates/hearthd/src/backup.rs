@@ -196,6 +196,24 @@ pub fn run(
 
 /// The guests a selection names, with their kinds, sorted by id.
 fn select(daemon: &Daemon, req: &BackupRun) -> Result<Vec<(Vmid, Option<GuestKind>)>, ErrorReply> {
+    if let Some(pool) = &req.pool {
+        let model = daemon.access.model();
+        let members = model
+            .pools
+            .iter()
+            .find(|(name, _)| name.as_str() == pool)
+            .map(|(_, p)| p.vms.clone())
+            .ok_or_else(|| err(ErrorKind::NotFound, format!("pool: no pool '{pool}'")))?;
+        let mut guests: Vec<(Vmid, Option<GuestKind>)> = members
+            .into_iter()
+            .chain(req.vmids.iter().copied())
+            .filter(|v| !req.exclude.contains(v))
+            .map(|v| (v, daemon.store.locate(v).map(|(_, k)| k)))
+            .collect();
+        guests.sort_by_key(|(v, _)| *v);
+        guests.dedup_by_key(|(v, _)| *v);
+        return Ok(guests);
+    }
     if req.all || !req.exclude.is_empty() {
         let mut all = Vec::new();
         for kind in [GuestKind::Vm, GuestKind::Ct] {

@@ -139,6 +139,7 @@ impl JobEntry {
                     bwlimit: self.bwlimit,
                     ..BackupOptions::default()
                 },
+                pool: None,
             },
         }
     }

@@ -139,6 +139,7 @@ fn run(vmids: &[u32], all: bool, storage: Option<&str>) -> BackupRun {
         all,
         exclude: Vec::new(),
         options: BackupOptions { storage: storage.map(str::to_owned), ..BackupOptions::default() },
+        pool: None,
     }
 }
 

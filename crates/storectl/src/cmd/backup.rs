@@ -115,6 +115,7 @@ pub fn selection(matches: &ArgMatches) -> BackupRun {
         all: matches.get_flag("all"),
         exclude: matches.try_get_one::<Vec<Vmid>>("exclude").ok().flatten().cloned().unwrap_or_default(),
         options: backups::options(matches),
+        pool: None,
     }
 }
 

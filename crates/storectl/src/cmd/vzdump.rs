@@ -16,7 +16,6 @@ const STD_EXCLUDES: [&str; 3] = ["/tmp/?*", "/var/tmp/?*", "/var/run/?*.pid"];
 
 /// Proxmox's vzdump options that Hearth does not offer, and why.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("pool", "select the guests by id or with --all"),
     ("ionice", "hearthd does not change the I/O priority of a backup"),
     ("lockwait", "a guest locked by another operation is skipped at once"),
     ("tmpdir", "temporary files go beside the archive, or to the --fleecing storage"),
@@ -120,6 +119,7 @@ pub fn command() -> Command {
                 .help("Only run if this is the node (no guests are backed up otherwise)"),
         )
         .arg(cli::flag_arg("quiet", "Print nothing but errors"))
+        .arg(Arg::new("pool").long("pool").value_name("POOL").help("Every guest of this pool"))
         .arg(
             Arg::new("notification-mode")
                 .long("notification-mode")
@@ -144,8 +144,9 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     for ids in matches.get_many::<Vec<Vmid>>("vmids").into_iter().flatten() {
         req.vmids.extend(ids.iter().copied());
     }
-    if req.vmids.is_empty() && !req.all && req.exclude.is_empty() {
-        bail!("name the guests (storectl vzdump 100 101) or use --all");
+    req.pool = matches.get_one::<String>("pool").cloned();
+    if req.vmids.is_empty() && !req.all && req.exclude.is_empty() && req.pool.is_none() {
+        bail!("name the guests (storectl vzdump 100 101), or use --all or --pool");
     }
     let options = &mut req.options;
     options.dumpdir = match matches.get_one::<String>("dumpdir") {
