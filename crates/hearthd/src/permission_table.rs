@@ -738,7 +738,11 @@ fn storage_samples() -> Vec<Sample> {
         sample(
             "storectl vzdump 100 --storage local --fleecing enabled=1,storage=fast",
             storage(StorageRequest::BackupRun(BackupRun {
-                options: BackupOptions { fleecing: Some("enabled=1,storage=fast".into()), ..BackupOptions::default() },
+                options: BackupOptions {
+                    storage: Some("local".into()),
+                    fleecing: Some("enabled=1,storage=fast".into()),
+                    ..BackupOptions::default()
+                },
                 ..run(&[OWN], false, Some("local"))
             })),
             "Datastore.AllocateSpace@/storage/local & VM.Backup@/vms/100 & Datastore.AllocateSpace@/storage/fast",
