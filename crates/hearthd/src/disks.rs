@@ -499,37 +499,6 @@ pub fn cleanup(daemon: &Daemon, vmid: Vmid) -> Result<Payload, ErrorReply> {
     Ok(Payload::Empty)
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_moved_disk_keeps_its_properties_and_its_format_follows_the_copy() {
-        let value = Value::Str("local:100/vm-100-disk-0.raw,size=4G,format=raw,cache=writeback,discard=on".into());
-        let moved = replace_volume("scsi0", &value, "fast:100/vm-100-disk-3.qcow2", Format::Qcow2).unwrap();
-        assert_eq!(
-            moved,
-            Value::Str("fast:100/vm-100-disk-3.qcow2,size=4G,format=qcow2,cache=writeback,discard=on".into())
-        );
-        // Without format= none is added.
-        let value = Value::Str("local:100/vm-100-disk-0.qcow2,iothread=1".into());
-        let moved = replace_volume("virtio0", &value, "fast:vm-100-disk-0", Format::Raw).unwrap();
-        assert_eq!(moved, Value::Str("fast:vm-100-disk-0,iothread=1".into()));
-    }
-
-    #[test]
-    fn only_the_vms_own_images_are_freed() {
-        let vmid = Vmid::new(100).unwrap();
-        let parse = |name: &str| VolName::parse(hearth_core::storage::StorageType::Dir, name).unwrap();
-        assert!(owned_image(vmid, &parse("100/vm-100-disk-0.raw")));
-        assert!(owned_image(vmid, &parse("900/base-900-disk-0.qcow2/100/vm-100-disk-1.qcow2")));
-        assert!(!owned_image(vmid, &parse("100/base-100-disk-0.qcow2")));
-        assert!(!owned_image(vmid, &parse("101/vm-101-disk-0.raw")));
-        assert!(!owned_image(vmid, &parse("iso/debian.iso")));
-    }
-}
-
 /// The disk's value as `target_disk` of the target VM, and the key: checked before the task
 /// and again in it.
 fn check_reassign(
@@ -642,4 +611,35 @@ fn reassign(daemon: &Arc<Daemon>, caller: &Caller, req: MoveDisk, target: Vmid) 
         Ok(())
     })?;
     Ok(Payload::Task(upid))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moved_disk_keeps_its_properties_and_its_format_follows_the_copy() {
+        let value = Value::Str("local:100/vm-100-disk-0.raw,size=4G,format=raw,cache=writeback,discard=on".into());
+        let moved = replace_volume("scsi0", &value, "fast:100/vm-100-disk-3.qcow2", Format::Qcow2).unwrap();
+        assert_eq!(
+            moved,
+            Value::Str("fast:100/vm-100-disk-3.qcow2,size=4G,format=qcow2,cache=writeback,discard=on".into())
+        );
+        // Without format= none is added.
+        let value = Value::Str("local:100/vm-100-disk-0.qcow2,iothread=1".into());
+        let moved = replace_volume("virtio0", &value, "fast:vm-100-disk-0", Format::Raw).unwrap();
+        assert_eq!(moved, Value::Str("fast:vm-100-disk-0,iothread=1".into()));
+    }
+
+    #[test]
+    fn only_the_vms_own_images_are_freed() {
+        let vmid = Vmid::new(100).unwrap();
+        let parse = |name: &str| VolName::parse(hearth_core::storage::StorageType::Dir, name).unwrap();
+        assert!(owned_image(vmid, &parse("100/vm-100-disk-0.raw")));
+        assert!(owned_image(vmid, &parse("900/base-900-disk-0.qcow2/100/vm-100-disk-1.qcow2")));
+        assert!(!owned_image(vmid, &parse("100/base-100-disk-0.qcow2")));
+        assert!(!owned_image(vmid, &parse("101/vm-101-disk-0.raw")));
+        assert!(!owned_image(vmid, &parse("iso/debian.iso")));
+    }
 }

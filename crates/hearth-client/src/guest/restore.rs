@@ -38,7 +38,7 @@ pub fn command(kind: GuestKind) -> Command {
             Arg::new("first")
                 .value_name(id.to_uppercase())
                 .required(true)
-                .help(format!("The id to restore to (all digits), or the archive when the id comes second")),
+                .help("The id to restore to (all digits), or the archive when the id comes second"),
         )
         .arg(
             Arg::new("second")
