@@ -572,3 +572,20 @@ fn path_of_exists(daemon: &HearthdProcess, volid: &str) -> bool {
     let (code, stdout, _) = run(daemon, "storectl", &["path", volid]);
     code == 0 && Path::new(stdout.trim()).exists()
 }
+
+#[test]
+fn vzdump_prunes_by_the_storages_prune_backups_unless_remove_is_0() {
+    let daemon = HearthdProcess::start();
+    let a = ctid(1);
+    small_ct(&daemon, &a);
+    ok(&daemon, "storectl", &["set", "local", "--prune-backups", "keep-last=1"]);
+    let first = archive_of(&ok(&daemon, "storectl", &["vzdump", &a, "--storage", "local"]), &a);
+    next_second();
+    let out = ok(&daemon, "storectl", &["vzdump", &a, "--storage", "local", "--remove", "0"]);
+    assert!(out.contains("not pruning: remove is 0"), "{out}");
+    assert!(path_of_exists(&daemon, &first), "kept with --remove 0");
+    next_second();
+    let out = ok(&daemon, "storectl", &["vzdump", &a, "--storage", "local"]);
+    assert!(out.contains(&format!("pruned {first}")), "the storage's keep-last=1 applies: {out}");
+    assert!(!path_of_exists(&daemon, &first));
+}

@@ -628,8 +628,17 @@ pub(crate) fn backup_guest(
         Target::Dir(dir) => dir.join(&written.volid).display().to_string(),
         Target::Stream(_) => "-".to_owned(),
     };
-    // vzdump's `remove` (default 1) prunes by `prune-backups`; `remove 0` never does.
-    match (&options.prune_backups, options.remove, target) {
+    // vzdump's `remove` (default 1) prunes by `--prune-backups`, else by the storage's
+    // `prune-backups`; `remove 0` never prunes.
+    let storage_keep = match target {
+        Target::Storage(_) if options.prune_backups.is_none() => daemon
+            .storages
+            .config(storage)
+            .ok()
+            .and_then(|c| c.section.get("prune-backups").and_then(Value::as_str).map(str::to_owned)),
+        _ => None,
+    };
+    match (options.prune_backups.as_ref().or(storage_keep.as_ref()), options.remove, target) {
         (Some(_), Some(false), _) => log("not pruning: remove is 0".into()),
         (Some(keep), _, Target::Storage(_)) => {
             let pruned = prune(daemon, storage, Some(vmid), Some(guest_type), keep, false).map_err(|e| e.message)?;

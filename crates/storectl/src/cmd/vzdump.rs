@@ -49,7 +49,9 @@ pub fn command() -> Command {
              /var/run/?*.pid. --fleecing enabled=1,storage=S puts a running VM's \
              copy-before-write images (snapshot mode) on storage S. --mailto ADDR (repeatable) \
              mails the log through the host's sendmail when the run ends (--mailnotification \
-             failure: only when it failed). --remove 0 never prunes. Options of Proxmox's \
+             failure: only when it failed). After each backup the guest's backups on the storage \
+             are pruned by --prune-backups, else by the storage's prune-backups; --remove 0 \
+             never prunes. Options of Proxmox's \
              vzdump that Hearth cannot honour are refused by name.",
         )
         .arg(
@@ -97,7 +99,7 @@ pub fn command() -> Command {
                 .value_parser(["always", "failure"])
                 .help("Mail always (default) or only on failure"),
         )
-        .arg(cli::flag_arg("remove", "Prune by --prune-backups after the backup (default 1)"))
+        .arg(cli::flag_arg("remove", "Prune by --prune-backups or the storage's after the backup (default 1)"))
         .arg(
             Arg::new("zstd")
                 .long("zstd")
