@@ -1421,12 +1421,17 @@ impl Spool {
     fn fill(daemon: &Daemon, vmid: Vmid, mut input: std::fs::File) -> Result<Spool, ErrorReply> {
         let dir = daemon.root.join("var/lib/hearth/restore");
         std::fs::create_dir_all(&dir).map_err(|e| err(ErrorKind::Internal, format!("{}: {e}", dir.display())))?;
-        let path = dir.join(format!("{vmid}-{}.spool", std::process::id()));
+        // Unique per request: two streams to the same id never share a spool.
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let path = dir.join(format!("{vmid}-{}-{nanos}.spool", std::process::id()));
         let spool = Spool { path };
-        let copied = std::fs::File::create(&spool.path).and_then(|mut out| {
-            std::io::copy(&mut input, &mut out)?;
-            out.sync_all()
-        });
+        let copied =
+            std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().write(true).create_new(true), 0o600)
+                .open(&spool.path)
+                .and_then(|mut out| {
+                    std::io::copy(&mut input, &mut out)?;
+                    out.sync_all()
+                });
         copied.map_err(|e| err(ErrorKind::Invalid, format!("reading the archive from standard input: {e}")))?;
         Ok(spool)
     }
