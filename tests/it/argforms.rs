@@ -459,6 +459,19 @@ fn storage_bandwidth_limits_are_stored_and_applied_to_restore_move_and_clone() {
     assert!(out.contains("bandwidth limit: 8192 KiB/s"), "the storage's restore= applies: {out}");
     let out = ok(&daemon, "vmctl", &["restore", "952", &archive, "--bwlimit", "0"]);
     assert!(!out.contains("bandwidth limit"), "--bwlimit 0 lifts it: {out}");
+    // Lifting or raising a storage's limit is for who may administer the storage.
+    let user = UnixUser::new("bw");
+    ok(&daemon, "userctl", &["user", "add", &user.userid()]);
+    ok(&daemon, "userctl", &["acl", "modify", "/vms", "--roles", "VMAdmin", "--users", &user.userid()]);
+    ok(&daemon, "userctl", &["acl", "modify", "/storage", "--roles", "DatastoreUser", "--users", &user.userid()]);
+    for limit in ["0", "9000"] {
+        let denied = user.run(&daemon, "vmctl", &["restore", "954", &archive, "--bwlimit", limit]);
+        assert_eq!(denied.status.code(), Some(1), "{}", output_text(&denied));
+        assert!(output_text(&denied).contains("Datastore.Allocate"), "{}", output_text(&denied));
+    }
+    let slower = user.run(&daemon, "vmctl", &["restore", "954", &archive, "--bwlimit", "4000"]);
+    assert_eq!(slower.status.code(), Some(0), "a lower limit is anyone's: {}", output_text(&slower));
+    assert!(output_text(&slower).contains("bandwidth limit: 4000 KiB/s"), "{}", output_text(&slower));
     // The copy of move-disk and of a full clone: default= of the storages, or --bwlimit.
     let out = ok(&daemon, "vmctl", &["move-disk", "951", "scsi0", "other"]);
     assert!(out.contains("bandwidth limit 4096 KiB/s"), "{out}");

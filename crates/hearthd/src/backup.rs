@@ -1586,6 +1586,7 @@ impl Restored {
             .collect();
         let skip: Vec<String> = new.iter().map(|(k, _)| k.clone()).collect();
         needs.extend(crate::referenced::values_needs(kind, req.vmid, &values, &skip));
+        let mut storages = Vec::new();
         for (key, volid) in &new {
             let given = match (key.as_str(), &req.rootfs) {
                 ("rootfs", Some(value)) => rootfs_override(value).map_err(|e| err(ErrorKind::Invalid, e))?.0,
@@ -1596,7 +1597,10 @@ impl Restored {
                 None => restore_storage(daemon, req, key, volid).map_err(|e| err(ErrorKind::Invalid, e))?,
             };
             needs.push(crate::access::on(format!("/storage/{storage}"), Privilege::DatastoreAllocateSpace));
+            storages.push(storage);
         }
+        let ids: Vec<&str> = storages.iter().map(String::as_str).collect();
+        needs.extend(crate::storage::bandwidth_override_needs(daemon, "restore", &ids, req.bwlimit));
         crate::access::authorize(&daemon.access, caller, &needs)
             .map_err(|e| ErrorReply::new(e.kind, format!("{} (in the backup's configuration)", e.message)))?;
         let kept: Vec<(String, Value)> = values.into_iter().filter(|(k, _)| !skip.contains(k)).collect();

@@ -174,6 +174,9 @@ pub fn move_disk(daemon: &Arc<Daemon>, caller: &Caller, req: MoveDisk) -> Result
     check_images(target.config())?;
     let (source_format, _) = source.image_info(&vol).map_err(to_reply)?;
     let format = target_format(target.config(), req.format.as_deref(), source_format)?;
+    let storages = [source.config().id.as_str(), req.storage.as_str()];
+    let needs = storage::bandwidth_override_needs(daemon, "move", &storages, req.bwlimit);
+    crate::access::authorize(&daemon.access, caller, &needs)?;
     if source.config().id == target.config().id && format == source_format {
         return Err(err(
             ErrorKind::Invalid,

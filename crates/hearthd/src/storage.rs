@@ -635,6 +635,28 @@ pub fn owned_volumes(daemon: &Daemon, vmid: Vmid) -> Vec<String> {
     found
 }
 
+/// What lifting or raising a storage's bandwidth limit needs, as Proxmox's
+/// `get_bandwidth_limit`: a `given` limit of 0 (none) or above what a storage sets for
+/// `operation` asks Datastore.Allocate on that storage.
+pub fn bandwidth_override_needs(
+    daemon: &Daemon,
+    operation: &str,
+    storages: &[&str],
+    given: Option<u64>,
+) -> Vec<crate::access::Need> {
+    let Some(given) = given else { return Vec::new() };
+    storages
+        .iter()
+        .filter_map(|id| daemon.storages.config(id).ok())
+        .filter(|config| {
+            hearth_core::storage::bwlimit(config, operation).is_some_and(|limit| given == 0 || given > limit)
+        })
+        .map(|config| {
+            crate::access::on(format!("/storage/{}", config.id), hearth_core::access::Privilege::DatastoreAllocate)
+        })
+        .collect()
+}
+
 /// The bandwidth limit in KiB/s for `operation` (`clone`, `move`, `restore`) touching
 /// `storages`: the one the caller gave (0: none), else the lowest their `bwlimit` sets, as
 /// Proxmox's `get_bandwidth_limit`.
