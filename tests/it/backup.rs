@@ -641,6 +641,8 @@ fn restore_events(
         storage: Some("local".into()),
         force: false,
         unprivileged: None,
+        rootfs: None,
+        bwlimit: None,
     };
     let request = match kind {
         hearth_core::GuestKind::Vm => Request::Vm(VmRequest::Restore(req)),

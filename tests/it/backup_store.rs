@@ -135,6 +135,7 @@ fn vma_archive_round_trip_is_bit_identical() {
         notes: Some("before upgrade".into()),
         protected: true,
         zstd_threads: 2,
+        ..Default::default()
     };
     let archive = vzdump::write_vma(&out, 100, "memory: 512\n", &[("scsi0", &a), ("scsi1", &b)], &options).unwrap();
     assert_eq!(archive.path.file_name().unwrap(), "vzdump-qemu-100-2024_09_08-14_00_01.vma.zst");

@@ -280,6 +280,7 @@ fn every_command_prints_json_or_nothing() {
 
     // Backups.
     s.json("storectl backup run", &["--vmid", &ct, "--storage", "pbs"]);
+    s.json("storectl vzdump", &[&ct, "--storage", "pbs"]);
     s.json("storectl backup list", &[]);
     s.json("storectl backup ls", &[&ct_backup, "/etc"]);
     s.quiet("storectl backup extract", &[&ct_backup, "/etc/hostname", "--to", &file("extracted")]);

@@ -111,7 +111,12 @@ fn vm_create_set_config_destroy() {
 
     // Protection blocks destroy; clearing it allows it.
     client.call(&set(100, &[("protection", "1")], &[], None)).expect("set protection");
-    let destroy = Request::Vm(VmRequest::Destroy(DestroyGuest { vmid: vmid(100), purge: true }));
+    let destroy = Request::Vm(VmRequest::Destroy(DestroyGuest {
+        vmid: vmid(100),
+        purge: true,
+        destroy_unreferenced_disks: None,
+        skiplock: false,
+    }));
     let err = client.call(&destroy).expect_err("protected");
     assert_eq!(err.kind(), Some(ErrorKind::Conflict), "{err}");
     assert!(file(&daemon, "qemu", 100).exists());

@@ -3,6 +3,7 @@
 //! and `ctmon` test hearth-backup and hearth-ctmon on their own.
 
 mod access;
+mod argforms;
 mod attacks;
 mod backup;
 mod backup_store;

@@ -77,8 +77,12 @@ fn task_logs_and_status_survive_a_restart() {
     let mut daemon = HearthdProcess::start();
     let mut client = daemon.client();
     create_vm(&mut client, 100, &[]);
-    let destroy =
-        Request::Vm(hearth_proto::VmRequest::Destroy(hearth_proto::DestroyGuest { vmid: vmid(100), purge: false }));
+    let destroy = Request::Vm(hearth_proto::VmRequest::Destroy(hearth_proto::DestroyGuest {
+        vmid: vmid(100),
+        purge: false,
+        destroy_unreferenced_disks: None,
+        skiplock: false,
+    }));
     let Payload::Task(destroyed) = client.call(&destroy).expect("destroy") else { panic!() };
     client.follow(&destroyed, |_| {}).expect("follow");
     let before = list(&mut client, TaskFilter::default());

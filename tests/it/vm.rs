@@ -296,6 +296,7 @@ fn snapshots_roll_back_and_linked_clones_boot() {
         full: None,
         name: Some("linked".into()),
         target: None,
+        bwlimit: None,
     }));
     assert_eq!(task(&daemon, clone), TaskState::Ok);
     let config = json(&daemon, "vmctl", &["config", "421"]);

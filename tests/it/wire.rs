@@ -381,6 +381,7 @@ fn payload_samples() -> Vec<Payload> {
                     all: true,
                     exclude: vec![vmid(900)],
                     options: BackupOptions::default(),
+                    pool: None,
                 },
             },
             last_run: Some(1_728_000_000),

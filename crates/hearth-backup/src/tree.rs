@@ -331,6 +331,23 @@ pub fn tree_args(root: &Path, mounts: &[(&str, &Path)]) -> Vec<std::ffi::OsStrin
     args
 }
 
+/// GNU tar's arguments for vzdump's `exclude-path` patterns, with Proxmox's meaning: a pattern
+/// starting with `/` is anchored at the container's root (`/var/log/*.gz`), any other matches
+/// at any depth (`*.tmp`, `cache`). They go before the members.
+pub fn exclude_args(patterns: &[String]) -> Vec<std::ffi::OsString> {
+    let (anchored, floating): (Vec<&String>, Vec<&String>) = patterns.iter().partition(|p| p.starts_with('/'));
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    if !floating.is_empty() {
+        args.push("--no-anchored".into());
+        args.extend(floating.iter().map(|p| format!("--exclude={p}").into()));
+    }
+    if !anchored.is_empty() {
+        args.push("--anchored".into());
+        args.extend(anchored.iter().map(|p| format!("--exclude=.{p}").into()));
+    }
+    args
+}
+
 /// [`add_tree`] with further trees `(path in the tree, source)` under their path (mount
 /// points), calling `hook` with every block of the tar stream.
 pub fn add_tree_with(
@@ -340,8 +357,21 @@ pub fn add_tree_with(
     mounts: &[(&str, &Path)],
     hook: crate::meter::ReadHook<'_>,
 ) -> Result<ArchiveStats, Error> {
+    add_tree_excluding(writer, name, source, mounts, &[], hook)
+}
+
+/// [`add_tree_with`], leaving out what the `exclude-path` patterns match ([`exclude_args`]).
+pub fn add_tree_excluding(
+    writer: &mut BackupWriter,
+    name: &str,
+    source: &Path,
+    mounts: &[(&str, &Path)],
+    exclude: &[String],
+    hook: crate::meter::ReadHook<'_>,
+) -> Result<ArchiveStats, Error> {
     let mut child = Command::new("tar")
         .args(TAR_CREATE_OPTIONS)
+        .args(exclude_args(exclude))
         .args(tree_args(source, mounts))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

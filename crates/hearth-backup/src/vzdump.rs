@@ -68,6 +68,8 @@ pub struct ArchiveOptions {
     pub protected: bool,
     /// zstd worker threads (0: compress on the calling thread).
     pub zstd_threads: u32,
+    /// Container archives: tar exclusion patterns (see [`crate::tree::exclude_args`]).
+    pub exclude: Vec<String>,
 }
 
 /// `vzdump-<qemu|lxc>-<vmid>-<stamp>` (without extension).
@@ -163,6 +165,55 @@ pub fn write_vma_with(
     hook: crate::meter::ReadHook<'_>,
 ) -> Result<VzdumpArchive, Error> {
     let base = base_name("qemu", vmid, options);
+    let (header, sources) = vma_sources(config, disks, options)?;
+    let mut log = format!("backup of VM {vmid} started at {}\n", crate::time::rfc3339(options.time));
+    let dat = dir.join(format!("{base}.vma.zst.dat"));
+    write_archive(dir, &base, "vma.zst", options, &mut log, |out, log| {
+        vma_body(out, &header, &sources, log, &dat, hook)
+    })
+}
+
+/// Writes a VM archive as one zstd stream into `out` (`vzdump --stdout`); answers the bytes
+/// written. `name` stands for `out` in errors.
+pub fn stream_vma_with(
+    out: &mut dyn Write,
+    name: &Path,
+    vmid: u32,
+    config: &str,
+    disks: &[(&str, &Path)],
+    options: &ArchiveOptions,
+    hook: crate::meter::ReadHook<'_>,
+) -> Result<u64, Error> {
+    let (header, sources) = vma_sources(config, disks, options)?;
+    let mut log = format!("backup of VM {vmid} started at {}\n", crate::time::rfc3339(options.time));
+    stream_archive(out, name, options, |out| vma_body(out, &header, &sources, &mut log, name, hook))
+}
+
+/// zstd-compresses what `body` writes into `out`; answers the compressed size.
+fn stream_archive(
+    out: &mut dyn Write,
+    name: &Path,
+    options: &ArchiveOptions,
+    body: impl FnOnce(&mut dyn Write) -> Result<(), Error>,
+) -> Result<u64, Error> {
+    let counted = CountingWriter { inner: BufWriter::with_capacity(1 << 20, out), count: 0 };
+    let mut encoder = zstd::stream::write::Encoder::new(counted, 1).at(name)?;
+    if options.zstd_threads > 0 {
+        encoder.multithread(options.zstd_threads).at(name)?;
+    }
+    body(&mut encoder)?;
+    let mut counted = encoder.finish().at(name)?;
+    counted.flush().at(name)?;
+    Ok(counted.count)
+}
+
+type VmaSource<'a> = (File, &'a Path, u64);
+
+fn vma_sources<'a>(
+    config: &str,
+    disks: &[(&str, &'a Path)],
+    options: &ArchiveOptions,
+) -> Result<(VmaHeader, Vec<VmaSource<'a>>), Error> {
     let mut sources = Vec::new();
     let mut header = VmaHeader { config: config.to_owned(), disks: Vec::new(), ctime: options.time };
     for (name, path) in disks {
@@ -174,53 +225,60 @@ pub fn write_vma_with(
     if header.disks.len() > 255 {
         return Err(Error::Invalid("a VM archive holds at most 255 disks".into()));
     }
-    let mut log = format!("backup of VM {vmid} started at {}\n", crate::time::rfc3339(options.time));
-    let dat = dir.join(format!("{base}.vma.zst.dat"));
-    write_archive(dir, &base, "vma.zst", options, &mut log, |out, log| {
-        let json = serde_json::to_vec(&header).expect("a header serializes");
-        let mut head = MAGIC.to_vec();
-        head.extend_from_slice(&VERSION.to_be_bytes());
-        head.extend_from_slice(&(json.len() as u32).to_be_bytes());
-        head.extend_from_slice(&json);
-        out.write_all(&head).at(&dat)?;
-        let mut buf = vec![0u8; BLOCK];
-        for (disk, (file, path, size)) in sources.iter().enumerate() {
-            let mut hash = Sha256::new();
-            let mut stored = 0u64;
-            let mut offset = 0u64;
-            while offset < *size {
-                let len = (*size - offset).min(BLOCK as u64) as usize;
-                file.read_exact_at(&mut buf[..len], offset).at(*path)?;
-                hook(len as u64);
-                hash.update(&buf[..len]);
-                // Runs of non-zero clusters become extents.
-                let mut run: Option<usize> = None;
-                for c in (0..len).step_by(CLUSTER).chain([len]) {
-                    let zero = c == len || crate::restore::is_zero(&buf[c..(c + CLUSTER).min(len)]);
-                    match (run, zero) {
-                        (None, false) => run = Some(c),
-                        (Some(from), true) => {
-                            let mut rec = vec![b'E', disk as u8];
-                            rec.extend_from_slice(&(offset + from as u64).to_be_bytes());
-                            rec.extend_from_slice(&((c - from) as u32).to_be_bytes());
-                            out.write_all(&rec).and_then(|()| out.write_all(&buf[from..c])).at(&dat)?;
-                            stored += (c - from) as u64;
-                            run = None;
-                        }
-                        _ => {}
+    Ok((header, sources))
+}
+
+fn vma_body(
+    out: &mut dyn Write,
+    header: &VmaHeader,
+    sources: &[VmaSource<'_>],
+    log: &mut String,
+    dat: &Path,
+    hook: crate::meter::ReadHook<'_>,
+) -> Result<(), Error> {
+    let json = serde_json::to_vec(header).expect("a header serializes");
+    let mut head = MAGIC.to_vec();
+    head.extend_from_slice(&VERSION.to_be_bytes());
+    head.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    head.extend_from_slice(&json);
+    out.write_all(&head).at(dat)?;
+    let mut buf = vec![0u8; BLOCK];
+    for (disk, (file, path, size)) in sources.iter().enumerate() {
+        let mut hash = Sha256::new();
+        let mut stored = 0u64;
+        let mut offset = 0u64;
+        while offset < *size {
+            let len = (*size - offset).min(BLOCK as u64) as usize;
+            file.read_exact_at(&mut buf[..len], offset).at(*path)?;
+            hook(len as u64);
+            hash.update(&buf[..len]);
+            // Runs of non-zero clusters become extents.
+            let mut run: Option<usize> = None;
+            for c in (0..len).step_by(CLUSTER).chain([len]) {
+                let zero = c == len || crate::restore::is_zero(&buf[c..(c + CLUSTER).min(len)]);
+                match (run, zero) {
+                    (None, false) => run = Some(c),
+                    (Some(from), true) => {
+                        let mut rec = vec![b'E', disk as u8];
+                        rec.extend_from_slice(&(offset + from as u64).to_be_bytes());
+                        rec.extend_from_slice(&((c - from) as u32).to_be_bytes());
+                        out.write_all(&rec).and_then(|()| out.write_all(&buf[from..c])).at(dat)?;
+                        stored += (c - from) as u64;
+                        run = None;
                     }
+                    _ => {}
                 }
-                offset += len as u64;
             }
-            let mut rec = vec![b'D', disk as u8];
-            rec.extend_from_slice(&hash.finalize());
-            out.write_all(&rec).at(&dat)?;
-            log.push_str(&format!("disk {}: {size} bytes, {stored} bytes of data stored\n", header.disks[disk].name));
+            offset += len as u64;
         }
-        let mut trailer = vec![b'T'];
-        trailer.extend_from_slice(&(header.disks.len() as u32).to_be_bytes());
-        out.write_all(&trailer).at(&dat)
-    })
+        let mut rec = vec![b'D', disk as u8];
+        rec.extend_from_slice(&hash.finalize());
+        out.write_all(&rec).at(dat)?;
+        log.push_str(&format!("disk {}: {size} bytes, {stored} bytes of data stored\n", header.disks[disk].name));
+    }
+    let mut trailer = vec![b'T'];
+    trailer.extend_from_slice(&(header.disks.len() as u32).to_be_bytes());
+    out.write_all(&trailer).at(dat)
 }
 
 fn read_exact_or_corrupt(r: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<(), Error> {
@@ -365,38 +423,78 @@ pub fn write_lxc_with(
 ) -> Result<VzdumpArchive, Error> {
     let base = base_name("lxc", vmid, options);
     let staging = dir.join(format!(".{base}.tmp"));
-    let conf_dir = staging.join("etc/vzdump");
-    fs::create_dir_all(&conf_dir).at(&conf_dir)?;
-    let conf = conf_dir.join("pct.conf");
-    fs::write(&conf, config).at(&conf)?;
     let mut log = format!("backup of CT {vmid} started at {}\n", crate::time::rfc3339(options.time));
     let dat = dir.join(format!("{base}.tar.zst.dat"));
-    let result = write_archive(dir, &base, "tar.zst", options, &mut log, |out, _| {
-        let mut command = Command::new("tar");
-        command.args(TAR_CREATE_OPTIONS).arg("-C").arg(&staging).arg("./etc/vzdump/pct.conf");
-        command.args(crate::tree::tree_args(rootfs, mounts));
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::io("tar", e))?;
-        let stdout = child.stdout.take().expect("stdout was piped");
-        let mut stdout = crate::meter::HookReader { inner: stdout, hook };
-        let copied = io::copy(&mut stdout, out);
-        drop(stdout);
-        let output = child.wait_with_output().map_err(|e| Error::io("tar", e))?;
-        copied.at(&dat)?;
-        if !output.status.success() {
-            return Err(Error::Command {
-                command: format!("tar --create -C {}", rootfs.display()),
-                message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            });
-        }
-        Ok(())
+    let result = stage_config(&staging, config).and_then(|()| {
+        write_archive(dir, &base, "tar.zst", options, &mut log, |out, _| {
+            lxc_body(out, &staging, rootfs, mounts, &options.exclude, &dat, hook)
+        })
     });
     let _ = fs::remove_dir_all(&staging);
     result
+}
+
+/// Writes a container archive as one zstd stream into `out` (`vzdump --stdout`), staging its
+/// configuration under `temp`; answers the bytes written. `name` stands for `out` in errors.
+#[allow(clippy::too_many_arguments)] // One archive's whole context, as write_lxc_with's.
+pub fn stream_lxc_with(
+    out: &mut dyn Write,
+    name: &Path,
+    temp: &Path,
+    config: &str,
+    rootfs: &Path,
+    mounts: &[(&str, &Path)],
+    options: &ArchiveOptions,
+    hook: crate::meter::ReadHook<'_>,
+) -> Result<u64, Error> {
+    let staging = temp.join(format!(".vzdump-stream-{}.tmp", std::process::id()));
+    let result = stage_config(&staging, config).and_then(|()| {
+        stream_archive(out, name, options, |out| lxc_body(out, &staging, rootfs, mounts, &options.exclude, name, hook))
+    });
+    let _ = fs::remove_dir_all(&staging);
+    result
+}
+
+/// `<staging>/etc/vzdump/pct.conf`, the archive's first member.
+fn stage_config(staging: &Path, config: &str) -> Result<(), Error> {
+    let conf_dir = staging.join("etc/vzdump");
+    fs::create_dir_all(&conf_dir).at(&conf_dir)?;
+    let conf = conf_dir.join("pct.conf");
+    fs::write(&conf, config).at(&conf)
+}
+
+fn lxc_body(
+    out: &mut dyn Write,
+    staging: &Path,
+    rootfs: &Path,
+    mounts: &[(&str, &Path)],
+    exclude: &[String],
+    dat: &Path,
+    hook: crate::meter::ReadHook<'_>,
+) -> Result<(), Error> {
+    let mut command = Command::new("tar");
+    command.args(TAR_CREATE_OPTIONS).arg("-C").arg(staging).arg("./etc/vzdump/pct.conf");
+    command.args(crate::tree::exclude_args(exclude));
+    command.args(crate::tree::tree_args(rootfs, mounts));
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::io("tar", e))?;
+    let stdout = child.stdout.take().expect("stdout was piped");
+    let mut stdout = crate::meter::HookReader { inner: stdout, hook };
+    let copied = io::copy(&mut stdout, out);
+    drop(stdout);
+    let output = child.wait_with_output().map_err(|e| Error::io("tar", e))?;
+    copied.at(dat)?;
+    if !output.status.success() {
+        return Err(Error::Command {
+            command: format!("tar --create -C {}", rootfs.display()),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Restores a container archive's tree into `dest` (leaving out `./etc/vzdump`) and returns

@@ -51,5 +51,6 @@ pub fn options(matches: &ArgMatches) -> BackupOptions {
         protected: cli::flag(matches, "protected"),
         prune_backups: string(matches, "prune-backups"),
         bwlimit: matches.try_get_one::<u64>("bwlimit").ok().flatten().copied().filter(|&l| l > 0),
+        ..BackupOptions::default()
     }
 }

@@ -463,7 +463,22 @@ pub fn dispatch(table: &[Subcommand], usage: &str, matches: &ArgMatches) -> anyh
 /// throughput) on stderr if that is a terminal; without one, progress is not printed at all. JSON: nothing until the end, then the [`TaskInfo`]. A failed task fails
 /// the command with the task's message; warnings do not.
 pub fn follow_task(client: &mut Client, upid: &Upid, format: OutputFormat) -> anyhow::Result<TaskInfo> {
-    let text = format == OutputFormat::Text;
+    follow_task_to(client, upid, format, LogTo::Stdout)
+}
+
+/// Where [`follow_task_to`] prints a task's log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogTo {
+    Stdout,
+    /// When standard output carries data (`storectl vzdump --stdout`).
+    Stderr,
+    /// Quiet (`--quiet`): only a failure is reported.
+    Nowhere,
+}
+
+/// [`follow_task`], printing the log lines to `to`.
+pub fn follow_task_to(client: &mut Client, upid: &Upid, format: OutputFormat, to: LogTo) -> anyhow::Result<TaskInfo> {
+    let text = format == OutputFormat::Text && to != LogTo::Nowhere;
     let show_bar = text && io::stderr().is_terminal();
     let mut bar: Option<ProgressBar> = None;
     let info = client
@@ -471,7 +486,10 @@ pub fn follow_task(client: &mut Client, upid: &Upid, format: OutputFormat) -> an
             TaskEvent::Log(line) if text => {
                 // A closed stdout must not stop us from learning how the task ended.
                 let print = || {
-                    let _ = writeln!(io::stdout(), "{line}");
+                    let _ = match to {
+                        LogTo::Stderr => writeln!(io::stderr(), "{line}"),
+                        _ => writeln!(io::stdout(), "{line}"),
+                    };
                 };
                 match &bar {
                     Some(bar) => bar.suspend(print),

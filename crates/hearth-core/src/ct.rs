@@ -221,6 +221,11 @@ pub static SCHEMA: Schema = Schema {
             "start and shutdown behaviour: [order=]<n>[,up=<s>][,down=<s>]",
         ),
         KeyDef::new("protection", Kind::Bool, "refuse destroy and volume removal"),
+        KeyDef::new(
+            "hookscript",
+            Kind::Text(check::hookscript),
+            "a snippet run as <script> <vmid> <phase> at pre-start, post-start, pre-stop and post-stop",
+        ),
         KeyDef::new("template", Kind::Bool, "the container is a template"),
         KeyDef::new("console", Kind::Bool, "attach a console device"),
         KeyDef::new("tty", Kind::Int { min: 0, max: 6 }, "number of ttys"),

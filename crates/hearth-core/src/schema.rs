@@ -419,6 +419,16 @@ pub mod check {
     }
 
     /// A volume reference: `STORAGE:VOLNAME`, `STORAGE:SIZE_GiB` (allocate), or an absolute path.
+    /// A hook script: a snippet volume, `local:snippets/hook.pl`.
+    pub fn hookscript(v: &str) -> Result<String, String> {
+        let expected = || format!("invalid hook script '{v}': expected a snippet volume, STORAGE:snippets/FILE");
+        let (storage, name) = v.split_once(':').ok_or_else(expected)?;
+        storage_id(storage)?;
+        let file = name.strip_prefix("snippets/").ok_or_else(expected)?;
+        crate::storage::check_file_name(crate::storage::Content::Snippets, file)?;
+        Ok(v.to_owned())
+    }
+
     pub fn volume(v: &str) -> Result<String, String> {
         if v.starts_with('/') {
             return absolute_path(v);

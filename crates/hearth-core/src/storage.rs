@@ -246,6 +246,38 @@ pub static PRUNE_BACKUPS: PropSchema = PropSchema {
     ],
 };
 
+/// `bwlimit`: KiB/s per kind of operation, as Proxmox's (`default` for those not named).
+pub static BWLIMIT: PropSchema = PropSchema {
+    default_key: None,
+    bare_default: false,
+    model: None,
+    props: &[
+        PropDef::new("default", PropKind::Int { min: 0, max: 1 << 40 }, "KiB/s for operations not named"),
+        PropDef::new("clone", PropKind::Int { min: 0, max: 1 << 40 }, "KiB/s for full clones"),
+        PropDef::new("migration", PropKind::Int { min: 0, max: 1 << 40 }, "KiB/s for migrations"),
+        PropDef::new("move", PropKind::Int { min: 0, max: 1 << 40 }, "KiB/s for moving disks"),
+        PropDef::new("restore", PropKind::Int { min: 0, max: 1 << 40 }, "KiB/s for restores"),
+    ],
+};
+
+/// The bandwidth limit in KiB/s a storage's `bwlimit` sets for `operation` (`clone`,
+/// `migration`, `move`, `restore`), else its `default`; `None` (or 0) is no limit.
+pub fn bwlimit(config: &StorageConfig, operation: &str) -> Option<u64> {
+    let Some(Value::Str(text)) = config.section.get("bwlimit") else { return None };
+    let mut default = None;
+    let mut specific = None;
+    for part in text.split(',') {
+        let Some((key, value)) = part.split_once('=') else { continue };
+        let Ok(kib) = value.trim().parse::<u64>() else { continue };
+        if key.trim() == operation {
+            specific = Some(kib);
+        } else if key.trim() == "default" {
+            default = Some(kib);
+        }
+    }
+    specific.or(default).filter(|&k| k > 0)
+}
+
 /// The keys of one storage in `storage.toml`.
 pub static SCHEMA: Schema = Schema {
     noun: "storage",
@@ -284,6 +316,11 @@ pub static SCHEMA: Schema = Schema {
             "how many protected backups per guest the storage allows (-1 = unlimited)",
         ),
         KeyDef::new("comment", Kind::Text(check::non_empty), "free text"),
+        KeyDef::new(
+            "bwlimit",
+            Kind::Prop(&BWLIMIT),
+            "bandwidth limits in KiB/s: default=,clone=,migration=,move=,restore=",
+        ),
     ],
 };
 
@@ -291,7 +328,7 @@ pub static SCHEMA: Schema = Schema {
 pub const FIXED_KEYS: [&str; 2] = ["type", "path"];
 
 /// Keys every storage type takes.
-const COMMON_KEYS: [&str; 10] = [
+const COMMON_KEYS: [&str; 11] = [
     "type",
     "path",
     "content",
@@ -302,6 +339,7 @@ const COMMON_KEYS: [&str; 10] = [
     "is_mountpoint",
     "prune-backups",
     "max-protected-backups",
+    "bwlimit",
 ];
 
 /// One storage, typed. The raw keys stay in `section` for display.

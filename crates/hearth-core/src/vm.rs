@@ -597,6 +597,11 @@ pub static SCHEMA: Schema = Schema {
         KeyDef::new("onboot", Kind::Bool, "start when the node boots"),
         KeyDef::new("startup", Kind::Prop(&STARTUP), "start and shutdown behaviour: [order=]<n>[,up=<s>][,down=<s>]"),
         KeyDef::new("protection", Kind::Bool, "refuse destroy and disk removal"),
+        KeyDef::new(
+            "hookscript",
+            Kind::Text(check::hookscript),
+            "a snippet run as <script> <vmid> <phase> at pre-start, post-start, pre-stop and post-stop",
+        ),
         KeyDef::new("template", Kind::Bool, "the VM is a template"),
         KeyDef::new(
             "args",

@@ -131,6 +131,12 @@ impl Request {
             )
             | Request::Vm(VmRequest::ImportDisk(_))
             | Request::Ct(CtRequest::Push { .. } | CtRequest::Pull { .. }) => 1,
+            Request::Vm(VmRequest::Restore(r)) | Request::Ct(CtRequest::Restore(r))
+                if r.archive == RestoreGuest::STDIN =>
+            {
+                1
+            }
+            Request::Storage(StorageRequest::BackupRun(r)) if r.options.stdout => 1,
             Request::Ct(CtRequest::Exec(_)) => 3,
             _ => 0,
         }
@@ -403,7 +409,8 @@ pub struct MoveDisk {
     pub vmid: Vmid,
     /// The disk key: `scsi0`, `virtio1`.
     pub disk: String,
-    /// The target storage.
+    /// The target storage; empty when the disk goes to another VM (`target_vmid`).
+    #[serde(default)]
     pub storage: String,
     /// `raw`, `qcow2` or `vmdk`; default: the disk's format if the target holds it, else the
     /// target's default.
@@ -412,6 +419,16 @@ pub struct MoveDisk {
     /// Free the old volume instead of keeping it as `unusedN`.
     #[serde(default)]
     pub delete: bool,
+    /// Reassign the disk to this VM instead (`qm disk move --target-vmid`); the volume is
+    /// renamed to its new owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_vmid: Option<Vmid>,
+    /// The key the disk gets on `target_vmid` (default: the same key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_disk: Option<String>,
+    /// Copy at most this many KiB/s (default: the storages' `bwlimit move=`; 0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<u64>,
 }
 
 /// `vmctl disk import <vmid> <file> <storage> [--format]`; the file travels with the request.
@@ -440,6 +457,9 @@ pub struct CloneGuest {
     /// Storage for the copies (full clones only).
     #[serde(default)]
     pub target: Option<String>,
+    /// Copy at most this many KiB/s (default: the storages' `bwlimit clone=`; 0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<u64>,
 }
 
 /// One snapshot in `listsnapshot`; `current` stands for the running state.
@@ -773,6 +793,36 @@ pub struct BackupOptions {
     /// Read at most this many KiB/s from the guest's disks or tree (vzdump's `bwlimit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bwlimit: Option<u64>,
+    /// Write the archive into this host directory instead of a storage (vzdump's `dumpdir`;
+    /// root@pam only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dumpdir: Option<String>,
+    /// Stream the archive into the file the request carries (vzdump's `stdout`; one guest).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdout: bool,
+    /// Containers: tar exclusion patterns; a leading `/` anchors at the container's root,
+    /// anything else matches at any depth (vzdump's `exclude-path`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_path: Vec<String>,
+    /// `enabled=1,storage=S`: where a VM's copy-before-write images go in snapshot mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleecing: Option<String>,
+    /// Mail the task log to these addresses when the run ends (vzdump's `mailto`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mailto: Vec<String>,
+    /// `always` (default) or `failure`: when to mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailnotification: Option<String>,
+    /// Prune by `prune-backups` (or the storage's) after a backup; `Some(false)` never prunes
+    /// (vzdump's `remove`, default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove: Option<bool>,
+    /// zstd worker threads (vzdump's `zstd`; 0: half the cores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zstd: Option<u32>,
+    /// Minutes to wait for a guest to shut down in stop mode (vzdump's `stopwait`, default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopwait: Option<u64>,
 }
 
 /// `storectl backup run`.
@@ -787,6 +837,9 @@ pub struct BackupRun {
     pub exclude: Vec<Vmid>,
     #[serde(default)]
     pub options: BackupOptions,
+    /// Every guest of this pool (vzdump's `pool`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 /// `vmctl restore`, `ctctl restore`.
@@ -803,6 +856,18 @@ pub struct RestoreGuest {
     /// Containers: restore as unprivileged (1) or privileged (0) instead of as backed up.
     #[serde(default)]
     pub unprivileged: Option<bool>,
+    /// Containers: the root file system as `storage:size` or a size in GiB (on `--storage`,
+    /// or the storage it came from), instead of as backed up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<String>,
+    /// Write restored data at most this many KiB/s (default: the storage's `bwlimit restore=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<u64>,
+}
+
+impl RestoreGuest {
+    /// The archive name that stands for the stream the request carries (`qmrestore -`).
+    pub const STDIN: &'static str = "-";
 }
 
 /// `storectl backup prune <storage> [--vmid] [--type] --keep-…`.
@@ -969,6 +1034,10 @@ pub struct ImportVolume {
 pub struct ExportVolume {
     pub volid: String,
     pub format: String,
+    /// `--with-snapshots`: whether the stream must carry the volume's snapshots (qcow2+size and
+    /// btrfs do; the other formats cannot). `None`: as the format does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with_snapshots: Option<bool>,
 }
 
 /// `storectl upload <storage> <file> --content iso|vztmpl|snippets|import`.
@@ -1096,6 +1165,13 @@ pub struct DestroyGuest {
     /// Also remove the guest from jobs and other references.
     #[serde(default)]
     pub purge: bool,
+    /// Also free volumes named for the guest on every enabled storage that the configuration
+    /// does not reference (Proxmox's default: 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destroy_unreferenced_disks: Option<bool>,
+    /// Destroy even if the guest is locked (root@pam only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skiplock: bool,
 }
 
 /// Which tasks to list.

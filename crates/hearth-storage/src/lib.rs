@@ -191,6 +191,20 @@ pub fn clone_full(
     vmid: Vmid,
     format: Option<Format>,
 ) -> Result<VolName> {
+    clone_full_limited(source, vol, target, vmid, format, None)
+}
+
+/// [`clone_full`], copying images at most `kib_per_sec` KiB/s (through qemu-img, raw to raw
+/// too). Container directories are copied unthrottled.
+pub fn clone_full_limited(
+    source: &dyn Backend,
+    vol: &VolName,
+    target: &dyn Backend,
+    vmid: Vmid,
+    format: Option<Format>,
+    kib_per_sec: Option<u64>,
+) -> Result<VolName> {
+    let limit = kib_per_sec.filter(|&k| k > 0);
     let (src_format, size) = source.image_info(vol)?;
     let src_path = source.path(vol)?;
     let format = match (src_format, format) {
@@ -215,8 +229,8 @@ pub fn clone_full(
         let dst_path = target.path(&new)?;
         match format {
             Format::Subvol => files::copy_tree(&src_path, &dst_path),
-            Format::Raw if src_format == Format::Raw => files::copy_raw(&src_path, &dst_path),
-            _ => qemu_img::convert(&src_path, src_format, &dst_path, format),
+            Format::Raw if src_format == Format::Raw && limit.is_none() => files::copy_raw(&src_path, &dst_path),
+            _ => qemu_img::convert_limited(&src_path, src_format, &dst_path, format, limit),
         }
     })();
     match copied {

@@ -110,14 +110,31 @@ pub enum SnapshotOp {
 
 /// Copies an image into an existing target image of at least the same size.
 pub fn convert(src: &Path, src_format: Format, dst: &Path, dst_format: Format) -> Result<()> {
+    convert_limited(src, src_format, dst, dst_format, None)
+}
+
+/// [`convert`] at most `kib_per_sec` KiB/s (qemu-img's `-r`).
+pub fn convert_limited(
+    src: &Path,
+    src_format: Format,
+    dst: &Path,
+    dst_format: Format,
+    kib_per_sec: Option<u64>,
+) -> Result<()> {
+    let rate: Vec<String> = match kib_per_sec.filter(|&k| k > 0) {
+        Some(kib) => vec!["-r".into(), format!("{}", kib.saturating_mul(1024))],
+        None => Vec::new(),
+    };
     run(qemu_img()
         .args(["convert", "-n", "-W", "-f", src_format.as_str(), "-O", dst_format.as_str(), "-t", "none", "-T", "none"])
+        .args(&rate)
         .arg(src)
         .arg(dst))
     .or_else(|_| {
         // Filesystems without O_DIRECT (tmpfs) refuse cache=none; retry with the page cache.
         run(qemu_img()
             .args(["convert", "-n", "-W", "-f", src_format.as_str(), "-O", dst_format.as_str()])
+            .args(&rate)
             .arg(src)
             .arg(dst))
     })

@@ -219,6 +219,8 @@ pub fn key_privilege(kind: GuestSet, key: &str, value: Option<&str>) -> Privileg
             "hostname" | "nameserver" | "searchdomain" => P::VmConfigNetwork,
             _ if is(&["net"]) => P::VmConfigNetwork,
             _ if is(&["dev"]) => P::SysModify,
+            // The script runs as root on the host, as a VM's does.
+            "hookscript" => P::SysModify,
             // Nesting (the only feature not root's) lets the container mount proc and sysfs
             // afresh: Proxmox asks VM.Allocate for it.
             "features" => P::VmAllocate,
@@ -397,6 +399,13 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
                 StorageRequest::Export(e) => on(of_volume(&e.volid), P::DatastoreAllocate),
                 StorageRequest::Upload(u) => on(storage(&u.storage), P::DatastoreAllocateTemplate),
                 // VM.Backup on each guest is checked by the handler.
+                // Written to the caller's stream or a host directory: no storage is used.
+                StorageRequest::BackupRun(r) if r.options.stdout || r.options.dumpdir.is_some() => {
+                    match r.vmids.first() {
+                        Some(v) => on(format!("/vms/{v}"), P::VmBackup),
+                        None => on("/vms", P::VmBackup),
+                    }
+                }
                 StorageRequest::BackupRun(r) => match &r.options.storage {
                     Some(s) => on(storage(s), P::DatastoreAllocateSpace),
                     None => on("/storage", P::DatastoreAllocateSpace),

@@ -70,6 +70,18 @@ fn check_options(options: &BackupOptions) -> Result<Mode, ErrorReply> {
     if let Some(c) = options.compress.as_deref().filter(|c| !matches!(*c, "zstd" | "1")) {
         return Err(err(ErrorKind::Invalid, format!("compress: '{c}' is not supported (only zstd)")));
     }
+    if let Some(n) = options.mailnotification.as_deref().filter(|n| !matches!(*n, "always" | "failure")) {
+        return Err(err(ErrorKind::Invalid, format!("mailnotification: '{n}' is not one of always, failure")));
+    }
+    if let Some(fleecing) = &options.fleecing {
+        fleecing_storage(fleecing).map_err(|e| err(ErrorKind::Invalid, e))?;
+    }
+    if options.stdout && options.dumpdir.is_some() {
+        return Err(err(ErrorKind::Invalid, "stdout: cannot be combined with dumpdir"));
+    }
+    if options.dumpdir.as_deref().is_some_and(|d| !d.starts_with('/')) {
+        return Err(err(ErrorKind::Invalid, "dumpdir: must be an absolute path"));
+    }
     if let Some(keep) = &options.prune_backups {
         hearth_core::prune::KeepOptions::parse(keep).map_err(|e| err(ErrorKind::Invalid, e.to_string()))?;
     }
@@ -103,9 +115,58 @@ fn dump_dir(daemon: &Daemon, storage: &str) -> Result<PathBuf, ErrorReply> {
     Ok(hearth_storage::content_path(backend.config(), Content::Backup, ""))
 }
 
+/// `--fleecing enabled=1,storage=S`: the storage, or `None` when fleecing is off.
+pub(crate) fn fleecing_storage(value: &str) -> Result<Option<String>, String> {
+    let mut enabled = false;
+    let mut storage = None;
+    for part in value.split(',').filter(|p| !p.is_empty()) {
+        // `enabled` is the default key: `--fleecing 1,storage=local`.
+        let (key, v) = part.split_once('=').unwrap_or(("enabled", part));
+        match key {
+            "enabled" => {
+                enabled = match v {
+                    "1" | "yes" | "true" | "on" => true,
+                    "0" | "no" | "false" | "off" => false,
+                    other => return Err(format!("fleecing: enabled: '{other}' is not 0 or 1")),
+                }
+            }
+            "storage" => {
+                storage = Some(hearth_core::schema::check::storage_id(v).map_err(|e| format!("fleecing: {e}"))?)
+            }
+            _ => return Err(format!("fleecing: unknown property '{key}' (allowed: enabled, storage)")),
+        }
+    }
+    match (enabled, storage) {
+        (false, _) => Ok(None),
+        (true, Some(storage)) => Ok(Some(storage)),
+        (true, None) => Err("fleecing: enabled=1 needs storage=<storage>".into()),
+    }
+}
+
+/// Where a backup run writes: a storage, a host directory (`--dumpdir`), or the caller's
+/// stream (`--stdout`).
+pub(crate) enum Target {
+    Storage(String),
+    Dir(PathBuf),
+    Stream(std::fs::File),
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match self {
+            Target::Storage(id) => format!("storage '{id}'"),
+            Target::Dir(dir) => format!("directory {}", dir.display()),
+            Target::Stream(_) => "standard output".into(),
+        }
+    }
+}
+
 /// `vmctl backup`, `ctctl backup`: one guest in one task.
 pub fn backup(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: BackupGuest) -> Result<Payload, ErrorReply> {
     check_options(&req.options)?;
+    if req.options.stdout || req.options.dumpdir.is_some() {
+        return Err(err(ErrorKind::Invalid, "stdout and dumpdir are options of `storectl vzdump`"));
+    }
     daemon.store.load(kind, req.vmid)?;
     let storage = target_storage(daemon, req.options.storage.as_deref())?;
     authorize_also(&daemon.access, caller, format!("/storage/{}", storage.id), Privilege::DatastoreAllocateSpace)?;
@@ -113,7 +174,8 @@ pub fn backup(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Backu
     let upid = daemon.tasks.spawn("vzdump", &req.vmid.to_string(), &caller.userid, move |ctx| {
         let log = |line: String| ctx.log(line);
         let progress = |done, total| ctx.progress(done, total);
-        let archive = backup_guest(&worker, kind, req.vmid, &storage.id, &req.options, &log, &progress)?;
+        let target = Target::Storage(storage.id.clone());
+        let archive = backup_guest(&worker, kind, req.vmid, &target, &req.options, &log, &progress)?;
         ctx.log(format!("{}: ok {archive}", req.vmid));
         Ok(())
     })?;
@@ -122,13 +184,36 @@ pub fn backup(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Backu
 
 /// `storectl backup run`: every selected guest, one after the other, in one task. One summary
 /// line per guest; the task fails when any guest failed or was skipped.
-pub fn run(daemon: &Arc<Daemon>, caller: &Caller, req: BackupRun) -> Result<Payload, ErrorReply> {
-    let upid = start_run(daemon, &caller.userid, Some(caller), req, "")?;
+pub fn run(
+    daemon: &Arc<Daemon>,
+    caller: &Caller,
+    req: BackupRun,
+    stream: Option<std::fs::File>,
+) -> Result<Payload, ErrorReply> {
+    let upid = start_run_to(daemon, &caller.userid, Some(caller), req, "", stream)?;
     Ok(Payload::Task(upid))
 }
 
 /// The guests a selection names, with their kinds, sorted by id.
 fn select(daemon: &Daemon, req: &BackupRun) -> Result<Vec<(Vmid, Option<GuestKind>)>, ErrorReply> {
+    if let Some(pool) = &req.pool {
+        let model = daemon.access.model();
+        let members = model
+            .pools
+            .iter()
+            .find(|(name, _)| name.as_str() == pool)
+            .map(|(_, p)| p.vms.clone())
+            .ok_or_else(|| err(ErrorKind::NotFound, format!("pool: no pool '{pool}'")))?;
+        let mut guests: Vec<(Vmid, Option<GuestKind>)> = members
+            .into_iter()
+            .chain(req.vmids.iter().copied())
+            .filter(|v| !req.exclude.contains(v))
+            .map(|v| (v, daemon.store.locate(v).map(|(_, k)| k)))
+            .collect();
+        guests.sort_by_key(|(v, _)| *v);
+        guests.dedup_by_key(|(v, _)| *v);
+        return Ok(guests);
+    }
     if req.all || !req.exclude.is_empty() {
         let mut all = Vec::new();
         for kind in [GuestKind::Vm, GuestKind::Ct] {
@@ -156,48 +241,95 @@ pub(crate) fn start_run(
     req: BackupRun,
     job: &str,
 ) -> Result<hearth_core::Upid, ErrorReply> {
+    start_run_to(daemon, user, caller, req, job, None)
+}
+
+/// [`start_run`], writing into `stream` when the run asks for `stdout`.
+fn start_run_to(
+    daemon: &Arc<Daemon>,
+    user: &str,
+    caller: Option<&Caller>,
+    req: BackupRun,
+    job: &str,
+    stream: Option<std::fs::File>,
+) -> Result<hearth_core::Upid, ErrorReply> {
     check_options(&req.options)?;
-    let storage = target_storage(daemon, req.options.storage.as_deref())?;
+    let target = match (&req.options.dumpdir, stream) {
+        (_, Some(file)) if req.options.stdout => Target::Stream(file),
+        (Some(dir), _) => {
+            let dir = PathBuf::from(dir);
+            if !dir.is_dir() {
+                return Err(err(ErrorKind::Invalid, format!("dumpdir: {} is not a directory", dir.display())));
+            }
+            Target::Dir(dir)
+        }
+        _ if req.options.stdout => return Err(err(ErrorKind::Protocol, "stdout: the request carries no stream")),
+        _ => Target::Storage(target_storage(daemon, req.options.storage.as_deref())?.id),
+    };
+    if let Some(storage) = req.options.fleecing.as_deref().map(fleecing_storage).transpose().ok().flatten().flatten() {
+        daemon.storages.config(&storage).map_err(|e| err(e.kind, format!("fleecing: {}", e.message)))?;
+    }
     let guests = select(daemon, &req)?;
+    if matches!(target, Target::Stream(_)) && guests.len() != 1 {
+        return Err(err(ErrorKind::Invalid, "stdout: name exactly one guest"));
+    }
     if let Some(caller) = caller {
         for (vmid, _) in &guests {
             authorize_also(&daemon.access, caller, format!("/vms/{vmid}"), Privilege::VmBackup)?;
         }
     }
     let worker = Arc::clone(daemon);
-    let id = job.to_owned();
+    let id = match (job, &guests[..]) {
+        ("", [(vmid, _)]) => vmid.to_string(),
+        _ => job.to_owned(),
+    };
     let job = job.to_owned();
     daemon.tasks.spawn("vzdump", &id, user, move |ctx| {
+        // Every line also goes into the mail, when one is asked for.
+        let mailed = std::sync::Mutex::new(Vec::new());
+        let say = |line: String| {
+            mailed.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
+            ctx.log(line);
+        };
         if !job.is_empty() {
-            ctx.log(format!("backup job '{job}'"));
+            say(format!("backup job '{job}'"));
         }
-        ctx.log(format!("{} guests to back up to storage '{}'", guests.len(), storage.id));
+        say(format!("{} guests to back up to {}", guests.len(), target.describe()));
         let mut failed = 0;
-        for (vmid, kind) in &guests {
-            ctx.check_stop()?;
-            let Some(kind) = kind else {
-                failed += 1;
-                ctx.log(format!("{vmid}: failed: no VM or container {vmid} on this node"));
-                continue;
-            };
-            let started = Instant::now();
-            let guest_log = |line: String| ctx.log(format!("{vmid}: {line}"));
-            let mut options = req.options.clone();
-            options.storage = Some(storage.id.clone());
-            let progress = |done, total| ctx.progress(done, total);
-            match backup_guest(&worker, *kind, *vmid, &storage.id, &options, &guest_log, &progress) {
-                Ok(archive) => ctx.log(format!("{vmid}: ok {archive} ({} s)", started.elapsed().as_secs())),
-                Err(e) => {
+        let result = (|| {
+            for (vmid, kind) in &guests {
+                ctx.check_stop()?;
+                let Some(kind) = kind else {
                     failed += 1;
-                    let word = if e.contains("is locked") { "skipped" } else { "failed" };
-                    ctx.log(format!("{vmid}: {word}: {e}"));
+                    say(format!("{vmid}: failed: no VM or container {vmid} on this node"));
+                    continue;
+                };
+                let started = Instant::now();
+                let guest_log = |line: String| say(format!("{vmid}: {line}"));
+                let mut options = req.options.clone();
+                if let Target::Storage(id) = &target {
+                    options.storage = Some(id.clone());
+                }
+                let progress = |done, total| ctx.progress(done, total);
+                match backup_guest(&worker, *kind, *vmid, &target, &options, &guest_log, &progress) {
+                    Ok(archive) => say(format!("{vmid}: ok {archive} ({} s)", started.elapsed().as_secs())),
+                    Err(e) => {
+                        failed += 1;
+                        let word = if e.contains("is locked") { "skipped" } else { "failed" };
+                        say(format!("{vmid}: {word}: {e}"));
+                    }
                 }
             }
+            if failed > 0 {
+                return Err(format!("{failed} of {} guests failed", guests.len()));
+            }
+            Ok(())
+        })();
+        if !req.options.mailto.is_empty() {
+            let lines = std::mem::take(&mut *mailed.lock().unwrap_or_else(|p| p.into_inner()));
+            crate::mail::backup_log(&worker, &req.options, result.is_ok(), &lines, &|l| ctx.log(l));
         }
-        if failed > 0 {
-            return Err(format!("{failed} of {} guests failed", guests.len()));
-        }
-        Ok(())
+        result
     })
 }
 
@@ -232,9 +364,24 @@ fn name_full_storage(storage: &str, e: String) -> String {
 }
 
 /// Where a backup goes: a vzdump archive in a dump directory, or a snapshot in a chunk store.
-enum Sink {
-    Dump { dir: PathBuf, options: ArchiveOptions },
-    Chunks { store: crate::chunks::Store, time: i64, notes: Option<String>, protected: bool },
+enum Sink<'t> {
+    Dump {
+        dir: PathBuf,
+        options: ArchiveOptions,
+    },
+    Chunks {
+        store: crate::chunks::Store,
+        time: i64,
+        notes: Option<String>,
+        protected: bool,
+        exclude: Vec<String>,
+    },
+    /// `--stdout`: one zstd stream into the caller's file; temporary files go to `temp`.
+    Stream {
+        out: &'t std::fs::File,
+        temp: PathBuf,
+        options: ArchiveOptions,
+    },
 }
 
 /// A finished backup: its volume id and what the log says about it.
@@ -243,13 +390,18 @@ struct Written {
     summary: String,
 }
 
-impl Sink {
+impl Sink<'_> {
     /// Where temporary images go.
     fn temp_root(&self) -> PathBuf {
         match self {
             Sink::Dump { dir, .. } => dir.clone(),
             Sink::Chunks { store, .. } => crate::chunks::temp_dir(store),
+            Sink::Stream { temp, .. } => temp.clone(),
         }
+    }
+
+    fn stream_written(size: u64) -> Written {
+        Written { volid: "-".into(), summary: format!("archive written to standard output ({size} bytes)") }
     }
 
     fn dump_written(archive: vzdump::VzdumpArchive) -> Written {
@@ -301,7 +453,15 @@ impl Sink {
                     .map_err(|e| e.to_string())?;
                 Ok(Self::dump_written(archive))
             }
-            Sink::Chunks { store, time, notes, protected } => {
+            Sink::Stream { out, options, .. } => {
+                let refs: Vec<(&str, &Path)> = disks.iter().map(|(k, p)| (k.as_str(), p.as_path())).collect();
+                let mut out: &std::fs::File = out;
+                let name = Path::new("standard output");
+                vzdump::stream_vma_with(&mut out, name, vmid.get(), config, &refs, options, &hook)
+                    .map(Self::stream_written)
+                    .map_err(|e| e.to_string())
+            }
+            Sink::Chunks { store, time, notes, protected, .. } => {
                 let mut writer = Self::chunk_writer(store, hearth_backup::BackupType::Vm, vmid, *time)?;
                 writer.add_blob(crate::chunks::VM_CONFIG, config.as_bytes()).map_err(|e| e.to_string())?;
                 for (key, path) in disks {
@@ -330,10 +490,18 @@ impl Sink {
                     .map_err(|e| e.to_string())?;
                 Ok(Self::dump_written(archive))
             }
-            Sink::Chunks { store, time, notes, protected } => {
+            Sink::Stream { out, temp, options } => {
+                let mut out: &std::fs::File = out;
+                let name = Path::new("standard output");
+                vzdump::stream_lxc_with(&mut out, name, temp, config, root, &mounts, options, &hook)
+                    .map(Self::stream_written)
+                    .map_err(|e| e.to_string())
+            }
+            Sink::Chunks { store, time, notes, protected, exclude } => {
                 let mut writer = Self::chunk_writer(store, hearth_backup::BackupType::Ct, vmid, *time)?;
                 writer.add_blob(crate::chunks::CT_CONFIG, config.as_bytes()).map_err(|e| e.to_string())?;
-                hearth_backup::tree::add_tree_with(&mut writer, crate::chunks::CT_ROOT, root, &mounts, &hook)
+                let name = crate::chunks::CT_ROOT;
+                hearth_backup::tree::add_tree_excluding(&mut writer, name, root, &mounts, exclude, &hook)
                     .map_err(|e| e.to_string())?;
                 Self::chunk_finish(store, writer, notes.as_deref(), *protected)
             }
@@ -363,20 +531,29 @@ pub(crate) fn backup_guest(
     daemon: &Arc<Daemon>,
     kind: GuestKind,
     vmid: Vmid,
-    storage: &str,
+    target: &Target,
     options: &BackupOptions,
     log: &dyn Fn(String),
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<String, String> {
     let mode = check_options(options).map_err(|e| e.message)?;
-    let chunk_store = if crate::chunks::is_chunkstore(daemon, storage) {
+    let storage = match target {
+        Target::Storage(id) => id.as_str(),
+        Target::Dir(_) | Target::Stream(_) => "",
+    };
+    let chunk_store = if !storage.is_empty() && crate::chunks::is_chunkstore(daemon, storage) {
         Some(crate::chunks::open(daemon, storage).map_err(|e| e.message)?)
     } else {
         None
     };
-    let dump = match &chunk_store {
-        Some(_) => None,
-        None => Some(dump_dir(daemon, storage).map_err(|e| e.message)?),
+    let dump = match (&chunk_store, target) {
+        (Some(_), _) | (None, Target::Stream(_)) => None,
+        (None, Target::Dir(dir)) => Some(dir.clone()),
+        (None, Target::Storage(_)) => Some(dump_dir(daemon, storage).map_err(|e| e.message)?),
+    };
+    let fleecing = match options.fleecing.as_deref().map(fleecing_storage).transpose()?.flatten() {
+        Some(storage) => Some(fleecing_dir(daemon, &storage, vmid)?),
+        None => None,
     };
     let guest_type = match kind {
         GuestKind::Vm => "qemu",
@@ -392,33 +569,45 @@ pub(crate) fn backup_guest(
         let config = daemon.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
         let time = now();
         let notes = options.notes_template.as_deref().map(|t| notes(t, daemon, vmid, &config));
-        let sink = match (&dump, chunk_store.take()) {
-            (Some(dump), _) => {
-                clean_leftovers(dump, guest_type, vmid, log);
-                let options = ArchiveOptions {
-                    time,
-                    utc_offset: hearth_sys::time::utc_offset(time),
-                    notes,
-                    protected: options.protected,
-                    zstd_threads: 0,
-                };
-                Sink::Dump { dir: dump.clone(), options }
+        let archive_options = ArchiveOptions {
+            time,
+            utc_offset: hearth_sys::time::utc_offset(time),
+            notes: notes.clone(),
+            protected: options.protected,
+            zstd_threads: zstd_threads(options.zstd),
+            exclude: options.exclude_path.clone(),
+        };
+        let sink = match (&dump, chunk_store.take(), target) {
+            (None, None, Target::Stream(file)) => {
+                let temp = daemon.root.join("var/lib/hearth/vzdump-tmp");
+                std::fs::create_dir_all(&temp).map_err(|e| format!("{}: {e}", temp.display()))?;
+                Sink::Stream { out: file, temp, options: archive_options }
             }
-            (None, Some(store)) => {
+            (Some(dump), _, _) => {
+                clean_leftovers(dump, guest_type, vmid, log);
+                Sink::Dump { dir: dump.clone(), options: archive_options }
+            }
+            (None, Some(store), _) => {
                 crate::chunks::clean_leftovers(&store, backup_type, vmid, log);
                 clean_leftovers(store.store.root(), guest_type, vmid, log);
                 let time = crate::chunks::next_time(&store.store, backup_type, &vmid.to_string(), time);
-                Sink::Chunks { store, time, notes, protected: options.protected }
+                Sink::Chunks { store, time, notes, protected: options.protected, exclude: options.exclude_path.clone() }
             }
-            (None, None) => return Err("no backup target".to_owned()),
+            (None, None, _) => return Err("no backup target".to_owned()),
         };
-        log(format!("starting backup of {} {vmid} ({:?} mode) to storage '{storage}'", kind.noun(), mode));
+        log(format!("starting backup of {} {vmid} ({:?} mode) to {}", kind.noun(), mode, target.describe()));
+        // As vzdump's, exclude-path applies to containers only.
+        if kind == GuestKind::Ct && !options.exclude_path.is_empty() {
+            log(format!("excluding {}", options.exclude_path.join(" ")));
+        }
         if let Some(limit) = options.bwlimit.filter(|&l| l > 0) {
             log(format!("bandwidth limit: {limit} KiB/s"));
         }
         let meter = Meter::new(progress, options.bwlimit);
+        let stop_wait = options.stopwait.map_or(STOP_WAIT, |minutes| minutes * 60);
+        let vm = VmBackup { mode, stop_wait, fleecing: fleecing.as_ref() };
         let written = match kind {
-            GuestKind::Vm => backup_vm(daemon, vmid, &config, mode, &sink, &mut restart, &meter, log),
+            GuestKind::Vm => backup_vm(daemon, vmid, &config, &vm, &sink, &mut restart, &meter, log),
             GuestKind::Ct => backup_ct(daemon, vmid, &config, mode, &sink, &mut restart, &meter, log),
         }
         .map_err(|e| name_full_storage(storage, e))?;
@@ -433,14 +622,61 @@ pub(crate) fn backup_guest(
         }
     }
     let written = result?;
-    let volid = if dump.is_some() { format!("{storage}:backup/{}", written.volid) } else { written.volid };
-    if let Some(keep) = &options.prune_backups {
-        let pruned = prune(daemon, storage, Some(vmid), Some(guest_type), keep, false).map_err(|e| e.message)?;
-        for entry in pruned.iter().filter(|p| p.mark == "remove") {
-            log(format!("pruned {}", entry.volid));
+    let volid = match target {
+        Target::Storage(_) if dump.is_some() => format!("{storage}:backup/{}", written.volid),
+        Target::Storage(_) => written.volid,
+        Target::Dir(dir) => dir.join(&written.volid).display().to_string(),
+        Target::Stream(_) => "-".to_owned(),
+    };
+    // vzdump's `remove` (default 1) prunes by `--prune-backups`, else by the storage's
+    // `prune-backups`; `remove 0` never prunes.
+    let storage_keep = match target {
+        Target::Storage(_) if options.prune_backups.is_none() => daemon
+            .storages
+            .config(storage)
+            .ok()
+            .and_then(|c| c.section.get("prune-backups").and_then(Value::as_str).map(str::to_owned)),
+        _ => None,
+    };
+    match (options.prune_backups.as_ref().or(storage_keep.as_ref()), options.remove, target) {
+        (Some(_), Some(false), _) => log("not pruning: remove is 0".into()),
+        (Some(keep), _, Target::Storage(_)) => {
+            let pruned = prune(daemon, storage, Some(vmid), Some(guest_type), keep, false).map_err(|e| e.message)?;
+            for entry in pruned.iter().filter(|p| p.mark == "remove") {
+                log(format!("pruned {}", entry.volid));
+            }
         }
+        (Some(_), _, _) => log("not pruning: the backup is not on a storage".into()),
+        (None, _, _) => {}
     }
     Ok(volid)
+}
+
+/// zstd worker threads for vzdump's `zstd` option: 0 is half the cores, as vzdump's.
+fn zstd_threads(zstd: Option<u32>) -> u32 {
+    match zstd {
+        None | Some(1) => 0,
+        Some(0) => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1) as u32),
+        Some(n) => n,
+    }
+}
+
+/// The directory on the fleecing storage that takes a VM's copy-before-write images.
+fn fleecing_dir(daemon: &Daemon, storage: &str, vmid: Vmid) -> Result<PathBuf, String> {
+    let backend = daemon.storages.backend(storage).map_err(|e| format!("fleecing: {}", e.message))?;
+    if backend.config().storage_type == StorageType::Chunkstore {
+        return Err(format!("fleecing: storage '{storage}' holds no images"));
+    }
+    backend.activate().map_err(|e| format!("fleecing: {e}"))?;
+    Ok(hearth_storage::content_path(backend.config(), Content::Images, &vmid.to_string()))
+}
+
+/// How a VM is backed up: its mode, how long stop mode waits for the shutdown, and where the
+/// copy-before-write images go in snapshot mode (`--fleecing`; else beside the archive).
+struct VmBackup<'a> {
+    mode: Mode,
+    stop_wait: u64,
+    fleecing: Option<&'a PathBuf>,
 }
 
 /// A VM's disks: (key, volume id, path, format, size).
@@ -482,7 +718,7 @@ fn backup_vm(
     daemon: &Daemon,
     vmid: Vmid,
     config: &GuestConfig,
-    mode: Mode,
+    how: &VmBackup<'_>,
     sink: &Sink,
     restart: &mut bool,
     meter: &Meter,
@@ -490,11 +726,27 @@ fn backup_vm(
 ) -> Result<Written, String> {
     let disks = vm_disks(daemon, config)?;
     meter.set_total(disks.iter().map(|d| d.4).sum());
-    let temp = sink.temp_root().join(format!(".tmp-vzdump-qemu-{vmid}-{}", std::process::id()));
+    let mode = how.mode;
+    let running = daemon.guest_running(GuestKind::Vm, vmid);
+    let temp_root = match how.fleecing {
+        Some(dir) if mode == Mode::Snapshot && running => {
+            log(format!(
+                "fleecing: the copy-before-write images go to {} (Hearth copies each disk whole \
+                 there before archiving it)",
+                dir.display()
+            ));
+            dir.clone()
+        }
+        Some(_) => {
+            log("fleecing: only used for a running VM in snapshot mode; not needed here".into());
+            sink.temp_root()
+        }
+        None => sink.temp_root(),
+    };
+    let temp = temp_root.join(format!(".tmp-vzdump-qemu-{vmid}-{}", std::process::id()));
     std::fs::create_dir_all(&temp).map_err(|e| format!("{}: {e}", temp.display()))?;
     let text = config_text(config);
     let result = (|| {
-        let running = daemon.guest_running(GuestKind::Vm, vmid);
         let write = |sources: Vec<(String, PathBuf)>| sink.vm(vmid, &text, &sources, meter);
         let offline = |disks: &[VmDisk]| -> Result<Vec<(String, PathBuf)>, String> {
             disks.iter().map(|d| Ok((d.0.clone(), raw_view(d, &temp)?))).collect()
@@ -502,10 +754,11 @@ fn backup_vm(
         match (mode, running) {
             (_, false) => write(offline(&disks)?),
             (Mode::Stop, true) => {
-                log(format!("shutting down VM {vmid} (waiting up to {STOP_WAIT} s)"));
+                log(format!("shutting down VM {vmid} (waiting up to {} s)", how.stop_wait));
                 let lock = daemon.run_lock(GuestKind::Vm, vmid);
                 let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-                lifecycle::shutdown_locked(daemon, GuestKind::Vm, vmid, Duration::from_secs(STOP_WAIT), false, log)?;
+                let wait = Duration::from_secs(how.stop_wait);
+                lifecycle::shutdown_locked(daemon, GuestKind::Vm, vmid, wait, false, log)?;
                 *restart = true;
                 write(offline(&disks)?)
             }
@@ -1065,7 +1318,14 @@ pub fn restore(
     caller: &Caller,
     kind: GuestKind,
     req: RestoreGuest,
+    stream: Option<std::fs::File>,
 ) -> Result<Payload, ErrorReply> {
+    // `-`: the archive arrives on the request's file; it is spooled first, because a restore
+    // reads the configuration (to authorize it) before the data.
+    let stream = match stream {
+        Some(file) => Some(Spool::fill(daemon, req.vmid, file)?),
+        None => None,
+    };
     let expected = match kind {
         GuestKind::Vm => "qemu",
         GuestKind::Ct => "lxc",
@@ -1079,13 +1339,34 @@ pub fn restore(
         }
         Source::Chunks(store, snap)
     } else {
-        let (_, file, path) = archive_path(daemon, &req.archive)?;
+        let (file, path) = match &stream {
+            Some(spooled) => (String::new(), spooled.path.clone()),
+            // A host path (root@pam's: a storage's file arrives as its volume id).
+            None if req.archive.starts_with('/') => {
+                let path = PathBuf::from(&req.archive);
+                if !path.is_file() {
+                    return Err(err(ErrorKind::NotFound, format!("archive '{}' does not exist", req.archive)));
+                }
+                let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                (file, path)
+            }
+            None => {
+                let (_, file, path) = archive_path(daemon, &req.archive)?;
+                (file, path)
+            }
+        };
         let name = hearth_core::storage::parse_backup_name(&file);
         if name.as_ref().is_some_and(|n| n.guest_type != expected) {
             return Err(err(ErrorKind::Invalid, format!("'{}' is not a {} backup", req.archive, kind.noun())));
         }
         Source::Archive(path)
     };
+    if let Some(rootfs) = &req.rootfs {
+        if kind != GuestKind::Ct {
+            return Err(err(ErrorKind::Invalid, "rootfs: only containers have one"));
+        }
+        rootfs_override(rootfs).map_err(|e| err(ErrorKind::Invalid, e))?;
+    }
     if let Some(storage) = &req.storage {
         daemon.storages.config(storage)?;
     }
@@ -1119,9 +1400,64 @@ pub fn restore(
     };
     let upid = daemon.tasks.spawn(task, &vmid.to_string(), &caller.userid, move |ctx| {
         let log = |line: String| ctx.log(line);
-        restore_task(&worker, kind, &req, &source, restored, existing.is_some(), &log, &|d, t| ctx.progress(d, t))
+        if stream.is_some() {
+            log("reading the archive from standard input".into());
+        }
+        let result =
+            restore_task(&worker, kind, &req, &source, restored, existing.is_some(), &log, &|d, t| ctx.progress(d, t));
+        drop(stream);
+        result
     })?;
     Ok(Payload::Task(upid))
+}
+
+/// An archive streamed with the request (`-`), copied into a file that is removed when the
+/// spool is dropped.
+struct Spool {
+    path: PathBuf,
+}
+
+impl Spool {
+    fn fill(daemon: &Daemon, vmid: Vmid, mut input: std::fs::File) -> Result<Spool, ErrorReply> {
+        let dir = daemon.root.join("var/lib/hearth/restore");
+        std::fs::create_dir_all(&dir).map_err(|e| err(ErrorKind::Internal, format!("{}: {e}", dir.display())))?;
+        // Unique per request: two streams to the same id never share a spool.
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let path = dir.join(format!("{vmid}-{}-{nanos}.spool", std::process::id()));
+        let spool = Spool { path };
+        let copied =
+            std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().write(true).create_new(true), 0o600)
+                .open(&spool.path)
+                .and_then(|mut out| {
+                    std::io::copy(&mut input, &mut out)?;
+                    out.sync_all()
+                });
+        copied.map_err(|e| err(ErrorKind::Invalid, format!("reading the archive from standard input: {e}")))?;
+        Ok(spool)
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A restore's `--rootfs`: `(storage, size in bytes)` from `storage:size` or a size in GiB.
+fn rootfs_override(value: &str) -> Result<(Option<String>, u64), String> {
+    let (storage, size) = match value.split_once(':') {
+        Some((storage, size)) => {
+            hearth_core::schema::check::storage_id(storage).map_err(|e| format!("rootfs: {e}"))?;
+            (Some(storage.to_owned()), size)
+        }
+        None => (None, value),
+    };
+    let gib: f64 = size
+        .parse()
+        .ok()
+        .filter(|g: &f64| *g >= 0.0 && g.is_finite())
+        .ok_or_else(|| format!("rootfs: '{value}' is not STORAGE:SIZE or SIZE (in GiB)"))?;
+    Ok((storage, (gib * (1u64 << 30) as f64) as u64))
 }
 
 /// What a restore reads: a vzdump archive, or a snapshot in a chunk store.
@@ -1250,10 +1586,21 @@ impl Restored {
             .collect();
         let skip: Vec<String> = new.iter().map(|(k, _)| k.clone()).collect();
         needs.extend(crate::referenced::values_needs(kind, req.vmid, &values, &skip));
+        let mut storages = Vec::new();
         for (key, volid) in &new {
-            let storage = restore_storage(daemon, req, key, volid).map_err(|e| err(ErrorKind::Invalid, e))?;
+            let given = match (key.as_str(), &req.rootfs) {
+                ("rootfs", Some(value)) => rootfs_override(value).map_err(|e| err(ErrorKind::Invalid, e))?.0,
+                _ => None,
+            };
+            let storage = match given {
+                Some(storage) => storage,
+                None => restore_storage(daemon, req, key, volid).map_err(|e| err(ErrorKind::Invalid, e))?,
+            };
             needs.push(crate::access::on(format!("/storage/{storage}"), Privilege::DatastoreAllocateSpace));
+            storages.push(storage);
         }
+        let ids: Vec<&str> = storages.iter().map(String::as_str).collect();
+        needs.extend(crate::storage::bandwidth_override_needs(daemon, "restore", &ids, req.bwlimit));
         crate::access::authorize(&daemon.access, caller, &needs)
             .map_err(|e| ErrorReply::new(e.kind, format!("{} (in the backup's configuration)", e.message)))?;
         let kept: Vec<(String, Value)> = values.into_iter().filter(|(k, _)| !skip.contains(k)).collect();
@@ -1375,10 +1722,12 @@ fn restore_vm(
     let Restored { mut config, disks, .. } = restored;
     let total: u64 = disks.iter().map(|d| d.size).sum();
     let mut targets: Vec<RestoreTarget> = Vec::new();
+    let mut storages: Vec<String> = Vec::new();
     let temp_dir = std::env::temp_dir();
     for (key, volid) in snapshots::disks(GuestKind::Vm, &config.current) {
         let disk = disks.iter().find(|d| d.name == key).ok_or(format!("{key}: not in the archive"))?;
         let storage = restore_storage(daemon, req, &key, &volid)?;
+        storages.push(storage.clone());
         // The disk keeps its format where the target storage has formats (dir).
         let format = ["raw", "qcow2", "vmdk"]
             .into_iter()
@@ -1446,7 +1795,7 @@ fn restore_vm(
         }
     }
     // Progress per byte written, as each extent or chunk lands.
-    let meter = Meter::new(progress, None);
+    let meter = Meter::new(progress, restore_limit(daemon, req, &storages, log));
     meter.set_total(total);
     let hook = |n| meter.read(n);
     let extracted = match source {
@@ -1517,15 +1866,23 @@ fn restore_ct(
     let value = config.current.get("rootfs").cloned().ok_or("rootfs: not in the archive's configuration")?;
     let props = GuestKind::Ct.schema().property("rootfs", &value).ok_or("rootfs: cannot be parsed")?;
     let volid = props.get("volume").unwrap_or_default().to_owned();
-    let size = props.get("size").and_then(|s| hearth_core::size::parse_size(s, 1).ok()).unwrap_or(0);
-    let storage = restore_storage(daemon, req, "rootfs", &volid)?;
+    let mut size = props.get("size").and_then(|s| hearth_core::size::parse_size(s, 1).ok()).unwrap_or(0);
+    let mut storage = restore_storage(daemon, req, "rootfs", &volid)?;
+    if let Some(value) = &req.rootfs {
+        let (given, bytes) = rootfs_override(value)?;
+        storage = given.unwrap_or(storage);
+        size = bytes;
+        log(format!("rootfs: a new volume of {bytes} bytes on '{storage}' (--rootfs {value})"));
+    }
     let owner = if now_unprivileged { (100_000, 100_000) } else { (0, 0) };
+    let mut storages = vec![storage.clone()];
     let allocation = crate::storage::Allocation { key: "rootfs".into(), storage, size, format: None };
     let new =
         crate::storage::allocate_for_guest(daemon, GuestKind::Ct, vmid, &allocation, owner).map_err(|e| e.message)?;
     allocated.push(new.clone());
     log(format!("rootfs: {new}"));
-    let replaced = snapshots::with_volume(GuestKind::Ct, "rootfs", &value, &new, None)?;
+    let resized = req.rootfs.as_ref().map(|_| size);
+    let replaced = snapshots::with_volume(GuestKind::Ct, "rootfs", &value, &new, resized)?;
     config.current.insert("rootfs".into(), replaced);
     // Mount points with backup=1 are in the archive under their path: each gets a new volume.
     let in_archive = backed_up_mounts(&config, &|_| {})?;
@@ -1535,6 +1892,7 @@ fn restore_ct(
         let props = GuestKind::Ct.schema().property(key, &value).ok_or(format!("{key}: cannot be parsed"))?;
         let size = props.get("size").and_then(|s| hearth_core::size::parse_size(s, 1).ok()).unwrap_or(0);
         let storage = restore_storage(daemon, req, key, volid)?;
+        storages.push(storage.clone());
         let allocation = crate::storage::Allocation { key: key.clone(), storage, size, format: None };
         let new = crate::storage::allocate_for_guest(daemon, GuestKind::Ct, vmid, &allocation, owner)
             .map_err(|e| e.message)?;
@@ -1564,7 +1922,7 @@ fn restore_ct(
         }
     };
     // Progress over the stream extracted: the archive file, or the tree stream in the store.
-    let meter = Meter::new(progress, None);
+    let meter = Meter::new(progress, restore_limit(daemon, req, &storages, log));
     let hook = |n| meter.read(n);
     let extracted = match source {
         Source::Archive(archive) => {
@@ -1616,6 +1974,16 @@ fn restore_ct(
     result?;
     log("restored the root file system".into());
     Ok(config)
+}
+
+/// A restore's bandwidth limit: `--bwlimit`, else the target storages' `bwlimit restore=`.
+fn restore_limit(daemon: &Daemon, req: &RestoreGuest, storages: &[String], log: &dyn Fn(String)) -> Option<u64> {
+    let ids: Vec<&str> = storages.iter().map(String::as_str).collect();
+    let limit = crate::storage::bandwidth_limit(daemon, "restore", &ids, req.bwlimit);
+    if let Some(kib) = limit {
+        log(format!("bandwidth limit: {kib} KiB/s"));
+    }
+    limit
 }
 
 /// Moves everything under `from` into `to` (keeping owners, modes, links, xattrs), leaving

@@ -219,9 +219,11 @@ async fn converse(
 
     // Idle is only this wait for the next request; handling, following and streaming are not.
     while let Some(frame) = read_frame(stream, ticket, MAX_FRAME, Instant::now() + limits.idle_timeout, None).await? {
-        let request: Request = hearth_proto::decode(&frame.bytes)
+        let mut request: Request = hearth_proto::decode(&frame.bytes)
             .map_err(|e| ConnError::Protocol(format!("malformed request: {}", source_of(&e))))?;
         drop(frame);
+        // A storage's file given by its host path is that volume, for the rights too.
+        crate::hostpaths::resolve(daemon, &mut request);
         // The attached file travels right behind the frame; take it before anything else so
         // the stream stays in step even when the request is refused.
         let files = match request.carried_files() {

@@ -321,13 +321,7 @@ pub(crate) fn populate(
     for (key, value) in values {
         config.current.insert(key.clone(), value.clone());
     }
-    let (backend, vol) = daemon.storages.volume(&ct.ostemplate).map_err(|e| format!("ostemplate: {}", e.message))?;
-    let is_template =
-        matches!(&vol, VolName::File { content, .. } if *content == hearth_core::storage::Content::Vztmpl);
-    if !is_template {
-        return Err(format!("ostemplate: '{}' is not a container template (vztmpl) volume", ct.ostemplate));
-    }
-    let archive = backend.path(&vol).map_err(|e| format!("ostemplate: {e}"))?;
+    let archive = template_path(daemon, &ct.ostemplate)?;
     if !archive.is_file() {
         return Err(format!("ostemplate: '{}' does not exist", ct.ostemplate));
     }
@@ -401,4 +395,19 @@ pub fn cpusets(daemon: &Daemon, caller: &crate::Caller) -> Result<Payload, Error
         }
     }
     Ok(Payload::Text(serde_json::Value::Object(sets).to_string()))
+}
+
+/// The file of a template: a vztmpl volume's, or a host path (which only root@pam may name; a
+/// path inside a storage arrives here as its volume id).
+fn template_path(daemon: &Daemon, ostemplate: &str) -> Result<PathBuf, String> {
+    if ostemplate.starts_with('/') {
+        return Ok(PathBuf::from(ostemplate));
+    }
+    let (backend, vol) = daemon.storages.volume(ostemplate).map_err(|e| format!("ostemplate: {}", e.message))?;
+    let is_template =
+        matches!(&vol, VolName::File { content, .. } if *content == hearth_core::storage::Content::Vztmpl);
+    if !is_template {
+        return Err(format!("ostemplate: '{ostemplate}' is not a container template (vztmpl) volume"));
+    }
+    backend.path(&vol).map_err(|e| format!("ostemplate: {e}"))
 }

@@ -168,6 +168,9 @@ fn target_format(target: &StorageConfig, asked: Option<&str>, source: Format) ->
 }
 
 pub fn move_disk(daemon: &Arc<Daemon>, caller: &Caller, req: MoveDisk) -> Result<Payload, ErrorReply> {
+    if let Some(target) = req.target_vmid {
+        return reassign(daemon, caller, req, target);
+    }
     move_volume(daemon, caller, VM, req)
 }
 
@@ -216,6 +219,9 @@ pub fn move_volume(
     check_guest_content(kind, target.config())?;
     let (source_format, _) = source.image_info(&vol).map_err(to_reply)?;
     let format = moved_format(kind, target.config(), req.format.as_deref(), source_format)?;
+    let storages = [source.config().id.as_str(), req.storage.as_str()];
+    let needs = storage::bandwidth_override_needs(daemon, "move", &storages, req.bwlimit);
+    crate::access::authorize(&daemon.access, caller, &needs)?;
     if source.config().id == target.config().id && format == source_format {
         return Err(err(
             ErrorKind::Invalid,
@@ -243,11 +249,16 @@ pub fn move_volume(
             size::format_size(bytes),
             req.storage
         ));
+        let from = source.config().id.clone();
+        let limit = storage::bandwidth_limit(&worker, "move", &[&from, &req.storage], req.bwlimit);
+        if let Some(kib) = limit {
+            ctx.log(format!("{disk}: bandwidth limit {kib} KiB/s"));
+        }
         // Under the target's lock, as every allocation: the new name is chosen and taken in it.
         let new = worker
             .storages
             .locked(&req.storage, || {
-                hearth_storage::clone_full(source.as_ref(), &vol, target.as_ref(), vmid, Some(format))
+                hearth_storage::clone_full_limited(source.as_ref(), &vol, target.as_ref(), vmid, Some(format), limit)
             })
             .map_err(|e| format!("{disk}: {e}"))?;
         let new_volid = storage::volid_of(target.as_ref(), &new);
@@ -541,6 +552,120 @@ pub fn cleanup(daemon: &Daemon, vmid: Vmid) -> Result<Payload, ErrorReply> {
         Ok(())
     })?;
     Ok(Payload::Empty)
+}
+
+/// The disk's value as `target_disk` of the target VM, and the key: checked before the task
+/// and again in it.
+fn check_reassign(
+    daemon: &Daemon,
+    req: &MoveDisk,
+    target: Vmid,
+    source: &GuestConfig,
+    dest: &GuestConfig,
+) -> Result<(String, String, String), ErrorReply> {
+    let volume = check_move(daemon, VM, req, source)?;
+    let target_disk = req.target_disk.clone().unwrap_or_else(|| req.disk.clone());
+    check_unlocked(target, dest)?;
+    if dest.current.get("template") == Some(&Value::Bool(true)) {
+        return Err(err(ErrorKind::Invalid, format!("target-vmid: VM {target} is a template")));
+    }
+    if daemon.guest_running(VM, target) {
+        return Err(err(ErrorKind::Conflict, format!("target-vmid: VM {target} is running; stop it first")));
+    }
+    if dest.current.contains_key(&target_disk) || dest.pending.values.contains_key(&target_disk) {
+        return Err(err(ErrorKind::Conflict, format!("target-disk: VM {target} already has {target_disk}")));
+    }
+    let value = source.current.get(&req.disk).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let is_disk = ["scsi", "virtio", "sata", "ide"]
+        .iter()
+        .any(|p| target_disk.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())));
+    if !is_disk {
+        return Err(err(
+            ErrorKind::Invalid,
+            format!("target-disk: '{target_disk}' is not a disk key (scsiN, virtioN, sataN, ideN)"),
+        ));
+    }
+    VM.schema().parse_cli(&target_disk, &value).map_err(|e| err(ErrorKind::Invalid, format!("target-disk: {e}")))?;
+    Ok((volume, target_disk, value))
+}
+
+/// `vmctl move-disk <vmid> <disk> --target-vmid <id> [--target-disk <key>]`: the disk leaves
+/// the VM and becomes the target's, its volume renamed to the new owner on the same storage,
+/// as Proxmox's disk reassignment. Both VMs are stopped; both run locks are held (in id order)
+/// while the volume is renamed and the two configurations change; a failure renames it back.
+fn reassign(daemon: &Arc<Daemon>, caller: &Caller, req: MoveDisk, target: Vmid) -> Result<Payload, ErrorReply> {
+    let vmid = req.vmid;
+    if target == vmid {
+        return Err(err(ErrorKind::Invalid, format!("target-vmid: the disk is already VM {vmid}'s")));
+    }
+    if !req.storage.is_empty() || req.format.is_some() {
+        return Err(err(ErrorKind::Invalid, "target-vmid: give no storage or --format; the disk stays where it is"));
+    }
+    let source = daemon.store.load(VM, vmid)?.config;
+    let dest = daemon.store.load(VM, target)?.config;
+    check_reassign(daemon, &req, target, &source, &dest)?;
+    let worker = Arc::clone(daemon);
+    let upid = daemon.tasks.spawn(&VM.task_type("move"), &vmid.to_string(), &caller.userid, move |ctx| {
+        let (first, second) = if vmid < target { (vmid, target) } else { (target, vmid) };
+        let (lock_a, lock_b) = (worker.run_lock(VM, first), worker.run_lock(VM, second));
+        let _a = lock_a.lock().unwrap_or_else(|p| p.into_inner());
+        let _b = lock_b.lock().unwrap_or_else(|p| p.into_inner());
+        let source = worker.store.load(VM, vmid).map_err(|e| e.to_string())?.config;
+        let dest = worker.store.load(VM, target).map_err(|e| e.to_string())?.config;
+        let (volume, target_disk, _) = check_reassign(&worker, &req, target, &source, &dest).map_err(|e| e.message)?;
+        let disk = req.disk.as_str();
+        let (backend, vol) = worker.storages.volume(&volume).map_err(|e| e.message)?;
+        let storage_id = backend.config().id.clone();
+        let renamed = worker
+            .storages
+            .locked(&storage_id, || backend.rename(&vol, target))
+            .map_err(|e| format!("{disk}: renaming {volume}: {e}"))?;
+        let new_volid = storage::volid_of(backend.as_ref(), &renamed);
+        ctx.log(format!("{disk}: {volume} renamed to {new_volid}"));
+        let undo = |why: String| -> String {
+            if let Err(e) = backend.rename(&renamed, vmid) {
+                ctx.warn(format!("cannot rename {new_volid} back: {e}"));
+            }
+            why
+        };
+        let removed = worker.store.update(VM, vmid, None, |c| {
+            check_unlocked(vmid, c)?;
+            match c.current.get(disk).and_then(Value::as_str) {
+                Some(v) if v.split(',').next() == Some(volume.as_str()) => Ok(c.current.remove(disk)),
+                _ => Err(err(ErrorKind::Conflict, format!("{disk} changed meanwhile; nothing was moved"))),
+            }
+        });
+        let old_value = match removed {
+            Ok((Some(value), _)) => value,
+            Ok((None, _)) => return Err(undo(format!("{disk} vanished meanwhile"))),
+            Err(e) => return Err(undo(e.message)),
+        };
+        let added = worker.store.update(VM, target, None, |c| {
+            check_unlocked(target, c)?;
+            if c.current.contains_key(&target_disk) {
+                return Err(err(ErrorKind::Conflict, format!("VM {target} got a {target_disk} meanwhile")));
+            }
+            let value = snapshots::with_volume(VM, &req.disk, &old_value, &new_volid, None)
+                .map_err(|m| err(ErrorKind::Internal, m))?;
+            let value = VM
+                .schema()
+                .parse_cli(&target_disk, value.as_str().unwrap_or_default())
+                .map_err(|e| err(ErrorKind::Invalid, format!("target-disk: {e}")))?;
+            c.current.insert(target_disk.clone(), value);
+            Ok(())
+        });
+        if let Err(e) = added {
+            // Put the disk back where it was.
+            let _ = worker.store.update(VM, vmid, None, |c| {
+                c.current.insert(disk.to_owned(), old_value.clone());
+                Ok(())
+            });
+            return Err(undo(e.message));
+        }
+        ctx.log(format!("{disk} of VM {vmid} is now {target_disk} of VM {target} ({new_volid})"));
+        Ok(())
+    })?;
+    Ok(Payload::Task(upid))
 }
 
 #[cfg(test)]

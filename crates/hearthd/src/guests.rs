@@ -314,6 +314,7 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
         crate::cloudinit::prepare_values(daemon, &mut edit.set)?;
     }
     referenced::check_content(daemon, kind, &edit.set)?;
+    crate::hookscript::check(daemon, &edit.set)?;
     let mut config = GuestConfig::new(kind);
     config.apply(&edit, ApplyMode::Direct).map_err(invalid)?;
     config.apply_create_defaults();
@@ -412,6 +413,7 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
         crate::cloudinit::prepare_values(daemon, &mut edit.set)?;
     }
     referenced::check_content(daemon, kind, &edit.set)?;
+    crate::hookscript::check(daemon, &edit.set)?;
     check_volumes(daemon, kind, vmid, &edit.set)?;
     let wanted = allocations(daemon, kind, &edit.set)?;
     let new_drives = new_cloudinit_keys(&wanted);
@@ -664,8 +666,12 @@ pub fn destroy(
 ) -> Result<Payload, ErrorReply> {
     let vmid = req.vmid;
     let checker = Arc::clone(daemon);
+    // `--skiplock` (root@pam's, checked by the table) destroys a locked guest too.
+    let skiplock = req.skiplock;
     let refuse = move |config: &GuestConfig| -> Result<(), ErrorReply> {
-        check_unlocked(kind, vmid, config)?;
+        if !skiplock {
+            check_unlocked(kind, vmid, config)?;
+        }
         if checker.guest_running(kind, vmid) {
             let cli = if kind == GuestKind::Vm { "vmctl" } else { "ctctl" };
             return Err(ErrorReply::new(
@@ -685,7 +691,10 @@ pub fn destroy(
     let loaded = daemon.store.load(kind, vmid).map_err(|e| not_found(daemon, kind, vmid, e))?;
     refuse(&loaded.config)?;
     let worker = Arc::clone(daemon);
-    let purge = req.purge;
+    // Volumes named for the guest that its configuration does not reference: with
+    // `--destroy-unreferenced-disks 1` (Proxmox's default 0), or with `--purge` unless that
+    // says 0.
+    let unreferenced = req.destroy_unreferenced_disks.unwrap_or(req.purge);
     let upid = daemon.tasks.spawn(&kind.task_type("destroy"), &vmid.to_string(), &caller.userid, move |ctx| {
         ctx.log(format!("destroying {} {vmid}", kind.noun()));
         let mut owned: Vec<String> = Vec::new();
@@ -707,10 +716,10 @@ pub fn destroy(
                 Ok(())
             })
             .map_err(|e| e.message)?;
-        if purge {
-            // --purge also removes volumes the configuration no longer names.
+        if unreferenced {
             for volume in storage::owned_volumes(&worker, vmid) {
                 if !owned.contains(&volume) {
+                    ctx.log(format!("{volume} is not referenced by the configuration"));
                     owned.push(volume);
                 }
             }

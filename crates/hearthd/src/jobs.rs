@@ -137,7 +137,9 @@ impl JobEntry {
                     protected: self.protected,
                     prune_backups: self.prune_backups.clone(),
                     bwlimit: self.bwlimit,
+                    ..BackupOptions::default()
                 },
+                pool: None,
             },
         }
     }

@@ -19,9 +19,12 @@ pub mod containers;
 mod credentials;
 mod disks;
 mod guests;
+mod hookscript;
+mod hostpaths;
 mod imports;
 mod jobs;
 mod lifecycle;
+mod mail;
 mod node;
 pub mod notify;
 mod pending;
@@ -47,7 +50,8 @@ use clap::{Arg, Command, value_parser};
 use hearth_core::GuestKind;
 use hearth_core::runtime::{GuestRuntime, StartOptions};
 use hearth_proto::{
-    CtRequest, ErrorKind, ErrorReply, NodeRequest, Payload, Request, StorageRequest, TaskRequest, VmRequest,
+    CtRequest, ErrorKind, ErrorReply, NodeRequest, Payload, Request, RestoreGuest, StorageRequest, TaskRequest,
+    VmRequest,
 };
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
@@ -213,7 +217,10 @@ pub fn handle(
             VmRequest::Unlink { vmid, idlist, force } => disks::unlink(daemon, vmid, &idlist, force),
             VmRequest::Cleanup { vmid } => disks::cleanup(daemon, vmid),
             VmRequest::Backup(req) => backup::backup(daemon, caller, Vm, req),
-            VmRequest::Restore(req) => backup::restore(daemon, caller, Vm, req),
+            VmRequest::Restore(req) => {
+                let stream = if req.archive == RestoreGuest::STDIN { Some(attached()?) } else { None };
+                backup::restore(daemon, caller, Vm, req, stream)
+            }
             VmRequest::CloudinitDump { vmid, config_type } => cloudinit::dump(daemon, caller, vmid, &config_type),
             VmRequest::CloudinitPending { vmid } => cloudinit::pending(daemon, vmid),
             VmRequest::CloudinitUpdate { vmid } => cloudinit::update(daemon, vmid),
@@ -274,7 +281,10 @@ pub fn handle(
             CtRequest::Clone(req) => snapshots::clone(daemon, caller, Ct, req),
             CtRequest::Resize { vmid, disk, size } => snapshots::resize(daemon, caller, Ct, vmid, &disk, &size),
             CtRequest::Backup(req) => backup::backup(daemon, caller, Ct, req),
-            CtRequest::Restore(req) => backup::restore(daemon, caller, Ct, req),
+            CtRequest::Restore(req) => {
+                let stream = if req.archive == RestoreGuest::STDIN { Some(attached()?) } else { None };
+                backup::restore(daemon, caller, Ct, req, stream)
+            }
             CtRequest::MoveVolume(req) => disks::move_volume(daemon, caller, Ct, req),
             CtRequest::CpuSets => containers::cpusets(daemon, caller),
             // The console needs the connection; conn.rs answers it before it gets here.
@@ -320,7 +330,10 @@ pub fn handle(
             StorageRequest::Import(req) => storage::import(daemon, req, attached()?),
             StorageRequest::Export(req) => storage::export(daemon, req, attached()?),
             StorageRequest::Upload(req) => storage::upload(daemon, req, attached()?),
-            StorageRequest::BackupRun(req) => backup::run(daemon, caller, req),
+            StorageRequest::BackupRun(req) => {
+                let stream = if req.options.stdout { Some(attached()?) } else { None };
+                backup::run(daemon, caller, req, stream)
+            }
             StorageRequest::BackupList { storage, vmid } => backup::list(daemon, caller, storage.as_deref(), vmid),
             StorageRequest::BackupPrune(req) => backup::prune_request(daemon, req),
             StorageRequest::BackupProtect { volid, protected } => backup::protect(daemon, &volid, protected),

@@ -16,6 +16,7 @@ use hearth_core::storage::{Format, VolName};
 use hearth_core::{GuestConfig, GuestKind, Value, Vmid};
 use hearth_proto::{ErrorKind, ErrorReply, Payload};
 
+use crate::hookscript::{self, Phase};
 use crate::storage::to_reply;
 use crate::{Caller, Daemon};
 
@@ -113,6 +114,16 @@ fn check_startable(
     Ok(())
 }
 
+/// A start the engine has built, and the guest's hook script (from the same configuration).
+pub(crate) struct Prepared {
+    launch: Box<dyn Launch>,
+    hookscript: Option<String>,
+    /// The settings the start was built from: the cloud-init drive is written from them.
+    settings: hearth_core::guest::Section,
+    /// The VM resumes from a state suspended to disk.
+    resuming: bool,
+}
+
 /// Loads the guest's configuration (once), checks that it may start, resolves its volumes and
 /// lets the engine build the start. Answers the settings it was built from too, which the
 /// cloud-init drive is written from, and whether it resumes a VM suspended to disk.
@@ -121,27 +132,38 @@ pub(crate) fn prepare(
     kind: GuestKind,
     vmid: Vmid,
     options: &StartOptions,
-) -> Result<(Box<dyn Launch>, hearth_core::guest::Section, bool), ErrorReply> {
+) -> Result<Prepared, ErrorReply> {
     let config = daemon.store.load(kind, vmid)?.config;
     let saved = crate::vms::saved_state(daemon, kind, vmid, &config)?;
     check_startable(daemon, kind, vmid, &config, saved.is_some())?;
     // Apply pending changes: a start runs the configuration with them.
     let config = crate::pending::apply_at_start(daemon, kind, vmid, config, &|line| tracing::info!(%vmid, "{line}"))?;
     let resources = resolve(daemon, vmid, &config)?;
+    let hookscript = config.current.get("hookscript").and_then(Value::as_str).map(str::to_owned);
     let resuming = saved.is_some();
     let options = StartOptions { incoming: saved, ..options.clone() };
     let launch = daemon.runtime(kind).prepare(resources, &options).map_err(runtime_reply)?;
-    Ok((launch, config.current, resuming))
+    Ok(Prepared { launch, hookscript, settings: config.current, resuming })
 }
 
 /// Runs a prepared start; the caller holds the guest's operation lock.
-fn launch(kind: GuestKind, launch: Box<dyn Launch>, log: &dyn Fn(String)) -> Result<u32, String> {
+fn launch(daemon: &Daemon, kind: GuestKind, prepared: Prepared, log: &dyn Fn(String)) -> Result<u32, String> {
+    let Prepared { launch, hookscript: hook, settings, resuming } = prepared;
     let vmid = launch.vmid();
     for warning in launch.warnings() {
         log(format!("WARN: {warning}"));
     }
+    // The hook script: pre-start may refuse the start, post-start only warns.
+    if let Some(script) = &hook {
+        hookscript::run(daemon, script, vmid, Phase::PreStart, log)?;
+    }
+    regenerate_cloudinit(daemon, kind, vmid, &settings, log)?;
     let pid = launch.run(log)?;
+    if resuming {
+        crate::vms::forget_saved_state(daemon, kind, vmid, log);
+    }
     log(format!("{} {vmid} started (pid {pid})", kind.noun()));
+    hookscript::run_or_warn(daemon, hook.as_deref(), vmid, Phase::PostStart, log);
     Ok(pid)
 }
 
@@ -153,13 +175,8 @@ pub(crate) fn start_locked(
     options: &StartOptions,
     log: &dyn Fn(String),
 ) -> Result<u32, String> {
-    let (prepared, settings, resuming) = prepare(daemon, kind, vmid, options).map_err(|e| e.message)?;
-    regenerate_cloudinit(daemon, kind, vmid, &settings, log)?;
-    let pid = launch(kind, prepared, log)?;
-    if resuming {
-        crate::vms::forget_saved_state(daemon, kind, vmid, log);
-    }
-    Ok(pid)
+    let prepared = prepare(daemon, kind, vmid, options).map_err(|e| e.message)?;
+    launch(daemon, kind, prepared, log)
 }
 
 /// Writes a VM's cloud-init drive afresh from its configuration, as every start does; the
@@ -198,23 +215,18 @@ pub fn start(
     vmid: Vmid,
     options: StartOptions,
 ) -> Result<Payload, ErrorReply> {
-    let (prepared, settings, resuming) = prepare(daemon, kind, vmid, &options)?;
+    let prepared = prepare(daemon, kind, vmid, &options)?;
     let worker = Arc::clone(daemon);
     let upid = daemon.tasks.spawn(&kind.task_type("start"), &vmid.to_string(), &caller.userid, move |ctx| {
         if options.debug {
             ctx.log(format!("DEBUG: starting {} {vmid} with:", kind.noun()));
-            for line in prepared.describe(true).lines() {
+            for line in prepared.launch.describe(true).lines() {
                 ctx.log(format!("DEBUG: {line}"));
             }
         }
         let lock = worker.run_lock(kind, vmid);
         let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-        regenerate_cloudinit(&worker, kind, vmid, &settings, &|line| ctx.log(line))?;
-        launch(kind, prepared, &|line| ctx.log(line))?;
-        if resuming {
-            crate::vms::forget_saved_state(&worker, kind, vmid, &|line| ctx.log(line));
-        }
-        Ok(())
+        launch(&worker, kind, prepared, &|line| ctx.log(line)).map(|_| ())
     })?;
     Ok(Payload::Task(upid))
 }
@@ -248,8 +260,11 @@ fn on_running(
 
 pub fn stop(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, vmid: Vmid) -> Result<Payload, ErrorReply> {
     on_running(daemon, caller, kind, vmid, "stop", move |d, log| {
+        let hook = hookscript::of(d, kind, vmid);
+        hookscript::run_or_warn(d, hook.as_deref(), vmid, Phase::PreStop, log);
         d.runtime(kind).stop(vmid)?;
         log(format!("{} {vmid} stopped", kind.noun()));
+        hookscript::run_or_warn(d, hook.as_deref(), vmid, Phase::PostStop, log);
         Ok(())
     })
 }
@@ -337,7 +352,11 @@ pub fn shutdown(
 ) -> Result<Payload, ErrorReply> {
     let timeout = shutdown_timeout(daemon, kind, timeout);
     on_running(daemon, caller, kind, vmid, "shutdown", move |d, log| {
-        shutdown_locked(d, kind, vmid, timeout, force_stop, log)
+        let hook = hookscript::of(d, kind, vmid);
+        hookscript::run_or_warn(d, hook.as_deref(), vmid, Phase::PreStop, log);
+        shutdown_locked(d, kind, vmid, timeout, force_stop, log)?;
+        hookscript::run_or_warn(d, hook.as_deref(), vmid, Phase::PostStop, log);
+        Ok(())
     })
 }
 

@@ -98,7 +98,14 @@ fn config() -> GetConfig {
 }
 
 fn clone(vmid: u32, newid: u32, target: Option<&str>) -> CloneGuest {
-    CloneGuest { vmid: id(vmid), newid: id(newid), full: None, name: None, target: target.map(str::to_owned) }
+    CloneGuest {
+        vmid: id(vmid),
+        newid: id(newid),
+        full: None,
+        name: None,
+        target: target.map(str::to_owned),
+        bwlimit: None,
+    }
 }
 
 fn backup(storage: Option<&str>, prune: Option<&str>) -> BackupGuest {
@@ -117,6 +124,8 @@ fn restore(archive: &str, storage: Option<&str>, unprivileged: Option<bool>) -> 
         storage: storage.map(str::to_owned),
         force: false,
         unprivileged,
+        rootfs: None,
+        bwlimit: None,
     }
 }
 
@@ -130,6 +139,7 @@ fn run(vmids: &[u32], all: bool, storage: Option<&str>) -> BackupRun {
         all,
         exclude: Vec::new(),
         options: BackupOptions { storage: storage.map(str::to_owned), ..BackupOptions::default() },
+        pool: None,
     }
 }
 
@@ -282,7 +292,33 @@ fn vm_samples() -> Vec<Sample> {
         sample("vmctl config 100", vm(VmRequest::Config(config())), "VM.Audit@/vms/100"),
         sample("vmctl pending 100", vm(VmRequest::Pending { vmid: v }), "VM.Audit@/vms/100"),
         sample("vmctl list", vm(VmRequest::List), "-").note("Lists only the VMs the caller may audit."),
-        sample("vmctl destroy 100", vm(VmRequest::Destroy(DestroyGuest { vmid: v, purge: false })), "VM.Allocate@/vms/100"),
+        sample("vmctl destroy 100", vm(VmRequest::Destroy(DestroyGuest { vmid: v, purge: false, destroy_unreferenced_disks: None, skiplock: false })), "VM.Allocate@/vms/100"),
+        sample(
+            "vmctl destroy 100 --skiplock",
+            vm(VmRequest::Destroy(DestroyGuest { vmid: v, purge: false, destroy_unreferenced_disks: None, skiplock: true })),
+            "root",
+        ),
+        sample("vmctl set 100 --hookscript local:snippets/hook.pl", vm(VmRequest::Set(set(&[("hookscript", "local:snippets/hook.pl")]))), "root"),
+        sample(
+            "vmctl move-disk 100 scsi1 --target-vmid 101 --target-disk scsi3",
+            vm(VmRequest::MoveDisk(MoveDisk {
+                vmid: v,
+                disk: "scsi1".into(),
+                storage: String::new(),
+                format: None,
+                delete: false,
+                target_vmid: Some(id(OTHER)),
+                target_disk: Some("scsi3".into()),
+                bwlimit: None,
+            })),
+            "VM.Config.Disk@/vms/100 & VM.Config.Disk@/vms/101",
+        ),
+        sample(
+            "vmctl restore /mnt/backup/vzdump-qemu-100.vma 100",
+            vm(VmRequest::Restore(restore("/mnt/backup/vzdump-qemu-100.vma", None, None))),
+            "root",
+        )
+        .note("A path inside a storage is rewritten to its volume id before the table sees it."),
         sample("vmctl nextid", vm(VmRequest::NextId), "VM.Allocate@/vms").note(
             "Proxmox answers anyone; Hearth reserves the id for ten minutes, so it asks what creating a guest asks.",
         ),
@@ -423,6 +459,9 @@ fn vm_samples() -> Vec<Sample> {
                 storage: "local".into(),
                 format: None,
                 delete: false,
+                target_vmid: None,
+                target_disk: None,
+                bwlimit: None,
             })),
             "VM.Config.Disk@/vms/100 & Datastore.AllocateSpace@/storage/local",
         ),
@@ -581,7 +620,7 @@ fn ct_samples() -> Vec<Sample> {
         sample("ctctl config 100", ct(CtRequest::Config(config())), "VM.Audit@/vms/100"),
         sample("ctctl pending 100", ct(CtRequest::Pending { vmid: v }), "VM.Audit@/vms/100"),
         sample("ctctl list", ct(CtRequest::List), "-").note("Lists only the containers the caller may audit."),
-        sample("ctctl destroy 100", ct(CtRequest::Destroy(DestroyGuest { vmid: v, purge: false })), "VM.Allocate@/vms/100"),
+        sample("ctctl destroy 100", ct(CtRequest::Destroy(DestroyGuest { vmid: v, purge: false, destroy_unreferenced_disks: None, skiplock: false })), "VM.Allocate@/vms/100"),
         sample("ctctl unlock 100", ct(CtRequest::Unlock { vmid: v }), "root"),
         sample("ctctl start 100", ct(CtRequest::Start { vmid: v, debug: false }), "VM.PowerMgmt@/vms/100"),
         sample(
@@ -592,6 +631,9 @@ fn ct_samples() -> Vec<Sample> {
                 storage: "fast".into(),
                 format: None,
                 delete: false,
+                target_vmid: None,
+                target_disk: None,
+                bwlimit: None,
             })),
             "VM.Config.Disk@/vms/100 & Datastore.AllocateSpace@/storage/fast",
         ),
@@ -803,7 +845,7 @@ fn storage_samples() -> Vec<Sample> {
         .note("`pvesm import` is root's in Proxmox; Hearth reads the stream through the caller's own descriptor."),
         sample(
             "storectl export local:100/vm-100-disk-1.raw raw+size disk.raw",
-            storage(StorageRequest::Export(ExportVolume { volid: volume(), format: "raw+size".into() })),
+            storage(StorageRequest::Export(ExportVolume { volid: volume(), format: "raw+size".into(), with_snapshots: None })),
             "Datastore.Allocate@/storage/local",
         )
         .note("As `storectl import`."),
@@ -839,6 +881,34 @@ fn storage_samples() -> Vec<Sample> {
             "Datastore.AllocateSpace,Datastore.Allocate@/storage/local",
         )
         .note("VM.Backup on each guest of `--all` is checked by the handler, which knows the guests."),
+        sample(
+            "storectl vzdump 100 --dumpdir /mnt/backup",
+            storage(StorageRequest::BackupRun(BackupRun {
+                options: BackupOptions { dumpdir: Some("/mnt/backup".into()), ..BackupOptions::default() },
+                ..run(&[OWN], false, None)
+            })),
+            "root",
+        ),
+        sample(
+            "storectl vzdump 100 --stdout",
+            storage(StorageRequest::BackupRun(BackupRun {
+                options: BackupOptions { stdout: true, ..BackupOptions::default() },
+                ..run(&[OWN], false, None)
+            })),
+            "VM.Backup@/vms/100",
+        ),
+        sample(
+            "storectl vzdump 100 --storage local --fleecing enabled=1,storage=fast",
+            storage(StorageRequest::BackupRun(BackupRun {
+                options: BackupOptions {
+                    storage: Some("local".into()),
+                    fleecing: Some("enabled=1,storage=fast".into()),
+                    ..BackupOptions::default()
+                },
+                ..run(&[OWN], false, Some("local"))
+            })),
+            "Datastore.AllocateSpace@/storage/local & VM.Backup@/vms/100 & Datastore.AllocateSpace@/storage/fast",
+        ),
         sample(
             "storectl backup run --vmid 100",
             storage(StorageRequest::BackupRun(run(&[OWN], false, None))),

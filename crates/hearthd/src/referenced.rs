@@ -252,7 +252,12 @@ pub fn needs(request: &Request) -> Vec<Need> {
             VmRequest::Clone(c) => guest(GuestKind::Vm, GuestRef::Clone(c)),
             VmRequest::Backup(b) => guest(GuestKind::Vm, GuestRef::Backup(b)),
             VmRequest::Restore(r) => guest(GuestKind::Vm, GuestRef::Restore(r)),
-            VmRequest::MoveDisk(m) => vec![space(&m.storage)],
+            VmRequest::MoveDisk(m) => match m.target_vmid {
+                // Reassigned: the disk becomes the other VM's.
+                Some(target) => vec![on(format!("/vms/{target}"), P::VmConfigDisk)],
+                None => vec![space(&m.storage)],
+            },
+            VmRequest::Destroy(d) if d.skiplock => vec![root("skiplock: destroy a locked guest")],
             VmRequest::ImportDisk(i) => vec![space(&i.storage)],
             _ => Vec::new(),
         },
@@ -263,6 +268,7 @@ pub fn needs(request: &Request) -> Vec<Need> {
             CtRequest::Backup(b) => guest(GuestKind::Ct, GuestRef::Backup(b)),
             CtRequest::Restore(r) => guest(GuestKind::Ct, GuestRef::Restore(r)),
             CtRequest::MoveVolume(m) => vec![space(&m.storage)],
+            CtRequest::Destroy(d) if d.skiplock => vec![root("skiplock: destroy a locked guest")],
             _ => Vec::new(),
         },
         // Each guest named is backed up: VM.Backup on it (`--all` is checked per guest).
@@ -271,6 +277,7 @@ pub fn needs(request: &Request) -> Vec<Need> {
             let mut needs: Vec<Need> = r.vmids.iter().map(|v| on(format!("/vms/{v}"), P::VmBackup)).collect();
             // The storage's Datastore.AllocateSpace is the request's own path.
             needs.extend(prune_needs(&r.options));
+            needs.extend(vzdump_needs(&r.options));
             needs
         }
         // A chunk store's key file is read by hearthd as root: naming or removing one is root's.
@@ -294,6 +301,19 @@ pub fn needs(request: &Request) -> Vec<Need> {
 fn backup_needs(options: &hearth_proto::BackupOptions) -> Vec<Need> {
     let mut needs: Vec<Need> = options.storage.as_deref().map(space).into_iter().collect();
     needs.extend(prune_needs(options));
+    needs.extend(vzdump_needs(options));
+    needs
+}
+
+/// vzdump's host directory is root's (`--dumpdir`), and a fleecing storage takes space.
+fn vzdump_needs(options: &hearth_proto::BackupOptions) -> Vec<Need> {
+    let mut needs = Vec::new();
+    if let Some(dir) = &options.dumpdir {
+        needs.push(root(format!("dumpdir: write the backup into the host directory '{dir}'")));
+    }
+    if let Some(Ok(Some(storage))) = options.fleecing.as_deref().map(crate::backup::fleecing_storage) {
+        needs.push(space(&storage));
+    }
     needs
 }
 

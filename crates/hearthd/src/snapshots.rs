@@ -565,13 +565,25 @@ pub fn clone(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: CloneG
                         None => worker.storages.backend(&backend.config().id).map_err(|e| e.message)?,
                     };
                     ctx.log(format!("{key}: copying {volume} to storage '{}'", target.config().id));
+                    let (from, to) = (backend.config().id.clone(), target.config().id.clone());
+                    let limit = crate::storage::bandwidth_limit(&worker, "clone", &[&from, &to], req.bwlimit);
+                    if let Some(kib) = limit {
+                        ctx.log(format!("{key}: bandwidth limit {kib} KiB/s"));
+                    }
                     // A container's image holds a file system: it stays raw (or a directory).
                     let ct_format = match backend.image_info(&vol) {
                         Ok((f, _)) if kind == GuestKind::Ct && f != Format::Subvol => Some(Format::Raw),
                         _ => None,
                     };
-                    let new = hearth_storage::clone_full(backend.as_ref(), &vol, target.as_ref(), newid, ct_format)
-                        .map_err(|e| format!("{key}: {e}"))?;
+                    let new = hearth_storage::clone_full_limited(
+                        backend.as_ref(),
+                        &vol,
+                        target.as_ref(),
+                        newid,
+                        ct_format,
+                        limit,
+                    )
+                    .map_err(|e| format!("{key}: {e}"))?;
                     (new, target.config().id.clone(), target.config().storage_type)
                 } else {
                     let new = backend.clone_linked(&vol, newid).map_err(|e| format!("{key}: {e}"))?;

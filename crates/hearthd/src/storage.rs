@@ -383,7 +383,15 @@ pub fn alloc(daemon: &Daemon, req: AllocVolume) -> Result<Payload, ErrorReply> {
         // pvesm takes a bare number in KiB.
         size::parse_size(&req.size, 1024).map_err(|m| invalid(format!("size: {m}")))?
     };
-    let format = image_format(backend.config(), req.format.as_deref())?;
+    // `vm-100-disk10.qcow2` names its format, as pvesm takes it; `--format` must agree.
+    let named = req.name.rsplit_once('.').and_then(|(_, ext)| ext.parse::<Format>().ok());
+    let format = match (named, req.format.as_deref()) {
+        (Some(named), Some(given)) if named.as_str() != given => {
+            return Err(invalid(format!("name: '{}' is a {named} image name, but --format is {given}", req.name)));
+        }
+        (Some(named), _) => image_format(backend.config(), Some(named.as_str()))?,
+        (None, given) => image_format(backend.config(), given)?,
+    };
     if size == 0 && format != Format::Subvol {
         return Err(invalid(format!("invalid size '{}': must be greater than zero", req.size)));
     }
@@ -469,11 +477,39 @@ pub fn import(daemon: &Daemon, req: ImportVolume, file: File) -> Result<Payload,
 pub fn export(daemon: &Daemon, req: ExportVolume, file: File) -> Result<Payload, ErrorReply> {
     let format: StreamFormat = req.format.parse().map_err(invalid)?;
     let (backend, vol) = daemon.storages.volume(&req.volid)?;
+    check_with_snapshots(backend.as_ref(), &vol, format, req.with_snapshots)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     backend.export(&vol, format, &mut out).map_err(to_reply)?;
     std::io::Write::flush(&mut out)
         .map_err(|e| ErrorReply::new(ErrorKind::Internal, format!("writing the export stream: {e}")))?;
     Ok(Payload::Empty)
+}
+
+/// pvesm's `--with-snapshots`: qcow2+size and btrfs streams carry a volume's snapshots, the
+/// other formats cannot; asking for what the format cannot do is refused.
+fn check_with_snapshots(
+    backend: &dyn Backend,
+    vol: &VolName,
+    format: StreamFormat,
+    with_snapshots: Option<bool>,
+) -> Result<(), ErrorReply> {
+    let carries = matches!(format, StreamFormat::Qcow2Size | StreamFormat::Btrfs);
+    match with_snapshots {
+        Some(true) if !carries => {
+            Err(invalid(format!("with-snapshots: a {format} stream cannot carry snapshots (use qcow2+size or btrfs)")))
+        }
+        Some(false) if carries => {
+            let snapshots = backend.snapshots(vol).map_err(to_reply)?;
+            if snapshots.is_empty() {
+                return Ok(());
+            }
+            Err(invalid(format!(
+                "with-snapshots: a {format} stream carries the volume's snapshots ({}); give --with-snapshots 1",
+                snapshots.join(", ")
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 pub fn upload(daemon: &Daemon, req: UploadFile, file: File) -> Result<Payload, ErrorReply> {
@@ -597,4 +633,40 @@ pub fn owned_volumes(daemon: &Daemon, vmid: Vmid) -> Vec<String> {
         }
     }
     found
+}
+
+/// What lifting or raising a storage's bandwidth limit needs, as Proxmox's
+/// `get_bandwidth_limit`: a `given` limit of 0 (none) or above what a storage sets for
+/// `operation` asks Datastore.Allocate on that storage.
+pub fn bandwidth_override_needs(
+    daemon: &Daemon,
+    operation: &str,
+    storages: &[&str],
+    given: Option<u64>,
+) -> Vec<crate::access::Need> {
+    let Some(given) = given else { return Vec::new() };
+    storages
+        .iter()
+        .filter_map(|id| daemon.storages.config(id).ok())
+        .filter(|config| {
+            hearth_core::storage::bwlimit(config, operation).is_some_and(|limit| given == 0 || given > limit)
+        })
+        .map(|config| {
+            crate::access::on(format!("/storage/{}", config.id), hearth_core::access::Privilege::DatastoreAllocate)
+        })
+        .collect()
+}
+
+/// The bandwidth limit in KiB/s for `operation` (`clone`, `move`, `restore`) touching
+/// `storages`: the one the caller gave (0: none), else the lowest their `bwlimit` sets, as
+/// Proxmox's `get_bandwidth_limit`.
+pub fn bandwidth_limit(daemon: &Daemon, operation: &str, storages: &[&str], given: Option<u64>) -> Option<u64> {
+    if let Some(kib) = given {
+        return (kib > 0).then_some(kib);
+    }
+    storages
+        .iter()
+        .filter_map(|id| daemon.storages.config(id).ok())
+        .filter_map(|config| hearth_core::storage::bwlimit(&config, operation))
+        .min()
 }

@@ -30,6 +30,7 @@ const COMMANDS: &[Subcommand] = &[
     Subcommand::new("backup", cmd::backup::command, cmd::backup::run),
     Subcommand::new("scan", cmd::scan::command, cmd::scan::run),
     Subcommand::new("extractconfig", cmd::extractconfig::command, cmd::extractconfig::run),
+    Subcommand::new("vzdump", cmd::vzdump::command, cmd::vzdump::run),
 ];
 
 /// The whole command line of `storectl`.

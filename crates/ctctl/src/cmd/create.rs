@@ -18,7 +18,9 @@ pub fn command() -> Command {
              as pct create does. ctctl asks hearthd, which needs VM.Allocate on /vms/<ctid> \
              from the caller.\n\n\
              <ostemplate> is a template volume such as \
-             local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst. Every configuration key is an \
+             local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst, or its path \
+             (/var/lib/vz/template/cache/...); a file outside every storage only root@pam may \
+             name. Every configuration key is an \
              option: --hostname web --memory 1024 --rootfs local:8 --net0 \
              name=eth0,bridge=vmbr0,ip=dhcp. Containers are unprivileged unless --unprivileged 0 \
              is given. A volume given as STORAGE:SIZE (in GiB) asks for a new volume and is \
@@ -36,7 +38,7 @@ pub fn command() -> Command {
             Arg::new("ostemplate")
                 .value_name("OSTEMPLATE")
                 .required(true)
-                .help("The template volume to unpack: STORAGE:vztmpl/FILE"),
+                .help("The template to unpack: STORAGE:vztmpl/FILE or a path"),
         )
         .args(cli::guest_config_args(GuestKind::Ct))
         .arg(
@@ -54,12 +56,35 @@ pub fn command() -> Command {
                 .help("A local file of SSH public keys for root in the container"),
         )
         .arg(cli::flag_arg("start", "Start the container once it is created"))
+        .arg(
+            Arg::new("storage")
+                .long("storage")
+                .value_name("STORAGE")
+                .value_parser(hearth_core::schema::check::storage_id)
+                .help("Storage for a root file system given as a bare size or not at all (default: local)"),
+        )
+}
+
+/// As pct: `--rootfs 8` is 8 GiB on `--storage` (default `local`), and no `--rootfs` is 4 GiB
+/// there.
+fn rootfs_on_storage(options: &mut Vec<(String, String)>, storage: Option<&str>) {
+    let storage = storage.unwrap_or("local");
+    match options.iter_mut().find(|(k, _)| k == "rootfs") {
+        Some((_, value)) => {
+            let size = value.split(',').next().unwrap_or_default();
+            if !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                *value = format!("{storage}:{value}");
+            }
+        }
+        None => options.push(("rootfs".into(), format!("{storage}:4"))),
+    }
 }
 
 pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "ctid")?;
-    let options = cli::guest_config_options(GuestKind::Ct, matches);
-    let ostemplate = super::string(matches, "ostemplate")?;
+    let mut options = cli::guest_config_options(GuestKind::Ct, matches);
+    rootfs_on_storage(&mut options, matches.get_one::<String>("storage").map(String::as_str));
+    let ostemplate = hearth_client::guest::restore::archive_argument(&super::string(matches, "ostemplate")?)?;
     // Local input first, so nothing is asked of hearthd that could not be completed.
     let ssh_public_keys = match matches.get_one::<String>("ssh-public-keys") {
         Some(file) => Some(std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?),

@@ -53,6 +53,9 @@ pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
         storage: storage.clone(),
         format: None,
         delete: cli::flag(matches, "delete"),
+        target_vmid: None,
+        target_disk: None,
+        bwlimit: None,
     }));
     cli::run_request(crate::BIN, &request, format, || format!("moving {volume} of CT {vmid} to storage '{storage}'"))
 }

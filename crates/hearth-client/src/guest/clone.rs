@@ -81,6 +81,13 @@ pub fn command(kind: GuestKind) -> Command {
                 .value_parser(check::storage_id)
                 .help(format!("Storage for the copied {copies} (full clones only; default: each {copy}'s own)")),
         )
+        .arg(
+            Arg::new("bwlimit")
+                .long("bwlimit")
+                .value_name("KiB/s")
+                .value_parser(clap::value_parser!(u64))
+                .help("Copy at most this fast (default: the storages' bwlimit clone=; 0: no limit)"),
+        )
 }
 
 pub fn run(kind: GuestKind, bin: &str, matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
@@ -92,6 +99,7 @@ pub fn run(kind: GuestKind, bin: &str, matches: &ArgMatches, format: OutputForma
         full: matches.try_get_one::<bool>("full").ok().flatten().copied(),
         name: matches.get_one::<String>(name_key(kind)).cloned(),
         target: matches.get_one::<String>("target").cloned(),
+        bwlimit: matches.get_one::<u64>("bwlimit").copied(),
     };
     let request = super::request(kind, clone, VmRequest::Clone, CtRequest::Clone);
     cli::run_request(bin, &request, format, || format!("cloning {} {vmid} to {newid}", kind.noun()))

@@ -24,11 +24,25 @@ pub fn command(kind: GuestKind) -> Command {
         ))
         .arg(super::id_arg(kind, format!("The {} to destroy", n.guest)))
         .arg(cli::flag_arg("purge", format!("Also remove the {} from backup jobs and other references", n.guest)))
+        .arg(cli::flag_arg(
+            "destroy-unreferenced-disks",
+            format!(
+                "Also free volumes named for the {} on every enabled storage that its configuration does \
+                 not reference (default 1)",
+                n.guest
+            ),
+        ))
+        .arg(cli::flag_arg("skiplock", "Destroy even if the guest is locked (root@pam only)"))
 }
 
 pub fn run(kind: GuestKind, bin: &str, matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = super::id(kind, matches)?;
-    let destroy = DestroyGuest { vmid, purge: cli::flag(matches, "purge") };
+    let destroy = DestroyGuest {
+        vmid,
+        purge: cli::flag(matches, "purge"),
+        destroy_unreferenced_disks: cli::flag_value(matches, "destroy-unreferenced-disks"),
+        skiplock: cli::flag(matches, "skiplock"),
+    };
     let request = super::request(kind, destroy, VmRequest::Destroy, CtRequest::Destroy);
     let mut client = cli::connect(bin)?;
     cli::run_task(&mut client, &request, format).with_context(|| format!("destroying {} {vmid}", kind.noun()))?;

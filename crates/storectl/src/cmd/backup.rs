@@ -98,7 +98,7 @@ fn id_list(text: &str) -> Result<Vec<Vmid>, String> {
 pub fn selection_args() -> Vec<Arg> {
     let mut args = vec![
         Arg::new("vmid").long("vmid").value_name("VMIDS").value_parser(id_list).help("Guests: 100,101"),
-        Arg::new("all").long("all").action(clap::ArgAction::SetTrue).help("Every guest of the node"),
+        cli::flag_arg("all", "Every guest of the node"),
         Arg::new("exclude")
             .long("exclude")
             .value_name("VMIDS")
@@ -112,9 +112,10 @@ pub fn selection_args() -> Vec<Arg> {
 pub fn selection(matches: &ArgMatches) -> BackupRun {
     BackupRun {
         vmids: matches.try_get_one::<Vec<Vmid>>("vmid").ok().flatten().cloned().unwrap_or_default(),
-        all: matches.get_flag("all"),
+        all: cli::flag(matches, "all"),
         exclude: matches.try_get_one::<Vec<Vmid>>("exclude").ok().flatten().cloned().unwrap_or_default(),
         options: backups::options(matches),
+        pool: None,
     }
 }
 

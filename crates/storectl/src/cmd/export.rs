@@ -31,12 +31,17 @@ pub fn command() -> Command {
         .arg(
             Arg::new("file").value_name("FILE").required(true).help("Where to write the stream; - for standard output"),
         )
+        .arg(cli::flag_arg(
+            "with-snapshots",
+            "Carry the volume's snapshots (qcow2+size, btrfs); 0 refuses a stream that would",
+        ))
 }
 
 pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let request = Request::Storage(StorageRequest::Export(ExportVolume {
         volid: super::string(matches, "volid"),
         format: super::string(matches, "format"),
+        with_snapshots: cli::flag_value(matches, "with-snapshots"),
     }));
     let file = super::string(matches, "file");
     let mut client = cli::connect(crate::BIN)?;

@@ -16,6 +16,7 @@ pub mod scan;
 pub mod set;
 pub mod status;
 pub mod upload;
+pub mod vzdump;
 
 use clap::Arg;
 

@@ -29,16 +29,41 @@ fn build(name: &'static str) -> Command {
              --delete. Refused while the VM runs (live mirroring is not supported yet), is locked \
              or is a template, and for a disk with snapshots, which the copy would lose (delete \
              them first). If the copy fails, the new volume is freed and nothing changes. Runs as \
-             a task (type qmmove) whose log vmctl prints; the exit status is the task's.",
+             a task (type qmmove) whose log vmctl prints; the exit status is the task's.\n\n\
+             With --target-vmid (and optionally --target-disk, default the same key) the disk \
+             is instead reassigned to another VM, as `qm disk move 300 scsi1 --target-vmid 400 \
+             --target-disk scsi3`: the volume is renamed to its new owner on the same storage \
+             and leaves the first VM's configuration; it needs VM.Config.Disk on both VMs, both \
+             stopped. --bwlimit (KiB/s) caps the copy, default the storages' bwlimit move=.",
         )
         .arg(cli::vmid_arg("vmid", "The VM whose disk to move"))
         .arg(Arg::new("disk").value_name("DISK").required(true).help("The disk key: scsi0, virtio1, sata0, ide0, ..."))
         .arg(
             Arg::new("storage")
                 .value_name("STORAGE")
-                .required(true)
+                .required_unless_present("target-vmid")
                 .value_parser(check::storage_id)
                 .help("The storage to move the disk to"),
+        )
+        .arg(
+            cli::vmid_arg("target-vmid", "Reassign the disk to this VM instead")
+                .long("target-vmid")
+                .required(false)
+                .conflicts_with("storage"),
+        )
+        .arg(
+            Arg::new("target-disk")
+                .long("target-disk")
+                .value_name("DISK")
+                .requires("target-vmid")
+                .help("The key the disk gets on the target VM (default: the same)"),
+        )
+        .arg(
+            Arg::new("bwlimit")
+                .long("bwlimit")
+                .value_name("KiB/s")
+                .value_parser(clap::value_parser!(u64))
+                .help("Copy at most this fast (default: the storages' bwlimit move=; 0: no limit)"),
         )
         .arg(
             Arg::new("format")
@@ -53,16 +78,23 @@ fn build(name: &'static str) -> Command {
 pub fn run(matches: &ArgMatches, format: OutputFormat) -> anyhow::Result<()> {
     let vmid = cli::required_vmid(matches, "vmid")?;
     let disk = matches.get_one::<String>("disk").cloned().context("missing <disk>")?;
-    let storage = matches.get_one::<String>("storage").cloned().context("missing <storage>")?;
+    let storage = matches.get_one::<String>("storage").cloned().unwrap_or_default();
+    let target_vmid = cli::get_vmid(matches, "target-vmid");
     let request = Request::Vm(VmRequest::MoveDisk(MoveDisk {
         vmid,
         disk: disk.clone(),
         storage: storage.clone(),
         format: matches.get_one::<String>("format").cloned(),
         delete: matches.try_get_one::<bool>("delete").ok().flatten().copied().unwrap_or(false),
+        target_vmid,
+        target_disk: matches.get_one::<String>("target-disk").cloned(),
+        bwlimit: matches.get_one::<u64>("bwlimit").copied(),
     }));
     let mut client = cli::connect(crate::BIN)?;
-    cli::run_task(&mut client, &request, format)
-        .with_context(|| format!("moving {disk} of VM {vmid} to storage '{storage}'"))?;
+    let what = match target_vmid {
+        Some(target) => format!("VM {target}"),
+        None => format!("storage '{storage}'"),
+    };
+    cli::run_task(&mut client, &request, format).with_context(|| format!("moving {disk} of VM {vmid} to {what}"))?;
     Ok(())
 }
