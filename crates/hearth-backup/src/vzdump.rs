@@ -18,7 +18,7 @@
 //! configuration first as `./etc/vzdump/pct.conf`, as PVE does.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -291,9 +291,23 @@ fn read_exact_or_corrupt(r: &mut impl Read, buf: &mut [u8], path: &Path) -> Resu
     })
 }
 
+/// zstd's frame magic number, little-endian.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// The archive's bytes: decompressed when it is zstd-compressed (as Hearth writes archives),
+/// as they are otherwise (an archive stored uncompressed, as vzdump's `--compress 0` writes them).
+fn decompressed<'a, R: BufRead + 'a>(mut inner: R, path: &Path) -> Result<Box<dyn Read + 'a>, Error> {
+    let compressed = inner.fill_buf().at(path)?.starts_with(&ZSTD_MAGIC);
+    if compressed {
+        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(inner).at(path)?))
+    } else {
+        Ok(Box::new(inner))
+    }
+}
+
 fn open_vma(path: &Path) -> Result<(impl Read, VmaHeader), Error> {
     let file = File::open(path).at(path)?;
-    let mut r = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, file)).at(path)?;
+    let mut r = decompressed(BufReader::with_capacity(1 << 20, file), path)?;
     let mut head = [0u8; 12];
     read_exact_or_corrupt(&mut r, &mut head, path)?;
     if &head[..4] != MAGIC || u32::from_be_bytes(head[4..8].try_into().expect("4 bytes")) != VERSION {
@@ -520,7 +534,7 @@ pub fn extract_lxc_with(path: &Path, dest: &Path, hook: crate::meter::ReadHook<'
     let mut stdin = child.stdin.take().expect("stdin was piped");
     let fed = (|| {
         let file = crate::meter::HookReader { inner: File::open(path).at(path)?, hook };
-        let mut decoder = zstd::stream::read::Decoder::new(file).at(path)?;
+        let mut decoder = decompressed(BufReader::with_capacity(1 << 20, file), path)?;
         // The configuration is the first member; it is read from the head of the stream.
         let mut head = vec![0u8; 64 << 10];
         let mut filled = 0;

@@ -47,6 +47,24 @@ pub(crate) fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
+/// The time a guest's new backup is named after: now, but never the second of this guest's
+/// previous backup. Archive names have a resolution of one second, so a second backup of the
+/// same guest within the same second waits for the next one instead of failing on the name.
+fn backup_time(vmid: Vmid) -> i64 {
+    static LAST: std::sync::Mutex<std::collections::BTreeMap<u32, i64>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    let mut time = now();
+    if let Some(&previous) = last.get(&vmid.get()) {
+        while time <= previous {
+            std::thread::sleep(Duration::from_millis(50));
+            time = now();
+        }
+    }
+    last.insert(vmid.get(), time);
+    time
+}
+
 /// How long a guest may take to shut down in stop mode (vzdump's `stopwait`, 10 minutes).
 const STOP_WAIT: u64 = 600;
 
@@ -567,7 +585,7 @@ pub(crate) fn backup_guest(
     let mut chunk_store = chunk_store;
     let result = snapshots::with_lock(daemon, kind, vmid, Lock::Backup, || {
         let config = daemon.store.load(kind, vmid).map_err(|e| e.to_string())?.config;
-        let time = now();
+        let time = backup_time(vmid);
         let notes = options.notes_template.as_deref().map(|t| notes(t, daemon, vmid, &config));
         let archive_options = ArchiveOptions {
             time,
@@ -2015,11 +2033,12 @@ fn move_contents(from: &Path, to: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The configuration inside a container archive.
+/// The configuration inside a container archive, zstd-compressed or not (`zstd -f` passes an
+/// uncompressed archive through).
 fn vzdump_config_of_lxc(archive: &Path) -> Result<String, String> {
     let output = Command::new("sh")
         .arg("-c")
-        .arg("zstd -dc -- \"$1\" | tar -xOf - ./etc/vzdump/pct.conf")
+        .arg("zstd -dcf -- \"$1\" | tar -xOf - ./etc/vzdump/pct.conf")
         .arg("sh")
         .arg(archive)
         .output()

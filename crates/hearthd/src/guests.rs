@@ -473,6 +473,7 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
             let refs = config.volume_refs();
             dropped_drives.retain(|volume| !refs.iter().any(|(_, _, v)| v == volume));
             config.assign_macs(random_mac_bytes);
+            config.assign_generated_ids(false, random_uuid_bytes);
             let values = allocate_all(daemon, kind, vmid, config, &wanted, &|_| ())?;
             for (key, value) in values {
                 made.extend(volume_of(kind, &key, &value));
