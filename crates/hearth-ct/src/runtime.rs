@@ -47,6 +47,9 @@ pub struct CtRuntime {
     cgroup_base: String,
     ctmon: PathBuf,
     ops: Arc<Mutex<HashMap<Vmid, Arc<Mutex<()>>>>>,
+    /// The containers this runtime watches (init and monitor), for listings: added at start or
+    /// adoption, dropped when either process exits (at once, through their pidfds).
+    running: Arc<hearth_sys::running::RunningSet<Vmid>>,
 }
 
 /// Where hearth-ctmon is: `$HEARTH_CTMON`, else where `cargo xtask install` puts it
@@ -95,7 +98,7 @@ impl CtRuntime {
         let log_dir = root.join("var/log/hearth/lxc");
         std::fs::create_dir_all(&log_dir)?;
         let cgroup_base = cgroup_base(&root)?;
-        Ok(CtRuntime { run_dir, log_dir, cgroup_base, ctmon: find_ctmon(), ops: Arc::default() })
+        Ok(CtRuntime { run_dir, log_dir, cgroup_base, ctmon: find_ctmon(), ops: Arc::default(), running: Arc::default() })
     }
 
     /// `run/hearth/lxc`: each running container's directory, and staging mounts.
@@ -184,8 +187,14 @@ impl CtRuntime {
     }
 
     /// Watches a monitor until it exits, then cleans up.
-    fn watch(&self, vmid: Vmid, mut child: Option<std::process::Child>, pid: i32) {
+    fn watch(&self, vmid: Vmid, mut child: Option<std::process::Child>, pid: i32, init: Option<i32>) {
         let runtime = self.clone();
+        // Recorded before this returns, so a listing right after a start shows it running.
+        let init = init.and_then(|p| u32::try_from(p).ok());
+        let monitor = u32::try_from(pid).ok();
+        if let (Some(init), Some(monitor)) = (init, monitor) {
+            self.running.insert(vmid, &[init, monitor]);
+        }
         std::thread::spawn(move || {
             match child.as_mut() {
                 Some(child) => {
@@ -199,6 +208,9 @@ impl CtRuntime {
                         {}
                     }
                 }
+            }
+            if let Some(init) = init {
+                runtime.running.remove(vmid, init);
             }
             runtime.clean_up(vmid);
         });
@@ -392,7 +404,7 @@ impl CtRuntime {
         match serde_json::from_str::<Report>(line.trim()) {
             Ok(Report::Started { init_pid, monitor_pid }) => {
                 log(format!("CT {vmid} started: init {init_pid}, monitor {monitor_pid}"));
-                self.watch(vmid, Some(child), monitor_pid);
+                self.watch(vmid, Some(child), monitor_pid, Some(init_pid));
                 Ok(u32::try_from(init_pid).unwrap_or(0))
             }
             Ok(Report::Error(message)) => {
@@ -533,6 +545,10 @@ impl GuestRuntime for CtRuntime {
         self.init_pid(vmid).and_then(|p| u32::try_from(p).ok())
     }
 
+    fn running_guests(&self) -> Option<std::collections::BTreeMap<Vmid, u32>> {
+        Some(self.running.running())
+    }
+
     fn prepare(&self, resources: Resources, _options: &StartOptions) -> Result<Box<dyn Launch>, RuntimeError> {
         let spec = self.spec(&resources)?;
         Ok(Box::new(CtLaunch { runtime: self.clone(), spec, vmid: resources.vmid }))
@@ -627,7 +643,7 @@ impl GuestRuntime for CtRuntime {
             let Some(vmid) = entry.file_name().to_str().and_then(|n| n.parse::<Vmid>().ok()) else { continue };
             match self.monitor_pid(vmid) {
                 Some(pid) => {
-                    self.watch(vmid, None, pid);
+                    self.watch(vmid, None, pid, self.init_pid(vmid));
                     running.push(vmid);
                 }
                 None => self.clean_up(vmid),

@@ -42,6 +42,9 @@ pub struct QemuRuntime {
     kvm: bool,
     /// One lock per VM, held while it is started or stopped.
     ops: Arc<Mutex<HashMap<Vmid, Arc<Mutex<()>>>>>,
+    /// The VMs this runtime watches, for listings: added when a watch starts, dropped when
+    /// QEMU exits (at once, through its pidfd, however it ended).
+    running: Arc<hearth_sys::running::RunningSet<Vmid>>,
 }
 
 impl QemuRuntime {
@@ -55,7 +58,7 @@ impl QemuRuntime {
         std::fs::set_permissions(&run_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         let efivars_dir = root.join("var/lib/hearth/efivars");
         let kvm = Path::new("/dev/kvm").exists() && !Path::new("/sys/module/kvm_pvm").exists();
-        Ok(QemuRuntime { run_dir, efivars_dir, kvm, ops: Arc::default() })
+        Ok(QemuRuntime { run_dir, efivars_dir, kvm, ops: Arc::default(), running: Arc::default() })
     }
 
     pub fn paths(&self, vmid: Vmid) -> RunPaths {
@@ -121,11 +124,21 @@ impl QemuRuntime {
     /// runs with -no-shutdown), and when the process is gone its files are removed.
     fn supervise(&self, vmid: Vmid) {
         let runtime = self.clone();
+        // Recorded before this returns, so a listing right after a start shows the VM running.
+        let watched = self.qemu_pid(vmid);
+        if let Some(pid) = watched {
+            self.running.insert(vmid, &[pid]);
+        }
         let spawned = std::thread::Builder::new().name(format!("qemu-{vmid}")).spawn(move || {
-            let watched = runtime.qemu_pid(vmid);
+            let forget = |runtime: &QemuRuntime| {
+                if let Some(pid) = watched {
+                    runtime.running.remove(vmid, pid);
+                }
+            };
             let socket = runtime.events_socket(vmid);
             let Ok(mut qmp) = Qmp::connect(&socket) else {
                 if runtime.qemu_pid(vmid).is_none() {
+                    forget(&runtime);
                     runtime.clean_up(vmid);
                 }
                 return;
@@ -145,6 +158,7 @@ impl QemuRuntime {
             while runtime.qemu_pid(vmid) == watched && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
+            forget(&runtime);
             // Under the run lock, and only if no new QEMU of this VM has started meanwhile: its
             // files and taps are not this watcher's to remove.
             let lock = runtime.lock(vmid);
@@ -485,6 +499,10 @@ impl GuestRuntime for QemuRuntime {
 
     fn pid(&self, vmid: Vmid) -> Option<u32> {
         self.qemu_pid(vmid)
+    }
+
+    fn running_guests(&self) -> Option<std::collections::BTreeMap<Vmid, u32>> {
+        Some(self.running.running())
     }
 
     fn prepare(&self, resources: Resources, options: &StartOptions) -> Result<Box<dyn Launch>, RuntimeError> {

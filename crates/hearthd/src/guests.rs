@@ -394,6 +394,8 @@ fn boot_disk(config: &Section) -> Option<String> {
 pub fn list(daemon: &Daemon, caller: &Caller, kind: GuestKind) -> Result<Payload, ErrorReply> {
     let mut guests = Vec::new();
     let audit = hearth_core::access::Privilege::VmAudit;
+    // Run state from the engine's table when it keeps one: no pid file read per guest.
+    let running = daemon.runtime(kind).running_guests();
     for listed in daemon.store.list(kind)? {
         if !caller.is_root() && !daemon.access.privileges(caller, &AclPath::vm(listed.vmid)).contains(audit) {
             continue;
@@ -415,7 +417,11 @@ pub fn list(daemon: &Daemon, caller: &Caller, kind: GuestKind) -> Result<Payload
             template: false,
             error: None,
         };
-        if let Some(pid) = daemon.runtime(kind).pid(listed.vmid) {
+        let pid = match &running {
+            Some(running) => running.get(&listed.vmid).copied(),
+            None => daemon.runtime(kind).pid(listed.vmid),
+        };
+        if let Some(pid) = pid {
             summary.status = "running".into();
             summary.pid = Some(pid);
         }

@@ -1,0 +1,159 @@
+//! The guests an engine runs, kept in memory: each with its processes and a pidfd for each,
+//! so "which guests run now" costs one `poll(2)` over every pidfd instead of reading pid files
+//! and `/proc` once per guest.
+//!
+//! A pidfd becomes readable when its process exits, whoever ended it, so a guest killed from
+//! outside drops out of the answer at once, before its watcher has cleaned up.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Mutex;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+/// One guest's processes: the first is the one reported (QEMU, a container's init); the guest
+/// runs while every one of them does.
+#[derive(Debug)]
+struct Tracked {
+    pids: Vec<(u32, Option<OwnedFd>)>,
+}
+
+/// Running guests by id.
+#[derive(Debug)]
+pub struct RunningSet<K> {
+    guests: Mutex<BTreeMap<K, Tracked>>,
+}
+
+impl<K> Default for RunningSet<K> {
+    fn default() -> Self {
+        RunningSet { guests: Mutex::new(BTreeMap::new()) }
+    }
+}
+
+impl<K: Ord + Copy> RunningSet<K> {
+    /// Records that guest `id` runs as `pids` (the reported process first), replacing what
+    /// was known of it. A process whose pidfd cannot be opened is checked with `kill(pid, 0)`.
+    pub fn insert(&self, id: K, pids: &[u32]) {
+        let pids = pids
+            .iter()
+            .map(|&pid| (pid, i32::try_from(pid).ok().and_then(|p| crate::process::pidfd_open(p).ok())))
+            .collect();
+        self.lock().insert(id, Tracked { pids });
+    }
+
+    /// Forgets guest `id`, if it is still recorded with `pid` as its reported process (a
+    /// watcher of an old run must not forget a newer one).
+    pub fn remove(&self, id: K, pid: u32) {
+        let mut guests = self.lock();
+        if guests.get(&id).is_some_and(|t| t.pids.first().map(|p| p.0) == Some(pid)) {
+            guests.remove(&id);
+        }
+    }
+
+    /// The reported process of guest `id` if it runs.
+    pub fn pid(&self, id: K) -> Option<u32> {
+        let mut guests = self.lock();
+        let alive = guests.get(&id).map(alive)?;
+        if !alive {
+            guests.remove(&id);
+            return None;
+        }
+        guests.get(&id).and_then(|t| t.pids.first().map(|p| p.0))
+    }
+
+    /// Every guest that runs now with its reported process. The pidfds of all guests are
+    /// checked in one `poll`; guests with an exited process are forgotten.
+    pub fn running(&self) -> BTreeMap<K, u32> {
+        let mut guests = self.lock();
+        let mut gone = Vec::new();
+        {
+            let mut fds = Vec::new();
+            let mut owners = Vec::new();
+            for (id, tracked) in guests.iter() {
+                for (pid, fd) in &tracked.pids {
+                    match fd {
+                        Some(fd) => {
+                            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                            owners.push(*id);
+                        }
+                        None if !pid_exists(*pid) => gone.push(*id),
+                        None => {}
+                    }
+                }
+            }
+            let polled = loop {
+                match poll(&mut fds, PollTimeout::ZERO) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    other => break other,
+                }
+            };
+            match polled {
+                Ok(0) => {}
+                Ok(_) => {
+                    for (fd, id) in fds.iter().zip(&owners) {
+                        if fd.revents().is_some_and(|r| !r.is_empty()) {
+                            gone.push(*id);
+                        }
+                    }
+                }
+                // Cannot poll (too many descriptors for the limit): ask per process.
+                Err(_) => gone.extend(guests.iter().filter(|(_, t)| !alive(t)).map(|(id, _)| *id)),
+            }
+        }
+        for id in gone {
+            guests.remove(&id);
+        }
+        guests.iter().filter_map(|(id, t)| Some((*id, t.pids.first()?.0))).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<K, Tracked>> {
+        self.guests.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn pid_exists(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    !matches!(kill(Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH))
+}
+
+/// Whether every process of a guest still runs.
+fn alive(tracked: &Tracked) -> bool {
+    tracked.pids.iter().all(|(pid, fd)| match fd {
+        Some(fd) => {
+            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        }
+        None => pid_exists(*pid),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn a_killed_process_drops_out_at_once() {
+        let mut child = Command::new("sleep").arg("60").spawn().expect("sleep runs");
+        let mut other = Command::new("sleep").arg("60").spawn().expect("sleep runs");
+        let set = RunningSet::default();
+        set.insert(1u32, &[child.id()]);
+        set.insert(2u32, &[other.id(), child.id()]);
+        assert_eq!(set.running(), BTreeMap::from([(1, child.id()), (2, other.id())]));
+        child.kill().expect("kill");
+        // Not reaped yet: a zombie has exited all the same.
+        assert_eq!(set.running(), BTreeMap::new(), "both guests depended on the killed process");
+        assert_eq!(set.pid(1), None);
+        child.wait().expect("reap");
+        set.insert(3u32, &[other.id()]);
+        assert_eq!(set.pid(3), Some(other.id()));
+        set.remove(3, 12345);
+        assert_eq!(set.pid(3), Some(other.id()), "a remove for another run keeps the guest");
+        set.remove(3, other.id());
+        assert_eq!(set.running(), BTreeMap::new());
+        other.kill().expect("kill");
+        other.wait().expect("reap");
+    }
+}
