@@ -17,6 +17,7 @@ mod ct_privileged;
 mod ctmon;
 mod doc_examples;
 mod hostile;
+mod listing;
 mod permissions;
 mod protocol;
 mod storage;

@@ -302,10 +302,10 @@ impl ConfigStore {
                 let Some(kind) = KINDS.into_iter().find(|k| watch.dirs[slot(*k)] == Some(event.wd)) else { continue };
                 let lost = AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF | AddWatchFlags::IN_IGNORED;
                 if event.mask.intersects(lost) {
+                    // The watch follows the old directory's inode: drop it and watch the path.
                     table.kinds[slot(kind)].complete = false;
-                    if event.mask.contains(AddWatchFlags::IN_IGNORED) {
-                        watch.dirs[slot(kind)] = None;
-                    }
+                    let _ = watch.inotify.rm_watch(event.wd);
+                    watch.dirs[slot(kind)] = None;
                     continue;
                 }
                 if let Some(vmid) = event.name.as_deref().and_then(vmid_of) {
