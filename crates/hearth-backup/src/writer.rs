@@ -6,6 +6,11 @@
 //! when it exists (dedupe) or compresses, encrypts and inserts it; the calling thread collects
 //! digests in order. With the default of one worker per CPU the producer's I/O overlaps the
 //! workers' hashing and compression.
+//!
+//! A chunk is compressed and written once however many workers meet it at the same time: the
+//! first worker to claim a digest stores it, the others wait for that and count the chunk as
+//! existing. The counts a backup reports are therefore what the store gained: `new_chunks`
+//! chunk files created by this backup and `stored_bytes` their size.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
@@ -13,7 +18,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 
 use fastcdc::v2020::StreamCDC;
@@ -261,7 +268,9 @@ impl BackupWriter {
 
     fn write_file(&mut self, filename: String, bytes: &[u8]) -> Result<(), Error> {
         let path = self.dir.join(&filename);
-        std::fs::write(&path, bytes).at(&path)?;
+        let mut file = File::create(&path).at(&path)?;
+        std::io::Write::write_all(&mut file, bytes).at(&path)?;
+        self.store.sync_file(&file, &path)?;
         self.record_file(filename, bytes);
         Ok(())
     }
@@ -414,6 +423,7 @@ impl BackupWriter {
         let store = &self.store;
         let crypt = self.crypt.as_deref();
         let zero_digest = OnceLock::new();
+        let in_flight = InFlight::default();
         thread::scope(|scope| {
             let abort = &abort;
             let producer_thread = scope.spawn(move || {
@@ -428,6 +438,7 @@ impl BackupWriter {
                 let done_tx = done_tx.clone();
                 let recycle = recycle.clone();
                 let zero_digest = &zero_digest;
+                let in_flight = &in_flight;
                 scope.spawn(move || {
                     let mut encoder = BlobEncoder::new();
                     loop {
@@ -436,7 +447,7 @@ impl BackupWriter {
                         if abort.load(Ordering::Relaxed) {
                             break;
                         }
-                        let result = process_chunk(store, crypt, &mut encoder, zero_digest, &job);
+                        let result = process_chunk(store, crypt, &mut encoder, zero_digest, in_flight, &job);
                         let failed = result.is_err();
                         if failed {
                             abort.store(true, Ordering::Relaxed);
@@ -510,24 +521,79 @@ fn count(stats: &mut ArchiveStats, done: &Done) {
     }
 }
 
-/// Hashes one chunk and stores it unless the store has it.
+/// The chunks workers of one pipeline are storing now.
+#[derive(Default)]
+struct InFlight {
+    chunks: Mutex<HashMap<Digest, Arc<Claim>>>,
+}
+
+/// One worker's claim on a digest: settled with whether the chunk is in the store now.
+#[derive(Default)]
+struct Claim {
+    settled: Mutex<Option<bool>>,
+    changed: Condvar,
+}
+
+impl InFlight {
+    /// Makes sure the chunk is in the store, encoding and writing it only if no other worker
+    /// does so now and the store lacks it. Answers whether this call created the chunk file
+    /// and how many bytes it wrote.
+    fn store_once(
+        &self,
+        store: &ChunkStore,
+        digest: &Digest,
+        encode: impl FnOnce() -> Result<Vec<u8>, Error>,
+    ) -> Result<(bool, u64), Error> {
+        let mut encode = Some(encode);
+        loop {
+            let claim = match self.chunks.lock().expect("no worker panics holding the lock").entry(*digest) {
+                Entry::Occupied(theirs) => Err(Arc::clone(theirs.get())),
+                Entry::Vacant(free) => Ok(Arc::clone(free.insert(Arc::default()))),
+            };
+            match claim {
+                Err(theirs) => {
+                    let mut settled = theirs.settled.lock().expect("no worker panics holding the lock");
+                    while settled.is_none() {
+                        settled = theirs.changed.wait(settled).expect("no worker panics holding the lock");
+                    }
+                    if *settled == Some(true) {
+                        return Ok((false, 0));
+                    }
+                    // The other worker failed; this one tries (and likely reports the error).
+                }
+                Ok(ours) => {
+                    let encode = encode.take().expect("a worker claims a digest once");
+                    let result = (|| {
+                        if store.touch_chunk(digest)? {
+                            return Ok((false, 0));
+                        }
+                        let encoded = encode()?;
+                        let new = store.insert_chunk(digest, &encoded)?;
+                        Ok((new, if new { encoded.len() as u64 } else { 0 }))
+                    })();
+                    *ours.settled.lock().expect("no worker panics holding the lock") = Some(result.is_ok());
+                    ours.changed.notify_all();
+                    self.chunks.lock().expect("no worker panics holding the lock").remove(digest);
+                    return result;
+                }
+            }
+        }
+    }
+}
+
+/// Hashes one chunk and stores it unless the store has it or another worker is storing it.
 fn process_chunk(
     store: &ChunkStore,
     crypt: Option<&CryptConfig>,
     encoder: &mut BlobEncoder,
     zero_digest: &OnceLock<Digest>,
+    in_flight: &InFlight,
     job: &Job,
 ) -> Result<Done, Error> {
     let data = &job.data;
     let zero = data.len() == FIXED_CHUNK_SIZE as usize && data[..] == *zero_block();
     let digest = if zero { *zero_digest.get_or_init(|| chunk_digest(crypt, data)) } else { chunk_digest(crypt, data) };
-    let (new, stored) = if store.touch_chunk(&digest)? {
-        (false, 0)
-    } else {
-        let encoded = encoder.encode(data, crypt)?;
-        let new = store.insert_chunk(&digest, &encoded)?;
-        (new, encoded.len() as u64)
-    };
+    let (new, stored) = in_flight.store_once(store, &digest, || encoder.encode(data, crypt))?;
     Ok(Done { seq: job.seq, end: job.end, digest, new, zero, stored, len: data.len() as u64 })
 }
 
