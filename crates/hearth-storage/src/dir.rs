@@ -133,13 +133,20 @@ impl DirBackend {
         let mut base = None;
         match format {
             Format::Qcow2 => {
-                if let Ok(Some(header)) = File::open(path).and_then(|f| qemu_img::read_qcow2_header(&f)) {
-                    size = header.virtual_size;
-                    base = header.backing_file.as_deref().and_then(parse_backing);
+                let header = header_cache::get(path, meta, || {
+                    let header = qemu_img::read_qcow2_header(&File::open(path)?)?;
+                    Ok(header.map(|h| (h.virtual_size, h.backing_file.as_deref().and_then(parse_backing))))
+                });
+                if let Some((virtual_size, backing)) = header {
+                    size = virtual_size;
+                    base = backing;
                 }
             }
             Format::Vmdk => {
-                if let Ok(Some(capacity)) = File::open(path).and_then(|mut f| qemu_img::read_vmdk_capacity(&mut f)) {
+                let header = header_cache::get(path, meta, || {
+                    Ok(qemu_img::read_vmdk_capacity(&mut File::open(path)?)?.map(|capacity| (capacity, None)))
+                });
+                if let Some((capacity, _)) = header {
                     size = capacity;
                 }
             }
@@ -710,5 +717,48 @@ mod tests {
         );
         b.free(&clone).unwrap();
         b.free(&base).unwrap();
+    }
+}
+
+/// What listings read from image headers (virtual size, backing file), remembered per file
+/// until the file changes: its inode, size, mtime or ctime differ. Any change of a header
+/// (resize, rebase, a new image under the same name) changes them, so a listing stays exact
+/// while reading only the metadata it stats anyway.
+mod header_cache {
+    use std::collections::HashMap;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Mutex, OnceLock};
+
+    use hearth_core::storage::ImageName;
+
+    /// Bound on remembered files; past it the cache starts over.
+    const MAX_ENTRIES: usize = 100_000;
+
+    type Stamp = (u64, u64, i64, i64, i64, i64);
+    type Header = Option<(u64, Option<ImageName>)>;
+
+    fn cache() -> &'static Mutex<HashMap<PathBuf, (Stamp, Header)>> {
+        static CACHE: OnceLock<Mutex<HashMap<PathBuf, (Stamp, Header)>>> = OnceLock::new();
+        CACHE.get_or_init(Mutex::default)
+    }
+
+    /// The header of the image at `path` (stat'ed as `meta`), read by `read` unless known.
+    pub(super) fn get(path: &Path, meta: &fs::Metadata, read: impl FnOnce() -> std::io::Result<Header>) -> Header {
+        let stamp = (meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec());
+        if let Some((known, header)) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+            if *known == stamp {
+                return header.clone();
+            }
+        }
+        // Unreadable headers are not remembered: the next listing tries again.
+        let header = read().ok()?;
+        let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(path.to_owned(), (stamp, header.clone()));
+        header
     }
 }
