@@ -142,8 +142,12 @@ mod tests {
         set.insert(1u32, &[child.id()]);
         set.insert(2u32, &[other.id(), child.id()]);
         assert_eq!(set.running(), BTreeMap::from([(1, child.id()), (2, other.id())]));
+        let pidfd = crate::process::pidfd_open(child.id() as i32).expect("pidfd");
         child.kill().expect("kill");
-        // Not reaped yet: a zombie has exited all the same.
+        // SIGKILL is delivered asynchronously: wait until the process has exited (a zombie,
+        // not reaped yet, has exited all the same) before the set is asked.
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::from(10_000u16)), Ok(1), "the child exits");
         assert_eq!(set.running(), BTreeMap::new(), "both guests depended on the killed process");
         assert_eq!(set.pid(1), None);
         child.wait().expect("reap");
