@@ -41,14 +41,8 @@ impl Node {
         let root = dir.path().join("root");
         fs::create_dir(&root).with_context(|| format!("cannot create {}", root.display()))?;
         let log = dir.path().join("hearthd.log");
-        let mut node = Node {
-            daemon: None,
-            hearthd: hearthd.to_owned(),
-            node_name: node_name.to_owned(),
-            root,
-            log,
-            _dir: dir,
-        };
+        let mut node =
+            Node { daemon: None, hearthd: hearthd.to_owned(), node_name: node_name.to_owned(), root, log, _dir: dir };
         node.spawn()?;
         Ok(node)
     }

@@ -91,7 +91,8 @@ impl ChunkStore {
         if marker.exists() {
             return Err(Error::Invalid(format!("{} already holds a chunk store", root.display())));
         }
-        let store = ChunkStore { root: root.to_owned(), chunks: root.join(".chunks"), sync_level: SyncLevel::default() };
+        let store =
+            ChunkStore { root: root.to_owned(), chunks: root.join(".chunks"), sync_level: SyncLevel::default() };
         for dir in [&store.chunks, &store.writers_dir()] {
             fs::create_dir_all(dir).at(dir)?;
         }

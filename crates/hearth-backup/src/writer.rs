@@ -12,14 +12,14 @@
 //! existing. The counts a backup reports are therefore what the store gained: `new_chunks`
 //! chunk files created by this backup and `stored_bytes` their size.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 

@@ -98,7 +98,14 @@ impl CtRuntime {
         let log_dir = root.join("var/log/hearth/lxc");
         std::fs::create_dir_all(&log_dir)?;
         let cgroup_base = cgroup_base(&root)?;
-        Ok(CtRuntime { run_dir, log_dir, cgroup_base, ctmon: find_ctmon(), ops: Arc::default(), running: Arc::default() })
+        Ok(CtRuntime {
+            run_dir,
+            log_dir,
+            cgroup_base,
+            ctmon: find_ctmon(),
+            ops: Arc::default(),
+            running: Arc::default(),
+        })
     }
 
     /// `run/hearth/lxc`: each running container's directory, and staging mounts.

@@ -182,8 +182,7 @@ impl DirBackend {
             },
         };
         for (owner, dir) in dirs {
-            if let Some(known) = listing_cache::volumes(&self.config.id, &dir, || self.read_images(owner, &dir))
-            {
+            if let Some(known) = listing_cache::volumes(&self.config.id, &dir, || self.read_images(owner, &dir)) {
                 out.extend(known);
             }
         }
@@ -715,7 +714,8 @@ mod tests {
         let b = backend(dir.path());
         // By volume id (a listing sorts by format first).
         let listed = |b: &DirBackend| -> Vec<(String, u64)> {
-            let mut v: Vec<_> = b.list(None, None).unwrap().into_iter().map(|v| (v.volid.to_string(), v.size)).collect();
+            let mut v: Vec<_> =
+                b.list(None, None).unwrap().into_iter().map(|v| (v.volid.to_string(), v.size)).collect();
             v.sort();
             v
         };

@@ -15,8 +15,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hearth_backup::snapshot::{self, SnapshotInfo};
 use hearth_backup::chunk_store::SyncLevel;
+use hearth_backup::snapshot::{self, SnapshotInfo};
 use hearth_backup::{BackupType, ChunkStore, KeyFile, SnapshotRef};
 use hearth_core::storage::{StorageConfig, StorageType};
 use hearth_core::{Value, Vmid};

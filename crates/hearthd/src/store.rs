@@ -551,7 +551,11 @@ impl ConfigStore {
         Ok(table.kinds[slot(kind)]
             .guests
             .iter()
-            .map(|(vmid, entry)| Listed { vmid: *vmid, path: self.path(kind, *vmid), config: Arc::clone(&entry.parsed) })
+            .map(|(vmid, entry)| Listed {
+                vmid: *vmid,
+                path: self.path(kind, *vmid),
+                config: Arc::clone(&entry.parsed),
+            })
             .collect())
     }
 
