@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use hearth_test::HearthdProcess;
 
-use crate::ct::{create, ctid};
+use crate::ct::{create, ctid, exec, wait_until};
 use crate::{json, ok, run};
 
 fn vm_file(daemon: &HearthdProcess, id: &str) -> PathBuf {
@@ -145,9 +145,21 @@ fn a_container_killed_from_outside_is_listed_stopped_at_once() {
     let monitor = json(&daemon, "ctctl", &["status", &b, "--verbose"])["monitor_pid"].as_u64().expect("pid");
     kill_and_wait(monitor);
     assert_eq!(status_of(&b), "stopped");
-    // Started again: running, and stopped by ctctl: stopped.
+    // Started again: running. A reboot inside it replaces its init under the same monitor:
+    // listed running with the new init once status sees it.
     ok(&daemon, "ctctl", &["start", &a]);
     assert_eq!(status_of(&a), "running");
+    let before = json(&daemon, "ctctl", &["status", &a])["pid"].clone();
+    exec(&daemon, &a, &["reboot"]);
+    wait_until("the reboot", || {
+        let now = json(&daemon, "ctctl", &["status", &a]);
+        now["status"] == "running" && now["pid"] != before
+    });
+    let init = json(&daemon, "ctctl", &["status", &a])["pid"].clone();
+    let listed = json(&daemon, "ctctl", &["list"]);
+    let row = listed.as_array().expect("a list").iter().find(|g| g["vmid"].to_string() == a).cloned().expect("listed");
+    assert_eq!((row["status"].as_str(), &row["pid"]), (Some("running"), &init), "{row}");
+    // Stopped by ctctl: stopped.
     ok(&daemon, "ctctl", &["stop", &a]);
     assert_eq!(status_of(&a), "stopped");
 }

@@ -553,7 +553,15 @@ impl GuestRuntime for CtRuntime {
     }
 
     fn running_guests(&self) -> Option<std::collections::BTreeMap<Vmid, u32>> {
-        Some(self.running.running())
+        use hearth_sys::running::Recheck;
+        // A reboot inside the container replaces its init under the same monitor.
+        Some(self.running.running_rechecked(|vmid| match self.monitor_pid(vmid) {
+            None => Recheck::Gone,
+            Some(monitor) => match self.init_pid(vmid) {
+                Some(init) => Recheck::Running(vec![init as u32, monitor as u32]),
+                None => Recheck::NotNow,
+            },
+        }))
     }
 
     fn prepare(&self, resources: Resources, _options: &StartOptions) -> Result<Box<dyn Launch>, RuntimeError> {

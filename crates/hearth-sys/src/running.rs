@@ -20,6 +20,27 @@ struct Tracked {
     pids: Vec<(u32, Option<OwnedFd>)>,
 }
 
+impl Tracked {
+    fn open(pids: &[u32]) -> Tracked {
+        let pids = pids
+            .iter()
+            .map(|&pid| (pid, i32::try_from(pid).ok().and_then(|p| crate::process::pidfd_open(p).ok())))
+            .collect();
+        Tracked { pids }
+    }
+}
+
+/// What an engine says of a guest one of whose processes exited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recheck {
+    /// It runs, now as these processes (the reported one first).
+    Running(Vec<u32>),
+    /// It is between two processes: not running now, asked again next time.
+    NotNow,
+    /// It is gone.
+    Gone,
+}
+
 /// Running guests by id.
 #[derive(Debug)]
 pub struct RunningSet<K> {
@@ -36,11 +57,7 @@ impl<K: Ord + Copy> RunningSet<K> {
     /// Records that guest `id` runs as `pids` (the reported process first), replacing what
     /// was known of it. A process whose pidfd cannot be opened is checked with `kill(pid, 0)`.
     pub fn insert(&self, id: K, pids: &[u32]) {
-        let pids = pids
-            .iter()
-            .map(|&pid| (pid, i32::try_from(pid).ok().and_then(|p| crate::process::pidfd_open(p).ok())))
-            .collect();
-        self.lock().insert(id, Tracked { pids });
+        self.lock().insert(id, Tracked::open(pids));
     }
 
     /// Forgets guest `id`, if it is still recorded with `pid` as its reported process (a
@@ -66,8 +83,16 @@ impl<K: Ord + Copy> RunningSet<K> {
     /// Every guest that runs now with its reported process. The pidfds of all guests are
     /// checked in one `poll`; guests with an exited process are forgotten.
     pub fn running(&self) -> BTreeMap<K, u32> {
+        self.running_rechecked(|_| Recheck::Gone)
+    }
+
+    /// [`RunningSet::running`] for engines whose guests may replace a process while they run
+    /// (a container's init after a reboot inside it): a guest with an exited process is asked
+    /// about once through `recheck`, which says whether it runs with new processes, is between
+    /// two (kept, and asked again next time) or is gone.
+    pub fn running_rechecked(&self, recheck: impl Fn(K) -> Recheck) -> BTreeMap<K, u32> {
         let mut guests = self.lock();
-        let mut gone = Vec::new();
+        let mut changed = Vec::new();
         {
             let mut fds = Vec::new();
             let mut owners = Vec::new();
@@ -78,7 +103,7 @@ impl<K: Ord + Copy> RunningSet<K> {
                             fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
                             owners.push(*id);
                         }
-                        None if !pid_exists(*pid) => gone.push(*id),
+                        None if !pid_exists(*pid) => changed.push(*id),
                         None => {}
                     }
                 }
@@ -94,18 +119,32 @@ impl<K: Ord + Copy> RunningSet<K> {
                 Ok(_) => {
                     for (fd, id) in fds.iter().zip(&owners) {
                         if fd.revents().is_some_and(|r| !r.is_empty()) {
-                            gone.push(*id);
+                            changed.push(*id);
                         }
                     }
                 }
                 // Cannot poll (too many descriptors for the limit): ask per process.
-                Err(_) => gone.extend(guests.iter().filter(|(_, t)| !alive(t)).map(|(id, _)| *id)),
+                Err(_) => changed.extend(guests.iter().filter(|(_, t)| !alive(t)).map(|(id, _)| *id)),
             }
         }
-        for id in gone {
-            guests.remove(&id);
+        changed.dedup();
+        let mut between = Vec::new();
+        for id in changed {
+            match recheck(id) {
+                Recheck::Running(pids) => {
+                    guests.insert(id, Tracked::open(&pids));
+                }
+                Recheck::NotNow => between.push(id),
+                Recheck::Gone => {
+                    guests.remove(&id);
+                }
+            }
         }
-        guests.iter().filter_map(|(id, t)| Some((*id, t.pids.first()?.0))).collect()
+        guests
+            .iter()
+            .filter(|(id, _)| !between.contains(id))
+            .filter_map(|(id, t)| Some((*id, t.pids.first()?.0)))
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<K, Tracked>> {
@@ -157,7 +196,22 @@ mod tests {
         assert_eq!(set.pid(3), Some(other.id()), "a remove for another run keeps the guest");
         set.remove(3, other.id());
         assert_eq!(set.running(), BTreeMap::new());
-        other.kill().expect("kill");
-        other.wait().expect("reap");
+        // A guest whose reported process is replaced while it runs.
+        let mut first = Command::new("sleep").arg("60").spawn().expect("sleep runs");
+        let mut second = Command::new("sleep").arg("60").spawn().expect("sleep runs");
+        set.insert(4u32, &[first.id(), other.id()]);
+        let pidfd = crate::process::pidfd_open(first.id() as i32).expect("pidfd");
+        first.kill().expect("kill");
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::from(10_000u16)), Ok(1), "the process exits");
+        assert_eq!(set.running_rechecked(|_| Recheck::NotNow), BTreeMap::new(), "between two processes");
+        let now = [second.id(), other.id()];
+        assert_eq!(set.running_rechecked(|_| Recheck::Running(now.to_vec())), BTreeMap::from([(4, second.id())]));
+        assert_eq!(set.running(), BTreeMap::from([(4, second.id())]), "the new process is watched");
+        first.wait().expect("reap");
+        for mut child in [second, other] {
+            child.kill().expect("kill");
+            child.wait().expect("reap");
+        }
     }
 }
