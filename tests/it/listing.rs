@@ -131,7 +131,7 @@ fn a_container_killed_from_outside_is_listed_stopped_at_once() {
     ok(&daemon, "ctctl", &["start", &b]);
     let status_of = |id: &str| {
         let listed = json(&daemon, "ctctl", &["list"]);
-        let row = listed.as_array().expect("a list").iter().find(|g| g["vmid"].to_string() == id).cloned();
+        let row = listed.as_array().expect("a list").iter().find(|g| g["vmid"].as_u64() == id.parse().ok()).cloned();
         row.map(|g| g["status"].as_str().unwrap_or_default().to_owned()).expect("listed")
     };
     assert_eq!(status_of(&a), "running");
@@ -157,7 +157,13 @@ fn a_container_killed_from_outside_is_listed_stopped_at_once() {
     });
     let init = json(&daemon, "ctctl", &["status", &a])["pid"].clone();
     let listed = json(&daemon, "ctctl", &["list"]);
-    let row = listed.as_array().expect("a list").iter().find(|g| g["vmid"].to_string() == a).cloned().expect("listed");
+    let row = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|g| g["vmid"].as_u64() == a.parse().ok())
+        .cloned()
+        .expect("listed");
     assert_eq!((row["status"].as_str(), &row["pid"]), (Some("running"), &init), "{row}");
     // Stopped by ctctl: stopped.
     ok(&daemon, "ctctl", &["stop", &a]);

@@ -227,8 +227,11 @@ pub struct ArchiveReader {
     layout: Layout,
     pos: u64,
     cached: Option<(usize, u64, Vec<u8>)>,
-    ahead: Option<(usize, thread::JoinHandle<Result<Vec<u8>, Error>>)>,
+    ahead: Option<(usize, ChunkAhead)>,
 }
+
+/// A chunk being read and decoded on another thread.
+type ChunkAhead = thread::JoinHandle<Result<Vec<u8>, Error>>;
 
 impl ArchiveReader {
     /// Opens `<name>.didx` (a stream) of a snapshot.

@@ -747,7 +747,7 @@ mod tests {
         expected.push(("local:202/vm-202-disk-0.raw".to_owned(), 1024));
         assert_eq!(listed(&b), expected);
         // Another storage on the same path lists its own volume ids.
-        let mut table = hearth_core::storage::StorageTable::default();
+        let mut table = StorageTable::default();
         let path = dir.path().to_str().unwrap();
         table
             .add("other", StorageType::Dir, &[("path".into(), path.into()), ("content".into(), "images".into())])
