@@ -20,11 +20,11 @@ use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use hearth_core::guest::{FileError, digest};
 use hearth_core::{GuestConfig, GuestKind, Vmid};
-use hearth_proto::{ErrorKind, ErrorReply};
+use hearth_proto::{ErrorKind, ErrorReply, GuestSummary};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
 /// How long a change waits for another change of the same guest, as Proxmox's config lock.
@@ -89,6 +89,7 @@ struct Entry {
     stamp: Stamp,
     parsed: Arc<Result<GuestConfig, FileError>>,
     digest: String,
+    summary: Arc<OnceLock<GuestSummary>>,
 }
 
 impl Entry {
@@ -109,7 +110,7 @@ impl Entry {
             Ok(text) => GuestConfig::parse(kind, text),
             Err(e) => Err(FileError { line: None, message: format!("not valid UTF-8 at byte {}", e.valid_up_to()) }),
         };
-        Ok(Some(Entry { stamp, parsed: Arc::new(parsed), digest: digest(&bytes) }))
+        Ok(Some(Entry { stamp, parsed: Arc::new(parsed), digest: digest(&bytes), summary: Arc::default() }))
     }
 }
 
@@ -159,6 +160,9 @@ pub struct Listed {
     pub vmid: Vmid,
     pub path: PathBuf,
     pub config: Arc<Result<GuestConfig, FileError>>,
+    /// The listing row this version of the file gives, worked out by the first listing that
+    /// needs it and kept until the file changes.
+    pub summary: Arc<OnceLock<GuestSummary>>,
 }
 
 #[derive(Debug)]
@@ -379,8 +383,12 @@ impl ConfigStore {
         let entries = &mut table.kinds[slot(kind)];
         match fs::metadata(&path) {
             Ok(meta) => {
-                let entry =
-                    Entry { stamp: stamp_of(&meta), parsed: Arc::new(Ok(config.clone())), digest: digest.to_owned() };
+                let entry = Entry {
+                    stamp: stamp_of(&meta),
+                    parsed: Arc::new(Ok(config.clone())),
+                    digest: digest.to_owned(),
+                    summary: Arc::default(),
+                };
                 entries.guests.insert(vmid, entry);
             }
             // Gone already (removed behind our back): the next look finds out.
@@ -555,6 +563,7 @@ impl ConfigStore {
                 vmid: *vmid,
                 path: self.path(kind, *vmid),
                 config: Arc::clone(&entry.parsed),
+                summary: Arc::clone(&entry.summary),
             })
             .collect())
     }
