@@ -652,3 +652,79 @@ impl Drop for GuestGuard<'_> {
         self.locks.released.notify_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vmid(n: u32) -> Vmid {
+        Vmid::new(n).expect("test ids are in range")
+    }
+
+    fn config(name: &str) -> GuestConfig {
+        GuestConfig::parse(GuestKind::Vm, &format!("memory = 512\nname = \"{name}\"\n")).expect("a valid file")
+    }
+
+    fn names(store: &ConfigStore) -> Vec<(u32, String)> {
+        store
+            .list(GuestKind::Vm)
+            .expect("list")
+            .into_iter()
+            .map(|l| {
+                let name = match l.config.as_ref() {
+                    Ok(c) => c.current.get("name").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
+                    Err(e) => format!("error: {e}"),
+                };
+                (u32::from(l.vmid), name)
+            })
+            .collect()
+    }
+
+    /// Every change behind the store's back is seen by the next list and load, watched or not.
+    fn follows_changes(store: &ConfigStore) {
+        store.create(GuestKind::Vm, vmid(100), &config("a")).expect("create");
+        store.create(GuestKind::Vm, vmid(101), &config("b")).expect("create");
+        assert_eq!(names(store), [(100, "a".into()), (101, "b".into())]);
+        let path = store.path(GuestKind::Vm, vmid(100));
+        // In place, same length.
+        let text = fs::read_to_string(&path).expect("read");
+        fs::write(&path, text.replace("\"a\"", "\"c\"")).expect("write");
+        assert_eq!(names(store)[0].1, "c");
+        let loaded = store.load(GuestKind::Vm, vmid(100)).expect("load");
+        assert_eq!(loaded.config.current.get("name").and_then(|v| v.as_str()), Some("c"));
+        assert_eq!(loaded.digest, digest(fs::read(&path).expect("read").as_slice()));
+        // Removed, added, broken.
+        fs::remove_file(store.path(GuestKind::Vm, vmid(101))).expect("remove");
+        fs::write(store.path(GuestKind::Vm, vmid(102)), "name = \"d\"\n").expect("write");
+        assert_eq!(names(store), [(100, "c".into()), (102, "d".into())]);
+        assert!(matches!(store.load(GuestKind::Vm, vmid(101)), Err(StoreError::NotFound { .. })));
+        fs::write(store.path(GuestKind::Vm, vmid(102)), "name = [").expect("write");
+        assert!(names(store)[1].1.starts_with("error: "), "{:?}", names(store));
+        assert!(matches!(store.load(GuestKind::Vm, vmid(102)), Err(StoreError::Unreadable { .. })));
+        // Its own writes are listed without reading the file back.
+        let (_, digest) = store
+            .update(GuestKind::Vm, vmid(100), None, |c| {
+                *c = config("e");
+                Ok(())
+            })
+            .expect("update the guest");
+        assert_eq!(names(store)[0].1, "e");
+        assert_eq!(store.load(GuestKind::Vm, vmid(100)).expect("load").digest, digest);
+    }
+
+    #[test]
+    fn the_watched_table_follows_changes_behind_its_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ConfigStore::open(dir.path(), "n1").expect("open");
+        assert!(store.table().watch.is_some(), "inotify is available here");
+        follows_changes(&store);
+    }
+
+    #[test]
+    fn without_a_watch_the_table_is_checked_on_every_look() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ConfigStore::open(dir.path(), "n1").expect("open");
+        store.table().watch = None;
+        follows_changes(&store);
+    }
+}
