@@ -391,7 +391,7 @@ fn boot_disk(config: &Section) -> Option<String> {
 }
 
 /// A guest's listing row as its configuration gives it, stopped (the caller adds run state).
-fn summarize(kind: GuestKind, listed: &crate::store::Listed) -> GuestSummary {
+fn summarize(daemon: &Daemon, kind: GuestKind, listed: &crate::store::Listed) -> GuestSummary {
     let guest_type = match kind {
         GuestKind::Vm => "qemu",
         GuestKind::Ct => "lxc",
@@ -410,7 +410,7 @@ fn summarize(kind: GuestKind, listed: &crate::store::Listed) -> GuestSummary {
         error: None,
     };
     match listed.config.as_ref() {
-        Err(e) => summary.error = Some(format!("{}: {e}", listed.path.display())),
+        Err(e) => summary.error = Some(format!("{}: {e}", daemon.store.path(kind, listed.vmid).display())),
         Ok(config) => {
             let merged = &config.current;
             let name_key = if kind == GuestKind::Vm { "name" } else { "hostname" };
@@ -443,7 +443,7 @@ pub fn list(daemon: &Daemon, caller: &Caller, kind: GuestKind) -> Result<Payload
             continue;
         }
         // What the configuration says is worked out once per version of the file.
-        let mut summary = listed.summary.get_or_init(|| summarize(kind, &listed)).clone();
+        let mut summary = listed.summary.get_or_init(|| summarize(daemon, kind, &listed)).clone();
         let pid = match &running {
             Some(running) => running.get(&listed.vmid).copied(),
             None => daemon.runtime(kind).pid(listed.vmid),

@@ -158,7 +158,6 @@ fn vmid_of(name: &std::ffi::OsStr) -> Option<Vmid> {
 #[derive(Debug)]
 pub struct Listed {
     pub vmid: Vmid,
-    pub path: PathBuf,
     pub config: Arc<Result<GuestConfig, FileError>>,
     /// The listing row this version of the file gives, worked out by the first listing that
     /// needs it and kept until the file changes.
@@ -561,7 +560,6 @@ impl ConfigStore {
             .iter()
             .map(|(vmid, entry)| Listed {
                 vmid: *vmid,
-                path: self.path(kind, *vmid),
                 config: Arc::clone(&entry.parsed),
                 summary: Arc::clone(&entry.summary),
             })
@@ -624,7 +622,7 @@ impl ConfigStore {
         for kind in [GuestKind::Vm, GuestKind::Ct] {
             for listed in self.list(kind).unwrap_or_default() {
                 if let Err(e) = listed.config.as_ref() {
-                    broken.push(format!("{}: {e}", listed.path.display()));
+                    broken.push(format!("{}: {e}", self.path(kind, listed.vmid).display()));
                 }
             }
         }
