@@ -703,7 +703,6 @@ impl Drop for BackupWriter {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
-    use std::sync::mpsc;
     use std::time::Duration;
 
     #[test]
@@ -716,7 +715,7 @@ mod tests {
         let other = Arc::new(other_bytes);
         assert_eq!(sample_key(&data), sample_key(&other));
         let hashes = AtomicUsize::new(0);
-        let (started_tx, started_rx) = mpsc::channel();
+        let (started_tx, started_rx) = channel();
         thread::scope(|scope| {
             let first = scope.spawn(|| {
                 hashing.digest_once(&data, || {

@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn a_killed_process_drops_out_at_once() {
         let mut child = Command::new("sleep").arg("60").spawn().expect("sleep runs");
-        let mut other = Command::new("sleep").arg("60").spawn().expect("sleep runs");
+        let other = Command::new("sleep").arg("60").spawn().expect("sleep runs");
         let set = RunningSet::default();
         set.insert(1u32, &[child.id()]);
         set.insert(2u32, &[other.id(), child.id()]);
@@ -198,7 +198,7 @@ mod tests {
         assert_eq!(set.running(), BTreeMap::new());
         // A guest whose reported process is replaced while it runs.
         let mut first = Command::new("sleep").arg("60").spawn().expect("sleep runs");
-        let mut second = Command::new("sleep").arg("60").spawn().expect("sleep runs");
+        let second = Command::new("sleep").arg("60").spawn().expect("sleep runs");
         set.insert(4u32, &[first.id(), other.id()]);
         let pidfd = crate::process::pidfd_open(first.id() as i32).expect("pidfd");
         first.kill().expect("kill");
