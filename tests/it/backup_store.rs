@@ -614,3 +614,57 @@ fn disk_full_names_the_storage_and_leaves_nothing_partial() {
     assert_eq!(fs::read_dir(&out).unwrap().count(), 0, "no partial archive");
     let _ = SnapshotRef::new(BackupType::Vm, "100", T0);
 }
+
+/// Chunk files and their total size in the store.
+fn chunk_usage(store: &ChunkStore) -> (usize, u64) {
+    let files = chunk_files(store);
+    let bytes = files.iter().map(|f| fs::metadata(f).unwrap().len()).sum();
+    (files.len(), bytes)
+}
+
+#[test]
+fn reported_new_chunks_and_stored_bytes_are_what_the_store_gained() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    // 12 slots of 4 MiB holding 4 distinct chunks, each twice in a row and once more later,
+    // so workers meet the same chunk at the same time.
+    let slot = 4 * MIB as usize;
+    let patterns: Vec<Vec<u8>> = (0..4).map(|i| Rng(0x9e37_79b9 + i).bytes(slot)).collect();
+    let layout: Vec<usize> = (0..4).flat_map(|i| [i, i]).chain([3, 2, 1, 0]).collect();
+    let image = dir.path().join("dup.raw");
+    let file = File::create(&image).unwrap();
+    for (n, pattern) in layout.iter().enumerate() {
+        file.write_all_at(&patterns[*pattern], (n * slot) as u64).unwrap();
+    }
+    let before_any = chunk_usage(&store);
+    for (round, workers) in [(0, 2), (1, 4)] {
+        let before = chunk_usage(&store);
+        let mut w = BackupWriter::start(&store, BackupType::Vm, "700", T0 + round, None).unwrap();
+        w.set_workers(workers);
+        let stats = w.add_image("drive-scsi0", &image, None).unwrap();
+        w.finish(None).unwrap();
+        let after = chunk_usage(&store);
+        assert_eq!(stats.chunks, layout.len());
+        assert_eq!(stats.new_chunks + stats.existing_chunks, layout.len(), "{stats:?}");
+        assert_eq!(stats.new_chunks, after.0 - before.0, "round {round}: new chunks = chunk files gained: {stats:?}");
+        assert_eq!(stats.stored_bytes, after.1 - before.1, "round {round}: stored bytes = bytes gained: {stats:?}");
+        if round == 0 {
+            assert_eq!(stats.new_chunks, 4, "each distinct chunk written once: {stats:?}");
+        } else {
+            assert_eq!((stats.new_chunks, stats.stored_bytes), (0, 0), "nothing new the second time: {stats:?}");
+        }
+    }
+    assert_eq!(chunk_usage(&store).0 - before_any.0, 4);
+    // The same chunks as a stream, cut by FastCDC, into a fresh store: equal again.
+    let other = ChunkStore::create(&dir.path().join("store2")).unwrap();
+    // The four patterns twice over: FastCDC finds the same cut points in the second copy.
+    let block: Vec<u8> = patterns.concat();
+    let stream = [&block[..], &block[..]].concat();
+    let mut w = BackupWriter::start(&other, BackupType::Ct, "701", T0, None).unwrap();
+    w.set_workers(2);
+    let stats = w.add_stream("root", &stream[..]).unwrap();
+    w.finish(None).unwrap();
+    let (files, bytes) = chunk_usage(&other);
+    assert_eq!((stats.new_chunks, stats.stored_bytes), (files, bytes), "{stats:?}");
+    assert!(stats.existing_chunks > 0, "the stream repeats itself: {stats:?}");
+}

@@ -445,3 +445,62 @@ fn a_truncated_index_lists_as_damaged() {
     refused(&daemon, "vmctl", &["restore", "731", &archive]);
     assert!(!daemon.cli("vmctl", &["config", "731"]).status.success(), "no half-restored guest");
 }
+
+/// The `N new (B bytes stored)` figures of a chunk store backup's log.
+fn logged_new(out: &str) -> (usize, u64) {
+    let line = out.lines().find(|l| l.contains(" new (")).unwrap_or_else(|| panic!("no chunk summary in: {out}"));
+    let before = line.split(" new (").next().expect("split");
+    let new = before.rsplit(' ').next().and_then(|n| n.parse().ok()).expect("new chunks");
+    let after = line.split(" new (").nth(1).expect("split");
+    let bytes = after.split(' ').next().and_then(|n| n.parse().ok()).expect("stored bytes");
+    (new, bytes)
+}
+
+/// Chunk files and their total size (none before the store's first use creates it).
+fn chunk_usage(store: &Path) -> (usize, u64) {
+    if !store.join(".chunks").exists() {
+        return (0, 0);
+    }
+    let files = chunk_files(store);
+    (files.len(), files.iter().map(|f| std::fs::metadata(f).expect("stat").len()).sum())
+}
+
+#[test]
+fn sync_level_is_a_storage_option_and_backups_log_what_the_store_gained() {
+    let daemon = HearthdProcess::start();
+    let dir = daemon.root().join("pbs");
+    std::fs::create_dir_all(&dir).expect("store dir");
+    let path = dir.to_str().expect("utf-8");
+    // A value PBS does not have is refused, naming the option.
+    let (code, _, err) =
+        run(&daemon, "storectl", &["add", "chunkstore", "pbs", "--path", path, "--sync-level", "always"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("sync-level"), "{err}");
+    ok(&daemon, "storectl", &["add", "chunkstore", "pbs", "--path", path, "--sync-level", "file"]);
+    let storage = std::fs::read_to_string(daemon.root().join("etc/hearth/storage.toml")).expect("storage.toml");
+    assert!(storage.contains("sync-level = \"file\""), "{storage}");
+
+    let template = {
+        let file = hearth_test::fixtures::busybox_template();
+        ok(&daemon, "storectl", &["upload", "local", file.to_str().expect("utf-8"), "--content", "vztmpl"]);
+        "local:vztmpl/busybox-template.tar.zst"
+    };
+    let id = ctid(7);
+    ok(&daemon, "ctctl", &["create", &id, template, "--rootfs", "local:0", "--hostname", "box", "--memory", "64"]);
+    // Data that repeats at chunk scale, so workers meet equal chunks.
+    let mut rng = Lcg(11);
+    let block: Vec<u8> = (0..(6 << 20)).map(|_| rng.next() as u8).collect();
+    let data = rootfs_path(&daemon, &id).join("srv");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    for name in ["a", "b", "c"] {
+        std::fs::write(data.join(name), &block).expect("write");
+    }
+    for level in ["file", "none", "filesystem"] {
+        ok(&daemon, "storectl", &["set", "pbs", "--sync-level", level]);
+        std::fs::write(data.join(format!("changed-{level}")), level.repeat(1 << 16)).expect("write");
+        let before = chunk_usage(&dir);
+        let out = ok(&daemon, "ctctl", &["backup", &id, "--storage", "pbs"]);
+        let after = chunk_usage(&dir);
+        assert_eq!(logged_new(&out), (after.0 - before.0, after.1 - before.1), "sync-level {level}: {out}");
+    }
+}

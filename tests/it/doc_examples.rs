@@ -432,7 +432,7 @@ fn vms(d: &mut Docs) {
     );
     d.example("qm.adoc:2283", "qm move-disk 300 scsi1 --target-vmid 400 --target-disk scsi3", &[]);
     let (source, target) = (d.config("vmctl", "300"), d.config("vmctl", "400"));
-    d.check("qm.adoc:2283", !source.get("scsi1").is_some(), source.to_string());
+    d.check("qm.adoc:2283", source.get("scsi1").is_none(), source.to_string());
     d.check("qm.adoc:2283", target["scsi3"].as_str().is_some_and(|v| v.contains("vm-400-disk")), target.to_string());
 
     // Hardware and options.
@@ -477,7 +477,7 @@ fn vms(d: &mut Docs) {
     d.check("qm.adoc:1870", generated.len() == 36 && generated != "1", format!("a UUID is generated: {generated}"));
     d.example("qm.adoc:1871", "qm set VMID -vmgenid 00000000-0000-0000-0000-000000000000", &[("VMID", "400")]);
     d.example("qm.adoc:1883", "qm set VMID -delete vmgenid", &[("VMID", "400")]);
-    d.check("qm.adoc:1883", !d.config("vmctl", "400").get("vmgenid").is_some(), "vmgenid is gone");
+    d.check("qm.adoc:1883", d.config("vmctl", "400").get("vmgenid").is_none(), "vmgenid is gone");
     // QEMU's audio needs a backend: qm's default, SPICE, is not Hearth's.
     d.setup("vmctl set 400 --audio0 device=ich9-intel-hda,driver=none");
     let cmdline = d.setup("vmctl showcmd 400");

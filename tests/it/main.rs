@@ -20,6 +20,7 @@ mod ct_privileged;
 mod ctmon;
 mod doc_examples;
 mod hostile;
+mod listing;
 mod node;
 mod pending;
 mod permissions;

@@ -216,12 +216,18 @@ fn one_run(tool: Tool, chunkstore: &Path, scratch: &Path, image: &Path) -> anyho
     Ok(sample)
 }
 
+/// The median: the middle value, or the mean of the middle two for an even count (with two
+/// runs, the upper one would be the best ingest run, not a median).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
 pub fn run_bench(root: &Path, runs: usize) -> anyhow::Result<()> {
+    if runs < 3 {
+        bail!("--runs must be at least 3: the report gives medians over runs");
+    }
     for (tool, package) in [("restic", "restic"), ("borg", "borgbackup")] {
         if Command::new(tool).arg("--version").stdout(Stdio::null()).status().is_err() {
             bail!("{tool} is not installed; install it with `apt-get install {package}`");

@@ -127,7 +127,16 @@ fn cli() -> clap::Command {
                 .subcommand_required(true)
                 .subcommand(
                     clap::Command::new("cli")
-                        .about("Whole-process time of vmctl list/config with 1000 guests, and hearthd's idle memory"),
+                        .about(
+                            "Whole-process time of vmctl list/config/status and ctctl list on nodes of 1000 VMs, 1000 \
+                             containers and 10 000 VMs against ls -l and cat, and hearthd's idle memory",
+                        )
+                        .arg(count_arg("runs", "5", "Runs per suite, at least 3; medians over the runs are reported"))
+                        .arg(count_arg("samples", "50", "Timed samples of each command and anchor per run"))
+                        .arg(count_arg("warmup", "5", "Untimed runs of each command and anchor before a run's samples"))
+                        .arg(count_arg("vms", "1000", "VMs on the first node"))
+                        .arg(count_arg("cts", "1000", "Containers on the second node"))
+                        .arg(count_arg("many-vms", "10000", "VMs on the third node (0: no third node)")),
                 )
                 .subcommand(clap::Command::new("vm").about(
                     "Time from vmctl start to running against the same QEMU command line by hand; hearthd's memory with VMs",
@@ -162,6 +171,11 @@ fn cli() -> clap::Command {
         )
 }
 
+/// A `--NAME N` option taking a count.
+fn count_arg(name: &'static str, default: &'static str, help: &'static str) -> Arg {
+    Arg::new(name).long(name).value_parser(clap::value_parser!(usize)).default_value(default).help(help)
+}
+
 fn main() -> ExitCode {
     let matches = cli().get_matches();
     let root = project_root();
@@ -176,7 +190,21 @@ fn main() -> ExitCode {
         Some(("fixtures", m)) => fixtures::run_with(m.get_flag("debian")),
         Some(("demo", _)) => demo::run(&root),
         Some(("bench", m)) => match m.subcommand() {
-            Some(("cli", _)) => bench::run_cli(&root),
+            Some(("cli", m)) => {
+                let count = |name: &str| *m.get_one::<usize>(name).expect("every count has a default");
+                let guests = |name: &str| u32::try_from(count(name)).unwrap_or(u32::MAX);
+                bench::run_cli(
+                    &root,
+                    bench::CliBench {
+                        vms: guests("vms"),
+                        cts: guests("cts"),
+                        many_vms: guests("many-vms"),
+                        runs: count("runs"),
+                        samples: count("samples"),
+                        warmup: count("warmup"),
+                    },
+                )
+            }
             Some(("storage", _)) => bench_storage::run(&root),
             Some(("vm", _)) => bench_vm::run(&root),
             Some(("ct", m)) => bench_ct::run(&root, *m.get_one::<usize>("runs").expect("runs has a default")),

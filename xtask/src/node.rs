@@ -23,6 +23,8 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Node {
     daemon: Option<Child>,
+    hearthd: PathBuf,
+    node_name: String,
     root: PathBuf,
     log: PathBuf,
     // Dropped last, after the daemon is stopped: removes everything.
@@ -39,20 +41,42 @@ impl Node {
         let root = dir.path().join("root");
         fs::create_dir(&root).with_context(|| format!("cannot create {}", root.display()))?;
         let log = dir.path().join("hearthd.log");
-        let log_file = fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        let stdout = log_file.try_clone().with_context(|| format!("cannot reopen {}", log.display()))?;
-        let daemon = Command::new(hearthd)
+        let mut node =
+            Node { daemon: None, hearthd: hearthd.to_owned(), node_name: node_name.to_owned(), root, log, _dir: dir };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    /// Starts hearthd on the node's root (its log appended to) and waits until it answers.
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log_file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("cannot open {}", self.log.display()))?;
+        let stdout = log_file.try_clone().with_context(|| format!("cannot reopen {}", self.log.display()))?;
+        let daemon = Command::new(&self.hearthd)
             .arg("--root")
-            .arg(&root)
-            .args(["--node", node_name])
+            .arg(&self.root)
+            .args(["--node", &self.node_name])
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(log_file)
             .spawn()
-            .with_context(|| format!("cannot start {}", hearthd.display()))?;
-        let mut node = Node { daemon: Some(daemon), root, log, _dir: dir };
-        node.wait_until_ready()?;
-        Ok(node)
+            .with_context(|| format!("cannot start {}", self.hearthd.display()))?;
+        self.daemon = Some(daemon);
+        self.wait_until_ready()
+    }
+
+    /// Stops hearthd and starts a new one on the same root: a daemon that has served nothing
+    /// yet but its startup (and the readiness Hello).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let daemon = self.daemon.take().context("hearthd is not running")?;
+        let status = terminate(daemon)?;
+        if !status.success() {
+            bail!("hearthd exited with {status} after SIGTERM; its log:\n{}", self.log_text());
+        }
+        self.spawn()
     }
 
     fn wait_until_ready(&mut self) -> anyhow::Result<()> {

@@ -17,7 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use nix::fcntl::{AT_FDCWD, Flock, FlockArg};
+use nix::fcntl::{AT_FDCWD, Flock, FlockArg, RenameFlags, renameat2};
 use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 use serde::{Deserialize, Serialize};
@@ -33,11 +33,37 @@ struct StoreMarker {
     format: String,
 }
 
+/// When the store's writes are made durable (PBS's `sync-level` datastore tuning).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyncLevel {
+    /// Nothing is synced explicitly: the kernel's writeback decides (about 30 s).
+    None,
+    /// One `syncfs(2)` of the store's file system before a backup is reported done.
+    #[default]
+    Filesystem,
+    /// Every chunk file is fsynced before its rename and its directory after; index files and
+    /// blobs likewise. Slow on disks without a power-loss-protected cache.
+    File,
+}
+
+impl SyncLevel {
+    /// Parses the storage option's value: `none`, `filesystem` or `file`.
+    pub fn parse(text: &str) -> Option<SyncLevel> {
+        match text {
+            "none" => Some(SyncLevel::None),
+            "filesystem" => Some(SyncLevel::Filesystem),
+            "file" => Some(SyncLevel::File),
+            _ => None,
+        }
+    }
+}
+
 /// A chunk store rooted at a directory.
 #[derive(Clone, Debug)]
 pub struct ChunkStore {
     root: PathBuf,
     chunks: PathBuf,
+    sync_level: SyncLevel,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -65,7 +91,8 @@ impl ChunkStore {
         if marker.exists() {
             return Err(Error::Invalid(format!("{} already holds a chunk store", root.display())));
         }
-        let store = ChunkStore { root: root.to_owned(), chunks: root.join(".chunks") };
+        let store =
+            ChunkStore { root: root.to_owned(), chunks: root.join(".chunks"), sync_level: SyncLevel::default() };
         for dir in [&store.chunks, &store.writers_dir()] {
             fs::create_dir_all(dir).at(dir)?;
         }
@@ -83,7 +110,16 @@ impl ChunkStore {
         if parsed.format != FORMAT {
             return Err(Error::corrupt(&marker, format!("unknown store format {:?}", parsed.format)));
         }
-        Ok(ChunkStore { root: root.to_owned(), chunks: root.join(".chunks") })
+        Ok(ChunkStore { root: root.to_owned(), chunks: root.join(".chunks"), sync_level: SyncLevel::default() })
+    }
+
+    /// Sets when writes are made durable (default [`SyncLevel::Filesystem`]).
+    pub fn set_sync_level(&mut self, level: SyncLevel) {
+        self.sync_level = level;
+    }
+
+    pub fn sync_level(&self) -> SyncLevel {
+        self.sync_level
     }
 
     pub fn root(&self) -> &Path {
@@ -111,8 +147,9 @@ impl ChunkStore {
     }
 
     /// Stores an encoded chunk unless a chunk with this digest exists (which is touched
-    /// instead). Returns whether it was written. A crash leaves at most a temporary file, never
-    /// a torn chunk.
+    /// instead). Returns whether this call created the chunk file: the rename refuses to
+    /// replace a chunk another writer put there meanwhile, so two writers of one chunk never
+    /// both count it. A crash leaves at most a temporary file, never a torn chunk.
     pub fn insert_chunk(&self, digest: &Digest, stored: &[u8]) -> Result<bool, Error> {
         let path = self.chunk_path(digest);
         if touch(&path)? {
@@ -128,12 +165,34 @@ impl ChunkStore {
             }
             Err(e) => return Err(Error::io(&temp, e)),
         };
-        let written = file.write_all(stored).and_then(|()| fs::rename(&temp, &path));
-        if let Err(e) = written {
-            let _ = fs::remove_file(&temp);
-            return Err(Error::io(&temp, e));
+        let mut written = file.write_all(stored);
+        if self.sync_level == SyncLevel::File {
+            written = written.and_then(|()| file.sync_data());
         }
-        Ok(true)
+        drop(file);
+        let created = written.and_then(|()| rename_new(&temp, &path));
+        match created {
+            Ok(true) => {
+                if self.sync_level == SyncLevel::File {
+                    File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
+                }
+                Ok(true)
+            }
+            Ok(false) => {
+                let _ = fs::remove_file(&temp);
+                touch(&path)?;
+                Ok(false)
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                Err(Error::io(&temp, e))
+            }
+        }
+    }
+
+    /// Makes a file written into the store durable when the sync level asks for it per file.
+    pub(crate) fn sync_file(&self, file: &File, path: &Path) -> Result<(), Error> {
+        if self.sync_level == SyncLevel::File { file.sync_all().at(path) } else { Ok(()) }
     }
 
     /// The stored (encoded) bytes of a chunk.
@@ -142,8 +201,12 @@ impl ChunkStore {
         fs::read(&path).at(&path)
     }
 
-    /// Flushes the store's file system (`syncfs`), the durability point of a finished backup.
+    /// Flushes the store's file system (`syncfs`), the durability point of a finished backup,
+    /// at [`SyncLevel::Filesystem`]; at the other levels there is nothing left to do here.
     pub fn sync(&self) -> Result<(), Error> {
+        if self.sync_level != SyncLevel::Filesystem {
+            return Ok(());
+        }
         let dir = File::open(&self.root).at(&self.root)?;
         nix::unistd::syncfs(&dir).map_err(|e| Error::io(&self.root, e.into()))
     }
@@ -189,6 +252,21 @@ impl ChunkStore {
             }
         }
         Ok(oldest)
+    }
+}
+
+/// Renames `from` to `to` unless `to` exists: `Ok(false)` then. File systems without
+/// `RENAME_NOREPLACE` get a hard link and an unlink, which is just as exclusive.
+fn rename_new(from: &Path, to: &Path) -> std::io::Result<bool> {
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::EEXIST) => Ok(false),
+        Err(nix::errno::Errno::EINVAL) => match fs::hard_link(from, to) {
+            Ok(()) => fs::remove_file(from).map(|()| true),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -5,6 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
@@ -120,6 +121,9 @@ pub fn restore_image_with(
     let sparse = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let workers = thread::available_parallelism().map_or(2, usize::from);
+    // Full all-zero slots are known by their digest: a file keeps them as holes without
+    // reading or decompressing anything.
+    let zero_digest = chunk_digest(crypt.as_ref(), &vec![0u8; index.chunk_size as usize]);
     let results: Vec<Result<(), Error>> = thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
@@ -130,8 +134,13 @@ pub fn restore_image_with(
                             return Ok(());
                         }
                         let result = (|| {
-                            let data = load_chunk(store, crypt.as_ref(), &index.digests[i])?;
                             let (start, end) = index.slot_range(i);
+                            if !is_device && index.digests[i] == zero_digest && end - start == index.chunk_size {
+                                sparse.fetch_add(1, Ordering::Relaxed);
+                                hook(end - start);
+                                return Ok(());
+                            }
+                            let data = load_chunk(store, crypt.as_ref(), &index.digests[i])?;
                             if data.len() as u64 != end - start {
                                 return Err(Error::corrupt(
                                     store.chunk_path(&index.digests[i]),
@@ -158,7 +167,9 @@ pub fn restore_image_with(
         handles.into_iter().map(|h| h.join().expect("restore workers do not panic")).collect()
     });
     results.into_iter().collect::<Result<Vec<()>, Error>>()?;
-    file.sync_all().at(target)?;
+    // The data of this one file, not the whole file system; its size was set above and is
+    // metadata fdatasync covers.
+    file.sync_data().at(target)?;
     Ok(RestoreStats { size: index.size, chunks: index.digests.len(), sparse_chunks: sparse.into_inner() })
 }
 
@@ -183,6 +194,14 @@ impl Layout {
         }
     }
 
+    /// The digest of chunk `i`, if there is one.
+    fn digest(&self, i: usize) -> Option<Digest> {
+        match self {
+            Layout::Fixed(f) => f.digests.get(i).copied(),
+            Layout::Dynamic(d) => d.entries.get(i).map(|e| e.1),
+        }
+    }
+
     /// The chunk holding `offset`: its number, start and digest.
     fn chunk_at(&self, offset: u64) -> Option<(usize, u64, Digest)> {
         match self {
@@ -199,15 +218,20 @@ impl Layout {
 }
 
 /// An archive (image or stream) of a snapshot, readable and seekable; chunks are fetched on
-/// demand, one cached.
+/// demand, one cached, and the next one is read and decoded ahead on another thread while the
+/// caller consumes the current one (restores read archives front to back).
 #[derive(Debug)]
 pub struct ArchiveReader {
     store: ChunkStore,
-    crypt: Option<CryptConfig>,
+    crypt: Option<Arc<CryptConfig>>,
     layout: Layout,
     pos: u64,
     cached: Option<(usize, u64, Vec<u8>)>,
+    ahead: Option<(usize, ChunkAhead)>,
 }
+
+/// A chunk being read and decoded on another thread.
+type ChunkAhead = thread::JoinHandle<Result<Vec<u8>, Error>>;
 
 impl ArchiveReader {
     /// Opens `<name>.didx` (a stream) of a snapshot.
@@ -222,7 +246,7 @@ impl ArchiveReader {
         let file = format!("{name}.didx");
         read_checked(store, snap, &manifest, &file)?;
         let layout = Layout::Dynamic(DynamicIndex::load(&snap.path(store).join(file))?);
-        Ok(ArchiveReader { store: store.clone(), crypt, layout, pos: 0, cached: None })
+        Ok(ArchiveReader::new(store, crypt, layout))
     }
 
     /// Opens `<name>.img.fidx` (an image) of a snapshot for reading.
@@ -233,7 +257,30 @@ impl ArchiveReader {
         key: Option<&KeyFile>,
     ) -> Result<ArchiveReader, Error> {
         let (index, crypt) = load_fixed(store, snap, name, key)?;
-        Ok(ArchiveReader { store: store.clone(), crypt, layout: Layout::Fixed(index), pos: 0, cached: None })
+        Ok(ArchiveReader::new(store, crypt, Layout::Fixed(index)))
+    }
+
+    fn new(store: &ChunkStore, crypt: Option<CryptConfig>, layout: Layout) -> ArchiveReader {
+        ArchiveReader { store: store.clone(), crypt: crypt.map(Arc::new), layout, pos: 0, cached: None, ahead: None }
+    }
+
+    /// Chunk `i`: taken from the read-ahead when it is the one fetched, else read now. Then
+    /// the chunk after it is fetched ahead.
+    fn load(&mut self, i: usize, digest: &Digest) -> Result<Vec<u8>, Error> {
+        let data = match self.ahead.take() {
+            Some((j, handle)) if j == i => handle.join().expect("read-ahead does not panic")?,
+            // A seek elsewhere: the read-ahead is dropped (its thread ends on its own).
+            _ => load_chunk(&self.store, self.crypt.as_deref(), digest)?,
+        };
+        if let Some(next) = self.layout.digest(i + 1) {
+            let (store, crypt) = (self.store.clone(), self.crypt.clone());
+            let spawned = thread::Builder::new()
+                .name("restore-ahead".into())
+                .spawn(move || load_chunk(&store, crypt.as_deref(), &next));
+            // Without a thread, the next chunk is simply read when it is asked for.
+            self.ahead = spawned.ok().map(|handle| (i + 1, handle));
+        }
+        Ok(data)
     }
 
     pub fn len(&self) -> u64 {
@@ -249,7 +296,7 @@ impl Read for ArchiveReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some((i, start, digest)) = self.layout.chunk_at(self.pos) else { return Ok(0) };
         if self.cached.as_ref().is_none_or(|c| c.0 != i) {
-            let data = load_chunk(&self.store, self.crypt.as_ref(), &digest).map_err(io::Error::other)?;
+            let data = self.load(i, &digest).map_err(io::Error::other)?;
             self.cached = Some((i, start, data));
         }
         let (_, start, data) = self.cached.as_ref().expect("just filled");

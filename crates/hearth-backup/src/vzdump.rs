@@ -396,7 +396,7 @@ pub fn extract_vma_with(
                         format!("disk {} does not match its checksum", header.disks[disk].name),
                     ));
                 }
-                file.sync_all().at(&*out_path)?;
+                file.sync_data().at(&*out_path)?;
                 *done = true;
             }
             b'T' => {

@@ -6,14 +6,22 @@
 //! when it exists (dedupe) or compresses, encrypts and inserts it; the calling thread collects
 //! digests in order. With the default of one worker per CPU the producer's I/O overlaps the
 //! workers' hashing and compression.
+//!
+//! A chunk is hashed, compressed and written once however many workers meet it at the same
+//! time: a worker whose bytes another worker is hashing (found by a sample key, then compared in
+//! full) takes that digest, and the first worker to claim a digest stores it while the others
+//! wait for that and count the chunk as existing. The counts a backup reports are therefore what the store gained: `new_chunks`
+//! chunk files created by this backup and `stored_bytes` their size.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 
 use fastcdc::v2020::StreamCDC;
@@ -261,7 +269,9 @@ impl BackupWriter {
 
     fn write_file(&mut self, filename: String, bytes: &[u8]) -> Result<(), Error> {
         let path = self.dir.join(&filename);
-        std::fs::write(&path, bytes).at(&path)?;
+        let mut file = File::create(&path).at(&path)?;
+        std::io::Write::write_all(&mut file, bytes).at(&path)?;
+        self.store.sync_file(&file, &path)?;
         self.record_file(filename, bytes);
         Ok(())
     }
@@ -414,6 +424,7 @@ impl BackupWriter {
         let store = &self.store;
         let crypt = self.crypt.as_deref();
         let zero_digest = OnceLock::new();
+        let in_flight = InFlight::default();
         thread::scope(|scope| {
             let abort = &abort;
             let producer_thread = scope.spawn(move || {
@@ -428,6 +439,7 @@ impl BackupWriter {
                 let done_tx = done_tx.clone();
                 let recycle = recycle.clone();
                 let zero_digest = &zero_digest;
+                let in_flight = &in_flight;
                 scope.spawn(move || {
                     let mut encoder = BlobEncoder::new();
                     loop {
@@ -436,7 +448,8 @@ impl BackupWriter {
                         if abort.load(Ordering::Relaxed) {
                             break;
                         }
-                        let result = process_chunk(store, crypt, &mut encoder, zero_digest, &job);
+                        let mut job = job;
+                        let result = process_chunk(store, crypt, &mut encoder, zero_digest, in_flight, &mut job);
                         let failed = result.is_err();
                         if failed {
                             abort.store(true, Ordering::Relaxed);
@@ -510,25 +523,169 @@ fn count(stats: &mut ArchiveStats, done: &Done) {
     }
 }
 
-/// Hashes one chunk and stores it unless the store has it.
+/// The chunks workers of one pipeline are hashing and storing now.
+#[derive(Default)]
+struct InFlight {
+    hashing: Hashing,
+    chunks: Mutex<HashMap<Digest, Arc<Claim>>>,
+}
+
+/// One worker's claim on a digest: settled with whether the chunk is in the store now.
+#[derive(Default)]
+struct Claim {
+    settled: Mutex<Option<bool>>,
+    changed: Condvar,
+}
+
+impl InFlight {
+    /// Makes sure the chunk is in the store, encoding and writing it only if no other worker
+    /// does so now and the store lacks it. Answers whether this call created the chunk file
+    /// and how many bytes it wrote.
+    fn store_once(
+        &self,
+        store: &ChunkStore,
+        digest: &Digest,
+        encode: impl FnOnce() -> Result<Vec<u8>, Error>,
+    ) -> Result<(bool, u64), Error> {
+        let mut encode = Some(encode);
+        loop {
+            let claim = match self.chunks.lock().expect("no worker panics holding the lock").entry(*digest) {
+                Entry::Occupied(theirs) => Err(Arc::clone(theirs.get())),
+                Entry::Vacant(free) => Ok(Arc::clone(free.insert(Arc::default()))),
+            };
+            match claim {
+                Err(theirs) => {
+                    let mut settled = theirs.settled.lock().expect("no worker panics holding the lock");
+                    while settled.is_none() {
+                        settled = theirs.changed.wait(settled).expect("no worker panics holding the lock");
+                    }
+                    if *settled == Some(true) {
+                        return Ok((false, 0));
+                    }
+                    // The other worker failed; this one tries (and likely reports the error).
+                }
+                Ok(ours) => {
+                    let encode = encode.take().expect("a worker claims a digest once");
+                    let result = (|| {
+                        if store.touch_chunk(digest)? {
+                            return Ok((false, 0));
+                        }
+                        let encoded = encode()?;
+                        let new = store.insert_chunk(digest, &encoded)?;
+                        Ok((new, if new { encoded.len() as u64 } else { 0 }))
+                    })();
+                    *ours.settled.lock().expect("no worker panics holding the lock") = Some(result.is_ok());
+                    ours.changed.notify_all();
+                    self.chunks.lock().expect("no worker panics holding the lock").remove(digest);
+                    return result;
+                }
+            }
+        }
+    }
+}
+
+/// Chunks being hashed now, found by their content: a worker whose chunk is byte for byte one
+/// another worker is hashing waits for that digest instead of hashing the same bytes again.
+#[derive(Default)]
+struct Hashing {
+    chunks: Mutex<HashMap<u64, Vec<Arc<Hashed>>>>,
+}
+
+/// A chunk one worker is hashing; settled with its digest.
+struct Hashed {
+    data: Arc<Vec<u8>>,
+    digest: Mutex<Option<Digest>>,
+    changed: Condvar,
+}
+
+/// A cheap key for finding equal chunks: the length and a few samples of the bytes. Equal
+/// keys are then compared in full.
+fn sample_key(data: &[u8]) -> u64 {
+    const SAMPLE: usize = 64;
+    let mid = data.len() / 2;
+    let parts = [
+        &data[..data.len().min(SAMPLE)],
+        &data[mid..data.len().min(mid + SAMPLE)],
+        &data[data.len().saturating_sub(SAMPLE)..],
+    ];
+    // FNV-1a over the samples, seeded with the length.
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64 ^ data.len() as u64;
+    for byte in parts.iter().flat_map(|p| p.iter()) {
+        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+impl Hashing {
+    /// The digest of `data`: computed by `hash` unless another worker is hashing the same
+    /// bytes now, whose digest is then taken.
+    fn digest_once(&self, data: &Arc<Vec<u8>>, hash: impl FnOnce() -> Digest) -> Digest {
+        let key = sample_key(data);
+        let claim = {
+            let mut chunks = self.chunks.lock().expect("no worker panics holding the lock");
+            let same = chunks.entry(key).or_default();
+            match same.iter().find(|h| h.data[..] == data[..]) {
+                Some(theirs) => Err(Arc::clone(theirs)),
+                None => {
+                    let ours =
+                        Arc::new(Hashed { data: Arc::clone(data), digest: Mutex::new(None), changed: Condvar::new() });
+                    same.push(Arc::clone(&ours));
+                    Ok(ours)
+                }
+            }
+        };
+        match claim {
+            Err(theirs) => {
+                let mut digest = theirs.digest.lock().expect("no worker panics holding the lock");
+                loop {
+                    if let Some(digest) = *digest {
+                        return digest;
+                    }
+                    digest = theirs.changed.wait(digest).expect("no worker panics holding the lock");
+                }
+            }
+            Ok(ours) => {
+                let digest = hash();
+                *ours.digest.lock().expect("no worker panics holding the lock") = Some(digest);
+                ours.changed.notify_all();
+                let mut chunks = self.chunks.lock().expect("no worker panics holding the lock");
+                if let Some(same) = chunks.get_mut(&key) {
+                    same.retain(|h| !Arc::ptr_eq(h, &ours));
+                    if same.is_empty() {
+                        chunks.remove(&key);
+                    }
+                }
+                digest
+            }
+        }
+    }
+}
+
+/// Hashes one chunk and stores it unless the store has it or another worker is storing it; a
+/// chunk another worker is hashing at the same time is not hashed again.
 fn process_chunk(
     store: &ChunkStore,
     crypt: Option<&CryptConfig>,
     encoder: &mut BlobEncoder,
     zero_digest: &OnceLock<Digest>,
-    job: &Job,
+    in_flight: &InFlight,
+    job: &mut Job,
 ) -> Result<Done, Error> {
-    let data = &job.data;
-    let zero = data.len() == FIXED_CHUNK_SIZE as usize && data[..] == *zero_block();
-    let digest = if zero { *zero_digest.get_or_init(|| chunk_digest(crypt, data)) } else { chunk_digest(crypt, data) };
-    let (new, stored) = if store.touch_chunk(&digest)? {
-        (false, 0)
-    } else {
-        let encoded = encoder.encode(data, crypt)?;
-        let new = store.insert_chunk(&digest, &encoded)?;
-        (new, encoded.len() as u64)
-    };
-    Ok(Done { seq: job.seq, end: job.end, digest, new, zero, stored, len: data.len() as u64 })
+    let len = job.data.len() as u64;
+    let zero = job.data.len() == FIXED_CHUNK_SIZE as usize && job.data[..] == *zero_block();
+    if zero {
+        let data = &job.data;
+        let digest = *zero_digest.get_or_init(|| chunk_digest(crypt, data));
+        let (new, stored) = in_flight.store_once(store, &digest, || encoder.encode(data, crypt))?;
+        return Ok(Done { seq: job.seq, end: job.end, digest, new, zero, stored, len });
+    }
+    // Shared while other workers may compare against it; taken back for reuse afterwards.
+    let data = Arc::new(std::mem::take(&mut job.data));
+    let digest = in_flight.hashing.digest_once(&data, || chunk_digest(crypt, &data));
+    let stored = in_flight.store_once(store, &digest, || encoder.encode(&data, crypt));
+    job.data = Arc::try_unwrap(data).unwrap_or_default();
+    let (new, stored) = stored?;
+    Ok(Done { seq: job.seq, end: job.end, digest, new, zero, stored, len })
 }
 
 impl Drop for BackupWriter {
@@ -539,5 +696,60 @@ impl Drop for BackupWriter {
                 tracing::warn!("cannot remove the unfinished snapshot {}: {e}", self.dir.display());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    #[test]
+    fn equal_chunks_in_flight_are_hashed_once() {
+        let hashing = Hashing::default();
+        let data = Arc::new(vec![7u8; 1 << 20]);
+        let same = Arc::new(vec![7u8; 1 << 20]);
+        let mut other_bytes = vec![7u8; 1 << 20];
+        other_bytes[1000] = 8; // Same sample key, different bytes.
+        let other = Arc::new(other_bytes);
+        assert_eq!(sample_key(&data), sample_key(&other));
+        let hashes = AtomicUsize::new(0);
+        let (started_tx, started_rx) = channel();
+        thread::scope(|scope| {
+            let first = scope.spawn(|| {
+                hashing.digest_once(&data, || {
+                    started_tx.send(()).expect("the test waits");
+                    hashes.fetch_add(1, Ordering::SeqCst);
+                    // Until the second worker holds this chunk (map, owner and waiter hold it).
+                    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                    while !hashing.chunks.lock().expect("lock").values().flatten().any(|h| Arc::strong_count(h) >= 3) {
+                        assert!(std::time::Instant::now() < deadline, "the second worker never waited");
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                    [1; 32]
+                })
+            });
+            started_rx.recv().expect("the first worker hashes");
+            let second = scope.spawn(|| {
+                hashing.digest_once(&same, || {
+                    hashes.fetch_add(1, Ordering::SeqCst);
+                    [2; 32]
+                })
+            });
+            let third = scope.spawn(|| {
+                hashing.digest_once(&other, || {
+                    hashes.fetch_add(1, Ordering::SeqCst);
+                    [3; 32]
+                })
+            });
+            assert_eq!(first.join().expect("joins"), [1; 32]);
+            assert_eq!(second.join().expect("joins"), [1; 32], "equal bytes take the digest in flight");
+            assert_eq!(third.join().expect("joins"), [3; 32], "other bytes are hashed on their own");
+        });
+        assert_eq!(hashes.load(Ordering::SeqCst), 2);
+        assert!(hashing.chunks.lock().expect("lock").is_empty(), "nothing left in flight");
+        // Not in flight any more: hashed again.
+        assert_eq!(hashing.digest_once(&same, || [4; 32]), [4; 32]);
     }
 }

@@ -175,29 +175,32 @@ impl Table {
             }
         }
         let header: Vec<String> = self.columns.iter().map(|(h, _)| h.clone()).collect();
-        let mut out = self.line(&header, false, &widths);
+        // Every line written in place into one buffer: listings of thousands of guests.
+        let line_len = widths.iter().sum::<usize>() + widths.len();
+        let mut out = String::with_capacity(line_len * (self.rows.len() + 1));
+        self.push_line(&mut out, &header, false, &widths);
         for (cells, spanning) in &self.rows {
-            out.push_str(&self.line(cells, *spanning, &widths));
+            self.push_line(&mut out, cells, *spanning, &widths);
         }
         out
     }
 
-    fn line(&self, cells: &[String], spanning: bool, widths: &[usize]) -> String {
-        let mut line = String::new();
+    fn push_line(&self, out: &mut String, cells: &[String], spanning: bool, widths: &[usize]) {
+        let start = out.len();
         for (i, cell) in cells.iter().enumerate() {
             if i > 0 {
-                line.push(' ');
+                out.push(' ');
             }
             let width = widths.get(i).copied().unwrap_or(0);
             let _ = match self.columns.get(i) {
-                _ if spanning && i + 1 == cells.len() => write!(line, "{cell}"),
-                Some((_, Align::Right)) => write!(line, "{cell:>width$}"),
-                _ => write!(line, "{cell:<width$}"),
+                _ if spanning && i + 1 == cells.len() => write!(out, "{cell}"),
+                Some((_, Align::Right)) => write!(out, "{cell:>width$}"),
+                _ => write!(out, "{cell:<width$}"),
             };
         }
-        let mut line = line.trim_end().to_owned();
-        line.push('\n');
-        line
+        let kept = out[start..].trim_end().len();
+        out.truncate(start + kept);
+        out.push('\n');
     }
 
     pub fn print(&self) -> anyhow::Result<()> {

@@ -160,6 +160,12 @@ pub trait GuestRuntime: Send + Sync + std::fmt::Debug {
     fn running(&self, vmid: Vmid) -> bool {
         self.pid(vmid).is_some()
     }
+    /// Every guest of this engine that runs now, with its main process, from what the engine
+    /// keeps in memory (no look at pid files per guest); `None` when the engine keeps no such
+    /// table, and callers ask [`GuestRuntime::pid`] per guest.
+    fn running_guests(&self) -> Option<BTreeMap<Vmid, u32>> {
+        None
+    }
     /// Checks the resources against the engine and the host and builds the start.
     fn prepare(&self, resources: Resources, options: &StartOptions) -> Result<Box<dyn Launch>, RuntimeError>;
     /// Ends the guest at once and removes what it left.

@@ -38,7 +38,7 @@ impl StorageType {
         match self {
             StorageType::Dir => &["preallocation"],
             StorageType::Btrfs => &["nocow"],
-            StorageType::Chunkstore => &["keyfile"],
+            StorageType::Chunkstore => &["keyfile", "sync-level"],
         }
     }
 
@@ -303,6 +303,12 @@ pub static SCHEMA: Schema = Schema {
             "keyfile",
             Kind::Text(check::absolute_path),
             "encryption key file of a chunk store (AES-256-GCM; root only)",
+        ),
+        KeyDef::new(
+            "sync-level",
+            Kind::Enum(&["none", "filesystem", "file"]),
+            "when a chunk store's writes reach the disk: none (the kernel's writeback), filesystem (one syncfs \
+             before a backup is reported done; the default) or file (every chunk and index file fsynced)",
         ),
         KeyDef::new(
             "is_mountpoint",

@@ -48,6 +48,9 @@ pub struct CtRuntime {
     cgroup_base: String,
     ctmon: PathBuf,
     ops: Arc<Mutex<HashMap<Vmid, Arc<Mutex<()>>>>>,
+    /// The containers this runtime watches (init and monitor), for listings: added at start or
+    /// adoption, dropped when either process exits (at once, through their pidfds).
+    running: Arc<hearth_sys::running::RunningSet<Vmid>>,
 }
 
 /// Where hearth-ctmon is: `$HEARTH_CTMON`, else where `cargo xtask install` puts it
@@ -121,7 +124,14 @@ impl CtRuntime {
         let log_dir = root.join("var/log/hearth/lxc");
         std::fs::create_dir_all(&log_dir)?;
         let cgroup_base = cgroup_base(&root)?;
-        Ok(CtRuntime { run_dir, log_dir, cgroup_base, ctmon: find_ctmon(), ops: Arc::default() })
+        Ok(CtRuntime {
+            run_dir,
+            log_dir,
+            cgroup_base,
+            ctmon: find_ctmon(),
+            ops: Arc::default(),
+            running: Arc::default(),
+        })
     }
 
     /// `run/hearth/lxc`: each running container's directory, and staging mounts.
@@ -218,8 +228,14 @@ impl CtRuntime {
     }
 
     /// Watches a monitor until it exits, then cleans up.
-    fn watch(&self, vmid: Vmid, mut child: Option<std::process::Child>, pid: i32) {
+    fn watch(&self, vmid: Vmid, mut child: Option<std::process::Child>, pid: i32, init: Option<i32>) {
         let runtime = self.clone();
+        // Recorded before this returns, so a listing right after a start shows it running.
+        let init = init.and_then(|p| u32::try_from(p).ok());
+        let monitor = u32::try_from(pid).ok();
+        if let (Some(init), Some(monitor)) = (init, monitor) {
+            self.running.insert(vmid, &[init, monitor]);
+        }
         std::thread::spawn(move || {
             match child.as_mut() {
                 Some(child) => {
@@ -233,6 +249,9 @@ impl CtRuntime {
                         {}
                     }
                 }
+            }
+            if let Some(init) = init {
+                runtime.running.remove(vmid, init);
             }
             runtime.clean_up(vmid);
         });
@@ -409,7 +428,7 @@ impl CtRuntime {
         match serde_json::from_str::<Report>(line.trim()) {
             Ok(Report::Started { init_pid, monitor_pid }) => {
                 log(format!("CT {vmid} started: init {init_pid}, monitor {monitor_pid}"));
-                self.watch(vmid, Some(child), monitor_pid);
+                self.watch(vmid, Some(child), monitor_pid, Some(init_pid));
                 Ok(u32::try_from(init_pid).unwrap_or(0))
             }
             Ok(Report::Error(message)) => {
@@ -636,6 +655,18 @@ impl GuestRuntime for CtRuntime {
         self.init_pid(vmid).and_then(|p| u32::try_from(p).ok())
     }
 
+    fn running_guests(&self) -> Option<std::collections::BTreeMap<Vmid, u32>> {
+        use hearth_sys::running::Recheck;
+        // A reboot inside the container replaces its init under the same monitor.
+        Some(self.running.running_rechecked(|vmid| match self.monitor_pid(vmid) {
+            None => Recheck::Gone,
+            Some(monitor) => match self.init_pid(vmid) {
+                Some(init) => Recheck::Running(vec![init as u32, monitor as u32]),
+                None => Recheck::NotNow,
+            },
+        }))
+    }
+
     fn prepare(&self, resources: Resources, _options: &StartOptions) -> Result<Box<dyn Launch>, RuntimeError> {
         let spec = self.spec(&resources)?;
         Ok(Box::new(CtLaunch { runtime: self.clone(), spec, vmid: resources.vmid }))
@@ -777,7 +808,7 @@ impl GuestRuntime for CtRuntime {
             let Some(vmid) = entry.file_name().to_str().and_then(|n| n.parse::<Vmid>().ok()) else { continue };
             match self.monitor_pid(vmid) {
                 Some(pid) => {
-                    self.watch(vmid, None, pid);
+                    self.watch(vmid, None, pid, self.init_pid(vmid));
                     running.push(vmid);
                 }
                 None => self.clean_up(vmid),

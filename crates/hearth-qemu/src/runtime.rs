@@ -48,6 +48,9 @@ pub struct QemuRuntime {
     cgroup_base: String,
     /// One lock per VM, held while it is started or stopped.
     ops: Arc<Mutex<HashMap<Vmid, Arc<Mutex<()>>>>>,
+    /// The VMs this runtime watches, for listings: added when a watch starts, dropped when
+    /// QEMU exits (at once, through its pidfd, however it ended).
+    running: Arc<hearth_sys::running::RunningSet<Vmid>>,
 }
 
 impl QemuRuntime {
@@ -72,7 +75,7 @@ impl QemuRuntime {
                 .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193));
             format!("hearth-q{hash:08x}")
         };
-        Ok(QemuRuntime { run_dir, efivars_dir, kvm, cgroup_base, ops: Arc::default() })
+        Ok(QemuRuntime { run_dir, efivars_dir, kvm, cgroup_base, ops: Arc::default(), running: Arc::default() })
     }
 
     pub fn paths(&self, vmid: Vmid) -> RunPaths {
@@ -155,11 +158,21 @@ impl QemuRuntime {
     /// runs with -no-shutdown), and when the process is gone its files are removed.
     fn supervise(&self, vmid: Vmid) {
         let runtime = self.clone();
+        // Recorded before this returns, so a listing right after a start shows the VM running.
+        let watched = self.qemu_pid(vmid);
+        if let Some(pid) = watched {
+            self.running.insert(vmid, &[pid]);
+        }
         let spawned = std::thread::Builder::new().name(format!("qemu-{vmid}")).spawn(move || {
-            let watched = runtime.qemu_pid(vmid);
+            let forget = |runtime: &QemuRuntime| {
+                if let Some(pid) = watched {
+                    runtime.running.remove(vmid, pid);
+                }
+            };
             let socket = runtime.events_socket(vmid);
             let Ok(mut qmp) = Qmp::connect(&socket) else {
                 if runtime.qemu_pid(vmid).is_none() {
+                    forget(&runtime);
                     runtime.clean_up(vmid);
                 }
                 return;
@@ -179,6 +192,7 @@ impl QemuRuntime {
             while runtime.qemu_pid(vmid) == watched && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
+            forget(&runtime);
             // Under the run lock, and only if no new QEMU of this VM has started meanwhile: its
             // files and taps are not this watcher's to remove.
             let lock = runtime.lock(vmid);
@@ -696,6 +710,10 @@ impl GuestRuntime for QemuRuntime {
 
     fn pid(&self, vmid: Vmid) -> Option<u32> {
         self.qemu_pid(vmid)
+    }
+
+    fn running_guests(&self) -> Option<std::collections::BTreeMap<Vmid, u32>> {
+        Some(self.running.running())
     }
 
     fn prepare(&self, resources: Resources, options: &StartOptions) -> Result<Box<dyn Launch>, RuntimeError> {

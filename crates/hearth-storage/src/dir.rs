@@ -133,13 +133,20 @@ impl DirBackend {
         let mut base = None;
         match format {
             Format::Qcow2 => {
-                if let Ok(Some(header)) = File::open(path).and_then(|f| qemu_img::read_qcow2_header(&f)) {
-                    size = header.virtual_size;
-                    base = header.backing_file.as_deref().and_then(parse_backing);
+                let header = header_cache::get(path, meta, || {
+                    let header = qemu_img::read_qcow2_header(&File::open(path)?)?;
+                    Ok(header.map(|h| (h.virtual_size, h.backing_file.as_deref().and_then(parse_backing))))
+                });
+                if let Some((virtual_size, backing)) = header {
+                    size = virtual_size;
+                    base = backing;
                 }
             }
             Format::Vmdk => {
-                if let Ok(Some(capacity)) = File::open(path).and_then(|mut f| qemu_img::read_vmdk_capacity(&mut f)) {
+                let header = header_cache::get(path, meta, || {
+                    Ok(qemu_img::read_vmdk_capacity(&mut File::open(path)?)?.map(|capacity| (capacity, None)))
+                });
+                if let Some((capacity, _)) = header {
                     size = capacity;
                 }
             }
@@ -168,32 +175,35 @@ impl DirBackend {
         let root = crate::images_root(&self.config);
         let dirs: Vec<(Vmid, PathBuf)> = match vmid {
             Some(v) => vec![(v, self.images_dir(v))],
-            None => match fs::read_dir(&root) {
-                Ok(entries) => entries
-                    .flatten()
-                    .filter_map(|e| {
-                        let v: Vmid = e.file_name().to_str()?.parse().ok()?;
-                        Some((v, e.path()))
-                    })
-                    .collect(),
+            None => match listing_cache::dirs(&self.config.id, &root) {
+                Ok(dirs) => dirs,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
                 Err(e) => return Err(StorageError::io("reading", &root, e)),
             },
         };
         for (owner, dir) in dirs {
-            let Ok(entries) = fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(name) = name.to_str() else { continue };
-                let Ok(image) = ImageName::parse(name, true) else { continue };
-                if image.vmid != owner {
-                    continue;
-                }
-                let Ok(meta) = entry.metadata() else { continue };
-                out.push(self.volume_info(image, &entry.path(), &meta));
+            if let Some(known) = listing_cache::volumes(&self.config.id, &dir, || self.read_images(owner, &dir)) {
+                out.extend(known);
             }
         }
         Ok(())
+    }
+
+    /// The images in one guest's directory, by a directory read and a stat per file.
+    fn read_images(&self, owner: Vmid, dir: &Path) -> Option<Vec<VolumeInfo>> {
+        let entries = fs::read_dir(dir).ok()?;
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Ok(image) = ImageName::parse(name, true) else { continue };
+            if image.vmid != owner {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            found.push(self.volume_info(image, &entry.path(), &meta));
+        }
+        Some(found)
     }
 
     /// Linked clones of the base image `base`, found by their qcow2 backing files.
@@ -386,6 +396,7 @@ impl Backend for DirBackend {
     }
 
     fn alloc(&self, new: &NewImage) -> Result<VolName> {
+        let _changing = listing_cache::Changing;
         self.check_format(new.format)?;
         let needed = if new.format == Format::Subvol { Content::Rootdir } else { Content::Images };
         if !self.config.has_content(needed) && !self.config.has_content(Content::Rootdir) {
@@ -419,6 +430,7 @@ impl Backend for DirBackend {
     }
 
     fn free(&self, vol: &VolName) -> Result<()> {
+        let _changing = listing_cache::Changing;
         if let VolName::File { content, file } = vol {
             return free_file(&self.config, *content, file);
         }
@@ -442,6 +454,7 @@ impl Backend for DirBackend {
     }
 
     fn resize(&self, vol: &VolName, size: u64) -> Result<()> {
+        let _changing = listing_cache::Changing;
         let (image, path) = self.existing_image(vol)?;
         let format = Self::format_of(image);
         let (_, current) = self.image_info(vol)?;
@@ -476,6 +489,7 @@ impl Backend for DirBackend {
     }
 
     fn snapshot(&self, vol: &VolName, snap: &str) -> Result<()> {
+        let _changing = listing_cache::Changing;
         let path = self.snapshot_capable(vol)?;
         if self.snapshots(vol)?.iter().any(|s| s == snap) {
             return Err(StorageError::Conflict(format!("snapshot '{snap}' of '{}' already exists", self.render(vol))));
@@ -484,12 +498,14 @@ impl Backend for DirBackend {
     }
 
     fn rollback(&self, vol: &VolName, snap: &str) -> Result<()> {
+        let _changing = listing_cache::Changing;
         let path = self.snapshot_capable(vol)?;
         self.require_snapshot(vol, snap)?;
         qemu_img::snapshot(&path, SnapshotOp::Apply, snap)
     }
 
     fn delete_snapshot(&self, vol: &VolName, snap: &str) -> Result<()> {
+        let _changing = listing_cache::Changing;
         let path = self.snapshot_capable(vol)?;
         self.require_snapshot(vol, snap)?;
         qemu_img::snapshot(&path, SnapshotOp::Delete, snap)
@@ -504,6 +520,7 @@ impl Backend for DirBackend {
     }
 
     fn create_base(&self, vol: &VolName) -> Result<VolName> {
+        let _changing = listing_cache::Changing;
         let (image, path) = self.existing_image(vol)?;
         if image.prefix == ImagePrefix::Base {
             return Ok(vol.clone());
@@ -524,6 +541,7 @@ impl Backend for DirBackend {
     }
 
     fn clone_linked(&self, base: &VolName, vmid: Vmid) -> Result<VolName> {
+        let _changing = listing_cache::Changing;
         let (base_image, _) = self.existing_image(base)?;
         if base_image.prefix != ImagePrefix::Base || Self::format_of(base_image) != Format::Qcow2 {
             return Err(StorageError::Invalid(format!(
@@ -545,6 +563,7 @@ impl Backend for DirBackend {
     }
 
     fn rename(&self, vol: &VolName, vmid: Vmid) -> Result<VolName> {
+        let _changing = listing_cache::Changing;
         let (image, path) = self.existing_image(vol)?;
         if image.prefix == ImagePrefix::Base {
             return Err(StorageError::Unsupported(format!("'{}': base images cannot be renamed", self.render(vol))));
@@ -595,6 +614,7 @@ impl Backend for DirBackend {
     }
 
     fn import(&self, vol: &VolName, format: StreamFormat, input: &mut dyn Read) -> Result<()> {
+        let _changing = listing_cache::Changing;
         let (image, base) = self.image(vol)?;
         let volume_format = Self::format_of(image);
         if format.volume_format() != Some(volume_format) {
@@ -689,6 +709,54 @@ mod tests {
     }
 
     #[test]
+    fn remembered_listings_follow_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backend(dir.path());
+        // By volume id (a listing sorts by format first).
+        let listed = |b: &DirBackend| -> Vec<(String, u64)> {
+            let mut v: Vec<_> =
+                b.list(None, None).unwrap().into_iter().map(|v| (v.volid.to_string(), v.size)).collect();
+            v.sort();
+            v
+        };
+        let new = |id, format| NewImage { vmid: vmid(id), name: None, format, size: 1 << 20 };
+        let raw = b.alloc(&new(200, Format::Raw)).unwrap();
+        let qcow2 = b.alloc(&new(200, Format::Qcow2)).unwrap();
+        let mut expected = vec![
+            ("local:200/vm-200-disk-0.raw".to_owned(), 1 << 20),
+            ("local:200/vm-200-disk-1.qcow2".to_owned(), 1 << 20),
+        ];
+        assert_eq!(listed(&b), expected);
+        assert_eq!(listed(&b), expected, "the remembered listing is the same");
+        // Resized through the backend: the directory does not change, the listing does.
+        b.resize(&qcow2, 2 << 20).unwrap();
+        expected[1].1 = 2 << 20;
+        assert_eq!(listed(&b), expected);
+        // A file put in by another program, and one removed by it: the directory changed.
+        fs::write(dir.path().join("images/200/vm-200-disk-2.raw"), [0u8; 512]).unwrap();
+        expected.push(("local:200/vm-200-disk-2.raw".to_owned(), 512));
+        assert_eq!(listed(&b), expected);
+        fs::remove_file(b.path(&raw).unwrap()).unwrap();
+        expected.remove(0);
+        assert_eq!(listed(&b), expected);
+        // A new guest directory appears in the storage's listing at once.
+        b.alloc(&new(201, Format::Raw)).unwrap();
+        fs::create_dir(dir.path().join("images/202")).unwrap();
+        fs::write(dir.path().join("images/202/vm-202-disk-0.raw"), [0u8; 1024]).unwrap();
+        expected.push(("local:201/vm-201-disk-0.raw".to_owned(), 1 << 20));
+        expected.push(("local:202/vm-202-disk-0.raw".to_owned(), 1024));
+        assert_eq!(listed(&b), expected);
+        // Another storage on the same path lists its own volume ids.
+        let mut table = StorageTable::default();
+        let path = dir.path().to_str().unwrap();
+        table
+            .add("other", StorageType::Dir, &[("path".into(), path.into()), ("content".into(), "images".into())])
+            .unwrap();
+        let other = DirBackend::new(table.get("other").unwrap());
+        assert!(listed(&other).iter().all(|(volid, _)| volid.starts_with("other:")));
+    }
+
+    #[test]
     fn linked_clones_share_their_base() {
         let dir = tempfile::tempdir().unwrap();
         let b = backend(dir.path());
@@ -710,5 +778,160 @@ mod tests {
         );
         b.free(&clone).unwrap();
         b.free(&base).unwrap();
+    }
+}
+
+/// What listings read from image headers (virtual size, backing file), remembered per file
+/// until the file changes: its inode, size, mtime or ctime differ. Any change of a header
+/// (resize, rebase, a new image under the same name) changes them, so a listing stays exact
+/// while reading only the metadata it stats anyway.
+mod header_cache {
+    use std::collections::HashMap;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Mutex, OnceLock};
+
+    use hearth_core::storage::ImageName;
+
+    /// Bound on remembered files; past it the cache starts over.
+    const MAX_ENTRIES: usize = 100_000;
+
+    type Stamp = (u64, u64, i64, i64, i64, i64);
+    type Header = Option<(u64, Option<ImageName>)>;
+
+    fn cache() -> &'static Mutex<HashMap<PathBuf, (Stamp, Header)>> {
+        static CACHE: OnceLock<Mutex<HashMap<PathBuf, (Stamp, Header)>>> = OnceLock::new();
+        CACHE.get_or_init(Mutex::default)
+    }
+
+    /// The header of the image at `path` (stat'ed as `meta`), read by `read` unless known.
+    pub(super) fn get(path: &Path, meta: &fs::Metadata, read: impl FnOnce() -> std::io::Result<Header>) -> Header {
+        let stamp = (meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec());
+        if let Some((known, header)) = cache().lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+            if *known == stamp {
+                return header.clone();
+            }
+        }
+        // Unreadable headers are not remembered: the next listing tries again.
+        let header = read().ok()?;
+        let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(path.to_owned(), (stamp, header.clone()));
+        header
+    }
+}
+
+/// Listings of image directories, remembered per directory while it is unchanged: its inode,
+/// mtime and ctime are the same (a file created, removed or renamed in it changes them), no
+/// storage operation of this process ran since (each one marks every listing stale when it
+/// ends: resizes, snapshots and imports change files, not directories), and the listing is at
+/// most [`MAX_AGE`] old (what the guests write changes the `used` figure, and a header changed
+/// by another program changes no directory). A listing then costs a stat per directory instead
+/// of a directory read, a stat per file and a header read per qcow2 image.
+pub(crate) mod listing_cache {
+    use std::collections::HashMap;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+
+    use hearth_core::Vmid;
+
+    use crate::VolumeInfo;
+
+    /// How long a remembered listing may serve at most.
+    pub(crate) const MAX_AGE: Duration = Duration::from_secs(5);
+    /// Bound on remembered directories; past it the cache starts over.
+    const MAX_DIRS: usize = 50_000;
+
+    /// Inode, mtime and ctime (seconds and ns) of a directory.
+    type DirStamp = (u64, i64, i64, i64, i64);
+
+    /// Bumped when a storage operation ends: what was remembered before is stale.
+    static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+    struct Remembered<T> {
+        stamp: DirStamp,
+        generation: u64,
+        at: Instant,
+        value: T,
+    }
+
+    type Key = (String, PathBuf);
+
+    #[derive(Default)]
+    struct Cache {
+        roots: HashMap<Key, Remembered<Vec<(Vmid, PathBuf)>>>,
+        dirs: HashMap<Key, Remembered<Vec<VolumeInfo>>>,
+    }
+
+    fn cache() -> std::sync::MutexGuard<'static, Cache> {
+        static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+        CACHE.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stamp_of(meta: &fs::Metadata) -> DirStamp {
+        (meta.ino(), meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec())
+    }
+
+    fn fresh<T>(r: &Remembered<T>, stamp: DirStamp, generation: u64) -> bool {
+        r.stamp == stamp && r.generation == generation && r.at.elapsed() < MAX_AGE
+    }
+
+    /// Marks every remembered listing stale when dropped: held by each storage operation.
+    #[derive(Debug)]
+    pub(crate) struct Changing;
+
+    impl Drop for Changing {
+        fn drop(&mut self) {
+            GENERATION.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The guest directories (`<vmid>/`) under a storage's `images/`.
+    pub(crate) fn dirs(storage: &str, root: &Path) -> std::io::Result<Vec<(Vmid, PathBuf)>> {
+        let generation = GENERATION.load(Ordering::SeqCst);
+        let stamp = stamp_of(&fs::metadata(root)?);
+        let key = (storage.to_owned(), root.to_owned());
+        if let Some(r) = cache().roots.get(&key).filter(|r| fresh(r, stamp, generation)) {
+            return Ok(r.value.clone());
+        }
+        let dirs: Vec<(Vmid, PathBuf)> = fs::read_dir(root)?
+            .flatten()
+            .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
+            .collect();
+        let mut cache = cache();
+        if cache.roots.len() >= MAX_DIRS {
+            cache.roots.clear();
+        }
+        cache.roots.insert(key, Remembered { stamp, generation, at: Instant::now(), value: dirs.clone() });
+        Ok(dirs)
+    }
+
+    /// The volumes of one guest directory, from memory or from `read`; `None` when the
+    /// directory cannot be read.
+    pub(crate) fn volumes(
+        storage: &str,
+        dir: &Path,
+        read: impl FnOnce() -> Option<Vec<VolumeInfo>>,
+    ) -> Option<Vec<VolumeInfo>> {
+        let generation = GENERATION.load(Ordering::SeqCst);
+        let stamp = stamp_of(&fs::metadata(dir).ok()?);
+        let key = (storage.to_owned(), dir.to_owned());
+        if let Some(r) = cache().dirs.get(&key).filter(|r| fresh(r, stamp, generation)) {
+            return Some(r.value.clone());
+        }
+        let volumes = read()?;
+        let mut cache = cache();
+        if cache.dirs.len() >= MAX_DIRS {
+            cache.dirs.clear();
+        }
+        cache.dirs.insert(key, Remembered { stamp, generation, at: Instant::now(), value: volumes.clone() });
+        Some(volumes)
     }
 }

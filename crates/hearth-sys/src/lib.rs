@@ -8,6 +8,7 @@ pub mod bpf;
 pub mod btrfs;
 pub mod fdpass;
 pub mod process;
+pub mod running;
 pub mod seccomp;
 pub mod time;
 pub mod tty;

@@ -15,6 +15,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use hearth_backup::chunk_store::SyncLevel;
 use hearth_backup::snapshot::{self, SnapshotInfo};
 use hearth_backup::{BackupType, ChunkStore, KeyFile, SnapshotRef};
 use hearth_core::storage::{StorageConfig, StorageType};
@@ -92,13 +93,17 @@ fn open_config(daemon: &Daemon, config: &StorageConfig) -> Result<Store, ErrorRe
     }
     daemon.storages.backend(&config.id)?.activate().map_err(to_reply)?;
     let root = Path::new(&config.path);
-    let store = match ChunkStore::open(root) {
+    let mut store = match ChunkStore::open(root) {
         Ok(store) => store,
         Err(hearth_backup::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             ChunkStore::create(root).map_err(backup_err)?
         }
         Err(e) => return Err(backup_err(e)),
     };
+    // PBS's datastore tuning: when writes reach the disk (the schema allows only these values).
+    if let Some(level) = config.section.get("sync-level").and_then(Value::as_str).and_then(SyncLevel::parse) {
+        store.set_sync_level(level);
+    }
     let key = match config.section.get("keyfile") {
         Some(Value::Str(path)) => Some(KeyFile::load(Path::new(path)).map_err(|e| {
             err(ErrorKind::Invalid, format!("storage '{}': cannot load the key file {path}: {e}", config.id))

@@ -605,54 +605,67 @@ fn boot_disk(config: &Section) -> Option<String> {
         .find(|k| !k.starts_with("net") && is_disk(k))
 }
 
+/// A guest's listing row as its configuration gives it, stopped (the caller adds run state).
+fn summarize(daemon: &Daemon, kind: GuestKind, listed: &crate::store::Listed) -> GuestSummary {
+    let guest_type = match kind {
+        GuestKind::Vm => "qemu",
+        GuestKind::Ct => "lxc",
+    };
+    let mut summary = GuestSummary {
+        vmid: listed.vmid,
+        guest_type: guest_type.into(),
+        name: String::new(),
+        status: "stopped".into(),
+        lock: None,
+        maxmem_mib: 512,
+        maxdisk: 0,
+        pid: None,
+        tags: String::new(),
+        template: false,
+        error: None,
+    };
+    match listed.config.as_ref() {
+        Err(e) => summary.error = Some(format!("{}: {e}", daemon.store.path(kind, listed.vmid).display())),
+        Ok(config) => {
+            let merged = &config.current;
+            let name_key = if kind == GuestKind::Vm { "name" } else { "hostname" };
+            summary.name = merged.get(name_key).and_then(Value::as_str).map_or_else(
+                || if kind == GuestKind::Vm { format!("VM {}", listed.vmid) } else { format!("CT{}", listed.vmid) },
+                str::to_owned,
+            );
+            summary.lock = config.lock.map(|l| l.as_str().to_owned());
+            summary.maxmem_mib =
+                merged.get("memory").and_then(Value::as_int).and_then(|m| u64::try_from(m).ok()).unwrap_or(512);
+            summary.maxdisk = match kind {
+                GuestKind::Vm => boot_disk(merged).map_or(0, |k| size_of(kind, &k, merged)),
+                GuestKind::Ct => size_of(kind, "rootfs", merged),
+            };
+            summary.tags = merged.get("tags").and_then(Value::as_str).unwrap_or_default().to_owned();
+            summary.template = merged.get("template") == Some(&Value::Bool(true));
+        }
+    }
+    summary
+}
+
 /// The guests of one kind that `caller` may audit (VM.Audit on `/vms/<vmid>`).
 pub fn list(daemon: &Daemon, caller: &Caller, kind: GuestKind) -> Result<Payload, ErrorReply> {
     let mut guests = Vec::new();
     let audit = hearth_core::access::Privilege::VmAudit;
+    // Run state from the engine's table when it keeps one: no pid file read per guest.
+    let running = daemon.runtime(kind).running_guests();
     for listed in daemon.store.list(kind)? {
         if !caller.is_root() && !daemon.access.privileges(caller, &AclPath::vm(listed.vmid)).contains(audit) {
             continue;
         }
-        let guest_type = match kind {
-            GuestKind::Vm => "qemu",
-            GuestKind::Ct => "lxc",
+        // What the configuration says is worked out once per version of the file.
+        let mut summary = listed.summary.get_or_init(|| summarize(daemon, kind, &listed)).clone();
+        let pid = match &running {
+            Some(running) => running.get(&listed.vmid).copied(),
+            None => daemon.runtime(kind).pid(listed.vmid),
         };
-        let mut summary = GuestSummary {
-            vmid: listed.vmid,
-            guest_type: guest_type.into(),
-            name: String::new(),
-            status: "stopped".into(),
-            lock: None,
-            maxmem_mib: 512,
-            maxdisk: 0,
-            pid: None,
-            tags: String::new(),
-            template: false,
-            error: None,
-        };
-        if let Some(pid) = daemon.runtime(kind).pid(listed.vmid) {
+        if let Some(pid) = pid {
             summary.status = "running".into();
             summary.pid = Some(pid);
-        }
-        match listed.config.as_ref() {
-            Err(e) => summary.error = Some(format!("{}: {e}", listed.path.display())),
-            Ok(config) => {
-                let merged = &config.current;
-                let name_key = if kind == GuestKind::Vm { "name" } else { "hostname" };
-                summary.name = merged.get(name_key).and_then(Value::as_str).map_or_else(
-                    || if kind == GuestKind::Vm { format!("VM {}", listed.vmid) } else { format!("CT{}", listed.vmid) },
-                    str::to_owned,
-                );
-                summary.lock = config.lock.map(|l| l.as_str().to_owned());
-                summary.maxmem_mib =
-                    merged.get("memory").and_then(Value::as_int).and_then(|m| u64::try_from(m).ok()).unwrap_or(512);
-                summary.maxdisk = match kind {
-                    GuestKind::Vm => boot_disk(merged).map_or(0, |k| size_of(kind, &k, merged)),
-                    GuestKind::Ct => size_of(kind, "rootfs", merged),
-                };
-                summary.tags = merged.get("tags").and_then(Value::as_str).unwrap_or_default().to_owned();
-                summary.template = merged.get("template") == Some(&Value::Bool(true));
-            }
         }
         guests.push(summary);
     }

@@ -4,18 +4,28 @@
 //! the old or the new file, never a torn one. Every change runs under the guest's lock and may
 //! carry the digest it was based on; a stale digest is a conflict. Creating a guest and reserving
 //! ids run under one id lock, which keeps VMIDs unique across VMs and containers.
+//!
+//! hearthd is the only writer of these files, so it keeps every guest's parsed configuration
+//! in memory ([`GuestTable`]): its own writes update the table, and an inotify watch on each
+//! kind's directory tells it which files someone changed behind its back. The kernel queues
+//! inotify events inside the syscall that changed the file, so draining the queue (one
+//! non-blocking `read`) before answering sees every change that finished before the request.
+//! A listing therefore costs no syscall per guest, and `load` reads a file only when it
+//! changed. Without inotify (or after the queue overflowed) the table is rebuilt by a
+//! directory read and a stat per file, as a cache keyed by inode, size and times.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use hearth_core::guest::{FileError, digest};
 use hearth_core::{GuestConfig, GuestKind, Vmid};
-use hearth_proto::{ErrorKind, ErrorReply};
+use hearth_proto::{ErrorKind, ErrorReply, GuestSummary};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
 /// How long a change waits for another change of the same guest, as Proxmox's config lock.
 pub const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -66,19 +76,92 @@ pub struct Loaded {
     pub digest: String,
 }
 
-/// A parsed file, remembered until the file changes (inode, size and mtime differ).
+/// What identifies one version of a file: inode, size, mtime and ctime (seconds and ns).
+type Stamp = (u64, u64, i64, i64, i64, i64);
+
+fn stamp_of(meta: &fs::Metadata) -> Stamp {
+    (meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec())
+}
+
+/// One guest's file as hearthd last saw it.
 #[derive(Debug)]
-struct Cached {
-    stamp: (u64, u64, i64, i64),
+struct Entry {
+    stamp: Stamp,
     parsed: Arc<Result<GuestConfig, FileError>>,
+    digest: String,
+    summary: Arc<OnceLock<GuestSummary>>,
+}
+
+impl Entry {
+    /// Reads and parses a file; `None` when it does not exist.
+    fn read(kind: GuestKind, path: &Path) -> Result<Option<Entry>, StoreError> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        // The stamp is taken after the read: a change in between makes the next look read again.
+        let stamp = match fs::metadata(path) {
+            Ok(meta) => stamp_of(&meta),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        let parsed = match std::str::from_utf8(&bytes) {
+            Ok(text) => GuestConfig::parse(kind, text),
+            Err(e) => Err(FileError { line: None, message: format!("not valid UTF-8 at byte {}", e.valid_up_to()) }),
+        };
+        Ok(Some(Entry { stamp, parsed: Arc::new(parsed), digest: digest(&bytes), summary: Arc::default() }))
+    }
+}
+
+/// The guests of one kind on this node.
+#[derive(Debug, Default)]
+struct KindTable {
+    /// Whether `guests` holds every file of the directory (false until the first scan, and
+    /// after the watch lost events).
+    complete: bool,
+    guests: BTreeMap<Vmid, Entry>,
+    /// Files the watch reported changed since they were last looked at.
+    dirty: BTreeSet<Vmid>,
+}
+
+/// The inotify watch on the guest directories.
+#[derive(Debug)]
+struct Watch {
+    inotify: Inotify,
+    /// The watch descriptor of each kind's directory, if it is watched.
+    dirs: [Option<WatchDescriptor>; 2],
+}
+
+/// Every guest configuration of this node, parsed, and how current each entry is.
+#[derive(Debug)]
+struct GuestTable {
+    watch: Option<Watch>,
+    kinds: [KindTable; 2],
+}
+
+fn slot(kind: GuestKind) -> usize {
+    match kind {
+        GuestKind::Vm => 0,
+        GuestKind::Ct => 1,
+    }
+}
+
+const KINDS: [GuestKind; 2] = [GuestKind::Vm, GuestKind::Ct];
+
+/// `<vmid>.toml` → the id; temporary files and anything else → `None`.
+fn vmid_of(name: &std::ffi::OsStr) -> Option<Vmid> {
+    name.to_str().and_then(|n| n.strip_suffix(".toml")).and_then(|n| n.parse::<Vmid>().ok())
 }
 
 /// One guest in a listing.
 #[derive(Debug)]
 pub struct Listed {
     pub vmid: Vmid,
-    pub path: PathBuf,
     pub config: Arc<Result<GuestConfig, FileError>>,
+    /// The listing row this version of the file gives, worked out by the first listing that
+    /// needs it and kept until the file changes.
+    pub summary: Arc<OnceLock<GuestSummary>>,
 }
 
 #[derive(Debug)]
@@ -88,7 +171,7 @@ pub struct ConfigStore {
     reservations_path: PathBuf,
     id_lock: Mutex<()>,
     guest_locks: GuestLocks,
-    cache: Mutex<HashMap<PathBuf, Cached>>,
+    table: Mutex<GuestTable>,
     /// How many guest files [`ConfigStore::load`] has read, so tests can hold operations to
     /// one load each.
     loads: AtomicU64,
@@ -131,10 +214,10 @@ impl ConfigStore {
             node: node.to_owned(),
             id_lock: Mutex::new(()),
             guest_locks: GuestLocks::default(),
-            cache: Mutex::new(HashMap::new()),
+            table: Mutex::new(GuestTable { watch: None, kinds: Default::default() }),
             loads: AtomicU64::new(0),
         };
-        for kind in [GuestKind::Vm, GuestKind::Ct] {
+        for kind in KINDS {
             let dir = store.dir(kind);
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             for entry in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
@@ -145,7 +228,178 @@ impl ConfigStore {
         }
         let state = store.reservations_path.parent().expect("has a parent");
         fs::create_dir_all(state).map_err(io_err(state))?;
+        store.table().watch = store.watch();
         Ok(store)
+    }
+
+    /// Starts watching both guest directories; `None` (with a warning) when inotify is not
+    /// available, and the table is then checked against the directory on every look.
+    fn watch(&self) -> Option<Watch> {
+        let inotify = match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
+            Ok(inotify) => inotify,
+            Err(e) => {
+                tracing::warn!(error = %e, "no inotify: guest listings read every configuration file's metadata");
+                return None;
+            }
+        };
+        let mut watch = Watch { inotify, dirs: [None, None] };
+        for kind in KINDS {
+            watch.dirs[slot(kind)] = self.add_watch(&watch.inotify, kind);
+        }
+        Some(watch)
+    }
+
+    fn add_watch(&self, inotify: &Inotify, kind: GuestKind) -> Option<WatchDescriptor> {
+        let dir = self.dir(kind);
+        let flags = AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_CLOSE_WRITE
+            | AddWatchFlags::IN_MODIFY
+            | AddWatchFlags::IN_ATTRIB
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_MOVE_SELF
+            | AddWatchFlags::IN_ONLYDIR;
+        match inotify.add_watch(&dir, flags) {
+            Ok(wd) => Some(wd),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the guest directory");
+                None
+            }
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, GuestTable> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies what the watch reported since the last look: changed files become dirty; a lost
+    /// event or a replaced directory makes the kind's table incomplete (rebuilt on next use).
+    fn drain_events(&self, table: &mut GuestTable) {
+        let Some(watch) = table.watch.as_mut() else {
+            for kind in &mut table.kinds {
+                kind.complete = false;
+            }
+            return;
+        };
+        loop {
+            let events = match watch.inotify.read_events() {
+                Ok(events) if !events.is_empty() => events,
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the guest directory watch failed; rescanning");
+                    for kind in &mut table.kinds {
+                        kind.complete = false;
+                    }
+                    break;
+                }
+            };
+            for event in events {
+                if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                    for kind in &mut table.kinds {
+                        kind.complete = false;
+                    }
+                    continue;
+                }
+                let Some(kind) = KINDS.into_iter().find(|k| watch.dirs[slot(*k)] == Some(event.wd)) else { continue };
+                let lost = AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF | AddWatchFlags::IN_IGNORED;
+                if event.mask.intersects(lost) {
+                    // The watch follows the old directory's inode: drop it and watch the path.
+                    table.kinds[slot(kind)].complete = false;
+                    let _ = watch.inotify.rm_watch(event.wd);
+                    watch.dirs[slot(kind)] = None;
+                    continue;
+                }
+                if let Some(vmid) = event.name.as_deref().and_then(vmid_of) {
+                    table.kinds[slot(kind)].dirty.insert(vmid);
+                }
+            }
+        }
+        // A directory whose watch went away (removed and made again) is watched anew before
+        // the rescan, so nothing that changes after the scan is missed.
+        for kind in KINDS {
+            if watch.dirs[slot(kind)].is_none() {
+                watch.dirs[slot(kind)] = self.add_watch(&watch.inotify, kind);
+                table.kinds[slot(kind)].complete = false;
+            }
+        }
+    }
+
+    /// Brings one kind's table up to date: a full scan when it is incomplete (or unwatched),
+    /// otherwise a look at each file reported changed.
+    fn refresh(&self, table: &mut GuestTable, kind: GuestKind) -> Result<(), StoreError> {
+        self.drain_events(table);
+        let watched = table.watch.as_ref().is_some_and(|w| w.dirs[slot(kind)].is_some());
+        let entries = &mut table.kinds[slot(kind)];
+        if !entries.complete || !watched {
+            let dir = self.dir(kind);
+            let mut seen = BTreeSet::new();
+            for entry in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
+                if let Some(vmid) = vmid_of(&entry.file_name()) {
+                    seen.insert(vmid);
+                }
+            }
+            entries.guests.retain(|vmid, _| seen.contains(vmid));
+            entries.dirty = seen;
+            entries.complete = watched;
+        }
+        for vmid in std::mem::take(&mut entries.dirty) {
+            let path = self.path(kind, vmid);
+            match fs::metadata(&path) {
+                Ok(meta) if entries.guests.get(&vmid).is_some_and(|e| e.stamp == stamp_of(&meta)) => {}
+                Ok(_) => match Entry::read(kind, &path) {
+                    Ok(Some(entry)) => {
+                        entries.guests.insert(vmid, entry);
+                    }
+                    Ok(None) => {
+                        entries.guests.remove(&vmid);
+                    }
+                    Err(e) => {
+                        // Unreadable now (permissions, I/O): looked at again next time.
+                        entries.guests.remove(&vmid);
+                        entries.dirty.insert(vmid);
+                        tracing::warn!(%vmid, error = %e, "cannot read a guest configuration");
+                    }
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    entries.guests.remove(&vmid);
+                }
+                Err(e) => {
+                    entries.guests.remove(&vmid);
+                    entries.dirty.insert(vmid);
+                    tracing::warn!(%vmid, error = %e, "cannot read a guest configuration");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a file hearthd itself just wrote, so nobody reads it back.
+    fn remember(&self, kind: GuestKind, vmid: Vmid, config: &GuestConfig, digest: &str) {
+        let path = self.path(kind, vmid);
+        let mut table = self.table();
+        let entries = &mut table.kinds[slot(kind)];
+        match fs::metadata(&path) {
+            Ok(meta) => {
+                let entry = Entry {
+                    stamp: stamp_of(&meta),
+                    parsed: Arc::new(Ok(config.clone())),
+                    digest: digest.to_owned(),
+                    summary: Arc::default(),
+                };
+                entries.guests.insert(vmid, entry);
+            }
+            // Gone already (removed behind our back): the next look finds out.
+            Err(_) => {
+                entries.dirty.insert(vmid);
+            }
+        }
+    }
+
+    /// Forgets a file hearthd itself just removed.
+    fn forget(&self, kind: GuestKind, vmid: Vmid) {
+        self.table().kinds[slot(kind)].guests.remove(&vmid);
     }
 
     fn dir(&self, kind: GuestKind) -> PathBuf {
@@ -194,32 +448,40 @@ impl ConfigStore {
         None
     }
 
-    /// Reads and checks one guest's file.
+    /// Reads and checks one guest's file: from the table when the watch reported no change
+    /// of it, otherwise from the disk (and the table learns it).
     pub fn load(&self, kind: GuestKind, vmid: Vmid) -> Result<Loaded, StoreError> {
         self.loads.fetch_add(1, Ordering::Relaxed);
-        let path = self.path(kind, vmid);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::NotFound { kind: kind.noun(), vmid });
+        let mut table = self.table();
+        self.drain_events(&mut table);
+        let watched = table.watch.as_ref().is_some_and(|w| w.dirs[slot(kind)].is_some());
+        let entries = &mut table.kinds[slot(kind)];
+        let current = watched && entries.complete && !entries.dirty.contains(&vmid);
+        if !current {
+            let path = self.path(kind, vmid);
+            match Entry::read(kind, &path)? {
+                Some(entry) => {
+                    entries.guests.insert(vmid, entry);
+                }
+                None => {
+                    entries.guests.remove(&vmid);
+                }
             }
-            Err(e) => return Err(io_err(&path)(e)),
-        };
-        let text = match std::str::from_utf8(&bytes) {
-            Ok(text) => text,
-            Err(e) => {
-                let source = FileError { line: None, message: format!("not valid UTF-8 at byte {}", e.valid_up_to()) };
-                return Err(StoreError::Unreadable { path, source });
-            }
-        };
-        let config = GuestConfig::parse(kind, text).map_err(|source| StoreError::Unreadable { path, source })?;
-        Ok(Loaded { config, digest: digest(&bytes) })
+            entries.dirty.remove(&vmid);
+        }
+        let entry = entries.guests.get(&vmid).ok_or(StoreError::NotFound { kind: kind.noun(), vmid })?;
+        match entry.parsed.as_ref() {
+            Ok(config) => Ok(Loaded { config: config.clone(), digest: entry.digest.clone() }),
+            Err(source) => Err(StoreError::Unreadable { path: self.path(kind, vmid), source: source.clone() }),
+        }
     }
 
     fn write(&self, kind: GuestKind, vmid: Vmid, config: &GuestConfig) -> Result<String, StoreError> {
         let text = config.to_toml();
         write_atomic(&self.path(kind, vmid), text.as_bytes())?;
-        Ok(digest(text.as_bytes()))
+        let digest = digest(text.as_bytes());
+        self.remember(kind, vmid, config, &digest);
+        Ok(digest)
     }
 
     /// How many guest files have been loaded since the store opened.
@@ -282,47 +544,26 @@ impl ConfigStore {
         check(&loaded.config)?;
         let path = self.path(kind, vmid);
         fs::remove_file(&path).map_err(io_err(&path))?;
+        self.forget(kind, vmid);
         let dir = self.dir(kind);
         File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err(&dir))?;
         Ok(())
     }
 
-    /// Every guest of one kind on this node, sorted by id. Unchanged files come from a cache so
-    /// listing a thousand guests costs a directory read and a stat per file.
+    /// Every guest of one kind on this node, sorted by id, from the table: no syscall per
+    /// guest unless its file changed.
     pub fn list(&self, kind: GuestKind) -> Result<Vec<Listed>, StoreError> {
-        let dir = self.dir(kind);
-        let mut found = BTreeMap::new();
-        for entry in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
-            let name = entry.file_name();
-            let Some(vmid) = name.to_str().and_then(|n| n.strip_suffix(".toml")).and_then(|n| n.parse::<Vmid>().ok())
-            else {
-                continue;
-            };
-            found.insert(vmid, entry.path());
-        }
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let mut listed = Vec::with_capacity(found.len());
-        for (vmid, path) in found {
-            let Ok(meta) = fs::metadata(&path) else { continue };
-            let stamp = (meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec());
-            let parsed = match cache.get(&path) {
-                Some(c) if c.stamp == stamp => Arc::clone(&c.parsed),
-                _ => {
-                    let Ok(bytes) = fs::read(&path) else { continue };
-                    let parsed = Arc::new(match std::str::from_utf8(&bytes) {
-                        Ok(text) => GuestConfig::parse(kind, text),
-                        Err(e) => Err(FileError {
-                            line: None,
-                            message: format!("not valid UTF-8 at byte {}", e.valid_up_to()),
-                        }),
-                    });
-                    cache.insert(path.clone(), Cached { stamp, parsed: Arc::clone(&parsed) });
-                    parsed
-                }
-            };
-            listed.push(Listed { vmid, path, config: parsed });
-        }
-        Ok(listed)
+        let mut table = self.table();
+        self.refresh(&mut table, kind)?;
+        Ok(table.kinds[slot(kind)]
+            .guests
+            .iter()
+            .map(|(vmid, entry)| Listed {
+                vmid: *vmid,
+                config: Arc::clone(&entry.parsed),
+                summary: Arc::clone(&entry.summary),
+            })
+            .collect())
     }
 
     fn read_reservations(&self) -> BTreeMap<Vmid, u64> {
@@ -381,7 +622,7 @@ impl ConfigStore {
         for kind in [GuestKind::Vm, GuestKind::Ct] {
             for listed in self.list(kind).unwrap_or_default() {
                 if let Err(e) = listed.config.as_ref() {
-                    broken.push(format!("{}: {e}", listed.path.display()));
+                    broken.push(format!("{}: {e}", self.path(kind, listed.vmid).display()));
                 }
             }
         }
@@ -407,5 +648,81 @@ impl Drop for GuestGuard<'_> {
     fn drop(&mut self) {
         self.locks.held.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.vmid);
         self.locks.released.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vmid(n: u32) -> Vmid {
+        Vmid::new(n).expect("test ids are in range")
+    }
+
+    fn config(name: &str) -> GuestConfig {
+        GuestConfig::parse(GuestKind::Vm, &format!("memory = 512\nname = \"{name}\"\n")).expect("a valid file")
+    }
+
+    fn names(store: &ConfigStore) -> Vec<(u32, String)> {
+        store
+            .list(GuestKind::Vm)
+            .expect("list")
+            .into_iter()
+            .map(|l| {
+                let name = match l.config.as_ref() {
+                    Ok(c) => c.current.get("name").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
+                    Err(e) => format!("error: {e}"),
+                };
+                (u32::from(l.vmid), name)
+            })
+            .collect()
+    }
+
+    /// Every change behind the store's back is seen by the next list and load, watched or not.
+    fn follows_changes(store: &ConfigStore) {
+        store.create(GuestKind::Vm, vmid(100), &config("a")).expect("create");
+        store.create(GuestKind::Vm, vmid(101), &config("b")).expect("create");
+        assert_eq!(names(store), [(100, "a".into()), (101, "b".into())]);
+        let path = store.path(GuestKind::Vm, vmid(100));
+        // In place, same length.
+        let text = fs::read_to_string(&path).expect("read");
+        fs::write(&path, text.replace("\"a\"", "\"c\"")).expect("write");
+        assert_eq!(names(store)[0].1, "c");
+        let loaded = store.load(GuestKind::Vm, vmid(100)).expect("load");
+        assert_eq!(loaded.config.current.get("name").and_then(|v| v.as_str()), Some("c"));
+        assert_eq!(loaded.digest, digest(fs::read(&path).expect("read").as_slice()));
+        // Removed, added, broken.
+        fs::remove_file(store.path(GuestKind::Vm, vmid(101))).expect("remove");
+        fs::write(store.path(GuestKind::Vm, vmid(102)), "name = \"d\"\n").expect("write");
+        assert_eq!(names(store), [(100, "c".into()), (102, "d".into())]);
+        assert!(matches!(store.load(GuestKind::Vm, vmid(101)), Err(StoreError::NotFound { .. })));
+        fs::write(store.path(GuestKind::Vm, vmid(102)), "name = [").expect("write");
+        assert!(names(store)[1].1.starts_with("error: "), "{:?}", names(store));
+        assert!(matches!(store.load(GuestKind::Vm, vmid(102)), Err(StoreError::Unreadable { .. })));
+        // Its own writes are listed without reading the file back.
+        let (_, digest) = store
+            .update(GuestKind::Vm, vmid(100), None, |c| {
+                *c = config("e");
+                Ok(())
+            })
+            .expect("update the guest");
+        assert_eq!(names(store)[0].1, "e");
+        assert_eq!(store.load(GuestKind::Vm, vmid(100)).expect("load").digest, digest);
+    }
+
+    #[test]
+    fn the_watched_table_follows_changes_behind_its_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ConfigStore::open(dir.path(), "n1").expect("open");
+        assert!(store.table().watch.is_some(), "inotify is available here");
+        follows_changes(&store);
+    }
+
+    #[test]
+    fn without_a_watch_the_table_is_checked_on_every_look() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ConfigStore::open(dir.path(), "n1").expect("open");
+        store.table().watch = None;
+        follows_changes(&store);
     }
 }
