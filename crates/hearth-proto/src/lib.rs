@@ -143,6 +143,34 @@ impl Request {
     }
 }
 
+/// The guest agent commands that only read (VM.GuestAgent.Audit), as `qm guest cmd` names them.
+pub const AGENT_INFO_COMMANDS: &[&str] = &[
+    "fsfreeze-status",
+    "get-fsinfo",
+    "get-host-name",
+    "get-memory-block-info",
+    "get-memory-blocks",
+    "get-osinfo",
+    "get-time",
+    "get-timezone",
+    "get-users",
+    "get-vcpus",
+    "info",
+    "network-get-interfaces",
+    "ping",
+];
+
+/// The guest agent commands that change something, as `qm guest cmd` names them.
+pub const AGENT_ACTION_COMMANDS: &[&str] =
+    &["fsfreeze-freeze", "fsfreeze-thaw", "fstrim", "shutdown", "suspend-disk", "suspend-hybrid", "suspend-ram"];
+
+/// Every command [`VmRequest::Agent`] takes, sorted.
+pub fn agent_commands() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = AGENT_INFO_COMMANDS.iter().chain(AGENT_ACTION_COMMANDS).copied().collect();
+    all.sort_unstable();
+    all
+}
+
 /// Virtual machines (`vmctl`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]

@@ -15,26 +15,7 @@ use serde_json::{Value, json};
 
 use crate::Daemon;
 
-/// The commands that only read (VM.GuestAgent.Audit), as `qm guest cmd` names them.
-pub const INFO_COMMANDS: &[&str] = &[
-    "fsfreeze-status",
-    "get-fsinfo",
-    "get-host-name",
-    "get-memory-block-info",
-    "get-memory-blocks",
-    "get-osinfo",
-    "get-time",
-    "get-timezone",
-    "get-users",
-    "get-vcpus",
-    "info",
-    "network-get-interfaces",
-    "ping",
-];
-
-/// The commands that change something, as `qm guest cmd` names them.
-const ACTION_COMMANDS: &[&str] =
-    &["fsfreeze-freeze", "fsfreeze-thaw", "fstrim", "shutdown", "suspend-disk", "suspend-hybrid", "suspend-ram"];
+pub use hearth_proto::{AGENT_ACTION_COMMANDS as ACTION_COMMANDS, AGENT_INFO_COMMANDS as INFO_COMMANDS};
 
 /// Commands the agent does not answer when they succeed: the guest goes down instead.
 const UNANSWERED: &[&str] = &["shutdown", "suspend-disk", "suspend-hybrid", "suspend-ram"];

@@ -160,7 +160,8 @@ fn make_volume(
         NewVolume::Sized(allocation) => {
             let volid = storage::allocate_for_guest(daemon, kind, vmid, allocation, root_owner).map_err(prefixed)?;
             if kind == GuestKind::Vm && key == "efidisk0" {
-                init_efidisk(daemon, value, &volid).inspect_err(|_| free_all(daemon, std::slice::from_ref(&volid), log))?;
+                init_efidisk(daemon, value, &volid)
+                    .inspect_err(|_| free_all(daemon, std::slice::from_ref(&volid), log))?;
             }
             log(format!("{key}: allocated {volid} ({})", size::format_size(allocation.size)));
             let value = crate::snapshots::with_volume(kind, key, value, &volid, Some(allocation.size)).map_err(invalid);

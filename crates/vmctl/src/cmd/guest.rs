@@ -17,30 +17,6 @@ pub(crate) const COMMANDS: &[Subcommand] = &[
     Subcommand::new("passwd", passwd_command, passwd_run),
 ];
 
-/// The commands `guest cmd` takes, as qm lists them.
-const AGENT_COMMANDS: &[&str] = &[
-    "fsfreeze-freeze",
-    "fsfreeze-status",
-    "fsfreeze-thaw",
-    "fstrim",
-    "get-fsinfo",
-    "get-host-name",
-    "get-memory-block-info",
-    "get-memory-blocks",
-    "get-osinfo",
-    "get-time",
-    "get-timezone",
-    "get-users",
-    "get-vcpus",
-    "info",
-    "network-get-interfaces",
-    "ping",
-    "shutdown",
-    "suspend-disk",
-    "suspend-hybrid",
-    "suspend-ram",
-];
-
 pub fn command() -> Command {
     Command::new("guest")
         .about("Use the QEMU guest agent of a virtual machine")
@@ -74,7 +50,7 @@ fn cmd_command() -> Command {
             Arg::new("command")
                 .value_name("COMMAND")
                 .required(true)
-                .value_parser(clap::builder::PossibleValuesParser::new(AGENT_COMMANDS))
+                .value_parser(clap::builder::PossibleValuesParser::new(hearth_proto::agent_commands()))
                 .help("The agent command"),
         )
 }
