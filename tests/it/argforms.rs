@@ -462,8 +462,8 @@ fn storage_bandwidth_limits_are_stored_and_applied_to_restore_move_and_clone() {
     // Lifting or raising a storage's limit is for who may administer the storage.
     let user = UnixUser::new("bw");
     ok(&daemon, "userctl", &["user", "add", &user.userid()]);
-    ok(&daemon, "userctl", &["acl", "modify", "/vms", "--roles", "VMAdmin", "--users", &user.userid()]);
-    ok(&daemon, "userctl", &["acl", "modify", "/storage", "--roles", "DatastoreUser", "--users", &user.userid()]);
+    ok(&daemon, "userctl", &["acl", "modify", "/vms", "--roles", "PVEVMAdmin", "--users", &user.userid()]);
+    ok(&daemon, "userctl", &["acl", "modify", "/storage", "--roles", "PVEDatastoreUser", "--users", &user.userid()]);
     for limit in ["0", "9000"] {
         let denied = user.run(&daemon, "vmctl", &["restore", "954", &archive, "--bwlimit", limit]);
         assert_eq!(denied.status.code(), Some(1), "{}", output_text(&denied));
@@ -535,7 +535,7 @@ fn destroy_unreferenced_disks_skiplock_and_reassigning_a_disk_to_another_vm() {
     // VM.Config.Disk on the source alone is not enough.
     let admin = UnixUser::new("am");
     ok(&daemon, "userctl", &["user", "add", &admin.userid()]);
-    ok(&daemon, "userctl", &["acl", "modify", "/vms/300", "--roles", "VMAdmin", "--users", &admin.userid()]);
+    ok(&daemon, "userctl", &["acl", "modify", "/vms/300", "--roles", "PVEVMAdmin", "--users", &admin.userid()]);
     let denied =
         admin.run(&daemon, "vmctl", &["move-disk", "300", "scsi1", "--target-vmid", "400", "--target-disk", "scsi3"]);
     assert_eq!(denied.status.code(), Some(1), "{}", output_text(&denied));
@@ -574,7 +574,7 @@ fn destroy_unreferenced_disks_skiplock_and_reassigning_a_disk_to_another_vm() {
     std::fs::write(&file, format!("lock = \"backup\"\n{text}")).expect("config");
     let text = refused(&daemon, "vmctl", &["destroy", "302"]);
     assert!(text.contains("locked"), "{text}");
-    ok(&daemon, "userctl", &["acl", "modify", "/vms/302", "--roles", "VMAdmin", "--users", &admin.userid()]);
+    ok(&daemon, "userctl", &["acl", "modify", "/vms/302", "--roles", "PVEVMAdmin", "--users", &admin.userid()]);
     let denied = admin.run(&daemon, "vmctl", &["destroy", "302", "--skiplock"]);
     assert!(output_text(&denied).contains("root@pam"), "{}", output_text(&denied));
     ok(&daemon, "vmctl", &["destroy", "302", "--skiplock", "1"]);

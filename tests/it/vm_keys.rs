@@ -133,7 +133,7 @@ fn new_vm_keys_are_validated_stored_shown_and_passed_to_qemu() {
     std::fs::write(
         daemon.root().join("etc/hearth/access.toml"),
         format!(
-            "[users.\"{id}\"]\n\n[[acl]]\npath = \"/vms/480\"\nuser = \"{id}\"\nrole = \"VMAdmin\"\n",
+            "[users.\"{id}\"]\n\n[[acl]]\npath = \"/vms/480\"\nuser = \"{id}\"\nrole = \"PVEVMAdmin\"\n",
             id = user.userid()
         ),
     )
@@ -142,7 +142,7 @@ fn new_vm_keys_are_validated_stored_shown_and_passed_to_qemu() {
     daemon.restart();
     let out =
         user.run(&daemon, "vmctl", &["set", "480", "--rng0", "/dev/random", "--cpulimit", "1", "--hugepages", "2"]);
-    assert!(out.status.success(), "VMAdmin configures the VM: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "PVEVMAdmin configures the VM: {}", String::from_utf8_lossy(&out.stderr));
     for (key, value) in [
         ("--usb0", "host=1234:abcd"),
         ("--hostpci0", "01:00.0"),

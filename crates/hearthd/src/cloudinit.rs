@@ -289,8 +289,9 @@ fn shown(key: &str, value: String) -> serde_json::Value {
 /// drive was ever written every key is new.
 pub fn pending(daemon: &Daemon, vmid: Vmid) -> Result<Payload, ErrorReply> {
     let config = daemon.store.load(VM, vmid)?.config;
+    // The drive is written next from the configuration with its pending changes applied.
     let now: BTreeMap<String, String> =
-        cloudinit::settings(&config.current).into_iter().map(|(k, v)| (k, v.to_string())).collect();
+        cloudinit::settings(&config.merged()).into_iter().map(|(k, v)| (k, v.to_string())).collect();
     let saved = saved_state(daemon, vmid).unwrap_or_default();
     let mut items = Vec::new();
     for (key, value) in &now {
@@ -327,17 +328,8 @@ pub fn update(daemon: &Daemon, vmid: Vmid) -> Result<Payload, ErrorReply> {
     if let Some(lock) = config.lock {
         return Err(err(ErrorKind::Locked, format!("VM {vmid} is locked ({lock})")));
     }
-    let drives = cloudinit::drives(&config.current, vmid);
-    if drives.is_empty() {
-        return Err(invalid(format!(
-            "VM {vmid} has no cloud-init drive (add one with: vmctl set {vmid} --ide2 <storage>:cloudinit)"
-        )));
-    }
-    if !daemon.guest_running(VM, vmid) {
-        regenerate(daemon, vmid, &config.current, &|_| ()).map_err(|m| err(ErrorKind::Internal, m))?;
-        return Ok(Payload::Empty);
-    }
-    if !hotplug_cloudinit(&config.current) {
+    let running = daemon.guest_running(VM, vmid);
+    if running && !hotplug_cloudinit(&config.current) {
         return Err(err(
             ErrorKind::Conflict,
             format!(
@@ -345,6 +337,32 @@ pub fn update(daemon: &Daemon, vmid: Vmid) -> Result<Payload, ErrorReply> {
                  its next start (or add cloudinit to --hotplug)"
             ),
         ));
+    }
+    // As qm: the pending cloud-init settings become current, then the drive is written from them.
+    let ((), _) = daemon.store.update(VM, vmid, None, |config| {
+        let keys: Vec<String> = config
+            .pending
+            .values
+            .keys()
+            .chain(config.pending.delete.iter())
+            .filter(|k| cloudinit::is_key(k))
+            .cloned()
+            .collect();
+        for key in keys {
+            config.commit_pending(&key);
+        }
+        Ok(())
+    })?;
+    let config = daemon.store.load(VM, vmid)?.config;
+    let drives = cloudinit::drives(&config.current, vmid);
+    if drives.is_empty() {
+        return Err(invalid(format!(
+            "VM {vmid} has no cloud-init drive (add one with: vmctl set {vmid} --ide2 <storage>:cloudinit)"
+        )));
+    }
+    if !running {
+        regenerate(daemon, vmid, &config.current, &|_| ()).map_err(|m| err(ErrorKind::Internal, m))?;
+        return Ok(Payload::Empty);
     }
     live_update(daemon, vmid, &config.current, &drives).map(|()| Payload::Empty)
 }

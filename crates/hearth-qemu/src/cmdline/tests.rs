@@ -85,6 +85,18 @@ const KEYS_WITHOUT_EFFECT: &[&str] = &[
     "migrate_speed",
     // Accepted and stored; there is no SPICE display (the builder warns).
     "spice_enhancements",
+    // hearthd runs the hook script around the start and stop, outside QEMU.
+    "hookscript",
+    // hearthd writes the cloud-init drive from these; the drive is an ordinary CD-ROM here.
+    "ciuser",
+    "cipassword",
+    "sshkeys",
+    "ipconfig",
+    "nameserver",
+    "searchdomain",
+    "citype",
+    "ciupgrade",
+    "cicustom",
 ];
 
 fn vmid() -> Vmid {
