@@ -73,7 +73,7 @@ pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
 
 /// `ctctl`'s `main`: parse, run, exit 0, 1 or 2, or with the status of what exec ran.
 pub fn main() -> ExitCode {
-    cli::run_cli(BIN, command(), run)
+    cli::run_cli(BIN, command, run)
 }
 
 #[cfg(test)]

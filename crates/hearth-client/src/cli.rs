@@ -439,12 +439,23 @@ pub fn check_table(table: &[Subcommand]) {
 /// required (no arguments print the help), and `--output-format` and `--token` are accepted
 /// everywhere. The tool adds its version and help.
 pub fn tool_command(bin: &'static str, table: &[Subcommand]) -> Command {
+    // A command line naming its subcommand first builds only that one (see [`run_cli`]): the
+    // other subcommands, hundreds of arguments among them, cost start-up time for nothing.
+    let only = ONLY_SUBCOMMAND.with(|only| only.borrow_mut().take());
+    let only = only.filter(|name| table.iter().any(|entry| entry.name == name));
+    let entries = table.iter().filter(|entry| only.as_deref().is_none_or(|name| entry.name == name));
     Command::new(bin)
         .subcommand_required(true)
         .arg_required_else_help(true)
         .arg(output_format_arg())
         .arg(token_arg())
-        .subcommands(subcommands(table))
+        .subcommands(entries.map(|entry| (entry.command)()))
+}
+
+thread_local! {
+    /// The subcommand [`run_cli`] found first on the command line, for the next
+    /// [`tool_command`] to build alone.
+    static ONLY_SUBCOMMAND: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
 /// The clap commands of a table, in its order (which is the order of the help).
@@ -542,8 +553,17 @@ fn progress_bar(total: u64) -> ProgressBar {
 /// the outcome into an exit code: help and version 0, usage errors 2, failures 1 with the error
 /// on stderr ([`crate::failure`]: a `<name>: <error chain>` line, or a JSON error document under
 /// `--output-format json`), an [`ExitStatus`] its own status without a message.
-pub fn run_cli(name: &str, mut command: Command, run: impl FnOnce(&ArgMatches) -> anyhow::Result<()>) -> ExitCode {
+pub fn run_cli(
+    name: &str,
+    command: impl FnOnce() -> Command,
+    run: impl FnOnce(&ArgMatches) -> anyhow::Result<()>,
+) -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `vmctl list …` needs only `list`'s arguments; a command line starting with an option
+    // (`--output-format json list`, `--help`) or `help` gets the whole tree.
+    let first = args.get(1).and_then(|a| a.to_str()).filter(|a| !a.starts_with('-') && *a != "help");
+    ONLY_SUBCOMMAND.with(|only| *only.borrow_mut() = first.map(str::to_owned));
+    let mut command = command();
     // Arguments in clap's own spelling parse at once; only one-dash long options, or a command
     // line clap does not know (a prefix such as `--mem`), pay for the rewrite.
     let parsed = if has_one_dash_long_option(&args) {

@@ -114,7 +114,7 @@ pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
 
 /// `userctl`'s `main`: parse, run, exit 0, 1 or 2.
 pub fn main() -> ExitCode {
-    cli::run_cli(BIN, command(), run)
+    cli::run_cli(BIN, command, run)
 }
 
 #[cfg(test)]

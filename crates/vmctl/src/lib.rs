@@ -86,7 +86,7 @@ pub fn run(matches: &ArgMatches) -> anyhow::Result<()> {
 
 /// `vmctl`'s `main`: parse, run, exit 0, 1 or 2.
 pub fn main() -> ExitCode {
-    cli::run_cli(BIN, command(), run)
+    cli::run_cli(BIN, command, run)
 }
 
 #[cfg(test)]
