@@ -259,12 +259,29 @@ fn on_running(
 }
 
 pub fn stop(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, vmid: Vmid) -> Result<Payload, ErrorReply> {
-    on_running(daemon, caller, kind, vmid, "stop", move |d, log| {
-        let hook = hookscript::of(d, kind, vmid);
-        hookscript::run_or_warn(d, hook.as_deref(), vmid, Phase::PreStop, log);
-        d.runtime(kind).stop(vmid)?;
+    on_running(daemon, caller, kind, vmid, "stop", move |d, log| stop_now(d, kind, vmid, log))
+}
+
+/// Runs `power_off` between the guest's pre-stop and post-stop hooks.
+fn with_stop_hooks(
+    daemon: &Daemon,
+    kind: GuestKind,
+    vmid: Vmid,
+    log: &dyn Fn(String),
+    power_off: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
+    let hook = hookscript::of(daemon, kind, vmid);
+    hookscript::run_or_warn(daemon, hook.as_deref(), vmid, Phase::PreStop, log);
+    power_off()?;
+    hookscript::run_or_warn(daemon, hook.as_deref(), vmid, Phase::PostStop, log);
+    Ok(())
+}
+
+/// Stops the guest at once, its hooks around it.
+fn stop_now(daemon: &Daemon, kind: GuestKind, vmid: Vmid, log: &dyn Fn(String)) -> Result<(), String> {
+    with_stop_hooks(daemon, kind, vmid, log, || {
+        daemon.runtime(kind).stop(vmid)?;
         log(format!("{} {vmid} stopped", kind.noun()));
-        hookscript::run_or_warn(d, hook.as_deref(), vmid, Phase::PostStop, log);
         Ok(())
     })
 }
@@ -310,9 +327,7 @@ pub fn stop_vm(
         }
         // The shutdown task holds the operation lock while it waits; it sees the VM go and
         // ends as interrupted.
-        worker.runtime(kind).stop(vmid)?;
-        ctx.log(format!("VM {vmid} stopped"));
-        Ok(())
+        stop_now(&worker, kind, vmid, &|line| ctx.log(line))
     })?;
     Ok(Payload::Task(upid))
 }
@@ -352,11 +367,7 @@ pub fn shutdown(
 ) -> Result<Payload, ErrorReply> {
     let timeout = shutdown_timeout(daemon, kind, timeout);
     on_running(daemon, caller, kind, vmid, "shutdown", move |d, log| {
-        let hook = hookscript::of(d, kind, vmid);
-        hookscript::run_or_warn(d, hook.as_deref(), vmid, Phase::PreStop, log);
-        shutdown_locked(d, kind, vmid, timeout, force_stop, log)?;
-        hookscript::run_or_warn(d, hook.as_deref(), vmid, Phase::PostStop, log);
-        Ok(())
+        with_stop_hooks(d, kind, vmid, log, || shutdown_locked(d, kind, vmid, timeout, force_stop, log))
     })
 }
 
