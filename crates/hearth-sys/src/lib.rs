@@ -12,3 +12,4 @@ pub mod running;
 pub mod seccomp;
 pub mod time;
 pub mod tty;
+pub mod writeback;
