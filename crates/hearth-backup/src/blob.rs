@@ -138,12 +138,21 @@ pub fn decode(stored: &[u8], crypt: Option<&CryptConfig>) -> Result<Vec<u8>, Err
         &stored[header..]
     };
     if kind.compressed {
-        let mut out = Vec::new();
-        zstd::stream::copy_decode(plain, &mut out).map_err(|e| Error::Invalid(format!("zstd: {e}")))?;
-        if out.len() > MAX_BLOB_SIZE {
-            return Err(Error::Invalid("blob decompresses beyond 16 MiB".into()));
-        }
-        Ok(out)
+        // The frame header states the size (the encoder writes it): the output is allocated
+        // once, and a frame that would grow past its stated size or 16 MiB is refused while
+        // decoding, never after.
+        let capacity = match zstd::zstd_safe::get_frame_content_size(plain) {
+            Ok(Some(size)) if size <= MAX_BLOB_SIZE as u64 => size as usize,
+            Ok(Some(_)) => return Err(Error::Invalid("blob decompresses beyond 16 MiB".into())),
+            _ => MAX_BLOB_SIZE,
+        };
+        zstd::bulk::decompress(plain, capacity).map_err(|e| {
+            Error::Invalid(if capacity == MAX_BLOB_SIZE {
+                format!("zstd: {e} (a blob decompresses to at most 16 MiB)")
+            } else {
+                format!("zstd: {e}")
+            })
+        })
     } else {
         Ok(plain.to_vec())
     }
@@ -188,5 +197,28 @@ mod tests {
             assert!(decode(&stored, None).is_err());
         }
         assert!(check(&enc.encode(&text, None).unwrap()).unwrap().compressed);
+    }
+
+    /// A plain zstd blob around `frame`, as a crafted store file would hold it.
+    fn zstd_blob(frame: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC_PLAIN_ZSTD.to_vec();
+        out.extend_from_slice(&crc32fast::hash(frame).to_le_bytes());
+        out.extend_from_slice(frame);
+        out
+    }
+
+    #[test]
+    fn refuses_frames_growing_past_16_mib() {
+        let big = vec![0u8; MAX_BLOB_SIZE + 1];
+        // The size stated in the frame header.
+        let stated = zstd::bulk::compress(&big, 1).unwrap();
+        assert!(decode(&zstd_blob(&stated), None).unwrap_err().to_string().contains("beyond 16 MiB"));
+        // A streamed frame that states no size: refused while decoding.
+        let unstated = zstd::stream::encode_all(&big[..], 1).unwrap();
+        assert_eq!(zstd::zstd_safe::get_frame_content_size(&unstated).unwrap(), None);
+        assert!(decode(&zstd_blob(&unstated), None).unwrap_err().to_string().contains("at most 16 MiB"));
+        // Exactly 16 MiB without a stated size still decodes.
+        let exact = zstd::stream::encode_all(&big[..MAX_BLOB_SIZE], 1).unwrap();
+        assert_eq!(decode(&zstd_blob(&exact), None).unwrap().len(), MAX_BLOB_SIZE);
     }
 }
