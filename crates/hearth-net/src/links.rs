@@ -537,36 +537,13 @@ impl Netlink {
     pub fn create_vlan(&mut self, name: &str, parent: &str, id: u16, protocol: VlanProtocol) -> Result<(), NetError> {
         VlanRange::single(id)?;
         let parent_index = self.index_of(parent)?;
-        let protocol = match protocol {
-            VlanProtocol::Dot1Q => netlink_packet_route::link::VlanProtocol::Ieee8021Q,
-            VlanProtocol::Dot1Ad => netlink_packet_route::link::VlanProtocol::Ieee8021Ad,
-        };
-        let mut message = LinkMessage::default();
-        message.attributes.push(LinkAttribute::Link(parent_index));
-        message.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Vlan),
-            LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(id), InfoVlan::Protocol(protocol)])),
-        ]));
-        self.create(name, &format!("VLAN {id} on {parent}"), message)
+        self.create(name, &format!("VLAN {id} on {parent}"), vlan_message(parent_index, id, protocol))
     }
 
     /// Creates a bond (no slaves yet).
     pub fn create_bond(&mut self, name: &str, options: &BondOptions) -> Result<(), NetError> {
-        let mut data = vec![InfoBond::Mode(netlink_packet_route::link::BondMode::from(options.mode.number()))];
-        if let Some(ms) = options.miimon {
-            data.push(InfoBond::MiiMon(ms));
-        }
-        if let Some(policy) = options.xmit_hash_policy {
-            data.push(InfoBond::XmitHashPolicy(hash_policy_to(policy)));
-        }
-        if let Some(primary) = &options.primary {
-            data.push(InfoBond::Primary(self.index_of(primary)?));
-        }
-        let mut message = LinkMessage::default();
-        message
-            .attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bond), LinkInfo::Data(InfoData::Bond(data))]));
-        self.create(name, &format!("bond ({})", options.mode), message)
+        let primary = options.primary.as_deref().map(|p| self.index_of(p)).transpose()?;
+        self.create(name, &format!("bond ({})", options.mode), bond_message(options, primary))
     }
 
     /// Creates a VXLAN.
@@ -928,6 +905,40 @@ fn route_ip(address: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
+/// The NEWLINK body of a VLAN interface on the link `parent_index`.
+pub(crate) fn vlan_message(parent_index: u32, id: u16, protocol: VlanProtocol) -> LinkMessage {
+    let protocol = match protocol {
+        VlanProtocol::Dot1Q => netlink_packet_route::link::VlanProtocol::Ieee8021Q,
+        VlanProtocol::Dot1Ad => netlink_packet_route::link::VlanProtocol::Ieee8021Ad,
+    };
+    let mut message = LinkMessage::default();
+    message.attributes.push(LinkAttribute::Link(parent_index));
+    message.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Vlan),
+        LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(id), InfoVlan::Protocol(protocol)])),
+    ]));
+    message
+}
+
+/// The NEWLINK body of a bond; `primary` is the primary slave's index.
+pub(crate) fn bond_message(options: &BondOptions, primary: Option<u32>) -> LinkMessage {
+    let mut data = vec![InfoBond::Mode(netlink_packet_route::link::BondMode::from(options.mode.number()))];
+    if let Some(ms) = options.miimon {
+        data.push(InfoBond::MiiMon(ms));
+    }
+    if let Some(policy) = options.xmit_hash_policy {
+        data.push(InfoBond::XmitHashPolicy(hash_policy_to(policy)));
+    }
+    if let Some(index) = primary {
+        data.push(InfoBond::Primary(index));
+    }
+    let mut message = LinkMessage::default();
+    message
+        .attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bond), LinkInfo::Data(InfoData::Bond(data))]));
+    message
+}
+
 /// The `AF_BRIDGE` SETLINK/DELLINK body for VLANs on a port: one `IFLA_BRIDGE_VLAN_INFO` per
 /// single VLAN, a RANGE_BEGIN/RANGE_END pair per range.
 pub(crate) fn bridge_vlan_message(index: u32, vlans: &[VlanRange], pvid_untagged: bool) -> LinkMessage {
@@ -997,6 +1008,41 @@ mod tests {
             if flags == BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged));
         // The body encodes: ifinfomsg (16 bytes) + IFLA_AF_SPEC nest with 4-byte VLAN infos.
         assert_eq!(pvid.buffer_len(), 16 + 4 + 8);
+    }
+
+    /// Emits `message` and parses it back as the kernel's answer would be parsed.
+    fn round_trip(message: &LinkMessage) -> Link {
+        use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
+        let mut packet = NetlinkMessage::new(
+            NetlinkHeader::default(),
+            NetlinkPayload::from(RouteNetlinkMessage::NewLink(message.clone())),
+        );
+        packet.finalize();
+        let mut bytes = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut bytes);
+        let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes).unwrap();
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) = parsed.payload else { panic!() };
+        parse_link(&link).link
+    }
+
+    #[test]
+    fn vlan_and_bond_requests_carry_their_settings() {
+        let vlan = round_trip(&vlan_message(4, 100, VlanProtocol::Dot1Ad));
+        assert_eq!(vlan.kind, LinkKind::Vlan);
+        let info = vlan.vlan.unwrap();
+        assert_eq!((info.id, info.protocol), (100, VlanProtocol::Dot1Ad));
+        for mode in BondMode::ALL {
+            let options = BondOptions {
+                mode,
+                miimon: Some(100),
+                xmit_hash_policy: Some(XmitHashPolicy::Layer3Plus4),
+                primary: None,
+            };
+            let bond = round_trip(&bond_message(&options, Some(9))).bond.unwrap();
+            assert_eq!(bond.mode, Some(mode));
+            assert_eq!(bond.miimon, Some(100));
+            assert_eq!(bond.xmit_hash_policy, Some(XmitHashPolicy::Layer3Plus4));
+        }
     }
 
     #[test]

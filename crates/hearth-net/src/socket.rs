@@ -2,7 +2,7 @@
 //! end before the next request is sent.
 
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use netlink_packet_core::{
@@ -46,6 +46,16 @@ impl Netlink {
         let path = path.as_ref();
         let file =
             File::open(path).map_err(|e| NetError::io(format!("open network namespace {}", path.display()), e))?;
+        Netlink::in_netns_file(file, path)
+    }
+
+    /// A handle in the network namespace of an open namespace descriptor (`label` names it
+    /// in errors, e.g. its path).
+    pub fn in_netns_fd(fd: OwnedFd, label: impl AsRef<Path>) -> Result<Netlink, NetError> {
+        Netlink::in_netns_file(File::from(fd), label.as_ref())
+    }
+
+    fn in_netns_file(file: File, path: &Path) -> Result<Netlink, NetError> {
         let mut handle = in_namespace(&file, path, Netlink::open)??;
         handle.netns = Some((path.to_owned(), file));
         Ok(handle)

@@ -179,6 +179,25 @@ fn errors_name_the_interface_and_the_step() {
     // A bridge cannot be a port of itself.
     let err = nl.set_master("br0", Some("br0")).unwrap_err();
     assert!(err.to_string().starts_with("br0: set master br0: "), "{err}");
+    // Bad VLAN ids and names are refused before the kernel is asked.
+    let err = nl.create_vlan("br0.4095", "br0", 4095, hearth_net::VlanProtocol::Dot1Q).unwrap_err();
+    assert!(matches!(err, NetError::Invalid { .. }) && err.to_string().contains("1 to 4094"), "{err}");
+    assert!(matches!(nl.rename("v0", "abcdefghijklmnop"), Err(NetError::Invalid { .. })));
+    // A kind this kernel may lack: created, or an error naming the interface and the step.
+    let options = hearth_net::BondOptions {
+        mode: "active-backup".parse().unwrap(),
+        miimon: Some(100),
+        xmit_hash_policy: None,
+        primary: None,
+    };
+    match nl.create_bond("bond0", &options) {
+        Ok(()) => {
+            let bond = nl.link("bond0").unwrap().bond.unwrap();
+            assert_eq!(bond.mode, Some(hearth_net::BondMode::ActiveBackup));
+            nl.delete_link("bond0").unwrap();
+        }
+        Err(err) => assert!(err.to_string().starts_with("bond0: create bond (active-backup): "), "{err}"),
+    }
     // A port that is not a bridge as "bridge".
     let err = plug_port(&mut nl, &PortPlug::new("p0", "v0")).unwrap_err();
     assert_eq!(err.to_string(), "v0 is not a bridge");
