@@ -26,7 +26,7 @@ mod plug;
 mod socket;
 mod types;
 
-pub use links::{BondOptions, BridgeOptions, PeerNetns, PortFlags, VethPeer, VxlanOptions};
+pub use links::{BondOptions, BridgeOptions, PeerNetns, PortFlags, PortVlan, VethPeer, VxlanOptions};
 pub use plug::{PlugReport, PortPlug, plug_port, set_rate};
 pub use socket::Netlink;
 pub use types::{

@@ -8,8 +8,8 @@ use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     AfSpecBridge, BridgeStpState, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBond, InfoBridge, InfoBridgePort, InfoData,
-    InfoKind, InfoPortData, InfoPortKind, InfoVeth, InfoVlan, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage, State,
+    InfoKind, InfoPortData, InfoPortKind, InfoVeth, InfoVlan, InfoVxlan, LinkAttribute, LinkExtentMask, LinkFlags,
+    LinkInfo, LinkMessage, State,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -76,6 +76,16 @@ pub struct VethPeer {
     pub netns: Option<PeerNetns>,
     pub mtu: Option<u32>,
     pub mac: Option<MacAddr>,
+}
+
+/// VLANs on a bridge port, as [`Netlink::bridge_vlans`] reads them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortVlan {
+    pub vlans: VlanRange,
+    /// The port's untagged PVID (ingress untagged frames go to this VLAN).
+    pub pvid: bool,
+    /// Egresses untagged.
+    pub untagged: bool,
 }
 
 /// Bridge port flags to change; `None` leaves a flag as it is.
@@ -811,6 +821,44 @@ impl Netlink {
                 if pvid_untagged { " pvid untagged" } else { "" }
             )
         })
+    }
+
+    /// The VLANs of a bridge port (or, with `name` a bridge, of the bridge itself): each
+    /// range with whether it is the PVID and egresses untagged. Empty on a bridge without VLAN
+    /// filtering.
+    pub fn bridge_vlans(&mut self, name: &str) -> Result<Vec<PortVlan>, NetError> {
+        let index = self.index_of(name)?;
+        let mut request = LinkMessage::default();
+        request.header.interface_family = AddressFamily::Bridge;
+        request.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::BrvlanCompressed]));
+        let answers = self
+            .query(RouteNetlinkMessage::GetLink(request), true)
+            .map_err(|errno| NetError::kernel(name, "list bridge VLANs", errno))?;
+        let mut out = Vec::new();
+        for m in answers {
+            let RouteNetlinkMessage::NewLink(link) = m else { continue };
+            if link.header.index != index {
+                continue;
+            }
+            let mut begin = None;
+            for attr in &link.attributes {
+                let LinkAttribute::AfSpecBridge(spec) = attr else { continue };
+                for item in spec {
+                    let AfSpecBridge::VlanInfo(info) = item else { continue };
+                    if info.flags.contains(BridgeVlanInfoFlags::RangeBegin) {
+                        begin = Some(info.vid);
+                        continue;
+                    }
+                    let start = begin.take().unwrap_or(info.vid);
+                    out.push(PortVlan {
+                        vlans: VlanRange { start, end: info.vid },
+                        pvid: info.flags.contains(BridgeVlanInfoFlags::Pvid),
+                        untagged: info.flags.contains(BridgeVlanInfoFlags::Untagged),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Adds a head-end replication entry to a VXLAN's FDB: broadcast and unknown traffic is

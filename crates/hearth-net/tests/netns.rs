@@ -144,6 +144,15 @@ fn bridge_veths_and_traffic() {
     nl.set_port_flags("veth1i0", &PortFlags { isolated: Some(false), ..PortFlags::default() }).unwrap();
     assert!(talks(&a, &b, "10.9.0.2"));
 
+    // Without VLAN filtering a port has no VLAN entries; with it, the plugged untagged
+    // port carries 2-4094 tagged and 1 as untagged PVID.
+    let vlans = nl.bridge_vlans("veth1i0").unwrap();
+    if br.bridge.as_ref().is_some_and(|b| b.vlan_filtering) {
+        assert!(vlans.iter().any(|v| v.pvid && v.untagged && v.vlans.start == 1), "{vlans:?}");
+    } else {
+        assert!(vlans.is_empty(), "{vlans:?}");
+    }
+
     // Clear master, delete: the peer goes with it.
     nl.set_master("veth1i0", None).unwrap();
     assert_eq!(nl.link("veth1i0").unwrap().master, None);
