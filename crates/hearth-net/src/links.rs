@@ -318,9 +318,6 @@ fn resolve_names(raw: Vec<RawLink>) -> Vec<Link> {
 }
 
 /// One step's outcome: an errno becomes an error naming the interface and the step.
-fn step(result: Result<(), i32>, ifname: &str, what: impl FnOnce() -> String) -> Result<(), NetError> {
-    result.map_err(|errno| NetError::kernel(ifname, what(), errno))
-}
 
 impl Netlink {
     // ---- query -------------------------------------------------------------------------
@@ -490,7 +487,7 @@ impl Netlink {
         check_ifname(name)?;
         message.attributes.insert(0, LinkAttribute::IfName(name.to_owned()));
         let result = self.request(RouteNetlinkMessage::NewLink(message), NLM_F_CREATE | NLM_F_EXCL);
-        step(result, name, || format!("create {what}"))
+        self.step(result, name, || format!("create {what}"))
     }
 
     /// Creates a bridge (down).
@@ -540,7 +537,7 @@ impl Netlink {
             LinkInfo::Data(InfoData::Bridge(data)),
         ]));
         let result = self.request(RouteNetlinkMessage::NewLink(message), 0);
-        step(result, name, || "set bridge options".to_owned())
+        self.step(result, name, || "set bridge options".to_owned())
     }
 
     /// Creates a VLAN interface `name` on `parent` with `id` (1–4094).
@@ -622,7 +619,7 @@ impl Netlink {
     pub fn delete_link(&mut self, name: &str) -> Result<(), NetError> {
         let index = self.index_of(name)?;
         let result = self.request(RouteNetlinkMessage::DelLink(link_by_index(index)), 0);
-        step(result, name, || "delete".to_owned())
+        self.step(result, name, || "delete".to_owned())
     }
 
     // ---- modify ------------------------------------------------------------------------
@@ -637,7 +634,7 @@ impl Netlink {
         let mut message = link_by_index(index);
         fill(&mut message);
         let result = self.request(RouteNetlinkMessage::SetLink(message), 0);
-        step(result, name, what)
+        self.step(result, name, what)
     }
 
     /// Brings a link up or down.
@@ -704,14 +701,14 @@ impl Netlink {
         let index = self.index_of(name)?;
         let result = self
             .request(RouteNetlinkMessage::NewAddress(Self::address_message(index, cidr)), NLM_F_CREATE | NLM_F_EXCL);
-        step(result, name, || format!("add address {cidr}"))
+        self.step(result, name, || format!("add address {cidr}"))
     }
 
     /// Removes an address.
     pub fn del_address(&mut self, name: &str, cidr: IpCidr) -> Result<(), NetError> {
         let index = self.index_of(name)?;
         let result = self.request(RouteNetlinkMessage::DelAddress(Self::address_message(index, cidr)), 0);
-        step(result, name, || format!("delete address {cidr}"))
+        self.step(result, name, || format!("delete address {cidr}"))
     }
 
     fn route_message(
@@ -749,7 +746,7 @@ impl Netlink {
     ) -> Result<(), NetError> {
         let message = self.route_message(destination, gateway, dev)?;
         let result = self.request(RouteNetlinkMessage::NewRoute(message), NLM_F_CREATE | NLM_F_EXCL);
-        step(result, dev, || route_text("add", destination, gateway))
+        self.step(result, dev, || route_text("add", destination, gateway))
     }
 
     /// Deletes a route added with [`Netlink::add_route`].
@@ -763,7 +760,7 @@ impl Netlink {
         message.header.protocol = RouteProtocol::Unspec;
         message.header.scope = RouteScope::NoWhere;
         let result = self.request(RouteNetlinkMessage::DelRoute(message), 0);
-        step(result, dev, || route_text("delete", destination, gateway))
+        self.step(result, dev, || route_text("delete", destination, gateway))
     }
 
     /// Changes bridge port flags of `name` (learning, unicast flood, isolated).
@@ -788,7 +785,7 @@ impl Netlink {
             LinkInfo::PortData(InfoPortData::BridgePort(data)),
         ]));
         let result = self.request(RouteNetlinkMessage::NewLink(message), 0);
-        step(result, name, || "set bridge port flags".to_owned())
+        self.step(result, name, || "set bridge port flags".to_owned())
     }
 
     /// Adds VLANs to the bridge port `port` (`bridge vlan add dev PORT vid A-B [pvid untagged]`).
@@ -814,7 +811,7 @@ impl Netlink {
             self.request(RouteNetlinkMessage::DelLink(message), 0)
         };
         let list = vlans.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
-        step(result, port, || {
+        self.step(result, port, || {
             format!(
                 "{} VLAN {list}{}",
                 if add { "add" } else { "delete" },
@@ -867,14 +864,14 @@ impl Netlink {
         let index = self.index_of(vxlan)?;
         let result =
             self.request(RouteNetlinkMessage::NewNeighbour(fdb_message(index, peer)), NLM_F_CREATE | NLM_F_APPEND);
-        step(result, vxlan, || format!("append FDB entry 00:00:00:00:00:00 dst {peer}"))
+        self.step(result, vxlan, || format!("append FDB entry 00:00:00:00:00:00 dst {peer}"))
     }
 
     /// Removes a head-end replication entry added by [`Netlink::fdb_append`].
     pub fn fdb_del(&mut self, vxlan: &str, peer: IpAddr) -> Result<(), NetError> {
         let index = self.index_of(vxlan)?;
         let result = self.request(RouteNetlinkMessage::DelNeighbour(fdb_message(index, peer)), 0);
-        step(result, vxlan, || format!("delete FDB entry 00:00:00:00:00:00 dst {peer}"))
+        self.step(result, vxlan, || format!("delete FDB entry 00:00:00:00:00:00 dst {peer}"))
     }
 
     /// The head-end replication peers of a VXLAN.
