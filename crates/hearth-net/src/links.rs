@@ -317,8 +317,6 @@ fn resolve_names(raw: Vec<RawLink>) -> Vec<Link> {
         .collect()
 }
 
-/// One step's outcome: an errno becomes an error naming the interface and the step.
-
 impl Netlink {
     // ---- query -------------------------------------------------------------------------
 
