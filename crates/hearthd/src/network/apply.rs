@@ -22,7 +22,14 @@ use serde::{Deserialize, Serialize};
 pub enum Op {
     CreateBridge { name: String, vlan_filtering: bool, stp: bool, forward_delay: Option<u32> },
     SetBridge { name: String, vlan_filtering: bool, stp: bool, forward_delay: Option<u32> },
-    CreateBond { name: String, mode: String, miimon: Option<u32>, xmit_hash_policy: Option<String> },
+    CreateBond {
+        name: String,
+        mode: String,
+        miimon: Option<u32>,
+        xmit_hash_policy: Option<String>,
+        #[serde(default)]
+        primary: Option<String>,
+    },
     CreateVlan { name: String, parent: String, id: u16 },
     Delete { name: String },
     Master { name: String, master: Option<String> },
@@ -93,7 +100,7 @@ impl Op {
                     vlan_default_pvid: None,
                 },
             ),
-            Op::CreateBond { name, mode, miimon, xmit_hash_policy } => {
+            Op::CreateBond { name, mode, miimon, xmit_hash_policy, primary } => {
                 let options = BondOptions {
                     mode: mode.parse().map_err(|e: hearth_net::NetError| e.to_string())?,
                     miimon: *miimon,
@@ -102,7 +109,7 @@ impl Op {
                         .map(str::parse)
                         .transpose()
                         .map_err(|e: hearth_net::NetError| e.to_string())?,
-                    primary: None,
+                    primary: primary.clone(),
                 };
                 nl.create_bond(name, &options)
             }
@@ -213,6 +220,7 @@ fn recreate_ops(kernel: &Kernel, link: &Link) -> Vec<Op> {
                 mode: info.as_ref().and_then(|b| b.mode).map_or("balance-rr".into(), |m| m.as_str().to_owned()),
                 miimon: info.as_ref().and_then(|b| b.miimon),
                 xmit_hash_policy: info.as_ref().and_then(|b| b.xmit_hash_policy).map(|p| p.as_str().to_owned()),
+                primary: info.as_ref().and_then(|b| b.primary.clone()),
             });
         }
         LinkKind::Vlan => {
@@ -333,6 +341,7 @@ pub fn plan(kernel: &Kernel, old: &NetworkConfig, new: &NetworkConfig) -> Result
                         mode: i.bond_mode.clone().unwrap_or_else(|| "balance-rr".into()),
                         miimon: i.bond_miimon,
                         xmit_hash_policy: i.bond_xmit_hash_policy.clone(),
+                        primary: i.bond_primary.clone(),
                     },
                     _ => {
                         let (parent, id) = vlan.clone().ok_or_else(|| format!("{name}: no VLAN raw device and id"))?;
@@ -558,4 +567,114 @@ pub fn run(root: &Path, nl: &mut Netlink, journal: &mut Journal, steps: Vec<Step
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+mod tests {
+    use super::*;
+
+    fn link(index: u32, name: &str, kind: LinkKind, master: Option<&str>) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            kind,
+            master: master.map(str::to_owned),
+            mtu: 1500,
+            mac: None,
+            up: true,
+            running: true,
+            bridge: None,
+            vlan: None,
+            bond: None,
+            vxlan: None,
+            port: None,
+        }
+    }
+
+    fn kernel(links: Vec<Link>) -> Kernel {
+        Kernel {
+            links: links.into_iter().map(|l| (l.name.clone(), l)).collect(),
+            addresses: BTreeMap::new(),
+            defaults: Vec::new(),
+        }
+    }
+
+    fn config(text: &str) -> NetworkConfig {
+        hearth_core::network::parse_interfaces(text).unwrap()
+    }
+
+    fn ops(steps: &[Step]) -> Vec<String> {
+        steps.iter().map(|s| s.op.describe()).collect()
+    }
+
+    #[test]
+    fn bonds_vlans_and_bridges_are_built_bottom_up() {
+        let k = kernel(vec![link(2, "eno1", LinkKind::Device, None), link(3, "eno2", LinkKind::Device, None)]);
+        let new = config(
+            "auto vmbr0.5\niface vmbr0.5 inet static\n\taddress 10.0.5.2/24\n\n\
+             auto vmbr0\niface vmbr0 inet manual\n\tbridge-ports bond0\n\tbridge-stp off\n\tbridge-fd 0\n\n\
+             auto bond0\niface bond0 inet manual\n\tbond-slaves eno1 eno2\n\tbond-mode active-backup\n\tbond-primary eno2\n\tbond-miimon 100\n",
+        );
+        let steps = plan(&k, &NetworkConfig::default(), &new).unwrap();
+        assert_eq!(ops(&steps), [
+            "create bond bond0 (active-backup)",
+            "set eno1 down",
+            "attach eno1 to bond0",
+            "set eno2 down",
+            "attach eno2 to bond0",
+            "set bond0 up",
+            "create bridge vmbr0",
+            "attach bond0 to vmbr0",
+            "set vmbr0 up",
+            "create VLAN vmbr0.5 (vmbr0 id 5)",
+            "add address 10.0.5.2/24 to vmbr0.5",
+            "set vmbr0.5 up",
+        ]);
+        assert!(matches!(&steps[0].op, Op::CreateBond { primary: Some(p), miimon: Some(100), .. } if p == "eno2"));
+        // Each step's undo puts back what was there.
+        assert_eq!(steps[2].undo, [Op::Master { name: "eno1".into(), master: None }]);
+        assert_eq!(steps[1].undo, [Op::Up { name: "eno1".into(), up: true }]);
+        // Applying the same again plans nothing once the kernel has it.
+        let mut bridge = link(5, "vmbr0", LinkKind::Bridge, None);
+        bridge.bridge = Some(hearth_net::BridgeInfo { vlan_filtering: false, stp: false, forward_delay: 0, default_pvid: None });
+        let mut bond = link(4, "bond0", LinkKind::Bond, Some("vmbr0"));
+        bond.bond = Some(hearth_net::BondInfo {
+            mode: Some(hearth_net::BondMode::ActiveBackup),
+            slaves: vec!["eno1".into(), "eno2".into()],
+            miimon: Some(100),
+            xmit_hash_policy: None,
+            primary: Some("eno2".into()),
+        });
+        let mut vlan = link(6, "vmbr0.5", LinkKind::Vlan, None);
+        vlan.vlan = Some(hearth_net::VlanInfo { id: 5, raw_device: Some("vmbr0".into()), protocol: VlanProtocol::Dot1Q });
+        let mut k = kernel(vec![
+            link(2, "eno1", LinkKind::Device, Some("bond0")),
+            link(3, "eno2", LinkKind::Device, Some("bond0")),
+            bond,
+            bridge,
+            vlan,
+        ]);
+        k.addresses.insert("vmbr0.5".into(), vec!["10.0.5.2/24".into()]);
+        assert_eq!(ops(&plan(&k, &new, &new).unwrap()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_recreated_bridge_gets_its_guest_ports_back_and_others_are_left_alone() {
+        // vmbr1 exists as a VLAN device (the wrong kind): it is recreated as a bridge and the
+        // guest's tap is plugged again; a bridge outside the configuration is not touched.
+        let mut wrong = link(7, "vmbr1", LinkKind::Vlan, None);
+        wrong.vlan = Some(hearth_net::VlanInfo { id: 9, raw_device: Some("eno1".into()), protocol: VlanProtocol::Dot1Q });
+        let k = kernel(vec![
+            link(2, "eno1", LinkKind::Device, None),
+            wrong,
+            link(8, "tap100i0", LinkKind::Tun, Some("vmbr1")),
+            link(9, "br-other", LinkKind::Bridge, None),
+        ]);
+        let new = config("auto vmbr1\niface vmbr1 inet manual\n\tbridge-ports none\n");
+        let steps = plan(&k, &NetworkConfig::default(), &new).unwrap();
+        assert_eq!(ops(&steps), ["delete vmbr1", "create bridge vmbr1", "attach tap100i0 to vmbr1", "set vmbr1 up"]);
+        assert!(steps[0].undo.contains(&Op::CreateVlan { name: "vmbr1".into(), parent: "eno1".into(), id: 9 }));
+        assert!(steps[0].undo.contains(&Op::Master { name: "tap100i0".into(), master: Some("vmbr1".into()) }));
+    }
 }
