@@ -131,6 +131,10 @@ fn bridges_are_staged_applied_and_moved_without_touching_the_rest() {
     ns.ip(&["link", "add", "br-other", "type", "bridge"]);
     ns.ip(&["addr", "add", "10.79.0.1/24", "dev", "br-other"]);
 
+    // A NIC in the configuration with an address set by other means: apply leaves it.
+    ns.nic("eno3");
+    ns.ip(&["addr", "add", "10.76.0.9/24", "dev", "eno3"]);
+    ok(&daemon, "netctl", &["create", "eno3", "--type", "eth", "--mtu", "1450", "--autostart"]);
     ok(&daemon, "netctl", &["create", "eno1", "--type", "eth"]);
     ok(
         &daemon,
@@ -175,6 +179,8 @@ fn bridges_are_staged_applied_and_moved_without_touching_the_rest() {
     assert_eq!(ns.master("eno1").as_deref(), Some("vmbr1"));
     assert_eq!(ns.master("eno2").as_deref(), Some("vmbr2"));
     assert_eq!(ns.addresses("vmbr1"), ["10.77.0.1/24"]);
+    assert_eq!(ns.addresses("eno3"), ["10.76.0.9/24"], "an address the configuration does not name stays");
+    assert_eq!(ns.link("eno3").expect("eno3")["mtu"], 1450);
     assert!(ns.link("vmbr1").expect("vmbr1")["flags"].as_array().expect("flags").contains(&"UP".into()));
     assert!(pending(&daemon).is_empty(), "{:?}", pending(&daemon));
     assert!(staged(&daemon).is_none() && running(&daemon).is_some());

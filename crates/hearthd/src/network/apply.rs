@@ -358,9 +358,15 @@ pub fn plan(kernel: &Kernel, old: &NetworkConfig, new: &NetworkConfig) -> Result
                 l.kind != kind
                     || (i.kind == IfaceType::Vlan
                         && l.vlan.as_ref().map(|v| (v.raw_device.clone().unwrap_or_default(), v.id)) != vlan.clone())
-                    || (i.kind == IfaceType::Bond
-                        && l.bond.as_ref().and_then(|b| b.mode).map(|m| m.as_str().to_owned())
-                            != Some(i.bond_mode.clone().unwrap_or_else(|| "balance-rr".into())))
+                    || (i.kind == IfaceType::Bond && {
+                        let info = l.bond.as_ref();
+                        info.and_then(|b| b.mode).map(|m| m.as_str().to_owned())
+                            != Some(i.bond_mode.clone().unwrap_or_else(|| "balance-rr".into()))
+                            || i.bond_miimon.is_some_and(|m| info.and_then(|b| b.miimon) != Some(m))
+                            || i.bond_xmit_hash_policy.as_ref().is_some_and(|p| {
+                                info.and_then(|b| b.xmit_hash_policy).map(|x| x.as_str()) != Some(p.as_str())
+                            })
+                    })
             });
             let mut guests = Vec::new();
             if let (true, Some(l)) = (wrong, link) {
@@ -450,6 +456,27 @@ pub fn plan(kernel: &Kernel, old: &NetworkConfig, new: &NetworkConfig) -> Result
                 }
                 let old_master = master.get(&port).cloned().flatten();
                 if old_master.as_deref() == Some(name) {
+                    // Still a port: its VLANs follow a changed `bridge_vids` or VLAN awareness.
+                    let before = old.ifaces.get(name).filter(|o| o.bridge_vlan_aware && o.lower().contains(&port));
+                    let vids_before = before.map(|o| o.bridge_vids.clone().unwrap_or_else(|| "2-4094".into()));
+                    let vids_now = (i.kind == IfaceType::Bridge && i.bridge_vlan_aware)
+                        .then(|| i.bridge_vids.clone().unwrap_or_else(|| "2-4094".into()));
+                    if vids_before != vids_now && !created {
+                        if let Some(v) = vids_before
+                            .filter(|_| live.is_some_and(|l| l.bridge.as_ref().is_some_and(|b| b.vlan_filtering)))
+                        {
+                            step(
+                                Op::VlanDel { port: port.clone(), vids: v.clone() },
+                                vec![Op::VlanAdd { port: port.clone(), vids: v }],
+                            );
+                        }
+                        if let Some(v) = vids_now {
+                            step(
+                                Op::VlanAdd { port: port.clone(), vids: v.clone() },
+                                vec![Op::VlanDel { port: port.clone(), vids: v }],
+                            );
+                        }
+                    }
                     continue;
                 }
                 if i.kind == IfaceType::Bond && kernel.links.get(&port).is_some_and(|l| l.up) {
@@ -483,10 +510,16 @@ pub fn plan(kernel: &Kernel, old: &NetworkConfig, new: &NetworkConfig) -> Result
             }
         }
 
-        // Addresses.
+        // Addresses: those the old configuration gave are replaced; others the host set by
+        // other means are left alone.
         let current: Vec<String> = live.and_then(|_| kernel.addresses.get(name)).cloned().unwrap_or_default();
         let wanted: Vec<String> = [&i.cidr, &i.cidr6].into_iter().flatten().cloned().collect();
-        for cidr in current.iter().filter(|c| !wanted.contains(c)) {
+        let ours: Vec<String> = old
+            .ifaces
+            .get(name)
+            .map(|o| [&o.cidr, &o.cidr6].into_iter().flatten().cloned().collect())
+            .unwrap_or_default();
+        for cidr in current.iter().filter(|c| !wanted.contains(c) && ours.contains(c)) {
             step(
                 Op::DelAddress { name: name.clone(), cidr: cidr.clone() },
                 vec![Op::AddAddress { name: name.clone(), cidr: cidr.clone() }],
@@ -705,6 +738,30 @@ mod tests {
         ]);
         k.addresses.insert("vmbr0.5".into(), vec!["10.0.5.2/24".into()]);
         assert_eq!(ops(&plan(&k, &new, &new).unwrap()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn changed_vids_move_the_ports_vlans_and_foreign_addresses_stay() {
+        let mut bridge = link(5, "vmbr0", LinkKind::Bridge, None);
+        bridge.bridge =
+            Some(hearth_net::BridgeInfo { vlan_filtering: true, stp: false, forward_delay: 0, default_pvid: Some(1) });
+        let mut k = kernel(vec![link(2, "eno1", LinkKind::Device, Some("vmbr0")), bridge]);
+        k.addresses.insert("vmbr0".into(), vec!["10.0.0.2/24".into(), "192.0.2.9/24".into()]);
+        let old = config(
+            "auto vmbr0\niface vmbr0 inet static\n\taddress 10.0.0.2/24\n\tbridge-ports eno1\n\tbridge-stp off\n\tbridge-fd 0\n\tbridge-vlan-aware yes\n\tbridge-vids 2-100\n",
+        );
+        let new = config(
+            "auto vmbr0\niface vmbr0 inet static\n\taddress 10.0.1.2/24\n\tbridge-ports eno1\n\tbridge-stp off\n\tbridge-fd 0\n\tbridge-vlan-aware yes\n\tbridge-vids 2-200\n",
+        );
+        assert_eq!(
+            ops(&plan(&k, &old, &new).unwrap()),
+            [
+                "remove VLANs 2-100 from port eno1",
+                "add VLANs 2-200 to port eno1",
+                "remove address 10.0.0.2/24 from vmbr0",
+                "add address 10.0.1.2/24 to vmbr0",
+            ]
+        );
     }
 
     #[test]
