@@ -547,3 +547,21 @@ fn containers_on_a_netctl_bridge_reach_each_other_and_not_another_bridge() {
         let _ = run(&daemon, "ctctl", &["stop", id]);
     }
 }
+
+#[test]
+fn an_apply_left_unconfirmed_by_a_dead_hearthd_is_rolled_back_at_start() {
+    let ns = Netns::new();
+    let mut daemon = daemon_in(&ns, &[]);
+    ns.nic("eno1");
+    ok(&daemon, "netctl", &["create", "vmbr1", "--type", "bridge", "--bridge_ports", "eno1", "--autostart"]);
+    ok(&daemon, "netctl", &["apply", "--confirm-timeout", "2"]);
+    assert_eq!(ns.master("eno1").as_deref(), Some("vmbr1"));
+    daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(ns.link("vmbr1").is_some(), "nobody rolled back while hearthd was down");
+    daemon.restart();
+    assert!(journal(&daemon).is_none());
+    assert!(ns.link("vmbr1").is_none(), "the start undid the unconfirmed apply");
+    assert_eq!(ns.master("eno1"), None);
+    assert!(pending(&daemon).contains(&("vmbr1".into(), "create".into())), "the edits are staged again");
+}
