@@ -105,9 +105,10 @@ fn running(daemon: &HearthdProcess) -> Option<Vec<u8>> {
     std::fs::read(daemon.root().join("etc/hearth/network.toml")).ok()
 }
 
-fn journal(daemon: &HearthdProcess) -> Option<serde_json::Value> {
-    let text = std::fs::read(daemon.root().join("var/lib/hearth/network/journal.json")).ok()?;
-    serde_json::from_slice(&text).ok()
+/// The steps the apply journal holds (its first line is the header), or `None` without one.
+fn journal(daemon: &HearthdProcess) -> Option<usize> {
+    let text = std::fs::read_to_string(daemon.root().join("var/lib/hearth/network/journal.json")).ok()?;
+    Some(text.lines().count().saturating_sub(1))
 }
 
 fn pending(daemon: &HearthdProcess) -> Vec<(String, String)> {
@@ -286,7 +287,7 @@ fn a_killed_hearthd_rolls_back_at_its_next_start() {
     );
     let mut apply = daemon.command("netctl").args(["apply", "--confirm-timeout", "0"]).spawn().expect("netctl apply");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while journal(&daemon).and_then(|j| j["steps"].as_array().map(Vec::len)).unwrap_or(0) < 4 {
+    while journal(&daemon).unwrap_or(0) < 4 {
         assert!(Instant::now() < deadline, "the apply did not reach step 4");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -564,7 +564,8 @@ pub fn plan(kernel: &Kernel, old: &NetworkConfig, new: &NetworkConfig) -> Result
 }
 
 /// The journal of an apply: what ran before (to restore), what was applied, and each step
-/// with its undo, written before the step runs.
+/// with its undo, recorded before the step runs. On disk: a first line with everything but the
+/// steps, then one line per step, appended.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Journal {
     /// `applying` while steps run, `confirm` while waiting for `netctl confirm`.
@@ -576,6 +577,7 @@ pub struct Journal {
     pub deadline: Option<u64>,
     pub previous: NetworkConfig,
     pub applied: NetworkConfig,
+    #[serde(skip)]
     pub steps: Vec<Step>,
 }
 
@@ -583,17 +585,46 @@ pub fn journal_path(root: &Path) -> PathBuf {
     root.join("var/lib/hearth/network/journal.json")
 }
 
+fn line(value: &impl Serialize) -> Result<Vec<u8>, String> {
+    let mut text = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+    text.push(b'\n');
+    Ok(text)
+}
+
+/// Writes the whole journal, replacing the file by rename: a killed hearthd leaves the old or
+/// the new one, never half of one. Not synced (nor are appended steps): what it guards (links,
+/// addresses) does not outlive a power loss either, and a sync per step would make applying 50
+/// bridges take seconds.
 pub fn write_journal(root: &Path, journal: &Journal) -> Result<(), String> {
     let path = journal_path(root);
     let dir = path.parent().expect("the journal has a directory");
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let text = serde_json::to_vec_pretty(journal).map_err(|e| e.to_string())?;
-    crate::store::write_atomic(&path, &text).map_err(|e| e.to_string())
+    let mut text = line(journal)?;
+    for step in &journal.steps {
+        text.extend(line(step)?);
+    }
+    let tmp = dir.join(".journal.json.tmp");
+    std::fs::write(&tmp, &text).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("renaming {}: {e}", path.display()))
+}
+
+/// Records one more step: one `write(2)` of one line in append mode, whole or not at all for
+/// a killed process.
+fn append_step(root: &Path, step: &Step) -> Result<(), String> {
+    use std::io::Write;
+    let path = journal_path(root);
+    let mut file =
+        std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    file.write_all(&line(step)?).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 pub fn read_journal(root: &Path) -> Option<Journal> {
-    let text = std::fs::read(journal_path(root)).ok()?;
-    serde_json::from_slice(&text).ok()
+    let text = std::fs::read_to_string(journal_path(root)).ok()?;
+    let mut lines = text.lines();
+    let mut journal: Journal = serde_json::from_str(lines.next()?).ok()?;
+    // A line cut short can only be the last; it is a step that never ran.
+    journal.steps = lines.map_while(|l| serde_json::from_str(l).ok()).collect();
+    Some(journal)
 }
 
 /// Undoes the journalled steps in reverse; errors are logged and skipped (a step that failed
@@ -627,9 +658,10 @@ fn test_hook(n: usize) -> Result<(), String> {
 /// Runs the planned steps, journalling each first. On a failing step everything done is
 /// undone and the error names the step.
 pub fn run(root: &Path, nl: &mut Netlink, journal: &mut Journal, steps: Vec<Step>) -> Result<(), String> {
+    write_journal(root, journal)?;
     for (n, step) in steps.into_iter().enumerate() {
+        append_step(root, &step)?;
         journal.steps.push(step.clone());
-        write_journal(root, journal)?;
         let result = test_hook(n + 1).and_then(|()| step.op.run(nl));
         if let Err(e) = result {
             let leftovers = undo(nl, &journal.steps);
