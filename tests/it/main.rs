@@ -22,6 +22,7 @@ mod doc_examples;
 mod hostile;
 mod listing;
 mod net_links;
+mod netctl;
 mod node;
 mod pending;
 mod permissions;
