@@ -19,8 +19,10 @@
 //! will give it.
 
 mod frame;
+mod sdn;
 
 pub use frame::{FrameError, IDLE_TIMEOUT, MAX_FRAME, MAX_HELLO_FRAME, decode, encode, read_frame, write_frame};
+pub use sdn::{IpamInfo, SdnChangeInfo, SdnObject, SdnObjectKind, SdnRequest};
 
 use std::collections::BTreeMap;
 
@@ -69,6 +71,7 @@ pub enum Request {
     Storage(StorageRequest),
     Node(NodeRequest),
     Access(AccessRequest),
+    Sdn(SdnRequest),
 }
 
 /// The node as a whole (`clusterctl node`).
@@ -1287,6 +1290,12 @@ pub enum Payload {
     TasksStarted(Vec<Upid>),
     /// Authentication realms, as `userctl realm list` shows them.
     Realms(Vec<RealmInfo>),
+    /// SDN zones, VNets or subnets (`netctl sdn zone list`).
+    SdnObjects(Vec<SdnObject>),
+    /// What an SDN apply would change (`netctl sdn pending`).
+    SdnChanges(Vec<SdnChangeInfo>),
+    /// The `pve` IPAM's addresses (`netctl sdn ipam list`).
+    Ipam(Vec<IpamInfo>),
 }
 
 /// A VM's state, as `qm status --verbose` reports it.

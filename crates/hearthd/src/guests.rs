@@ -743,6 +743,7 @@ pub fn destroy(
             worker.qemu.forget(vmid);
             crate::cloudinit::forget(&worker, vmid);
         }
+        crate::sdn::guest_destroyed(&worker, vmid);
         let mut warnings = 0;
         for volume in &owned {
             match storage::free_volume(&worker, volume) {

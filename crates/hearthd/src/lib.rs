@@ -32,6 +32,7 @@ mod pending;
 pub mod permission_table;
 mod referenced;
 mod scan;
+mod sdn;
 mod snapshots;
 pub mod storage;
 pub mod store;
@@ -77,6 +78,8 @@ pub struct Daemon {
     runtimes: Runtimes,
     pub access: access::AccessControl,
     pub tasks: Arc<TaskManager>,
+    /// SDN edits and applies, and the apply that waits for confirmation.
+    pub sdn: sdn::SdnState,
 }
 
 impl Daemon {
@@ -108,7 +111,7 @@ impl Daemon {
             runtime.adopt();
         }
         let tasks = TaskManager::open(root, node).map_err(|e| anyhow::anyhow!("opening the task index: {e}"))?;
-        Ok(Arc::new(Daemon {
+        let daemon = Arc::new(Daemon {
             root: root.to_owned(),
             node: node.to_owned(),
             store,
@@ -118,7 +121,10 @@ impl Daemon {
             runtimes,
             access,
             tasks: Arc::new(tasks),
-        }))
+            sdn: sdn::SdnState::default(),
+        });
+        sdn::resume(&daemon);
+        Ok(daemon)
     }
 
     /// A daemon whose guests run on the given runtimes instead of the real engines.
@@ -351,6 +357,7 @@ pub fn handle(
             StorageRequest::ExtractConfig { volid } => backup::extract_config(daemon, &volid),
         },
         Request::Access(r) => users::handle(daemon, caller, r),
+        Request::Sdn(r) => sdn::handle(daemon, caller, r),
     }
 }
 

@@ -37,7 +37,6 @@ pub fn dnsmasq_conf(zone: &DhcpZone, dir: &Path) -> String {
     let dir = dir.display();
     let mut out = format!(
         "# dnsmasq of SDN zone {zone}, written by hearthd; changes are overwritten on apply.\n\
-         conf-file=\n\
          pid-file={dir}/dnsmasq.pid\n\
          dhcp-leasefile={dir}/dnsmasq.leases\n\
          dhcp-hostsfile={dir}/ethers\n\

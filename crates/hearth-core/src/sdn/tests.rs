@@ -183,7 +183,6 @@ fn plans_and_renders_a_simple_zone() {
     .assert_eq(&nft_ruleset(&plan.snat));
     expect![[r#"
         # dnsmasq of SDN zone zs, written by hearthd; changes are overwritten on apply.
-        conf-file=
         pid-file=/d/dnsmasq.pid
         dhcp-leasefile=/d/dnsmasq.leases
         dhcp-hostsfile=/d/ethers
