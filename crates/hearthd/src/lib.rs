@@ -25,6 +25,7 @@ mod imports;
 mod jobs;
 mod lifecycle;
 mod mail;
+mod network;
 mod node;
 pub mod notify;
 mod ovf;
@@ -357,6 +358,7 @@ pub fn handle(
             StorageRequest::ExtractConfig { volid } => backup::extract_config(daemon, &volid),
         },
         Request::Access(r) => users::handle(daemon, caller, r),
+        Request::Network(r) => network::handle(daemon, caller, r),
         Request::Sdn(r) => sdn::handle(daemon, caller, r),
     }
 }
