@@ -334,28 +334,8 @@ fn edit(
     Ok(Payload::Text(id))
 }
 
-/// What this node's addresses and their interfaces' MTUs are, for VXLAN.
-fn underlay() -> sdn::Underlay {
-    let mut addresses = Vec::new();
-    if let Ok(out) = apply::run("ip", &["-o", "-4", "addr", "show"]) {
-        for line in out.lines() {
-            // `2: eth0    inet 192.0.2.1/24 brd … scope global eth0 …`
-            let mut words = line.split_whitespace();
-            let Some(iface) = words.nth(1) else { continue };
-            let Some(addr) = words.skip_while(|w| *w != "inet").nth(1) else { continue };
-            let Some(ip) = addr.split('/').next().and_then(|a| a.parse().ok()) else { continue };
-            let mtu = std::fs::read_to_string(format!("/sys/class/net/{iface}/mtu"))
-                .ok()
-                .and_then(|m| m.trim().parse().ok())
-                .unwrap_or(1500);
-            addresses.push((ip, mtu));
-        }
-    }
-    sdn::Underlay { addresses }
-}
-
 fn plan(daemon: &Daemon, config: &SdnConfig) -> Result<sdn::NodePlan, ErrorReply> {
-    sdn::node_plan(config, &daemon.node, &underlay()).map_err(reply)
+    sdn::node_plan(config, &daemon.node, &apply::underlay()).map_err(reply)
 }
 
 /// Applies the pending configuration; with `timeout` > 0 it is rolled back unless confirmed.

@@ -6,8 +6,8 @@
 //! reverse and the error names the step. Only what differs between the plans is touched: an
 //! unchanged VNet bridge keeps its guest ports and never flaps.
 //!
-//! Links are made with iproute2 (`ip`, `bridge`), looked up in the system directories only and
-//! given separate argv entries (no shell), like the container NIC code does.
+//! Links are made through hearth-net (netlink); `nft` and `dnsmasq` are run as programs, looked
+//! up in the system directories only and given separate argv entries (no shell).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hearth_core::sdn::{self, DhcpZone, IpamEntry, NodePlan, VnetBridge};
+use hearth_net::{BridgeOptions, IpCidr, NetError, Netlink, VlanProtocol, VxlanOptions};
 
 fn tool(name: &str) -> Result<PathBuf, String> {
     ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
@@ -148,86 +149,89 @@ fn steps(root: &Path, old: &NodePlan, new: &NodePlan, ipam: &[IpamEntry], done: 
     Ok(())
 }
 
-fn link_exists(name: &str) -> bool {
-    Path::new("/sys/class/net").join(name).exists()
+fn netlink() -> Result<Netlink, String> {
+    Netlink::open().map_err(|e| e.to_string())
 }
 
 fn create_bridge(b: &VnetBridge) -> Result<(), String> {
-    if link_exists(&b.name) {
+    let mut nl = netlink()?;
+    if nl.exists(&b.name).map_err(|e| e.to_string())? {
         return Err(format!("interface {} already exists", b.name));
     }
-    let result = build_bridge(b);
+    let result = build_bridge(&mut nl, b).map_err(|e| match e {
+        NetError::Kernel { errno, .. } if b.vlanaware && errno == libc::EOPNOTSUPP => {
+            format!("{e} (this kernel lacks 802.1Q bridge VLAN filtering)")
+        }
+        other => other.to_string(),
+    });
     if result.is_err() {
         delete_bridge(b);
     }
     result
 }
 
-fn build_bridge(b: &VnetBridge) -> Result<(), String> {
+fn build_bridge(nl: &mut Netlink, b: &VnetBridge) -> Result<(), NetError> {
     let name = b.name.as_str();
-    let mut add = vec!["link", "add", "name", name, "type", "bridge"];
-    if b.vlanaware {
-        add.extend(["vlan_filtering", "1"]);
-    }
-    run("ip", &add).map_err(|e| {
-        if b.vlanaware && e.contains("not supported") {
-            format!("{e} (this kernel lacks 802.1Q bridge VLAN filtering)")
-        } else {
-            e
-        }
-    })?;
+    let options = BridgeOptions { vlan_filtering: b.vlanaware, forward_delay: Some(0), ..BridgeOptions::default() };
+    nl.create_bridge(name, &options)?;
     if let Some(vx) = &b.vxlan {
-        let vni = vx.vni.to_string();
-        let local = vx.local.to_string();
-        let port = vx.port.to_string();
-        let mtu = vx.mtu.to_string();
-        run(
-            "ip",
-            &["link", "add", &vx.name, "type", "vxlan", "id", &vni, "local", &local, "dstport", &port, "nolearning"],
-        )?;
-        run("ip", &["link", "set", &vx.name, "mtu", &mtu])?;
+        let options = VxlanOptions {
+            vni: vx.vni,
+            local: Some(vx.local.into()),
+            dstport: Some(vx.port),
+            dev: None,
+            learning: false,
+        };
+        nl.create_vxlan(&vx.name, &options)?;
+        nl.set_mtu(&vx.name, vx.mtu)?;
         // Head-end replication: broadcast and unknown unicast go to every peer.
         for remote in &vx.remotes {
-            let dst = remote.to_string();
-            run("bridge", &["fdb", "append", "00:00:00:00:00:00", "dev", &vx.name, "dst", &dst])?;
+            nl.fdb_append(&vx.name, (*remote).into())?;
         }
-        run("ip", &["link", "set", &vx.name, "master", name])?;
-        run("ip", &["link", "set", &vx.name, "up"])?;
+        nl.set_master(&vx.name, Some(name))?;
+        nl.set_up(&vx.name, true)?;
     }
     if let Some(vlan) = &b.vlan {
-        let tag = vlan.tag.to_string();
-        run("ip", &["link", "add", "link", &vlan.bridge, "name", &vlan.name, "type", "vlan", "id", &tag]).map_err(
-            |e| {
-                if e.contains("Unknown device type") {
-                    format!("{e} (this kernel lacks 802.1Q VLAN devices)")
-                } else {
-                    e
-                }
-            },
-        )?;
-        run("ip", &["link", "set", &vlan.name, "master", name])?;
-        run("ip", &["link", "set", &vlan.name, "up"])?;
+        let tag =
+            u16::try_from(vlan.tag).map_err(|_| NetError::Invalid { what: "VLAN tag", value: vlan.tag.to_string() })?;
+        nl.create_vlan(&vlan.name, &vlan.bridge, tag, VlanProtocol::Dot1Q)?;
+        nl.set_master(&vlan.name, Some(name))?;
+        nl.set_up(&vlan.name, true)?;
     }
     if let Some(mtu) = b.mtu {
-        run("ip", &["link", "set", name, "mtu", &mtu.to_string()])?;
+        nl.set_mtu(name, mtu)?;
     }
     for (ip, prefix) in &b.addresses {
-        run("ip", &["addr", "add", &format!("{ip}/{prefix}"), "dev", name])?;
+        nl.add_address(name, IpCidr { addr: (*ip).into(), prefix: *prefix })?;
     }
-    run("ip", &["link", "set", name, "up"])?;
-    Ok(())
+    nl.set_up(name, true)
 }
 
 /// Removes a VNet bridge and the ports SDN made for it; what is already gone is no error.
 fn delete_bridge(b: &VnetBridge) {
+    let Ok(mut nl) = netlink() else { return };
     let ports = b.vxlan.as_ref().map(|v| v.name.clone()).into_iter().chain(b.vlan.as_ref().map(|v| v.name.clone()));
     for link in ports.chain(std::iter::once(b.name.clone())) {
-        if link_exists(&link)
-            && let Err(e) = run("ip", &["link", "del", &link])
+        if nl.exists(&link).unwrap_or(false)
+            && let Err(e) = nl.delete_link(&link)
         {
             tracing::warn!("removing {link}: {e}");
         }
     }
+}
+
+/// This node's IPv4 addresses with the MTU of the link holding each, for VXLAN.
+pub(super) fn underlay() -> sdn::Underlay {
+    let mut addresses = Vec::new();
+    let Ok(mut nl) = netlink() else { return sdn::Underlay { addresses } };
+    for link in nl.links().unwrap_or_default() {
+        for address in nl.addresses(&link.name).unwrap_or_default() {
+            if let std::net::IpAddr::V4(ip) = address.cidr.addr {
+                addresses.push((ip, link.mtu));
+            }
+        }
+    }
+    sdn::Underlay { addresses }
 }
 
 fn zone_dir(root: &Path, zone: &str) -> PathBuf {
