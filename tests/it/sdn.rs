@@ -167,8 +167,10 @@ fn a_simple_zone_gives_a_container_its_ipam_address_by_dhcp_and_nat_to_another_n
 
     let id = crate::ct::ctid(7);
     create(&daemon, &id, &["--net0", "name=eth0,bridge=vnet0,ip=dhcp"]);
+    // Adding the NIC allocated its address in the IPAM; the start keeps it and tells dnsmasq.
+    let ipam = json(&daemon, "netctl", &["sdn", "ipam", "list"]);
+    assert_eq!(ipam[0]["ip"], "10.77.0.100", "{ipam}");
     ok(&daemon, "ctctl", &["start", &id]);
-    // The start allocated the NIC's address in the IPAM and told dnsmasq.
     let ipam = json(&daemon, "netctl", &["sdn", "ipam", "list"]);
     assert_eq!(ipam.as_array().map(Vec::len), Some(1), "{ipam}");
     assert_eq!(ipam[0]["ip"], "10.77.0.100");

@@ -46,7 +46,7 @@ fn remember_vnets(configs: &[&SdnConfig]) {
     let mut map = VNET_ZONES.write().unwrap_or_else(|p| p.into_inner());
     for config in configs {
         for (vnet, v) in &config.vnets {
-            map.entry(vnet.clone()).or_insert_with(|| v.zone.clone());
+            map.insert(vnet.clone(), v.zone.clone());
         }
     }
 }
@@ -489,6 +489,21 @@ pub(crate) fn guest_starting(
     Ok(())
 }
 
+/// After a guest's NICs were added, changed or removed (create, set): addresses are allocated
+/// for NICs that joined a VNet with DHCP and given back for NICs that left, as Proxmox's IPAM
+/// does when a NIC is added or removed. A failure (no free address) is logged; the guest's start
+/// reports it again and refuses to start.
+pub(crate) fn guest_nics_changed(daemon: &Daemon, kind: GuestKind, vmid: Vmid) {
+    let Ok(loaded) = daemon.store.load(kind, vmid) else { return };
+    let config = loaded.config;
+    let mut section = config.current.clone();
+    section.retain(|key, _| !config.pending.delete.contains(key));
+    section.extend(config.pending.values.clone());
+    if let Err(e) = guest_starting(daemon, kind, vmid, &section) {
+        tracing::warn!("IPAM for {} {vmid}: {}", kind.noun(), e.message);
+    }
+}
+
 /// After a guest is destroyed: its addresses go back to the IPAM.
 pub(crate) fn guest_destroyed(daemon: &Daemon, vmid: Vmid) {
     let root = daemon.root.as_path();
@@ -509,6 +524,10 @@ pub(crate) fn guest_destroyed(daemon: &Daemon, vmid: Vmid) {
 /// while it waited), then watches the DHCP servers of the running configuration, restarting
 /// any that died.
 pub(crate) fn resume(daemon: &Arc<Daemon>) {
+    // The permission table learns which zone each VNet is in before the first request.
+    if let Err(e) = running(&daemon.root).and_then(|_| pending(&daemon.root)) {
+        tracing::error!("reading the SDN configuration: {}", e.message);
+    }
     if previous_file(&daemon.root).exists() {
         let _held = daemon.sdn.lock.lock().unwrap_or_else(|p| p.into_inner());
         match roll_back(daemon) {
@@ -537,4 +556,57 @@ pub(crate) fn resume(daemon: &Arc<Daemon>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+mod tests {
+    use hearth_proto::{CtRequest, Request, SetGuest, VmRequest};
+
+    use super::*;
+
+    fn set(key: &str, value: &str) -> SetGuest {
+        SetGuest {
+            vmid: Vmid::new(100).unwrap(),
+            options: vec![(key.to_owned(), value.to_owned())],
+            delete: vec![],
+            revert: vec![],
+            digest: None,
+        }
+    }
+
+    fn needs(request: &Request) -> Vec<String> {
+        let caller = Caller { uid: 1000, userid: "alice@pam".into(), token: None };
+        crate::access::required(request, "node1", &caller).iter().map(Need::describe).collect()
+    }
+
+    #[test]
+    fn a_nic_on_a_vnet_needs_sdn_use_on_the_vnet_in_its_zone() {
+        let mut config = SdnConfig::default();
+        let opts = |l: &[(&str, &str)]| l.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+        config.add(SdnKind::Zone, "zuse", &opts(&[("type", "simple")])).unwrap();
+        config.add(SdnKind::Vnet, "vnuse1", &opts(&[("zone", "zuse")])).unwrap();
+        remember_vnets(&[&config]);
+        let ct = Request::Ct(CtRequest::Set(set("net0", "name=eth0,bridge=vnuse1,ip=dhcp")));
+        assert!(needs(&ct).contains(&"SDN.Use on /sdn/zones/zuse/vnuse1".to_owned()), "{:?}", needs(&ct));
+        let vm = Request::Vm(VmRequest::Set(set("net0", "virtio,bridge=vnuse1,tag=5")));
+        assert!(needs(&vm).contains(&"SDN.Use on /sdn/zones/zuse/vnuse1/5".to_owned()), "{:?}", needs(&vm));
+        // A plain bridge stays in the local network zone.
+        let local = Request::Vm(VmRequest::Set(set("net0", "virtio,bridge=vmbr7")));
+        assert!(needs(&local).contains(&"SDN.Use on /sdn/zones/localnetwork/vmbr7".to_owned()));
+        // Edits of a VNet and of its subnets need SDN.Allocate on the VNet in its zone.
+        let edit = Request::Sdn(SdnRequest::Set {
+            kind: SdnObjectKind::Vnet,
+            id: "vnuse1".into(),
+            options: vec![],
+            delete: vec!["alias".into()],
+        });
+        assert_eq!(needs(&edit), ["SDN.Allocate on /sdn/zones/zuse/vnuse1"]);
+        let subnet = Request::Sdn(SdnRequest::Add {
+            kind: SdnObjectKind::Subnet,
+            id: "10.9.0.0/24".into(),
+            options: vec![("vnet".into(), "vnuse1".into())],
+        });
+        assert_eq!(needs(&subnet), ["SDN.Allocate on /sdn/zones/zuse/vnuse1"]);
+    }
 }
