@@ -294,6 +294,9 @@ pub struct SdnConfig {
     pub subnets: BTreeMap<String, Subnet>,
 }
 
+/// An object's keys as `key=value` pairs, in the order `list` prints them.
+pub type Properties = Vec<(&'static str, String)>;
+
 /// Guest NICs on VNets: (vnet, guest as "CT 200 net0"), from the guests' configurations.
 pub type VnetUsers<'a> = &'a [(String, String)];
 
@@ -405,7 +408,7 @@ impl Zone {
     }
 
     /// The zone as `key=value` pairs, in the order `list` prints them.
-    pub fn properties(&self) -> Vec<(&'static str, String)> {
+    pub fn properties(&self) -> Properties {
         let mut out = vec![("type", self.kind.name().to_owned())];
         let join = |l: &[String]| l.join(",");
         if !self.nodes.is_empty() {
@@ -474,7 +477,7 @@ impl Vnet {
         Ok(())
     }
 
-    pub fn properties(&self) -> Vec<(&'static str, String)> {
+    pub fn properties(&self) -> Properties {
         let mut out = vec![("zone", self.zone.clone())];
         if let Some(v) = self.tag {
             out.push(("tag", v.to_string()));
@@ -523,7 +526,7 @@ impl Subnet {
         Ok(())
     }
 
-    pub fn properties(&self) -> Vec<(&'static str, String)> {
+    pub fn properties(&self) -> Properties {
         let mut out = vec![("vnet", self.vnet.clone())];
         if let Some(v) = self.gateway {
             out.push(("gateway", v.to_string()));
@@ -860,7 +863,7 @@ impl SdnConfig {
     }
 
     /// Every object as `(kind, id, properties)`, for listings and diffs.
-    pub fn objects(&self) -> Vec<(SdnKind, String, Vec<(&'static str, String)>)> {
+    pub fn objects(&self) -> Vec<(SdnKind, String, Properties)> {
         let mut out = Vec::new();
         out.extend(self.zones.iter().map(|(id, z)| (SdnKind::Zone, id.clone(), z.properties())));
         out.extend(self.vnets.iter().map(|(id, v)| (SdnKind::Vnet, id.clone(), v.properties())));
@@ -893,7 +896,7 @@ pub struct SdnChange {
 
 /// What applying `pending` over `running` would change, object by object.
 pub fn diff(running: &SdnConfig, pending: &SdnConfig) -> Vec<SdnChange> {
-    let lines = |props: Vec<(&'static str, String)>| props.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let lines = |props: Properties| props.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     let old: BTreeMap<(SdnKind, String), Vec<String>> =
         running.objects().into_iter().map(|(k, id, p)| ((k, id), lines(p))).collect();
     let new: BTreeMap<(SdnKind, String), Vec<String>> =
