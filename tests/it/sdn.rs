@@ -288,6 +288,21 @@ fn an_apply_that_is_not_confirmed_rolls_back() {
     daemon.restart();
     let addr = host.ip(&["-4", "addr", "show", "vnet0"]);
     assert!(addr.contains("10.77.0.1/24") && !addr.contains("10.77.0.2/24"), "{addr}");
+
+    // hearthd killed half-way through an apply (its journal names a VNet vnet1 whose bridge it
+    // had made): the next start removes what the apply made and rebuilds the running state.
+    daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    let dir = daemon.root().join("etc/hearth/sdn");
+    let running = std::fs::read_to_string(dir.join(".running-config.toml")).expect("the running configuration");
+    let applying = format!("{running}\n[vnets.vnet1]\nzone = \"zs\"\n");
+    std::fs::write(dir.join(".applying-config.toml"), applying).expect("writing the journal");
+    host.ip(&["link", "add", "vnet1", "type", "bridge"]);
+    host.ip(&["link", "del", "vnet0"]);
+    daemon.restart();
+    assert!(!host.has_link("vnet1"), "the half-applied VNet stayed");
+    assert!(host.ip(&["-4", "addr", "show", "vnet0"]).contains("10.77.0.1/24"), "the running VNet was not rebuilt");
+    assert!(host.nft_table().is_some_and(|t| t.contains("10.77.0.0/24")));
+    assert!(!dir.join(".applying-config.toml").exists());
 }
 
 #[test]

@@ -151,6 +151,11 @@ fn previous_file(root: &Path) -> PathBuf {
     dir(root).join(".previous-config.toml")
 }
 
+/// Exists only while an apply changes the host: the configuration being applied.
+fn applying_file(root: &Path) -> PathBuf {
+    dir(root).join(".applying-config.toml")
+}
+
 pub(crate) fn state_dir(root: &Path) -> PathBuf {
     root.join("var/lib/hearth/sdn")
 }
@@ -354,12 +359,17 @@ fn apply_pending(daemon: &Arc<Daemon>, timeout: u64) -> Result<String, ErrorRepl
     let old_plan = plan(daemon, &old).unwrap_or_default();
     let new_plan = plan(daemon, &new)?;
     let ipam = load_ipam(root)?;
-    apply::transition(root, &old_plan, &new_plan, &ipam.entries)
-        .map_err(|e| ErrorReply::new(ErrorKind::Unavailable, format!("SDN apply failed, nothing changed: {e}")))?;
+    // The journal: if hearthd dies half-way, its next start finds what was being applied.
+    write_config(&applying_file(root), &new)?;
+    if let Err(e) = apply::transition(root, &old_plan, &new_plan, &ipam.entries) {
+        let _ = std::fs::remove_file(applying_file(root));
+        return Err(ErrorReply::new(ErrorKind::Unavailable, format!("SDN apply failed, nothing changed: {e}")));
+    }
     if timeout > 0 {
         write_config(&previous_file(root), &old)?;
     }
     write_config(&running_file(root), &new)?;
+    let _ = std::fs::remove_file(applying_file(root));
     let _ = std::fs::remove_file(pending_file(root));
     remember_vnets(&[&new]);
     if timeout == 0 {
@@ -524,6 +534,20 @@ pub(crate) fn guest_destroyed(daemon: &Daemon, vmid: Vmid) {
 /// while it waited), then watches the DHCP servers of the running configuration, restarting
 /// any that died.
 pub(crate) fn resume(daemon: &Arc<Daemon>) {
+    // An apply that hearthd did not live to finish: whatever of it is there goes, and the running
+    // configuration is built again from scratch.
+    if let Ok(Some(applying)) = read_config(&applying_file(&daemon.root)) {
+        let _held = daemon.sdn.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let running = running(&daemon.root).unwrap_or_default();
+        let half = plan(daemon, &applying).unwrap_or_default();
+        let whole = plan(daemon, &running).unwrap_or_default();
+        let ipam = load_ipam(&daemon.root).unwrap_or_default();
+        match apply::rebuild(&daemon.root, &[&half, &whole], &whole, &ipam.entries) {
+            Ok(()) => tracing::warn!("an SDN apply was interrupted: the running configuration was restored"),
+            Err(e) => tracing::error!("restoring the SDN configuration after an interrupted apply: {e}"),
+        }
+        let _ = std::fs::remove_file(applying_file(&daemon.root));
+    }
     // The permission table learns which zone each VNet is in before the first request.
     if let Err(e) = running(&daemon.root).and_then(|_| pending(&daemon.root)) {
         tracing::error!("reading the SDN configuration: {}", e.message);

@@ -104,6 +104,22 @@ pub(super) fn transition(root: &Path, old: &NodePlan, new: &NodePlan, ipam: &[Ip
     result
 }
 
+/// After an interrupted apply: removes everything any of `seen` made (bridges and their ports,
+/// dnsmasq instances, the SNAT table), then builds `target` from nothing.
+pub(super) fn rebuild(root: &Path, seen: &[&NodePlan], target: &NodePlan, ipam: &[IpamEntry]) -> Result<(), String> {
+    for plan in seen {
+        for zone in &plan.dhcp {
+            stop_dnsmasq(root, &zone.zone);
+        }
+        for bridge in &plan.bridges {
+            delete_bridge(bridge);
+        }
+    }
+    run_with_input("nft", &["-f", "-"], Some(&sdn::nft_ruleset(&[])))
+        .map_err(|e| format!("removing the SNAT table: {e}"))?;
+    transition(root, &NodePlan::default(), target, ipam)
+}
+
 fn steps(root: &Path, old: &NodePlan, new: &NodePlan, ipam: &[IpamEntry], done: &mut Vec<Undo>) -> Result<(), String> {
     let removed: Vec<&VnetBridge> = old.bridges.iter().filter(|b| !new.bridges.contains(b)).collect();
     let added: Vec<&VnetBridge> = new.bridges.iter().filter(|b| !old.bridges.contains(b)).collect();
