@@ -127,7 +127,7 @@ fn netctl_fails(daemon: &HearthdProcess, args: &[&str]) -> String {
 /// A simple zone with SNAT and a DHCP range on vnet0.
 fn simple_zone(daemon: &HearthdProcess) {
     netctl(daemon, &["zone", "add", "zs", "--type", "simple", "--dhcp", "dnsmasq", "--ipam", "pve"]);
-    netctl(daemon, &["vnet", "add", "vnet0", "--zone", "zs"]);
+    netctl(daemon, &["vnet", "add", "vnet0", "--zone", "zs", "--isolate-ports"]);
     let range = "start-address=10.77.0.100,end-address=10.77.0.150";
     netctl(
         daemon,
@@ -176,6 +176,9 @@ fn a_simple_zone_gives_a_container_its_ipam_address_by_dhcp_and_nat_to_another_n
     assert_eq!(ipam[0]["ip"], "10.77.0.100");
     assert_eq!(ipam[0]["vmid"].to_string(), id);
     let mac = ipam[0]["mac"].as_str().expect("a MAC").to_owned();
+    // The VNet isolates guest ports.
+    let port = sh("bridge", &["-n", &host.0, "-d", "link", "show", "dev", &format!("veth{id}i0")]);
+    assert!(port.contains("isolated on"), "{port}");
 
     // The guest asks by DHCP and gets exactly that address, with the gateway as its router.
     let (code, out, err) = exec(&daemon, &id, &["sh", "-c", UDHCPC_SCRIPT]);

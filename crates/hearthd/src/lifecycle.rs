@@ -160,6 +160,7 @@ fn launch(daemon: &Daemon, kind: GuestKind, prepared: Prepared, log: &dyn Fn(Str
     }
     regenerate_cloudinit(daemon, kind, vmid, &settings, log)?;
     let pid = launch.run(log)?;
+    crate::sdn::guest_started(daemon, kind, vmid, &settings, log);
     if resuming {
         crate::vms::forget_saved_state(daemon, kind, vmid, log);
     }

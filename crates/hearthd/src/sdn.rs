@@ -499,6 +499,32 @@ pub(crate) fn guest_starting(
     Ok(())
 }
 
+/// After a guest started: its ports on VNets with `isolate-ports` are isolated from each other
+/// (`bridge link set dev <port> isolated on`), as Proxmox's tap_plug does for such VNets.
+pub(crate) fn guest_started(
+    daemon: &Daemon,
+    kind: GuestKind,
+    vmid: Vmid,
+    settings: &hearth_core::guest::Section,
+    log: &dyn Fn(String),
+) {
+    let Ok(running) = running(&daemon.root) else { return };
+    for (key, value) in settings {
+        let Some(nic) = parse_nic(kind, key, value) else { continue };
+        if !running.vnets.get(&nic.bridge).is_some_and(|v| v.isolate_ports) {
+            continue;
+        }
+        let index = key.trim_start_matches("net");
+        let port = match kind {
+            GuestKind::Vm => format!("tap{vmid}i{index}"),
+            GuestKind::Ct => format!("veth{vmid}i{index}"),
+        };
+        if let Err(e) = apply::isolate_port(&port) {
+            log(format!("WARN: {key}: isolating {port} on VNet {}: {e}", nic.bridge));
+        }
+    }
+}
+
 /// After a guest's NICs were added, changed or removed (create, set): addresses are allocated
 /// for NICs that joined a VNet with DHCP and given back for NICs that left, as Proxmox's IPAM
 /// does when a NIC is added or removed. A failure (no free address) is logged; the guest's start

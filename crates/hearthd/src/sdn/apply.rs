@@ -236,6 +236,12 @@ fn delete_bridge(b: &VnetBridge) {
     }
 }
 
+/// Isolates a guest port from the other isolated ports of its bridge.
+pub(super) fn isolate_port(port: &str) -> Result<(), String> {
+    let flags = hearth_net::PortFlags { isolated: Some(true), ..hearth_net::PortFlags::default() };
+    netlink()?.set_port_flags(port, &flags).map_err(|e| e.to_string())
+}
+
 /// This node's IPv4 addresses with the MTU of the link holding each, for VXLAN.
 pub(super) fn underlay() -> sdn::Underlay {
     let mut addresses = Vec::new();
