@@ -645,10 +645,8 @@ pub fn validate(config: &NetworkConfig) -> Result<(), NetError> {
             }
             _ => {}
         }
-        if i.kind != IfaceType::Bridge || !i.bridge_vlan_aware {
-            if i.bridge_vids.is_some() {
-                return err(format!("bridge_vids: only with bridge_vlan_aware ({name})"));
-            }
+        if (i.kind != IfaceType::Bridge || !i.bridge_vlan_aware) && i.bridge_vids.is_some() {
+            return err(format!("bridge_vids: only with bridge_vlan_aware ({name})"));
         }
         for (cidr_key, gw_key, cidr, gw, seen) in [
             ("cidr", "gateway", &i.cidr, &i.gateway, &mut gateway),
@@ -1172,7 +1170,10 @@ mod tests {
         );
     }
 
-    fn with(extra: &[(&str, IfaceType, &[(&str, &str)])]) -> Result<NetworkConfig, NetError> {
+    /// An interface to add: name, type and options.
+    type Extra<'a> = (&'a str, IfaceType, &'a [(&'a str, &'a str)]);
+
+    fn with(extra: &[Extra<'_>]) -> Result<NetworkConfig, NetError> {
         let mut c = config(DEFAULT);
         for (name, kind, opts) in extra {
             let mut i = Iface::new(name, *kind);
@@ -1186,7 +1187,7 @@ mod tests {
     #[test]
     fn refuses_bad_configurations_naming_the_key() {
         use IfaceType::*;
-        let cases: &[(&[(&str, IfaceType, &[(&str, &str)])], &str)] = &[
+        let cases: &[(&[Extra<'_>], &str)] = &[
             (&[("vmbr1", Bridge, &[("cidr", "192.168.10.9/16")])], "cidr: 192.168.10.9/16 of vmbr1 overlaps"),
             (&[("vmbr1", Bridge, &[("bridge_ports", "eno1")])], "eno1 is already used on interface vmbr0"),
             (&[("bond0", Bond, &[("slaves", "eno1")])], "eno1 is already used on interface"),

@@ -82,23 +82,49 @@ pub struct HearthdProcess {
     pub node: String,
     /// The network namespace hearthd runs in (`ip netns exec`), if not the test's own.
     netns: Option<String>,
+    /// Further arguments and environment for every start (`--netns`, test hooks).
+    extra_args: Vec<String>,
+    extra_env: Vec<(String, String)>,
 }
 
 impl HearthdProcess {
     /// Starts hearthd for node `test` on a new root and waits until it answers.
     pub fn start() -> HearthdProcess {
-        let mut daemon = HearthdProcess { root: temp_root(), child: None, node: "test".into(), netns: None };
-        daemon.spawn();
-        daemon
+        HearthdProcess::start_with(&[], &[])
     }
 
     /// Starts hearthd for node `node` inside the named network namespace (`ip netns exec`, which
     /// also gives it that namespace's /sys/class/net), so what it does to links stays there.
     pub fn start_in_netns(netns: &str, node: &str) -> HearthdProcess {
-        let mut daemon =
-            HearthdProcess { root: temp_root(), child: None, node: node.into(), netns: Some(netns.to_owned()) };
+        let mut daemon = HearthdProcess {
+            root: temp_root(),
+            child: None,
+            node: node.into(),
+            netns: Some(netns.to_owned()),
+            extra_args: Vec::new(),
+            extra_env: Vec::new(),
+        };
         daemon.spawn();
         daemon
+    }
+
+    /// Starts hearthd with further arguments (`--netns /run/netns/X`) and environment.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> HearthdProcess {
+        let mut daemon = HearthdProcess {
+            root: temp_root(),
+            child: None,
+            node: "test".into(),
+            netns: None,
+            extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            extra_env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// Changes the environment of the next start ([`HearthdProcess::restart`]).
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.extra_env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     }
 
     fn spawn(&mut self) {
@@ -115,6 +141,8 @@ impl HearthdProcess {
             .arg(self.root.path())
             .arg("--node")
             .arg(&self.node)
+            .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .env("HEARTH_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()
