@@ -211,6 +211,12 @@ fn a_simple_zone_gives_a_container_its_ipam_address_by_dhcp_and_nat_to_another_n
     std::io::Read::read_to_string(listener.0.stdout.as_mut().expect("piped"), &mut seen).expect("reading the listener");
     assert_eq!(seen.trim(), "192.0.2.1", "the far side saw the guest's own address: no SNAT");
 
+    // hearthd restarts a dnsmasq that died.
+    let pid_file = daemon.root().join("var/lib/hearth/sdn/dnsmasq/zs/dnsmasq.pid");
+    let pid = || std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse::<i32>().ok());
+    let first = pid().expect("dnsmasq's pid file");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), nix::sys::signal::Signal::SIGKILL).expect("kill");
+    wait_until("hearthd to restart dnsmasq", || pid().is_some_and(|p| p != first));
     // The VNet a guest uses cannot go, and the refusal names the guest.
     let err = netctl_fails(&daemon, &["vnet", "delete", "vnet0"]);
     assert!(err.contains(&format!("CT {id} (net0)")), "{err}");
@@ -394,4 +400,42 @@ fn a_dnsmasq_that_cannot_start_fails_the_apply_and_nothing_stays() {
     assert!(host.nft_table().is_none(), "the SNAT table stayed after a failed apply");
     assert_eq!(json(&daemon, "netctl", &["sdn", "zone", "list", "--running"]), serde_json::json!([]));
     assert!(netctl(&daemon, &["pending"]).contains("+ zone zs"));
+}
+
+#[test]
+fn a_nic_on_a_vnet_needs_sdn_use_on_the_vnet_in_its_zone() {
+    hearth_test::require_root("the test adds a Unix user");
+    let daemon = HearthdProcess::start();
+    netctl(&daemon, &["zone", "add", "zp", "--type", "simple"]);
+    let vnet = format!("vp{}", suffix());
+    netctl(&daemon, &["vnet", "add", &vnet, "--zone", "zp"]);
+    let id = crate::ct::ctid(6);
+    create(&daemon, &id, &[]);
+    let user = crate::UnixUser::new("sd");
+    let userid = user.userid();
+    ok(&daemon, "userctl", &["user", "add", &userid]);
+    ok(&daemon, "userctl", &["acl", "modify", &format!("/vms/{id}"), "--roles", "PVEVMAdmin", "--users", &userid]);
+    let net0 = format!("name=eth0,bridge={vnet}");
+    let attach = || user.run(&daemon, "ctctl", &["set", &id, "--net0", &net0]);
+    let out = attach();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("SDN.Use on /sdn/zones/zp/{vnet}")), "{err}");
+    // The local network zone's path is not the VNet's.
+    let local = format!("/sdn/zones/localnetwork/{vnet}");
+    ok(&daemon, "userctl", &["acl", "modify", &local, "--roles", "PVESDNUser", "--users", &userid]);
+    assert_eq!(attach().status.code(), Some(1));
+    ok(&daemon, "userctl", &["acl", "modify", "/sdn/zones/zp", "--roles", "PVESDNUser", "--users", &userid]);
+    let out = attach();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // SDN.Use and SDN.Audit let the user see the zone but not change it.
+    let out = user.run(&daemon, "netctl", &["sdn", "zone", "list", "--output-format", "json"]);
+    let zones: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(zones[0]["id"], "zp", "{zones}");
+    let out = user.run(&daemon, "netctl", &["sdn", "vnet", "set", &vnet, "--alias", "mine"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("SDN.Allocate on /sdn/zones/zp/{vnet}")), "{err}");
+    // The VNet a guest uses cannot be deleted.
+    assert!(netctl_fails(&daemon, &["vnet", "delete", &vnet]).contains(&format!("CT {id} (net0)")));
 }

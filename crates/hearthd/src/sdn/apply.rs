@@ -272,8 +272,10 @@ fn write_dnsmasq_files(root: &Path, zone: &DhcpZone, ipam: &[IpamEntry]) -> Resu
 
 fn dnsmasq_pid(root: &Path, zone: &str) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(zone_dir(root, zone).join("dnsmasq.pid")).ok()?.trim().parse().ok()?;
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    (comm.trim() == "dnsmasq").then_some(pid)
+    // `<pid> (<comm>) <state> …`: a dnsmasq that exited but was not reaped yet is gone.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (comm, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+    (comm == "dnsmasq" && !rest.starts_with('Z')).then_some(pid)
 }
 
 /// Whether the zone's dnsmasq runs.
