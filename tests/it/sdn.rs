@@ -372,6 +372,32 @@ fn bad_sdn_input_is_refused_and_changes_nothing() {
 }
 
 #[test]
+fn a_vlan_zone_tags_on_its_bridge_or_says_the_kernel_lacks_vlans() {
+    require_tools();
+    let host = Netns::new("v");
+    host.ip(&["link", "add", "vmbr0", "type", "bridge"]);
+    let daemon = HearthdProcess::start_in_netns(&host.0, "test");
+    netctl(&daemon, &["zone", "add", "zv", "--type", "vlan", "--bridge", "vmbr0"]);
+    assert!(netctl_fails(&daemon, &["vnet", "add", "v10", "--zone", "zv"]).contains("VNets of a vlan zone need a tag"));
+    assert!(
+        netctl_fails(&daemon, &["vnet", "add", "v10", "--zone", "zv", "--tag", "4095"]).contains("outside 1..4094")
+    );
+    netctl(&daemon, &["vnet", "add", "v10", "--zone", "zv", "--tag", "10"]);
+    let (code, out, err) = run(&daemon, "netctl", &["sdn", "apply", "--confirm-timeout", "0"]);
+    if code == 0 {
+        // A kernel with 802.1Q: the tagged port vmbr0.10 is in the VNet bridge.
+        let port = host.ip(&["-d", "link", "show", "vmbr0.10"]);
+        assert!(port.contains("vlan protocol 802.1Q id 10") && port.contains("master v10"), "{port}");
+    } else {
+        // This machine's kernel has no VLAN devices: the apply says so and leaves nothing.
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains("vmbr0.10") && err.contains("lacks 802.1Q VLAN devices"), "{err}");
+        assert!(!host.has_link("v10") && !host.has_link("vmbr0.10"));
+        assert_eq!(json(&daemon, "netctl", &["sdn", "vnet", "list", "--running"]), serde_json::json!([]));
+    }
+}
+
+#[test]
 fn a_dnsmasq_that_cannot_start_fails_the_apply_and_nothing_stays() {
     require_tools();
     let host = Netns::new("d");

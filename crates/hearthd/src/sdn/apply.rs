@@ -175,8 +175,14 @@ fn create_bridge(b: &VnetBridge) -> Result<(), String> {
         return Err(format!("interface {} already exists", b.name));
     }
     let result = build_bridge(&mut nl, b).map_err(|e| match e {
-        NetError::Kernel { errno, .. } if b.vlanaware && errno == libc::EOPNOTSUPP => {
-            format!("{e} (this kernel lacks 802.1Q bridge VLAN filtering)")
+        NetError::Kernel { ref ifname, errno, .. } if errno == libc::EOPNOTSUPP => {
+            if b.vlan.as_ref().is_some_and(|v| v.name == *ifname) {
+                format!("{e} (this kernel lacks 802.1Q VLAN devices)")
+            } else if b.vlanaware {
+                format!("{e} (this kernel lacks 802.1Q bridge VLAN filtering)")
+            } else {
+                e.to_string()
+            }
         }
         other => other.to_string(),
     });
