@@ -211,6 +211,12 @@ fn a_simple_zone_gives_a_container_its_ipam_address_by_dhcp_and_nat_to_another_n
     std::io::Read::read_to_string(listener.0.stdout.as_mut().expect("piped"), &mut seen).expect("reading the listener");
     assert_eq!(seen.trim(), "192.0.2.1", "the far side saw the guest's own address: no SNAT");
 
+    // A change that keeps the bridge's ports (its MTU) is made in place: the guest stays plugged.
+    netctl(&daemon, &["zone", "set", "zs", "--mtu", "1400"]);
+    netctl(&daemon, &["apply", "--confirm-timeout", "0"]);
+    assert!(host.ip(&["link", "show", "vnet0"]).contains("mtu 1400"));
+    let veth = host.ip(&["link", "show", &format!("veth{id}i0")]);
+    assert!(veth.contains("master vnet0"), "{veth}");
     // hearthd restarts a dnsmasq that died.
     let pid_file = daemon.root().join("var/lib/hearth/sdn/dnsmasq/zs/dnsmasq.pid");
     let pid = || std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse::<i32>().ok());
@@ -254,6 +260,13 @@ fn a_vxlan_zone_carries_traffic_between_containers_on_two_nodes() {
     assert_eq!(code, 0, "container on node a cannot reach node b's over VXLAN: {out}{err}");
     let (code, out, err) = exec(&node_b, &cb, &["ping", "-c", "1", "-W", "5", "10.88.0.1"]);
     assert_eq!(code, 0, "{out}{err}");
+    // A new peer makes the tunnel again; the guest's port is plugged back into the VNet.
+    netctl(&node_a, &["zone", "set", "zx", "--peers", "192.0.2.1,192.0.2.2,192.0.2.9"]);
+    netctl(&node_a, &["apply", "--confirm-timeout", "0"]);
+    assert!(sh("bridge", &["-n", &a.0, "fdb", "show", "dev", "vxlan_vx1"]).contains("dst 192.0.2.9"));
+    assert!(a.ip(&["link", "show", &format!("veth{ca}i0")]).contains("master vx1"));
+    let (code, out, err) = exec(&node_a, &ca, &["ping", "-c", "1", "-W", "5", "10.88.0.2"]);
+    assert_eq!(code, 0, "after the tunnel was made again: {out}{err}");
     // The traffic went through the tunnel: the underlay carried VXLAN packets.
     let stats: serde_json::Value =
         serde_json::from_str(&a.ip(&["-j", "-s", "link", "show", "vxlan_vx1"])).expect("ip -j prints JSON");

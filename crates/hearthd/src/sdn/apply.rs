@@ -54,11 +54,18 @@ fn run_with_input(name: &str, args: &[&str], input: Option<&str>) -> Result<Stri
 /// What undoes one step that succeeded.
 enum Undo {
     DeleteBridge(VnetBridge),
-    CreateBridge(VnetBridge),
+    /// A bridge to make again, with the guest ports it had.
+    CreateBridge(VnetBridge, Vec<String>),
+    /// From, to.
+    UpdateBridge(VnetBridge, VnetBridge),
     Forwarding(String),
     Nft(String),
     StopDnsmasq(String),
-    StartDnsmasq { zone: String, conf: Option<Vec<u8>>, ethers: Option<Vec<u8>> },
+    StartDnsmasq {
+        zone: String,
+        conf: Option<Vec<u8>>,
+        ethers: Option<Vec<u8>>,
+    },
 }
 
 fn undo(root: &Path, step: Undo) {
@@ -67,7 +74,8 @@ fn undo(root: &Path, step: Undo) {
             delete_bridge(b);
             Ok(())
         }
-        Undo::CreateBridge(b) => create_bridge(b),
+        Undo::CreateBridge(b, ports) => create_bridge(b).map(|()| replug(&b.name, ports)),
+        Undo::UpdateBridge(from, to) => update_bridge(from, to),
         Undo::Forwarding(old) => std::fs::write(FORWARD, old).map_err(|e| e.to_string()),
         Undo::Nft(script) => run_with_input("nft", &["-f", "-"], Some(script)).map(|_| ()),
         Undo::StopDnsmasq(zone) => {
@@ -121,9 +129,21 @@ pub(super) fn rebuild(root: &Path, seen: &[&NodePlan], target: &NodePlan, ipam: 
 }
 
 fn steps(root: &Path, old: &NodePlan, new: &NodePlan, ipam: &[IpamEntry], done: &mut Vec<Undo>) -> Result<(), String> {
-    let removed: Vec<&VnetBridge> = old.bridges.iter().filter(|b| !new.bridges.contains(b)).collect();
-    let added: Vec<&VnetBridge> = new.bridges.iter().filter(|b| !old.bridges.contains(b)).collect();
-    let touched = |zone: &DhcpZone| zone.vnets.iter().any(|v| removed.iter().chain(&added).any(|b| b.name == *v));
+    // A bridge whose ports stay the same changes in place (addresses, MTU): its guests never
+    // notice. Others are made again, and the guest ports they had are plugged back.
+    let updated: Vec<(&VnetBridge, &VnetBridge)> = old
+        .bridges
+        .iter()
+        .filter_map(|o| new.bridges.iter().find(|n| n.name == o.name && *n != o && in_place(o, n)).map(|n| (o, n)))
+        .collect();
+    let is_updated = |b: &VnetBridge| updated.iter().any(|(o, _)| o.name == b.name);
+    let removed: Vec<&VnetBridge> = old.bridges.iter().filter(|b| !new.bridges.contains(b) && !is_updated(b)).collect();
+    let added: Vec<&VnetBridge> = new.bridges.iter().filter(|b| !old.bridges.contains(b) && !is_updated(b)).collect();
+    let touched = |zone: &DhcpZone| {
+        zone.vnets
+            .iter()
+            .any(|v| removed.iter().chain(&added).any(|b| b.name == *v) || updated.iter().any(|(o, _)| o.name == *v))
+    };
     let dhcp_changed = |zone: &DhcpZone, other: &[DhcpZone]| !other.contains(zone) || touched(zone);
     // DHCP servers of zones that change stop first: they bind to the bridges.
     for zone in old.dhcp.iter().filter(|z| dhcp_changed(z, &new.dhcp)) {
@@ -133,13 +153,23 @@ fn steps(root: &Path, old: &NodePlan, new: &NodePlan, ipam: &[IpamEntry], done: 
         stop_dnsmasq(root, &zone.zone);
         done.push(Undo::StartDnsmasq { zone: zone.zone.clone(), conf, ethers });
     }
+    let mut plugged: Vec<(String, Vec<String>)> = Vec::new();
     for bridge in &removed {
+        let ports = guest_ports(bridge);
         delete_bridge(bridge);
-        done.push(Undo::CreateBridge((*bridge).clone()));
+        done.push(Undo::CreateBridge((*bridge).clone(), ports.clone()));
+        plugged.push((bridge.name.clone(), ports));
+    }
+    for (from, to) in &updated {
+        update_bridge(from, to).map_err(|e| format!("changing VNet {}: {e}", to.name))?;
+        done.push(Undo::UpdateBridge((*to).clone(), (*from).clone()));
     }
     for bridge in &added {
         create_bridge(bridge).map_err(|e| format!("creating VNet {}: {e}", bridge.name))?;
         done.push(Undo::DeleteBridge((*bridge).clone()));
+        if let Some((_, ports)) = plugged.iter().find(|(name, _)| *name == bridge.name) {
+            replug(&bridge.name, ports);
+        }
     }
     if new.forward {
         let before = std::fs::read_to_string(FORWARD).map_err(|e| format!("reading {FORWARD}: {e}"))?;
@@ -227,6 +257,50 @@ fn build_bridge(nl: &mut Netlink, b: &VnetBridge) -> Result<(), NetError> {
         nl.add_address(name, IpCidr { addr: (*ip).into(), prefix: *prefix })?;
     }
     nl.set_up(name, true)
+}
+
+/// Whether `a` can become `b` without making the bridge again: the same SDN ports and VLAN mode.
+fn in_place(a: &VnetBridge, b: &VnetBridge) -> bool {
+    a.vxlan == b.vxlan && a.vlan == b.vlan && a.vlanaware == b.vlanaware
+}
+
+/// Changes a bridge's addresses and MTU from `from`'s to `to`'s.
+fn update_bridge(from: &VnetBridge, to: &VnetBridge) -> Result<(), String> {
+    let mut nl = netlink()?;
+    let cidr = |(ip, prefix): &(std::net::Ipv4Addr, u8)| IpCidr { addr: (*ip).into(), prefix: *prefix };
+    for gone in from.addresses.iter().filter(|a| !to.addresses.contains(a)) {
+        nl.del_address(&to.name, cidr(gone)).map_err(|e| e.to_string())?;
+    }
+    for new in to.addresses.iter().filter(|a| !from.addresses.contains(a)) {
+        nl.add_address(&to.name, cidr(new)).map_err(|e| e.to_string())?;
+    }
+    if let Some(mtu) = to.mtu.filter(|m| Some(*m) != from.mtu) {
+        nl.set_mtu(&to.name, mtu).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The ports of a VNet bridge that SDN did not make: guests' taps and veths.
+fn guest_ports(b: &VnetBridge) -> Vec<String> {
+    let ours: Vec<&str> =
+        b.vxlan.iter().map(|v| v.name.as_str()).chain(b.vlan.iter().map(|v| v.name.as_str())).collect();
+    let Ok(mut nl) = netlink() else { return Vec::new() };
+    nl.links()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l.master.as_deref() == Some(b.name.as_str()) && !ours.contains(&l.name.as_str()))
+        .map(|l| l.name)
+        .collect()
+}
+
+/// Plugs guest ports back into a bridge that was made again.
+fn replug(bridge: &str, ports: &[String]) {
+    let Ok(mut nl) = netlink() else { return };
+    for port in ports {
+        if let Err(e) = nl.set_master(port, Some(bridge)) {
+            tracing::warn!("plugging {port} back into {bridge}: {e}");
+        }
+    }
 }
 
 /// Removes a VNet bridge and the ports SDN made for it; what is already gone is no error.
