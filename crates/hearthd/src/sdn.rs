@@ -199,13 +199,10 @@ fn pending(root: &Path) -> Result<SdnConfig, ErrorReply> {
 /// Interface names of this host that SDN did not create (a VNet may not take one).
 fn host_interfaces(running: &SdnConfig) -> Vec<String> {
     let ours: Vec<String> = running.vnets.keys().flat_map(|v| [v.clone(), format!("vxlan_{v}")]).collect();
-    std::fs::read_dir("/sys/class/net")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
-                .filter(|n| !ours.contains(n))
-                .collect()
-        })
-        .unwrap_or_default()
+    // Through netlink rather than /sys/class/net: that shows the namespace sysfs was mounted in,
+    // which need not be hearthd's (`hearthd --netns`).
+    let links = hearth_net::Netlink::open().and_then(|mut nl| nl.links()).unwrap_or_default();
+    links.into_iter().map(|l| l.name).filter(|n| !ours.contains(n)).collect()
 }
 
 /// Guest NICs on bridges: (bridge, "VM 100 (net0)"), from every guest's current and pending
