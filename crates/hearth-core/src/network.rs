@@ -1080,7 +1080,8 @@ pub fn diff(current: &NetworkConfig, staged: &NetworkConfig) -> Vec<IfaceChange>
                 (c != s).then(|| KeyChange { key: k.to_owned(), current: c, staged: s })
             })
             .collect();
-        changes.sort_by_key(|c| KEYS.iter().position(|(k, _)| *k == c.key).unwrap_or(0));
+        // `type` first, then the keys in the order of the API.
+        changes.sort_by_key(|c| KEYS.iter().position(|(k, _)| *k == c.key).map_or(0, |p| p + 1));
         if action != "change" || !changes.is_empty() {
             out.push(IfaceChange { iface: name.clone(), action: action.to_owned(), changes });
         }
