@@ -28,6 +28,7 @@ mod pending;
 mod permissions;
 mod protocol;
 mod pveum;
+mod sdn;
 mod storage;
 mod storage_btrfs;
 mod storage_scan;

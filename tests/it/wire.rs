@@ -12,10 +12,10 @@ use expect_test::expect_file;
 use hearth_core::Upid;
 use hearth_proto::{
     AclInfo, BackupEntry, BackupFile, BackupJob, BackupJobInfo, BackupOptions, BackupRun, ClientHello, CtStatusReport,
-    DfEntry, ErrorKind, ErrorReply, GroupInfo, GuestConfigView, GuestSummary, NewTfa, NewToken, PathPermissions,
-    Payload, PendingItem, PoolInfo, PruneEntry, RealmInfo, Response, RoleInfo, ServerHello, SnapshotInfo,
-    StorageConfigs, StorageDefinition, StorageStatus, TaskEvent, TaskInfo, TaskState, TfaInfo, TfaKind, TokenInfo,
-    UserInfo, VmStatusReport, VolumeEntry,
+    DfEntry, ErrorKind, ErrorReply, GroupInfo, GuestConfigView, GuestSummary, IpamInfo, NewTfa, NewToken,
+    PathPermissions, Payload, PendingItem, PoolInfo, PruneEntry, RealmInfo, Response, RoleInfo, SdnChangeInfo,
+    SdnObject, SdnObjectKind, ServerHello, SnapshotInfo, StorageConfigs, StorageDefinition, StorageStatus, TaskEvent,
+    TaskInfo, TaskState, TfaInfo, TfaKind, TokenInfo, UserInfo, VmStatusReport, VolumeEntry,
 };
 use hearthd::permission_table::samples;
 use serde::Serialize;
@@ -408,6 +408,28 @@ fn payload_samples() -> Vec<Payload> {
                 secrets: vec![],
             },
         ]),
+        Payload::SdnObjects(vec![SdnObject {
+            kind: SdnObjectKind::Subnet,
+            id: "zs-10.0.0.0-24".into(),
+            properties: vec![("vnet".into(), "vnet0".into()), ("gateway".into(), "10.0.0.1".into())],
+            state: Some("new".into()),
+        }]),
+        Payload::SdnChanges(vec![SdnChangeInfo {
+            kind: SdnObjectKind::Zone,
+            id: "zs".into(),
+            state: "changed".into(),
+            running: vec!["type=simple".into()],
+            pending: vec!["type=simple".into(), "dhcp=dnsmasq".into()],
+        }]),
+        Payload::Ipam(vec![IpamInfo {
+            zone: "zs".into(),
+            vnet: "vnet0".into(),
+            subnet: "zs-10.0.0.0-24".into(),
+            ip: "10.0.0.100".into(),
+            mac: "BC:24:11:00:00:01".into(),
+            vmid: 100,
+            nic: "net0".into(),
+        }]),
         Payload::NetworkInterfaces(vec![hearth_proto::NetworkInterface {
             config: hearth_core::network::Iface {
                 iface: "vmbr0".into(),

@@ -37,6 +37,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "qemu-guest-agent",
     // storectl scan lvm|lvmthin lists what the host's LVM tools see.
     "lvm2",
+    // SDN: dnsmasq serves DHCP per zone, nft loads the SNAT table.
+    "dnsmasq",
+    "nftables",
 ];
 
 pub fn run(root: &Path) -> anyhow::Result<()> {

@@ -19,6 +19,7 @@ pub mod propstr;
 pub mod prune;
 pub mod runtime;
 pub mod schema;
+pub mod sdn;
 pub mod size;
 pub mod storage;
 pub mod time;

@@ -19,8 +19,10 @@
 //! will give it.
 
 mod frame;
+mod sdn;
 
 pub use frame::{FrameError, IDLE_TIMEOUT, MAX_FRAME, MAX_HELLO_FRAME, decode, encode, read_frame, write_frame};
+pub use sdn::{IpamInfo, SdnChangeInfo, SdnObject, SdnObjectKind, SdnRequest};
 
 use std::collections::BTreeMap;
 
@@ -70,6 +72,7 @@ pub enum Request {
     Node(NodeRequest),
     Access(AccessRequest),
     Network(NetworkRequest),
+    Sdn(SdnRequest),
 }
 
 /// The node's network configuration (`netctl`): edits are staged in `network.new.toml` and
@@ -1344,6 +1347,12 @@ pub enum Payload {
     NetworkInterfaces(Vec<NetworkInterface>),
     /// What a network apply would change, per interface (`netctl pending`).
     NetworkPending(Vec<hearth_core::network::IfaceChange>),
+    /// SDN zones, VNets or subnets (`netctl sdn zone list`).
+    SdnObjects(Vec<SdnObject>),
+    /// What an SDN apply would change (`netctl sdn pending`).
+    SdnChanges(Vec<SdnChangeInfo>),
+    /// The `pve` IPAM's addresses (`netctl sdn ipam list`).
+    Ipam(Vec<IpamInfo>),
 }
 
 /// An interface of the node's network configuration with its state in the kernel.

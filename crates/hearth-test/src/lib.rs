@@ -80,6 +80,8 @@ pub struct HearthdProcess {
     root: tempfile::TempDir,
     child: Option<Child>,
     pub node: String,
+    /// The network namespace hearthd runs in (`ip netns exec`), if not the test's own.
+    netns: Option<String>,
     /// Further arguments and environment for every start (`--netns`, test hooks).
     extra_args: Vec<String>,
     extra_env: Vec<(String, String)>,
@@ -91,12 +93,28 @@ impl HearthdProcess {
         HearthdProcess::start_with(&[], &[])
     }
 
+    /// Starts hearthd for node `node` inside the named network namespace (`ip netns exec`, which
+    /// also gives it that namespace's /sys/class/net), so what it does to links stays there.
+    pub fn start_in_netns(netns: &str, node: &str) -> HearthdProcess {
+        let mut daemon = HearthdProcess {
+            root: temp_root(),
+            child: None,
+            node: node.into(),
+            netns: Some(netns.to_owned()),
+            extra_args: Vec::new(),
+            extra_env: Vec::new(),
+        };
+        daemon.spawn();
+        daemon
+    }
+
     /// Starts hearthd with further arguments (`--netns /run/netns/X`) and environment.
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> HearthdProcess {
         let mut daemon = HearthdProcess {
             root: temp_root(),
             child: None,
             node: "test".into(),
+            netns: None,
             extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
             extra_env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
         };
@@ -110,7 +128,15 @@ impl HearthdProcess {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(bin("hearthd"))
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns]).arg(bin("hearthd"));
+                c
+            }
+            None => Command::new(bin("hearthd")),
+        };
+        let child = command
             .arg("--root")
             .arg(self.root.path())
             .arg("--node")
@@ -179,6 +205,24 @@ impl Drop for HearthdProcess {
         }
         kill_guests(self.root.path());
         kill_containers(self.root.path());
+        kill_dnsmasq(self.root.path());
+    }
+}
+
+/// Kills the dnsmasq instances hearthd started for SDN zones under `root`: they outlive hearthd
+/// like guests do.
+fn kill_dnsmasq(root: &Path) {
+    let Ok(zones) = std::fs::read_dir(root.join("var/lib/hearth/sdn/dnsmasq")) else { return };
+    for zone in zones.flatten() {
+        let Some(pid) =
+            std::fs::read_to_string(zone.path().join("dnsmasq.pid")).ok().and_then(|t| t.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "dnsmasq" {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
     }
 }
 

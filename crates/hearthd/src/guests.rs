@@ -376,6 +376,7 @@ pub fn create(daemon: &Arc<Daemon>, caller: &Caller, kind: GuestKind, req: Creat
         match unlocked {
             Ok(_) => {
                 ctx.log(format!("{} {vmid} created", kind.noun()));
+                crate::sdn::guest_nics_changed(&worker, kind, vmid);
                 if ct.as_ref().is_some_and(|c| c.start) {
                     let options = hearth_core::runtime::StartOptions::default();
                     crate::lifecycle::start_now(&worker, kind, vmid, &options, &log)?;
@@ -409,6 +410,8 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
         ));
     }
     let vmid = req.vmid;
+    let req_touches_nics =
+        req.options.iter().map(|(k, _)| k).chain(&req.delete).chain(&req.revert).any(|k| k.starts_with("net"));
     let mut edit = edit;
     if kind == GuestKind::Vm {
         crate::cloudinit::prepare_values(daemon, &mut edit.set)?;
@@ -513,6 +516,9 @@ pub fn set(daemon: &Daemon, kind: GuestKind, req: SetGuest) -> Result<Payload, E
         free_all(daemon, &made, &|_| ());
     } else {
         free_all(daemon, &dropped_drives, &|line| tracing::info!("{line}"));
+    }
+    if result.is_ok() && req_touches_nics {
+        crate::sdn::guest_nics_changed(daemon, kind, vmid);
     }
     match result {
         Ok(((), digest)) => Ok(Payload::Digest(digest)),
@@ -743,6 +749,7 @@ pub fn destroy(
             worker.qemu.forget(vmid);
             crate::cloudinit::forget(&worker, vmid);
         }
+        crate::sdn::guest_destroyed(&worker, vmid);
         let mut warnings = 0;
         for volume in &owned {
             match storage::free_volume(&worker, volume) {

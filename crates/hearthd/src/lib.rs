@@ -33,6 +33,7 @@ mod pending;
 pub mod permission_table;
 mod referenced;
 mod scan;
+mod sdn;
 mod snapshots;
 pub mod storage;
 pub mod store;
@@ -78,6 +79,8 @@ pub struct Daemon {
     runtimes: Runtimes,
     pub access: access::AccessControl,
     pub tasks: Arc<TaskManager>,
+    /// SDN edits and applies, and the apply that waits for confirmation.
+    pub sdn: sdn::SdnState,
 }
 
 impl Daemon {
@@ -109,7 +112,7 @@ impl Daemon {
             runtime.adopt();
         }
         let tasks = TaskManager::open(root, node).map_err(|e| anyhow::anyhow!("opening the task index: {e}"))?;
-        Ok(Arc::new(Daemon {
+        let daemon = Arc::new(Daemon {
             root: root.to_owned(),
             node: node.to_owned(),
             store,
@@ -119,7 +122,10 @@ impl Daemon {
             runtimes,
             access,
             tasks: Arc::new(tasks),
-        }))
+            sdn: sdn::SdnState::default(),
+        });
+        sdn::resume(&daemon);
+        Ok(daemon)
     }
 
     /// A daemon whose guests run on the given runtimes instead of the real engines.
@@ -353,6 +359,7 @@ pub fn handle(
         },
         Request::Access(r) => users::handle(daemon, caller, r),
         Request::Network(r) => network::handle(daemon, caller, r),
+        Request::Sdn(r) => sdn::handle(daemon, caller, r),
     }
 }
 

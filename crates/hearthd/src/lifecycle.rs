@@ -138,6 +138,7 @@ pub(crate) fn prepare(
     check_startable(daemon, kind, vmid, &config, saved.is_some())?;
     // Apply pending changes: a start runs the configuration with them.
     let config = crate::pending::apply_at_start(daemon, kind, vmid, config, &|line| tracing::info!(%vmid, "{line}"))?;
+    crate::sdn::guest_starting(daemon, kind, vmid, &config.current)?;
     let resources = resolve(daemon, vmid, &config)?;
     let hookscript = config.current.get("hookscript").and_then(Value::as_str).map(str::to_owned);
     let resuming = saved.is_some();
@@ -159,6 +160,7 @@ fn launch(daemon: &Daemon, kind: GuestKind, prepared: Prepared, log: &dyn Fn(Str
     }
     regenerate_cloudinit(daemon, kind, vmid, &settings, log)?;
     let pid = launch.run(log)?;
+    crate::sdn::guest_started(daemon, kind, vmid, &settings, log);
     if resuming {
         crate::vms::forget_saved_state(daemon, kind, vmid, log);
     }

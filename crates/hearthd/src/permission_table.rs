@@ -16,8 +16,8 @@ use hearth_core::{Upid, Vmid};
 use hearth_proto::{
     AccessRequest, AddStorage, AllocVolume, BackupGuest, BackupJob, BackupOptions, BackupRun, CloneGuest, CreateGuest,
     CtCreate, CtRequest, DestroyGuest, ExecInCt, ExportVolume, GetConfig, ImportDisk, ImportVolume, ListVolumes,
-    MoveDisk, NetworkRequest, NodeRequest, PruneBackups, Request, RestoreGuest, Secret, SetGuest, SetStorage,
-    StorageRequest, StorageStatusFilter, TaskFilter, TaskRequest, TfaKind, UploadFile, VmRequest,
+    MoveDisk, NetworkRequest, NodeRequest, PruneBackups, Request, RestoreGuest, SdnObjectKind, SdnRequest, Secret,
+    SetGuest, SetStorage, StorageRequest, StorageStatusFilter, TaskFilter, TaskRequest, TfaKind, UploadFile, VmRequest,
 };
 
 use crate::access::{Caller, required};
@@ -187,7 +187,50 @@ pub fn samples() -> Vec<Sample> {
     all.extend(storage_samples());
     all.extend(access_samples());
     all.extend(network_samples());
+    all.extend(sdn_samples());
     all
+}
+
+fn sdn(r: SdnRequest) -> Request {
+    Request::Sdn(r)
+}
+
+fn sdn_samples() -> Vec<Sample> {
+    use SdnObjectKind::{Subnet, Vnet, Zone};
+    vec![
+        sample("netctl sdn zone list", sdn(SdnRequest::List { kind: Zone, running: false }), "-")
+            .note("Lists only the objects of zones the caller holds SDN.Audit on."),
+        sample(
+            "netctl sdn zone add zs --type simple --dhcp dnsmasq",
+            sdn(SdnRequest::Add {
+                kind: Zone,
+                id: "zs".into(),
+                options: pairs(&[("type", "simple"), ("dhcp", "dnsmasq")]),
+            }),
+            "SDN.Allocate@/sdn/zones/zs",
+        ),
+        sample(
+            "netctl sdn vnet add vnet0 --zone zs",
+            sdn(SdnRequest::Add { kind: Vnet, id: "vnet0".into(), options: pairs(&[("zone", "zs")]) }),
+            "SDN.Allocate@/sdn/zones/zs/vnet0",
+        ),
+        sample(
+            "netctl sdn zone set zs --mtu 1400",
+            sdn(SdnRequest::Set { kind: Zone, id: "zs".into(), options: pairs(&[("mtu", "1400")]), delete: vec![] }),
+            "SDN.Allocate@/sdn/zones/zs",
+        ),
+        sample(
+            "netctl sdn subnet delete zs-10.0.0.0-24",
+            sdn(SdnRequest::Delete { kind: Subnet, id: "zs-10.0.0.0-24".into() }),
+            "SDN.Allocate@/sdn/zones/zs",
+        )
+        .note("A subnet's id names its zone; a VNet's zone is looked up in the SDN configuration."),
+        sample("netctl sdn pending", sdn(SdnRequest::Pending), "SDN.Audit@/sdn"),
+        sample("netctl sdn apply", sdn(SdnRequest::Apply { confirm_timeout: None }), "SDN.Allocate@/sdn"),
+        sample("netctl sdn confirm", sdn(SdnRequest::Confirm), "SDN.Allocate@/sdn"),
+        sample("netctl sdn revert", sdn(SdnRequest::Revert), "SDN.Allocate@/sdn"),
+        sample("netctl sdn ipam list", sdn(SdnRequest::IpamList), "SDN.Audit@/sdn/ipams/pve"),
+    ]
 }
 
 fn network_samples() -> Vec<Sample> {
@@ -1224,6 +1267,7 @@ pub fn variant(request: &Request) -> (&'static str, &'static str) {
         Request::Storage(r) => r.into(),
         Request::Node(r) => r.into(),
         Request::Access(r) => r.into(),
+        Request::Sdn(r) => r.into(),
         Request::Network(r) => r.into(),
     };
     (domain, name)
@@ -1234,13 +1278,14 @@ pub fn variant(request: &Request) -> (&'static str, &'static str) {
 pub fn unsampled_variants(samples: &[Sample]) -> Vec<String> {
     use strum::VariantNames;
     let covered: std::collections::BTreeSet<(&str, &str)> = samples.iter().map(|s| variant(&s.request)).collect();
-    let domains: [(&str, &[&str]); 7] = [
+    let domains: [(&str, &[&str]); 8] = [
         ("Vm", VmRequest::VARIANTS),
         ("Ct", CtRequest::VARIANTS),
         ("Task", TaskRequest::VARIANTS),
         ("Storage", StorageRequest::VARIANTS),
         ("Node", NodeRequest::VARIANTS),
         ("Access", AccessRequest::VARIANTS),
+        ("Sdn", SdnRequest::VARIANTS),
         ("Network", NetworkRequest::VARIANTS),
     ];
     let mut missing: Vec<String> = domains
@@ -1288,6 +1333,8 @@ pub fn markdown() -> String {
                 "Task" => "Tasks (`clusterctl task`)",
                 "Node" => "The node (`clusterctl node`)",
                 "Storage" => "Storage and backups (`storectl`)",
+                "Sdn" => "Software-defined networking (`netctl sdn`)",
+                "Network" => "Host network (`netctl`)",
                 _ => "Users and permissions (`userctl`)",
             };
             out.push_str(&format!("\n## {title}\n\n| Request | Needs | Note |\n|---|---|---|\n"));

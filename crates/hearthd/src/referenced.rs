@@ -142,7 +142,11 @@ pub fn value_needs(kind: GuestKind, vmid: Vmid, key: &str, value: &Value) -> Vec
     }
     if key.starts_with("net") {
         return match kind.schema().property(key, value).and_then(|p| p.get("bridge").map(str::to_owned)) {
-            Some(bridge) => vec![on(bridge_path(&bridge), P::SdnUse)],
+            Some(bridge) => {
+                let props = kind.schema().property(key, value);
+                let tag = props.as_ref().and_then(|p| p.get("tag"));
+                vec![on(crate::sdn::nic_path(&bridge, tag), P::SdnUse)]
+            }
             None => Vec::new(),
         };
     }

@@ -26,8 +26,7 @@ const COMMANDS: &[Subcommand] = &[
     Subcommand::new("revert", cmd::apply::revert_command, cmd::apply::revert),
     Subcommand::new("import", cmd::file::import_command, cmd::file::import),
     Subcommand::new("export", cmd::file::export_command, cmd::file::export),
-    // Further subcommand groups plug in here, one line each, e.g.
-    // Subcommand::new("sdn", cmd::sdn::command, cmd::sdn::run),
+    Subcommand::new("sdn", cmd::sdn::command, cmd::sdn::run),
 ];
 
 /// The whole command line of `netctl`.

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod file;
 pub mod iface;
+pub mod sdn;
 
 use clap::{Arg, ArgMatches};
 use hearth_client::cli::{self, OutputFormat};
