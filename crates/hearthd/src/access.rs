@@ -369,6 +369,7 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
         // What an access request needs can depend on whom it names (one's own tokens,
         // password and second factors) and on several paths at once.
         Request::Access(r) => return crate::users::required(r, caller),
+        Request::Firewall(r) => firewall_need(r, node),
         Request::Storage(r) => {
             let storage = |id: &str| format!("/storage/{id}");
             // A volume id's storage; a malformed id is refused later, after the check, so
@@ -712,5 +713,45 @@ mod tests {
         assert_eq!(unmet(&host, true, &held), None);
         let either = [Need::Either(vec![on("/", P::SysModify)], vec![on("/vms/100", P::VmAudit)])];
         assert_eq!(unmet(&either, false, &held), None);
+    }
+}
+
+/// The firewall's paths, as Proxmox's firewall API: cluster configuration and security groups
+/// on `/`, the host's on `/nodes/{node}`, a guest's on `/vms/{vmid}` (VM.Config.Network to
+/// change, VM.Audit to read); the whole-ruleset views are the node's.
+fn firewall_need(r: &hearth_proto::FirewallRequest, node: &str) -> Need {
+    use hearth_proto::{FirewallRequest as F, FirewallScope as S};
+    let read = |scope: &S| match scope {
+        S::Cluster => on("/", P::SysAudit),
+        S::Host => on(format!("/nodes/{node}"), P::SysAudit),
+        S::Guest(v) => on(format!("/vms/{v}"), P::VmAudit),
+    };
+    let write = |scope: &S| match scope {
+        S::Cluster => on("/", P::SysModify),
+        S::Host => on(format!("/nodes/{node}"), P::SysModify),
+        S::Guest(v) => on(format!("/vms/{v}"), P::VmConfigNetwork),
+    };
+    match r {
+        F::RulesList { scope, .. }
+        | F::OptionsGet { scope, .. }
+        | F::IpSetList { scope }
+        | F::AliasList { scope }
+        | F::Export { scope } => read(scope),
+        F::RuleAdd { scope, .. }
+        | F::RuleSet { scope, .. }
+        | F::RuleDelete { scope, .. }
+        | F::OptionsSet { scope, .. }
+        | F::IpSetCreate { scope, .. }
+        | F::IpSetDelete { scope, .. }
+        | F::IpSetAdd { scope, .. }
+        | F::IpSetRemove { scope, .. }
+        | F::AliasSet { scope, .. }
+        | F::AliasDelete { scope, .. }
+        | F::Import { scope, .. } => write(scope),
+        F::GroupList => on("/", P::SysAudit),
+        F::GroupCreate { .. } | F::GroupDelete { .. } | F::Enable { .. } | F::Apply { .. } | F::Confirm => {
+            on("/", P::SysModify)
+        }
+        F::Compile | F::Status | F::Simulate { .. } | F::Log { .. } => on(format!("/nodes/{node}"), P::SysAudit),
     }
 }

@@ -18,6 +18,7 @@ mod conn;
 pub mod containers;
 mod credentials;
 mod disks;
+pub mod firewall;
 mod guests;
 mod hookscript;
 mod hostpaths;
@@ -77,6 +78,7 @@ pub struct Daemon {
     runtimes: Runtimes,
     pub access: access::AccessControl,
     pub tasks: Arc<TaskManager>,
+    pub firewall: firewall::Firewall,
 }
 
 impl Daemon {
@@ -118,6 +120,7 @@ impl Daemon {
             runtimes,
             access,
             tasks: Arc::new(tasks),
+            firewall: firewall::Firewall::default(),
         }))
     }
 
@@ -169,7 +172,8 @@ pub fn handle(
     let mut files = files.into_iter();
     let mut attached =
         || files.next().ok_or_else(|| ErrorReply::new(ErrorKind::Protocol, "this request needs an attached file"));
-    match request {
+    let guests_change = firewall::affects_guests(&request);
+    let result = match request {
         Request::Vm(r) => match r {
             VmRequest::Create(req) => guests::create(daemon, caller, Vm, req),
             VmRequest::Set(req) => guests::set(daemon, Vm, req),
@@ -351,7 +355,12 @@ pub fn handle(
             StorageRequest::ExtractConfig { volid } => backup::extract_config(daemon, &volid),
         },
         Request::Access(r) => users::handle(daemon, caller, r),
+        Request::Firewall(r) => firewall::handle(daemon, r),
+    };
+    if guests_change && result.is_ok() {
+        firewall::guests_changed(daemon);
     }
+    result
 }
 
 /// The socket and the lock that keeps a second hearthd off the same root.
