@@ -7,6 +7,7 @@
 mod bench;
 mod bench_backup;
 mod bench_ct;
+mod bench_fw;
 mod bench_storage;
 mod bench_vm;
 mod demo;
@@ -59,6 +60,7 @@ pub const BINARIES: &[Binary] = &[
     },
     Binary { name: "storectl", package: "storectl", dir: BinDir::Bin, man_section: "1", command: storectl::command },
     Binary { name: "userctl", package: "userctl", dir: BinDir::Bin, man_section: "1", command: userctl::command },
+    Binary { name: "fwctl", package: "fwctl", dir: BinDir::Bin, man_section: "1", command: fwctl::command },
     Binary { name: "hearthd", package: "hearthd", dir: BinDir::Sbin, man_section: "8", command: hearthd::command },
 ];
 
@@ -141,6 +143,17 @@ fn cli() -> clap::Command {
                 .subcommand(clap::Command::new("vm").about(
                     "Time from vmctl start to running against the same QEMU command line by hand; hearthd's memory with VMs",
                 ))
+                .subcommand(
+                    clap::Command::new("fw")
+                        .about("Firewall compile + apply of 1000 guests × 10 rules; iperf3 throughput with the firewall off and on")
+                        .arg(
+                            Arg::new("runs")
+                                .long("runs")
+                                .value_parser(clap::value_parser!(usize))
+                                .default_value("3")
+                                .help("Runs per measurement, at least 3; medians are reported"),
+                        ),
+                )
                 .subcommand(clap::Command::new("storage").about(
                     "Linked clones on dir and btrfs, full-clone throughput against cp, storectl list over 5000 volumes",
                 ))
@@ -206,6 +219,7 @@ fn main() -> ExitCode {
                 )
             }
             Some(("storage", _)) => bench_storage::run(&root),
+            Some(("fw", m)) => bench_fw::run(*m.get_one::<usize>("runs").expect("runs has a default")),
             Some(("vm", _)) => bench_vm::run(&root),
             Some(("ct", m)) => bench_ct::run(&root, *m.get_one::<usize>("runs").expect("runs has a default")),
             Some(("backup", m)) => {

@@ -37,6 +37,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "qemu-guest-agent",
     // storectl scan lvm|lvmthin lists what the host's LVM tools see.
     "lvm2",
+    // The firewall: nft applies rulesets; iperf3 measures throughput through them (bench fw).
+    "nftables",
+    "iperf3",
 ];
 
 pub fn run(root: &Path) -> anyhow::Result<()> {

@@ -80,18 +80,38 @@ pub struct HearthdProcess {
     root: tempfile::TempDir,
     child: Option<Child>,
     pub node: String,
+    /// The network namespace (`/run/netns/<name>`) hearthd runs in, if not the host's.
+    netns: Option<String>,
 }
 
 impl HearthdProcess {
     /// Starts hearthd for node `test` on a new root and waits until it answers.
     pub fn start() -> HearthdProcess {
-        let mut daemon = HearthdProcess { root: temp_root(), child: None, node: "test".into() };
+        let mut daemon = HearthdProcess { root: temp_root(), child: None, node: "test".into(), netns: None };
+        daemon.spawn();
+        daemon
+    }
+
+    /// Starts hearthd inside the network namespace `/run/netns/<netns>` (entered with
+    /// nsenter, nothing else changes): what it does to networking, such as applying the
+    /// firewall, stays there.
+    pub fn start_in_netns(netns: &str) -> HearthdProcess {
+        let mut daemon =
+            HearthdProcess { root: temp_root(), child: None, node: "test".into(), netns: Some(netns.to_owned()) };
         daemon.spawn();
         daemon
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(bin("hearthd"))
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(bin("hearthd"));
+                c
+            }
+            None => Command::new(bin("hearthd")),
+        };
+        let child = command
             .arg("--root")
             .arg(self.root.path())
             .arg("--node")
