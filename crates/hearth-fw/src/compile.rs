@@ -51,6 +51,106 @@ impl Owner<'_> {
     }
 }
 
+/// Matches of ICMP (or ICMPv6) types, one per contiguous run of `kinds` (sorted): a run prints
+/// as a range, where a list would cost the kernel an anonymous set per rule.
+fn icmp_runs(f: Family, kinds: &[u8]) -> Vec<Vec<Match>> {
+    let proto = if f == Family::V4 { 1 } else { 58 };
+    let mut runs: Vec<Vec<u8>> = Vec::new();
+    for &k in kinds {
+        match runs.last_mut() {
+            Some(run) if run.last().is_some_and(|l| l + 1 == k) => run.push(k),
+            _ => runs.push(vec![k]),
+        }
+    }
+    runs.into_iter()
+        .map(|kinds| vec![Match::Family(f), Match::L4Proto(proto), Match::IcmpAny { family: f, kinds }])
+        .collect()
+}
+
+/// Sets at most this big that only one guest uses are written into its rules.
+const INLINE_SET: usize = 32;
+
+/// Simplifies the compiled rules without changing a single decision: matches against empty
+/// sets go (a rule that needs a member of an empty set can never match), small guest-owned
+/// sets are written inline, unused sets are dropped, and a rule compiled once per IP version
+/// with nothing version-specific becomes one rule.
+fn optimize(rs: &mut Ruleset) {
+    let sets = rs.sets.clone();
+    for chain in rs.chains.values_mut() {
+        let mut rules = Vec::with_capacity(chain.rules.len());
+        'rule: for mut r in std::mem::take(&mut chain.rules) {
+            let mut out = Vec::with_capacity(r.matches.len());
+            for m in r.matches {
+                match m {
+                    Match::Set { source, family, name, negate } => {
+                        let elements = sets.get(&name).map(|s| s.elements.clone()).unwrap_or_default();
+                        if elements.is_empty() {
+                            if !negate {
+                                continue 'rule;
+                            }
+                            out.push(Match::Family(family));
+                        } else if name.starts_with('g') && elements.len() <= INLINE_SET {
+                            out.push(if negate {
+                                Match::NotAddr { source, family, items: elements }
+                            } else {
+                                Match::Addr { source, family, items: elements }
+                            });
+                        } else {
+                            out.push(Match::Set { source, family, name, negate });
+                        }
+                    }
+                    m => out.push(m),
+                }
+            }
+            out.dedup();
+            r.matches = out;
+            rules.push(r);
+        }
+        // One rule for both IP versions where only the version differs.
+        let mut merged: Vec<IrRule> = Vec::with_capacity(rules.len());
+        for r in rules {
+            let specific = |r: &IrRule| {
+                r.matches.iter().any(|m| {
+                    matches!(
+                        m,
+                        Match::Addr { .. }
+                            | Match::NotAddr { .. }
+                            | Match::Set { .. }
+                            | Match::Icmp { .. }
+                            | Match::IcmpAny { .. }
+                    )
+                })
+            };
+            let without = |r: &IrRule| -> Vec<Match> {
+                r.matches.iter().filter(|m| !matches!(m, Match::Family(_))).cloned().collect()
+            };
+            if let Some(prev) = merged.last_mut()
+                && prev.matches.contains(&Match::Family(Family::V4))
+                && r.matches.contains(&Match::Family(Family::V6))
+                && !specific(prev)
+                && !specific(&r)
+                && prev.action == r.action
+                && prev.log == r.log
+                && prev.origin == r.origin
+                && without(prev) == without(&r)
+            {
+                prev.matches = without(&r);
+                continue;
+            }
+            merged.push(r);
+        }
+        chain.rules = merged;
+    }
+    let used: std::collections::BTreeSet<String> = rs
+        .chains
+        .values()
+        .flat_map(|c| c.rules.iter())
+        .flat_map(|r| r.matches.iter())
+        .filter_map(|m| if let Match::Set { name, .. } = m { Some(name.clone()) } else { None })
+        .collect();
+    rs.sets.retain(|name, _| used.contains(name));
+}
+
 fn ip_family(ip: &IpAddr) -> Family {
     if ip.is_ipv6() { Family::V6 } else { Family::V4 }
 }
@@ -338,6 +438,25 @@ impl<'a> Compiler<'a> {
         IrRule { matches, action, log: None, origin: origin.to_string() }
     }
 
+    fn shared_in_chain(&mut self, name: &str, ndp: bool) {
+        if self.rs.chains.contains_key(name) {
+            return;
+        }
+        let mut rules = Vec::new();
+        for m in icmp_runs(Family::V4, &[3, 4, 11]) {
+            rules.push(Self::simple(m, Action::Accept, "essential ICMP"));
+        }
+        for m in icmp_runs(Family::V6, &[1, 2, 3, 4]) {
+            rules.push(Self::simple(m, Action::Accept, "essential ICMPv6"));
+        }
+        if ndp {
+            for m in icmp_runs(Family::V6, &[133, 134, 135, 136, 137]) {
+                rules.push(Self::simple(m, Action::Accept, "option ndp"));
+            }
+        }
+        self.rs.chains.insert(name.to_string(), Chain { rules });
+    }
+
     fn host(&mut self) -> Result<(), CompileError> {
         let dc = &self.input.cluster;
         let host = &self.input.host;
@@ -377,27 +496,11 @@ impl<'a> Compiler<'a> {
                 ));
             }
         }
-        for t in [3u8, 4, 11] {
-            zin.push(Self::simple(
-                vec![
-                    Match::Family(Family::V4),
-                    Match::L4Proto(1),
-                    Match::Icmp { family: Family::V4, kind: t, code: None },
-                ],
-                Action::Accept,
-                "essential ICMP",
-            ));
+        for m in icmp_runs(Family::V4, &[3, 4, 11]) {
+            zin.push(Self::simple(m, Action::Accept, "essential ICMP"));
         }
-        for t in [1u8, 2, 3, 4, 133, 134, 135, 136] {
-            zin.push(Self::simple(
-                vec![
-                    Match::Family(Family::V6),
-                    Match::L4Proto(58),
-                    Match::Icmp { family: Family::V6, kind: t, code: None },
-                ],
-                Action::Accept,
-                "essential ICMPv6",
-            ));
+        for m in icmp_runs(Family::V6, &[1, 2, 3, 4, 133, 134, 135, 136]) {
+            zin.push(Self::simple(m, Action::Accept, "essential ICMPv6"));
         }
         zin.push(Self::simple(vec![Match::L4Proto(2)], Action::Accept, "IGMP"));
         if dc.ipsets.contains_key("management") {
@@ -478,28 +581,11 @@ impl<'a> Compiler<'a> {
                     ));
                 }
             }
-            for t in [3u8, 4, 11] {
-                inn.push(Self::simple(
-                    vec![
-                        Match::Family(Family::V4),
-                        Match::L4Proto(1),
-                        Match::Icmp { family: Family::V4, kind: t, code: None },
-                    ],
-                    Action::Accept,
-                    "essential ICMP",
-                ));
-            }
-            for t in [1u8, 2, 3, 4] {
-                inn.push(Self::simple(
-                    vec![
-                        Match::Family(Family::V6),
-                        Match::L4Proto(58),
-                        Match::Icmp { family: Family::V6, kind: t, code: None },
-                    ],
-                    Action::Accept,
-                    "essential ICMPv6",
-                ));
-            }
+            // Essential ICMP, and with `ndp` the neighbour discovery messages, are the same
+            // for every guest: one shared chain each way, jumped to (its ACCEPTs are final).
+            let base = if opt("ndp") { "guest-in-base-ndp" } else { "guest-in-base" };
+            self.shared_in_chain(base, opt("ndp"));
+            inn.push(Self::simple(Vec::new(), Action::Jump(base.to_string()), "essential ICMP"));
             if opt("dhcp") {
                 let udp = |sp: u16, dp: u16, f: Family| {
                     vec![
@@ -514,27 +600,14 @@ impl<'a> Compiler<'a> {
                 inn.push(Self::simple(udp(67, 68, Family::V4), Action::Accept, "option dhcp"));
                 inn.push(Self::simple(udp(547, 546, Family::V6), Action::Accept, "option dhcp"));
             }
-            let icmp6 = |t: u8| {
-                vec![
-                    Match::Family(Family::V6),
-                    Match::L4Proto(58),
-                    Match::Icmp { family: Family::V6, kind: t, code: None },
-                ]
-            };
             if opt("ndp") {
-                for t in [133u8, 135, 136] {
-                    out.push(Self::simple(icmp6(t), Action::Return, "option ndp"));
-                }
-                for t in [133u8, 134, 135, 136, 137] {
-                    inn.push(Self::simple(icmp6(t), Action::Accept, "option ndp"));
+                for m in icmp_runs(Family::V6, &[133, 135, 136]) {
+                    out.push(Self::simple(m, Action::Return, "option ndp"));
                 }
             }
-            for t in [134u8, 137] {
-                out.push(Self::simple(
-                    icmp6(t),
-                    if opt("radv") { Action::Return } else { Action::Drop },
-                    "option radv",
-                ));
+            let radv = if opt("radv") { Action::Return } else { Action::Drop };
+            for m in icmp_runs(Family::V6, &[134, 137]) {
+                out.push(Self::simple(m, radv.clone(), "option radv"));
             }
             // Anti-spoofing by source address: the NIC's ipfilter set, explicit or implied.
             let set_name = format!("ipfilter-net{}", nic.index);
@@ -634,6 +707,7 @@ pub fn compile(input: &FirewallInput) -> Result<Ruleset, CompileError> {
     for g in guests {
         c.guest(g)?;
     }
+    optimize(&mut c.rs);
     Ok(c.rs)
 }
 

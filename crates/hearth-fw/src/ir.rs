@@ -32,6 +32,17 @@ pub enum Match {
     L4Proto(u8),
     DPort(PortSpec),
     SPort(PortSpec),
+    /// Source or destination address not in a list.
+    NotAddr {
+        source: bool,
+        family: Family,
+        items: Vec<AddrItem>,
+    },
+    /// ICMP or ICMPv6 of any of these types.
+    IcmpAny {
+        family: Family,
+        kinds: Vec<u8>,
+    },
     /// ICMP (`family` V4) or ICMPv6 type and optional code.
     Icmp {
         family: Family,

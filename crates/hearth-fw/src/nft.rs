@@ -29,10 +29,32 @@ fn quote(s: &str) -> String {
 
 fn rule_text(r: &IrRule, log_group: u16) -> String {
     let mut s = String::new();
+    // Address and ICMP matches imply their IP version (and ICMP its protocol): the family and
+    // protocol matches they make redundant are left out of the text.
+    let implies_family = r.matches.iter().any(|m| {
+        matches!(
+            m,
+            Match::Addr { .. } | Match::NotAddr { .. } | Match::Set { .. } | Match::Icmp { .. } | Match::IcmpAny { .. }
+        )
+    });
+    let implies_icmp = r.matches.iter().any(|m| matches!(m, Match::Icmp { .. } | Match::IcmpAny { .. }));
     for m in &r.matches {
         let part = match m {
+            Match::Family(_) if implies_family => continue,
+            Match::L4Proto(1 | 58) if implies_icmp => continue,
             Match::Family(Family::V4) => "meta nfproto ipv4".to_string(),
             Match::Family(Family::V6) => "meta nfproto ipv6".to_string(),
+            Match::NotAddr { source, family, items } => {
+                format!("{} {} != {}", ipkw(*family), if *source { "saddr" } else { "daddr" }, addr_expr(items))
+            }
+            Match::IcmpAny { family, kinds } => {
+                let kw = if *family == Family::V4 { "icmp" } else { "icmpv6" };
+                match (kinds.first(), kinds.last()) {
+                    (Some(a), Some(b)) if a != b => format!("{kw} type {a}-{b}"),
+                    (Some(a), _) => format!("{kw} type {a}"),
+                    _ => continue,
+                }
+            }
             Match::Addr { source, family, items } => {
                 format!("{} {} {}", ipkw(*family), if *source { "saddr" } else { "daddr" }, addr_expr(items))
             }

@@ -79,6 +79,18 @@ fn matches(rs: &Ruleset, m: &Match, p: &Packet) -> bool {
             let ip = if *source { p.source } else { p.dest };
             *f == fam && items.iter().any(|i| i.contains(ip))
         }
+        Match::NotAddr { source, family: f, items } => {
+            let ip = if *source { p.source } else { p.dest };
+            *f == fam && !items.iter().any(|i| i.contains(ip))
+        }
+        Match::IcmpAny { family: f, kinds } => {
+            let proto = if *f == Family::V4 { 1 } else { 58 };
+            *f == fam
+                && p.proto == proto
+                && p.icmp.is_some_and(|(t, _)| {
+                    kinds.first().is_some_and(|a| *a <= t) && kinds.last().is_some_and(|b| t <= *b)
+                })
+        }
         Match::Set { source, family: f, name, negate } => {
             if *f != fam {
                 return false;
