@@ -712,6 +712,7 @@ pub fn compile(input: &FirewallInput) -> Result<Ruleset, CompileError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 mod tests {
     use super::*;
 

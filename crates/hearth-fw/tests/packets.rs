@@ -3,6 +3,8 @@
 //! its own namespace); the ruleset is applied inside the host namespace only, so the machine's
 //! own nftables are never touched. Needs root, `ip`, `nsenter`, `nft` and python3.
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -311,7 +313,7 @@ impl Rng {
 fn random_rule(r: &mut Rng) -> String {
     let dir = "IN";
     let action = *r.pick(&["ACCEPT", "DROP", "REJECT"]);
-    let mut line = if r.next() % 5 == 0 {
+    let mut line = if r.next().is_multiple_of(5) {
         format!("{dir} {}({action})", r.pick(&["SSH", "HTTP", "Web", "DNS", "Telnet"]))
     } else {
         let mut l = format!("{dir} {action}");

@@ -1,6 +1,8 @@
 //! Compiles a sample covering every feature and checks nft accepts it (`nft -c` in a private
 //! network namespace).
 
+#![allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+
 use hearth_core::firewall::fwfile;
 use hearth_fw::{FirewallInput, GuestFirewall, GuestNic, compile};
 

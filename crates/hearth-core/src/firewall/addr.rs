@@ -218,6 +218,7 @@ pub fn parse_cidr(key: &str, s: &str) -> Result<IpNet, FirewallError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 mod tests {
     use super::*;
 

@@ -168,6 +168,7 @@ pub fn write(cfg: &FirewallConfig) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 mod tests {
     use super::*;
     use crate::firewall::Level;

@@ -162,6 +162,7 @@ pub fn find(name: &str) -> Option<&'static Macro> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 mod tests {
     use super::*;
     use crate::firewall::port::{PortSpec, icmp_type, icmpv6_type, protocol_number};

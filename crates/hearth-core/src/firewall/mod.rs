@@ -337,15 +337,11 @@ impl FirewallConfig {
         }
         for (key, spec) in [("source", &parsed.source), ("dest", &parsed.dest)] {
             match spec {
-                Some(AddrSpec::IpSet { scope, name }) => {
-                    if self.find_ipset(level, dc, *scope, name).is_none() {
-                        return Err(invalid(key, format!("ipset '{name}' does not exist")));
-                    }
+                Some(AddrSpec::IpSet { scope, name }) if self.find_ipset(level, dc, *scope, name).is_none() => {
+                    return Err(invalid(key, format!("ipset '{name}' does not exist")));
                 }
-                Some(AddrSpec::Alias { scope, name }) => {
-                    if self.find_alias_scoped(dc, *scope, name).is_none() {
-                        return Err(invalid(key, format!("alias '{name}' does not exist")));
-                    }
+                Some(AddrSpec::Alias { scope, name }) if self.find_alias_scoped(dc, *scope, name).is_none() => {
+                    return Err(invalid(key, format!("alias '{name}' does not exist")));
                 }
                 _ => {}
             }
@@ -392,6 +388,7 @@ impl FirewallConfig {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
 mod tests {
     use super::*;
 
