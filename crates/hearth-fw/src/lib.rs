@@ -11,12 +11,14 @@
 mod apply;
 mod compile;
 mod ir;
+mod nflog;
 mod nft;
 mod simulate;
 
 pub use apply::{ApplyError, Nft};
 pub use compile::{CompileError, MANAGEMENT_PORTS, compile, link_local};
 pub use ir::{Action, Chain, IrRule, Match, PortBinding, Ruleset, SetDef};
+pub use nflog::{LogRecord, NflogListener};
 pub use simulate::{Decision, Endpoint, Packet, simulate};
 
 use hearth_core::firewall::{FirewallConfig, IpNet};

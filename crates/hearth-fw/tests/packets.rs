@@ -392,3 +392,45 @@ fn simulate_agrees_with_the_kernel_on_random_rulesets() {
     }
     assert!(checked >= 200);
 }
+
+#[test]
+fn log_rules_produce_nflog_records() {
+    let mut t = Topology::new();
+    t.serve(&t.guest.clone());
+    let guest = "[OPTIONS]\nenable: 1\n[RULES]\nIN DROP -p tcp -dport 23 -log info\nIN SSH(ACCEPT) -log info\n";
+    let rs = compile(&input(CLUSTER, guest, vec![])).unwrap();
+    // The listener's socket must live in the namespace of the rules: bind it on a thread that
+    // entered that namespace.
+    let ns = std::fs::File::open(format!("/run/netns/{}", t.host)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let l = hearth_fw::NflogListener::bind(rs.log_group).unwrap();
+        tx.send(None).unwrap();
+        loop {
+            for r in l.recv().unwrap() {
+                if tx.send(Some(r)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    assert_eq!(rx.recv().unwrap(), None);
+    let rs = compile(&input(CLUSTER, guest, vec![])).unwrap();
+    t.nft().apply(&rs.to_nft()).unwrap();
+    assert_eq!(
+        t.probe(&t.outside, &["10.9.0.1,tcp,10.9.0.2,23".into(), "10.9.0.1,tcp,10.9.0.2,22".into()]),
+        ["timeout", "open"]
+    );
+    let mut got = Vec::new();
+    while let Ok(Some(r)) = rx.recv_timeout(Duration::from_secs(2)) {
+        got.push(format!("{} {}", r.prefix, r.packet));
+    }
+    assert!(
+        got.iter().any(|l| l.starts_with("100 0 guest100-net0-in DROP")
+            && l.contains("SRC=10.9.0.1 DST=10.9.0.2 PROTO=TCP")
+            && l.contains("DPT=23")),
+        "{got:#?}"
+    );
+    assert!(got.iter().any(|l| l.starts_with("100 1 guest100-net0-in ACCEPT") && l.contains("DPT=22")), "{got:#?}");
+}

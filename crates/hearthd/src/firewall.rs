@@ -298,6 +298,17 @@ pub fn refresh(daemon: &Daemon) -> Result<(), ErrorReply> {
     fw(daemon).apply(&rs)
 }
 
+/// At start: a configured firewall is applied again and watched.
+pub fn startup(daemon: &Arc<Daemon>) {
+    if !Firewall::configured(&daemon.root) {
+        return;
+    }
+    if let Err(e) = refresh(daemon) {
+        tracing::error!("firewall not applied at start: {}", e.message);
+    }
+    ensure_watcher(daemon);
+}
+
 /// A guest's configuration changed (created, NIC edited, destroyed) or it started or stopped:
 /// the ruleset follows at once. Failures are logged; the previous ruleset stays.
 pub fn guests_changed(daemon: &Daemon) {
@@ -312,6 +323,7 @@ fn ensure_watcher(daemon: &Arc<Daemon>) {
         return;
     }
     st.watcher = true;
+    start_logger(daemon);
     let weak: Weak<Daemon> = Arc::downgrade(daemon);
     std::thread::Builder::new()
         .name("firewall-watch".into())
@@ -323,6 +335,70 @@ fn ensure_watcher(daemon: &Arc<Daemon>) {
             }
         })
         .expect("spawning the firewall watcher");
+}
+
+fn log_file(root: &Path) -> PathBuf {
+    root.join("var/log/hearth/firewall.log")
+}
+
+/// Writes what the rules' `log` statements send (NFLOG) to `var/log/hearth/firewall.log`, one
+/// line per packet: `VMID LOGID CHAIN TIMESTAMP POLICY: PACKET`, as pvefw-logger.
+fn start_logger(daemon: &Arc<Daemon>) {
+    let listener = match hearth_fw::NflogListener::bind(0) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("firewall log not available (nfnetlink_log): {e}");
+            return;
+        }
+    };
+    let path = log_file(&daemon.root);
+    std::thread::Builder::new()
+        .name("firewall-log".into())
+        .spawn(move || {
+            use std::io::Write;
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            loop {
+                let Ok(records) = listener.recv() else { return };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+                let stamp = hearth_core::time::rfc3339(now);
+                let mut text = String::new();
+                for r in records {
+                    let mut f = r.prefix.splitn(4, ' ');
+                    let (vmid, id, chain, policy) = (
+                        f.next().unwrap_or("0"),
+                        f.next().unwrap_or("-"),
+                        f.next().unwrap_or("-"),
+                        f.next().unwrap_or("-"),
+                    );
+                    text.push_str(&format!("{vmid} {id} {chain} {stamp} {policy}: {}\n", r.packet));
+                }
+                if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+                    let _ = file.write_all(text.as_bytes());
+                }
+            }
+        })
+        .expect("spawning the firewall logger");
+}
+
+fn read_log(root: &Path, since: Option<u64>) -> Result<Payload, ErrorReply> {
+    let text = match std::fs::read_to_string(log_file(root)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(err(ErrorKind::Internal, format!("reading the firewall log: {e}"))),
+    };
+    let keep = |line: &&str| match since {
+        None => true,
+        Some(s) => line
+            .split(' ')
+            .nth(3)
+            .and_then(hearth_core::time::parse_rfc3339)
+            .is_some_and(|t| t >= i64::try_from(s).unwrap_or(i64::MAX)),
+    };
+    Ok(Payload::Text(text.lines().filter(keep).map(|l| format!("{l}\n")).collect()))
 }
 
 fn watch_once(daemon: &Daemon) {
@@ -715,7 +791,7 @@ pub fn handle(daemon: &Arc<Daemon>, request: FirewallRequest) -> Result<Payload,
             out.push_str(&format!("\nverdict: {} (by {})\n", d.verdict.as_str(), d.decided_by));
             Ok(Payload::Text(out.trim_start().to_string()))
         }
-        R::Log { .. } => Ok(Payload::Text(String::new())),
+        R::Log { since } => read_log(&daemon.root, since),
         R::Apply { confirm_timeout } => {
             if confirm_timeout == 0 {
                 return Err(invalid("confirm-timeout: must be at least 1 second"));

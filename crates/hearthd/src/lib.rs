@@ -89,7 +89,9 @@ impl Daemon {
         let qemu = hearth_qemu::QemuRuntime::open(root).context("preparing run/hearth/qemu")?;
         let ct = hearth_ct::CtRuntime::open(root).context("preparing run/hearth/lxc")?;
         let runtimes = Runtimes { vm: Arc::new(qemu.clone()), ct: Arc::new(ct.clone()) };
-        Daemon::assemble(root, node, qemu, ct, runtimes)
+        let daemon = Daemon::assemble(root, node, qemu, ct, runtimes)?;
+        firewall::startup(&daemon);
+        Ok(daemon)
     }
 
     fn assemble(
