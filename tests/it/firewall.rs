@@ -280,7 +280,7 @@ fn bad_input_changes_nothing() {
 
 #[test]
 fn the_ruleset_is_repaired_stopped_and_rolled_back() {
-    let (net, daemon) = setup();
+    let (net, mut daemon) = setup();
     let mgmt = format!("{CLUSTER_FW}[IPSET management]\n10.7.0.0/24\n");
     let (code, _, err) = import(&daemon, "cluster.fw", &mgmt, &[]);
     assert_eq!(code, 0, "with a management set the host stays reachable: {err}");
@@ -292,6 +292,11 @@ fn the_ruleset_is_repaired_stopped_and_rolled_back() {
         assert!(Instant::now() < deadline, "the ruleset was not repaired");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // hearthd applies a configured firewall again when it starts.
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    net.nft(&["flush", "ruleset"]);
+    daemon.restart();
+    assert!(net.nft(&["list", "tables"]).contains("table inet hearth"), "applied at start");
     ok(&daemon, "fwctl", &["stop"]);
     assert_eq!(net.nft(&["list", "tables"]), "");
     ok(&daemon, "fwctl", &["start"]);
