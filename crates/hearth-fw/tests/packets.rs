@@ -434,3 +434,33 @@ fn log_rules_produce_nflog_records() {
     );
     assert!(got.iter().any(|l| l.starts_with("100 1 guest100-net0-in ACCEPT") && l.contains("DPT=22")), "{got:#?}");
 }
+
+#[test]
+fn a_delta_leaves_the_kernel_as_a_full_load_would() {
+    let t = Topology::new();
+    let old =
+        compile(&input(CLUSTER, "[OPTIONS]\nenable: 1\n[RULES]\nIN SSH(ACCEPT)\nIN ACCEPT -source +trusted\n", vec![]))
+            .unwrap();
+    let new_cluster = CLUSTER.replace("!10.9.0.5", "!10.9.0.6");
+    let new = compile(&input(
+        &new_cluster,
+        "[OPTIONS]\nenable: 1\n[RULES]\nIN HTTP(ACCEPT)\nIN ACCEPT -source +trusted -p tcp\n",
+        vec![],
+    ))
+    .unwrap();
+    t.nft().apply(&new.to_nft()).unwrap();
+    let full = t.nft().list_own().unwrap();
+    t.nft().apply(&old.to_nft()).unwrap();
+    let delta = new.delta_nft(&old).expect("only chains and sets changed");
+    assert!(
+        delta.contains("flush chain inet hearth guest100-net0-in")
+            && delta.contains("flush set inet hearth dc-trusted-v4-nomatch"),
+        "{delta}"
+    );
+    assert!(!delta.contains("cluster-in"), "unchanged chains stay: {delta}");
+    t.nft().apply(&delta).unwrap();
+    assert_eq!(t.nft().list_own().unwrap(), full);
+    assert_eq!(new.delta_nft(&new).as_deref(), Some(""));
+    let other = compile(&input(CLUSTER, "[OPTIONS]\nenable: 1\nipfilter: 1\n", vec![])).unwrap();
+    assert_eq!(other.delta_nft(&old), None, "new sets need a full load");
+}

@@ -42,6 +42,8 @@ struct Trial {
 struct State {
     /// The kernel's Hearth tables as `nft list` printed them right after the last apply.
     applied: Option<String>,
+    /// The ruleset last applied, from which the next change is a delta where it can be.
+    last: Option<Ruleset>,
     last_error: Option<String>,
     trial: Option<Trial>,
     watcher: bool,
@@ -264,15 +266,22 @@ impl Firewall {
         file(root, FirewallScope::Cluster).exists()
     }
 
-    fn apply(&self, rs: &Ruleset) -> Result<(), ErrorReply> {
+    /// Applies a ruleset: only the chains and sets that changed since the last apply when that
+    /// is all that changed, else the whole ruleset (`full` forces that: a repair).
+    fn apply(&self, rs: &Ruleset, full: bool) -> Result<(), ErrorReply> {
         let mut st = self.state.lock().expect("the firewall state lock is never poisoned");
-        self.apply_locked(&mut st, rs)
-    }
-
-    fn apply_locked(&self, st: &mut State, rs: &Ruleset) -> Result<(), ErrorReply> {
-        match self.nft.apply(&rs.to_nft()) {
+        let delta = if full { None } else { st.last.as_ref().and_then(|old| rs.delta_nft(old)) };
+        let result = match delta {
+            Some(d) if d.is_empty() => return Ok(()),
+            // A delta meets the kernel's tables as Hearth left them; if someone changed them
+            // meanwhile it may not apply, and the whole ruleset is loaded instead.
+            Some(d) => self.nft.apply(&d).or_else(|_| self.nft.apply(&rs.to_nft())),
+            None => self.nft.apply(&rs.to_nft()),
+        };
+        match result {
             Ok(()) => {
                 st.applied = self.nft.list_own().ok();
+                st.last = Some(rs.clone());
                 st.last_error = None;
                 Ok(())
             }
@@ -290,12 +299,16 @@ fn fw(daemon: &Daemon) -> &Firewall {
 
 /// Recompiles and applies from the files on disk (a guest changed, the watcher repairs).
 pub fn refresh(daemon: &Daemon) -> Result<(), ErrorReply> {
+    reload(daemon, false)
+}
+
+fn reload(daemon: &Daemon, full: bool) -> Result<(), ErrorReply> {
     if !Firewall::configured(&daemon.root) {
         return Ok(());
     }
     let files = Files::load(&daemon.root)?;
     let rs = compile(daemon, &files)?;
-    fw(daemon).apply(&rs)
+    fw(daemon).apply(&rs, full)
 }
 
 /// At start: a configured firewall is applied again and watched.
@@ -438,7 +451,7 @@ fn watch_once(daemon: &Daemon) {
         Ok(now) if now == expected => {}
         Ok(_) => {
             tracing::warn!("the kernel's firewall ruleset was changed behind Hearth's back: re-applying");
-            if let Err(e) = refresh(daemon) {
+            if let Err(e) = reload(daemon, true) {
                 tracing::error!("firewall repair failed: {}", e.message);
             }
         }
@@ -469,7 +482,7 @@ fn change(
     if !force && !matches!(scope, FirewallScope::Guest(_)) {
         lockout_check(&rs, &files)?;
     }
-    fw(daemon).apply(&rs)?;
+    fw(daemon).apply(&rs, false)?;
     std::fs::create_dir_all(dir(&daemon.root)).map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
     // The cluster file marks the firewall as configured.
     let cluster_path = file(&daemon.root, FirewallScope::Cluster);
