@@ -19,6 +19,7 @@ mod ct_extras;
 mod ct_privileged;
 mod ctmon;
 mod doc_examples;
+mod firewall;
 mod hostile;
 mod listing;
 mod net_links;

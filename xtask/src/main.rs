@@ -7,6 +7,7 @@
 mod bench;
 mod bench_backup;
 mod bench_ct;
+mod bench_fw;
 mod bench_net;
 mod bench_storage;
 mod bench_vm;
@@ -61,6 +62,7 @@ pub const BINARIES: &[Binary] = &[
     Binary { name: "storectl", package: "storectl", dir: BinDir::Bin, man_section: "1", command: storectl::command },
     Binary { name: "userctl", package: "userctl", dir: BinDir::Bin, man_section: "1", command: userctl::command },
     Binary { name: "netctl", package: "netctl", dir: BinDir::Bin, man_section: "1", command: netctl::command },
+    Binary { name: "fwctl", package: "fwctl", dir: BinDir::Bin, man_section: "1", command: fwctl::command },
     Binary { name: "hearthd", package: "hearthd", dir: BinDir::Sbin, man_section: "8", command: hearthd::command },
 ];
 
@@ -148,6 +150,11 @@ fn cli() -> clap::Command {
                         .about("NIC plumbing per guest start: 50 ports through hearth-net against iproute2, a process per step")
                         .arg(count_arg("runs", "5", "Runs of each path, at least 3; medians are reported")),
                 )
+                .subcommand(
+                    clap::Command::new("fw")
+                        .about("Firewall compile + apply of 1000 guests × 10 rules; iperf3 throughput with the firewall off and on")
+                        .arg(count_arg("runs", "3", "Runs per measurement, at least 3; medians are reported")),
+                )
                 .subcommand(clap::Command::new("storage").about(
                     "Linked clones on dir and btrfs, full-clone throughput against cp, storectl list over 5000 volumes",
                 ))
@@ -214,6 +221,7 @@ fn main() -> ExitCode {
             }
             Some(("storage", _)) => bench_storage::run(&root),
             Some(("net", m)) => bench_net::run(&root, *m.get_one::<usize>("runs").expect("runs has a default")),
+            Some(("fw", m)) => bench_fw::run(*m.get_one::<usize>("runs").expect("runs has a default")),
             Some(("vm", _)) => bench_vm::run(&root),
             Some(("ct", m)) => bench_ct::run(&root, *m.get_one::<usize>("runs").expect("runs has a default")),
             Some(("backup", m)) => {

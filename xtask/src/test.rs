@@ -37,9 +37,11 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "qemu-guest-agent",
     // storectl scan lvm|lvmthin lists what the host's LVM tools see.
     "lvm2",
-    // SDN: dnsmasq serves DHCP per zone, nft loads the SNAT table.
+    // SDN: dnsmasq serves DHCP per zone. nft loads the SDN SNAT table and the firewall's
+    // rulesets; iperf3 measures throughput through them (bench fw).
     "dnsmasq",
     "nftables",
+    "iperf3",
 ];
 
 pub fn run(root: &Path) -> anyhow::Result<()> {

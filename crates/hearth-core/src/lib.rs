@@ -10,6 +10,7 @@ pub mod base64;
 pub mod calendar;
 pub mod cloudinit;
 pub mod ct;
+pub mod firewall;
 pub mod guest;
 pub mod hex;
 pub mod hotplug;

@@ -73,6 +73,7 @@ pub enum Request {
     Access(AccessRequest),
     Network(NetworkRequest),
     Sdn(SdnRequest),
+    Firewall(FirewallRequest),
 }
 
 /// The node's network configuration (`netctl`): edits are staged in `network.new.toml` and
@@ -125,6 +126,172 @@ pub enum NetworkRequest {
     /// The staged configuration (the running one when nothing is staged) as an
     /// `/etc/network/interfaces` text. `/nodes/{node}`: Sys.Audit.
     Export,
+}
+
+/// Which firewall configuration a request addresses: `cluster.fw` (ACL path `/`), this
+/// node's `host.fw` (`/nodes/{node}`) or a guest's `<vmid>.fw` (`/vms/{vmid}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirewallScope {
+    Cluster,
+    Host,
+    Guest(Vmid),
+}
+
+/// The firewall (`fwctl`, pve-firewall and its API). Reads need Sys.Audit (cluster: on `/`;
+/// host: on `/nodes/{node}`) or VM.Audit on `/vms/{vmid}`; changes need Sys.Modify on `/`
+/// (cluster, groups), Sys.Modify on `/nodes/{node}` (host) or VM.Config.Network on
+/// `/vms/{vmid}` (guest). Rules travel as their `.fw` line (`IN SSH(ACCEPT) -source +mgmt`);
+/// `group` selects a security group's rules instead of the scope's own (cluster only). Every
+/// change is validated, compiled and applied before it is saved: a change the compiler or nft
+/// refuses changes nothing. Host and cluster changes that would drop the management ports
+/// (SSH 22, API 8006) are refused unless `force`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+pub enum FirewallRequest {
+    /// The rules as numbered `.fw` lines. REST: `GET …/firewall/rules`.
+    RulesList {
+        scope: FirewallScope,
+        #[serde(default)]
+        group: Option<String>,
+    },
+    /// Inserts a rule at `pos` (default: first, as Proxmox). REST: `POST …/firewall/rules`.
+    RuleAdd {
+        scope: FirewallScope,
+        #[serde(default)]
+        group: Option<String>,
+        rule: String,
+        #[serde(default)]
+        pos: Option<usize>,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Replaces the rule at `pos` and/or moves it to `moveto`. REST: `PUT …/firewall/rules/{pos}`.
+    RuleSet {
+        scope: FirewallScope,
+        #[serde(default)]
+        group: Option<String>,
+        pos: usize,
+        #[serde(default)]
+        rule: Option<String>,
+        #[serde(default)]
+        moveto: Option<usize>,
+        #[serde(default)]
+        force: bool,
+    },
+    /// REST: `DELETE …/firewall/rules/{pos}`.
+    RuleDelete {
+        scope: FirewallScope,
+        #[serde(default)]
+        group: Option<String>,
+        pos: usize,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Options as `key: value` lines (set ones; defaults with `defaults`). REST: `GET …/firewall/options`.
+    OptionsGet {
+        scope: FirewallScope,
+        #[serde(default)]
+        defaults: bool,
+    },
+    /// REST: `PUT …/firewall/options`.
+    OptionsSet {
+        scope: FirewallScope,
+        options: Vec<(String, String)>,
+        #[serde(default)]
+        delete: Vec<String>,
+        #[serde(default)]
+        force: bool,
+    },
+    /// IP sets with their entries, as `.fw` `[IPSET]` sections. REST: `GET …/firewall/ipset`.
+    IpSetList { scope: FirewallScope },
+    /// REST: `POST …/firewall/ipset`.
+    IpSetCreate {
+        scope: FirewallScope,
+        name: String,
+        #[serde(default)]
+        comment: Option<String>,
+    },
+    /// Deletes an IP set (refused while a rule uses it). REST: `DELETE …/firewall/ipset/{name}`.
+    IpSetDelete { scope: FirewallScope, name: String },
+    /// Adds an entry (`!`-prefixed or `nomatch` for an exception). REST: `POST …/firewall/ipset/{name}`.
+    IpSetAdd {
+        scope: FirewallScope,
+        name: String,
+        cidr: String,
+        #[serde(default)]
+        nomatch: bool,
+        #[serde(default)]
+        comment: Option<String>,
+    },
+    /// REST: `DELETE …/firewall/ipset/{name}/{cidr}`.
+    IpSetRemove { scope: FirewallScope, name: String, cidr: String },
+    /// REST: `GET …/firewall/aliases`.
+    AliasList { scope: FirewallScope },
+    /// Creates or changes an alias. REST: `POST …/firewall/aliases`.
+    AliasSet {
+        scope: FirewallScope,
+        name: String,
+        cidr: String,
+        #[serde(default)]
+        comment: Option<String>,
+    },
+    /// Deletes an alias (refused while a rule or IP set uses it). REST: `DELETE …/firewall/aliases/{name}`.
+    AliasDelete { scope: FirewallScope, name: String },
+    /// Security groups with their rules. `/`: Sys.Audit. REST: `GET /cluster/firewall/groups`.
+    GroupList,
+    /// `/`: Sys.Modify. REST: `POST /cluster/firewall/groups`.
+    GroupCreate {
+        name: String,
+        #[serde(default)]
+        comment: Option<String>,
+    },
+    /// Refused while a rule uses the group. `/`: Sys.Modify. REST: `DELETE /cluster/firewall/groups/{name}`.
+    GroupDelete { name: String },
+    /// Replaces a scope's whole configuration with a Proxmox `.fw` file's text.
+    Import {
+        scope: FirewallScope,
+        text: String,
+        #[serde(default)]
+        force: bool,
+    },
+    /// The scope's configuration as a Proxmox `.fw` file.
+    Export { scope: FirewallScope },
+    /// The nft script of the whole firewall. `/nodes/{node}`: Sys.Audit.
+    Compile,
+    /// Whether the firewall is enabled and applied, per layer. `/nodes/{node}`: Sys.Audit.
+    Status,
+    /// Sets the cluster option `enable` (`fwctl start` 1, `stop` 0). `/`: Sys.Modify.
+    Enable {
+        enable: bool,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Which rule decides a new connection and why. `/nodes/{node}`: Sys.Audit.
+    Simulate {
+        from: String,
+        to: String,
+        source: String,
+        dest: String,
+        proto: String,
+        #[serde(default)]
+        dport: Option<u16>,
+        #[serde(default)]
+        sport: Option<u16>,
+        #[serde(default)]
+        iface: Option<String>,
+    },
+    /// Firewall log lines (`VMID LOGID CHAIN TIMESTAMP POLICY: PACKET`), since a Unix time.
+    /// `/nodes/{node}`: Sys.Audit.
+    Log {
+        #[serde(default)]
+        since: Option<u64>,
+    },
+    /// Applies the current configuration now and keeps the previous kernel ruleset to roll back
+    /// to unless `Confirm` arrives within `confirm_timeout` seconds. `/`: Sys.Modify.
+    Apply { confirm_timeout: u64 },
+    /// Keeps the ruleset of the last `Apply`. `/`: Sys.Modify.
+    Confirm,
 }
 
 /// The node as a whole (`clusterctl node`).

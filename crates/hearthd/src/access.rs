@@ -371,6 +371,7 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
         Request::Access(r) => return crate::users::required(r, caller),
         Request::Network(r) => on(format!("/nodes/{node}"), crate::network::privilege(r)),
         Request::Sdn(r) => crate::sdn::required(r),
+        Request::Firewall(r) => firewall_need(r, node),
         Request::Storage(r) => {
             let storage = |id: &str| format!("/storage/{id}");
             // A volume id's storage; a malformed id is refused later, after the check, so
@@ -557,6 +558,46 @@ pub fn authorize(access: &AccessControl, caller: &Caller, needs: &[Need]) -> Res
         _ => format!("permission denied: {} lacks {} (no ACL grants it)", caller.userid, need.describe()),
     };
     Err(ErrorReply::new(ErrorKind::PermissionDenied, message))
+}
+
+/// The firewall's paths, as Proxmox's firewall API: cluster configuration and security groups
+/// on `/`, the host's on `/nodes/{node}`, a guest's on `/vms/{vmid}` (VM.Config.Network to
+/// change, VM.Audit to read); the whole-ruleset views are the node's.
+fn firewall_need(r: &hearth_proto::FirewallRequest, node: &str) -> Need {
+    use hearth_proto::{FirewallRequest as F, FirewallScope as S};
+    let read = |scope: &S| match scope {
+        S::Cluster => on("/", P::SysAudit),
+        S::Host => on(format!("/nodes/{node}"), P::SysAudit),
+        S::Guest(v) => on(format!("/vms/{v}"), P::VmAudit),
+    };
+    let write = |scope: &S| match scope {
+        S::Cluster => on("/", P::SysModify),
+        S::Host => on(format!("/nodes/{node}"), P::SysModify),
+        S::Guest(v) => on(format!("/vms/{v}"), P::VmConfigNetwork),
+    };
+    match r {
+        F::RulesList { scope, .. }
+        | F::OptionsGet { scope, .. }
+        | F::IpSetList { scope }
+        | F::AliasList { scope }
+        | F::Export { scope } => read(scope),
+        F::RuleAdd { scope, .. }
+        | F::RuleSet { scope, .. }
+        | F::RuleDelete { scope, .. }
+        | F::OptionsSet { scope, .. }
+        | F::IpSetCreate { scope, .. }
+        | F::IpSetDelete { scope, .. }
+        | F::IpSetAdd { scope, .. }
+        | F::IpSetRemove { scope, .. }
+        | F::AliasSet { scope, .. }
+        | F::AliasDelete { scope, .. }
+        | F::Import { scope, .. } => write(scope),
+        F::GroupList => on("/", P::SysAudit),
+        F::GroupCreate { .. } | F::GroupDelete { .. } | F::Enable { .. } | F::Apply { .. } | F::Confirm => {
+            on("/", P::SysModify)
+        }
+        F::Compile | F::Status | F::Simulate { .. } | F::Log { .. } => on(format!("/nodes/{node}"), P::SysAudit),
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod conn;
 pub mod containers;
 mod credentials;
 mod disks;
+pub mod firewall;
 mod guests;
 mod hookscript;
 mod hostpaths;
@@ -81,6 +82,7 @@ pub struct Daemon {
     pub tasks: Arc<TaskManager>,
     /// SDN edits and applies, and the apply that waits for confirmation.
     pub sdn: sdn::SdnState,
+    pub firewall: firewall::Firewall,
 }
 
 impl Daemon {
@@ -91,7 +93,9 @@ impl Daemon {
         let qemu = hearth_qemu::QemuRuntime::open(root).context("preparing run/hearth/qemu")?;
         let ct = hearth_ct::CtRuntime::open(root).context("preparing run/hearth/lxc")?;
         let runtimes = Runtimes { vm: Arc::new(qemu.clone()), ct: Arc::new(ct.clone()) };
-        Daemon::assemble(root, node, qemu, ct, runtimes)
+        let daemon = Daemon::assemble(root, node, qemu, ct, runtimes)?;
+        firewall::startup(&daemon);
+        Ok(daemon)
     }
 
     fn assemble(
@@ -123,6 +127,7 @@ impl Daemon {
             access,
             tasks: Arc::new(tasks),
             sdn: sdn::SdnState::default(),
+            firewall: firewall::Firewall::default(),
         });
         sdn::resume(&daemon);
         Ok(daemon)
@@ -176,7 +181,8 @@ pub fn handle(
     let mut files = files.into_iter();
     let mut attached =
         || files.next().ok_or_else(|| ErrorReply::new(ErrorKind::Protocol, "this request needs an attached file"));
-    match request {
+    let guests_change = firewall::affects_guests(&request);
+    let result = match request {
         Request::Vm(r) => match r {
             VmRequest::Create(req) => guests::create(daemon, caller, Vm, req),
             VmRequest::Set(req) => guests::set(daemon, Vm, req),
@@ -360,7 +366,12 @@ pub fn handle(
         Request::Access(r) => users::handle(daemon, caller, r),
         Request::Network(r) => network::handle(daemon, caller, r),
         Request::Sdn(r) => sdn::handle(daemon, caller, r),
+        Request::Firewall(r) => firewall::handle(daemon, r),
+    };
+    if guests_change && result.is_ok() {
+        firewall::guests_changed(daemon);
     }
+    result
 }
 
 /// The socket and the lock that keeps a second hearthd off the same root.

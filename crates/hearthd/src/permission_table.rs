@@ -188,6 +188,7 @@ pub fn samples() -> Vec<Sample> {
     all.extend(access_samples());
     all.extend(network_samples());
     all.extend(sdn_samples());
+    all.extend(firewall_samples());
     all
 }
 
@@ -1257,6 +1258,120 @@ fn access_samples() -> Vec<Sample> {
     ]
 }
 
+fn firewall_samples() -> Vec<Sample> {
+    use hearth_proto::{FirewallRequest as F, FirewallScope as S};
+    let fw = Request::Firewall;
+    let g = S::Guest(id(OWN));
+    let rule = || "IN SSH(ACCEPT) -source +mgmt".to_owned();
+    vec![
+        sample("fwctl cluster rules list", fw(F::RulesList { scope: S::Cluster, group: None }), "Sys.Audit@/"),
+        sample("fwctl host rules list", fw(F::RulesList { scope: S::Host, group: None }), "Sys.Audit@/nodes/node1"),
+        sample("fwctl vm 100 rules list", fw(F::RulesList { scope: g, group: None }), "VM.Audit@/vms/100"),
+        sample(
+            "fwctl vm 100 rules add IN SSH(ACCEPT) -source +mgmt",
+            fw(F::RuleAdd { scope: g, group: None, rule: rule(), pos: None, force: false }),
+            "VM.Config.Network@/vms/100",
+        ),
+        sample(
+            "fwctl host rules add IN SSH(ACCEPT) -source +mgmt",
+            fw(F::RuleAdd { scope: S::Host, group: None, rule: rule(), pos: None, force: false }),
+            "Sys.Modify@/nodes/node1",
+        ),
+        sample(
+            "fwctl cluster rules set 0 --moveto 1",
+            fw(F::RuleSet { scope: S::Cluster, group: None, pos: 0, rule: None, moveto: Some(1), force: false }),
+            "Sys.Modify@/",
+        ),
+        sample(
+            "fwctl vm 100 rules delete 0",
+            fw(F::RuleDelete { scope: g, group: None, pos: 0, force: false }),
+            "VM.Config.Network@/vms/100",
+        ),
+        sample("fwctl vm 100 options get", fw(F::OptionsGet { scope: g, defaults: false }), "VM.Audit@/vms/100"),
+        sample(
+            "fwctl cluster options set --enable 1",
+            fw(F::OptionsSet {
+                scope: S::Cluster,
+                options: vec![("enable".into(), "1".into())],
+                delete: vec![],
+                force: false,
+            }),
+            "Sys.Modify@/",
+        ),
+        sample("fwctl cluster ipset list", fw(F::IpSetList { scope: S::Cluster }), "Sys.Audit@/"),
+        sample(
+            "fwctl vm 100 ipset create ipfilter-net0",
+            fw(F::IpSetCreate { scope: g, name: "ipfilter-net0".into(), comment: None }),
+            "VM.Config.Network@/vms/100",
+        ),
+        sample(
+            "fwctl cluster ipset delete mgmt",
+            fw(F::IpSetDelete { scope: S::Cluster, name: "mgmt".into() }),
+            "Sys.Modify@/",
+        ),
+        sample(
+            "fwctl cluster ipset add mgmt 10.0.0.0/24",
+            fw(F::IpSetAdd {
+                scope: S::Cluster,
+                name: "mgmt".into(),
+                cidr: "10.0.0.0/24".into(),
+                nomatch: false,
+                comment: None,
+            }),
+            "Sys.Modify@/",
+        ),
+        sample(
+            "fwctl vm 100 ipset remove ipfilter-net0 10.0.0.5",
+            fw(F::IpSetRemove { scope: g, name: "ipfilter-net0".into(), cidr: "10.0.0.5".into() }),
+            "VM.Config.Network@/vms/100",
+        ),
+        sample("fwctl vm 100 alias list", fw(F::AliasList { scope: g }), "VM.Audit@/vms/100"),
+        sample(
+            "fwctl cluster alias set web 10.0.0.5",
+            fw(F::AliasSet { scope: S::Cluster, name: "web".into(), cidr: "10.0.0.5".into(), comment: None }),
+            "Sys.Modify@/",
+        ),
+        sample(
+            "fwctl vm 100 alias delete web",
+            fw(F::AliasDelete { scope: g, name: "web".into() }),
+            "VM.Config.Network@/vms/100",
+        ),
+        sample("fwctl group list", fw(F::GroupList), "Sys.Audit@/"),
+        sample(
+            "fwctl group create webserver",
+            fw(F::GroupCreate { name: "webserver".into(), comment: None }),
+            "Sys.Modify@/",
+        ),
+        sample("fwctl group delete webserver", fw(F::GroupDelete { name: "webserver".into() }), "Sys.Modify@/"),
+        sample(
+            "fwctl import host.fw --host",
+            fw(F::Import { scope: S::Host, text: "[OPTIONS]\nenable: 1\n".into(), force: false }),
+            "Sys.Modify@/nodes/node1",
+        ),
+        sample("fwctl export --vm 100", fw(F::Export { scope: g }), "VM.Audit@/vms/100"),
+        sample("fwctl compile", fw(F::Compile), "Sys.Audit@/nodes/node1"),
+        sample("fwctl status", fw(F::Status), "Sys.Audit@/nodes/node1"),
+        sample("fwctl start", fw(F::Enable { enable: true, force: false }), "Sys.Modify@/"),
+        sample(
+            "fwctl simulate --from outside --to vm100 --source 10.0.0.1 --dest 10.0.0.2 --proto tcp --dport 22",
+            fw(F::Simulate {
+                from: "outside".into(),
+                to: "vm100".into(),
+                source: "10.0.0.1".into(),
+                dest: "10.0.0.2".into(),
+                proto: "tcp".into(),
+                dport: Some(22),
+                sport: None,
+                iface: None,
+            }),
+            "Sys.Audit@/nodes/node1",
+        ),
+        sample("fwctl log", fw(F::Log { since: None }), "Sys.Audit@/nodes/node1"),
+        sample("fwctl apply --confirm-timeout 60", fw(F::Apply { confirm_timeout: 60 }), "Sys.Modify@/"),
+        sample("fwctl confirm", fw(F::Confirm), "Sys.Modify@/"),
+    ]
+}
+
 /// The domain and variant name of a request: `("Vm", "Set")`.
 pub fn variant(request: &Request) -> (&'static str, &'static str) {
     let domain: &'static str = request.into();
@@ -1269,6 +1384,7 @@ pub fn variant(request: &Request) -> (&'static str, &'static str) {
         Request::Access(r) => r.into(),
         Request::Sdn(r) => r.into(),
         Request::Network(r) => r.into(),
+        Request::Firewall(r) => r.into(),
     };
     (domain, name)
 }
@@ -1278,7 +1394,7 @@ pub fn variant(request: &Request) -> (&'static str, &'static str) {
 pub fn unsampled_variants(samples: &[Sample]) -> Vec<String> {
     use strum::VariantNames;
     let covered: std::collections::BTreeSet<(&str, &str)> = samples.iter().map(|s| variant(&s.request)).collect();
-    let domains: [(&str, &[&str]); 8] = [
+    let domains: [(&str, &[&str]); 9] = [
         ("Vm", VmRequest::VARIANTS),
         ("Ct", CtRequest::VARIANTS),
         ("Task", TaskRequest::VARIANTS),
@@ -1287,6 +1403,7 @@ pub fn unsampled_variants(samples: &[Sample]) -> Vec<String> {
         ("Access", AccessRequest::VARIANTS),
         ("Sdn", SdnRequest::VARIANTS),
         ("Network", NetworkRequest::VARIANTS),
+        ("Firewall", hearth_proto::FirewallRequest::VARIANTS),
     ];
     let mut missing: Vec<String> = domains
         .iter()

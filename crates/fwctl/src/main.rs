@@ -1,0 +1,5 @@
+//! The `fwctl` binary; the command lives in the library so xtask and tests can use it.
+
+fn main() -> std::process::ExitCode {
+    fwctl::main()
+}

@@ -1,0 +1,319 @@
+//! fwctl against a real hearthd that runs inside a private network namespace (started through
+//! nsenter, so the rules it applies stay there and the machine's own nftables are never
+//! touched). The namespace holds a bridge with an "outside" port and a guest port named as a
+//! VM's tap (`tap100i0`, a veth whose peer is the guest's eth0 in a namespace of its own);
+//! VM 100's configuration has `net0 … firewall=1`. Real TCP connections decide every case.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hearth_test::HearthdProcess;
+
+use crate::{json, ok, run};
+
+const SERVER: &str = r#"
+import socket, sys, threading
+def echo(c):
+    try:
+        while True:
+            d = c.recv(100)
+            if not d: break
+            c.sendall(d)
+    except OSError: pass
+def tcp(p):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(('0.0.0.0', p)); s.listen(128)
+    while True:
+        c, _ = s.accept(); threading.Thread(target=echo, args=(c,), daemon=True).start()
+for p in map(int, sys.argv[1].split(',')):
+    threading.Thread(target=tcp, args=(p,), daemon=True).start()
+print('ready', flush=True)
+threading.Event().wait()
+"#;
+
+const PROBE: &str = r#"
+import socket, sys, concurrent.futures as cf
+def probe(item):
+    src, dst, port = item.split(','); s = socket.socket(); s.bind((src, 0)); s.settimeout(0.5)
+    try:
+        s.connect((dst, int(port))); s.send(b'x'); s.recv(10); return 'open'
+    except ConnectionRefusedError: return 'refused'
+    except (socket.timeout, TimeoutError): return 'timeout'
+    finally: s.close()
+with cf.ThreadPoolExecutor(16) as ex:
+    for r in ex.map(probe, sys.argv[1:]): print(r)
+"#;
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The namespaces and the guest's listener; removed on drop, even when the test fails.
+struct Net {
+    host: String,
+    outside: String,
+    guest: String,
+    server: Option<Child>,
+}
+
+impl Net {
+    fn new() -> Net {
+        hearth_test::require_root("network namespaces");
+        hearth_test::require_tool("nft", "nftables");
+        hearth_test::require_tool("python3", "python3");
+        let sfx = format!("{:04x}", (std::process::id().wrapping_mul(31) ^ u32::from(rand_u16())) & 0xffff);
+        let n = Net {
+            host: format!("itfh{sfx}"),
+            outside: format!("itfo{sfx}"),
+            guest: format!("itfg{sfx}"),
+            server: None,
+        };
+        for ns in [&n.host, &n.outside, &n.guest] {
+            sh(&["ip", "netns", "add", ns]);
+        }
+        let h = n.host.as_str();
+        sh(&["ip", "-n", h, "link", "add", "br0", "type", "bridge"]);
+        sh(&["ip", "-n", h, "link", "add", "vout", "type", "veth", "peer", "name", "eth0", "netns", &n.outside]);
+        sh(&["ip", "-n", h, "link", "add", "tap100i0", "type", "veth", "peer", "name", "eth0", "netns", &n.guest]);
+        for d in ["br0", "vout", "tap100i0", "lo"] {
+            sh(&["ip", "-n", h, "link", "set", d, "up"]);
+        }
+        sh(&["ip", "-n", h, "link", "set", "vout", "master", "br0"]);
+        sh(&["ip", "-n", h, "link", "set", "tap100i0", "master", "br0"]);
+        // The bridge has the node's address in the guests' network, as vmbr0 has on a Proxmox
+        // host: the kernel routes a REJECT's TCP reset or ICMP error back to the sender.
+        sh(&["ip", "-n", h, "addr", "add", "10.7.0.254/24", "dev", "br0"]);
+        sh(&["ip", "-n", &n.outside, "addr", "add", "10.7.0.1/24", "dev", "eth0"]);
+        sh(&["ip", "-n", &n.outside, "addr", "add", "10.7.0.3/24", "dev", "eth0"]);
+        sh(&["ip", "-n", &n.guest, "link", "set", "eth0", "address", "bc:24:11:00:00:01"]);
+        sh(&["ip", "-n", &n.guest, "addr", "add", "10.7.0.2/24", "dev", "eth0"]);
+        for ns in [&n.outside, &n.guest] {
+            sh(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        n
+    }
+
+    fn serve(&mut self) {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.guest, "python3", "-c", SERVER, "22,23,80,443,5000"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("server output");
+        assert_eq!(line.trim(), "ready");
+        self.server = Some(child);
+    }
+
+    /// Connects from the outside namespace to the guest: open, refused or timeout per port.
+    fn probe(&self, cases: &[(&str, u16)]) -> Vec<String> {
+        let items: Vec<String> = cases.iter().map(|(s, p)| format!("{s},10.7.0.2,{p}")).collect();
+        let mut args = vec!["netns", "exec", &self.outside, "python3", "-c", PROBE];
+        args.extend(items.iter().map(String::as_str));
+        let out = Command::new("ip").args(&args).output().expect("probe");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    }
+
+    fn nft(&self, args: &[&str]) -> String {
+        let out = Command::new("ip").args(["netns", "exec", &self.host, "nft"]).args(args).output().expect("nft");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+fn rand_u16() -> u16 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    (nanos >> 8) as u16
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in [&self.host, &self.outside, &self.guest] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+const CLUSTER_FW: &str = "[OPTIONS]\nenable: 1\n[ALIASES]\nfriend 10.7.0.3\n[IPSET trusted]\n10.7.0.0/24\n[group web]\nIN ACCEPT -p tcp -dport 80\n";
+
+fn setup() -> (Net, HearthdProcess) {
+    let mut net = Net::new();
+    net.serve();
+    let daemon = HearthdProcess::start_in_netns(&net.host, "test");
+    ok(
+        &daemon,
+        "vmctl",
+        &["create", "100", "--memory", "64", "--kvm", "0", "--net0", "virtio=BC:24:11:00:00:01,bridge=br0,firewall=1"],
+    );
+    (net, daemon)
+}
+
+fn import(daemon: &HearthdProcess, name: &str, text: &str, extra: &[&str]) -> (i32, String, String) {
+    let file = daemon.root().join(name);
+    std::fs::write(&file, text).expect("writing the .fw file");
+    let path = file.to_str().expect("utf-8 path");
+    let mut args = vec!["import", path];
+    args.extend(extra);
+    run(daemon, "fwctl", &args)
+}
+
+#[test]
+fn rules_through_fwctl_decide_real_connections() {
+    let (net, daemon) = setup();
+    // Enabling the cluster firewall with the default DROP policy and no way in for SSH or the
+    // API is refused: the administrator would be locked out.
+    let (code, _, err) = import(&daemon, "cluster.fw", CLUSTER_FW, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("lock out management: tcp/22"), "{err}");
+    assert_eq!(net.nft(&["list", "tables"]), "", "a refused change applies nothing");
+    let (code, _, err) = import(&daemon, "cluster.fw", CLUSTER_FW, &["--force"]);
+    assert_eq!(code, 0, "{err}");
+
+    ok(&daemon, "fwctl", &["vm", "100", "options", "set", "--enable", "1"]);
+    ok(&daemon, "fwctl", &["vm", "100", "rules", "add", "--type", "in", "--action", "ACCEPT", "--macro", "SSH"]);
+    ok(
+        &daemon,
+        "fwctl",
+        &[
+            "vm", "100", "rules", "add", "--type", "in", "--action", "REJECT", "--proto", "tcp", "--dport", "23",
+            "--pos", "1",
+        ],
+    );
+    ok(&daemon, "fwctl", &["vm", "100", "rules", "add", "--type", "group", "--action", "web", "--pos", "2"]);
+    ok(
+        &daemon,
+        "fwctl",
+        &[
+            "vm", "100", "rules", "add", "--type", "in", "--action", "ACCEPT", "--proto", "tcp", "--dport", "5000",
+            "--source", "friend", "--pos", "3",
+        ],
+    );
+    ok(
+        &daemon,
+        "fwctl",
+        &[
+            "vm", "100", "rules", "add", "--type", "in", "--action", "ACCEPT", "--proto", "tcp", "--dport", "443",
+            "--source", "+trusted", "--enable", "0", "--pos", "4",
+        ],
+    );
+    let got = net.probe(&[
+        ("10.7.0.1", 22),
+        ("10.7.0.1", 23),
+        ("10.7.0.1", 80),
+        ("10.7.0.1", 5000),
+        ("10.7.0.3", 5000),
+        ("10.7.0.1", 443),
+    ]);
+    assert_eq!(got, ["open", "refused", "open", "timeout", "open", "timeout"]);
+
+    let rules = json(&daemon, "fwctl", &["vm", "100", "rules", "list"]);
+    assert_eq!(rules.as_array().map(Vec::len), Some(5), "{rules}");
+    assert_eq!(rules[0]["macro"], "SSH");
+    assert_eq!(rules[4]["enable"], 0);
+    // Enabling the disabled rule applies at once.
+    let started = Instant::now();
+    ok(&daemon, "fwctl", &["vm", "100", "rules", "set", "4", "--enable", "1"]);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(net.probe(&[("10.7.0.1", 443)]), ["open"]);
+
+    let sim = ok(
+        &daemon,
+        "fwctl",
+        &[
+            "simulate", "--from", "outside", "--to", "vm100", "--source", "10.7.0.1", "--dest", "10.7.0.2", "--dport",
+            "23",
+        ],
+    );
+    assert!(sim.contains("verdict: REJECT") && sim.contains("-dport 23"), "{sim}");
+    let status = ok(&daemon, "fwctl", &["status"]);
+    assert!(status.contains("Status: enabled/running") && status.contains("100 net0 (tap100i0): filtered"), "{status}");
+    let exported = ok(&daemon, "fwctl", &["export", "--vm", "100"]);
+    assert!(exported.contains("[RULES]") && exported.contains("IN SSH(ACCEPT)"), "{exported}");
+    assert!(ok(&daemon, "fwctl", &["compile"]).contains("chain guest100-net0-in"));
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let (net, daemon) = setup();
+    let (code, _, err) = import(&daemon, "cluster.fw", CLUSTER_FW, &["--force"]);
+    assert_eq!(code, 0, "{err}");
+    ok(&daemon, "fwctl", &["vm", "100", "options", "set", "--enable", "1"]);
+    ok(&daemon, "fwctl", &["vm", "100", "rules", "add", "--type", "in", "--action", "ACCEPT", "--macro", "SSH"]);
+    let ruleset = net.nft(&["list", "ruleset"]);
+    let file = std::fs::read(daemon.root().join("etc/hearth/firewall/100.toml")).expect("the guest's firewall file");
+    let add = |extra: &[&str]| {
+        let mut a = vec!["vm", "100", "rules", "add", "--type", "in"];
+        a.extend(extra);
+        run(&daemon, "fwctl", &a)
+    };
+    for (case, (code, _, err), want) in [
+        ("unknown macro", add(&["--action", "ACCEPT", "--macro", "NOPE"]), "unknown macro 'NOPE'"),
+        ("malformed address", add(&["--action", "ACCEPT", "--source", "10.0.0.300"]), "source: invalid IP address"),
+        ("bad port range", add(&["--action", "ACCEPT", "--proto", "tcp", "--dport", "90:80"]), "backwards range"),
+        ("missing ipset", add(&["--action", "ACCEPT", "--source", "+nosuchset"]), "ipset 'nosuchset' does not exist"),
+        ("missing alias", add(&["--action", "ACCEPT", "--dest", "nosuchalias"]), "alias 'nosuchalias' does not exist"),
+        (
+            "missing group",
+            run(&daemon, "fwctl", &["vm", "100", "rules", "add", "--type", "group", "--action", "nogroup"]),
+            "security group 'nogroup' does not exist",
+        ),
+        ("move past the end", run(&daemon, "fwctl", &["vm", "100", "rules", "move", "0", "7"]), "past the end"),
+        ("no such position", run(&daemon, "fwctl", &["vm", "100", "rules", "delete", "9"]), "no rule at position 9"),
+        (
+            "bad option value",
+            run(&daemon, "fwctl", &["vm", "100", "options", "set", "--policy_in", "MAYBE"]),
+            "policy_in: invalid value 'MAYBE'",
+        ),
+    ] {
+        assert_ne!(code, 0, "{case}");
+        assert!(err.contains(want), "{case}: {err}");
+    }
+    assert_eq!(net.nft(&["list", "ruleset"]), ruleset, "the kernel's ruleset is unchanged");
+    assert_eq!(std::fs::read(daemon.root().join("etc/hearth/firewall/100.toml")).expect("still there"), file);
+}
+
+#[test]
+fn the_ruleset_is_repaired_stopped_and_rolled_back() {
+    let (net, mut daemon) = setup();
+    let mgmt = format!("{CLUSTER_FW}[IPSET management]\n10.7.0.0/24\n");
+    let (code, _, err) = import(&daemon, "cluster.fw", &mgmt, &[]);
+    assert_eq!(code, 0, "with a management set the host stays reachable: {err}");
+    assert!(net.nft(&["list", "tables"]).contains("table inet hearth"));
+    // Someone flushes the ruleset: the watcher puts it back.
+    net.nft(&["flush", "ruleset"]);
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while !net.nft(&["list", "tables"]).contains("table inet hearth") {
+        assert!(Instant::now() < deadline, "the ruleset was not repaired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // hearthd applies a configured firewall again when it starts.
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    net.nft(&["flush", "ruleset"]);
+    daemon.restart();
+    assert!(net.nft(&["list", "tables"]).contains("table inet hearth"), "applied at start");
+    ok(&daemon, "fwctl", &["stop"]);
+    assert_eq!(net.nft(&["list", "tables"]), "");
+    ok(&daemon, "fwctl", &["start"]);
+    assert!(net.nft(&["list", "tables"]).contains("table bridge hearth"));
+
+    // A trial: changes after `apply --confirm-timeout` go away unless confirmed.
+    ok(&daemon, "fwctl", &["apply", "--confirm-timeout", "2"]);
+    ok(&daemon, "fwctl", &["cluster", "alias", "set", "temp", "10.7.0.9"]);
+    assert!(ok(&daemon, "fwctl", &["cluster", "alias", "list"]).contains("temp 10.7.0.9"));
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(!ok(&daemon, "fwctl", &["cluster", "alias", "list"]).contains("temp"), "rolled back");
+    ok(&daemon, "fwctl", &["apply", "--confirm-timeout", "2"]);
+    ok(&daemon, "fwctl", &["cluster", "alias", "set", "kept", "10.7.0.8"]);
+    ok(&daemon, "fwctl", &["confirm"]);
+    std::thread::sleep(Duration::from_millis(3000));
+    assert!(ok(&daemon, "fwctl", &["cluster", "alias", "list"]).contains("kept 10.7.0.8"));
+    let (code, _, err) = run(&daemon, "fwctl", &["confirm"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("nothing to confirm"), "{err}");
+}
