@@ -1,0 +1,47 @@
+//! The kernel-complete test host (hearth_test::testhost): Debian's kernel under QEMU TCG over
+//! this machine's root file system. Each test is one boot (20 to 30 s), so each runs several
+//! checks in one script and reports them line by line.
+
+use hearth_test::{TestHost, bin, testhost};
+
+/// The harness itself: the guest runs Debian's kernel, loads what this machine's kernel lacks,
+/// runs the workspace's binaries (a hearthd on a temporary root under the guest's writable
+/// `/tmp`, and a CLI against it), and a failing script's status and standard error come back,
+/// so a test in the test host cannot pass without having run.
+#[test]
+fn test_host_runs_debian_kernel_modules_and_reports_failures() {
+    let kernel = testhost::kernel();
+    let version = kernel.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("vmlinuz-")).unwrap();
+    let script = r#"
+set -u
+echo "kernel:$(uname -r)"
+for module in 8021q bonding softdog; do
+    modprobe "$module" && echo "loaded:$module"
+done
+test -c /dev/watchdog && echo "device:watchdog"
+ip link add thdum0 type dummy && ip link add link thdum0 name thdum0.10 type vlan id 10 && echo "link:vlan"
+ip link add thbond0 type bond mode active-backup && echo "link:bond"
+echo "env:$PROBE"
+root=$(mktemp -d)
+"$HEARTHD" --root "$root" --node test >"$root.log" 2>&1 &
+for _ in $(seq 200); do test -S "$root/run/hearth/hearthd.sock" && break; sleep 0.1; done
+HEARTH_ROOT="$root" "$VMCTL" list && echo "hearthd:answers"
+kill %1
+echo "the failure the host must see" >&2
+exit 7
+"#;
+    let out = TestHost::new()
+        .env("PROBE", "it's here")
+        .env("HEARTHD", &bin("hearthd").to_string_lossy())
+        .env("VMCTL", &bin("vmctl").to_string_lossy())
+        .run(script);
+    eprintln!("test host: boot, script and power-off in {:.1} s", out.elapsed.as_secs_f64());
+    assert_eq!(out.status, 7, "the script's own exit status comes back\n{}", out.describe());
+    assert!(out.stderr.contains("the failure the host must see"), "{}", out.describe());
+    assert_eq!(out.lines_with("kernel:"), [version], "{}", out.describe());
+    assert_eq!(out.lines_with("loaded:"), ["8021q", "bonding", "softdog"], "{}", out.describe());
+    assert_eq!(out.lines_with("device:"), ["watchdog"], "{}", out.describe());
+    assert_eq!(out.lines_with("link:"), ["vlan", "bond"], "{}", out.describe());
+    assert_eq!(out.lines_with("env:"), ["it's here"], "{}", out.describe());
+    assert_eq!(out.lines_with("hearthd:"), ["answers"], "{}", out.describe());
+}
