@@ -45,3 +45,29 @@ exit 7
     assert_eq!(out.lines_with("env:"), ["it's here"], "{}", out.describe());
     assert_eq!(out.lines_with("hearthd:"), ["answers"], "{}", out.describe());
 }
+
+/// VLAN interfaces, a VLAN-aware bridge and bonds, made by hearth-net (the links) and plugged
+/// by its `plug_port` (the ports), carry traffic between network namespaces in the test host,
+/// and keep it apart where they should: one boot for all of them (testhost_net.sh).
+#[test]
+fn vlans_vlan_aware_bridges_and_bonds_carry_traffic_in_the_test_host() {
+    let out = TestHost::new().env("TESTNET", &bin("hearth-testnet").to_string_lossy()).run(NET_CHECKS);
+    eprintln!("test host: network checks in {:.1} s", out.elapsed.as_secs_f64());
+    let checks: Vec<&str> = out.lines_with("check:");
+    let expected = [
+        "vlan-tagged-traffic:ok",
+        "vlan-untagged-kept-out:ok",
+        "bridge-vlan-filtering:ok",
+        "bridge-same-tag:ok",
+        "bridge-other-tag:ok",
+        "bridge-trunk-tagged:ok",
+        "bridge-vlan-table:ok",
+        "bond-active-backup:ok",
+        "bond-failover:ok",
+        "bond-balance-rr:ok",
+    ];
+    assert_eq!(checks, expected, "{}", out.describe());
+    out.assert_success();
+}
+
+const NET_CHECKS: &str = include_str!("testhost_net.sh");
