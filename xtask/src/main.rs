@@ -7,6 +7,7 @@
 mod bench;
 mod bench_backup;
 mod bench_ct;
+mod bench_net;
 mod bench_storage;
 mod bench_vm;
 mod demo;
@@ -141,6 +142,11 @@ fn cli() -> clap::Command {
                 .subcommand(clap::Command::new("vm").about(
                     "Time from vmctl start to running against the same QEMU command line by hand; hearthd's memory with VMs",
                 ))
+                .subcommand(
+                    clap::Command::new("net")
+                        .about("NIC plumbing per guest start: 50 ports through hearth-net against iproute2, a process per step")
+                        .arg(count_arg("runs", "5", "Runs of each path, at least 3; medians are reported")),
+                )
                 .subcommand(clap::Command::new("storage").about(
                     "Linked clones on dir and btrfs, full-clone throughput against cp, storectl list over 5000 volumes",
                 ))
@@ -206,6 +212,7 @@ fn main() -> ExitCode {
                 )
             }
             Some(("storage", _)) => bench_storage::run(&root),
+            Some(("net", m)) => bench_net::run(&root, *m.get_one::<usize>("runs").expect("runs has a default")),
             Some(("vm", _)) => bench_vm::run(&root),
             Some(("ct", m)) => bench_ct::run(&root, *m.get_one::<usize>("runs").expect("runs has a default")),
             Some(("backup", m)) => {

@@ -9,20 +9,17 @@
 //! Linux bridge takes the numerically lowest MAC of its ports unless one was set, and `fe…`
 //! never is the lowest), is enslaved to the bridge, gets its VLANs and goes up.
 //!
-//! **Why iproute2 and not netlink crates:** it is what Proxmox itself runs (`ip link set …`,
-//! `bridge vlan …`), its error messages are the ones administrators know, the runtime is
-//! single-threaded with no executor (rtnetlink wants one), and a few milliseconds per call do
-//! not matter next to a container start. Arguments are passed as separate argv entries (no
-//! shell) and validated before use; the tools are looked up in the system directories only,
-//! never through `PATH`.
-//!
-//! Addresses are normally written by the guest's own configuration; for a host-managed NIC
-//! (`host_ipv4`/`host_ipv6`) they are added from the host inside the namespace with
-//! `nsenter --net=/proc/<pid>/ns/net ip …`.
+//! Every change goes through hearth-net (rtnetlink, no `ip` processes): the veth pair with its
+//! peer created straight in the container's namespace, the host end plugged as Proxmox's
+//! `tap_plug` does (MTU, IPv6 off, bridge, VLANs, `rate=`), and for a host-managed NIC
+//! (`host_ipv4`/`host_ipv6`) the addresses and default routes added through a netlink handle
+//! opened inside the namespace (`/proc/<pid>/ns/net`). Addresses are otherwise written by the
+//! guest's own configuration.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use hearth_net::{IpCidr, MacAddr, Netlink, PeerNetns, PortPlug, VethPeer, VlanRange};
 
 use crate::spec::NetSpec;
 
@@ -43,10 +40,8 @@ pub enum NetError {
     Exists(String),
     #[error("invalid {what} '{value}'")]
     Invalid { what: &'static str, value: String },
-    #[error("{command}: {message}")]
-    Command { command: String, message: String },
-    #[error("{tool} not found in /usr/sbin, /sbin, /usr/bin or /bin")]
-    MissingTool { tool: &'static str },
+    #[error(transparent)]
+    Net(#[from] hearth_net::NetError),
     #[error("reading {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
 }
@@ -155,42 +150,6 @@ fn same_subnet(addr: IpAddr, len: u8, gw: IpAddr) -> bool {
     }
 }
 
-/// Absolute path of a system tool (never looked up through `PATH`).
-fn tool(name: &'static str) -> Result<PathBuf, NetError> {
-    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-        .iter()
-        .map(|dir| Path::new(dir).join(name))
-        .find(|p| p.is_file())
-        .ok_or(NetError::MissingTool { tool: name })
-}
-
-/// Runs `program args…`; a failure carries the command line and the tool's stderr.
-fn run(program: &'static str, args: &[&str]) -> Result<String, NetError> {
-    let path = tool(program)?;
-    let command = || format!("{program} {}", args.join(" "));
-    let out = Command::new(&path)
-        .args(args)
-        .env_clear()
-        .env("LC_ALL", "C")
-        .output()
-        .map_err(|e| NetError::Command { command: command(), message: e.to_string() })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        let message = if stderr.is_empty() { out.status.to_string() } else { stderr };
-        return Err(NetError::Command { command: command(), message });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Runs `ip args…` inside the network namespace of `pid`.
-fn ip_in(pid: i32, args: &[&str]) -> Result<String, NetError> {
-    let ip = tool("ip")?;
-    let ns = format!("--net=/proc/{pid}/ns/net");
-    let mut full = vec![ns.as_str(), "--", ip.to_str().unwrap_or("/usr/sbin/ip")];
-    full.extend_from_slice(args);
-    run("nsenter", &full)
-}
-
 /// Creates and wires `net` for the container whose network namespace is that of `netns_pid`
 /// (the container's init, still waiting for the go): the veth pair, the peer's name, MAC and
 /// MTU inside, the host end's bridge, VLANs and link state; then, unless `link_down`, `lo`
@@ -238,62 +197,87 @@ pub fn attach(net: &NetSpec, netns_pid: i32) -> Result<(), NetError> {
             addrs.push((v6, cidr.as_str(), addr, len, gw));
         }
     }
-    if sys_net(&net.host_name).exists() {
+
+    if let Some(rate) = net.rate.filter(|r| !r.is_finite() || *r < 0.0) {
+        return Err(NetError::Invalid { what: "rate (MB/s)", value: rate.to_string() });
+    }
+    let mac = net.hwaddr.as_deref().map(str::parse::<MacAddr>).transpose()?;
+    let trunks = net.trunks.iter().map(|&(a, b)| VlanRange::new(a, b)).collect::<Result<Vec<_>, _>>()?;
+
+    let mut nl = Netlink::open()?;
+    if nl.exists(&net.host_name)? {
         return Err(NetError::Exists(net.host_name.clone()));
     }
+    let peer = VethPeer { name: net.name.clone(), netns: Some(PeerNetns::Pid(netns_pid as u32)), mtu: Some(mtu), mac };
+    nl.create_veth(&net.host_name, Some(mtu), &peer)?;
 
-    let mtu = mtu.to_string();
-    let pid = netns_pid.to_string();
-    let mut create =
-        vec!["link", "add", "name", &net.host_name, "mtu", &mtu, "type", "veth", "peer", "name", &net.name];
-    create.extend(["netns", &pid, "mtu", &mtu]);
-    if let Some(mac) = &net.hwaddr {
-        create.extend(["address", mac]);
-    }
-    run("ip", &create)?;
-
-    let wired = (|| {
+    let wired = (|| -> Result<(), NetError> {
         let host = net.host_name.as_str();
         // LXC's private host MAC: fe + the kernel's random rest.
-        let random = read_trimmed(sys_net(host).join("address"))?;
-        let private = format!("fe{}", random.get(2..).unwrap_or(":00:00:00:00:01"));
-        run("ip", &["link", "set", "dev", host, "address", &private, "master", bridge])?;
-        if let Some(tag) = net.tag {
-            if info.default_pvid != 0 && info.default_pvid != tag {
-                run("bridge", &["vlan", "del", "dev", host, "vid", &info.default_pvid.to_string()])?;
-            }
-            run("bridge", &["vlan", "add", "dev", host, "vid", &tag.to_string(), "pvid", "untagged"])?;
+        if let Some(MacAddr(mut random)) = nl.link(host)?.mac {
+            random[0] = 0xfe;
+            nl.set_mac(host, MacAddr(random))?;
         }
-        for &(a, b) in &net.trunks {
-            let vids = if a == b { a.to_string() } else { format!("{a}-{b}") };
-            run("bridge", &["vlan", "add", "dev", host, "vid", &vids])?;
+        let plug = PortPlug {
+            tag: net.tag,
+            trunks,
+            mtu: Some(mtu),
+            rate: net.rate.filter(|r| *r > 0.0),
+            ..PortPlug::new(host, bridge)
+        };
+        let report = hearth_net::plug_port(&mut nl, &plug)?;
+        for warning in report.warnings {
+            tracing::warn!("{warning}");
         }
-        run("ip", &["link", "set", "dev", host, "up"])?;
 
-        ip_in(netns_pid, &["link", "set", "dev", "lo", "up"])?;
+        let mut inside = Netlink::in_netns(format!("/proc/{netns_pid}/ns/net"))?;
+        inside.set_up("lo", true)?;
         if !net.link_down {
-            ip_in(netns_pid, &["link", "set", "dev", &net.name, "up"])?;
+            inside.set_up(&net.name, true)?;
         }
-        for &(v6, cidr, addr, len, gw) in &addrs {
-            let family = if v6 { "-6" } else { "-4" };
-            ip_in(netns_pid, &[family, "addr", "add", cidr, "dev", &net.name])?;
+        for &(_, cidr, addr, len, gw) in &addrs {
+            inside.add_address(&net.name, cidr.parse::<IpCidr>()?)?;
             // Routes need the link up; a down NIC gets its addresses only.
             if let Some(gw) = gw.filter(|_| !net.link_down) {
-                let gw = gw.to_string();
-                if !same_subnet(addr, len, gw.parse().unwrap_or(addr)) {
+                if !same_subnet(addr, len, gw) {
                     // A gateway outside the subnet (common with hosted /32s): a device route
                     // to it first, as LXC does.
-                    ip_in(netns_pid, &[family, "route", "add", &gw, "dev", &net.name])?;
+                    let host_route = IpCidr { addr: gw, prefix: if gw.is_ipv6() { 128 } else { 32 } };
+                    inside.add_route(Some(host_route), None, &net.name)?;
                 }
-                ip_in(netns_pid, &[family, "route", "add", "default", "via", &gw, "dev", &net.name])?;
+                inside.add_route(None, Some(gw), &net.name)?;
             }
         }
         Ok(())
     })();
     if let Err(e) = wired {
-        let _ = run("ip", &["link", "del", "dev", &net.host_name]);
+        let _ = nl.delete_link(&net.host_name);
         return Err(e);
     }
+    Ok(())
+}
+
+/// Moves the host end of a running container's `net` into its (new) bridge, with the VLANs,
+/// MTU and limit `net` names: out of the old bridge, then plugged as at start.
+pub fn replug(net: &NetSpec) -> Result<(), NetError> {
+    check_ifname(&net.host_name)?;
+    let bridge = net.bridge.as_deref().ok_or(NetError::NoBridge(net.index))?;
+    let info = check_bridge(bridge)?;
+    if (net.tag.is_some() || !net.trunks.is_empty()) && !info.vlan_filtering {
+        return Err(NetError::NoVlanFiltering { index: net.index, bridge: bridge.to_owned() });
+    }
+    let trunks = net.trunks.iter().map(|&(a, b)| VlanRange::new(a, b)).collect::<Result<Vec<_>, _>>()?;
+    let mut nl = Netlink::open()?;
+    nl.set_master(&net.host_name, None)?;
+    hearth_net::set_rate(&mut nl, &net.host_name, None)?;
+    let plug = PortPlug {
+        tag: net.tag,
+        trunks,
+        mtu: net.mtu,
+        rate: net.rate.filter(|r| *r > 0.0),
+        ..PortPlug::new(&net.host_name, bridge)
+    };
+    hearth_net::plug_port(&mut nl, &plug)?;
     Ok(())
 }
 
@@ -302,13 +286,12 @@ pub fn attach(net: &NetSpec, netns_pid: i32) -> Result<(), NetError> {
 /// took the pair along).
 pub fn detach(net: &NetSpec) -> Result<(), NetError> {
     check_ifname(&net.host_name)?;
-    if !sys_net(&net.host_name).exists() {
-        return Ok(());
-    }
-    match run("ip", &["link", "del", "dev", &net.host_name]) {
-        // Gone meanwhile (the namespace died between the check and the delete).
-        Err(_) if !sys_net(&net.host_name).exists() => Ok(()),
-        other => other.map(drop),
+    let mut nl = Netlink::open()?;
+    match nl.delete_link(&net.host_name) {
+        // Gone already, or meanwhile (the namespace died and took the pair along).
+        Err(hearth_net::NetError::NotFound(_)) => Ok(()),
+        Err(hearth_net::NetError::Kernel { errno: libc::ENODEV, .. }) => Ok(()),
+        other => other.map_err(NetError::from),
     }
 }
 
@@ -317,7 +300,7 @@ pub fn detach(net: &NetSpec) -> Result<(), NetError> {
 mod tests {
     use std::fs::File;
     use std::net::{SocketAddr, TcpListener, TcpStream};
-    use std::process::{Child, Stdio};
+    use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
     use super::*;
@@ -359,9 +342,6 @@ mod tests {
     /// Fails unless the test may make bridges and namespaces with iproute2 and util-linux.
     fn needs_root_and_tools() {
         crate::host_needs::root("bridges, veths and network namespaces");
-        crate::host_needs::tool("ip", "iproute2");
-        crate::host_needs::tool("bridge", "iproute2");
-        crate::host_needs::tool("nsenter", "util-linux");
         crate::host_needs::tool("unshare", "util-linux");
     }
 
@@ -373,26 +353,22 @@ mod tests {
             let prefix = format!("h{:x}{tag}", std::process::id());
             let bridge = format!("{prefix}br");
             let lab = Lab { prefix, bridge, children: Vec::new(), hosts: Vec::new() };
-            run("ip", &["link", "add", "name", &lab.bridge, "type", "bridge"]).unwrap();
-            if vlan_filtering
-                && run("ip", &["link", "set", "dev", &lab.bridge, "type", "bridge", "vlan_filtering", "1"]).is_err()
-            {
+            let mut nl = Netlink::open().unwrap();
+            let options = hearth_net::BridgeOptions { vlan_filtering, ..Default::default() };
+            if nl.create_bridge(&lab.bridge, &options).is_err() && vlan_filtering {
                 return None;
             }
             if let Some(mtu) = mtu {
-                run("ip", &["link", "set", "dev", &lab.bridge, "mtu", &mtu.to_string()]).unwrap();
+                nl.set_mtu(&lab.bridge, mtu).unwrap();
             }
-            run("ip", &["link", "set", "dev", &lab.bridge, "up"]).unwrap();
+            nl.set_up(&lab.bridge, true).unwrap();
             Some(lab)
         }
 
         /// A process in a new network namespace; returns its pid.
         fn netns(&mut self) -> i32 {
-            let child = Command::new(tool("unshare").unwrap())
-                .args(["--net", "sleep", "60"])
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap();
+            let child =
+                Command::new("/usr/bin/unshare").args(["--net", "sleep", "60"]).stdin(Stdio::null()).spawn().unwrap();
             let pid = child.id() as i32;
             self.children.push(child);
             let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
@@ -419,6 +395,7 @@ mod tests {
                 host_ipv4: Some((cidr.into(), None)),
                 host_ipv6: None,
                 link_down: false,
+                rate: None,
             }
         }
     }
@@ -426,13 +403,13 @@ mod tests {
     impl Drop for Lab {
         fn drop(&mut self) {
             for host in &self.hosts {
-                let _ = run("ip", &["link", "del", "dev", host]);
+                let _ = Netlink::open().unwrap().delete_link(host);
             }
             for child in &mut self.children {
                 let _ = child.kill();
                 let _ = child.wait();
             }
-            let _ = run("ip", &["link", "del", "dev", &self.bridge]);
+            let _ = Netlink::open().unwrap().delete_link(&self.bridge);
         }
     }
 
@@ -458,6 +435,11 @@ mod tests {
         in_netns(from, || TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok())
     }
 
+    /// A netlink handle in the namespace of `pid`.
+    fn inside(pid: i32) -> Netlink {
+        Netlink::in_netns(format!("/proc/{pid}/ns/net")).unwrap()
+    }
+
     fn exists(name: &str) -> bool {
         sys_net(name).exists()
     }
@@ -479,14 +461,17 @@ mod tests {
 
         // Inside: the name, MAC, MTU and routes; nothing named eth0 appeared on the host
         // side because of us.
-        let link = ip_in(a, &["-o", "link", "show", "dev", "eth0"]).unwrap();
-        assert!(link.contains("bc:24:11:00:00:00") && link.contains("mtu 1500") && link.contains("UP"), "{link}");
-        let lo = ip_in(a, &["-o", "link", "show", "dev", "lo"]).unwrap();
-        assert!(lo.contains("UP"), "{lo}");
-        let routes = ip_in(a, &["route", "show", "default"]).unwrap();
-        assert!(routes.contains("via 10.77.0.254 dev eth0"), "{routes}");
-        let routes6 = ip_in(a, &["-6", "route", "show"]).unwrap();
-        assert!(routes6.contains("fd99::1 dev eth0") && routes6.contains("default via fd99::1"), "{routes6}");
+        let mut inner = inside(a);
+        let link = inner.link("eth0").unwrap();
+        assert_eq!(link.mac.unwrap().to_string(), "bc:24:11:00:00:00");
+        assert!(link.mtu == 1500 && link.up, "{link:?}");
+        assert!(inner.link("lo").unwrap().up);
+        let routes = inner.routes().unwrap();
+        let dev = |r: &hearth_net::Route| r.dev.as_deref() == Some("eth0");
+        let via = |r: &hearth_net::Route, gw: &str| r.is_default() && r.gateway == gw.parse().ok() && dev(r);
+        assert!(routes.iter().any(|r| via(r, "10.77.0.254")), "{routes:?}");
+        let host_route = |r: &hearth_net::Route| r.destination == "fd99::1/128".parse().ok() && dev(r);
+        assert!(routes.iter().any(host_route) && routes.iter().any(|r| via(r, "fd99::1")), "{routes:?}");
         // Host side: in the bridge, up, private MAC.
         let master = std::fs::read_link(sys_net(&net_a.host_name).join("master")).unwrap();
         assert!(master.ends_with(&lab.bridge), "{master:?}");
@@ -500,7 +485,7 @@ mod tests {
         detach(&net_a).unwrap();
         assert!(!exists(&net_a.host_name));
         detach(&net_a).unwrap();
-        assert!(ip_in(a, &["link", "show", "dev", "eth0"]).is_err(), "the peer went with the host end");
+        assert!(!inside(a).exists("eth0").unwrap(), "the peer went with the host end");
     }
 
     // VLAN tags and trunks need bridge VLAN filtering, which this development kernel lacks;
@@ -540,25 +525,71 @@ mod tests {
         // the host end is deleted again.
         net.bridge = Some(lab.bridge.clone());
         net.host_ipv6 = Some(("fd79::1/64".into(), None));
-        run(
-            "nsenter",
-            &[
-                &format!("--net=/proc/{a}/ns/net"),
-                "/bin/sh",
-                "-c",
-                "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6",
-            ],
-        )
-        .unwrap();
+        in_netns(a, || std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1")).unwrap();
         let err = attach(&net, a).unwrap_err();
-        assert!(matches!(err, NetError::Command { .. }), "{err}");
+        assert!(matches!(err, NetError::Net(_)), "{err}");
+        assert!(err.to_string().starts_with("eth0: add address fd79::1/64: "), "{err}");
         assert!(!exists(&net.host_name), "host end left after a failed attach");
-        assert!(ip_in(a, &["link", "show", "dev", "eth0"]).is_err());
+        assert!(!inside(a).exists("eth0").unwrap());
 
         // The default MTU is the bridge's.
         net.host_ipv6 = None;
         attach(&net, a).unwrap();
-        let link = ip_in(a, &["-o", "link", "show", "dev", "eth0"]).unwrap();
-        assert!(link.contains("mtu 1400"), "{link}");
+        assert_eq!(inside(a).link("eth0").unwrap().mtu, 1400);
+    }
+
+    /// Sends `bytes` from the namespace of `from` to a listener in `to`; returns the time the
+    /// receiver took to read them all.
+    fn transfer(from: i32, to: i32, addr: &str, bytes: usize) -> Duration {
+        use std::io::{Read, Write};
+        let addr: SocketAddr = format!("{addr}:7778").parse().unwrap();
+        let listener = in_netns(to, || TcpListener::bind(addr).unwrap());
+        std::thread::scope(|scope| {
+            let receiver = scope.spawn(|| {
+                let (mut stream, _) = listener.accept().unwrap();
+                let started = Instant::now();
+                let mut buf = vec![0u8; 65536];
+                let mut total = 0;
+                while total < bytes {
+                    let n = stream.read(&mut buf).unwrap();
+                    assert!(n > 0, "connection closed after {total} bytes");
+                    total += n;
+                }
+                started.elapsed()
+            });
+            let mut stream = in_netns(from, || TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap());
+            stream.write_all(&vec![7u8; bytes]).unwrap();
+            receiver.join().unwrap()
+        })
+    }
+
+    #[test]
+    fn rate_and_link_down_are_honoured() {
+        needs_root_and_tools();
+        let mut lab = Lab::new("q", false, None).unwrap();
+        let (a, b, c) = (lab.netns(), lab.netns(), lab.netns());
+        let net_a = lab.spec(0, "10.78.0.1/24");
+        let mut net_b = lab.spec(1, "10.78.0.2/24");
+        net_b.rate = Some(1.0);
+        let mut net_c = lab.spec(2, "10.78.0.3/24");
+        net_c.link_down = true;
+        attach(&net_a, a).unwrap();
+        attach(&net_b, b).unwrap();
+        attach(&net_c, c).unwrap();
+
+        // 1 MB/s toward b, with a 1 MiB burst: 4 MiB take about 3 s; unlimited toward a they
+        // take a fraction of that.
+        let limited = transfer(a, b, "10.78.0.2", 4 << 20);
+        assert!(limited >= Duration::from_millis(2200), "4 MiB at rate=1 took {limited:?}");
+        let free = transfer(b, a, "10.78.0.1", 4 << 20);
+        assert!(free < Duration::from_millis(1500), "4 MiB unlimited took {free:?}");
+
+        // link_down: plugged, addressed, but down inside; nothing reaches it.
+        let mut inner = inside(c);
+        assert!(!inner.link("eth0").unwrap().up);
+        assert_eq!(inner.addresses("eth0").unwrap().len(), 1);
+        assert!(!talks(a, c, "10.78.0.3"));
+        inner.set_up("eth0", true).unwrap();
+        assert!(talks(a, c, "10.78.0.3"));
     }
 }

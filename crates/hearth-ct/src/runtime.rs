@@ -213,8 +213,10 @@ impl CtRuntime {
         }
         for index in 0..MAX_NETS {
             let host = veth_name(vmid, index);
-            if Path::new("/sys/class/net").join(&host).exists() {
-                let _ = Command::new("ip").args(["link", "del", &host]).stderr(Stdio::null()).status();
+            if Path::new("/sys/class/net").join(&host).exists()
+                && let Ok(mut nl) = hearth_net::Netlink::open()
+            {
+                let _ = nl.delete_link(&host);
             }
         }
         let dir = self.ct_dir(vmid);
@@ -477,27 +479,18 @@ impl CtRuntime {
                 let (old_p, new_p) = (props(key, old)?, props(key, new)?);
                 let same = |p: &str| old_p.get(p) == new_p.get(p);
                 let wiring_only =
-                    ["name", "hwaddr", "ip", "gw", "ip6", "gw6", "mtu", "tag", "trunks", "link_down", "rate", "type"]
-                        .iter()
-                        .all(|p| same(p));
+                    ["name", "hwaddr", "ip", "gw", "ip6", "gw6", "mtu", "link_down", "type"].iter().all(|p| same(p));
                 if !wiring_only {
                     return Ok(Hotplugged::Pending);
                 }
-                if !same("bridge") {
+                if !["bridge", "tag", "trunks", "rate"].iter().all(|p| same(p)) {
                     let net = net_spec(vmid, merged, key, new)?;
-                    let bridge = net.bridge.clone().unwrap_or_default();
-                    let moved = Command::new("ip")
-                        .args(["link", "set", "dev", &net.host_name, "master", &bridge])
-                        .output()
-                        .map_err(|e| RuntimeError::failed(format!("cannot run ip (install iproute2): {e}")))?;
-                    if !moved.status.success() {
-                        return Err(RuntimeError::failed(format!(
-                            "{key}: cannot move {} into {bridge}: {}",
-                            net.host_name,
-                            String::from_utf8_lossy(&moved.stderr).trim()
-                        )));
-                    }
-                    log(format!("{key}: {} moved to bridge {bridge}", net.host_name));
+                    crate::net::replug(&net).map_err(net_error)?;
+                    log(format!(
+                        "{key}: {} plugged into bridge {}",
+                        net.host_name,
+                        net.bridge.as_deref().unwrap_or("")
+                    ));
                 }
             }
             (None, None) => {}
@@ -532,6 +525,7 @@ pub fn net_spec(vmid: Vmid, config: &Section, key: &str, value: &Value) -> Resul
         host_ipv4,
         host_ipv6,
         link_down: p.get("link_down") == Some("1"),
+        rate: p.get("rate").and_then(|r| r.parse().ok()),
     })
 }
 

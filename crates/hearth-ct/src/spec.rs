@@ -191,7 +191,7 @@ pub struct Limits {
 }
 
 /// One `netN` interface: a veth pair, the host end in a bridge.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NetSpec {
     /// N of `netN`.
     pub index: u32,
@@ -215,6 +215,9 @@ pub struct NetSpec {
     pub host_ipv6: Option<(String, Option<String>)>,
     #[serde(default)]
     pub link_down: bool,
+    /// `rate=` in MB/s on the host end.
+    #[serde(default)]
+    pub rate: Option<f64>,
 }
 
 /// pct's `features`.

@@ -331,10 +331,45 @@ impl Netlink {
         Ok(resolve_names(raw))
     }
 
-    /// The link called `name`, or `None`.
+    /// The link called `name`, or `None`. One GETLINK by name (plus one per index it names:
+    /// master, raw device), no dump unless it is a bond (whose slaves need one).
     pub fn find_link(&mut self, name: &str) -> Result<Option<Link>, NetError> {
         check_ifname(name)?;
-        Ok(self.links()?.into_iter().find(|l| l.name == name))
+        let mut message = LinkMessage::default();
+        message.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        let Some(raw) = self.get_link(message, name)? else { return Ok(None) };
+        if raw.link.kind == LinkKind::Bond {
+            return Ok(self.links()?.into_iter().find(|l| l.name == name));
+        }
+        let mut names = HashMap::new();
+        for index in [raw.master, raw.parent, raw.vxlan_dev, raw.bond_primary].into_iter().flatten() {
+            if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(index) {
+                if let Some(other) = self.get_link(link_by_index(index), name)? {
+                    slot.insert(other.link.name);
+                }
+            }
+        }
+        let lookup = |index: Option<u32>| index.and_then(|i| names.get(&i).cloned());
+        let mut link = raw.link;
+        link.master = lookup(raw.master);
+        if let Some(vlan) = &mut link.vlan {
+            vlan.raw_device = lookup(raw.parent);
+        }
+        if let Some(vxlan) = &mut link.vxlan {
+            vxlan.dev = lookup(raw.vxlan_dev);
+        }
+        Ok(Some(link))
+    }
+
+    fn get_link(&mut self, message: LinkMessage, name: &str) -> Result<Option<RawLink>, NetError> {
+        match self.query(RouteNetlinkMessage::GetLink(message), false) {
+            Ok(answers) => Ok(answers.iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(link) => Some(parse_link(link)),
+                _ => None,
+            })),
+            Err(libc::ENODEV) => Ok(None),
+            Err(errno) => Err(NetError::kernel(name, "look up", errno)),
+        }
     }
 
     /// The link called `name`; [`NetError::NotFound`] if there is none.

@@ -150,7 +150,7 @@ impl QemuRuntime {
         // The kernel removes a tap when QEMU's descriptor closes, but not always at once; a
         // tap left over would block the next start with "Device or resource busy".
         for tap in taps_of(vmid) {
-            let _ = iproute("ip", &["link", "del", "dev", &tap]);
+            delete_tap(&tap);
         }
     }
 
@@ -313,25 +313,67 @@ fn taps_of(vmid: Vmid) -> Vec<String> {
 }
 
 /// One NIC's tap and how it is plugged.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 struct TapPlug {
     key: String,
     tap: String,
     bridge: Option<String>,
-    tag: Option<String>,
-    mtu: Option<String>,
+    tag: Option<u16>,
+    trunks: Vec<hearth_net::VlanRange>,
+    mtu: Option<u32>,
+    /// `rate=` in MB/s.
+    rate: Option<f64>,
+    /// `link_down=1`: the NIC's link is set down through QMP once QEMU is up.
+    link_down: bool,
 }
 
-/// The taps of the configuration's NICs; refuses a bridge the host does not have.
+/// The taps of the configuration's NICs; refuses a bridge the host does not have, and a VLAN
+/// tag, trunks or an MTU the bridge cannot take, before anything starts.
 fn tap_plugs(vmid: Vmid, config: &Section) -> Result<Vec<TapPlug>, String> {
     let schema = GuestKind::Vm.schema();
     let mut plugs = Vec::new();
+    let mut netlink = None;
     for (key, value) in config.iter().filter(|(k, _)| k.starts_with("net")) {
         let Some(props) = schema.property(key, value) else { continue };
         let bridge = props.get("bridge").map(str::to_owned);
+        let number = |prop: &str| -> Result<Option<u32>, String> {
+            props.get(prop).map(|v| v.parse().map_err(|_| format!("{key}: invalid {prop} '{v}'"))).transpose()
+        };
+        let tag = number("tag")?
+            .map(|t| {
+                u16::try_from(t).ok().filter(|t| (1..=4094).contains(t)).ok_or(format!("{key}: invalid tag '{t}'"))
+            })
+            .transpose()?;
+        let trunks = match props.get("trunks") {
+            Some(text) => hearth_net::parse_trunks(text).map_err(|e| format!("{key}: trunks: {e}"))?,
+            None => Vec::new(),
+        };
+        // mtu=1: the bridge's MTU, which is what a port gets anyway.
+        let mtu = number("mtu")?.filter(|m| *m != 1);
+        let rate = props
+            .get("rate")
+            .map(|v| {
+                v.parse::<f64>().ok().filter(|r| r.is_finite() && *r >= 0.0).ok_or(format!("{key}: invalid rate '{v}'"))
+            })
+            .transpose()?
+            .filter(|r| *r > 0.0);
         if let Some(bridge) = &bridge {
-            if !Path::new("/sys/class/net").join(bridge).join("bridge").exists() {
+            if netlink.is_none() {
+                netlink = Some(hearth_net::Netlink::open().map_err(|e| e.to_string())?);
+            }
+            let nl = netlink.as_mut().ok_or("netlink")?;
+            let found = nl.find_link(bridge).map_err(|e| format!("{key}: {e}"))?;
+            let Some(info) = found.as_ref().and_then(|l| l.bridge.as_ref()) else {
                 return Err(format!("{key}: bridge '{bridge}' does not exist"));
+            };
+            if (tag.is_some() || !trunks.is_empty()) && !info.vlan_filtering {
+                return Err(format!(
+                    "{key}: VLAN tag or trunks need VLAN filtering on bridge {bridge} (bridge-vlan-aware yes)"
+                ));
+            }
+            let bridge_mtu = found.as_ref().map_or(0, |l| l.mtu);
+            if let Some(mtu) = mtu.filter(|m| *m > bridge_mtu) {
+                return Err(format!("{key}: MTU {mtu} is larger than the MTU {bridge_mtu} of bridge {bridge}"));
             }
         }
         let index: u32 = key.trim_start_matches("net").parse().unwrap_or(0);
@@ -339,8 +381,11 @@ fn tap_plugs(vmid: Vmid, config: &Section) -> Result<Vec<TapPlug>, String> {
             key: key.clone(),
             tap: tap_name(vmid, index),
             bridge,
-            tag: props.get("tag").map(str::to_owned),
-            mtu: props.get("mtu").filter(|m| *m != "1").map(str::to_owned),
+            tag,
+            trunks,
+            mtu,
+            rate,
+            link_down: props.get("link_down") == Some("1"),
         });
     }
     Ok(plugs)
@@ -407,37 +452,51 @@ fn check_host_limits(vmid: Vmid, config: &Section) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// Runs `ip`/`bridge` from iproute2.
-fn iproute(program: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {program} (install iproute2): {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("{program} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-/// Puts each tap QEMU created into its bridge, with MTU and VLAN tag, and brings it up.
+/// Puts each tap QEMU created into its bridge through hearth-net (MTU, IPv6 off, VLANs, rate,
+/// up), as Proxmox's `tap_plug` does; a tap without a bridge only gets its MTU and goes up.
 fn plug_taps(plugs: &[TapPlug], log: &dyn Fn(String)) -> Result<(), String> {
-    for TapPlug { key, tap, bridge, tag, mtu } in plugs {
-        if let Some(bridge) = bridge {
-            iproute("ip", &["link", "set", "dev", tap, "master", bridge])?;
-            if let Some(tag) = tag {
-                iproute("bridge", &["vlan", "del", "dev", tap, "vid", "1"])?;
-                iproute("bridge", &["vlan", "add", "dev", tap, "vid", tag, "pvid", "untagged"])?;
+    if plugs.is_empty() {
+        return Ok(());
+    }
+    let mut nl = hearth_net::Netlink::open().map_err(|e| e.to_string())?;
+    for plug in plugs {
+        let TapPlug { key, tap, bridge, .. } = plug;
+        match bridge {
+            Some(bridge) => {
+                let port = hearth_net::PortPlug {
+                    tag: plug.tag,
+                    trunks: plug.trunks.clone(),
+                    mtu: plug.mtu,
+                    rate: plug.rate,
+                    ..hearth_net::PortPlug::new(tap, bridge)
+                };
+                let report = hearth_net::plug_port(&mut nl, &port).map_err(|e| format!("{key}: {e}"))?;
+                for warning in report.warnings {
+                    log(format!("{key}: {warning}"));
+                }
+                log(format!("{key}: {tap} in bridge {bridge}"));
             }
-            log(format!("{key}: {tap} in bridge {bridge}"));
+            None => {
+                if let Some(mtu) = plug.mtu {
+                    nl.set_mtu(tap, mtu).map_err(|e| format!("{key}: {e}"))?;
+                }
+                if let Some(rate) = plug.rate {
+                    for warning in hearth_net::set_rate(&mut nl, tap, Some(rate)).map_err(|e| format!("{key}: {e}"))? {
+                        log(format!("{key}: {warning}"));
+                    }
+                }
+                nl.set_up(tap, true).map_err(|e| format!("{key}: {e}"))?;
+            }
         }
-        if let Some(mtu) = mtu {
-            iproute("ip", &["link", "set", "dev", tap, "mtu", mtu])?;
-        }
-        iproute("ip", &["link", "set", "dev", tap, "up"])?;
     }
     Ok(())
+}
+
+/// Deletes a tap if it still exists (the kernel usually removes it with QEMU's descriptor).
+fn delete_tap(tap: &str) {
+    if let Ok(mut nl) = hearth_net::Netlink::open() {
+        let _ = nl.delete_link(tap);
+    }
 }
 
 /// Waits until an incoming migration (a saved RAM state) has been read: QEMU leaves the
@@ -531,6 +590,10 @@ impl QemuLaunch {
                 }
             };
             plug_taps(&self.taps, log)?;
+            for plug in self.taps.iter().filter(|p| p.link_down) {
+                qmp.set_link(&plug.key, false).map_err(|e| format!("{}: set link down: {e}", plug.key))?;
+                log(format!("{}: link down", plug.key));
+            }
             if self.incoming {
                 wait_incoming(&mut qmp, deadline)?;
                 log("RAM state loaded".to_owned());

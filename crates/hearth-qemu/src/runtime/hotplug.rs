@@ -29,7 +29,7 @@ use hearth_core::storage::Format;
 use hearth_core::{GuestKind, Value, Vmid};
 use serde_json::{Map, Value as Json, json};
 
-use super::{QemuRuntime, iproute, plug_taps, tap_plugs};
+use super::{QemuRuntime, delete_tap, plug_taps, tap_plugs};
 use crate::cmdline::{Resolved, ResolvedDrive, tap_name};
 use crate::qmp::Qmp;
 
@@ -378,8 +378,11 @@ impl QemuRuntime {
             .and_then(|()| qmp.execute("device_add", Some(device)).map_err(failed).map(drop));
         if let Err(e) = plugged {
             let _ = qmp.execute("netdev_del", Some(json!({ "id": key })));
-            let _ = iproute("ip", &["link", "del", "dev", &tap]);
+            delete_tap(&tap);
             return Err(e);
+        }
+        if plugs.iter().any(|p| p.link_down) {
+            qmp.set_link(key, false).map_err(failed)?;
         }
         log(format!("{key}: plugged on {tap}"));
         Ok(Hotplugged::Live)
@@ -394,7 +397,7 @@ impl QemuRuntime {
         let index: u32 = key.trim_start_matches("net").parse().unwrap_or(0);
         let tap = tap_name(vmid, index);
         if std::path::Path::new("/sys/class/net").join(&tap).exists() {
-            let _ = iproute("ip", &["link", "del", "dev", &tap]);
+            delete_tap(&tap);
         }
         log(format!("{key}: unplugged"));
         Ok(Hotplugged::Live)
@@ -418,28 +421,38 @@ impl QemuRuntime {
                 return Ok(Hotplugged::Pending);
             }
         }
-        // Host-side limits Hearth does not enforce on a tap yet: pending, so nothing claims
-        // a limit that is not in effect.
-        if old_p.get("rate") != new_p.get("rate") {
-            return Ok(Hotplugged::Pending);
-        }
         let index: u32 = key.trim_start_matches("net").parse().unwrap_or(0);
         let tap = tap_name(vmid, index);
-        if old_p.get("bridge") != new_p.get("bridge") || old_p.get("tag") != new_p.get("tag") {
+        let rewire = ["bridge", "tag", "trunks"].iter().any(|p| old_p.get(p) != new_p.get(p));
+        if rewire {
             let mut one = Section::new();
             one.insert(key.to_owned(), new.clone());
             let plugs = tap_plugs(vmid, &one).map_err(RuntimeError::invalid)?;
-            iproute("ip", &["link", "set", "dev", &tap, "nomaster"]).map_err(failed)?;
+            let unplug = || {
+                let mut nl = hearth_net::Netlink::open().map_err(|e| e.to_string())?;
+                if old_p.get("rate").is_some() {
+                    hearth_net::set_rate(&mut nl, &tap, None).map_err(|e| format!("{key}: {e}"))?;
+                }
+                nl.set_master(&tap, None).map_err(|e| format!("{key}: {e}"))
+            };
+            unplug().map_err(failed)?;
             if let Err(e) = plug_taps(&plugs, log) {
                 // Back into the old bridge, so the NIC stays as the current settings say.
                 let mut one = Section::new();
                 one.insert(key.to_owned(), old.clone());
                 if let Ok(plugs) = tap_plugs(vmid, &one) {
-                    let _ = iproute("ip", &["link", "set", "dev", &tap, "nomaster"]);
+                    let _ = unplug();
                     let _ = plug_taps(&plugs, &|_| ());
                 }
                 return Err(failed(e));
             }
+        } else if old_p.get("rate") != new_p.get("rate") {
+            let rate = new_p.get("rate").and_then(|r| r.parse::<f64>().ok()).filter(|r| *r > 0.0);
+            let mut nl = hearth_net::Netlink::open().map_err(|e| failed(e.to_string()))?;
+            for warning in hearth_net::set_rate(&mut nl, &tap, rate).map_err(|e| failed(format!("{key}: {e}")))? {
+                log(format!("{key}: {warning}"));
+            }
+            log(format!("{key}: rate {}", rate.map_or_else(|| "unlimited".to_owned(), |r| format!("{r} MB/s"))));
         }
         if old_p.get("link_down") != new_p.get("link_down") {
             let up = new_p.get("link_down") != Some("1");
