@@ -40,9 +40,6 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "file",
     // storectl scan lvm|lvmthin lists what the host's LVM tools see.
     "lvm2",
-    // `cargo xtask bench net` runs ifupdown2's `ifreload -a` inside the test host as the anchor
-    // of `netctl apply`; installing it changes nothing on this machine's network.
-    "ifupdown2",
 ];
 
 pub fn run(root: &Path) -> anyhow::Result<()> {

@@ -146,20 +146,43 @@ impl TestHost {
     /// a part is missing, the boot fails or the timeout passes; the script's own failure is
     /// reported in [`TestHostOutput::status`].
     pub fn run(&self, script: &str) -> TestHostOutput {
-        crate::require_root("the test host boots a kernel under QEMU with this machine's root file system");
-        let vng = vng();
-        crate::require_tool("qemu-system-x86_64", "qemu-system-x86");
-        crate::require_tool("depmod", "kmod");
-        let kernel = kernel();
+        self.try_run(script).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`TestHost::run`], with what went wrong (a missing part, a failed boot, the
+    /// timeout) as an error instead of a panic: for tools such as `cargo xtask bench`.
+    pub fn try_run(&self, script: &str) -> Result<TestHostOutput, String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err("the test host needs root: it boots a kernel under QEMU with this machine's root \
+                        file system (run `cargo xtask test` as root)"
+                .into());
+        }
+        let vng = vng()?;
+        for (program, package) in [("qemu-system-x86_64", "qemu-system-x86"), ("depmod", "kmod")] {
+            if !on_path(program) {
+                return Err(format!(
+                    "the test host needs {program}: install {package} (`cargo xtask test` installs it)"
+                ));
+            }
+        }
+        let kernel = find_kernel(&kernel_root()).map_err(|e| {
+            format!("the test host's kernel is missing ({e}): run `cargo xtask fixtures` (cargo xtask test does)")
+        })?;
 
         // The exchange directory: shared read-write, under target/ (not under /tmp, which the
         // guest overlays).
         let runs = fixtures::dir().parent().expect("fixtures live in target/").join("testhost-runs");
-        std::fs::create_dir_all(&runs).expect("creating target/testhost-runs");
-        let exchange = tempfile::Builder::new().prefix("run-").tempdir_in(&runs).expect("creating a run directory");
+        std::fs::create_dir_all(&runs).map_err(|e| format!("creating {}: {e}", runs.display()))?;
+        let exchange = tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(&runs)
+            .map_err(|e| format!("creating a run directory in {}: {e}", runs.display()))?;
         let dir = exchange.path();
-        std::fs::write(dir.join("script"), script).expect("writing the script");
-        std::fs::write(dir.join("wrapper"), self.wrapper(dir)).expect("writing the wrapper");
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.join(name), text).map_err(|e| format!("writing {}/{name}: {e}", dir.display()))
+        };
+        write("script", script)?;
+        write("wrapper", &self.wrapper(dir))?;
 
         let mut cmd = Command::new(&vng);
         cmd.arg("--run")
@@ -173,28 +196,31 @@ impl TestHost {
         }
         cmd.arg("--").arg(format!("bash {}/wrapper", dir.display()));
         let console_path = dir.join("console");
-        let console = std::fs::File::create(&console_path).expect("creating the console log");
+        let console = std::fs::File::create(&console_path).map_err(|e| format!("creating the console log: {e}"))?;
+        let console_err = console.try_clone().map_err(|e| format!("duplicating a file handle: {e}"))?;
         cmd.current_dir("/")
             .stdin(Stdio::null())
-            .stdout(console.try_clone().expect("duplicating a file handle"))
-            .stderr(console)
+            .stdout(console)
+            .stderr(console_err)
             // Its own process group, so a timeout kills QEMU along with vng.
             .process_group(0);
         let started = Instant::now();
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", vng.display()));
+        let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", vng.display()))?;
         let pgid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pids fit in i32"));
         let vng_status = loop {
-            if let Some(status) = child.try_wait().expect("waiting for vng") {
-                break status;
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) => {}
+                Err(e) => return Err(format!("waiting for vng: {e}")),
             }
             if started.elapsed() > self.timeout {
                 let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
                 let _ = child.wait();
-                panic!(
+                return Err(format!(
                     "the test host did not finish within {} s; console:\n{}",
                     self.timeout.as_secs(),
                     tail(&std::fs::read_to_string(&console_path).unwrap_or_default(), 60)
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         };
@@ -204,17 +230,16 @@ impl TestHost {
         let console = std::fs::read_to_string(&console_path).unwrap_or_default();
         let read =
             |name: &str| String::from_utf8_lossy(&std::fs::read(dir.join(name)).unwrap_or_default()).into_owned();
-        let status_text = read("status");
-        let Ok(status) = status_text.trim().parse::<i32>() else {
-            panic!(
+        let Ok(status) = read("status").trim().parse::<i32>() else {
+            return Err(format!(
                 "the test host ended ({vng_status}) without the script's exit status; the boot or the \
                  script runner failed. Console:\n{}\n--- script stdout\n{}\n--- script stderr\n{}",
                 tail(&console, 80),
                 read("stdout"),
                 read("stderr")
-            );
+            ));
         };
-        TestHostOutput { status, stdout: read("stdout"), stderr: read("stderr"), console, elapsed }
+        Ok(TestHostOutput { status, stdout: read("stdout"), stderr: read("stderr"), console, elapsed })
     }
 
     /// The script virtme-ng runs: sets up the environment, runs the test's script with its
@@ -246,19 +271,24 @@ fn tail(text: &str, lines: usize) -> String {
 
 /// virtme-ng's `vng`: the one `cargo xtask test` installed under `target/tools/`, or else one
 /// on the `PATH`.
-pub fn vng() -> PathBuf {
+pub fn vng() -> Result<PathBuf, String> {
     let installed = virtme_ng_dir().join("bin/vng");
     if installed.is_file() {
-        return installed;
+        return Ok(installed);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|dir| dir.join("vng")).find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!(
-            "the test host needs virtme-ng: run `cargo xtask test` (it installs virtme-ng {VIRTME_NG_VERSION} \
-             from PyPI into {}), or `pip install virtme-ng=={VIRTME_NG_VERSION}`",
+    std::env::split_paths(&path).map(|dir| dir.join("vng")).find(|p| p.is_file()).ok_or_else(|| {
+        format!(
+            "the test host needs virtme-ng: run `cargo xtask fixtures` (cargo xtask test does; it installs \
+             virtme-ng {VIRTME_NG_VERSION} from PyPI into {}), or `pip install virtme-ng=={VIRTME_NG_VERSION}`",
             virtme_ng_dir().display()
         )
     })
+}
+
+fn on_path(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
 }
 
 /// Where `cargo xtask test` installs virtme-ng: a Python virtual environment of its own,
