@@ -408,5 +408,30 @@ fn payload_samples() -> Vec<Payload> {
                 secrets: vec![],
             },
         ]),
+        Payload::NetworkInterfaces(vec![hearth_proto::NetworkInterface {
+            config: hearth_core::network::Iface {
+                iface: "vmbr0".into(),
+                kind: hearth_core::network::IfaceType::Bridge,
+                autostart: true,
+                cidr: Some("192.168.10.2/24".into()),
+                gateway: Some("192.168.10.1".into()),
+                bridge_ports: vec!["eno1".into()],
+                bridge_stp: Some(false),
+                bridge_fd: Some(0),
+                priority: 3,
+                ..Default::default()
+            },
+            exists: true,
+            active: true,
+        }]),
+        Payload::NetworkPending(vec![hearth_core::network::IfaceChange {
+            iface: "vmbr1".into(),
+            action: "change".into(),
+            changes: vec![hearth_core::network::KeyChange {
+                key: "mtu".into(),
+                current: Some("1500".into()),
+                staged: Some("9000".into()),
+            }],
+        }]),
     ]
 }

@@ -61,6 +61,7 @@ pub const BINARIES: &[Binary] = &[
     },
     Binary { name: "storectl", package: "storectl", dir: BinDir::Bin, man_section: "1", command: storectl::command },
     Binary { name: "userctl", package: "userctl", dir: BinDir::Bin, man_section: "1", command: userctl::command },
+    Binary { name: "netctl", package: "netctl", dir: BinDir::Bin, man_section: "1", command: netctl::command },
     Binary { name: "hearthd", package: "hearthd", dir: BinDir::Sbin, man_section: "8", command: hearthd::command },
 ];
 

@@ -13,6 +13,7 @@ pub mod ct;
 pub mod guest;
 pub mod hex;
 pub mod hotplug;
+pub mod network;
 pub mod ovf;
 pub mod propstr;
 pub mod prune;

@@ -69,6 +69,59 @@ pub enum Request {
     Storage(StorageRequest),
     Node(NodeRequest),
     Access(AccessRequest),
+    Network(NetworkRequest),
+}
+
+/// The node's network configuration (`netctl`): edits are staged in `network.new.toml` and
+/// take effect with `Apply`. Reading needs Sys.Audit on `/nodes/{node}`, everything else
+/// Sys.Modify there, as Proxmox's network API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkRequest {
+    /// The staged configuration's interfaces (the running one when nothing is staged), each
+    /// with whether it exists and is up in the kernel; `kind` filters by type.
+    /// `/nodes/{node}`: Sys.Audit. REST: `GET /nodes/{node}/network`.
+    List {
+        #[serde(default)]
+        kind: Option<String>,
+    },
+    /// One interface. `/nodes/{node}`: Sys.Audit. REST: `GET /nodes/{node}/network/{iface}`.
+    Show { iface: String },
+    /// Adds an interface to the staged configuration (`type` among the options).
+    /// `/nodes/{node}`: Sys.Modify. REST: `POST /nodes/{node}/network`.
+    Create { iface: String, options: Vec<(String, String)> },
+    /// Changes keys of a staged interface and deletes others. `/nodes/{node}`: Sys.Modify.
+    /// REST: `PUT /nodes/{node}/network/{iface}`.
+    Set {
+        iface: String,
+        options: Vec<(String, String)>,
+        #[serde(default)]
+        delete: Vec<String>,
+    },
+    /// Removes an interface from the staged configuration; refused for a bridge a guest NIC
+    /// names. `/nodes/{node}`: Sys.Modify. REST: `DELETE /nodes/{node}/network/{iface}`.
+    Delete { iface: String },
+    /// What apply would change: the staged configuration against the running kernel, per
+    /// interface. `/nodes/{node}`: Sys.Audit.
+    Pending,
+    /// Makes the staged configuration the running one and changes the kernel to match, with an
+    /// undo journal; unless `Confirm` arrives within `confirm_timeout` seconds (default 60, 0:
+    /// no confirmation needed) the previous state is restored. `/nodes/{node}`: Sys.Modify.
+    /// REST: `PUT /nodes/{node}/network`.
+    Apply {
+        #[serde(default)]
+        confirm_timeout: Option<u64>,
+    },
+    /// Keeps an applied configuration. `/nodes/{node}`: Sys.Modify.
+    Confirm,
+    /// Drops the staged edits. `/nodes/{node}`: Sys.Modify. REST: `DELETE /nodes/{node}/network`.
+    Revert,
+    /// Replaces the staged configuration with a Proxmox `/etc/network/interfaces` text.
+    /// `/nodes/{node}`: Sys.Modify.
+    Import { text: String },
+    /// The staged configuration (the running one when nothing is staged) as an
+    /// `/etc/network/interfaces` text. `/nodes/{node}`: Sys.Audit.
+    Export,
 }
 
 /// The node as a whole (`clusterctl node`).
@@ -1287,6 +1340,23 @@ pub enum Payload {
     TasksStarted(Vec<Upid>),
     /// Authentication realms, as `userctl realm list` shows them.
     Realms(Vec<RealmInfo>),
+    /// Interfaces of the node's network configuration (`netctl list`, `show`).
+    NetworkInterfaces(Vec<NetworkInterface>),
+    /// What a network apply would change, per interface (`netctl pending`).
+    NetworkPending(Vec<hearth_core::network::IfaceChange>),
+}
+
+/// An interface of the node's network configuration with its state in the kernel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInterface {
+    #[serde(flatten)]
+    pub config: hearth_core::network::Iface,
+    /// The link exists in the kernel.
+    #[serde(default)]
+    pub exists: bool,
+    /// The link is up.
+    #[serde(default)]
+    pub active: bool,
 }
 
 /// A VM's state, as `qm status --verbose` reports it.

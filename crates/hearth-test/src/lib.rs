@@ -86,14 +86,33 @@ pub struct HearthdProcess {
     root: tempfile::TempDir,
     child: Option<Child>,
     pub node: String,
+    /// Further arguments and environment for every start (`--netns`, test hooks).
+    extra_args: Vec<String>,
+    extra_env: Vec<(String, String)>,
 }
 
 impl HearthdProcess {
     /// Starts hearthd for node `test` on a new root and waits until it answers.
     pub fn start() -> HearthdProcess {
-        let mut daemon = HearthdProcess { root: temp_root(), child: None, node: "test".into() };
+        HearthdProcess::start_with(&[], &[])
+    }
+
+    /// Starts hearthd with further arguments (`--netns /run/netns/X`) and environment.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> HearthdProcess {
+        let mut daemon = HearthdProcess {
+            root: temp_root(),
+            child: None,
+            node: "test".into(),
+            extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            extra_env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        };
         daemon.spawn();
         daemon
+    }
+
+    /// Changes the environment of the next start ([`HearthdProcess::restart`]).
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.extra_env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     }
 
     fn spawn(&mut self) {
@@ -102,6 +121,8 @@ impl HearthdProcess {
             .arg(self.root.path())
             .arg("--node")
             .arg(&self.node)
+            .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .env("HEARTH_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()

@@ -369,6 +369,7 @@ fn primary(request: &Request, node: &str, caller: &Caller) -> Vec<Need> {
         // What an access request needs can depend on whom it names (one's own tokens,
         // password and second factors) and on several paths at once.
         Request::Access(r) => return crate::users::required(r, caller),
+        Request::Network(r) => on(format!("/nodes/{node}"), crate::network::privilege(r)),
         Request::Storage(r) => {
             let storage = |id: &str| format!("/storage/{id}");
             // A volume id's storage; a malformed id is refused later, after the check, so

@@ -25,6 +25,7 @@ mod imports;
 mod jobs;
 mod lifecycle;
 mod mail;
+mod network;
 mod node;
 pub mod notify;
 mod ovf;
@@ -351,6 +352,7 @@ pub fn handle(
             StorageRequest::ExtractConfig { volid } => backup::extract_config(daemon, &volid),
         },
         Request::Access(r) => users::handle(daemon, caller, r),
+        Request::Network(r) => network::handle(daemon, caller, r),
     }
 }
 
@@ -509,6 +511,18 @@ pub fn command() -> Command {
                 .value_parser(node_name)
                 .help("Name of this node [default: the host name up to its first dot]"),
         )
+        .arg(
+            Arg::new("netns")
+                .long("netns")
+                .value_name("PATH")
+                .value_parser(value_parser!(PathBuf))
+                .help("Join this network namespace (/run/netns/NAME) before serving")
+                .long_help(
+                    "Join the network namespace at PATH (/run/netns/NAME, /proc/PID/ns/net) before serving: \
+                     the node's network (netctl), guest NICs and containers then live there. Tests use it \
+                     to give each hearthd a private network.",
+                ),
+        )
 }
 
 /// Runs hearthd until SIGTERM or SIGINT.
@@ -524,6 +538,13 @@ pub fn main() -> ExitCode {
         .init();
     let root = matches.get_one::<PathBuf>("root").cloned().unwrap_or_else(|| PathBuf::from("/"));
     let node = matches.get_one::<String>("node").cloned().unwrap_or_else(default_node);
+    if let Some(path) = matches.get_one::<PathBuf>("netns") {
+        // Before any thread exists, so the whole daemon lives in the namespace.
+        if let Err(e) = join_netns(path) {
+            eprintln!("hearthd: cannot join the network namespace {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     match run(&root, &node) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -532,6 +553,34 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Joins the network namespace at `path` and, in a mount namespace of hearthd's own, mounts
+/// that namespace's sysfs on /sys (as `ip netns exec` does) with the host's cgroup
+/// hierarchies moved over onto it, so /sys/class/net shows the namespace's links.
+fn join_netns(path: &Path) -> anyhow::Result<()> {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("unshare the mount namespace")?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
+        .context("making / a slave mount")?;
+    let cgroups = std::env::temp_dir().join(format!("hearthd-cgroup.{}", std::process::id()));
+    std::fs::create_dir_all(&cgroups).with_context(|| format!("creating {}", cgroups.display()))?;
+    let result = (|| -> anyhow::Result<()> {
+        mount(Some("/sys/fs/cgroup"), &cgroups, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .context("keeping the cgroup hierarchies")?;
+        mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>)
+            .context("mounting the namespace's sysfs")?;
+        mount(Some(&cgroups), "/sys/fs/cgroup", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .context("moving the cgroup hierarchies onto the new /sys")?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = umount2(&cgroups, MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir(&cgroups);
+    result
 }
 
 fn run(root: &Path, node: &str) -> anyhow::Result<()> {
@@ -545,6 +594,7 @@ fn run(root: &Path, node: &str) -> anyhow::Result<()> {
     runtime.block_on(async {
         let bound = bind(root)?;
         let daemon = Daemon::open(root, node)?;
+        network::recover(root);
         let pid_file = root.join("run/hearth/hearthd.pid");
         std::fs::write(&pid_file, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing {}", pid_file.display()))?;

@@ -16,8 +16,8 @@ use hearth_core::{Upid, Vmid};
 use hearth_proto::{
     AccessRequest, AddStorage, AllocVolume, BackupGuest, BackupJob, BackupOptions, BackupRun, CloneGuest, CreateGuest,
     CtCreate, CtRequest, DestroyGuest, ExecInCt, ExportVolume, GetConfig, ImportDisk, ImportVolume, ListVolumes,
-    MoveDisk, NodeRequest, PruneBackups, Request, RestoreGuest, Secret, SetGuest, SetStorage, StorageRequest,
-    StorageStatusFilter, TaskFilter, TaskRequest, TfaKind, UploadFile, VmRequest,
+    MoveDisk, NetworkRequest, NodeRequest, PruneBackups, Request, RestoreGuest, Secret, SetGuest, SetStorage,
+    StorageRequest, StorageStatusFilter, TaskFilter, TaskRequest, TfaKind, UploadFile, VmRequest,
 };
 
 use crate::access::{Caller, required};
@@ -186,7 +186,38 @@ pub fn samples() -> Vec<Sample> {
     all.extend(task_and_node_samples());
     all.extend(storage_samples());
     all.extend(access_samples());
+    all.extend(network_samples());
     all
+}
+
+fn network_samples() -> Vec<Sample> {
+    let net = Request::Network;
+    let opts = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    vec![
+        sample("netctl list", net(NetworkRequest::List { kind: None }), "Sys.Audit@/nodes/node1"),
+        sample("netctl show vmbr0", net(NetworkRequest::Show { iface: "vmbr0".into() }), "Sys.Audit@/nodes/node1"),
+        sample(
+            "netctl create vmbr1 --type bridge",
+            net(NetworkRequest::Create { iface: "vmbr1".into(), options: opts(&[("type", "bridge")]) }),
+            "Sys.Modify@/nodes/node1",
+        ),
+        sample(
+            "netctl set vmbr1 --mtu 9000",
+            net(NetworkRequest::Set { iface: "vmbr1".into(), options: opts(&[("mtu", "9000")]), delete: vec![] }),
+            "Sys.Modify@/nodes/node1",
+        ),
+        sample("netctl delete vmbr1", net(NetworkRequest::Delete { iface: "vmbr1".into() }), "Sys.Modify@/nodes/node1"),
+        sample("netctl pending", net(NetworkRequest::Pending), "Sys.Audit@/nodes/node1"),
+        sample("netctl apply", net(NetworkRequest::Apply { confirm_timeout: None }), "Sys.Modify@/nodes/node1"),
+        sample("netctl confirm", net(NetworkRequest::Confirm), "Sys.Modify@/nodes/node1"),
+        sample("netctl revert", net(NetworkRequest::Revert), "Sys.Modify@/nodes/node1"),
+        sample(
+            "netctl import interfaces",
+            net(NetworkRequest::Import { text: "auto lo\niface lo inet loopback\n".into() }),
+            "Sys.Modify@/nodes/node1",
+        ),
+        sample("netctl export", net(NetworkRequest::Export), "Sys.Audit@/nodes/node1"),
+    ]
 }
 
 fn vm_samples() -> Vec<Sample> {
@@ -1193,6 +1224,7 @@ pub fn variant(request: &Request) -> (&'static str, &'static str) {
         Request::Storage(r) => r.into(),
         Request::Node(r) => r.into(),
         Request::Access(r) => r.into(),
+        Request::Network(r) => r.into(),
     };
     (domain, name)
 }
@@ -1202,13 +1234,14 @@ pub fn variant(request: &Request) -> (&'static str, &'static str) {
 pub fn unsampled_variants(samples: &[Sample]) -> Vec<String> {
     use strum::VariantNames;
     let covered: std::collections::BTreeSet<(&str, &str)> = samples.iter().map(|s| variant(&s.request)).collect();
-    let domains: [(&str, &[&str]); 6] = [
+    let domains: [(&str, &[&str]); 7] = [
         ("Vm", VmRequest::VARIANTS),
         ("Ct", CtRequest::VARIANTS),
         ("Task", TaskRequest::VARIANTS),
         ("Storage", StorageRequest::VARIANTS),
         ("Node", NodeRequest::VARIANTS),
         ("Access", AccessRequest::VARIANTS),
+        ("Network", NetworkRequest::VARIANTS),
     ];
     let mut missing: Vec<String> = domains
         .iter()
