@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hearth_test::HearthdProcess;
 
 use crate::ct::{create, ctid, exec, wait_until};
-use crate::{json, ok, run, UnixUser};
+use crate::{UnixUser, json, ok, run};
 
 /// A network namespace of the test's own, deleted on drop.
 struct Netns {
@@ -115,7 +115,9 @@ fn pending(daemon: &HearthdProcess) -> Vec<(String, String)> {
     list.as_array()
         .expect("a list")
         .iter()
-        .map(|c| (c["iface"].as_str().unwrap_or_default().to_owned(), c["action"].as_str().unwrap_or_default().to_owned()))
+        .map(|c| {
+            (c["iface"].as_str().unwrap_or_default().to_owned(), c["action"].as_str().unwrap_or_default().to_owned())
+        })
         .collect()
 }
 
@@ -130,11 +132,28 @@ fn bridges_are_staged_applied_and_moved_without_touching_the_rest() {
     ns.ip(&["addr", "add", "10.79.0.1/24", "dev", "br-other"]);
 
     ok(&daemon, "netctl", &["create", "eno1", "--type", "eth"]);
-    ok(&daemon, "netctl", &[
-        "create", "vmbr1", "--type", "bridge", "--bridge_ports", "eno1", "--cidr", "10.77.0.1/24", "--autostart",
-        "--comments", "lab",
-    ]);
-    ok(&daemon, "netctl", &["create", "vmbr2", "--type", "bridge", "--bridge_ports", "eno2", "--cidr", "10.78.0.1/24", "--autostart"]);
+    ok(
+        &daemon,
+        "netctl",
+        &[
+            "create",
+            "vmbr1",
+            "--type",
+            "bridge",
+            "--bridge_ports",
+            "eno1",
+            "--cidr",
+            "10.77.0.1/24",
+            "--autostart",
+            "--comments",
+            "lab",
+        ],
+    );
+    ok(
+        &daemon,
+        "netctl",
+        &["create", "vmbr2", "--type", "bridge", "--bridge_ports", "eno2", "--cidr", "10.78.0.1/24", "--autostart"],
+    );
     // Staged only: the kernel has nothing yet.
     assert!(ns.link("vmbr1").is_none());
     assert!(running(&daemon).is_none());
@@ -197,7 +216,11 @@ fn an_unconfirmed_apply_is_rolled_back() {
     let ns = Netns::new();
     let daemon = daemon_in(&ns, &[]);
     ns.nic("eno1");
-    ok(&daemon, "netctl", &["create", "vmbr1", "--type", "bridge", "--bridge_ports", "eno1", "--cidr", "10.77.0.1/24", "--autostart"]);
+    ok(
+        &daemon,
+        "netctl",
+        &["create", "vmbr1", "--type", "bridge", "--bridge_ports", "eno1", "--cidr", "10.77.0.1/24", "--autostart"],
+    );
     ok(&daemon, "netctl", &["apply", "--confirm-timeout", "0"]);
     let before = running(&daemon).expect("running config");
 
@@ -231,7 +254,11 @@ fn a_failing_step_rolls_everything_back_and_is_named() {
     let ns = Netns::new();
     let daemon = daemon_in(&ns, &[("HEARTH_TEST_NET_FAIL_STEP", "3")]);
     ns.nic("eno1");
-    ok(&daemon, "netctl", &["create", "vmbr1", "--type", "bridge", "--bridge_ports", "eno1", "--cidr", "10.77.0.1/24", "--autostart"]);
+    ok(
+        &daemon,
+        "netctl",
+        &["create", "vmbr1", "--type", "bridge", "--bridge_ports", "eno1", "--cidr", "10.77.0.1/24", "--autostart"],
+    );
     let err = fails(&daemon, &["apply", "--confirm-timeout", "0"]);
     assert!(err.contains("step 3 (") && err.contains("rolled back"), "{err}");
     assert!(ns.link("vmbr1").is_none(), "steps 1 and 2 were undone");
@@ -246,7 +273,11 @@ fn a_killed_hearthd_rolls_back_at_its_next_start() {
     let ns = Netns::new();
     let mut daemon = daemon_in(&ns, &[("HEARTH_TEST_NET_PAUSE_STEP", "4")]);
     ns.nic("eno1");
-    ok(&daemon, "netctl", &["create", "vmbr1", "--type", "bridge", "--bridge_ports", "eno1", "--cidr", "10.77.0.1/24", "--autostart"]);
+    ok(
+        &daemon,
+        "netctl",
+        &["create", "vmbr1", "--type", "bridge", "--bridge_ports", "eno1", "--cidr", "10.77.0.1/24", "--autostart"],
+    );
     let mut apply = daemon.command("netctl").args(["apply", "--confirm-timeout", "0"]).spawn().expect("netctl apply");
     let deadline = Instant::now() + Duration::from_secs(20);
     while journal(&daemon).and_then(|j| j["steps"].as_array().map(Vec::len)).unwrap_or(0) < 4 {
@@ -273,16 +304,54 @@ fn bad_input_changes_nothing() {
     ns.nic("eno1");
     ns.nic("eno2");
     ok(&daemon, "netctl", &["create", "eno1", "--type", "eth", "--mtu", "1500"]);
-    ok(&daemon, "netctl", &["create", "vmbr0", "--type", "bridge", "--bridge_ports", "eno1", "--cidr", "10.80.0.2/24", "--gateway", "10.80.0.1"]);
+    ok(
+        &daemon,
+        "netctl",
+        &[
+            "create",
+            "vmbr0",
+            "--type",
+            "bridge",
+            "--bridge_ports",
+            "eno1",
+            "--cidr",
+            "10.80.0.2/24",
+            "--gateway",
+            "10.80.0.1",
+        ],
+    );
     let before = staged(&daemon).expect("staged");
     let cases: &[(&[&str], &str)] = &[
         (&["create", "vmbr1", "--type", "bridge", "--cidr", "10.80.0.9/16"], "overlaps"),
         (&["create", "vmbr1", "--type", "bridge", "--bridge_ports", "eno1"], "eno1 is already used on interface vmbr0"),
-        (&["create", "v5", "--type", "vlan", "--vlan-raw-device", "eno2", "--vlan-id", "4095"], "vlan-id: 4095 is outside 1-4094"),
+        (
+            &["create", "v5", "--type", "vlan", "--vlan-raw-device", "eno2", "--vlan-id", "4095"],
+            "vlan-id: 4095 is outside 1-4094",
+        ),
         (&["create", "bond0", "--type", "bond"], "slaves: bond bond0 needs at least one slave"),
-        (&["create", "bond0", "--type", "bond", "--slaves", "eno2", "--bond_mode", "active-backup", "--bond-primary", "eno1"], "bond-primary: eno1 is not a slave"),
-        (&["create", "vmbr1", "--type", "bridge", "--cidr", "10.81.0.2/24", "--gateway", "10.82.0.1"], "gateway: 10.82.0.1 is outside vmbr1's subnet"),
-        (&["create", "vmbr1", "--type", "bridge", "--cidr", "10.81.0.2/24", "--gateway", "10.81.0.1"], "only one interface may hold the default gateway"),
+        (
+            &[
+                "create",
+                "bond0",
+                "--type",
+                "bond",
+                "--slaves",
+                "eno2",
+                "--bond_mode",
+                "active-backup",
+                "--bond-primary",
+                "eno1",
+            ],
+            "bond-primary: eno1 is not a slave",
+        ),
+        (
+            &["create", "vmbr1", "--type", "bridge", "--cidr", "10.81.0.2/24", "--gateway", "10.82.0.1"],
+            "gateway: 10.82.0.1 is outside vmbr1's subnet",
+        ),
+        (
+            &["create", "vmbr1", "--type", "bridge", "--cidr", "10.81.0.2/24", "--gateway", "10.81.0.1"],
+            "only one interface may hold the default gateway",
+        ),
         (&["create", "averyveryverylongname", "--type", "eth"], "must be 1 to 15 bytes"),
         (&["create", "bridgename1x", "--type", "bridge"], "is not a bridge name"),
         (&["create", "vmbr1", "--type", "bridge", "--bridge_ports", "eno2", "--mtu", "9000"], "does not exist"),
@@ -385,7 +454,11 @@ fn import_and_export_round_trip() {
     }
     // Proxmox's order: loopback, NICs, bonds, bridges, VLANs.
     let pos = |s: &str| exported.find(s).unwrap_or_else(|| panic!("{s} in {exported}"));
-    assert!(pos("iface lo") < pos("iface eno1") && pos("iface eno2") < pos("iface bond0 ") && pos("iface bond0 ") < pos("iface vmbr0v5"));
+    assert!(
+        pos("iface lo") < pos("iface eno1")
+            && pos("iface eno2") < pos("iface bond0 ")
+            && pos("iface bond0 ") < pos("iface vmbr0v5")
+    );
     assert!(pos("iface vmbr0 ") < pos("iface bond0.5"));
     let types = json(&daemon, "netctl", &["list"]);
     let kind = |name: &str| {
@@ -446,14 +519,17 @@ fn containers_on_a_netctl_bridge_reach_each_other_and_not_another_bridge() {
     ok(&daemon, "netctl", &["create", "vmbr12", "--type", "bridge", "--autostart"]);
     ok(&daemon, "netctl", &["apply", "--confirm-timeout", "0"]);
     let (a, b, c) = (ctid(61), ctid(62), ctid(63));
-    for (id, bridge, ip) in [(&a, "vmbr11", "10.97.0.1/24"), (&b, "vmbr11", "10.97.0.2/24"), (&c, "vmbr12", "10.97.0.3/24")] {
+    for (id, bridge, ip) in
+        [(&a, "vmbr11", "10.97.0.1/24"), (&b, "vmbr11", "10.97.0.2/24"), (&c, "vmbr12", "10.97.0.3/24")]
+    {
         create(&daemon, id, &["--net0", &format!("name=eth0,bridge={bridge},ip={ip}")]);
         ok(&daemon, "ctctl", &["start", id]);
     }
     assert!(Path::new(&format!("/proc/{}/ns/net", std::process::id())).exists());
     assert_eq!(ns.master(&format!("veth{a}i0")).as_deref(), Some("vmbr11"));
     for listener in [&b, &c] {
-        let (code, _, err) = exec(&daemon, listener, &["sh", "-c", "nc -l -p 7000 > /tmp/got 2>&1 </dev/null & echo started"]);
+        let (code, _, err) =
+            exec(&daemon, listener, &["sh", "-c", "nc -l -p 7000 > /tmp/got 2>&1 </dev/null & echo started"]);
         assert_eq!(code, 0, "{err}");
     }
     std::thread::sleep(Duration::from_millis(300));

@@ -46,12 +46,17 @@ exit 7
     assert_eq!(out.lines_with("hearthd:"), ["answers"], "{}", out.describe());
 }
 
-/// VLAN interfaces, a VLAN-aware bridge and bonds, made by hearth-net (the links) and plugged
-/// by its `plug_port` (the ports), carry traffic between network namespaces in the test host,
-/// and keep it apart where they should: one boot for all of them (testhost_net.sh).
+/// VLAN interfaces, a VLAN-aware bridge and bonds, made by hearthd through `netctl create` and
+/// `netctl apply` (the links) and hearth-net's `plug_port` (the guest ports), carry traffic
+/// between network namespaces in the test host, and keep it apart where they should: one boot
+/// for all of them (testhost_net.sh).
 #[test]
 fn vlans_vlan_aware_bridges_and_bonds_carry_traffic_in_the_test_host() {
-    let out = TestHost::new().env("TESTNET", &bin("hearth-testnet").to_string_lossy()).run(NET_CHECKS);
+    let out = TestHost::new()
+        .env("TESTNET", &bin("hearth-testnet").to_string_lossy())
+        .env("HEARTHD", &bin("hearthd").to_string_lossy())
+        .env("NETCTL", &bin("netctl").to_string_lossy())
+        .run(NET_CHECKS);
     eprintln!("test host: network checks in {:.1} s", out.elapsed.as_secs_f64());
     let checks: Vec<&str> = out.lines_with("check:");
     let expected = [

@@ -1,7 +1,9 @@
 # Network checks run in the kernel-complete test host (tests/it/testhost.rs): VLAN interfaces,
 # a VLAN-aware bridge with tagged, untagged and trunk ports, and bonds. The links under test
-# are made by Hearth ($TESTNET: hearth-net's create_vlan / create_bridge / create_bond and the
-# guests' plug_port); `ip` only builds the scaffolding: namespaces, veth pairs, the far ends.
+# are made by Hearth: a real hearthd per namespace (`hearthd --netns`) on a temporary root,
+# configured with `netctl create` and `netctl apply`, and guest ports plugged by hearth-net's
+# plug_port ($TESTNET plug); `ip` only builds the scaffolding: namespaces, veth pairs, the far
+# ends.
 # Every check prints `check:<name>:ok` or `check:<name>:FAIL <why>`; the script fails if any
 # check failed. The whole guest is this test's, and vanishes at power-off.
 #
@@ -18,8 +20,19 @@ listen() { "$T" -n "$1" listen "$2" 7000 & }
 # connect NS ADDRESS SECONDS: a TCP connection that returns the listener's greeting.
 connect() { "$T" -n "$1" connect "$2" 7000 "$3"; }
 stat() { "$T" -n "$1" stat "$2" "$3"; }
+# hearthd NETNS: starts a hearthd serving a new root for that namespace ("" = the test host's
+# own) and prints the root.
+hearthd() {
+    local root; root=$(mktemp -d)
+    "$HEARTHD" --root "$root" --node th ${1:+--netns /run/netns/$1} >"$root.log" 2>&1 &
+    for _ in $(seq 300); do test -S "$root/run/hearth/hearthd.sock" && break; sleep 0.1; done
+    echo "$root"
+}
+# netctl ROOT ARGS...: netctl against that hearthd; its errors go to /tmp/netctl.err.
+netctl() { local root=$1; shift; HEARTH_ROOT=$root "$NETCTL" "$@" >/dev/null 2>>/tmp/netctl.err; }
+why() { tail -n 1 /tmp/netctl.err 2>/dev/null; }
 
-# --- VLAN interface: hearth-net's VLAN 10 over a veth in namespace va; the far end in vb.
+# --- VLAN interface: netctl's v1a.10 over a veth in namespace va; the far end in vb.
 ip -batch - <<'EOF'
 netns add va
 netns add vb
@@ -38,7 +51,9 @@ link set v1b.10 up
 EOF
 # A namespace's addresses answer ARP on any of its links unless arp_ignore says otherwise.
 ip netns exec va sysctl -qw net.ipv4.conf.all.arp_ignore=1
-if "$T" -n va vlan v1a.10 v1a 10 && ip -n va address add 10.10.0.1/24 dev v1a.10; then
+va=$(hearthd va)
+if netctl "$va" create v1a --type eth && netctl "$va" create v1a.10 --type vlan --cidr 10.10.0.1/24 --autostart \
+    && netctl "$va" apply --confirm-timeout 0; then
     listen vb 10.10.0.2; listen va 10.10.0.1
     if connect va 10.10.0.2 20 && connect vb 10.10.0.1 5; then pass vlan-tagged-traffic
     else fail vlan-tagged-traffic "no TCP connection over VLAN 10"; fi
@@ -53,17 +68,19 @@ EOF
     elif [ "$(stat va v1a rx)" = "$before_parent" ]; then fail vlan-untagged-kept-out "no untagged frame reached v1a"
     else pass vlan-untagged-kept-out; fi
 else
-    fail vlan-tagged-traffic "hearth-net could not create v1a.10"
+    fail vlan-tagged-traffic "netctl could not create v1a.10: $(why)"
 fi
 
 # --- VLAN-aware bridge: ports plugged by plug_port with tag 10 (two), tag 20, and a trunk
 # carrying 10 and 20, each port's far end in its own namespace. Tagged ports share one subnet;
 # the trunk's far end has 10.20.0.4 on VLAN 10 and 10.20.0.5 on VLAN 20 (a host route to the
 # tag-20 port keeps its answers on VLAN 20).
-if "$T" bridge thbr0 vlan-aware && [ "$(cat /sys/class/net/thbr0/bridge/vlan_filtering)" = 1 ]; then
+host=$(hearthd "")
+if netctl "$host" create vmbr1 --type bridge --bridge_vlan_aware --autostart \
+    && netctl "$host" apply --confirm-timeout 0 && [ "$(cat /sys/class/net/vmbr1/bridge/vlan_filtering)" = 1 ]; then
     pass bridge-vlan-filtering
 else
-    fail bridge-vlan-filtering "no VLAN-aware bridge"
+    fail bridge-vlan-filtering "no VLAN-aware bridge from netctl: $(why)"
 fi
 ip -batch - <<'EOF'
 netns add t10a
@@ -97,7 +114,7 @@ route add 10.20.0.3/32 dev etrk.20
 EOF
 for port in t10a:tag=10 t10b:tag=10 t20:tag=20 trk:trunks=10\;20; do
     name=${port%%:*}; opt=${port#*:}
-    "$T" plug "p$name" thbr0 "$opt" || fail "plug-$name" "plug_port $opt failed"
+    "$T" plug "p$name" vmbr1 "$opt" || fail "plug-$name" "plug_port $opt failed"
 done
 listen t10b 10.20.0.2; listen t20 10.20.0.3; listen trk 10.20.0.4; listen trk 10.20.0.5
 if connect t10a 10.20.0.2 20; then pass bridge-same-tag; else fail bridge-same-tag "tag 10 did not reach tag 10"; fi
@@ -117,8 +134,9 @@ else
     fail bridge-vlan-table "$(echo "$vlans" | tr '\n' ' ')"
 fi
 
-# --- Bonds: hearth-net's bond0 over two veths in namespace <s>a; the far end <s>b bridges
-# both links (scaffolding) and holds the peer address.
+# --- Bonds: netctl's bond0 over two veths in namespace <s>a; the far end <s>b bridges both
+# links (scaffolding) and holds the peer address. Link monitoring every 100 ms, as Proxmox
+# writes for the bonds it creates.
 bond_pair() { # MODE S
     local mode=$1 s=$2 extra=
     ip -batch - <<EOF
@@ -138,9 +156,12 @@ address add 10.30.0.2/24 dev far0
 link set far0 up
 EOF
     ip -n "${s}a" link set lo up
-    if [ "$mode" = active-backup ]; then extra=primary=${s}1a; fi
-    "$T" -n "${s}a" bond bond0 "$mode" "${s}1a" "${s}2a" $extra || return 1
-    ip -n "${s}a" address add 10.30.0.1/24 dev bond0
+    if [ "$mode" = active-backup ]; then extra="--bond-primary ${s}1a"; fi
+    local root; root=$(hearthd "${s}a")
+    netctl "$root" create "${s}1a" --type eth && netctl "$root" create "${s}2a" --type eth \
+        && netctl "$root" create bond0 --type bond --slaves "${s}1a,${s}2a" --bond_mode "$mode" --bond_miimon 100 $extra \
+            --cidr 10.30.0.1/24 --autostart \
+        && netctl "$root" apply --confirm-timeout 0 || return 1
     listen "${s}b" 10.30.0.2
 }
 active_slave() { ip -n aba -d link show bond0 | grep -o 'active_slave [^ ]*' | cut -d' ' -f2; }
@@ -153,7 +174,7 @@ if bond_pair active-backup ab; then
     if [ "$active" = ab1a ] && [ "$now" = ab2a ] && connect aba 10.30.0.2 10; then pass bond-failover
     else fail bond-failover "active slave $active, then $now"; fi
 else
-    fail bond-active-backup "hearth-net could not create the bond"
+    fail bond-active-backup "netctl could not create the bond: $(why)"
 fi
 if bond_pair balance-rr rr; then
     before1=$(stat rra rr1a tx); before2=$(stat rra rr2a tx)
@@ -163,7 +184,7 @@ if bond_pair balance-rr rr; then
     if [ $ok = 1 ] && [ "$after1" != "$before1" ] && [ "$after2" != "$before2" ]; then pass bond-balance-rr
     else fail bond-balance-rr "traffic $ok, sent on rr1a $before1->$after1, on rr2a $before2->$after2"; fi
 else
-    fail bond-balance-rr "hearth-net could not create the bond"
+    fail bond-balance-rr "netctl could not create the bond: $(why)"
 fi
 
 kill $(jobs -p) 2>/dev/null

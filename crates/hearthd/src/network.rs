@@ -21,9 +21,10 @@ use crate::access::Caller;
 /// The privilege a request needs on `/nodes/<node>`: reading Sys.Audit, changing Sys.Modify.
 pub fn privilege(request: &NetworkRequest) -> Privilege {
     match request {
-        NetworkRequest::List { .. } | NetworkRequest::Show { .. } | NetworkRequest::Pending | NetworkRequest::Export => {
-            Privilege::SysAudit
-        }
+        NetworkRequest::List { .. }
+        | NetworkRequest::Show { .. }
+        | NetworkRequest::Pending
+        | NetworkRequest::Export => Privilege::SysAudit,
         NetworkRequest::Create { .. }
         | NetworkRequest::Set { .. }
         | NetworkRequest::Delete { .. }
@@ -190,7 +191,10 @@ fn set(root: &Path, name: &str, options: &[(String, String)], delete: &[String])
     };
     if let Some((_, t)) = options.iter().find(|(k, _)| k == "type") {
         if t != iface.kind.as_str() {
-            return Err(invalid(format!("type: {name} is a {}; delete it and create it again to change its type", iface.kind.as_str())));
+            return Err(invalid(format!(
+                "type: {name} is a {}; delete it and create it again to change its type",
+                iface.kind.as_str()
+            )));
         }
     }
     if matches!(iface.kind, IfaceType::Loopback | IfaceType::Unknown) {
@@ -275,9 +279,8 @@ fn observed(kernel: &apply::Kernel, staged: &NetworkConfig, running: &NetworkCon
                 _ => Some(family.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
             }
         };
-        let gateway = |v6: bool| {
-            kernel.defaults.iter().find(|(d, g)| d == name && g.contains(':') == v6).map(|(_, g)| g.clone())
-        };
+        let gateway =
+            |v6: bool| kernel.defaults.iter().find(|(d, g)| d == name && g.contains(':') == v6).map(|(_, g)| g.clone());
         let mut ports: Vec<String> = kernel.ports_of(name).into_iter().filter(|p| !apply::is_guest_port(p)).collect();
         let order = want.lower();
         ports.sort_by_key(|p| order.iter().position(|o| o == p).unwrap_or(usize::MAX));

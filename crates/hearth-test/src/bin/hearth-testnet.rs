@@ -1,12 +1,9 @@
-//! hearth-testnet: hearth-net's link operations from a shell script, for the network tests
-//! that run in the kernel-complete test host (VLAN interfaces, VLAN-aware bridges, bonds),
-//! where a test is one script. Never installed.
+//! hearth-testnet: hearth-net's guest port plugging, and the traffic and counters to check it,
+//! from a shell script, for the network tests that run in the kernel-complete test host
+//! (VLAN-aware bridges, VLAN interfaces, bonds), where a test is one script. Never installed.
 //!
 //! ```text
 //! hearth-testnet [-n NETNS] COMMAND...
-//! hearth-testnet bridge NAME [vlan-aware]
-//! hearth-testnet vlan NAME PARENT ID
-//! hearth-testnet bond NAME MODE SLAVE... [primary=SLAVE] [miimon=MS]
 //! hearth-testnet plug PORT BRIDGE [tag=N] [trunks=A;B-C]
 //! hearth-testnet show NAME
 //! hearth-testnet listen ADDRESS PORT           (answers every connection with "hearth\n")
@@ -14,8 +11,8 @@
 //! hearth-testnet stat NAME rx|tx               (packets received or sent)
 //! ```
 //!
-//! Every link is created and brought up through hearth-net (netlink); `plug` is the same
-//! `plug_port` the guest start paths use. `-n` runs the command in the named namespace
+//! `plug` is the same `plug_port` the guest start paths use (what `netctl` does not do: a
+//! guest's port). `-n` runs the command in the named namespace
 //! (`/run/netns/NETNS`) without a second process: starting processes is what costs most in the
 //! test host. An error is printed as hearth-net words it and the exit status is 1.
 
@@ -23,7 +20,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use hearth_net::{BondMode, BondOptions, BridgeOptions, NetError, Netlink, PortPlug, VlanProtocol, parse_trunks};
+use hearth_net::{NetError, Netlink, PortPlug, parse_trunks};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -52,45 +49,6 @@ fn run(args: &[String]) -> Result<(), String> {
     }
     let mut nl = Netlink::open().map_err(|e| e.to_string())?;
     match args.as_slice() {
-        ["bridge", name, rest @ ..] => {
-            let vlan_filtering = match rest {
-                [] => false,
-                ["vlan-aware"] => true,
-                _ => return Err(usage()),
-            };
-            nl.create_bridge(name, &BridgeOptions { vlan_filtering, ..BridgeOptions::default() }).map_err(text)?;
-            nl.set_up(name, true).map_err(text)
-        }
-        ["vlan", name, parent, id] => {
-            let id: u16 = id.parse().map_err(|_| format!("invalid VLAN id '{id}'"))?;
-            nl.create_vlan(name, parent, id, VlanProtocol::Dot1Q).map_err(text)?;
-            nl.set_up(name, true).map_err(text)
-        }
-        ["bond", name, mode, rest @ ..] => {
-            let mode: BondMode = mode.parse().map_err(text)?;
-            let mut options = BondOptions { mode, miimon: Some(100), xmit_hash_policy: None, primary: None };
-            let mut slaves = Vec::new();
-            for arg in rest {
-                if let Some(primary) = arg.strip_prefix("primary=") {
-                    options.primary = Some(primary.to_owned());
-                } else if let Some(ms) = arg.strip_prefix("miimon=") {
-                    options.miimon = Some(ms.parse().map_err(|_| format!("invalid miimon '{ms}'"))?);
-                } else {
-                    slaves.push(*arg);
-                }
-            }
-            if slaves.is_empty() {
-                return Err("a bond needs at least one slave".into());
-            }
-            // The kernel records a primary that is not enslaved yet and picks it when it is.
-            nl.create_bond(name, &options).map_err(text)?;
-            for slave in &slaves {
-                nl.set_up(slave, false).map_err(text)?;
-                nl.set_master(slave, Some(name)).map_err(text)?;
-                nl.set_up(slave, true).map_err(text)?;
-            }
-            nl.set_up(name, true).map_err(text)
-        }
         ["plug", port, bridge, rest @ ..] => {
             let mut plug = PortPlug::new(*port, *bridge);
             for arg in rest {
@@ -173,8 +131,7 @@ fn text(e: NetError) -> String {
 }
 
 fn usage() -> String {
-    "usage: hearth-testnet bridge NAME [vlan-aware] | vlan NAME PARENT ID | \
-     bond NAME MODE SLAVE... [primary=SLAVE] [miimon=MS] | plug PORT BRIDGE [tag=N] [trunks=LIST] | show NAME | \
+    "usage: hearth-testnet plug PORT BRIDGE [tag=N] [trunks=LIST] | show NAME | \
      listen ADDRESS PORT | connect ADDRESS PORT SECONDS | stat NAME rx|tx (each after an optional -n NETNS)"
         .into()
 }

@@ -20,8 +20,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    CreateBridge { name: String, vlan_filtering: bool, stp: bool, forward_delay: Option<u32> },
-    SetBridge { name: String, vlan_filtering: bool, stp: bool, forward_delay: Option<u32> },
+    CreateBridge {
+        name: String,
+        vlan_filtering: bool,
+        stp: bool,
+        forward_delay: Option<u32>,
+    },
+    SetBridge {
+        name: String,
+        vlan_filtering: bool,
+        stp: bool,
+        forward_delay: Option<u32>,
+    },
     CreateBond {
         name: String,
         mode: String,
@@ -30,17 +40,50 @@ pub enum Op {
         #[serde(default)]
         primary: Option<String>,
     },
-    CreateVlan { name: String, parent: String, id: u16 },
-    Delete { name: String },
-    Master { name: String, master: Option<String> },
-    Mtu { name: String, mtu: u32 },
-    Up { name: String, up: bool },
-    AddAddress { name: String, cidr: String },
-    DelAddress { name: String, cidr: String },
-    AddDefault { dev: String, gateway: String },
-    DelDefault { dev: String, gateway: String },
-    VlanAdd { port: String, vids: String },
-    VlanDel { port: String, vids: String },
+    CreateVlan {
+        name: String,
+        parent: String,
+        id: u16,
+    },
+    Delete {
+        name: String,
+    },
+    Master {
+        name: String,
+        master: Option<String>,
+    },
+    Mtu {
+        name: String,
+        mtu: u32,
+    },
+    Up {
+        name: String,
+        up: bool,
+    },
+    AddAddress {
+        name: String,
+        cidr: String,
+    },
+    DelAddress {
+        name: String,
+        cidr: String,
+    },
+    AddDefault {
+        dev: String,
+        gateway: String,
+    },
+    DelDefault {
+        dev: String,
+        gateway: String,
+    },
+    VlanAdd {
+        port: String,
+        vids: String,
+    },
+    VlanDel {
+        port: String,
+        vids: String,
+    },
 }
 
 impl Op {
@@ -314,8 +357,7 @@ pub fn plan(kernel: &Kernel, old: &NetworkConfig, new: &NetworkConfig) -> Result
             let wrong = link.is_some_and(|l| {
                 l.kind != kind
                     || (i.kind == IfaceType::Vlan
-                        && l.vlan.as_ref().map(|v| (v.raw_device.clone().unwrap_or_default(), v.id))
-                            != vlan.clone())
+                        && l.vlan.as_ref().map(|v| (v.raw_device.clone().unwrap_or_default(), v.id)) != vlan.clone())
                     || (i.kind == IfaceType::Bond
                         && l.bond.as_ref().and_then(|b| b.mode).map(|m| m.as_str().to_owned())
                             != Some(i.bond_mode.clone().unwrap_or_else(|| "balance-rr".into())))
@@ -355,7 +397,10 @@ pub fn plan(kernel: &Kernel, old: &NetworkConfig, new: &NetworkConfig) -> Result
                 present.insert(name.clone());
                 created = true;
                 for g in guests {
-                    step(Op::Master { name: g.clone(), master: Some(name.clone()) }, vec![Op::Master { name: g.clone(), master: None }]);
+                    step(
+                        Op::Master { name: g.clone(), master: Some(name.clone()) },
+                        vec![Op::Master { name: g.clone(), master: None }],
+                    );
                     master.insert(g, Some(name.clone()));
                 }
             }
@@ -479,10 +524,7 @@ pub fn plan(kernel: &Kernel, old: &NetworkConfig, new: &NetworkConfig) -> Result
     }
     for (dev, gateway) in wanted {
         if !kernel.defaults.contains(&(dev.clone(), gateway.clone())) || !kernel.links.contains_key(&dev) {
-            step(
-                Op::AddDefault { dev: dev.clone(), gateway: gateway.clone() },
-                vec![Op::DelDefault { dev, gateway }],
-            );
+            step(Op::AddDefault { dev: dev.clone(), gateway: gateway.clone() }, vec![Op::DelDefault { dev, gateway }]);
         }
     }
     Ok(steps)
@@ -558,7 +600,8 @@ pub fn run(root: &Path, nl: &mut Netlink, journal: &mut Journal, steps: Vec<Step
         let result = test_hook(n + 1).and_then(|()| step.op.run(nl));
         if let Err(e) = result {
             let leftovers = undo(nl, &journal.steps);
-            let mut message = format!("step {} ({}) failed: {e}; all changes were rolled back", n + 1, step.op.describe());
+            let mut message =
+                format!("step {} ({}) failed: {e}; all changes were rolled back", n + 1, step.op.describe());
             if !leftovers.is_empty() {
                 tracing::warn!(?leftovers, "undo steps that failed");
             }
@@ -617,27 +660,31 @@ mod tests {
              auto bond0\niface bond0 inet manual\n\tbond-slaves eno1 eno2\n\tbond-mode active-backup\n\tbond-primary eno2\n\tbond-miimon 100\n",
         );
         let steps = plan(&k, &NetworkConfig::default(), &new).unwrap();
-        assert_eq!(ops(&steps), [
-            "create bond bond0 (active-backup)",
-            "set eno1 down",
-            "attach eno1 to bond0",
-            "set eno2 down",
-            "attach eno2 to bond0",
-            "set bond0 up",
-            "create bridge vmbr0",
-            "attach bond0 to vmbr0",
-            "set vmbr0 up",
-            "create VLAN vmbr0.5 (vmbr0 id 5)",
-            "add address 10.0.5.2/24 to vmbr0.5",
-            "set vmbr0.5 up",
-        ]);
+        assert_eq!(
+            ops(&steps),
+            [
+                "create bond bond0 (active-backup)",
+                "set eno1 down",
+                "attach eno1 to bond0",
+                "set eno2 down",
+                "attach eno2 to bond0",
+                "set bond0 up",
+                "create bridge vmbr0",
+                "attach bond0 to vmbr0",
+                "set vmbr0 up",
+                "create VLAN vmbr0.5 (vmbr0 id 5)",
+                "add address 10.0.5.2/24 to vmbr0.5",
+                "set vmbr0.5 up",
+            ]
+        );
         assert!(matches!(&steps[0].op, Op::CreateBond { primary: Some(p), miimon: Some(100), .. } if p == "eno2"));
         // Each step's undo puts back what was there.
         assert_eq!(steps[2].undo, [Op::Master { name: "eno1".into(), master: None }]);
         assert_eq!(steps[1].undo, [Op::Up { name: "eno1".into(), up: true }]);
         // Applying the same again plans nothing once the kernel has it.
         let mut bridge = link(5, "vmbr0", LinkKind::Bridge, None);
-        bridge.bridge = Some(hearth_net::BridgeInfo { vlan_filtering: false, stp: false, forward_delay: 0, default_pvid: None });
+        bridge.bridge =
+            Some(hearth_net::BridgeInfo { vlan_filtering: false, stp: false, forward_delay: 0, default_pvid: None });
         let mut bond = link(4, "bond0", LinkKind::Bond, Some("vmbr0"));
         bond.bond = Some(hearth_net::BondInfo {
             mode: Some(hearth_net::BondMode::ActiveBackup),
@@ -647,7 +694,8 @@ mod tests {
             primary: Some("eno2".into()),
         });
         let mut vlan = link(6, "vmbr0.5", LinkKind::Vlan, None);
-        vlan.vlan = Some(hearth_net::VlanInfo { id: 5, raw_device: Some("vmbr0".into()), protocol: VlanProtocol::Dot1Q });
+        vlan.vlan =
+            Some(hearth_net::VlanInfo { id: 5, raw_device: Some("vmbr0".into()), protocol: VlanProtocol::Dot1Q });
         let mut k = kernel(vec![
             link(2, "eno1", LinkKind::Device, Some("bond0")),
             link(3, "eno2", LinkKind::Device, Some("bond0")),
@@ -664,7 +712,8 @@ mod tests {
         // vmbr1 exists as a VLAN device (the wrong kind): it is recreated as a bridge and the
         // guest's tap is plugged again; a bridge outside the configuration is not touched.
         let mut wrong = link(7, "vmbr1", LinkKind::Vlan, None);
-        wrong.vlan = Some(hearth_net::VlanInfo { id: 9, raw_device: Some("eno1".into()), protocol: VlanProtocol::Dot1Q });
+        wrong.vlan =
+            Some(hearth_net::VlanInfo { id: 9, raw_device: Some("eno1".into()), protocol: VlanProtocol::Dot1Q });
         let k = kernel(vec![
             link(2, "eno1", LinkKind::Device, None),
             wrong,
