@@ -81,10 +81,8 @@ fn socket_address(address: &str, port: &str) -> Result<SocketAddr, String> {
 fn listen(address: &str, port: &str) -> Result<(), String> {
     let address = socket_address(address, port)?;
     let listener = TcpListener::bind(address).map_err(|e| format!("listening on {address}: {e}"))?;
-    for stream in listener.incoming() {
-        if let Ok(mut stream) = stream {
-            let _ = stream.write_all(b"hearth\n");
-        }
+    for mut stream in listener.incoming().flatten() {
+        let _ = stream.write_all(b"hearth\n");
     }
     Ok(())
 }
