@@ -21,6 +21,7 @@ mod ctmon;
 mod doc_examples;
 mod hostile;
 mod listing;
+mod net_links;
 mod netctl;
 mod node;
 mod pending;

@@ -323,7 +323,10 @@ impl Bridge {
 
     /// A bridge whose name also carries `tag`, for tests that run beside others with bridges.
     pub(crate) fn tagged(tag: &str) -> Bridge {
-        let name = format!("hbr{tag}{}", std::process::id() % 100_000);
+        // Unique per test too: tests of one process run in parallel.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("hbr{tag}{}x{n}", std::process::id() % 100_000);
         let ip = |args: &[&str]| {
             let status = std::process::Command::new("ip").args(args).status().expect("ip (install iproute2)");
             assert!(status.success(), "ip {args:?}");

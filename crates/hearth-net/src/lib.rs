@@ -26,7 +26,7 @@ mod plug;
 mod socket;
 mod types;
 
-pub use links::{BondOptions, BridgeOptions, PeerNetns, PortFlags, VethPeer, VxlanOptions};
+pub use links::{BondOptions, BridgeOptions, PeerNetns, PortFlags, PortVlan, VethPeer, VxlanOptions};
 pub use plug::{PlugReport, PortPlug, plug_port, set_rate};
 pub use socket::Netlink;
 pub use types::{
@@ -38,9 +38,10 @@ pub use types::{
 /// interface and the step; bad input names what was wrong and what is allowed.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    /// The kernel refused a step (`vmbr1: set master br0: Device or resource busy`).
-    #[error("{ifname}: {step}: {}", errno_text(*errno))]
-    Kernel { ifname: String, step: String, errno: i32 },
+    /// The kernel refused a step (`vmbr1: set master br0: Device or resource busy`), with the
+    /// kernel's own words when it gave some (`… (Can not enslave a bridge to a bridge)`).
+    #[error("{ifname}: {step}: {}{}", errno_text(*errno), detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Kernel { ifname: String, step: String, errno: i32, detail: Option<String> },
     /// No interface of that name in the handle's namespace.
     #[error("interface {0} does not exist")]
     NotFound(String),
@@ -77,7 +78,7 @@ impl NetError {
     }
 
     pub(crate) fn kernel(ifname: &str, step: impl Into<String>, errno: i32) -> NetError {
-        NetError::Kernel { ifname: ifname.to_owned(), step: step.into(), errno }
+        NetError::Kernel { ifname: ifname.to_owned(), step: step.into(), errno, detail: None }
     }
 
     /// The errno behind a kernel or I/O error.

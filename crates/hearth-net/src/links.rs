@@ -8,8 +8,8 @@ use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     AfSpecBridge, BridgeStpState, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBond, InfoBridge, InfoBridgePort, InfoData,
-    InfoKind, InfoPortData, InfoPortKind, InfoVeth, InfoVlan, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage, State,
+    InfoKind, InfoPortData, InfoPortKind, InfoVeth, InfoVlan, InfoVxlan, LinkAttribute, LinkExtentMask, LinkFlags,
+    LinkInfo, LinkMessage, State,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -76,6 +76,16 @@ pub struct VethPeer {
     pub netns: Option<PeerNetns>,
     pub mtu: Option<u32>,
     pub mac: Option<MacAddr>,
+}
+
+/// VLANs on a bridge port, as [`Netlink::bridge_vlans`] reads them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortVlan {
+    pub vlans: VlanRange,
+    /// The port's untagged PVID (ingress untagged frames go to this VLAN).
+    pub pvid: bool,
+    /// Egresses untagged.
+    pub untagged: bool,
 }
 
 /// Bridge port flags to change; `None` leaves a flag as it is.
@@ -307,11 +317,6 @@ fn resolve_names(raw: Vec<RawLink>) -> Vec<Link> {
         .collect()
 }
 
-/// One step's outcome: an errno becomes an error naming the interface and the step.
-fn step(result: Result<(), i32>, ifname: &str, what: impl FnOnce() -> String) -> Result<(), NetError> {
-    result.map_err(|errno| NetError::kernel(ifname, what(), errno))
-}
-
 impl Netlink {
     // ---- query -------------------------------------------------------------------------
 
@@ -480,7 +485,7 @@ impl Netlink {
         check_ifname(name)?;
         message.attributes.insert(0, LinkAttribute::IfName(name.to_owned()));
         let result = self.request(RouteNetlinkMessage::NewLink(message), NLM_F_CREATE | NLM_F_EXCL);
-        step(result, name, || format!("create {what}"))
+        self.step(result, name, || format!("create {what}"))
     }
 
     /// Creates a bridge (down).
@@ -530,43 +535,20 @@ impl Netlink {
             LinkInfo::Data(InfoData::Bridge(data)),
         ]));
         let result = self.request(RouteNetlinkMessage::NewLink(message), 0);
-        step(result, name, || "set bridge options".to_owned())
+        self.step(result, name, || "set bridge options".to_owned())
     }
 
     /// Creates a VLAN interface `name` on `parent` with `id` (1–4094).
     pub fn create_vlan(&mut self, name: &str, parent: &str, id: u16, protocol: VlanProtocol) -> Result<(), NetError> {
         VlanRange::single(id)?;
         let parent_index = self.index_of(parent)?;
-        let protocol = match protocol {
-            VlanProtocol::Dot1Q => netlink_packet_route::link::VlanProtocol::Ieee8021Q,
-            VlanProtocol::Dot1Ad => netlink_packet_route::link::VlanProtocol::Ieee8021Ad,
-        };
-        let mut message = LinkMessage::default();
-        message.attributes.push(LinkAttribute::Link(parent_index));
-        message.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Vlan),
-            LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(id), InfoVlan::Protocol(protocol)])),
-        ]));
-        self.create(name, &format!("VLAN {id} on {parent}"), message)
+        self.create(name, &format!("VLAN {id} on {parent}"), vlan_message(parent_index, id, protocol))
     }
 
     /// Creates a bond (no slaves yet).
     pub fn create_bond(&mut self, name: &str, options: &BondOptions) -> Result<(), NetError> {
-        let mut data = vec![InfoBond::Mode(netlink_packet_route::link::BondMode::from(options.mode.number()))];
-        if let Some(ms) = options.miimon {
-            data.push(InfoBond::MiiMon(ms));
-        }
-        if let Some(policy) = options.xmit_hash_policy {
-            data.push(InfoBond::XmitHashPolicy(hash_policy_to(policy)));
-        }
-        if let Some(primary) = &options.primary {
-            data.push(InfoBond::Primary(self.index_of(primary)?));
-        }
-        let mut message = LinkMessage::default();
-        message
-            .attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bond), LinkInfo::Data(InfoData::Bond(data))]));
-        self.create(name, &format!("bond ({})", options.mode), message)
+        let primary = options.primary.as_deref().map(|p| self.index_of(p)).transpose()?;
+        self.create(name, &format!("bond ({})", options.mode), bond_message(options, primary))
     }
 
     /// Creates a VXLAN.
@@ -635,7 +617,7 @@ impl Netlink {
     pub fn delete_link(&mut self, name: &str) -> Result<(), NetError> {
         let index = self.index_of(name)?;
         let result = self.request(RouteNetlinkMessage::DelLink(link_by_index(index)), 0);
-        step(result, name, || "delete".to_owned())
+        self.step(result, name, || "delete".to_owned())
     }
 
     // ---- modify ------------------------------------------------------------------------
@@ -650,7 +632,7 @@ impl Netlink {
         let mut message = link_by_index(index);
         fill(&mut message);
         let result = self.request(RouteNetlinkMessage::SetLink(message), 0);
-        step(result, name, what)
+        self.step(result, name, what)
     }
 
     /// Brings a link up or down.
@@ -717,14 +699,14 @@ impl Netlink {
         let index = self.index_of(name)?;
         let result = self
             .request(RouteNetlinkMessage::NewAddress(Self::address_message(index, cidr)), NLM_F_CREATE | NLM_F_EXCL);
-        step(result, name, || format!("add address {cidr}"))
+        self.step(result, name, || format!("add address {cidr}"))
     }
 
     /// Removes an address.
     pub fn del_address(&mut self, name: &str, cidr: IpCidr) -> Result<(), NetError> {
         let index = self.index_of(name)?;
         let result = self.request(RouteNetlinkMessage::DelAddress(Self::address_message(index, cidr)), 0);
-        step(result, name, || format!("delete address {cidr}"))
+        self.step(result, name, || format!("delete address {cidr}"))
     }
 
     fn route_message(
@@ -762,7 +744,7 @@ impl Netlink {
     ) -> Result<(), NetError> {
         let message = self.route_message(destination, gateway, dev)?;
         let result = self.request(RouteNetlinkMessage::NewRoute(message), NLM_F_CREATE | NLM_F_EXCL);
-        step(result, dev, || route_text("add", destination, gateway))
+        self.step(result, dev, || route_text("add", destination, gateway))
     }
 
     /// Deletes a route added with [`Netlink::add_route`].
@@ -776,7 +758,7 @@ impl Netlink {
         message.header.protocol = RouteProtocol::Unspec;
         message.header.scope = RouteScope::NoWhere;
         let result = self.request(RouteNetlinkMessage::DelRoute(message), 0);
-        step(result, dev, || route_text("delete", destination, gateway))
+        self.step(result, dev, || route_text("delete", destination, gateway))
     }
 
     /// Changes bridge port flags of `name` (learning, unicast flood, isolated).
@@ -801,7 +783,7 @@ impl Netlink {
             LinkInfo::PortData(InfoPortData::BridgePort(data)),
         ]));
         let result = self.request(RouteNetlinkMessage::NewLink(message), 0);
-        step(result, name, || "set bridge port flags".to_owned())
+        self.step(result, name, || "set bridge port flags".to_owned())
     }
 
     /// Adds VLANs to the bridge port `port` (`bridge vlan add dev PORT vid A-B [pvid untagged]`).
@@ -827,7 +809,7 @@ impl Netlink {
             self.request(RouteNetlinkMessage::DelLink(message), 0)
         };
         let list = vlans.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
-        step(result, port, || {
+        self.step(result, port, || {
             format!(
                 "{} VLAN {list}{}",
                 if add { "add" } else { "delete" },
@@ -836,20 +818,58 @@ impl Netlink {
         })
     }
 
+    /// The VLANs of a bridge port (or, with `name` a bridge, of the bridge itself): each
+    /// range with whether it is the PVID and egresses untagged. Empty on a bridge without VLAN
+    /// filtering.
+    pub fn bridge_vlans(&mut self, name: &str) -> Result<Vec<PortVlan>, NetError> {
+        let index = self.index_of(name)?;
+        let mut request = LinkMessage::default();
+        request.header.interface_family = AddressFamily::Bridge;
+        request.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::BrvlanCompressed]));
+        let answers = self
+            .query(RouteNetlinkMessage::GetLink(request), true)
+            .map_err(|errno| NetError::kernel(name, "list bridge VLANs", errno))?;
+        let mut out = Vec::new();
+        for m in answers {
+            let RouteNetlinkMessage::NewLink(link) = m else { continue };
+            if link.header.index != index {
+                continue;
+            }
+            let mut begin = None;
+            for attr in &link.attributes {
+                let LinkAttribute::AfSpecBridge(spec) = attr else { continue };
+                for item in spec {
+                    let AfSpecBridge::VlanInfo(info) = item else { continue };
+                    if info.flags.contains(BridgeVlanInfoFlags::RangeBegin) {
+                        begin = Some(info.vid);
+                        continue;
+                    }
+                    let start = begin.take().unwrap_or(info.vid);
+                    out.push(PortVlan {
+                        vlans: VlanRange { start, end: info.vid },
+                        pvid: info.flags.contains(BridgeVlanInfoFlags::Pvid),
+                        untagged: info.flags.contains(BridgeVlanInfoFlags::Untagged),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Adds a head-end replication entry to a VXLAN's FDB: broadcast and unknown traffic is
     /// sent to `peer` as well (`bridge fdb append 00:00:00:00:00:00 dev VXLAN dst PEER`).
     pub fn fdb_append(&mut self, vxlan: &str, peer: IpAddr) -> Result<(), NetError> {
         let index = self.index_of(vxlan)?;
         let result =
             self.request(RouteNetlinkMessage::NewNeighbour(fdb_message(index, peer)), NLM_F_CREATE | NLM_F_APPEND);
-        step(result, vxlan, || format!("append FDB entry 00:00:00:00:00:00 dst {peer}"))
+        self.step(result, vxlan, || format!("append FDB entry 00:00:00:00:00:00 dst {peer}"))
     }
 
     /// Removes a head-end replication entry added by [`Netlink::fdb_append`].
     pub fn fdb_del(&mut self, vxlan: &str, peer: IpAddr) -> Result<(), NetError> {
         let index = self.index_of(vxlan)?;
         let result = self.request(RouteNetlinkMessage::DelNeighbour(fdb_message(index, peer)), 0);
-        step(result, vxlan, || format!("delete FDB entry 00:00:00:00:00:00 dst {peer}"))
+        self.step(result, vxlan, || format!("delete FDB entry 00:00:00:00:00:00 dst {peer}"))
     }
 
     /// The head-end replication peers of a VXLAN.
@@ -928,6 +948,40 @@ fn route_ip(address: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
+/// The NEWLINK body of a VLAN interface on the link `parent_index`.
+pub(crate) fn vlan_message(parent_index: u32, id: u16, protocol: VlanProtocol) -> LinkMessage {
+    let protocol = match protocol {
+        VlanProtocol::Dot1Q => netlink_packet_route::link::VlanProtocol::Ieee8021Q,
+        VlanProtocol::Dot1Ad => netlink_packet_route::link::VlanProtocol::Ieee8021Ad,
+    };
+    let mut message = LinkMessage::default();
+    message.attributes.push(LinkAttribute::Link(parent_index));
+    message.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Vlan),
+        LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(id), InfoVlan::Protocol(protocol)])),
+    ]));
+    message
+}
+
+/// The NEWLINK body of a bond; `primary` is the primary slave's index.
+pub(crate) fn bond_message(options: &BondOptions, primary: Option<u32>) -> LinkMessage {
+    let mut data = vec![InfoBond::Mode(netlink_packet_route::link::BondMode::from(options.mode.number()))];
+    if let Some(ms) = options.miimon {
+        data.push(InfoBond::MiiMon(ms));
+    }
+    if let Some(policy) = options.xmit_hash_policy {
+        data.push(InfoBond::XmitHashPolicy(hash_policy_to(policy)));
+    }
+    if let Some(index) = primary {
+        data.push(InfoBond::Primary(index));
+    }
+    let mut message = LinkMessage::default();
+    message
+        .attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bond), LinkInfo::Data(InfoData::Bond(data))]));
+    message
+}
+
 /// The `AF_BRIDGE` SETLINK/DELLINK body for VLANs on a port: one `IFLA_BRIDGE_VLAN_INFO` per
 /// single VLAN, a RANGE_BEGIN/RANGE_END pair per range.
 pub(crate) fn bridge_vlan_message(index: u32, vlans: &[VlanRange], pvid_untagged: bool) -> LinkMessage {
@@ -997,6 +1051,41 @@ mod tests {
             if flags == BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged));
         // The body encodes: ifinfomsg (16 bytes) + IFLA_AF_SPEC nest with 4-byte VLAN infos.
         assert_eq!(pvid.buffer_len(), 16 + 4 + 8);
+    }
+
+    /// Emits `message` and parses it back as the kernel's answer would be parsed.
+    fn round_trip(message: &LinkMessage) -> Link {
+        use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
+        let mut packet = NetlinkMessage::new(
+            NetlinkHeader::default(),
+            NetlinkPayload::from(RouteNetlinkMessage::NewLink(message.clone())),
+        );
+        packet.finalize();
+        let mut bytes = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut bytes);
+        let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes).unwrap();
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) = parsed.payload else { panic!() };
+        parse_link(&link).link
+    }
+
+    #[test]
+    fn vlan_and_bond_requests_carry_their_settings() {
+        let vlan = round_trip(&vlan_message(4, 100, VlanProtocol::Dot1Ad));
+        assert_eq!(vlan.kind, LinkKind::Vlan);
+        let info = vlan.vlan.unwrap();
+        assert_eq!((info.id, info.protocol), (100, VlanProtocol::Dot1Ad));
+        for mode in BondMode::ALL {
+            let options = BondOptions {
+                mode,
+                miimon: Some(100),
+                xmit_hash_policy: Some(XmitHashPolicy::Layer3Plus4),
+                primary: None,
+            };
+            let bond = round_trip(&bond_message(&options, Some(9))).bond.unwrap();
+            assert_eq!(bond.mode, Some(mode));
+            assert_eq!(bond.miimon, Some(100));
+            assert_eq!(bond.xmit_hash_policy, Some(XmitHashPolicy::Layer3Plus4));
+        }
     }
 
     #[test]

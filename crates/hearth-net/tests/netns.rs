@@ -144,6 +144,15 @@ fn bridge_veths_and_traffic() {
     nl.set_port_flags("veth1i0", &PortFlags { isolated: Some(false), ..PortFlags::default() }).unwrap();
     assert!(talks(&a, &b, "10.9.0.2"));
 
+    // Without VLAN filtering a port has no VLAN entries; with it, the plugged untagged
+    // port carries 2-4094 tagged and 1 as untagged PVID.
+    let vlans = nl.bridge_vlans("veth1i0").unwrap();
+    if br.bridge.as_ref().is_some_and(|b| b.vlan_filtering) {
+        assert!(vlans.iter().any(|v| v.pvid && v.untagged && v.vlans.start == 1), "{vlans:?}");
+    } else {
+        assert!(vlans.is_empty(), "{vlans:?}");
+    }
+
     // Clear master, delete: the peer goes with it.
     nl.set_master("veth1i0", None).unwrap();
     assert_eq!(nl.link("veth1i0").unwrap().master, None);
@@ -179,6 +188,25 @@ fn errors_name_the_interface_and_the_step() {
     // A bridge cannot be a port of itself.
     let err = nl.set_master("br0", Some("br0")).unwrap_err();
     assert!(err.to_string().starts_with("br0: set master br0: "), "{err}");
+    // Bad VLAN ids and names are refused before the kernel is asked.
+    let err = nl.create_vlan("br0.4095", "br0", 4095, hearth_net::VlanProtocol::Dot1Q).unwrap_err();
+    assert!(matches!(err, NetError::Invalid { .. }) && err.to_string().contains("1 to 4094"), "{err}");
+    assert!(matches!(nl.rename("v0", "abcdefghijklmnop"), Err(NetError::Invalid { .. })));
+    // A kind this kernel may lack: created, or an error naming the interface and the step.
+    let options = hearth_net::BondOptions {
+        mode: "active-backup".parse().unwrap(),
+        miimon: Some(100),
+        xmit_hash_policy: None,
+        primary: None,
+    };
+    match nl.create_bond("bond0", &options) {
+        Ok(()) => {
+            let bond = nl.link("bond0").unwrap().bond.unwrap();
+            assert_eq!(bond.mode, Some(hearth_net::BondMode::ActiveBackup));
+            nl.delete_link("bond0").unwrap();
+        }
+        Err(err) => assert!(err.to_string().starts_with("bond0: create bond (active-backup): "), "{err}"),
+    }
     // A port that is not a bridge as "bridge".
     let err = plug_port(&mut nl, &PortPlug::new("p0", "v0")).unwrap_err();
     assert_eq!(err.to_string(), "v0 is not a bridge");
