@@ -645,10 +645,8 @@ pub fn validate(config: &NetworkConfig) -> Result<(), NetError> {
             }
             _ => {}
         }
-        if i.kind != IfaceType::Bridge || !i.bridge_vlan_aware {
-            if i.bridge_vids.is_some() {
-                return err(format!("bridge_vids: only with bridge_vlan_aware ({name})"));
-            }
+        if (i.kind != IfaceType::Bridge || !i.bridge_vlan_aware) && i.bridge_vids.is_some() {
+            return err(format!("bridge_vids: only with bridge_vlan_aware ({name})"));
         }
         for (cidr_key, gw_key, cidr, gw, seen) in [
             ("cidr", "gateway", &i.cidr, &i.gateway, &mut gateway),
@@ -1082,7 +1080,8 @@ pub fn diff(current: &NetworkConfig, staged: &NetworkConfig) -> Vec<IfaceChange>
                 (c != s).then(|| KeyChange { key: k.to_owned(), current: c, staged: s })
             })
             .collect();
-        changes.sort_by_key(|c| KEYS.iter().position(|(k, _)| *k == c.key).unwrap_or(0));
+        // `type` first, then the keys in the order of the API.
+        changes.sort_by_key(|c| KEYS.iter().position(|(k, _)| *k == c.key).map_or(0, |p| p + 1));
         if action != "change" || !changes.is_empty() {
             out.push(IfaceChange { iface: name.clone(), action: action.to_owned(), changes });
         }
@@ -1172,7 +1171,10 @@ mod tests {
         );
     }
 
-    fn with(extra: &[(&str, IfaceType, &[(&str, &str)])]) -> Result<NetworkConfig, NetError> {
+    /// An interface to add: name, type and options.
+    type Extra<'a> = (&'a str, IfaceType, &'a [(&'a str, &'a str)]);
+
+    fn with(extra: &[Extra<'_>]) -> Result<NetworkConfig, NetError> {
         let mut c = config(DEFAULT);
         for (name, kind, opts) in extra {
             let mut i = Iface::new(name, *kind);
@@ -1186,7 +1188,7 @@ mod tests {
     #[test]
     fn refuses_bad_configurations_naming_the_key() {
         use IfaceType::*;
-        let cases: &[(&[(&str, IfaceType, &[(&str, &str)])], &str)] = &[
+        let cases: &[(&[Extra<'_>], &str)] = &[
             (&[("vmbr1", Bridge, &[("cidr", "192.168.10.9/16")])], "cidr: 192.168.10.9/16 of vmbr1 overlaps"),
             (&[("vmbr1", Bridge, &[("bridge_ports", "eno1")])], "eno1 is already used on interface vmbr0"),
             (&[("bond0", Bond, &[("slaves", "eno1")])], "eno1 is already used on interface"),

@@ -270,7 +270,15 @@ fn observed(kernel: &apply::Kernel, staged: &NetworkConfig, running: &NetworkCon
             _ if want.kind == IfaceType::Eth => IfaceType::Eth,
             _ => IfaceType::Unknown,
         };
-        let addresses = kernel.addresses.get(name).cloned().unwrap_or_default();
+        // Only addresses apply would manage: the staged ones and those the running
+        // configuration gave; others set by other means are not shown as changes.
+        let managed: Vec<&String> = [&want.cidr, &want.cidr6]
+            .into_iter()
+            .chain(running.ifaces.get(name).map(|r| [&r.cidr, &r.cidr6]).into_iter().flatten())
+            .flatten()
+            .collect();
+        let addresses: Vec<String> =
+            kernel.addresses.get(name).into_iter().flatten().filter(|a| managed.contains(a)).cloned().collect();
         let pick = |v6: bool, wanted: &Option<String>| {
             let family: Vec<&String> = addresses.iter().filter(|a| a.contains(':') == v6).collect();
             match wanted {

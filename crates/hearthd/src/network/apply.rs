@@ -358,9 +358,15 @@ pub fn plan(kernel: &Kernel, old: &NetworkConfig, new: &NetworkConfig) -> Result
                 l.kind != kind
                     || (i.kind == IfaceType::Vlan
                         && l.vlan.as_ref().map(|v| (v.raw_device.clone().unwrap_or_default(), v.id)) != vlan.clone())
-                    || (i.kind == IfaceType::Bond
-                        && l.bond.as_ref().and_then(|b| b.mode).map(|m| m.as_str().to_owned())
-                            != Some(i.bond_mode.clone().unwrap_or_else(|| "balance-rr".into())))
+                    || (i.kind == IfaceType::Bond && {
+                        let info = l.bond.as_ref();
+                        info.and_then(|b| b.mode).map(|m| m.as_str().to_owned())
+                            != Some(i.bond_mode.clone().unwrap_or_else(|| "balance-rr".into()))
+                            || i.bond_miimon.is_some_and(|m| info.and_then(|b| b.miimon) != Some(m))
+                            || i.bond_xmit_hash_policy.as_ref().is_some_and(|p| {
+                                info.and_then(|b| b.xmit_hash_policy).map(|x| x.as_str()) != Some(p.as_str())
+                            })
+                    })
             });
             let mut guests = Vec::new();
             if let (true, Some(l)) = (wrong, link) {
@@ -450,6 +456,27 @@ pub fn plan(kernel: &Kernel, old: &NetworkConfig, new: &NetworkConfig) -> Result
                 }
                 let old_master = master.get(&port).cloned().flatten();
                 if old_master.as_deref() == Some(name) {
+                    // Still a port: its VLANs follow a changed `bridge_vids` or VLAN awareness.
+                    let before = old.ifaces.get(name).filter(|o| o.bridge_vlan_aware && o.lower().contains(&port));
+                    let vids_before = before.map(|o| o.bridge_vids.clone().unwrap_or_else(|| "2-4094".into()));
+                    let vids_now = (i.kind == IfaceType::Bridge && i.bridge_vlan_aware)
+                        .then(|| i.bridge_vids.clone().unwrap_or_else(|| "2-4094".into()));
+                    if vids_before != vids_now && !created {
+                        if let Some(v) = vids_before
+                            .filter(|_| live.is_some_and(|l| l.bridge.as_ref().is_some_and(|b| b.vlan_filtering)))
+                        {
+                            step(
+                                Op::VlanDel { port: port.clone(), vids: v.clone() },
+                                vec![Op::VlanAdd { port: port.clone(), vids: v }],
+                            );
+                        }
+                        if let Some(v) = vids_now {
+                            step(
+                                Op::VlanAdd { port: port.clone(), vids: v.clone() },
+                                vec![Op::VlanDel { port: port.clone(), vids: v }],
+                            );
+                        }
+                    }
                     continue;
                 }
                 if i.kind == IfaceType::Bond && kernel.links.get(&port).is_some_and(|l| l.up) {
@@ -483,10 +510,16 @@ pub fn plan(kernel: &Kernel, old: &NetworkConfig, new: &NetworkConfig) -> Result
             }
         }
 
-        // Addresses.
+        // Addresses: those the old configuration gave are replaced; others the host set by
+        // other means are left alone.
         let current: Vec<String> = live.and_then(|_| kernel.addresses.get(name)).cloned().unwrap_or_default();
         let wanted: Vec<String> = [&i.cidr, &i.cidr6].into_iter().flatten().cloned().collect();
-        for cidr in current.iter().filter(|c| !wanted.contains(c)) {
+        let ours: Vec<String> = old
+            .ifaces
+            .get(name)
+            .map(|o| [&o.cidr, &o.cidr6].into_iter().flatten().cloned().collect())
+            .unwrap_or_default();
+        for cidr in current.iter().filter(|c| !wanted.contains(c) && ours.contains(c)) {
             step(
                 Op::DelAddress { name: name.clone(), cidr: cidr.clone() },
                 vec![Op::AddAddress { name: name.clone(), cidr: cidr.clone() }],
@@ -531,7 +564,8 @@ pub fn plan(kernel: &Kernel, old: &NetworkConfig, new: &NetworkConfig) -> Result
 }
 
 /// The journal of an apply: what ran before (to restore), what was applied, and each step
-/// with its undo, written before the step runs.
+/// with its undo, recorded before the step runs. On disk: a first line with everything but the
+/// steps, then one line per step, appended.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Journal {
     /// `applying` while steps run, `confirm` while waiting for `netctl confirm`.
@@ -543,6 +577,7 @@ pub struct Journal {
     pub deadline: Option<u64>,
     pub previous: NetworkConfig,
     pub applied: NetworkConfig,
+    #[serde(skip)]
     pub steps: Vec<Step>,
 }
 
@@ -550,17 +585,46 @@ pub fn journal_path(root: &Path) -> PathBuf {
     root.join("var/lib/hearth/network/journal.json")
 }
 
+fn line(value: &impl Serialize) -> Result<Vec<u8>, String> {
+    let mut text = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+    text.push(b'\n');
+    Ok(text)
+}
+
+/// Writes the whole journal, replacing the file by rename: a killed hearthd leaves the old or
+/// the new one, never half of one. Not synced (nor are appended steps): what it guards (links,
+/// addresses) does not outlive a power loss either, and a sync per step would make applying 50
+/// bridges take seconds.
 pub fn write_journal(root: &Path, journal: &Journal) -> Result<(), String> {
     let path = journal_path(root);
     let dir = path.parent().expect("the journal has a directory");
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let text = serde_json::to_vec_pretty(journal).map_err(|e| e.to_string())?;
-    crate::store::write_atomic(&path, &text).map_err(|e| e.to_string())
+    let mut text = line(journal)?;
+    for step in &journal.steps {
+        text.extend(line(step)?);
+    }
+    let tmp = dir.join(".journal.json.tmp");
+    std::fs::write(&tmp, &text).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("renaming {}: {e}", path.display()))
+}
+
+/// Records one more step: one `write(2)` of one line in append mode, whole or not at all for
+/// a killed process.
+fn append_step(root: &Path, step: &Step) -> Result<(), String> {
+    use std::io::Write;
+    let path = journal_path(root);
+    let mut file =
+        std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    file.write_all(&line(step)?).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 pub fn read_journal(root: &Path) -> Option<Journal> {
-    let text = std::fs::read(journal_path(root)).ok()?;
-    serde_json::from_slice(&text).ok()
+    let text = std::fs::read_to_string(journal_path(root)).ok()?;
+    let mut lines = text.lines();
+    let mut journal: Journal = serde_json::from_str(lines.next()?).ok()?;
+    // A line cut short can only be the last; it is a step that never ran.
+    journal.steps = lines.map_while(|l| serde_json::from_str(l).ok()).collect();
+    Some(journal)
 }
 
 /// Undoes the journalled steps in reverse; errors are logged and skipped (a step that failed
@@ -594,9 +658,10 @@ fn test_hook(n: usize) -> Result<(), String> {
 /// Runs the planned steps, journalling each first. On a failing step everything done is
 /// undone and the error names the step.
 pub fn run(root: &Path, nl: &mut Netlink, journal: &mut Journal, steps: Vec<Step>) -> Result<(), String> {
+    write_journal(root, journal)?;
     for (n, step) in steps.into_iter().enumerate() {
+        append_step(root, &step)?;
         journal.steps.push(step.clone());
-        write_journal(root, journal)?;
         let result = test_hook(n + 1).and_then(|()| step.op.run(nl));
         if let Err(e) = result {
             let leftovers = undo(nl, &journal.steps);
@@ -705,6 +770,30 @@ mod tests {
         ]);
         k.addresses.insert("vmbr0.5".into(), vec!["10.0.5.2/24".into()]);
         assert_eq!(ops(&plan(&k, &new, &new).unwrap()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn changed_vids_move_the_ports_vlans_and_foreign_addresses_stay() {
+        let mut bridge = link(5, "vmbr0", LinkKind::Bridge, None);
+        bridge.bridge =
+            Some(hearth_net::BridgeInfo { vlan_filtering: true, stp: false, forward_delay: 0, default_pvid: Some(1) });
+        let mut k = kernel(vec![link(2, "eno1", LinkKind::Device, Some("vmbr0")), bridge]);
+        k.addresses.insert("vmbr0".into(), vec!["10.0.0.2/24".into(), "192.0.2.9/24".into()]);
+        let old = config(
+            "auto vmbr0\niface vmbr0 inet static\n\taddress 10.0.0.2/24\n\tbridge-ports eno1\n\tbridge-stp off\n\tbridge-fd 0\n\tbridge-vlan-aware yes\n\tbridge-vids 2-100\n",
+        );
+        let new = config(
+            "auto vmbr0\niface vmbr0 inet static\n\taddress 10.0.1.2/24\n\tbridge-ports eno1\n\tbridge-stp off\n\tbridge-fd 0\n\tbridge-vlan-aware yes\n\tbridge-vids 2-200\n",
+        );
+        assert_eq!(
+            ops(&plan(&k, &old, &new).unwrap()),
+            [
+                "remove VLANs 2-100 from port eno1",
+                "add VLANs 2-200 to port eno1",
+                "remove address 10.0.0.2/24 from vmbr0",
+                "add address 10.0.1.2/24 to vmbr0",
+            ]
+        );
     }
 
     #[test]
