@@ -6,7 +6,8 @@ use hearth_test::{TestHost, bin, testhost};
 
 /// The harness itself: the guest runs Debian's kernel, loads what this machine's kernel lacks,
 /// runs the workspace's binaries (a hearthd on a temporary root under the guest's writable
-/// `/tmp`, and a CLI against it), and a failing script's status and standard error come back,
+/// `/tmp`, and a CLI against it), the host's files stay read-only unless overlaid (and then
+/// unchanged on the host), and a failing script's status and standard error come back,
 /// so a test in the test host cannot pass without having run.
 #[test]
 fn test_host_runs_debian_kernel_modules_and_reports_failures() {
@@ -27,10 +28,20 @@ root=$(mktemp -d)
 for _ in $(seq 200); do test -S "$root/run/hearth/hearthd.sock" && break; sleep 0.1; done
 HEARTH_ROOT="$root" "$VMCTL" list && echo "hearthd:answers"
 kill %1
+touch "$SHARED/read-only" 2>/dev/null || echo "shared:read-only"
+touch "$OVERLAID/written" && echo "overlay:written"
 echo "the failure the host must see" >&2
 exit 7
 "#;
+    // A directory of this machine the guest sees read-only, and one it may write through an
+    // overlay; neither changes on the host.
+    let target = hearth_test::fixtures::dir().parent().unwrap().to_owned();
+    let shared = tempfile::tempdir_in(&target).unwrap();
+    let overlaid = tempfile::tempdir_in(&target).unwrap();
     let out = TestHost::new()
+        .writable(overlaid.path())
+        .env("SHARED", &shared.path().to_string_lossy())
+        .env("OVERLAID", &overlaid.path().to_string_lossy())
         .env("PROBE", "it's here")
         .env("HEARTHD", &bin("hearthd").to_string_lossy())
         .env("VMCTL", &bin("vmctl").to_string_lossy())
@@ -44,6 +55,9 @@ exit 7
     assert_eq!(out.lines_with("link:"), ["vlan", "bond"], "{}", out.describe());
     assert_eq!(out.lines_with("env:"), ["it's here"], "{}", out.describe());
     assert_eq!(out.lines_with("hearthd:"), ["answers"], "{}", out.describe());
+    assert_eq!(out.lines_with("shared:"), ["read-only"], "{}", out.describe());
+    assert_eq!(out.lines_with("overlay:"), ["written"], "{}", out.describe());
+    assert!(!shared.path().join("read-only").exists() && !overlaid.path().join("written").exists());
 }
 
 /// VLAN interfaces, a VLAN-aware bridge and bonds, made by hearthd through `netctl create` and

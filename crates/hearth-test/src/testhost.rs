@@ -152,17 +152,32 @@ impl TestHost {
     /// Like [`TestHost::run`], with what went wrong (a missing part, a failed boot, the
     /// timeout) as an error instead of a panic: for tools such as `cargo xtask bench`.
     pub fn try_run(&self, script: &str) -> Result<TestHostOutput, String> {
+        // A boot that ends without the script having recorded its status is the emulator's or
+        // virtme-ng's failure, not the script's: it is booted once more, saying so. The
+        // script's own failure, and a timeout, are never retried.
+        match self.boot(script) {
+            Err(Boot::NoStatus(first)) => {
+                eprintln!("test host: {first}\ntest host: booting once more");
+                self.boot(script).map_err(Boot::into_message)
+            }
+            other => other.map_err(Boot::into_message),
+        }
+    }
+
+    fn boot(&self, script: &str) -> Result<TestHostOutput, Boot> {
         if !nix::unistd::geteuid().is_root() {
-            return Err("the test host needs root: it boots a kernel under QEMU with this machine's root \
-                        file system (run `cargo xtask test` as root)"
-                .into());
+            return Err(Boot::Other(
+                "the test host needs root: it boots a kernel under QEMU with this machine's root file system \
+                 (run `cargo xtask test` as root)"
+                    .into(),
+            ));
         }
         let vng = vng()?;
         for (program, package) in [("qemu-system-x86_64", "qemu-system-x86"), ("depmod", "kmod")] {
             if !on_path(program) {
-                return Err(format!(
+                return Err(Boot::Other(format!(
                     "the test host needs {program}: install {package} (`cargo xtask test` installs it)"
-                ));
+                )));
             }
         }
         let kernel = find_kernel(&kernel_root()).map_err(|e| {
@@ -211,16 +226,16 @@ impl TestHost {
             match child.try_wait() {
                 Ok(Some(status)) => break status,
                 Ok(None) => {}
-                Err(e) => return Err(format!("waiting for vng: {e}")),
+                Err(e) => return Err(Boot::Other(format!("waiting for vng: {e}"))),
             }
             if started.elapsed() > self.timeout {
                 let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
                 let _ = child.wait();
-                return Err(format!(
+                return Err(Boot::Other(format!(
                     "the test host did not finish within {} s; console:\n{}",
                     self.timeout.as_secs(),
                     tail(&std::fs::read_to_string(&console_path).unwrap_or_default(), 60)
-                ));
+                )));
             }
             std::thread::sleep(Duration::from_millis(50));
         };
@@ -231,13 +246,13 @@ impl TestHost {
         let read =
             |name: &str| String::from_utf8_lossy(&std::fs::read(dir.join(name)).unwrap_or_default()).into_owned();
         let Ok(status) = read("status").trim().parse::<i32>() else {
-            return Err(format!(
+            return Err(Boot::NoStatus(format!(
                 "the test host ended ({vng_status}) without the script's exit status; the boot or the \
                  script runner failed. Console:\n{}\n--- script stdout\n{}\n--- script stderr\n{}",
                 tail(&console, 80),
                 read("stdout"),
                 read("stderr")
-            ));
+            )));
         };
         Ok(TestHostOutput { status, stdout: read("stdout"), stderr: read("stderr"), console, elapsed })
     }
@@ -256,6 +271,28 @@ impl TestHost {
         writeln!(text, "echo $? >{dir}/status.new && mv {dir}/status.new {dir}/status").expect("writing to a string");
         text.push_str("sync\n");
         text
+    }
+}
+
+/// Why a boot gave no [`TestHostOutput`].
+enum Boot {
+    /// The guest ended without the script's status: worth one more boot.
+    NoStatus(String),
+    /// A missing part, the timeout, a host error.
+    Other(String),
+}
+
+impl Boot {
+    fn into_message(self) -> String {
+        match self {
+            Boot::NoStatus(message) | Boot::Other(message) => message,
+        }
+    }
+}
+
+impl From<String> for Boot {
+    fn from(message: String) -> Boot {
+        Boot::Other(message)
     }
 }
 
