@@ -1,5 +1,5 @@
 //! The kernel-complete test host (hearth_test::testhost): Debian's kernel under QEMU TCG over
-//! this machine's root file system. Each test is one boot (20 to 30 s), so each runs several
+//! this machine's root file system. Each test is one boot (40 to 60 s), so each runs several
 //! checks in one script and reports them line by line.
 
 use hearth_test::{TestHost, bin, testhost};

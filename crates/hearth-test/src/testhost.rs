@@ -16,7 +16,7 @@
 //! status come back through a directory shared read-write with the host, not through the
 //! console, so kernel messages never mix with them.
 //!
-//! A boot, the script and the power-off take about 20 to 30 s of TCG on the development
+//! A boot, a short script and the power-off take 40 to 60 s of TCG on the shared development
 //! machines, so a test puts several checks into one script. A test that needs the test host
 //! fails, saying what to install, when virtme-ng, kmod, QEMU or the unpacked kernel is
 //! missing; it never passes without having run.
