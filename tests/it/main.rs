@@ -34,6 +34,7 @@ mod storage;
 mod storage_btrfs;
 mod storage_scan;
 mod tasks;
+mod testhost;
 mod userctl;
 mod vm;
 mod vm_disks;

@@ -137,7 +137,7 @@ pub fn nic_plumbing(runs: usize) -> anyhow::Result<(Figure, Figure)> {
 }
 
 /// `cargo xtask bench net`.
-pub fn run(_root: &Path, runs: usize) -> anyhow::Result<()> {
+pub fn run(root: &Path, runs: usize) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("bench net creates network namespaces and links: run it as root");
     }
@@ -147,6 +147,9 @@ pub fn run(_root: &Path, runs: usize) -> anyhow::Result<()> {
     eprintln!("NIC plumbing: {PORTS} ports per run, {runs} runs of each path, each in a private network namespace");
     let (netlink, iproute2) = nic_plumbing(runs)?;
     println!("{}", report(&netlink, &iproute2, runs));
+    let binaries = crate::build_binaries(root, crate::Profile::Release)?;
+    let hearthd = binaries.get("hearthd").context("no hearthd binary")?;
+    println!("{}", crate::bench_net_apply::run(hearthd, binaries.get("netctl"), runs)?);
     Ok(())
 }
 

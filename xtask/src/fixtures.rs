@@ -2,7 +2,8 @@
 //! Debian's kernel (as shipped, and decompressed to an ELF `vmlinux`), a busybox initramfs with
 //! the kernel's virtio, ext4 and ACPI modules, and a busybox container template; with
 //! `--debian`, also a Debian 12 container template made by debootstrap (slow, so not by
-//! default). `hearth_test::fixtures` finds them.
+//! default). For the kernel-complete test host it unpacks the same kernel package whole with
+//! its modules indexed, and installs virtme-ng (pinned, from PyPI) under `target/tools/`. `hearth_test::fixtures` finds them.
 //!
 //! Each fixture is rebuilt only when a file is missing or its recipe (the text of the files
 //! it is made of, the busybox version) changed, so a second run returns at once. The kernel
@@ -34,7 +35,19 @@ use crate::test::{apt_get, ensure_debian_packages};
 /// Debian packages the fixtures are built from (busybox-static, qemu-guest-agent for the
 /// guest's agent, and xz-utils and zstd for compressed modules and the template) or booted
 /// with (qemu-system-x86).
-pub const DEBIAN_PACKAGES: &[&str] = &["busybox-static", "xz-utils", "zstd", "qemu-system-x86", "qemu-guest-agent"];
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "busybox-static",
+    "xz-utils",
+    "zstd",
+    "qemu-system-x86",
+    "qemu-guest-agent",
+    // The kernel-complete test host (hearth_test::testhost): depmod indexes its kernel's
+    // modules; virtme-ng, from PyPI, gets a Python virtual environment of its own and reads
+    // the kernel's version with `file`.
+    "kmod",
+    "python3-venv",
+    "file",
+];
 
 /// The metapackage whose dependency names the current Debian kernel package.
 const KERNEL_METAPACKAGE: &str = "linux-image-amd64";
@@ -84,6 +97,9 @@ pub fn run() -> anyhow::Result<()> {
     let guest_recipe = format!("busybox-static {busybox}\nqemu-guest-agent {qemu_ga}\n{}", guest::recipe());
     build_if_changed(&dir, "guest", &guest_recipe, &guest_outputs, || build_guest(&dir))?;
 
+    build_testhost_kernel(&dir)?;
+    ensure_virtme_ng()?;
+
     let template_outputs = [dir.join(fixtures::BUSYBOX_TEMPLATE)];
     let template_recipe = format!("busybox-static {busybox}\n{}", template::recipe());
     build_if_changed(&dir, "busybox-template", &template_recipe, &template_outputs, || {
@@ -103,7 +119,7 @@ fn lock(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<File>> {
     let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, errno)| errno)
         .with_context(|| format!("locking {}", path.display()))?;
-    for sub in [dir.to_owned(), dir.join("downloads")] {
+    for sub in [dir.to_owned(), dir.join("downloads"), dir.join("testhost")] {
         let Ok(entries) = std::fs::read_dir(&sub) else { continue };
         for entry in entries {
             let path = entry.with_context(|| format!("reading {}", sub.display()))?.path();
@@ -174,6 +190,100 @@ fn build_guest(dir: &Path) -> anyhow::Result<()> {
     guest::rootfs(modules)?.write_cpio(&mut out)?;
     out.flush().context("writing the initramfs")?;
     persist(temp, &dir.join(fixtures::INITRAMFS))
+}
+
+/// The test host's kernel (`hearth_test::testhost`): the same kernel package unpacked whole
+/// into `testhost/<version>/`, its modules indexed by depmod, so that virtme-ng boots the
+/// image and `modprobe` finds every module inside. Redone only when the package changes; a
+/// tree for another kernel version is removed.
+fn build_testhost_kernel(dir: &Path) -> anyhow::Result<()> {
+    let deb = kernel_package(&dir.join("downloads"))?;
+    let deb_name = deb.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+    let recipe = format!("{deb_name}\nunpacked whole, depmod -a\n");
+    let stamp = dir.join("testhost.recipe");
+    let root = hearth_test::testhost::kernel_root();
+    let built = std::fs::read_to_string(&stamp).is_ok_and(|previous| previous == recipe);
+    if built && hearth_test::testhost::find_kernel(&root).is_ok() {
+        eprintln!("fixtures: testhost-kernel is up to date");
+        return Ok(());
+    }
+    if let Err(e) = std::fs::remove_file(&stamp)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(e).with_context(|| format!("removing {}", stamp.display()));
+    }
+    let started = Instant::now();
+    eprintln!("fixtures: building testhost-kernel");
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let scratch = scratch_dir(&root)?;
+    run_tool(Command::new("dpkg").arg("-x").arg(&deb).arg(scratch.path()))?;
+    let (_, version) = find_vmlinuz(&scratch.path().join("boot"))?;
+    run_tool(Command::new("depmod").args(["-a", "-b"]).arg(scratch.path()).arg(&version))
+        .context("indexing the kernel's modules (depmod is in Debian's kmod package)")?;
+    for entry in std::fs::read_dir(&root).with_context(|| format!("reading {}", root.display()))? {
+        let path = entry.with_context(|| format!("reading {}", root.display()))?.path();
+        if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| !n.starts_with('.')) {
+            std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    let target = root.join(&version);
+    let scratch = scratch.keep();
+    // Unpacked files keep the package's modes; the tree must be readable by QEMU's 9p server.
+    std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("chmod {}", scratch.display()))?;
+    std::fs::rename(&scratch, &target).with_context(|| format!("moving {} into place", target.display()))?;
+    std::fs::write(&stamp, recipe).with_context(|| format!("writing {}", stamp.display()))?;
+    eprintln!("fixtures: {} (kernel {version} with its modules)", target.display());
+    eprintln!("fixtures: testhost-kernel built in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Installs virtme-ng, pinned to `hearth_test::testhost::VIRTME_NG_VERSION`, from PyPI into a
+/// Python virtual environment of its own under `target/tools/`, unless it is there already
+/// (then this returns at once). Nothing outside `target/` changes.
+pub fn ensure_virtme_ng() -> anyhow::Result<()> {
+    use hearth_test::testhost::{VIRTME_NG_VERSION, virtme_ng_dir};
+    let venv = virtme_ng_dir();
+    let vng = venv.join("bin/vng");
+    let installed = Command::new(&vng)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(VIRTME_NG_VERSION));
+    if installed {
+        eprintln!("already installed: virtme-ng {VIRTME_NG_VERSION} in {}", venv.display());
+        return Ok(());
+    }
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv).with_context(|| format!("removing {}", venv.display()))?;
+    }
+    let parent = venv.parent().context("the tools directory")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    // A virtual environment records its own path, so it is made in place; an interrupted
+    // install fails the version check above next time and is made again.
+    let run = |cmd: &mut Command| -> anyhow::Result<()> {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let name = display_command(&program, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        eprintln!("$ {name}");
+        let status = cmd.stdin(Stdio::null()).status().with_context(|| format!("cannot run {name}"))?;
+        if !status.success() {
+            bail!("{name} exited with {status}");
+        }
+        Ok(())
+    };
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+        .context("creating a Python virtual environment (Debian's python3-venv package)")?;
+    run(Command::new(venv.join("bin/python3")).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        &format!("virtme-ng=={VIRTME_NG_VERSION}"),
+    ]))
+    .context("installing virtme-ng from PyPI")?;
+    Ok(())
 }
 
 /// The single `boot/vmlinuz-<version>` of an unpacked kernel package, and that version.

@@ -9,6 +9,7 @@ mod bench_backup;
 mod bench_ct;
 mod bench_fw;
 mod bench_net;
+mod bench_net_apply;
 mod bench_storage;
 mod bench_vm;
 mod demo;
@@ -147,7 +148,10 @@ fn cli() -> clap::Command {
                 ))
                 .subcommand(
                     clap::Command::new("net")
-                        .about("NIC plumbing per guest start: 50 ports through hearth-net against iproute2, a process per step")
+                        .about(
+                            "NIC plumbing per guest start: 50 ports through hearth-net against iproute2, a process per step; \
+                             netctl apply of 50 bridges against ifupdown2's ifreload -a, in the test host",
+                        )
                         .arg(count_arg("runs", "5", "Runs of each path, at least 3; medians are reported")),
                 )
                 .subcommand(

@@ -35,6 +35,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "zstd",
     "qemu-system-x86",
     "qemu-guest-agent",
+    "kmod",
+    "python3-venv",
+    "file",
     // storectl scan lvm|lvmthin lists what the host's LVM tools see.
     "lvm2",
     // SDN: dnsmasq serves DHCP per zone. nft loads the SDN SNAT table and the firewall's

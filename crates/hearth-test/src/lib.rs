@@ -5,10 +5,15 @@
 //! [`BtrfsLoop`] (from hearth-testfs, re-exported) gives storage tests a throwaway btrfs
 //! filesystem on a loop device.
 //!
+//! [`in_test_host`] runs a script in the kernel-complete test host: Debian's kernel under QEMU
+//! TCG over this machine's root file system, for what this machine's kernel lacks (VLANs,
+//! bonding, device-mapper, softdog; see [`testhost`]).
+//!
 //! Binaries are taken from the workspace's target directory; `cargo xtask test` builds them
 //! first. A missing binary fails the test with the command that builds it.
 
 pub mod fixtures;
+pub mod testhost;
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -21,6 +26,7 @@ use hearth_client::Client;
 use hearthd::Daemon;
 
 pub use hearth_testfs::BtrfsLoop;
+pub use testhost::{TestHost, TestHostOutput, in_test_host};
 
 /// The directory holding the workspace's binaries for the current profile.
 pub fn bin_dir() -> PathBuf {
