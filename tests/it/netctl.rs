@@ -387,6 +387,10 @@ fn bad_input_changes_nothing() {
     let err = fails(&daemon, &["import", file.to_str().expect("utf-8")]);
     assert!(err.contains("eno1 is already used on interface"), "{err}");
     assert_eq!(staged(&daemon), staged_now);
+    // A bond gets Proxmox's link monitoring unless told otherwise.
+    ok(&daemon, "netctl", &["create", "bond0", "--type", "bond", "--slaves", "eno2", "--bond_mode", "active-backup"]);
+    let bond = json(&daemon, "netctl", &["show", "bond0"]);
+    assert_eq!(bond["bond_miimon"], 100, "{bond}");
 }
 
 #[test]

@@ -163,6 +163,11 @@ fn create(root: &Path, name: &str, options: &[(String, String)]) -> Result<Paylo
     model::check_name(name, kind).map_err(|e| invalid(e.0))?;
     let mut iface = Iface::new(name, kind);
     iface.apply_options(options, &[]).map_err(|e| invalid(e.0))?;
+    // As Proxmox writes new bonds: link monitoring every 100 ms, without which an
+    // active-backup bond never notices a dead slave.
+    if kind == IfaceType::Bond && iface.bond_miimon.is_none() {
+        iface.bond_miimon = Some(100);
+    }
     if kind == IfaceType::Vlan && model::vlan_parts(&iface).is_none() {
         return Err(invalid(format!(
             "vlan-raw-device: VLAN interface {name} needs --vlan-raw-device and --vlan-id, or a name PARENT.VID"
