@@ -478,3 +478,22 @@ fn a_nic_on_a_vnet_needs_sdn_use_on_the_vnet_in_its_zone() {
     // The VNet a guest uses cannot be deleted.
     assert!(netctl_fails(&daemon, &["vnet", "delete", &vnet]).contains(&format!("CT {id} (net0)")));
 }
+
+#[test]
+fn an_apply_never_takes_or_removes_a_host_interface_named_like_a_vnet_port() {
+    require_tools();
+    let host = Netns::new("p");
+    // An interface of the host that SDN did not make, named as a VNet's VXLAN port would be.
+    host.ip(&["link", "add", "vxlan_vxp", "type", "bridge"]);
+    host.ip(&["addr", "add", "192.0.2.1/24", "dev", "vxlan_vxp"]);
+    let daemon = HearthdProcess::start_in_netns(&host.0, "test");
+    netctl(&daemon, &["zone", "add", "zx", "--type", "vxlan", "--peers", "192.0.2.1,192.0.2.2"]);
+    netctl(&daemon, &["vnet", "add", "vxp", "--zone", "zx", "--tag", "77"]);
+    let err = netctl_fails(&daemon, &["apply", "--confirm-timeout", "0"]);
+    assert!(err.contains("vxlan_vxp already exists"), "{err}");
+    let kept = host.ip(&["-d", "link", "show", "vxlan_vxp"]);
+    assert!(kept.contains("bridge") && !kept.contains("vxlan id"), "the host's interface was replaced: {kept}");
+    assert!(host.ip(&["-4", "addr", "show", "vxlan_vxp"]).contains("192.0.2.1/24"));
+    assert!(!host.has_link("vxp"), "the VNet bridge stayed after a failed apply");
+    assert_eq!(json(&daemon, "netctl", &["sdn", "vnet", "list", "--running"]), serde_json::json!([]));
+}
