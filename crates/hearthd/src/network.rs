@@ -395,6 +395,7 @@ fn apply_staged(root: &Path, confirm_timeout: u64) -> Result<Payload, ErrorReply
         deadline: None,
         previous: previous.clone(),
         applied: applied.clone(),
+        kernel: apply::kernel_identity(),
         steps: Vec::new(),
     };
     if let Err(e) = apply::run(root, &mut nl, &mut journal, steps) {
@@ -432,10 +433,18 @@ fn confirm(root: &Path) -> Result<Payload, ErrorReply> {
 /// Undoes the journalled apply: the kernel steps in reverse, then the previous configuration
 /// runs again and the applied one is staged once more (the edits are not lost).
 fn roll_back(root: &Path, journal: &apply::Journal) -> Result<(), ErrorReply> {
-    let mut nl = netlink()?;
-    let leftovers = apply::undo(&mut nl, &journal.steps);
-    if !leftovers.is_empty() {
-        tracing::warn!(?leftovers, "network rollback: undo steps that failed");
+    if journal.kernel.is_some() && journal.kernel != apply::kernel_identity() {
+        // The links the steps made or changed went with that boot or namespace; what has
+        // these names here is not Hearth's to remove.
+        tracing::warn!(
+            "network rollback: the apply ran before a reboot or in another network namespace; only the configuration files are restored"
+        );
+    } else {
+        let mut nl = netlink()?;
+        let leftovers = apply::undo(&mut nl, &journal.steps);
+        if !leftovers.is_empty() {
+            tracing::warn!(?leftovers, "network rollback: undo steps that failed");
+        }
     }
     if journal.previous == NetworkConfig::default() {
         remove(&running_path(root))?;

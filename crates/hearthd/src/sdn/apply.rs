@@ -203,9 +203,8 @@ fn create_bridge(b: &VnetBridge) -> Result<(), String> {
     let mut nl = netlink()?;
     // Every name SDN would make, checked first: an interface it did not make is neither taken
     // over nor, on the way back from a failure, removed.
-    let names = std::iter::once(&b.name)
-        .chain(b.vxlan.as_ref().map(|v| &v.name))
-        .chain(b.vlan.as_ref().map(|v| &v.name));
+    let names =
+        std::iter::once(&b.name).chain(b.vxlan.as_ref().map(|v| &v.name)).chain(b.vlan.as_ref().map(|v| &v.name));
     for name in names {
         if nl.exists(name).map_err(|e| e.to_string())? {
             return Err(format!("interface {name} already exists"));
