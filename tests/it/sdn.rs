@@ -437,6 +437,7 @@ fn a_dnsmasq_that_cannot_start_fails_the_apply_and_nothing_stays() {
     assert!(err.contains("starting dnsmasq of zone zs") && err.contains("nothing changed"), "{err}");
     assert!(!host.has_link("vnet0"), "the VNet bridge stayed after a failed apply");
     assert!(host.nft_table().is_none(), "the SNAT table stayed after a failed apply");
+    assert!(!daemon.root().join("var/lib/hearth/sdn/dnsmasq/zs").exists(), "dnsmasq's files stayed");
     assert_eq!(json(&daemon, "netctl", &["sdn", "zone", "list", "--running"]), serde_json::json!([]));
     assert!(netctl(&daemon, &["pending"]).contains("+ zone zs"));
 }

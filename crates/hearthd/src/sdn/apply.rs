@@ -66,6 +66,8 @@ enum Undo {
         conf: Option<Vec<u8>>,
         ethers: Option<Vec<u8>>,
     },
+    /// The files of a zone that had no dnsmasq before.
+    RemoveZoneFiles(String),
 }
 
 fn undo(root: &Path, step: Undo) {
@@ -92,6 +94,10 @@ fn undo(root: &Path, step: Undo) {
             }
             start_dnsmasq(root, zone)
         }
+        Undo::RemoveZoneFiles(zone) => match std::fs::remove_dir_all(zone_dir(root, zone)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+            _ => Ok(()),
+        },
     };
     if let Err(e) = result {
         tracing::error!("undoing an SDN step failed: {e}");
@@ -184,6 +190,9 @@ fn steps(root: &Path, old: &NodePlan, new: &NodePlan, ipam: &[IpamEntry], done: 
         done.push(Undo::Nft(sdn::nft_ruleset(&old.snat)));
     }
     for zone in new.dhcp.iter().filter(|z| dhcp_changed(z, &old.dhcp)) {
+        if !old.dhcp.iter().any(|o| o.zone == zone.zone) {
+            done.push(Undo::RemoveZoneFiles(zone.zone.clone()));
+        }
         write_dnsmasq_files(root, zone, ipam)?;
         start_dnsmasq(root, &zone.zone).map_err(|e| format!("starting dnsmasq of zone {}: {e}", zone.zone))?;
         done.push(Undo::StopDnsmasq(zone.zone.clone()));
