@@ -670,6 +670,23 @@ mod tests {
     }
 
     #[test]
+    fn trunks_on_a_vnet_need_sdn_use_on_every_vlan_they_carry() {
+        let _one = MAP.lock().unwrap_or_else(|p| p.into_inner());
+        let opts = |l: &[(&str, &str)]| l.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+        let mut config = SdnConfig::default();
+        config.add(SdnKind::Zone, "ztr", &opts(&[("type", "simple")])).unwrap();
+        config.add(SdnKind::Vnet, "vntr1", &opts(&[("zone", "ztr"), ("vlanaware", "1")])).unwrap();
+        remember_vnets(&[&config]);
+        let vm = Request::Vm(VmRequest::Set(set("net0", "virtio,bridge=vntr1,tag=5,trunks=7;9-11")));
+        let got = needs(&vm);
+        for path in ["/sdn/zones/ztr/vntr1/5", "/sdn/zones/ztr/vntr1/7", "/sdn/zones/ztr/vntr1"] {
+            assert!(got.contains(&format!("SDN.Use on {path}")), "{path}: {got:?}");
+        }
+        let ct = Request::Ct(CtRequest::Set(set("net0", "name=eth0,bridge=vntr1,trunks=8")));
+        assert!(needs(&ct).contains(&"SDN.Use on /sdn/zones/ztr/vntr1/8".to_owned()), "{:?}", needs(&ct));
+    }
+
+    #[test]
     fn a_deleted_vnet_no_longer_decides_the_path_of_a_bridge_of_its_name() {
         let _one = MAP.lock().unwrap_or_else(|p| p.into_inner());
         let opts = |l: &[(&str, &str)]| l.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
