@@ -498,3 +498,27 @@ fn an_apply_never_takes_or_removes_a_host_interface_named_like_a_vnet_port() {
     assert!(!host.has_link("vxp"), "the VNet bridge stayed after a failed apply");
     assert_eq!(json(&daemon, "netctl", &["sdn", "vnet", "list", "--running"]), serde_json::json!([]));
 }
+
+#[test]
+fn an_interrupted_apply_rebuilds_the_running_vnets_with_their_guest_ports() {
+    require_tools();
+    let host = Netns::new("g");
+    let mut daemon = HearthdProcess::start_in_netns(&host.0, "test");
+    netctl(&daemon, &["zone", "add", "zg", "--type", "simple"]);
+    netctl(&daemon, &["vnet", "add", "vnetg", "--zone", "zg"]);
+    netctl(&daemon, &["subnet", "add", "10.66.0.0/24", "--vnet", "vnetg", "--gateway", "10.66.0.1"]);
+    netctl(&daemon, &["apply", "--confirm-timeout", "0"]);
+    // A running guest's port on the VNet.
+    host.ip(&["link", "add", "veth991i0", "type", "veth", "peer", "name", "veth991p"]);
+    host.ip(&["link", "set", "veth991i0", "master", "vnetg"]);
+    // hearthd killed half-way through an apply that adds vnetx.
+    daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    let dir = daemon.root().join("etc/hearth/sdn");
+    let running = std::fs::read_to_string(dir.join(".running-config.toml")).expect("the running configuration");
+    std::fs::write(dir.join(".applying-config.toml"), format!("{running}\n[vnets.vnetx]\nzone = \"zg\"\n"))
+        .expect("writing the journal");
+    daemon.restart();
+    assert!(host.ip(&["-4", "addr", "show", "vnetg"]).contains("10.66.0.1/24"), "the running VNet was not rebuilt");
+    let port = host.ip(&["link", "show", "veth991i0"]);
+    assert!(port.contains("master vnetg"), "the guest's port was left off its VNet: {port}");
+}

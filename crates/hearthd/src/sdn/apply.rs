@@ -121,17 +121,29 @@ pub(super) fn transition(root: &Path, old: &NodePlan, new: &NodePlan, ipam: &[Ip
 /// After an interrupted apply: removes everything any of `seen` made (bridges and their ports,
 /// dnsmasq instances, the SNAT table), then builds `target` from nothing.
 pub(super) fn rebuild(root: &Path, seen: &[&NodePlan], target: &NodePlan, ipam: &[IpamEntry]) -> Result<(), String> {
+    // Guests' ports go back into the bridges of the same name that are made again.
+    let mut plugged: Vec<(String, Vec<String>)> = Vec::new();
     for plan in seen {
         for zone in &plan.dhcp {
             stop_dnsmasq(root, &zone.zone);
         }
         for bridge in &plan.bridges {
+            let ports = guest_ports(bridge);
+            if !ports.is_empty() {
+                plugged.push((bridge.name.clone(), ports));
+            }
             delete_bridge(bridge);
         }
     }
     run_with_input("nft", &["-f", "-"], Some(&sdn::nft_ruleset(&[])))
         .map_err(|e| format!("removing the SNAT table: {e}"))?;
-    transition(root, &NodePlan::default(), target, ipam)
+    transition(root, &NodePlan::default(), target, ipam)?;
+    for (bridge, ports) in &plugged {
+        if target.bridges.iter().any(|b| b.name == *bridge) {
+            replug(bridge, ports);
+        }
+    }
+    Ok(())
 }
 
 fn steps(root: &Path, old: &NodePlan, new: &NodePlan, ipam: &[IpamEntry], done: &mut Vec<Undo>) -> Result<(), String> {
