@@ -586,3 +586,27 @@ fn a_journal_of_another_boot_or_namespace_leaves_its_interfaces_alone() {
     assert!(running(&daemon).is_none(), "the previous configuration runs again");
     assert!(pending(&daemon).iter().any(|(i, _)| i == "vmbr1"), "the edits are staged again");
 }
+
+#[test]
+fn an_sdn_vnet_is_not_taken_over_by_the_node_network() {
+    // The VNet bridge and its ports belong to SDN: the node configuration may not claim them
+    // (an apply would detach the VNet's ports, a later delete remove the VNet with its guests).
+    let ns = Netns::new();
+    let daemon = daemon_in(&ns, &[]);
+    ok(&daemon, "netctl", &["sdn", "zone", "add", "zn", "--type", "simple"]);
+    ok(&daemon, "netctl", &["sdn", "vnet", "add", "vnn", "--zone", "zn"]);
+    let err = fails(&daemon, &["create", "vnn", "--type", "bridge"]);
+    assert!(err.contains("iface: 'vnn' is the bridge of SDN VNet vnn"), "{err}");
+    assert!(staged(&daemon).is_none(), "the refused edit was staged");
+    let file = daemon.root().join("interfaces");
+    std::fs::write(&file, "auto vnn\niface vnn inet manual\n\tbridge-ports none\n").expect("write");
+    let err = fails(&daemon, &["import", file.to_str().expect("utf-8")]);
+    assert!(err.contains("iface: 'vnn' is the bridge of SDN VNet vnn"), "{err}");
+    assert!(staged(&daemon).is_none(), "the refused import was staged");
+    // Staged before the VNet was added: the apply refuses it and changes nothing.
+    ok(&daemon, "netctl", &["create", "vnm", "--type", "bridge", "--autostart"]);
+    ok(&daemon, "netctl", &["sdn", "vnet", "add", "vnm", "--zone", "zn"]);
+    let err = fails(&daemon, &["apply", "--confirm-timeout", "0"]);
+    assert!(err.contains("iface: 'vnm' is the bridge of SDN VNet vnm"), "{err}");
+    assert!(ns.link("vnm").is_none() && running(&daemon).is_none());
+}
