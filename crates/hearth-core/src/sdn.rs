@@ -820,6 +820,17 @@ impl SdnConfig {
                     return Err(invalid(key("tag"), format!("VNets of a {} zone need a tag", zone.kind.name())));
                 }
                 (_, Some(tag)) => {
+                    if let (ZoneType::Vlan, Some(bridge)) = (zone.kind, &zone.bridge) {
+                        let port = format!("{bridge}.{tag}");
+                        if port.len() > 15 {
+                            return Err(invalid(
+                                key("tag"),
+                                format!(
+                                    "the VLAN port {port} would be longer than 15 bytes (use a shorter zone bridge)"
+                                ),
+                            ));
+                        }
+                    }
                     if let Some(other) = tags.insert((vnet.zone.as_str(), tag), id) {
                         return Err(invalid(
                             key("tag"),

@@ -284,3 +284,16 @@ fn a_key_given_twice_is_refused() {
     )
     .unwrap();
 }
+
+#[test]
+fn a_vlan_port_name_must_fit_an_interface_name() {
+    let mut c = SdnConfig::default();
+    c.add(SdnKind::Zone, "zv", &opts(&[("type", "vlan"), ("bridge", "bridgename12")])).unwrap();
+    c.add(SdnKind::Vnet, "v1", &opts(&[("zone", "zv"), ("tag", "4000")])).unwrap();
+    assert_eq!(
+        err(c.validate(&[])),
+        "vnet v1: tag: the VLAN port bridgename12.4000 would be longer than 15 bytes (use a shorter zone bridge)"
+    );
+    c.set(SdnKind::Vnet, "v1", &opts(&[("tag", "40")]), &[]).unwrap();
+    c.validate(&[]).unwrap();
+}
