@@ -564,3 +564,53 @@ fn an_apply_left_unconfirmed_by_a_dead_hearthd_is_rolled_back_at_start() {
     assert_eq!(ns.master("eno1"), None);
     assert!(pending(&daemon).contains(&("vmbr1".into(), "create".into())), "the edits are staged again");
 }
+
+#[test]
+fn a_journal_of_another_boot_or_namespace_leaves_its_interfaces_alone() {
+    // An apply left unconfirmed in one namespace; hearthd next starts in another (as after a
+    // reboot, the kernel state the journal describes is gone) where a vmbr1 of someone else's
+    // exists: the configuration files are restored, that vmbr1 is not touched.
+    let first = Netns::new();
+    let mut daemon = daemon_in(&first, &[]);
+    first.nic("eno1");
+    ok(&daemon, "netctl", &["create", "vmbr1", "--type", "bridge", "--bridge_ports", "eno1", "--autostart"]);
+    ok(&daemon, "netctl", &["apply", "--confirm-timeout", "2"]);
+    daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    std::thread::sleep(Duration::from_secs(3));
+    let second = Netns::new();
+    second.nic("eno1");
+    second.ip(&["link", "add", "vmbr1", "type", "bridge"]);
+    second.ip(&["link", "set", "eno1", "master", "vmbr1"]);
+    let index = second.ifindex("vmbr1");
+    daemon.set_args(&["--netns", &second.path()]);
+    daemon.restart();
+    assert!(journal(&daemon).is_none(), "the journal was not settled");
+    assert_eq!(second.link("vmbr1").map(|_| second.ifindex("vmbr1")), Some(index), "another boot's vmbr1 was removed");
+    assert_eq!(second.master("eno1").as_deref(), Some("vmbr1"));
+    assert!(running(&daemon).is_none(), "the previous configuration runs again");
+    assert!(pending(&daemon).iter().any(|(i, _)| i == "vmbr1"), "the edits are staged again");
+}
+
+#[test]
+fn an_sdn_vnet_is_not_taken_over_by_the_node_network() {
+    // The VNet bridge and its ports belong to SDN: the node configuration may not claim them
+    // (an apply would detach the VNet's ports, a later delete remove the VNet with its guests).
+    let ns = Netns::new();
+    let daemon = daemon_in(&ns, &[]);
+    ok(&daemon, "netctl", &["sdn", "zone", "add", "zn", "--type", "simple"]);
+    ok(&daemon, "netctl", &["sdn", "vnet", "add", "vnn", "--zone", "zn"]);
+    let err = fails(&daemon, &["create", "vnn", "--type", "bridge"]);
+    assert!(err.contains("iface: 'vnn' is the bridge of SDN VNet vnn"), "{err}");
+    assert!(staged(&daemon).is_none(), "the refused edit was staged");
+    let file = daemon.root().join("interfaces");
+    std::fs::write(&file, "auto vnn\niface vnn inet manual\n\tbridge-ports none\n").expect("write");
+    let err = fails(&daemon, &["import", file.to_str().expect("utf-8")]);
+    assert!(err.contains("iface: 'vnn' is the bridge of SDN VNet vnn"), "{err}");
+    assert!(staged(&daemon).is_none(), "the refused import was staged");
+    // Staged before the VNet was added: the apply refuses it and changes nothing.
+    ok(&daemon, "netctl", &["create", "vnm", "--type", "bridge", "--autostart"]);
+    ok(&daemon, "netctl", &["sdn", "vnet", "add", "vnm", "--zone", "zn"]);
+    let err = fails(&daemon, &["apply", "--confirm-timeout", "0"]);
+    assert!(err.contains("iface: 'vnm' is the bridge of SDN VNet vnm"), "{err}");
+    assert!(ns.link("vnm").is_none() && running(&daemon).is_none());
+}

@@ -437,6 +437,7 @@ fn a_dnsmasq_that_cannot_start_fails_the_apply_and_nothing_stays() {
     assert!(err.contains("starting dnsmasq of zone zs") && err.contains("nothing changed"), "{err}");
     assert!(!host.has_link("vnet0"), "the VNet bridge stayed after a failed apply");
     assert!(host.nft_table().is_none(), "the SNAT table stayed after a failed apply");
+    assert!(!daemon.root().join("var/lib/hearth/sdn/dnsmasq/zs").exists(), "dnsmasq's files stayed");
     assert_eq!(json(&daemon, "netctl", &["sdn", "zone", "list", "--running"]), serde_json::json!([]));
     assert!(netctl(&daemon, &["pending"]).contains("+ zone zs"));
 }
@@ -477,4 +478,47 @@ fn a_nic_on_a_vnet_needs_sdn_use_on_the_vnet_in_its_zone() {
     assert!(err.contains(&format!("SDN.Allocate on /sdn/zones/zp/{vnet}")), "{err}");
     // The VNet a guest uses cannot be deleted.
     assert!(netctl_fails(&daemon, &["vnet", "delete", &vnet]).contains(&format!("CT {id} (net0)")));
+}
+
+#[test]
+fn an_apply_never_takes_or_removes_a_host_interface_named_like_a_vnet_port() {
+    require_tools();
+    let host = Netns::new("p");
+    // An interface of the host that SDN did not make, named as a VNet's VXLAN port would be.
+    host.ip(&["link", "add", "vxlan_vxp", "type", "bridge"]);
+    host.ip(&["addr", "add", "192.0.2.1/24", "dev", "vxlan_vxp"]);
+    let daemon = HearthdProcess::start_in_netns(&host.0, "test");
+    netctl(&daemon, &["zone", "add", "zx", "--type", "vxlan", "--peers", "192.0.2.1,192.0.2.2"]);
+    netctl(&daemon, &["vnet", "add", "vxp", "--zone", "zx", "--tag", "77"]);
+    let err = netctl_fails(&daemon, &["apply", "--confirm-timeout", "0"]);
+    assert!(err.contains("vxlan_vxp already exists"), "{err}");
+    let kept = host.ip(&["-d", "link", "show", "vxlan_vxp"]);
+    assert!(kept.contains("bridge") && !kept.contains("vxlan id"), "the host's interface was replaced: {kept}");
+    assert!(host.ip(&["-4", "addr", "show", "vxlan_vxp"]).contains("192.0.2.1/24"));
+    assert!(!host.has_link("vxp"), "the VNet bridge stayed after a failed apply");
+    assert_eq!(json(&daemon, "netctl", &["sdn", "vnet", "list", "--running"]), serde_json::json!([]));
+}
+
+#[test]
+fn an_interrupted_apply_rebuilds_the_running_vnets_with_their_guest_ports() {
+    require_tools();
+    let host = Netns::new("g");
+    let mut daemon = HearthdProcess::start_in_netns(&host.0, "test");
+    netctl(&daemon, &["zone", "add", "zg", "--type", "simple"]);
+    netctl(&daemon, &["vnet", "add", "vnetg", "--zone", "zg"]);
+    netctl(&daemon, &["subnet", "add", "10.66.0.0/24", "--vnet", "vnetg", "--gateway", "10.66.0.1"]);
+    netctl(&daemon, &["apply", "--confirm-timeout", "0"]);
+    // A running guest's port on the VNet.
+    host.ip(&["link", "add", "veth991i0", "type", "veth", "peer", "name", "veth991p"]);
+    host.ip(&["link", "set", "veth991i0", "master", "vnetg"]);
+    // hearthd killed half-way through an apply that adds vnetx.
+    daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    let dir = daemon.root().join("etc/hearth/sdn");
+    let running = std::fs::read_to_string(dir.join(".running-config.toml")).expect("the running configuration");
+    std::fs::write(dir.join(".applying-config.toml"), format!("{running}\n[vnets.vnetx]\nzone = \"zg\"\n"))
+        .expect("writing the journal");
+    daemon.restart();
+    assert!(host.ip(&["-4", "addr", "show", "vnetg"]).contains("10.66.0.1/24"), "the running VNet was not rebuilt");
+    let port = host.ip(&["link", "show", "veth991i0"]);
+    assert!(port.contains("master vnetg"), "the guest's port was left off its VNet: {port}");
 }

@@ -346,6 +346,29 @@ fn parse_num<T: std::str::FromStr>(key: &str, value: &str, what: &str) -> Result
     value.parse().map_err(|_| NetError(format!("{key}: '{value}' is not {what}")))
 }
 
+/// Checks a value that names another interface (a port, a slave, a raw device): the characters
+/// of [`check_name`], so that it cannot carry a line or a comment into the exported file.
+fn check_ref(key: &str, name: &str) -> Result<(), NetError> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        err(format!("{key}: '{name}' is not an interface name (1 to 15 letters, digits, '-', '_' or '.')"))
+    }
+}
+
+/// Checks a comment: lines of text, no other control characters (a carriage return would end
+/// the `#` line for readers that take it as a line break).
+fn check_comment(key: &str, text: &str) -> Result<(), NetError> {
+    if text.chars().any(|c| (c.is_control() && c != '\n' && c != '\t') || matches!(c, '\u{2028}' | '\u{2029}')) {
+        return err(format!("{key}: control characters other than newline and tab are not allowed"));
+    }
+    Ok(())
+}
+
 fn opt(value: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_owned())
 }
@@ -437,9 +460,15 @@ impl Iface {
                     }
                 }
             }
-            "comments" => self.comments = opt(v),
-            "comments6" => self.comments6 = opt(v),
-            "bridge_ports" => self.bridge_ports = split_list(v),
+            "comments" | "comments6" => {
+                check_comment(key, v)?;
+                if key == "comments" { self.comments = opt(v) } else { self.comments6 = opt(v) }
+            }
+            "bridge_ports" => {
+                let ports = split_list(v);
+                ports.iter().try_for_each(|p| check_ref(key, p))?;
+                self.bridge_ports = ports;
+            }
             "bridge_vlan_aware" => {
                 self.bridge_vlan_aware = value.map(|v| parse_bool(key, v)).transpose()?.unwrap_or(false)
             }
@@ -454,7 +483,11 @@ impl Iface {
                 self.bridge_fd =
                     value.filter(|v| !v.is_empty()).map(|v| parse_num(key, v, "a number of seconds")).transpose()?
             }
-            "slaves" => self.slaves = split_list(v),
+            "slaves" => {
+                let slaves = split_list(v);
+                slaves.iter().try_for_each(|p| check_ref(key, p))?;
+                self.slaves = slaves;
+            }
             "bond_mode" => {
                 if !v.is_empty() && !BOND_MODES.contains(&v) {
                     return err(format!("bond_mode: '{v}' is not one of {}", BOND_MODES.join(", ")));
@@ -467,7 +500,12 @@ impl Iface {
                     .map(|v| parse_num(key, v, "a number of milliseconds"))
                     .transpose()?
             }
-            "bond-primary" => self.bond_primary = opt(v),
+            "bond-primary" => {
+                if !v.is_empty() {
+                    check_ref(key, v)?;
+                }
+                self.bond_primary = opt(v)
+            }
             "bond_xmit_hash_policy" => {
                 if !v.is_empty() && !BOND_XMIT_HASH_POLICIES.contains(&v) {
                     return err(format!(
@@ -477,7 +515,12 @@ impl Iface {
                 }
                 self.bond_xmit_hash_policy = opt(v)
             }
-            "vlan-raw-device" => self.vlan_raw_device = opt(v),
+            "vlan-raw-device" => {
+                if !v.is_empty() {
+                    check_ref(key, v)?;
+                }
+                self.vlan_raw_device = opt(v)
+            }
             "vlan-id" => {
                 self.vlan_id = match value.filter(|v| !v.is_empty()) {
                     None => None,
@@ -965,7 +1008,8 @@ fn order_key(i: &Iface) -> (u32, u32) {
 
 fn push_comments(out: &mut String, comments: &Option<String>) {
     if let Some(c) = comments {
-        for line in c.lines() {
+        // A carriage return (kept from an imported file) starts a line of its own, a comment too.
+        for line in c.lines().flat_map(|l| l.split('\r')) {
             out.push('#');
             out.push_str(line);
             out.push('\n');
@@ -1169,6 +1213,12 @@ mod tests {
             body,
             "\nauto lo\niface lo inet loopback\n\niface eno1 inet manual\n\nauto vmbr0\niface vmbr0 inet static\n\taddress 192.168.10.2/24\n\tgateway 192.168.10.1\n\tbridge-ports eno1\n\tbridge-stp off\n\tbridge-fd 0\n"
         );
+        // A carriage return in a comment (as an imported file may hold one) stays in comments.
+        let mut c = config(DEFAULT);
+        c.ifaces.get_mut("eno1").unwrap().comments = Some("one\rpost-up touch /tmp/x\n".into());
+        let written = write_interfaces(&c);
+        assert!(written.contains("\n#one\n#post-up touch /tmp/x\n"), "{written}");
+        assert!(!written.contains('\r'), "{written}");
     }
 
     /// An interface to add: name, type and options.
@@ -1219,6 +1269,15 @@ mod tests {
             (&[("vmbr1", Bridge, &[("bridge_vlan_aware", "1"), ("bridge_vids", "2-5000")])], "bridge_vids: '2-5000'"),
             (&[("vmbr1", Bridge, &[("cidr", "10.0.0.1")])], "cidr: '10.0.0.1' is not an IPv4 address with prefix"),
             (&[("vmbr1", Bridge, &[("colour", "red")])], "colour: unknown key"),
+            // Nothing given to a key may add a line to the exported interfaces file.
+            (
+                &[("v1", Vlan, &[("vlan-raw-device", "eno1\n\tpost-up touch /tmp/x"), ("vlan-id", "5")])],
+                "vlan-raw-device: 'eno1\n\tpost-up touch /tmp/x' is not an interface name",
+            ),
+            (&[("vmbr1", Bridge, &[("comments", "a\rpost-up touch /tmp/x")])], "comments: control characters"),
+            (&[("vmbr1", Bridge, &[("comments6", "a\0b")])], "comments6: control characters"),
+            (&[("vmbr1", Bridge, &[("bridge_ports", "eno1\\")])], "bridge_ports: 'eno1\\' is not an interface name"),
+            (&[("bond1", Bond, &[("slaves", "eno7 x#y")])], "slaves: 'x#y' is not an interface name"),
         ];
         for (extra, wanted) in cases {
             let e = with(extra).unwrap_err().0;

@@ -444,6 +444,18 @@ fn unknown_key(key: &str, allowed: &str) -> SdnError {
     invalid(key, format!("unknown key (allowed: {allowed})"))
 }
 
+/// Refuses a key given more than once in one edit (`dhcp-range` excepted, a list): the
+/// permission check goes by the first `zone` or `vnet`, so a second may not decide instead.
+fn no_repeated_keys(options: &[(String, String)]) -> Result<(), SdnError> {
+    let mut seen = BTreeSet::new();
+    for (key, _) in options {
+        if key != "dhcp-range" && !seen.insert(key.as_str()) {
+            return Err(invalid(key.as_str(), "given more than once"));
+        }
+    }
+    Ok(())
+}
+
 impl Vnet {
     fn set(&mut self, key: &str, v: &str) -> Result<(), SdnError> {
         match key {
@@ -587,6 +599,7 @@ impl SdnConfig {
     /// Adds an object. A subnet is named by its CIDR (or full id); `vnet` must be among the
     /// options and decides the zone part of its id. Returns the id the object got.
     pub fn add(&mut self, kind: SdnKind, id: &str, options: &[(String, String)]) -> Result<String, SdnError> {
+        no_repeated_keys(options)?;
         match kind {
             SdnKind::Zone => {
                 check_id(kind, id)?;
@@ -662,6 +675,7 @@ impl SdnConfig {
         options: &[(String, String)],
         delete: &[String],
     ) -> Result<String, SdnError> {
+        no_repeated_keys(options)?;
         let missing = || SdnError::NotFound { kind, id: id.to_owned() };
         match kind {
             SdnKind::Zone => {
@@ -806,6 +820,17 @@ impl SdnConfig {
                     return Err(invalid(key("tag"), format!("VNets of a {} zone need a tag", zone.kind.name())));
                 }
                 (_, Some(tag)) => {
+                    if let (ZoneType::Vlan, Some(bridge)) = (zone.kind, &zone.bridge) {
+                        let port = format!("{bridge}.{tag}");
+                        if port.len() > 15 {
+                            return Err(invalid(
+                                key("tag"),
+                                format!(
+                                    "the VLAN port {port} would be longer than 15 bytes (use a shorter zone bridge)"
+                                ),
+                            ));
+                        }
+                    }
                     if let Some(other) = tags.insert((vnet.zone.as_str(), tag), id) {
                         return Err(invalid(
                             key("tag"),

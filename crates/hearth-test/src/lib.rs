@@ -133,6 +133,11 @@ impl HearthdProcess {
         self.extra_env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     }
 
+    /// Changes the further arguments of the next start (another `--netns`).
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.extra_args = args.iter().map(|a| (*a).to_owned()).collect();
+    }
+
     fn spawn(&mut self) {
         let mut command = match &self.netns {
             Some(netns) => {

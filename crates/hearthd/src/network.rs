@@ -95,6 +95,24 @@ fn staged(root: &Path) -> Result<NetworkConfig, ErrorReply> {
     }
 }
 
+/// Refuses an interface SDN owns: a VNet's bridge or its VXLAN port (`vxlan_<vnet>`). The node
+/// configuration taking one over would detach the VNet's ports on apply and remove the VNet,
+/// guests' ports and all, once it drops the interface again.
+fn check_not_sdn<'a>(names: impl IntoIterator<Item = &'a Iface>) -> Result<(), ErrorReply> {
+    for i in names {
+        if matches!(i.kind, IfaceType::Loopback | IfaceType::Unknown) {
+            continue;
+        }
+        if crate::sdn::vnet_zone(&i.iface).is_some() {
+            return Err(invalid(format!("iface: '{0}' is the bridge of SDN VNet {0}", i.iface)));
+        }
+        if let Some(vnet) = i.iface.strip_prefix("vxlan_").filter(|v| crate::sdn::vnet_zone(v).is_some()) {
+            return Err(invalid(format!("iface: '{}' is the VXLAN port of SDN VNet {vnet}", i.iface)));
+        }
+    }
+    Ok(())
+}
+
 fn netlink() -> Result<Netlink, ErrorReply> {
     Netlink::open().map_err(|e| ErrorReply::new(ErrorKind::Unavailable, format!("netlink: {e}")))
 }
@@ -122,6 +140,7 @@ pub fn handle(daemon: &Arc<Daemon>, _caller: &Caller, request: NetworkRequest) -
         NetworkRequest::Import { text } => {
             let config = model::parse_interfaces(&text).map_err(|e| invalid(e.0))?;
             model::validate(&config).map_err(|e| invalid(e.0))?;
+            check_not_sdn(config.ifaces.values())?;
             let _guard = lock();
             write(&staged_path(root), &config)?;
             Ok(Payload::Empty)
@@ -168,6 +187,7 @@ fn create(root: &Path, name: &str, options: &[(String, String)]) -> Result<Paylo
     if kind == IfaceType::Bond && iface.bond_miimon.is_none() {
         iface.bond_miimon = Some(100);
     }
+    check_not_sdn([&iface])?;
     if kind == IfaceType::Vlan && model::vlan_parts(&iface).is_none() {
         return Err(invalid(format!(
             "vlan-raw-device: VLAN interface {name} needs --vlan-raw-device and --vlan-id, or a name PARENT.VID"
@@ -388,6 +408,7 @@ fn apply_staged(root: &Path, confirm_timeout: u64) -> Result<Payload, ErrorReply
     let previous = running(root)?;
     let applied = staged(root)?;
     model::validate(&applied).map_err(|e| invalid(e.0))?;
+    check_not_sdn(applied.ifaces.values())?;
     let mut nl = netlink()?;
     let kernel = apply::Kernel::observe(&mut nl).map_err(|e| ErrorReply::new(ErrorKind::Unavailable, e))?;
     let steps = apply::plan(&kernel, &previous, &applied).map_err(invalid)?;
@@ -400,6 +421,7 @@ fn apply_staged(root: &Path, confirm_timeout: u64) -> Result<Payload, ErrorReply
         deadline: None,
         previous: previous.clone(),
         applied: applied.clone(),
+        kernel: apply::kernel_identity(),
         steps: Vec::new(),
     };
     if let Err(e) = apply::run(root, &mut nl, &mut journal, steps) {
@@ -437,10 +459,18 @@ fn confirm(root: &Path) -> Result<Payload, ErrorReply> {
 /// Undoes the journalled apply: the kernel steps in reverse, then the previous configuration
 /// runs again and the applied one is staged once more (the edits are not lost).
 fn roll_back(root: &Path, journal: &apply::Journal) -> Result<(), ErrorReply> {
-    let mut nl = netlink()?;
-    let leftovers = apply::undo(&mut nl, &journal.steps);
-    if !leftovers.is_empty() {
-        tracing::warn!(?leftovers, "network rollback: undo steps that failed");
+    if journal.kernel.is_some() && journal.kernel != apply::kernel_identity() {
+        // The links the steps made or changed went with that boot or namespace; what has
+        // these names here is not Hearth's to remove.
+        tracing::warn!(
+            "network rollback: the apply ran before a reboot or in another network namespace; only the configuration files are restored"
+        );
+    } else {
+        let mut nl = netlink()?;
+        let leftovers = apply::undo(&mut nl, &journal.steps);
+        if !leftovers.is_empty() {
+            tracing::warn!(?leftovers, "network rollback: undo steps that failed");
+        }
     }
     if journal.previous == NetworkConfig::default() {
         remove(&running_path(root))?;

@@ -145,7 +145,21 @@ pub fn value_needs(kind: GuestKind, vmid: Vmid, key: &str, value: &Value) -> Vec
             Some(bridge) => {
                 let props = kind.schema().property(key, value);
                 let tag = props.as_ref().and_then(|p| p.get("tag"));
-                vec![on(crate::sdn::nic_path(&bridge, tag), P::SdnUse)]
+                let mut needs = vec![on(crate::sdn::nic_path(&bridge, tag), P::SdnUse)];
+                // Trunks carry further VLANs: each needs SDN.Use on its own path, a range the
+                // VNet's (which reaches every VLAN of it).
+                for item in props.as_ref().and_then(|p| p.get("trunks")).unwrap_or_default().split(';') {
+                    let item = item.trim();
+                    if item.is_empty() {
+                        continue;
+                    }
+                    let vlan = (!item.contains('-')).then_some(item);
+                    let need = on(crate::sdn::nic_path(&bridge, vlan), P::SdnUse);
+                    if !needs.contains(&need) {
+                        needs.push(need);
+                    }
+                }
+                needs
             }
             None => Vec::new(),
         };

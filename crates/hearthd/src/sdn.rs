@@ -42,8 +42,12 @@ pub struct SdnState {
 /// requests but not the daemon: attaching a NIC to a VNet needs SDN.Use on its zone's path.
 static VNET_ZONES: RwLock<BTreeMap<String, String>> = RwLock::new(BTreeMap::new());
 
+/// Replaces what the permission table knows with the VNets of `configs` (the running and the
+/// pending configuration, in that order): a VNet gone from both no longer decides the path of a
+/// bridge of its name.
 fn remember_vnets(configs: &[&SdnConfig]) {
     let mut map = VNET_ZONES.write().unwrap_or_else(|p| p.into_inner());
+    map.clear();
     for config in configs {
         for (vnet, v) in &config.vnets {
             map.insert(vnet.clone(), v.zone.clone());
@@ -181,19 +185,22 @@ fn write_config(path: &Path, config: &SdnConfig) -> Result<(), ErrorReply> {
 
 /// The running configuration (empty when nothing was ever applied).
 pub(crate) fn running(root: &Path) -> Result<SdnConfig, ErrorReply> {
-    let config = read_config(&running_file(root))?.unwrap_or_default();
-    remember_vnets(&[&config]);
-    Ok(config)
+    Ok(read_config(&running_file(root))?.unwrap_or_default())
 }
 
 /// The pending configuration: the edited one, else the running one.
 fn pending(root: &Path) -> Result<SdnConfig, ErrorReply> {
-    let config = match read_config(&pending_file(root))? {
-        Some(c) => c,
-        None => running(root)?,
-    };
-    remember_vnets(&[&config]);
-    Ok(config)
+    match read_config(&pending_file(root))? {
+        Some(c) => Ok(c),
+        None => running(root),
+    }
+}
+
+/// Tells the permission table the VNets of the running and the pending configuration, after
+/// either changed.
+fn refresh_vnets(root: &Path) -> Result<(), ErrorReply> {
+    remember_vnets(&[&running(root)?, &pending(root)?]);
+    Ok(())
 }
 
 /// Interface names of this host that SDN did not create (a VNet may not take one).
@@ -332,7 +339,7 @@ fn edit(
     let id = change(&mut config, &running).map_err(reply)?;
     config.validate(&host_interfaces(&running)).map_err(reply)?;
     write_config(&pending_file(root), &config)?;
-    remember_vnets(&[&config]);
+    refresh_vnets(root)?;
     Ok(Payload::Text(id))
 }
 
@@ -368,7 +375,7 @@ fn apply_pending(daemon: &Arc<Daemon>, timeout: u64) -> Result<String, ErrorRepl
     write_config(&running_file(root), &new)?;
     let _ = std::fs::remove_file(applying_file(root));
     let _ = std::fs::remove_file(pending_file(root));
-    remember_vnets(&[&new]);
+    refresh_vnets(root)?;
     if timeout == 0 {
         return Ok("SDN configuration applied".to_owned());
     }
@@ -418,7 +425,7 @@ fn roll_back(daemon: &Daemon) -> Result<(), ErrorReply> {
     }
     let _ = std::fs::remove_file(previous_file(root));
     *daemon.sdn.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    Ok(())
+    refresh_vnets(root)
 }
 
 fn confirm(daemon: &Daemon) -> Result<String, ErrorReply> {
@@ -438,6 +445,7 @@ fn revert(daemon: &Daemon) -> Result<String, ErrorReply> {
         roll_back(daemon)?;
     }
     let _ = std::fs::remove_file(pending_file(&daemon.root));
+    refresh_vnets(&daemon.root)?;
     Ok(if waiting {
         "unconfirmed SDN apply rolled back; pending changes dropped".to_owned()
     } else {
@@ -572,7 +580,7 @@ pub(crate) fn resume(daemon: &Arc<Daemon>) {
         let _ = std::fs::remove_file(applying_file(&daemon.root));
     }
     // The permission table learns which zone each VNet is in before the first request.
-    if let Err(e) = running(&daemon.root).and_then(|_| pending(&daemon.root)) {
+    if let Err(e) = refresh_vnets(&daemon.root) {
         tracing::error!("reading the SDN configuration: {}", e.message);
     }
     if previous_file(&daemon.root).exists() {
@@ -612,6 +620,9 @@ mod tests {
 
     use super::*;
 
+    /// The tests that fill the VNet map one at a time: it is the process's.
+    static MAP: Mutex<()> = Mutex::new(());
+
     fn set(key: &str, value: &str) -> SetGuest {
         SetGuest {
             vmid: Vmid::new(100).unwrap(),
@@ -629,6 +640,7 @@ mod tests {
 
     #[test]
     fn a_nic_on_a_vnet_needs_sdn_use_on_the_vnet_in_its_zone() {
+        let _one = MAP.lock().unwrap_or_else(|p| p.into_inner());
         let mut config = SdnConfig::default();
         let opts = |l: &[(&str, &str)]| l.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
         config.add(SdnKind::Zone, "zuse", &opts(&[("type", "simple")])).unwrap();
@@ -655,5 +667,38 @@ mod tests {
             options: vec![("vnet".into(), "vnuse1".into())],
         });
         assert_eq!(needs(&subnet), ["SDN.Allocate on /sdn/zones/zuse/vnuse1"]);
+    }
+
+    #[test]
+    fn trunks_on_a_vnet_need_sdn_use_on_every_vlan_they_carry() {
+        let _one = MAP.lock().unwrap_or_else(|p| p.into_inner());
+        let opts = |l: &[(&str, &str)]| l.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+        let mut config = SdnConfig::default();
+        config.add(SdnKind::Zone, "ztr", &opts(&[("type", "simple")])).unwrap();
+        config.add(SdnKind::Vnet, "vntr1", &opts(&[("zone", "ztr"), ("vlanaware", "1")])).unwrap();
+        remember_vnets(&[&config]);
+        let vm = Request::Vm(VmRequest::Set(set("net0", "virtio,bridge=vntr1,tag=5,trunks=7;9-11")));
+        let got = needs(&vm);
+        for path in ["/sdn/zones/ztr/vntr1/5", "/sdn/zones/ztr/vntr1/7", "/sdn/zones/ztr/vntr1"] {
+            assert!(got.contains(&format!("SDN.Use on {path}")), "{path}: {got:?}");
+        }
+        let ct = Request::Ct(CtRequest::Set(set("net0", "name=eth0,bridge=vntr1,trunks=8")));
+        assert!(needs(&ct).contains(&"SDN.Use on /sdn/zones/ztr/vntr1/8".to_owned()), "{:?}", needs(&ct));
+    }
+
+    #[test]
+    fn a_deleted_vnet_no_longer_decides_the_path_of_a_bridge_of_its_name() {
+        let _one = MAP.lock().unwrap_or_else(|p| p.into_inner());
+        let opts = |l: &[(&str, &str)]| l.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+        let mut config = SdnConfig::default();
+        config.add(SdnKind::Zone, "zgone", &opts(&[("type", "simple")])).unwrap();
+        config.add(SdnKind::Vnet, "vngone1", &opts(&[("zone", "zgone")])).unwrap();
+        remember_vnets(&[&config]);
+        assert_eq!(nic_path("vngone1", None), "/sdn/zones/zgone/vngone1");
+        // Gone from both configurations: a bridge of that name is a local one again, and
+        // SDN.Use on the old zone does not reach it.
+        config.delete(SdnKind::Vnet, "vngone1", &[]).unwrap();
+        remember_vnets(&[&config]);
+        assert_eq!(nic_path("vngone1", None), "/sdn/zones/localnetwork/vngone1");
     }
 }

@@ -255,3 +255,45 @@ fn diff_lists_new_changed_and_deleted_objects() {
     let short: Vec<String> = d.iter().map(|c| format!("{} {} {}", c.state, c.kind, c.id)).collect();
     assert_eq!(short, ["new vnet vnet1", "changed subnet zs-10.0.0.0-24"]);
 }
+
+#[test]
+fn a_key_given_twice_is_refused() {
+    // The permission check reads the first `zone`/`vnet` of a request: a second one must not
+    // put the object somewhere else.
+    let mut c = simple();
+    c.add(SdnKind::Zone, "zother", &opts(&[("type", "simple")])).unwrap();
+    let before = c.clone();
+    let e = err(c.add(SdnKind::Vnet, "vnet9", &opts(&[("zone", "zs"), ("zone", "zother")])));
+    assert_eq!(e, "zone: given more than once");
+    c.add(SdnKind::Vnet, "vnet8", &opts(&[("zone", "zother")])).unwrap();
+    let e = err(c.add(SdnKind::Subnet, "10.9.0.0/24", &opts(&[("vnet", "vnet0"), ("vnet", "vnet8")])));
+    assert_eq!(e, "vnet: given more than once");
+    let e = err(c.set(SdnKind::Zone, "zs", &opts(&[("mtu", "1400"), ("mtu", "1500")]), &[]));
+    assert_eq!(e, "mtu: given more than once");
+    c.vnets.remove("vnet8");
+    assert_eq!(c, before);
+    // dhcp-range is the one key that repeats.
+    c.set(
+        SdnKind::Subnet,
+        "10.0.0.0/24",
+        &opts(&[
+            ("dhcp-range", "start-address=10.0.0.100,end-address=10.0.0.101"),
+            ("dhcp-range", "start-address=10.0.0.110,end-address=10.0.0.111"),
+        ]),
+        &[],
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_vlan_port_name_must_fit_an_interface_name() {
+    let mut c = SdnConfig::default();
+    c.add(SdnKind::Zone, "zv", &opts(&[("type", "vlan"), ("bridge", "bridgename12")])).unwrap();
+    c.add(SdnKind::Vnet, "v1", &opts(&[("zone", "zv"), ("tag", "4000")])).unwrap();
+    assert_eq!(
+        err(c.validate(&[])),
+        "vnet v1: tag: the VLAN port bridgename12.4000 would be longer than 15 bytes (use a shorter zone bridge)"
+    );
+    c.set(SdnKind::Vnet, "v1", &opts(&[("tag", "40")]), &[]).unwrap();
+    c.validate(&[]).unwrap();
+}

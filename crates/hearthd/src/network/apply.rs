@@ -577,8 +577,20 @@ pub struct Journal {
     pub deadline: Option<u64>,
     pub previous: NetworkConfig,
     pub applied: NetworkConfig,
+    /// The kernel the steps ran on ([`kernel_identity`]); steps recorded on another (after a
+    /// reboot, in another network namespace) are not undone there.
+    #[serde(default)]
+    pub kernel: Option<String>,
     #[serde(skip)]
     pub steps: Vec<Step>,
+}
+
+/// This boot and network namespace: `/proc/sys/kernel/random/boot_id` and the namespace of
+/// `/proc/self/ns/net`. `None` when either cannot be read.
+pub fn kernel_identity() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let netns = std::fs::read_link("/proc/self/ns/net").ok()?;
+    Some(format!("{} {}", boot.trim(), netns.display()))
 }
 
 pub fn journal_path(root: &Path) -> PathBuf {

@@ -66,6 +66,8 @@ enum Undo {
         conf: Option<Vec<u8>>,
         ethers: Option<Vec<u8>>,
     },
+    /// The files of a zone that had no dnsmasq before.
+    RemoveZoneFiles(String),
 }
 
 fn undo(root: &Path, step: Undo) {
@@ -92,6 +94,10 @@ fn undo(root: &Path, step: Undo) {
             }
             start_dnsmasq(root, zone)
         }
+        Undo::RemoveZoneFiles(zone) => match std::fs::remove_dir_all(zone_dir(root, zone)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+            _ => Ok(()),
+        },
     };
     if let Err(e) = result {
         tracing::error!("undoing an SDN step failed: {e}");
@@ -115,17 +121,29 @@ pub(super) fn transition(root: &Path, old: &NodePlan, new: &NodePlan, ipam: &[Ip
 /// After an interrupted apply: removes everything any of `seen` made (bridges and their ports,
 /// dnsmasq instances, the SNAT table), then builds `target` from nothing.
 pub(super) fn rebuild(root: &Path, seen: &[&NodePlan], target: &NodePlan, ipam: &[IpamEntry]) -> Result<(), String> {
+    // Guests' ports go back into the bridges of the same name that are made again.
+    let mut plugged: Vec<(String, Vec<String>)> = Vec::new();
     for plan in seen {
         for zone in &plan.dhcp {
             stop_dnsmasq(root, &zone.zone);
         }
         for bridge in &plan.bridges {
+            let ports = guest_ports(bridge);
+            if !ports.is_empty() {
+                plugged.push((bridge.name.clone(), ports));
+            }
             delete_bridge(bridge);
         }
     }
     run_with_input("nft", &["-f", "-"], Some(&sdn::nft_ruleset(&[])))
         .map_err(|e| format!("removing the SNAT table: {e}"))?;
-    transition(root, &NodePlan::default(), target, ipam)
+    transition(root, &NodePlan::default(), target, ipam)?;
+    for (bridge, ports) in &plugged {
+        if target.bridges.iter().any(|b| b.name == *bridge) {
+            replug(bridge, ports);
+        }
+    }
+    Ok(())
 }
 
 fn steps(root: &Path, old: &NodePlan, new: &NodePlan, ipam: &[IpamEntry], done: &mut Vec<Undo>) -> Result<(), String> {
@@ -184,6 +202,9 @@ fn steps(root: &Path, old: &NodePlan, new: &NodePlan, ipam: &[IpamEntry], done: 
         done.push(Undo::Nft(sdn::nft_ruleset(&old.snat)));
     }
     for zone in new.dhcp.iter().filter(|z| dhcp_changed(z, &old.dhcp)) {
+        if !old.dhcp.iter().any(|o| o.zone == zone.zone) {
+            done.push(Undo::RemoveZoneFiles(zone.zone.clone()));
+        }
         write_dnsmasq_files(root, zone, ipam)?;
         start_dnsmasq(root, &zone.zone).map_err(|e| format!("starting dnsmasq of zone {}: {e}", zone.zone))?;
         done.push(Undo::StopDnsmasq(zone.zone.clone()));
@@ -201,8 +222,14 @@ fn netlink() -> Result<Netlink, String> {
 
 fn create_bridge(b: &VnetBridge) -> Result<(), String> {
     let mut nl = netlink()?;
-    if nl.exists(&b.name).map_err(|e| e.to_string())? {
-        return Err(format!("interface {} already exists", b.name));
+    // Every name SDN would make, checked first: an interface it did not make is neither taken
+    // over nor, on the way back from a failure, removed.
+    let names =
+        std::iter::once(&b.name).chain(b.vxlan.as_ref().map(|v| &v.name)).chain(b.vlan.as_ref().map(|v| &v.name));
+    for name in names {
+        if nl.exists(name).map_err(|e| e.to_string())? {
+            return Err(format!("interface {name} already exists"));
+        }
     }
     let result = build_bridge(&mut nl, b).map_err(|e| match e {
         NetError::Kernel { ref ifname, errno, .. } if errno == libc::EOPNOTSUPP => {
