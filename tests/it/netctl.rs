@@ -614,3 +614,30 @@ fn an_sdn_vnet_is_not_taken_over_by_the_node_network() {
     assert!(err.contains("iface: 'vnm' is the bridge of SDN VNet vnm"), "{err}");
     assert!(ns.link("vnm").is_none() && running(&daemon).is_none());
 }
+
+#[test]
+fn the_running_configuration_is_brought_up_again_at_start() {
+    let ns = Netns::new();
+    let mut daemon = daemon_in(&ns, &[]);
+    ns.nic("eno1");
+    ok(
+        &daemon,
+        "netctl",
+        &["create", "vmbr1", "--type", "bridge", "--bridge_ports", "eno1", "--cidr", "10.84.0.2/24", "--autostart"],
+    );
+    ok(&daemon, "netctl", &["apply", "--confirm-timeout", "0"]);
+    let index = ns.ifindex("vmbr1");
+    // A start with everything in place changes nothing.
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    daemon.restart();
+    assert_eq!(ns.ifindex("vmbr1"), index, "an unchanged bridge is left alone at start");
+    // As after a reboot: the bridge is gone while hearthd is down.
+    daemon.signal(nix::sys::signal::Signal::SIGKILL);
+    ns.ip(&["link", "del", "vmbr1"]);
+    assert!(ns.link("vmbr1").is_none());
+    daemon.restart();
+    assert_eq!(ns.master("eno1").as_deref(), Some("vmbr1"), "the bridge is made again with its port");
+    assert!(ns.addresses("vmbr1").iter().any(|a| a == "10.84.0.2/24"), "{:?}", ns.addresses("vmbr1"));
+    assert!(journal(&daemon).is_none());
+    assert!(pending(&daemon).is_empty(), "{:?}", pending(&daemon));
+}

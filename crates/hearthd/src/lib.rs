@@ -613,6 +613,7 @@ fn run(root: &Path, node: &str) -> anyhow::Result<()> {
         let bound = bind(root)?;
         let daemon = Daemon::open(root, node)?;
         network::recover(root);
+        network::bring_up(root);
         let pid_file = root.join("run/hearth/hearthd.pid");
         std::fs::write(&pid_file, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing {}", pid_file.display()))?;

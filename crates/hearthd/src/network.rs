@@ -498,6 +498,51 @@ fn arm_timer(root: PathBuf, id: u64, seconds: u64) {
 
 /// At start: an apply that was cut off is rolled back; one waiting for confirmation gets its
 /// timer again (rolled back at once when its time is up).
+/// At start, after [`recover`]: the running configuration is made true in the kernel again —
+/// after a reboot its bridges, bonds and VLANs do not exist yet, as ifupdown brings up the
+/// node's interfaces at boot. Only what the configuration names is touched; when nothing
+/// differs, nothing is done. A failing step undoes the others and is logged; hearthd still
+/// serves.
+pub fn bring_up(root: &Path) {
+    let _guard = lock();
+    if apply::read_journal(root).is_some() {
+        return;
+    }
+    let config = match running(root) {
+        Ok(config) if !config.ifaces.is_empty() => config,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::error!(error = %e.message, "reading the running network configuration");
+            return;
+        }
+    };
+    let steps = netlink().map_err(|e| e.message).and_then(|mut nl| {
+        let kernel = apply::Kernel::observe(&mut nl)?;
+        let steps = apply::plan(&kernel, &config, &config)?;
+        if steps.is_empty() {
+            return Ok(0);
+        }
+        let count = steps.len();
+        let mut journal = apply::Journal {
+            state: "applying".into(),
+            id: 0,
+            deadline: None,
+            previous: config.clone(),
+            applied: config.clone(),
+            kernel: apply::kernel_identity(),
+            steps: Vec::new(),
+        };
+        let result = apply::run(root, &mut nl, &mut journal, steps);
+        let _ = std::fs::remove_file(apply::journal_path(root));
+        result.map(|()| count)
+    });
+    match steps {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "network: the running configuration brought up"),
+        Err(e) => tracing::error!(error = %e, "network: bringing up the running configuration failed"),
+    }
+}
+
 pub fn recover(root: &Path) {
     let Some(j) = apply::read_journal(root) else { return };
     let remaining = j.deadline.map_or(0, |d| d.saturating_sub(now()));
