@@ -132,7 +132,15 @@ impl<K: Ord + Copy> RunningSet<K> {
         for id in changed {
             match recheck(id) {
                 Recheck::Running(pids) => {
-                    guests.insert(id, Tracked::open(&pids));
+                    let tracked = Tracked::open(&pids);
+                    // A process reported that has already exited (an init its monitor has
+                    // not reaped yet, its pid file not yet removed) does not run: the guest
+                    // is between two and asked about again next time.
+                    if alive(&tracked) {
+                        guests.insert(id, tracked);
+                    } else {
+                        between.push(id);
+                    }
                 }
                 Recheck::NotNow => between.push(id),
                 Recheck::Gone => {
@@ -205,6 +213,9 @@ mod tests {
         let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
         assert_eq!(poll(&mut fds, PollTimeout::from(10_000u16)), Ok(1), "the process exits");
         assert_eq!(set.running_rechecked(|_| Recheck::NotNow), BTreeMap::new(), "between two processes");
+        // A recheck that still reports the exited (unreaped) process: not running.
+        let stale = [first.id(), other.id()];
+        assert_eq!(set.running_rechecked(|_| Recheck::Running(stale.to_vec())), BTreeMap::new(), "a stale report");
         let now = [second.id(), other.id()];
         assert_eq!(set.running_rechecked(|_| Recheck::Running(now.to_vec())), BTreeMap::from([(4, second.id())]));
         assert_eq!(set.running(), BTreeMap::from([(4, second.id())]), "the new process is watched");
