@@ -17,13 +17,16 @@ use crate::{FirewallInput, GuestFirewall};
 pub enum CompileError {
     #[error("{what}: {source}")]
     Config { what: String, source: FirewallError },
-    #[error("too many firewalled guest ports ({0}, at most 65535)")]
+    #[error("too many firewalled guest ports ({0}, at most 32767)")]
     TooManyPorts(usize),
 }
 
 /// Management ports the host always accepts from the `management` IP set (as Proxmox does):
 /// SSH, SPICE proxy, VNC websockets, the API.
 pub const MANAGEMENT_PORTS: &[(u16, u16)] = &[(22, 22), (3128, 3128), (5900, 5999), (8006, 8006)];
+
+/// Firewalled guest ports one ruleset can hold: a port's id takes 15 bits of the packet mark.
+pub const MAX_PORTS: usize = 0x7fff;
 
 /// Whose configuration a rule or set belongs to.
 #[derive(Clone, Copy, Debug)]
@@ -465,7 +468,7 @@ impl<'a> Compiler<'a> {
         }
         let cowner = Owner { level: Level::Cluster, vmid: 0, config: dc, dc };
         let howner = Owner { level: Level::Host, vmid: 0, config: host, dc };
-        for (name, dir) in [("in", RuleType::In), ("out", RuleType::Out)] {
+        for (name, dir) in [("in", RuleType::In), ("out", RuleType::Out), ("forward", RuleType::Forward)] {
             let accept = Action::Accept;
             let c = self
                 .rules_for(&cowner, &dc.rules, dir, &format!("cluster-{name}"), None, accept.clone())
@@ -545,6 +548,20 @@ impl<'a> Compiler<'a> {
             ),
         ];
         self.rs.chains.insert("host-zone-out".into(), Chain { rules: zout });
+        // Traffic the node routes (not bridged): host FORWARD rules, cluster FORWARD rules, then
+        // `policy_forward` (ACCEPT or DROP).
+        let zfwd = vec![
+            Self::simple(Vec::new(), Action::Jump("host-forward".into()), "host rules"),
+            Self::simple(Vec::new(), Action::Jump("cluster-forward".into()), "cluster rules"),
+            Self::policy_rule(
+                dc.option(Level::Cluster, "policy_forward").unwrap_or("ACCEPT"),
+                Action::Accept,
+                "host-zone-forward",
+                0,
+                host.option(Level::Host, "log_level_forward"),
+            ),
+        ];
+        self.rs.chains.insert("host-zone-forward".into(), Chain { rules: zfwd });
         Ok(())
     }
 
@@ -693,7 +710,7 @@ pub fn compile(input: &FirewallInput) -> Result<Ruleset, CompileError> {
         g.config.validate(Level::Guest, Some(dc)).map_err(cfg_err(format!("guest {}", g.vmid)))?;
     }
     let ports: usize = input.guests.iter().map(|g| g.nics.iter().filter(|n| n.firewall).count()).sum();
-    if ports > 65535 {
+    if ports > MAX_PORTS {
         return Err(CompileError::TooManyPorts(ports));
     }
     let mut c = Compiler { input, rs: Ruleset::default() };

@@ -94,7 +94,8 @@ pub struct PortBinding {
     pub vmid: u32,
     pub index: u32,
     pub port: String,
-    /// 1-based; bits 16–31 of the mark for frames from the port, bits 0–15 for frames to it.
+    /// 1-based, at most 32767; bits 16–31 of the mark for frames from the port, bits 0–14 for
+    /// frames to it (bit 15 marks a bridged frame).
     pub id: u32,
     /// Source MAC the guest must use (`macfilter`), if any.
     pub mac: Option<String>,

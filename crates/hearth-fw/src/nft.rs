@@ -124,11 +124,11 @@ impl Ruleset {
         let _ = writeln!(s, "\t}}");
         let _ = writeln!(
             s,
-            "\tchain prerouting {{\n\t\ttype filter hook prerouting priority -200; policy accept;\n\t\tmeta mark set meta mark & 0x0000ffff\n\t\tiifname vmap @port-in\n\t}}"
+            "\tchain prerouting {{\n\t\ttype filter hook prerouting priority -200; policy accept;\n\t\tmeta mark set meta mark & 0x00007fff\n\t\tiifname vmap @port-in\n\t}}"
         );
         let _ = writeln!(
             s,
-            "\tchain forward {{\n\t\ttype filter hook forward priority -10; policy accept;\n\t\tmeta mark set meta mark & 0xffff0000\n\t\toifname vmap @port-out\n\t}}"
+            "\tchain forward {{\n\t\ttype filter hook forward priority -10; policy accept;\n\t\tmeta mark set meta mark & 0xffff0000 | 0x00008000\n\t\toifname vmap @port-out\n\t}}"
         );
         for p in &self.ports {
             let _ = writeln!(s, "\tchain port{}-in {{", p.id);
@@ -178,9 +178,13 @@ impl Ruleset {
             s,
             "\tchain output {{\n\t\ttype filter hook output priority filter; policy accept;\n\t\toif lo accept\n\t\tct state established,related accept\n{host_out}\t}}\n"
         );
+        // Bit 15 marks bridged frames: routed traffic (bit clear) goes through the host zone's
+        // FORWARD rules, bridged traffic through the guest chains only.
+        let host_fwd =
+            if self.host_enabled { "\t\tmeta mark & 0x00008000 == 0x00000000 jump host-zone-forward\n" } else { "" };
         let _ = writeln!(
             s,
-            "\tchain forward {{\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tct state established,related accept\n\t\tct state invalid drop\n\t\tmeta mark & 0xffff0000 vmap @guest-out\n\t\tmeta mark & 0x0000ffff vmap @guest-in\n\t}}"
+            "\tchain forward {{\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tct state established,related accept\n\t\tct state invalid drop\n\t\tmeta mark & 0xffff0000 vmap @guest-out\n{host_fwd}\t\tmeta mark & 0x00007fff vmap @guest-in\n\t}}"
         );
         for (name, chain) in &self.chains {
             let _ = writeln!(s, "\tchain {name} {{");

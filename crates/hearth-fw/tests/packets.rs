@@ -69,7 +69,9 @@ struct Topology {
     host: String,
     outside: String,
     guest: String,
-    server: Option<Child>,
+    /// A network behind the host that it routes to (`add_routed`).
+    far: Option<String>,
+    servers: Vec<Child>,
 }
 
 const PORTS: &[u16] = &[22, 23, 53, 80, 443, 5000, 5001, 5002, 6000, 7000];
@@ -82,7 +84,8 @@ impl Topology {
             host: format!("hfh{sfx}"),
             outside: format!("hfo{sfx}"),
             guest: format!("hfg{sfx}"),
-            server: None,
+            far: None,
+            servers: Vec::new(),
         };
         for ns in [&t.host, &t.outside, &t.guest] {
             sh(&["ip", "netns", "add", ns]);
@@ -125,7 +128,30 @@ impl Topology {
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("server output");
         assert_eq!(line.trim(), "ready");
-        self.server = Some(child);
+        self.servers.push(child);
+    }
+
+    /// A fourth namespace, `far` (10.8.0.1/24), that the host routes to through its own link
+    /// (`vfar`, 10.8.0.254): traffic between it and the bridge's 10.9.0.0/24 is routed, not
+    /// bridged. Returns the namespace's name.
+    fn add_routed(&mut self) -> String {
+        let far = self.host.replacen("hfh", "hff", 1);
+        sh(&["ip", "netns", "add", &far]);
+        self.far = Some(far.clone());
+        let h = self.host.as_str();
+        sh(&["ip", "-n", h, "link", "add", "vfar", "type", "veth", "peer", "name", "eth0", "netns", &far]);
+        sh(&["ip", "-n", h, "link", "set", "vfar", "up"]);
+        sh(&["ip", "-n", h, "addr", "add", "10.8.0.254/24", "dev", "vfar"]);
+        sh(&["ip", "netns", "exec", h, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        sh(&["ip", "-n", &far, "addr", "add", "10.8.0.1/24", "dev", "eth0"]);
+        for d in ["eth0", "lo"] {
+            sh(&["ip", "-n", &far, "link", "set", d, "up"]);
+        }
+        sh(&["ip", "-n", &far, "route", "add", "10.9.0.0/24", "via", "10.8.0.254"]);
+        for ns in [&self.outside, &self.guest] {
+            sh(&["ip", "-n", ns, "route", "add", "10.8.0.0/24", "via", "10.9.0.254"]);
+        }
+        far
     }
 
     /// Probes from `ns`: each item `src,proto,dst,port`; answers open, refused or timeout.
@@ -140,20 +166,24 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
-        if let Some(mut c) = self.server.take() {
+        for mut c in self.servers.drain(..) {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for ns in [&self.host, &self.outside, &self.guest] {
+        for ns in [Some(&self.host), Some(&self.outside), Some(&self.guest), self.far.as_ref()].into_iter().flatten() {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
 }
 
 fn input(cluster: &str, guest: &str, ips: Vec<&str>) -> FirewallInput {
+    input_with_host(cluster, "", guest, ips)
+}
+
+fn input_with_host(cluster: &str, host: &str, guest: &str, ips: Vec<&str>) -> FirewallInput {
     FirewallInput {
         cluster: fwfile::parse(cluster).unwrap(),
-        host: FirewallConfig::default(),
+        host: if host.is_empty() { FirewallConfig::default() } else { fwfile::parse(host).unwrap() },
         guests: vec![GuestFirewall {
             vmid: 100,
             config: fwfile::parse(guest).unwrap(),
@@ -310,8 +340,7 @@ impl Rng {
     }
 }
 
-fn random_rule(r: &mut Rng) -> String {
-    let dir = "IN";
+fn random_rule(r: &mut Rng, dir: &str) -> String {
     let action = *r.pick(&["ACCEPT", "DROP", "REJECT"]);
     let mut line = if r.next().is_multiple_of(5) {
         format!("{dir} {}({action})", r.pick(&["SSH", "HTTP", "Web", "DNS", "Telnet"]))
@@ -351,7 +380,7 @@ fn simulate_agrees_with_the_kernel_on_random_rulesets() {
     let mut checked = 0;
     for round in 0..rulesets {
         let n = 1 + r.next() % 6;
-        let rules: Vec<String> = (0..n).map(|_| random_rule(&mut r)).collect();
+        let rules: Vec<String> = (0..n).map(|_| random_rule(&mut r, "IN")).collect();
         let policy = r.pick(&["ACCEPT", "DROP", "REJECT"]);
         let guest = format!("[OPTIONS]\nenable: 1\npolicy_in: {policy}\n[RULES]\n{}\n", rules.join("\n"));
         let rs = compile(&input(CLUSTER, &guest, vec![])).unwrap();
@@ -463,4 +492,108 @@ fn a_delta_leaves_the_kernel_as_a_full_load_would() {
     assert_eq!(new.delta_nft(&new).as_deref(), Some(""));
     let other = compile(&input(CLUSTER, "[OPTIONS]\nenable: 1\nipfilter: 1\n", vec![])).unwrap();
     assert_eq!(other.delta_nft(&old), None, "new sets need a full load");
+}
+
+fn routed_packet(source: &str, proto: &str, dport: u16) -> Packet {
+    Packet {
+        from: Endpoint::Outside,
+        to: Endpoint::Routed,
+        source: source.parse().unwrap(),
+        dest: "10.8.0.1".parse().unwrap(),
+        proto: if proto == "tcp" { 6 } else { 17 },
+        sport: Some(40000),
+        dport: Some(dport),
+        icmp: None,
+        iface: None,
+    }
+}
+
+#[test]
+fn host_forward_rules_decide_routed_traffic_only() {
+    let mut t = Topology::new();
+    let far = t.add_routed();
+    t.serve(&far);
+    t.serve(&t.guest.clone());
+    let cluster = format!(
+        "{}[RULES]\nFORWARD ACCEPT -p tcp -dport 80\nFORWARD REJECT -p tcp -dport 23\n",
+        CLUSTER.replace("enable: 1\n", "enable: 1\npolicy_forward: DROP\n")
+    );
+    let host =
+        "[RULES]\nFORWARD DROP -p tcp -dport 80 -source 10.9.0.3\nFORWARD ACCEPT -p tcp -dport 22 -dest 10.8.0.1\n";
+    let guest = "[OPTIONS]\nenable: 1\n[RULES]\nIN ACCEPT -p tcp -dport 443\n";
+    let rs = compile(&input_with_host(&cluster, host, guest, vec![])).unwrap();
+    t.nft().apply(&rs.to_nft()).unwrap();
+    let cases: &[(&str, &str, u16, &str, &str)] = &[
+        ("10.9.0.1", "tcp", 80, "open", "cluster FORWARD rule (and its replies)"),
+        ("10.9.0.3", "tcp", 80, "timeout", "host FORWARD rule before the cluster's"),
+        ("10.9.0.1", "tcp", 23, "refused", "FORWARD REJECT is a TCP reset"),
+        ("10.9.0.1", "tcp", 22, "open", "host FORWARD rule with -dest"),
+        ("10.9.0.1", "tcp", 443, "timeout", "policy_forward DROP"),
+        ("10.9.0.1", "udp", 53, "timeout", "policy_forward DROP (udp)"),
+    ];
+    let items: Vec<String> = cases.iter().map(|(s, p, port, _, _)| format!("{s},{p},10.8.0.1,{port}")).collect();
+    let got = t.probe(&t.outside, &items);
+    for (c, g) in cases.iter().zip(&got) {
+        assert_eq!(g, c.3, "{c:?}");
+        let sim = simulate(&rs, &routed_packet(c.0, c.1, c.2));
+        assert_eq!(expect(sim.verdict), c.3, "simulate {c:?}: {sim:#?}");
+    }
+    // Bridged traffic is not the host's to forward: policy_forward DROP leaves it to the guest.
+    assert_eq!(
+        t.probe(&t.outside, &["10.9.0.1,tcp,10.9.0.2,443".into(), "10.9.0.1,tcp,10.9.0.2,80".into()]),
+        ["open", "timeout"]
+    );
+    // A guest's routed connection passes its outbound chain, then the host's FORWARD rules.
+    assert_eq!(
+        t.probe(&t.guest, &["10.9.0.2,tcp,10.8.0.1,80".into(), "10.9.0.2,tcp,10.8.0.1,443".into()]),
+        ["open", "timeout"]
+    );
+    // With the host zone disabled, FORWARD rules and policy no longer apply.
+    let host_off = format!("[OPTIONS]\nenable: 0\n{host}");
+    let rs = compile(&input_with_host(&cluster, &host_off, guest, vec![])).unwrap();
+    t.nft().apply(&rs.to_nft()).unwrap();
+    assert_eq!(t.probe(&t.outside, &["10.9.0.1,tcp,10.8.0.1,443".into()]), ["open"]);
+    assert_eq!(expect(simulate(&rs, &routed_packet("10.9.0.1", "tcp", 443)).verdict), "open");
+}
+
+#[test]
+fn simulate_agrees_with_the_kernel_on_random_forward_rules() {
+    let mut t = Topology::new();
+    let far = t.add_routed();
+    t.serve(&far);
+    let seed = 0xf0d_5eed_u64 ^ u64::from(std::process::id());
+    let mut r = Rng(seed);
+    let (rulesets, packets) = (20, 5);
+    for round in 0..rulesets {
+        let host: Vec<String> = (0..r.next() % 4).map(|_| random_rule(&mut r, "FORWARD")).collect();
+        let cl: Vec<String> = (0..r.next() % 4).map(|_| random_rule(&mut r, "FORWARD")).collect();
+        let policy = r.pick(&["ACCEPT", "DROP"]);
+        let cluster = format!(
+            "{}[RULES]\n{}\n",
+            CLUSTER.replace("enable: 1\n", &format!("enable: 1\npolicy_forward: {policy}\n")),
+            cl.join("\n")
+        );
+        let host = format!("[RULES]\n{}\n", host.join("\n"));
+        let rs = compile(&input_with_host(&cluster, &host, "[OPTIONS]\nenable: 1\n", vec![])).unwrap();
+        t.nft().apply(&rs.to_nft()).unwrap();
+        let pk: Vec<(&str, &str, u16)> = (0..packets)
+            .map(|_| {
+                (
+                    *r.pick(&["10.9.0.1", "10.9.0.3", "10.9.0.4", "10.9.0.5", "10.9.0.10", "10.9.0.11"]),
+                    *r.pick(&["tcp", "udp"]),
+                    *r.pick(PORTS),
+                )
+            })
+            .collect();
+        let items: Vec<String> = pk.iter().map(|(s, p, d)| format!("{s},{p},10.8.0.1,{d}")).collect();
+        let got = t.probe(&t.outside, &items);
+        for ((s, p, d), g) in pk.iter().zip(&got) {
+            let sim = simulate(&rs, &routed_packet(s, p, *d));
+            assert_eq!(
+                expect(sim.verdict),
+                g,
+                "seed {seed:#x} round {round}: {s} {p}/{d} against\n{cluster}\n{host}\nsimulate said {sim:#?}"
+            );
+        }
+    }
 }

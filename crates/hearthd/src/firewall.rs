@@ -777,7 +777,7 @@ pub fn handle(daemon: &Arc<Daemon>, request: FirewallRequest) -> Result<Payload,
             let rs = compile(daemon, &files)?;
             let ep = |k: &str, s: &str| {
                 Endpoint::parse(s).ok_or_else(|| {
-                    invalid(format!("{k}: expected host, outside, vmN, ctN or N (optionally /netN), got '{s}'"))
+                    invalid(format!("{k}: expected host, outside, routed, vmN, ctN or N (optionally /netN), got '{s}'"))
                 })
             };
             let ip =
