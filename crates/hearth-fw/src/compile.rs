@@ -526,6 +526,61 @@ impl<'a> Compiler<'a> {
                 ));
             }
         }
+        // Host options, as pve-firewall's option chains: smurfs (broadcast or multicast sources)
+        // and TCP flag combinations no connection uses, before the host's own rules.
+        if host.flag(Level::Host, "nosmurfs") {
+            let log = host
+                .option(Level::Host, "smurf_log_level")
+                .filter(|l| *l != "nolog")
+                .map(|_| "0 smurfs block-smurfs DROP: ".to_string());
+            let v4 = |m: Vec<Match>| [vec![Match::Family(Family::V4)], m].concat();
+            let any = AddrItem::Net(IpNet { addr: IpAddr::from([0, 0, 0, 0]), prefix: 32 });
+            let multicast = AddrItem::Net(IpNet { addr: IpAddr::from([224, 0, 0, 0]), prefix: 4 });
+            let smurfs = vec![
+                Self::simple(
+                    v4(vec![Match::Addr { source: true, family: Family::V4, items: vec![any] }]),
+                    Action::Return,
+                    "nosmurfs: unspecified source (DHCP)",
+                ),
+                IrRule {
+                    log: log.clone(),
+                    ..Self::simple(v4(vec![Match::SourceBroadcast]), Action::Drop, "nosmurfs: broadcast source")
+                },
+                IrRule {
+                    log,
+                    ..Self::simple(
+                        v4(vec![Match::Addr { source: true, family: Family::V4, items: vec![multicast] }]),
+                        Action::Drop,
+                        "nosmurfs: multicast source",
+                    )
+                },
+            ];
+            self.rs.chains.insert("block-smurfs".into(), Chain { rules: smurfs });
+            zin.push(Self::simple(vec![Match::Family(Family::V4)], Action::Jump("block-smurfs".into()), "nosmurfs"));
+        }
+        if host.flag(Level::Host, "tcpflags") {
+            let log = host
+                .option(Level::Host, "tcp_flags_log_level")
+                .filter(|l| *l != "nolog")
+                .map(|_| "0 tcpflags block-invalid-tcp DROP: ".to_string());
+            let rule = |extra: Vec<Match>, mask: u8, value: u8, why: &str| IrRule {
+                log: log.clone(),
+                ..Self::simple(
+                    [vec![Match::L4Proto(6)], extra, vec![Match::TcpFlags { mask, value }]].concat(),
+                    Action::Drop,
+                    &format!("tcpflags: {why}"),
+                )
+            };
+            let invalid = vec![
+                rule(Vec::new(), 0x3f, 0x29, "FIN,PSH,URG"),
+                rule(Vec::new(), 0x3f, 0x00, "no flags"),
+                rule(Vec::new(), 0x06, 0x06, "SYN,RST"),
+                rule(Vec::new(), 0x03, 0x03, "SYN,FIN"),
+                rule(vec![Match::SPort(PortSpec(vec![(0, 0)]))], 0x17, 0x02, "SYN from source port 0"),
+            ];
+            self.rs.chains.insert("block-invalid-tcp".into(), Chain { rules: invalid });
+            zin.push(Self::simple(vec![Match::L4Proto(6)], Action::Jump("block-invalid-tcp".into()), "tcpflags"));
+        }
         zin.push(Self::simple(Vec::new(), Action::Jump("host-in".into()), "host rules"));
         zin.push(Self::simple(Vec::new(), Action::Jump("cluster-in".into()), "cluster rules"));
         zin.push(Self::policy_rule(

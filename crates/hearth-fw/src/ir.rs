@@ -49,6 +49,14 @@ pub enum Match {
         kind: u8,
         code: Option<u8>,
     },
+    /// TCP flags: `flags & mask == value` (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10,
+    /// URG 0x20).
+    TcpFlags {
+        mask: u8,
+        value: u8,
+    },
+    /// The source address is a broadcast address of this node (`fib saddr type broadcast`).
+    SourceBroadcast,
     /// Input interface (host rules `-i` in IN direction).
     InIface(String),
     /// Output interface (host rules `-i` in OUT direction).

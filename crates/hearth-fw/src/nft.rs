@@ -75,6 +75,8 @@ fn rule_text(r: &IrRule, log_group: u16) -> String {
                     None => format!("{kw} type {kind}"),
                 }
             }
+            Match::TcpFlags { mask, value } => format!("tcp flags & 0x{mask:02x} == 0x{value:02x}"),
+            Match::SourceBroadcast => "fib saddr type broadcast".to_string(),
             Match::InIface(i) => format!("iifname {}", quote(i)),
             Match::OutIface(i) => format!("oifname {}", quote(i)),
         };

@@ -111,6 +111,10 @@ fn matches(rs: &Ruleset, m: &Match, p: &Packet) -> bool {
             let proto = if *f == Family::V4 { 1 } else { 58 };
             *f == fam && p.proto == proto && p.icmp.is_some_and(|(t, c)| t == *kind && code.is_none_or(|x| x == c))
         }
+        // The first packet of a TCP connection is a plain SYN.
+        Match::TcpFlags { mask, value } => p.proto == 6 && 0x02 & mask == *value,
+        // Only the limited broadcast address: the simulator does not know the node's subnets.
+        Match::SourceBroadcast => p.source == IpAddr::from([255, 255, 255, 255]),
         Match::InIface(i) | Match::OutIface(i) => p.iface.as_deref() == Some(i.as_str()),
     }
 }

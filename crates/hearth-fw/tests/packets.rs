@@ -597,3 +597,132 @@ fn simulate_agrees_with_the_kernel_on_random_forward_rules() {
         }
     }
 }
+
+/// Sends one hand-made TCP segment (`src dst dport sport flags`) through a raw socket and says
+/// how the destination answered: synack, rst or none (within a second).
+const RAW_TCP: &str = r#"
+import socket, struct, sys, time, select
+src, dst, dport, sport, flags = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5], 0)
+def csum(b):
+    if len(b) % 2: b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+s.bind((src, 0))
+hdr = struct.pack('!HHIIBBHHH', sport, dport, 12345, 0, 5 << 4, flags, 64240, 0, 0)
+pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack('!BBH', 0, 6, len(hdr))
+hdr = hdr[:16] + struct.pack('!H', csum(pseudo + hdr)) + hdr[18:]
+s.sendto(hdr, (dst, 0))
+end = time.time() + 1.0
+while True:
+    left = end - time.time()
+    if left <= 0 or not select.select([s], [], [], left)[0]:
+        print('none'); break
+    pkt, _ = s.recvfrom(100)
+    ihl = (pkt[0] & 15) * 4
+    sp, dp = struct.unpack('!HH', pkt[ihl:ihl + 4]); fl = pkt[ihl + 13]
+    if socket.inet_ntoa(pkt[12:16]) == dst and sp == dport and dp == sport:
+        print('synack' if fl & 0x12 == 0x12 else 'rst' if fl & 4 else 'other %#x' % fl); break
+"#;
+
+/// Sends one UDP datagram with a forged source address (`src dst dport`).
+const SPOOF_UDP: &str = r#"
+import socket, struct, sys
+src, dst, dport = sys.argv[1], sys.argv[2], int(sys.argv[3])
+payload = b'smurf'
+udp = struct.pack('!HHHH', 40000, dport, 8 + len(payload), 0) + payload
+ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+s.sendto(ip + udp, (dst, 0))
+"#;
+
+/// Prints the source address of every UDP datagram to a port.
+const UDP_SOURCES: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', int(sys.argv[1])))
+print('ready', flush=True)
+while True:
+    d, a = s.recvfrom(100); print(a[0], flush=True)
+"#;
+
+fn raw_tcp(ns: &str, sport: u16, flags: u8) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", RAW_TCP, "10.9.0.1", "10.9.0.254", "7000"])
+        .arg(sport.to_string())
+        .arg(flags.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn host_options_drop_smurfs_and_invalid_tcp_flags() {
+    let mut t = Topology::new();
+    t.serve(&t.host.clone());
+    // Datagrams to the host's port 7001, their sources read on a thread.
+    let mut listener = Command::new("ip")
+        .args(["netns", "exec", &t.host, "python3", "-c", UDP_SOURCES, "7001"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(listener.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    t.servers.push(listener);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                return;
+            }
+        }
+    });
+    let spoof = |src: &str| -> bool {
+        sh(&["ip", "netns", "exec", &t.outside, "python3", "-c", SPOOF_UDP, src, "10.9.0.254", "7001"]);
+        match rx.recv_timeout(Duration::from_millis(700)) {
+            Ok(got) => {
+                assert_eq!(got, src);
+                true
+            }
+            Err(_) => false,
+        }
+    };
+    let rules = "[RULES]\nIN ACCEPT -p tcp -dport 7000\nIN ACCEPT -p udp -dport 7001\n";
+    let syn_port0 = |rs: &hearth_fw::Ruleset| {
+        let p = Packet {
+            from: Endpoint::Outside,
+            to: Endpoint::Host,
+            source: "10.9.0.1".parse().unwrap(),
+            dest: "10.9.0.254".parse().unwrap(),
+            proto: 6,
+            sport: Some(0),
+            dport: Some(7000),
+            icmp: None,
+            iface: None,
+        };
+        expect(simulate(rs, &p).verdict)
+    };
+    const SYN: u8 = 0x02;
+
+    // Options off: the kernel answers a SYN from source port 0 and takes a datagram whose
+    // source is the subnet's broadcast address.
+    let rs = compile(&input_with_host(CLUSTER, rules, "[OPTIONS]\nenable: 1\n", vec![])).unwrap();
+    t.nft().apply(&rs.to_nft()).unwrap();
+    assert_eq!(raw_tcp(&t.outside, 0, SYN), "synack");
+    assert_eq!(raw_tcp(&t.outside, 40001, SYN), "synack");
+    assert!(spoof("10.9.0.255"), "a broadcast source reaches the host without nosmurfs");
+    assert!(spoof("10.9.0.1"));
+    assert_eq!(syn_port0(&rs), "open");
+
+    // tcpflags and nosmurfs on: both are dropped, ordinary traffic still passes.
+    let host = format!("[OPTIONS]\ntcpflags: 1\nnosmurfs: 1\n{rules}");
+    let rs = compile(&input_with_host(CLUSTER, &host, "[OPTIONS]\nenable: 1\n", vec![])).unwrap();
+    t.nft().apply(&rs.to_nft()).unwrap();
+    assert_eq!(raw_tcp(&t.outside, 0, SYN), "none", "tcpflags drops a SYN from port 0");
+    assert_eq!(raw_tcp(&t.outside, 0, SYN | 0x01), "none", "SYN,FIN");
+    assert_eq!(raw_tcp(&t.outside, 40002, SYN), "synack");
+    assert!(!spoof("10.9.0.255"), "nosmurfs drops a broadcast source");
+    assert!(spoof("10.9.0.1"));
+    assert_eq!(syn_port0(&rs), "timeout");
+}
