@@ -317,3 +317,61 @@ fn the_ruleset_is_repaired_stopped_and_rolled_back() {
     assert_eq!(code, 1);
     assert!(err.contains("nothing to confirm"), "{err}");
 }
+
+#[test]
+fn conntrack_options_are_sysctls_of_the_nodes_namespace() {
+    let (net, daemon) = setup();
+    let mgmt = format!("{CLUSTER_FW}[IPSET management]\n10.7.0.0/24\n");
+    let (code, _, err) = import(&daemon, "cluster.fw", &mgmt, &[]);
+    assert_eq!(code, 0, "{err}");
+    let read = |ns: Option<&str>, key: &str| -> String {
+        let path = format!("/proc/sys/net/netfilter/{key}");
+        match ns {
+            Some(ns) => {
+                let out = Command::new("ip").args(["netns", "exec", ns, "cat", &path]).output().expect("cat");
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            }
+            None => std::fs::read_to_string(&path).expect("conntrack is loaded").trim().to_string(),
+        }
+    };
+    let outer = read(None, "nf_conntrack_tcp_timeout_established");
+    let value = if outer == "9000" { "9001" } else { "9000" };
+    ok(
+        &daemon,
+        "fwctl",
+        &[
+            "host",
+            "options",
+            "set",
+            "--nf_conntrack_tcp_timeout_established",
+            value,
+            "--nf_conntrack_tcp_timeout_syn_recv",
+            "45",
+        ],
+    );
+    assert_eq!(read(Some(&net.host), "nf_conntrack_tcp_timeout_established"), value);
+    assert_eq!(read(Some(&net.host), "nf_conntrack_tcp_timeout_syn_recv"), "45");
+    assert_eq!(read(None, "nf_conntrack_tcp_timeout_established"), outer, "the machine's own value is untouched");
+
+    // The kernel lets only the initial namespace size the conntrack table: another value is
+    // refused with the reason, and nothing is saved; the current value is accepted.
+    let max = read(Some(&net.host), "nf_conntrack_max");
+    let other = (max.parse::<u64>().expect("a number") + 1024).to_string();
+    let host_file = daemon.root().join("etc/hearth/firewall/host.toml");
+    let before = std::fs::read(&host_file).expect("host options saved");
+    let (code, _, err) = run(&daemon, "fwctl", &["host", "options", "set", "--nf_conntrack_max", &other]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("nf_conntrack_max: the kernel does not let hearthd's network namespace set") && err.contains(&max),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&host_file).expect("still there"), before);
+    ok(&daemon, "fwctl", &["host", "options", "set", "--nf_conntrack_max", &max]);
+
+    // A restarted hearthd sets them again.
+    sh(&["ip", "netns", "exec", &net.host, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_timeout_syn_recv=60"]);
+    let mut daemon = daemon;
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    daemon.restart();
+    assert_eq!(read(Some(&net.host), "nf_conntrack_tcp_timeout_syn_recv"), "45");
+}

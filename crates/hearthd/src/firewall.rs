@@ -261,6 +261,59 @@ fn lockout_check(rs: &Ruleset, files: &Files) -> Result<(), ErrorReply> {
     Ok(())
 }
 
+/// Host options that are conntrack sysctls of the node's network namespace.
+const CONNTRACK_SYSCTLS: &[&str] =
+    &["nf_conntrack_max", "nf_conntrack_tcp_timeout_established", "nf_conntrack_tcp_timeout_syn_recv"];
+
+fn sysctl_path(key: &str) -> PathBuf {
+    Path::new("/proc/sys/net/netfilter").join(key)
+}
+
+/// The conntrack sysctls the host options set explicitly (an unset option leaves the kernel's
+/// value alone), with their values.
+fn conntrack_settings(host: &FirewallConfig) -> Vec<(&'static str, String)> {
+    CONNTRACK_SYSCTLS.iter().filter_map(|k| host.options.get(*k).map(|v| (*k, v.trim().to_string()))).collect()
+}
+
+/// Refuses settings the kernel will not take in hearthd's network namespace: it lets only the
+/// initial namespace set `nf_conntrack_max` (the table size is global), so there a value other
+/// than the current one cannot be applied.
+fn check_sysctls(settings: &[(&'static str, String)]) -> Result<(), ErrorReply> {
+    for (key, value) in settings {
+        let path = sysctl_path(key);
+        let Ok(current) = std::fs::read_to_string(&path) else {
+            // Not there until nf_conntrack is loaded, which applying the ruleset does.
+            continue;
+        };
+        if current.trim() == value {
+            continue;
+        }
+        if let Err(e) = std::fs::OpenOptions::new().write(true).open(&path) {
+            return Err(err(
+                ErrorKind::Invalid,
+                format!(
+                    "{key}: the kernel does not let hearthd's network namespace set net.netfilter.{key} ({e}; only the initial namespace may); it stays {}: unset the option or set it to that value",
+                    current.trim()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the settings; the error names the first one the kernel refused.
+fn write_sysctls(settings: &[(&'static str, String)]) -> Result<(), ErrorReply> {
+    for (key, value) in settings {
+        let path = sysctl_path(key);
+        if std::fs::read_to_string(&path).is_ok_and(|c| c.trim() == value) {
+            continue;
+        }
+        std::fs::write(&path, format!("{value}\n"))
+            .map_err(|e| err(ErrorKind::Invalid, format!("{key}: cannot set net.netfilter.{key} to {value}: {e}")))?;
+    }
+    Ok(())
+}
+
 impl Firewall {
     fn configured(root: &Path) -> bool {
         file(root, FirewallScope::Cluster).exists()
@@ -308,7 +361,8 @@ fn reload(daemon: &Daemon, full: bool) -> Result<(), ErrorReply> {
     }
     let files = Files::load(&daemon.root)?;
     let rs = compile(daemon, &files)?;
-    fw(daemon).apply(&rs, full)
+    fw(daemon).apply(&rs, full)?;
+    write_sysctls(&conntrack_settings(&files.host))
 }
 
 /// At start: a configured firewall is applied again and watched.
@@ -482,7 +536,10 @@ fn change(
     if !force && !matches!(scope, FirewallScope::Guest(_)) {
         lockout_check(&rs, &files)?;
     }
+    let sysctls = conntrack_settings(&files.host);
+    check_sysctls(&sysctls)?;
     fw(daemon).apply(&rs, false)?;
+    write_sysctls(&sysctls)?;
     std::fs::create_dir_all(dir(&daemon.root)).map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
     // The cluster file marks the firewall as configured.
     let cluster_path = file(&daemon.root, FirewallScope::Cluster);
