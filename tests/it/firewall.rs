@@ -375,3 +375,59 @@ fn conntrack_options_are_sysctls_of_the_nodes_namespace() {
     daemon.restart();
     assert_eq!(read(Some(&net.host), "nf_conntrack_tcp_timeout_syn_recv"), "45");
 }
+
+#[test]
+fn an_open_ssh_session_is_not_locked_out() {
+    let (net, daemon) = setup();
+    // An SSH server on the node (a listener on port 22 in hearthd's namespace) and an
+    // administrator's session to it from 10.7.0.1.
+    let mut listener = Command::new("ip")
+        .args(["netns", "exec", &net.host, "python3", "-c", SERVER, "22"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(listener.stdout.take().expect("piped")).read_line(&mut line).expect("listener output");
+    let mut children = Children(vec![listener]);
+    assert_eq!(line.trim(), "ready");
+    let client = "import socket, sys\ns = socket.socket(); s.bind(('10.7.0.1', 0)); s.connect(('10.7.0.254', 22))\nprint('connected', flush=True)\nsys.stdin.read()\n";
+    let mut session = Command::new("ip")
+        .args(["netns", "exec", &net.outside, "python3", "-c", client])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    line.clear();
+    let out = session.stdout.take().expect("piped");
+    children.0.push(session);
+    BufReader::new(out).read_line(&mut line).expect("client output");
+    assert_eq!(line.trim(), "connected");
+
+    // The management set covers another address only: the session's address would be dropped.
+    let only_other = format!("{CLUSTER_FW}[IPSET management]\n10.7.0.3\n");
+    let (code, _, err) = import(&daemon, "cluster.fw", &only_other, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("lock out management: the open SSH session from 10.7.0.1 to tcp/22"), "{err}");
+    assert_eq!(net.nft(&["list", "tables"]), "", "a refused change applies nothing");
+    // A host rule for the administrator's address lets it through.
+    let with_rule = format!("{only_other}[RULES]\nIN SSH(ACCEPT) -source 10.7.0.1\n");
+    let (code, _, err) = import(&daemon, "cluster.fw", &with_rule, &[]);
+    assert_eq!(code, 0, "{err}");
+    // Removing it again is refused while the session is open, unless forced.
+    let (code, _, err) = import(&daemon, "cluster.fw", &only_other, &[]);
+    assert_eq!(code, 1, "{err}");
+    let (code, _, err) = import(&daemon, "cluster.fw", &only_other, &["--force"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Processes a test started; killed on drop, even when the test fails.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
