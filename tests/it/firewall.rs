@@ -431,3 +431,93 @@ impl Drop for Children {
         }
     }
 }
+
+/// Connects from a namespace: open, refused or timeout per `src,dst,port` item (no data sent).
+const CONNECT: &str = r#"
+import socket, sys
+for item in sys.argv[1:]:
+    src, dst, port = item.split(','); s = socket.socket(); s.bind((src, 0)); s.settimeout(0.7)
+    try:
+        s.connect((dst, int(port))); print('open')
+    except ConnectionRefusedError: print('refused')
+    except (socket.timeout, TimeoutError): print('timeout')
+    finally: s.close()
+"#;
+
+#[test]
+fn a_containers_firewalled_nic_filters_real_traffic() {
+    let net = Net::new();
+    let daemon = HearthdProcess::start_in_netns(&net.host, "test");
+    // A server outside for the container's own connections: it answers one line and closes.
+    let answer = "import socket\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', 5000)); s.listen(8)\nprint('ready', flush=True)\nwhile True:\n    c, _ = s.accept(); c.settimeout(2)\n    try: c.sendall(c.recv(10))\n    except OSError: pass\n    c.close()\n";
+    let mut echo = Command::new("ip")
+        .args(["netns", "exec", &net.outside, "python3", "-c", answer])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(echo.stdout.take().expect("piped")).read_line(&mut line).expect("server output");
+    let _children = Children(vec![echo]);
+    assert_eq!(line.trim(), "ready");
+
+    let id = crate::ct::ctid(5);
+    crate::ct::create(&daemon, &id, &["--net0", "name=eth0,bridge=br0,ip=10.7.0.20/24,firewall=1"]);
+    ok(&daemon, "ctctl", &["start", &id]);
+    for port in ["80", "443", "5000"] {
+        let start = format!("httpd -p {port} -h /tmp </dev/null >/dev/null 2>&1");
+        let (code, out, err) = crate::ct::exec(&daemon, &id, &["sh", "-c", &start]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let mgmt = format!("{CLUSTER_FW}[IPSET management]\n10.7.0.0/24\n");
+    let (code, _, err) = import(&daemon, "cluster.fw", &mgmt, &[]);
+    assert_eq!(code, 0, "{err}");
+    ok(&daemon, "fwctl", &["ct", &id, "options", "set", "--enable", "1", "--ipfilter", "1"]);
+    ok(
+        &daemon,
+        "fwctl",
+        &["ct", &id, "rules", "add", "--type", "in", "--action", "ACCEPT", "--proto", "tcp", "--dport", "80"],
+    );
+    ok(
+        &daemon,
+        "fwctl",
+        &["ct", &id, "rules", "add", "--type", "in", "--action", "REJECT", "--proto", "tcp", "--dport", "443"],
+    );
+    let status = ok(&daemon, "fwctl", &["status"]);
+    assert!(status.contains(&format!("{id} net0 (veth{id}i0): filtered")), "{status}");
+
+    let connect = |items: &[&str]| -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &net.outside, "python3", "-c", CONNECT])
+            .args(items)
+            .output()
+            .expect("python3");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    };
+    assert_eq!(
+        connect(&["10.7.0.1,10.7.0.20,80", "10.7.0.1,10.7.0.20,443", "10.7.0.1,10.7.0.20,5000"]),
+        ["open", "refused", "timeout"]
+    );
+
+    // ipfilter: the container's configured address may leave, another one may not.
+    let send = "echo x | nc -w 2 10.7.0.1 5000";
+    let (code, out, err) = crate::ct::exec(&daemon, &id, &["sh", "-c", send]);
+    assert!(code == 0 && out.trim() == "x", "from 10.7.0.20: {code} {out}{err}");
+    let spoof = "ip addr add 10.7.0.66/24 dev eth0 && ip route add 10.7.0.1/32 dev eth0 src 10.7.0.66";
+    let (code, out, err) = crate::ct::exec(&daemon, &id, &["sh", "-c", spoof]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = crate::ct::exec(&daemon, &id, &["sh", "-c", send]);
+    assert!(code != 0 && out.trim().is_empty(), "from 10.7.0.66 the connection must fail: {code} {out}");
+
+    // A destroyed container's port leaves the ruleset at once.
+    ok(&daemon, "ctctl", &["stop", &id]);
+    ok(&daemon, "ctctl", &["destroy", &id]);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let tables = net.nft(&["list", "table", "bridge", "hearth"]);
+        if tables.contains("table bridge hearth") && !tables.contains(&format!("veth{id}i0")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{tables}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
