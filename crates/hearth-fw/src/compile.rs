@@ -581,6 +581,26 @@ impl<'a> Compiler<'a> {
             self.rs.chains.insert("block-invalid-tcp".into(), Chain { rules: invalid });
             zin.push(Self::simple(vec![Match::L4Proto(6)], Action::Jump("block-invalid-tcp".into()), "tcpflags"));
         }
+        if host.flag(Level::Host, "protection_synflood") {
+            let num = |k: &str, d: u32| host.option(Level::Host, k).and_then(|v| v.parse().ok()).unwrap_or(d);
+            let (rate, burst) = (num("protection_synflood_rate", 200), num("protection_synflood_burst", 1000));
+            let rules = [Family::V4, Family::V6]
+                .into_iter()
+                .map(|f| {
+                    Self::simple(
+                        vec![Match::Family(f), Match::RateOver { family: f, rate, burst }],
+                        Action::Drop,
+                        "protection_synflood: new connections from this source over the rate",
+                    )
+                })
+                .collect();
+            self.rs.chains.insert("block-synflood".into(), Chain { rules });
+            zin.push(Self::simple(
+                vec![Match::L4Proto(6), Match::TcpFlags { mask: 0x17, value: 0x02 }],
+                Action::Jump("block-synflood".into()),
+                "protection_synflood",
+            ));
+        }
         zin.push(Self::simple(Vec::new(), Action::Jump("host-in".into()), "host rules"));
         zin.push(Self::simple(Vec::new(), Action::Jump("cluster-in".into()), "cluster rules"));
         zin.push(Self::policy_rule(

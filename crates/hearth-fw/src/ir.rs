@@ -55,6 +55,13 @@ pub enum Match {
         mask: u8,
         value: u8,
     },
+    /// The source has sent more than `rate` packets a second (after a `burst`) that reached
+    /// this match: a per-source meter in a dynamic set whose entries expire after 60 s.
+    RateOver {
+        family: Family,
+        rate: u32,
+        burst: u32,
+    },
     /// The source address is a broadcast address of this node (`fib saddr type broadcast`).
     SourceBroadcast,
     /// Input interface (host rules `-i` in IN direction).

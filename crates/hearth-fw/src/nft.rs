@@ -23,6 +23,14 @@ fn ipkw(f: Family) -> &'static str {
     }
 }
 
+/// The dynamic set of [`Match::RateOver`] meters.
+fn meter_set(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "synflood-v4",
+        Family::V6 => "synflood-v6",
+    }
+}
+
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace(['"', '\\'], ""))
 }
@@ -34,7 +42,12 @@ fn rule_text(r: &IrRule, log_group: u16) -> String {
     let implies_family = r.matches.iter().any(|m| {
         matches!(
             m,
-            Match::Addr { .. } | Match::NotAddr { .. } | Match::Set { .. } | Match::Icmp { .. } | Match::IcmpAny { .. }
+            Match::Addr { .. }
+                | Match::NotAddr { .. }
+                | Match::Set { .. }
+                | Match::Icmp { .. }
+                | Match::IcmpAny { .. }
+                | Match::RateOver { .. }
         )
     });
     let implies_icmp = r.matches.iter().any(|m| matches!(m, Match::Icmp { .. } | Match::IcmpAny { .. }));
@@ -77,6 +90,11 @@ fn rule_text(r: &IrRule, log_group: u16) -> String {
             }
             Match::TcpFlags { mask, value } => format!("tcp flags & 0x{mask:02x} == 0x{value:02x}"),
             Match::SourceBroadcast => "fib saddr type broadcast".to_string(),
+            Match::RateOver { family, rate, burst } => format!(
+                "update @{} {{ {} saddr limit rate over {rate}/second burst {burst} packets }}",
+                meter_set(*family),
+                ipkw(*family)
+            ),
             Match::InIface(i) => format!("iifname {}", quote(i)),
             Match::OutIface(i) => format!("oifname {}", quote(i)),
         };
@@ -153,6 +171,20 @@ impl Ruleset {
                 let _ = writeln!(s, "\t\telements = {{ {} }}", el.join(", "));
             }
             let _ = writeln!(s, "\t}}");
+        }
+        let meters = self
+            .chains
+            .values()
+            .flat_map(|c| c.rules.iter())
+            .any(|r| r.matches.iter().any(|m| matches!(m, Match::RateOver { .. })));
+        if meters {
+            for (f, ty) in [(Family::V4, "ipv4_addr"), (Family::V6, "ipv6_addr")] {
+                let _ = writeln!(
+                    s,
+                    "\tset {} {{\n\t\ttype {ty}\n\t\tflags dynamic,timeout\n\t\ttimeout 60s\n\t\tsize 65535\n\t}}",
+                    meter_set(f)
+                );
+            }
         }
         let _ = writeln!(s, "\tmap guest-out {{\n\t\ttype mark : verdict");
         if !self.ports.is_empty() {

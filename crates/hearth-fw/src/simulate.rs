@@ -113,6 +113,8 @@ fn matches(rs: &Ruleset, m: &Match, p: &Packet) -> bool {
         }
         // The first packet of a TCP connection is a plain SYN.
         Match::TcpFlags { mask, value } => p.proto == 6 && 0x02 & mask == *value,
+        // The first packet of a connection is within any rate.
+        Match::RateOver { .. } => false,
         // Only the limited broadcast address: the simulator does not know the node's subnets.
         Match::SourceBroadcast => p.source == IpAddr::from([255, 255, 255, 255]),
         Match::InIface(i) | Match::OutIface(i) => p.iface.as_deref() == Some(i.as_str()),

@@ -726,3 +726,63 @@ fn host_options_drop_smurfs_and_invalid_tcp_flags() {
     assert!(spoof("10.9.0.1"));
     assert_eq!(syn_port0(&rs), "timeout");
 }
+
+/// Sends `n` SYNs (source ports 41000…) from 10.9.0.1 to the host's port 7000 within a few
+/// milliseconds and counts the SYN-ACKs that come back within a second.
+const SYN_BURST: &str = r#"
+import socket, struct, sys, time, select
+n = int(sys.argv[1]); src, dst, dport = '10.9.0.1', '10.9.0.254', 7000
+def csum(b):
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+s.bind((src, 0))
+for i in range(n):
+    hdr = struct.pack('!HHIIBBHHH', 41000 + i, dport, 777, 0, 5 << 4, 2, 64240, 0, 0)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack('!BBH', 0, 6, len(hdr))
+    s.sendto(hdr[:16] + struct.pack('!H', csum(pseudo + hdr)) + hdr[18:], (dst, 0))
+seen = set(); end = time.time() + 1.0
+while time.time() < end:
+    if not select.select([s], [], [], max(0, end - time.time()))[0]: break
+    pkt, _ = s.recvfrom(100); ihl = (pkt[0] & 15) * 4
+    sp, dp = struct.unpack('!HH', pkt[ihl:ihl + 4])
+    if sp == dport and 41000 <= dp < 41000 + n and pkt[ihl + 13] & 0x12 == 0x12: seen.add(dp)
+print(len(seen))
+"#;
+
+#[test]
+fn synflood_protection_limits_new_connections_per_source() {
+    let mut t = Topology::new();
+    t.serve(&t.host.clone());
+    let burst = || -> usize {
+        let out =
+            Command::new("ip").args(["netns", "exec", &t.outside, "python3", "-c", SYN_BURST, "20"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let rules = "[RULES]\nIN ACCEPT -p tcp -dport 7000\n";
+    let rs = compile(&input_with_host(CLUSTER, rules, "[OPTIONS]\nenable: 1\n", vec![])).unwrap();
+    t.nft().apply(&rs.to_nft()).unwrap();
+    assert_eq!(burst(), 20, "without protection every SYN is answered");
+    let host = format!(
+        "[OPTIONS]\nprotection_synflood: 1\nprotection_synflood_rate: 1\nprotection_synflood_burst: 3\n{rules}"
+    );
+    let rs = compile(&input_with_host(CLUSTER, &host, "[OPTIONS]\nenable: 1\n", vec![])).unwrap();
+    t.nft().apply(&rs.to_nft()).unwrap();
+    let answered = burst();
+    assert!((1..=5).contains(&answered), "a rate of 1/s after a burst of 3 answered {answered} of 20");
+    // The first SYN of a connection is within the rate: simulate lets it in.
+    let p = Packet {
+        from: Endpoint::Outside,
+        to: Endpoint::Host,
+        source: "10.9.0.1".parse().unwrap(),
+        dest: "10.9.0.254".parse().unwrap(),
+        proto: 6,
+        sport: Some(41000),
+        dport: Some(7000),
+        icmp: None,
+        iface: None,
+    };
+    assert_eq!(expect(simulate(&rs, &p).verdict), "open");
+}
