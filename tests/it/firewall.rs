@@ -317,3 +317,207 @@ fn the_ruleset_is_repaired_stopped_and_rolled_back() {
     assert_eq!(code, 1);
     assert!(err.contains("nothing to confirm"), "{err}");
 }
+
+#[test]
+fn conntrack_options_are_sysctls_of_the_nodes_namespace() {
+    let (net, daemon) = setup();
+    let mgmt = format!("{CLUSTER_FW}[IPSET management]\n10.7.0.0/24\n");
+    let (code, _, err) = import(&daemon, "cluster.fw", &mgmt, &[]);
+    assert_eq!(code, 0, "{err}");
+    let read = |ns: Option<&str>, key: &str| -> String {
+        let path = format!("/proc/sys/net/netfilter/{key}");
+        match ns {
+            Some(ns) => {
+                let out = Command::new("ip").args(["netns", "exec", ns, "cat", &path]).output().expect("cat");
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            }
+            None => std::fs::read_to_string(&path).expect("conntrack is loaded").trim().to_string(),
+        }
+    };
+    let outer = read(None, "nf_conntrack_tcp_timeout_established");
+    let value = if outer == "9000" { "9001" } else { "9000" };
+    ok(
+        &daemon,
+        "fwctl",
+        &[
+            "host",
+            "options",
+            "set",
+            "--nf_conntrack_tcp_timeout_established",
+            value,
+            "--nf_conntrack_tcp_timeout_syn_recv",
+            "45",
+        ],
+    );
+    assert_eq!(read(Some(&net.host), "nf_conntrack_tcp_timeout_established"), value);
+    assert_eq!(read(Some(&net.host), "nf_conntrack_tcp_timeout_syn_recv"), "45");
+    assert_eq!(read(None, "nf_conntrack_tcp_timeout_established"), outer, "the machine's own value is untouched");
+
+    // The kernel lets only the initial namespace size the conntrack table: another value is
+    // refused with the reason, and nothing is saved; the current value is accepted.
+    let max = read(Some(&net.host), "nf_conntrack_max");
+    let other = (max.parse::<u64>().expect("a number") + 1024).to_string();
+    let host_file = daemon.root().join("etc/hearth/firewall/host.toml");
+    let before = std::fs::read(&host_file).expect("host options saved");
+    let (code, _, err) = run(&daemon, "fwctl", &["host", "options", "set", "--nf_conntrack_max", &other]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("nf_conntrack_max: the kernel does not let hearthd's network namespace set") && err.contains(&max),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&host_file).expect("still there"), before);
+    ok(&daemon, "fwctl", &["host", "options", "set", "--nf_conntrack_max", &max]);
+
+    // A restarted hearthd sets them again.
+    sh(&["ip", "netns", "exec", &net.host, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_timeout_syn_recv=60"]);
+    let mut daemon = daemon;
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    daemon.restart();
+    assert_eq!(read(Some(&net.host), "nf_conntrack_tcp_timeout_syn_recv"), "45");
+}
+
+#[test]
+fn an_open_ssh_session_is_not_locked_out() {
+    let (net, daemon) = setup();
+    // An SSH server on the node (a listener on port 22 in hearthd's namespace) and an
+    // administrator's session to it from 10.7.0.1.
+    let mut listener = Command::new("ip")
+        .args(["netns", "exec", &net.host, "python3", "-c", SERVER, "22"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(listener.stdout.take().expect("piped")).read_line(&mut line).expect("listener output");
+    let mut children = Children(vec![listener]);
+    assert_eq!(line.trim(), "ready");
+    let client = "import socket, sys\ns = socket.socket(); s.bind(('10.7.0.1', 0)); s.connect(('10.7.0.254', 22))\nprint('connected', flush=True)\nsys.stdin.read()\n";
+    let mut session = Command::new("ip")
+        .args(["netns", "exec", &net.outside, "python3", "-c", client])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    line.clear();
+    let out = session.stdout.take().expect("piped");
+    children.0.push(session);
+    BufReader::new(out).read_line(&mut line).expect("client output");
+    assert_eq!(line.trim(), "connected");
+
+    // The management set covers another address only: the session's address would be dropped.
+    let only_other = format!("{CLUSTER_FW}[IPSET management]\n10.7.0.3\n");
+    let (code, _, err) = import(&daemon, "cluster.fw", &only_other, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("lock out management: the open SSH session from 10.7.0.1 to tcp/22"), "{err}");
+    assert_eq!(net.nft(&["list", "tables"]), "", "a refused change applies nothing");
+    // A host rule for the administrator's address lets it through.
+    let with_rule = format!("{only_other}[RULES]\nIN SSH(ACCEPT) -source 10.7.0.1\n");
+    let (code, _, err) = import(&daemon, "cluster.fw", &with_rule, &[]);
+    assert_eq!(code, 0, "{err}");
+    // Removing it again is refused while the session is open, unless forced.
+    let (code, _, err) = import(&daemon, "cluster.fw", &only_other, &[]);
+    assert_eq!(code, 1, "{err}");
+    let (code, _, err) = import(&daemon, "cluster.fw", &only_other, &["--force"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Processes a test started; killed on drop, even when the test fails.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Connects from a namespace: open, refused or timeout per `src,dst,port` item (no data sent).
+const CONNECT: &str = r#"
+import socket, sys
+for item in sys.argv[1:]:
+    src, dst, port = item.split(','); s = socket.socket(); s.bind((src, 0)); s.settimeout(0.7)
+    try:
+        s.connect((dst, int(port))); print('open')
+    except ConnectionRefusedError: print('refused')
+    except (socket.timeout, TimeoutError): print('timeout')
+    finally: s.close()
+"#;
+
+#[test]
+fn a_containers_firewalled_nic_filters_real_traffic() {
+    let net = Net::new();
+    let daemon = HearthdProcess::start_in_netns(&net.host, "test");
+    // A server outside for the container's own connections: it answers one line and closes.
+    let answer = "import socket\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', 5000)); s.listen(8)\nprint('ready', flush=True)\nwhile True:\n    c, _ = s.accept(); c.settimeout(2)\n    try: c.sendall(c.recv(10))\n    except OSError: pass\n    c.close()\n";
+    let mut echo = Command::new("ip")
+        .args(["netns", "exec", &net.outside, "python3", "-c", answer])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(echo.stdout.take().expect("piped")).read_line(&mut line).expect("server output");
+    let _children = Children(vec![echo]);
+    assert_eq!(line.trim(), "ready");
+
+    let id = crate::ct::ctid(5);
+    crate::ct::create(&daemon, &id, &["--net0", "name=eth0,bridge=br0,ip=10.7.0.20/24,firewall=1"]);
+    ok(&daemon, "ctctl", &["start", &id]);
+    for port in ["80", "443", "5000"] {
+        let start = format!("httpd -p {port} -h /tmp </dev/null >/dev/null 2>&1");
+        let (code, out, err) = crate::ct::exec(&daemon, &id, &["sh", "-c", &start]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let mgmt = format!("{CLUSTER_FW}[IPSET management]\n10.7.0.0/24\n");
+    let (code, _, err) = import(&daemon, "cluster.fw", &mgmt, &[]);
+    assert_eq!(code, 0, "{err}");
+    ok(&daemon, "fwctl", &["ct", &id, "options", "set", "--enable", "1", "--ipfilter", "1"]);
+    ok(
+        &daemon,
+        "fwctl",
+        &["ct", &id, "rules", "add", "--type", "in", "--action", "ACCEPT", "--proto", "tcp", "--dport", "80"],
+    );
+    ok(
+        &daemon,
+        "fwctl",
+        &["ct", &id, "rules", "add", "--type", "in", "--action", "REJECT", "--proto", "tcp", "--dport", "443"],
+    );
+    let status = ok(&daemon, "fwctl", &["status"]);
+    assert!(status.contains(&format!("{id} net0 (veth{id}i0): filtered")), "{status}");
+
+    let connect = |items: &[&str]| -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &net.outside, "python3", "-c", CONNECT])
+            .args(items)
+            .output()
+            .expect("python3");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    };
+    assert_eq!(
+        connect(&["10.7.0.1,10.7.0.20,80", "10.7.0.1,10.7.0.20,443", "10.7.0.1,10.7.0.20,5000"]),
+        ["open", "refused", "timeout"]
+    );
+
+    // ipfilter: the container's configured address may leave, another one may not.
+    let send = "echo x | nc -w 2 10.7.0.1 5000";
+    let (code, out, err) = crate::ct::exec(&daemon, &id, &["sh", "-c", send]);
+    assert!(code == 0 && out.trim() == "x", "from 10.7.0.20: {code} {out}{err}");
+    let spoof = "ip addr add 10.7.0.66/24 dev eth0 && ip route add 10.7.0.1/32 dev eth0 src 10.7.0.66";
+    let (code, out, err) = crate::ct::exec(&daemon, &id, &["sh", "-c", spoof]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = crate::ct::exec(&daemon, &id, &["sh", "-c", send]);
+    assert!(code != 0 && out.trim().is_empty(), "from 10.7.0.66 the connection must fail: {code} {out}");
+
+    // A destroyed container's port leaves the ruleset at once.
+    ok(&daemon, "ctctl", &["stop", &id]);
+    ok(&daemon, "ctctl", &["destroy", &id]);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let tables = net.nft(&["list", "table", "bridge", "hearth"]);
+        if tables.contains("table bridge hearth") && !tables.contains(&format!("veth{id}i0")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{tables}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -17,13 +17,16 @@ use crate::{FirewallInput, GuestFirewall};
 pub enum CompileError {
     #[error("{what}: {source}")]
     Config { what: String, source: FirewallError },
-    #[error("too many firewalled guest ports ({0}, at most 65535)")]
+    #[error("too many firewalled guest ports ({0}, at most 32767)")]
     TooManyPorts(usize),
 }
 
 /// Management ports the host always accepts from the `management` IP set (as Proxmox does):
 /// SSH, SPICE proxy, VNC websockets, the API.
 pub const MANAGEMENT_PORTS: &[(u16, u16)] = &[(22, 22), (3128, 3128), (5900, 5999), (8006, 8006)];
+
+/// Firewalled guest ports one ruleset can hold: a port's id takes 15 bits of the packet mark.
+pub const MAX_PORTS: usize = 0x7fff;
 
 /// Whose configuration a rule or set belongs to.
 #[derive(Clone, Copy, Debug)]
@@ -465,7 +468,7 @@ impl<'a> Compiler<'a> {
         }
         let cowner = Owner { level: Level::Cluster, vmid: 0, config: dc, dc };
         let howner = Owner { level: Level::Host, vmid: 0, config: host, dc };
-        for (name, dir) in [("in", RuleType::In), ("out", RuleType::Out)] {
+        for (name, dir) in [("in", RuleType::In), ("out", RuleType::Out), ("forward", RuleType::Forward)] {
             let accept = Action::Accept;
             let c = self
                 .rules_for(&cowner, &dc.rules, dir, &format!("cluster-{name}"), None, accept.clone())
@@ -523,6 +526,81 @@ impl<'a> Compiler<'a> {
                 ));
             }
         }
+        // Host options, as pve-firewall's option chains: smurfs (broadcast or multicast sources)
+        // and TCP flag combinations no connection uses, before the host's own rules.
+        if host.flag(Level::Host, "nosmurfs") {
+            let log = host
+                .option(Level::Host, "smurf_log_level")
+                .filter(|l| *l != "nolog")
+                .map(|_| "0 smurfs block-smurfs DROP: ".to_string());
+            let v4 = |m: Vec<Match>| [vec![Match::Family(Family::V4)], m].concat();
+            let any = AddrItem::Net(IpNet { addr: IpAddr::from([0, 0, 0, 0]), prefix: 32 });
+            let multicast = AddrItem::Net(IpNet { addr: IpAddr::from([224, 0, 0, 0]), prefix: 4 });
+            let smurfs = vec![
+                Self::simple(
+                    v4(vec![Match::Addr { source: true, family: Family::V4, items: vec![any] }]),
+                    Action::Return,
+                    "nosmurfs: unspecified source (DHCP)",
+                ),
+                IrRule {
+                    log: log.clone(),
+                    ..Self::simple(v4(vec![Match::SourceBroadcast]), Action::Drop, "nosmurfs: broadcast source")
+                },
+                IrRule {
+                    log,
+                    ..Self::simple(
+                        v4(vec![Match::Addr { source: true, family: Family::V4, items: vec![multicast] }]),
+                        Action::Drop,
+                        "nosmurfs: multicast source",
+                    )
+                },
+            ];
+            self.rs.chains.insert("block-smurfs".into(), Chain { rules: smurfs });
+            zin.push(Self::simple(vec![Match::Family(Family::V4)], Action::Jump("block-smurfs".into()), "nosmurfs"));
+        }
+        if host.flag(Level::Host, "tcpflags") {
+            let log = host
+                .option(Level::Host, "tcp_flags_log_level")
+                .filter(|l| *l != "nolog")
+                .map(|_| "0 tcpflags block-invalid-tcp DROP: ".to_string());
+            let rule = |extra: Vec<Match>, mask: u8, value: u8, why: &str| IrRule {
+                log: log.clone(),
+                ..Self::simple(
+                    [vec![Match::L4Proto(6)], extra, vec![Match::TcpFlags { mask, value }]].concat(),
+                    Action::Drop,
+                    &format!("tcpflags: {why}"),
+                )
+            };
+            let invalid = vec![
+                rule(Vec::new(), 0x3f, 0x29, "FIN,PSH,URG"),
+                rule(Vec::new(), 0x3f, 0x00, "no flags"),
+                rule(Vec::new(), 0x06, 0x06, "SYN,RST"),
+                rule(Vec::new(), 0x03, 0x03, "SYN,FIN"),
+                rule(vec![Match::SPort(PortSpec(vec![(0, 0)]))], 0x17, 0x02, "SYN from source port 0"),
+            ];
+            self.rs.chains.insert("block-invalid-tcp".into(), Chain { rules: invalid });
+            zin.push(Self::simple(vec![Match::L4Proto(6)], Action::Jump("block-invalid-tcp".into()), "tcpflags"));
+        }
+        if host.flag(Level::Host, "protection_synflood") {
+            let num = |k: &str, d: u32| host.option(Level::Host, k).and_then(|v| v.parse().ok()).unwrap_or(d);
+            let (rate, burst) = (num("protection_synflood_rate", 200), num("protection_synflood_burst", 1000));
+            let rules = [Family::V4, Family::V6]
+                .into_iter()
+                .map(|f| {
+                    Self::simple(
+                        vec![Match::Family(f), Match::RateOver { family: f, rate, burst }],
+                        Action::Drop,
+                        "protection_synflood: new connections from this source over the rate",
+                    )
+                })
+                .collect();
+            self.rs.chains.insert("block-synflood".into(), Chain { rules });
+            zin.push(Self::simple(
+                vec![Match::L4Proto(6), Match::TcpFlags { mask: 0x17, value: 0x02 }],
+                Action::Jump("block-synflood".into()),
+                "protection_synflood",
+            ));
+        }
         zin.push(Self::simple(Vec::new(), Action::Jump("host-in".into()), "host rules"));
         zin.push(Self::simple(Vec::new(), Action::Jump("cluster-in".into()), "cluster rules"));
         zin.push(Self::policy_rule(
@@ -545,6 +623,20 @@ impl<'a> Compiler<'a> {
             ),
         ];
         self.rs.chains.insert("host-zone-out".into(), Chain { rules: zout });
+        // Traffic the node routes (not bridged): host FORWARD rules, cluster FORWARD rules, then
+        // `policy_forward` (ACCEPT or DROP).
+        let zfwd = vec![
+            Self::simple(Vec::new(), Action::Jump("host-forward".into()), "host rules"),
+            Self::simple(Vec::new(), Action::Jump("cluster-forward".into()), "cluster rules"),
+            Self::policy_rule(
+                dc.option(Level::Cluster, "policy_forward").unwrap_or("ACCEPT"),
+                Action::Accept,
+                "host-zone-forward",
+                0,
+                host.option(Level::Host, "log_level_forward"),
+            ),
+        ];
+        self.rs.chains.insert("host-zone-forward".into(), Chain { rules: zfwd });
         Ok(())
     }
 
@@ -693,7 +785,7 @@ pub fn compile(input: &FirewallInput) -> Result<Ruleset, CompileError> {
         g.config.validate(Level::Guest, Some(dc)).map_err(cfg_err(format!("guest {}", g.vmid)))?;
     }
     let ports: usize = input.guests.iter().map(|g| g.nics.iter().filter(|n| n.firewall).count()).sum();
-    if ports > 65535 {
+    if ports > MAX_PORTS {
         return Err(CompileError::TooManyPorts(ports));
     }
     let mut c = Compiler { input, rs: Ruleset::default() };

@@ -49,6 +49,21 @@ pub enum Match {
         kind: u8,
         code: Option<u8>,
     },
+    /// TCP flags: `flags & mask == value` (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10,
+    /// URG 0x20).
+    TcpFlags {
+        mask: u8,
+        value: u8,
+    },
+    /// The source has sent more than `rate` packets a second (after a `burst`) that reached
+    /// this match: a per-source meter in a dynamic set whose entries expire after 60 s.
+    RateOver {
+        family: Family,
+        rate: u32,
+        burst: u32,
+    },
+    /// The source address is a broadcast address of this node (`fib saddr type broadcast`).
+    SourceBroadcast,
     /// Input interface (host rules `-i` in IN direction).
     InIface(String),
     /// Output interface (host rules `-i` in OUT direction).
@@ -94,7 +109,8 @@ pub struct PortBinding {
     pub vmid: u32,
     pub index: u32,
     pub port: String,
-    /// 1-based; bits 16–31 of the mark for frames from the port, bits 0–15 for frames to it.
+    /// 1-based, at most 32767; bits 16–31 of the mark for frames from the port, bits 0–14 for
+    /// frames to it (bit 15 marks a bridged frame).
     pub id: u32,
     /// Source MAC the guest must use (`macfilter`), if any.
     pub mac: Option<String>,

@@ -23,6 +23,14 @@ fn ipkw(f: Family) -> &'static str {
     }
 }
 
+/// The dynamic set of [`Match::RateOver`] meters.
+fn meter_set(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "synflood-v4",
+        Family::V6 => "synflood-v6",
+    }
+}
+
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace(['"', '\\'], ""))
 }
@@ -34,7 +42,12 @@ fn rule_text(r: &IrRule, log_group: u16) -> String {
     let implies_family = r.matches.iter().any(|m| {
         matches!(
             m,
-            Match::Addr { .. } | Match::NotAddr { .. } | Match::Set { .. } | Match::Icmp { .. } | Match::IcmpAny { .. }
+            Match::Addr { .. }
+                | Match::NotAddr { .. }
+                | Match::Set { .. }
+                | Match::Icmp { .. }
+                | Match::IcmpAny { .. }
+                | Match::RateOver { .. }
         )
     });
     let implies_icmp = r.matches.iter().any(|m| matches!(m, Match::Icmp { .. } | Match::IcmpAny { .. }));
@@ -75,6 +88,13 @@ fn rule_text(r: &IrRule, log_group: u16) -> String {
                     None => format!("{kw} type {kind}"),
                 }
             }
+            Match::TcpFlags { mask, value } => format!("tcp flags & 0x{mask:02x} == 0x{value:02x}"),
+            Match::SourceBroadcast => "fib saddr type broadcast".to_string(),
+            Match::RateOver { family, rate, burst } => format!(
+                "update @{} {{ {} saddr limit rate over {rate}/second burst {burst} packets }}",
+                meter_set(*family),
+                ipkw(*family)
+            ),
             Match::InIface(i) => format!("iifname {}", quote(i)),
             Match::OutIface(i) => format!("oifname {}", quote(i)),
         };
@@ -124,11 +144,11 @@ impl Ruleset {
         let _ = writeln!(s, "\t}}");
         let _ = writeln!(
             s,
-            "\tchain prerouting {{\n\t\ttype filter hook prerouting priority -200; policy accept;\n\t\tmeta mark set meta mark & 0x0000ffff\n\t\tiifname vmap @port-in\n\t}}"
+            "\tchain prerouting {{\n\t\ttype filter hook prerouting priority -200; policy accept;\n\t\tmeta mark set meta mark & 0x00007fff\n\t\tiifname vmap @port-in\n\t}}"
         );
         let _ = writeln!(
             s,
-            "\tchain forward {{\n\t\ttype filter hook forward priority -10; policy accept;\n\t\tmeta mark set meta mark & 0xffff0000\n\t\toifname vmap @port-out\n\t}}"
+            "\tchain forward {{\n\t\ttype filter hook forward priority -10; policy accept;\n\t\tmeta mark set meta mark & 0xffff0000 | 0x00008000\n\t\toifname vmap @port-out\n\t}}"
         );
         for p in &self.ports {
             let _ = writeln!(s, "\tchain port{}-in {{", p.id);
@@ -151,6 +171,20 @@ impl Ruleset {
                 let _ = writeln!(s, "\t\telements = {{ {} }}", el.join(", "));
             }
             let _ = writeln!(s, "\t}}");
+        }
+        let meters = self
+            .chains
+            .values()
+            .flat_map(|c| c.rules.iter())
+            .any(|r| r.matches.iter().any(|m| matches!(m, Match::RateOver { .. })));
+        if meters {
+            for (f, ty) in [(Family::V4, "ipv4_addr"), (Family::V6, "ipv6_addr")] {
+                let _ = writeln!(
+                    s,
+                    "\tset {} {{\n\t\ttype {ty}\n\t\tflags dynamic,timeout\n\t\ttimeout 60s\n\t\tsize 65535\n\t}}",
+                    meter_set(f)
+                );
+            }
         }
         let _ = writeln!(s, "\tmap guest-out {{\n\t\ttype mark : verdict");
         if !self.ports.is_empty() {
@@ -178,9 +212,13 @@ impl Ruleset {
             s,
             "\tchain output {{\n\t\ttype filter hook output priority filter; policy accept;\n\t\toif lo accept\n\t\tct state established,related accept\n{host_out}\t}}\n"
         );
+        // Bit 15 marks bridged frames: routed traffic (bit clear) goes through the host zone's
+        // FORWARD rules, bridged traffic through the guest chains only.
+        let host_fwd =
+            if self.host_enabled { "\t\tmeta mark & 0x00008000 == 0x00000000 jump host-zone-forward\n" } else { "" };
         let _ = writeln!(
             s,
-            "\tchain forward {{\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tct state established,related accept\n\t\tct state invalid drop\n\t\tmeta mark & 0xffff0000 vmap @guest-out\n\t\tmeta mark & 0x0000ffff vmap @guest-in\n\t}}"
+            "\tchain forward {{\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tct state established,related accept\n\t\tct state invalid drop\n\t\tmeta mark & 0xffff0000 vmap @guest-out\n{host_fwd}\t\tmeta mark & 0x00007fff vmap @guest-in\n\t}}"
         );
         for (name, chain) in &self.chains {
             let _ = writeln!(s, "\tchain {name} {{");

@@ -1,6 +1,7 @@
 //! Walking the compiled ruleset for one new connection's first packet: which chains it passes,
 //! which rule decides and why. The walk follows the base chains of [`Ruleset::to_nft`]: a
-//! guest's outbound chain, then the destination guest's inbound chain or the host zone.
+//! guest's outbound chain, then the destination guest's inbound chain, the host zone's inbound
+//! chain, or for routed traffic its forward chain.
 
 use std::net::IpAddr;
 
@@ -13,18 +14,22 @@ use crate::ir::{Action, Family, Match, Ruleset};
 pub enum Endpoint {
     /// This node itself.
     Host,
-    /// Anything beyond the node (another bridge port, the uplink).
+    /// Anything on the guests' bridge beyond the node (another bridge port, the uplink).
     Outside,
+    /// Another network the node routes to or from (the packet is forwarded by the host's IP
+    /// stack, not bridged): the host zone's FORWARD rules apply.
+    Routed,
     /// A guest NIC: VMID and NIC index.
     Guest { vmid: u32, index: u32 },
 }
 
 impl Endpoint {
-    /// `host`, `outside`, `vm100`, `ct100`, `100`, optionally with `/netN` (default net0).
+    /// `host`, `outside`, `routed`, `vm100`, `ct100`, `100`, optionally with `/netN` (default net0).
     pub fn parse(s: &str) -> Option<Endpoint> {
         match s {
             "host" => return Some(Endpoint::Host),
             "outside" => return Some(Endpoint::Outside),
+            "routed" => return Some(Endpoint::Routed),
             _ => {}
         }
         let (id, nic) = match s.split_once('/') {
@@ -106,6 +111,12 @@ fn matches(rs: &Ruleset, m: &Match, p: &Packet) -> bool {
             let proto = if *f == Family::V4 { 1 } else { 58 };
             *f == fam && p.proto == proto && p.icmp.is_some_and(|(t, c)| t == *kind && code.is_none_or(|x| x == c))
         }
+        // The first packet of a TCP connection is a plain SYN.
+        Match::TcpFlags { mask, value } => p.proto == 6 && 0x02 & mask == *value,
+        // The first packet of a connection is within any rate.
+        Match::RateOver { .. } => false,
+        // Only the limited broadcast address: the simulator does not know the node's subnets.
+        Match::SourceBroadcast => p.source == IpAddr::from([255, 255, 255, 255]),
         Match::InIface(i) | Match::OutIface(i) => p.iface.as_deref() == Some(i.as_str()),
     }
 }
@@ -163,6 +174,16 @@ pub fn simulate(rs: &Ruleset, p: &Packet) -> Decision {
         && let Outcome::Final(v, why) = run(rs, &b.out_chain, p, &mut trace, 0)
     {
         return Decision { verdict: v, decided_by: why, trace };
+    }
+    if p.from == Endpoint::Routed || p.to == Endpoint::Routed {
+        // Routed: the host zone's FORWARD rules. A guest's inbound chain is not applied to
+        // traffic the node routes to it (it leaves through the bridge's local output path).
+        if rs.host_enabled
+            && let Outcome::Final(v, why) = run(rs, "host-zone-forward", p, &mut trace, 0)
+        {
+            return Decision { verdict: v, decided_by: why, trace };
+        }
+        return accept(trace, "routed: forward accepted");
     }
     if p.to == Endpoint::Host {
         if rs.host_enabled

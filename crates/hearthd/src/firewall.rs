@@ -203,8 +203,53 @@ fn compile(daemon: &Daemon, files: &Files) -> Result<Ruleset, ErrorReply> {
     hearth_fw::compile(&input(daemon, files)?).map_err(invalid)
 }
 
+/// One address of a `/proc/net/tcp{,6}` line: hex words in the kernel's byte order, then the
+/// port.
+fn proc_net_addr(field: &str) -> Option<(IpAddr, u16)> {
+    let (ip, port) = field.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let mut bytes = Vec::with_capacity(16);
+    for i in (0..ip.len()).step_by(8) {
+        bytes.extend(u32::from_str_radix(ip.get(i..i + 8)?, 16).ok()?.to_ne_bytes());
+    }
+    let ip = match bytes.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+        16 => {
+            let v6 = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?);
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        }
+        _ => return None,
+    };
+    Some((ip, port))
+}
+
+/// The node's open management connections (established TCP to a local port 22 or 8006) in
+/// hearthd's network namespace: (local address, local port, remote address, remote port).
+fn management_sessions() -> Vec<(IpAddr, u16, IpAddr, u16)> {
+    let mut out = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // State 01 is TCP_ESTABLISHED.
+            if f.len() < 4 || f[3] != "01" {
+                continue;
+            }
+            if let (Some((lip, lport)), Some((rip, rport))) = (proc_net_addr(f[1]), proc_net_addr(f[2]))
+                && MANAGEMENT.iter().any(|(p, _)| *p == lport)
+                && !rip.is_loopback()
+            {
+                out.push((lip, lport, rip, rport));
+            }
+        }
+    }
+    out
+}
+
 /// Refuses a ruleset under which the management ports would not answer: checked from every
-/// address of the `management` IP set, or from an arbitrary outside address without one.
+/// address of the `management` IP set (or an arbitrary outside address without one), and for
+/// each open SSH or API connection to the node, from its address to its port (a request over
+/// the Unix socket has no peer address of its own).
 fn lockout_check(rs: &Ruleset, files: &Files) -> Result<(), ErrorReply> {
     if !rs.host_enabled {
         return Ok(());
@@ -258,6 +303,86 @@ fn lockout_check(rs: &Ruleset, files: &Files) -> Result<(), ErrorReply> {
             }
         }
     }
+    for (local, lport, remote, rport) in management_sessions() {
+        let what = MANAGEMENT.iter().find(|(p, _)| *p == lport).map_or("management", |(_, w)| *w);
+        let d = hearth_fw::simulate(
+            rs,
+            &Packet {
+                from: Endpoint::Outside,
+                to: Endpoint::Host,
+                source: remote,
+                dest: local,
+                proto: 6,
+                sport: Some(rport),
+                dport: Some(lport),
+                icmp: None,
+                iface: None,
+            },
+        );
+        if d.verdict != Verdict::Accept {
+            return Err(err(
+                ErrorKind::Conflict,
+                format!(
+                    "this change would lock out management: the open {what} session from {remote} to tcp/{lport} could not connect again, it would be {} by {}; add an ACCEPT rule or the address to ipset management, or repeat with --force",
+                    d.verdict.as_str(),
+                    d.decided_by
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Host options that are conntrack sysctls of the node's network namespace.
+const CONNTRACK_SYSCTLS: &[&str] =
+    &["nf_conntrack_max", "nf_conntrack_tcp_timeout_established", "nf_conntrack_tcp_timeout_syn_recv"];
+
+fn sysctl_path(key: &str) -> PathBuf {
+    Path::new("/proc/sys/net/netfilter").join(key)
+}
+
+/// The conntrack sysctls the host options set explicitly (an unset option leaves the kernel's
+/// value alone), with their values.
+fn conntrack_settings(host: &FirewallConfig) -> Vec<(&'static str, String)> {
+    CONNTRACK_SYSCTLS.iter().filter_map(|k| host.options.get(*k).map(|v| (*k, v.trim().to_string()))).collect()
+}
+
+/// Refuses settings the kernel will not take in hearthd's network namespace: it lets only the
+/// initial namespace set `nf_conntrack_max` (the table size is global), so there a value other
+/// than the current one cannot be applied.
+fn check_sysctls(settings: &[(&'static str, String)]) -> Result<(), ErrorReply> {
+    for (key, value) in settings {
+        let path = sysctl_path(key);
+        let Ok(current) = std::fs::read_to_string(&path) else {
+            // Not there until nf_conntrack is loaded, which applying the ruleset does.
+            continue;
+        };
+        if current.trim() == value {
+            continue;
+        }
+        if let Err(e) = std::fs::OpenOptions::new().write(true).open(&path) {
+            return Err(err(
+                ErrorKind::Invalid,
+                format!(
+                    "{key}: the kernel does not let hearthd's network namespace set net.netfilter.{key} ({e}; only the initial namespace may); it stays {}: unset the option or set it to that value",
+                    current.trim()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the settings; the error names the first one the kernel refused.
+fn write_sysctls(settings: &[(&'static str, String)]) -> Result<(), ErrorReply> {
+    for (key, value) in settings {
+        let path = sysctl_path(key);
+        if std::fs::read_to_string(&path).is_ok_and(|c| c.trim() == value) {
+            continue;
+        }
+        std::fs::write(&path, format!("{value}\n"))
+            .map_err(|e| err(ErrorKind::Invalid, format!("{key}: cannot set net.netfilter.{key} to {value}: {e}")))?;
+    }
     Ok(())
 }
 
@@ -308,7 +433,8 @@ fn reload(daemon: &Daemon, full: bool) -> Result<(), ErrorReply> {
     }
     let files = Files::load(&daemon.root)?;
     let rs = compile(daemon, &files)?;
-    fw(daemon).apply(&rs, full)
+    fw(daemon).apply(&rs, full)?;
+    write_sysctls(&conntrack_settings(&files.host))
 }
 
 /// At start: a configured firewall is applied again and watched.
@@ -482,7 +608,10 @@ fn change(
     if !force && !matches!(scope, FirewallScope::Guest(_)) {
         lockout_check(&rs, &files)?;
     }
+    let sysctls = conntrack_settings(&files.host);
+    check_sysctls(&sysctls)?;
     fw(daemon).apply(&rs, false)?;
+    write_sysctls(&sysctls)?;
     std::fs::create_dir_all(dir(&daemon.root)).map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
     // The cluster file marks the firewall as configured.
     let cluster_path = file(&daemon.root, FirewallScope::Cluster);
@@ -777,7 +906,7 @@ pub fn handle(daemon: &Arc<Daemon>, request: FirewallRequest) -> Result<Payload,
             let rs = compile(daemon, &files)?;
             let ep = |k: &str, s: &str| {
                 Endpoint::parse(s).ok_or_else(|| {
-                    invalid(format!("{k}: expected host, outside, vmN, ctN or N (optionally /netN), got '{s}'"))
+                    invalid(format!("{k}: expected host, outside, routed, vmN, ctN or N (optionally /netN), got '{s}'"))
                 })
             };
             let ip =
@@ -881,4 +1010,22 @@ pub fn affects_guests(request: &hearth_proto::Request) -> bool {
             C::Create(_) | C::Set(_) | C::Destroy(_) | C::Restore(_) | C::Clone(_) | C::Start { .. } | C::Stop { .. }
         )
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap (STYLE.md).
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_tcp_addresses() {
+        let v4 = u32::from_ne_bytes([10, 7, 0, 254]);
+        assert_eq!(proc_net_addr(&format!("{v4:08X}:0016")), Some((IpAddr::from([10, 7, 0, 254]), 22)));
+        let words: String = [[0u8, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0xff, 0xff], [10, 7, 0, 1]]
+            .iter()
+            .map(|w| format!("{:08X}", u32::from_ne_bytes(*w)))
+            .collect();
+        assert_eq!(proc_net_addr(&format!("{words}:1F46")), Some((IpAddr::from([10, 7, 0, 1]), 8006)));
+        assert_eq!(proc_net_addr("nothex:0016"), None);
+    }
 }

@@ -750,6 +750,8 @@ pub fn destroy(
             crate::cloudinit::forget(&worker, vmid);
         }
         crate::sdn::guest_destroyed(&worker, vmid);
+        // The request's own refresh ran before this task removed the configuration.
+        crate::firewall::guests_changed(&worker);
         let mut warnings = 0;
         for volume in &owned {
             match storage::free_volume(&worker, volume) {

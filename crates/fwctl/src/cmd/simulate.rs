@@ -12,7 +12,8 @@ pub fn command() -> Command {
         .long_about(
             "Walk the compiled ruleset for the first packet of a new connection, as pve-firewall simulate \
              does: which chains it passes and which rule or policy decides. Endpoints are host, outside, \
-             vmN or ctN (optionally /netN for another NIC than net0).",
+             routed (another network the node routes to or from: the host's FORWARD rules), vmN or \
+             ctN (optionally /netN for another NIC than net0).",
         )
         .arg(option("from", "ENDPOINT", "Where the packet comes from").required(true))
         .arg(option("to", "ENDPOINT", "Where it goes").required(true))
