@@ -93,16 +93,10 @@ pub fn check_bridge(name: &str) -> Result<BridgeInfo, NetError> {
     })
 }
 
-/// A kernel interface name: 1..=15 bytes, no `/`, `:`, whitespace or NUL, not `.`/`..`, and
-/// (for argv safety) not starting with `-`.
+/// A kernel interface name, as hearth-net accepts it: 1..=15 bytes, no `/`, `:`, whitespace or
+/// NUL, not `.`/`..`, not starting with `-`.
 pub fn check_ifname(name: &str) -> Result<(), NetError> {
-    let ok = !name.is_empty()
-        && name.len() <= 15
-        && name != "."
-        && name != ".."
-        && !name.starts_with('-')
-        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
-    if ok { Ok(()) } else { Err(NetError::Invalid { what: "interface name", value: name.to_owned() }) }
+    Ok(hearth_net::check_ifname(name)?)
 }
 
 /// A unicast MAC address `xx:xx:xx:xx:xx:xx`.
