@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    AfSpecBridge, BridgeFlag, BridgeStpState, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBond, InfoBridge, InfoBridgePort, InfoData,
-    InfoKind, InfoPortData, InfoPortKind, InfoVeth, InfoVlan, InfoVxlan, LinkAttribute, LinkExtentMask, LinkFlags,
-    LinkInfo, LinkMessage, State,
+    AfSpecBridge, BridgeFlag, BridgeStpState, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBond, InfoBridge,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, InfoVlan, InfoVxlan, LinkAttribute,
+    LinkExtentMask, LinkFlags, LinkInfo, LinkMessage, State,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -841,7 +841,13 @@ impl Netlink {
             format!(
                 "{} VLAN {list}{}",
                 if add { "add" } else { "delete" },
-                if pvid_untagged { " pvid untagged" } else if on_self { " self" } else { "" }
+                if pvid_untagged {
+                    " pvid untagged"
+                } else if on_self {
+                    " self"
+                } else {
+                    ""
+                }
             )
         })
     }
