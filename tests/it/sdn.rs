@@ -384,11 +384,29 @@ fn bad_sdn_input_is_refused_and_changes_nothing() {
     assert_eq!(json(&daemon, "netctl", &["sdn", "zone", "list", "--running"]), serde_json::json!([]));
 }
 
+/// Whether this kernel makes 802.1Q VLAN devices, tried in the namespace: a VLAN link on
+/// `parent` is made and removed again.
+fn kernel_has_vlans(ns: &Netns, parent: &str) -> bool {
+    let made = Command::new("ip")
+        .args(["-n", &ns.0, "link", "add", "link", parent, "name", "vprobe", "type", "vlan", "id", "99"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if made {
+        ns.ip(&["link", "del", "vprobe"]);
+    }
+    made
+}
+
+/// A vlan zone's VNet takes its tag on the zone's bridge as `<bridge>.<tag>`. The development
+/// and CI kernel has no VLAN devices: there the apply refuses, saying so, and leaves nothing;
+/// on a kernel with them the tagged port is in the VNet bridge. The whole path with traffic,
+/// on a VLAN-aware bridge, is checked in the test host (testhost_net.sh).
 #[test]
 fn a_vlan_zone_tags_on_its_bridge_or_says_the_kernel_lacks_vlans() {
     require_tools();
     let host = Netns::new("v");
     host.ip(&["link", "add", "vmbr0", "type", "bridge"]);
+    let vlans = kernel_has_vlans(&host, "vmbr0");
     let daemon = HearthdProcess::start_in_netns(&host.0, "test");
     netctl(&daemon, &["zone", "add", "zv", "--type", "vlan", "--bridge", "vmbr0"]);
     assert!(netctl_fails(&daemon, &["vnet", "add", "v10", "--zone", "zv"]).contains("VNets of a vlan zone need a tag"));
@@ -397,16 +415,18 @@ fn a_vlan_zone_tags_on_its_bridge_or_says_the_kernel_lacks_vlans() {
     );
     netctl(&daemon, &["vnet", "add", "v10", "--zone", "zv", "--tag", "10"]);
     let (code, out, err) = run(&daemon, "netctl", &["sdn", "apply", "--confirm-timeout", "0"]);
-    if code == 0 {
-        // A kernel with 802.1Q: the tagged port vmbr0.10 is in the VNet bridge.
+    if vlans {
+        assert_eq!(code, 0, "{out}{err}");
         let port = host.ip(&["-d", "link", "show", "vmbr0.10"]);
         assert!(port.contains("vlan protocol 802.1Q id 10") && port.contains("master v10"), "{port}");
     } else {
-        // This machine's kernel has no VLAN devices: the apply says so and leaves nothing.
         assert_eq!(code, 1, "{out}{err}");
         assert!(err.contains("vmbr0.10") && err.contains("lacks 802.1Q VLAN devices"), "{err}");
         assert!(!host.has_link("v10") && !host.has_link("vmbr0.10"));
         assert_eq!(json(&daemon, "netctl", &["sdn", "vnet", "list", "--running"]), serde_json::json!([]));
+        // The configuration stays pending, to apply on a kernel that has VLANs.
+        let pending = json(&daemon, "netctl", &["sdn", "vnet", "list"]);
+        assert!(pending.to_string().contains("\"v10\""), "{pending}");
     }
 }
 

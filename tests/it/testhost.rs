@@ -84,6 +84,11 @@ fn vlans_vlan_aware_bridges_and_bonds_carry_traffic_in_the_test_host() {
         "bond-active-backup:ok",
         "bond-failover:ok",
         "bond-balance-rr:ok",
+        "sdn-vlan-apply:ok",
+        "sdn-vlan-tag-across-uplink:ok",
+        "sdn-vlan-other-tag:ok",
+        "sdn-vlanaware-vnet:ok",
+        "sdn-vlan-vnet-removed:ok",
     ];
     assert_eq!(checks, expected, "{}", out.describe());
     out.assert_success();

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    AfSpecBridge, BridgeStpState, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBond, InfoBridge, InfoBridgePort, InfoData,
-    InfoKind, InfoPortData, InfoPortKind, InfoVeth, InfoVlan, InfoVxlan, LinkAttribute, LinkExtentMask, LinkFlags,
-    LinkInfo, LinkMessage, State,
+    AfSpecBridge, BridgeFlag, BridgeStpState, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBond, InfoBridge,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, InfoVlan, InfoVxlan, LinkAttribute,
+    LinkExtentMask, LinkFlags, LinkInfo, LinkMessage, State,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -789,20 +789,48 @@ impl Netlink {
     /// Adds VLANs to the bridge port `port` (`bridge vlan add dev PORT vid A-B [pvid untagged]`).
     /// `pvid_untagged` makes each (single) VLAN the port's untagged PVID.
     pub fn bridge_vlan_add(&mut self, port: &str, vlans: &[VlanRange], pvid_untagged: bool) -> Result<(), NetError> {
-        self.bridge_vlan(port, vlans, pvid_untagged, true)
+        self.bridge_vlan(port, vlans, pvid_untagged, true, false)
     }
 
     /// Removes VLANs from the bridge port `port` (`bridge vlan del dev PORT vid A-B`).
     pub fn bridge_vlan_del(&mut self, port: &str, vlans: &[VlanRange]) -> Result<(), NetError> {
-        self.bridge_vlan(port, vlans, false, false)
+        self.bridge_vlan(port, vlans, false, false, false)
     }
 
-    fn bridge_vlan(&mut self, port: &str, vlans: &[VlanRange], pvid_untagged: bool, add: bool) -> Result<(), NetError> {
+    /// Adds VLANs, tagged, to a VLAN-aware bridge's own port, the one its upper devices (such
+    /// as a VLAN device `BRIDGE.TAG`) send and receive through (`bridge vlan add dev BRIDGE vid
+    /// A-B self`).
+    pub fn bridge_self_vlan_add(&mut self, bridge: &str, vlans: &[VlanRange]) -> Result<(), NetError> {
+        self.bridge_vlan(bridge, vlans, false, true, true)
+    }
+
+    /// Removes VLANs from a bridge's own port (`bridge vlan del dev BRIDGE vid A-B self`).
+    pub fn bridge_self_vlan_del(&mut self, bridge: &str, vlans: &[VlanRange]) -> Result<(), NetError> {
+        self.bridge_vlan(bridge, vlans, false, false, true)
+    }
+
+    fn bridge_vlan(
+        &mut self,
+        port: &str,
+        vlans: &[VlanRange],
+        pvid_untagged: bool,
+        add: bool,
+        on_self: bool,
+    ) -> Result<(), NetError> {
         if vlans.is_empty() {
             return Ok(());
         }
         let index = self.index_of(port)?;
-        let message = bridge_vlan_message(index, vlans, pvid_untagged);
+        let mut message = bridge_vlan_message(index, vlans, pvid_untagged);
+        if on_self {
+            // IFLA_BRIDGE_FLAGS = BRIDGE_FLAGS_SELF: the bridge device's own VLANs, not those
+            // of a port of its master.
+            for attr in &mut message.attributes {
+                if let LinkAttribute::AfSpecBridge(spec) = attr {
+                    spec.insert(0, AfSpecBridge::Flags(BridgeFlag::LowerDev));
+                }
+            }
+        }
         let result = if add {
             self.request(RouteNetlinkMessage::SetLink(message), 0)
         } else {
@@ -813,7 +841,13 @@ impl Netlink {
             format!(
                 "{} VLAN {list}{}",
                 if add { "add" } else { "delete" },
-                if pvid_untagged { " pvid untagged" } else { "" }
+                if pvid_untagged {
+                    " pvid untagged"
+                } else if on_self {
+                    " self"
+                } else {
+                    ""
+                }
             )
         })
     }

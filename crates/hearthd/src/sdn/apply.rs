@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hearth_core::sdn::{self, DhcpZone, IpamEntry, NodePlan, VnetBridge};
-use hearth_net::{BridgeOptions, IpCidr, NetError, Netlink, VlanProtocol, VxlanOptions};
+use hearth_net::{BridgeOptions, IpCidr, NetError, Netlink, VlanProtocol, VlanRange, VxlanOptions};
 
 fn tool(name: &str) -> Result<PathBuf, String> {
     ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
@@ -268,13 +268,20 @@ fn build_bridge(nl: &mut Netlink, b: &VnetBridge) -> Result<(), NetError> {
             nl.fdb_append(&vx.name, (*remote).into())?;
         }
         nl.set_master(&vx.name, Some(name))?;
+        vlanaware_port(nl, b, &vx.name)?;
         nl.set_up(&vx.name, true)?;
     }
     if let Some(vlan) = &b.vlan {
         let tag =
             u16::try_from(vlan.tag).map_err(|_| NetError::Invalid { what: "VLAN tag", value: vlan.tag.to_string() })?;
         nl.create_vlan(&vlan.name, &vlan.bridge, tag, VlanProtocol::Dot1Q)?;
+        // On a VLAN-aware bridge the tagged frames of `<bridge>.<tag>` pass the bridge's own
+        // port, which filters them like any port: the tag joins it, as ifupdown2 does it.
+        if vlan_filtering(nl, &vlan.bridge) {
+            nl.bridge_self_vlan_add(&vlan.bridge, &[VlanRange::single(tag)?])?;
+        }
         nl.set_master(&vlan.name, Some(name))?;
+        vlanaware_port(nl, b, &vlan.name)?;
         nl.set_up(&vlan.name, true)?;
     }
     if let Some(mtu) = b.mtu {
@@ -284,6 +291,20 @@ fn build_bridge(nl: &mut Netlink, b: &VnetBridge) -> Result<(), NetError> {
         nl.add_address(name, IpCidr { addr: (*ip).into(), prefix: *prefix })?;
     }
     nl.set_up(name, true)
+}
+
+/// The SDN port of a VLAN-aware VNet carries the guests' own VLANs, tagged inside the VNet's
+/// (`bridge-vids 2-4094`, as Proxmox writes it for a `vlanaware` VNet).
+fn vlanaware_port(nl: &mut Netlink, b: &VnetBridge, port: &str) -> Result<(), NetError> {
+    if b.vlanaware {
+        nl.bridge_vlan_add(port, &[VlanRange::new(2, 4094)?], false)?;
+    }
+    Ok(())
+}
+
+/// Whether `bridge` is a bridge with VLAN filtering on.
+fn vlan_filtering(nl: &mut Netlink, bridge: &str) -> bool {
+    nl.find_link(bridge).ok().flatten().and_then(|l| l.bridge).is_some_and(|b| b.vlan_filtering)
 }
 
 /// Whether `a` can become `b` without making the bridge again: the same SDN ports and VLAN mode.
@@ -333,6 +354,14 @@ fn replug(bridge: &str, ports: &[String]) {
 /// Removes a VNet bridge and the ports SDN made for it; what is already gone is no error.
 fn delete_bridge(b: &VnetBridge) {
     let Ok(mut nl) = netlink() else { return };
+    if let Some(vlan) = &b.vlan
+        && nl.exists(&vlan.name).unwrap_or(false)
+        && vlan_filtering(&mut nl, &vlan.bridge)
+        && let Some(tag) = u16::try_from(vlan.tag).ok().and_then(|t| VlanRange::single(t).ok())
+        && let Err(e) = nl.bridge_self_vlan_del(&vlan.bridge, &[tag])
+    {
+        tracing::warn!("removing VLAN {} from {}: {e}", vlan.tag, vlan.bridge);
+    }
     let ports = b.vxlan.as_ref().map(|v| v.name.clone()).into_iter().chain(b.vlan.as_ref().map(|v| v.name.clone()));
     for link in ports.chain(std::iter::once(b.name.clone())) {
         if nl.exists(&link).unwrap_or(false)
