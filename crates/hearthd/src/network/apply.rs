@@ -324,6 +324,24 @@ pub fn plan(kernel: &Kernel, old: &NetworkConfig, new: &NetworkConfig) -> Result
     let mut master: BTreeMap<String, Option<String>> =
         kernel.links.values().map(|l| (l.name.clone(), l.master.clone())).collect();
 
+    // What comes up: `auto` interfaces and, as ifupdown2 brings up what they stand on, the
+    // ports, slaves and raw devices below them that the configuration has.
+    let mut up_wanted: BTreeSet<String> =
+        new.ifaces.values().filter(|i| i.autostart).map(|i| i.iface.clone()).collect();
+    loop {
+        let below: Vec<String> = new
+            .ifaces
+            .values()
+            .filter(|i| up_wanted.contains(&i.iface))
+            .flat_map(|i| i.bridge_ports.iter().chain(&i.slaves).cloned().chain(vlan_parts(i).map(|(dev, _)| dev)))
+            .filter(|name| new.ifaces.contains_key(name) && !up_wanted.contains(name))
+            .collect();
+        if below.is_empty() {
+            break;
+        }
+        up_wanted.extend(below);
+    }
+
     // Interfaces the new configuration drops.
     for (name, i) in &old.ifaces {
         if new.ifaces.contains_key(name) || !managed(i) {
@@ -533,7 +551,7 @@ pub fn plan(kernel: &Kernel, old: &NetworkConfig, new: &NetworkConfig) -> Result
         }
 
         // Up.
-        if i.autostart && !live.is_some_and(|l| l.up) {
+        if up_wanted.contains(name) && !live.is_some_and(|l| l.up) {
             step(Op::Up { name: name.clone(), up: true }, vec![Op::Up { name: name.clone(), up: false }]);
         }
     }
@@ -826,5 +844,24 @@ mod tests {
         assert_eq!(ops(&steps), ["delete vmbr1", "create bridge vmbr1", "attach tap100i0 to vmbr1", "set vmbr1 up"]);
         assert!(steps[0].undo.contains(&Op::CreateVlan { name: "vmbr1".into(), parent: "eno1".into(), id: 9 }));
         assert!(steps[0].undo.contains(&Op::Master { name: "tap100i0".into(), master: Some("vmbr1".into()) }));
+    }
+
+    #[test]
+    fn the_ports_of_an_auto_bridge_come_up_with_it() {
+        // eno1 has a stanza but no `auto` line, as Proxmox writes a bridge's NIC: it comes up
+        // because the bridge stands on it; eno2, configured but used by nothing, stays down.
+        let mut eno1 = link(2, "eno1", LinkKind::Device, None);
+        eno1.up = false;
+        let mut eno2 = link(3, "eno2", LinkKind::Device, None);
+        eno2.up = false;
+        let k = kernel(vec![eno1, eno2]);
+        let new = config(
+            "iface eno1 inet manual\n\niface eno2 inet manual\n\n\
+             auto vmbr0\niface vmbr0 inet manual\n\tbridge-ports eno1\n\tbridge-stp off\n\tbridge-fd 0\n",
+        );
+        let steps = plan(&k, &NetworkConfig::default(), &new).unwrap();
+        let ops = ops(&steps);
+        assert!(ops.contains(&"set eno1 up".to_owned()), "{ops:?}");
+        assert!(!ops.iter().any(|o| o.contains("eno2")), "{ops:?}");
     }
 }
