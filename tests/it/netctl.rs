@@ -537,7 +537,16 @@ fn containers_on_a_netctl_bridge_reach_each_other_and_not_another_bridge() {
             exec(&daemon, listener, &["sh", "-c", "nc -l -p 7000 > /tmp/got 2>&1 </dev/null & echo started"]);
         assert_eq!(code, 0, "{err}");
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Port 7000 (0x1B58) in LISTEN (0A) in each listener, however slow the machine.
+    for listener in [&b, &c] {
+        wait_until("the listener", || {
+            let (_, tables, _) = exec(&daemon, listener, &["cat", "/proc/net/tcp", "/proc/net/tcp6"]);
+            tables.lines().any(|l| {
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                fields.len() > 3 && fields[1].ends_with(":1B58") && fields[3] == "0A"
+            })
+        });
+    }
     assert!(tcp_reaches(&daemon, &a, "10.97.0.2"), "a reaches b on the same bridge");
     wait_until("b to receive", || exec(&daemon, &b, &["cat", "/tmp/got"]).1.contains("hearth"));
     assert!(!tcp_reaches(&daemon, &a, "10.97.0.3"), "a does not reach c on another bridge");

@@ -325,7 +325,8 @@ pub fn plan(kernel: &Kernel, old: &NetworkConfig, new: &NetworkConfig) -> Result
         kernel.links.values().map(|l| (l.name.clone(), l.master.clone())).collect();
 
     // What comes up: `auto` interfaces and, as ifupdown2 brings up what they stand on, the
-    // ports, slaves and raw devices below them that the configuration has.
+    // bridge ports and VLAN raw devices below them that the configuration has. A bond's slaves
+    // are not among them: they must be down to be enslaved, and the bond brings them up.
     let mut up_wanted: BTreeSet<String> =
         new.ifaces.values().filter(|i| i.autostart).map(|i| i.iface.clone()).collect();
     loop {
@@ -333,7 +334,7 @@ pub fn plan(kernel: &Kernel, old: &NetworkConfig, new: &NetworkConfig) -> Result
             .ifaces
             .values()
             .filter(|i| up_wanted.contains(&i.iface))
-            .flat_map(|i| i.bridge_ports.iter().chain(&i.slaves).cloned().chain(vlan_parts(i).map(|(dev, _)| dev)))
+            .flat_map(|i| i.bridge_ports.iter().cloned().chain(vlan_parts(i).map(|(dev, _)| dev)))
             .filter(|name| new.ifaces.contains_key(name) && !up_wanted.contains(name))
             .collect();
         if below.is_empty() {
@@ -860,8 +861,20 @@ mod tests {
              auto vmbr0\niface vmbr0 inet manual\n\tbridge-ports eno1\n\tbridge-stp off\n\tbridge-fd 0\n",
         );
         let steps = plan(&k, &NetworkConfig::default(), &new).unwrap();
-        let ops = ops(&steps);
-        assert!(ops.contains(&"set eno1 up".to_owned()), "{ops:?}");
-        assert!(!ops.iter().any(|o| o.contains("eno2")), "{ops:?}");
+        let planned = ops(&steps);
+        assert!(planned.contains(&"set eno1 up".to_owned()), "{planned:?}");
+        assert!(!planned.iter().any(|o| o.contains("eno2")), "{planned:?}");
+        // A bond's slaves with stanzas of their own stay down until the bond takes them.
+        let mut eno1 = link(2, "eno1", LinkKind::Device, None);
+        eno1.up = false;
+        let k = kernel(vec![eno1]);
+        let new = config(
+            "iface eno1 inet manual\n\n\
+             auto bond0\niface bond0 inet manual\n\tbond-slaves eno1\n\tbond-mode active-backup\n\tbond-miimon 100\n",
+        );
+        assert_eq!(
+            ops(&plan(&k, &NetworkConfig::default(), &new).unwrap()),
+            ["create bond bond0 (active-backup)", "attach eno1 to bond0", "set bond0 up"]
+        );
     }
 }
