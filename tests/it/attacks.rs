@@ -13,7 +13,7 @@ use crate::{UnixUser, json, ok};
 
 /// Container ids unique to this test process.
 fn ctid(n: u32) -> String {
-    (30_000 + (std::process::id() % 50_000) * 10 + n).to_string()
+    crate::ct::ctid(85 + n)
 }
 
 fn stderr(out: &Output) -> String {

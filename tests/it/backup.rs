@@ -177,7 +177,7 @@ fn a_backup_listing_holds_the_archive_and_none_of_its_side_files() {
 
 /// Container ids unique to this test process, so cgroups of parallel tests differ.
 pub(crate) fn ctid(n: u32) -> String {
-    (20_000 + (std::process::id() % 50_000) * 10 + n).to_string()
+    crate::ct::ctid(70 + n)
 }
 
 /// Everything about a file the archive must keep, keyed by its path in the tree.

@@ -14,7 +14,10 @@ use crate::{json, ok, run, template, vmid};
 
 /// Container ids unique to this test process, so veths and cgroups of parallel tests differ.
 pub(crate) fn ctid(n: u32) -> String {
-    (10_000 + (std::process::id() % 50_000) * 10 + n).to_string()
+    // 100 ids a process (each test runs in a process of its own): the ids, and with them the
+    // cgroups, of tests running side by side never meet.
+    assert!(n < 100, "ctid({n}): a test process has ids 0 to 99");
+    (10_000 + (std::process::id() % 90_000) * 100 + n).to_string()
 }
 
 pub(crate) fn create(daemon: &HearthdProcess, id: &str, extra: &[&str]) {
