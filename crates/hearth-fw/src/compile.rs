@@ -601,42 +601,24 @@ impl<'a> Compiler<'a> {
                 "protection_synflood",
             ));
         }
-        zin.push(Self::simple(Vec::new(), Action::Jump("host-in".into()), "host rules"));
-        zin.push(Self::simple(Vec::new(), Action::Jump("cluster-in".into()), "cluster rules"));
-        zin.push(Self::policy_rule(
-            dc.option(Level::Cluster, "policy_in").unwrap_or("DROP"),
-            Action::Accept,
-            "host-zone-in",
-            0,
-            host.option(Level::Host, "log_level_in"),
-        ));
-        self.rs.chains.insert("host-zone-in".into(), Chain { rules: zin });
-        let zout = vec![
-            Self::simple(Vec::new(), Action::Jump("host-out".into()), "host rules"),
-            Self::simple(Vec::new(), Action::Jump("cluster-out".into()), "cluster rules"),
-            Self::policy_rule(
-                dc.option(Level::Cluster, "policy_out").unwrap_or("ACCEPT"),
+        // Each direction ends the same way: host rules, cluster rules, then the cluster's
+        // policy. FORWARD is traffic the node routes (not bridged); its policy is ACCEPT or DROP.
+        for (dir, chain, mut rules, default) in [
+            ("in", "host-zone-in", zin, "DROP"),
+            ("out", "host-zone-out", Vec::new(), "ACCEPT"),
+            ("forward", "host-zone-forward", Vec::new(), "ACCEPT"),
+        ] {
+            rules.push(Self::simple(Vec::new(), Action::Jump(format!("host-{dir}")), "host rules"));
+            rules.push(Self::simple(Vec::new(), Action::Jump(format!("cluster-{dir}")), "cluster rules"));
+            rules.push(Self::policy_rule(
+                dc.option(Level::Cluster, &format!("policy_{dir}")).unwrap_or(default),
                 Action::Accept,
-                "host-zone-out",
+                chain,
                 0,
-                host.option(Level::Host, "log_level_out"),
-            ),
-        ];
-        self.rs.chains.insert("host-zone-out".into(), Chain { rules: zout });
-        // Traffic the node routes (not bridged): host FORWARD rules, cluster FORWARD rules, then
-        // `policy_forward` (ACCEPT or DROP).
-        let zfwd = vec![
-            Self::simple(Vec::new(), Action::Jump("host-forward".into()), "host rules"),
-            Self::simple(Vec::new(), Action::Jump("cluster-forward".into()), "cluster rules"),
-            Self::policy_rule(
-                dc.option(Level::Cluster, "policy_forward").unwrap_or("ACCEPT"),
-                Action::Accept,
-                "host-zone-forward",
-                0,
-                host.option(Level::Host, "log_level_forward"),
-            ),
-        ];
-        self.rs.chains.insert("host-zone-forward".into(), Chain { rules: zfwd });
+                host.option(Level::Host, &format!("log_level_{dir}")),
+            ));
+            self.rs.chains.insert(chain.into(), Chain { rules });
+        }
         Ok(())
     }
 
