@@ -270,6 +270,33 @@ fn lockout_check(rs: &Ruleset, files: &Files) -> Result<(), ErrorReply> {
     if sources.is_empty() {
         sources.push(IpAddr::from([203, 0, 113, 1]));
     }
+    // A new TCP connection from `source:sport` to `dest:dport` must still be accepted;
+    // `connection` says which one in the refusal.
+    let must_pass = |source: IpAddr, dest: IpAddr, sport: u16, dport: u16, connection: String| {
+        let packet = Packet {
+            from: Endpoint::Outside,
+            to: Endpoint::Host,
+            source,
+            dest,
+            proto: 6,
+            sport: Some(sport),
+            dport: Some(dport),
+            icmp: None,
+            iface: None,
+        };
+        let d = hearth_fw::simulate(rs, &packet);
+        if d.verdict == Verdict::Accept {
+            return Ok(());
+        }
+        Err(err(
+            ErrorKind::Conflict,
+            format!(
+                "this change would lock out management: {connection} would be {} by {}; add an ACCEPT rule or the address to ipset management, or repeat with --force",
+                d.verdict.as_str(),
+                d.decided_by
+            ),
+        ))
+    };
     for src in sources {
         for (port, what) in MANAGEMENT {
             let dest = if src.is_ipv4() {
@@ -277,58 +304,18 @@ fn lockout_check(rs: &Ruleset, files: &Files) -> Result<(), ErrorReply> {
             } else {
                 "2001:db8::1".parse().expect("a valid address")
             };
-            let d = hearth_fw::simulate(
-                rs,
-                &Packet {
-                    from: Endpoint::Outside,
-                    to: Endpoint::Host,
-                    source: src,
-                    dest,
-                    proto: 6,
-                    sport: Some(50000),
-                    dport: Some(*port),
-                    icmp: None,
-                    iface: None,
-                },
-            );
-            if d.verdict != Verdict::Accept {
-                return Err(err(
-                    ErrorKind::Conflict,
-                    format!(
-                        "this change would lock out management: tcp/{port} ({what}) from {src} would be {} by {}; add an ACCEPT rule or the address to ipset management, or repeat with --force",
-                        d.verdict.as_str(),
-                        d.decided_by
-                    ),
-                ));
-            }
+            must_pass(src, dest, 50000, *port, format!("tcp/{port} ({what}) from {src}"))?;
         }
     }
     for (local, lport, remote, rport) in management_sessions() {
         let what = MANAGEMENT.iter().find(|(p, _)| *p == lport).map_or("management", |(_, w)| *w);
-        let d = hearth_fw::simulate(
-            rs,
-            &Packet {
-                from: Endpoint::Outside,
-                to: Endpoint::Host,
-                source: remote,
-                dest: local,
-                proto: 6,
-                sport: Some(rport),
-                dport: Some(lport),
-                icmp: None,
-                iface: None,
-            },
-        );
-        if d.verdict != Verdict::Accept {
-            return Err(err(
-                ErrorKind::Conflict,
-                format!(
-                    "this change would lock out management: the open {what} session from {remote} to tcp/{lport} could not connect again, it would be {} by {}; add an ACCEPT rule or the address to ipset management, or repeat with --force",
-                    d.verdict.as_str(),
-                    d.decided_by
-                ),
-            ));
-        }
+        must_pass(
+            remote,
+            local,
+            rport,
+            lport,
+            format!("the open {what} session from {remote} to tcp/{lport} could not connect again, it"),
+        )?;
     }
     Ok(())
 }
