@@ -521,3 +521,32 @@ fn a_containers_firewalled_nic_filters_real_traffic() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn guest_rules_need_network_rights_on_that_guest_and_host_rules_sys_modify() {
+    let (_net, daemon) = setup();
+    ok(&daemon, "vmctl", &["create", "101", "--memory", "64", "--kvm", "0"]);
+    let user = crate::UnixUser::new("fw");
+    ok(&daemon, "userctl", &["user", "add", &user.userid()]);
+    let add = ["rules", "add", "--type", "in", "--action", "ACCEPT", "--macro", "SSH"];
+    let as_user = |args: &[&str]| {
+        let out = user.run(&daemon, "fwctl", args);
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let rules_of = |vm: &str| json(&daemon, "fwctl", &["vm", vm, "rules", "list"]);
+    // No ACL: nothing, not even reading.
+    assert_eq!(as_user(&["vm", "100", "rules", "list"]).0, Some(1));
+    // PVEVMAdmin on /vms/100: VM.Config.Network there, and nowhere else.
+    ok(&daemon, "userctl", &["acl", "modify", "/vms/100", "--roles", "PVEVMAdmin", "--users", &user.userid()]);
+    let (code, err) = as_user(&[&["vm", "100"][..], &add].concat());
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(rules_of("100").as_array().map(Vec::len), Some(1));
+    let before = rules_of("101");
+    for scope in [&["vm", "101"][..], &["host"], &["cluster"]] {
+        let (code, err) = as_user(&[scope, &add].concat());
+        assert_eq!(code, Some(1), "{scope:?}");
+        assert!(err.contains("VM.Config.Network") || err.contains("Sys.Modify"), "{scope:?}: {err}");
+    }
+    assert_eq!(rules_of("101"), before, "a refused edit changes nothing");
+    assert_eq!(json(&daemon, "fwctl", &["host", "rules", "list"]).as_array().map(Vec::len), Some(0));
+}
