@@ -36,7 +36,9 @@ exit 7
     // A directory of this machine the guest sees read-only, and one it may write through an
     // overlay; neither changes on the host.
     let target = hearth_test::fixtures::dir().parent().unwrap().to_owned();
-    let shared = tempfile::tempdir_in(&target).unwrap();
+    // Not below target/: a checkout under /tmp, /var, /home… lies in one of the guest's own
+    // overlays, where writes succeed (and vanish). /root is shared as it is.
+    let shared = tempfile::tempdir_in("/root").unwrap();
     let overlaid = tempfile::tempdir_in(&target).unwrap();
     let out = TestHost::new()
         .writable(overlaid.path())
